@@ -1,0 +1,322 @@
+//! The typed syntax tree of one `.pipeline` file. Every node carries the
+//! [`Span`] of the source it came from, so any later stage can point at it.
+
+use std::fmt;
+
+/// A byte range in the source text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    pub fn new(start: usize, end: usize) -> Self {
+        Span { start, end }
+    }
+    /// The smallest span covering both.
+    pub fn to(self, other: Span) -> Span {
+        Span::new(self.start.min(other.start), self.end.max(other.end))
+    }
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+}
+
+impl From<Span> for miette::SourceSpan {
+    fn from(s: Span) -> Self {
+        (s.start, s.len()).into()
+    }
+}
+
+/// A name as written, with where it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ident {
+    pub name: String,
+    pub span: Span,
+}
+
+impl fmt::Display for Ident {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// A parsed file: its items in source order, grouped by kind.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Module {
+    pub pipeline: Vec<PipelineDecl>,
+    pub vars: Vec<VarDecl>,
+    pub plugins: Vec<PluginDecl>,
+    pub credentials: Vec<CredentialsDecl>,
+    pub flows: Vec<FlowBlock>,
+    pub environments: Vec<EnvironmentDecl>,
+    pub resources: Vec<ResourceDecl>,
+    pub outputs: Vec<OutputDecl>,
+}
+
+/// `pipeline "name"`
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineDecl {
+    pub name: String,
+    pub name_span: Span,
+    pub span: Span,
+}
+
+/// The declared type of a `var`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VarType {
+    String,
+    Number,
+    Bool,
+    List,
+    Map,
+    Any,
+}
+
+impl VarType {
+    pub const ALL: [(&'static str, VarType); 6] = [
+        ("string", VarType::String),
+        ("number", VarType::Number),
+        ("bool", VarType::Bool),
+        ("list", VarType::List),
+        ("map", VarType::Map),
+        ("any", VarType::Any),
+    ];
+    pub fn name(self) -> &'static str {
+        VarType::ALL.iter().find(|(_, t)| *t == self).map(|(n, _)| *n).unwrap_or("any")
+    }
+}
+
+/// `var name: type = default`
+#[derive(Debug, Clone, PartialEq)]
+pub struct VarDecl {
+    pub name: Ident,
+    pub ty: VarType,
+    pub ty_span: Option<Span>,
+    pub default: Option<Expr>,
+    pub span: Span,
+}
+
+/// What a plugin is for; decides which WIT world its component must export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    Provisioner,
+    Credentials,
+    Policy,
+}
+
+impl PluginKind {
+    pub const ALL: [(&'static str, PluginKind); 3] = [
+        ("provisioner", PluginKind::Provisioner),
+        ("credentials", PluginKind::Credentials),
+        ("policy", PluginKind::Policy),
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            PluginKind::Provisioner => "provisioner",
+            PluginKind::Credentials => "credentials",
+            PluginKind::Policy => "policy",
+        }
+    }
+}
+
+/// `key = expr` inside a block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attribute {
+    pub key: Ident,
+    pub value: Expr,
+}
+
+/// `plugin name { kind = .. source = .. config {..} allow {..} limits {..} }`
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginDecl {
+    pub name: Ident,
+    pub kind: Option<(PluginKind, Span)>,
+    pub source: Option<Expr>,
+    /// The `config { }` block, as a map expression.
+    pub config: Option<Expr>,
+    pub allow: AllowBlock,
+    pub limits: LimitsBlock,
+    pub span: Span,
+}
+
+/// `allow { http = [..] fs = [..] env = [..] }`: what the sandbox may touch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AllowBlock {
+    pub http: Option<Expr>,
+    pub fs: Option<Expr>,
+    pub env: Option<Expr>,
+}
+
+/// `limits { memory_mb = .. timeout_s = .. }`
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LimitsBlock {
+    pub memory_mb: Option<Expr>,
+    pub timeout_s: Option<Expr>,
+}
+
+/// `credentials <provisioner> { resolver = <plugin> config { .. } }`
+#[derive(Debug, Clone, PartialEq)]
+pub struct CredentialsDecl {
+    pub provisioner: Ident,
+    pub resolver: Option<Ident>,
+    pub config: Option<Expr>,
+    pub span: Span,
+}
+
+/// `flow { refresh = .. preview = .. pause_before_apply = .. }`
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlowBlock {
+    pub refresh: Option<Expr>,
+    pub preview: Option<Expr>,
+    pub pause_before_apply: Option<Expr>,
+    pub span: Span,
+}
+
+/// `environment name { after = .. approval = .. vars {..} flow {..} credentials p {..} }`
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvironmentDecl {
+    pub name: Ident,
+    pub after: Vec<Ident>,
+    pub approval: Option<Expr>,
+    pub vars: Vec<Attribute>,
+    pub flow: Option<FlowBlock>,
+    pub credentials: Vec<CredentialsDecl>,
+    pub span: Span,
+}
+
+/// `resource name "plugin.type" { attributes.. depends_on gate flow }`
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceDecl {
+    pub name: Ident,
+    /// The plugin half of `"plugin.type"`.
+    pub plugin: Ident,
+    /// The type half of `"plugin.type"`.
+    pub kind: Ident,
+    pub type_span: Span,
+    pub attributes: Vec<Attribute>,
+    pub depends_on: Vec<Ident>,
+    pub gate: Option<Expr>,
+    pub flow: Option<FlowBlock>,
+    pub span: Span,
+}
+
+/// `output name = expr`
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputDecl {
+    pub name: Ident,
+    pub value: Expr,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExprKind {
+    Null,
+    Bool(bool),
+    Number(serde_json::Number),
+    /// A string; literal text and `${}` interpolations.
+    Template(Vec<TemplatePart>),
+    List(Vec<Expr>),
+    Map(Vec<(MapKey, Expr)>),
+    /// A name followed by accessors: `vpc.id`, `var.zones[0]`, `env.name`.
+    Traversal { root: Ident, steps: Vec<Step> },
+    /// Accessors applied to something that is not a name: `split(",", x)[0]`.
+    Access { base: Box<Expr>, steps: Vec<Step> },
+    Call { function: Ident, args: Vec<Expr> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapKey {
+    pub name: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TemplatePart {
+    Literal(String),
+    Interpolation(Expr),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Attr(Ident),
+    Index(Expr),
+}
+
+impl Step {
+    pub fn span(&self) -> Span {
+        match self {
+            Step::Attr(i) => i.span,
+            Step::Index(e) => e.span,
+        }
+    }
+}
+
+impl Expr {
+    /// The literal text of a string with no interpolation.
+    pub fn as_plain_string(&self) -> Option<String> {
+        match &self.kind {
+            ExprKind::Template(parts) => {
+                let mut out = String::new();
+                for p in parts {
+                    match p {
+                        TemplatePart::Literal(s) => out.push_str(s),
+                        TemplatePart::Interpolation(_) => return None,
+                    }
+                }
+                Some(out)
+            }
+            _ => None,
+        }
+    }
+
+    /// A bare name (`dev`, `aws_keys`), as used by `after`, `resolver`, `depends_on`.
+    pub fn as_bare_ident(&self) -> Option<&Ident> {
+        match &self.kind {
+            ExprKind::Traversal { root, steps } if steps.is_empty() => Some(root),
+            _ => None,
+        }
+    }
+
+    /// Calls `f` on this expression and every expression inside it.
+    pub fn walk(&self, f: &mut dyn FnMut(&Expr)) {
+        f(self);
+        match &self.kind {
+            ExprKind::Null | ExprKind::Bool(_) | ExprKind::Number(_) => {}
+            ExprKind::Template(parts) => {
+                for p in parts {
+                    if let TemplatePart::Interpolation(e) = p {
+                        e.walk(f);
+                    }
+                }
+            }
+            ExprKind::List(items) => items.iter().for_each(|e| e.walk(f)),
+            ExprKind::Map(entries) => entries.iter().for_each(|(_, e)| e.walk(f)),
+            ExprKind::Traversal { steps, .. } => walk_steps(steps, f),
+            ExprKind::Access { base, steps } => {
+                base.walk(f);
+                walk_steps(steps, f);
+            }
+            ExprKind::Call { args, .. } => args.iter().for_each(|e| e.walk(f)),
+        }
+    }
+}
+
+fn walk_steps(steps: &[Step], f: &mut dyn FnMut(&Expr)) {
+    for s in steps {
+        if let Step::Index(e) = s {
+            e.walk(f);
+        }
+    }
+}

@@ -1,0 +1,1119 @@
+//! [`Module`] -> [`PipelineGraph`]: every check of the language, then the
+//! dependency graph, levels, the environment chain and what each environment
+//! resolves to. All errors are collected; none stops the others.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde_json::{Map, Value};
+
+use crate::ast::*;
+use crate::diagnostic::{did_you_mean, Code, Diagnostic};
+use crate::eval::{self, EvalError, Scope};
+use crate::graph::*;
+
+/// The environment a file without `environment` items runs in.
+pub const DEFAULT_ENVIRONMENT: &str = "default";
+
+/// What the command line adds to a file.
+#[derive(Debug, Clone, Default)]
+pub struct CompileOptions {
+    /// The pipeline name when the file has no `pipeline "..."` (the file stem).
+    pub default_name: String,
+    /// `--var name=value`, as typed; parsed by the var's declared type.
+    pub vars: Vec<(String, String)>,
+    /// `--env E`: resolve only this environment.
+    pub env: Option<String>,
+    /// Report vars that have no value. `graph` does not need values; `check`
+    /// and every command that deploys do.
+    pub require_values: bool,
+}
+
+/// Where an expression stands decides what it may refer to.
+#[derive(Clone, Copy, PartialEq)]
+enum Place {
+    /// A resource attribute or an output: anything, including resource outputs.
+    Wired,
+    /// Known before anything is applied (plugin config, flow, vars, gates):
+    /// vars, `env.name`, `pipeline.name`.
+    Static,
+    /// A var's default: constants only.
+    Constant,
+}
+
+pub fn compile(module: &Module, opts: &CompileOptions) -> Result<PipelineGraph, Vec<Diagnostic>> {
+    let mut c = Compiler { m: module, opts, diags: Vec::new() };
+    let graph = c.run();
+    let mut diags = c.diags;
+    // One mistake evaluated in several environments is reported once.
+    let mut seen = HashSet::new();
+    diags.retain(|d| seen.insert((d.code, d.message.clone(), d.labels.first().map(|l| l.span))));
+    diags.sort_by_key(|d| d.position());
+    match graph {
+        Some(g) if diags.is_empty() => Ok(g),
+        _ => Err(diags),
+    }
+}
+
+struct Compiler<'a> {
+    m: &'a Module,
+    opts: &'a CompileOptions,
+    diags: Vec<Diagnostic>,
+}
+
+impl<'a> Compiler<'a> {
+    fn run(&mut self) -> Option<PipelineGraph> {
+        let m = self.m;
+        let name = self.pipeline_name();
+        self.duplicates("resource", m.resources.iter().map(|r| &r.name));
+        self.duplicates("var", m.vars.iter().map(|v| &v.name));
+        self.duplicates("plugin", m.plugins.iter().map(|p| &p.name));
+        self.duplicates("environment", m.environments.iter().map(|e| &e.name));
+        self.duplicates("output", m.outputs.iter().map(|o| &o.name));
+        for r in &m.resources {
+            if ["var", "env", "pipeline"].contains(&r.name.name.as_str()) {
+                self.diags.push(
+                    Diagnostic::at(Code::ReservedName, r.name.span, format!("`{}` cannot name a resource", r.name))
+                        .with_label(r.name.span, "reserved for references")
+                        .help("`var`, `env` and `pipeline` start references: choose another name"),
+                );
+            }
+        }
+        if m.flows.len() > 1 {
+            self.diags.push(
+                Diagnostic::at(Code::DuplicateName, m.flows[1].span, "the pipeline has more than one `flow` block")
+                    .with_label(m.flows[1].span, "second `flow`")
+                    .with_label(m.flows[0].span, "first `flow`")
+                    .help("put every key in one `flow { }`"),
+            );
+        }
+
+        let cli_vars = self.cli_vars();
+        self.check_vars();
+        self.check_plugins();
+        for cred in &m.credentials {
+            self.check_credentials(cred);
+        }
+        self.duplicate_bindings(&m.credentials, "the pipeline");
+        for e in &m.environments {
+            self.check_environment(e);
+        }
+        let env_order = self.environment_order();
+
+        let (graph, order) = self.resource_graph();
+        for o in &m.outputs {
+            self.refs(&o.value, Place::Wired, &format!("output `{}`", o.name));
+        }
+        let order = order?;
+        let env_order = env_order?;
+
+        let selected: Vec<&str> = match &self.opts.env {
+            Some(wanted) => {
+                if !env_order.iter().any(|e| e == wanted) {
+                    let help = did_you_mean(wanted, env_order.iter().map(String::as_str))
+                        .unwrap_or_else(|| format!("the environments are: {}", env_order.join(", ")));
+                    self.diags.push(
+                        Diagnostic::new(Code::UnknownEnvironment, format!("--env {wanted}: no such environment")).help(help),
+                    );
+                    return None;
+                }
+                vec![wanted.as_str()]
+            }
+            None => env_order.iter().map(String::as_str).collect(),
+        };
+        let cli_vars = cli_vars?;
+        let mut environments = Vec::new();
+        let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for env in selected {
+            let plan = self.environment_plan(&name, env, &graph, &cli_vars, &mut missing);
+            environments.push(plan);
+        }
+        for (var, envs) in missing {
+            let Some(decl) = m.vars.iter().find(|v| v.name.name == var) else { continue };
+            let envs: Vec<&str> = envs.iter().map(String::as_str).collect();
+            let where_ = if m.environments.is_empty() {
+                String::new()
+            } else {
+                format!(" in environment{} {}", if envs.len() == 1 { "" } else { "s" }, envs.join(", "))
+            };
+            self.diags.push(
+                Diagnostic::at(Code::MissingVar, decl.name.span, format!("var `{var}` has no value{where_}"))
+                    .with_label(decl.name.span, "declared without a default")
+                    .help(format!(
+                        "give it a default, set it in the environment's `vars {{ {var} = ... }}`, or pass `--var {var}=...`"
+                    )),
+            );
+        }
+        Some(PipelineGraph::new(name, graph, order, environments, env_order, m.outputs.clone()))
+    }
+
+    fn pipeline_name(&mut self) -> String {
+        let decls = &self.m.pipeline;
+        if let [first, second, ..] = decls.as_slice() {
+            self.diags.push(
+                Diagnostic::at(Code::DuplicateName, second.span, "the pipeline is named twice")
+                    .with_label(second.span, "named again here")
+                    .with_label(first.span, "first named here"),
+            );
+        }
+        match decls.first() {
+            Some(p) => {
+                if p.name.trim().is_empty() {
+                    self.diags.push(Diagnostic::at(Code::InvalidValue, p.name_span, "the pipeline name is empty"));
+                }
+                p.name.clone()
+            }
+            None => self.opts.default_name.clone(),
+        }
+    }
+
+    fn duplicates<'i>(&mut self, what: &str, names: impl Iterator<Item = &'i Ident>) {
+        let mut first: HashMap<&str, Span> = HashMap::new();
+        for n in names {
+            if let Some(prev) = first.get(n.name.as_str()) {
+                self.diags.push(
+                    Diagnostic::at(Code::DuplicateName, n.span, format!("{what} `{}` is declared twice", n.name))
+                        .with_label(n.span, "declared again here")
+                        .with_label(*prev, "first declared here")
+                        .help(format!("{what} names must be unique in a pipeline")),
+                );
+            } else {
+                first.insert(&n.name, n.span);
+            }
+        }
+    }
+
+    fn var(&self, name: &str) -> Option<&'a VarDecl> {
+        self.m.vars.iter().find(|v| v.name.name == name)
+    }
+
+    fn plugin(&self, name: &str) -> Option<&'a PluginDecl> {
+        self.m.plugins.iter().find(|p| p.name.name == name)
+    }
+
+    fn resource(&self, name: &str) -> Option<&'a ResourceDecl> {
+        self.m.resources.iter().find(|r| r.name.name == name)
+    }
+
+    /// `--var` values, parsed by their var's type.
+    fn cli_vars(&mut self) -> Option<Map<String, Value>> {
+        let mut out = Map::new();
+        let mut ok = true;
+        for (name, text) in &self.opts.vars {
+            let Some(decl) = self.var(name) else {
+                let help = did_you_mean(name, self.m.vars.iter().map(|v| v.name.name.as_str()))
+                    .unwrap_or_else(|| "declare it with `var <name>: <type>` in the pipeline".to_string());
+                self.diags.push(Diagnostic::new(Code::UnknownReference, format!("--var {name}: no such var")).help(help));
+                ok = false;
+                continue;
+            };
+            match parse_var_value(decl.ty, text) {
+                Ok(v) => {
+                    out.insert(name.clone(), v);
+                }
+                Err(why) => {
+                    self.diags.push(
+                        Diagnostic::new(Code::TypeMismatch, format!("--var {name}={text}: {why}"))
+                            .help(format!("var `{name}` is declared as {}", decl.ty.name())),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn check_vars(&mut self) {
+        let empty = Map::new();
+        for v in &self.m.vars {
+            let Some(default) = &v.default else { continue };
+            if !self.refs(default, Place::Constant, &format!("the default of var `{}`", v.name)) {
+                continue;
+            }
+            let scope = Scope { pipeline: "", environment: "", vars: &empty, outputs: &eval::no_outputs };
+            if let Some(value) = self.eval(default, &scope) {
+                self.type_check(v, &value, default.span);
+            }
+        }
+    }
+
+    fn type_check(&mut self, var: &VarDecl, value: &Value, span: Span) -> bool {
+        if type_matches(var.ty, value) {
+            return true;
+        }
+        let mut d = Diagnostic::at(
+            Code::TypeMismatch,
+            span,
+            format!("var `{}` is a {}, but this is a {}", var.name, var.ty.name(), eval::type_name(value)),
+        )
+        .with_label(span, format!("a {}", eval::type_name(value)));
+        if let Some(ts) = var.ty_span {
+            d = d.with_label(ts, "declared type");
+        }
+        self.diags.push(d);
+        false
+    }
+
+    fn check_plugins(&mut self) {
+        for p in &self.m.plugins {
+            let owner = format!("plugin `{}`", p.name);
+            for e in [&p.source, &p.config, &p.allow.http, &p.allow.fs, &p.allow.env, &p.limits.memory_mb, &p.limits.timeout_s]
+                .into_iter()
+                .flatten()
+            {
+                self.refs(e, Place::Static, &owner);
+            }
+        }
+    }
+
+    fn check_credentials(&mut self, c: &CredentialsDecl) {
+        match self.plugin(&c.provisioner.name) {
+            None => self.unknown_plugin(&c.provisioner, "provisioner"),
+            Some(p) if p.kind.is_some_and(|k| k.0 != PluginKind::Provisioner) => self.diags.push(
+                Diagnostic::at(
+                    Code::InvalidReference,
+                    c.provisioner.span,
+                    format!("credentials go to provisioners; `{}` is a {} plugin", c.provisioner, kind_name(p)),
+                )
+                .with_label(c.provisioner.span, "not a provisioner")
+                .with_label(p.name.span, "declared here"),
+            ),
+            Some(_) => {}
+        }
+        if let Some(r) = &c.resolver {
+            match self.plugin(&r.name) {
+                None => self.unknown_plugin(r, "credentials"),
+                Some(p) if p.kind.is_some_and(|k| k.0 != PluginKind::Credentials) => self.diags.push(
+                    Diagnostic::at(
+                        Code::InvalidReference,
+                        r.span,
+                        format!("`{}` is a {} plugin, not a credentials resolver", r, kind_name(p)),
+                    )
+                    .with_label(r.span, "not a credentials plugin")
+                    .with_label(p.name.span, "declared here")
+                    .help("a resolver is a plugin with `kind = \"credentials\"`"),
+                ),
+                Some(_) => {}
+            }
+        }
+        if let Some(cfg) = &c.config {
+            self.refs(cfg, Place::Static, &format!("`credentials {}`", c.provisioner));
+        }
+    }
+
+    fn duplicate_bindings(&mut self, bindings: &[CredentialsDecl], owner: &str) {
+        let mut seen: HashMap<&str, Span> = HashMap::new();
+        for b in bindings {
+            if let Some(prev) = seen.insert(&b.provisioner.name, b.provisioner.span) {
+                self.diags.push(
+                    Diagnostic::at(
+                        Code::DuplicateName,
+                        b.provisioner.span,
+                        format!("credentials for `{}` are given twice in {owner}", b.provisioner),
+                    )
+                    .with_label(b.provisioner.span, "given again here")
+                    .with_label(prev, "first given here"),
+                );
+            }
+        }
+    }
+
+    fn unknown_plugin(&mut self, name: &Ident, want: &str) {
+        let candidates: Vec<&str> = self
+            .m
+            .plugins
+            .iter()
+            .filter(|p| p.kind.is_none_or(|k| k.0.name() == want))
+            .map(|p| p.name.name.as_str())
+            .collect();
+        self.diags.push(
+            Diagnostic::at(Code::UnknownReference, name.span, format!("unknown plugin `{name}`"))
+                .with_label(name.span, "no plugin of this name")
+                .help(did_you_mean(&name.name, candidates.iter().copied()).unwrap_or_else(|| {
+                    format!("declare it: `plugin {name} {{ kind = \"{want}\" source = \"...\" }}`")
+                })),
+        );
+    }
+
+    fn check_environment(&mut self, e: &EnvironmentDecl) {
+        let owner = format!("environment `{}`", e.name);
+        if let Some(a) = &e.approval {
+            self.refs(a, Place::Static, &owner);
+        }
+        for v in &e.vars {
+            if self.var(&v.key.name).is_none() {
+                self.diags.push(
+                    Diagnostic::at(Code::UnknownReference, v.key.span, format!("unknown var `{}` in {owner}", v.key))
+                        .with_label(v.key.span, "no var of this name")
+                        .help(
+                            did_you_mean(&v.key.name, self.m.vars.iter().map(|v| v.name.name.as_str()))
+                                .unwrap_or_else(|| format!("declare it first: `var {}: <type>`", v.key)),
+                        ),
+                );
+            }
+            self.refs(&v.value, Place::Static, &owner);
+        }
+        if let Some(f) = &e.flow {
+            self.flow_refs(f, &owner);
+        }
+        for c in &e.credentials {
+            self.check_credentials(c);
+        }
+        self.duplicate_bindings(&e.credentials, &owner);
+    }
+
+    fn flow_refs(&mut self, f: &FlowBlock, owner: &str) {
+        for e in [&f.refresh, &f.preview, &f.pause_before_apply].into_iter().flatten() {
+            self.refs(e, Place::Static, owner);
+        }
+    }
+
+    /// Environments in run order, or `None` after reporting a cycle or an
+    /// unknown name in `after`.
+    fn environment_order(&mut self) -> Option<Vec<String>> {
+        let envs = &self.m.environments;
+        if envs.is_empty() {
+            return Some(vec![DEFAULT_ENVIRONMENT.to_string()]);
+        }
+        let index: HashMap<&str, usize> = envs.iter().enumerate().map(|(i, e)| (e.name.name.as_str(), i)).collect();
+        let mut g: DiGraph<usize, Span> = DiGraph::new();
+        let nodes: Vec<NodeIndex> = (0..envs.len()).map(|i| g.add_node(i)).collect();
+        let mut ok = true;
+        for (i, e) in envs.iter().enumerate() {
+            for a in &e.after {
+                match index.get(a.name.as_str()) {
+                    Some(&j) => {
+                        g.add_edge(nodes[j], nodes[i], a.span);
+                    }
+                    None => {
+                        ok = false;
+                        self.diags.push(
+                            Diagnostic::at(Code::UnknownEnvironment, a.span, format!("unknown environment `{a}`"))
+                                .with_label(a.span, "no environment of this name")
+                                .maybe_help(did_you_mean(&a.name, envs.iter().map(|e| e.name.name.as_str()))),
+                        );
+                    }
+                }
+            }
+        }
+        let names = |i: NodeIndex| envs[g[i]].name.name.clone();
+        for cycle in cycles(&g) {
+            ok = false;
+            let path = cycle.iter().chain(cycle.first()).map(|n| names(*n)).collect::<Vec<_>>().join(" -> ");
+            let mut d = Diagnostic::new(Code::EnvironmentCycle, format!("environments wait for each other: {path}"));
+            for w in cycle.windows(2).chain(std::iter::once(&[cycle[cycle.len() - 1], cycle[0]][..])) {
+                if let Some(e) = g.find_edge(w[0], w[1]) {
+                    d = d.with_label(g[e], format!("`{}` runs after `{}`", names(w[1]), names(w[0])));
+                }
+            }
+            self.diags.push(d.help("`after` must form a chain (or a tree) from a first environment"));
+        }
+        if !ok {
+            return None;
+        }
+        Some(topological(&g, |n| g[n]).into_iter().map(|n| names(n)).collect())
+    }
+
+    /// The resource graph and its deploy order (`None` if it has a cycle).
+    fn resource_graph(&mut self) -> (DiGraph<ResourceNode, Dependency>, Option<Vec<NodeIndex>>) {
+        let m = self.m;
+        let mut g: DiGraph<ResourceNode, Dependency> = DiGraph::new();
+        let mut index: HashMap<&str, NodeIndex> = HashMap::new();
+        for r in &m.resources {
+            if index.contains_key(r.name.name.as_str()) {
+                continue; // reported as a duplicate
+            }
+            self.check_type(r);
+            let gate_after = self.gate(r);
+            if let Some(f) = &r.flow {
+                self.flow_refs(f, &format!("resource `{}`", r.name));
+            }
+            let n = g.add_node(ResourceNode {
+                name: r.name.name.clone(),
+                plugin: r.plugin.name.clone(),
+                kind: r.kind.name.clone(),
+                attributes: r.attributes.clone(),
+                gate_after,
+                level: 0,
+                span: r.span,
+            });
+            index.insert(&r.name.name, n);
+        }
+        let mut ok = true;
+        for r in &m.resources {
+            let Some(&to) = index.get(r.name.name.as_str()) else { continue };
+            for attr in &r.attributes {
+                if !self.refs(&attr.value, Place::Wired, &format!("resource `{}`", r.name)) {
+                    continue;
+                }
+                for (from_name, output, span) in resource_refs(&attr.value) {
+                    let Some(&from) = index.get(from_name.as_str()) else { continue };
+                    let w = Wiring { from: from_name, output, to: r.name.name.clone(), attribute: attr.key.name.clone(), span };
+                    edge(&mut g, from, to).wiring.push(w);
+                }
+            }
+            for d in &r.depends_on {
+                match index.get(d.name.as_str()) {
+                    Some(&from) => {
+                        edge(&mut g, from, to).explicit.get_or_insert(d.span);
+                    }
+                    None => {
+                        ok = false;
+                        self.unknown_name(d, "resource", &[]);
+                    }
+                }
+            }
+        }
+        let names = |g: &DiGraph<ResourceNode, Dependency>, n: NodeIndex| g[n].name.clone();
+        for cycle in cycles(&g) {
+            ok = false;
+            let path = cycle.iter().chain(cycle.first()).map(|n| names(&g, *n)).collect::<Vec<_>>().join(" -> ");
+            let mut d = Diagnostic::new(Code::Cycle, format!("dependency cycle: {path}"));
+            let closing = [cycle[cycle.len() - 1], cycle[0]];
+            for w in cycle.windows(2).chain(std::iter::once(&closing[..])) {
+                if let Some(e) = g.find_edge(w[0], w[1]) {
+                    let dep = &g[e];
+                    let span = dep.wiring.first().map(|w| w.span).or(dep.explicit).unwrap_or(g[w[1]].span);
+                    d = d.with_label(span, format!("`{}` depends on `{}`", names(&g, w[1]), names(&g, w[0])));
+                }
+            }
+            self.diags.push(d.help("a resource cannot depend, directly or through others, on itself"));
+        }
+        if !ok {
+            return (g, None);
+        }
+        let order = topological(&g, |n| n.index());
+        for &n in &order {
+            let level = g
+                .neighbors_directed(n, petgraph::Direction::Incoming)
+                .map(|p| g[p].level + 1)
+                .max()
+                .unwrap_or(0);
+            g[n].level = level;
+        }
+        (g, Some(order))
+    }
+
+    fn check_type(&mut self, r: &ResourceDecl) {
+        match self.plugin(&r.plugin.name) {
+            None => {
+                let candidates: Vec<&str> = self
+                    .m
+                    .plugins
+                    .iter()
+                    .filter(|p| p.kind.is_none_or(|k| k.0 == PluginKind::Provisioner))
+                    .map(|p| p.name.name.as_str())
+                    .collect();
+                self.diags.push(
+                    Diagnostic::at(Code::UnknownReference, r.plugin.span, format!("unknown plugin `{}`", r.plugin))
+                        .with_label(r.plugin.span, "no plugin of this name")
+                        .help(did_you_mean(&r.plugin.name, candidates.iter().copied()).unwrap_or_else(|| {
+                            format!(
+                                "declare the provisioner: `plugin {} {{ kind = \"provisioner\" source = \"...\" }}`",
+                                r.plugin
+                            )
+                        })),
+                );
+            }
+            Some(p) if p.kind.is_some_and(|k| k.0 != PluginKind::Provisioner) => self.diags.push(
+                Diagnostic::at(
+                    Code::NotAProvisioner,
+                    r.plugin.span,
+                    format!("resource `{}` uses plugin `{}`, which is a {} plugin, not a provisioner", r.name, r.plugin, kind_name(p)),
+                )
+                .with_label(r.plugin.span, "not a provisioner")
+                .with_label(p.kind.map(|k| k.1).unwrap_or(p.name.span), format!("declared as {}", kind_name(p)))
+                .help("resource types come from plugins with `kind = \"provisioner\"`"),
+            ),
+            Some(_) => {}
+        }
+    }
+
+    fn gate(&mut self, r: &ResourceDecl) -> bool {
+        let Some(e) = &r.gate else { return false };
+        let owner = format!("resource `{}`", r.name);
+        if !self.refs(e, Place::Static, &owner) {
+            return false;
+        }
+        match e.as_plain_string().as_deref() {
+            Some("after") => true,
+            Some("none") => false,
+            _ => {
+                self.diags.push(
+                    Diagnostic::at(Code::InvalidValue, e.span, format!("invalid `gate` for {owner}"))
+                        .with_label(e.span, "expected \"after\"")
+                        .help("`gate = \"after\"` waits for approval after this resource, before its dependents"),
+                );
+                false
+            }
+        }
+    }
+
+    /// Checks every reference and call in `e`; false if any is wrong.
+    fn refs(&mut self, e: &Expr, place: Place, owner: &str) -> bool {
+        let before = self.diags.len();
+        let mut found: Vec<Diagnostic> = Vec::new();
+        e.walk(&mut |x| match &x.kind {
+            ExprKind::Traversal { root, steps } => {
+                if let Some(d) = self.reference(root, steps, place, owner) {
+                    found.push(d);
+                }
+            }
+            ExprKind::Call { function, args } => match eval::function(&function.name) {
+                None => found.push(
+                    Diagnostic::at(Code::UnknownFunction, function.span, format!("unknown function `{function}`"))
+                        .with_label(function.span, "no function of this name")
+                        .help(
+                            did_you_mean(&function.name, eval::FUNCTIONS.iter().map(|f| f.name)).unwrap_or_else(|| {
+                                format!(
+                                    "the functions are: {}",
+                                    eval::FUNCTIONS.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+                                )
+                            }),
+                        ),
+                ),
+                Some(f) if args.len() < f.min_args || f.max_args.is_some_and(|m| args.len() > m) => found.push(
+                    Diagnostic::at(Code::Evaluation, x.span, format!("wrong number of arguments to `{}`", f.name))
+                        .with_label(x.span, format!("{} given", args.len()))
+                        .help(format!("call it as {}", f.signature)),
+                ),
+                Some(_) => {}
+            },
+            _ => {}
+        });
+        self.diags.extend(found);
+        self.diags.len() == before
+    }
+
+    fn reference(&self, root: &Ident, steps: &[Step], place: Place, owner: &str) -> Option<Diagnostic> {
+        let first_attr = match steps.first() {
+            Some(Step::Attr(i)) => Some(i),
+            _ => None,
+        };
+        if place == Place::Constant {
+            return Some(
+                Diagnostic::at(Code::InvalidReference, root.span, format!("{owner} must be a constant"))
+                    .with_label(root.span, "a reference")
+                    .help("a var's default cannot refer to other values; set per-environment values in `vars { }`"),
+            );
+        }
+        match root.name.as_str() {
+            "var" => {
+                let Some(name) = first_attr else {
+                    return Some(
+                        Diagnostic::at(Code::InvalidReference, root.span, "`var` needs a name")
+                            .with_label(root.span, "which var?")
+                            .help("write `var.<name>`, like `var.region`"),
+                    );
+                };
+                if self.var(&name.name).is_none() {
+                    return Some(self.unknown_name(name, "var", &[]));
+                }
+                None
+            }
+            "env" | "pipeline" => match first_attr {
+                Some(a) if a.name == "name" => None,
+                _ => {
+                    let span = first_attr.map(|a| a.span).unwrap_or(root.span);
+                    Some(
+                        Diagnostic::at(Code::InvalidReference, span, format!("`{}` has one attribute, `name`", root))
+                            .with_label(span, "not an attribute of this")
+                            .help(format!("write `{}.name`", root)),
+                    )
+                }
+            },
+            name => {
+                let Some(r) = self.resource(name) else {
+                    let mut d = self.unknown_name(root, "resource", &["var", "env", "pipeline"]);
+                    if self.var(name).is_some() {
+                        d = d.help(format!("`{name}` is a var: write `var.{name}`"));
+                    } else if self.plugin(name).is_some() {
+                        d = d.help(format!("`{name}` is a plugin; only resources have outputs"));
+                    }
+                    return Some(d);
+                };
+                if place != Place::Wired {
+                    return Some(
+                        Diagnostic::at(
+                            Code::InvalidReference,
+                            root.span,
+                            format!("{owner} cannot refer to resource `{name}`"),
+                        )
+                        .with_label(root.span, "known only after it is applied")
+                        .help("resource outputs can feed resource attributes and outputs, not plugins, vars, flow or gates"),
+                    );
+                }
+                if first_attr.is_none() {
+                    return Some(
+                        Diagnostic::at(Code::InvalidReference, root.span, format!("`{name}` is a resource, not a value"))
+                            .with_label(root.span, "refer to one of its outputs")
+                            .with_label(r.name.span, "declared here")
+                            .help(format!("write `{name}.<output>`, like `{name}.id`, or list it in `depends_on`")),
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    fn unknown_name(&self, name: &Ident, what: &str, extra: &[&str]) -> Diagnostic {
+        let candidates: Vec<&str> = match what {
+            "var" => self.m.vars.iter().map(|v| v.name.name.as_str()).collect(),
+            _ => self.m.resources.iter().map(|r| r.name.name.as_str()).chain(extra.iter().copied()).collect(),
+        };
+        Diagnostic::at(Code::UnknownReference, name.span, format!("unknown {what} `{name}`"))
+            .with_label(name.span, format!("no {what} of this name"))
+            .maybe_help(did_you_mean(&name.name, candidates.iter().copied()))
+    }
+
+    fn eval(&mut self, e: &Expr, scope: &Scope) -> Option<Value> {
+        match eval::eval(e, scope) {
+            Ok(v) => Some(v),
+            Err(EvalError::Unknown { .. }) => None,
+            Err(EvalError::Invalid(d)) => {
+                self.diags.push(d);
+                None
+            }
+        }
+    }
+
+    fn environment_plan(
+        &mut self,
+        pipeline: &str,
+        env: &str,
+        graph: &DiGraph<ResourceNode, Dependency>,
+        cli_vars: &Map<String, Value>,
+        missing: &mut BTreeMap<String, Vec<String>>,
+    ) -> EnvironmentPlan {
+        let m = self.m;
+        let decl = m.environments.iter().find(|e| e.name.name == env);
+        // Vars: --var > the environment's vars {} > the default.
+        let mut vars = Map::new();
+        let mut all_known = true;
+        for v in &m.vars {
+            let from_env = decl.and_then(|d| d.vars.iter().find(|a| a.key.name == v.name.name));
+            let value = if let Some(val) = cli_vars.get(&v.name.name) {
+                Some(val.clone())
+            } else if let Some(attr) = from_env {
+                let scope = Scope { pipeline, environment: env, vars: &Map::new(), outputs: &eval::no_outputs };
+                // An environment's var values may use env.name and pipeline.name, not other vars.
+                let value = self.eval_env_var(&attr.value, &scope);
+                if let Some(val) = &value {
+                    if !self.type_check(v, val, attr.value.span) {
+                        all_known = false;
+                    }
+                }
+                value
+            } else {
+                let empty = Map::new();
+                let scope = Scope { pipeline, environment: env, vars: &empty, outputs: &eval::no_outputs };
+                v.default.as_ref().and_then(|d| eval::eval(d, &scope).ok())
+            };
+            match value {
+                Some(val) => {
+                    vars.insert(v.name.name.clone(), val);
+                }
+                None => {
+                    all_known = false;
+                    if v.default.is_none() && from_env.is_none() && self.opts.require_values {
+                        missing.entry(v.name.name.clone()).or_default().push(env.to_string());
+                    }
+                }
+            }
+        }
+        let scope = Scope { pipeline, environment: env, vars: &vars, outputs: &eval::no_outputs };
+        // Everything below evaluates against the vars; skip it if a var is
+        // missing, or it would repeat that one mistake as many others.
+        let full = all_known;
+        let base = FlowPolicy::default();
+        let pipeline_flow = match m.flows.first() {
+            Some(f) if full => self.flow(f, base, &scope),
+            _ => base,
+        };
+        let env_flow = match decl.and_then(|d| d.flow.as_ref()) {
+            Some(f) if full => self.flow(f, pipeline_flow, &scope),
+            _ => pipeline_flow,
+        };
+        let mut flow = vec![env_flow; graph.node_count()];
+        for r in &m.resources {
+            let (Some(f), Some(i)) = (&r.flow, graph.node_indices().find(|i| graph[*i].name == r.name.name)) else {
+                continue;
+            };
+            if full {
+                flow[i.index()] = self.flow(f, env_flow, &scope);
+            }
+        }
+        let approval = match decl.and_then(|d| d.approval.as_ref()) {
+            Some(e) if full => self.eval_bool(e, &scope, "`approval`").unwrap_or(false),
+            _ => false,
+        };
+        let mut plugins = BTreeMap::new();
+        if full {
+            for p in &m.plugins {
+                if let Some(spec) = self.plugin_spec(p, &scope) {
+                    plugins.insert(p.name.name.clone(), spec);
+                }
+            }
+            // Attributes that do not wait on an upstream output are evaluated
+            // now, so their mistakes surface at check time.
+            for r in &m.resources {
+                for a in &r.attributes {
+                    self.eval(&a.value, &scope);
+                }
+            }
+            for o in &m.outputs {
+                self.eval(&o.value, &scope);
+            }
+        }
+        let mut credentials = BTreeMap::new();
+        let env_bindings = decl.map(|d| d.credentials.as_slice()).unwrap_or(&[]);
+        for c in m.credentials.iter().chain(env_bindings) {
+            let Some(resolver) = &c.resolver else { continue };
+            let config = match &c.config {
+                Some(cfg) if full => self.eval(cfg, &scope).unwrap_or(Value::Null),
+                _ => Value::Object(Map::new()),
+            };
+            credentials.insert(
+                c.provisioner.name.clone(),
+                CredentialsBinding { provisioner: c.provisioner.name.clone(), resolver: resolver.name.clone(), config },
+            );
+        }
+        EnvironmentPlan {
+            name: env.to_string(),
+            after: decl.map(|d| d.after.iter().map(|a| a.name.clone()).collect()).unwrap_or_default(),
+            approval,
+            vars,
+            flow,
+            plugins,
+            credentials,
+        }
+    }
+
+    fn eval_env_var(&mut self, e: &Expr, scope: &Scope) -> Option<Value> {
+        let mut refers_to_var = None;
+        e.walk(&mut |x| {
+            if let ExprKind::Traversal { root, .. } = &x.kind {
+                if root.name == "var" && refers_to_var.is_none() {
+                    refers_to_var = Some(root.span);
+                }
+            }
+        });
+        if let Some(span) = refers_to_var {
+            self.diags.push(
+                Diagnostic::at(Code::InvalidReference, span, "an environment's var values cannot refer to other vars")
+                    .with_label(span, "a var reference")
+                    .help("write the value itself; `env.name` and `pipeline.name` may be used"),
+            );
+            return None;
+        }
+        self.eval(e, scope)
+    }
+
+    fn eval_bool(&mut self, e: &Expr, scope: &Scope, what: &str) -> Option<bool> {
+        match self.eval(e, scope)? {
+            Value::Bool(b) => Some(b),
+            other => {
+                self.diags.push(
+                    Diagnostic::at(Code::TypeMismatch, e.span, format!("{what} must be true or false"))
+                        .with_label(e.span, format!("a {}", eval::type_name(&other))),
+                );
+                None
+            }
+        }
+    }
+
+    fn flow(&mut self, f: &FlowBlock, inherited: FlowPolicy, scope: &Scope) -> FlowPolicy {
+        let mut p = inherited;
+        if let Some(e) = &f.refresh {
+            p.refresh = self.eval_bool(e, scope, "`refresh`").unwrap_or(p.refresh);
+        }
+        if let Some(e) = &f.preview {
+            p.preview = self.eval_bool(e, scope, "`preview`").unwrap_or(p.preview);
+        }
+        if let Some(e) = &f.pause_before_apply {
+            p.pause_before_apply = self.eval_bool(e, scope, "`pause_before_apply`").unwrap_or(p.pause_before_apply);
+        }
+        p
+    }
+
+    fn plugin_spec(&mut self, p: &PluginDecl, scope: &Scope) -> Option<PluginSpec> {
+        let (kind, _) = p.kind?;
+        let source_expr = p.source.as_ref()?;
+        let source = match self.eval(source_expr, scope)? {
+            Value::String(s) => match s.strip_prefix("builtin:") {
+                Some(name) if !name.is_empty() => PluginSource::Builtin(name.to_string()),
+                Some(_) => {
+                    self.diags.push(
+                        Diagnostic::at(Code::InvalidValue, source_expr.span, "`builtin:` needs a plugin name")
+                            .with_label(source_expr.span, "like \"builtin:aws\""),
+                    );
+                    return None;
+                }
+                None if s.trim().is_empty() => {
+                    self.diags.push(
+                        Diagnostic::at(Code::InvalidValue, source_expr.span, format!("plugin `{}` has an empty `source`", p.name))
+                            .with_label(source_expr.span, "empty")
+                            .help("use \"builtin:<name>\" or a path to a .wasm component"),
+                    );
+                    return None;
+                }
+                None => PluginSource::Path(s),
+            },
+            other => {
+                self.diags.push(
+                    Diagnostic::at(Code::TypeMismatch, source_expr.span, "`source` must be a string")
+                        .with_label(source_expr.span, format!("a {}", eval::type_name(&other))),
+                );
+                return None;
+            }
+        };
+        let config = match &p.config {
+            Some(c) => self.eval(c, scope)?,
+            None => Value::Object(Map::new()),
+        };
+        let grants = Grants {
+            http: self.grant_list(p.allow.http.as_ref(), scope, "http", normalize_http_grant)?,
+            fs: self.grant_list(p.allow.fs.as_ref(), scope, "fs", |s| {
+                if s.trim().is_empty() {
+                    Err("an empty directory".into())
+                } else {
+                    Ok(s.to_string())
+                }
+            })?,
+            env: self.grant_list(p.allow.env.as_ref(), scope, "env", |s| {
+                if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    Ok(s.to_string())
+                } else {
+                    Err(format!("`{s}` is not an environment variable name"))
+                }
+            })?,
+        };
+        let defaults = Limits::default();
+        let limits = Limits {
+            memory_mb: self.limit(p.limits.memory_mb.as_ref(), scope, "memory_mb", defaults.memory_mb)?,
+            timeout_s: self.limit(p.limits.timeout_s.as_ref(), scope, "timeout_s", defaults.timeout_s)?,
+        };
+        Some(PluginSpec { name: p.name.name.clone(), kind, source, config, grants, limits })
+    }
+
+    fn grant_list(
+        &mut self,
+        e: Option<&Expr>,
+        scope: &Scope,
+        what: &str,
+        normalize: impl Fn(&str) -> Result<String, String>,
+    ) -> Option<Vec<String>> {
+        let Some(e) = e else { return Some(Vec::new()) };
+        let value = self.eval(e, scope)?;
+        let items = match &value {
+            Value::Array(items) => items.clone(),
+            Value::String(_) => vec![value.clone()],
+            other => {
+                self.diags.push(
+                    Diagnostic::at(Code::TypeMismatch, e.span, format!("`{what}` grants are a list of strings"))
+                        .with_label(e.span, format!("a {}", eval::type_name(other))),
+                );
+                return None;
+            }
+        };
+        // Point at the element when the list was written out literally.
+        let spans: Vec<Span> = match &e.kind {
+            ExprKind::List(xs) if xs.len() == items.len() => xs.iter().map(|x| x.span).collect(),
+            _ => vec![e.span; items.len()],
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (item, span) in items.iter().zip(spans) {
+            match item.as_str().ok_or_else(|| format!("a {}, not a string", eval::type_name(item))).and_then(|s| normalize(s)) {
+                Ok(g) => out.push(g),
+                Err(why) => {
+                    ok = false;
+                    self.diags.push(
+                        Diagnostic::at(Code::InvalidValue, span, format!("invalid `{what}` grant"))
+                            .with_label(span, why)
+                            .help(match what {
+                                "http" => "an http grant is \"host:port\" or a URL like \"http://127.0.0.1:5055\"",
+                                "fs" => "an fs grant is a directory, relative to the pipeline file",
+                                _ => "an env grant is a variable name, like \"AWS_ACCESS_KEY_ID\"",
+                            }),
+                    );
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn limit(&mut self, e: Option<&Expr>, scope: &Scope, what: &str, default: u64) -> Option<u64> {
+        let Some(e) = e else { return Some(default) };
+        match self.eval(e, scope)? {
+            Value::Number(n) if n.as_u64().is_some_and(|v| v > 0) => n.as_u64(),
+            other => {
+                self.diags.push(
+                    Diagnostic::at(Code::InvalidValue, e.span, format!("`{what}` must be a whole number above 0"))
+                        .with_label(e.span, format!("{other}")),
+                );
+                None
+            }
+        }
+    }
+}
+
+fn kind_name(p: &PluginDecl) -> &'static str {
+    p.kind.map(|k| k.0.name()).unwrap_or("unknown")
+}
+
+fn edge(g: &mut DiGraph<ResourceNode, Dependency>, from: NodeIndex, to: NodeIndex) -> &mut Dependency {
+    let e = match g.find_edge(from, to) {
+        Some(e) => e,
+        None => g.add_edge(from, to, Dependency::default()),
+    };
+    &mut g[e]
+}
+
+/// Every `<resource>.<output>` in `e` (roots that are not var/env/pipeline).
+fn resource_refs(e: &Expr) -> Vec<(String, String, Span)> {
+    let mut out = Vec::new();
+    e.walk(&mut |x| {
+        if let ExprKind::Traversal { root, steps } = &x.kind {
+            if !["var", "env", "pipeline"].contains(&root.name.as_str()) {
+                if let Some(Step::Attr(o)) = steps.first() {
+                    out.push((root.name.clone(), o.name.clone(), root.span.to(o.span)));
+                }
+            }
+        }
+    });
+    out
+}
+
+/// One cycle (as a node path, without repeating the first node) per strongly
+/// connected component that has one, starting from its earliest node.
+fn cycles<N, E>(g: &DiGraph<N, E>) -> Vec<Vec<NodeIndex>> {
+    let mut out = Vec::new();
+    for mut scc in petgraph::algo::tarjan_scc(g) {
+        scc.sort();
+        let start = scc[0];
+        if scc.len() == 1 && g.find_edge(start, start).is_none() {
+            continue;
+        }
+        let members: HashSet<NodeIndex> = scc.iter().copied().collect();
+        // Breadth-first from start back to start, within the component: the shortest cycle.
+        let mut prev: HashMap<NodeIndex, NodeIndex> = HashMap::new();
+        let mut queue = std::collections::VecDeque::from([start]);
+        let mut last = None;
+        'search: while let Some(n) = queue.pop_front() {
+            let mut next: Vec<NodeIndex> = g.neighbors(n).filter(|x| members.contains(x)).collect();
+            next.sort();
+            for x in next {
+                if x == start {
+                    last = Some(n);
+                    break 'search;
+                }
+                if let std::collections::hash_map::Entry::Vacant(v) = prev.entry(x) {
+                    v.insert(n);
+                    queue.push_back(x);
+                }
+            }
+        }
+        let Some(mut n) = last else { continue };
+        let mut path = vec![n];
+        while n != start {
+            n = prev[&n];
+            path.push(n);
+        }
+        path.reverse();
+        out.push(path);
+    }
+    out.sort();
+    out
+}
+
+/// Kahn's algorithm, taking ready nodes by `key` order so output is stable
+/// (declaration order) rather than whatever the graph's internals prefer.
+fn topological<N, E>(g: &DiGraph<N, E>, key: impl Fn(NodeIndex) -> usize) -> Vec<NodeIndex> {
+    let mut indegree: Vec<usize> =
+        g.node_indices().map(|n| g.neighbors_directed(n, petgraph::Direction::Incoming).count()).collect();
+    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<(usize, usize)>> = g
+        .node_indices()
+        .filter(|n| indegree[n.index()] == 0)
+        .map(|n| std::cmp::Reverse((key(n), n.index())))
+        .collect();
+    let mut out = Vec::with_capacity(g.node_count());
+    while let Some(std::cmp::Reverse((_, i))) = ready.pop() {
+        let n = NodeIndex::new(i);
+        out.push(n);
+        for d in g.neighbors_directed(n, petgraph::Direction::Outgoing) {
+            indegree[d.index()] -= 1;
+            if indegree[d.index()] == 0 {
+                ready.push(std::cmp::Reverse((key(d), d.index())));
+            }
+        }
+    }
+    out
+}
+
+pub fn type_matches(ty: VarType, v: &Value) -> bool {
+    match ty {
+        VarType::Any => true,
+        VarType::String => v.is_string(),
+        VarType::Number => v.is_number(),
+        VarType::Bool => v.is_boolean(),
+        VarType::List => v.is_array(),
+        VarType::Map => v.is_object(),
+    }
+}
+
+/// A `--var` value as typed on the command line. Strings are taken as they
+/// are; numbers and bools are parsed; lists and maps are written in the
+/// language (`'["a", "b"]'`).
+pub fn parse_var_value(ty: VarType, text: &str) -> Result<Value, String> {
+    match ty {
+        VarType::String => Ok(Value::String(text.to_string())),
+        VarType::Number => eval::parse_number_text(text).map(Value::Number).ok_or_else(|| "not a number".to_string()),
+        VarType::Bool => match text {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err("not true or false".into()),
+        },
+        VarType::List | VarType::Map | VarType::Any => {
+            let value = crate::parser::parse_expr(text).ok().and_then(|e| {
+                let empty = Map::new();
+                let scope = Scope { pipeline: "", environment: "", vars: &empty, outputs: &eval::no_outputs };
+                eval::eval(&e, &scope).ok()
+            });
+            match value {
+                Some(v) if type_matches(ty, &v) => Ok(v),
+                _ if ty == VarType::Any => Ok(Value::String(text.to_string())),
+                Some(v) => Err(format!("a {}, not a {}", eval::type_name(&v), ty.name())),
+                None => Err(format!("not a {} (write it like {})", ty.name(), if ty == VarType::List { "'[\"a\", \"b\"]'" } else { "'{ k = \"v\" }'" })),
+            }
+        }
+    }
+}
+
+/// `host:port` from a grant written as `host:port` or as a URL.
+pub fn normalize_http_grant(s: &str) -> Result<String, String> {
+    let (scheme, rest) = match s.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, s),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, Some(p)),
+        _ => (authority, None),
+    };
+    if host.is_empty() {
+        return Err(format!("`{s}` has no host"));
+    }
+    let port: u16 = match (port, scheme) {
+        (Some(p), _) => p.parse().map_err(|_| format!("`{p}` is not a port"))?,
+        (None, Some("http")) => 80,
+        (None, Some("https")) => 443,
+        (None, _) => return Err(format!("`{s}` has no port")),
+    };
+    if let Some(sc) = scheme {
+        if sc != "http" && sc != "https" {
+            return Err(format!("`{sc}` is not http or https"));
+        }
+    }
+    Ok(format!("{host}:{port}"))
+}

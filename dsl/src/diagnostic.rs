@@ -1,0 +1,223 @@
+//! Diagnostics about what the user wrote: a message, where (with labels), and
+//! a help line. Rendering is miette's, rustc-style, with the source line and
+//! a caret under the span.
+
+use std::fmt;
+
+use crate::ast::Span;
+
+/// What kind of mistake a diagnostic reports; shown as `stackpipe::<code>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    Syntax,
+    InvalidString,
+    DuplicateName,
+    DuplicateKey,
+    UnknownKey,
+    MissingKey,
+    InvalidValue,
+    UnknownReference,
+    InvalidReference,
+    NotAProvisioner,
+    Cycle,
+    EnvironmentCycle,
+    UnknownEnvironment,
+    MissingVar,
+    TypeMismatch,
+    UnknownFunction,
+    Evaluation,
+    TooDeep,
+    ReservedName,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Syntax => "syntax",
+            Code::InvalidString => "invalid_string",
+            Code::DuplicateName => "duplicate_name",
+            Code::DuplicateKey => "duplicate_key",
+            Code::UnknownKey => "unknown_key",
+            Code::MissingKey => "missing_key",
+            Code::InvalidValue => "invalid_value",
+            Code::UnknownReference => "unknown_reference",
+            Code::InvalidReference => "invalid_reference",
+            Code::NotAProvisioner => "not_a_provisioner",
+            Code::Cycle => "cycle",
+            Code::EnvironmentCycle => "environment_cycle",
+            Code::UnknownEnvironment => "unknown_environment",
+            Code::MissingVar => "missing_var",
+            Code::TypeMismatch => "type_mismatch",
+            Code::UnknownFunction => "unknown_function",
+            Code::Evaluation => "evaluation",
+            Code::TooDeep => "too_deep",
+            Code::ReservedName => "reserved_name",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Label {
+    pub span: Span,
+    pub text: Option<String>,
+}
+
+/// One error about the user's input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    pub code: Code,
+    pub message: String,
+    /// Where it is, first label primary. Empty for errors about the command
+    /// line rather than the file (an unknown `--var`, say).
+    pub labels: Vec<Label>,
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Diagnostic { code, message: message.into(), labels: Vec::new(), help: None }
+    }
+    pub fn at(code: Code, span: Span, message: impl Into<String>) -> Self {
+        Diagnostic::new(code, message).label(span, None::<String>)
+    }
+    pub fn label(mut self, span: Span, text: Option<impl Into<String>>) -> Self {
+        self.labels.push(Label { span, text: text.map(Into::into) });
+        self
+    }
+    pub fn with_label(self, span: Span, text: impl Into<String>) -> Self {
+        self.label(span, Some(text))
+    }
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+    pub fn maybe_help(mut self, help: Option<String>) -> Self {
+        if help.is_some() {
+            self.help = help;
+        }
+        self
+    }
+    /// Where the diagnostic points first, for sorting.
+    pub fn position(&self) -> usize {
+        self.labels.first().map(|l| l.span.start).unwrap_or(0)
+    }
+}
+
+/// All diagnostics of one file, with the file's name and text for rendering.
+#[derive(Debug, Clone)]
+pub struct Diagnostics {
+    pub source: miette::NamedSource<String>,
+    pub items: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    pub fn new(name: &str, text: &str, mut items: Vec<Diagnostic>) -> Self {
+        items.sort_by_key(|d| d.position());
+        Diagnostics {
+            source: miette::NamedSource::new(name, text.to_string()).with_language("pipeline"),
+            items,
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+    /// Each diagnostic as something miette can render.
+    pub fn reports(&self) -> impl Iterator<Item = Report<'_>> {
+        self.items.iter().map(move |d| Report { diag: d, source: &self.source })
+    }
+    /// Renders every diagnostic and a closing count line, without colour.
+    pub fn render_plain(&self, width: usize) -> String {
+        let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(width)
+            .with_links(false);
+        self.render_with(&handler)
+    }
+    pub fn render_with(&self, handler: &miette::GraphicalReportHandler) -> String {
+        let mut out = String::new();
+        for report in self.reports() {
+            // Writing into a String cannot fail.
+            let _ = handler.render_report(&mut out, &report);
+        }
+        let n = self.items.len();
+        out.push_str(&format!("error: {} found {} error{}\n", self.source.name(), n, if n == 1 { "" } else { "s" }));
+        out
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render_plain(100))
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// One diagnostic borrowed together with its source, for miette.
+#[derive(Debug)]
+pub struct Report<'a> {
+    diag: &'a Diagnostic,
+    source: &'a miette::NamedSource<String>,
+}
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.diag.message)
+    }
+}
+
+impl std::error::Error for Report<'_> {}
+
+impl miette::Diagnostic for Report<'_> {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(format!("stackpipe::{}", self.diag.code.as_str())))
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.diag.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        if self.diag.labels.is_empty() {
+            None
+        } else {
+            Some(self.source)
+        }
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        if self.diag.labels.is_empty() {
+            return None;
+        }
+        Some(Box::new(self.diag.labels.iter().enumerate().map(|(i, l)| {
+            let span: miette::SourceSpan = l.span.into();
+            if i == 0 {
+                miette::LabeledSpan::new_primary_with_span(l.text.clone(), span)
+            } else {
+                miette::LabeledSpan::new_with_span(l.text.clone(), span)
+            }
+        })))
+    }
+}
+
+/// The closest of `candidates` to `name`, if any is close enough to be a
+/// plausible typo ("did you mean `vpc`?").
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let mut best: Option<(&str, f64)> = None;
+    for c in candidates {
+        if c == name {
+            continue;
+        }
+        let score = strsim::jaro_winkler(name, c);
+        let distance = strsim::levenshtein(name, c);
+        let plausible = score >= 0.8 || distance <= (name.len().max(c.len()) / 3).max(1);
+        if plausible && best.is_none_or(|(_, s)| score > s) {
+            best = Some((c, score));
+        }
+    }
+    best.map(|(c, _)| c)
+}
+
+/// `did you mean `x`?` for the closest candidate.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    closest(name, candidates).map(|c| format!("did you mean `{c}`?"))
+}

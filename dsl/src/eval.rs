@@ -1,0 +1,435 @@
+//! Expression evaluation. Values are JSON values (they travel to plugins as
+//! JSON). A reference to a resource output that is not known yet (the
+//! resource has not been applied) evaluates to [`EvalError::Unknown`], which
+//! is not a mistake in the file: callers decide whether to wait or to show
+//! "(known after apply)".
+
+use serde_json::{Map, Number, Value};
+
+use crate::ast::{Expr, ExprKind, Span, Step, TemplatePart};
+use crate::diagnostic::{Code, Diagnostic};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EvalError {
+    /// Depends on an output of this resource, which is not known yet.
+    Unknown { resource: String },
+    Invalid(Diagnostic),
+}
+
+impl From<Diagnostic> for EvalError {
+    fn from(d: Diagnostic) -> Self {
+        EvalError::Invalid(d)
+    }
+}
+
+type Result<T> = std::result::Result<T, EvalError>;
+
+/// What names mean while evaluating.
+pub struct Scope<'a> {
+    pub pipeline: &'a str,
+    pub environment: &'a str,
+    pub vars: &'a Map<String, Value>,
+    /// The outputs (a JSON object) of an applied resource; `None` = not known yet.
+    pub outputs: &'a dyn Fn(&str) -> Option<Value>,
+}
+
+/// The output lookup of a scope in which no resource has been applied.
+pub fn no_outputs(_: &str) -> Option<Value> {
+    None
+}
+
+/// A function of the language: its name and how many arguments it takes.
+pub struct Function {
+    pub name: &'static str,
+    pub min_args: usize,
+    /// `None`: any number from `min_args` up.
+    pub max_args: Option<usize>,
+    pub signature: &'static str,
+}
+
+pub const FUNCTIONS: &[Function] = &[
+    Function { name: "cidrsubnet", min_args: 3, max_args: Some(3), signature: "cidrsubnet(prefix, newbits, netnum)" },
+    Function { name: "coalesce", min_args: 1, max_args: None, signature: "coalesce(value, ...)" },
+    Function { name: "concat", min_args: 1, max_args: None, signature: "concat(list, ...)" },
+    Function { name: "contains", min_args: 2, max_args: Some(2), signature: "contains(list, value)" },
+    Function { name: "element", min_args: 2, max_args: Some(2), signature: "element(list, index)" },
+    Function { name: "format", min_args: 1, max_args: None, signature: "format(spec, value, ...)" },
+    Function { name: "join", min_args: 2, max_args: Some(2), signature: "join(separator, list)" },
+    Function { name: "jsonencode", min_args: 1, max_args: Some(1), signature: "jsonencode(value)" },
+    Function { name: "keys", min_args: 1, max_args: Some(1), signature: "keys(map)" },
+    Function { name: "length", min_args: 1, max_args: Some(1), signature: "length(list | map | string)" },
+    Function { name: "lookup", min_args: 2, max_args: Some(3), signature: "lookup(map, key, default?)" },
+    Function { name: "lower", min_args: 1, max_args: Some(1), signature: "lower(string)" },
+    Function { name: "merge", min_args: 1, max_args: None, signature: "merge(map, ...)" },
+    Function { name: "replace", min_args: 3, max_args: Some(3), signature: "replace(string, search, replacement)" },
+    Function { name: "split", min_args: 2, max_args: Some(2), signature: "split(separator, string)" },
+    Function { name: "tonumber", min_args: 1, max_args: Some(1), signature: "tonumber(value)" },
+    Function { name: "tostring", min_args: 1, max_args: Some(1), signature: "tostring(value)" },
+    Function { name: "trimspace", min_args: 1, max_args: Some(1), signature: "trimspace(string)" },
+    Function { name: "upper", min_args: 1, max_args: Some(1), signature: "upper(string)" },
+    Function { name: "values", min_args: 1, max_args: Some(1), signature: "values(map)" },
+];
+
+pub fn function(name: &str) -> Option<&'static Function> {
+    FUNCTIONS.iter().find(|f| f.name == name)
+}
+
+/// The kind of a value, as the language names it.
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "map",
+    }
+}
+
+fn invalid(span: Span, message: impl Into<String>) -> EvalError {
+    EvalError::Invalid(Diagnostic::at(Code::Evaluation, span, message))
+}
+
+pub fn eval(expr: &Expr, scope: &Scope) -> Result<Value> {
+    match &expr.kind {
+        ExprKind::Null => Ok(Value::Null),
+        ExprKind::Bool(b) => Ok(Value::Bool(*b)),
+        ExprKind::Number(n) => Ok(Value::Number(n.clone())),
+        ExprKind::Template(parts) => {
+            // A string that is exactly one interpolation keeps its value's type,
+            // as in Terraform: "${var.size}" is a number.
+            if let [TemplatePart::Interpolation(e)] = parts.as_slice() {
+                return eval(e, scope);
+            }
+            let mut out = String::new();
+            for p in parts {
+                match p {
+                    TemplatePart::Literal(s) => out.push_str(s),
+                    TemplatePart::Interpolation(e) => out.push_str(&interpolate(e, &eval(e, scope)?)?),
+                }
+            }
+            Ok(Value::String(out))
+        }
+        ExprKind::List(items) => Ok(Value::Array(items.iter().map(|e| eval(e, scope)).collect::<Result<_>>()?)),
+        ExprKind::Map(entries) => {
+            let mut m = Map::new();
+            for (k, e) in entries {
+                m.insert(k.name.clone(), eval(e, scope)?);
+            }
+            Ok(Value::Object(m))
+        }
+        ExprKind::Traversal { root, steps } => {
+            let (value, rest) = match root.name.as_str() {
+                "var" => {
+                    let Some(Step::Attr(name)) = steps.first() else {
+                        return Err(invalid(root.span, "`var` needs a name, like `var.region`"));
+                    };
+                    let v = scope
+                        .vars
+                        .get(&name.name)
+                        .cloned()
+                        .ok_or_else(|| invalid(name.span, format!("var `{}` has no value", name.name)))?;
+                    (v, &steps[1..])
+                }
+                "env" | "pipeline" => {
+                    let Some(Step::Attr(name)) = steps.first().filter(|s| matches!(s, Step::Attr(i) if i.name == "name"))
+                    else {
+                        return Err(invalid(root.span, format!("`{}` has one attribute: `{}.name`", root.name, root.name)));
+                    };
+                    let text = if root.name == "env" { scope.environment } else { scope.pipeline };
+                    let _ = name;
+                    (Value::String(text.to_string()), &steps[1..])
+                }
+                resource => {
+                    let Some(Step::Attr(output)) = steps.first() else {
+                        return Err(invalid(root.span, format!("refer to an output of `{resource}`, like `{resource}.id`")));
+                    };
+                    let outputs = (scope.outputs)(resource)
+                        .ok_or_else(|| EvalError::Unknown { resource: resource.to_string() })?;
+                    let v = outputs.get(&output.name).cloned().ok_or_else(|| {
+                        invalid(output.span, format!("resource `{resource}` has no output `{}`", output.name))
+                    })?;
+                    (v, &steps[1..])
+                }
+            };
+            apply_steps(value, rest, scope)
+        }
+        ExprKind::Access { base, steps } => apply_steps(eval(base, scope)?, steps, scope),
+        ExprKind::Call { function, args } => {
+            let values = args.iter().map(|a| eval(a, scope)).collect::<Result<Vec<_>>>()?;
+            call(&function.name, expr.span, args, values)
+        }
+    }
+}
+
+fn apply_steps(mut value: Value, steps: &[Step], scope: &Scope) -> Result<Value> {
+    for step in steps {
+        value = match step {
+            Step::Attr(name) => match value {
+                Value::Object(mut m) => m
+                    .remove(&name.name)
+                    .ok_or_else(|| invalid(name.span, format!("no key `{}` in this map", name.name)))?,
+                other => return Err(invalid(name.span, format!("cannot take `.{}` of a {}", name.name, type_name(&other)))),
+            },
+            Step::Index(e) => {
+                let key = eval(e, scope)?;
+                match (value, key) {
+                    (Value::Array(mut items), Value::Number(n)) => {
+                        let len = items.len();
+                        let i = n
+                            .as_u64()
+                            .filter(|i| (*i as usize) < len)
+                            .ok_or_else(|| invalid(e.span, format!("index {n} is out of range for a list of {len}")))?;
+                        items.swap_remove(i as usize)
+                    }
+                    (Value::Object(mut m), Value::String(k)) => {
+                        m.remove(&k).ok_or_else(|| invalid(e.span, format!("no key `{k}` in this map")))?
+                    }
+                    (v, k) => {
+                        return Err(invalid(e.span, format!("cannot index a {} with a {}", type_name(&v), type_name(&k))))
+                    }
+                }
+            }
+        };
+    }
+    Ok(value)
+}
+
+/// The text of a value inside `"${...}"`.
+fn interpolate(e: &Expr, v: &Value) -> Result<String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Null => Err(invalid(e.span, "cannot put null into a string")),
+        Value::Array(_) | Value::Object(_) => Err(EvalError::Invalid(
+            Diagnostic::at(Code::Evaluation, e.span, format!("cannot put a {} into a string", type_name(v)))
+                .help("use join(\", \", list) or jsonencode(value)"),
+        )),
+    }
+}
+
+fn want_string<'v>(v: &'v Value, e: &Expr, f: &str) -> Result<&'v str> {
+    v.as_str().ok_or_else(|| invalid(e.span, format!("{f}() wants a string here, not a {}", type_name(v))))
+}
+fn want_list<'v>(v: &'v Value, e: &Expr, f: &str) -> Result<&'v Vec<Value>> {
+    v.as_array().ok_or_else(|| invalid(e.span, format!("{f}() wants a list here, not a {}", type_name(v))))
+}
+fn want_map<'v>(v: &'v Value, e: &Expr, f: &str) -> Result<&'v Map<String, Value>> {
+    v.as_object().ok_or_else(|| invalid(e.span, format!("{f}() wants a map here, not a {}", type_name(v))))
+}
+fn want_int(v: &Value, e: &Expr, f: &str) -> Result<i64> {
+    v.as_i64().ok_or_else(|| invalid(e.span, format!("{f}() wants a whole number here, not {v}")))
+}
+
+fn call(name: &str, span: Span, args: &[Expr], v: Vec<Value>) -> Result<Value> {
+    let f = function(name).ok_or_else(|| invalid(span, format!("unknown function `{name}`")))?;
+    if v.len() < f.min_args || f.max_args.is_some_and(|m| v.len() > m) {
+        return Err(invalid(span, format!("{}() takes {}, given {} argument(s)", f.name, f.signature, v.len())));
+    }
+    Ok(match name {
+        "concat" => {
+            let mut out = Vec::new();
+            for (a, e) in v.iter().zip(args) {
+                out.extend(want_list(a, e, name)?.iter().cloned());
+            }
+            Value::Array(out)
+        }
+        "join" => {
+            let sep = want_string(&v[0], &args[0], name)?;
+            let mut parts = Vec::new();
+            for item in want_list(&v[1], &args[1], name)? {
+                parts.push(interpolate(&args[1], item)?);
+            }
+            Value::String(parts.join(sep))
+        }
+        "split" => {
+            let sep = want_string(&v[0], &args[0], name)?;
+            let s = want_string(&v[1], &args[1], name)?;
+            if s.is_empty() {
+                Value::Array(Vec::new())
+            } else {
+                Value::Array(s.split(sep).map(|p| Value::String(p.to_string())).collect())
+            }
+        }
+        "lower" => Value::String(want_string(&v[0], &args[0], name)?.to_lowercase()),
+        "upper" => Value::String(want_string(&v[0], &args[0], name)?.to_uppercase()),
+        "trimspace" => Value::String(want_string(&v[0], &args[0], name)?.trim().to_string()),
+        "replace" => Value::String(want_string(&v[0], &args[0], name)?.replace(
+            want_string(&v[1], &args[1], name)?,
+            want_string(&v[2], &args[2], name)?,
+        )),
+        "length" => Value::from(match &v[0] {
+            Value::Array(a) => a.len(),
+            Value::Object(m) => m.len(),
+            Value::String(s) => s.chars().count(),
+            other => return Err(invalid(args[0].span, format!("length() of a {}", type_name(other)))),
+        }),
+        "lookup" => {
+            let m = want_map(&v[0], &args[0], name)?;
+            let k = want_string(&v[1], &args[1], name)?;
+            match (m.get(k), v.get(2)) {
+                (Some(found), _) => found.clone(),
+                (None, Some(default)) => default.clone(),
+                (None, None) => return Err(invalid(args[1].span, format!("no key `{k}` in the map, and no default"))),
+            }
+        }
+        "merge" => {
+            let mut out = Map::new();
+            for (a, e) in v.iter().zip(args) {
+                for (k, val) in want_map(a, e, name)? {
+                    out.insert(k.clone(), val.clone());
+                }
+            }
+            Value::Object(out)
+        }
+        "keys" => Value::Array(want_map(&v[0], &args[0], name)?.keys().map(|k| Value::String(k.clone())).collect()),
+        "values" => Value::Array(want_map(&v[0], &args[0], name)?.values().cloned().collect()),
+        "contains" => Value::Bool(want_list(&v[0], &args[0], name)?.contains(&v[1])),
+        "element" => {
+            let list = want_list(&v[0], &args[0], name)?;
+            if list.is_empty() {
+                return Err(invalid(args[0].span, "element() of an empty list"));
+            }
+            let i = want_int(&v[1], &args[1], name)?;
+            list[i.rem_euclid(list.len() as i64) as usize].clone()
+        }
+        "coalesce" => v
+            .iter()
+            .find(|x| !x.is_null() && x.as_str() != Some(""))
+            .cloned()
+            .ok_or_else(|| invalid(span, "coalesce(): every argument is null or empty"))?,
+        "tostring" => match &v[0] {
+            Value::String(_) => v[0].clone(),
+            Value::Number(_) | Value::Bool(_) => Value::String(interpolate(&args[0], &v[0])?),
+            other => return Err(invalid(args[0].span, format!("tostring() of a {}", type_name(other)))),
+        },
+        "tonumber" => match &v[0] {
+            Value::Number(_) => v[0].clone(),
+            Value::String(s) => parse_number_text(s)
+                .map(Value::Number)
+                .ok_or_else(|| invalid(args[0].span, format!("tonumber(): `{s}` is not a number")))?,
+            other => return Err(invalid(args[0].span, format!("tonumber() of a {}", type_name(other)))),
+        },
+        "jsonencode" => Value::String(v[0].to_string()),
+        "format" => Value::String(format_spec(want_string(&v[0], &args[0], name)?, &v[1..], &args[1..], span)?),
+        "cidrsubnet" => {
+            let prefix = want_string(&v[0], &args[0], name)?;
+            let newbits = want_int(&v[1], &args[1], name)?;
+            let netnum = want_int(&v[2], &args[2], name)?;
+            Value::String(cidrsubnet(prefix, newbits, netnum).map_err(|m| invalid(span, format!("cidrsubnet(): {m}")))?)
+        }
+        _ => return Err(invalid(span, format!("unknown function `{name}`"))),
+    })
+}
+
+/// `format("%s-%d", a, b)`: %s any scalar, %d a whole number, %v any value, %% a percent.
+fn format_spec(spec: &str, values: &[Value], args: &[Expr], span: Span) -> Result<String> {
+    let mut out = String::new();
+    let mut next = 0;
+    let mut chars = spec.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let verb = chars.next().ok_or_else(|| invalid(span, "format(): the spec ends with a lone `%`"))?;
+        if verb == '%' {
+            out.push('%');
+            continue;
+        }
+        let (v, e) = match (values.get(next), args.get(next)) {
+            (Some(v), Some(e)) => (v, e),
+            _ => return Err(invalid(span, format!("format(): not enough values for the spec `{spec}`"))),
+        };
+        next += 1;
+        match verb {
+            's' => out.push_str(&interpolate(e, v)?),
+            'd' => out.push_str(&want_int(v, e, "format")?.to_string()),
+            'v' => match v {
+                Value::String(s) => out.push_str(s),
+                other => out.push_str(&other.to_string()),
+            },
+            other => return Err(invalid(span, format!("format(): unknown verb `%{other}` (use %s, %d, %v or %%)"))),
+        }
+    }
+    if next < values.len() {
+        return Err(invalid(span, format!("format(): {} value(s) given but the spec uses {next}", values.len())));
+    }
+    Ok(out)
+}
+
+pub(crate) fn parse_number_text(s: &str) -> Option<Number> {
+    let s = s.trim();
+    if let Ok(i) = s.parse::<i64>() {
+        return Some(i.into());
+    }
+    s.parse::<f64>().ok().filter(|f| f.is_finite()).and_then(Number::from_f64)
+}
+
+/// Terraform's cidrsubnet for IPv4: the `netnum`th subnet of `prefix`
+/// extended by `newbits` bits.
+fn cidrsubnet(prefix: &str, newbits: i64, netnum: i64) -> std::result::Result<String, String> {
+    let (addr, len) = prefix.split_once('/').ok_or_else(|| format!("`{prefix}` is not a CIDR block"))?;
+    let len: u32 = len.parse().ok().filter(|l| *l <= 32).ok_or_else(|| format!("`{prefix}` has a bad prefix length"))?;
+    let ip: std::net::Ipv4Addr = addr.parse().map_err(|_| format!("`{addr}` is not an IPv4 address"))?;
+    if !(0..=32).contains(&newbits) || len + newbits as u32 > 32 {
+        return Err(format!("cannot extend /{len} by {newbits} bits"));
+    }
+    let newlen = len + newbits as u32;
+    if netnum < 0 || (newbits < 63 && netnum >= (1i64 << newbits)) {
+        return Err(format!("netnum {netnum} does not fit in {newbits} bits"));
+    }
+    let base = u32::from(ip) & if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    let shifted = if newlen == 32 { netnum as u32 } else { (netnum as u32) << (32 - newlen) };
+    Ok(format!("{}/{newlen}", std::net::Ipv4Addr::from(base | shifted)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parser::parse_expr;
+
+    fn ev(src: &str) -> Result<Value> {
+        let mut vars = Map::new();
+        vars.insert("zones".into(), serde_json::json!(["a", "b"]));
+        vars.insert("size".into(), serde_json::json!(20));
+        let outputs = |r: &str| (r == "vpc").then(|| serde_json::json!({"id": "vpc-1", "tags": {"k": "v"}}));
+        let scope = Scope { pipeline: "p", environment: "dev", vars: &vars, outputs: &outputs };
+        eval(&parse_expr(src).expect("parses"), &scope)
+    }
+
+    #[test]
+    fn references_and_interpolation() {
+        assert_eq!(ev(r#""app-${env.name}-${pipeline.name}""#).unwrap(), "app-dev-p");
+        assert_eq!(ev("var.zones[1]").unwrap(), "b");
+        assert_eq!(ev(r#""${var.size}""#).unwrap(), 20);
+        assert_eq!(ev("vpc.tags[\"k\"]").unwrap(), "v");
+        assert_eq!(ev("vpc.tags.k").unwrap(), "v");
+        assert_eq!(ev("db.endpoint"), Err(EvalError::Unknown { resource: "db".into() }));
+    }
+
+    #[test]
+    fn functions() {
+        assert_eq!(ev(r#"join(",", concat(var.zones, ["c"]))"#).unwrap(), "a,b,c");
+        assert_eq!(ev(r#"upper(lower("MiX"))"#).unwrap(), "MIX");
+        assert_eq!(ev("length(var.zones)").unwrap(), 2);
+        assert_eq!(ev(r#"lookup({a = 1}, "b", 7)"#).unwrap(), 7);
+        assert_eq!(ev(r#"format("%s-%d-%%", "x", 3)"#).unwrap(), "x-3-%");
+        assert_eq!(ev(r#"cidrsubnet("10.0.0.0/16", 8, 2)"#).unwrap(), "10.0.2.0/24");
+        assert_eq!(ev(r#"split(",", "a,b")[1]"#).unwrap(), "b");
+        assert_eq!(ev(r#"merge({a = 1}, {b = 2})"#).unwrap(), serde_json::json!({"a": 1, "b": 2}));
+        assert_eq!(ev(r#"element(var.zones, 3)"#).unwrap(), "b");
+        assert_eq!(ev(r#"coalesce(null, "", "x")"#).unwrap(), "x");
+        assert_eq!(ev(r#"tonumber("5")"#).unwrap(), 5);
+    }
+
+    #[test]
+    fn errors_point_at_the_problem() {
+        let Err(EvalError::Invalid(d)) = ev("var.zones[5]") else { panic!() };
+        assert!(d.message.contains("out of range"), "{}", d.message);
+        let Err(EvalError::Invalid(d)) = ev(r#""x${var.zones}""#) else { panic!() };
+        assert!(d.message.contains("list into a string"), "{}", d.message);
+        assert!(matches!(ev("length(3)"), Err(EvalError::Invalid(_))));
+    }
+}

@@ -1,0 +1,267 @@
+//! The compiled pipeline: a petgraph DAG of resources (edges point from a
+//! dependency to its dependent) and, per environment, everything resolved
+//! that does not wait on an apply: vars, flow policies, plugins, credentials.
+
+use std::collections::BTreeMap;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::Direction;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::ast::{Attribute, Expr, OutputDecl, PluginKind, Span};
+
+/// One resource: what provisions it and how its attributes are written.
+#[derive(Debug, Clone)]
+pub struct ResourceNode {
+    pub name: String,
+    /// The provisioner plugin, `aws` in `"aws.vpc"`.
+    pub plugin: String,
+    /// The plugin's resource type, `vpc` in `"aws.vpc"`.
+    pub kind: String,
+    /// As written; references to upstream outputs are filled in at deploy time.
+    pub attributes: Vec<Attribute>,
+    /// `gate = "after"`: wait for approval after this node, before its dependents.
+    pub gate_after: bool,
+    /// Longest distance from a root; roots are level 0.
+    pub level: usize,
+    pub span: Span,
+}
+
+impl ResourceNode {
+    /// `aws.vpc`
+    pub fn type_name(&self) -> String {
+        format!("{}.{}", self.plugin, self.kind)
+    }
+}
+
+/// One output of one resource feeding one attribute of another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Wiring {
+    pub from: String,
+    pub output: String,
+    pub to: String,
+    pub attribute: String,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// Why `to` depends on `from`: the outputs it takes, or an explicit `depends_on`.
+#[derive(Debug, Clone, Default)]
+pub struct Dependency {
+    pub wiring: Vec<Wiring>,
+    /// Listed in `depends_on`, at this span.
+    pub explicit: Option<Span>,
+}
+
+/// How a stack job runs, resolved resource > environment > pipeline > defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FlowPolicy {
+    /// Read the real state before planning.
+    pub refresh: bool,
+    /// Compute and show the plan before apply.
+    pub preview: bool,
+    /// After preview, wait for approval.
+    pub pause_before_apply: bool,
+}
+
+impl Default for FlowPolicy {
+    fn default() -> Self {
+        FlowPolicy { refresh: true, preview: true, pause_before_apply: false }
+    }
+}
+
+/// Where a plugin's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginSource {
+    /// Shipped inside stackpipe: `builtin:<name>`.
+    Builtin(String),
+    /// A `.wasm` component, relative to the pipeline file.
+    Path(String),
+}
+
+/// What the sandbox may touch. Nothing unless granted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Grants {
+    /// `host:port` pairs a plugin may send HTTP requests to.
+    pub http: Vec<String>,
+    /// Directories (relative to the pipeline file) preopened for the plugin.
+    pub fs: Vec<String>,
+    /// Environment variable names the plugin may read.
+    pub env: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    pub memory_mb: u64,
+    pub timeout_s: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { memory_mb: 256, timeout_s: 600 }
+    }
+}
+
+/// A plugin as one environment sees it: source, config and grants evaluated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginSpec {
+    pub name: String,
+    pub kind: PluginKind,
+    pub source: PluginSource,
+    pub config: Value,
+    pub grants: Grants,
+    pub limits: Limits,
+}
+
+/// Which resolver supplies credentials to a provisioner, and with what config.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CredentialsBinding {
+    pub provisioner: String,
+    pub resolver: String,
+    pub config: Value,
+}
+
+/// One environment, resolved.
+#[derive(Debug, Clone)]
+pub struct EnvironmentPlan {
+    pub name: String,
+    pub after: Vec<String>,
+    /// Wait for approval before the first node starts.
+    pub approval: bool,
+    /// Every var with its value here (`--var` > `vars {}` > default).
+    pub vars: Map<String, Value>,
+    /// The flow policy of each node, indexed by `NodeIndex::index()`.
+    pub flow: Vec<FlowPolicy>,
+    pub plugins: BTreeMap<String, PluginSpec>,
+    /// Keyed by provisioner name.
+    pub credentials: BTreeMap<String, CredentialsBinding>,
+}
+
+impl EnvironmentPlan {
+    pub fn flow_of(&self, node: NodeIndex) -> FlowPolicy {
+        self.flow.get(node.index()).copied().unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineGraph {
+    pub name: String,
+    pub graph: DiGraph<ResourceNode, Dependency>,
+    /// Environments in the order they run (each after the ones it names in `after`).
+    pub environments: Vec<EnvironmentPlan>,
+    /// Every environment of the file in run order, also those `--env` left out.
+    pub all_environments: Vec<String>,
+    pub outputs: Vec<OutputDecl>,
+    /// Nodes in deploy order: declaration order, each after its dependencies.
+    order: Vec<NodeIndex>,
+}
+
+impl PipelineGraph {
+    pub(crate) fn new(
+        name: String,
+        graph: DiGraph<ResourceNode, Dependency>,
+        order: Vec<NodeIndex>,
+        environments: Vec<EnvironmentPlan>,
+        all_environments: Vec<String>,
+        outputs: Vec<OutputDecl>,
+    ) -> Self {
+        PipelineGraph { name, graph, environments, all_environments, outputs, order }
+    }
+
+    pub fn node(&self, i: NodeIndex) -> &ResourceNode {
+        &self.graph[i]
+    }
+
+    pub fn find(&self, name: &str) -> Option<NodeIndex> {
+        self.graph.node_indices().find(|i| self.graph[*i].name == name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.graph.node_count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.graph.node_count() == 0
+    }
+
+    /// How many levels there are (0 for an empty pipeline).
+    pub fn level_count(&self) -> usize {
+        self.graph.node_weights().map(|n| n.level + 1).max().unwrap_or(0)
+    }
+
+    /// Nodes grouped by level, each level in declaration order.
+    pub fn levels(&self) -> Vec<Vec<NodeIndex>> {
+        let mut out = vec![Vec::new(); self.level_count()];
+        for i in self.graph.node_indices() {
+            out[self.graph[i].level].push(i);
+        }
+        out
+    }
+
+    /// Deploy order: every node after all of its dependencies.
+    pub fn deploy_order(&self) -> &[NodeIndex] {
+        &self.order
+    }
+
+    /// Undeploy order: every node after all of its dependents.
+    pub fn undeploy_order(&self) -> Vec<NodeIndex> {
+        self.order.iter().rev().copied().collect()
+    }
+
+    /// The nodes this one depends on (its inputs come from them).
+    pub fn dependencies(&self, i: NodeIndex) -> Vec<NodeIndex> {
+        self.sorted_neighbors(i, Direction::Incoming)
+    }
+
+    /// The nodes that depend on this one.
+    pub fn dependents(&self, i: NodeIndex) -> Vec<NodeIndex> {
+        self.sorted_neighbors(i, Direction::Outgoing)
+    }
+
+    fn sorted_neighbors(&self, i: NodeIndex, dir: Direction) -> Vec<NodeIndex> {
+        let mut v: Vec<NodeIndex> = self.graph.neighbors_directed(i, dir).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Every node reachable from `i` along dependency edges (what a failure of `i` cancels).
+    pub fn transitive_dependents(&self, i: NodeIndex) -> Vec<NodeIndex> {
+        let mut seen = vec![false; self.graph.node_count()];
+        let mut stack = vec![i];
+        let mut out = Vec::new();
+        while let Some(n) = stack.pop() {
+            for d in self.graph.neighbors_directed(n, Direction::Outgoing) {
+                if !seen[d.index()] {
+                    seen[d.index()] = true;
+                    out.push(d);
+                    stack.push(d);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The wiring into `i`, in the order the attributes were written.
+    pub fn wiring_into(&self, i: NodeIndex) -> Vec<&Wiring> {
+        let mut v: Vec<&Wiring> = self
+            .graph
+            .edges_directed(i, Direction::Incoming)
+            .flat_map(|e| e.weight().wiring.iter())
+            .collect();
+        v.sort_by_key(|w| w.span);
+        v
+    }
+
+    pub fn environment(&self, name: &str) -> Option<&EnvironmentPlan> {
+        self.environments.iter().find(|e| e.name == name)
+    }
+
+    /// An attribute of a node, as written.
+    pub fn attribute<'a>(&'a self, i: NodeIndex, key: &str) -> Option<&'a Expr> {
+        self.graph[i].attributes.iter().find(|a| a.key.name == key).map(|a| &a.value)
+    }
+}

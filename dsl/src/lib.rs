@@ -1,0 +1,44 @@
+//! The `.pipeline` language: lexer and parser (pest), a typed AST with spans,
+//! the checks, evaluation, and compilation into a [`PipelineGraph`].
+//!
+//! Pure: no I/O, no async, no wasm, no database. Callers hand in source text
+//! and get back a graph or [`Diagnostics`].
+
+pub mod ast;
+pub mod compile;
+pub mod diagnostic;
+pub mod eval;
+pub mod graph;
+pub mod parser;
+pub mod render;
+
+pub use compile::{compile, CompileOptions, DEFAULT_ENVIRONMENT};
+pub use diagnostic::{Code, Diagnostic, Diagnostics};
+pub use graph::{
+    CredentialsBinding, Dependency, EnvironmentPlan, FlowPolicy, Grants, Limits, PipelineGraph, PluginSource,
+    PluginSpec, ResourceNode, Wiring,
+};
+
+/// Parses, checks and compiles one file. `name` is how diagnostics name the
+/// file (its path, usually).
+pub fn load(name: &str, source: &str, opts: &CompileOptions) -> Result<PipelineGraph, Diagnostics> {
+    let (module, mut diags) = parser::parse(source);
+    // Keep checking what did parse, so one run reports as much as it can;
+    // but a file that did not fully parse cannot be compiled into a graph.
+    match compile(&module, opts) {
+        Ok(graph) if diags.is_empty() => Ok(graph),
+        Ok(_) => Err(Diagnostics::new(name, source, diags)),
+        Err(more) => {
+            if diags.is_empty() {
+                diags = more;
+            } else {
+                // Names that failed to parse would show up as unknown
+                // references; only keep what cannot be caused by the syntax errors.
+                diags.extend(more.into_iter().filter(|d| {
+                    !matches!(d.code, Code::UnknownReference | Code::MissingVar | Code::UnknownEnvironment)
+                }));
+            }
+            Err(Diagnostics::new(name, source, diags))
+        }
+    }
+}

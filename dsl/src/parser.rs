@@ -1,0 +1,1125 @@
+//! Source text -> [`Module`]. pest recognises the text; this file lowers the
+//! generic bodies into typed items, decodes strings, and reports what pest
+//! cannot: unknown keys, duplicate keys, bad escapes, attributes written as
+//! blocks and the reverse.
+
+use pest::iterators::Pair;
+use pest::Parser as _;
+
+use crate::ast::*;
+use crate::diagnostic::{did_you_mean, Code, Diagnostic};
+
+#[derive(pest_derive::Parser)]
+#[grammar = "pipeline.pest"]
+struct Grammar;
+
+/// Brackets, braces and parentheses nested deeper than this are refused
+/// before parsing, so no input can exhaust the stack of the recursive parser.
+pub const MAX_NESTING: usize = 64;
+
+/// Item keywords; a syntax error skips ahead to the next line starting with one.
+const ITEM_KEYWORDS: [&str; 8] =
+    ["pipeline", "var", "plugin", "credentials", "flow", "environment", "resource", "output"];
+
+/// Parses a whole file. Returns what could be parsed and every error found;
+/// a syntax error in one item does not hide errors in the items after it.
+pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
+    let mut lower = Lower { base: 0, diags: Vec::new() };
+    let mut module = Module::default();
+    if let Some(d) = nesting_error(src) {
+        return (module, vec![d]);
+    }
+    let mut pos = 0;
+    while pos < src.len() {
+        let rest = &src[pos..];
+        if Grammar::parse(Rule::trivia_only, rest).is_ok() {
+            break;
+        }
+        match Grammar::parse(Rule::single_item, rest) {
+            Ok(mut pairs) => {
+                let Some(single) = pairs.next() else { break };
+                let consumed = single.as_span().end();
+                lower.base = pos;
+                if let Some(item) = single.into_inner().next() {
+                    lower.item(item, &mut module);
+                }
+                if consumed == 0 {
+                    break;
+                }
+                pos += consumed;
+            }
+            Err(e) => {
+                let at = pos + error_offset(&e);
+                lower.diags.push(syntax_error(src, at, &e));
+                match resync(src, at) {
+                    Some(next) => pos = next,
+                    None => break,
+                }
+            }
+        }
+    }
+    (module, lower.diags)
+}
+
+/// Parses one expression on its own, as given to `--var name=<expr>`.
+pub fn parse_expr(src: &str) -> Result<Expr, Vec<Diagnostic>> {
+    if let Some(d) = nesting_error(src) {
+        return Err(vec![d]);
+    }
+    match Grammar::parse(Rule::standalone_expr, src) {
+        Ok(mut pairs) => {
+            let mut lower = Lower { base: 0, diags: Vec::new() };
+            let expr = pairs
+                .next()
+                .and_then(|p| p.into_inner().next())
+                .map(|p| lower.expr(p))
+                .ok_or_else(|| vec![Diagnostic::new(Code::Syntax, "expected an expression")])?;
+            if lower.diags.is_empty() {
+                Ok(expr)
+            } else {
+                Err(lower.diags)
+            }
+        }
+        Err(e) => Err(vec![syntax_error(src, error_offset(&e), &e)]),
+    }
+}
+
+fn nesting_error(src: &str) -> Option<Diagnostic> {
+    let mut depth = 0usize;
+    for (i, c) in src.char_indices() {
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(
+                        Diagnostic::at(Code::TooDeep, Span::new(i, i + 1), "nesting is too deep")
+                            .help(format!("brackets, braces and parentheses nest at most {MAX_NESTING} levels deep")),
+                    );
+                }
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn error_offset(e: &pest::error::Error<Rule>) -> usize {
+    match e.location {
+        pest::error::InputLocation::Pos(p) => p,
+        pest::error::InputLocation::Span((s, _)) => s,
+    }
+}
+
+/// The start of the next line, after `at`, that begins with an item keyword.
+fn resync(src: &str, at: usize) -> Option<usize> {
+    let mut line_start = src[at..].find('\n').map(|i| at + i + 1)?;
+    loop {
+        let line = &src[line_start..];
+        let starts_item = ITEM_KEYWORDS.iter().any(|kw| {
+            line.starts_with(kw)
+                && line[kw.len()..].chars().next().is_some_and(|c| c.is_whitespace() || c == '{' || c == '"')
+        });
+        if starts_item {
+            return Some(line_start);
+        }
+        line_start = line.find('\n').map(|i| line_start + i + 1)?;
+    }
+}
+
+/// What a grammar rule is called in an "expected ..." message.
+fn describe(rule: Rule) -> Option<&'static str> {
+    Some(match rule {
+        Rule::item
+        | Rule::pipeline_decl
+        | Rule::var_decl
+        | Rule::plugin_decl
+        | Rule::credentials_decl
+        | Rule::flow_decl
+        | Rule::environment_decl
+        | Rule::resource_decl
+        | Rule::output_decl
+        | Rule::kw_pipeline
+        | Rule::kw_var
+        | Rule::kw_plugin
+        | Rule::kw_credentials
+        | Rule::kw_flow
+        | Rule::kw_environment
+        | Rule::kw_resource
+        | Rule::kw_output => "an item (`resource`, `var`, `plugin`, `credentials`, `flow`, `environment`, `output`, `pipeline`)",
+        Rule::identifier | Rule::type_name => "a name",
+        Rule::string => "a string",
+        Rule::string_end => "`\"`",
+        Rule::expr
+        | Rule::null_lit
+        | Rule::bool_lit
+        | Rule::number
+        | Rule::heredoc
+        | Rule::list
+        | Rule::map
+        | Rule::call => "an expression",
+        Rule::body => "`{`",
+        Rule::body_end => "`}`",
+        Rule::attribute | Rule::block => "an attribute (`key = value`) or a block (`name { ... }`)",
+        Rule::get_attr => "`.`",
+        Rule::index => "`[`",
+        Rule::list_end => "`]`",
+        Rule::map_end => "`}`",
+        Rule::map_entry => "a map entry (`key = value`)",
+        Rule::interpolation_end => "`}` closing the interpolation",
+        Rule::heredoc_line | Rule::heredoc_end => "the heredoc's closing marker",
+        Rule::EOI => "end of file",
+        _ => return None,
+    })
+}
+
+fn syntax_error(src: &str, at: usize, e: &pest::error::Error<Rule>) -> Diagnostic {
+    let rest = &src[at.min(src.len())..];
+    let found_len = token_len(rest);
+    let span = Span::new(at, at + found_len);
+    if rest.starts_with("/*") && !rest.contains("*/") {
+        return Diagnostic::at(Code::Syntax, Span::new(at, at + 2), "unterminated block comment")
+            .help("close the comment with `*/`");
+    }
+    let mut expected: Vec<&str> = Vec::new();
+    let mut unterminated_string = false;
+    let mut unterminated_heredoc = false;
+    if let pest::error::ErrorVariant::ParsingError { positives, .. } = &e.variant {
+        for r in positives {
+            unterminated_string |= *r == Rule::string_end;
+            unterminated_heredoc |= matches!(r, Rule::heredoc_end | Rule::heredoc_line);
+            if let Some(d) = describe(*r) {
+                if !expected.contains(&d) {
+                    expected.push(d);
+                }
+            }
+        }
+    }
+    if unterminated_heredoc {
+        return Diagnostic::at(Code::Syntax, span, "unterminated heredoc")
+            .with_label(span, "the text ends here without the closing marker")
+            .help("end the heredoc with its marker alone on a line, like `EOT`");
+    }
+    if unterminated_string && (rest.is_empty() || rest.starts_with('\n') || rest.starts_with('\r')) {
+        return Diagnostic::at(Code::Syntax, Span::new(at, at), "unterminated string")
+            .with_label(Span::new(at, at), "the line ends before the closing `\"`")
+            .help("close the string with `\"`, or use a heredoc (`<<EOT`) for text over several lines");
+    }
+    let found = found_description(rest, found_len);
+    let message = match expected.len() {
+        0 => format!("unexpected {found}"),
+        _ => format!("expected {}, found {found}", join_or(&expected)),
+    };
+    let label = if expected.is_empty() { "not expected here".to_string() } else { format!("expected {}", join_or(&expected)) };
+    Diagnostic::at(Code::Syntax, span, message).with_label(span, label)
+}
+
+fn join_or(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+/// Length of the token at the start of `rest`: a word, or one character.
+fn token_len(rest: &str) -> usize {
+    let word: usize = rest
+        .char_indices()
+        .take_while(|(_, c)| c.is_alphanumeric() || *c == '_' || *c == '-')
+        .map(|(_, c)| c.len_utf8())
+        .sum();
+    if word > 0 {
+        word
+    } else {
+        rest.chars().next().map(|c| c.len_utf8()).unwrap_or(0)
+    }
+}
+
+fn found_description(rest: &str, len: usize) -> String {
+    match rest.chars().next() {
+        None => "end of file".to_string(),
+        Some('\n') | Some('\r') => "end of line".to_string(),
+        Some(_) => format!("`{}`", &rest[..len]),
+    }
+}
+
+/// One entry of a generic `{ }` body.
+enum Entry {
+    Attr(Attribute),
+    Block(Block),
+}
+
+struct Block {
+    name: Ident,
+    labels: Vec<Ident>,
+    entries: Vec<Entry>,
+    span: Span,
+}
+
+impl Entry {
+    fn key(&self) -> &Ident {
+        match self {
+            Entry::Attr(a) => &a.key,
+            Entry::Block(b) => &b.name,
+        }
+    }
+}
+
+/// Takes the keys an item understands out of its body, one at a time, and
+/// reports whatever is left as unknown.
+struct BodyReader {
+    entries: Vec<Entry>,
+    asked: Vec<&'static str>,
+    /// What owns this body, for messages: "plugin `aws`".
+    owner: String,
+}
+
+impl BodyReader {
+    fn new(entries: Vec<Entry>, owner: String) -> Self {
+        BodyReader { entries, asked: Vec::new(), owner }
+    }
+
+    fn take_all(&mut self, key: &'static str) -> Vec<Entry> {
+        self.asked.push(key);
+        let (taken, kept): (Vec<Entry>, Vec<Entry>) =
+            std::mem::take(&mut self.entries).into_iter().partition(|e| e.key().name == key);
+        self.entries = kept;
+        taken
+    }
+
+    /// The attribute `key = value`, at most once.
+    fn attr(&mut self, key: &'static str, diags: &mut Vec<Diagnostic>) -> Option<Expr> {
+        let mut found: Option<Attribute> = None;
+        for e in self.take_all(key) {
+            match e {
+                Entry::Attr(a) => match &found {
+                    Some(first) => diags.push(duplicate_key(&first.key, &a.key, &self.owner)),
+                    None => found = Some(a),
+                },
+                Entry::Block(b) => diags.push(
+                    Diagnostic::at(Code::InvalidValue, b.name.span, format!("`{key}` is an attribute, not a block"))
+                        .with_label(b.name.span, "written as a block")
+                        .help(format!("write `{key} = ...`")),
+                ),
+            }
+        }
+        found.map(|a| a.value)
+    }
+
+    /// Every block `key { }` (with labels, if `labels` allows them).
+    fn blocks(&mut self, key: &'static str, labels: usize, diags: &mut Vec<Diagnostic>) -> Vec<Block> {
+        let mut out = Vec::new();
+        for e in self.take_all(key) {
+            match e {
+                Entry::Block(b) => {
+                    if b.labels.len() != labels {
+                        let span = b.labels.first().map(|l| l.span).unwrap_or(b.name.span);
+                        let want = if labels == 0 { "no label".to_string() } else { format!("{labels} label") };
+                        diags.push(
+                            Diagnostic::at(Code::Syntax, span, format!("block `{key}` takes {want}"))
+                                .with_label(span, format!("{} label(s) here", b.labels.len())),
+                        );
+                        continue;
+                    }
+                    out.push(b)
+                }
+                Entry::Attr(a) => diags.push(
+                    Diagnostic::at(Code::InvalidValue, a.key.span, format!("`{key}` is a block, not an attribute"))
+                        .with_label(a.key.span, "written as an attribute")
+                        .help(format!("write `{key} {{ ... }}`")),
+                ),
+            }
+        }
+        out
+    }
+
+    /// The block `key { }`, at most once.
+    fn block(&mut self, key: &'static str, diags: &mut Vec<Diagnostic>) -> Option<Block> {
+        let mut blocks = self.blocks(key, 0, diags).into_iter();
+        let first = blocks.next()?;
+        for dup in blocks {
+            diags.push(duplicate_key(&first.name, &dup.name, &self.owner));
+        }
+        Some(first)
+    }
+
+    /// Reports every entry no one asked for.
+    fn finish(self, diags: &mut Vec<Diagnostic>) {
+        for e in &self.entries {
+            let key = e.key();
+            diags.push(
+                Diagnostic::at(Code::UnknownKey, key.span, format!("unknown key `{}` in {}", key.name, self.owner))
+                    .with_label(key.span, "not a key of this block")
+                    .help(match did_you_mean(&key.name, self.asked.iter().copied()) {
+                        Some(m) => m,
+                        None => format!("the keys here are: {}", self.asked.join(", ")),
+                    }),
+            );
+        }
+    }
+
+    fn into_entries(self) -> Vec<Entry> {
+        self.entries
+    }
+}
+
+fn duplicate_key(first: &Ident, dup: &Ident, owner: &str) -> Diagnostic {
+    Diagnostic::at(Code::DuplicateKey, dup.span, format!("`{}` is set twice in {owner}", dup.name))
+        .with_label(dup.span, "set again here")
+        .with_label(first.span, "first set here")
+}
+
+/// Lowering state: the offset of the slice being lowered and the errors so far.
+struct Lower {
+    base: usize,
+    diags: Vec<Diagnostic>,
+}
+
+impl Lower {
+    fn span(&self, p: &Pair<Rule>) -> Span {
+        let s = p.as_span();
+        Span::new(self.base + s.start(), self.base + s.end())
+    }
+
+    fn ident(&self, p: Pair<Rule>) -> Ident {
+        Ident { name: p.as_str().to_string(), span: self.span(&p) }
+    }
+
+    fn item(&mut self, p: Pair<Rule>, m: &mut Module) {
+        let span = self.span(&p);
+        let rule = p.as_rule();
+        // The first child of every item is its keyword.
+        let mut inner = p.into_inner().skip(1);
+        match rule {
+            Rule::pipeline_decl => {
+                let Some(s) = inner.next() else { return };
+                let name_span = self.span(&s);
+                let expr = self.string(s);
+                match expr.as_plain_string() {
+                    Some(name) => m.pipeline.push(PipelineDecl { name, name_span, span }),
+                    None => self.diags.push(Diagnostic::at(
+                        Code::InvalidValue,
+                        name_span,
+                        "the pipeline name must be a plain string, without `${}`",
+                    )),
+                }
+            }
+            Rule::var_decl => {
+                let Some(name) = inner.next().map(|i| self.ident(i)) else { return };
+                let mut ty = VarType::Any;
+                let mut ty_span = None;
+                let mut default = None;
+                for part in inner {
+                    match part.as_rule() {
+                        Rule::type_name => {
+                            let s = self.span(&part);
+                            ty_span = Some(s);
+                            let word = part.as_str();
+                            match VarType::ALL.iter().find(|(n, _)| *n == word) {
+                                Some((_, t)) => ty = *t,
+                                None => self.diags.push(
+                                    Diagnostic::at(Code::InvalidValue, s, format!("unknown type `{word}`"))
+                                        .with_label(s, "not a type")
+                                        .help(
+                                            did_you_mean(word, VarType::ALL.iter().map(|(n, _)| *n)).unwrap_or_else(
+                                                || "the types are: string, number, bool, list, map, any".into(),
+                                            ),
+                                        ),
+                                ),
+                            }
+                        }
+                        _ => default = Some(self.expr(part)),
+                    }
+                }
+                m.vars.push(VarDecl { name, ty, ty_span, default, span });
+            }
+            Rule::plugin_decl => {
+                let (Some(name), Some(body)) = (inner.next(), inner.next()) else { return };
+                let name = self.ident(name);
+                let entries = self.body(body);
+                m.plugins.push(self.plugin(name, entries, span));
+            }
+            Rule::credentials_decl => {
+                let (Some(name), Some(body)) = (inner.next(), inner.next()) else { return };
+                let provisioner = self.ident(name);
+                let entries = self.body(body);
+                m.credentials.push(self.credentials(provisioner, entries, span));
+            }
+            Rule::flow_decl => {
+                let Some(body) = inner.next() else { return };
+                let entries = self.body(body);
+                m.flows.push(self.flow(entries, span, "the pipeline's `flow`".into()));
+            }
+            Rule::environment_decl => {
+                let (Some(name), Some(body)) = (inner.next(), inner.next()) else { return };
+                let name = self.ident(name);
+                let entries = self.body(body);
+                m.environments.push(self.environment(name, entries, span));
+            }
+            Rule::resource_decl => {
+                let (Some(name), Some(ty), Some(body)) = (inner.next(), inner.next(), inner.next()) else { return };
+                let name = self.ident(name);
+                let ty_span = self.span(&ty);
+                let ty_expr = self.string(ty);
+                let entries = self.body(body);
+                if let Some(r) = self.resource(name, ty_expr, ty_span, entries, span) {
+                    m.resources.push(r);
+                }
+            }
+            Rule::output_decl => {
+                let (Some(name), Some(value)) = (inner.next(), inner.next()) else { return };
+                let name = self.ident(name);
+                let value = self.expr(value);
+                m.outputs.push(OutputDecl { name, value, span });
+            }
+            _ => {}
+        }
+    }
+
+    fn plugin(&mut self, name: Ident, entries: Vec<Entry>, span: Span) -> PluginDecl {
+        let owner = format!("plugin `{}`", name.name);
+        let mut r = BodyReader::new(entries, owner.clone());
+        let kind_expr = r.attr("kind", &mut self.diags);
+        let source = r.attr("source", &mut self.diags);
+        let config = r.block("config", &mut self.diags).map(|b| self.block_to_map(b));
+        let allow = match r.block("allow", &mut self.diags) {
+            Some(b) => {
+                let mut a = BodyReader::new(b.entries, format!("the `allow` block of {owner}"));
+                let allow = AllowBlock {
+                    http: a.attr("http", &mut self.diags),
+                    fs: a.attr("fs", &mut self.diags),
+                    env: a.attr("env", &mut self.diags),
+                };
+                a.finish(&mut self.diags);
+                allow
+            }
+            None => AllowBlock::default(),
+        };
+        let limits = match r.block("limits", &mut self.diags) {
+            Some(b) => {
+                let mut l = BodyReader::new(b.entries, format!("the `limits` block of {owner}"));
+                let limits = LimitsBlock {
+                    memory_mb: l.attr("memory_mb", &mut self.diags),
+                    timeout_s: l.attr("timeout_s", &mut self.diags),
+                };
+                l.finish(&mut self.diags);
+                limits
+            }
+            None => LimitsBlock::default(),
+        };
+        r.finish(&mut self.diags);
+
+        let kind = match &kind_expr {
+            None => {
+                self.diags.push(
+                    Diagnostic::at(Code::MissingKey, name.span, format!("{owner} has no `kind`"))
+                        .with_label(name.span, "declared here")
+                        .help("add `kind = \"provisioner\"` (or \"credentials\", or \"policy\")"),
+                );
+                None
+            }
+            Some(e) => {
+                let word = e.as_plain_string().or_else(|| e.as_bare_ident().map(|i| i.name.clone()));
+                match word.as_deref().and_then(|w| PluginKind::ALL.iter().find(|(n, _)| *n == w)) {
+                    Some((_, k)) => Some((*k, e.span)),
+                    None => {
+                        let help = word
+                            .as_deref()
+                            .and_then(|w| did_you_mean(w, PluginKind::ALL.iter().map(|(n, _)| *n)))
+                            .unwrap_or_else(|| "a plugin's kind is \"provisioner\", \"credentials\" or \"policy\"".into());
+                        self.diags.push(
+                            Diagnostic::at(Code::InvalidValue, e.span, format!("invalid kind for {owner}"))
+                                .with_label(e.span, "not a plugin kind")
+                                .help(help),
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        if source.is_none() {
+            self.diags.push(
+                Diagnostic::at(Code::MissingKey, name.span, format!("{owner} has no `source`"))
+                    .with_label(name.span, "declared here")
+                    .help("add `source = \"builtin:<name>\"` or a path to a .wasm component"),
+            );
+        }
+        PluginDecl { name, kind, source, config, allow, limits, span }
+    }
+
+    fn credentials(&mut self, provisioner: Ident, entries: Vec<Entry>, span: Span) -> CredentialsDecl {
+        let owner = format!("`credentials {}`", provisioner.name);
+        let mut r = BodyReader::new(entries, owner.clone());
+        let resolver_expr = r.attr("resolver", &mut self.diags);
+        let config = r.block("config", &mut self.diags).map(|b| self.block_to_map(b));
+        r.finish(&mut self.diags);
+        let resolver = match resolver_expr {
+            None => {
+                self.diags.push(
+                    Diagnostic::at(Code::MissingKey, provisioner.span, format!("{owner} has no `resolver`"))
+                        .with_label(provisioner.span, "declared here")
+                        .help("name the credentials plugin: `resolver = <plugin>`"),
+                );
+                None
+            }
+            Some(e) => match e.as_bare_ident() {
+                Some(i) => Some(i.clone()),
+                None => {
+                    self.diags.push(
+                        Diagnostic::at(Code::InvalidValue, e.span, "`resolver` must name a credentials plugin")
+                            .with_label(e.span, "not a plugin name")
+                            .help("write the plugin's name without quotes: `resolver = aws_keys`"),
+                    );
+                    None
+                }
+            },
+        };
+        CredentialsDecl { provisioner, resolver, config, span }
+    }
+
+    fn flow(&mut self, entries: Vec<Entry>, span: Span, owner: String) -> FlowBlock {
+        let mut r = BodyReader::new(entries, owner);
+        let flow = FlowBlock {
+            refresh: r.attr("refresh", &mut self.diags),
+            preview: r.attr("preview", &mut self.diags),
+            pause_before_apply: r.attr("pause_before_apply", &mut self.diags),
+            span,
+        };
+        r.finish(&mut self.diags);
+        flow
+    }
+
+    fn environment(&mut self, name: Ident, entries: Vec<Entry>, span: Span) -> EnvironmentDecl {
+        let owner = format!("environment `{}`", name.name);
+        let mut r = BodyReader::new(entries, owner.clone());
+        let after_expr = r.attr("after", &mut self.diags);
+        let approval = r.attr("approval", &mut self.diags);
+        let vars = match r.block("vars", &mut self.diags) {
+            Some(b) => self.attributes_of(b.entries, &format!("the `vars` of {owner}")),
+            None => Vec::new(),
+        };
+        let flow = r.block("flow", &mut self.diags).map(|b| self.flow(b.entries, b.span, format!("the `flow` of {owner}")));
+        let mut credentials = Vec::new();
+        for b in r.blocks("credentials", 1, &mut self.diags) {
+            let Some(provisioner) = b.labels.into_iter().next() else { continue };
+            credentials.push(self.credentials(provisioner, b.entries, b.span));
+        }
+        r.finish(&mut self.diags);
+        let after = match after_expr {
+            None => Vec::new(),
+            Some(e) => self.name_list(&e, "`after` names environments", "after = staging"),
+        };
+        EnvironmentDecl { name, after, approval, vars, flow, credentials, span }
+    }
+
+    fn resource(
+        &mut self,
+        name: Ident,
+        ty: Expr,
+        ty_span: Span,
+        entries: Vec<Entry>,
+        span: Span,
+    ) -> Option<ResourceDecl> {
+        let owner = format!("resource `{}`", name.name);
+        let mut r = BodyReader::new(entries, owner.clone());
+        let depends_on = r.attr("depends_on", &mut self.diags);
+        let gate = r.attr("gate", &mut self.diags);
+        let flow = r.block("flow", &mut self.diags).map(|b| self.flow(b.entries, b.span, format!("the `flow` of {owner}")));
+        // Everything else is an attribute for the provisioner.
+        let attributes = self.attributes_of(r.into_entries(), &owner);
+        let depends_on = match depends_on {
+            None => Vec::new(),
+            Some(e) => self.name_list(&e, "`depends_on` lists resources", "depends_on = [vpc, sg]"),
+        };
+
+        let type_text = ty.as_plain_string();
+        let (plugin, kind) = match type_text.as_deref().and_then(|t| t.split_once('.')) {
+            Some((p, k)) if is_identifier(p) && !k.is_empty() => {
+                // Inside the quotes: `"` + plugin + `.` + type + `"`.
+                let p_start = ty_span.start + 1;
+                let k_start = p_start + p.len() + 1;
+                (
+                    Ident { name: p.to_string(), span: Span::new(p_start, p_start + p.len()) },
+                    Ident { name: k.to_string(), span: Span::new(k_start, k_start + k.len()) },
+                )
+            }
+            _ => {
+                self.diags.push(
+                    Diagnostic::at(Code::InvalidValue, ty_span, format!("invalid type for {owner}"))
+                        .with_label(ty_span, "expected \"<plugin>.<type>\"")
+                        .help("a resource type names its provisioner plugin and the plugin's type, like \"aws.vpc\""),
+                );
+                return None;
+            }
+        };
+        Some(ResourceDecl { name, plugin, kind, type_span: ty_span, attributes, depends_on, gate, flow, span })
+    }
+
+    /// `[a, b]` or a single `a`: bare names.
+    fn name_list(&mut self, e: &Expr, what: &str, example: &str) -> Vec<Ident> {
+        let items: Vec<&Expr> = match &e.kind {
+            ExprKind::List(items) => items.iter().collect(),
+            _ => vec![e],
+        };
+        let mut out = Vec::new();
+        for item in items {
+            match item.as_bare_ident() {
+                Some(i) => out.push(i.clone()),
+                None => self.diags.push(
+                    Diagnostic::at(Code::InvalidValue, item.span, format!("{what} by name"))
+                        .with_label(item.span, "not a name")
+                        .help(format!("write names without quotes or outputs, like `{example}`")),
+                ),
+            }
+        }
+        out
+    }
+
+    /// A body read as attributes: `key = value` entries, and nested blocks,
+    /// each of which adds one map to the list named by the block.
+    fn attributes_of(&mut self, entries: Vec<Entry>, owner: &str) -> Vec<Attribute> {
+        let mut out: Vec<Attribute> = Vec::new();
+        // Block name -> index in `out` of the list it appends to.
+        let mut block_lists: Vec<(String, usize)> = Vec::new();
+        for e in entries {
+            match e {
+                Entry::Attr(a) => {
+                    if let Some(first) = out.iter().find(|o| o.key.name == a.key.name) {
+                        self.diags.push(duplicate_key(&first.key, &a.key, owner));
+                        continue;
+                    }
+                    out.push(a);
+                }
+                Entry::Block(b) => {
+                    if let Some(l) = b.labels.first() {
+                        self.diags.push(
+                            Diagnostic::at(Code::Syntax, l.span, format!("nested block `{}` takes no label", b.name))
+                                .with_label(l.span, "unexpected label"),
+                        );
+                    }
+                    let key = b.name.clone();
+                    let map = self.block_to_map(b);
+                    match block_lists.iter().find(|(n, _)| *n == key.name) {
+                        Some((_, i)) => {
+                            let value = &mut out[*i].value;
+                            value.span = value.span.to(map.span);
+                            if let ExprKind::List(items) = &mut value.kind {
+                                items.push(map);
+                            }
+                        }
+                        None => {
+                            if let Some(first) = out.iter().find(|o| o.key.name == key.name) {
+                                self.diags.push(duplicate_key(&first.key, &key, owner));
+                                continue;
+                            }
+                            block_lists.push((key.name.clone(), out.len()));
+                            let span = map.span;
+                            out.push(Attribute { key, value: Expr { kind: ExprKind::List(vec![map]), span } });
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn block_to_map(&mut self, b: Block) -> Expr {
+        let owner = format!("block `{}`", b.name);
+        let span = b.span;
+        let attrs = self.attributes_of(b.entries, &owner);
+        let entries = attrs.into_iter().map(|a| (MapKey { name: a.key.name, span: a.key.span }, a.value)).collect();
+        Expr { kind: ExprKind::Map(entries), span }
+    }
+
+    fn body(&mut self, p: Pair<Rule>) -> Vec<Entry> {
+        let mut out = Vec::new();
+        for e in p.into_inner() {
+            match e.as_rule() {
+                Rule::attribute => {
+                    let mut i = e.into_inner();
+                    let (Some(k), Some(v)) = (i.next(), i.next()) else { continue };
+                    let key = self.ident(k);
+                    let value = self.expr(v);
+                    out.push(Entry::Attr(Attribute { key, value }));
+                }
+                Rule::block => {
+                    let span = self.span(&e);
+                    let mut name = None;
+                    let mut labels = Vec::new();
+                    let mut entries = Vec::new();
+                    for part in e.into_inner() {
+                        match part.as_rule() {
+                            Rule::identifier if name.is_none() => name = Some(self.ident(part)),
+                            Rule::identifier => labels.push(self.ident(part)),
+                            Rule::string => {
+                                let s = self.span(&part);
+                                let text = self.string(part).as_plain_string().unwrap_or_default();
+                                labels.push(Ident { name: text, span: s });
+                            }
+                            Rule::body => entries = self.body(part),
+                            _ => {}
+                        }
+                    }
+                    if let Some(name) = name {
+                        out.push(Entry::Block(Block { name, labels, entries, span }));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn expr(&mut self, p: Pair<Rule>) -> Expr {
+        let span = self.span(&p);
+        if p.as_rule() != Rule::expr {
+            return self.primary(p);
+        }
+        let mut inner = p.into_inner();
+        let Some(first) = inner.next() else { return Expr { kind: ExprKind::Null, span } };
+        let is_name = first.as_rule() == Rule::identifier;
+        let base = if is_name { None } else { Some(self.primary(first.clone())) };
+        let steps: Vec<Step> = inner
+            .filter_map(|s| {
+                let rule = s.as_rule();
+                let child = s.into_inner().next()?;
+                Some(match rule {
+                    Rule::get_attr => Step::Attr(self.ident(child)),
+                    _ => Step::Index(self.expr(child)),
+                })
+            })
+            .collect();
+        let kind = match base {
+            None => ExprKind::Traversal { root: self.ident(first), steps },
+            Some(b) if steps.is_empty() => return Expr { kind: b.kind, span },
+            Some(b) => ExprKind::Access { base: Box::new(b), steps },
+        };
+        Expr { kind, span }
+    }
+
+    fn primary(&mut self, p: Pair<Rule>) -> Expr {
+        let span = self.span(&p);
+        let kind = match p.as_rule() {
+            Rule::null_lit => ExprKind::Null,
+            Rule::bool_lit => ExprKind::Bool(p.as_str() == "true"),
+            Rule::number => match parse_number(p.as_str()) {
+                Some(n) => ExprKind::Number(n),
+                None => {
+                    self.diags.push(
+                        Diagnostic::at(Code::InvalidValue, span, "number out of range")
+                            .with_label(span, "too large to represent"),
+                    );
+                    ExprKind::Null
+                }
+            },
+            Rule::string => return self.string(p),
+            Rule::heredoc => return self.heredoc(p),
+            Rule::list => ExprKind::List(
+                p.into_inner().filter(|e| e.as_rule() == Rule::expr).map(|e| self.expr(e)).collect(),
+            ),
+            Rule::map => {
+                let mut entries: Vec<(MapKey, Expr)> = Vec::new();
+                for entry in p.into_inner().filter(|e| e.as_rule() == Rule::map_entry) {
+                    let mut i = entry.into_inner();
+                    let (Some(k), Some(v)) = (i.next(), i.next()) else { continue };
+                    let key_span = self.span(&k);
+                    let name = match k.as_rule() {
+                        Rule::identifier => Some(k.as_str().to_string()),
+                        _ => self.string(k).as_plain_string(),
+                    };
+                    let value = self.expr(v);
+                    let Some(name) = name else {
+                        self.diags.push(
+                            Diagnostic::at(Code::InvalidValue, key_span, "a map key must be a plain string")
+                                .with_label(key_span, "has an interpolation"),
+                        );
+                        continue;
+                    };
+                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.name == name) {
+                        self.diags.push(
+                            Diagnostic::at(Code::DuplicateKey, key_span, format!("map key `{name}` is given twice"))
+                                .with_label(key_span, "given again here")
+                                .with_label(first.span, "first given here"),
+                        );
+                        continue;
+                    }
+                    entries.push((MapKey { name, span: key_span }, value));
+                }
+                ExprKind::Map(entries)
+            }
+            Rule::call => {
+                let mut i = p.into_inner();
+                let Some(f) = i.next() else { return Expr { kind: ExprKind::Null, span } };
+                let function = self.ident(f);
+                let args = i.map(|a| self.expr(a)).collect();
+                ExprKind::Call { function, args }
+            }
+            Rule::identifier => ExprKind::Traversal { root: self.ident(p), steps: Vec::new() },
+            _ => ExprKind::Null,
+        };
+        Expr { kind, span }
+    }
+
+    fn string(&mut self, p: Pair<Rule>) -> Expr {
+        let span = self.span(&p);
+        let mut parts = Parts::default();
+        for part in p.into_inner() {
+            match part.as_rule() {
+                Rule::string_text => parts.text(part.as_str()),
+                Rule::escaped_dollar => parts.text("${"),
+                Rule::escape => {
+                    let s = self.span(&part);
+                    match decode_escape(part.as_str()) {
+                        Ok(c) => parts.push_char(c),
+                        Err(msg) => self.diags.push(
+                            Diagnostic::at(Code::InvalidString, s, msg)
+                                .with_label(s, "here")
+                                .help("the escapes are \\\" \\\\ \\n \\t \\r \\$ and \\u{...}"),
+                        ),
+                    }
+                }
+                Rule::interpolation => self.interpolation(part, &mut parts),
+                _ => {}
+            }
+        }
+        Expr { kind: ExprKind::Template(parts.finish()), span }
+    }
+
+    fn interpolation(&mut self, p: Pair<Rule>, parts: &mut Parts) {
+        if let Some(e) = p.into_inner().find(|e| e.as_rule() == Rule::expr) {
+            let e = self.expr(e);
+            parts.interp(e);
+        }
+    }
+
+    fn heredoc(&mut self, p: Pair<Rule>) -> Expr {
+        let span = self.span(&p);
+        let mut strip = false;
+        let mut lines: Vec<Parts> = Vec::new();
+        for part in p.into_inner() {
+            match part.as_rule() {
+                Rule::heredoc_strip => strip = true,
+                Rule::heredoc_line => {
+                    let mut line = Parts::default();
+                    for piece in part.into_inner() {
+                        match piece.as_rule() {
+                            Rule::heredoc_text => line.text(piece.as_str()),
+                            Rule::escaped_dollar => line.text("${"),
+                            Rule::interpolation => self.interpolation(piece, &mut line),
+                            _ => {}
+                        }
+                    }
+                    lines.push(line);
+                }
+                _ => {}
+            }
+        }
+        if strip {
+            let indent = lines.iter().filter_map(Parts::indent).min().unwrap_or(0);
+            for l in &mut lines {
+                l.strip_indent(indent);
+            }
+        }
+        let mut all = Parts::default();
+        for l in lines {
+            for part in l.finish() {
+                match part {
+                    TemplatePart::Literal(s) => all.text(&s),
+                    TemplatePart::Interpolation(e) => all.interp(e),
+                }
+            }
+            all.text("\n");
+        }
+        Expr { kind: ExprKind::Template(all.finish()), span }
+    }
+}
+
+/// Builds template parts, merging adjacent literal text.
+#[derive(Default)]
+struct Parts {
+    parts: Vec<TemplatePart>,
+}
+
+impl Parts {
+    fn text(&mut self, s: &str) {
+        if let Some(TemplatePart::Literal(last)) = self.parts.last_mut() {
+            last.push_str(s);
+        } else {
+            self.parts.push(TemplatePart::Literal(s.to_string()));
+        }
+    }
+    fn push_char(&mut self, c: char) {
+        let mut buf = [0u8; 4];
+        self.text(c.encode_utf8(&mut buf));
+    }
+    fn interp(&mut self, e: Expr) {
+        self.parts.push(TemplatePart::Interpolation(e));
+    }
+    /// Leading blanks of a line that has content; blank lines do not count.
+    fn indent(&self) -> Option<usize> {
+        match self.parts.first() {
+            Some(TemplatePart::Literal(s)) => {
+                let n = s.chars().take_while(|c| *c == ' ' || *c == '\t').count();
+                if n == s.chars().count() && self.parts.len() == 1 {
+                    None
+                } else {
+                    Some(n)
+                }
+            }
+            Some(TemplatePart::Interpolation(_)) => Some(0),
+            None => None,
+        }
+    }
+    fn strip_indent(&mut self, n: usize) {
+        if let Some(TemplatePart::Literal(s)) = self.parts.first_mut() {
+            let cut: usize = s.chars().take(n).take_while(|c| *c == ' ' || *c == '\t').map(char::len_utf8).sum();
+            s.drain(..cut);
+        }
+    }
+    fn finish(self) -> Vec<TemplatePart> {
+        self.parts
+    }
+}
+
+fn decode_escape(s: &str) -> Result<char, String> {
+    let body = &s[1..];
+    Ok(match body {
+        "\"" => '"',
+        "\\" => '\\',
+        "n" => '\n',
+        "t" => '\t',
+        "r" => '\r',
+        "$" => '$',
+        "" => return Err("a backslash must be followed by an escape character".into()),
+        _ if body.starts_with("u{") && body.ends_with('}') => {
+            let hex = &body[2..body.len() - 1];
+            if hex.is_empty() || hex.len() > 6 {
+                return Err(format!("invalid unicode escape `{s}`"));
+            }
+            u32::from_str_radix(hex, 16)
+                .ok()
+                .and_then(char::from_u32)
+                .ok_or_else(|| format!("`{s}` is not a unicode character"))?
+        }
+        _ => return Err(format!("unknown escape `{s}`")),
+    })
+}
+
+fn parse_number(s: &str) -> Option<serde_json::Number> {
+    if !s.contains(['.', 'e', 'E']) {
+        if let Ok(i) = s.parse::<i64>() {
+            return Some(i.into());
+        }
+    }
+    s.parse::<f64>().ok().and_then(serde_json::Number::from_f64)
+}
+
+pub(crate) fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(src: &str) -> Module {
+        let (m, d) = parse(src);
+        assert!(d.is_empty(), "unexpected diagnostics: {d:#?}");
+        m
+    }
+
+    #[test]
+    fn parses_every_item_kind() {
+        let m = ok(r#"
+            pipeline "p"
+            var region: string = "us-east-1"
+            var n = 3
+            plugin aws { kind = "provisioner" source = "builtin:aws" config { region = var.region } allow { http = ["127.0.0.1:5055"] } limits { memory_mb = 64 timeout_s = 120 } }
+            plugin keys { kind = "credentials" source = "builtin:env" }
+            credentials aws { resolver = keys }
+            flow { refresh = true }
+            environment dev {}
+            environment prod { after = dev approval = true vars { n = 4 } flow { pause_before_apply = true } credentials aws { resolver = keys } }
+            resource vpc "aws.vpc" { cidr_block = "10.0.0.0/16" }
+            resource sub "aws.subnet" { vpc_id = vpc.id depends_on = [vpc] gate = "after" flow { refresh = false } }
+            output id = sub.id
+        "#);
+        assert_eq!(m.pipeline[0].name, "p");
+        assert_eq!(m.vars.len(), 2);
+        assert_eq!(m.vars[0].ty, VarType::String);
+        assert_eq!(m.plugins.len(), 2);
+        assert_eq!(m.plugins[0].kind.map(|k| k.0), Some(PluginKind::Provisioner));
+        assert_eq!(m.environments[1].after[0].name, "dev");
+        assert_eq!(m.environments[1].credentials[0].provisioner.name, "aws");
+        assert_eq!(m.resources[1].depends_on[0].name, "vpc");
+        assert_eq!(m.resources[1].plugin.name, "aws");
+        assert_eq!(m.resources[1].kind.name, "subnet");
+        assert_eq!(m.outputs[0].name.name, "id");
+    }
+
+    #[test]
+    fn spans_point_at_the_source() {
+        let src = "resource vpc \"aws.vpc\" { cidr = \"x\" }";
+        let m = ok(src);
+        let r = &m.resources[0];
+        assert_eq!(&src[r.name.span.start..r.name.span.end], "vpc");
+        assert_eq!(&src[r.plugin.span.start..r.plugin.span.end], "aws");
+        assert_eq!(&src[r.kind.span.start..r.kind.span.end], "vpc");
+        let v = &r.attributes[0].value;
+        assert_eq!(&src[v.span.start..v.span.end], "\"x\"");
+    }
+
+    #[test]
+    fn comments_of_every_style() {
+        let m = ok("# a\n// b\n/* c\n d */ var x = 1 # trailing\n/* x */ var y = \"# not a comment\"");
+        assert_eq!(m.vars.len(), 2);
+        assert_eq!(m.vars[1].default.as_ref().and_then(|e| e.as_plain_string()).as_deref(), Some("# not a comment"));
+    }
+
+    #[test]
+    fn strings_escapes_and_interpolation() {
+        let m = ok(r#"var s = "a\"b\\c\n\t\u{1F600} ${var.x}-$${lit}""#);
+        let ExprKind::Template(parts) = &m.vars[0].default.as_ref().unwrap().kind else { panic!() };
+        assert_eq!(parts[0], TemplatePart::Literal("a\"b\\c\n\t\u{1F600} ".into()));
+        assert!(matches!(&parts[1], TemplatePart::Interpolation(_)));
+        assert_eq!(parts[2], TemplatePart::Literal("-${lit}".into()));
+    }
+
+    #[test]
+    fn heredocs_plain_and_indented() {
+        let m = ok("var a = <<EOT\n  one\n two ${var.x}\nEOT\nvar b = <<-EOT\n    x\n      y\n    EOT\n");
+        let a = &m.vars[0].default.as_ref().unwrap().kind;
+        let ExprKind::Template(parts) = a else { panic!() };
+        assert_eq!(parts[0], TemplatePart::Literal("  one\n two ".into()));
+        assert_eq!(parts[2], TemplatePart::Literal("\n".into()));
+        assert_eq!(m.vars[1].default.as_ref().unwrap().as_plain_string().as_deref(), Some("x\n  y\n"));
+    }
+
+    #[test]
+    fn nested_blocks_in_resources_become_lists_of_maps() {
+        let m = ok("resource sg \"aws.security_group\" { ingress { port = 80 } ingress { port = 443 } }");
+        let ExprKind::List(items) = &m.resources[0].attributes[0].value.kind else { panic!() };
+        assert_eq!(items.len(), 2);
+    }
+
+    #[test]
+    fn reports_errors_in_several_items() {
+        let (_, d) = parse("resource a \"x.y\" { b = }\nvar ok = 1\nresource c \"x.y\" { d = [1, }\n");
+        assert_eq!(d.len(), 2, "{d:#?}");
+        assert!(d.iter().all(|d| d.code == Code::Syntax));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let src = format!("var x = {}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let (_, d) = parse(&src);
+        assert_eq!(d[0].code, Code::TooDeep);
+        // The deepest nesting allowed parses fine, even on a test thread's small stack.
+        let depth = MAX_NESTING - 1;
+        let src = format!("var x = {}1{}", "[".repeat(depth), "]".repeat(depth));
+        ok(&src);
+    }
+}

@@ -1,0 +1,116 @@
+//! Text renderings of a compiled graph: a plain listing by level, Graphviz
+//! dot, and a mermaid flowchart.
+
+use std::fmt::Write;
+
+use crate::graph::PipelineGraph;
+
+/// Nodes grouped by level, each with what it depends on and why.
+pub fn text(g: &PipelineGraph) -> String {
+    let mut out = String::new();
+    let n = g.len();
+    let _ = writeln!(
+        out,
+        "pipeline {}: {} resource{}, {} level{}",
+        g.name,
+        n,
+        plural(n),
+        g.level_count(),
+        plural(g.level_count())
+    );
+    let width = g.graph.node_weights().map(|r| r.name.len()).max().unwrap_or(0);
+    let type_width = g.graph.node_weights().map(|r| r.type_name().len()).max().unwrap_or(0);
+    for (level, nodes) in g.levels().iter().enumerate() {
+        let _ = writeln!(out, "\nlevel {level}");
+        for &i in nodes {
+            let r = g.node(i);
+            let mut inputs: Vec<String> = Vec::new();
+            for d in g.dependencies(i) {
+                let Some(e) = g.graph.find_edge(d, i) else { continue };
+                let dep = &g.graph[e];
+                let from = &g.node(d).name;
+                let mut wires: Vec<String> =
+                    dep.wiring.iter().map(|w| format!("{}.{} -> {}", from, w.output, w.attribute)).collect();
+                wires.dedup();
+                if dep.explicit.is_some() && wires.is_empty() {
+                    wires.push(format!("{from} (depends_on)"));
+                }
+                inputs.extend(wires);
+            }
+            let gate = if r.gate_after { "  [gate after]" } else { "" };
+            let line = format!("  {:width$}  {:type_width$}", r.name, r.type_name());
+            if inputs.is_empty() {
+                let _ = writeln!(out, "{}{gate}", line.trim_end());
+            } else {
+                let _ = writeln!(out, "{line}  <- {}{gate}", inputs.join(", "));
+            }
+        }
+    }
+    if !g.all_environments.is_empty() {
+        let _ = writeln!(out, "\nenvironments: {}", g.all_environments.join(" -> "));
+    }
+    out
+}
+
+/// Graphviz: one `"a" -> "b";` line per dependency edge, nodes ranked by level.
+pub fn dot(g: &PipelineGraph) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "digraph {} {{", quote(&g.name));
+    let _ = writeln!(out, "  rankdir=TB;");
+    let _ = writeln!(out, "  node [shape=box, fontname=\"Helvetica\"];");
+    for (level, nodes) in g.levels().iter().enumerate() {
+        let _ = writeln!(out, "  subgraph level_{level} {{");
+        let _ = writeln!(out, "    rank=same;");
+        for &i in nodes {
+            let r = g.node(i);
+            let label = format!("{}\\n{}", escape(&r.name), escape(&r.type_name()));
+            let style = if r.gate_after { ", peripheries=2" } else { "" };
+            let _ = writeln!(out, "    {} [label=\"{label}\"{style}];", quote(&r.name));
+        }
+        let _ = writeln!(out, "  }}");
+    }
+    for &i in g.deploy_order() {
+        for d in g.dependents(i) {
+            let _ = writeln!(out, "  {} -> {};", quote(&g.node(i).name), quote(&g.node(d).name));
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// A mermaid `graph TD` flowchart. Node ids are prefixed so that names
+/// mermaid reserves (`end`, say) cannot break it.
+pub fn mermaid(g: &PipelineGraph) -> String {
+    let id = |name: &str| {
+        let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+        format!("r_{safe}")
+    };
+    let mut out = String::from("graph TD\n");
+    for &i in g.deploy_order() {
+        let r = g.node(i);
+        let label = format!("{}<br/>{}", r.name, r.type_name()).replace('"', "#quot;");
+        let _ = writeln!(out, "  {}[\"{label}\"]", id(&r.name));
+    }
+    for &i in g.deploy_order() {
+        for d in g.dependents(i) {
+            let _ = writeln!(out, "  {} --> {}", id(&g.node(i).name), id(&g.node(d).name));
+        }
+    }
+    out
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", escape(s))
+}
