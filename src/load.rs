@@ -1,14 +1,14 @@
-//! Reading a pipeline file and turning it into a graph, or into diagnostics
-//! on stderr and exit code 2.
+//! The pipeline arguments every command takes, and turning a file into a
+//! graph, or into diagnostics on stderr and exit code 2.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
-use stackpipe_dsl::{CompileOptions, PipelineGraph};
+use stackpipe_dsl::CompileOptions;
+use stackpipe_runtime::pipeline::{self, LoadError, LoadedPipeline};
 
 use crate::EXIT_INVALID;
 
-/// The arguments every command that reads a pipeline takes.
 #[derive(Args, Clone)]
 pub struct PipelineArgs {
     /// The .pipeline file.
@@ -21,54 +21,30 @@ pub struct PipelineArgs {
     pub vars: Vec<(String, String)>,
 }
 
-pub struct Loaded {
-    pub graph: PipelineGraph,
-    #[allow(dead_code)]
-    pub path: PathBuf,
-}
-
 impl PipelineArgs {
     /// Reads and compiles the file. `require_values`: report vars without a value.
-    pub fn load(&self, require_values: bool) -> Result<Loaded, u8> {
-        let text = match std::fs::read_to_string(&self.file) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("error: cannot read {}: {e}", self.file.display());
-                return Err(EXIT_INVALID);
-            }
-        };
-        let opts = CompileOptions {
-            default_name: file_stem(&self.file),
-            vars: self.vars.clone(),
-            env: self.env.clone(),
-            require_values,
-        };
-        let name = self.file.display().to_string();
-        match stackpipe_dsl::load(&name, &text, &opts) {
-            Ok(graph) => Ok(Loaded { graph, path: self.file.clone() }),
-            Err(diags) => {
-                let theme = if crate::stderr_color() {
-                    miette::GraphicalTheme::unicode()
-                } else {
-                    miette::GraphicalTheme::unicode_nocolor()
-                };
-                let width = terminal_width().unwrap_or(100);
+    pub fn load(&self, require_values: bool) -> Result<LoadedPipeline, u8> {
+        let opts = CompileOptions { vars: self.vars.clone(), env: self.env.clone(), require_values, ..Default::default() };
+        match pipeline::load(&self.file, opts) {
+            Ok(p) => Ok(p),
+            Err(LoadError::Invalid(diags)) => {
+                let color = crate::stderr_color();
+                let theme =
+                    if color { miette::GraphicalTheme::unicode() } else { miette::GraphicalTheme::unicode_nocolor() };
+                let width = if color { terminal_width().unwrap_or(100) } else { 100 };
                 let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(width).with_links(false);
                 eprint!("{}", diags.render_with(&handler));
+                Err(EXIT_INVALID)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
                 Err(EXIT_INVALID)
             }
         }
     }
 }
 
-fn file_stem(p: &Path) -> String {
-    p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "pipeline".into())
-}
-
 fn terminal_width() -> Option<usize> {
-    if !crate::stderr_color() {
-        return None;
-    }
     std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok())
 }
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::load::{Loaded, PipelineArgs};
+use crate::load::PipelineArgs;
 
 /// Deploy interdependent cloud resources in dependency order.
 #[derive(Parser)]
@@ -64,7 +64,7 @@ fn main() -> ExitCode {
 }
 
 fn check(a: CheckArgs) -> Result<(), u8> {
-    let Loaded { graph, .. } = a.pipeline.load(true)?;
+    let graph = a.pipeline.load(true)?.graph;
     let envs = graph.environments.len();
     println!(
         "ok: {} resource{}, {} environment{}, {} level{}",
@@ -79,7 +79,7 @@ fn check(a: CheckArgs) -> Result<(), u8> {
 }
 
 fn graph(a: GraphArgs) -> Result<(), u8> {
-    let Loaded { graph, .. } = a.pipeline.load(false)?;
+    let graph = a.pipeline.load(false)?.graph;
     let text = match a.format {
         GraphFormat::Text => stackpipe_dsl::render::text(&graph),
         GraphFormat::Dot => stackpipe_dsl::render::dot(&graph),

@@ -56,6 +56,9 @@ pub struct Module {
     pub environments: Vec<EnvironmentDecl>,
     pub resources: Vec<ResourceDecl>,
     pub outputs: Vec<OutputDecl>,
+    /// Names declared by items that did not parse. They exist, so references
+    /// to them are not reported as unknown: the syntax error is the news.
+    pub unparsed: Vec<String>,
 }
 
 /// `pipeline "name"`

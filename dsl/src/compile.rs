@@ -42,7 +42,11 @@ enum Place {
 }
 
 pub fn compile(module: &Module, opts: &CompileOptions) -> Result<PipelineGraph, Vec<Diagnostic>> {
-    let mut c = Compiler { m: module, opts, diags: Vec::new() };
+    let mut resources = HashMap::with_capacity(module.resources.len());
+    for r in &module.resources {
+        resources.entry(r.name.name.as_str()).or_insert(r);
+    }
+    let mut c = Compiler { m: module, opts, diags: Vec::new(), resources };
     let graph = c.run();
     let mut diags = c.diags;
     // One mistake evaluated in several environments is reported once.
@@ -59,6 +63,8 @@ struct Compiler<'a> {
     m: &'a Module,
     opts: &'a CompileOptions,
     diags: Vec<Diagnostic>,
+    /// Resource name -> its first declaration, for reference lookups.
+    resources: HashMap<&'a str, &'a ResourceDecl>,
 }
 
 impl<'a> Compiler<'a> {
@@ -192,7 +198,7 @@ impl<'a> Compiler<'a> {
     }
 
     fn resource(&self, name: &str) -> Option<&'a ResourceDecl> {
-        self.m.resources.iter().find(|r| r.name.name == name)
+        self.resources.get(name).copied()
     }
 
     /// `--var` values, parsed by their var's type.
@@ -319,6 +325,9 @@ impl<'a> Compiler<'a> {
     }
 
     fn unknown_plugin(&mut self, name: &Ident, want: &str) {
+        if self.unparsed(&name.name) {
+            return;
+        }
         let candidates: Vec<&str> = self
             .m
             .plugins
@@ -341,7 +350,7 @@ impl<'a> Compiler<'a> {
             self.refs(a, Place::Static, &owner);
         }
         for v in &e.vars {
-            if self.var(&v.key.name).is_none() {
+            if self.var(&v.key.name).is_none() && !self.unparsed(&v.key.name) {
                 self.diags.push(
                     Diagnostic::at(Code::UnknownReference, v.key.span, format!("unknown var `{}` in {owner}", v.key))
                         .with_label(v.key.span, "no var of this name")
@@ -385,6 +394,7 @@ impl<'a> Compiler<'a> {
                     Some(&j) => {
                         g.add_edge(nodes[j], nodes[i], a.span);
                     }
+                    None if self.unparsed(&a.name) => ok = false,
                     None => {
                         ok = false;
                         self.diags.push(
@@ -459,7 +469,10 @@ impl<'a> Compiler<'a> {
                     }
                     None => {
                         ok = false;
-                        self.unknown_name(d, "resource", &[]);
+                        if !self.unparsed(&d.name) {
+                            let diag = self.unknown_name(d, "resource", &[]);
+                            self.diags.push(diag);
+                        }
                     }
                 }
             }
@@ -496,6 +509,7 @@ impl<'a> Compiler<'a> {
 
     fn check_type(&mut self, r: &ResourceDecl) {
         match self.plugin(&r.plugin.name) {
+            None if self.unparsed(&r.plugin.name) => {}
             None => {
                 let candidates: Vec<&str> = self
                     .m
@@ -606,7 +620,7 @@ impl<'a> Compiler<'a> {
                             .help("write `var.<name>`, like `var.region`"),
                     );
                 };
-                if self.var(&name.name).is_none() {
+                if self.var(&name.name).is_none() && !self.unparsed(&name.name) {
                     return Some(self.unknown_name(name, "var", &[]));
                 }
                 None
@@ -624,6 +638,9 @@ impl<'a> Compiler<'a> {
             },
             name => {
                 let Some(r) = self.resource(name) else {
+                    if self.unparsed(name) {
+                        return None;
+                    }
                     let mut d = self.unknown_name(root, "resource", &["var", "env", "pipeline"]);
                     if self.var(name).is_some() {
                         d = d.help(format!("`{name}` is a var: write `var.{name}`"));
@@ -654,6 +671,11 @@ impl<'a> Compiler<'a> {
                 None
             }
         }
+    }
+
+    /// A name declared by an item that failed to parse: not unknown, just broken.
+    fn unparsed(&self, name: &str) -> bool {
+        self.m.unparsed.iter().any(|n| n == name)
     }
 
     fn unknown_name(&self, name: &Ident, what: &str, extra: &[&str]) -> Diagnostic {
@@ -735,11 +757,9 @@ impl<'a> Compiler<'a> {
             _ => pipeline_flow,
         };
         let mut flow = vec![env_flow; graph.node_count()];
-        for r in &m.resources {
-            let (Some(f), Some(i)) = (&r.flow, graph.node_indices().find(|i| graph[*i].name == r.name.name)) else {
-                continue;
-            };
-            if full {
+        if full {
+            for i in graph.node_indices() {
+                let Some(f) = self.resource(&graph[i].name).and_then(|r| r.flow.as_ref()) else { continue };
                 flow[i.index()] = self.flow(f, env_flow, &scope);
             }
         }

@@ -80,8 +80,13 @@ impl Diagnostic {
     pub fn at(code: Code, span: Span, message: impl Into<String>) -> Self {
         Diagnostic::new(code, message).label(span, None::<String>)
     }
+    /// Adds a label; text for a span that already has a bare label names that one.
     pub fn label(mut self, span: Span, text: Option<impl Into<String>>) -> Self {
-        self.labels.push(Label { span, text: text.map(Into::into) });
+        let text = text.map(Into::into);
+        match self.labels.iter_mut().find(|l| l.span == span && l.text.is_none()) {
+            Some(bare) => bare.text = text,
+            None => self.labels.push(Label { span, text }),
+        }
         self
     }
     pub fn with_label(self, span: Span, text: impl Into<String>) -> Self {
@@ -208,7 +213,7 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
             continue;
         }
         let score = strsim::jaro_winkler(name, c);
-        let distance = strsim::levenshtein(name, c);
+        let distance = strsim::osa_distance(name, c);
         let plausible = score >= 0.8 || distance <= (name.len().max(c.len()) / 3).max(1);
         if plausible && best.is_none_or(|(_, s)| score > s) {
             best = Some((c, score));

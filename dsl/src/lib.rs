@@ -29,15 +29,7 @@ pub fn load(name: &str, source: &str, opts: &CompileOptions) -> Result<PipelineG
         Ok(graph) if diags.is_empty() => Ok(graph),
         Ok(_) => Err(Diagnostics::new(name, source, diags)),
         Err(more) => {
-            if diags.is_empty() {
-                diags = more;
-            } else {
-                // Names that failed to parse would show up as unknown
-                // references; only keep what cannot be caused by the syntax errors.
-                diags.extend(more.into_iter().filter(|d| {
-                    !matches!(d.code, Code::UnknownReference | Code::MissingVar | Code::UnknownEnvironment)
-                }));
-            }
+            diags.extend(more);
             Err(Diagnostics::new(name, source, diags))
         }
     }

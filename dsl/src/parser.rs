@@ -29,6 +29,19 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
     if let Some(d) = nesting_error(src) {
         return (module, vec![d]);
     }
+    // The fast path: one pest pass over the whole file. pest indexes the
+    // lines of its input on every call, so driving it item by item over the
+    // rest of the file would be quadratic in the file's size.
+    if let Ok(mut pairs) = Grammar::parse(Rule::file, src) {
+        if let Some(file) = pairs.next() {
+            for item in file.into_inner() {
+                if item.as_rule() != Rule::EOI {
+                    lower.item(item, &mut module);
+                }
+            }
+        }
+        return (module, lower.diags);
+    }
     let mut pos = 0;
     while pos < src.len() {
         let rest = &src[pos..];
@@ -51,6 +64,9 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
             Err(e) => {
                 let at = pos + error_offset(&e);
                 lower.diags.push(syntax_error(src, at, &e));
+                if let Some(name) = declared_name(rest) {
+                    module.unparsed.push(name);
+                }
                 match resync(src, at) {
                     Some(next) => pos = next,
                     None => break,
@@ -102,6 +118,18 @@ fn nesting_error(src: &str) -> Option<Diagnostic> {
         }
     }
     None
+}
+
+/// The name an item declares (`resource vpc ...` -> `vpc`), read from its
+/// first two words, for an item that did not parse.
+fn declared_name(item: &str) -> Option<String> {
+    let mut words = item.split(|c: char| c.is_whitespace() || c == '{' || c == '"' || c == ':' || c == '=')
+        .filter(|w| !w.is_empty());
+    let kw = words.next()?;
+    if !ITEM_KEYWORDS.contains(&kw) {
+        return None;
+    }
+    words.next().filter(|w| is_identifier(w)).map(str::to_string)
 }
 
 fn error_offset(e: &pest::error::Error<Rule>) -> usize {
@@ -382,12 +410,23 @@ impl Lower {
         Span::new(self.base + s.start(), self.base + s.end())
     }
 
+    /// The span of a rule that ends in an optional or repeated part, which pest
+    /// extends over the whitespace and comments it skipped looking for more:
+    /// from the first child to the end of the last.
+    fn children_span(&self, p: &Pair<Rule>) -> Span {
+        let whole = self.span(p);
+        match p.clone().into_inner().last() {
+            Some(last) => Span::new(whole.start, self.span(&last).end),
+            None => whole,
+        }
+    }
+
     fn ident(&self, p: Pair<Rule>) -> Ident {
         Ident { name: p.as_str().to_string(), span: self.span(&p) }
     }
 
     fn item(&mut self, p: Pair<Rule>, m: &mut Module) {
-        let span = self.span(&p);
+        let span = self.children_span(&p);
         let rule = p.as_rule();
         // The first child of every item is its keyword.
         let mut inner = p.into_inner().skip(1);
@@ -772,7 +811,7 @@ impl Lower {
     }
 
     fn expr(&mut self, p: Pair<Rule>) -> Expr {
-        let span = self.span(&p);
+        let span = self.children_span(&p);
         if p.as_rule() != Rule::expr {
             return self.primary(p);
         }

@@ -1,0 +1,340 @@
+//! Compilation: graph shape, levels, walk orders, value and flow resolution.
+
+use stackpipe_dsl::{load, Code, CompileOptions, FlowPolicy, PipelineGraph, PluginSource};
+
+const PLUGINS: &str = r#"
+plugin t { kind = "provisioner" source = "builtin:test" }
+"#;
+
+fn compile_with(src: &str, opts: CompileOptions) -> PipelineGraph {
+    let src = format!("{PLUGINS}{src}");
+    match load("test.pipeline", &src, &opts) {
+        Ok(g) => g,
+        Err(d) => panic!("did not compile:\n{}", d.render_plain(100)),
+    }
+}
+
+fn compile(src: &str) -> PipelineGraph {
+    compile_with(src, CompileOptions { default_name: "test".into(), require_values: true, ..Default::default() })
+}
+
+fn errors(src: &str, opts: CompileOptions) -> Vec<stackpipe_dsl::Diagnostic> {
+    let src = format!("{PLUGINS}{src}");
+    match load("test.pipeline", &src, &opts) {
+        Ok(_) => panic!("compiled, but should not have"),
+        Err(d) => d.items,
+    }
+}
+
+fn names(g: &PipelineGraph, nodes: &[petgraph::graph::NodeIndex]) -> Vec<String> {
+    nodes.iter().map(|n| g.node(*n).name.clone()).collect()
+}
+
+/// a -> b -> d, a -> c -> d, e alone, f depends on d and e.
+const DIAMOND: &str = r#"
+resource d "t.step" { x = b.id  y = c.id }
+resource b "t.step" { x = a.id }
+resource c "t.step" { depends_on = [a] }
+resource a "t.step" {}
+resource e "t.step" {}
+resource f "t.step" { x = "${d.id}-${e.id}" }
+"#;
+
+#[test]
+fn levels_are_the_longest_distance_from_a_root() {
+    let g = compile(DIAMOND);
+    let level = |n: &str| g.node(g.find(n).unwrap()).level;
+    assert_eq!(level("a"), 0);
+    assert_eq!(level("e"), 0);
+    assert_eq!(level("b"), 1);
+    assert_eq!(level("c"), 1);
+    assert_eq!(level("d"), 2);
+    // f is one step from e but three from a: the longest path wins.
+    assert_eq!(level("f"), 3);
+    assert_eq!(g.level_count(), 4);
+    let levels: Vec<Vec<String>> = g.levels().iter().map(|l| names(&g, l)).collect();
+    assert_eq!(levels, vec![vec!["a", "e"], vec!["b", "c"], vec!["d"], vec!["f"]]);
+}
+
+#[test]
+fn nodes_of_one_level_never_depend_on_each_other() {
+    let g = compile(DIAMOND);
+    for level in g.levels() {
+        for &x in &level {
+            for &y in &level {
+                assert!(g.graph.find_edge(x, y).is_none());
+            }
+        }
+    }
+}
+
+#[test]
+fn deploy_order_puts_dependencies_first_and_undeploy_reverses_it() {
+    let g = compile(DIAMOND);
+    let order = g.deploy_order().to_vec();
+    let pos = |n| order.iter().position(|x| *x == n).unwrap();
+    for e in g.graph.edge_indices() {
+        let (from, to) = g.graph.edge_endpoints(e).unwrap();
+        assert!(pos(from) < pos(to), "{} must deploy before {}", g.node(from).name, g.node(to).name);
+    }
+    let undeploy = g.undeploy_order();
+    let upos = |n| undeploy.iter().position(|x| *x == n).unwrap();
+    for e in g.graph.edge_indices() {
+        let (from, to) = g.graph.edge_endpoints(e).unwrap();
+        assert!(upos(to) < upos(from), "{} must be destroyed before {}", g.node(to).name, g.node(from).name);
+    }
+    // Stable: ready nodes are taken in declaration order.
+    assert_eq!(names(&g, &order), vec!["a", "b", "c", "d", "e", "f"]);
+}
+
+#[test]
+fn edges_carry_their_wiring() {
+    let g = compile(DIAMOND);
+    let d = g.find("d").unwrap();
+    let wiring: Vec<(String, String, String)> =
+        g.wiring_into(d).iter().map(|w| (w.from.clone(), w.output.clone(), w.attribute.clone())).collect();
+    assert_eq!(wiring, vec![("b".into(), "id".into(), "x".into()), ("c".into(), "id".into(), "y".into())]);
+    let c = g.find("c").unwrap();
+    let a = g.find("a").unwrap();
+    let edge = g.graph.find_edge(a, c).unwrap();
+    assert!(g.graph[edge].explicit.is_some());
+    assert!(g.graph[edge].wiring.is_empty());
+    assert_eq!(names(&g, &g.dependents(a)), vec!["b", "c"]);
+    let mut all = names(&g, &g.transitive_dependents(a));
+    all.sort();
+    assert_eq!(all, vec!["b", "c", "d", "f"]);
+}
+
+#[test]
+fn a_failure_cancels_exactly_the_transitive_dependents() {
+    let g = compile(DIAMOND);
+    let mut got = names(&g, &g.transitive_dependents(g.find("b").unwrap()));
+    got.sort();
+    assert_eq!(got, vec!["d", "f"]);
+    assert!(g.transitive_dependents(g.find("e").unwrap()).len() == 1);
+}
+
+#[test]
+fn cycles_are_reported_with_their_path() {
+    let d = errors(
+        r#"
+resource a "t.step" { x = c.id }
+resource b "t.step" { x = a.id }
+resource c "t.step" { x = b.id }
+resource ok "t.step" {}
+"#,
+        CompileOptions::default(),
+    );
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(d[0].code, Code::Cycle);
+    assert_eq!(d[0].message, "dependency cycle: a -> b -> c -> a");
+    assert_eq!(d[0].labels.len(), 3);
+}
+
+#[test]
+fn self_and_depends_on_cycles() {
+    let d = errors(r#"resource a "t.step" { depends_on = [a] }"#, CompileOptions::default());
+    assert_eq!(d[0].message, "dependency cycle: a -> a");
+    let d = errors(
+        r#"resource a "t.step" { depends_on = [b] }
+           resource b "t.step" { x = a.id }"#,
+        CompileOptions::default(),
+    );
+    assert_eq!(d[0].message, "dependency cycle: a -> b -> a");
+}
+
+#[test]
+fn two_separate_cycles_are_both_reported() {
+    let d = errors(
+        r#"resource a "t.step" { x = b.id }
+           resource b "t.step" { x = a.id }
+           resource c "t.step" { x = d.id }
+           resource d "t.step" { x = c.id }"#,
+        CompileOptions::default(),
+    );
+    let msgs: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(msgs, vec!["dependency cycle: a -> b -> a", "dependency cycle: c -> d -> c"]);
+}
+
+const ENVS: &str = r#"
+var size: number = 10
+var owner: string
+var tags: map = { team = "core" }
+environment prod { after = staging  vars { size = 100  owner = "ops" } approval = true }
+environment dev { vars { owner = "me" } }
+environment staging { after = dev  vars { owner = "qa" } }
+resource r "t.step" { size = var.size }
+"#;
+
+#[test]
+fn environments_run_in_after_order() {
+    let g = compile(ENVS);
+    let order: Vec<&str> = g.environments.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(order, vec!["dev", "staging", "prod"]);
+    assert!(g.environment("prod").unwrap().approval);
+    assert!(!g.environment("dev").unwrap().approval);
+}
+
+#[test]
+fn vars_resolve_cli_over_environment_over_default() {
+    let g = compile(ENVS);
+    assert_eq!(g.environment("dev").unwrap().vars["size"], 10);
+    assert_eq!(g.environment("prod").unwrap().vars["size"], 100);
+    assert_eq!(g.environment("staging").unwrap().vars["owner"], "qa");
+    assert_eq!(g.environment("dev").unwrap().vars["tags"]["team"], "core");
+    let g = compile_with(
+        ENVS,
+        CompileOptions {
+            vars: vec![("size".into(), "7".into()), ("tags".into(), "{ team = \"x\" }".into())],
+            require_values: true,
+            ..Default::default()
+        },
+    );
+    for e in &g.environments {
+        assert_eq!(e.vars["size"], 7, "--var wins in {}", e.name);
+        assert_eq!(e.vars["tags"]["team"], "x");
+    }
+}
+
+#[test]
+fn env_option_selects_one_environment() {
+    let g = compile_with(ENVS, CompileOptions { env: Some("staging".into()), require_values: true, ..Default::default() });
+    assert_eq!(g.environments.len(), 1);
+    assert_eq!(g.environments[0].name, "staging");
+    assert_eq!(g.all_environments, vec!["dev", "staging", "prod"]);
+    let d = errors(ENVS, CompileOptions { env: Some("stagin".into()), ..Default::default() });
+    assert_eq!(d[0].code, Code::UnknownEnvironment);
+    assert_eq!(d[0].help.as_deref(), Some("did you mean `staging`?"));
+}
+
+#[test]
+fn a_var_without_a_value_is_reported_once_naming_the_environments() {
+    let src = r#"
+var owner: string
+environment dev {}
+environment prod { after = dev  vars { owner = "ops" } }
+resource r "t.step" { o = var.owner }
+"#;
+    let d = errors(src, CompileOptions { require_values: true, ..Default::default() });
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(d[0].code, Code::MissingVar);
+    assert_eq!(d[0].message, "var `owner` has no value in environment dev");
+    // `graph` does not need values.
+    compile_with(src, CompileOptions::default());
+    // --var supplies it everywhere.
+    compile_with(src, CompileOptions { vars: vec![("owner".into(), "x".into())], require_values: true, ..Default::default() });
+}
+
+#[test]
+fn cli_var_values_are_parsed_by_type() {
+    let src = r#"var n: number = 1
+var b: bool = false
+var l: list = []
+resource r "t.step" {}"#;
+    for (name, value, ok) in [
+        ("n", "12.5", true),
+        ("n", "abc", false),
+        ("b", "true", true),
+        ("b", "yes", false),
+        ("l", r#"["a", "b"]"#, true),
+        ("l", "a,b", false),
+        ("nope", "1", false),
+    ] {
+        let opts = CompileOptions { vars: vec![(name.into(), value.into())], ..Default::default() };
+        let result = load("t.pipeline", &format!("{PLUGINS}{src}"), &opts);
+        assert_eq!(result.is_ok(), ok, "--var {name}={value}");
+    }
+}
+
+#[test]
+fn flow_resolves_resource_over_environment_over_pipeline_over_defaults() {
+    let g = compile(
+        r#"
+var careful: bool = false
+flow { refresh = false }
+environment dev {}
+environment prod { after = dev  flow { pause_before_apply = true }  vars { careful = true } }
+resource plain "t.step" {}
+resource fast "t.step" { flow { refresh = true  preview = false } }
+resource risky "t.step" { flow { pause_before_apply = var.careful } }
+"#,
+    );
+    let flow = |env: &str, node: &str| g.environment(env).unwrap().flow_of(g.find(node).unwrap());
+    let p = |refresh, preview, pause| FlowPolicy { refresh, preview, pause_before_apply: pause };
+    assert_eq!(flow("dev", "plain"), p(false, true, false));
+    assert_eq!(flow("prod", "plain"), p(false, true, true));
+    assert_eq!(flow("dev", "fast"), p(true, false, false));
+    assert_eq!(flow("prod", "fast"), p(true, false, true));
+    assert_eq!(flow("dev", "risky"), p(false, true, false));
+    assert_eq!(flow("prod", "risky"), p(false, true, true));
+}
+
+#[test]
+fn no_environment_means_one_called_default() {
+    let g = compile(r#"resource r "t.step" {}"#);
+    assert_eq!(g.environments.len(), 1);
+    assert_eq!(g.environments[0].name, "default");
+    assert_eq!(g.environments[0].flow_of(g.find("r").unwrap()), FlowPolicy::default());
+}
+
+#[test]
+fn plugins_resolve_per_environment() {
+    let g = compile(
+        r#"
+var endpoint: string = "http://127.0.0.1:5055"
+plugin keys { kind = "credentials" source = "builtin:env" allow { env = ["AWS_ACCESS_KEY_ID"] } }
+plugin keys_prod { kind = "credentials" source = "./keys.wasm" }
+plugin aws {
+  kind = "provisioner"
+  source = "builtin:aws"
+  config { endpoint = var.endpoint region = "eu-${env.name}" }
+  allow { http = [var.endpoint, "example.com:443"] fs = ["out"] }
+  limits { memory_mb = 64 }
+}
+credentials aws { resolver = keys }
+environment dev {}
+environment prod { after = dev vars { endpoint = "https://aws.example" } credentials aws { resolver = keys_prod } }
+resource r "aws.vpc" {}
+"#,
+    );
+    let dev = g.environment("dev").unwrap();
+    let aws = &dev.plugins["aws"];
+    assert_eq!(aws.source, PluginSource::Builtin("aws".into()));
+    assert_eq!(aws.config["region"], "eu-dev");
+    assert_eq!(aws.grants.http, vec!["127.0.0.1:5055", "example.com:443"]);
+    assert_eq!(aws.grants.fs, vec!["out"]);
+    assert_eq!(aws.limits.memory_mb, 64);
+    assert_eq!(aws.limits.timeout_s, 600);
+    assert_eq!(dev.credentials["aws"].resolver, "keys");
+    let prod = g.environment("prod").unwrap();
+    assert_eq!(prod.plugins["aws"].grants.http[0], "aws.example:443");
+    assert_eq!(prod.credentials["aws"].resolver, "keys_prod");
+    assert_eq!(prod.plugins["keys_prod"].source, PluginSource::Path("./keys.wasm".into()));
+}
+
+#[test]
+fn gates_and_outputs() {
+    let g = compile(
+        r#"
+resource a "t.step" { gate = "after" }
+resource b "t.step" { x = a.id }
+output b_id = b.id
+"#,
+    );
+    assert!(g.node(g.find("a").unwrap()).gate_after);
+    assert!(!g.node(g.find("b").unwrap()).gate_after);
+    assert_eq!(g.outputs[0].name.name, "b_id");
+}
+
+#[test]
+fn the_examples_compile() {
+    for (file, resources, envs, levels) in
+        [("aws-env.pipeline", 12, 3, 5), ("local-files.pipeline", 3, 2, 3)]
+    {
+        let path = format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR"));
+        let src = std::fs::read_to_string(&path).expect("example exists");
+        let g = load(file, &src, &CompileOptions { require_values: true, ..Default::default() })
+            .unwrap_or_else(|d| panic!("{}", d.render_plain(100)));
+        assert_eq!((g.len(), g.environments.len(), g.level_count()), (resources, envs, levels), "{file}");
+    }
+}

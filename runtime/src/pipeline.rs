@@ -1,0 +1,62 @@
+//! A pipeline file read from disk and compiled.
+
+use std::path::{Path, PathBuf};
+
+use stackpipe_dsl::{CompileOptions, Diagnostics, PipelineGraph};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The file has mistakes; the diagnostics say which.
+    #[error("{} has {} error(s)", .0.source.name(), .0.len())]
+    Invalid(Diagnostics),
+}
+
+/// A compiled pipeline and where it came from.
+#[derive(Debug)]
+pub struct LoadedPipeline {
+    pub path: PathBuf,
+    /// The directory relative paths in the file (plugin sources, fs grants) start from.
+    pub base_dir: PathBuf,
+    pub source: String,
+    pub graph: PipelineGraph,
+}
+
+/// Reads and compiles `path`. The pipeline's default name is the file stem.
+pub fn load(path: &Path, mut opts: CompileOptions) -> Result<LoadedPipeline, LoadError> {
+    let source =
+        std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+    if opts.default_name.is_empty() {
+        opts.default_name =
+            path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "pipeline".into());
+    }
+    let name = path.display().to_string();
+    let graph = stackpipe_dsl::load(&name, &source, &opts).map_err(LoadError::Invalid)?;
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok(LoadedPipeline { path: path.to_path_buf(), base_dir, source, graph })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_file_is_a_read_error_naming_it() {
+        let err = load(Path::new("/nonexistent/x.pipeline"), CompileOptions::default()).unwrap_err();
+        assert!(matches!(err, LoadError::Read { .. }));
+        assert!(err.to_string().starts_with("cannot read /nonexistent/x.pipeline"));
+    }
+
+    #[test]
+    fn the_file_stem_names_an_unnamed_pipeline() {
+        let dir = std::env::temp_dir().join(format!("stackpipe-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("my-stack.pipeline");
+        std::fs::write(&file, "plugin t { kind = \"provisioner\" source = \"builtin:test\" }\nresource a \"t.x\" {}\n").unwrap();
+        let loaded = load(&file, CompileOptions::default()).unwrap();
+        assert_eq!(loaded.graph.name, "my-stack");
+        assert_eq!(loaded.base_dir, dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

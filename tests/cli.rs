@@ -1,0 +1,139 @@
+//! The `stackpipe` binary, run as a user would: exit codes, summaries,
+//! the three graph formats, and help on every command.
+
+use std::process::{Command, Output};
+
+fn stackpipe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_stackpipe"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn check_prints_a_one_line_summary() {
+    let o = stackpipe(&["check", "examples/aws-env.pipeline"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "ok: 12 resources, 3 environments, 5 levels\n");
+    let o = stackpipe(&["check", "examples/local-files.pipeline"]);
+    assert_eq!(stdout(&o), "ok: 3 resources, 2 environments, 3 levels\n");
+}
+
+#[test]
+fn check_one_environment_with_vars() {
+    let o = stackpipe(&["check", "examples/aws-env.pipeline", "--env", "prod", "--var", "db_size=200"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "ok: 12 resources, 1 environment, 5 levels\n");
+}
+
+#[test]
+fn invalid_input_exits_2_with_diagnostics_on_stderr() {
+    let o = stackpipe(&["check", "examples/aws-env.pipeline", "--var", "db_size=lots"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).is_empty());
+    assert!(stderr(&o).contains("--var db_size=lots: not a number"), "{}", stderr(&o));
+
+    let o = stackpipe(&["check", "examples/aws-env.pipeline", "--env", "stage"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--env stage: no such environment"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("did you mean `staging`?"), "{}", stderr(&o));
+
+    let o = stackpipe(&["check", "no/such/file.pipeline"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).starts_with("error: cannot read no/such/file.pipeline"), "{}", stderr(&o));
+
+    let o = stackpipe(&["check", "examples/aws-env.pipeline", "--var", "novalue"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("expected NAME=VALUE"), "{}", stderr(&o));
+}
+
+#[test]
+fn graph_text() {
+    let o = stackpipe(&["graph", "examples/aws-env.pipeline"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    insta::assert_snapshot!("graph_text_aws_env", stdout(&o));
+}
+
+#[test]
+fn graph_dot_is_graphviz_with_one_edge_per_line() {
+    let o = stackpipe(&["graph", "examples/aws-env.pipeline", "--format", "dot"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.starts_with("digraph \"aws-env\" {\n") && text.ends_with("}\n"));
+    let edges: Vec<&str> = text.lines().filter(|l| l.contains(" -> ")).collect();
+    assert_eq!(edges.len(), 16);
+    for e in &edges {
+        let (a, b) = e.trim().trim_end_matches(';').split_once(" -> ").expect("an edge");
+        assert!(a.starts_with('"') && a.ends_with('"') && b.starts_with('"') && b.ends_with('"'), "{e}");
+        assert!(e.ends_with(';'));
+    }
+    assert!(edges.contains(&"  \"vpc\" -> \"public_a\";"));
+    insta::assert_snapshot!("graph_dot_aws_env", text);
+}
+
+#[test]
+fn graph_mermaid() {
+    let o = stackpipe(&["graph", "examples/aws-env.pipeline", "--format", "mermaid"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.starts_with("graph TD\n"));
+    assert_eq!(text.lines().filter(|l| l.contains(" --> ")).count(), 16);
+    insta::assert_snapshot!("graph_mermaid_aws_env", text);
+}
+
+#[test]
+fn graph_does_not_need_var_values() {
+    let dir = tempdir();
+    let file = dir.join("needs-owner.pipeline");
+    std::fs::write(
+        &file,
+        "var owner: string\nplugin t { kind = \"provisioner\" source = \"builtin:test\" }\nresource a \"t.step\" { o = var.owner }\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    assert_eq!(stackpipe(&["graph", path]).status.code(), Some(0));
+    let o = stackpipe(&["check", path]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("var `owner` has no value"), "{}", stderr(&o));
+    assert_eq!(stackpipe(&["check", path, "--var", "owner=me"]).status.code(), Some(0));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn every_command_has_help() {
+    let o = stackpipe(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    let top = stdout(&o);
+    let commands: Vec<String> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.contains(&"check".to_string()) && commands.contains(&"graph".to_string()), "{top}");
+    for c in commands {
+        let o = stackpipe(&[&c, "--help"]);
+        assert_eq!(o.status.code(), Some(0), "{c} --help");
+        assert!(stdout(&o).contains("Usage: stackpipe"), "{c} --help");
+    }
+    // No arguments: help, and the invalid-input exit code.
+    assert_eq!(stackpipe(&[]).status.code(), Some(2));
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("stackpipe-cli-{}-{:?}", std::process::id(), std::thread::current().id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
