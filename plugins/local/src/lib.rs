@@ -1,0 +1,229 @@
+//! The builtin `local` provisioner: `local.file` and `local.directory`,
+//! inside the directories the pipeline grants it (`allow { fs = ["out"] }`).
+//!
+//! Paths are relative: the host preopens each granted directory under the
+//! name the grant is written with, so `out/a.txt` lands in the granted `out`.
+//! With `config { root = "out" }`, paths are relative to `out` instead.
+
+#[path = "../../common/grants.rs"]
+mod grants;
+#[path = "../../common/json.rs"]
+mod json;
+mod ops;
+mod spec;
+
+wit_bindgen::generate!({ path: "../../wit", world: "provisioner-plugin" });
+
+use exports::stackpipe::plugin::provisioner::Guest;
+use spec::{Config, DirState, FileState, Kind};
+use stackpipe::plugin::host::log;
+use stackpipe::plugin::types::{Applied, Context, Credential, Diagnostic, Level, ResourcePlan, ResourceType};
+
+struct Local;
+
+fn config(ctx: &Context) -> Result<Config, String> {
+    Config::parse(&ctx.config)
+}
+
+/// The call's view of the granted directories, to place paths with.
+struct Place {
+    cfg: Config,
+    granted: Option<Vec<String>>,
+}
+
+impl Place {
+    fn new(ctx: &Context) -> Result<Place, String> {
+        Ok(Place { cfg: config(ctx)?, granted: grants::granted() })
+    }
+
+    /// Where `path` is, refused when it is outside every granted directory.
+    fn resolve(&self, path: &str) -> Result<std::path::PathBuf, String> {
+        let at = self.cfg.resolve(path);
+        grants::check(&at, self.granted.as_deref())?;
+        Ok(at)
+    }
+}
+
+fn file_spec(desired: &str) -> Result<spec::FileSpec, String> {
+    spec::parse_file(desired).map_err(|d| spec::diagnostics_error(&d))
+}
+
+fn dir_spec(desired: &str) -> Result<spec::DirSpec, String> {
+    spec::parse_dir(desired).map_err(|d| spec::diagnostics_error(&d))
+}
+
+impl Guest for Local {
+    fn resource_types() -> Vec<ResourceType> {
+        spec::resource_types()
+    }
+
+    fn validate(ctx: Context, kind: String, desired: String) -> Vec<Diagnostic> {
+        let kind = match Kind::parse(&kind) {
+            Ok(k) => k,
+            Err(e) => return vec![Diagnostic { attribute: None, message: e }],
+        };
+        let mut diags = spec::validate(kind, &desired);
+        if let Err(e) = config(&ctx) {
+            diags.push(Diagnostic { attribute: None, message: e });
+        }
+        diags
+    }
+
+    fn read(ctx: Context, kind: String, state: String, _cred: Option<Credential>) -> Result<Option<String>, String> {
+        let place = Place::new(&ctx)?;
+        match Kind::parse(&kind)? {
+            Kind::File => {
+                let mut st = FileState::from_json(&state)?;
+                let at = place.resolve(&st.path)?;
+                match ops::hash_file(&at)? {
+                    None => {
+                        log(&ctx, Level::Info, &format!("file `{}` is gone", at.display()));
+                        Ok(None)
+                    }
+                    Some((sha, size)) => {
+                        if sha != st.content_sha256 {
+                            log(
+                                &ctx,
+                                Level::Info,
+                                &format!("file `{}` was changed outside stackpipe (sha256 {sha})", at.display()),
+                            );
+                        }
+                        st.content_sha256 = sha;
+                        st.size = size;
+                        Ok(Some(st.to_json()))
+                    }
+                }
+            }
+            Kind::Directory => {
+                let st = DirState::from_json(&state)?;
+                let at = place.resolve(&st.path)?;
+                if ops::dir_exists(&at)? {
+                    Ok(Some(st.to_json()))
+                } else {
+                    log(&ctx, Level::Info, &format!("directory `{}` is gone", at.display()));
+                    Ok(None)
+                }
+            }
+        }
+    }
+
+    fn plan(
+        ctx: Context,
+        kind: String,
+        prior: Option<String>,
+        desired: String,
+        _cred: Option<Credential>,
+    ) -> Result<ResourcePlan, String> {
+        config(&ctx)?;
+        let plan = match Kind::parse(&kind)? {
+            Kind::File => {
+                let prior = prior.as_deref().map(FileState::from_json).transpose()?;
+                spec::plan_file(prior.as_ref(), &file_spec(&desired)?)
+            }
+            Kind::Directory => {
+                let prior = prior.as_deref().map(DirState::from_json).transpose()?;
+                spec::plan_dir(prior.as_ref(), &dir_spec(&desired)?)
+            }
+        };
+        log(&ctx, Level::Debug, &format!("plan: {:?} with {} attribute change(s)", plan.change, plan.changes.len()));
+        Ok(plan)
+    }
+
+    fn apply(
+        ctx: Context,
+        kind: String,
+        prior: Option<String>,
+        desired: String,
+        _cred: Option<Credential>,
+    ) -> Result<Applied, String> {
+        let place = Place::new(&ctx)?;
+        match Kind::parse(&kind)? {
+            Kind::File => {
+                let want = file_spec(&desired)?;
+                let prior = prior.as_deref().map(FileState::from_json).transpose()?;
+                let at = place.resolve(&want.path)?;
+                ops::write_file(&at, &want.content)?;
+                let sha = spec::sha256_hex(want.content.as_bytes());
+                log(
+                    &ctx,
+                    Level::Info,
+                    &format!("wrote `{}` ({} bytes, sha256 {sha})", at.display(), want.content.len()),
+                );
+                if let Some(mode) = &want.mode {
+                    log(
+                        &ctx,
+                        Level::Warn,
+                        &format!(
+                            "mode {mode} of `{}` is recorded but not applied: WASI has no file permissions",
+                            at.display()
+                        ),
+                    );
+                }
+                if let Some(old) = prior.filter(|p| p.path != want.path) {
+                    let old_at = place.resolve(&old.path)?;
+                    ops::remove_file(&old_at).map_err(|e| {
+                        format!("wrote `{}` but could not delete the file it replaces: {e}", at.display())
+                    })?;
+                    log(&ctx, Level::Info, &format!("deleted `{}` (replaced by `{}`)", old_at.display(), at.display()));
+                }
+                let state = FileState {
+                    path: want.path,
+                    content_sha256: sha,
+                    size: want.content.len() as u64,
+                    mode: want.mode,
+                    mode_applied: false,
+                };
+                Ok(Applied { state: state.to_json(), outputs: state.outputs() })
+            }
+            Kind::Directory => {
+                let want = dir_spec(&desired)?;
+                let prior = prior.as_deref().map(DirState::from_json).transpose()?;
+                let at = place.resolve(&want.path)?;
+                let replaced = prior.filter(|p| p.path != want.path).map(|p| place.resolve(&p.path)).transpose()?;
+                // Refuse a replace that could not remove the old directory before making the new one.
+                if let Some(old) = &replaced
+                    && ops::dir_exists(old)?
+                    && !ops::dir_is_empty(old)?
+                {
+                    return Err(format!(
+                        "cannot move directory `{}` to `{}`: {}",
+                        old.display(),
+                        at.display(),
+                        ops::not_empty_error(old)
+                    ));
+                }
+                ops::create_dir(&at)?;
+                log(&ctx, Level::Info, &format!("created directory `{}`", at.display()));
+                if let Some(old) = &replaced {
+                    ops::remove_dir(old)?;
+                    log(
+                        &ctx,
+                        Level::Info,
+                        &format!("removed directory `{}` (replaced by `{}`)", old.display(), at.display()),
+                    );
+                }
+                let state = DirState { path: want.path };
+                Ok(Applied { state: state.to_json(), outputs: state.outputs() })
+            }
+        }
+    }
+
+    fn destroy(ctx: Context, kind: String, state: String, _cred: Option<Credential>) -> Result<(), String> {
+        let place = Place::new(&ctx)?;
+        match Kind::parse(&kind)? {
+            Kind::File => {
+                let at = place.resolve(&FileState::from_json(&state)?.path)?;
+                ops::remove_file(&at)?;
+                log(&ctx, Level::Info, &format!("deleted `{}`", at.display()));
+            }
+            Kind::Directory => {
+                let at = place.resolve(&DirState::from_json(&state)?.path)?;
+                ops::remove_dir(&at)?;
+                log(&ctx, Level::Info, &format!("removed directory `{}`", at.display()));
+            }
+        }
+        Ok(())
+    }
+}
+
+export!(Local);

@@ -1,0 +1,148 @@
+//! The filesystem side of `local`: plain `std::fs` on paths relative to the
+//! directories the host preopened for the plugin.
+
+use std::fs;
+use std::io::{self, ErrorKind};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::spec::hex;
+
+/// WASI's `ENOTCAPABLE`: the path is outside every preopened directory.
+const WASI_ENOTCAPABLE: i32 = 76;
+
+pub fn io_error(what: &str, path: &Path, e: &io::Error) -> String {
+    let hint = if e.kind() == ErrorKind::PermissionDenied || e.raw_os_error() == Some(WASI_ENOTCAPABLE) {
+        " (is it inside a directory granted to this plugin? grant one with allow { fs = [...] })"
+    } else {
+        ""
+    };
+    format!("cannot {what} `{}`: {e}{hint}", path.display())
+}
+
+/// The sha256 and size of a file, or none when there is no file.
+pub fn hash_file(path: &Path) -> Result<Option<(String, u64)>, String> {
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error("read", path, &e)),
+    };
+    if meta.is_dir() {
+        return Err(format!("`{}` is a directory, not a file", path.display()));
+    }
+    let mut file = fs::File::open(path).map_err(|e| io_error("read", path, &e))?;
+    let mut hasher = Sha256::new();
+    let size = io::copy(&mut file, &mut hasher).map_err(|e| io_error("read", path, &e))?;
+    Ok(Some((hex(&hasher.finalize()), size)))
+}
+
+pub fn write_file(path: &Path, content: &str) -> Result<(), String> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(|e| io_error("create directory", parent, &e))?;
+    }
+    if path.is_dir() {
+        return Err(format!("cannot write `{}`: it is a directory", path.display()));
+    }
+    fs::write(path, content).map_err(|e| io_error("write", path, &e))
+}
+
+/// Deletes a file; one already gone is fine.
+pub fn remove_file(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!("cannot delete `{}`: it is a directory, not a file", path.display()));
+    }
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_error("delete", path, &e)),
+    }
+}
+
+/// Whether a directory exists (an error when something else is there).
+pub fn dir_exists(path: &Path) -> Result<bool, String> {
+    match fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(true),
+        Ok(_) => Err(format!("`{}` exists but is not a directory", path.display())),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_error("read", path, &e)),
+    }
+}
+
+pub fn create_dir(path: &Path) -> Result<(), String> {
+    fs::create_dir_all(path).map_err(|e| io_error("create directory", path, &e))?;
+    // create_dir_all succeeds when a file is in the way only on some platforms.
+    dir_exists(path).and_then(|ok| if ok { Ok(()) } else { Err(format!("`{}` was not created", path.display())) })
+}
+
+pub fn dir_is_empty(path: &Path) -> Result<bool, String> {
+    let mut entries = fs::read_dir(path).map_err(|e| io_error("list", path, &e))?;
+    Ok(entries.next().is_none())
+}
+
+pub fn not_empty_error(path: &Path) -> String {
+    format!(
+        "directory `{}` is not empty: stackpipe removes only empty directories (remove what is in it, or the resources that put it there, first)",
+        path.display()
+    )
+}
+
+/// Removes an empty directory; one already gone is fine.
+pub fn remove_dir(path: &Path) -> Result<(), String> {
+    if !dir_exists(path)? {
+        return Ok(());
+    }
+    if !dir_is_empty(path)? {
+        return Err(not_empty_error(path));
+    }
+    match fs::remove_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == ErrorKind::DirectoryNotEmpty => Err(not_empty_error(path)),
+        Err(e) => Err(io_error("remove directory", path, &e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("stackpipe-local-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn files_are_written_hashed_and_removed() {
+        let dir = scratch("files");
+        let f = dir.join("a/b/c.txt");
+        assert_eq!(hash_file(&f).unwrap(), None);
+        write_file(&f, "hi").unwrap();
+        assert_eq!(hash_file(&f).unwrap(), Some((crate::spec::sha256_hex(b"hi"), 2)));
+        assert!(hash_file(&dir.join("a")).unwrap_err().contains("is a directory"));
+        remove_file(&f).unwrap();
+        remove_file(&f).unwrap();
+        assert!(remove_file(&dir.join("a")).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn directories_are_removed_only_when_empty() {
+        let dir = scratch("dirs");
+        let d = dir.join("x/y");
+        assert!(!dir_exists(&d).unwrap());
+        create_dir(&d).unwrap();
+        assert!(dir_exists(&d).unwrap());
+        fs::write(d.join("keep"), "").unwrap();
+        let err = remove_dir(&d).unwrap_err();
+        assert!(err.contains("not empty") && err.contains("x/y"), "{err}");
+        fs::remove_file(d.join("keep")).unwrap();
+        remove_dir(&d).unwrap();
+        remove_dir(&d).unwrap();
+        fs::write(dir.join("file"), "").unwrap();
+        assert!(dir_exists(&dir.join("file")).unwrap_err().contains("not a directory"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
