@@ -1,6 +1,7 @@
 //! The `stackpipe` command line.
 
 mod load;
+mod plugin_cmd;
 
 use std::io::IsTerminal;
 
@@ -24,6 +25,9 @@ enum Command {
     Check(CheckArgs),
     /// Print the dependency graph: by level (text), Graphviz (dot) or mermaid.
     Graph(GraphArgs),
+    /// Work with plugin components.
+    #[command(subcommand)]
+    Plugin(plugin_cmd::PluginCommand),
 }
 
 #[derive(Args)]
@@ -49,6 +53,7 @@ enum GraphFormat {
 }
 
 /// Exit codes: 0 success, 1 a run failed, 2 invalid input.
+pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_INVALID: u8 = 2;
 
 fn main() -> ExitCode {
@@ -56,6 +61,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(a) => check(a),
         Command::Graph(a) => graph(a),
+        Command::Plugin(c) => plugin_cmd::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@ fn stackpipe(args: &[&str]) -> Output {
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("NO_COLOR", "1")
+        .env("STACKPIPE_CACHE_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/target/test-component-cache"))
         .output()
         .expect("the binary runs")
 }
@@ -136,4 +137,36 @@ fn tempdir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("stackpipe-cli-{}-{:?}", std::process::id(), std::thread::current().id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+#[test]
+fn plugin_inspect_shows_world_exports_and_schemas() {
+    let o = stackpipe(&["plugin", "inspect", "builtin:test"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("kind     provisioner"), "{text}");
+    assert!(text.contains("world    stackpipe:plugin/provisioner-plugin@0.1.0"), "{text}");
+    assert!(text.contains("stackpipe:plugin/provisioner@0.1.0: resource-types, validate, read, plan, apply, destroy"), "{text}");
+    assert!(text.contains("test.step"), "{text}");
+    assert!(text.contains("delay_ms"), "{text}");
+
+    let o = stackpipe(&["plugin", "inspect", "builtin:protect-stateful", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(doc["kind"], "policy");
+    assert_eq!(doc["exports"][0]["functions"], serde_json::json!(["evaluate"]));
+}
+
+#[test]
+fn plugin_inspect_refuses_what_is_not_a_plugin() {
+    let o = stackpipe(&["plugin", "inspect", "plugins/hostile/dist/not-wasm.wasm"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "error: plugin `not-wasm` (plugins/hostile/dist/not-wasm.wasm) is not a valid WebAssembly component: \
+         the file does not start with the WebAssembly magic bytes `\\0asm`\n"
+    );
+    let o = stackpipe(&["plugin", "inspect", "builtin:nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown builtin `builtin:nope` (the builtins are: local, test, env, file, protect-stateful)"));
 }

@@ -1,4 +1,5 @@
-//! stackpipe's engine. For now: reading a pipeline from disk. Runs, the
-//! scheduler, stack jobs, the plugin host and the state store land here.
+//! stackpipe's engine: loading pipelines, the plugin host, and (soon) runs,
+//! the scheduler, stack jobs and the state store.
 
 pub mod pipeline;
+pub mod plugin;

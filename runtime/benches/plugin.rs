@@ -1,0 +1,71 @@
+//! Plugin host costs, measured against the real `test` builtin:
+//! a warm call of a provisioner method (target <= 5 us), instantiation from
+//! `InstancePre` (<= 20 us), and loading a component whose compiled artifact
+//! is cached on disk, as a fresh process does (<= 10 ms).
+//!
+//!   cargo bench -p stackpipe-runtime --bench plugin
+
+use std::path::Path;
+
+use serde_json::json;
+use stackpipe_dsl::ast::PluginKind;
+use stackpipe_dsl::{Limits, PluginSource};
+use stackpipe_runtime::plugin::{ArtifactCache, CallContext, PluginHost, PluginLoad, Sandbox};
+
+fn main() {
+    divan::main();
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime")
+}
+
+fn test_bytes() -> Vec<u8> {
+    PluginHost::read_source("test", &PluginSource::Builtin("test".into()), Path::new(".")).expect("the test builtin")
+}
+
+fn load<'a>(host: &PluginHost, bytes: &'a [u8], config: &'a serde_json::Value) -> stackpipe_runtime::plugin::LoadedPlugin {
+    host.load(PluginLoad {
+        name: "test",
+        kind: PluginKind::Provisioner,
+        source_desc: "builtin:test",
+        bytes,
+        sandbox: Sandbox::none(),
+        limits: Limits::default(),
+        config,
+    })
+    .expect("the test builtin loads")
+}
+
+#[divan::bench]
+fn warm_call_validate(bencher: divan::Bencher) {
+    let rt = rt();
+    let host = PluginHost::new(ArtifactCache::disabled()).unwrap();
+    let (bytes, config) = (test_bytes(), json!({}));
+    let plugin = load(&host, &bytes, &config);
+    let mut warm = rt.block_on(plugin.warm(&host)).unwrap();
+    let ctx = CallContext::default();
+    let desired = json!({});
+    bencher.bench_local(|| rt.block_on(warm.validate(&ctx, "step", &desired)).unwrap());
+}
+
+#[divan::bench]
+fn instantiate_from_instance_pre(bencher: divan::Bencher) {
+    let rt = rt();
+    let host = PluginHost::new(ArtifactCache::disabled()).unwrap();
+    let (bytes, config) = (test_bytes(), json!({}));
+    let plugin = load(&host, &bytes, &config);
+    bencher.bench_local(|| rt.block_on(plugin.instantiate_only(&host)).unwrap());
+}
+
+#[divan::bench(sample_count = 30, sample_size = 1)]
+fn load_cached_component(bencher: divan::Bencher) {
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, config) = (test_bytes(), json!({}));
+    // Fill the cache once, then every sample is a new host, as in a new process.
+    load(&PluginHost::new(ArtifactCache::in_dir(dir.path())).unwrap(), &bytes, &config);
+    bencher.bench_local(|| {
+        let host = PluginHost::new(ArtifactCache::in_dir(dir.path())).unwrap();
+        load(&host, &bytes, &config)
+    });
+}
