@@ -59,6 +59,10 @@ pub struct Module {
     /// Names declared by items that did not parse. They exist, so references
     /// to them are not reported as unknown: the syntax error is the news.
     pub unparsed: Vec<String>,
+    /// Spans of expressions that were reported while parsing (a number out of
+    /// range, a bad escape, an interpolated map key). An expression containing
+    /// one is not evaluated, so that mistake is not reported again as another.
+    pub invalid: Vec<Span>,
 }
 
 /// `pipeline "name"`

@@ -46,7 +46,7 @@ pub fn compile(module: &Module, opts: &CompileOptions) -> Result<PipelineGraph, 
     for r in &module.resources {
         resources.entry(r.name.name.as_str()).or_insert(r);
     }
-    let mut c = Compiler { m: module, opts, diags: Vec::new(), resources };
+    let mut c = Compiler { m: module, opts, diags: Vec::new(), resources, bad: HashSet::new(), unavailable: Vec::new() };
     let graph = c.run();
     let mut diags = c.diags;
     // One mistake evaluated in several environments is reported once.
@@ -65,6 +65,11 @@ struct Compiler<'a> {
     diags: Vec<Diagnostic>,
     /// Resource name -> its first declaration, for reference lookups.
     resources: HashMap<&'a str, &'a ResourceDecl>,
+    /// Spans of the expressions that failed the reference checks: they are
+    /// not evaluated, so their mistake is not reported a second time.
+    bad: HashSet<Span>,
+    /// Vars without a (valid) value in the environment being evaluated.
+    unavailable: Vec<String>,
 }
 
 impl<'a> Compiler<'a> {
@@ -94,13 +99,16 @@ impl<'a> Compiler<'a> {
             );
         }
 
-        let cli_vars = self.cli_vars();
+        let (cli_vars, bad_cli_vars) = self.cli_vars();
         self.check_vars();
         self.check_plugins();
         for cred in &m.credentials {
             self.check_credentials(cred);
         }
         self.duplicate_bindings(&m.credentials, "the pipeline");
+        for f in &m.flows {
+            self.flow_refs(f, "the pipeline's `flow`");
+        }
         for e in &m.environments {
             self.check_environment(e);
         }
@@ -110,14 +118,19 @@ impl<'a> Compiler<'a> {
         for o in &m.outputs {
             self.refs(&o.value, Place::Wired, &format!("output `{}`", o.name));
         }
-        let order = order?;
-        let env_order = env_order?;
 
+        // The per-environment checks (vars, flow, approval, plugins) do not
+        // need the resource order, nor the environment order: when `after`
+        // is broken, every environment is still checked, in declaration order.
+        let env_names: Vec<String> = match &env_order {
+            Some(order) => order.clone(),
+            None => m.environments.iter().map(|e| e.name.name.clone()).collect(),
+        };
         let selected: Vec<&str> = match &self.opts.env {
             Some(wanted) => {
-                if !env_order.iter().any(|e| e == wanted) {
-                    let help = did_you_mean(wanted, env_order.iter().map(String::as_str))
-                        .unwrap_or_else(|| format!("the environments are: {}", env_order.join(", ")));
+                if !env_names.iter().any(|e| e == wanted) {
+                    let help = did_you_mean(wanted, env_names.iter().map(String::as_str))
+                        .unwrap_or_else(|| format!("the environments are: {}", env_names.join(", ")));
                     self.diags.push(
                         Diagnostic::new(Code::UnknownEnvironment, format!("--env {wanted}: no such environment")).help(help),
                     );
@@ -125,13 +138,12 @@ impl<'a> Compiler<'a> {
                 }
                 vec![wanted.as_str()]
             }
-            None => env_order.iter().map(String::as_str).collect(),
+            None => env_names.iter().map(String::as_str).collect(),
         };
-        let cli_vars = cli_vars?;
         let mut environments = Vec::new();
         let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for env in selected {
-            let plan = self.environment_plan(&name, env, &graph, &cli_vars, &mut missing);
+            let plan = self.environment_plan(&name, env, &graph, &cli_vars, &bad_cli_vars, &mut missing);
             environments.push(plan);
         }
         for (var, envs) in missing {
@@ -150,6 +162,11 @@ impl<'a> Compiler<'a> {
                     )),
             );
         }
+        // A graph is built only from a sound resource order and environment chain.
+        let (order, env_order) = (order?, env_order?);
+        if !bad_cli_vars.is_empty() {
+            return None;
+        }
         Some(PipelineGraph::new(name, graph, order, environments, env_order, m.outputs.clone()))
     }
 
@@ -165,7 +182,11 @@ impl<'a> Compiler<'a> {
         match decls.first() {
             Some(p) => {
                 if p.name.trim().is_empty() {
-                    self.diags.push(Diagnostic::at(Code::InvalidValue, p.name_span, "the pipeline name is empty"));
+                    self.diags.push(
+                        Diagnostic::at(Code::InvalidValue, p.name_span, "the pipeline name is empty")
+                            .with_label(p.name_span, "empty")
+                            .help("name it, like `pipeline \"network\"`, or leave the line out to use the file's name"),
+                    );
                 }
                 p.name.clone()
             }
@@ -201,16 +222,17 @@ impl<'a> Compiler<'a> {
         self.resources.get(name).copied()
     }
 
-    /// `--var` values, parsed by their var's type.
-    fn cli_vars(&mut self) -> Option<Map<String, Value>> {
+    /// `--var` values, parsed by their var's type, and the names of those
+    /// that could not be (reported here; they count as having no value).
+    fn cli_vars(&mut self) -> (Map<String, Value>, Vec<String>) {
         let mut out = Map::new();
-        let mut ok = true;
+        let mut bad = Vec::new();
         for (name, text) in &self.opts.vars {
             let Some(decl) = self.var(name) else {
                 let help = did_you_mean(name, self.m.vars.iter().map(|v| v.name.name.as_str()))
                     .unwrap_or_else(|| "declare it with `var <name>: <type>` in the pipeline".to_string());
                 self.diags.push(Diagnostic::new(Code::UnknownReference, format!("--var {name}: no such var")).help(help));
-                ok = false;
+                bad.push(name.clone());
                 continue;
             };
             match parse_var_value(decl.ty, text) {
@@ -222,11 +244,11 @@ impl<'a> Compiler<'a> {
                         Diagnostic::new(Code::TypeMismatch, format!("--var {name}={text}: {why}"))
                             .help(format!("var `{name}` is declared as {}", decl.ty.name())),
                     );
-                    ok = false;
+                    bad.push(name.clone());
                 }
             }
         }
-        ok.then_some(out)
+        (out, bad)
     }
 
     fn check_vars(&mut self) {
@@ -238,19 +260,21 @@ impl<'a> Compiler<'a> {
             }
             let scope = Scope { pipeline: "", environment: "", vars: &empty, outputs: &eval::no_outputs };
             if let Some(value) = self.eval(default, &scope) {
-                self.type_check(v, &value, default.span);
+                self.type_check(v, &value, default.span, "its default is");
             }
         }
     }
 
-    fn type_check(&mut self, var: &VarDecl, value: &Value, span: Span) -> bool {
+    /// Reports a value of the wrong type for `var`; `given` says where the
+    /// value comes from ("its default is", "environment `prod` sets it to").
+    fn type_check(&mut self, var: &VarDecl, value: &Value, span: Span, given: &str) -> bool {
         if type_matches(var.ty, value) {
             return true;
         }
         let mut d = Diagnostic::at(
             Code::TypeMismatch,
             span,
-            format!("var `{}` is a {}, but this is a {}", var.name, var.ty.name(), eval::type_name(value)),
+            format!("var `{}` is a {}, but {given} a {}", var.name, var.ty.name(), eval::type_name(value)),
         )
         .with_label(span, format!("a {}", eval::type_name(value)));
         if let Some(ts) = var.ty_span {
@@ -282,7 +306,8 @@ impl<'a> Compiler<'a> {
                     format!("credentials go to provisioners; `{}` is a {} plugin", c.provisioner, kind_name(p)),
                 )
                 .with_label(c.provisioner.span, "not a provisioner")
-                .with_label(p.name.span, "declared here"),
+                .with_label(p.name.span, "declared here")
+                .help("credentials are bound to a plugin with `kind = \"provisioner\"`"),
             ),
             Some(_) => {}
         }
@@ -347,7 +372,7 @@ impl<'a> Compiler<'a> {
     fn check_environment(&mut self, e: &EnvironmentDecl) {
         let owner = format!("environment `{}`", e.name);
         if let Some(a) = &e.approval {
-            self.refs(a, Place::Static, &owner);
+            self.refs(a, Place::Static, &format!("the `approval` of {owner}"));
         }
         for v in &e.vars {
             if self.var(&v.key.name).is_none() && !self.unparsed(&v.key.name) {
@@ -360,10 +385,10 @@ impl<'a> Compiler<'a> {
                         ),
                 );
             }
-            self.refs(&v.value, Place::Static, &owner);
+            self.refs(&v.value, Place::Static, &format!("the `vars` of {owner}"));
         }
         if let Some(f) = &e.flow {
-            self.flow_refs(f, &owner);
+            self.flow_refs(f, &format!("the `flow` of {owner}"));
         }
         for c in &e.credentials {
             self.check_credentials(c);
@@ -421,7 +446,7 @@ impl<'a> Compiler<'a> {
         if !ok {
             return None;
         }
-        Some(topological(&g, |n| g[n]).into_iter().map(|n| names(n)).collect())
+        Some(topological(&g, |n| g[n]).into_iter().map(names).collect())
     }
 
     /// The resource graph and its deploy order (`None` if it has a cycle).
@@ -436,7 +461,7 @@ impl<'a> Compiler<'a> {
             self.check_type(r);
             let gate_after = self.gate(r);
             if let Some(f) = &r.flow {
-                self.flow_refs(f, &format!("resource `{}`", r.name));
+                self.flow_refs(f, &format!("the `flow` of resource `{}`", r.name));
             }
             let n = g.add_node(ResourceNode {
                 name: r.name.name.clone(),
@@ -546,7 +571,7 @@ impl<'a> Compiler<'a> {
     fn gate(&mut self, r: &ResourceDecl) -> bool {
         let Some(e) = &r.gate else { return false };
         let owner = format!("resource `{}`", r.name);
-        if !self.refs(e, Place::Static, &owner) {
+        if !self.refs(e, Place::Static, &format!("the `gate` of {owner}")) {
             return false;
         }
         match e.as_plain_string().as_deref() {
@@ -565,7 +590,6 @@ impl<'a> Compiler<'a> {
 
     /// Checks every reference and call in `e`; false if any is wrong.
     fn refs(&mut self, e: &Expr, place: Place, owner: &str) -> bool {
-        let before = self.diags.len();
         let mut found: Vec<Diagnostic> = Vec::new();
         e.walk(&mut |x| match &x.kind {
             ExprKind::Traversal { root, steps } => {
@@ -595,8 +619,12 @@ impl<'a> Compiler<'a> {
             },
             _ => {}
         });
+        let ok = found.is_empty();
+        if !ok {
+            self.bad.insert(e.span);
+        }
         self.diags.extend(found);
-        self.diags.len() == before
+        ok
     }
 
     fn reference(&self, root: &Ident, steps: &[Step], place: Place, owner: &str) -> Option<Diagnostic> {
@@ -654,9 +682,9 @@ impl<'a> Compiler<'a> {
                         Diagnostic::at(
                             Code::InvalidReference,
                             root.span,
-                            format!("{owner} cannot refer to resource `{name}`"),
+                            format!("{owner} cannot refer to resource outputs"),
                         )
-                        .with_label(root.span, "known only after it is applied")
+                        .with_label(root.span, format!("`{name}` is known only after it is applied"))
                         .help("resource outputs can feed resource attributes and outputs, not plugins, vars, flow or gates"),
                     );
                 }
@@ -689,6 +717,9 @@ impl<'a> Compiler<'a> {
     }
 
     fn eval(&mut self, e: &Expr, scope: &Scope) -> Option<Value> {
+        if self.skip(e) {
+            return None;
+        }
         match eval::eval(e, scope) {
             Ok(v) => Some(v),
             Err(EvalError::Unknown { .. }) => None,
@@ -699,105 +730,133 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// An expression not to evaluate, because the mistake that would stop it
+    /// is reported elsewhere, once: it failed the reference checks, holds a
+    /// literal that did not parse, or uses a var that has no (valid) value in
+    /// this environment.
+    fn skip(&self, e: &Expr) -> bool {
+        if !self.bad.is_empty() && self.bad.contains(&e.span) {
+            return true;
+        }
+        if self.m.invalid.is_empty() && self.unavailable.is_empty() {
+            return false;
+        }
+        let mut skip = false;
+        e.walk(&mut |x| {
+            if skip {
+                return;
+            }
+            if self.m.invalid.contains(&x.span) {
+                skip = true;
+            } else if let ExprKind::Traversal { root, steps } = &x.kind {
+                if let (true, Some(Step::Attr(name))) = (root.name == "var", steps.first()) {
+                    skip = self.unavailable.contains(&name.name);
+                }
+            }
+        });
+        skip
+    }
+
     fn environment_plan(
         &mut self,
         pipeline: &str,
         env: &str,
         graph: &DiGraph<ResourceNode, Dependency>,
         cli_vars: &Map<String, Value>,
+        bad_cli_vars: &[String],
         missing: &mut BTreeMap<String, Vec<String>>,
     ) -> EnvironmentPlan {
         let m = self.m;
         let decl = m.environments.iter().find(|e| e.name.name == env);
         // Vars: --var > the environment's vars {} > the default.
         let mut vars = Map::new();
-        let mut all_known = true;
+        let mut unavailable = Vec::new();
         for v in &m.vars {
             let from_env = decl.and_then(|d| d.vars.iter().find(|a| a.key.name == v.name.name));
+            let empty = Map::new();
+            let scope = Scope { pipeline, environment: env, vars: &empty, outputs: &eval::no_outputs };
             let value = if let Some(val) = cli_vars.get(&v.name.name) {
                 Some(val.clone())
+            } else if bad_cli_vars.contains(&v.name.name) {
+                None // reported with the command line
             } else if let Some(attr) = from_env {
-                let scope = Scope { pipeline, environment: env, vars: &Map::new(), outputs: &eval::no_outputs };
                 // An environment's var values may use env.name and pipeline.name, not other vars.
-                let value = self.eval_env_var(&attr.value, &scope);
-                if let Some(val) = &value {
-                    if !self.type_check(v, val, attr.value.span) {
-                        all_known = false;
-                    }
-                }
-                value
+                let given = format!("environment `{env}` sets it to");
+                self.eval_env_var(&attr.value, &scope).filter(|val| self.type_check(v, val, attr.value.span, &given))
             } else {
-                let empty = Map::new();
-                let scope = Scope { pipeline, environment: env, vars: &empty, outputs: &eval::no_outputs };
-                v.default.as_ref().and_then(|d| eval::eval(d, &scope).ok())
+                // A default of the wrong type was reported by `check_vars`.
+                v.default
+                    .as_ref()
+                    .filter(|d| !self.skip(d))
+                    .and_then(|d| eval::eval(d, &scope).ok())
+                    .filter(|val| type_matches(v.ty, val))
             };
             match value {
                 Some(val) => {
                     vars.insert(v.name.name.clone(), val);
                 }
                 None => {
-                    all_known = false;
-                    if v.default.is_none() && from_env.is_none() && self.opts.require_values {
+                    unavailable.push(v.name.name.clone());
+                    let reported = bad_cli_vars.contains(&v.name.name);
+                    if v.default.is_none() && from_env.is_none() && self.opts.require_values && !reported {
                         missing.entry(v.name.name.clone()).or_default().push(env.to_string());
                     }
                 }
             }
         }
+        // Everything below evaluates against the vars. An expression that
+        // uses a var without a value is skipped (`skip`), or it would repeat
+        // that one mistake as many others; everything else is still checked.
+        self.unavailable = unavailable;
         let scope = Scope { pipeline, environment: env, vars: &vars, outputs: &eval::no_outputs };
-        // Everything below evaluates against the vars; skip it if a var is
-        // missing, or it would repeat that one mistake as many others.
-        let full = all_known;
         let base = FlowPolicy::default();
         let pipeline_flow = match m.flows.first() {
-            Some(f) if full => self.flow(f, base, &scope),
-            _ => base,
+            Some(f) => self.flow(f, base, &scope),
+            None => base,
         };
         let env_flow = match decl.and_then(|d| d.flow.as_ref()) {
-            Some(f) if full => self.flow(f, pipeline_flow, &scope),
-            _ => pipeline_flow,
+            Some(f) => self.flow(f, pipeline_flow, &scope),
+            None => pipeline_flow,
         };
         let mut flow = vec![env_flow; graph.node_count()];
-        if full {
-            for i in graph.node_indices() {
-                let Some(f) = self.resource(&graph[i].name).and_then(|r| r.flow.as_ref()) else { continue };
-                flow[i.index()] = self.flow(f, env_flow, &scope);
-            }
+        for i in graph.node_indices() {
+            let Some(f) = self.resource(&graph[i].name).and_then(|r| r.flow.as_ref()) else { continue };
+            flow[i.index()] = self.flow(f, env_flow, &scope);
         }
         let approval = match decl.and_then(|d| d.approval.as_ref()) {
-            Some(e) if full => self.eval_bool(e, &scope, "`approval`").unwrap_or(false),
-            _ => false,
+            Some(e) => self.eval_bool(e, &scope, "`approval`").unwrap_or(false),
+            None => false,
         };
         let mut plugins = BTreeMap::new();
-        if full {
-            for p in &m.plugins {
-                if let Some(spec) = self.plugin_spec(p, &scope) {
-                    plugins.insert(p.name.name.clone(), spec);
-                }
+        for p in &m.plugins {
+            if let Some(spec) = self.plugin_spec(p, &scope) {
+                plugins.insert(p.name.name.clone(), spec);
             }
-            // Attributes that do not wait on an upstream output are evaluated
-            // now, so their mistakes surface at check time.
-            for r in &m.resources {
-                for a in &r.attributes {
-                    self.eval(&a.value, &scope);
-                }
+        }
+        // Attributes that do not wait on an upstream output are evaluated
+        // now, so their mistakes surface at check time.
+        for r in &m.resources {
+            for a in &r.attributes {
+                self.eval(&a.value, &scope);
             }
-            for o in &m.outputs {
-                self.eval(&o.value, &scope);
-            }
+        }
+        for o in &m.outputs {
+            self.eval(&o.value, &scope);
         }
         let mut credentials = BTreeMap::new();
         let env_bindings = decl.map(|d| d.credentials.as_slice()).unwrap_or(&[]);
         for c in m.credentials.iter().chain(env_bindings) {
             let Some(resolver) = &c.resolver else { continue };
             let config = match &c.config {
-                Some(cfg) if full => self.eval(cfg, &scope).unwrap_or(Value::Null),
-                _ => Value::Object(Map::new()),
+                Some(cfg) => self.eval(cfg, &scope).unwrap_or_else(|| Value::Object(Map::new())),
+                None => Value::Object(Map::new()),
             };
             credentials.insert(
                 c.provisioner.name.clone(),
                 CredentialsBinding { provisioner: c.provisioner.name.clone(), resolver: resolver.name.clone(), config },
             );
         }
+        self.unavailable.clear();
         EnvironmentPlan {
             name: env.to_string(),
             after: decl.map(|d| d.after.iter().map(|a| a.name.clone()).collect()).unwrap_or_default(),
@@ -835,7 +894,15 @@ impl<'a> Compiler<'a> {
             other => {
                 self.diags.push(
                     Diagnostic::at(Code::TypeMismatch, e.span, format!("{what} must be true or false"))
-                        .with_label(e.span, format!("a {}", eval::type_name(&other))),
+                        .with_label(e.span, format!("a {}", eval::type_name(&other)))
+                        .help({
+                            let key = what.trim_matches('`');
+                            match other.as_str() {
+                                Some("true" | "yes" | "on") => format!("write `{key} = true`, without quotes"),
+                                Some("false" | "no" | "off") => format!("write `{key} = false`, without quotes"),
+                                _ => format!("write `{key} = true` or `{key} = false`"),
+                            }
+                        }),
                 );
                 None
             }
@@ -856,64 +923,74 @@ impl<'a> Compiler<'a> {
         p
     }
 
+    /// What a plugin resolves to in one environment. Every part is checked,
+    /// so one bad grant does not hide the next.
     fn plugin_spec(&mut self, p: &PluginDecl, scope: &Scope) -> Option<PluginSpec> {
+        let source = p.source.as_ref().and_then(|e| self.plugin_source(p, e, scope));
+        let config = match &p.config {
+            Some(c) => self.eval(c, scope),
+            None => Some(Value::Object(Map::new())),
+        };
+        let http = self.grant_list(p.allow.http.as_ref(), scope, "http", normalize_http_grant);
+        let fs = self.grant_list(p.allow.fs.as_ref(), scope, "fs", |s| {
+            if s.trim().is_empty() {
+                Err("an empty directory".into())
+            } else {
+                Ok(s.to_string())
+            }
+        });
+        let env = self.grant_list(p.allow.env.as_ref(), scope, "env", |s| {
+            if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                Ok(s.to_string())
+            } else {
+                Err(format!("`{s}` is not an environment variable name"))
+            }
+        });
+        let defaults = Limits::default();
+        let memory_mb = self.limit(p.limits.memory_mb.as_ref(), scope, "memory_mb", defaults.memory_mb);
+        let timeout_s = self.limit(p.limits.timeout_s.as_ref(), scope, "timeout_s", defaults.timeout_s);
         let (kind, _) = p.kind?;
-        let source_expr = p.source.as_ref()?;
-        let source = match self.eval(source_expr, scope)? {
+        Some(PluginSpec {
+            name: p.name.name.clone(),
+            kind,
+            source: source?,
+            config: config?,
+            grants: Grants { http: http?, fs: fs?, env: env? },
+            limits: Limits { memory_mb: memory_mb?, timeout_s: timeout_s? },
+        })
+    }
+
+    fn plugin_source(&mut self, p: &PluginDecl, e: &Expr, scope: &Scope) -> Option<PluginSource> {
+        match self.eval(e, scope)? {
             Value::String(s) => match s.strip_prefix("builtin:") {
-                Some(name) if !name.is_empty() => PluginSource::Builtin(name.to_string()),
+                Some(name) if !name.is_empty() => Some(PluginSource::Builtin(name.to_string())),
                 Some(_) => {
                     self.diags.push(
-                        Diagnostic::at(Code::InvalidValue, source_expr.span, "`builtin:` needs a plugin name")
-                            .with_label(source_expr.span, "like \"builtin:aws\""),
+                        Diagnostic::at(Code::InvalidValue, e.span, "`builtin:` needs a plugin name")
+                            .with_label(e.span, "no name after `builtin:`")
+                            .help("name a builtin plugin, like \"builtin:aws\""),
                     );
-                    return None;
+                    None
                 }
                 None if s.trim().is_empty() => {
                     self.diags.push(
-                        Diagnostic::at(Code::InvalidValue, source_expr.span, format!("plugin `{}` has an empty `source`", p.name))
-                            .with_label(source_expr.span, "empty")
+                        Diagnostic::at(Code::InvalidValue, e.span, format!("plugin `{}` has an empty `source`", p.name))
+                            .with_label(e.span, "empty")
                             .help("use \"builtin:<name>\" or a path to a .wasm component"),
                     );
-                    return None;
+                    None
                 }
-                None => PluginSource::Path(s),
+                None => Some(PluginSource::Path(s)),
             },
             other => {
                 self.diags.push(
-                    Diagnostic::at(Code::TypeMismatch, source_expr.span, "`source` must be a string")
-                        .with_label(source_expr.span, format!("a {}", eval::type_name(&other))),
+                    Diagnostic::at(Code::TypeMismatch, e.span, "`source` must be a string")
+                        .with_label(e.span, format!("a {}", eval::type_name(&other)))
+                        .help("use \"builtin:<name>\" or a path to a .wasm component"),
                 );
-                return None;
+                None
             }
-        };
-        let config = match &p.config {
-            Some(c) => self.eval(c, scope)?,
-            None => Value::Object(Map::new()),
-        };
-        let grants = Grants {
-            http: self.grant_list(p.allow.http.as_ref(), scope, "http", normalize_http_grant)?,
-            fs: self.grant_list(p.allow.fs.as_ref(), scope, "fs", |s| {
-                if s.trim().is_empty() {
-                    Err("an empty directory".into())
-                } else {
-                    Ok(s.to_string())
-                }
-            })?,
-            env: self.grant_list(p.allow.env.as_ref(), scope, "env", |s| {
-                if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    Ok(s.to_string())
-                } else {
-                    Err(format!("`{s}` is not an environment variable name"))
-                }
-            })?,
-        };
-        let defaults = Limits::default();
-        let limits = Limits {
-            memory_mb: self.limit(p.limits.memory_mb.as_ref(), scope, "memory_mb", defaults.memory_mb)?,
-            timeout_s: self.limit(p.limits.timeout_s.as_ref(), scope, "timeout_s", defaults.timeout_s)?,
-        };
-        Some(PluginSpec { name: p.name.name.clone(), kind, source, config, grants, limits })
+        }
     }
 
     fn grant_list(
@@ -944,7 +1021,7 @@ impl<'a> Compiler<'a> {
         let mut out = Vec::new();
         let mut ok = true;
         for (item, span) in items.iter().zip(spans) {
-            match item.as_str().ok_or_else(|| format!("a {}, not a string", eval::type_name(item))).and_then(|s| normalize(s)) {
+            match item.as_str().ok_or_else(|| format!("a {}, not a string", eval::type_name(item))).and_then(&normalize) {
                 Ok(g) => out.push(g),
                 Err(why) => {
                     ok = false;
@@ -965,16 +1042,22 @@ impl<'a> Compiler<'a> {
 
     fn limit(&mut self, e: Option<&Expr>, scope: &Scope, what: &str, default: u64) -> Option<u64> {
         let Some(e) = e else { return Some(default) };
-        match self.eval(e, scope)? {
-            Value::Number(n) if n.as_u64().is_some_and(|v| v > 0) => n.as_u64(),
-            other => {
-                self.diags.push(
-                    Diagnostic::at(Code::InvalidValue, e.span, format!("`{what}` must be a whole number above 0"))
-                        .with_label(e.span, format!("{other}")),
-                );
-                None
-            }
+        let value = self.eval(e, scope)?;
+        if let Some(v) = value.as_u64().filter(|v| *v > 0) {
+            return Some(v);
         }
+        let label = match &value {
+            Value::Number(n) if n.as_u64() == Some(0) || n.as_i64().is_some_and(|v| v < 0) => "must be at least 1".to_string(),
+            Value::Number(_) => "not a whole number".to_string(),
+            other => format!("a {}, not a number", eval::type_name(other)),
+        };
+        let unit = if what == "memory_mb" { "megabytes" } else { "seconds" };
+        self.diags.push(
+            Diagnostic::at(Code::InvalidValue, e.span, format!("`{what}` must be a whole number above 0"))
+                .with_label(e.span, label)
+                .help(format!("`{what}` is in {unit}; leave it out for the default, {default}")),
+        );
+        None
     }
 }
 

@@ -7,7 +7,7 @@
 use serde_json::{Map, Number, Value};
 
 use crate::ast::{Expr, ExprKind, Span, Step, TemplatePart};
-use crate::diagnostic::{Code, Diagnostic};
+use crate::diagnostic::{did_you_mean, Code, Diagnostic};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum EvalError {
@@ -86,8 +86,14 @@ pub fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn invalid(span: Span, message: impl Into<String>) -> EvalError {
-    EvalError::Invalid(Diagnostic::at(Code::Evaluation, span, message))
+/// An evaluation error at `span`, with a label saying what is there.
+fn invalid(span: Span, message: impl Into<String>, label: impl Into<String>) -> EvalError {
+    EvalError::Invalid(Diagnostic::at(Code::Evaluation, span, message).with_label(span, label))
+}
+
+/// [`invalid`] with a help line.
+fn invalid_help(span: Span, message: impl Into<String>, label: impl Into<String>, help: impl Into<String>) -> EvalError {
+    EvalError::Invalid(Diagnostic::at(Code::Evaluation, span, message).with_label(span, label).help(help))
 }
 
 pub fn eval(expr: &Expr, scope: &Scope) -> Result<Value> {
@@ -122,19 +128,24 @@ pub fn eval(expr: &Expr, scope: &Scope) -> Result<Value> {
             let (value, rest) = match root.name.as_str() {
                 "var" => {
                     let Some(Step::Attr(name)) = steps.first() else {
-                        return Err(invalid(root.span, "`var` needs a name, like `var.region`"));
+                        return Err(invalid_help(root.span, "`var` needs a name", "which var?", "write `var.<name>`, like `var.region`"));
                     };
                     let v = scope
                         .vars
                         .get(&name.name)
                         .cloned()
-                        .ok_or_else(|| invalid(name.span, format!("var `{}` has no value", name.name)))?;
+                        .ok_or_else(|| invalid(name.span, format!("var `{}` has no value", name.name), "no value here"))?;
                     (v, &steps[1..])
                 }
                 "env" | "pipeline" => {
                     let Some(Step::Attr(name)) = steps.first().filter(|s| matches!(s, Step::Attr(i) if i.name == "name"))
                     else {
-                        return Err(invalid(root.span, format!("`{}` has one attribute: `{}.name`", root.name, root.name)));
+                        return Err(invalid_help(
+                            root.span,
+                            format!("`{}` has one attribute, `name`", root.name),
+                            "not followed by `.name`",
+                            format!("write `{}.name`", root.name),
+                        ));
                     };
                     let text = if root.name == "env" { scope.environment } else { scope.pipeline };
                     let _ = name;
@@ -142,12 +153,25 @@ pub fn eval(expr: &Expr, scope: &Scope) -> Result<Value> {
                 }
                 resource => {
                     let Some(Step::Attr(output)) = steps.first() else {
-                        return Err(invalid(root.span, format!("refer to an output of `{resource}`, like `{resource}.id`")));
+                        return Err(invalid_help(
+                            root.span,
+                            format!("`{resource}` is a resource, not a value"),
+                            "refer to one of its outputs",
+                            format!("write `{resource}.<output>`, like `{resource}.id`"),
+                        ));
                     };
                     let outputs = (scope.outputs)(resource)
                         .ok_or_else(|| EvalError::Unknown { resource: resource.to_string() })?;
                     let v = outputs.get(&output.name).cloned().ok_or_else(|| {
-                        invalid(output.span, format!("resource `{resource}` has no output `{}`", output.name))
+                        let known: Vec<&str> = outputs.as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
+                        let d = Diagnostic::at(
+                            Code::Evaluation,
+                            output.span,
+                            format!("resource `{resource}` has no output `{}`", output.name),
+                        )
+                        .with_label(output.span, "not one of its outputs")
+                        .maybe_help(did_you_mean(&output.name, known.iter().copied()));
+                        EvalError::Invalid(d)
                     })?;
                     (v, &steps[1..])
                 }
@@ -166,10 +190,18 @@ fn apply_steps(mut value: Value, steps: &[Step], scope: &Scope) -> Result<Value>
     for step in steps {
         value = match step {
             Step::Attr(name) => match value {
-                Value::Object(mut m) => m
-                    .remove(&name.name)
-                    .ok_or_else(|| invalid(name.span, format!("no key `{}` in this map", name.name)))?,
-                other => return Err(invalid(name.span, format!("cannot take `.{}` of a {}", name.name, type_name(&other)))),
+                Value::Object(mut m) => match m.remove(&name.name) {
+                    Some(v) => v,
+                    None => return Err(no_key(name.span, &name.name, &m)),
+                },
+                other => {
+                    return Err(invalid_help(
+                        name.span,
+                        format!("cannot take `.{}` of a {}", name.name, type_name(&other)),
+                        format!("the value here is a {}", type_name(&other)),
+                        if other.is_array() { "take an item of a list with `[index]`" } else { "only maps have keys" },
+                    ))
+                }
             },
             Step::Index(e) => {
                 let key = eval(e, scope)?;
@@ -179,14 +211,33 @@ fn apply_steps(mut value: Value, steps: &[Step], scope: &Scope) -> Result<Value>
                         let i = n
                             .as_u64()
                             .filter(|i| (*i as usize) < len)
-                            .ok_or_else(|| invalid(e.span, format!("index {n} is out of range for a list of {len}")))?;
+                            .ok_or_else(|| {
+                                invalid_help(
+                                    e.span,
+                                    format!("index {n} is out of range for a list of {len}"),
+                                    "out of range",
+                                    match len {
+                                        0 => "the list is empty".to_string(),
+                                        1 => "the list has 1 item: its index is 0".to_string(),
+                                        _ => format!("the list has {len} items: indexes run from 0 to {}", len - 1),
+                                    },
+                                )
+                            })?;
                         items.swap_remove(i as usize)
                     }
                     (Value::Object(mut m), Value::String(k)) => {
-                        m.remove(&k).ok_or_else(|| invalid(e.span, format!("no key `{k}` in this map")))?
+                        match m.remove(&k) {
+                            Some(v) => v,
+                            None => return Err(no_key(e.span, &k, &m)),
+                        }
                     }
                     (v, k) => {
-                        return Err(invalid(e.span, format!("cannot index a {} with a {}", type_name(&v), type_name(&k))))
+                        return Err(invalid_help(
+                            e.span,
+                            format!("cannot index a {} with a {}", type_name(&v), type_name(&k)),
+                            format!("a {}", type_name(&k)),
+                            "index a list with a number, and a map with a string",
+                        ))
                     }
                 }
             }
@@ -195,37 +246,80 @@ fn apply_steps(mut value: Value, steps: &[Step], scope: &Scope) -> Result<Value>
     Ok(value)
 }
 
+/// No key `key` in map `m`: with "did you mean", or the keys there are.
+fn no_key(span: Span, key: &str, m: &Map<String, Value>) -> EvalError {
+    let help = did_you_mean(key, m.keys().map(String::as_str)).unwrap_or_else(|| match m.len() {
+        0 => "the map is empty".to_string(),
+        n if n <= 8 => format!("the keys are: {}", m.keys().map(String::as_str).collect::<Vec<_>>().join(", ")),
+        _ => "use lookup(map, key, default) for a key that may be missing".to_string(),
+    });
+    invalid_help(span, format!("no key `{key}` in this map"), "not a key of this map", help)
+}
+
 /// The text of a value inside `"${...}"`.
 fn interpolate(e: &Expr, v: &Value) -> Result<String> {
     match v {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) => Ok(n.to_string()),
         Value::Bool(b) => Ok(b.to_string()),
-        Value::Null => Err(invalid(e.span, "cannot put null into a string")),
-        Value::Array(_) | Value::Object(_) => Err(EvalError::Invalid(
-            Diagnostic::at(Code::Evaluation, e.span, format!("cannot put a {} into a string", type_name(v)))
-                .help("use join(\", \", list) or jsonencode(value)"),
+        Value::Null => Err(invalid_help(
+            e.span,
+            "cannot put null into a string",
+            "null",
+            "give a fallback with coalesce(value, \"default\")",
+        )),
+        Value::Array(_) | Value::Object(_) => Err(invalid_help(
+            e.span,
+            format!("cannot put a {} into a string", type_name(v)),
+            format!("a {}", type_name(v)),
+            "use join(\", \", list) or jsonencode(value)",
         )),
     }
 }
 
 fn want_string<'v>(v: &'v Value, e: &Expr, f: &str) -> Result<&'v str> {
-    v.as_str().ok_or_else(|| invalid(e.span, format!("{f}() wants a string here, not a {}", type_name(v))))
+    v.as_str().ok_or_else(|| {
+        let help = if v.is_number() || v.is_boolean() {
+            "convert it with tostring(...)"
+        } else {
+            "use join(\", \", list) or jsonencode(value) to make text of it"
+        };
+        invalid_help(e.span, format!("{f}() wants a string here, not a {}", type_name(v)), format!("a {}", type_name(v)), help)
+    })
 }
 fn want_list<'v>(v: &'v Value, e: &Expr, f: &str) -> Result<&'v Vec<Value>> {
-    v.as_array().ok_or_else(|| invalid(e.span, format!("{f}() wants a list here, not a {}", type_name(v))))
+    v.as_array().ok_or_else(|| {
+        let help = if v.is_string() { "split a string into a list with split(separator, string)" } else { "write a list as [a, b]" };
+        invalid_help(e.span, format!("{f}() wants a list here, not a {}", type_name(v)), format!("a {}", type_name(v)), help)
+    })
 }
 fn want_map<'v>(v: &'v Value, e: &Expr, f: &str) -> Result<&'v Map<String, Value>> {
-    v.as_object().ok_or_else(|| invalid(e.span, format!("{f}() wants a map here, not a {}", type_name(v))))
+    v.as_object().ok_or_else(|| {
+        invalid_help(
+            e.span,
+            format!("{f}() wants a map here, not a {}", type_name(v)),
+            format!("a {}", type_name(v)),
+            "write a map as { key = value }",
+        )
+    })
 }
 fn want_int(v: &Value, e: &Expr, f: &str) -> Result<i64> {
-    v.as_i64().ok_or_else(|| invalid(e.span, format!("{f}() wants a whole number here, not {v}")))
+    v.as_i64().ok_or_else(|| {
+        let label = if v.is_number() { "not a whole number".to_string() } else { format!("a {}", type_name(v)) };
+        let help = if v.is_string() { "convert it with tonumber(...)" } else { "a whole number, like 3" };
+        invalid_help(e.span, format!("{f}() wants a whole number here, not {v}"), label, help)
+    })
 }
 
 fn call(name: &str, span: Span, args: &[Expr], v: Vec<Value>) -> Result<Value> {
-    let f = function(name).ok_or_else(|| invalid(span, format!("unknown function `{name}`")))?;
+    let f = function(name).ok_or_else(|| invalid(span, format!("unknown function `{name}`"), "no function of this name"))?;
     if v.len() < f.min_args || f.max_args.is_some_and(|m| v.len() > m) {
-        return Err(invalid(span, format!("{}() takes {}, given {} argument(s)", f.name, f.signature, v.len())));
+        return Err(invalid_help(
+            span,
+            format!("wrong number of arguments to `{}`", f.name),
+            format!("{} given", v.len()),
+            format!("call it as {}", f.signature),
+        ));
     }
     Ok(match name {
         "concat" => {
@@ -263,7 +357,14 @@ fn call(name: &str, span: Span, args: &[Expr], v: Vec<Value>) -> Result<Value> {
             Value::Array(a) => a.len(),
             Value::Object(m) => m.len(),
             Value::String(s) => s.chars().count(),
-            other => return Err(invalid(args[0].span, format!("length() of a {}", type_name(other)))),
+            other => {
+                return Err(invalid_help(
+                    args[0].span,
+                    format!("length() of a {}", type_name(other)),
+                    format!("a {}", type_name(other)),
+                    "length() takes a list, a map or a string",
+                ))
+            }
         }),
         "lookup" => {
             let m = want_map(&v[0], &args[0], name)?;
@@ -271,7 +372,14 @@ fn call(name: &str, span: Span, args: &[Expr], v: Vec<Value>) -> Result<Value> {
             match (m.get(k), v.get(2)) {
                 (Some(found), _) => found.clone(),
                 (None, Some(default)) => default.clone(),
-                (None, None) => return Err(invalid(args[1].span, format!("no key `{k}` in the map, and no default"))),
+                (None, None) => {
+                    return Err(invalid_help(
+                        args[1].span,
+                        format!("no key `{k}` in the map, and no default"),
+                        "not in the map",
+                        "give a default: lookup(map, key, default)",
+                    ))
+                }
             }
         }
         "merge" => {
@@ -289,7 +397,7 @@ fn call(name: &str, span: Span, args: &[Expr], v: Vec<Value>) -> Result<Value> {
         "element" => {
             let list = want_list(&v[0], &args[0], name)?;
             if list.is_empty() {
-                return Err(invalid(args[0].span, "element() of an empty list"));
+                return Err(invalid(args[0].span, "element() of an empty list", "an empty list"));
             }
             let i = want_int(&v[1], &args[1], name)?;
             list[i.rem_euclid(list.len() as i64) as usize].clone()
@@ -298,18 +406,27 @@ fn call(name: &str, span: Span, args: &[Expr], v: Vec<Value>) -> Result<Value> {
             .iter()
             .find(|x| !x.is_null() && x.as_str() != Some(""))
             .cloned()
-            .ok_or_else(|| invalid(span, "coalesce(): every argument is null or empty"))?,
+            .ok_or_else(|| invalid(span, "coalesce(): every argument is null or empty", "nothing to choose from"))?,
         "tostring" => match &v[0] {
             Value::String(_) => v[0].clone(),
             Value::Number(_) | Value::Bool(_) => Value::String(interpolate(&args[0], &v[0])?),
-            other => return Err(invalid(args[0].span, format!("tostring() of a {}", type_name(other)))),
+            other => {
+                return Err(invalid_help(
+                    args[0].span,
+                    format!("tostring() of a {}", type_name(other)),
+                    format!("a {}", type_name(other)),
+                    "use jsonencode(value) to make text of a list or a map",
+                ))
+            }
         },
         "tonumber" => match &v[0] {
             Value::Number(_) => v[0].clone(),
             Value::String(s) => parse_number_text(s)
                 .map(Value::Number)
-                .ok_or_else(|| invalid(args[0].span, format!("tonumber(): `{s}` is not a number")))?,
-            other => return Err(invalid(args[0].span, format!("tonumber() of a {}", type_name(other)))),
+                .ok_or_else(|| invalid(args[0].span, format!("tonumber(): `{s}` is not a number"), "not a number"))?,
+            other => {
+                return Err(invalid(args[0].span, format!("tonumber() of a {}", type_name(other)), format!("a {}", type_name(other))))
+            }
         },
         "jsonencode" => Value::String(v[0].to_string()),
         "format" => Value::String(format_spec(want_string(&v[0], &args[0], name)?, &v[1..], &args[1..], span)?),
@@ -317,9 +434,11 @@ fn call(name: &str, span: Span, args: &[Expr], v: Vec<Value>) -> Result<Value> {
             let prefix = want_string(&v[0], &args[0], name)?;
             let newbits = want_int(&v[1], &args[1], name)?;
             let netnum = want_int(&v[2], &args[2], name)?;
-            Value::String(cidrsubnet(prefix, newbits, netnum).map_err(|m| invalid(span, format!("cidrsubnet(): {m}")))?)
+            Value::String(cidrsubnet(prefix, newbits, netnum).map_err(|m| {
+                invalid_help(span, format!("cidrsubnet(): {m}"), "cannot compute this subnet", "call it as cidrsubnet(prefix, newbits, netnum)")
+            })?)
         }
-        _ => return Err(invalid(span, format!("unknown function `{name}`"))),
+        _ => return Err(invalid(span, format!("unknown function `{name}`"), "no function of this name")),
     })
 }
 
@@ -333,14 +452,23 @@ fn format_spec(spec: &str, values: &[Value], args: &[Expr], span: Span) -> Resul
             out.push(c);
             continue;
         }
-        let verb = chars.next().ok_or_else(|| invalid(span, "format(): the spec ends with a lone `%`"))?;
+        let verb = chars
+            .next()
+            .ok_or_else(|| invalid_help(span, "format(): the spec ends with a lone `%`", "a lone `%`", "write `%%` for a percent sign"))?;
         if verb == '%' {
             out.push('%');
             continue;
         }
         let (v, e) = match (values.get(next), args.get(next)) {
             (Some(v), Some(e)) => (v, e),
-            _ => return Err(invalid(span, format!("format(): not enough values for the spec `{spec}`"))),
+            _ => {
+                return Err(invalid_help(
+                    span,
+                    format!("format(): not enough values for the spec `{spec}`"),
+                    format!("{} value(s) given", values.len()),
+                    "give one value for each %s, %d and %v",
+                ))
+            }
         };
         next += 1;
         match verb {
@@ -350,11 +478,23 @@ fn format_spec(spec: &str, values: &[Value], args: &[Expr], span: Span) -> Resul
                 Value::String(s) => out.push_str(s),
                 other => out.push_str(&other.to_string()),
             },
-            other => return Err(invalid(span, format!("format(): unknown verb `%{other}` (use %s, %d, %v or %%)"))),
+            other => {
+                return Err(invalid_help(
+                    span,
+                    format!("format(): unknown verb `%{other}`"),
+                    "in this spec",
+                    "the verbs are %s, %d, %v and %% (a percent sign)",
+                ))
+            }
         }
     }
     if next < values.len() {
-        return Err(invalid(span, format!("format(): {} value(s) given but the spec uses {next}", values.len())));
+        return Err(invalid_help(
+            span,
+            format!("format(): {} value(s) given but the spec uses {next}", values.len()),
+            "too many values",
+            "give one value for each %s, %d and %v",
+        ));
     }
     Ok(out)
 }

@@ -11,6 +11,7 @@ pub mod eval;
 pub mod graph;
 pub mod parser;
 pub mod render;
+mod syntax;
 
 pub use compile::{compile, CompileOptions, DEFAULT_ENVIRONMENT};
 pub use diagnostic::{Code, Diagnostic, Diagnostics};

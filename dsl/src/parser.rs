@@ -8,6 +8,7 @@ use pest::Parser as _;
 
 use crate::ast::*;
 use crate::diagnostic::{did_you_mean, Code, Diagnostic};
+use crate::syntax;
 
 #[derive(pest_derive::Parser)]
 #[grammar = "pipeline.pest"]
@@ -17,14 +18,13 @@ struct Grammar;
 /// before parsing, so no input can exhaust the stack of the recursive parser.
 pub const MAX_NESTING: usize = 64;
 
-/// Item keywords; a syntax error skips ahead to the next line starting with one.
-const ITEM_KEYWORDS: [&str; 8] =
-    ["pipeline", "var", "plugin", "credentials", "flow", "environment", "resource", "output"];
+// Item keywords; a syntax error skips ahead to the next line starting with one.
+use crate::syntax::ITEM_KEYWORDS;
 
 /// Parses a whole file. Returns what could be parsed and every error found;
 /// a syntax error in one item does not hide errors in the items after it.
 pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
-    let mut lower = Lower { base: 0, diags: Vec::new() };
+    let mut lower = Lower { base: 0, diags: Vec::new(), invalid: Vec::new() };
     let mut module = Module::default();
     if let Some(d) = nesting_error(src) {
         return (module, vec![d]);
@@ -40,40 +40,66 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
                 }
             }
         }
+        module.invalid = lower.invalid;
         return (module, lower.diags);
     }
+    // The file has a syntax error: one item at a time, so that an error in
+    // one does not hide the errors of the items after it. Each error is
+    // explained by `syntax::explain_item`, which walks the item by hand.
     let mut pos = 0;
     while pos < src.len() {
         let rest = &src[pos..];
         if Grammar::parse(Rule::trivia_only, rest).is_ok() {
             break;
         }
-        match Grammar::parse(Rule::single_item, rest) {
+        let (diag, resume) = match Grammar::parse(Rule::single_item, rest) {
             Ok(mut pairs) => {
                 let Some(single) = pairs.next() else { break };
                 let consumed = single.as_span().end();
-                lower.base = pos;
-                if let Some(item) = single.into_inner().next() {
-                    lower.item(item, &mut module);
+                let Some(item) = single.into_inner().next() else { break };
+                // `var region string = ...` parses as `var region`, leaving
+                // `string` to fail as the next item; it is this var's mistake.
+                let junk = match item.as_rule() {
+                    Rule::var_decl => syntax::explain_item(src, pos),
+                    _ => None,
+                };
+                match junk {
+                    None => {
+                        lower.base = pos;
+                        lower.item(item, &mut module);
+                        if consumed == 0 {
+                            break;
+                        }
+                        pos += consumed;
+                        continue;
+                    }
+                    Some(x) => {
+                        let at = x.diag.position();
+                        (x.diag, x.resume.or_else(|| resync(src, at)))
+                    }
                 }
-                if consumed == 0 {
-                    break;
-                }
-                pos += consumed;
             }
             Err(e) => {
-                let at = pos + error_offset(&e);
-                lower.diags.push(syntax_error(src, at, &e));
-                if let Some(name) = declared_name(rest) {
-                    module.unparsed.push(name);
-                }
-                match resync(src, at) {
-                    Some(next) => pos = next,
-                    None => break,
+                let pest_at = pos + error_offset(&e);
+                match syntax::explain_item(src, pos) {
+                    Some(x) => {
+                        let at = x.diag.position().max(pest_at);
+                        (x.diag, x.resume.or_else(|| resync(src, at)))
+                    }
+                    None => (syntax_error(src, pest_at, &e), resync(src, pest_at)),
                 }
             }
+        };
+        lower.diags.push(diag);
+        if let Some(name) = declared_name(rest) {
+            module.unparsed.push(name);
+        }
+        match resume {
+            Some(next) if next > pos => pos = next,
+            _ => break,
         }
     }
+    module.invalid = lower.invalid;
     (module, lower.diags)
 }
 
@@ -84,7 +110,7 @@ pub fn parse_expr(src: &str) -> Result<Expr, Vec<Diagnostic>> {
     }
     match Grammar::parse(Rule::standalone_expr, src) {
         Ok(mut pairs) => {
-            let mut lower = Lower { base: 0, diags: Vec::new() };
+            let mut lower = Lower { base: 0, diags: Vec::new(), invalid: Vec::new() };
             let expr = pairs
                 .next()
                 .and_then(|p| p.into_inner().next())
@@ -98,6 +124,17 @@ pub fn parse_expr(src: &str) -> Result<Expr, Vec<Diagnostic>> {
         }
         Err(e) => Err(vec![syntax_error(src, error_offset(&e), &e)]),
     }
+}
+
+/// Whether the whole file parses, for the tests of `syntax`.
+#[cfg(test)]
+pub(crate) fn file_parses(src: &str) -> bool {
+    Grammar::parse(Rule::file, src).is_ok()
+}
+
+#[cfg(test)]
+pub(crate) fn too_deep(src: &str) -> bool {
+    nesting_error(src).is_some()
 }
 
 fn nesting_error(src: &str) -> Option<Diagnostic> {
@@ -299,13 +336,17 @@ impl Entry {
 struct BodyReader {
     entries: Vec<Entry>,
     asked: Vec<&'static str>,
+    /// Keys whose mistakes are already reported: written in the wrong shape
+    /// (`source { }`), or the likely meaning of an unknown key (`soruce`).
+    /// A check that the key is missing stays quiet about these.
+    explained: Vec<&'static str>,
     /// What owns this body, for messages: "plugin `aws`".
     owner: String,
 }
 
 impl BodyReader {
     fn new(entries: Vec<Entry>, owner: String) -> Self {
-        BodyReader { entries, asked: Vec::new(), owner }
+        BodyReader { entries, asked: Vec::new(), explained: Vec::new(), owner }
     }
 
     fn take_all(&mut self, key: &'static str) -> Vec<Entry> {
@@ -325,11 +366,14 @@ impl BodyReader {
                     Some(first) => diags.push(duplicate_key(&first.key, &a.key, &self.owner)),
                     None => found = Some(a),
                 },
-                Entry::Block(b) => diags.push(
-                    Diagnostic::at(Code::InvalidValue, b.name.span, format!("`{key}` is an attribute, not a block"))
-                        .with_label(b.name.span, "written as a block")
-                        .help(format!("write `{key} = ...`")),
-                ),
+                Entry::Block(b) => {
+                    self.explained.push(key);
+                    diags.push(
+                        Diagnostic::at(Code::InvalidValue, b.name.span, format!("`{key}` is an attribute, not a block"))
+                            .with_label(b.name.span, "written as a block")
+                            .help(format!("write `{key} = ...`")),
+                    )
+                }
             }
         }
         found.map(|a| a.value)
@@ -342,12 +386,7 @@ impl BodyReader {
             match e {
                 Entry::Block(b) => {
                     if b.labels.len() != labels {
-                        let span = b.labels.first().map(|l| l.span).unwrap_or(b.name.span);
-                        let want = if labels == 0 { "no label".to_string() } else { format!("{labels} label") };
-                        diags.push(
-                            Diagnostic::at(Code::Syntax, span, format!("block `{key}` takes {want}"))
-                                .with_label(span, format!("{} label(s) here", b.labels.len())),
-                        );
+                        diags.push(label_count(key, &b, labels));
                         continue;
                     }
                     out.push(b)
@@ -355,7 +394,7 @@ impl BodyReader {
                 Entry::Attr(a) => diags.push(
                     Diagnostic::at(Code::InvalidValue, a.key.span, format!("`{key}` is a block, not an attribute"))
                         .with_label(a.key.span, "written as an attribute")
-                        .help(format!("write `{key} {{ ... }}`")),
+                        .help(if labels == 0 { format!("write `{key} {{ ... }}`") } else { format!("write `{key} <name> {{ ... }}`") }),
                 ),
             }
         }
@@ -372,24 +411,54 @@ impl BodyReader {
         Some(first)
     }
 
-    /// Reports every entry no one asked for.
-    fn finish(self, diags: &mut Vec<Diagnostic>) {
+    /// Reports every entry no one asked for. Returns the keys that are
+    /// missing for a reason already reported: checks of required keys skip them.
+    fn finish(mut self, diags: &mut Vec<Diagnostic>) -> Vec<&'static str> {
         for e in &self.entries {
             let key = e.key();
+            let closest = crate::diagnostic::closest(&key.name, self.asked.iter().copied());
+            if let Some(c) = closest {
+                self.explained.push(c);
+            }
             diags.push(
                 Diagnostic::at(Code::UnknownKey, key.span, format!("unknown key `{}` in {}", key.name, self.owner))
                     .with_label(key.span, "not a key of this block")
-                    .help(match did_you_mean(&key.name, self.asked.iter().copied()) {
-                        Some(m) => m,
+                    .help(match closest {
+                        Some(c) => format!("did you mean `{c}`?"),
                         None => format!("the keys here are: {}", self.asked.join(", ")),
                     }),
             );
         }
+        self.explained
     }
 
     fn into_entries(self) -> Vec<Entry> {
         self.entries
     }
+}
+
+/// A block with the wrong number of labels: `credentials { }`, `flow "x" { }`.
+fn label_count(key: &str, b: &Block, want: usize) -> Diagnostic {
+    if b.labels.len() < want {
+        let message = if key == "credentials" {
+            "expected the provisioner's name after `credentials`".to_string()
+        } else {
+            format!("expected a name after `{key}`")
+        };
+        return Diagnostic::at(Code::Syntax, b.name.span, message)
+            .with_label(b.name.span, "no name after this")
+            .help(if key == "credentials" {
+                "name the provisioner the credentials are for: `credentials aws { resolver = ... }`".to_string()
+            } else {
+                format!("write `{key} <name> {{ ... }}`")
+            });
+    }
+    let extra = &b.labels[want..];
+    let span = extra[0].span.to(extra[extra.len() - 1].span);
+    let text = if want == 0 { format!("block `{key}` takes no label") } else { format!("block `{key}` takes {want} label") };
+    Diagnostic::at(Code::Syntax, span, text)
+        .with_label(span, if extra.len() == 1 { "unexpected label" } else { "unexpected labels" })
+        .help(if want == 0 { format!("write `{key} {{ ... }}`") } else { format!("write `{key} <name> {{ ... }}`") })
 }
 
 fn duplicate_key(first: &Ident, dup: &Ident, owner: &str) -> Diagnostic {
@@ -402,6 +471,8 @@ fn duplicate_key(first: &Ident, dup: &Ident, owner: &str) -> Diagnostic {
 struct Lower {
     base: usize,
     diags: Vec<Diagnostic>,
+    /// Spans of expressions reported here (see [`Module::invalid`]).
+    invalid: Vec<Span>,
 }
 
 impl Lower {
@@ -437,11 +508,11 @@ impl Lower {
                 let expr = self.string(s);
                 match expr.as_plain_string() {
                     Some(name) => m.pipeline.push(PipelineDecl { name, name_span, span }),
-                    None => self.diags.push(Diagnostic::at(
-                        Code::InvalidValue,
-                        name_span,
-                        "the pipeline name must be a plain string, without `${}`",
-                    )),
+                    None => self.diags.push(
+                        Diagnostic::at(Code::InvalidValue, name_span, "the pipeline name must be a plain string, without `${}`")
+                            .with_label(name_span, "has an interpolation")
+                            .help("the name is the same in every environment: write it as plain text, like `pipeline \"aws\"`"),
+                    ),
                 }
             }
             Rule::var_decl => {
@@ -547,9 +618,10 @@ impl Lower {
             }
             None => LimitsBlock::default(),
         };
-        r.finish(&mut self.diags);
+        let explained = r.finish(&mut self.diags);
 
         let kind = match &kind_expr {
+            None if explained.contains(&"kind") => None,
             None => {
                 self.diags.push(
                     Diagnostic::at(Code::MissingKey, name.span, format!("{owner} has no `kind`"))
@@ -577,7 +649,7 @@ impl Lower {
                 }
             }
         };
-        if source.is_none() {
+        if source.is_none() && !explained.contains(&"source") {
             self.diags.push(
                 Diagnostic::at(Code::MissingKey, name.span, format!("{owner} has no `source`"))
                     .with_label(name.span, "declared here")
@@ -592,8 +664,9 @@ impl Lower {
         let mut r = BodyReader::new(entries, owner.clone());
         let resolver_expr = r.attr("resolver", &mut self.diags);
         let config = r.block("config", &mut self.diags).map(|b| self.block_to_map(b));
-        r.finish(&mut self.diags);
+        let explained = r.finish(&mut self.diags);
         let resolver = match resolver_expr {
+            None if explained.contains(&"resolver") => None,
             None => {
                 self.diags.push(
                     Diagnostic::at(Code::MissingKey, provisioner.span, format!("{owner} has no `resolver`"))
@@ -647,7 +720,7 @@ impl Lower {
         r.finish(&mut self.diags);
         let after = match after_expr {
             None => Vec::new(),
-            Some(e) => self.name_list(&e, "`after` names environments", "after = staging"),
+            Some(e) => self.name_list(&e, "after", "environment", "after = staging"),
         };
         EnvironmentDecl { name, after, approval, vars, flow, credentials, span }
     }
@@ -669,7 +742,7 @@ impl Lower {
         let attributes = self.attributes_of(r.into_entries(), &owner);
         let depends_on = match depends_on {
             None => Vec::new(),
-            Some(e) => self.name_list(&e, "`depends_on` lists resources", "depends_on = [vpc, sg]"),
+            Some(e) => self.name_list(&e, "depends_on", "resource", "depends_on = [vpc, sg]"),
         };
 
         let type_text = ty.as_plain_string();
@@ -696,21 +769,37 @@ impl Lower {
     }
 
     /// `[a, b]` or a single `a`: bare names.
-    fn name_list(&mut self, e: &Expr, what: &str, example: &str) -> Vec<Ident> {
+    fn name_list(&mut self, e: &Expr, key: &str, what: &str, example: &str) -> Vec<Ident> {
+        let in_list = matches!(e.kind, ExprKind::List(_));
+        let as_written = |name: &str| if in_list { format!("[{name}]") } else { name.to_string() };
         let items: Vec<&Expr> = match &e.kind {
             ExprKind::List(items) => items.iter().collect(),
             _ => vec![e],
         };
         let mut out = Vec::new();
         for item in items {
-            match item.as_bare_ident() {
-                Some(i) => out.push(i.clone()),
-                None => self.diags.push(
-                    Diagnostic::at(Code::InvalidValue, item.span, format!("{what} by name"))
-                        .with_label(item.span, "not a name")
-                        .help(format!("write names without quotes or outputs, like `{example}`")),
-                ),
+            if let Some(i) = item.as_bare_ident() {
+                out.push(i.clone());
+                continue;
             }
+            let (message, label, help) = match (&item.kind, item.as_plain_string()) {
+                (_, Some(text)) if is_identifier(&text) => (
+                    format!("`{key}` takes {what} names, not strings"),
+                    "a string".to_string(),
+                    format!("write the name without quotes: `{key} = {}`", as_written(&text)),
+                ),
+                (ExprKind::Traversal { root, .. }, _) if !["var", "env", "pipeline"].contains(&root.name.as_str()) => (
+                    format!("`{key}` takes {what} names, not their outputs"),
+                    format!("an output of `{root}`"),
+                    format!("write the name alone: `{key} = {}`", as_written(&root.name)),
+                ),
+                _ => (
+                    format!("`{key}` takes {what} names"),
+                    "not a name".to_string(),
+                    format!("write names without quotes, like `{example}`"),
+                ),
+            };
+            self.diags.push(Diagnostic::at(Code::InvalidValue, item.span, message).with_label(item.span, label).help(help));
         }
         out
     }
@@ -847,8 +936,10 @@ impl Lower {
                 None => {
                     self.diags.push(
                         Diagnostic::at(Code::InvalidValue, span, "number out of range")
-                            .with_label(span, "too large to represent"),
+                            .with_label(span, "too large to represent")
+                            .help("a number is at most about 1.8e308"),
                     );
+                    self.invalid.push(span);
                     ExprKind::Null
                 }
             },
@@ -873,6 +964,7 @@ impl Lower {
                             Diagnostic::at(Code::InvalidValue, key_span, "a map key must be a plain string")
                                 .with_label(key_span, "has an interpolation"),
                         );
+                        self.invalid.push(span);
                         continue;
                     };
                     if let Some((first, _)) = entries.iter().find(|(k, _)| k.name == name) {
@@ -911,11 +1003,16 @@ impl Lower {
                     let s = self.span(&part);
                     match decode_escape(part.as_str()) {
                         Ok(c) => parts.push_char(c),
-                        Err(msg) => self.diags.push(
-                            Diagnostic::at(Code::InvalidString, s, msg)
-                                .with_label(s, "here")
-                                .help("the escapes are \\\" \\\\ \\n \\t \\r \\$ and \\u{...}"),
-                        ),
+                        Err(msg) => {
+                            self.diags.push(
+                                Diagnostic::at(Code::InvalidString, s, msg)
+                                    .with_label(s, "here")
+                                    .help("the escapes are \\\" \\\\ \\n \\t \\r \\$ and \\u{...}"),
+                            );
+                            if self.invalid.last() != Some(&span) {
+                                self.invalid.push(span);
+                            }
+                        }
                     }
                 }
                 Rule::interpolation => self.interpolation(part, &mut parts),
@@ -1149,6 +1246,31 @@ mod tests {
         let (_, d) = parse("resource a \"x.y\" { b = }\nvar ok = 1\nresource c \"x.y\" { d = [1, }\n");
         assert_eq!(d.len(), 2, "{d:#?}");
         assert!(d.iter().all(|d| d.code == Code::Syntax));
+    }
+
+    #[test]
+    fn an_unclosed_body_does_not_swallow_the_next_item() {
+        let (m, d) = parse("resource a \"x.y\" {\n  k = 1\n\nresource b \"x.y\" { k = [1 2] }\nvar ok = 1\n");
+        assert_eq!(d.len(), 2, "{d:#?}");
+        assert_eq!(d[0].message, "unclosed `{` of resource `a`");
+        assert_eq!(d[1].message, "expected `,` or `]`, found `2`");
+        assert_eq!(m.vars.len(), 1);
+    }
+
+    #[test]
+    fn a_var_with_more_on_its_line_is_one_error_and_not_declared() {
+        let (m, d) = parse("var region string = \"x\"\nvar ok = 1\n");
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].message, "expected `:` or `=`, found `string`");
+        assert_eq!(m.vars.len(), 1);
+        assert_eq!(m.unparsed, vec!["region".to_string()]);
+    }
+
+    #[test]
+    fn invalid_literals_are_recorded() {
+        let (m, d) = parse("var n = 1e999\nvar s = \"\\q\"\n");
+        assert_eq!(d.len(), 2, "{d:#?}");
+        assert_eq!(m.invalid.len(), 2);
     }
 
     #[test]

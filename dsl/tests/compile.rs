@@ -338,3 +338,46 @@ fn the_examples_compile() {
         assert_eq!((g.len(), g.environments.len(), g.level_count()), (resources, envs, levels), "{file}");
     }
 }
+
+#[test]
+fn a_broken_environment_chain_does_not_hide_the_environments_own_mistakes() {
+    let src = r#"
+var n: number = 1
+environment dev  { after = prod  approval = "no" }
+environment prod { after = dev   vars { n = "big" } }
+resource a "t.step" { x = b.id }
+resource b "t.step" { x = a.id }
+"#;
+    let d = errors(src, CompileOptions { require_values: true, ..Default::default() });
+    let codes: Vec<Code> = d.iter().map(|d| d.code).collect();
+    assert!(codes.contains(&Code::EnvironmentCycle), "{d:#?}");
+    assert!(codes.contains(&Code::Cycle), "{d:#?}");
+    assert!(d.iter().any(|d| d.message == "`approval` must be true or false"), "{d:#?}");
+    assert!(d.iter().any(|d| d.message.contains("environment `prod` sets it to a string")), "{d:#?}");
+    assert_eq!(d.len(), 4, "{d:#?}");
+}
+
+#[test]
+fn a_reference_mistake_is_not_reported_again_by_evaluation() {
+    for value in ["var.nope", "jion(\",\", [])", "join([])", "var", "env.region", "b", "n"] {
+        let src = format!("var n: number = 1\nresource b \"t.step\" {{}}\nresource a \"t.step\" {{ x = {value} }}\n");
+        let d = errors(&src, CompileOptions { require_values: true, ..Default::default() });
+        assert_eq!(d.len(), 1, "{value}: {d:#?}");
+    }
+}
+
+#[test]
+fn a_missing_key_explained_by_another_mistake_is_not_reported() {
+    for body in [r#"kind = "provisioner" soruce = "builtin:x""#, r#"kind = "provisioner" source { path = "x" }"#] {
+        let d = errors(&format!("plugin p {{ {body} }}"), CompileOptions::default());
+        assert_eq!(d.len(), 1, "{body}: {d:#?}");
+        assert_ne!(d[0].code, Code::MissingKey, "{body}: {d:#?}");
+    }
+}
+
+#[test]
+fn every_bad_grant_is_reported() {
+    let src = r#"plugin p { kind = "provisioner" source = "builtin:x" allow { http = ["ftp://a:1"] fs = [""] env = ["A B"] } limits { memory_mb = 0 } }"#;
+    let d = errors(src, CompileOptions::default());
+    assert_eq!(d.len(), 4, "{d:#?}");
+}
