@@ -1,0 +1,59 @@
+use std::path::PathBuf;
+
+use super::owner::OwnerInfo;
+use super::records::{LockHolder, ResourceKey};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Another process (or another store in this process) has the database
+    /// open. `holder` is read from its `owner.json`, if there is one.
+    #[error("state database {} is in use{}", .path.display(), busy_holder(.holder))]
+    Busy { path: PathBuf, holder: Option<OwnerInfo> },
+    #[error("state store I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// An error of redb, as text.
+    #[error("state database: {0}")]
+    Db(String),
+    /// A record that is not the JSON it should be.
+    #[error("corrupt state record: {0}")]
+    Corrupt(String),
+    /// A resource is locked by another run.
+    #[error("{} is locked by run {} (pid {}{})", .key, .holder.run_id, .holder.pid, dead_note(*.holder_alive))]
+    Locked { key: ResourceKey, holder: LockHolder, holder_alive: bool },
+}
+
+fn busy_holder(holder: &Option<OwnerInfo>) -> String {
+    match holder {
+        None => " by another process".into(),
+        Some(OwnerInfo { pid, run_id: Some(run), .. }) => format!(" by process {pid} (run {run})"),
+        Some(OwnerInfo { pid, run_id: None, .. }) => format!(" by process {pid}"),
+    }
+}
+
+fn dead_note(alive: bool) -> &'static str {
+    if alive {
+        ""
+    } else {
+        ", no longer running"
+    }
+}
+
+macro_rules! db_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StateError {
+            fn from(e: $t) -> Self {
+                StateError::Db(e.to_string())
+            }
+        }
+    )*};
+}
+
+db_error!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);

@@ -1,0 +1,53 @@
+//! The state store: one redb database, `<dir>/state.redb` (by default
+//! `.stackpipe/state.redb` next to the pipeline file), opened by one process
+//! at a time.
+//!
+//! # Tables
+//!
+//! Every value is the JSON of a record type of [`records`], stored as bytes
+//! (`&[u8]`, so that a damaged value is a [`StateError::Corrupt`] rather than
+//! a panic in redb's UTF-8 decoding). Keys are redb tuples of `&str` (and a
+//! `u64` sequence), so names never need escaping and one environment's keys
+//! never collide with another's.
+//!
+//! | table       | key                                   | value            |
+//! |-------------|---------------------------------------|------------------|
+//! | `resources` | `(pipeline, environment, resource)`   | [`ResourceRecord`] |
+//! | `locks`     | `(pipeline, environment, resource)`   | [`LockHolder`]   |
+//! | `runs`      | `run_id`                              | [`RunRecord`]    |
+//! | `jobs`      | `(run_id, environment, node)`         | [`JobRecord`]    |
+//! | `logs`      | `(run_id, seq)`                       | [`LogLine`]      |
+//! | `journal`   | `(run_id, seq)`                       | [`JournalEntry`] |
+//! | `meta`      | `name`                                | `u64` counter    |
+//!
+//! `meta` holds `run_counter` (the last number handed out by
+//! [`StateStore::new_run_id`]), and `log_seq` / `journal_seq`: store-wide,
+//! strictly increasing sequences, so that the `(run_id, seq)` keys of a run
+//! are in append order and one run's lines are a single range scan.
+//!
+//! All tables are created when the store is opened, so that read
+//! transactions can open them unconditionally.
+//!
+//! # Ownership
+//!
+//! redb takes an exclusive file lock on `state.redb`; a second open (from
+//! another process, or from this one) fails with [`StateError::Busy`]. The
+//! process that holds the database writes `<dir>/owner.json`
+//! ([`OwnerInfo`]: its pid, its run, since when) so that the refused one can
+//! say who holds it; the file is removed when the store is dropped.
+//!
+//! # Writes
+//!
+//! [`StateStore::commit`] applies a batch of [`Write`]s in one write
+//! transaction with [`redb::Durability::Immediate`]: one fsync per batch.
+//! Locks are taken and released in their own transactions.
+
+mod error;
+mod owner;
+mod records;
+mod store;
+
+pub use error::StateError;
+pub use owner::{pid_alive, OwnerInfo};
+pub use records::*;
+pub use store::{StateStore, Write};

@@ -1,0 +1,205 @@
+//! What the state store keeps, as plain serde types. Every record is stored
+//! as JSON in a redb table, keyed as the store's tables say.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One resource in one environment of one pipeline. Environments never share
+/// a key, so `dev` and `prod` of the same resource are separate records.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ResourceKey {
+    pub pipeline: String,
+    pub environment: String,
+    pub resource: String,
+}
+
+impl ResourceKey {
+    pub fn new(pipeline: &str, environment: &str, resource: &str) -> Self {
+        ResourceKey { pipeline: pipeline.into(), environment: environment.into(), resource: resource.into() }
+    }
+}
+
+impl std::fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.pipeline, self.environment, self.resource)
+    }
+}
+
+/// A deployed resource: what its provisioner returned, and what stackpipe
+/// needs to plan, refresh and destroy it later.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceRecord {
+    /// The provisioner plugin's name in the pipeline (`aws`) and the type (`vpc`).
+    pub plugin: String,
+    pub kind: String,
+    /// The provisioner's state, handed back to read, plan, apply and destroy.
+    pub state: Value,
+    /// Outputs that dependents can wire.
+    pub outputs: Value,
+    /// The attributes it was last applied with (secrets masked).
+    pub attributes: Value,
+    /// The resources it depended on when it was applied: undeploy order for a
+    /// resource that is no longer in the pipeline.
+    pub depends_on: Vec<String>,
+    /// Bumped on every write, starting at 1.
+    pub serial: u64,
+    pub run_id: String,
+    pub updated_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    Deploy,
+    Undeploy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// Everything needed to re-create a run's input: `resume` and `rerun` use it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub pipeline: String,
+    /// The pipeline file, absolute.
+    pub file: String,
+    pub kind: RunKind,
+    pub status: RunStatus,
+    /// The environments of the run, in order.
+    pub environments: Vec<String>,
+    pub vars: Vec<(String, String)>,
+    pub sets: Vec<(String, String)>,
+    pub parallelism: usize,
+    /// The `-m` message.
+    pub message: Option<String>,
+    /// The process running it.
+    pub pid: u32,
+    pub started_ms: u64,
+    pub finished_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl Status {
+    pub fn is_final(self) -> bool {
+        !matches!(self, Status::Queued | Status::Running)
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One operation of a stack job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpRecord {
+    /// preflight | init | refresh | preview | apply | destroy
+    pub name: String,
+    pub status: Status,
+    pub started_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+    /// Why it failed or was skipped.
+    pub message: Option<String>,
+}
+
+/// The immutable input of a stack job, stored when it starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobInput {
+    /// Resolved attributes, secrets masked.
+    pub attributes: Value,
+    pub plugin: String,
+    pub plugin_digest: String,
+    pub kind: String,
+    /// refresh / preview / pause_before_apply.
+    pub flow: Value,
+    pub message: Option<String>,
+}
+
+/// The stack job of one node in one environment of one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub run_id: String,
+    pub environment: String,
+    pub node: String,
+    pub level: usize,
+    pub status: Status,
+    pub started_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+    pub ops: Vec<OpRecord>,
+    pub input: Option<JobInput>,
+    /// create | update | replace | delete | no-op, once previewed.
+    pub change: Option<String>,
+    pub error: Option<String>,
+}
+
+/// One log line of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub ms: u64,
+    pub environment: String,
+    pub node: String,
+    pub op: String,
+    pub text: String,
+}
+
+/// Who holds a resource's lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockHolder {
+    pub run_id: String,
+    pub pid: u32,
+    pub since_ms: u64,
+}
+
+/// What the journal knows about a node's apply or destroy in a run: written
+/// durably before the plugin is called and after it returns, so that a
+/// crashed run knows which nodes were in flight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub run_id: String,
+    pub environment: String,
+    pub node: String,
+    /// apply | destroy
+    pub op: String,
+    pub phase: JournalPhase,
+    pub ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JournalPhase {
+    /// The plugin is about to be called.
+    Started,
+    /// The plugin returned and its result is recorded.
+    Done,
+    /// The plugin returned an error.
+    Failed,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,479 @@
+//! [`StateStore`]: the tables of the module documentation on redb.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, DatabaseError, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::error::StateError;
+use super::owner::{pid_alive, read_owner, remove_owner, write_owner, OwnerInfo};
+use super::records::*;
+
+const DB_FILE: &str = "state.redb";
+
+type Key3<'a> = (&'a str, &'a str, &'a str);
+
+const RESOURCES: TableDefinition<Key3, &[u8]> = TableDefinition::new("resources");
+const LOCKS: TableDefinition<Key3, &[u8]> = TableDefinition::new("locks");
+const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
+const JOBS: TableDefinition<Key3, &[u8]> = TableDefinition::new("jobs");
+const LOGS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("logs");
+const JOURNAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("journal");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const RUN_COUNTER: &str = "run_counter";
+const LOG_SEQ: &str = "log_seq";
+const JOURNAL_SEQ: &str = "journal_seq";
+
+/// One write of a [`StateStore::commit`] batch.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Puts a resource; the store sets its `serial` to the previous one + 1
+    /// (1 if new), whatever the record says.
+    PutResource(ResourceKey, ResourceRecord),
+    DeleteResource(ResourceKey),
+    PutRun(RunRecord),
+    /// Keyed by `(run_id, environment, node)`; replaces.
+    PutJob(JobRecord),
+    /// A log line of the run given second.
+    Log(LogLine, String),
+    Journal(JournalEntry),
+}
+
+/// The state database of one state directory. See the module documentation.
+pub struct StateStore {
+    db: Database,
+    dir: PathBuf,
+    path: PathBuf,
+    since_ms: u64,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn key3(key: &ResourceKey) -> Key3<'_> {
+    (key.pipeline.as_str(), key.environment.as_str(), key.resource.as_str())
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8], what: impl FnOnce() -> String) -> Result<T, StateError> {
+    serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt(format!("{}: {e}", what())))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StateError> {
+    serde_json::to_vec(value).map_err(|e| StateError::Corrupt(format!("cannot encode a record: {e}")))
+}
+
+/// Just the serial of a stored resource.
+#[derive(Deserialize)]
+struct Serial {
+    serial: u64,
+}
+
+impl StateStore {
+    /// Opens `<dir>/state.redb`, creating the directory and the database if
+    /// needed. If it is open elsewhere, returns [`StateError::Busy`] naming
+    /// the holder from `<dir>/owner.json`. On success, writes `owner.json`
+    /// with this process's pid; it is removed on drop.
+    pub fn open(dir: &Path) -> Result<StateStore, StateError> {
+        fs::create_dir_all(dir)?;
+        let path = dir.join(DB_FILE);
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(DatabaseError::DatabaseAlreadyOpen) => return Err(StateError::Busy { path, holder: read_owner(dir) }),
+            Err(e) => return Err(e.into()),
+        };
+        let txn = begin_write(&db)?;
+        {
+            txn.open_table(RESOURCES)?;
+            txn.open_table(LOCKS)?;
+            txn.open_table(RUNS)?;
+            txn.open_table(JOBS)?;
+            txn.open_table(LOGS)?;
+            txn.open_table(JOURNAL)?;
+            txn.open_table(META)?;
+        }
+        txn.commit()?;
+        let since_ms = now_ms();
+        write_owner(dir, &OwnerInfo { pid: std::process::id(), run_id: None, since_ms })?;
+        Ok(StateStore { db, dir: dir.to_path_buf(), path, since_ms })
+    }
+
+    /// Rewrites `owner.json` to name the run this process is running.
+    pub fn set_owner_run(&self, run_id: &str) -> Result<(), StateError> {
+        let owner = OwnerInfo { pid: std::process::id(), run_id: Some(run_id.into()), since_ms: self.since_ms };
+        write_owner(&self.dir, &owner)?;
+        Ok(())
+    }
+
+    /// The database file, `<dir>/state.redb`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The state directory holding the database and `owner.json`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn read(&self) -> Result<ReadTransaction, StateError> {
+        Ok(self.db.begin_read()?)
+    }
+
+    // ---- resources
+
+    pub fn resource(&self, key: &ResourceKey) -> Result<Option<ResourceRecord>, StateError> {
+        let txn = self.read()?;
+        let table = txn.open_table(RESOURCES)?;
+        let found = table.get(key3(key))?;
+        match found {
+            Some(v) => Ok(Some(decode(v.value(), || format!("resource {key}"))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The resources of a pipeline (of one environment, if given), sorted by key.
+    pub fn resources(
+        &self,
+        pipeline: &str,
+        environment: Option<&str>,
+    ) -> Result<Vec<(ResourceKey, ResourceRecord)>, StateError> {
+        let txn = self.read()?;
+        let table = txn.open_table(RESOURCES)?;
+        let mut out = Vec::new();
+        for item in table.range((pipeline, environment.unwrap_or(""), "")..)? {
+            let (k, v) = item?;
+            let (p, e, r) = k.value();
+            if p != pipeline || environment.is_some_and(|env| env != e) {
+                break;
+            }
+            let key = ResourceKey::new(p, e, r);
+            let record = decode(v.value(), || format!("resource {key}"))?;
+            out.push((key, record));
+        }
+        Ok(out)
+    }
+
+    /// Every resource of every pipeline, sorted by key.
+    pub fn all_resources(&self) -> Result<Vec<(ResourceKey, ResourceRecord)>, StateError> {
+        let txn = self.read()?;
+        let table = txn.open_table(RESOURCES)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (k, v) = item?;
+            let (p, e, r) = k.value();
+            let key = ResourceKey::new(p, e, r);
+            let record = decode(v.value(), || format!("resource {key}"))?;
+            out.push((key, record));
+        }
+        Ok(out)
+    }
+
+    // ---- runs
+
+    pub fn run(&self, id: &str) -> Result<Option<RunRecord>, StateError> {
+        let txn = self.read()?;
+        read_run(&txn, id)
+    }
+
+    /// Every run, most recent first (by `started_ms`, then id).
+    pub fn runs(&self) -> Result<Vec<RunRecord>, StateError> {
+        let txn = self.read()?;
+        let table = txn.open_table(RUNS)?;
+        let mut out: Vec<RunRecord> = Vec::new();
+        for item in table.iter()? {
+            let (k, v) = item?;
+            out.push(decode(v.value(), || format!("run {}", k.value()))?);
+        }
+        out.sort_by(|a, b| (b.started_ms, &b.id).cmp(&(a.started_ms, &a.id)));
+        Ok(out)
+    }
+
+    pub fn latest_run(&self) -> Result<Option<RunRecord>, StateError> {
+        Ok(self.runs()?.into_iter().next())
+    }
+
+    /// A new run id, `r` and a zero-padded counter (`r000042`), unique in
+    /// this database and sortable (up to a million runs).
+    pub fn new_run_id(&self) -> Result<String, StateError> {
+        let txn = begin_write(&self.db)?;
+        let n = {
+            let mut meta = txn.open_table(META)?;
+            let n = meta.get(RUN_COUNTER)?.map(|v| v.value()).unwrap_or(0) + 1;
+            meta.insert(RUN_COUNTER, n)?;
+            n
+        };
+        txn.commit()?;
+        Ok(format!("r{n:06}"))
+    }
+
+    // ---- jobs and logs
+
+    /// The jobs of a run, in the order of the run's environments, then by
+    /// level, then by node name. Jobs of environments the run record does
+    /// not list (or of a run without a record) come last, by environment.
+    pub fn jobs(&self, run_id: &str) -> Result<Vec<JobRecord>, StateError> {
+        let txn = self.read()?;
+        let environments = read_run(&txn, run_id)?.map(|r| r.environments).unwrap_or_default();
+        let table = txn.open_table(JOBS)?;
+        let mut out: Vec<JobRecord> = Vec::new();
+        for item in table.range((run_id, "", "")..)? {
+            let (k, v) = item?;
+            let (r, e, n) = k.value();
+            if r != run_id {
+                break;
+            }
+            out.push(decode(v.value(), || format!("job {r}/{e}/{n}"))?);
+        }
+        let order: HashMap<&str, usize> = environments.iter().enumerate().map(|(i, e)| (e.as_str(), i)).collect();
+        let rank = |e: &str| order.get(e).copied().unwrap_or(usize::MAX);
+        out.sort_by(|a, b| {
+            (rank(&a.environment), &a.environment, a.level, &a.node).cmp(&(
+                rank(&b.environment),
+                &b.environment,
+                b.level,
+                &b.node,
+            ))
+        });
+        Ok(out)
+    }
+
+    pub fn job(&self, run_id: &str, environment: &str, node: &str) -> Result<Option<JobRecord>, StateError> {
+        let txn = self.read()?;
+        let table = txn.open_table(JOBS)?;
+        let found = table.get((run_id, environment, node))?;
+        match found {
+            Some(v) => Ok(Some(decode(v.value(), || format!("job {run_id}/{environment}/{node}"))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The log lines of a run (of one node, if given), in append order.
+    pub fn logs(&self, run_id: &str, node: Option<&str>) -> Result<Vec<LogLine>, StateError> {
+        let txn = self.read()?;
+        let table = txn.open_table(LOGS)?;
+        let mut out = Vec::new();
+        for item in table.range((run_id, 0u64)..=(run_id, u64::MAX))? {
+            let (k, v) = item?;
+            let line: LogLine = decode(v.value(), || format!("log line {:?}", k.value()))?;
+            if node.is_none_or(|n| n == line.node) {
+                out.push(line);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The journal of a run, in append order.
+    pub fn journal(&self, run_id: &str) -> Result<Vec<JournalEntry>, StateError> {
+        let txn = self.read()?;
+        let table = txn.open_table(JOURNAL)?;
+        let mut out = Vec::new();
+        for item in table.range((run_id, 0u64)..=(run_id, u64::MAX))? {
+            let (k, v) = item?;
+            out.push(decode(v.value(), || format!("journal entry {:?}", k.value()))?);
+        }
+        Ok(out)
+    }
+
+    // ---- locks
+
+    /// Every lock, sorted by key.
+    pub fn locks(&self) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
+        let txn = self.read()?;
+        let table = txn.open_table(LOCKS)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (k, v) = item?;
+            let (p, e, r) = k.value();
+            let key = ResourceKey::new(p, e, r);
+            let holder = decode(v.value(), || format!("lock of {key}"))?;
+            out.push((key, holder));
+        }
+        Ok(out)
+    }
+
+    /// Locks every key for `holder` in one transaction, or none of them. A
+    /// key locked by another run fails with [`StateError::Locked`] (the
+    /// first such key, in the order given). Keys already held by the same
+    /// run are fine; if that run is now in another process (a resume), the
+    /// lock passes to `holder`.
+    pub fn lock(&self, keys: &[ResourceKey], holder: &LockHolder) -> Result<(), StateError> {
+        let txn = begin_write(&self.db)?;
+        {
+            let mut table = txn.open_table(LOCKS)?;
+            let value = encode(holder)?;
+            for key in keys {
+                let existing: Option<LockHolder> = match table.get(key3(key))? {
+                    Some(v) => Some(decode(v.value(), || format!("lock of {key}"))?),
+                    None => None,
+                };
+                match existing {
+                    Some(h) if h.run_id != holder.run_id => {
+                        let holder_alive = pid_alive(h.pid);
+                        return Err(StateError::Locked { key: key.clone(), holder: h, holder_alive });
+                    }
+                    Some(h) if h.pid == holder.pid => {}
+                    _ => {
+                        table.insert(key3(key), value.as_slice())?;
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Releases every lock of a run; returns how many.
+    pub fn unlock_run(&self, run_id: &str) -> Result<usize, StateError> {
+        self.unlock_where(None, |h| h.run_id == run_id).map(|released| released.len())
+    }
+
+    /// `state unlock`: releases the locks whose holder process is gone (all
+    /// of them when `force`), of one key only if given. Returns what it
+    /// released.
+    pub fn unlock_stale(
+        &self,
+        key: Option<&ResourceKey>,
+        force: bool,
+    ) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
+        self.unlock_where(key, |h| force || !pid_alive(h.pid))
+    }
+
+    fn unlock_where(
+        &self,
+        only: Option<&ResourceKey>,
+        release: impl Fn(&LockHolder) -> bool,
+    ) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
+        let txn = begin_write(&self.db)?;
+        let mut released = Vec::new();
+        {
+            let mut table = txn.open_table(LOCKS)?;
+            let mut candidates = Vec::new();
+            match only {
+                Some(key) => {
+                    if let Some(v) = table.get(key3(key))? {
+                        let holder: LockHolder = decode(v.value(), || format!("lock of {key}"))?;
+                        candidates.push((key.clone(), holder));
+                    }
+                }
+                None => {
+                    for item in table.iter()? {
+                        let (k, v) = item?;
+                        let (p, e, r) = k.value();
+                        let key = ResourceKey::new(p, e, r);
+                        let holder = decode(v.value(), || format!("lock of {key}"))?;
+                        candidates.push((key, holder));
+                    }
+                }
+            }
+            for (key, holder) in candidates {
+                if release(&holder) {
+                    table.remove(key3(&key))?;
+                    released.push((key, holder));
+                }
+            }
+        }
+        if released.is_empty() {
+            txn.abort()?;
+        } else {
+            txn.commit()?;
+        }
+        Ok(released)
+    }
+
+    // ---- writes
+
+    /// Applies `writes` in one write transaction, durably (one fsync).
+    pub fn commit(&self, writes: Vec<Write>) -> Result<(), StateError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let txn = begin_write(&self.db)?;
+        apply(&txn, writes)?;
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+fn begin_write(db: &Database) -> Result<WriteTransaction, StateError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    Ok(txn)
+}
+
+fn read_run(txn: &ReadTransaction, id: &str) -> Result<Option<RunRecord>, StateError> {
+    let table = txn.open_table(RUNS)?;
+    let found = table.get(id)?;
+    match found {
+        Some(v) => Ok(Some(decode(v.value(), || format!("run {id}"))?)),
+        None => Ok(None),
+    }
+}
+
+/// The body of [`StateStore::commit`]: each table is opened once.
+fn apply(txn: &WriteTransaction, writes: Vec<Write>) -> Result<(), StateError> {
+    let mut resources = txn.open_table(RESOURCES)?;
+    let mut runs = txn.open_table(RUNS)?;
+    let mut jobs = txn.open_table(JOBS)?;
+    let mut logs = txn.open_table(LOGS)?;
+    let mut journal = txn.open_table(JOURNAL)?;
+    let mut meta = txn.open_table(META)?;
+    let log_seq0 = meta.get(LOG_SEQ)?.map(|v| v.value()).unwrap_or(0);
+    let journal_seq0 = meta.get(JOURNAL_SEQ)?.map(|v| v.value()).unwrap_or(0);
+    let (mut log_seq, mut journal_seq) = (log_seq0, journal_seq0);
+    for write in writes {
+        match write {
+            Write::PutResource(key, mut record) => {
+                let previous = match resources.get(key3(&key))? {
+                    Some(v) => decode::<Serial>(v.value(), || format!("resource {key}"))?.serial,
+                    None => 0,
+                };
+                record.serial = previous + 1;
+                resources.insert(key3(&key), encode(&record)?.as_slice())?;
+            }
+            Write::DeleteResource(key) => {
+                resources.remove(key3(&key))?;
+            }
+            Write::PutRun(run) => {
+                runs.insert(run.id.as_str(), encode(&run)?.as_slice())?;
+            }
+            Write::PutJob(job) => {
+                let key = (job.run_id.as_str(), job.environment.as_str(), job.node.as_str());
+                jobs.insert(key, encode(&job)?.as_slice())?;
+            }
+            Write::Log(line, run_id) => {
+                log_seq += 1;
+                logs.insert((run_id.as_str(), log_seq), encode(&line)?.as_slice())?;
+            }
+            Write::Journal(entry) => {
+                journal_seq += 1;
+                journal.insert((entry.run_id.as_str(), journal_seq), encode(&entry)?.as_slice())?;
+            }
+        }
+    }
+    if log_seq != log_seq0 {
+        meta.insert(LOG_SEQ, log_seq)?;
+    }
+    if journal_seq != journal_seq0 {
+        meta.insert(JOURNAL_SEQ, journal_seq)?;
+    }
+    Ok(())
+}
+
+impl Drop for StateStore {
+    fn drop(&mut self) {
+        remove_owner(&self.dir);
+    }
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -1,0 +1,661 @@
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::*;
+use crate::state::OwnerInfo;
+
+/// A pid that cannot exist (Linux's pid_max is at most 2^22).
+const DEAD_PID: u32 = 4_000_000;
+
+fn store() -> (tempfile::TempDir, StateStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = StateStore::open(&dir.path().join(".stackpipe")).expect("open");
+    (dir, store)
+}
+
+fn key(env: &str, resource: &str) -> ResourceKey {
+    ResourceKey::new("web", env, resource)
+}
+
+fn resource(n: u64) -> ResourceRecord {
+    ResourceRecord {
+        plugin: "aws".into(),
+        kind: "vpc".into(),
+        state: json!({ "id": format!("vpc-{n}"), "arn": format!("arn:aws:ec2:eu-west-1:123456789012:vpc/vpc-{n}") }),
+        outputs: json!({ "id": format!("vpc-{n}"), "cidr": "10.0.0.0/16" }),
+        attributes: json!({ "cidr": "10.0.0.0/16", "tags": { "team": "platform", "n": n }, "token": "***" }),
+        depends_on: vec!["network".into(), "dns".into()],
+        serial: 99,
+        run_id: "r000001".into(),
+        updated_ms: 1_700_000_000_000 + n,
+    }
+}
+
+fn run(id: &str, started_ms: u64) -> RunRecord {
+    RunRecord {
+        id: id.into(),
+        pipeline: "web".into(),
+        file: "/src/web.stackpipe".into(),
+        kind: RunKind::Deploy,
+        status: RunStatus::Running,
+        environments: vec!["dev".into(), "staging".into(), "prod".into()],
+        vars: vec![("region".into(), "eu-west-1".into())],
+        sets: vec![("vpc.cidr".into(), "10.1.0.0/16".into())],
+        parallelism: 10,
+        message: Some("first".into()),
+        pid: std::process::id(),
+        started_ms,
+        finished_ms: None,
+    }
+}
+
+fn job(run_id: &str, environment: &str, node: &str, level: usize) -> JobRecord {
+    JobRecord {
+        run_id: run_id.into(),
+        environment: environment.into(),
+        node: node.into(),
+        level,
+        status: Status::Succeeded,
+        started_ms: Some(1),
+        finished_ms: Some(2),
+        ops: vec![OpRecord {
+            name: "apply".into(),
+            status: Status::Succeeded,
+            started_ms: Some(1),
+            finished_ms: Some(2),
+            message: None,
+        }],
+        input: Some(JobInput {
+            attributes: json!({ "cidr": "10.0.0.0/16" }),
+            plugin: "aws".into(),
+            plugin_digest: "sha256:abc".into(),
+            kind: "vpc".into(),
+            flow: json!({ "refresh": true, "preview": true, "pause_before_apply": false }),
+            message: None,
+        }),
+        change: Some("create".into()),
+        error: None,
+    }
+}
+
+fn log(environment: &str, node: &str, text: &str) -> LogLine {
+    LogLine { ms: 5, environment: environment.into(), node: node.into(), op: "apply".into(), text: text.into() }
+}
+
+fn journal(run_id: &str, node: &str, phase: JournalPhase) -> JournalEntry {
+    JournalEntry {
+        run_id: run_id.into(),
+        environment: "dev".into(),
+        node: node.into(),
+        op: "apply".into(),
+        phase,
+        ms: 7,
+    }
+}
+
+fn holder(run_id: &str, pid: u32) -> LockHolder {
+    LockHolder { run_id: run_id.into(), pid, since_ms: 11 }
+}
+
+#[test]
+fn every_record_round_trips() {
+    let (_dir, store) = store();
+    let r = run("r000001", 100);
+    let j = job("r000001", "dev", "vpc", 0);
+    let l = log("dev", "vpc", "created vpc-1");
+    let e = journal("r000001", "vpc", JournalPhase::Started);
+    let res = resource(1);
+    store
+        .commit(vec![
+            Write::PutRun(r.clone()),
+            Write::PutJob(j.clone()),
+            Write::Log(l.clone(), "r000001".into()),
+            Write::Journal(e.clone()),
+            Write::PutResource(key("dev", "vpc"), res.clone()),
+        ])
+        .unwrap();
+
+    assert_eq!(store.run("r000001").unwrap(), Some(r));
+    assert_eq!(store.run("r000002").unwrap(), None);
+    assert_eq!(store.job("r000001", "dev", "vpc").unwrap(), Some(j.clone()));
+    assert_eq!(store.job("r000001", "prod", "vpc").unwrap(), None);
+    assert_eq!(store.jobs("r000001").unwrap(), vec![j]);
+    assert_eq!(store.logs("r000001", None).unwrap(), vec![l]);
+    assert_eq!(store.journal("r000001").unwrap(), vec![e]);
+    assert_eq!(store.resource(&key("dev", "vpc")).unwrap(), Some(ResourceRecord { serial: 1, ..res.clone() }));
+    assert_eq!(store.resource(&key("prod", "vpc")).unwrap(), None);
+
+    let h = holder("r000001", std::process::id());
+    store.lock(&[key("dev", "vpc")], &h).unwrap();
+    assert_eq!(store.locks().unwrap(), vec![(key("dev", "vpc"), h)]);
+
+    // Survives closing and reopening.
+    let dir = store.dir().to_path_buf();
+    drop(store);
+    let store = StateStore::open(&dir).unwrap();
+    assert_eq!(store.resource(&key("dev", "vpc")).unwrap(), Some(ResourceRecord { serial: 1, ..res }));
+    assert_eq!(store.locks().unwrap().len(), 1);
+}
+
+#[test]
+fn resources_are_per_pipeline_and_environment_and_sorted() {
+    let (_dir, store) = store();
+    let other = ResourceKey::new("webx", "dev", "a");
+    let before = ResourceKey::new("wea", "dev", "a");
+    store
+        .commit(vec![
+            Write::PutResource(key("prod", "b"), resource(1)),
+            Write::PutResource(key("dev", "b"), resource(2)),
+            Write::PutResource(other.clone(), resource(3)),
+            Write::PutResource(key("dev", "a"), resource(4)),
+            Write::PutResource(before.clone(), resource(5)),
+            Write::PutResource(key("prod", "a"), resource(6)),
+        ])
+        .unwrap();
+    let keys = |v: Vec<(ResourceKey, ResourceRecord)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(keys(store.resources("web", Some("dev")).unwrap()), vec![key("dev", "a"), key("dev", "b")]);
+    assert_eq!(keys(store.resources("web", Some("prod")).unwrap()), vec![key("prod", "a"), key("prod", "b")]);
+    assert_eq!(keys(store.resources("web", Some("staging")).unwrap()), Vec::<ResourceKey>::new());
+    assert_eq!(
+        keys(store.resources("web", None).unwrap()),
+        vec![key("dev", "a"), key("dev", "b"), key("prod", "a"), key("prod", "b")]
+    );
+    assert_eq!(keys(store.resources("nope", None).unwrap()), Vec::<ResourceKey>::new());
+    let all = keys(store.all_resources().unwrap());
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(all, sorted);
+    assert_eq!(all.len(), 6);
+    assert_eq!(all[0], before);
+}
+
+#[test]
+fn serial_increments_on_every_write() {
+    let (_dir, store) = store();
+    let k = key("dev", "vpc");
+    let serial = |store: &StateStore| store.resource(&k).unwrap().map(|r| r.serial);
+    store.commit(vec![Write::PutResource(k.clone(), resource(1))]).unwrap();
+    assert_eq!(serial(&store), Some(1));
+    store.commit(vec![Write::PutResource(k.clone(), resource(2))]).unwrap();
+    assert_eq!(serial(&store), Some(2));
+    // Twice in one batch: each write counts.
+    store.commit(vec![Write::PutResource(k.clone(), resource(3)), Write::PutResource(k.clone(), resource(4))]).unwrap();
+    assert_eq!(serial(&store), Some(4));
+    assert_eq!(store.resource(&k).unwrap().unwrap().updated_ms, resource(4).updated_ms);
+    // Other environments have their own serial.
+    store.commit(vec![Write::PutResource(key("prod", "vpc"), resource(5))]).unwrap();
+    assert_eq!(store.resource(&key("prod", "vpc")).unwrap().unwrap().serial, 1);
+    // Deleted and put again: starts over.
+    store.commit(vec![Write::DeleteResource(k.clone())]).unwrap();
+    assert_eq!(serial(&store), None);
+    store.commit(vec![Write::PutResource(k.clone(), resource(6))]).unwrap();
+    assert_eq!(serial(&store), Some(1));
+}
+
+#[test]
+fn runs_most_recent_first() {
+    let (_dir, store) = store();
+    assert_eq!(store.latest_run().unwrap(), None);
+    assert_eq!(store.runs().unwrap(), vec![]);
+    let ids: Vec<String> = (0..4).map(|_| store.new_run_id().unwrap()).collect();
+    assert_eq!(ids, vec!["r000001", "r000002", "r000003", "r000004"]);
+    store
+        .commit(vec![
+            Write::PutRun(run(&ids[0], 100)),
+            Write::PutRun(run(&ids[1], 300)),
+            Write::PutRun(run(&ids[2], 200)),
+            Write::PutRun(run(&ids[3], 300)),
+        ])
+        .unwrap();
+    let order: Vec<String> = store.runs().unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(order, vec!["r000004", "r000002", "r000003", "r000001"]);
+    assert_eq!(store.latest_run().unwrap().unwrap().id, "r000004");
+
+    // A run record is replaced.
+    let mut done = run(&ids[0], 100);
+    done.status = RunStatus::Succeeded;
+    done.finished_ms = Some(150);
+    store.commit(vec![Write::PutRun(done.clone())]).unwrap();
+    assert_eq!(store.run(&ids[0]).unwrap(), Some(done));
+    assert_eq!(store.runs().unwrap().len(), 4);
+
+    // The counter survives reopening.
+    let dir = store.dir().to_path_buf();
+    drop(store);
+    let store = StateStore::open(&dir).unwrap();
+    assert_eq!(store.new_run_id().unwrap(), "r000005");
+}
+
+#[test]
+fn jobs_in_environment_then_level_then_node_order() {
+    let (_dir, store) = store();
+    // The run's environments are dev, staging, prod: not alphabetical.
+    store
+        .commit(vec![
+            Write::PutRun(run("r1", 1)),
+            Write::PutJob(job("r1", "prod", "a", 0)),
+            Write::PutJob(job("r1", "dev", "z", 0)),
+            Write::PutJob(job("r1", "dev", "b", 1)),
+            Write::PutJob(job("r1", "staging", "a", 0)),
+            Write::PutJob(job("r1", "dev", "a", 1)),
+            Write::PutJob(job("r1", "dev", "c", 0)),
+            Write::PutJob(job("r10", "dev", "a", 0)),
+            Write::PutJob(job("r0", "dev", "a", 0)),
+        ])
+        .unwrap();
+    let order: Vec<(String, String)> = store.jobs("r1").unwrap().into_iter().map(|j| (j.environment, j.node)).collect();
+    let expect: Vec<(String, String)> =
+        [("dev", "c"), ("dev", "z"), ("dev", "a"), ("dev", "b"), ("staging", "a"), ("prod", "a")]
+            .iter()
+            .map(|(e, n)| (e.to_string(), n.to_string()))
+            .collect();
+    assert_eq!(order, expect);
+
+    // A job is replaced, not duplicated.
+    let mut failed = job("r1", "dev", "c", 0);
+    failed.status = Status::Failed;
+    failed.error = Some("boom".into());
+    store.commit(vec![Write::PutJob(failed.clone())]).unwrap();
+    assert_eq!(store.jobs("r1").unwrap().len(), 6);
+    assert_eq!(store.job("r1", "dev", "c").unwrap(), Some(failed));
+
+    // No run record: by environment name.
+    let order: Vec<String> = store.jobs("r10").unwrap().into_iter().map(|j| j.node).collect();
+    assert_eq!(order, vec!["a"]);
+    assert_eq!(store.jobs("r2").unwrap(), vec![]);
+}
+
+#[test]
+fn logs_and_journal_in_append_order_per_run() {
+    let (_dir, store) = store();
+    store
+        .commit(vec![
+            Write::Log(log("dev", "vpc", "1"), "r1".into()),
+            Write::Log(log("dev", "db", "2"), "r1".into()),
+            Write::Log(log("dev", "vpc", "other run"), "r2".into()),
+            Write::Journal(journal("r1", "vpc", JournalPhase::Started)),
+            Write::Journal(journal("r2", "vpc", JournalPhase::Started)),
+        ])
+        .unwrap();
+    store
+        .commit(vec![
+            Write::Log(log("dev", "vpc", "3"), "r1".into()),
+            Write::Journal(journal("r1", "vpc", JournalPhase::Done)),
+            Write::Journal(journal("r1", "db", JournalPhase::Failed)),
+        ])
+        .unwrap();
+    let texts = |v: Vec<LogLine>| v.into_iter().map(|l| l.text).collect::<Vec<_>>();
+    assert_eq!(texts(store.logs("r1", None).unwrap()), vec!["1", "2", "3"]);
+    assert_eq!(texts(store.logs("r1", Some("vpc")).unwrap()), vec!["1", "3"]);
+    assert_eq!(texts(store.logs("r1", Some("db")).unwrap()), vec!["2"]);
+    assert_eq!(texts(store.logs("r1", Some("nope")).unwrap()), Vec::<String>::new());
+    assert_eq!(texts(store.logs("r2", None).unwrap()), vec!["other run"]);
+    assert_eq!(texts(store.logs("r", None).unwrap()), Vec::<String>::new());
+    let phases: Vec<(String, JournalPhase)> =
+        store.journal("r1").unwrap().into_iter().map(|e| (e.node, e.phase)).collect();
+    assert_eq!(
+        phases,
+        vec![
+            ("vpc".into(), JournalPhase::Started),
+            ("vpc".into(), JournalPhase::Done),
+            ("db".into(), JournalPhase::Failed)
+        ]
+    );
+    assert_eq!(store.journal("r2").unwrap().len(), 1);
+
+    // Sequences go on after reopening.
+    let dir = store.dir().to_path_buf();
+    drop(store);
+    let store = StateStore::open(&dir).unwrap();
+    store.commit(vec![Write::Log(log("dev", "vpc", "4"), "r1".into())]).unwrap();
+    assert_eq!(texts(store.logs("r1", Some("vpc")).unwrap()), vec!["1", "3", "4"]);
+}
+
+#[test]
+fn lock_conflict_names_the_holder() {
+    let (_dir, store) = store();
+    let me = std::process::id();
+    let a = holder("r1", me);
+    store.lock(&[key("dev", "vpc"), key("dev", "db")], &a).unwrap();
+    // Re-entrant for the same run.
+    store.lock(&[key("dev", "vpc"), key("dev", "subnet")], &a).unwrap();
+    assert_eq!(store.locks().unwrap().len(), 3);
+
+    // Another run: refused, and nothing of its keys is locked.
+    let b = holder("r2", me);
+    let err = store.lock(&[key("prod", "vpc"), key("dev", "db")], &b).unwrap_err();
+    match &err {
+        StateError::Locked { key: k, holder: h, holder_alive } => {
+            assert_eq!(k, &key("dev", "db"));
+            assert_eq!(h, &a);
+            assert!(*holder_alive);
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    assert_eq!(err.to_string(), format!("web/dev/db is locked by run r1 (pid {me})"));
+    assert!(store.locks().unwrap().iter().all(|(_, h)| h.run_id == "r1"));
+
+    // A dead holder is reported as such.
+    let dead = holder("r3", DEAD_PID);
+    store.lock(&[key("qa", "vpc")], &dead).unwrap();
+    let err = store.lock(&[key("qa", "vpc")], &b).unwrap_err();
+    assert!(matches!(err, StateError::Locked { holder_alive: false, .. }), "{err:?}");
+    assert_eq!(err.to_string(), format!("web/qa/vpc is locked by run r3 (pid {DEAD_PID}, no longer running)"));
+
+    // Resumed in another process: the same run takes the lock over.
+    store.lock(&[key("qa", "vpc")], &holder("r3", me)).unwrap();
+    let locks = store.locks().unwrap();
+    let (_, h) = locks.iter().find(|(k, _)| k == &key("qa", "vpc")).unwrap();
+    assert_eq!(h.pid, me);
+
+    // unlock_run
+    assert_eq!(store.unlock_run("r1").unwrap(), 3);
+    assert_eq!(store.unlock_run("r1").unwrap(), 0);
+    store.lock(&[key("dev", "db")], &b).unwrap();
+    let remaining: Vec<String> = store.locks().unwrap().into_iter().map(|(k, h)| format!("{k}:{}", h.run_id)).collect();
+    assert_eq!(remaining, vec!["web/dev/db:r2", "web/qa/vpc:r3"]);
+}
+
+#[test]
+fn unlock_stale_releases_dead_holders_only() {
+    let (_dir, store) = store();
+    let alive = holder("r1", std::process::id());
+    let dead = holder("r2", DEAD_PID);
+    store.lock(&[key("dev", "a"), key("dev", "b")], &alive).unwrap();
+    store.lock(&[key("dev", "c"), key("dev", "d")], &dead).unwrap();
+
+    // One key only.
+    assert_eq!(store.unlock_stale(Some(&key("dev", "a")), false).unwrap(), vec![]);
+    assert_eq!(store.unlock_stale(Some(&key("dev", "c")), false).unwrap(), vec![(key("dev", "c"), dead.clone())]);
+    assert_eq!(store.unlock_stale(Some(&key("dev", "zz")), true).unwrap(), vec![]);
+    // Every dead one.
+    assert_eq!(store.unlock_stale(None, false).unwrap(), vec![(key("dev", "d"), dead.clone())]);
+    assert_eq!(store.locks().unwrap().len(), 2);
+    // Forced: one key, then the rest.
+    assert_eq!(store.unlock_stale(Some(&key("dev", "b")), true).unwrap(), vec![(key("dev", "b"), alive.clone())]);
+    assert_eq!(store.unlock_stale(None, true).unwrap(), vec![(key("dev", "a"), alive)]);
+    assert_eq!(store.locks().unwrap(), vec![]);
+}
+
+#[test]
+fn pid_liveness() {
+    assert!(pid_alive(std::process::id()));
+    assert!(!pid_alive(DEAD_PID));
+    assert!(!pid_alive(0));
+}
+
+#[test]
+fn second_open_is_busy_and_names_the_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join(".stackpipe");
+    let store = StateStore::open(&state).unwrap();
+    assert_eq!(store.path(), state.join("state.redb"));
+    let owner: OwnerInfo = serde_json::from_slice(&std::fs::read(state.join("owner.json")).unwrap()).unwrap();
+    assert_eq!(owner.pid, std::process::id());
+    assert_eq!(owner.run_id, None);
+
+    match StateStore::open(&state) {
+        Err(StateError::Busy { path, holder }) => {
+            assert_eq!(path, state.join("state.redb"));
+            assert_eq!(holder, Some(owner.clone()));
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    // The refused open leaves owner.json alone.
+    assert!(state.join("owner.json").exists());
+
+    store.set_owner_run("r000007").unwrap();
+    match StateStore::open(&state) {
+        Err(err @ StateError::Busy { .. }) => {
+            let StateError::Busy { holder: Some(h), .. } = &err else { panic!("{err:?}") };
+            assert_eq!(h.run_id.as_deref(), Some("r000007"));
+            assert_eq!(h.since_ms, owner.since_ms);
+            assert!(err.to_string().contains(&format!("by process {} (run r000007)", std::process::id())), "{err}");
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
+
+    // Without an owner file, still Busy.
+    std::fs::remove_file(state.join("owner.json")).unwrap();
+    assert!(matches!(StateStore::open(&state), Err(StateError::Busy { holder: None, .. })));
+
+    drop(store);
+    assert!(!state.join("owner.json").exists());
+    let store = StateStore::open(&state).unwrap();
+    assert!(state.join("owner.json").exists());
+    drop(store);
+    assert!(!state.join("owner.json").exists());
+}
+
+#[test]
+fn open_replaces_a_stale_owner_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("owner.json"),
+        serde_json::to_vec(&OwnerInfo { pid: DEAD_PID, run_id: Some("r9".into()), since_ms: 1 }).unwrap(),
+    )
+    .unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let owner: OwnerInfo = serde_json::from_slice(&std::fs::read(dir.path().join("owner.json")).unwrap()).unwrap();
+    assert_eq!(owner.pid, std::process::id());
+    assert_eq!(owner.run_id, None);
+    drop(store);
+}
+
+#[test]
+fn open_fails_on_a_file_that_is_not_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("state.redb"), b"this is not a redb file, not at all, no").unwrap();
+    let err = StateStore::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StateError::Db(_) | StateError::Io(_)), "{err:?}");
+    // A state dir that is a file.
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"").unwrap();
+    assert!(matches!(StateStore::open(&file), Err(StateError::Io(_))));
+}
+
+#[test]
+fn corrupt_values_are_errors_not_panics() {
+    let (_dir, store) = store();
+    store.commit(vec![Write::PutRun(run("r1", 1)), Write::PutResource(key("dev", "ok"), resource(1))]).unwrap();
+    {
+        let txn = store.db.begin_write().unwrap();
+        {
+            let bad: &[u8] = b"{\"plugin\": ";
+            let not_utf8: &[u8] = &[0xff, 0xfe, 0x00];
+            txn.open_table(RESOURCES).unwrap().insert(("web", "dev", "vpc"), bad).unwrap();
+            txn.open_table(RUNS).unwrap().insert("r2", not_utf8).unwrap();
+            txn.open_table(JOBS).unwrap().insert(("r1", "dev", "vpc"), bad).unwrap();
+            txn.open_table(LOGS).unwrap().insert(("r1", 1u64), bad).unwrap();
+            txn.open_table(JOURNAL).unwrap().insert(("r1", 1u64), not_utf8).unwrap();
+            txn.open_table(LOCKS).unwrap().insert(("web", "dev", "vpc"), bad).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let corrupt = |r: Result<(), StateError>| match r {
+        Err(StateError::Corrupt(msg)) => msg,
+        other => panic!("expected Corrupt, got {other:?}"),
+    };
+    let msg = corrupt(store.resource(&key("dev", "vpc")).map(drop));
+    assert!(msg.contains("web/dev/vpc"), "{msg}");
+    corrupt(store.resources("web", None).map(drop));
+    corrupt(store.all_resources().map(drop));
+    corrupt(store.runs().map(drop));
+    corrupt(store.latest_run().map(drop));
+    corrupt(store.run("r2").map(drop));
+    corrupt(store.jobs("r1").map(drop));
+    corrupt(store.job("r1", "dev", "vpc").map(drop));
+    corrupt(store.logs("r1", None).map(drop));
+    corrupt(store.journal("r1").map(drop));
+    corrupt(store.locks().map(drop));
+    corrupt(store.lock(&[key("dev", "vpc")], &holder("r1", 1)));
+    corrupt(store.unlock_stale(None, true).map(drop));
+    corrupt(store.commit(vec![Write::PutResource(key("dev", "vpc"), resource(1))]));
+    // The good ones are still readable; a failed batch wrote nothing.
+    assert_eq!(store.resource(&key("dev", "ok")).unwrap().unwrap().serial, 1);
+    assert_eq!(store.run("r1").unwrap().unwrap().id, "r1");
+    // Deleting a corrupt resource and putting it again works.
+    store
+        .commit(vec![Write::DeleteResource(key("dev", "vpc")), Write::PutResource(key("dev", "vpc"), resource(2))])
+        .unwrap();
+    assert_eq!(store.resource(&key("dev", "vpc")).unwrap().unwrap().serial, 1);
+}
+
+#[test]
+fn empty_commit_is_a_no_op() {
+    let (_dir, store) = store();
+    store.commit(vec![]).unwrap();
+    store.lock(&[], &holder("r1", 1)).unwrap();
+    assert_eq!(store.locks().unwrap(), vec![]);
+}
+
+/// The five writes of one node of a deploy: journal started, job, a log
+/// line, the resource, journal done.
+fn node_writes(run_id: &str, n: usize) -> Vec<Write> {
+    let node = format!("node-{n:05}");
+    let mut j = job(run_id, "dev", &node, n % 7);
+    j.ops = ["preflight", "init", "refresh", "preview", "apply"]
+        .iter()
+        .map(|op| OpRecord {
+            name: op.to_string(),
+            status: Status::Succeeded,
+            started_ms: Some(1),
+            finished_ms: Some(2),
+            message: None,
+        })
+        .collect();
+    vec![
+        Write::Journal(journal(run_id, &node, JournalPhase::Started)),
+        Write::PutJob(j),
+        Write::Log(log("dev", &node, "applied: created vpc-0123456789abcdef"), run_id.into()),
+        Write::PutResource(ResourceKey::new("web", "dev", &node), resource(n as u64)),
+        Write::Journal(journal(run_id, &node, JournalPhase::Done)),
+    ]
+}
+
+/// Figures for the lead: a batch of 1,000 writes (200 nodes), and a whole
+/// 10,000-node deploy (50,000 writes) in batches of 1,000. Run with
+/// `--nocapture` to see them. The bounds are loose (debug build, shared CI
+/// disks); the figures are what matters.
+#[test]
+fn commit_throughput() {
+    let (_dir, store) = store();
+    let mut batch_times = Vec::new();
+    let total = Instant::now();
+    let mut writes = Vec::with_capacity(1_000);
+    for n in 0..10_000 {
+        writes.extend(node_writes("r000001", n));
+        if writes.len() >= 1_000 {
+            let batch = std::mem::take(&mut writes);
+            let t = Instant::now();
+            store.commit(batch).unwrap();
+            batch_times.push(t.elapsed());
+        }
+    }
+    let total = total.elapsed();
+    batch_times.sort();
+    let median = batch_times[batch_times.len() / 2];
+    let max = batch_times[batch_times.len() - 1];
+    println!(
+        "state commit: {} batches of 1,000 writes: median {:?}, min {:?}, max {:?}; 10k-node deploy (50k writes, incl. building them) {:?}",
+        batch_times.len(),
+        median,
+        batch_times[0],
+        max,
+        total
+    );
+
+    // Reading it back.
+    let t = Instant::now();
+    let jobs = store.jobs("r000001").unwrap();
+    let logs = store.logs("r000001", None).unwrap();
+    let journal = store.journal("r000001").unwrap();
+    let resources = store.resources("web", Some("dev")).unwrap();
+    println!(
+        "state read: {} jobs, {} logs, {} journal entries, {} resources in {:?}",
+        jobs.len(),
+        logs.len(),
+        journal.len(),
+        resources.len(),
+        t.elapsed()
+    );
+    assert_eq!((jobs.len(), logs.len(), journal.len(), resources.len()), (10_000, 10_000, 20_000, 10_000));
+
+    // Single small commits (one fsync each): what an unbatched write costs.
+    let t = Instant::now();
+    for i in 0..20 {
+        store.commit(vec![Write::Log(log("dev", "x", "single"), format!("r{i}"))]).unwrap();
+    }
+    println!("state commit: single-write commit {:?} each", t.elapsed() / 20);
+
+    assert!(median < Duration::from_millis(500), "median batch commit {median:?}");
+}
+
+const HOLD_ENV: &str = "STACKPIPE_STATE_TEST_HOLD";
+const HOLD_READY: &str = "STACKPIPE-STATE-HOLD-READY";
+
+/// Not a test by itself: the child of `busy_from_another_process`. It
+/// holds the store open until its stdin closes.
+#[test]
+fn hold_open_child() {
+    let Some(dir) = std::env::var_os(HOLD_ENV) else { return };
+    let store = StateStore::open(std::path::Path::new(&dir)).unwrap();
+    store.set_owner_run("r-child").unwrap();
+    println!("\n{HOLD_READY}");
+    let mut sink = String::new();
+    let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut sink);
+    drop(store);
+}
+
+#[test]
+fn busy_from_another_process() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args(["--exact", "state::store::tests::hold_open_child", "--nocapture", "--test-threads=1"])
+        .env(HOLD_ENV, dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Read the child's output on a thread: never block on a child that
+    // does not answer.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line.trim_end().ends_with(HOLD_READY) {
+                let _ = tx.send(());
+            }
+        }
+    });
+    if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the child never opened the store");
+    }
+
+    let result = StateStore::open(dir.path());
+    // Let the child go before asserting, so that it never outlives us.
+    drop(child.stdin.take());
+    let status = child.wait().unwrap();
+    match result {
+        Err(StateError::Busy { holder: Some(h), .. }) => {
+            assert_eq!(h.pid, child.id());
+            assert_eq!(h.run_id.as_deref(), Some("r-child"));
+        }
+        other => panic!("expected Busy with the child as holder, got {other:?}"),
+    }
+    assert!(status.success());
+    // The child is gone, and so is its owner file.
+    assert!(!dir.path().join("owner.json").exists());
+    assert!(!pid_alive(child.id()));
+    let store = StateStore::open(dir.path()).unwrap();
+    drop(store);
+}
