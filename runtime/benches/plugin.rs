@@ -43,7 +43,7 @@ fn warm_call_validate(bencher: divan::Bencher) {
     let host = PluginHost::new(ArtifactCache::disabled()).unwrap();
     let (bytes, config) = (test_bytes(), json!({}));
     let plugin = load(&host, &bytes, &config);
-    let mut warm = rt.block_on(plugin.warm(&host)).unwrap();
+    let mut warm = rt.block_on(plugin.session(&host)).unwrap();
     let ctx = CallContext::default();
     let desired = json!({});
     bencher.bench_local(|| rt.block_on(warm.validate(&ctx, "step", &desired)).unwrap());

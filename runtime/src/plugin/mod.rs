@@ -158,7 +158,11 @@ impl PluginHost {
             .total_core_instances(MAX_INSTANCES * 8)
             .total_memories(MAX_INSTANCES * 2)
             .total_tables(MAX_INSTANCES * 8)
-            .max_memory_size(MAX_MEMORY_BYTES);
+            .max_memory_size(MAX_MEMORY_BYTES)
+            // Reset a freed slot's first pages with memset rather than
+            // madvise: fewer syscalls and TLB shootdowns per call.
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(64 << 10);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
@@ -367,11 +371,11 @@ impl LoadedPlugin {
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
         // Every tick, a running plugin yields to the other tasks on its
-        // thread; past its deadline, it traps.
-        let deadline = Instant::now() + self.timeout();
+        // thread; past the current call's deadline, it traps.
+        store.data_mut().deadline = Instant::now() + self.timeout();
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+        store.epoch_deadline_callback(move |ctx| {
+            if Instant::now() >= ctx.data().deadline {
                 Err(wasmtime::Error::msg("wall-time limit reached"))
             } else {
                 Ok(UpdateDeadline::Yield(1))
@@ -463,68 +467,57 @@ impl LoadedPlugin {
     }
 }
 
-/// Runs one export call in a fresh instance: instantiate, call, all under
-/// the plugin's wall-time limit.
+/// A provisioner instance for several calls: the operations of one stack
+/// job share it rather than instantiating once per call. Each call has the
+/// plugin's full wall-time limit; the memory limit covers the instance.
+pub struct ProvisionerSession<'p> {
+    plugin: &'p LoadedPlugin,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    store: Store<PluginState>,
+    instance: bindings::provisioner::ProvisionerPlugin,
+}
+
+/// Runs one call on a session under the plugin's wall-time limit.
 macro_rules! call {
-    ($self:ident, $host:expr, $pre:expr, $op:literal, |$inst:ident, $store:ident| $body:expr) => {{
-        let _slot = $host.slot().await;
-        let mut store = $self.store(&$host.engine)?;
+    ($session:ident, $op:literal, |$guest:ident, $store:ident| $body:expr) => {{
+        let plugin = $session.plugin;
+        $session.store.data_mut().deadline = Instant::now() + plugin.timeout();
         let raw = {
-            let $store = &mut store;
-            tokio::time::timeout($self.timeout() + EPOCH_TICK * 10, async {
-                let $inst = $pre.instantiate_async(&mut *$store).await?;
-                $body.await
-            })
-            .await
+            let $store = &mut $session.store;
+            let $guest = $session.instance.stackpipe_plugin_provisioner();
+            tokio::time::timeout(plugin.timeout() + EPOCH_TICK * 10, $body).await
         };
-        let out = $self.finish(&store, $op, raw)?;
-        (store, out)
+        plugin.finish(&$session.store, $op, raw)?
     }};
 }
 
 impl LoadedPlugin {
+    /// Instantiates a provisioner for one or more calls.
+    pub async fn session(&self, host: &PluginHost) -> Result<ProvisionerSession<'_>, PluginError> {
+        let pre = self.provisioner_pre("instantiate")?;
+        let slot = host.slot().await;
+        let mut store = self.store(&host.engine)?;
+        let raw = tokio::time::timeout(self.timeout(), pre.instantiate_async(&mut store)).await;
+        let instance = self.finish(&store, "instantiate", raw)?;
+        Ok(ProvisionerSession { plugin: self, _slot: slot, store, instance })
+    }
+
+    /// Instantiates and drops an instance: what every session pays first.
+    pub async fn instantiate_only(&self, host: &PluginHost) -> Result<(), PluginError> {
+        self.session(host).await.map(drop)
+    }
+
     /// The resource types a provisioner declares.
     pub async fn resource_types(&self, host: &PluginHost) -> Result<Vec<ResourceType>, PluginError> {
-        let pre = self.provisioner_pre("resource-types")?;
-        let (_, types) = call!(self, host, pre, "resource-types", |i, s| i
-            .stackpipe_plugin_provisioner()
-            .call_resource_types(s));
-        Ok(types)
+        self.session(host).await?.resource_types().await
     }
 
-    pub async fn validate(
-        &self,
-        host: &PluginHost,
-        ctx: &CallContext,
-        kind: &str,
-        desired: &Value,
-    ) -> Result<Vec<PluginDiagnostic>, PluginError> {
-        let pre = self.provisioner_pre("validate")?;
-        let (c, desired) = (self.context(ctx), desired.to_string());
-        let (_, diags) = call!(self, host, pre, "validate", |i, s| i
-            .stackpipe_plugin_provisioner()
-            .call_validate(s, &c, kind, &desired));
-        Ok(diags)
+    pub async fn validate(&self, host: &PluginHost, ctx: &CallContext, kind: &str, desired: &Value) -> Result<Vec<PluginDiagnostic>, PluginError> {
+        self.session(host).await?.validate(ctx, kind, desired).await
     }
 
-    pub async fn read(
-        &self,
-        host: &PluginHost,
-        ctx: &CallContext,
-        kind: &str,
-        state: &Value,
-        cred: Option<&Credential>,
-    ) -> Result<Option<Value>, PluginError> {
-        let pre = self.provisioner_pre("read")?;
-        let (c, state, cred) = (self.context(ctx), state.to_string(), cred.map(Credential::to_wit));
-        let (store, out) = call!(self, host, pre, "read", |i, s| i
-            .stackpipe_plugin_provisioner()
-            .call_read(s, &c, kind, &state, cred.as_ref()));
-        match out {
-            Ok(None) => Ok(None),
-            Ok(Some(json)) => Ok(Some(self.json(&store, "read", &json)?)),
-            Err(m) => Err(self.failed(&store, "read", m)),
-        }
+    pub async fn read(&self, host: &PluginHost, ctx: &CallContext, kind: &str, state: &Value, cred: Option<&Credential>) -> Result<Option<Value>, PluginError> {
+        self.session(host).await?.read(ctx, kind, state, cred).await
     }
 
     pub async fn plan(
@@ -536,20 +529,7 @@ impl LoadedPlugin {
         desired: &Value,
         cred: Option<&Credential>,
     ) -> Result<ResourcePlan, PluginError> {
-        let pre = self.provisioner_pre("plan")?;
-        let c = self.context(ctx);
-        let (prior, desired, cred) = (prior.map(Value::to_string), desired.to_string(), cred.map(Credential::to_wit));
-        let (store, out) = call!(self, host, pre, "plan", |i, s| i
-            .stackpipe_plugin_provisioner()
-            .call_plan(s, &c, kind, prior.as_ref(), &desired, cred.as_ref()));
-        let plan = out.map_err(|m| self.failed(&store, "plan", m))?;
-        let size: usize = plan
-            .changes
-            .iter()
-            .map(|ch| ch.path.len() + ch.before.as_ref().map_or(0, String::len) + ch.after.as_ref().map_or(0, String::len))
-            .sum();
-        self.check_size("plan", size)?;
-        Ok(plan)
+        self.session(host).await?.plan(ctx, kind, prior, desired, cred).await
     }
 
     pub async fn apply(
@@ -561,48 +541,27 @@ impl LoadedPlugin {
         desired: &Value,
         cred: Option<&Credential>,
     ) -> Result<Applied, PluginError> {
-        let pre = self.provisioner_pre("apply")?;
-        let c = self.context(ctx);
-        let (prior, desired, cred) = (prior.map(Value::to_string), desired.to_string(), cred.map(Credential::to_wit));
-        let (store, out) = call!(self, host, pre, "apply", |i, s| i
-            .stackpipe_plugin_provisioner()
-            .call_apply(s, &c, kind, prior.as_ref(), &desired, cred.as_ref()));
-        let applied = out.map_err(|m| self.failed(&store, "apply", m))?;
-        self.check_size("apply", applied.state.len() + applied.outputs.len())?;
-        Ok(Applied { state: self.json(&store, "apply", &applied.state)?, outputs: self.json(&store, "apply", &applied.outputs)? })
+        self.session(host).await?.apply(ctx, kind, prior, desired, cred).await
     }
 
-    pub async fn destroy(
-        &self,
-        host: &PluginHost,
-        ctx: &CallContext,
-        kind: &str,
-        state: &Value,
-        cred: Option<&Credential>,
-    ) -> Result<(), PluginError> {
-        let pre = self.provisioner_pre("destroy")?;
-        let (c, state, cred) = (self.context(ctx), state.to_string(), cred.map(Credential::to_wit));
-        let (store, out) = call!(self, host, pre, "destroy", |i, s| i
-            .stackpipe_plugin_provisioner()
-            .call_destroy(s, &c, kind, &state, cred.as_ref()));
-        out.map_err(|m| self.failed(&store, "destroy", m))
+    pub async fn destroy(&self, host: &PluginHost, ctx: &CallContext, kind: &str, state: &Value, cred: Option<&Credential>) -> Result<(), PluginError> {
+        self.session(host).await?.destroy(ctx, kind, state, cred).await
     }
 
     /// Resolves a credential (credentials plugins).
-    pub async fn resolve(
-        &self,
-        host: &PluginHost,
-        ctx: &CallContext,
-        provider: &str,
-        config: &Value,
-    ) -> Result<Credential, PluginError> {
+    pub async fn resolve(&self, host: &PluginHost, ctx: &CallContext, provider: &str, config: &Value) -> Result<Credential, PluginError> {
         let Typed::Credentials(pre) = &self.typed else {
             return Err(self.not_this_kind("resolve", PluginKind::Credentials));
         };
         let (c, config) = (self.context(ctx), config.to_string());
-        let (store, out) = call!(self, host, pre, "resolve", |i, s| i
-            .stackpipe_plugin_credentials()
-            .call_resolve(s, &c, provider, &config));
+        let _slot = host.slot().await;
+        let mut store = self.store(&host.engine)?;
+        let raw = tokio::time::timeout(self.timeout() + EPOCH_TICK * 10, async {
+            let i = pre.instantiate_async(&mut store).await?;
+            i.stackpipe_plugin_credentials().call_resolve(&mut store, &c, provider, &config).await
+        })
+        .await;
+        let out = self.finish(&store, "resolve", raw)?;
         let cred = out.map_err(|m| self.failed(&store, "resolve", m))?;
         Ok(Credential { fields: cred.fields, expires_at: cred.expires_at })
     }
@@ -613,9 +572,14 @@ impl LoadedPlugin {
             return Err(self.not_this_kind("evaluate", PluginKind::Policy));
         };
         let (c, input) = (self.context(ctx), input.to_string());
-        let (_, verdict) =
-            call!(self, host, pre, "evaluate", |i, s| i.stackpipe_plugin_policy().call_evaluate(s, &c, &input));
-        Ok(match verdict {
+        let _slot = host.slot().await;
+        let mut store = self.store(&host.engine)?;
+        let raw = tokio::time::timeout(self.timeout() + EPOCH_TICK * 10, async {
+            let i = pre.instantiate_async(&mut store).await?;
+            i.stackpipe_plugin_policy().call_evaluate(&mut store, &c, &input).await
+        })
+        .await;
+        Ok(match self.finish(&store, "evaluate", raw)? {
             Verdict::Allow => PolicyVerdict::Allow,
             Verdict::Deny(r) => PolicyVerdict::Deny(r),
             Verdict::RequireApproval(r) => PolicyVerdict::RequireApproval(r),
@@ -628,43 +592,80 @@ impl LoadedPlugin {
     }
 }
 
-/// A provisioner instance kept alive across calls: the calls of one stack job
-/// can share it instead of instantiating once per call. Limits apply from
-/// the moment it was created.
-pub struct WarmProvisioner<'p> {
-    plugin: &'p LoadedPlugin,
-    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
-    store: Store<PluginState>,
-    instance: bindings::provisioner::ProvisionerPlugin,
-}
-
-impl LoadedPlugin {
-    /// Instantiates a provisioner for several calls.
-    pub async fn warm(&self, host: &PluginHost) -> Result<WarmProvisioner<'_>, PluginError> {
-        let pre = self.provisioner_pre("instantiate")?;
-        let slot = host.slot().await;
-        let mut store = self.store(&host.engine)?;
-        let raw = tokio::time::timeout(self.timeout(), pre.instantiate_async(&mut store)).await;
-        let instance = self.finish(&store, "instantiate", raw)?;
-        Ok(WarmProvisioner { plugin: self, _slot: slot, store, instance })
+impl ProvisionerSession<'_> {
+    pub fn plugin(&self) -> &LoadedPlugin {
+        self.plugin
     }
 
-    /// Instantiates and drops an instance: what every call pays before it runs.
-    pub async fn instantiate_only(&self, host: &PluginHost) -> Result<(), PluginError> {
-        self.warm(host).await.map(drop)
+    pub async fn resource_types(&mut self) -> Result<Vec<ResourceType>, PluginError> {
+        let s = self;
+        Ok(call!(s, "resource-types", |g, store| g.call_resource_types(store)))
     }
-}
 
-impl WarmProvisioner<'_> {
     pub async fn validate(&mut self, ctx: &CallContext, kind: &str, desired: &Value) -> Result<Vec<PluginDiagnostic>, PluginError> {
+        let (c, desired) = (self.plugin.context(ctx), desired.to_string());
+        let s = self;
+        Ok(call!(s, "validate", |g, store| g.call_validate(store, &c, kind, &desired)))
+    }
+
+    pub async fn read(&mut self, ctx: &CallContext, kind: &str, state: &Value, cred: Option<&Credential>) -> Result<Option<Value>, PluginError> {
+        let (c, state, cred) = (self.plugin.context(ctx), state.to_string(), cred.map(Credential::to_wit));
+        let s = self;
+        let out = call!(s, "read", |g, store| g.call_read(store, &c, kind, &state, cred.as_ref()));
+        match out {
+            Ok(None) => Ok(None),
+            Ok(Some(json)) => Ok(Some(s.plugin.json(&s.store, "read", &json)?)),
+            Err(m) => Err(s.plugin.failed(&s.store, "read", m)),
+        }
+    }
+
+    pub async fn plan(
+        &mut self,
+        ctx: &CallContext,
+        kind: &str,
+        prior: Option<&Value>,
+        desired: &Value,
+        cred: Option<&Credential>,
+    ) -> Result<ResourcePlan, PluginError> {
         let c = self.plugin.context(ctx);
-        let desired = desired.to_string();
-        let raw = tokio::time::timeout(
-            self.plugin.timeout(),
-            self.instance.stackpipe_plugin_provisioner().call_validate(&mut self.store, &c, kind, &desired),
-        )
-        .await;
-        self.plugin.finish(&self.store, "validate", raw)
+        let (prior, desired, cred) = (prior.map(Value::to_string), desired.to_string(), cred.map(Credential::to_wit));
+        let s = self;
+        let out = call!(s, "plan", |g, store| g.call_plan(store, &c, kind, prior.as_ref(), &desired, cred.as_ref()));
+        let plan = out.map_err(|m| s.plugin.failed(&s.store, "plan", m))?;
+        let size: usize = plan
+            .changes
+            .iter()
+            .map(|ch| ch.path.len() + ch.before.as_ref().map_or(0, String::len) + ch.after.as_ref().map_or(0, String::len))
+            .sum();
+        s.plugin.check_size("plan", size)?;
+        Ok(plan)
+    }
+
+    pub async fn apply(
+        &mut self,
+        ctx: &CallContext,
+        kind: &str,
+        prior: Option<&Value>,
+        desired: &Value,
+        cred: Option<&Credential>,
+    ) -> Result<Applied, PluginError> {
+        let c = self.plugin.context(ctx);
+        let (prior, desired, cred) = (prior.map(Value::to_string), desired.to_string(), cred.map(Credential::to_wit));
+        let s = self;
+        let out = call!(s, "apply", |g, store| g.call_apply(store, &c, kind, prior.as_ref(), &desired, cred.as_ref()));
+        let applied = out.map_err(|m| s.plugin.failed(&s.store, "apply", m))?;
+        s.plugin.check_size("apply", applied.state.len() + applied.outputs.len())?;
+        Ok(Applied {
+            state: s.plugin.json(&s.store, "apply", &applied.state)?,
+            outputs: s.plugin.json(&s.store, "apply", &applied.outputs)?,
+        })
+    }
+
+    pub async fn destroy(&mut self, ctx: &CallContext, kind: &str, state: &Value, cred: Option<&Credential>) -> Result<(), PluginError> {
+        let (c, state, cred) = (self.plugin.context(ctx), state.to_string(), cred.map(Credential::to_wit));
+        let s = self;
+        let out = call!(s, "destroy", |g, store| g.call_destroy(store, &c, kind, &state, cred.as_ref()));
+        out.map_err(|m| s.plugin.failed(&s.store, "destroy", m))
     }
 }
 

@@ -79,6 +79,8 @@ pub struct PluginState {
     gate: HttpGate,
     pub(crate) limiter: MemoryLimiter,
     stderr: MemoryOutputPipe,
+    /// When the call in progress must end.
+    pub(crate) deadline: std::time::Instant,
 }
 
 impl PluginState {
@@ -92,6 +94,7 @@ impl PluginState {
             gate: HttpGate { allowed: sandbox.http.clone(), denied: Arc::default() },
             limiter: MemoryLimiter { limit: memory_bytes, hit: false },
             stderr,
+            deadline: std::time::Instant::now(),
         })
     }
 
