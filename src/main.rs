@@ -2,6 +2,8 @@
 
 mod load;
 mod plugin_cmd;
+mod run_cmd;
+mod state_cmd;
 
 use std::io::IsTerminal;
 
@@ -25,9 +27,41 @@ enum Command {
     Check(CheckArgs),
     /// Print the dependency graph: by level (text), Graphviz (dot) or mermaid.
     Graph(GraphArgs),
+    /// Refresh and preview every resource, and show what deploy would change. Nothing is applied.
+    Plan(run_cmd::RunArgs),
+    /// Deploy: every environment in order, every resource in dependency order.
+    Deploy(run_cmd::RunArgs),
+    /// Destroy what the pipeline deployed, dependents first, environments in reverse order.
+    Undeploy(run_cmd::RunArgs),
+    /// Finish a run that failed, was cancelled or was killed; what succeeded is not redone.
+    Resume(AgainArgs),
+    /// Run a past run again with the same file, vars and settings.
+    Rerun(AgainArgs),
+    /// List the runs, most recent first.
+    Runs(state_cmd::RunsArgs),
+    /// Show a run: every environment, node and operation.
+    Status(state_cmd::StatusArgs),
+    /// Show a run's log lines.
+    Logs(state_cmd::LogsArgs),
+    /// Show the deployed resources' outputs and the pipeline's outputs.
+    Outputs(state_cmd::OutputsArgs),
+    /// Look at or repair the state: list, show, unlock.
+    #[command(subcommand)]
+    State(state_cmd::StateCommand),
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(plugin_cmd::PluginCommand),
+}
+
+#[derive(Args)]
+struct AgainArgs {
+    /// The run id (`stackpipe runs` lists them).
+    run: String,
+    #[command(flatten)]
+    state: run_cmd::StateArgs,
+    /// One JSON event per line on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -57,10 +91,26 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_INVALID: u8 = 2;
 
 fn main() -> ExitCode {
+    // Die quietly when stdout is a closed pipe (`stackpipe status | head`),
+    // as command-line tools do, instead of panicking on the failed write.
+    // SAFETY: called first thing, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(a) => check(a),
         Command::Graph(a) => graph(a),
+        Command::Plan(a) => run_cmd::plan(a),
+        Command::Deploy(a) => run_cmd::run(a, stackpipe_runtime::run::Mode::Deploy, None),
+        Command::Undeploy(a) => run_cmd::run(a, stackpipe_runtime::run::Mode::Undeploy, None),
+        Command::Resume(a) => run_cmd::again(&a.run, &a.state, true, a.json),
+        Command::Rerun(a) => run_cmd::again(&a.run, &a.state, false, a.json),
+        Command::Runs(a) => state_cmd::runs(a),
+        Command::Status(a) => state_cmd::status(a),
+        Command::Logs(a) => state_cmd::logs(a),
+        Command::Outputs(a) => state_cmd::outputs(a),
+        Command::State(c) => state_cmd::state(c),
         Command::Plugin(c) => plugin_cmd::run(c),
     };
     match result {

@@ -3,3 +3,5 @@
 
 pub mod pipeline;
 pub mod plugin;
+pub mod state;
+pub mod run;

@@ -1,0 +1,139 @@
+//! Whole-deploy figures, through the real runtime: the `test` component,
+//! durable redb state, the group-committing journal.
+//!
+//! - 10,000 no-op `test.step` nodes in a random layered DAG (~3 references
+//!   each), default parallelism: total time, overhead per node, peak RSS.
+//!   Targets: <= 2 s, <= 100 us per node, <= 150 MB.
+//! - 500 nodes with random `delay_ms` (10-100), `--parallelism 0`: wall time
+//!   against the critical path. Target: <= 1.02 x critical path + 20 ms.
+//!
+//!   cargo bench -p stackpipe-runtime --bench deploy
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use stackpipe_dsl::CompileOptions;
+use stackpipe_runtime::plugin::{ArtifactCache, PluginHost};
+use stackpipe_runtime::run::{execute, Events, Mode, RunOptions};
+use stackpipe_runtime::state::{RunStatus, StateStore};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// A layered DAG; returns the pipeline text and each node's (delay, deps).
+fn generate(n: usize, layers: usize, delays: bool) -> (String, Vec<(u64, Vec<usize>)>) {
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let per_layer = n.div_ceil(layers);
+    let mut text = String::from(
+        "pipeline \"bench\"\nplugin t {\n  kind = \"provisioner\"\n  source = \"builtin:test\"\n}\nenvironment dev {}\n",
+    );
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let layer = i / per_layer;
+        let delay = if delays { 10 + rng.below(91) as u64 } else { 0 };
+        let mut deps = Vec::new();
+        text.push_str(&format!("resource r{i} \"t.step\" {{\n  delay_ms = {delay}\n"));
+        if layer > 0 {
+            let earlier = layer * per_layer;
+            for k in 0..3 {
+                let d = rng.below(earlier);
+                if !deps.contains(&d) {
+                    deps.push(d);
+                }
+                text.push_str(&format!("  in{k} = r{d}.id\n"));
+            }
+        }
+        text.push_str("}\n");
+        nodes.push((delay, deps));
+    }
+    (text, nodes)
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn deploy(dir: &Path, text: &str, parallelism: usize) -> f64 {
+    let file = dir.join("bench.pipeline");
+    std::fs::write(&file, text).expect("write");
+    let pipeline = stackpipe_runtime::pipeline::load(&file, CompileOptions::default()).expect("compiles");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let cache = ArtifactCache::in_dir(dir.join("cache"));
+    let host = Arc::new(PluginHost::new(cache).expect("host"));
+    let store = Arc::new(StateStore::open(&dir.join(".stackpipe")).expect("state"));
+    let opts = RunOptions { parallelism, ..Default::default() };
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let summary = rt.block_on(execute(&pipeline, Mode::Deploy, host, store, &opts, Events::none(), stop)).expect("runs");
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(summary.status, RunStatus::Succeeded);
+    secs
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list`
+    }
+    // Warm the compiled-component cache so it is not part of the figures.
+    let warm = tempfile::tempdir().expect("tmp");
+    let (text, _) = generate(10, 2, false);
+    deploy(warm.path(), &text, 10);
+
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(dir.path().join("cache")).ok();
+    copy_cache(warm.path(), dir.path());
+    let (text, _) = generate(10_000, 40, false);
+    let secs = deploy(dir.path(), &text, 10);
+    println!(
+        "deploy 10,000 no-op nodes (parallelism 10): {:.3} s total, {:.1} us per node, peak RSS {:.0} MB",
+        secs,
+        secs * 1e6 / 10_000.0,
+        peak_rss_mb()
+    );
+
+    let dir = tempfile::tempdir().expect("tmp");
+    copy_cache(warm.path(), dir.path());
+    let (text, nodes) = generate(500, 10, true);
+    let mut finish = vec![0u64; nodes.len()];
+    for (i, (delay, deps)) in nodes.iter().enumerate() {
+        finish[i] = deps.iter().map(|&d| finish[d]).max().unwrap_or(0) + delay;
+    }
+    let critical = *finish.iter().max().unwrap_or(&0) as f64 / 1000.0;
+    let secs = deploy(dir.path(), &text, 0);
+    println!(
+        "deploy 500 nodes with 10-100 ms delays (parallelism 0): {:.3} s; critical path {:.3} s; ratio {:.3}; over 1.02 x critical: {:+.1} ms",
+        secs,
+        critical,
+        secs / critical,
+        (secs - 1.02 * critical) * 1000.0
+    );
+}
+
+fn copy_cache(from: &Path, to: &Path) {
+    let (src, dst) = (from.join("cache"), to.join("cache"));
+    std::fs::create_dir_all(&dst).ok();
+    if let Ok(entries) = std::fs::read_dir(&src) {
+        for e in entries.flatten() {
+            let _ = std::fs::copy(e.path(), dst.join(e.file_name()));
+        }
+    }
+}

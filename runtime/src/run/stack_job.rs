@@ -1,0 +1,675 @@
+//! One node's work in one environment of a run: preflight, init, refresh,
+//! preview, then apply (deploy) or destroy (undeploy). Every operation has a
+//! status, start and end times and log lines, all recorded in the state
+//! store through the run journal.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use petgraph::graph::NodeIndex;
+use serde_json::{json, Map, Value};
+use stackpipe_dsl::ast::PluginKind;
+use stackpipe_dsl::eval::{eval, EvalError, Scope};
+use stackpipe_dsl::{EnvironmentPlan, FlowPolicy, PipelineGraph};
+use tokio::sync::Mutex as AsyncMutex;
+
+use super::events::{Events, RunEvent};
+use super::journal::RunJournal;
+use crate::plugin::{CallContext, Change, Credential, LoadedPlugin, PluginHost, PolicyVerdict, ResourcePlan};
+use crate::state::{
+    now_ms, JobInput, JobRecord, JournalEntry, JournalPhase, LogLine, OpRecord, ResourceKey, ResourceRecord, StateStore,
+    Status, Write,
+};
+
+/// What a run does to each node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Deploy,
+    Undeploy,
+    /// Refresh and preview only; nothing is applied or written.
+    Plan,
+}
+
+/// An output not known until its resource is applied (plan mode).
+pub const UNKNOWN: &str = "(known after apply)";
+
+/// One node's planned change, for `stackpipe plan`.
+#[derive(Debug, Clone)]
+pub struct PlannedChange {
+    pub environment: String,
+    pub node: String,
+    pub type_name: String,
+    pub plan: ResourcePlan,
+    pub policy: Option<String>,
+}
+
+/// What every stack job of one environment of a run shares.
+pub struct EnvRun {
+    pub run_id: String,
+    pub graph: Arc<PipelineGraph>,
+    pub env: EnvironmentPlan,
+    pub mode: Mode,
+    pub host: Arc<PluginHost>,
+    pub store: Arc<StateStore>,
+    pub journal: RunJournal,
+    pub events: Events,
+    /// Plugins of this environment (their config and grants can differ per environment), or why one did not load.
+    pub plugins: HashMap<String, Result<Arc<LoadedPlugin>, String>>,
+    pub message: Option<String>,
+    /// `--set r.a=v`, parsed.
+    pub sets: Vec<(String, String, Value)>,
+    /// Outputs of this environment's resources, as they become known.
+    pub outputs: RwLock<HashMap<String, Value>>,
+    pub planned: Mutex<Vec<PlannedChange>>,
+    types: AsyncMutex<HashMap<String, Result<Vec<String>, String>>>,
+    credentials: AsyncMutex<HashMap<String, Result<Option<Credential>, String>>>,
+}
+
+impl EnvRun {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        run_id: String,
+        graph: Arc<PipelineGraph>,
+        env: EnvironmentPlan,
+        mode: Mode,
+        host: Arc<PluginHost>,
+        store: Arc<StateStore>,
+        journal: RunJournal,
+        events: Events,
+        plugins: HashMap<String, Result<Arc<LoadedPlugin>, String>>,
+        message: Option<String>,
+        sets: Vec<(String, String, Value)>,
+    ) -> Self {
+        EnvRun {
+            run_id,
+            graph,
+            env,
+            mode,
+            host,
+            store,
+            journal,
+            events,
+            plugins,
+            message,
+            sets,
+            outputs: RwLock::new(HashMap::new()),
+            planned: Mutex::new(Vec::new()),
+            types: AsyncMutex::new(HashMap::new()),
+            credentials: AsyncMutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn key(&self, node: &str) -> ResourceKey {
+        ResourceKey::new(&self.graph.name, &self.env.name, node)
+    }
+
+    fn context(&self, node: &str) -> CallContext {
+        CallContext {
+            pipeline: self.graph.name.clone(),
+            environment: self.env.name.clone(),
+            resource: node.into(),
+            run_id: self.run_id.clone(),
+        }
+    }
+
+    fn plugin(&self, name: &str) -> Result<Arc<LoadedPlugin>, String> {
+        match self.plugins.get(name) {
+            Some(Ok(p)) => Ok(p.clone()),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(format!("plugin `{name}` is not declared")),
+        }
+    }
+
+    async fn types_of(&self, plugin: &Arc<LoadedPlugin>) -> Result<Vec<String>, String> {
+        let mut cache = self.types.lock().await;
+        if let Some(t) = cache.get(plugin.name()) {
+            return t.clone();
+        }
+        let t = plugin
+            .resource_types(&self.host)
+            .await
+            .map(|ts| ts.into_iter().map(|t| t.name).collect())
+            .map_err(|e| e.to_string());
+        cache.insert(plugin.name().to_string(), t.clone());
+        t
+    }
+
+    /// The credential for provisioner `plugin`, resolved once per environment.
+    async fn credential(&self, plugin: &str) -> Result<Option<Credential>, String> {
+        let mut cache = self.credentials.lock().await;
+        if let Some(c) = cache.get(plugin) {
+            return c.clone();
+        }
+        let c = self.resolve_credential(plugin).await;
+        cache.insert(plugin.to_string(), c.clone());
+        c
+    }
+
+    async fn resolve_credential(&self, plugin: &str) -> Result<Option<Credential>, String> {
+        let Some(binding) = self.env.credentials.get(plugin) else { return Ok(None) };
+        let resolver = self
+            .plugin(&binding.resolver)
+            .map_err(|e| format!("credentials for `{plugin}`: resolver `{}`: {e}", binding.resolver))?;
+        let cred = resolver
+            .resolve(&self.host, &self.context(""), plugin, &binding.config)
+            .await
+            .map_err(|e| format!("credentials for `{plugin}`: {e}"))?;
+        if let Some(at) = cred.expires_at {
+            if at <= now_ms() / 1000 {
+                return Err(format!(
+                    "credentials for `{plugin}` from resolver `{}` expired at {at} (unix seconds)",
+                    binding.resolver
+                ));
+            }
+        }
+        Ok(Some(cred))
+    }
+
+    /// The node's attributes with upstream outputs filled in and `--set` applied.
+    fn resolve_attributes(&self, i: NodeIndex) -> Result<Value, String> {
+        let node = self.graph.node(i);
+        let outputs = self.outputs.read().map_err(|_| "outputs lock poisoned".to_string())?;
+        let lookup = |r: &str| outputs.get(r).cloned();
+        let scope = Scope { pipeline: &self.graph.name, environment: &self.env.name, vars: &self.env.vars, outputs: &lookup };
+        let mut attrs = Map::new();
+        for a in &node.attributes {
+            let key = a.key.name.clone();
+            if key == "depends_on" {
+                continue;
+            }
+            let v = match eval(&a.value, &scope) {
+                Ok(v) => v,
+                Err(EvalError::Unknown { resource }) if self.mode == Mode::Plan => {
+                    let _ = resource;
+                    Value::String(UNKNOWN.into())
+                }
+                Err(EvalError::Unknown { resource }) => {
+                    return Err(format!("`{key}` needs an output of `{resource}`, which has none yet"))
+                }
+                Err(EvalError::Invalid(d)) => return Err(format!("`{key}`: {}", d.message)),
+            };
+            attrs.insert(key, v);
+        }
+        for (r, a, v) in &self.sets {
+            if r == &node.name {
+                attrs.insert(a.clone(), v.clone());
+            }
+        }
+        Ok(Value::Object(attrs))
+    }
+}
+
+/// Keys whose values are never shown or stored in a job's input snapshot.
+fn is_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "secret", "token", "private_key", "credential"].iter().any(|s| k.contains(s))
+}
+
+pub fn mask(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter().map(|(k, v)| (k.clone(), if is_secret(k) { json!("(sensitive)") } else { mask(v) })).collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(mask).collect()),
+        other => other.clone(),
+    }
+}
+
+fn change_name(c: Change) -> &'static str {
+    match c {
+        Change::Create => "create",
+        Change::Update => "update",
+        Change::Replace => "replace",
+        Change::Delete => "delete",
+        Change::NoOp => "no-op",
+    }
+}
+
+/// The stack job of one node.
+pub struct StackJob {
+    env: Arc<EnvRun>,
+    index: NodeIndex,
+    record: JobRecord,
+    started: std::time::Instant,
+}
+
+const DEPLOY_OPS: [&str; 5] = ["preflight", "init", "refresh", "preview", "apply"];
+const UNDEPLOY_OPS: [&str; 5] = ["preflight", "init", "refresh", "preview", "destroy"];
+
+impl StackJob {
+    pub fn new(env: Arc<EnvRun>, index: NodeIndex) -> Self {
+        let node = env.graph.node(index);
+        let ops = if env.mode == Mode::Undeploy { UNDEPLOY_OPS } else { DEPLOY_OPS };
+        let record = JobRecord {
+            run_id: env.run_id.clone(),
+            environment: env.env.name.clone(),
+            node: node.name.clone(),
+            level: node.level,
+            status: Status::Queued,
+            started_ms: None,
+            finished_ms: None,
+            ops: ops
+                .iter()
+                .map(|o| OpRecord { name: (*o).into(), status: Status::Queued, started_ms: None, finished_ms: None, message: None })
+                .collect(),
+            input: None,
+            change: None,
+            error: None,
+        };
+        StackJob { env, index, record, started: std::time::Instant::now() }
+    }
+
+    /// A job for a node that never started (a dependency failed, or the run stopped).
+    pub fn cancelled(env: Arc<EnvRun>, index: NodeIndex, why: &str) -> JobRecord {
+        let mut job = StackJob::new(env, index);
+        for op in &mut job.record.ops {
+            op.status = Status::Cancelled;
+        }
+        job.record.status = Status::Cancelled;
+        job.record.error = Some(why.into());
+        job.record
+    }
+
+    fn name(&self) -> &str {
+        &self.record.node
+    }
+
+    fn save(&self) {
+        if self.env.mode != Mode::Plan {
+            self.env.journal.record(Write::PutJob(self.record.clone()));
+        }
+    }
+
+    fn log(&self, op: &'static str, text: String) {
+        let env = &self.env;
+        env.events.send(RunEvent::Log { environment: env.env.name.clone(), node: self.name().into(), op, text: text.clone() });
+        if env.mode != Mode::Plan {
+            let line = LogLine { ms: now_ms(), environment: env.env.name.clone(), node: self.name().into(), op: op.into(), text };
+            env.journal.record(Write::Log(line, env.run_id.clone()));
+        }
+    }
+
+    fn op_index(&self, op: &str) -> usize {
+        self.record.ops.iter().position(|o| o.name == op).unwrap_or(0)
+    }
+
+    fn begin(&mut self, op: &'static str) {
+        let i = self.op_index(op);
+        self.record.ops[i].status = Status::Running;
+        self.record.ops[i].started_ms = Some(now_ms());
+        let env = &self.env;
+        env.events.send(RunEvent::OpStarted { environment: env.env.name.clone(), node: self.name().into(), op });
+    }
+
+    fn end(&mut self, op: &'static str, status: Status, message: Option<String>) {
+        let i = self.op_index(op);
+        let now = now_ms();
+        let o = &mut self.record.ops[i];
+        if o.started_ms.is_none() && status != Status::Skipped {
+            o.started_ms = Some(now);
+        }
+        o.status = status;
+        o.finished_ms = Some(now);
+        o.message = message.clone();
+        let ms = o.started_ms.map(|s| now.saturating_sub(s)).unwrap_or(0);
+        let env = &self.env;
+        env.events.send(RunEvent::OpFinished { environment: env.env.name.clone(), node: self.name().into(), op, status, ms, message });
+    }
+
+    fn skip(&mut self, op: &'static str, why: &str) {
+        self.end(op, Status::Skipped, Some(why.into()));
+    }
+
+    /// Runs every operation; true when the node succeeded.
+    pub async fn run(mut self) -> bool {
+        self.record.status = Status::Running;
+        self.record.started_ms = Some(now_ms());
+        // The job is stored when it starts and when it ends; operations in
+        // between are reported as events (and their final state stored).
+        self.save();
+        let result = match self.env.mode {
+            Mode::Deploy | Mode::Plan => self.deploy().await,
+            Mode::Undeploy => self.undeploy().await,
+        };
+        let ok = result.is_ok();
+        if let Err((op, message)) = result {
+            self.end(op, Status::Failed, Some(message.clone()));
+            let rest: Vec<&'static str> = self
+                .record
+                .ops
+                .iter()
+                .filter(|o| o.status == Status::Queued)
+                .map(|o| if self.env.mode == Mode::Undeploy { op_static(&o.name, &UNDEPLOY_OPS) } else { op_static(&o.name, &DEPLOY_OPS) })
+                .collect();
+            for o in rest {
+                self.skip(o, &format!("{op} failed"));
+            }
+            self.record.error = Some(message);
+        }
+        self.record.status = if ok { Status::Succeeded } else { Status::Failed };
+        self.record.finished_ms = Some(now_ms());
+        self.save();
+        let env = &self.env;
+        env.events.send(RunEvent::NodeFinished {
+            environment: env.env.name.clone(),
+            node: self.record.node.clone(),
+            status: self.record.status,
+            change: self.record.change.clone(),
+            ms: self.started.elapsed().as_millis() as u64,
+            error: self.record.error.clone(),
+        });
+        ok
+    }
+
+    /// Preflight: the provisioner (loads, knows the type), the credentials,
+    /// the state (this run holds the lock) and the flow policy.
+    async fn preflight(&mut self) -> Result<(Arc<LoadedPlugin>, Option<Credential>, FlowPolicy), (&'static str, String)> {
+        self.begin("preflight");
+        let node = self.env.graph.node(self.index).clone();
+        let fail = |m: String| ("preflight", m);
+        let plugin = self.env.plugin(&node.plugin).map_err(|e| fail(format!("provisioner: {e}")))?;
+        if plugin.kind() != PluginKind::Provisioner {
+            return Err(fail(format!("provisioner: `{}` is a {} plugin", node.plugin, plugin.kind().name())));
+        }
+        let types = self.env.types_of(&plugin).await.map_err(|e| fail(format!("provisioner: {e}")))?;
+        if !types.iter().any(|t| *t == node.kind) {
+            return Err(fail(format!(
+                "provisioner `{}` has no resource type `{}` (it has: {})",
+                node.plugin,
+                node.kind,
+                types.join(", ")
+            )));
+        }
+        let cred = self.env.credential(&node.plugin).await.map_err(fail)?;
+        let flow = self.env.env.flow_of(self.index);
+        self.log(
+            "preflight",
+            format!(
+                "provisioner {} ({}), credentials {}, flow refresh={} preview={} pause_before_apply={}",
+                node.plugin,
+                &plugin.digest()[..12],
+                if cred.is_some() { "resolved" } else { "none" },
+                flow.refresh,
+                flow.preview,
+                flow.pause_before_apply
+            ),
+        );
+        self.end("preflight", Status::Succeeded, None);
+        Ok((plugin, cred, flow))
+    }
+
+    async fn deploy(&mut self) -> Result<(), (&'static str, String)> {
+        let (plugin, cred, flow) = self.preflight().await?;
+        let env = self.env.clone();
+        let node = env.graph.node(self.index).clone();
+        let ctx = env.context(&node.name);
+        let key = env.key(&node.name);
+
+        // init: one instance for the whole job; resolve the attributes,
+        // validate them, snapshot the input.
+        self.begin("init");
+        let mut session = plugin.session(&env.host).await.map_err(|e| ("init", e.to_string()))?;
+        let desired = env.resolve_attributes(self.index).map_err(|e| ("init", e))?;
+        let problems = session.validate(&ctx, &node.kind, &desired).await.map_err(|e| ("init", e.to_string()))?;
+        if !problems.is_empty() {
+            let text = problems
+                .iter()
+                .map(|d| match &d.attribute {
+                    Some(a) => format!("`{a}`: {}", d.message),
+                    None => d.message.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(("init", format!("{} rejects the attributes: {text}", node.type_name())));
+        }
+        self.record.input = Some(JobInput {
+            attributes: mask(&desired),
+            plugin: node.plugin.clone(),
+            plugin_digest: plugin.digest().to_string(),
+            kind: node.kind.clone(),
+            flow: json!({ "refresh": flow.refresh, "preview": flow.preview, "pause_before_apply": flow.pause_before_apply }),
+            message: env.message.clone(),
+        });
+        let prior = env.store.resource(&key).map_err(|e| ("init", e.to_string()))?;
+        self.end("init", Status::Succeeded, None);
+
+        // refresh: what is really there now.
+        let mut prior_state = prior.as_ref().map(|r| r.state.clone());
+        if !flow.refresh {
+            self.skip("refresh", "flow policy: refresh = false");
+        } else if let Some(state) = prior_state.clone() {
+            self.begin("refresh");
+            match session.read(&ctx, &node.kind, &state, cred.as_ref()).await {
+                Ok(Some(now)) => prior_state = Some(now),
+                Ok(None) => {
+                    self.log("refresh", "the resource is gone (deleted outside stackpipe); it will be created".into());
+                    prior_state = None;
+                }
+                Err(e) => return Err(("refresh", e.to_string())),
+            }
+            self.end("refresh", Status::Succeeded, None);
+        } else {
+            self.skip("refresh", "not deployed yet");
+        }
+
+        // preview: what apply would do; policies judge it.
+        let change = if flow.preview || env.mode == Mode::Plan {
+            self.begin("preview");
+            let plan = session
+                .plan(&ctx, &node.kind, prior_state.as_ref(), &desired, cred.as_ref())
+                .await
+                .map_err(|e| ("preview", e.to_string()))?;
+            let policy = self.policies(&node, &plan).await?;
+            self.log("preview", format!("{} ({} attribute change(s))", change_name(plan.change), plan.changes.len()));
+            let change = plan.change;
+            if env.mode == Mode::Plan {
+                env.planned.lock().map_err(|_| ("preview", "lock poisoned".to_string()))?.push(PlannedChange {
+                    environment: env.env.name.clone(),
+                    node: node.name.clone(),
+                    type_name: node.type_name(),
+                    plan,
+                    policy,
+                });
+            }
+            self.end("preview", Status::Succeeded, None);
+            change
+        } else {
+            self.skip("preview", "flow policy: preview = false");
+            if prior_state.is_some() { Change::Update } else { Change::Create }
+        };
+        self.record.change = Some(change_name(change).into());
+
+        if env.mode == Mode::Plan {
+            // Outputs of what exists are known; of what would be created or replaced, not.
+            let outputs = match (&prior, change) {
+                (Some(r), Change::NoOp | Change::Update) => r.outputs.clone(),
+                _ => json!({}),
+            };
+            self.publish_outputs(&node.name, outputs, change != Change::NoOp && change != Change::Update);
+            self.skip("apply", "plan only");
+            return Ok(());
+        }
+        if change == Change::NoOp {
+            let outputs = prior.as_ref().map(|r| r.outputs.clone()).unwrap_or_else(|| json!({}));
+            self.publish_outputs(&node.name, outputs, false);
+            self.skip("apply", "no changes");
+            return Ok(());
+        }
+        if flow.pause_before_apply {
+            self.log("preview", "pause_before_apply: applying without a pause (approvals are not available yet)".into());
+        }
+
+        // apply: the intent is on disk before the plugin is called.
+        self.begin("apply");
+        env.journal
+            .record_durably(Write::Journal(self.journal_entry("apply", JournalPhase::Started)))
+            .await
+            .map_err(|e| ("apply", e.to_string()))?;
+        let applied = match session.apply(&ctx, &node.kind, prior_state.as_ref(), &desired, cred.as_ref()).await {
+            Ok(a) => a,
+            Err(e) => {
+                env.journal.record(Write::Journal(self.journal_entry("apply", JournalPhase::Failed)));
+                return Err(("apply", e.to_string()));
+            }
+        };
+        let depends_on = env.graph.dependencies(self.index).into_iter().map(|d| env.graph.node(d).name.clone()).collect();
+        let record = ResourceRecord {
+            plugin: node.plugin.clone(),
+            kind: node.kind.clone(),
+            state: applied.state,
+            outputs: applied.outputs.clone(),
+            attributes: mask(&desired),
+            depends_on,
+            serial: 0,
+            run_id: env.run_id.clone(),
+            updated_ms: now_ms(),
+        };
+        // Not waited for: the journal commits in order, so this result is on
+        // disk before any dependent's own apply intent is, and so before any
+        // dependent touches the world. The run's end waits for everything.
+        env.journal.record_all(vec![
+            Write::PutResource(key, record),
+            Write::Journal(self.journal_entry("apply", JournalPhase::Done)),
+        ]);
+        self.publish_outputs(&node.name, applied.outputs, false);
+        self.end("apply", Status::Succeeded, None);
+        Ok(())
+    }
+
+    /// Makes a node's outputs visible to its dependents. In a plan, the
+    /// outputs of a resource to be created or replaced are not known: they
+    /// stay out, so references to them evaluate as unknown.
+    fn publish_outputs(&self, node: &str, outputs: Value, unknown: bool) {
+        if unknown {
+            return;
+        }
+        if let Ok(mut o) = self.env.outputs.write() {
+            o.insert(node.to_string(), outputs);
+        }
+    }
+
+    /// Every policy plugin of the environment judges the planned change.
+    async fn policies(&mut self, node: &stackpipe_dsl::ResourceNode, plan: &ResourcePlan) -> Result<Option<String>, (&'static str, String)> {
+        let env = self.env.clone();
+        let mut note = None;
+        for (name, spec) in &env.env.plugins {
+            if spec.kind != PluginKind::Policy {
+                continue;
+            }
+            let policy = env.plugin(name).map_err(|e| ("preview", format!("policy `{name}`: {e}")))?;
+            let input = json!({
+                "resource": node.name,
+                "type": node.type_name(),
+                "change": change_name(plan.change),
+                "changes": plan.changes.iter().map(|c| json!({
+                    "path": c.path,
+                    "before": c.before,
+                    "after": c.after,
+                    "sensitive": c.sensitive,
+                    "forces_replacement": c.forces_replacement,
+                })).collect::<Vec<_>>(),
+                "environment": env.env.name,
+            });
+            match policy.evaluate(&env.host, &env.context(&node.name), &input).await.map_err(|e| ("preview", e.to_string()))? {
+                PolicyVerdict::Allow => {}
+                PolicyVerdict::Deny(reason) => return Err(("preview", format!("denied by policy `{name}`: {reason}"))),
+                PolicyVerdict::RequireApproval(reason) => {
+                    if env.mode == Mode::Plan {
+                        note = Some(format!("policy `{name}` requires approval: {reason}"));
+                    } else {
+                        return Err((
+                            "preview",
+                            format!("policy `{name}` requires approval ({reason}), and approvals are not available yet"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(note)
+    }
+
+    async fn undeploy(&mut self) -> Result<(), (&'static str, String)> {
+        let env = self.env.clone();
+        let node = env.graph.node(self.index).clone();
+        let key = env.key(&node.name);
+        let Some(prior) = env.store.resource(&key).map_err(|e| ("preflight", e.to_string()))? else {
+            for op in UNDEPLOY_OPS {
+                self.skip(op, "not deployed");
+            }
+            self.record.change = Some("no-op".into());
+            return Ok(());
+        };
+        let (plugin, cred, flow) = self.preflight().await?;
+        let ctx = env.context(&node.name);
+        self.begin("init");
+        self.record.input = Some(JobInput {
+            attributes: prior.attributes.clone(),
+            plugin: node.plugin.clone(),
+            plugin_digest: plugin.digest().to_string(),
+            kind: node.kind.clone(),
+            flow: json!({ "refresh": flow.refresh, "preview": flow.preview, "pause_before_apply": flow.pause_before_apply }),
+            message: env.message.clone(),
+        });
+        self.end("init", Status::Succeeded, None);
+        let mut session = plugin.session(&env.host).await.map_err(|e| ("init", e.to_string()))?;
+        let mut state = prior.state.clone();
+        if flow.refresh {
+            self.begin("refresh");
+            match session.read(&ctx, &node.kind, &state, cred.as_ref()).await {
+                Ok(Some(now)) => state = now,
+                Ok(None) => {
+                    self.end("refresh", Status::Succeeded, None);
+                    self.log("refresh", "already gone; forgetting it".into());
+                    self.skip("preview", "already gone");
+                    self.skip("destroy", "already gone");
+                    env.journal.record_durably(Write::DeleteResource(key)).await.map_err(|e| ("refresh", e.to_string()))?;
+                    self.record.change = Some("delete".into());
+                    return Ok(());
+                }
+                Err(e) => return Err(("refresh", e.to_string())),
+            }
+            self.end("refresh", Status::Succeeded, None);
+        } else {
+            self.skip("refresh", "flow policy: refresh = false");
+        }
+        self.begin("preview");
+        let plan = ResourcePlan { change: Change::Delete, changes: Vec::new() };
+        self.policies(&node, &plan).await?;
+        self.end("preview", Status::Succeeded, None);
+        self.record.change = Some("delete".into());
+
+        self.begin("destroy");
+        env.journal
+            .record_durably(Write::Journal(self.journal_entry("destroy", JournalPhase::Started)))
+            .await
+            .map_err(|e| ("destroy", e.to_string()))?;
+        if let Err(e) = session.destroy(&ctx, &node.kind, &state, cred.as_ref()).await {
+            env.journal.record(Write::Journal(self.journal_entry("destroy", JournalPhase::Failed)));
+            return Err(("destroy", e.to_string()));
+        }
+        env.journal
+            .record_all_durably(vec![
+                Write::DeleteResource(key),
+                Write::Journal(self.journal_entry("destroy", JournalPhase::Done)),
+            ])
+            .await
+            .map_err(|e| ("destroy", e.to_string()))?;
+        self.end("destroy", Status::Succeeded, None);
+        Ok(())
+    }
+
+    fn journal_entry(&self, op: &str, phase: JournalPhase) -> JournalEntry {
+        JournalEntry {
+            run_id: self.env.run_id.clone(),
+            environment: self.env.env.name.clone(),
+            node: self.record.node.clone(),
+            op: op.into(),
+            phase,
+            ms: now_ms(),
+        }
+    }
+}
+
+fn op_static(name: &str, ops: &[&'static str]) -> &'static str {
+    ops.iter().copied().find(|o| *o == name).unwrap_or("apply")
+}

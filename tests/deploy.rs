@@ -1,0 +1,249 @@
+//! Deploy, undeploy, plan, cancel and resume, end to end: the real binary,
+//! the real `test` component (with its ledger), a real redb state file.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(resources: &str) -> Project {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let text = format!(
+            r#"pipeline "demo"
+
+plugin t {{
+  kind   = "provisioner"
+  source = "builtin:test"
+  config {{ ledger = "out/ledger.txt" }}
+  allow  {{ fs = ["out"] }}
+}}
+
+environment dev {{}}
+
+{resources}
+"#
+        );
+        std::fs::write(dir.path().join("demo.pipeline"), text).expect("write the pipeline");
+        Project { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_stackpipe"));
+        c.args(args)
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .env("STACKPIPE_CACHE_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/target/test-component-cache"));
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("the binary runs")
+    }
+
+    fn ledger(&self) -> Vec<String> {
+        std::fs::read_to_string(self.path().join("out/ledger.txt"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn status(&self, run: Option<&str>) -> Value {
+        let mut args = vec!["status", "--json"];
+        args.extend(run);
+        let o = self.run(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        serde_json::from_slice(&o.stdout).expect("status --json is JSON")
+    }
+
+    fn node<'a>(status: &'a Value, name: &str) -> &'a Value {
+        status["environments"][0]["nodes"].as_array().unwrap().iter().find(|n| n["name"] == name).expect("the node")
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const DIAMOND: &str = r#"
+resource a "t.step" { delay_ms = 80  outputs = { url = "http://a" } }
+resource b "t.step" { from_a = a.id  delay_ms = 20 }
+resource c "t.step" { url = a.url  delay_ms = 60 }
+resource d "t.step" { b = b.id  c = c.id }
+resource e "t.step" { delay_ms = 10 }
+"#;
+
+#[test]
+fn deploy_runs_every_node_after_its_dependencies_and_wires_outputs() {
+    let p = Project::new(DIAMOND);
+    let o = p.run(&["deploy", "demo.pipeline", "-m", "first"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", text(&o.stdout), text(&o.stderr));
+
+    let status = p.status(None);
+    assert_eq!(status["status"], "succeeded");
+    assert_eq!(status["operation"], "deploy");
+    let deps = [("b", vec!["a"]), ("c", vec!["a"]), ("d", vec!["b", "c"])];
+    for (node, ds) in deps {
+        let started = Project::node(&status, node)["started_ms"].as_u64().unwrap();
+        for d in ds {
+            let finished = Project::node(&status, d)["finished_ms"].as_u64().unwrap();
+            assert!(started >= finished, "{node} started at {started}, before {d} finished at {finished}");
+        }
+    }
+    let ops: Vec<&str> =
+        Project::node(&status, "d")["operations"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["preflight", "init", "refresh", "preview", "apply"]);
+
+    let o = p.run(&["outputs", "demo.pipeline", "--json"]);
+    let outputs: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = &outputs["resources"];
+    assert_eq!(r["b"]["inputs"]["from_a"], r["a"]["id"], "b got a's id");
+    assert_eq!(r["c"]["inputs"]["url"], "http://a");
+    assert_eq!(r["d"]["inputs"]["b"], r["b"]["id"]);
+
+    // Nothing changed: a second deploy applies nothing.
+    let before = p.ledger();
+    assert_eq!(before.len(), 5);
+    let o = p.run(&["deploy", "demo.pipeline"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(p.ledger(), before);
+    assert_eq!(Project::node(&p.status(None), "a")["change"], "no-op");
+}
+
+#[test]
+fn plan_shows_changes_and_applies_nothing() {
+    let p = Project::new(DIAMOND);
+    let o = p.run(&["plan", "demo.pipeline"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("+ t.step \"a\" {"), "{out}");
+    assert!(out.contains("Plan: 5 to add, 0 to change, 0 to destroy."), "{out}");
+    assert!(p.ledger().is_empty());
+
+    p.run(&["deploy", "demo.pipeline"]);
+    let o = p.run(&["plan", "demo.pipeline", "--set", "e.size=3"]);
+    let out = text(&o.stdout);
+    assert!(out.contains("~ t.step \"e\" {") && out.contains("+ size = 3"), "{out}");
+    assert!(out.contains("Plan: 0 to add, 1 to change, 0 to destroy."), "{out}");
+}
+
+#[test]
+fn a_failure_cancels_its_dependents_and_nothing_else() {
+    let p = Project::new(&DIAMOND.replace("resource b \"t.step\" { from_a = a.id", "resource b \"t.step\" { fail = true  from_a = a.id"));
+    let o = p.run(&["deploy", "demo.pipeline"]);
+    assert_eq!(o.status.code(), Some(1));
+    let status = p.status(None);
+    assert_eq!(status["status"], "failed");
+    assert_eq!(Project::node(&status, "b")["status"], "failed");
+    assert_eq!(Project::node(&status, "b")["error"], "plugin `t` apply: injected failure");
+    assert_eq!(Project::node(&status, "d")["status"], "cancelled");
+    assert_eq!(Project::node(&status, "c")["status"], "succeeded");
+    assert_eq!(Project::node(&status, "e")["status"], "succeeded");
+    let ledger = p.ledger();
+    assert!(!ledger.iter().any(|l| l.ends_with("/d")), "{ledger:?}");
+
+    // Fixed and resumed: what succeeded is not redone.
+    let run = status["run"].as_str().unwrap().to_string();
+    let fixed = std::fs::read_to_string(p.path().join("demo.pipeline")).unwrap().replace("fail = true", "");
+    std::fs::write(p.path().join("demo.pipeline"), fixed).unwrap();
+    let o = p.run(&["resume", &run]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", text(&o.stdout), text(&o.stderr));
+    let ledger = p.ledger();
+    for r in ["a", "b", "c", "d", "e"] {
+        let applies = ledger.iter().filter(|l| **l == format!("apply demo/dev/{r}")).count();
+        assert_eq!(applies, 1, "{r} applied {applies} times: {ledger:?}");
+    }
+    assert_eq!(p.status(Some(&run))["status"], "succeeded");
+}
+
+#[test]
+fn undeploy_destroys_dependents_first() {
+    let p = Project::new(DIAMOND);
+    assert_eq!(p.run(&["deploy", "demo.pipeline"]).status.code(), Some(0));
+    let o = p.run(&["undeploy", "demo.pipeline"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let destroyed: Vec<String> =
+        p.ledger().iter().filter_map(|l| l.strip_prefix("destroy demo/dev/").map(str::to_string)).collect();
+    let pos = |r: &str| destroyed.iter().position(|x| x == r).unwrap_or_else(|| panic!("{r} not destroyed: {destroyed:?}"));
+    assert!(pos("d") < pos("b") && pos("d") < pos("c") && pos("b") < pos("a") && pos("c") < pos("a"), "{destroyed:?}");
+    let o = p.run(&["state", "list"]);
+    assert_eq!(text(&o.stdout), "");
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const SLOW_CHAIN: &str = r#"
+resource a "t.step" { delay_ms = 10 }
+resource b "t.step" { after = a.id  delay_ms = 1500 }
+resource c "t.step" { after = b.id }
+resource d "t.step" { after = c.id }
+"#;
+
+#[test]
+fn ctrl_c_lets_in_flight_work_finish_and_cancels_the_rest() {
+    let p = Project::new(SLOW_CHAIN);
+    let mut child = p.command(&["deploy", "demo.pipeline"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for("a to be applied", || p.ledger().len() == 1);
+    std::thread::sleep(Duration::from_millis(200)); // b is in flight
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("stopping"), "{}", text(&o.stderr));
+    let status = p.status(None);
+    assert_eq!(status["status"], "cancelled");
+    assert_eq!(Project::node(&status, "b")["status"], "succeeded", "the operation in flight finished");
+    assert_eq!(Project::node(&status, "c")["status"], "cancelled");
+    assert_eq!(p.ledger(), ["apply demo/dev/a", "apply demo/dev/b"]);
+    let o = p.run(&["state", "list"]);
+    assert!(!text(&o.stdout).contains("locked"), "locks are released: {}", text(&o.stdout));
+}
+
+#[test]
+fn a_killed_run_keeps_its_locks_until_unlocked_and_resumes() {
+    let p = Project::new(SLOW_CHAIN);
+    let mut child = p.command(&["deploy", "demo.pipeline"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for("a to be applied", || p.ledger().len() == 1);
+    std::thread::sleep(Duration::from_millis(200));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let o = p.run(&["deploy", "demo.pipeline"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(err.contains("is locked by run r000001") && err.contains("no longer running"), "{err}");
+
+    let o = p.run(&["resume", "r000001"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(p.ledger(), ["apply demo/dev/a", "apply demo/dev/b", "apply demo/dev/c", "apply demo/dev/d"]);
+    assert_eq!(p.status(Some("r000001"))["status"], "succeeded");
+}
+
+#[test]
+fn state_unlock_releases_the_locks_of_a_dead_run() {
+    let p = Project::new(SLOW_CHAIN);
+    let mut child = p.command(&["deploy", "demo.pipeline"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for("a to be applied", || p.ledger().len() == 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let o = p.run(&["state", "unlock"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("released demo/dev/a (held by run r000001"), "{}", text(&o.stdout));
+    let o = p.run(&["deploy", "demo.pipeline"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+}
