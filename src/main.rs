@@ -27,6 +27,8 @@ enum Command {
     Check(CheckArgs),
     /// Print the dependency graph: by level (text), Graphviz (dot) or mermaid.
     Graph(GraphArgs),
+    /// Check that every resource can run: provisioner and type, attributes, credentials, locks.
+    Preflight(run_cmd::RunArgs),
     /// Refresh and preview every resource, and show what deploy would change. Nothing is applied.
     Plan(run_cmd::RunArgs),
     /// Deploy: every environment in order, every resource in dependency order.
@@ -101,6 +103,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(a) => check(a),
         Command::Graph(a) => graph(a),
+        Command::Preflight(a) => run_cmd::preflight(a),
         Command::Plan(a) => run_cmd::plan(a),
         Command::Deploy(a) => run_cmd::run(a, stackpipe_runtime::run::Mode::Deploy, None),
         Command::Undeploy(a) => run_cmd::run(a, stackpipe_runtime::run::Mode::Undeploy, None),

@@ -75,9 +75,21 @@ fn host() -> Result<Arc<PluginHost>, u8> {
     })
 }
 
+/// `preflight`: for every node in every environment, the provisioner loads
+/// and knows the type, `validate` accepts the attributes, credentials
+/// resolve, and nothing is locked by another run.
+pub fn preflight(a: RunArgs) -> Result<(), u8> {
+    plan_like(a, Mode::Preflight)
+}
+
 /// `plan`: refresh and preview every node; nothing is applied.
 pub fn plan(a: RunArgs) -> Result<(), u8> {
+    plan_like(a, Mode::Plan)
+}
+
+fn plan_like(a: RunArgs, mode: Mode) -> Result<(), u8> {
     let pipeline = a.pipeline.load(true)?;
+    let nodes = pipeline.graph.len();
     let store = Arc::new(a.state.open(Some(&a.pipeline.file))?);
     let rt = runtime()?;
     let (_stop_tx, stop) = watch::channel(false);
@@ -94,15 +106,23 @@ pub fn plan(a: RunArgs) -> Result<(), u8> {
             }
             failures
         });
-        let summary = execute(&pipeline, Mode::Plan, host, store, &opts, Events::new(tx), stop).await;
+        let summary = execute(&pipeline, mode, host, store, &opts, Events::new(tx), stop).await;
         (summary, failures.await.unwrap_or_default())
     });
     let summary = summary.map_err(|e| {
         eprintln!("error: {e}");
-        EXIT_INVALID
+        EXIT_FAILED
     })?;
     for f in &failures {
         eprintln!("error: {f}");
+    }
+    if mode == Mode::Preflight {
+        if failures.is_empty() {
+            let envs = summary.environments.len();
+            println!("ok: {} resources passed preflight in {envs} environment{}", nodes, if envs == 1 { "" } else { "s" });
+            return Ok(());
+        }
+        return Err(EXIT_FAILED);
     }
     if a.json {
         let doc: Vec<_> = summary

@@ -247,3 +247,25 @@ fn state_unlock_releases_the_locks_of_a_dead_run() {
     let o = p.run(&["deploy", "demo.pipeline"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
 }
+
+#[test]
+fn preflight_names_what_is_missing_for_every_node() {
+    let p = Project::new(
+        r#"
+resource a "t.step" { }
+resource b "t.stepp" { x = a.id }
+resource c "t.step" { x = b.id }
+"#,
+    );
+    let o = p.run(&["preflight", "demo.pipeline"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(err.contains("dev/b: provisioner `t` has no resource type `stepp` (it has: step)"), "{err}");
+    assert!(!err.contains("dev/a") && !err.contains("dev/c"), "{err}");
+    assert!(p.ledger().is_empty());
+
+    let p = Project::new(DIAMOND);
+    let o = p.run(&["preflight", "demo.pipeline"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "ok: 5 resources passed preflight in 1 environment\n");
+}

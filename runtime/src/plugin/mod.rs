@@ -161,7 +161,7 @@ impl PluginHost {
             .max_memory_size(MAX_MEMORY_BYTES)
             // Reset a freed slot's first pages with memset rather than
             // madvise: fewer syscalls and TLB shootdowns per call.
-            .linear_memory_keep_resident(1 << 20)
+            .linear_memory_keep_resident(128 << 10)
             .table_keep_resident(64 << 10);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;

@@ -127,7 +127,7 @@ pub async fn execute(
     }
     let journal = RunJournal::start(store.clone());
     let run_id = match (&opts.resume, mode) {
-        (_, Mode::Plan) => "plan".to_string(),
+        (_, Mode::Plan | Mode::Preflight) => "plan".to_string(),
         (Some(id), _) => id.clone(),
         (None, _) => store.new_run_id()?,
     };
@@ -148,7 +148,18 @@ pub async fn execute(
         started_ms,
         finished_ms: None,
     };
-    if mode != Mode::Plan {
+    if mode == Mode::Preflight {
+        // The state part of preflight: nothing this run touches is locked by another run.
+        let locks = store.locks()?;
+        if let Some((key, holder)) = locks.into_iter().find(|(k, _)| k.pipeline == graph.name) {
+            return Err(RunError::State(StateError::Locked {
+                holder_alive: crate::state::pid_alive(holder.pid),
+                key,
+                holder,
+            }));
+        }
+    }
+    if mode.records() {
         if let Some(prev) = store.run(&run_id)? {
             record.started_ms = prev.started_ms;
         }
@@ -170,6 +181,7 @@ pub async fn execute(
             Mode::Deploy => "deploy",
             Mode::Undeploy => "undeploy",
             Mode::Plan => "plan",
+            Mode::Preflight => "preflight",
         },
         environments: envs.iter().map(|e| e.name.clone()).collect(),
         nodes: graph.len(),
@@ -200,7 +212,7 @@ pub async fn execute(
             sets.clone(),
         ));
         let status = run_environment(&env_run, mode, opts, stop.clone()).await;
-        if mode == Mode::Plan {
+        if !mode.records() {
             if let Ok(mut p) = env_run.planned.lock() {
                 summary.planned.append(&mut p);
             }
@@ -220,7 +232,7 @@ pub async fn execute(
     } else {
         RunStatus::Failed
     };
-    if mode != Mode::Plan {
+    if mode.records() {
         record.status = summary.status;
         record.finished_ms = Some(now_ms());
         journal.record_durably(Write::PutRun(record)).await?;
@@ -239,7 +251,12 @@ async fn run_environment(env: &Arc<EnvRun>, mode: Mode, opts: &RunOptions, stop:
         .graph
         .node_indices()
         .map(|i| {
-            let d = if mode == Mode::Undeploy { graph.dependents(i) } else { graph.dependencies(i) };
+            // Preflight needs no outputs: every node is checked, independently.
+            let d = match mode {
+                Mode::Preflight => Vec::new(),
+                Mode::Undeploy => graph.dependents(i),
+                Mode::Deploy | Mode::Plan => graph.dependencies(i),
+            };
             d.into_iter().map(|x| x.index()).collect()
         })
         .collect();
@@ -285,7 +302,7 @@ async fn run_environment(env: &Arc<EnvRun>, mode: Mode, opts: &RunOptions, stop:
                 ms: 0,
                 error: Some(why.into()),
             });
-            if mode != Mode::Plan {
+            if mode.records() {
                 env.journal.record(Write::PutJob(record));
             }
         }

@@ -28,6 +28,15 @@ pub enum Mode {
     Undeploy,
     /// Refresh and preview only; nothing is applied or written.
     Plan,
+    /// Preflight and validation only; nothing is read, applied or written.
+    Preflight,
+}
+
+impl Mode {
+    /// Whether the run is recorded: a run record, locks, jobs, logs.
+    pub fn records(self) -> bool {
+        matches!(self, Mode::Deploy | Mode::Undeploy)
+    }
 }
 
 /// An output not known until its resource is applied (plan mode).
@@ -179,7 +188,7 @@ impl EnvRun {
             }
             let v = match eval(&a.value, &scope) {
                 Ok(v) => v,
-                Err(EvalError::Unknown { resource }) if self.mode == Mode::Plan => {
+                Err(EvalError::Unknown { resource }) if !self.mode.records() => {
                     let _ = resource;
                     Value::String(UNKNOWN.into())
                 }
@@ -275,7 +284,7 @@ impl StackJob {
     }
 
     fn save(&self) {
-        if self.env.mode != Mode::Plan {
+        if self.env.mode.records() {
             self.env.journal.record(Write::PutJob(self.record.clone()));
         }
     }
@@ -283,7 +292,7 @@ impl StackJob {
     fn log(&self, op: &'static str, text: String) {
         let env = &self.env;
         env.events.send(RunEvent::Log { environment: env.env.name.clone(), node: self.name().into(), op, text: text.clone() });
-        if env.mode != Mode::Plan {
+        if env.mode.records() {
             let line = LogLine { ms: now_ms(), environment: env.env.name.clone(), node: self.name().into(), op: op.into(), text };
             env.journal.record(Write::Log(line, env.run_id.clone()));
         }
@@ -328,7 +337,7 @@ impl StackJob {
         // between are reported as events (and their final state stored).
         self.save();
         let result = match self.env.mode {
-            Mode::Deploy | Mode::Plan => self.deploy().await,
+            Mode::Deploy | Mode::Plan | Mode::Preflight => self.deploy().await,
             Mode::Undeploy => self.undeploy().await,
         };
         let ok = result.is_ok();
@@ -399,6 +408,24 @@ impl StackJob {
     }
 
     async fn deploy(&mut self) -> Result<(), (&'static str, String)> {
+        // The apply intent goes to disk while preflight, init and preview
+        // run; apply waits for it. A job that ends without applying closes
+        // the intent again (see `close_intent`).
+        let intent = (self.env.mode == Mode::Deploy)
+            .then(|| self.env.journal.record_all_ticket(vec![Write::Journal(self.journal_entry("apply", JournalPhase::Started))]));
+        self.deploy_ops(intent).await
+    }
+
+    async fn deploy_ops(&mut self, mut intent: Option<super::journal::DurableTicket>) -> Result<(), (&'static str, String)> {
+        let outcome = self.deploy_steps(&mut intent).await;
+        if intent.is_some() {
+            // Never reached apply: nothing is in flight for this node.
+            self.env.journal.record(Write::Journal(self.journal_entry("apply", JournalPhase::Withdrawn)));
+        }
+        outcome
+    }
+
+    async fn deploy_steps(&mut self, intent: &mut Option<super::journal::DurableTicket>) -> Result<(), (&'static str, String)> {
         let (plugin, cred, flow) = self.preflight().await?;
         let env = self.env.clone();
         let node = env.graph.node(self.index).clone();
@@ -432,6 +459,13 @@ impl StackJob {
         });
         let prior = env.store.resource(&key).map_err(|e| ("init", e.to_string()))?;
         self.end("init", Status::Succeeded, None);
+        if env.mode == Mode::Preflight {
+            // Published as unknown, so dependents' attributes still resolve.
+            for op in ["refresh", "preview", "apply"] {
+                self.skip(op, "preflight only");
+            }
+            return Ok(());
+        }
 
         // refresh: what is really there now.
         let mut prior_state = prior.as_ref().map(|r| r.state.clone());
@@ -501,10 +535,14 @@ impl StackJob {
 
         // apply: the intent is on disk before the plugin is called.
         self.begin("apply");
-        env.journal
-            .record_durably(Write::Journal(self.journal_entry("apply", JournalPhase::Started)))
-            .await
-            .map_err(|e| ("apply", e.to_string()))?;
+        match intent.take() {
+            Some(ticket) => ticket.wait().await.map_err(|e| ("apply", e.to_string()))?,
+            None => env
+                .journal
+                .record_durably(Write::Journal(self.journal_entry("apply", JournalPhase::Started)))
+                .await
+                .map_err(|e| ("apply", e.to_string()))?,
+        }
         let applied = match session.apply(&ctx, &node.kind, prior_state.as_ref(), &desired, cred.as_ref()).await {
             Ok(a) => a,
             Err(e) => {

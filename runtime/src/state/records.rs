@@ -195,6 +195,9 @@ pub enum JournalPhase {
     Done,
     /// The plugin returned an error.
     Failed,
+    /// The plugin was never called (nothing to apply, or an earlier
+    /// operation failed): the intent is withdrawn.
+    Withdrawn,
 }
 
 pub fn now_ms() -> u64 {
