@@ -99,6 +99,16 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Plugin `host.log` lines and the runtime's own go to stderr, filtered by
+    // STACKPIPE_LOG (`info`, `debug`, `stackpipe_runtime=trace`, ...); warnings by default.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STACKPIPE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(stderr_color())
+        .with_target(false)
+        .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(a) => check(a),
