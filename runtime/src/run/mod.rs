@@ -276,6 +276,9 @@ async fn run_environment(env: &Arc<EnvRun>, mode: Mode, opts: &RunOptions, stop:
             }
         }
     }
+    if opts.resume.is_some() {
+        warn_in_flight(env);
+    }
     let done = Arc::new(done);
     let ends = walk(&deps, opts.parallelism, stop.clone(), |i| {
         let env = env.clone();
@@ -333,4 +336,29 @@ fn pipeline_outputs(env: &EnvRun) -> serde_json::Map<String, Value> {
         }
     }
     out
+}
+
+/// A resumed run: says which applies or destroys were in flight when the run
+/// stopped. Their jobs run again from preflight: refresh reads what is really
+/// there (an update that landed plans as no change), but a create whose
+/// result was lost cannot be recognised, so it is said out loud.
+fn warn_in_flight(env: &EnvRun) {
+    let Ok(entries) = env.store.journal(&env.run_id) else { return };
+    let mut last: HashMap<(&str, &str), (&str, crate::state::JournalPhase)> = HashMap::new();
+    for e in entries.iter().filter(|e| e.environment == env.env.name) {
+        last.insert((e.node.as_str(), e.op.as_str()), (e.op.as_str(), e.phase));
+    }
+    for ((node, _), (op, phase)) in last {
+        if phase != crate::state::JournalPhase::Started {
+            continue;
+        }
+        let known = env.store.resource(&env.key(node)).ok().flatten().is_some();
+        let text = if known {
+            format!("{op} was in flight when the run stopped; refreshing before going on")
+        } else {
+            format!("{op} was in flight when the run stopped and its result was not recorded; it runs again")
+        };
+        tracing::warn!(environment = %env.env.name, node, "{text}");
+        env.events.send(RunEvent::Log { environment: env.env.name.clone(), node: node.to_string(), op: "preflight", text });
+    }
 }
