@@ -186,6 +186,9 @@ pub fn logs(a: LogsArgs) -> Result<(), u8> {
     Ok(())
 }
 
+/// With `--json`: `{"resources": {NAME: {OUTPUT: VALUE}}, "outputs": {NAME: VALUE},
+/// "environments": {ENV: {"resources", "outputs"}}}`, the top level being the
+/// last environment in promotion order (or the one `--env` names).
 #[derive(Args)]
 pub struct OutputsArgs {
     #[command(flatten)]
@@ -220,14 +223,15 @@ pub fn outputs(a: OutputsArgs) -> Result<(), u8> {
         per_env.push((env.name.clone(), resources.clone(), outs));
     }
     if a.json {
-        let doc = if per_env.len() == 1 {
-            let (_, r, o) = &per_env[0];
-            json!({ "resources": r, "outputs": o })
-        } else {
-            Value::Object(
-                per_env.iter().map(|(e, r, o)| (e.clone(), json!({ "resources": r, "outputs": o }))).collect(),
-            )
+        // Top level: the last environment in promotion order (the one
+        // `--env` names, or the furthest promoted); every environment under
+        // "environments".
+        let mut doc = match per_env.last() {
+            Some((_, r, o)) => json!({ "resources": r, "outputs": o }),
+            None => json!({ "resources": {}, "outputs": {} }),
         };
+        doc["environments"] =
+            Value::Object(per_env.iter().map(|(e, r, o)| (e.clone(), json!({ "resources": r, "outputs": o }))).collect());
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(());
     }
