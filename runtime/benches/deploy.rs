@@ -112,6 +112,12 @@ fn main() {
 
     let dir = tempfile::tempdir().expect("tmp");
     copy_cache(warm.path(), dir.path());
+    let (text, _) = generate(10_000, 40, false);
+    let secs = deploy(dir.path(), &text, 0);
+    println!("deploy 10,000 no-op nodes (parallelism 0): {:.3} s total, {:.1} us per node", secs, secs * 1e6 / 10_000.0);
+
+    let dir = tempfile::tempdir().expect("tmp");
+    copy_cache(warm.path(), dir.path());
     let (text, nodes) = generate(500, 10, true);
     let mut finish = vec![0u64; nodes.len()];
     for (i, (delay, deps)) in nodes.iter().enumerate() {
