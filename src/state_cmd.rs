@@ -50,6 +50,9 @@ pub fn runs(a: RunsArgs) -> Result<(), u8> {
 pub struct StatusArgs {
     /// The run (default: the most recent).
     pub run: Option<String>,
+    /// Also show each job's input snapshot: attributes (secrets masked), plugin digest, flow policy.
+    #[arg(long)]
+    pub inputs: bool,
     #[command(flatten)]
     pub state: StateArgs,
     #[arg(long)]
@@ -89,6 +92,7 @@ pub fn status_doc(run: &RunRecord, jobs: &[JobRecord]) -> Value {
                     "started_ms": j.started_ms,
                     "finished_ms": j.finished_ms,
                     "error": j.error,
+                    "input": j.input,
                     "operations": j.ops.iter().map(|o| json!({
                         "name": o.name, "status": o.status, "started_ms": o.started_ms,
                         "finished_ms": o.finished_ms, "message": o.message,
@@ -160,6 +164,19 @@ pub fn status(a: StatusArgs) -> Result<(), u8> {
             );
             if let Some(e) = &j.error {
                 println!("  {:<20} error: {e}", "");
+            }
+            if a.inputs {
+                if let Some(input) = &j.input {
+                    println!(
+                        "  {:<20} input: {}.{} ({}), flow {}, attributes {}",
+                        "",
+                        input.plugin,
+                        input.kind,
+                        input.plugin_digest.get(..12).unwrap_or(&input.plugin_digest),
+                        input.flow,
+                        input.attributes
+                    );
+                }
             }
         }
     }

@@ -100,6 +100,12 @@ fn deploy_runs_every_node_after_its_dependencies_and_wires_outputs() {
             assert!(started >= finished, "{node} started at {started}, before {d} finished at {finished}");
         }
     }
+    let input = &Project::node(&status, "b")["input"];
+    assert_eq!(input["plugin"], "t");
+    assert_eq!(input["plugin_digest"].as_str().map(str::len), Some(64));
+    assert_eq!(input["flow"]["refresh"], true);
+    assert_eq!(input["message"], "first");
+    assert!(input["attributes"]["from_a"].as_str().is_some_and(|s| s.starts_with("a-")), "{input}");
     let ops: Vec<&str> =
         Project::node(&status, "d")["operations"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
     assert_eq!(ops, ["preflight", "init", "refresh", "preview", "apply"]);

@@ -711,3 +711,19 @@ impl StackJob {
 fn op_static(name: &str, ops: &[&'static str]) -> &'static str {
     ops.iter().copied().find(|o| *o == name).unwrap_or("apply")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_at_any_depth() {
+        let v = json!({ "name": "db", "master_password": "hunter2", "auth": { "api_token": "t", "user": "u" }, "list": [{ "secret": 1 }] });
+        let m = mask(&v);
+        assert_eq!(m["name"], "db");
+        assert_eq!(m["master_password"], "(sensitive)");
+        assert_eq!(m["auth"]["api_token"], "(sensitive)");
+        assert_eq!(m["auth"]["user"], "u");
+        assert_eq!(m["list"][0]["secret"], "(sensitive)");
+    }
+}
