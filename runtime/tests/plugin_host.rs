@@ -129,7 +129,12 @@ async fn test_provisioner_ledger_records_apply_and_destroy() {
     let config = json!({ "ledger": "out/ledger.txt" });
     let p = load_with(&host, "test", PluginKind::Provisioner, &bytes, sandbox, Limits::default(), &config).unwrap();
     let a = p.apply(&host, &ctx("web"), "step", None, &json!({}), None).await.unwrap();
+    // What apply created can be found without its state (an interrupted run).
+    let found = p.read(&host, &ctx("web"), "step", None, &json!({}), None).await.unwrap().expect("found");
+    assert_eq!(found.state, a.state);
+    assert_eq!(found.outputs, a.outputs);
     p.destroy(&host, &ctx("web"), "step", &a.state, None).await.unwrap();
+    assert_eq!(p.read(&host, &ctx("web"), "step", None, &json!({}), None).await.unwrap(), None);
     let ledger = std::fs::read_to_string(dir.path().join("out/ledger.txt")).unwrap();
     assert_eq!(ledger, "apply p/dev/web\ndestroy p/dev/web\n");
 }
@@ -150,19 +155,25 @@ async fn local_provisioner_writes_only_inside_its_grant_and_sees_drift() {
     assert_eq!(a.outputs["sha256"].as_str().unwrap().len(), 64);
 
     // Unchanged: read gives back what plan compares as a no-op.
-    let refreshed = p.read(&host, &ctx("index"), "file", &a.state, None).await.unwrap().expect("still there");
-    let plan = p.plan(&host, &ctx("index"), "file", Some(&refreshed), &desired, None).await.unwrap();
+    let refreshed = p.read(&host, &ctx("index"), "file", Some(&a.state), &desired, None).await.unwrap().expect("still there");
+    assert_eq!(refreshed.outputs, a.outputs);
+    let plan = p.plan(&host, &ctx("index"), "file", Some(&refreshed.state), &desired, None).await.unwrap();
     assert_eq!(plan.change, Change::NoOp);
+    // No state: what an interrupted apply wrote is found at the desired path.
+    let found = p.read(&host, &ctx("index"), "file", None, &desired, None).await.unwrap().expect("found");
+    assert_eq!(found.outputs, a.outputs);
 
     // Edited outside stackpipe: drift.
     std::fs::write(&on_disk, "tampered").unwrap();
-    let refreshed = p.read(&host, &ctx("index"), "file", &a.state, None).await.unwrap().expect("still there");
-    let plan = p.plan(&host, &ctx("index"), "file", Some(&refreshed), &desired, None).await.unwrap();
+    let refreshed = p.read(&host, &ctx("index"), "file", Some(&a.state), &desired, None).await.unwrap().expect("still there");
+    assert_ne!(refreshed.outputs["sha256"], a.outputs["sha256"], "the outputs are refreshed too");
+    let plan = p.plan(&host, &ctx("index"), "file", Some(&refreshed.state), &desired, None).await.unwrap();
     assert_eq!(plan.change, Change::Update);
 
     // Deleted outside stackpipe: gone.
     std::fs::remove_file(&on_disk).unwrap();
-    assert_eq!(p.read(&host, &ctx("index"), "file", &a.state, None).await.unwrap(), None);
+    assert_eq!(p.read(&host, &ctx("index"), "file", Some(&a.state), &desired, None).await.unwrap(), None);
+    assert_eq!(p.read(&host, &ctx("index"), "file", None, &desired, None).await.unwrap(), None);
 
     // Outside the grant: refused.
     let outside = json!({ "path": "elsewhere/x.txt", "content": "x" });

@@ -29,10 +29,11 @@ impl Guest for Hostile {
     fn read(
         _ctx: Context,
         _kind: String,
-        state: Json,
+        state: Option<Json>,
+        _desired: Json,
         _cred: Option<Credential>,
-    ) -> Result<Option<Json>, String> {
-        Ok(Some(state))
+    ) -> Result<Option<Applied>, String> {
+        Ok(state.map(|state| Applied { state, outputs: "{}".into() }))
     }
 
     fn plan(

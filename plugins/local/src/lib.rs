@@ -69,11 +69,30 @@ impl Guest for Local {
         diags
     }
 
-    fn read(ctx: Context, kind: String, state: String, _cred: Option<Credential>) -> Result<Option<String>, String> {
+    fn read(
+        ctx: Context,
+        kind: String,
+        state: Option<String>,
+        desired: String,
+        _cred: Option<Credential>,
+    ) -> Result<Option<Applied>, String> {
         let place = Place::new(&ctx)?;
         match Kind::parse(&kind)? {
             Kind::File => {
-                let mut st = FileState::from_json(&state)?;
+                // No state: an apply was interrupted; what it wrote is at the desired path.
+                let mut st = match state {
+                    Some(state) => FileState::from_json(&state)?,
+                    None => {
+                        let want = file_spec(&desired)?;
+                        FileState {
+                            path: want.path,
+                            content_sha256: String::new(),
+                            size: 0,
+                            mode: want.mode,
+                            mode_applied: false,
+                        }
+                    }
+                };
                 let at = place.resolve(&st.path)?;
                 match ops::hash_file(&at)? {
                     None => {
@@ -81,7 +100,7 @@ impl Guest for Local {
                         Ok(None)
                     }
                     Some((sha, size)) => {
-                        if sha != st.content_sha256 {
+                        if !st.content_sha256.is_empty() && sha != st.content_sha256 {
                             log(
                                 &ctx,
                                 Level::Info,
@@ -90,15 +109,18 @@ impl Guest for Local {
                         }
                         st.content_sha256 = sha;
                         st.size = size;
-                        Ok(Some(st.to_json()))
+                        Ok(Some(Applied { state: st.to_json(), outputs: st.outputs() }))
                     }
                 }
             }
             Kind::Directory => {
-                let st = DirState::from_json(&state)?;
+                let st = match state {
+                    Some(state) => DirState::from_json(&state)?,
+                    None => DirState { path: dir_spec(&desired)?.path },
+                };
                 let at = place.resolve(&st.path)?;
                 if ops::dir_exists(&at)? {
-                    Ok(Some(st.to_json()))
+                    Ok(Some(Applied { state: st.to_json(), outputs: st.outputs() }))
                 } else {
                     log(&ctx, Level::Info, &format!("directory `{}` is gone", at.display()));
                     Ok(None)

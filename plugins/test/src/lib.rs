@@ -46,6 +46,38 @@ fn record(ctx: &Context, op: Op) -> Result<(), String> {
         .map_err(|e| format!("cannot append to the ledger `{}`: {e}", path.display()))
 }
 
+/// The granted path of this step's record beside the ledger, if there is a ledger.
+fn record_file(ctx: &Context) -> Result<Option<std::path::PathBuf>, String> {
+    let Some(ledger) = step::ledger_path(&ctx.config)? else { return Ok(None) };
+    let path = step::record_path(&ledger, &ctx.pipeline, &ctx.environment, &ctx.resource);
+    grants::check(std::path::Path::new(&path), grants::granted().as_deref()).map_err(|e| format!("the step record {e}"))?;
+    Ok(Some(grants::normalize(std::path::Path::new(&path))))
+}
+
+/// Keeps the state of an applied step beside the ledger (written whole, then
+/// renamed into place), before the ledger line: a step in the ledger always
+/// has its record.
+fn keep_record(ctx: &Context, state: &State) -> Result<(), String> {
+    let Some(path) = record_file(ctx)? else { return Ok(()) };
+    let fail = |e: std::io::Error| format!("cannot write the step record `{}`: {e}", path.display());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, state.to_json()).map_err(fail)?;
+    std::fs::rename(&tmp, &path).map_err(fail)
+}
+
+fn forget_record(ctx: &Context) -> Result<(), String> {
+    let Some(path) = record_file(ctx)? else { return Ok(()) };
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("cannot remove the step record `{}`: {e}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn random_u64() -> Result<u64, String> {
     getrandom::u64().map_err(|e| format!("no random numbers for the step's id: {e}"))
 }
@@ -66,12 +98,31 @@ impl Guest for Test {
         diags
     }
 
-    fn read(ctx: Context, kind: String, state: String, _cred: Option<Credential>) -> Result<Option<String>, String> {
+    fn read(
+        ctx: Context,
+        kind: String,
+        state: Option<String>,
+        _desired: String,
+        _cred: Option<Credential>,
+    ) -> Result<Option<Applied>, String> {
         step::check_kind(&kind)?;
-        let st = State::from_json(&state)?;
+        let st = match state {
+            Some(state) => State::from_json(&state)?,
+            // An interrupted apply: what it created is in its record, if it got that far.
+            None => {
+                let Some(path) = record_file(&ctx)? else { return Ok(None) };
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => {
+                        log(&ctx, Level::Info, "found the step an interrupted apply created");
+                        State::from_json(&text)?
+                    }
+                    Err(_) => return Ok(None),
+                }
+            }
+        };
         let s = step::parse_step(st.attributes.clone()).map_err(|d| step::diagnostics_error(&d))?;
         fail_if(&ctx, Op::Read, &s)?;
-        Ok(Some(state))
+        Ok(Some(Applied { state: st.to_json(), outputs: st.outputs(&s) }))
     }
 
     fn plan(
@@ -106,8 +157,9 @@ impl Guest for Test {
             Some(p) => p.id,
             None => step::new_id(&ctx.resource, random_u64()?),
         };
-        record(&ctx, Op::Apply)?;
         let state = State { id, attributes: s.attributes.clone() };
+        keep_record(&ctx, &state)?;
+        record(&ctx, Op::Apply)?;
         log(&ctx, Level::Info, &format!("applied step {}", state.id));
         Ok(Applied { state: state.to_json(), outputs: state.outputs(&s) })
     }
@@ -119,6 +171,7 @@ impl Guest for Test {
         sleep(&ctx, Op::Destroy, &s);
         fail_if(&ctx, Op::Destroy, &s)?;
         record(&ctx, Op::Destroy)?;
+        forget_record(&ctx)?;
         log(&ctx, Level::Info, &format!("destroyed step {}", st.id));
         Ok(())
     }

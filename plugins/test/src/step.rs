@@ -184,6 +184,13 @@ pub fn ledger_line(op: Op, pipeline: &str, environment: &str, resource: &str) ->
     format!("{} {pipeline}/{environment}/{resource}\n", op.name())
 }
 
+/// Where, beside the ledger, a step applied with a ledger keeps its state, so
+/// that `read` without a state can find what an interrupted apply created:
+/// `<ledger>.steps/<pipeline>/<environment>/<resource>.json`.
+pub fn record_path(ledger: &str, pipeline: &str, environment: &str, resource: &str) -> String {
+    format!("{ledger}.steps/{pipeline}/{environment}/{resource}.json")
+}
+
 pub fn new_id(resource: &str, random: u64) -> String {
     let name = if resource.is_empty() { "step" } else { resource };
     format!("{name}-{random:016x}")

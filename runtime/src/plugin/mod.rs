@@ -516,8 +516,16 @@ impl LoadedPlugin {
         self.session(host).await?.validate(ctx, kind, desired).await
     }
 
-    pub async fn read(&self, host: &PluginHost, ctx: &CallContext, kind: &str, state: &Value, cred: Option<&Credential>) -> Result<Option<Value>, PluginError> {
-        self.session(host).await?.read(ctx, kind, state, cred).await
+    pub async fn read(
+        &self,
+        host: &PluginHost,
+        ctx: &CallContext,
+        kind: &str,
+        state: Option<&Value>,
+        desired: &Value,
+        cred: Option<&Credential>,
+    ) -> Result<Option<Applied>, PluginError> {
+        self.session(host).await?.read(ctx, kind, state, desired, cred).await
     }
 
     pub async fn plan(
@@ -608,13 +616,30 @@ impl ProvisionerSession<'_> {
         Ok(call!(s, "validate", |g, store| g.call_validate(store, &c, kind, &desired)))
     }
 
-    pub async fn read(&mut self, ctx: &CallContext, kind: &str, state: &Value, cred: Option<&Credential>) -> Result<Option<Value>, PluginError> {
-        let (c, state, cred) = (self.plugin.context(ctx), state.to_string(), cred.map(Credential::to_wit));
+    /// Refreshes a resource: its state and outputs now, or none when it is
+    /// gone. With no `state`, asks the provisioner to find what an
+    /// interrupted apply of `desired` for this context created.
+    pub async fn read(
+        &mut self,
+        ctx: &CallContext,
+        kind: &str,
+        state: Option<&Value>,
+        desired: &Value,
+        cred: Option<&Credential>,
+    ) -> Result<Option<Applied>, PluginError> {
+        let c = self.plugin.context(ctx);
+        let (state, desired, cred) = (state.map(Value::to_string), desired.to_string(), cred.map(Credential::to_wit));
         let s = self;
-        let out = call!(s, "read", |g, store| g.call_read(store, &c, kind, &state, cred.as_ref()));
+        let out = call!(s, "read", |g, store| g.call_read(store, &c, kind, state.as_ref(), &desired, cred.as_ref()));
         match out {
             Ok(None) => Ok(None),
-            Ok(Some(json)) => Ok(Some(s.plugin.json(&s.store, "read", &json)?)),
+            Ok(Some(applied)) => {
+                s.plugin.check_size("read", applied.state.len() + applied.outputs.len())?;
+                Ok(Some(Applied {
+                    state: s.plugin.json(&s.store, "read", &applied.state)?,
+                    outputs: s.plugin.json(&s.store, "read", &applied.outputs)?,
+                }))
+            }
             Err(m) => Err(s.plugin.failed(&s.store, "read", m)),
         }
     }

@@ -277,7 +277,10 @@ async fn run_environment(env: &Arc<EnvRun>, mode: Mode, opts: &RunOptions, stop:
         }
     }
     if opts.resume.is_some() {
-        warn_in_flight(env);
+        let in_flight = in_flight(env);
+        if let Ok(mut f) = env.in_flight.write() {
+            *f = in_flight;
+        }
     }
     let done = Arc::new(done);
     let ends = walk(&deps, opts.parallelism, stop.clone(), |i| {
@@ -338,27 +341,25 @@ fn pipeline_outputs(env: &EnvRun) -> serde_json::Map<String, Value> {
     out
 }
 
-/// A resumed run: says which applies or destroys were in flight when the run
-/// stopped. Their jobs run again from preflight: refresh reads what is really
-/// there (an update that landed plans as no change), but a create whose
-/// result was lost cannot be recognised, so it is said out loud.
-fn warn_in_flight(env: &EnvRun) {
-    let Ok(entries) = env.store.journal(&env.run_id) else { return };
-    let mut last: HashMap<(&str, &str), (&str, crate::state::JournalPhase)> = HashMap::new();
+/// A resumed run: the nodes whose apply or destroy was in flight when the
+/// run stopped, said out loud. Their jobs run again from preflight: refresh
+/// reads what is really there (an update that landed plans as no change),
+/// and an apply whose result was lost asks the provisioner what it created.
+fn in_flight(env: &EnvRun) -> std::collections::HashSet<String> {
+    let mut out = std::collections::HashSet::new();
+    let Ok(entries) = env.store.journal(&env.run_id) else { return out };
+    let mut last: HashMap<(&str, &str), crate::state::JournalPhase> = HashMap::new();
     for e in entries.iter().filter(|e| e.environment == env.env.name) {
-        last.insert((e.node.as_str(), e.op.as_str()), (e.op.as_str(), e.phase));
+        last.insert((e.node.as_str(), e.op.as_str()), e.phase);
     }
-    for ((node, _), (op, phase)) in last {
+    for ((node, op), phase) in last {
         if phase != crate::state::JournalPhase::Started {
             continue;
         }
-        let known = env.store.resource(&env.key(node)).ok().flatten().is_some();
-        let text = if known {
-            format!("{op} was in flight when the run stopped; refreshing before going on")
-        } else {
-            format!("{op} was in flight when the run stopped and its result was not recorded; it runs again")
-        };
+        let text = format!("{op} was in flight when the run stopped; finding out what it did before going on");
         tracing::warn!(environment = %env.env.name, node, "{text}");
         env.events.send(RunEvent::Log { environment: env.env.name.clone(), node: node.to_string(), op: "preflight", text });
+        out.insert(node.to_string());
     }
+    out
 }

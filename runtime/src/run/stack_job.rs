@@ -70,6 +70,8 @@ pub struct EnvRun {
     /// Outputs of this environment's resources, as they become known.
     pub outputs: RwLock<HashMap<String, Value>>,
     pub planned: Mutex<Vec<PlannedChange>>,
+    /// Resumed run: nodes whose apply was in flight when the run stopped.
+    pub in_flight: RwLock<std::collections::HashSet<String>>,
     types: AsyncMutex<HashMap<String, Result<Vec<String>, String>>>,
     credentials: AsyncMutex<HashMap<String, Result<Option<Credential>, String>>>,
 }
@@ -103,6 +105,7 @@ impl EnvRun {
             sets,
             outputs: RwLock::new(HashMap::new()),
             planned: Mutex::new(Vec::new()),
+            in_flight: RwLock::new(Default::default()),
             types: AsyncMutex::new(HashMap::new()),
             credentials: AsyncMutex::new(HashMap::new()),
         }
@@ -467,17 +470,49 @@ impl StackJob {
             return Ok(());
         }
 
+        // An apply of this node was in flight when this run stopped, and its
+        // result never reached the state: ask the provisioner what it created.
+        let mut prior = prior;
+        let in_flight = env.in_flight.read().map(|f| f.contains(&node.name)).unwrap_or(false);
+        if in_flight && prior.is_none() {
+            self.begin("refresh");
+            match session.read(&ctx, &node.kind, None, &desired, cred.as_ref()).await {
+                Ok(Some(found)) => {
+                    self.log("refresh", "found what the interrupted apply created; adopting it".into());
+                    let record = self.record_of(&node, found.state, found.outputs, &desired);
+                    env.journal
+                        .record_all_durably(vec![
+                            Write::PutResource(key.clone(), record.clone()),
+                            Write::Journal(self.journal_entry("apply", JournalPhase::Done)),
+                        ])
+                        .await
+                        .map_err(|e| ("refresh", e.to_string()))?;
+                    prior = Some(record);
+                }
+                Ok(None) => self.log("refresh", "the interrupted apply created nothing; applying".into()),
+                Err(e) => return Err(("refresh", e.to_string())),
+            }
+            self.end("refresh", Status::Succeeded, None);
+        }
+
         // refresh: what is really there now.
         let mut prior_state = prior.as_ref().map(|r| r.state.clone());
-        if !flow.refresh {
+        let mut prior_outputs = prior.as_ref().map(|r| r.outputs.clone());
+        if self.record.ops[self.op_index("refresh")].status.is_final() {
+            // Done above, for an interrupted apply.
+        } else if !flow.refresh {
             self.skip("refresh", "flow policy: refresh = false");
         } else if let Some(state) = prior_state.clone() {
             self.begin("refresh");
-            match session.read(&ctx, &node.kind, &state, cred.as_ref()).await {
-                Ok(Some(now)) => prior_state = Some(now),
+            match session.read(&ctx, &node.kind, Some(&state), &desired, cred.as_ref()).await {
+                Ok(Some(now)) => {
+                    prior_state = Some(now.state);
+                    prior_outputs = Some(now.outputs);
+                }
                 Ok(None) => {
                     self.log("refresh", "the resource is gone (deleted outside stackpipe); it will be created".into());
                     prior_state = None;
+                    prior_outputs = None;
                 }
                 Err(e) => return Err(("refresh", e.to_string())),
             }
@@ -515,8 +550,8 @@ impl StackJob {
 
         if env.mode == Mode::Plan {
             // Outputs of what exists are known; of what would be created or replaced, not.
-            let outputs = match (&prior, change) {
-                (Some(r), Change::NoOp | Change::Update) => r.outputs.clone(),
+            let outputs = match (&prior_outputs, change) {
+                (Some(o), Change::NoOp | Change::Update) => o.clone(),
                 _ => json!({}),
             };
             self.publish_outputs(&node.name, outputs, change != Change::NoOp && change != Change::Update);
@@ -524,7 +559,7 @@ impl StackJob {
             return Ok(());
         }
         if change == Change::NoOp {
-            let outputs = prior.as_ref().map(|r| r.outputs.clone()).unwrap_or_else(|| json!({}));
+            let outputs = prior_outputs.unwrap_or_else(|| json!({}));
             self.publish_outputs(&node.name, outputs, false);
             self.skip("apply", "no changes");
             return Ok(());
@@ -550,18 +585,7 @@ impl StackJob {
                 return Err(("apply", e.to_string()));
             }
         };
-        let depends_on = env.graph.dependencies(self.index).into_iter().map(|d| env.graph.node(d).name.clone()).collect();
-        let record = ResourceRecord {
-            plugin: node.plugin.clone(),
-            kind: node.kind.clone(),
-            state: applied.state,
-            outputs: applied.outputs.clone(),
-            attributes: mask(&desired),
-            depends_on,
-            serial: 0,
-            run_id: env.run_id.clone(),
-            updated_ms: now_ms(),
-        };
+        let record = self.record_of(&node, applied.state, applied.outputs.clone(), &desired);
         // Not waited for: the journal commits in order, so this result is on
         // disk before any dependent's own apply intent is, and so before any
         // dependent touches the world. The run's end waits for everything.
@@ -653,8 +677,8 @@ impl StackJob {
         let mut state = prior.state.clone();
         if flow.refresh {
             self.begin("refresh");
-            match session.read(&ctx, &node.kind, &state, cred.as_ref()).await {
-                Ok(Some(now)) => state = now,
+            match session.read(&ctx, &node.kind, Some(&state), &prior.attributes, cred.as_ref()).await {
+                Ok(Some(now)) => state = now.state,
                 Ok(None) => {
                     self.end("refresh", Status::Succeeded, None);
                     self.log("refresh", "already gone; forgetting it".into());
@@ -694,6 +718,22 @@ impl StackJob {
             .map_err(|e| ("destroy", e.to_string()))?;
         self.end("destroy", Status::Succeeded, None);
         Ok(())
+    }
+
+    /// The state record of this node after an apply (or an adoption).
+    fn record_of(&self, node: &stackpipe_dsl::ResourceNode, state: Value, outputs: Value, desired: &Value) -> ResourceRecord {
+        let env = &self.env;
+        ResourceRecord {
+            plugin: node.plugin.clone(),
+            kind: node.kind.clone(),
+            state,
+            outputs,
+            attributes: mask(desired),
+            depends_on: env.graph.dependencies(self.index).into_iter().map(|d| env.graph.node(d).name.clone()).collect(),
+            serial: 0,
+            run_id: env.run_id.clone(),
+            updated_ms: now_ms(),
+        }
     }
 
     fn journal_entry(&self, op: &str, phase: JournalPhase) -> JournalEntry {
