@@ -93,14 +93,6 @@ impl RunJournal {
         }
     }
 
-    /// Queues writes now and returns a ticket that resolves once they are on
-    /// disk: the caller can do other work while the commit happens.
-    pub fn record_all_ticket(&self, writes: Vec<Write>) -> DurableTicket {
-        let (done, wait) = oneshot::channel();
-        let sent = self.tx.send(Queued { writes, done: Some(done) }).is_ok();
-        DurableTicket { wait: sent.then_some(wait) }
-    }
-
     /// Waits until everything queued so far is on disk.
     pub async fn flush(&self) -> Result<(), JournalError> {
         let (done, wait) = oneshot::channel();
@@ -109,24 +101,6 @@ impl RunJournal {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(JournalError::Write(e)),
             Err(_) => Err(JournalError::Closed),
-        }
-    }
-}
-
-/// Resolves when the writes it was issued for are on disk.
-pub struct DurableTicket {
-    wait: Option<oneshot::Receiver<Result<(), String>>>,
-}
-
-impl DurableTicket {
-    pub async fn wait(self) -> Result<(), JournalError> {
-        match self.wait {
-            None => Err(JournalError::Closed),
-            Some(w) => match w.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(JournalError::Write(e)),
-                Err(_) => Err(JournalError::Closed),
-            },
         }
     }
 }

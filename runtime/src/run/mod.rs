@@ -282,6 +282,26 @@ async fn run_environment(env: &Arc<EnvRun>, mode: Mode, opts: &RunOptions, stop:
             *f = in_flight;
         }
     }
+    if mode == Mode::Deploy {
+        // Every apply this environment may make is on disk before any starts.
+        let planned: Vec<Write> = (0..n)
+            .filter(|&i| !done[i])
+            .map(|i| {
+                Write::Journal(crate::state::JournalEntry {
+                    run_id: env.run_id.clone(),
+                    environment: env.env.name.clone(),
+                    node: graph.node(petgraph::graph::NodeIndex::new(i)).name.clone(),
+                    op: "apply".into(),
+                    phase: crate::state::JournalPhase::Planned,
+                    ms: now_ms(),
+                })
+            })
+            .collect();
+        if let Err(e) = env.journal.record_all_durably(planned).await {
+            tracing::error!("cannot journal the environment's plan: {e}");
+            return Status::Failed;
+        }
+    }
     let done = Arc::new(done);
     let ends = walk(&deps, opts.parallelism, stop.clone(), |i| {
         let env = env.clone();
@@ -353,12 +373,18 @@ fn in_flight(env: &EnvRun) -> std::collections::HashSet<String> {
         last.insert((e.node.as_str(), e.op.as_str()), e.phase);
     }
     for ((node, op), phase) in last {
-        if phase != crate::state::JournalPhase::Started {
-            continue;
+        use crate::state::JournalPhase::*;
+        match phase {
+            // Planned but not known to have started: it may have, in the
+            // moment between starting and journaling it; ask, quietly.
+            Planned => {}
+            Started => {
+                let text = format!("{op} was in flight when the run stopped; finding out what it did before going on");
+                tracing::warn!(environment = %env.env.name, node, "{text}");
+                env.events.send(RunEvent::Log { environment: env.env.name.clone(), node: node.to_string(), op: "preflight", text });
+            }
+            Done | Failed | Withdrawn => continue,
         }
-        let text = format!("{op} was in flight when the run stopped; finding out what it did before going on");
-        tracing::warn!(environment = %env.env.name, node, "{text}");
-        env.events.send(RunEvent::Log { environment: env.env.name.clone(), node: node.to_string(), op: "preflight", text });
         out.insert(node.to_string());
     }
     out

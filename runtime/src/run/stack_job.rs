@@ -243,6 +243,8 @@ pub struct StackJob {
     index: NodeIndex,
     record: JobRecord,
     started: std::time::Instant,
+    /// Whether apply called the plugin.
+    apply_called: bool,
 }
 
 const DEPLOY_OPS: [&str; 5] = ["preflight", "init", "refresh", "preview", "apply"];
@@ -268,7 +270,7 @@ impl StackJob {
             change: None,
             error: None,
         };
-        StackJob { env, index, record, started: std::time::Instant::now() }
+        StackJob { env, index, record, started: std::time::Instant::now(), apply_called: false }
     }
 
     /// A job for a node that never started (a dependency failed, or the run stopped).
@@ -336,9 +338,8 @@ impl StackJob {
     pub async fn run(mut self) -> bool {
         self.record.status = Status::Running;
         self.record.started_ms = Some(now_ms());
-        // The job is stored when it starts and when it ends; operations in
-        // between are reported as events (and their final state stored).
-        self.save();
+        // The job is stored when it ends; while it runs, its operations are
+        // reported as events, and the journal's intent marks it in flight.
         let result = match self.env.mode {
             Mode::Deploy | Mode::Plan | Mode::Preflight => self.deploy().await,
             Mode::Undeploy => self.undeploy().await,
@@ -377,7 +378,8 @@ impl StackJob {
     /// the state (this run holds the lock) and the flow policy.
     async fn preflight(&mut self) -> Result<(Arc<LoadedPlugin>, Option<Credential>, FlowPolicy), (&'static str, String)> {
         self.begin("preflight");
-        let node = self.env.graph.node(self.index).clone();
+        let graph = self.env.graph.clone();
+        let node = graph.node(self.index);
         let fail = |m: String| ("preflight", m);
         let plugin = self.env.plugin(&node.plugin).map_err(|e| fail(format!("provisioner: {e}")))?;
         if plugin.kind() != PluginKind::Provisioner {
@@ -411,27 +413,20 @@ impl StackJob {
     }
 
     async fn deploy(&mut self) -> Result<(), (&'static str, String)> {
-        // The apply intent goes to disk while preflight, init and preview
-        // run; apply waits for it. A job that ends without applying closes
-        // the intent again (see `close_intent`).
-        let intent = (self.env.mode == Mode::Deploy)
-            .then(|| self.env.journal.record_all_ticket(vec![Write::Journal(self.journal_entry("apply", JournalPhase::Started))]));
-        self.deploy_ops(intent).await
-    }
-
-    async fn deploy_ops(&mut self, mut intent: Option<super::journal::DurableTicket>) -> Result<(), (&'static str, String)> {
-        let outcome = self.deploy_steps(&mut intent).await;
-        if intent.is_some() {
-            // Never reached apply: nothing is in flight for this node.
+        let outcome = self.deploy_steps().await;
+        if self.env.mode == Mode::Deploy && !self.apply_called {
+            // The environment's plan of applies (see `run_environment`)
+            // included this node; it never reached the plugin.
             self.env.journal.record(Write::Journal(self.journal_entry("apply", JournalPhase::Withdrawn)));
         }
         outcome
     }
 
-    async fn deploy_steps(&mut self, intent: &mut Option<super::journal::DurableTicket>) -> Result<(), (&'static str, String)> {
+    async fn deploy_steps(&mut self) -> Result<(), (&'static str, String)> {
         let (plugin, cred, flow) = self.preflight().await?;
         let env = self.env.clone();
-        let node = env.graph.node(self.index).clone();
+        let graph = env.graph.clone();
+        let node = graph.node(self.index);
         let ctx = env.context(&node.name);
         let key = env.key(&node.name);
 
@@ -568,16 +563,11 @@ impl StackJob {
             self.log("preview", "pause_before_apply: applying without a pause (approvals are not available yet)".into());
         }
 
-        // apply: the intent is on disk before the plugin is called.
+        // apply: this node's intent has been on disk since the environment
+        // started (`JournalPhase::Planned`); `Started` only narrows it down.
         self.begin("apply");
-        match intent.take() {
-            Some(ticket) => ticket.wait().await.map_err(|e| ("apply", e.to_string()))?,
-            None => env
-                .journal
-                .record_durably(Write::Journal(self.journal_entry("apply", JournalPhase::Started)))
-                .await
-                .map_err(|e| ("apply", e.to_string()))?,
-        }
+        self.apply_called = true;
+        env.journal.record(Write::Journal(self.journal_entry("apply", JournalPhase::Started)));
         let applied = match session.apply(&ctx, &node.kind, prior_state.as_ref(), &desired, cred.as_ref()).await {
             Ok(a) => a,
             Err(e) => {
@@ -586,9 +576,10 @@ impl StackJob {
             }
         };
         let record = self.record_of(&node, applied.state, applied.outputs.clone(), &desired);
-        // Not waited for: the journal commits in order, so this result is on
-        // disk before any dependent's own apply intent is, and so before any
-        // dependent touches the world. The run's end waits for everything.
+        // Not waited for: the journal commits within milliseconds. A crash
+        // before it does leaves this node `Planned` or `Started`, and
+        // `resume` asks the provisioner what it created (`read` without a
+        // state) rather than applying again.
         env.journal.record_all(vec![
             Write::PutResource(key, record),
             Write::Journal(self.journal_entry("apply", JournalPhase::Done)),
@@ -652,7 +643,8 @@ impl StackJob {
 
     async fn undeploy(&mut self) -> Result<(), (&'static str, String)> {
         let env = self.env.clone();
-        let node = env.graph.node(self.index).clone();
+        let graph = env.graph.clone();
+        let node = graph.node(self.index);
         let key = env.key(&node.name);
         let Some(prior) = env.store.resource(&key).map_err(|e| ("preflight", e.to_string()))? else {
             for op in UNDEPLOY_OPS {

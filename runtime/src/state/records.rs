@@ -189,6 +189,10 @@ pub struct JournalEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JournalPhase {
+    /// The node is to be applied in this run: written for every node of an
+    /// environment, in one commit, before the first starts, so no apply ever
+    /// waits on a disk write of its own.
+    Planned,
     /// The plugin is about to be called.
     Started,
     /// The plugin returned and its result is recorded.
