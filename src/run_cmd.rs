@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
-use stackpipe_runtime::plugin::{ArtifactCache, Change, PluginHost};
+use stackpipe_runtime::plugin::{change_name, ArtifactCache, Change, PluginHost};
 use stackpipe_runtime::run::{execute, Events, Mode, PlannedChange, RunEvent, RunOptions, RunSummary};
 use stackpipe_runtime::state::{RunKind, RunStatus, StateStore, Status};
 use tokio::sync::{mpsc, watch};
@@ -150,16 +150,6 @@ fn plan_like(a: RunArgs, mode: Mode) -> Result<(), u8> {
     Ok(())
 }
 
-fn change_name(c: Change) -> &'static str {
-    match c {
-        Change::Create => "create",
-        Change::Update => "update",
-        Change::Replace => "replace",
-        Change::Delete => "delete",
-        Change::NoOp => "no-op",
-    }
-}
-
 /// A plan, as `terraform plan` shows one: `+` create, `~` update, `-/+`
 /// replace, `-` delete, with the attributes that change.
 pub fn render_plan(planned: &[PlannedChange]) -> String {
@@ -260,13 +250,7 @@ fn finish(s: &RunSummary, json: bool) -> Result<(), u8> {
                 }
             }
         }
-        let status = match s.status {
-            RunStatus::Succeeded => "succeeded",
-            RunStatus::Failed => "failed",
-            RunStatus::Cancelled => "cancelled",
-            RunStatus::Running => "running",
-        };
-        println!("\nrun {} {status}", s.run_id);
+        println!("\nrun {} {}", s.run_id, s.status.name());
     }
     match s.status {
         RunStatus::Succeeded => Ok(()),

@@ -35,8 +35,8 @@ pub fn runs(a: RunsArgs) -> Result<(), u8> {
         println!(
             "{}  {:<8} {:<10} {:<20} {:>8}  {}{}",
             r.id,
-            format!("{:?}", r.kind).to_lowercase(),
-            format!("{:?}", r.status).to_lowercase(),
+            r.kind.name(),
+            r.status.name(),
             r.pipeline,
             took,
             r.environments.join(","),
@@ -140,9 +140,9 @@ pub fn status(a: StatusArgs) -> Result<(), u8> {
     println!(
         "run {}: {} {} — {}{}",
         run.id,
-        format!("{:?}", run.kind).to_lowercase(),
+        run.kind.name(),
         run.pipeline,
-        format!("{:?}", run.status).to_lowercase(),
+        run.status.name(),
         run.message.as_ref().map(|m| format!(" (\"{m}\")")).unwrap_or_default()
     );
     for env in &run.environments {

@@ -204,7 +204,7 @@ resource d "t.step" { after = c.id }
 #[test]
 fn ctrl_c_lets_in_flight_work_finish_and_cancels_the_rest() {
     let p = Project::new(SLOW_CHAIN);
-    let mut child = p.command(&["deploy", "demo.pipeline"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = p.command(&["deploy", "demo.pipeline"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     wait_for("a to be applied", || p.ledger().len() == 1);
     std::thread::sleep(Duration::from_millis(200)); // b is in flight
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };

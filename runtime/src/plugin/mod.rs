@@ -38,6 +38,17 @@ use bindings::{credentials::CredentialsPluginPre, policy::PolicyPluginPre, provi
 /// and how long a busy plugin runs before it lets other tasks on its thread go.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// A change's name as plans, events and the state show it.
+pub fn change_name(c: Change) -> &'static str {
+    match c {
+        Change::Create => "create",
+        Change::Update => "update",
+        Change::Replace => "replace",
+        Change::Delete => "delete",
+        Change::NoOp => "no-op",
+    }
+}
+
 /// Live plugin instances at once; calls beyond this wait for a free slot.
 pub const MAX_INSTANCES: u32 = 256;
 
@@ -633,13 +644,7 @@ impl ProvisionerSession<'_> {
         let out = call!(s, "read", |g, store| g.call_read(store, &c, kind, state.as_ref(), &desired, cred.as_ref()));
         match out {
             Ok(None) => Ok(None),
-            Ok(Some(applied)) => {
-                s.plugin.check_size("read", applied.state.len() + applied.outputs.len())?;
-                Ok(Some(Applied {
-                    state: s.plugin.json(&s.store, "read", &applied.state)?,
-                    outputs: s.plugin.json(&s.store, "read", &applied.outputs)?,
-                }))
-            }
+            Ok(Some(applied)) => s.decode("read", applied).map(Some),
             Err(m) => Err(s.plugin.failed(&s.store, "read", m)),
         }
     }
@@ -679,10 +684,15 @@ impl ProvisionerSession<'_> {
         let s = self;
         let out = call!(s, "apply", |g, store| g.call_apply(store, &c, kind, prior.as_ref(), &desired, cred.as_ref()));
         let applied = out.map_err(|m| s.plugin.failed(&s.store, "apply", m))?;
-        s.plugin.check_size("apply", applied.state.len() + applied.outputs.len())?;
+        s.decode("apply", applied)
+    }
+
+    /// A returned state and outputs: bounded in size, and JSON.
+    fn decode(&self, op: &'static str, applied: bindings::types::Applied) -> Result<Applied, PluginError> {
+        self.plugin.check_size(op, applied.state.len() + applied.outputs.len())?;
         Ok(Applied {
-            state: s.plugin.json(&s.store, "apply", &applied.state)?,
-            outputs: s.plugin.json(&s.store, "apply", &applied.outputs)?,
+            state: self.plugin.json(&self.store, op, &applied.state)?,
+            outputs: self.plugin.json(&self.store, op, &applied.outputs)?,
         })
     }
 

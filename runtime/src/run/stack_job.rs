@@ -15,7 +15,7 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use super::events::{Events, RunEvent};
 use super::journal::RunJournal;
-use crate::plugin::{CallContext, Change, Credential, LoadedPlugin, PluginHost, PolicyVerdict, ResourcePlan};
+use crate::plugin::{change_name, CallContext, Change, Credential, LoadedPlugin, PluginHost, PolicyVerdict, ResourcePlan};
 use crate::state::{
     now_ms, JobInput, JobRecord, JournalEntry, JournalPhase, LogLine, OpRecord, ResourceKey, ResourceRecord, StateStore,
     Status, Write,
@@ -227,16 +227,6 @@ pub fn mask(v: &Value) -> Value {
     }
 }
 
-fn change_name(c: Change) -> &'static str {
-    match c {
-        Change::Create => "create",
-        Change::Update => "update",
-        Change::Replace => "replace",
-        Change::Delete => "delete",
-        Change::NoOp => "no-op",
-    }
-}
-
 /// The stack job of one node.
 pub struct StackJob {
     env: Arc<EnvRun>,
@@ -347,15 +337,11 @@ impl StackJob {
         let ok = result.is_ok();
         if let Err((op, message)) = result {
             self.end(op, Status::Failed, Some(message.clone()));
-            let rest: Vec<&'static str> = self
-                .record
-                .ops
-                .iter()
-                .filter(|o| o.status == Status::Queued)
-                .map(|o| if self.env.mode == Mode::Undeploy { op_static(&o.name, &UNDEPLOY_OPS) } else { op_static(&o.name, &DEPLOY_OPS) })
-                .collect();
-            for o in rest {
-                self.skip(o, &format!("{op} failed"));
+            let ops = if self.env.mode == Mode::Undeploy { UNDEPLOY_OPS } else { DEPLOY_OPS };
+            for o in ops {
+                if self.record.ops[self.op_index(o)].status == Status::Queued {
+                    self.skip(o, &format!("{op} failed"));
+                }
             }
             self.record.error = Some(message);
         }
@@ -386,7 +372,7 @@ impl StackJob {
             return Err(fail(format!("provisioner: `{}` is a {} plugin", node.plugin, plugin.kind().name())));
         }
         let types = self.env.types_of(&plugin).await.map_err(|e| fail(format!("provisioner: {e}")))?;
-        if !types.iter().any(|t| *t == node.kind) {
+        if !types.contains(&node.kind) {
             return Err(fail(format!(
                 "provisioner `{}` has no resource type `{}` (it has: {})",
                 node.plugin,
@@ -469,12 +455,13 @@ impl StackJob {
         // result never reached the state: ask the provisioner what it created.
         let mut prior = prior;
         let in_flight = env.in_flight.read().map(|f| f.contains(&node.name)).unwrap_or(false);
-        if in_flight && prior.is_none() {
+        let recovering = in_flight && prior.is_none();
+        if recovering {
             self.begin("refresh");
             match session.read(&ctx, &node.kind, None, &desired, cred.as_ref()).await {
                 Ok(Some(found)) => {
                     self.log("refresh", "found what the interrupted apply created; adopting it".into());
-                    let record = self.record_of(&node, found.state, found.outputs, &desired);
+                    let record = self.record_of(node, found.state, found.outputs, &desired);
                     env.journal
                         .record_all_durably(vec![
                             Write::PutResource(key.clone(), record.clone()),
@@ -493,8 +480,8 @@ impl StackJob {
         // refresh: what is really there now.
         let mut prior_state = prior.as_ref().map(|r| r.state.clone());
         let mut prior_outputs = prior.as_ref().map(|r| r.outputs.clone());
-        if self.record.ops[self.op_index("refresh")].status.is_final() {
-            // Done above, for an interrupted apply.
+        if recovering {
+            // Refreshed above.
         } else if !flow.refresh {
             self.skip("refresh", "flow policy: refresh = false");
         } else if let Some(state) = prior_state.clone() {
@@ -523,7 +510,7 @@ impl StackJob {
                 .plan(&ctx, &node.kind, prior_state.as_ref(), &desired, cred.as_ref())
                 .await
                 .map_err(|e| ("preview", e.to_string()))?;
-            let policy = self.policies(&node, &plan).await?;
+            let policy = self.policies(node, &plan).await?;
             self.log("preview", format!("{} ({} attribute change(s))", change_name(plan.change), plan.changes.len()));
             let change = plan.change;
             if env.mode == Mode::Plan {
@@ -575,7 +562,7 @@ impl StackJob {
                 return Err(("apply", e.to_string()));
             }
         };
-        let record = self.record_of(&node, applied.state, applied.outputs.clone(), &desired);
+        let record = self.record_of(node, applied.state, applied.outputs.clone(), &desired);
         // Not waited for: the journal commits within milliseconds. A crash
         // before it does leaves this node `Planned` or `Started`, and
         // `resume` asks the provisioner what it created (`read` without a
@@ -688,7 +675,7 @@ impl StackJob {
         }
         self.begin("preview");
         let plan = ResourcePlan { change: Change::Delete, changes: Vec::new() };
-        self.policies(&node, &plan).await?;
+        self.policies(node, &plan).await?;
         self.end("preview", Status::Succeeded, None);
         self.record.change = Some("delete".into());
 
@@ -740,9 +727,6 @@ impl StackJob {
     }
 }
 
-fn op_static(name: &str, ops: &[&'static str]) -> &'static str {
-    ops.iter().copied().find(|o| *o == name).unwrap_or("apply")
-}
 
 #[cfg(test)]
 mod tests {

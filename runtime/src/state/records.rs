@@ -54,6 +54,15 @@ pub enum RunKind {
     Undeploy,
 }
 
+impl RunKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunKind::Deploy => "deploy",
+            RunKind::Undeploy => "undeploy",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
@@ -61,6 +70,17 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Cancelled,
+}
+
+impl RunStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// Everything needed to re-create a run's input: `resume` and `rerun` use it.
