@@ -5,6 +5,8 @@
 //! name the grant is written with, so `out/a.txt` lands in the granted `out`.
 //! With `config { root = "out" }`, paths are relative to `out` instead.
 
+#[path = "../../common/diagnostics.rs"]
+mod diagnostics;
 #[path = "../../common/grants.rs"]
 mod grants;
 #[path = "../../common/json.rs"]

@@ -7,6 +7,7 @@ use std::path::{Component, Path, PathBuf};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+pub use crate::diagnostics::diagnostics_error;
 use crate::json::parse_object;
 use crate::stackpipe::plugin::types::{AttributeChange, Change, Diagnostic, ResourcePlan, ResourceType};
 
@@ -89,18 +90,6 @@ fn diag(attribute: &str, message: impl Into<String>) -> Diagnostic {
 
 fn whole(message: impl Into<String>) -> Diagnostic {
     Diagnostic { attribute: None, message: message.into() }
-}
-
-/// One line out of diagnostics, for calls that fail instead of listing them.
-pub fn diagnostics_error(diags: &[Diagnostic]) -> String {
-    let parts: Vec<String> = diags
-        .iter()
-        .map(|d| match &d.attribute {
-            Some(a) => format!("attribute `{a}`: {}", d.message),
-            None => d.message.clone(),
-        })
-        .collect();
-    format!("invalid resource: {}", parts.join("; "))
 }
 
 fn desired_object(desired: &str) -> Result<Map<String, Value>, Vec<Diagnostic>> {

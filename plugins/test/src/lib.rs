@@ -2,6 +2,8 @@
 //! nothing, for exercising pipelines: delays, injected failures, outputs and an
 //! optional ledger file of what was applied and destroyed.
 
+#[path = "../../common/diagnostics.rs"]
+mod diagnostics;
 #[path = "../../common/grants.rs"]
 mod grants;
 #[path = "../../common/json.rs"]

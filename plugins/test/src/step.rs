@@ -1,6 +1,7 @@
 //! `test.step`, independent of the host: attributes, injected failures, states,
 //! outputs and plan diffing. Pure, so `cargo test` runs it natively.
 
+pub use crate::diagnostics::diagnostics_error;
 use crate::json::parse_object;
 use serde_json::{Map, Value, json};
 
@@ -140,17 +141,6 @@ pub fn parse_step(attributes: Map<String, Value>) -> Result<Step, Vec<Diagnostic
     } else {
         Err(diags)
     }
-}
-
-pub fn diagnostics_error(diags: &[Diagnostic]) -> String {
-    let parts: Vec<String> = diags
-        .iter()
-        .map(|d| match &d.attribute {
-            Some(a) => format!("attribute `{a}`: {}", d.message),
-            None => d.message.clone(),
-        })
-        .collect();
-    format!("invalid resource: {}", parts.join("; "))
 }
 
 /// Parses desired attributes for read/plan/apply/destroy: errors are one line.
