@@ -1,7 +1,9 @@
 //! The `stackpipe` command line.
 
+mod control_cmd;
 mod load;
 mod plugin_cmd;
+mod progress;
 mod run_cmd;
 mod state_cmd;
 
@@ -43,8 +45,14 @@ enum Command {
     Runs(state_cmd::RunsArgs),
     /// Show a run: every environment, node and operation.
     Status(state_cmd::StatusArgs),
-    /// Show a run's log lines.
+    /// Show a run's log lines, or follow a run in progress (`--follow`).
     Logs(state_cmd::LogsArgs),
+    /// Approve a gate a run in progress is waiting at.
+    Approve(control_cmd::DecideArgs),
+    /// Reject a gate: what it guards (and all after it) is skipped; the run ends failed.
+    Reject(control_cmd::DecideArgs),
+    /// Cancel a run in progress: operations in flight finish, nothing new starts.
+    Cancel(control_cmd::CancelArgs),
     /// Show the deployed resources' outputs and the pipeline's outputs.
     Outputs(state_cmd::OutputsArgs),
     /// Look at or repair the state: list, show, unlock.
@@ -122,6 +130,9 @@ fn main() -> ExitCode {
         Command::Runs(a) => state_cmd::runs(a),
         Command::Status(a) => state_cmd::status(a),
         Command::Logs(a) => state_cmd::logs(a),
+        Command::Approve(a) => control_cmd::decide(a, stackpipe_runtime::state::Decision::Approved),
+        Command::Reject(a) => control_cmd::decide(a, stackpipe_runtime::state::Decision::Rejected),
+        Command::Cancel(a) => control_cmd::cancel(a),
         Command::Outputs(a) => state_cmd::outputs(a),
         Command::State(c) => state_cmd::state(c),
         Command::Plugin(c) => plugin_cmd::run(c),

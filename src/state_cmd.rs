@@ -2,9 +2,12 @@
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
-use stackpipe_runtime::state::{JobRecord, ResourceKey, RunRecord, StateStore};
+use stackpipe_runtime::control::{Reach, Request};
+use stackpipe_runtime::run::{status, RunEvent};
+use stackpipe_runtime::state::{LogLine, ResourceKey, RunRecord, StateStore, Status};
 
-use crate::run_cmd::{duration, StateArgs};
+use crate::progress::{duration, plain_line};
+use crate::run_cmd::StateArgs;
 use crate::{EXIT_FAILED, EXIT_INVALID};
 
 fn fail(e: impl std::fmt::Display) -> u8 {
@@ -16,15 +19,42 @@ fn fail(e: impl std::fmt::Display) -> u8 {
 pub struct RunsArgs {
     #[command(flatten)]
     pub state: StateArgs,
+    /// A JSON array, newest first: `{"run", "pipeline", "operation", "status", "started_ms", ...}`.
     #[arg(long)]
     pub json: bool,
 }
 
+/// Asks the runner, or reads the database: the answer as JSON.
+fn query(reach: &Reach, request: Request, from_store: impl FnOnce(&StateStore) -> Result<Value, u8>) -> Result<Value, u8> {
+    match reach {
+        Reach::Store(store) => from_store(store),
+        Reach::Runner { client, .. } => match client.request(&request) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                eprintln!("error: {e}");
+                Err(EXIT_INVALID)
+            }
+            Err(e) => Err(fail(format!("cannot reach the run in progress: {e}"))),
+        },
+    }
+}
+
 pub fn runs(a: RunsArgs) -> Result<(), u8> {
-    let store = a.state.open(None)?;
-    let runs = store.runs().map_err(fail)?;
+    let reach = a.state.reach(None)?;
+    let doc = query(&reach, Request::Runs, |store| serde_json::to_value(store.runs().map_err(fail)?).map_err(fail))?;
+    let runs: Vec<RunRecord> = serde_json::from_value(doc).map_err(fail)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&runs).unwrap_or_default());
+        let doc: Vec<Value> = runs
+            .iter()
+            .map(|r| {
+                json!({
+                    "run": r.id, "pipeline": r.pipeline, "operation": r.kind, "status": r.status,
+                    "started_ms": r.started_ms, "finished_ms": r.finished_ms,
+                    "environments": r.environments, "message": r.message,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(());
     }
     if runs.is_empty() {
@@ -48,7 +78,7 @@ pub fn runs(a: RunsArgs) -> Result<(), u8> {
 
 #[derive(Args)]
 pub struct StatusArgs {
-    /// The run (default: the most recent).
+    /// The run (default: the one in progress, or the most recent).
     pub run: Option<String>,
     /// Also show each job's input snapshot: attributes (secrets masked), plugin digest, flow policy.
     #[arg(long)]
@@ -73,134 +103,212 @@ fn find_run(store: &StateStore, id: Option<&str>) -> Result<RunRecord, u8> {
     })
 }
 
-/// The `status --json` document.
-pub fn status_doc(run: &RunRecord, jobs: &[JobRecord]) -> Value {
-    let envs: Vec<Value> = run
-        .environments
-        .iter()
-        .map(|env| {
-            let nodes: Vec<&JobRecord> = jobs.iter().filter(|j| &j.environment == env).collect();
-            let status = env_status(&nodes);
-            json!({
-                "name": env,
-                "status": status,
-                "nodes": nodes.iter().map(|j| json!({
-                    "name": j.node,
-                    "level": j.level,
-                    "status": j.status,
-                    "change": j.change,
-                    "started_ms": j.started_ms,
-                    "finished_ms": j.finished_ms,
-                    "error": j.error,
-                    "input": j.input,
-                    "operations": j.ops.iter().map(|o| json!({
-                        "name": o.name, "status": o.status, "started_ms": o.started_ms,
-                        "finished_ms": o.finished_ms, "message": o.message,
-                    })).collect::<Vec<_>>(),
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    json!({
-        "run": run.id,
-        "pipeline": run.pipeline,
-        "operation": run.kind,
-        "status": run.status,
-        "message": run.message,
-        "started_ms": run.started_ms,
-        "finished_ms": run.finished_ms,
-        "environments": envs,
-    })
-}
-
-fn env_status(nodes: &[&JobRecord]) -> &'static str {
-    use stackpipe_runtime::state::Status::*;
-    if nodes.is_empty() {
-        return "skipped";
-    }
-    if nodes.iter().any(|j| j.status == Failed) {
-        "failed"
-    } else if nodes.iter().any(|j| matches!(j.status, Running | Queued)) {
-        "running"
-    } else if nodes.iter().all(|j| j.status == Succeeded) {
-        "succeeded"
-    } else {
-        "cancelled"
-    }
+/// The status document of a run that is not in progress, from the database.
+fn stored_status(store: &StateStore, id: Option<&str>) -> Result<Value, u8> {
+    let run = find_run(store, id)?;
+    let jobs = store.jobs(&run.id).map_err(fail)?;
+    let decisions = store.decisions(&run.id).map_err(fail)?;
+    let envs = status::stored_outcomes(&run, &jobs);
+    Ok(status::document(&run, &envs, &jobs, &decisions, &[]))
 }
 
 pub fn status(a: StatusArgs) -> Result<(), u8> {
-    let store = a.state.open(None)?;
-    let run = find_run(&store, a.run.as_deref())?;
-    let jobs = store.jobs(&run.id).map_err(fail)?;
+    let reach = a.state.reach(None)?;
+    let doc = query(&reach, Request::Status { run: a.run.clone() }, |store| stored_status(store, a.run.as_deref()))?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&status_doc(&run, &jobs)).unwrap_or_default());
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(());
     }
-    println!(
-        "run {}: {} {} — {}{}",
-        run.id,
-        run.kind.name(),
-        run.pipeline,
-        run.status.name(),
-        run.message.as_ref().map(|m| format!(" (\"{m}\")")).unwrap_or_default()
-    );
-    for env in &run.environments {
-        let nodes: Vec<&JobRecord> = jobs.iter().filter(|j| &j.environment == env).collect();
-        println!("\n[{env}] {}", env_status(&nodes));
-        for j in nodes {
-            let took = match (j.started_ms, j.finished_ms) {
-                (Some(s), Some(f)) => duration(f.saturating_sub(s)),
+    print!("{}", render_status(&doc, a.inputs));
+    Ok(())
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v[k].as_str().unwrap_or("")
+}
+
+fn since(ms: &Value) -> String {
+    let now = stackpipe_runtime::state::now_ms();
+    ms.as_u64().map(|t| format!(" for {}", duration(now.saturating_sub(t)))).unwrap_or_default()
+}
+
+/// `status` as text, from the status document.
+fn render_status(doc: &Value, inputs: bool) -> String {
+    let mut out = String::new();
+    let run = s(doc, "run");
+    out.push_str(&format!(
+        "run {run}: {} {} — {}{}\n",
+        s(doc, "operation"),
+        s(doc, "pipeline"),
+        s(doc, "status"),
+        doc["message"].as_str().map(|m| format!(" (\"{m}\")")).unwrap_or_default()
+    ));
+    for env in doc["environments"].as_array().into_iter().flatten() {
+        let name = s(env, "name");
+        out.push_str(&format!("\n[{name}] {}", s(env, "status")));
+        if let Some(r) = env["reason"].as_str() {
+            out.push_str(&format!(": {r}"));
+        }
+        out.push('\n');
+        if env["waiting_for"].is_object() {
+            let w = &env["waiting_for"];
+            out.push_str(&format!("  waiting{} at the environment gate: {}\n", since(&w["since_ms"]), s(w, "reason")));
+            out.push_str(&format!("  approve: stackpipe approve {run} --env {name}   reject: stackpipe reject {run} --env {name}\n"));
+        }
+        for j in env["nodes"].as_array().into_iter().flatten() {
+            let took = match (j["started_ms"].as_u64(), j["finished_ms"].as_u64()) {
+                (Some(a), Some(b)) => duration(b.saturating_sub(a)),
                 _ => "-".into(),
             };
-            let ops: Vec<String> = j.ops.iter().map(|o| format!("{} {}", o.name, o.status.name())).collect();
-            println!(
-                "  {:<20} {:<10} {:<8} {:>8}  {}",
-                j.node,
-                j.status.name(),
-                j.change.clone().unwrap_or_default(),
+            let ops: Vec<String> =
+                j["operations"].as_array().into_iter().flatten().map(|o| format!("{} {}", s(o, "name"), s(o, "status"))).collect();
+            out.push_str(&format!(
+                "  {:<20} {:<10} {:<8} {:>8}  {}\n",
+                s(j, "name"),
+                s(j, "status"),
+                s(j, "change"),
                 took,
                 ops.join(", ")
-            );
-            if let Some(e) = &j.error {
-                println!("  {:<20} error: {e}", "");
+            ));
+            if let Some(e) = j["error"].as_str() {
+                out.push_str(&format!("  {:<20} error: {e}\n", ""));
             }
-            if a.inputs {
-                if let Some(input) = &j.input {
-                    println!(
-                        "  {:<20} input: {}.{} ({}), flow {}, attributes {}",
+            if j["waiting_for"].is_object() {
+                let w = &j["waiting_for"];
+                let node = s(j, "name");
+                out.push_str(&format!(
+                    "  {:<20} waiting{} ({} gate): {}\n  {:<20} approve: stackpipe approve {run} --env {name} --node {node}\n",
+                    "",
+                    since(&w["since_ms"]),
+                    s(w, "gate"),
+                    s(w, "reason"),
+                    ""
+                ));
+                if let Some(d) = w["detail"].as_str().filter(|d| !d.is_empty()) {
+                    out.push_str(d);
+                }
+            }
+            if inputs {
+                let input = &j["input"];
+                if input.is_object() {
+                    let digest = s(input, "plugin_digest");
+                    out.push_str(&format!(
+                        "  {:<20} input: {}.{} ({}), flow {}, attributes {}\n",
                         "",
-                        input.plugin,
-                        input.kind,
-                        input.plugin_digest.get(..12).unwrap_or(&input.plugin_digest),
-                        input.flow,
-                        input.attributes
-                    );
+                        s(input, "plugin"),
+                        s(input, "kind"),
+                        digest.get(..12).unwrap_or(digest),
+                        input["flow"],
+                        input["attributes"]
+                    ));
                 }
             }
         }
     }
-    Ok(())
+    let decisions = doc["decisions"].as_array().filter(|d| !d.is_empty());
+    if let Some(decisions) = decisions {
+        out.push_str("\ndecisions:\n");
+        for d in decisions {
+            let place = match d["node"].as_str() {
+                Some(n) => format!("{}/{n}", s(d, "environment")),
+                None => s(d, "environment").to_string(),
+            };
+            out.push_str(&format!(
+                "  {place} ({} gate): {} by {}{}\n",
+                s(d, "gate"),
+                s(d, "decision"),
+                s(d, "by"),
+                d["comment"].as_str().map(|c| format!(" — \"{c}\"")).unwrap_or_default()
+            ));
+        }
+    }
+    out
 }
 
 #[derive(Args)]
 pub struct LogsArgs {
-    /// The run (default: the most recent).
+    /// The run (default: the one in progress, or the most recent).
     pub run: Option<String>,
     /// Only this node.
     #[arg(long)]
     pub node: Option<String>,
+    /// Follow the run in progress: every event from its start, as it
+    /// happens, until it ends.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// With --follow: one JSON event per line, as `deploy --json` prints them.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub state: StateArgs,
 }
 
 pub fn logs(a: LogsArgs) -> Result<(), u8> {
-    let store = a.state.open(None)?;
-    let run = find_run(&store, a.run.as_deref())?;
-    for l in store.logs(&run.id, a.node.as_deref()).map_err(fail)? {
+    let reach = a.state.reach(None)?;
+    if a.follow {
+        if let Reach::Runner { client, .. } = &reach {
+            let mut out = std::io::stdout();
+            let node = a.node.clone();
+            let followed = client.follow(a.run.clone(), |e, line| {
+                use std::io::Write;
+                if let Some(n) = &node {
+                    if event_node(e) != Some(n.as_str()) {
+                        return;
+                    }
+                }
+                let text = if a.json { Some(line.to_string()) } else { follow_line(e) };
+                if let Some(text) = text {
+                    let _ = writeln!(out, "{text}");
+                    let _ = out.flush();
+                }
+            });
+            return match followed {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => {
+                    eprintln!("error: {e}");
+                    Err(EXIT_INVALID)
+                }
+                Err(e) => Err(fail(format!("lost the run in progress: {e}"))),
+            };
+        }
+        // No run in progress: its log is complete; print it.
+    }
+    let doc = query(&reach, Request::Logs { run: a.run.clone(), node: a.node.clone() }, |store| {
+        let run = find_run(store, a.run.as_deref())?;
+        serde_json::to_value(store.logs(&run.id, a.node.as_deref()).map_err(fail)?).map_err(fail)
+    })?;
+    let lines: Vec<LogLine> = serde_json::from_value(doc).map_err(fail)?;
+    for l in lines {
         println!("{} {}/{} {}: {}", l.ms, l.environment, l.node, l.op, l.text);
     }
     Ok(())
+}
+
+fn event_node(e: &RunEvent) -> Option<&str> {
+    match e {
+        RunEvent::OpStarted { node, .. }
+        | RunEvent::OpFinished { node, .. }
+        | RunEvent::NodeFinished { node, .. }
+        | RunEvent::Log { node, .. } => Some(node),
+        RunEvent::Waiting { node, .. } | RunEvent::GateDecided { node, .. } => node.as_deref(),
+        _ => None,
+    }
+}
+
+/// `logs --follow` as text: every event, log lines included.
+fn follow_line(e: &RunEvent) -> Option<String> {
+    match e {
+        RunEvent::Log { environment, node, op, text } => Some(format!("  {environment}/{node} {op}: {text}")),
+        RunEvent::OpStarted { environment, node, op } => Some(format!("  {environment}/{node} {op} started")),
+        RunEvent::OpFinished { environment, node, op, status, ms, message } if *status != Status::Failed => Some(format!(
+            "  {environment}/{node} {op} {} ({}){}",
+            status.name(),
+            duration(*ms),
+            message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+        )),
+        RunEvent::RunFinished { run, status, ms } => Some(format!("run {run} {} ({})", status.name(), duration(*ms))),
+        other => plain_line(other),
+    }
 }
 
 /// With `--json`: `{"resources": {NAME: {OUTPUT: VALUE}}, "outputs": {NAME: VALUE},

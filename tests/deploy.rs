@@ -1,79 +1,13 @@
 //! Deploy, undeploy, plan, cancel and resume, end to end: the real binary,
 //! the real `test` component (with its ledger), a real redb state file.
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{text, wait_for, Project};
 use serde_json::Value;
-
-struct Project {
-    dir: tempfile::TempDir,
-}
-
-impl Project {
-    fn new(resources: &str) -> Project {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let text = format!(
-            r#"pipeline "demo"
-
-plugin t {{
-  kind   = "provisioner"
-  source = "builtin:test"
-  config {{ ledger = "out/ledger.txt" }}
-  allow  {{ fs = ["out"] }}
-}}
-
-environment dev {{}}
-
-{resources}
-"#
-        );
-        std::fs::write(dir.path().join("demo.pipeline"), text).expect("write the pipeline");
-        Project { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_stackpipe"));
-        c.args(args)
-            .current_dir(self.path())
-            .env("NO_COLOR", "1")
-            .env("STACKPIPE_CACHE_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/target/test-component-cache"));
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("the binary runs")
-    }
-
-    fn ledger(&self) -> Vec<String> {
-        std::fs::read_to_string(self.path().join("out/ledger.txt"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    fn status(&self, run: Option<&str>) -> Value {
-        let mut args = vec!["status", "--json"];
-        args.extend(run);
-        let o = self.run(&args);
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-        serde_json::from_slice(&o.stdout).expect("status --json is JSON")
-    }
-
-    fn node<'a>(status: &'a Value, name: &str) -> &'a Value {
-        status["environments"][0]["nodes"].as_array().unwrap().iter().find(|n| n["name"] == name).expect("the node")
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 const DIAMOND: &str = r#"
 resource a "t.step" { delay_ms = 80  outputs = { url = "http://a" } }
@@ -184,14 +118,6 @@ fn undeploy_destroys_dependents_first() {
     assert!(pos("d") < pos("b") && pos("d") < pos("c") && pos("b") < pos("a") && pos("c") < pos("a"), "{destroyed:?}");
     let o = p.run(&["state", "list"]);
     assert_eq!(text(&o.stdout), "");
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 const SLOW_CHAIN: &str = r#"

@@ -81,7 +81,7 @@ fn deploy(dir: &Path, text: &str, parallelism: usize) -> f64 {
     let host = Arc::new(PluginHost::new(cache).expect("host"));
     let store = Arc::new(StateStore::open(&dir.join(".stackpipe")).expect("state"));
     let opts = RunOptions { parallelism, ..Default::default() };
-    let (_tx, stop) = tokio::sync::watch::channel(false);
+    let stop = stackpipe_runtime::run::StopSignal::new();
     let started = Instant::now();
     let summary = rt.block_on(execute(&pipeline, Mode::Deploy, host, store, &opts, Events::none(), stop)).expect("runs");
     let secs = started.elapsed().as_secs_f64();

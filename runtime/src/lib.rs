@@ -1,7 +1,10 @@
-//! stackpipe's engine: loading pipelines, the plugin host, and (soon) runs,
-//! the scheduler, stack jobs and the state store.
+//! stackpipe's engine: loading pipelines, the plugin host, runs (the
+//! scheduler, stack jobs, gates), the state store, and the control socket
+//! through which other terminals watch and steer a run.
 
+pub mod control;
+pub mod os_user;
 pub mod pipeline;
 pub mod plugin;
-pub mod state;
 pub mod run;
+pub mod state;

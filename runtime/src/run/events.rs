@@ -1,37 +1,81 @@
 //! What a run reports as it goes. The command line renders these (a live
-//! view, plain lines, or JSON lines); the control socket forwards them.
+//! view, plain lines, or JSON lines); the control socket keeps every one of
+//! a run, in order, for `status` and `logs --follow` in other terminals.
 
-use serde::Serialize;
+use std::borrow::Cow;
 
-use crate::state::Status;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum RunEvent {
-    RunStarted { run: String, pipeline: String, operation: &'static str, environments: Vec<String>, nodes: usize },
-    EnvironmentStarted { run: String, environment: String },
-    OpStarted { environment: String, node: String, op: &'static str },
-    OpFinished { environment: String, node: String, op: &'static str, status: Status, ms: u64, message: Option<String> },
-    NodeFinished { environment: String, node: String, status: Status, change: Option<String>, ms: u64, error: Option<String> },
-    Log { environment: String, node: String, op: &'static str, text: String },
-    EnvironmentFinished { environment: String, status: Status },
-    RunFinished { run: String, status: crate::state::RunStatus, ms: u64 },
+use crate::state::{Decision, GateKind, RunStatus, Status};
+
+/// A node of an environment, as announced when the environment starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeBrief {
+    pub name: String,
+    pub level: usize,
 }
 
-/// Where events go. Dropping events when nobody listens is fine.
-#[derive(Clone)]
-pub struct Events(Option<tokio::sync::mpsc::UnboundedSender<RunEvent>>);
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RunEvent {
+    RunStarted { run: String, pipeline: String, operation: Cow<'static, str>, environments: Vec<String>, nodes: usize },
+    EnvironmentStarted { run: String, environment: String, nodes: Vec<NodeBrief> },
+    OpStarted { environment: String, node: String, op: Cow<'static, str> },
+    OpFinished { environment: String, node: String, op: Cow<'static, str>, status: Status, ms: u64, message: Option<String> },
+    NodeFinished { environment: String, node: String, status: Status, change: Option<String>, ms: u64, error: Option<String> },
+    Log { environment: String, node: String, op: Cow<'static, str>, text: String },
+    /// The run waits at a gate (`node` is None at an environment gate).
+    Waiting { environment: String, node: Option<String>, gate: GateKind, reason: String, detail: Option<String> },
+    /// Someone approved or rejected a gate.
+    GateDecided {
+        environment: String,
+        node: Option<String>,
+        gate: GateKind,
+        decision: Decision,
+        by: String,
+        comment: Option<String>,
+    },
+    EnvironmentFinished { environment: String, status: Status, reason: Option<String> },
+    RunFinished { run: String, status: RunStatus, ms: u64 },
+}
+
+/// Where events go: any number of listeners, each getting every event in
+/// the same order. Dropping events when nobody listens is fine.
+#[derive(Clone, Default)]
+pub struct Events {
+    listeners: Vec<tokio::sync::mpsc::UnboundedSender<RunEvent>>,
+    /// With several listeners, held while one event goes to all of them, so
+    /// that events sent from different threads reach every listener in one order.
+    order: Option<std::sync::Arc<std::sync::Mutex<()>>>,
+}
 
 impl Events {
     pub fn new(tx: tokio::sync::mpsc::UnboundedSender<RunEvent>) -> Self {
-        Events(Some(tx))
+        Events { listeners: vec![tx], order: None }
     }
     pub fn none() -> Self {
-        Events(None)
+        Events::default()
+    }
+    /// These events, and also to `tx`.
+    pub fn and(mut self, tx: tokio::sync::mpsc::UnboundedSender<RunEvent>) -> Self {
+        self.listeners.push(tx);
+        if self.listeners.len() > 1 {
+            self.order.get_or_insert_with(Default::default);
+        }
+        self
     }
     pub fn send(&self, e: RunEvent) {
-        if let Some(tx) = &self.0 {
-            let _ = tx.send(e);
+        match (self.listeners.as_slice(), &self.order) {
+            ([], _) => {}
+            ([only], _) => {
+                let _ = only.send(e);
+            }
+            (many, order) => {
+                let _in_order = order.as_ref().map(|o| o.lock().unwrap_or_else(|p| p.into_inner()));
+                for tx in many {
+                    let _ = tx.send(e.clone());
+                }
+            }
         }
     }
 }

@@ -1,12 +1,17 @@
 //! Runs: one deploy or undeploy of a pipeline over its environments, or a
 //! plan. Environments run one after another in `after` order (reverse order
-//! for undeploy); a failed environment skips the ones after it. Inside an
-//! environment, the graph walker runs one stack job per node.
+//! for undeploy); a failed or rejected environment skips the ones after it.
+//! Inside an environment, the graph walker runs one stack job per node.
+//! Gates hold back what they guard until someone decides; the control
+//! socket lets other terminals watch the run and decide.
 
 pub mod events;
+pub mod gate;
 pub mod journal;
+pub mod plan_text;
 pub mod scheduler;
 pub mod stack_job;
+pub mod status;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,14 +21,45 @@ use serde_json::Value;
 use stackpipe_dsl::{EnvironmentPlan, PipelineGraph};
 use tokio::sync::watch;
 
-pub use events::{Events, RunEvent};
+pub use events::{Events, NodeBrief, RunEvent};
+pub use gate::{AutoApprove, GateOutcome, GateSelector, Gates};
 pub use journal::RunJournal;
-pub use scheduler::{walk, NodeEnd};
+pub use scheduler::{walk, NodeEnd, Slot};
 pub use stack_job::{mask, EnvRun, Mode, PlannedChange, StackJob, UNKNOWN};
 
 use crate::pipeline::LoadedPipeline;
 use crate::plugin::{LoadedPlugin, PluginHost, PluginLoad, Sandbox};
-use crate::state::{now_ms, LockHolder, ResourceKey, RunKind, RunRecord, RunStatus, StateError, StateStore, Status, Write};
+use crate::state::{
+    now_ms, EnvOutcome, GateKind, LockHolder, ResourceKey, RunKind, RunRecord, RunStatus, StateError, StateStore, Status,
+    Write,
+};
+
+/// Ctrl-C, SIGTERM or `stackpipe cancel`: operations in flight finish,
+/// gates stop waiting, nothing new starts.
+#[derive(Clone)]
+pub struct StopSignal(Arc<watch::Sender<bool>>);
+
+impl Default for StopSignal {
+    fn default() -> Self {
+        StopSignal(Arc::new(watch::channel(false).0))
+    }
+}
+
+impl StopSignal {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Stops the run; whether it had been stopped already.
+    pub fn stop(&self) -> bool {
+        self.0.send_replace(true)
+    }
+    pub fn is_stopped(&self) -> bool {
+        *self.0.borrow()
+    }
+    pub fn receiver(&self) -> watch::Receiver<bool> {
+        self.0.subscribe()
+    }
+}
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
@@ -37,6 +73,10 @@ pub struct RunOptions {
     pub message: Option<String>,
     /// Resume this run instead of starting a new one.
     pub resume: Option<String>,
+    /// Gates that open without asking (`--yes`, `--approve-env`).
+    pub auto_approve: AutoApprove,
+    /// Serve the control socket (status, logs, approvals, cancel) to other terminals.
+    pub control: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +87,8 @@ pub enum RunError {
     BadSet(String, String),
     #[error("the state store's writer failed: {0}")]
     Journal(#[from] journal::JournalError),
+    #[error("cannot serve the control socket: {0}")]
+    Control(std::io::Error),
 }
 
 /// How a run ended.
@@ -56,6 +98,8 @@ pub struct RunSummary {
     pub status: RunStatus,
     /// Per environment: (name, status).
     pub environments: Vec<(String, Status)>,
+    /// Why environments did not succeed, by name.
+    pub reasons: Vec<(String, String)>,
     /// `plan` only: every node's planned change.
     pub planned: Vec<PlannedChange>,
     /// The pipeline's `output`s per environment, evaluated after the run.
@@ -117,7 +161,7 @@ pub async fn execute(
     store: Arc<StateStore>,
     opts: &RunOptions,
     events: Events,
-    stop: watch::Receiver<bool>,
+    stop: StopSignal,
 ) -> Result<RunSummary, RunError> {
     let graph = Arc::new(pipeline.graph.clone());
     let sets = parse_sets(&opts.sets, &graph)?;
@@ -147,6 +191,7 @@ pub async fn execute(
         pid: std::process::id(),
         started_ms,
         finished_ms: None,
+        outcomes: Vec::new(),
     };
     if mode == Mode::Preflight {
         // The state part of preflight: nothing this run touches is locked by another run.
@@ -171,9 +216,33 @@ pub async fn execute(
             .collect();
         let holder = LockHolder { run_id: run_id.clone(), pid: std::process::id(), since_ms: now_ms() };
         store.lock(&keys, &holder)?;
-        store.set_owner_run(&run_id)?;
         journal.record_durably(Write::PutRun(record.clone())).await?;
     }
+    let (events, gates, control) = if mode.records() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let events = events.and(tx);
+        let gates = Arc::new(Gates::new(run_id.clone(), opts.auto_approve.clone(), journal.clone(), events.clone()));
+        let control = if opts.control {
+            let served = crate::control::ControlServer::start(
+                store.clone(),
+                run_id.clone(),
+                journal.clone(),
+                gates.clone(),
+                stop.clone(),
+                rx,
+            )
+            .map_err(RunError::Control)?;
+            store.set_owner_run(&run_id, Some(served.path()))?;
+            Some(served)
+        } else {
+            store.set_owner_run(&run_id, None)?;
+            None
+        };
+        (events, Some(gates), control)
+    } else {
+        (events, None, None)
+    };
+    let stop_rx = stop.receiver();
     events.send(RunEvent::RunStarted {
         run: run_id.clone(),
         pipeline: graph.name.clone(),
@@ -182,21 +251,76 @@ pub async fn execute(
             Mode::Undeploy => "undeploy",
             Mode::Plan => "plan",
             Mode::Preflight => "preflight",
-        },
+        }
+        .into(),
         environments: envs.iter().map(|e| e.name.clone()).collect(),
         nodes: graph.len(),
     });
 
-    let mut summary =
-        RunSummary { run_id: run_id.clone(), status: RunStatus::Succeeded, environments: Vec::new(), planned: Vec::new(), outputs: Vec::new() };
-    let mut blocked = false;
+    let mut summary = RunSummary {
+        run_id: run_id.clone(),
+        status: RunStatus::Succeeded,
+        environments: Vec::new(),
+        reasons: Vec::new(),
+        planned: Vec::new(),
+        outputs: Vec::new(),
+    };
+    // Why the environments after this one are skipped, once one did not succeed.
+    let mut blocked: Option<String> = None;
     for env in envs {
-        if blocked || *stop.borrow() {
-            summary.environments.push((env.name.clone(), Status::Skipped));
-            events.send(RunEvent::EnvironmentFinished { environment: env.name.clone(), status: Status::Skipped });
+        let mut end_env = |status: Status, reason: Option<String>, summary: &mut RunSummary| {
+            events.send(RunEvent::EnvironmentFinished { environment: env.name.clone(), status, reason: reason.clone() });
+            summary.environments.push((env.name.clone(), status));
+            if let Some(r) = &reason {
+                summary.reasons.push((env.name.clone(), r.clone()));
+            }
+            if mode.records() {
+                record.outcomes.push(EnvOutcome { name: env.name.clone(), status, reason: reason.clone() });
+                journal.record(Write::PutRun(record.clone()));
+            }
+        };
+        if stop.is_stopped() {
+            end_env(Status::Cancelled, Some("the run was cancelled".into()), &mut summary);
             continue;
         }
-        events.send(RunEvent::EnvironmentStarted { run: run_id.clone(), environment: env.name.clone() });
+        if let Some(why) = &blocked {
+            end_env(Status::Skipped, Some(why.clone()), &mut summary);
+            continue;
+        }
+        events.send(RunEvent::EnvironmentStarted {
+            run: run_id.clone(),
+            environment: env.name.clone(),
+            nodes: graph.deploy_order().iter().map(|&i| NodeBrief { name: graph.node(i).name.clone(), level: graph.node(i).level }).collect(),
+        });
+        if env.approval && mode.records() {
+            if let Some(gates) = &gates {
+                let gate = crate::state::GateInfo {
+                    kind: GateKind::Environment,
+                    environment: env.name.clone(),
+                    node: None,
+                    reason: format!("environment `{}` has `approval = true`", env.name),
+                    detail: None,
+                    since_ms: now_ms(),
+                };
+                match gates.wait(gate, stop_rx.clone()).await {
+                    GateOutcome::Approved => {}
+                    GateOutcome::Rejected(d) => {
+                        let why = format!(
+                            "rejected by {}{}",
+                            d.by,
+                            d.comment.map(|c| format!(": {c}")).unwrap_or_default()
+                        );
+                        end_env(Status::Skipped, Some(why), &mut summary);
+                        blocked = Some(format!("environment `{}` was rejected", env.name));
+                        continue;
+                    }
+                    GateOutcome::Cancelled => {
+                        end_env(Status::Cancelled, Some("the run was cancelled while it waited for approval".into()), &mut summary);
+                        continue;
+                    }
+                }
+            }
+        }
         let plugins = load_plugins(&host, &env, &pipeline.base_dir);
         let env_run = Arc::new(EnvRun::new(
             run_id.clone(),
@@ -210,8 +334,10 @@ pub async fn execute(
             plugins,
             opts.message.clone(),
             sets.clone(),
+            gates.clone(),
+            stop_rx.clone(),
         ));
-        let status = run_environment(&env_run, mode, opts, stop.clone()).await;
+        let (status, reason) = run_environment(&env_run, mode, opts, stop_rx.clone()).await;
         if !mode.records() {
             if let Ok(mut p) = env_run.planned.lock() {
                 summary.planned.append(&mut p);
@@ -219,15 +345,14 @@ pub async fn execute(
         } else {
             summary.outputs.push((env.name.clone(), pipeline_outputs(&env_run)));
         }
-        events.send(RunEvent::EnvironmentFinished { environment: env.name.clone(), status });
-        summary.environments.push((env.name.clone(), status));
         if status != Status::Succeeded {
-            blocked = true;
+            blocked = Some(format!("environment `{}` {}", env.name, if status == Status::Cancelled { "was cancelled" } else { "failed" }));
         }
+        end_env(status, reason, &mut summary);
     }
     summary.status = if summary.environments.iter().all(|(_, s)| *s == Status::Succeeded) {
         RunStatus::Succeeded
-    } else if *stop.borrow() {
+    } else if stop.is_stopped() {
         RunStatus::Cancelled
     } else {
         RunStatus::Failed
@@ -240,11 +365,17 @@ pub async fn execute(
     }
     journal.flush().await?;
     events.send(RunEvent::RunFinished { run: run_id, status: summary.status, ms: now_ms().saturating_sub(started_ms) });
+    drop(events);
+    if let Some(control) = control {
+        // Followers get the last events before the socket goes away.
+        control.finish().await;
+    }
     Ok(summary)
 }
 
-/// Walks one environment's graph; the environment's status.
-async fn run_environment(env: &Arc<EnvRun>, mode: Mode, opts: &RunOptions, stop: watch::Receiver<bool>) -> Status {
+/// Walks one environment's graph; the environment's status, and why when it
+/// did not succeed.
+async fn run_environment(env: &Arc<EnvRun>, mode: Mode, opts: &RunOptions, stop: watch::Receiver<bool>) -> (Status, Option<String>) {
     let graph = &env.graph;
     let n = graph.graph.node_count();
     let deps: Vec<Vec<usize>> = graph
@@ -299,46 +430,83 @@ async fn run_environment(env: &Arc<EnvRun>, mode: Mode, opts: &RunOptions, stop:
             .collect();
         if let Err(e) = env.journal.record_all_durably(planned).await {
             tracing::error!("cannot journal the environment's plan: {e}");
-            return Status::Failed;
+            return (Status::Failed, Some(format!("cannot journal the environment's plan: {e}")));
+        }
+    }
+    // Node gates (`gate = "after"`) already approved in this run (a resume) stay open.
+    let mut gate_open = vec![false; n];
+    if opts.resume.is_some() {
+        if let Ok(decisions) = env.store.decisions(&env.run_id) {
+            for d in decisions.iter().filter(|d| d.gate.kind == GateKind::After && d.gate.environment == env.env.name) {
+                if let Some(i) = d.gate.node.as_deref().and_then(|n| graph.find(n)) {
+                    gate_open[i.index()] = d.decision == crate::state::Decision::Approved;
+                }
+            }
         }
     }
     let done = Arc::new(done);
-    let ends = walk(&deps, opts.parallelism, stop.clone(), |i| {
+    let gate_open = Arc::new(gate_open);
+    let ends = walk(&deps, opts.parallelism, stop.clone(), |i, slot| {
         let env = env.clone();
         let done = done.clone();
+        let gate_open = gate_open.clone();
         async move {
-            if done[i] {
-                return true;
+            let idx = petgraph::graph::NodeIndex::new(i);
+            let end = if done[i] { NodeEnd::Succeeded } else { StackJob::new(env.clone(), idx).run(slot.clone()).await };
+            let node = env.graph.node(idx);
+            if end != NodeEnd::Succeeded || !node.gate_after || env.mode != Mode::Deploy || gate_open[i] {
+                return end;
             }
-            StackJob::new(env, petgraph::graph::NodeIndex::new(i)).run().await
+            let gate = env.gate(GateKind::After, Some(&node.name), format!("`{}` has `gate = \"after\"`: approve before its dependents start", node.name), None);
+            match env.wait_at(gate, Some(&slot)).await {
+                GateOutcome::Approved => NodeEnd::Succeeded,
+                GateOutcome::Rejected(_) => NodeEnd::Rejected,
+                // Applied; its dependents must not start.
+                GateOutcome::Cancelled => NodeEnd::StoppedAtGate,
+            }
         }
     })
     .await;
     let stopped = *stop.borrow();
+    let mut rejected = Vec::new();
     for (i, end) in ends.iter().enumerate() {
-        if *end == NodeEnd::Cancelled {
-            let idx = petgraph::graph::NodeIndex::new(i);
-            let why = if stopped { "the run was cancelled" } else { "a dependency failed" };
-            let record = StackJob::cancelled(env.clone(), idx, why);
-            env.events.send(RunEvent::NodeFinished {
-                environment: env.env.name.clone(),
-                node: record.node.clone(),
-                status: Status::Cancelled,
-                change: None,
-                ms: 0,
-                error: Some(why.into()),
-            });
-            if mode.records() {
-                env.journal.record(Write::PutJob(record));
+        let idx = petgraph::graph::NodeIndex::new(i);
+        let (status, why) = match end {
+            NodeEnd::Cancelled if stopped => (Status::Cancelled, "the run was cancelled".to_string()),
+            NodeEnd::Cancelled => (Status::Cancelled, "a dependency failed".to_string()),
+            NodeEnd::Skipped => (Status::Skipped, "a gate before it was rejected".to_string()),
+            NodeEnd::Rejected => {
+                rejected.push(graph.node(idx).name.clone());
+                continue;
             }
+            NodeEnd::Succeeded | NodeEnd::Failed | NodeEnd::StoppedAtGate => continue,
+        };
+        // Nodes that ended without starting get a job record here.
+        let record = StackJob::unstarted(env.clone(), idx, status, &why);
+        env.events.send(RunEvent::NodeFinished {
+            environment: env.env.name.clone(),
+            node: record.node.clone(),
+            status,
+            change: None,
+            ms: 0,
+            error: Some(why),
+        });
+        if mode.records() {
+            env.journal.record(Write::PutJob(record));
         }
     }
     if ends.iter().all(|e| *e == NodeEnd::Succeeded) {
-        Status::Succeeded
-    } else if stopped && !ends.contains(&NodeEnd::Failed) {
-        Status::Cancelled
+        (Status::Succeeded, None)
+    } else if ends.contains(&NodeEnd::Failed) {
+        let failed: Vec<&str> =
+            ends.iter().enumerate().filter(|(_, e)| **e == NodeEnd::Failed).map(|(i, _)| graph.node(petgraph::graph::NodeIndex::new(i)).name.as_str()).collect();
+        (Status::Failed, Some(format!("failed: {}", failed.join(", "))))
+    } else if !rejected.is_empty() {
+        (Status::Failed, Some(format!("rejected at a gate: {}", rejected.join(", "))))
+    } else if stopped || ends.contains(&NodeEnd::StoppedAtGate) {
+        (Status::Cancelled, Some("the run was cancelled".into()))
     } else {
-        Status::Failed
+        (Status::Failed, None)
     }
 }
 
@@ -381,7 +549,7 @@ fn in_flight(env: &EnvRun) -> std::collections::HashSet<String> {
             Started => {
                 let text = format!("{op} was in flight when the run stopped; finding out what it did before going on");
                 tracing::warn!(environment = %env.env.name, node, "{text}");
-                env.events.send(RunEvent::Log { environment: env.env.name.clone(), node: node.to_string(), op: "preflight", text });
+                env.events.send(RunEvent::Log { environment: env.env.name.clone(), node: node.to_string(), op: "preflight".into(), text });
             }
             Done | Failed | Withdrawn => continue,
         }

@@ -2,14 +2,20 @@
 //! its dependencies have succeeded, at most `parallelism` at once.
 //!
 //! A node that fails takes its transitive dependents with it (they end
-//! `Cancelled` without starting); independent branches run on. A stop
-//! signal (Ctrl-C) lets the nodes in flight finish and cancels every node
-//! not started. The walker knows nothing of resources or plugins: it gets
-//! the dependency lists and a function that runs one node.
+//! `Cancelled` without starting); a node whose gate was rejected takes them
+//! too (they end `Skipped`); independent branches run on. A stop signal
+//! (Ctrl-C) lets the nodes in flight finish and cancels every node not
+//! started. The walker knows nothing of resources or plugins: it gets the
+//! dependency lists and a function that runs one node.
+//!
+//! Parallelism is a semaphore whose permits the walker hands to the tasks it
+//! starts, in a [`Slot`]. A task waiting for a person (at a gate) parks its
+//! slot, so a waiting node never holds back an independent one.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 /// How one node of a walk ended.
@@ -17,20 +23,57 @@ use tokio::task::JoinSet;
 pub enum NodeEnd {
     Succeeded,
     Failed,
+    /// A gate of the node was rejected: its dependents are skipped.
+    Rejected,
     /// Never started: a dependency failed or the walk was stopped.
     Cancelled,
+    /// Started, and was waiting at a gate when the walk was stopped: its
+    /// dependents are cancelled.
+    StoppedAtGate,
+    /// Never started: a dependency's gate was rejected.
+    Skipped,
 }
 
-/// Walks `deps` (for each node, the nodes it waits for). `run(i)` runs node `i`
-/// and says whether it succeeded. `parallelism` 0 means no limit. Returns how
-/// every node ended, by index.
+/// A node's share of the walk's parallelism. Clones share it; the walker
+/// keeps one until the node's task ends, so the share cannot be dropped early.
+#[derive(Clone)]
+pub struct Slot {
+    semaphore: Arc<Semaphore>,
+    permit: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+}
+
+impl Slot {
+    /// Runs `wait` (a wait for a person) without holding the slot, and takes
+    /// a slot again before going on.
+    pub async fn parked<T>(&self, wait: impl Future<Output = T>) -> T {
+        if let Ok(mut p) = self.permit.lock() {
+            *p = None;
+        }
+        let out = wait.await;
+        let permit = self.semaphore.clone().acquire_owned().await.ok();
+        if let Ok(mut p) = self.permit.lock() {
+            *p = permit;
+        }
+        out
+    }
+
+    /// A slot of its own, for running a node outside a walk.
+    pub fn unlimited() -> Slot {
+        Slot { semaphore: Arc::new(Semaphore::new(1)), permit: Arc::new(Mutex::new(None)) }
+    }
+}
+
+/// Walks `deps` (for each node, the nodes it waits for). `run(i, slot)` runs
+/// node `i` and says how it ended. `parallelism` 0 means no limit. Returns
+/// how every node ended, by index.
 pub async fn walk<F, Fut>(deps: &[Vec<usize>], parallelism: usize, mut stop: watch::Receiver<bool>, run: F) -> Vec<NodeEnd>
 where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = bool> + Send + 'static,
+    F: Fn(usize, Slot) -> Fut,
+    Fut: Future<Output = NodeEnd> + Send + 'static,
 {
     let n = deps.len();
-    let limit = if parallelism == 0 { usize::MAX } else { parallelism };
+    let limit = if parallelism == 0 { Semaphore::MAX_PERMITS } else { parallelism };
+    let semaphore = Arc::new(Semaphore::new(limit));
     let mut dependents = vec![Vec::new(); n];
     let mut waiting_on = vec![0usize; n];
     for (node, ds) in deps.iter().enumerate() {
@@ -42,42 +85,63 @@ where
     let mut end: Vec<Option<NodeEnd>> = vec![None; n];
     // Ready nodes, lowest index first: the caller's order (declaration order) breaks ties.
     let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| waiting_on[i] == 0).collect();
-    let mut running: JoinSet<(usize, bool)> = JoinSet::new();
+    let mut running: JoinSet<(usize, NodeEnd)> = JoinSet::new();
     let mut stopped = *stop.borrow();
     let mut task_node = std::collections::HashMap::new();
+    let start = |node: usize,
+                 permit: OwnedSemaphorePermit,
+                 running: &mut JoinSet<(usize, NodeEnd)>,
+                 task_node: &mut std::collections::HashMap<tokio::task::Id, usize>| {
+        let slot = Slot { semaphore: semaphore.clone(), permit: Arc::new(Mutex::new(Some(permit))) };
+        let task = run(node, slot.clone());
+        let handle = running.spawn(async move {
+            let end = task.await;
+            drop(slot);
+            (node, end)
+        });
+        task_node.insert(handle.id(), node);
+    };
 
     loop {
-        while !stopped && running.len() < limit {
-            let Some(node) = ready.pop_first() else { break };
-            let task = run(node);
-            let handle = running.spawn(async move { (node, task.await) });
-            task_node.insert(handle.id(), node);
+        while !stopped && !ready.is_empty() {
+            let Ok(permit) = semaphore.clone().try_acquire_owned() else { break };
+            if let Some(node) = ready.pop_first() {
+                start(node, permit, &mut running, &mut task_node);
+            }
         }
         if running.is_empty() {
             break;
         }
+        let more = !stopped && !ready.is_empty();
         tokio::select! {
             joined = running.join_next() => {
                 let Some(joined) = joined else { break };
                 // A panicking node task counts as a failure of that node.
-                let (node, ok) = match joined {
+                let (node, how) = match joined {
                     Ok(r) => r,
                     Err(e) => match task_node.get(&e.id()) {
-                        Some(&node) => (node, false),
+                        Some(&node) => (node, NodeEnd::Failed),
                         None => continue,
                     },
                 };
-                if ok {
-                    end[node] = Some(NodeEnd::Succeeded);
-                    for &d in &dependents[node] {
-                        waiting_on[d] -= 1;
-                        if waiting_on[d] == 0 && end[d].is_none() {
-                            ready.insert(d);
+                end[node] = Some(how);
+                match how {
+                    NodeEnd::Succeeded => {
+                        for &d in &dependents[node] {
+                            waiting_on[d] -= 1;
+                            if waiting_on[d] == 0 && end[d].is_none() {
+                                ready.insert(d);
+                            }
                         }
                     }
-                } else {
-                    end[node] = Some(NodeEnd::Failed);
-                    cancel_dependents(node, &dependents, &mut end, &mut ready);
+                    NodeEnd::Rejected => end_dependents(node, NodeEnd::Skipped, &dependents, &mut end, &mut ready),
+                    _ => end_dependents(node, NodeEnd::Cancelled, &dependents, &mut end, &mut ready),
+                }
+            }
+            // A parked slot frees a permit while no task ends.
+            permit = semaphore.clone().acquire_owned(), if more => {
+                if let (Ok(permit), Some(node)) = (permit, ready.pop_first()) {
+                    start(node, permit, &mut running, &mut task_node);
                 }
             }
             changed = stop.changed(), if !stopped => {
@@ -93,11 +157,17 @@ where
     end.into_iter().map(|e| e.unwrap_or(NodeEnd::Cancelled)).collect()
 }
 
-fn cancel_dependents(node: usize, dependents: &[Vec<usize>], end: &mut [Option<NodeEnd>], ready: &mut std::collections::BTreeSet<usize>) {
+fn end_dependents(
+    node: usize,
+    how: NodeEnd,
+    dependents: &[Vec<usize>],
+    end: &mut [Option<NodeEnd>],
+    ready: &mut std::collections::BTreeSet<usize>,
+) {
     let mut stack = dependents[node].clone();
     while let Some(d) = stack.pop() {
         if end[d].is_none() {
-            end[d] = Some(NodeEnd::Cancelled);
+            end[d] = Some(how);
             ready.remove(&d);
             stack.extend(dependents[d].iter().copied());
         }
@@ -120,12 +190,12 @@ mod tests {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (_tx, rx) = watch::channel(false);
         let l = log.clone();
-        let ends = walk(&chain_and_branch(), 2, rx, move |i| {
+        let ends = walk(&chain_and_branch(), 2, rx, move |i, _slot| {
             let l = l.clone();
             async move {
                 l.lock().unwrap().push(i);
                 tokio::time::sleep(Duration::from_millis(5)).await;
-                true
+                NodeEnd::Succeeded
             }
         })
         .await;
@@ -138,7 +208,7 @@ mod tests {
     #[tokio::test]
     async fn a_failure_cancels_only_its_dependents() {
         let (_tx, rx) = watch::channel(false);
-        let ends = walk(&chain_and_branch(), 0, rx, |i| async move { i != 1 }).await;
+        let ends = walk(&chain_and_branch(), 0, rx, |i, _slot| async move { if i == 1 { NodeEnd::Failed } else { NodeEnd::Succeeded } }).await;
         assert_eq!(ends, [NodeEnd::Succeeded, NodeEnd::Failed, NodeEnd::Cancelled, NodeEnd::Succeeded, NodeEnd::Succeeded]);
     }
 
@@ -148,7 +218,7 @@ mod tests {
         let live = Arc::new(Mutex::new((0usize, 0usize)));
         let l = live.clone();
         let deps = vec![Vec::new(); 20];
-        walk(&deps, 3, rx, move |_| {
+        walk(&deps, 3, rx, move |_, _slot| {
             let l = l.clone();
             async move {
                 {
@@ -158,7 +228,7 @@ mod tests {
                 }
                 tokio::time::sleep(Duration::from_millis(2)).await;
                 l.lock().unwrap().0 -= 1;
-                true
+                NodeEnd::Succeeded
             }
         })
         .await;
@@ -170,18 +240,56 @@ mod tests {
         let (tx, rx) = watch::channel(false);
         let tx = Arc::new(tx);
         let t = tx.clone();
-        let ends = walk(&chain_and_branch(), 1, rx, move |i| {
+        let ends = walk(&chain_and_branch(), 1, rx, move |i, _slot| {
             let t = t.clone();
             async move {
                 if i == 0 {
                     t.send_replace(true);
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                true
+                NodeEnd::Succeeded
             }
         })
         .await;
         assert_eq!(ends[0], NodeEnd::Succeeded);
         assert!(ends[1..].iter().all(|e| *e == NodeEnd::Cancelled), "{ends:?}");
+    }
+
+    #[tokio::test]
+    async fn a_rejected_gate_skips_only_its_dependents() {
+        let (_tx, rx) = watch::channel(false);
+        let ends = walk(&chain_and_branch(), 0, rx, |i, _slot| async move {
+            if i == 0 {
+                NodeEnd::Rejected
+            } else {
+                NodeEnd::Succeeded
+            }
+        })
+        .await;
+        assert_eq!(ends, [NodeEnd::Rejected, NodeEnd::Skipped, NodeEnd::Skipped, NodeEnd::Skipped, NodeEnd::Succeeded]);
+    }
+
+    #[tokio::test]
+    async fn a_parked_node_does_not_hold_back_the_others() {
+        // One slot; node 0 waits for node 4 (independent) to finish while parked.
+        let (_tx, rx) = watch::channel(false);
+        let (done_tx, done_rx) = watch::channel(false);
+        let done_rx = Arc::new(done_rx);
+        let done_tx = Arc::new(done_tx);
+        let ends = walk(&chain_and_branch(), 1, rx, move |i, slot| {
+            let (done_rx, done_tx) = (done_rx.clone(), done_tx.clone());
+            async move {
+                if i == 0 {
+                    let mut r = (*done_rx).clone();
+                    slot.parked(async move { r.wait_for(|d| *d).await.map(|_| ()) }).await.unwrap();
+                }
+                if i == 4 {
+                    done_tx.send_replace(true);
+                }
+                NodeEnd::Succeeded
+            }
+        })
+        .await;
+        assert!(ends.iter().all(|e| *e == NodeEnd::Succeeded), "{ends:?}");
     }
 }

@@ -11,14 +11,16 @@ use serde_json::{json, Map, Value};
 use stackpipe_dsl::ast::PluginKind;
 use stackpipe_dsl::eval::{eval, EvalError, Scope};
 use stackpipe_dsl::{EnvironmentPlan, FlowPolicy, PipelineGraph};
-use tokio::sync::Mutex as AsyncMutex;
+use tokio::sync::{watch, Mutex as AsyncMutex};
 
 use super::events::{Events, RunEvent};
+use super::gate::{GateOutcome, Gates};
 use super::journal::RunJournal;
+use super::scheduler::{NodeEnd, Slot};
 use crate::plugin::{change_name, CallContext, Change, Credential, LoadedPlugin, PluginHost, PolicyVerdict, ResourcePlan};
 use crate::state::{
-    now_ms, JobInput, JobRecord, JournalEntry, JournalPhase, LogLine, OpRecord, ResourceKey, ResourceRecord, StateStore,
-    Status, Write,
+    now_ms, GateInfo, GateKind, JobInput, JobRecord, JournalEntry, JournalPhase, LogLine, OpRecord, ResourceKey,
+    ResourceRecord, StateStore, Status, Write,
 };
 
 /// What a run does to each node.
@@ -72,6 +74,10 @@ pub struct EnvRun {
     pub planned: Mutex<Vec<PlannedChange>>,
     /// Resumed run: nodes whose apply was in flight when the run stopped.
     pub in_flight: RwLock<std::collections::HashSet<String>>,
+    /// The run's gates; None in a plan or a preflight, which never wait.
+    pub gates: Option<Arc<Gates>>,
+    /// Ctrl-C or `stackpipe cancel`: ends waits at gates.
+    pub stop: watch::Receiver<bool>,
     types: AsyncMutex<HashMap<String, Result<Vec<String>, String>>>,
     credentials: AsyncMutex<HashMap<String, Result<Option<Credential>, String>>>,
 }
@@ -90,6 +96,8 @@ impl EnvRun {
         plugins: HashMap<String, Result<Arc<LoadedPlugin>, String>>,
         message: Option<String>,
         sets: Vec<(String, String, Value)>,
+        gates: Option<Arc<Gates>>,
+        stop: watch::Receiver<bool>,
     ) -> Self {
         EnvRun {
             run_id,
@@ -106,6 +114,8 @@ impl EnvRun {
             outputs: RwLock::new(HashMap::new()),
             planned: Mutex::new(Vec::new()),
             in_flight: RwLock::new(Default::default()),
+            gates,
+            stop,
             types: AsyncMutex::new(HashMap::new()),
             credentials: AsyncMutex::new(HashMap::new()),
         }
@@ -113,6 +123,29 @@ impl EnvRun {
 
     pub fn key(&self, node: &str) -> ResourceKey {
         ResourceKey::new(&self.graph.name, &self.env.name, node)
+    }
+
+    /// Waits at a gate of this environment (parking `slot` meanwhile). A
+    /// run without gates (plan, preflight) goes straight through.
+    pub async fn wait_at(&self, gate: GateInfo, slot: Option<&Slot>) -> GateOutcome {
+        let Some(gates) = &self.gates else { return GateOutcome::Approved };
+        let wait = gates.wait(gate, self.stop.clone());
+        match slot {
+            Some(slot) => slot.parked(wait).await,
+            None => wait.await,
+        }
+    }
+
+    /// A gate of this environment, opening now.
+    pub fn gate(&self, kind: GateKind, node: Option<&str>, reason: String, detail: Option<String>) -> GateInfo {
+        GateInfo {
+            kind,
+            environment: self.env.name.clone(),
+            node: node.map(str::to_string),
+            reason,
+            detail,
+            since_ms: now_ms(),
+        }
     }
 
     fn context(&self, node: &str) -> CallContext {
@@ -227,6 +260,23 @@ pub fn mask(v: &Value) -> Value {
     }
 }
 
+/// Why a stack job stopped short of its last operation.
+#[derive(Debug)]
+enum Halt {
+    /// The operation failed with this message.
+    Failed(&'static str, String),
+    /// Someone rejected the gate before this operation.
+    Rejected(&'static str, String),
+    /// The run was stopped while this operation waited at a gate.
+    Cancelled(&'static str),
+}
+
+impl From<(&'static str, String)> for Halt {
+    fn from((op, message): (&'static str, String)) -> Halt {
+        Halt::Failed(op, message)
+    }
+}
+
 /// The stack job of one node.
 pub struct StackJob {
     env: Arc<EnvRun>,
@@ -235,6 +285,8 @@ pub struct StackJob {
     started: std::time::Instant,
     /// Whether apply called the plugin.
     apply_called: bool,
+    /// Its share of the run's parallelism, parked while it waits at a gate.
+    slot: Option<Slot>,
 }
 
 const DEPLOY_OPS: [&str; 5] = ["preflight", "init", "refresh", "preview", "apply"];
@@ -260,16 +312,17 @@ impl StackJob {
             change: None,
             error: None,
         };
-        StackJob { env, index, record, started: std::time::Instant::now(), apply_called: false }
+        StackJob { env, index, record, started: std::time::Instant::now(), apply_called: false, slot: None }
     }
 
-    /// A job for a node that never started (a dependency failed, or the run stopped).
-    pub fn cancelled(env: Arc<EnvRun>, index: NodeIndex, why: &str) -> JobRecord {
+    /// A job for a node that never started: `Cancelled` (a dependency
+    /// failed, or the run stopped) or `Skipped` (a gate before it was rejected).
+    pub fn unstarted(env: Arc<EnvRun>, index: NodeIndex, status: Status, why: &str) -> JobRecord {
         let mut job = StackJob::new(env, index);
         for op in &mut job.record.ops {
-            op.status = Status::Cancelled;
+            op.status = status;
         }
-        job.record.status = Status::Cancelled;
+        job.record.status = status;
         job.record.error = Some(why.into());
         job.record
     }
@@ -286,7 +339,12 @@ impl StackJob {
 
     fn log(&self, op: &'static str, text: String) {
         let env = &self.env;
-        env.events.send(RunEvent::Log { environment: env.env.name.clone(), node: self.name().into(), op, text: text.clone() });
+        env.events.send(RunEvent::Log {
+            environment: env.env.name.clone(),
+            node: self.name().into(),
+            op: op.into(),
+            text: text.clone(),
+        });
         if env.mode.records() {
             let line = LogLine { ms: now_ms(), environment: env.env.name.clone(), node: self.name().into(), op: op.into(), text };
             env.journal.record(Write::Log(line, env.run_id.clone()));
@@ -302,7 +360,7 @@ impl StackJob {
         self.record.ops[i].status = Status::Running;
         self.record.ops[i].started_ms = Some(now_ms());
         let env = &self.env;
-        env.events.send(RunEvent::OpStarted { environment: env.env.name.clone(), node: self.name().into(), op });
+        env.events.send(RunEvent::OpStarted { environment: env.env.name.clone(), node: self.name().into(), op: op.into() });
     }
 
     fn end(&mut self, op: &'static str, status: Status, message: Option<String>) {
@@ -317,15 +375,23 @@ impl StackJob {
         o.message = message.clone();
         let ms = o.started_ms.map(|s| now.saturating_sub(s)).unwrap_or(0);
         let env = &self.env;
-        env.events.send(RunEvent::OpFinished { environment: env.env.name.clone(), node: self.name().into(), op, status, ms, message });
+        env.events.send(RunEvent::OpFinished {
+            environment: env.env.name.clone(),
+            node: self.name().into(),
+            op: op.into(),
+            status,
+            ms,
+            message,
+        });
     }
 
     fn skip(&mut self, op: &'static str, why: &str) {
         self.end(op, Status::Skipped, Some(why.into()));
     }
 
-    /// Runs every operation; true when the node succeeded.
-    pub async fn run(mut self) -> bool {
+    /// Runs every operation in `slot`; how the node ended.
+    pub async fn run(mut self, slot: Slot) -> NodeEnd {
+        self.slot = Some(slot);
         self.record.status = Status::Running;
         self.record.started_ms = Some(now_ms());
         // The job is stored when it ends; while it runs, its operations are
@@ -334,18 +400,30 @@ impl StackJob {
             Mode::Deploy | Mode::Plan | Mode::Preflight => self.deploy().await,
             Mode::Undeploy => self.undeploy().await,
         };
-        let ok = result.is_ok();
-        if let Err((op, message)) = result {
-            self.end(op, Status::Failed, Some(message.clone()));
-            let ops = if self.env.mode == Mode::Undeploy { UNDEPLOY_OPS } else { DEPLOY_OPS };
-            for o in ops {
-                if self.record.ops[self.op_index(o)].status == Status::Queued {
-                    self.skip(o, &format!("{op} failed"));
-                }
+        let ops = if self.env.mode == Mode::Undeploy { UNDEPLOY_OPS } else { DEPLOY_OPS };
+        let (status, end) = match result {
+            Ok(()) => (Status::Succeeded, NodeEnd::Succeeded),
+            Err(Halt::Failed(op, message)) => {
+                self.end(op, Status::Failed, Some(message.clone()));
+                self.end_remaining(ops, Status::Skipped, &format!("{op} failed"));
+                self.record.error = Some(message);
+                (Status::Failed, NodeEnd::Failed)
             }
-            self.record.error = Some(message);
-        }
-        self.record.status = if ok { Status::Succeeded } else { Status::Failed };
+            Err(Halt::Rejected(op, why)) => {
+                self.end(op, Status::Skipped, Some(why.clone()));
+                self.end_remaining(ops, Status::Skipped, &why);
+                self.record.error = Some(why);
+                (Status::Skipped, NodeEnd::Rejected)
+            }
+            Err(Halt::Cancelled(op)) => {
+                let why = "the run was cancelled while it waited for approval";
+                self.end(op, Status::Cancelled, Some(why.into()));
+                self.end_remaining(ops, Status::Cancelled, why);
+                self.record.error = Some(why.into());
+                (Status::Cancelled, NodeEnd::StoppedAtGate)
+            }
+        };
+        self.record.status = status;
         self.record.finished_ms = Some(now_ms());
         self.save();
         let env = &self.env;
@@ -357,7 +435,46 @@ impl StackJob {
             ms: self.started.elapsed().as_millis() as u64,
             error: self.record.error.clone(),
         });
-        ok
+        end
+    }
+
+    fn end_remaining(&mut self, ops: [&'static str; 5], status: Status, why: &str) {
+        for o in ops {
+            if self.record.ops[self.op_index(o)].status == Status::Queued {
+                self.end(o, status, Some(why.into()));
+            }
+        }
+    }
+
+    /// Holds `op` (apply or destroy) at a gate until someone decides.
+    async fn approval(&mut self, op: &'static str, kind: GateKind, reason: String, detail: String) -> Result<(), Halt> {
+        let env = self.env.clone();
+        let gate = env.gate(kind, Some(self.name()), reason, Some(detail));
+        self.log("preview", format!("waiting for approval before {op}: {}", gate.reason));
+        self.record.status = Status::Waiting;
+        let outcome = env.wait_at(gate, self.slot.as_ref()).await;
+        self.record.status = Status::Running;
+        match outcome {
+            GateOutcome::Approved => Ok(()),
+            GateOutcome::Rejected(d) => Err(Halt::Rejected(
+                op,
+                format!("rejected by {}{}", d.by, d.comment.map(|c| format!(": {c}")).unwrap_or_default()),
+            )),
+            GateOutcome::Cancelled => Err(Halt::Cancelled(op)),
+        }
+    }
+
+    /// The gate between preview and apply|destroy, if the policies or the
+    /// flow policy ask for one.
+    async fn gate_before(&mut self, op: &'static str, policy: Option<String>, flow: &FlowPolicy, plan: &PlannedChange) -> Result<(), Halt> {
+        let detail = super::plan_text::render_change(plan);
+        if let Some(reason) = policy {
+            return self.approval(op, GateKind::Policy, reason, detail).await;
+        }
+        if flow.pause_before_apply {
+            return self.approval(op, GateKind::PauseBeforeApply, format!("pause_before_apply: review the plan before {op}"), detail).await;
+        }
+        Ok(())
     }
 
     /// Preflight: the provisioner (loads, knows the type), the credentials,
@@ -398,7 +515,7 @@ impl StackJob {
         Ok((plugin, cred, flow))
     }
 
-    async fn deploy(&mut self) -> Result<(), (&'static str, String)> {
+    async fn deploy(&mut self) -> Result<(), Halt> {
         let outcome = self.deploy_steps().await;
         if self.env.mode == Mode::Deploy && !self.apply_called {
             // The environment's plan of applies (see `run_environment`)
@@ -408,7 +525,7 @@ impl StackJob {
         outcome
     }
 
-    async fn deploy_steps(&mut self) -> Result<(), (&'static str, String)> {
+    async fn deploy_steps(&mut self) -> Result<(), Halt> {
         let (plugin, cred, flow) = self.preflight().await?;
         let env = self.env.clone();
         let graph = env.graph.clone();
@@ -431,7 +548,7 @@ impl StackJob {
                 })
                 .collect::<Vec<_>>()
                 .join("; ");
-            return Err(("init", format!("{} rejects the attributes: {text}", node.type_name())));
+            return Err(Halt::Failed("init", format!("{} rejects the attributes: {text}", node.type_name())));
         }
         self.record.input = Some(JobInput {
             attributes: mask(&desired),
@@ -472,7 +589,7 @@ impl StackJob {
                     prior = Some(record);
                 }
                 Ok(None) => self.log("refresh", "the interrupted apply created nothing; applying".into()),
-                Err(e) => return Err(("refresh", e.to_string())),
+                Err(e) => return Err(Halt::Failed("refresh", e.to_string())),
             }
             self.end("refresh", Status::Succeeded, None);
         }
@@ -496,7 +613,7 @@ impl StackJob {
                     prior_state = None;
                     prior_outputs = None;
                 }
-                Err(e) => return Err(("refresh", e.to_string())),
+                Err(e) => return Err(Halt::Failed("refresh", e.to_string())),
             }
             self.end("refresh", Status::Succeeded, None);
         } else {
@@ -504,30 +621,33 @@ impl StackJob {
         }
 
         // preview: what apply would do; policies judge it.
-        let change = if flow.preview || env.mode == Mode::Plan {
+        let planned = |plan: ResourcePlan, policy: Option<String>| PlannedChange {
+            environment: env.env.name.clone(),
+            node: node.name.clone(),
+            type_name: node.type_name(),
+            plan,
+            policy,
+        };
+        let planned = if flow.preview || env.mode == Mode::Plan {
             self.begin("preview");
             let plan = session
                 .plan(&ctx, &node.kind, prior_state.as_ref(), &desired, cred.as_ref())
                 .await
                 .map_err(|e| ("preview", e.to_string()))?;
-            let policy = self.policies(node, &plan).await?;
+            let policy = self.policies(node, &plan, &desired).await?;
             self.log("preview", format!("{} ({} attribute change(s))", change_name(plan.change), plan.changes.len()));
-            let change = plan.change;
+            let planned = planned(plan, policy);
             if env.mode == Mode::Plan {
-                env.planned.lock().map_err(|_| ("preview", "lock poisoned".to_string()))?.push(PlannedChange {
-                    environment: env.env.name.clone(),
-                    node: node.name.clone(),
-                    type_name: node.type_name(),
-                    plan,
-                    policy,
-                });
+                env.planned.lock().map_err(|_| ("preview", "lock poisoned".to_string()))?.push(planned.clone());
             }
             self.end("preview", Status::Succeeded, None);
-            change
+            planned
         } else {
             self.skip("preview", "flow policy: preview = false");
-            if prior_state.is_some() { Change::Update } else { Change::Create }
+            let change = if prior_state.is_some() { Change::Update } else { Change::Create };
+            planned(ResourcePlan { change, changes: Vec::new() }, None)
         };
+        let change = planned.plan.change;
         self.record.change = Some(change_name(change).into());
 
         if env.mode == Mode::Plan {
@@ -546,9 +666,7 @@ impl StackJob {
             self.skip("apply", "no changes");
             return Ok(());
         }
-        if flow.pause_before_apply {
-            self.log("preview", "pause_before_apply: applying without a pause (approvals are not available yet)".into());
-        }
+        self.gate_before("apply", planned.policy.clone(), &flow, &planned).await?;
 
         // apply: this node's intent has been on disk since the environment
         // started (`JournalPhase::Planned`); `Started` only narrows it down.
@@ -559,7 +677,7 @@ impl StackJob {
             Ok(a) => a,
             Err(e) => {
                 env.journal.record(Write::Journal(self.journal_entry("apply", JournalPhase::Failed)));
-                return Err(("apply", e.to_string()));
+                return Err(Halt::Failed("apply", e.to_string()));
             }
         };
         let record = self.record_of(node, applied.state, applied.outputs.clone(), &desired);
@@ -589,46 +707,51 @@ impl StackJob {
     }
 
     /// Every policy plugin of the environment judges the planned change.
-    async fn policies(&mut self, node: &stackpipe_dsl::ResourceNode, plan: &ResourcePlan) -> Result<Option<String>, (&'static str, String)> {
+    /// `Some(reason)` when a policy requires approval before the change.
+    async fn policies(
+        &mut self,
+        node: &stackpipe_dsl::ResourceNode,
+        plan: &ResourcePlan,
+        attributes: &Value,
+    ) -> Result<Option<String>, (&'static str, String)> {
         let env = self.env.clone();
-        let mut note = None;
+        let mut approvals = Vec::new();
+        let hidden = |v: &Option<String>, sensitive: bool| match v {
+            Some(_) if sensitive => json!("(sensitive)"),
+            other => json!(other),
+        };
+        // Policies see what a reviewer would: secrets masked.
+        let input = json!({
+            "resource": node.name,
+            "type": node.type_name(),
+            "change": change_name(plan.change),
+            "changes": plan.changes.iter().map(|c| json!({
+                "path": c.path,
+                "before": hidden(&c.before, c.sensitive),
+                "after": hidden(&c.after, c.sensitive),
+                "sensitive": c.sensitive,
+                "forces_replacement": c.forces_replacement,
+            })).collect::<Vec<_>>(),
+            "attributes": mask(attributes),
+            "environment": env.env.name,
+        });
         for (name, spec) in &env.env.plugins {
             if spec.kind != PluginKind::Policy {
                 continue;
             }
             let policy = env.plugin(name).map_err(|e| ("preview", format!("policy `{name}`: {e}")))?;
-            let input = json!({
-                "resource": node.name,
-                "type": node.type_name(),
-                "change": change_name(plan.change),
-                "changes": plan.changes.iter().map(|c| json!({
-                    "path": c.path,
-                    "before": c.before,
-                    "after": c.after,
-                    "sensitive": c.sensitive,
-                    "forces_replacement": c.forces_replacement,
-                })).collect::<Vec<_>>(),
-                "environment": env.env.name,
-            });
             match policy.evaluate(&env.host, &env.context(&node.name), &input).await.map_err(|e| ("preview", e.to_string()))? {
                 PolicyVerdict::Allow => {}
                 PolicyVerdict::Deny(reason) => return Err(("preview", format!("denied by policy `{name}`: {reason}"))),
                 PolicyVerdict::RequireApproval(reason) => {
-                    if env.mode == Mode::Plan {
-                        note = Some(format!("policy `{name}` requires approval: {reason}"));
-                    } else {
-                        return Err((
-                            "preview",
-                            format!("policy `{name}` requires approval ({reason}), and approvals are not available yet"),
-                        ));
-                    }
+                    approvals.push(format!("policy `{name}` requires approval: {reason}"));
                 }
             }
         }
-        Ok(note)
+        Ok((!approvals.is_empty()).then(|| approvals.join("; ")))
     }
 
-    async fn undeploy(&mut self) -> Result<(), (&'static str, String)> {
+    async fn undeploy(&mut self) -> Result<(), Halt> {
         let env = self.env.clone();
         let graph = env.graph.clone();
         let node = graph.node(self.index);
@@ -667,7 +790,7 @@ impl StackJob {
                     self.record.change = Some("delete".into());
                     return Ok(());
                 }
-                Err(e) => return Err(("refresh", e.to_string())),
+                Err(e) => return Err(Halt::Failed("refresh", e.to_string())),
             }
             self.end("refresh", Status::Succeeded, None);
         } else {
@@ -675,9 +798,12 @@ impl StackJob {
         }
         self.begin("preview");
         let plan = ResourcePlan { change: Change::Delete, changes: Vec::new() };
-        self.policies(node, &plan).await?;
+        let policy = self.policies(node, &plan, &prior.attributes).await?;
         self.end("preview", Status::Succeeded, None);
         self.record.change = Some("delete".into());
+        let planned =
+            PlannedChange { environment: env.env.name.clone(), node: node.name.clone(), type_name: node.type_name(), plan, policy };
+        self.gate_before("destroy", planned.policy.clone(), &flow, &planned).await?;
 
         self.begin("destroy");
         env.journal
@@ -686,7 +812,7 @@ impl StackJob {
             .map_err(|e| ("destroy", e.to_string()))?;
         if let Err(e) = session.destroy(&ctx, &node.kind, &state, cred.as_ref()).await {
             env.journal.record(Write::Journal(self.journal_entry("destroy", JournalPhase::Failed)));
-            return Err(("destroy", e.to_string()));
+            return Err(Halt::Failed("destroy", e.to_string()));
         }
         env.journal
             .record_all_durably(vec![

@@ -18,10 +18,11 @@
 //! | `jobs`      | `(run_id, environment, node)`         | [`JobRecord`]    |
 //! | `logs`      | `(run_id, seq)`                       | [`LogLine`]      |
 //! | `journal`   | `(run_id, seq)`                       | [`JournalEntry`] |
+//! | `decisions` | `(run_id, seq)`                       | [`GateDecision`] |
 //! | `meta`      | `name`                                | `u64` counter    |
 //!
 //! `meta` holds `run_counter` (the last number handed out by
-//! [`StateStore::new_run_id`]), and `log_seq` / `journal_seq`: store-wide,
+//! [`StateStore::new_run_id`]), and `log_seq` / `journal_seq` / `decision_seq`: store-wide,
 //! strictly increasing sequences, so that the `(run_id, seq)` keys of a run
 //! are in append order and one run's lines are a single range scan.
 //!
@@ -34,7 +35,8 @@
 //! another process, or from this one) fails with [`StateError::Busy`]. The
 //! process that holds the database writes `<dir>/owner.json`
 //! ([`OwnerInfo`]: its pid, its run, since when) so that the refused one can
-//! say who holds it; the file is removed when the store is dropped.
+//! say who holds it, and where its control socket is (see `control`); the
+//! file is removed when the store is dropped.
 //!
 //! # Writes
 //!
@@ -48,6 +50,6 @@ mod records;
 mod store;
 
 pub use error::StateError;
-pub use owner::{pid_alive, OwnerInfo};
+pub use owner::{pid_alive, read_owner, OwnerInfo};
 pub use records::*;
 pub use store::{StateStore, Write};

@@ -14,13 +14,16 @@ pub struct OwnerInfo {
     pub pid: u32,
     pub run_id: Option<String>,
     pub since_ms: u64,
+    /// The control socket its run serves, if any.
+    #[serde(default)]
+    pub control: Option<std::path::PathBuf>,
 }
 
 pub(crate) const OWNER_FILE: &str = "owner.json";
 
 /// Reads `owner.json`; missing or unreadable is `None` (it only informs an
 /// error message).
-pub(crate) fn read_owner(dir: &Path) -> Option<OwnerInfo> {
+pub fn read_owner(dir: &Path) -> Option<OwnerInfo> {
     let bytes = fs::read(dir.join(OWNER_FILE)).ok()?;
     serde_json::from_slice(&bytes).ok()
 }

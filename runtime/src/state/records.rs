@@ -103,6 +103,18 @@ pub struct RunRecord {
     pub pid: u32,
     pub started_ms: u64,
     pub finished_ms: Option<u64>,
+    /// How each environment ended, as it ends (empty while none has).
+    #[serde(default)]
+    pub outcomes: Vec<EnvOutcome>,
+}
+
+/// How one environment of a run ended, and why when it did not succeed
+/// (`rejected by alice at the environment gate`, `environment staging failed`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvOutcome {
+    pub name: String,
+    pub status: Status,
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +122,8 @@ pub struct RunRecord {
 pub enum Status {
     Queued,
     Running,
+    /// Held at a gate until someone approves or rejects.
+    Waiting,
     Succeeded,
     Failed,
     Skipped,
@@ -118,12 +132,13 @@ pub enum Status {
 
 impl Status {
     pub fn is_final(self) -> bool {
-        !matches!(self, Status::Queued | Status::Running)
+        !matches!(self, Status::Queued | Status::Running | Status::Waiting)
     }
     pub fn name(self) -> &'static str {
         match self {
             Status::Queued => "queued",
             Status::Running => "running",
+            Status::Waiting => "waiting",
             Status::Succeeded => "succeeded",
             Status::Failed => "failed",
             Status::Skipped => "skipped",
@@ -222,6 +237,72 @@ pub enum JournalPhase {
     /// The plugin was never called (nothing to apply, or an earlier
     /// operation failed): the intent is withdrawn.
     Withdrawn,
+}
+
+/// The four places a run waits for a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateKind {
+    /// `approval = true` on an environment: before its first node starts.
+    Environment,
+    /// `gate = "after"` on a resource: after it, before its dependents.
+    After,
+    /// Flow policy `pause_before_apply`: between preview and apply (or destroy).
+    PauseBeforeApply,
+    /// A policy plugin's `require-approval` verdict on the preview.
+    Policy,
+}
+
+impl GateKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            GateKind::Environment => "environment",
+            GateKind::After => "after",
+            GateKind::PauseBeforeApply => "pause_before_apply",
+            GateKind::Policy => "policy",
+        }
+    }
+}
+
+/// A gate a run waits at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateInfo {
+    pub kind: GateKind,
+    pub environment: String,
+    /// None for an environment gate.
+    pub node: Option<String>,
+    /// What the run waits for, in words.
+    pub reason: String,
+    /// The planned change, for a pause or a policy gate.
+    pub detail: Option<String>,
+    pub since_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Approved,
+    Rejected,
+}
+
+impl Decision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Decision::Approved => "approved",
+            Decision::Rejected => "rejected",
+        }
+    }
+}
+
+/// A decision taken at a gate: which, who (the OS user), when, and the comment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateDecision {
+    pub run_id: String,
+    pub gate: GateInfo,
+    pub decision: Decision,
+    pub by: String,
+    pub at_ms: u64,
+    pub comment: Option<String>,
 }
 
 pub fn now_ms() -> u64 {

@@ -25,11 +25,13 @@ const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
 const JOBS: TableDefinition<Key3, &[u8]> = TableDefinition::new("jobs");
 const LOGS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("logs");
 const JOURNAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("journal");
+const DECISIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("decisions");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const RUN_COUNTER: &str = "run_counter";
 const LOG_SEQ: &str = "log_seq";
 const JOURNAL_SEQ: &str = "journal_seq";
+const DECISION_SEQ: &str = "decision_seq";
 
 /// One write of a [`StateStore::commit`] batch.
 #[derive(Debug, Clone)]
@@ -44,6 +46,7 @@ pub enum Write {
     /// A log line of the run given second.
     Log(LogLine, String),
     Journal(JournalEntry),
+    Decision(GateDecision),
 }
 
 /// The state database of one state directory. See the module documentation.
@@ -99,17 +102,42 @@ impl StateStore {
             txn.open_table(JOBS)?;
             txn.open_table(LOGS)?;
             txn.open_table(JOURNAL)?;
+            txn.open_table(DECISIONS)?;
             txn.open_table(META)?;
         }
         txn.commit()?;
         let since_ms = now_ms();
-        write_owner(dir, &OwnerInfo { pid: std::process::id(), run_id: None, since_ms })?;
+        write_owner(dir, &OwnerInfo { pid: std::process::id(), run_id: None, since_ms, control: None })?;
         Ok(StateStore { db, dir: dir.to_path_buf(), path, since_ms })
     }
 
-    /// Rewrites `owner.json` to name the run this process is running.
-    pub fn set_owner_run(&self, run_id: &str) -> Result<(), StateError> {
-        let owner = OwnerInfo { pid: std::process::id(), run_id: Some(run_id.into()), since_ms: self.since_ms };
+    /// Like [`StateStore::open`], but waits up to `patience` while the
+    /// database is held by a process that runs nothing (a `status` or `logs`
+    /// from another terminal holds it for milliseconds). A holder that runs
+    /// a run is reported at once.
+    pub fn open_patiently(dir: &Path, patience: std::time::Duration) -> Result<StateStore, StateError> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            match StateStore::open(dir) {
+                Err(StateError::Busy { holder, .. })
+                    if std::time::Instant::now() < deadline && holder.as_ref().is_none_or(|h| h.run_id.is_none()) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Rewrites `owner.json` to name the run this process is running and
+    /// the control socket it serves.
+    pub fn set_owner_run(&self, run_id: &str, control: Option<&Path>) -> Result<(), StateError> {
+        let owner = OwnerInfo {
+            pid: std::process::id(),
+            run_id: Some(run_id.into()),
+            since_ms: self.since_ms,
+            control: control.map(Path::to_path_buf),
+        };
         write_owner(&self.dir, &owner)?;
         Ok(())
     }
@@ -283,6 +311,18 @@ impl StateStore {
         Ok(out)
     }
 
+    /// The gate decisions of a run, in the order they were taken.
+    pub fn decisions(&self, run_id: &str) -> Result<Vec<GateDecision>, StateError> {
+        let txn = self.read()?;
+        let table = txn.open_table(DECISIONS)?;
+        let mut out = Vec::new();
+        for item in table.range((run_id, 0u64)..=(run_id, u64::MAX))? {
+            let (k, v) = item?;
+            out.push(decode(v.value(), || format!("decision {:?}", k.value()))?);
+        }
+        Ok(out)
+    }
+
     // ---- locks
 
     /// Every lock, sorted by key.
@@ -425,6 +465,7 @@ fn apply(txn: &WriteTransaction, writes: Vec<Write>) -> Result<(), StateError> {
     let mut jobs = txn.open_table(JOBS)?;
     let mut logs = txn.open_table(LOGS)?;
     let mut journal = txn.open_table(JOURNAL)?;
+    let mut decisions = txn.open_table(DECISIONS)?;
     let mut meta = txn.open_table(META)?;
     let log_seq0 = meta.get(LOG_SEQ)?.map(|v| v.value()).unwrap_or(0);
     let journal_seq0 = meta.get(JOURNAL_SEQ)?.map(|v| v.value()).unwrap_or(0);
@@ -456,6 +497,12 @@ fn apply(txn: &WriteTransaction, writes: Vec<Write>) -> Result<(), StateError> {
             Write::Journal(entry) => {
                 journal_seq += 1;
                 journal.insert((entry.run_id.as_str(), journal_seq), encode(&entry)?.as_slice())?;
+            }
+            Write::Decision(d) => {
+                // Rare: a counter of its own, read and bumped in place.
+                let seq = meta.get(DECISION_SEQ)?.map(|v| v.value()).unwrap_or(0) + 1;
+                meta.insert(DECISION_SEQ, seq)?;
+                decisions.insert((d.run_id.as_str(), seq), encode(&d)?.as_slice())?;
             }
         }
     }

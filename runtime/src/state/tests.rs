@@ -47,6 +47,7 @@ fn run(id: &str, started_ms: u64) -> RunRecord {
         pid: std::process::id(),
         started_ms,
         finished_ms: None,
+        outcomes: Vec::new(),
     }
 }
 
@@ -266,6 +267,37 @@ fn jobs_in_environment_then_level_then_node_order() {
     assert_eq!(store.jobs("r2").unwrap(), vec![]);
 }
 
+fn decision(run_id: &str, env: &str, node: Option<&str>, d: Decision) -> GateDecision {
+    GateDecision {
+        run_id: run_id.into(),
+        gate: GateInfo {
+            kind: if node.is_some() { GateKind::After } else { GateKind::Environment },
+            environment: env.into(),
+            node: node.map(str::to_string),
+            reason: "approval = true".into(),
+            detail: None,
+            since_ms: 1,
+        },
+        decision: d,
+        by: "alice".into(),
+        at_ms: 2,
+        comment: Some("looks fine".into()),
+    }
+}
+
+#[test]
+fn decisions_in_the_order_taken_per_run() {
+    let (_dir, store) = store();
+    let first = decision("r1", "staging", None, Decision::Approved);
+    let other = decision("r2", "dev", Some("db"), Decision::Approved);
+    let second = decision("r1", "prod", None, Decision::Rejected);
+    store.commit(vec![Write::Decision(first.clone()), Write::Decision(other.clone())]).unwrap();
+    store.commit(vec![Write::Decision(second.clone())]).unwrap();
+    assert_eq!(store.decisions("r1").unwrap(), vec![first, second]);
+    assert_eq!(store.decisions("r2").unwrap(), vec![other]);
+    assert!(store.decisions("r3").unwrap().is_empty());
+}
+
 #[test]
 fn logs_and_journal_in_append_order_per_run() {
     let (_dir, store) = store();
@@ -405,7 +437,7 @@ fn second_open_is_busy_and_names_the_owner() {
     // The refused open leaves owner.json alone.
     assert!(state.join("owner.json").exists());
 
-    store.set_owner_run("r000007").unwrap();
+    store.set_owner_run("r000007", None).unwrap();
     match StateStore::open(&state) {
         Err(err @ StateError::Busy { .. }) => {
             let StateError::Busy { holder: Some(h), .. } = &err else { panic!("{err:?}") };
@@ -433,7 +465,7 @@ fn open_replaces_a_stale_owner_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("owner.json"),
-        serde_json::to_vec(&OwnerInfo { pid: DEAD_PID, run_id: Some("r9".into()), since_ms: 1 }).unwrap(),
+        serde_json::to_vec(&OwnerInfo { pid: DEAD_PID, run_id: Some("r9".into()), since_ms: 1, control: None }).unwrap(),
     )
     .unwrap();
     let store = StateStore::open(dir.path()).unwrap();
@@ -601,7 +633,7 @@ const HOLD_READY: &str = "STACKPIPE-STATE-HOLD-READY";
 fn hold_open_child() {
     let Some(dir) = std::env::var_os(HOLD_ENV) else { return };
     let store = StateStore::open(std::path::Path::new(&dir)).unwrap();
-    store.set_owner_run("r-child").unwrap();
+    store.set_owner_run("r-child", None).unwrap();
     println!("\n{HOLD_READY}");
     let mut sink = String::new();
     let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut sink);

@@ -1,0 +1,32 @@
+//! What goes over the control socket.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::run::GateSelector;
+use crate::state::Decision;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// The status document of a run (default: the one in progress).
+    Status { run: Option<String> },
+    /// Every run, newest first.
+    Runs,
+    /// The stored log lines of a run.
+    Logs { run: Option<String>, node: Option<String> },
+    /// Every event of the run in progress, from its start, until it ends.
+    Follow { run: Option<String> },
+    /// Approve or reject waiting gates. Who decides is the user the kernel
+    /// says is on the other end of the socket.
+    Decide { run: Option<String>, selector: GateSelector, decision: Decision, comment: Option<String> },
+    /// Stop the run: in-flight operations finish, nothing new starts.
+    Cancel { run: Option<String> },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Ok(Value),
+    Error(String),
+}

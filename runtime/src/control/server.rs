@@ -1,0 +1,252 @@
+//! The runner's side of the control socket.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::board::RunBoard;
+use super::protocol::{Request, Response};
+use crate::run::{status, Gates, RunEvent, RunJournal, StopSignal};
+use crate::state::StateStore;
+
+/// Longest socket path we bind (`sun_path` holds 108 bytes on Linux).
+const MAX_SOCKET_PATH: usize = 100;
+
+struct Shared {
+    store: Arc<StateStore>,
+    run_id: String,
+    journal: RunJournal,
+    gates: Arc<Gates>,
+    stop: StopSignal,
+    board: Mutex<RunBoard>,
+    /// Every event of the run so far, as JSON lines, for followers.
+    history: Mutex<Vec<Arc<str>>>,
+    /// The length of `history`, and whether the run has ended.
+    appended: watch::Sender<(usize, bool)>,
+}
+
+/// A run's control socket, served until [`ControlServer::finish`].
+pub struct ControlServer {
+    path: PathBuf,
+    shared: Arc<Shared>,
+    accept: JoinHandle<()>,
+    pump: JoinHandle<()>,
+}
+
+/// Where a state directory's control socket lives: inside it, unless that
+/// path is too long for a socket, then in the temp directory under a name
+/// derived from it.
+pub fn socket_path(dir: &Path) -> PathBuf {
+    let inside = dir.join("control.sock");
+    if inside.as_os_str().len() <= MAX_SOCKET_PATH {
+        return inside;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    std::env::temp_dir().join(format!("stackpipe-{uid}-{}.sock", &hex::encode(digest)[..16]))
+}
+
+impl ControlServer {
+    /// Binds the socket and starts serving; `events` are the run's events.
+    pub fn start(
+        store: Arc<StateStore>,
+        run_id: String,
+        journal: RunJournal,
+        gates: Arc<Gates>,
+        stop: StopSignal,
+        mut events: mpsc::UnboundedReceiver<RunEvent>,
+    ) -> std::io::Result<ControlServer> {
+        let path = socket_path(store.dir());
+        // This process holds the database, so a socket left here is stale.
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path)?;
+        // Only this user (and root) may steer the run.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        let shared = Arc::new(Shared {
+            store,
+            run_id,
+            journal,
+            gates,
+            stop,
+            board: Mutex::new(RunBoard::default()),
+            history: Mutex::new(Vec::new()),
+            appended: watch::channel((0, false)).0,
+        });
+        let s = shared.clone();
+        let pump = tokio::spawn(async move {
+            while let Some(e) = events.recv().await {
+                let last = matches!(e, RunEvent::RunFinished { .. });
+                if let Ok(mut b) = s.board.lock() {
+                    b.apply(&e);
+                }
+                let len = match (serde_json::to_string(&e), s.history.lock()) {
+                    (Ok(line), Ok(mut h)) => {
+                        h.push(line.into());
+                        h.len()
+                    }
+                    _ => continue,
+                };
+                s.appended.send_replace((len, last));
+                if last {
+                    break;
+                }
+            }
+        });
+        let s = shared.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of descriptors, most likely: let some close.
+                        tracing::debug!("control socket: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let s = s.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = serve(&s, stream).await {
+                        tracing::debug!("control connection: {e}");
+                    }
+                });
+            }
+        });
+        Ok(ControlServer { path, shared, accept, pump })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits until the run's last event is out to every follower (a second
+    /// at most), then closes the socket.
+    pub async fn finish(self) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.pump).await;
+        // Followers hold a receiver each until they have sent the last line.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            while self.shared.appended.receiver_count() > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        self.accept.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn serve(s: &Arc<Shared>, stream: UnixStream) -> std::io::Result<()> {
+    let uid = stream.peer_cred()?.uid();
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    let request: Request = match serde_json::from_str(&line) {
+        Ok(r) => r,
+        Err(e) => return reply(&mut write, Response::Error(format!("not a control request: {e}"))).await,
+    };
+    if let Request::Follow { run } = &request {
+        if let Some(other) = run.as_ref().filter(|r| **r != s.run_id) {
+            return reply(&mut write, Response::Error(not_current(s, other))).await;
+        }
+        return follow(s, &mut write).await;
+    }
+    let response = match answer(s, request, uid).await {
+        Ok(v) => Response::Ok(v),
+        Err(e) => Response::Error(e),
+    };
+    reply(&mut write, response).await
+}
+
+async fn reply(write: &mut tokio::net::unix::OwnedWriteHalf, r: Response) -> std::io::Result<()> {
+    let mut text = serde_json::to_string(&r).map_err(std::io::Error::other)?;
+    text.push('\n');
+    write.write_all(text.as_bytes()).await?;
+    write.shutdown().await
+}
+
+fn not_current(s: &Shared, other: &str) -> String {
+    format!("run {other} is not in progress here (run {} is)", s.run_id)
+}
+
+/// Every event of the run so far, then each new one, until the run ends.
+async fn follow(s: &Arc<Shared>, write: &mut tokio::net::unix::OwnedWriteHalf) -> std::io::Result<()> {
+    let mut appended = s.appended.subscribe();
+    let mut sent = 0;
+    loop {
+        let (len, over) = *appended.borrow_and_update();
+        let lines: Vec<Arc<str>> = match s.history.lock() {
+            Ok(h) => h[sent..len.min(h.len())].to_vec(),
+            Err(_) => return Ok(()),
+        };
+        let mut text = String::new();
+        for l in &lines {
+            text.push_str(l);
+            text.push('\n');
+        }
+        sent += lines.len();
+        write.write_all(text.as_bytes()).await?;
+        if over && sent >= len {
+            return write.shutdown().await;
+        }
+        if appended.changed().await.is_err() {
+            return write.shutdown().await;
+        }
+    }
+}
+
+async fn answer(s: &Arc<Shared>, request: Request, uid: u32) -> Result<Value, String> {
+    let store = &s.store;
+    let text = |e: crate::state::StateError| e.to_string();
+    match request {
+        Request::Runs => serde_json::to_value(store.runs().map_err(text)?).map_err(|e| e.to_string()),
+        Request::Status { run } => {
+            let id = run.unwrap_or_else(|| s.run_id.clone());
+            let Some(record) = store.run(&id).map_err(text)? else { return Err(format!("no run `{id}`")) };
+            let decisions = store.decisions(&id).map_err(text)?;
+            if id != s.run_id {
+                let jobs = store.jobs(&id).map_err(text)?;
+                let envs = status::stored_outcomes(&record, &jobs);
+                return Ok(status::document(&record, &envs, &jobs, &decisions, &[]));
+            }
+            let waiting = s.gates.waiting();
+            let board = s.board.lock().map_err(|_| "the run's board is poisoned".to_string())?;
+            let mut record = record;
+            if let Some(st) = board.status() {
+                record.status = st;
+            }
+            Ok(status::document(&record, board.environments(), board.jobs(), &decisions, &waiting))
+        }
+        Request::Logs { run, node } => {
+            let id = run.unwrap_or_else(|| s.run_id.clone());
+            if id == s.run_id {
+                // Lines queued for the journal are part of the answer.
+                s.journal.flush().await.map_err(|e| e.to_string())?;
+            }
+            serde_json::to_value(store.logs(&id, node.as_deref()).map_err(text)?).map_err(|e| e.to_string())
+        }
+        Request::Decide { run, selector, decision, comment } => {
+            if let Some(other) = run.as_ref().filter(|r| **r != s.run_id) {
+                return Err(not_current(s, other));
+            }
+            let by = crate::os_user::user_name(uid);
+            let decided = s.gates.decide(&selector, decision, &by, comment).await.map_err(|e| e.to_string())?;
+            serde_json::to_value(decided).map_err(|e| e.to_string())
+        }
+        Request::Cancel { run } => {
+            if let Some(other) = run.as_ref().filter(|r| **r != s.run_id) {
+                return Err(not_current(s, other));
+            }
+            let already = s.stop.stop();
+            Ok(json!({ "run": s.run_id, "already_stopping": already }))
+        }
+        Request::Follow { .. } => Err("follow is answered as a stream".into()),
+    }
+}

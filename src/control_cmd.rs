@@ -1,0 +1,112 @@
+//! `approve`, `reject`, `cancel`: steering a run in progress from another
+//! terminal, through its runner's control socket.
+
+use clap::Args;
+use serde_json::Value;
+use stackpipe_runtime::control::{Reach, Request};
+use stackpipe_runtime::run::GateSelector;
+use stackpipe_runtime::state::{pid_alive, Decision, RunStatus};
+
+use crate::run_cmd::StateArgs;
+use crate::{EXIT_FAILED, EXIT_INVALID};
+
+#[derive(Args)]
+pub struct DecideArgs {
+    /// The run (`stackpipe runs` lists them; default: the one in progress).
+    pub run: Option<String>,
+    /// The environment whose gate (or whose node's gate) to decide.
+    #[arg(long = "env", value_name = "ENV")]
+    pub env: Option<String>,
+    /// The node whose gate to decide.
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
+    /// Decide every waiting gate that matches, not just one.
+    #[arg(long)]
+    pub all: bool,
+    /// Recorded with the decision.
+    #[arg(long)]
+    pub comment: Option<String>,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Args)]
+pub struct CancelArgs {
+    /// The run (default: the one in progress).
+    pub run: Option<String>,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// Why a run cannot be steered when nobody serves it.
+fn not_in_progress(reach: Reach, run: Option<&str>) -> u8 {
+    let Reach::Store(store) = reach else { return EXIT_FAILED };
+    let record = match run {
+        Some(id) => store.run(id).ok().flatten(),
+        None => store.latest_run().ok().flatten(),
+    };
+    match record {
+        None => match run {
+            Some(id) => eprintln!("error: no run `{id}`"),
+            None => eprintln!("error: no run is in progress"),
+        },
+        Some(r) if r.status == RunStatus::Running && !pid_alive(r.pid) => eprintln!(
+            "error: run {} is not in progress: its process ({}) is gone; `stackpipe resume {}` finishes it",
+            r.id, r.pid, r.id
+        ),
+        Some(r) => eprintln!("error: run {} is not in progress (it {})", r.id, r.status.name()),
+    }
+    EXIT_INVALID
+}
+
+fn ask(reach: Reach, run: Option<&str>, request: Request) -> Result<Value, u8> {
+    let Reach::Runner { client, .. } = &reach else { return Err(not_in_progress(reach, run)) };
+    match client.request(&request) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            Err(EXIT_INVALID)
+        }
+        Err(e) => {
+            eprintln!("error: cannot reach the run in progress: {e}");
+            Err(EXIT_FAILED)
+        }
+    }
+}
+
+pub fn decide(a: DecideArgs, decision: Decision) -> Result<(), u8> {
+    let reach = a.state.reach(None)?;
+    let request = Request::Decide {
+        run: a.run.clone(),
+        selector: GateSelector { environment: a.env.clone(), node: a.node.clone(), all: a.all },
+        decision,
+        comment: a.comment.clone(),
+    };
+    let decided = ask(reach, a.run.as_deref(), request)?;
+    for d in decided.as_array().into_iter().flatten() {
+        let gate = &d["gate"];
+        let place = match gate["node"].as_str() {
+            Some(n) => format!("{}/{n}", gate["environment"].as_str().unwrap_or("")),
+            None => gate["environment"].as_str().unwrap_or("").to_string(),
+        };
+        println!(
+            "{} {place} ({} gate) as {}",
+            decision.name(),
+            gate["kind"].as_str().unwrap_or(""),
+            d["by"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+pub fn cancel(a: CancelArgs) -> Result<(), u8> {
+    let reach = a.state.reach(None)?;
+    let answer = ask(reach, a.run.as_deref(), Request::Cancel { run: a.run.clone() })?;
+    let run = answer["run"].as_str().unwrap_or("");
+    if answer["already_stopping"].as_bool() == Some(true) {
+        println!("run {run} is already stopping: operations in flight are finishing");
+    } else {
+        println!("cancelling run {run}: operations in flight finish, nothing new starts");
+    }
+    Ok(())
+}

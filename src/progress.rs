@@ -1,0 +1,276 @@
+//! How a run's progress is shown: JSON lines, plain lines, or (on a
+//! terminal) a live view; and, on a terminal, approving a gate in place.
+
+use std::collections::VecDeque;
+use std::io::{IsTerminal, Write as _};
+use std::path::PathBuf;
+
+use stackpipe_runtime::control::{ControlClient, Request};
+use stackpipe_runtime::run::{GateSelector, RunEvent};
+use stackpipe_runtime::state::{read_owner, Decision, Status};
+use tokio::sync::mpsc;
+
+/// Renders events until the run ends: JSON lines, a live view on a
+/// terminal, or one plain line per event.
+pub async fn print_events(mut rx: mpsc::UnboundedReceiver<RunEvent>, json: bool, state_dir: PathBuf) {
+    let mut prompter = Prompter::new(!json && std::io::stdin().is_terminal(), state_dir);
+    if !json && std::io::stdout().is_terminal() {
+        return live_view(rx, prompter).await;
+    }
+    let mut out = std::io::stdout();
+    loop {
+        tokio::select! {
+            e = rx.recv() => {
+                let Some(e) = e else { break };
+                let line = if json { serde_json::to_string(&e).ok() } else { plain_line(&e) };
+                if let Some(line) = line {
+                    let _ = writeln!(out, "{line}");
+                }
+                // JSON consumers have the `waiting` event; the hint is for people.
+                if let Some(ask) = prompter.see(&e).filter(|_| !json) {
+                    let _ = writeln!(out, "{ask}");
+                }
+                let _ = out.flush();
+            }
+            Some(answer) = prompter.answer() => {
+                let said = prompter.decide(answer).await;
+                if !said.is_empty() {
+                    let _ = writeln!(out, "{said}");
+                }
+            }
+        }
+    }
+    let _ = out.flush();
+}
+
+/// On a terminal: one spinner per node in flight, showing its operation and
+/// time; finished nodes scroll above as plain lines; a summary line counts
+/// done, running, waiting and failed nodes.
+async fn live_view(mut rx: mpsc::UnboundedReceiver<RunEvent>, mut prompter: Prompter) {
+    use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    let multi = MultiProgress::new();
+    let summary = multi.add(ProgressBar::new_spinner());
+    summary.set_style(ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    summary.enable_steady_tick(Duration::from_millis(120));
+    let node_style = ProgressStyle::with_template("    {spinner} {prefix:<24} {msg} {elapsed:>4}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let mut bars: HashMap<(String, String), ProgressBar> = HashMap::new();
+    let (mut total, mut done, mut failed) = (0usize, 0usize, 0usize);
+    let mut env_name = String::new();
+    loop {
+        let e = tokio::select! {
+            e = rx.recv() => match e { Some(e) => e, None => break },
+            Some(answer) = prompter.answer() => {
+                let said = prompter.decide(answer).await;
+                if !said.is_empty() {
+                    let _ = multi.println(said);
+                }
+                continue;
+            }
+        };
+        match &e {
+            RunEvent::RunStarted { nodes, .. } => total = *nodes,
+            RunEvent::EnvironmentStarted { environment, .. } => {
+                env_name = environment.clone();
+                (done, failed) = (0, 0);
+            }
+            RunEvent::OpStarted { environment, node, op } => {
+                let bar = bars.entry((environment.clone(), node.clone())).or_insert_with(|| {
+                    let b = multi.add(ProgressBar::new_spinner());
+                    b.set_style(node_style.clone());
+                    b.set_prefix(node.clone());
+                    b.enable_steady_tick(Duration::from_millis(120));
+                    b
+                });
+                bar.set_message(op.to_string());
+            }
+            RunEvent::Waiting { environment, node: Some(node), gate, .. } => {
+                if let Some(b) = bars.get(&(environment.clone(), node.clone())) {
+                    b.set_message(format!("waiting for approval ({})", gate.name()));
+                }
+            }
+            RunEvent::NodeFinished { environment, node, status, .. } => {
+                if let Some(b) = bars.remove(&(environment.clone(), node.clone())) {
+                    b.finish_and_clear();
+                    multi.remove(&b);
+                }
+                done += 1;
+                if *status == Status::Failed {
+                    failed += 1;
+                }
+            }
+            _ => {}
+        }
+        if let Some(line) = plain_line(&e) {
+            let _ = multi.println(line);
+        }
+        if let Some(ask) = prompter.see(&e) {
+            let _ = multi.println(ask);
+        }
+        let running = bars.len();
+        let waiting = prompter.waiting.len();
+        summary.set_message(format!(
+            "{env_name}: {done}/{total} done, {running} running{}{}",
+            if waiting > 0 { format!(", {waiting} waiting for approval") } else { String::new() },
+            if failed > 0 { format!(", {failed} failed") } else { String::new() }
+        ));
+    }
+    summary.finish_and_clear();
+}
+
+/// The gates the run waits at, oldest first, and (on a terminal) the
+/// answers typed to approve or reject the oldest in place.
+struct Prompter {
+    run: String,
+    state_dir: PathBuf,
+    waiting: VecDeque<(String, Option<String>)>,
+    answers: Option<mpsc::UnboundedReceiver<String>>,
+}
+
+impl Prompter {
+    fn new(interactive: bool, state_dir: PathBuf) -> Prompter {
+        let answers = interactive.then(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            // A plain thread: a blocked read of stdin must not hold up the
+            // runtime's shutdown when the run ends.
+            let spawned = std::thread::Builder::new().name("stackpipe-stdin".into()).spawn(move || {
+                let mut line = String::new();
+                while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+                    if tx.send(std::mem::take(&mut line)).is_err() {
+                        break;
+                    }
+                }
+            });
+            (spawned.is_ok(), rx)
+        });
+        let answers = answers.and_then(|(ok, rx)| ok.then_some(rx));
+        Prompter { run: String::new(), state_dir, waiting: VecDeque::new(), answers }
+    }
+
+    /// Keeps track of the gates; the question to ask, if any.
+    fn see(&mut self, e: &RunEvent) -> Option<String> {
+        match e {
+            RunEvent::RunStarted { run, .. } => self.run = run.clone(),
+            RunEvent::Waiting { environment, node, .. } => {
+                self.waiting.push_back((environment.clone(), node.clone()));
+                if self.waiting.len() == 1 {
+                    return self.question();
+                }
+            }
+            RunEvent::GateDecided { environment, node, .. } => {
+                let was_first = self.waiting.front() == Some(&(environment.clone(), node.clone()));
+                self.waiting.retain(|w| !(w.0 == *environment && w.1 == *node));
+                if was_first {
+                    return self.question();
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn question(&self) -> Option<String> {
+        let (env, node) = self.waiting.front()?;
+        let mut how = format!("stackpipe approve {} --env {env}", self.run);
+        if let Some(n) = node {
+            how.push_str(&format!(" --node {n}"));
+        }
+        let place = node.as_ref().map(|n| format!("{env}/{n}")).unwrap_or_else(|| env.clone());
+        Some(if self.answers.is_some() {
+            format!("  ? approve {place}? type y (approve) or n (reject) and Enter; or from another terminal: {how}")
+        } else {
+            format!("  ? waiting for approval of {place}: {how}  (or: stackpipe reject ...)")
+        })
+    }
+
+    async fn answer(&mut self) -> Option<String> {
+        match &mut self.answers {
+            Some(rx) => rx.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Acts on a typed answer: y / n for the oldest waiting gate.
+    async fn decide(&mut self, answer: String) -> String {
+        let decision = match answer.trim().to_ascii_lowercase().as_str() {
+            "y" | "yes" => Decision::Approved,
+            "n" | "no" => Decision::Rejected,
+            "" => return String::new(),
+            other => return format!("  ? `{other}`: type y or n"),
+        };
+        let Some((env, node)) = self.waiting.front().cloned() else { return "  nothing is waiting for approval".into() };
+        // Through our own control socket, like any other terminal: the
+        // decision is recorded the same way, with the same user.
+        let Some(socket) = read_owner(&self.state_dir).and_then(|o| o.control) else {
+            return "  cannot find this run's control socket".into();
+        };
+        let request = Request::Decide {
+            run: Some(self.run.clone()),
+            selector: GateSelector { environment: Some(env), node, all: false },
+            decision,
+            comment: Some("answered at the running terminal".into()),
+        };
+        let answer = tokio::task::spawn_blocking(move || ControlClient::new(socket).request(&request)).await;
+        match answer {
+            Ok(Ok(Ok(_))) => String::new(),
+            Ok(Ok(Err(e))) => format!("  {e}"),
+            Ok(Err(e)) => format!("  cannot reach the control socket: {e}"),
+            Err(e) => format!("  {e}"),
+        }
+    }
+}
+
+/// One event as a plain line; None for events shown only in JSON.
+pub fn plain_line(e: &RunEvent) -> Option<String> {
+    Some(match e {
+        RunEvent::RunStarted { run, pipeline, operation, environments, nodes } => {
+            format!("run {run}: {operation} {pipeline} ({nodes} resources; environments: {})", environments.join(" -> "))
+        }
+        RunEvent::EnvironmentStarted { environment, .. } => format!("\n[{environment}]"),
+        RunEvent::OpStarted { .. } => return None,
+        RunEvent::OpFinished { environment, node, op, status: Status::Failed, message, .. } => {
+            format!("  {environment}/{node}: {op} failed: {}", message.clone().unwrap_or_default())
+        }
+        RunEvent::OpFinished { .. } => return None,
+        RunEvent::NodeFinished { environment, node, status, change, ms, error } => match status {
+            Status::Succeeded => format!(
+                "  {environment}/{node}: {} ({})",
+                change.clone().unwrap_or_else(|| "done".into()),
+                duration(*ms)
+            ),
+            Status::Cancelled | Status::Skipped => {
+                format!("  {environment}/{node}: {} ({})", status.name(), error.clone().unwrap_or_default())
+            }
+            _ => format!("  {environment}/{node}: {}", status.name()),
+        },
+        RunEvent::Log { .. } => return None,
+        RunEvent::Waiting { environment, node, gate, reason, detail } => {
+            let place = node.as_ref().map(|n| format!("{environment}/{n}")).unwrap_or_else(|| format!("[{environment}]"));
+            let mut s = format!("  {place}: waiting for approval ({} gate): {reason}", gate.name());
+            if let Some(d) = detail.as_ref().filter(|d| !d.is_empty()) {
+                s.push('\n');
+                s.push_str(d.trim_end());
+            }
+            s
+        }
+        RunEvent::GateDecided { environment, node, decision, by, comment, .. } => {
+            let place = node.as_ref().map(|n| format!("{environment}/{n}")).unwrap_or_else(|| format!("[{environment}]"));
+            format!("  {place}: {} by {by}{}", decision.name(), comment.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())
+        }
+        RunEvent::EnvironmentFinished { environment, status, reason } => {
+            format!("[{environment}] {}{}", status.name(), reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())
+        }
+        RunEvent::RunFinished { .. } => return None,
+    })
+}
+
+pub fn duration(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}

@@ -1,0 +1,92 @@
+//! What the end-to-end tests share: a project in a temp directory with a
+//! pipeline that uses the real `test` component, and the real binary run in it.
+#![allow(dead_code)] // each test file uses its own part of this
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// A project whose pipeline is the `test` provisioner `t` (with a
+    /// ledger), one environment `dev`, and `resources`.
+    pub fn new(resources: &str) -> Project {
+        Project::with_pipeline(&format!(
+            r#"pipeline "demo"
+
+plugin t {{
+  kind   = "provisioner"
+  source = "builtin:test"
+  config {{ ledger = "out/ledger.txt" }}
+  allow  {{ fs = ["out"] }}
+}}
+
+environment dev {{}}
+
+{resources}
+"#
+        ))
+    }
+
+    /// A project whose `demo.pipeline` is `text`.
+    pub fn with_pipeline(text: &str) -> Project {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        std::fs::write(dir.path().join("demo.pipeline"), text).expect("write the pipeline");
+        Project { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_stackpipe"));
+        c.args(args)
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .env("STACKPIPE_CACHE_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/target/test-component-cache"));
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("the binary runs")
+    }
+
+    pub fn ledger(&self) -> Vec<String> {
+        std::fs::read_to_string(self.path().join("out/ledger.txt"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn status(&self, run: Option<&str>) -> Value {
+        let mut args = vec!["status", "--json"];
+        args.extend(run);
+        let o = self.run(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        serde_json::from_slice(&o.stdout).expect("status --json is JSON")
+    }
+
+    pub fn node<'a>(status: &'a Value, name: &str) -> &'a Value {
+        status["environments"][0]["nodes"].as_array().unwrap().iter().find(|n| n["name"] == name).expect("the node")
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+

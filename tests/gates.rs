@@ -1,0 +1,344 @@
+//! Gates, approvals, policies and control from another terminal, end to
+//! end: a deploy runs in one process while a second process (the real
+//! binary again) watches it, approves, rejects and cancels through the
+//! runner's control socket.
+
+mod common;
+
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{text, Project};
+use serde_json::Value;
+
+const TEST_PLUGIN: &str = r#"
+plugin t {
+  kind   = "provisioner"
+  source = "builtin:test"
+  config { ledger = "out/ledger.txt" }
+  allow  { fs = ["out"] }
+}
+"#;
+
+fn pipeline(rest: &str) -> String {
+    format!("pipeline \"demo\"\n{TEST_PLUGIN}\n{rest}")
+}
+
+/// The OS user, as decisions record it.
+fn whoami() -> String {
+    let o = std::process::Command::new("id").arg("-un").output().expect("id runs");
+    text(&o.stdout).trim().to_string()
+}
+
+fn spawn(p: &Project, args: &[&str]) -> Child {
+    p.command(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("the binary starts")
+}
+
+/// `status --json` from another process until `ready` holds for it.
+fn wait_status(p: &Project, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = p.run(&["status", "--json"]);
+        if o.status.code() == Some(0) {
+            if let Ok(doc) = serde_json::from_slice::<Value>(&o.stdout) {
+                if ready(&doc) {
+                    return doc;
+                }
+                assert!(Instant::now() < deadline, "timed out waiting for {what}; last status: {doc:#}");
+            }
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {}", text(&o.stderr));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An environment of a status document (null while the run has not announced it).
+fn env<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["environments"].as_array().and_then(|es| es.iter().find(|e| e["name"] == name)).unwrap_or(&Value::Null)
+}
+
+/// A node of a status document (null while its environment has not started).
+fn node<'a>(doc: &'a Value, env_name: &str, name: &str) -> &'a Value {
+    env(doc, env_name)["nodes"].as_array().and_then(|ns| ns.iter().find(|n| n["name"] == name)).unwrap_or(&Value::Null)
+}
+
+fn ok(o: &Output) -> String {
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", text(&o.stdout), text(&o.stderr));
+    text(&o.stdout)
+}
+
+fn finish(child: Child) -> Output {
+    child.wait_with_output().expect("the run ends")
+}
+
+#[test]
+fn environments_in_order_one_approved_from_another_terminal_one_rejected_and_skipped() {
+    let p = Project::with_pipeline(&pipeline(
+        r#"
+environment dev {}
+environment staging {
+  after    = dev
+  approval = true
+}
+environment prod {
+  after    = staging
+  approval = true
+}
+
+resource a "t.step" { delay_ms = 10 }
+resource b "t.step" { from_a = a.id }
+"#,
+    ));
+    let deploy = spawn(&p, &["deploy", "demo.pipeline"]);
+
+    let doc = wait_status(&p, "staging to wait at its gate", |d| env(d, "staging")["status"] == "waiting");
+    assert_eq!(doc["status"], "running");
+    assert_eq!(env(&doc, "dev")["status"], "succeeded");
+    assert_eq!(env(&doc, "staging")["waiting_for"]["gate"], "environment");
+    assert!(env(&doc, "staging")["waiting_for"]["since_ms"].as_u64().is_some());
+    assert_eq!(node(&doc, "staging", "a")["status"], "queued", "nothing in staging starts before the approval");
+    assert_eq!(env(&doc, "prod")["status"], "queued");
+
+    // Other read-only commands work from here while the run is in progress.
+    let runs: Value = serde_json::from_str(&ok(&p.run(&["runs", "--json"]))).unwrap();
+    assert_eq!(runs[0]["run"], "r000001");
+    assert_eq!(runs[0]["pipeline"], "demo");
+    assert_eq!(runs[0]["operation"], "deploy");
+    assert_eq!(runs[0]["status"], "running");
+    assert!(runs[0]["started_ms"].as_u64().is_some());
+    let human = ok(&p.run(&["status"]));
+    assert!(human.contains("stackpipe approve r000001 --env staging"), "{human}");
+
+    // A decision for a gate that is not waiting is refused.
+    let o = p.run(&["approve", "--env", "prod"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("nothing in run r000001 is waiting for approval in environment `prod`"), "{}", text(&o.stderr));
+
+    let out = ok(&p.run(&["approve", "r000001", "--env", "staging", "--comment", "staging looks fine"]));
+    assert!(out.contains("approved staging (environment gate)"), "{out}");
+
+    wait_status(&p, "prod to wait at its gate", |d| env(d, "prod")["status"] == "waiting");
+    ok(&p.run(&["reject", "--env", "prod", "--comment", "not today"]));
+
+    let o = finish(deploy);
+    assert_eq!(o.status.code(), Some(1), "a rejected environment fails the run\n{}", text(&o.stdout));
+    let out = text(&o.stdout);
+    assert!(out.contains("[prod] skipped: rejected by"), "{out}");
+
+    let doc = p.status(None);
+    assert_eq!(doc["status"], "failed");
+    assert_eq!(env(&doc, "dev")["status"], "succeeded");
+    assert_eq!(env(&doc, "staging")["status"], "succeeded");
+    assert_eq!(env(&doc, "prod")["status"], "skipped");
+    let user = whoami();
+    assert_eq!(env(&doc, "prod")["reason"], format!("rejected by {user}: not today"));
+    let decisions = doc["decisions"].as_array().unwrap();
+    assert_eq!(decisions.len(), 2);
+    assert_eq!(
+        (&decisions[0]["environment"], &decisions[0]["decision"], &decisions[0]["by"], &decisions[0]["comment"]),
+        (&"staging".into(), &"approved".into(), &Value::from(user.clone()), &"staging looks fine".into())
+    );
+    assert_eq!((&decisions[1]["environment"], &decisions[1]["decision"]), (&"prod".into(), &"rejected".into()));
+    assert!(decisions[1]["at_ms"].as_u64() >= decisions[0]["at_ms"].as_u64());
+    assert_eq!(
+        p.ledger(),
+        ["apply demo/dev/a", "apply demo/dev/b", "apply demo/staging/a", "apply demo/staging/b"],
+        "nothing is applied in prod"
+    );
+}
+
+#[test]
+fn a_node_gate_holds_back_only_its_dependents() {
+    let p = Project::with_pipeline(&pipeline(
+        r#"
+environment dev {}
+
+resource db  "t.step" { gate = "after" }
+resource app "t.step" { db = db.id }
+resource cdn "t.step" { delay_ms = 200 }
+resource dns "t.step" { cdn = cdn.id }
+"#,
+    ));
+    // One slot: the waiting gate must not hold it.
+    let deploy = spawn(&p, &["deploy", "demo.pipeline", "--parallelism", "1"]);
+    let doc = wait_status(&p, "the independent branch to finish while db waits", |d| {
+        node(d, "dev", "dns")["status"] == "succeeded" && node(d, "dev", "db")["status"] == "waiting"
+    });
+    assert_eq!(node(&doc, "dev", "db")["waiting_for"]["gate"], "after");
+    assert_eq!(node(&doc, "dev", "app")["status"], "queued", "the dependent waits for the approval");
+    assert_eq!(env(&doc, "dev")["status"], "running");
+    assert_eq!(doc["waiting"].as_array().unwrap().len(), 1);
+
+    let out = ok(&p.run(&["approve", "--node", "db"]));
+    assert!(out.contains("approved dev/db (after gate)"), "{out}");
+    let o = finish(deploy);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let doc = p.status(None);
+    let app_started = node(&doc, "dev", "app")["started_ms"].as_u64().unwrap();
+    let approved_at = doc["decisions"][0]["at_ms"].as_u64().unwrap();
+    assert!(app_started >= approved_at, "app started at {app_started}, before the approval at {approved_at}");
+    assert_eq!(p.ledger().len(), 4);
+}
+
+#[test]
+fn pause_before_apply_shows_the_plan_and_a_rejection_skips_the_node_and_its_dependents() {
+    let p = Project::with_pipeline(&pipeline(
+        r#"
+environment dev {}
+
+resource db "t.step" {
+  size = 10
+  flow { pause_before_apply = true }
+}
+resource app   "t.step" { db = db.id }
+resource other "t.step" {}
+"#,
+    ));
+    let deploy = spawn(&p, &["deploy", "demo.pipeline"]);
+    let doc = wait_status(&p, "db to pause before apply", |d| node(d, "dev", "db")["status"] == "waiting");
+    let gate = &node(&doc, "dev", "db")["waiting_for"];
+    assert_eq!(gate["gate"], "pause_before_apply");
+    let plan = gate["detail"].as_str().unwrap();
+    assert!(plan.contains("+ t.step \"db\"") && plan.contains("+ size = 10"), "{plan}");
+    ok(&p.run(&["reject", "--node", "db", "--comment", "wrong size"]));
+    let o = finish(deploy);
+    assert_eq!(o.status.code(), Some(1));
+    let doc = p.status(None);
+    assert_eq!(doc["status"], "failed");
+    let db = node(&doc, "dev", "db");
+    assert_eq!(db["status"], "skipped");
+    assert!(db["error"].as_str().unwrap().contains("wrong size"), "{db}");
+    let apply = db["operations"].as_array().unwrap().iter().find(|o| o["name"] == "apply").unwrap();
+    assert_eq!(apply["status"], "skipped");
+    assert_eq!(node(&doc, "dev", "app")["status"], "skipped");
+    assert_eq!(node(&doc, "dev", "other")["status"], "succeeded");
+    assert_eq!(p.ledger(), ["apply demo/dev/other"]);
+
+    // --yes approves pauses without asking, and says so in the record.
+    let o = p.run(&["deploy", "demo.pipeline", "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let doc = p.status(None);
+    assert!(doc["decisions"][0]["by"].as_str().unwrap().ends_with("(--yes)"), "{doc:#}");
+}
+
+#[test]
+fn a_policy_denies_one_change_and_requires_approval_for_another() {
+    let p = Project::with_pipeline(&pipeline(
+        r#"
+plugin s {
+  kind   = "provisioner"
+  source = "builtin:test"
+  config { ledger = "out/ledger.txt" }
+  allow  { fs = ["out"] }
+}
+
+plugin guard {
+  kind   = "policy"
+  source = "builtin:protect-stateful"
+  config {
+    environments = ["dev"]
+    types        = ["s.step"]
+  }
+}
+
+environment dev {}
+
+resource data    "s.step" {}
+resource scratch "t.step" {}
+"#,
+    ));
+    // Creating is allowed.
+    ok(&p.run(&["deploy", "demo.pipeline"]));
+
+    // Deleting: the stateful one is denied; the other waits for approval.
+    let undeploy = spawn(&p, &["undeploy", "demo.pipeline"]);
+    let doc = wait_status(&p, "scratch to wait for the policy's approval", |d| {
+        d["operation"] == "undeploy" && node(d, "dev", "scratch")["status"] == "waiting"
+    });
+    let gate = &node(&doc, "dev", "scratch")["waiting_for"];
+    assert_eq!(gate["gate"], "policy");
+    assert!(gate["reason"].as_str().unwrap().contains("policy `guard` requires approval: will delete `scratch`"), "{gate}");
+    ok(&p.run(&["approve", "--node", "scratch"]));
+    let o = finish(undeploy);
+    assert_eq!(o.status.code(), Some(1), "the denied delete fails the run");
+    let doc = p.status(None);
+    let data = node(&doc, "dev", "data");
+    assert_eq!(data["status"], "failed");
+    let err = data["error"].as_str().unwrap();
+    assert!(err.contains("denied by policy `guard`: refusing to delete stateful `data` (s.step)"), "{err}");
+    let preview = data["operations"].as_array().unwrap().iter().find(|o| o["name"] == "preview").unwrap();
+    assert_eq!(preview["status"], "failed");
+    assert_eq!(node(&doc, "dev", "scratch")["status"], "succeeded");
+    let ledger = p.ledger();
+    assert!(ledger.contains(&"destroy demo/dev/scratch".to_string()), "{ledger:?}");
+    assert!(!ledger.contains(&"destroy demo/dev/data".to_string()), "{ledger:?}");
+}
+
+#[test]
+fn cancel_from_another_terminal_while_a_gate_waits() {
+    let p = Project::with_pipeline(&pipeline(
+        r#"
+environment dev {}
+environment prod {
+  after    = dev
+  approval = true
+}
+
+resource a "t.step" {}
+"#,
+    ));
+    // --yes does not open an environment's `approval = true` gate.
+    let deploy = spawn(&p, &["deploy", "demo.pipeline", "--yes"]);
+    wait_status(&p, "prod to wait at its gate", |d| env(d, "prod")["status"] == "waiting");
+    let out = ok(&p.run(&["cancel"]));
+    assert!(out.contains("cancelling run r000001"), "{out}");
+    let o = finish(deploy);
+    assert_eq!(o.status.code(), Some(1));
+    let doc = p.status(None);
+    assert_eq!(doc["status"], "cancelled");
+    assert_eq!(env(&doc, "dev")["status"], "succeeded");
+    assert_eq!(env(&doc, "prod")["status"], "cancelled");
+    assert_eq!(p.ledger(), ["apply demo/dev/a"]);
+    let o = p.run(&["state", "list"]);
+    assert!(!text(&o.stdout).contains("locked"), "locks are released: {}", text(&o.stdout));
+    // With nobody running, control commands say why they cannot act.
+    let o = p.run(&["approve"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("run r000001 is not in progress (it cancelled)"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn logs_follow_in_another_terminal_sees_every_event_of_the_run_in_order() {
+    let p = Project::with_pipeline(&pipeline(
+        r#"
+environment dev {}
+
+resource a "t.step" { delay_ms = 20  gate = "after" }
+resource b "t.step" { from_a = a.id }
+resource c "t.step" { delay_ms = 30 }
+"#,
+    ));
+    let deploy = spawn(&p, &["deploy", "demo.pipeline", "--json"]);
+    wait_status(&p, "a's gate", |d| node(d, "dev", "a")["status"] == "waiting");
+    // Joins in the middle of the run: it gets everything from the start.
+    let follower = spawn(&p, &["logs", "--follow", "--json"]);
+    let text_follower = spawn(&p, &["logs", "-f"]);
+    std::thread::sleep(Duration::from_millis(200));
+    ok(&p.run(&["approve", "--node", "a"]));
+    let ran = finish(deploy);
+    assert_eq!(ran.status.code(), Some(0), "{}", text(&ran.stderr));
+    let followed = finish(follower);
+    assert_eq!(followed.status.code(), Some(0), "{}", text(&followed.stderr));
+    let ran = text(&ran.stdout);
+    let followed = text(&followed.stdout);
+    let events: Vec<&str> = ran.lines().collect();
+    assert!(events.len() > 20, "{ran}");
+    assert!(events.iter().any(|l| l.contains("\"event\":\"gate_decided\"")), "{ran}");
+    assert_eq!(followed.lines().collect::<Vec<_>>(), events, "the follower saw exactly the runner's events, in order");
+
+    let t = finish(text_follower);
+    let t = text(&t.stdout);
+    for needle in ["dev/a apply started", "dev/a: waiting for approval (after gate)", "dev/a: approved by", "run r000001 succeeded"] {
+        assert!(t.contains(needle), "`{needle}` in:\n{t}");
+    }
+}
