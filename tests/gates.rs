@@ -342,3 +342,36 @@ resource c "t.step" { delay_ms = 30 }
         assert!(t.contains(needle), "`{needle}` in:\n{t}");
     }
 }
+
+#[test]
+fn a_run_killed_at_a_gate_resumes_without_asking_again_for_what_was_approved() {
+    let p = Project::with_pipeline(&pipeline(
+        r#"
+environment dev {
+  approval = true
+}
+
+resource a "t.step" { gate = "after" }
+resource b "t.step" { from_a = a.id }
+"#,
+    ));
+    let mut deploy = spawn(&p, &["deploy", "demo.pipeline"]);
+    wait_status(&p, "the environment gate", |d| env(d, "dev")["status"] == "waiting");
+    ok(&p.run(&["approve", "--env", "dev"]));
+    wait_status(&p, "a's gate", |d| node(d, "dev", "a")["status"] == "waiting");
+    deploy.kill().expect("kill -9");
+    deploy.wait().expect("the runner is gone");
+
+    let resume = spawn(&p, &["resume", "r000001"]);
+    // The environment was approved; a's own gate was not: it asks again.
+    let doc = wait_status(&p, "a's gate again", |d| node(d, "dev", "a")["status"] == "waiting");
+    assert_eq!(env(&doc, "dev")["status"], "running");
+    ok(&p.run(&["approve", "--node", "a"]));
+    let o = finish(resume);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(p.ledger(), ["apply demo/dev/a", "apply demo/dev/b"], "each applied once");
+    let doc = p.status(Some("r000001"));
+    assert_eq!(doc["status"], "succeeded");
+    let gates: Vec<&str> = doc["decisions"].as_array().unwrap().iter().map(|d| d["gate"].as_str().unwrap()).collect();
+    assert_eq!(gates, ["environment", "after"]);
+}

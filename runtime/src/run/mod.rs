@@ -265,6 +265,13 @@ pub async fn execute(
         planned: Vec::new(),
         outputs: Vec::new(),
     };
+    // A resumed run does not ask again at an environment gate it was let through.
+    let earlier = if opts.resume.is_some() { store.decisions(&run_id)? } else { Vec::new() };
+    let approved_before = |env: &str| {
+        earlier.iter().any(|d| {
+            d.gate.kind == GateKind::Environment && d.gate.environment == env && d.decision == crate::state::Decision::Approved
+        })
+    };
     // Why the environments after this one are skipped, once one did not succeed.
     let mut blocked: Option<String> = None;
     for env in envs {
@@ -292,7 +299,7 @@ pub async fn execute(
             environment: env.name.clone(),
             nodes: graph.deploy_order().iter().map(|&i| NodeBrief { name: graph.node(i).name.clone(), level: graph.node(i).level }).collect(),
         });
-        if env.approval && mode.records() {
+        if env.approval && mode.records() && !approved_before(&env.name) {
             if let Some(gates) = &gates {
                 let gate = crate::state::GateInfo {
                     kind: GateKind::Environment,

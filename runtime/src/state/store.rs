@@ -114,13 +114,16 @@ impl StateStore {
     /// Like [`StateStore::open`], but waits up to `patience` while the
     /// database is held by a process that runs nothing (a `status` or `logs`
     /// from another terminal holds it for milliseconds). A holder that runs
-    /// a run is reported at once.
+    /// a run is reported at once. (`owner.json` may still name a killed
+    /// runner for the moment before a reader replaces it: a dead holder
+    /// counts as a reader.)
     pub fn open_patiently(dir: &Path, patience: std::time::Duration) -> Result<StateStore, StateError> {
         let deadline = std::time::Instant::now() + patience;
         loop {
             match StateStore::open(dir) {
                 Err(StateError::Busy { holder, .. })
-                    if std::time::Instant::now() < deadline && holder.as_ref().is_none_or(|h| h.run_id.is_none()) =>
+                    if std::time::Instant::now() < deadline
+                        && holder.as_ref().is_none_or(|h| h.run_id.is_none() || !pid_alive(h.pid)) =>
                 {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
