@@ -64,6 +64,11 @@ impl Events {
         }
         self
     }
+    /// Whether anyone listens: events that are costly to build need not be.
+    pub fn listening(&self) -> bool {
+        !self.listeners.is_empty()
+    }
+
     pub fn send(&self, e: RunEvent) {
         match (self.listeners.as_slice(), &self.order) {
             ([], _) => {}

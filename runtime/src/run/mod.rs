@@ -294,11 +294,10 @@ pub async fn execute(
             end_env(Status::Skipped, Some(why.clone()), &mut summary);
             continue;
         }
-        events.send(RunEvent::EnvironmentStarted {
-            run: run_id.clone(),
-            environment: env.name.clone(),
-            nodes: graph.deploy_order().iter().map(|&i| NodeBrief { name: graph.node(i).name.clone(), level: graph.node(i).level }).collect(),
-        });
+        if events.listening() {
+            let nodes = graph.deploy_order().iter().map(|&i| NodeBrief { name: graph.node(i).name.clone(), level: graph.node(i).level });
+            events.send(RunEvent::EnvironmentStarted { run: run_id.clone(), environment: env.name.clone(), nodes: nodes.collect() });
+        }
         if env.approval && mode.records() && !approved_before(&env.name) {
             if let Some(gates) = &gates {
                 let gate = crate::state::GateInfo {
