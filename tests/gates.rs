@@ -178,6 +178,24 @@ resource dns "t.step" { cdn = cdn.id }
     let approved_at = doc["decisions"][0]["at_ms"].as_u64().unwrap();
     assert!(app_started >= approved_at, "app started at {app_started}, before the approval at {approved_at}");
     assert_eq!(p.ledger().len(), 4);
+
+    // Nothing changed: db has nothing new to look at, so its gate stays open.
+    let again = finish_within(spawn(&p, &["deploy", "demo.pipeline"]), Duration::from_secs(30));
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert_eq!(p.ledger().len(), 4);
+}
+
+/// Waits for `child` at most `limit`; a run still going then is a failure.
+fn finish_within(mut child: Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("the child can be waited for").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after {limit:?}: {}", text(&finish(child).stdout));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    finish(child)
 }
 
 #[test]

@@ -458,9 +458,12 @@ async fn run_environment(env: &Arc<EnvRun>, mode: Mode, opts: &RunOptions, stop:
         let gate_open = gate_open.clone();
         async move {
             let idx = petgraph::graph::NodeIndex::new(i);
-            let end = if done[i] { NodeEnd::Succeeded } else { StackJob::new(env.clone(), idx).run(slot.clone()).await };
+            // A node done before a resume may not have passed its gate yet: it asks.
+            let (end, changed) =
+                if done[i] { (NodeEnd::Succeeded, true) } else { StackJob::new(env.clone(), idx).run(slot.clone()).await };
             let node = env.graph.node(idx);
-            if end != NodeEnd::Succeeded || !node.gate_after || env.mode != Mode::Deploy || gate_open[i] {
+            // An unchanged node has nothing new to look at: its gate stays open.
+            if end != NodeEnd::Succeeded || !node.gate_after || !changed || env.mode != Mode::Deploy || gate_open[i] {
                 return end;
             }
             let gate = env.gate(GateKind::After, Some(&node.name), format!("`{}` has `gate = \"after\"`: approve before its dependents start", node.name), None);

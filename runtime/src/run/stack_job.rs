@@ -285,6 +285,9 @@ pub struct StackJob {
     started: std::time::Instant,
     /// Whether apply called the plugin.
     apply_called: bool,
+    /// Whether this run changed the resource: applied it, or adopted what
+    /// an interrupted apply of this run created.
+    changed: bool,
     /// Its share of the run's parallelism, parked while it waits at a gate.
     slot: Option<Slot>,
 }
@@ -312,7 +315,7 @@ impl StackJob {
             change: None,
             error: None,
         };
-        StackJob { env, index, record, started: std::time::Instant::now(), apply_called: false, slot: None }
+        StackJob { env, index, record, started: std::time::Instant::now(), apply_called: false, changed: false, slot: None }
     }
 
     /// A job for a node that never started: `Cancelled` (a dependency
@@ -389,8 +392,9 @@ impl StackJob {
         self.end(op, Status::Skipped, Some(why.into()));
     }
 
-    /// Runs every operation in `slot`; how the node ended.
-    pub async fn run(mut self, slot: Slot) -> NodeEnd {
+    /// Runs every operation in `slot`; how the node ended, and whether it
+    /// changed anything (a node gate has nothing new to show when it did not).
+    pub async fn run(mut self, slot: Slot) -> (NodeEnd, bool) {
         self.slot = Some(slot);
         self.record.status = Status::Running;
         self.record.started_ms = Some(now_ms());
@@ -435,7 +439,7 @@ impl StackJob {
             ms: self.started.elapsed().as_millis() as u64,
             error: self.record.error.clone(),
         });
-        end
+        (end, self.changed || self.apply_called)
     }
 
     fn end_remaining(&mut self, ops: [&'static str; 5], status: Status, why: &str) {
@@ -578,6 +582,7 @@ impl StackJob {
             match session.read(&ctx, &node.kind, None, &desired, cred.as_ref()).await {
                 Ok(Some(found)) => {
                     self.log("refresh", "found what the interrupted apply created; adopting it".into());
+                    self.changed = true;
                     let record = self.record_of(node, found.state, found.outputs, &desired);
                     env.journal
                         .record_all_durably(vec![
