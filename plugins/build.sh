@@ -11,7 +11,12 @@ plugins_dir=$(pwd -P)
 repo_dir=$(cd .. && pwd -P)
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
 cargo_home=$(cd "$cargo_home" 2>/dev/null && pwd -P || echo "$cargo_home")
-names=(local test env file protect-stateful)
+names=(local test env file protect-stateful aws)
+# Cargo turns on, in a shared dependency, the union of the features that the
+# packages of one build ask for: a component's bytes depend on what is built
+# with it. aws's dependencies (aws-sigv4, quick-xml) want features the others
+# do not, so each group is its own build and neither changes the other.
+groups=("local test env file protect-stateful" "aws")
 target=wasm32-wasip2
 
 rustup target add "$target"
@@ -29,7 +34,11 @@ CARGO_ENCODED_RUSTFLAGS=$(IFS=$'\x1f'; printf '%s' "${flags[*]}")
 export CARGO_ENCODED_RUSTFLAGS
 export CARGO_TARGET_DIR="$plugins_dir/target"
 
-cargo build --release --locked --target "$target"
+for group in "${groups[@]}"; do
+  packages=()
+  for name in $group; do packages+=(-p "stackpipe-plugin-$name"); done
+  cargo build --release --locked --target "$target" "${packages[@]}"
+done
 
 mkdir -p dist
 for name in "${names[@]}"; do

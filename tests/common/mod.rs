@@ -2,6 +2,8 @@
 //! pipeline that uses the real `test` component, and the real binary run in it.
 #![allow(dead_code)] // each test file uses its own part of this
 
+pub mod moto;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

@@ -18,4 +18,5 @@ const BUILTINS: &[(&str, &[u8])] = &[
     ("env", include_bytes!("../../../plugins/dist/env.wasm")),
     ("file", include_bytes!("../../../plugins/dist/file.wasm")),
     ("protect-stateful", include_bytes!("../../../plugins/dist/protect-stateful.wasm")),
+    ("aws", include_bytes!("../../../plugins/dist/aws.wasm")),
 ];
