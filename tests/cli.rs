@@ -169,5 +169,5 @@ fn plugin_inspect_refuses_what_is_not_a_plugin() {
     );
     let o = stackpipe(&["plugin", "inspect", "builtin:nope"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("unknown builtin `builtin:nope` (the builtins are: local, test, env, file, protect-stateful)"));
+    assert!(stderr(&o).contains("unknown builtin `builtin:nope` (the builtins are: local, test, env, file, protect-stateful, aws)"));
 }

@@ -3,14 +3,22 @@
 //! resolves to. All errors are collected; none stops the others.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
 
 use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 
 use crate::ast::*;
 use crate::diagnostic::{did_you_mean, Code, Diagnostic};
 use crate::eval::{self, EvalError, Scope};
 use crate::graph::*;
+use crate::par;
+
+/// Below this many resources, their checks run on one thread: starting
+/// another would cost more than it saves.
+const RESOURCES_PER_THREAD: usize = 1000;
 
 /// The environment a file without `environment` items runs in.
 pub const DEFAULT_ENVIRONMENT: &str = "default";
@@ -42,11 +50,70 @@ enum Place {
 }
 
 pub fn compile(module: &Module, opts: &CompileOptions) -> Result<PipelineGraph, Vec<Diagnostic>> {
-    let mut resources = HashMap::with_capacity(module.resources.len());
-    for r in &module.resources {
-        resources.entry(r.name.name.as_str()).or_insert(r);
+    let (mut graph, nodes) = check_and_build(module, opts)?;
+    for (node, &r) in graph.graph.node_weights_mut().zip(&nodes) {
+        let r = &module.resources[r];
+        node.name = r.name.name.clone();
+        node.plugin = r.plugin.name.clone();
+        node.kind = r.kind.name.clone();
+        node.attributes = r.attributes.clone();
     }
-    let mut c = Compiler { m: module, opts, diags: Vec::new(), resources, bad: HashSet::new(), unavailable: Vec::new() };
+    graph.outputs = module.outputs.clone();
+    Ok(graph)
+}
+
+/// [`compile`], taking the module: what the graph keeps of it is moved
+/// there instead of being copied.
+pub(crate) fn compile_owned(mut module: Module, opts: &CompileOptions) -> Result<PipelineGraph, Vec<Diagnostic>> {
+    let (mut graph, nodes) = check_and_build(&module, opts)?;
+    for (node, &r) in graph.graph.node_weights_mut().zip(&nodes) {
+        let r = &mut module.resources[r];
+        node.name = std::mem::take(&mut r.name.name);
+        node.plugin = std::mem::take(&mut r.plugin.name);
+        node.kind = std::mem::take(&mut r.kind.name);
+        node.attributes = std::mem::take(&mut r.attributes);
+    }
+    graph.outputs = std::mem::take(&mut module.outputs);
+    Ok(graph)
+}
+
+/// Every check, and the graph without what its nodes take from the module
+/// (names, attributes) and the outputs: the caller copies or moves them in.
+/// Also the index in `module.resources` of each node's declaration.
+fn check_and_build(module: &Module, opts: &CompileOptions) -> Result<(PipelineGraph, Vec<usize>), Vec<Diagnostic>> {
+    // The resource names, side by side: a lookup compares with these rather
+    // than with strings spread over the whole module, a cache miss each.
+    let mut names = String::with_capacity(module.resources.iter().map(|r| r.name.name.len()).sum());
+    for r in &module.resources {
+        names.push_str(&r.name.name);
+    }
+    let mut resources = FxHashMap::with_capacity_and_hasher(module.resources.len(), Default::default());
+    let mut nodes = Vec::with_capacity(module.resources.len());
+    let mut node_of = Vec::with_capacity(module.resources.len());
+    let mut end = 0;
+    for (i, r) in module.resources.iter().enumerate() {
+        let name = &names[end..end + r.name.name.len()];
+        end += name.len();
+        // Nodes are the first declaration of each name, in order.
+        let &mut (_, node) = resources.entry(name).or_insert_with(|| {
+            nodes.push(i);
+            (r, NodeIndex::new(nodes.len() - 1))
+        });
+        node_of.push(node);
+    }
+    let mut c = Compiler {
+        m: module,
+        opts,
+        diags: Vec::new(),
+        resources,
+        nodes,
+        node_of,
+        bad: HashSet::new(),
+        unavailable: Vec::new(),
+        evaluated_once: false,
+        facts: Vec::new(),
+        first_fact: Vec::with_capacity(module.resources.len()),
+    };
     let graph = c.run();
     let mut diags = c.diags;
     // One mistake evaluated in several environments is reported once.
@@ -54,7 +121,7 @@ pub fn compile(module: &Module, opts: &CompileOptions) -> Result<PipelineGraph, 
     diags.retain(|d| seen.insert((d.code, d.message.clone(), d.labels.first().map(|l| l.span))));
     diags.sort_by_key(|d| d.position());
     match graph {
-        Some(g) if diags.is_empty() => Ok(g),
+        Some(g) if diags.is_empty() => Ok((g, c.nodes)),
         _ => Err(diags),
     }
 }
@@ -63,20 +130,54 @@ struct Compiler<'a> {
     m: &'a Module,
     opts: &'a CompileOptions,
     diags: Vec<Diagnostic>,
-    /// Resource name -> its first declaration, for reference lookups.
-    resources: HashMap<&'a str, &'a ResourceDecl>,
+    /// Resource name -> its first declaration and its node in the graph.
+    resources: FxHashMap<&'a str, (&'a ResourceDecl, NodeIndex)>,
+    /// Node -> the index of its declaration in `m.resources`.
+    nodes: Vec<usize>,
+    /// Resource (by index in `m.resources`) -> its node, the first
+    /// declaration's for a duplicate.
+    node_of: Vec<NodeIndex>,
     /// Spans of the expressions that failed the reference checks: they are
     /// not evaluated, so their mistake is not reported a second time.
     bad: HashSet<Span>,
     /// Vars without a (valid) value in the environment being evaluated.
     unavailable: Vec<String>,
+    /// Whether the attributes and outputs have been evaluated in one
+    /// environment already (see `environment_plan`).
+    evaluated_once: bool,
+    /// The facts of every resource attribute, in declaration order, and the
+    /// index of each resource's first one (both filled by `resource_graph`).
+    facts: Vec<Facts>,
+    first_fact: Vec<usize>,
+}
+
+/// What an environment needs to know about an attribute before evaluating
+/// it, learnt while its references are checked: the expression is walked
+/// once, rather than again in every environment.
+#[derive(Clone, Copy)]
+struct Facts {
+    /// See [`eval::waits_first_on_output`]: no environment can evaluate it.
+    waits_first_on_output: bool,
+    varies_by_environment: bool,
+}
+
+impl Facts {
+    fn of(e: &Expr) -> Facts {
+        Facts { waits_first_on_output: eval::waits_first_on_output(e), varies_by_environment: varies_by_environment(e) }
+    }
 }
 
 impl<'a> Compiler<'a> {
     fn run(&mut self) -> Option<PipelineGraph> {
         let m = self.m;
         let name = self.pipeline_name();
-        self.duplicates("resource", m.resources.iter().map(|r| &r.name));
+        // The first declaration of each resource name is known already: its node's.
+        for (i, r) in m.resources.iter().enumerate() {
+            let first = self.nodes[self.node_of[i].index()];
+            if first != i {
+                self.diags.push(duplicate_name("resource", &r.name, m.resources[first].name.span));
+            }
+        }
         self.duplicates("var", m.vars.iter().map(|v| &v.name));
         self.duplicates("plugin", m.plugins.iter().map(|p| &p.name));
         self.duplicates("environment", m.environments.iter().map(|e| &e.name));
@@ -116,7 +217,7 @@ impl<'a> Compiler<'a> {
 
         let (graph, order) = self.resource_graph();
         for o in &m.outputs {
-            self.refs(&o.value, Place::Wired, &format!("output `{}`", o.name));
+            self.refs(&o.value, Place::Wired, format_args!("output `{}`", o.name));
         }
 
         // The per-environment checks (vars, flow, approval, plugins) do not
@@ -167,7 +268,7 @@ impl<'a> Compiler<'a> {
         if !bad_cli_vars.is_empty() {
             return None;
         }
-        Some(PipelineGraph::new(name, graph, order, environments, env_order, m.outputs.clone()))
+        Some(PipelineGraph::new(name, graph, order, environments, env_order, Vec::new()))
     }
 
     fn pipeline_name(&mut self) -> String {
@@ -197,13 +298,8 @@ impl<'a> Compiler<'a> {
     fn duplicates<'i>(&mut self, what: &str, names: impl Iterator<Item = &'i Ident>) {
         let mut first: HashMap<&str, Span> = HashMap::new();
         for n in names {
-            if let Some(prev) = first.get(n.name.as_str()) {
-                self.diags.push(
-                    Diagnostic::at(Code::DuplicateName, n.span, format!("{what} `{}` is declared twice", n.name))
-                        .with_label(n.span, "declared again here")
-                        .with_label(*prev, "first declared here")
-                        .help(format!("{what} names must be unique in a pipeline")),
-                );
+            if let Some(&prev) = first.get(n.name.as_str()) {
+                self.diags.push(duplicate_name(what, n, prev));
             } else {
                 first.insert(&n.name, n.span);
             }
@@ -218,8 +314,9 @@ impl<'a> Compiler<'a> {
         self.m.plugins.iter().find(|p| p.name.name == name)
     }
 
-    fn resource(&self, name: &str) -> Option<&'a ResourceDecl> {
-        self.resources.get(name).copied()
+    /// The graph node of the resource `name`.
+    fn node(&self, name: &str) -> Option<NodeIndex> {
+        self.resources.get(name).map(|&(_, n)| n)
     }
 
     /// `--var` values, parsed by their var's type, and the names of those
@@ -255,7 +352,7 @@ impl<'a> Compiler<'a> {
         let empty = Map::new();
         for v in &self.m.vars {
             let Some(default) = &v.default else { continue };
-            if !self.refs(default, Place::Constant, &format!("the default of var `{}`", v.name)) {
+            if !self.refs(default, Place::Constant, format_args!("the default of var `{}`", v.name)) {
                 continue;
             }
             let scope = Scope { pipeline: "", environment: "", vars: &empty, outputs: &eval::no_outputs };
@@ -328,7 +425,7 @@ impl<'a> Compiler<'a> {
             }
         }
         if let Some(cfg) = &c.config {
-            self.refs(cfg, Place::Static, &format!("`credentials {}`", c.provisioner));
+            self.refs(cfg, Place::Static, format_args!("`credentials {}`", c.provisioner));
         }
     }
 
@@ -372,7 +469,7 @@ impl<'a> Compiler<'a> {
     fn check_environment(&mut self, e: &EnvironmentDecl) {
         let owner = format!("environment `{}`", e.name);
         if let Some(a) = &e.approval {
-            self.refs(a, Place::Static, &format!("the `approval` of {owner}"));
+            self.refs(a, Place::Static, format_args!("the `approval` of {owner}"));
         }
         for v in &e.vars {
             if self.var(&v.key.name).is_none() && !self.unparsed(&v.key.name) {
@@ -385,7 +482,7 @@ impl<'a> Compiler<'a> {
                         ),
                 );
             }
-            self.refs(&v.value, Place::Static, &format!("the `vars` of {owner}"));
+            self.refs(&v.value, Place::Static, format_args!("the `vars` of {owner}"));
         }
         if let Some(f) = &e.flow {
             self.flow_refs(f, &format!("the `flow` of {owner}"));
@@ -452,44 +549,55 @@ impl<'a> Compiler<'a> {
     /// The resource graph and its deploy order (`None` if it has a cycle).
     fn resource_graph(&mut self) -> (DiGraph<ResourceNode, Dependency>, Option<Vec<NodeIndex>>) {
         let m = self.m;
-        let mut g: DiGraph<ResourceNode, Dependency> = DiGraph::new();
-        let mut index: HashMap<&str, NodeIndex> = HashMap::new();
-        for r in &m.resources {
-            if index.contains_key(r.name.name.as_str()) {
-                continue; // reported as a duplicate
-            }
+        let mut g: DiGraph<ResourceNode, Dependency> =
+            DiGraph::with_capacity(self.nodes.len(), 3 * self.nodes.len());
+        for i in 0..self.nodes.len() {
+            // Only the first declaration of a name is a node; the others are reported as duplicates.
+            let r = &m.resources[self.nodes[i]];
             self.check_type(r);
             let gate_after = self.gate(r);
             if let Some(f) = &r.flow {
                 self.flow_refs(f, &format!("the `flow` of resource `{}`", r.name));
             }
-            let n = g.add_node(ResourceNode {
-                name: r.name.name.clone(),
-                plugin: r.plugin.name.clone(),
-                kind: r.kind.name.clone(),
-                attributes: r.attributes.clone(),
+            // The names and attributes are filled in by the caller, once every check has passed.
+            g.add_node(ResourceNode {
+                name: String::new(),
+                plugin: String::new(),
+                kind: String::new(),
+                attributes: Vec::new(),
                 gate_after,
                 level: 0,
                 span: r.span,
             });
-            index.insert(&r.name.name, n);
         }
+        // The references of every attribute, checked on as many threads as
+        // are worth it; what they found is then taken in declaration order.
+        let threads = par::threads_for(m.resources.len(), RESOURCES_PER_THREAD);
+        let checked = par::map(&m.resources, threads, |_, r| {
+            r.attributes.iter().map(|a| (self.wiring(r, a), Facts::of(&a.value))).collect::<Vec<_>>()
+        });
         let mut ok = true;
-        for r in &m.resources {
-            let Some(&to) = index.get(r.name.name.as_str()) else { continue };
-            for attr in &r.attributes {
-                if !self.refs(&attr.value, Place::Wired, &format!("resource `{}`", r.name)) {
-                    continue;
-                }
-                for (from_name, output, span) in resource_refs(&attr.value) {
-                    let Some(&from) = index.get(from_name.as_str()) else { continue };
-                    let w = Wiring { from: from_name, output, to: r.name.name.clone(), attribute: attr.key.name.clone(), span };
-                    edge(&mut g, from, to).wiring.push(w);
+        for (i, (r, attributes)) in m.resources.iter().zip(checked).enumerate() {
+            // A duplicate's references are checked and wired too, into the first declaration's node.
+            let to = self.node_of[i];
+            self.first_fact.push(self.facts.len());
+            for (attr, (wiring, facts)) in r.attributes.iter().zip(attributes) {
+                self.facts.push(facts);
+                match wiring {
+                    Ok(wiring) => {
+                        for (from, w) in wiring {
+                            edge(&mut g, from, to).wiring.push(w);
+                        }
+                    }
+                    Err(found) => {
+                        self.bad.insert(attr.value.span);
+                        self.diags.extend(found);
+                    }
                 }
             }
             for d in &r.depends_on {
-                match index.get(d.name.as_str()) {
-                    Some(&from) => {
+                match self.node(&d.name) {
+                    Some(from) => {
                         edge(&mut g, from, to).explicit.get_or_insert(d.span);
                     }
                     None => {
@@ -502,17 +610,20 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
-        let names = |g: &DiGraph<ResourceNode, Dependency>, n: NodeIndex| g[n].name.clone();
-        for cycle in cycles(&g) {
+        let names = |n: NodeIndex| m.resources[self.nodes[n.index()]].name.name.clone();
+        let order = topological(&g, |n| n.index());
+        // Kahn's order leaves out every node on or after a cycle: only then look for cycles.
+        let cycles = if order.len() < g.node_count() { cycles(&g) } else { Vec::new() };
+        for cycle in cycles {
             ok = false;
-            let path = cycle.iter().chain(cycle.first()).map(|n| names(&g, *n)).collect::<Vec<_>>().join(" -> ");
+            let path = cycle.iter().chain(cycle.first()).map(|n| names(*n)).collect::<Vec<_>>().join(" -> ");
             let mut d = Diagnostic::new(Code::Cycle, format!("dependency cycle: {path}"));
             let closing = [cycle[cycle.len() - 1], cycle[0]];
             for w in cycle.windows(2).chain(std::iter::once(&closing[..])) {
                 if let Some(e) = g.find_edge(w[0], w[1]) {
                     let dep = &g[e];
                     let span = dep.wiring.first().map(|w| w.span).or(dep.explicit).unwrap_or(g[w[1]].span);
-                    d = d.with_label(span, format!("`{}` depends on `{}`", names(&g, w[1]), names(&g, w[0])));
+                    d = d.with_label(span, format!("`{}` depends on `{}`", names(w[1]), names(w[0])));
                 }
             }
             self.diags.push(d.help("a resource cannot depend, directly or through others, on itself"));
@@ -520,7 +631,6 @@ impl<'a> Compiler<'a> {
         if !ok {
             return (g, None);
         }
-        let order = topological(&g, |n| n.index());
         for &n in &order {
             let level = g
                 .neighbors_directed(n, petgraph::Direction::Incoming)
@@ -571,7 +681,7 @@ impl<'a> Compiler<'a> {
     fn gate(&mut self, r: &ResourceDecl) -> bool {
         let Some(e) = &r.gate else { return false };
         let owner = format!("resource `{}`", r.name);
-        if !self.refs(e, Place::Static, &format!("the `gate` of {owner}")) {
+        if !self.refs(e, Place::Static, format_args!("the `gate` of {owner}")) {
             return false;
         }
         match e.as_plain_string().as_deref() {
@@ -589,14 +699,60 @@ impl<'a> Compiler<'a> {
     }
 
     /// Checks every reference and call in `e`; false if any is wrong.
-    fn refs(&mut self, e: &Expr, place: Place, owner: &str) -> bool {
+    fn refs(&mut self, e: &Expr, place: Place, owner: impl fmt::Display) -> bool {
+        let found = self.check_refs(e, place, owner, |_, _, _| {});
+        let ok = found.is_empty();
+        if !ok {
+            self.bad.insert(e.span);
+        }
+        self.diags.extend(found);
+        ok
+    }
+
+    /// What `attr` of `r` takes from other resources, each with the node it
+    /// comes from; or the mistakes in its references (see [`Self::refs`]).
+    fn wiring(&self, r: &ResourceDecl, attr: &Attribute) -> Result<Vec<(NodeIndex, Wiring)>, Vec<Diagnostic>> {
+        let mut wiring = Vec::new();
+        let owner = format_args!("resource `{}`", r.name);
+        let found = self.check_refs(&attr.value, Place::Wired, owner, |root, output, from| {
+            let w = Wiring {
+                from: root.name.clone(),
+                output: output.name.clone(),
+                to: r.name.name.clone(),
+                attribute: attr.key.name.clone(),
+                span: root.span.to(output.span),
+            };
+            wiring.push((from, w));
+        });
+        if found.is_empty() {
+            Ok(wiring)
+        } else {
+            Err(found)
+        }
+    }
+
+    /// The mistakes in the references and calls of `e`. `owner` names what
+    /// `e` belongs to, for messages; it is only formatted when there is a
+    /// mistake to report. `output` is called with each sound reference to a
+    /// resource's output: the resource, the output and the resource's node.
+    fn check_refs(
+        &self,
+        e: &Expr,
+        place: Place,
+        owner: impl fmt::Display,
+        mut output: impl FnMut(&Ident, &Ident, NodeIndex),
+    ) -> Vec<Diagnostic> {
         let mut found: Vec<Diagnostic> = Vec::new();
         e.walk(&mut |x| match &x.kind {
-            ExprKind::Traversal { root, steps } => {
-                if let Some(d) = self.reference(root, steps, place, owner) {
-                    found.push(d);
+            ExprKind::Traversal { root, steps } => match self.reference(root, steps, place, &owner) {
+                Ok(Some(node)) => {
+                    if let Some(Step::Attr(name)) = steps.first() {
+                        output(root, name, node);
+                    }
                 }
-            }
+                Ok(None) => {}
+                Err(d) => found.push(d),
+            },
             ExprKind::Call { function, args } => match eval::function(&function.name) {
                 None => found.push(
                     Diagnostic::at(Code::UnknownFunction, function.span, format!("unknown function `{function}`"))
@@ -619,21 +775,24 @@ impl<'a> Compiler<'a> {
             },
             _ => {}
         });
-        let ok = found.is_empty();
-        if !ok {
-            self.bad.insert(e.span);
-        }
-        self.diags.extend(found);
-        ok
+        found
     }
 
-    fn reference(&self, root: &Ident, steps: &[Step], place: Place, owner: &str) -> Option<Diagnostic> {
+    /// Checks the reference `root.steps...`; a reference to an output of a
+    /// resource is `Some` of the resource's node.
+    fn reference(
+        &self,
+        root: &Ident,
+        steps: &[Step],
+        place: Place,
+        owner: &dyn fmt::Display,
+    ) -> Result<Option<NodeIndex>, Diagnostic> {
         let first_attr = match steps.first() {
             Some(Step::Attr(i)) => Some(i),
             _ => None,
         };
         if place == Place::Constant {
-            return Some(
+            return Err(
                 Diagnostic::at(Code::InvalidReference, root.span, format!("{owner} must be a constant"))
                     .with_label(root.span, "a reference")
                     .help("a var's default cannot refer to other values; set per-environment values in `vars { }`"),
@@ -642,22 +801,22 @@ impl<'a> Compiler<'a> {
         match root.name.as_str() {
             "var" => {
                 let Some(name) = first_attr else {
-                    return Some(
+                    return Err(
                         Diagnostic::at(Code::InvalidReference, root.span, "`var` needs a name")
                             .with_label(root.span, "which var?")
                             .help("write `var.<name>`, like `var.region`"),
                     );
                 };
                 if self.var(&name.name).is_none() && !self.unparsed(&name.name) {
-                    return Some(self.unknown_name(name, "var", &[]));
+                    return Err(self.unknown_name(name, "var", &[]));
                 }
-                None
+                Ok(None)
             }
             "env" | "pipeline" => match first_attr {
-                Some(a) if a.name == "name" => None,
+                Some(a) if a.name == "name" => Ok(None),
                 _ => {
                     let span = first_attr.map(|a| a.span).unwrap_or(root.span);
-                    Some(
+                    Err(
                         Diagnostic::at(Code::InvalidReference, span, format!("`{}` has one attribute, `name`", root))
                             .with_label(span, "not an attribute of this")
                             .help(format!("write `{}.name`", root)),
@@ -665,9 +824,9 @@ impl<'a> Compiler<'a> {
                 }
             },
             name => {
-                let Some(r) = self.resource(name) else {
+                let Some(&(r, node)) = self.resources.get(name) else {
                     if self.unparsed(name) {
-                        return None;
+                        return Ok(None);
                     }
                     let mut d = self.unknown_name(root, "resource", &["var", "env", "pipeline"]);
                     if self.var(name).is_some() {
@@ -675,10 +834,10 @@ impl<'a> Compiler<'a> {
                     } else if self.plugin(name).is_some() {
                         d = d.help(format!("`{name}` is a plugin; only resources have outputs"));
                     }
-                    return Some(d);
+                    return Err(d);
                 };
                 if place != Place::Wired {
-                    return Some(
+                    return Err(
                         Diagnostic::at(
                             Code::InvalidReference,
                             root.span,
@@ -689,14 +848,14 @@ impl<'a> Compiler<'a> {
                     );
                 }
                 if first_attr.is_none() {
-                    return Some(
+                    return Err(
                         Diagnostic::at(Code::InvalidReference, root.span, format!("`{name}` is a resource, not a value"))
                             .with_label(root.span, "refer to one of its outputs")
                             .with_label(r.name.span, "declared here")
                             .help(format!("write `{name}.<output>`, like `{name}.id`, or list it in `depends_on`")),
                     );
                 }
-                None
+                Ok(Some(node))
             }
         }
     }
@@ -716,17 +875,25 @@ impl<'a> Compiler<'a> {
             .maybe_help(did_you_mean(&name.name, candidates.iter().copied()))
     }
 
+    /// Evaluates `e` where no resource has been applied (every scope of the
+    /// compiler is so), reporting its mistakes.
     fn eval(&mut self, e: &Expr, scope: &Scope) -> Option<Value> {
-        if self.skip(e) {
-            return None;
+        self.try_eval(e, scope).unwrap_or_else(|d| {
+            self.diags.push(d);
+            None
+        })
+    }
+
+    /// [`Self::eval`], returning its mistake instead of reporting it.
+    fn try_eval(&self, e: &Expr, scope: &Scope) -> Result<Option<Value>, Diagnostic> {
+        // What stops first at a resource output is unknown, and not a mistake.
+        if self.skip(e) || eval::waits_first_on_output(e) {
+            return Ok(None);
         }
         match eval::eval(e, scope) {
-            Ok(v) => Some(v),
-            Err(EvalError::Unknown { .. }) => None,
-            Err(EvalError::Invalid(d)) => {
-                self.diags.push(d);
-                None
-            }
+            Ok(v) => Ok(Some(v)),
+            Err(EvalError::Unknown { .. }) => Ok(None),
+            Err(EvalError::Invalid(d)) => Err(d),
         }
     }
 
@@ -819,9 +986,9 @@ impl<'a> Compiler<'a> {
             None => pipeline_flow,
         };
         let mut flow = vec![env_flow; graph.node_count()];
-        for i in graph.node_indices() {
-            let Some(f) = self.resource(&graph[i].name).and_then(|r| r.flow.as_ref()) else { continue };
-            flow[i.index()] = self.flow(f, env_flow, &scope);
+        for (i, policy) in flow.iter_mut().enumerate() {
+            let Some(f) = &m.resources[self.nodes[i]].flow else { continue };
+            *policy = self.flow(f, env_flow, &scope);
         }
         let approval = match decl.and_then(|d| d.approval.as_ref()) {
             Some(e) => self.eval_bool(e, &scope, "`approval`").unwrap_or(false),
@@ -834,15 +1001,30 @@ impl<'a> Compiler<'a> {
             }
         }
         // Attributes that do not wait on an upstream output are evaluated
-        // now, so their mistakes surface at check time.
-        for r in &m.resources {
-            for a in &r.attributes {
-                self.eval(&a.value, &scope);
+        // now, so their mistakes surface at check time. One that uses no var
+        // and not `env` evaluates the same in every environment, and a
+        // mistake is reported once however often it is made: such an
+        // expression is evaluated in the first environment only.
+        let again = self.evaluated_once;
+        let threads = par::threads_for(m.resources.len(), RESOURCES_PER_THREAD);
+        let this = &*self;
+        let found = par::map(&m.resources, threads, |i, r| {
+            // A scope of its own: a scope's output lookup need not be shared between threads.
+            let scope = Scope { pipeline, environment: env, vars: &vars, outputs: &eval::no_outputs };
+            // Decided from the facts, so that what is not evaluated is not even read.
+            let facts = &this.facts[this.first_fact[i]..];
+            let values = r.attributes.iter().zip(facts).filter(|(_, f)| {
+                !f.waits_first_on_output && (!again || f.varies_by_environment)
+            });
+            values.filter_map(|(a, _)| this.try_eval(&a.value, &scope).err()).collect::<Vec<_>>()
+        });
+        self.diags.extend(found.into_iter().flatten());
+        for o in &m.outputs {
+            if !again || varies_by_environment(&o.value) {
+                self.eval(&o.value, &scope);
             }
         }
-        for o in &m.outputs {
-            self.eval(&o.value, &scope);
-        }
+        self.evaluated_once = true;
         let mut credentials = BTreeMap::new();
         let env_bindings = decl.map(|d| d.credentials.as_slice()).unwrap_or(&[]);
         for c in m.credentials.iter().chain(env_bindings) {
@@ -1061,31 +1243,37 @@ impl<'a> Compiler<'a> {
     }
 }
 
+/// `name` declared again; `first` is where it was first declared.
+fn duplicate_name(what: &str, name: &Ident, first: Span) -> Diagnostic {
+    Diagnostic::at(Code::DuplicateName, name.span, format!("{what} `{}` is declared twice", name.name))
+        .with_label(name.span, "declared again here")
+        .with_label(first, "first declared here")
+        .help(format!("{what} names must be unique in a pipeline"))
+}
+
 fn kind_name(p: &PluginDecl) -> &'static str {
     p.kind.map(|k| k.0.name()).unwrap_or("unknown")
 }
 
+/// The edge `from` -> `to`, added if there is none yet.
 fn edge(g: &mut DiGraph<ResourceNode, Dependency>, from: NodeIndex, to: NodeIndex) -> &mut Dependency {
-    let e = match g.find_edge(from, to) {
-        Some(e) => e,
-        None => g.add_edge(from, to, Dependency::default()),
-    };
+    // Looked for among the edges into `to`, the resource being wired: they
+    // are few and were just added, where `from` may feed many resources.
+    let found = g.edges_directed(to, petgraph::Direction::Incoming).find(|e| e.source() == from).map(|e| e.id());
+    let e = found.unwrap_or_else(|| g.add_edge(from, to, Dependency::default()));
     &mut g[e]
 }
 
-/// Every `<resource>.<output>` in `e` (roots that are not var/env/pipeline).
-fn resource_refs(e: &Expr) -> Vec<(String, String, Span)> {
-    let mut out = Vec::new();
+/// Whether `e` uses a var or `env`, the only names whose value differs from
+/// one environment to another.
+fn varies_by_environment(e: &Expr) -> bool {
+    let mut varies = false;
     e.walk(&mut |x| {
-        if let ExprKind::Traversal { root, steps } = &x.kind {
-            if !["var", "env", "pipeline"].contains(&root.name.as_str()) {
-                if let Some(Step::Attr(o)) = steps.first() {
-                    out.push((root.name.clone(), o.name.clone(), root.span.to(o.span)));
-                }
-            }
+        if let ExprKind::Traversal { root, .. } = &x.kind {
+            varies |= root.name == "var" || root.name == "env";
         }
     });
-    out
+    varies
 }
 
 /// One cycle (as a node path, without repeating the first node) per strongly

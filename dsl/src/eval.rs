@@ -186,6 +186,28 @@ pub fn eval(expr: &Expr, scope: &Scope) -> Result<Value> {
     }
 }
 
+/// Whether the first thing [`eval`] would look up in `expr` is a resource
+/// output: then, in a scope where no resource has been applied, `eval` is
+/// [`EvalError::Unknown`] whatever else `expr` holds. Follows the order in
+/// which `eval` goes through an expression, and stops at its first error.
+pub(crate) fn waits_first_on_output(expr: &Expr) -> bool {
+    match &expr.kind {
+        ExprKind::Null | ExprKind::Bool(_) | ExprKind::Number(_) => false,
+        // Literal text cannot fail: the first interpolation is looked at first.
+        ExprKind::Template(parts) => parts.iter().find_map(|p| match p {
+            TemplatePart::Literal(_) => None,
+            TemplatePart::Interpolation(e) => Some(waits_first_on_output(e)),
+        }) == Some(true),
+        ExprKind::List(items) => items.first().is_some_and(waits_first_on_output),
+        ExprKind::Map(entries) => entries.first().is_some_and(|(_, e)| waits_first_on_output(e)),
+        ExprKind::Traversal { root, steps } => {
+            !matches!(root.name.as_str(), "var" | "env" | "pipeline") && matches!(steps.first(), Some(Step::Attr(_)))
+        }
+        ExprKind::Access { base, .. } => waits_first_on_output(base),
+        ExprKind::Call { args, .. } => args.first().is_some_and(waits_first_on_output),
+    }
+}
+
 fn apply_steps(mut value: Value, steps: &[Step], scope: &Scope) -> Result<Value> {
     for step in steps {
         value = match step {
@@ -529,6 +551,36 @@ fn cidrsubnet(prefix: &str, newbits: i64, netnum: i64) -> std::result::Result<St
 mod tests {
     use super::*;
     use crate::parser::parse_expr;
+
+    #[test]
+    fn what_waits_first_on_an_output_is_unknown_before_applying() {
+        let vars = Map::new();
+        let scope = Scope { pipeline: "p", environment: "dev", vars: &vars, outputs: &no_outputs };
+        for (src, waits) in [
+            ("vpc.id", true),
+            ("vpc.id[0]", true),
+            ("\"a-${vpc.id}-${var.x}\"", true),
+            ("\"${vpc.id}\"", true),
+            ("[vpc.id, var.x]", true),
+            ("{ a = vpc.id, b = 1 }", true),
+            ("join(vpc.id, [])", true),
+            ("split(\",\", vpc.id)", false),
+            ("[var.x, vpc.id]", false),
+            ("\"${var.x}${vpc.id}\"", false),
+            ("vpc", false),
+            ("vpc[0]", false),
+            ("env.name", false),
+            ("\"text\"", false),
+            ("[]", false),
+            ("1", false),
+        ] {
+            let e = parse_expr(src).expect("parses");
+            assert_eq!(waits_first_on_output(&e), waits, "{src}");
+            if waits {
+                assert!(matches!(eval(&e, &scope), Err(EvalError::Unknown { .. })), "{src}");
+            }
+        }
+    }
 
     fn ev(src: &str) -> Result<Value> {
         let mut vars = Map::new();

@@ -9,9 +9,11 @@ pub mod compile;
 pub mod diagnostic;
 pub mod eval;
 pub mod graph;
+mod par;
 pub mod parser;
 pub mod render;
 mod syntax;
+mod tree;
 
 pub use compile::{compile, CompileOptions, DEFAULT_ENVIRONMENT};
 pub use diagnostic::{Code, Diagnostic, Diagnostics};
@@ -26,7 +28,7 @@ pub fn load(name: &str, source: &str, opts: &CompileOptions) -> Result<PipelineG
     let (module, mut diags) = parser::parse(source);
     // Keep checking what did parse, so one run reports as much as it can;
     // but a file that did not fully parse cannot be compiled into a graph.
-    match compile(&module, opts) {
+    match compile::compile_owned(module, opts) {
         Ok(graph) if diags.is_empty() => Ok(graph),
         Ok(_) => Err(Diagnostics::new(name, source, diags)),
         Err(more) => {

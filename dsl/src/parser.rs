@@ -3,12 +3,18 @@
 //! cannot: unknown keys, duplicate keys, bad escapes, attributes written as
 //! blocks and the reverse.
 
-use pest::iterators::Pair;
+use std::fmt;
+
 use pest::Parser as _;
 
 use crate::ast::*;
 use crate::diagnostic::{did_you_mean, Code, Diagnostic};
+use crate::par;
 use crate::syntax;
+use crate::tree::Tree;
+
+/// A node of an item's parse tree.
+type Node<'t> = crate::tree::Node<'t, Rule>;
 
 #[derive(pest_derive::Parser)]
 #[grammar = "pipeline.pest"]
@@ -24,25 +30,20 @@ use crate::syntax::ITEM_KEYWORDS;
 /// Parses a whole file. Returns what could be parsed and every error found;
 /// a syntax error in one item does not hide errors in the items after it.
 pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
+    if let Some(d) = nesting_error(src) {
+        return (Module::default(), vec![d]);
+    }
+    // The fast path: the whole file parses. pest indexes the lines of its
+    // input on every call, so driving it item by item over the rest of the
+    // file would be quadratic in the file's size; a large file is parsed in
+    // parts, each in one call.
+    let threads = par::threads_for(src.len(), PARALLEL_MIN_BYTES);
+    let parts = (src.len() / PART_BYTES).max(threads);
+    if let Some(parsed) = parse_in_parts(src, parts, threads).or_else(|| parse_whole(src, 0)) {
+        return parsed;
+    }
     let mut lower = Lower { base: 0, diags: Vec::new(), invalid: Vec::new() };
     let mut module = Module::default();
-    if let Some(d) = nesting_error(src) {
-        return (module, vec![d]);
-    }
-    // The fast path: one pest pass over the whole file. pest indexes the
-    // lines of its input on every call, so driving it item by item over the
-    // rest of the file would be quadratic in the file's size.
-    if let Ok(mut pairs) = Grammar::parse(Rule::file, src) {
-        if let Some(file) = pairs.next() {
-            for item in file.into_inner() {
-                if item.as_rule() != Rule::EOI {
-                    lower.item(item, &mut module);
-                }
-            }
-        }
-        module.invalid = lower.invalid;
-        return (module, lower.diags);
-    }
     // The file has a syntax error: one item at a time, so that an error in
     // one does not hide the errors of the items after it. Each error is
     // explained by `syntax::explain_item`, which walks the item by hand.
@@ -66,7 +67,7 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
                 match junk {
                     None => {
                         lower.base = pos;
-                        lower.item(item, &mut module);
+                        lower.item(Tree::new(rest).fill(item), &mut module);
                         if consumed == 0 {
                             break;
                         }
@@ -103,6 +104,103 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
     (module, lower.diags)
 }
 
+/// Parses `src`, which starts at `base` in the file, as a sequence of whole
+/// items; `None` if it has a syntax error.
+fn parse_whole(src: &str, base: usize) -> Option<(Module, Vec<Diagnostic>)> {
+    let file = Grammar::parse(Rule::file, src).ok()?.next()?;
+    let mut lower = Lower { base, diags: Vec::new(), invalid: Vec::new() };
+    let mut module = Module::default();
+    let mut tree = Tree::new(src);
+    for item in file.into_inner() {
+        if item.as_rule() != Rule::EOI {
+            lower.item(tree.fill(item), &mut module);
+        }
+    }
+    module.invalid = lower.invalid;
+    Some((module, lower.diags))
+}
+
+/// Below this size a file is parsed on one thread: starting threads would
+/// cost more than they save.
+const PARALLEL_MIN_BYTES: usize = 128 * 1024;
+
+/// A large file is parsed in parts of about this size, even on one thread:
+/// pest's token list for a part stays small, where for a whole large file
+/// it is copied as it grows and falls out of the cache (about a fifth of
+/// the time of a parse).
+const PART_BYTES: usize = 32 * 1024;
+
+/// The file cut into about `parts` parts at item boundaries, parsed on
+/// `threads` threads; `None` if it could not be cut or a part does not parse.
+///
+/// A cut is made only at the start of a line that starts with an item
+/// keyword. If the cut is really between two items, each part parses exactly
+/// as it does within the whole file: an item can only go on past the end of
+/// its line with punctuation (`=`, `.`, `[`, `(`, `:`), never with a word, and
+/// no rule looks back. If the cut falls inside something, a bracket, string,
+/// heredoc or comment, the part before it is left open and does not parse;
+/// then the caller parses the file whole, so the result is the same either
+/// way.
+fn parse_in_parts(src: &str, parts: usize, threads: usize) -> Option<(Module, Vec<Diagnostic>)> {
+    if parts < 2 {
+        return None;
+    }
+    let mut cuts = vec![0];
+    for k in 1..parts {
+        // Each search starts past the last cut, so the file is read once.
+        let from = (src.len() / parts * k).max(cuts[cuts.len() - 1]);
+        let Some(cut) = item_line_after(src, from) else { break };
+        if cut > cuts[cuts.len() - 1] {
+            cuts.push(cut);
+        }
+    }
+    cuts.push(src.len());
+    if cuts.len() < 3 {
+        return None;
+    }
+    parse_cut(src, &cuts, threads)
+}
+
+/// Parses the parts of `src` between `cuts` (`0`, the cuts, `src.len()`) on
+/// `threads` threads, and puts the results together; `None` if a part does
+/// not parse.
+fn parse_cut(src: &str, cuts: &[usize], threads: usize) -> Option<(Module, Vec<Diagnostic>)> {
+    let parts: Vec<(usize, usize)> = cuts.windows(2).map(|w| (w[0], w[1])).collect();
+    let parsed = par::map(&parts, threads, |_, &(start, end)| parse_whole(&src[start..end], start));
+    let mut parts = parsed.into_iter();
+    let (mut module, mut diags) = parts.next()??;
+    for part in parts {
+        let (m, d) = part?;
+        append(&mut module, m);
+        diags.extend(d);
+    }
+    Some((module, diags))
+}
+
+/// The start of the first line that starts with an item keyword, after the
+/// line that holds `from`.
+fn item_line_after(src: &str, from: usize) -> Option<usize> {
+    let at = src.as_bytes()[from..].iter().position(|&b| b == b'\n')? + from;
+    resync(src, at)
+}
+
+/// Adds the items of `more`, which come after those of `module` in the file.
+fn append(module: &mut Module, more: Module) {
+    // Destructured, so that a new field cannot be forgotten here.
+    let Module { pipeline, vars, plugins, credentials, flows, environments, resources, outputs, unparsed, invalid } =
+        more;
+    module.pipeline.extend(pipeline);
+    module.vars.extend(vars);
+    module.plugins.extend(plugins);
+    module.credentials.extend(credentials);
+    module.flows.extend(flows);
+    module.environments.extend(environments);
+    module.resources.extend(resources);
+    module.outputs.extend(outputs);
+    module.unparsed.extend(unparsed);
+    module.invalid.extend(invalid);
+}
+
 /// Parses one expression on its own, as given to `--var name=<expr>`.
 pub fn parse_expr(src: &str) -> Result<Expr, Vec<Diagnostic>> {
     if let Some(d) = nesting_error(src) {
@@ -111,9 +209,10 @@ pub fn parse_expr(src: &str) -> Result<Expr, Vec<Diagnostic>> {
     match Grammar::parse(Rule::standalone_expr, src) {
         Ok(mut pairs) => {
             let mut lower = Lower { base: 0, diags: Vec::new(), invalid: Vec::new() };
+            let mut tree = Tree::new(src);
             let expr = pairs
                 .next()
-                .and_then(|p| p.into_inner().next())
+                .and_then(|p| tree.fill(p).first_child())
                 .map(|p| lower.expr(p))
                 .ok_or_else(|| vec![Diagnostic::new(Code::Syntax, "expected an expression")])?;
             if lower.diags.is_empty() {
@@ -139,9 +238,11 @@ pub(crate) fn too_deep(src: &str) -> bool {
 
 fn nesting_error(src: &str) -> Option<Diagnostic> {
     let mut depth = 0usize;
-    for (i, c) in src.char_indices() {
+    // Bytes, not chars: the brackets are ASCII, and no byte of a multi-byte
+    // character is.
+    for (i, c) in src.bytes().enumerate() {
         match c {
-            '(' | '[' | '{' => {
+            b'(' | b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
                     return Some(
@@ -150,7 +251,7 @@ fn nesting_error(src: &str) -> Option<Diagnostic> {
                     );
                 }
             }
-            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
     }
@@ -333,7 +434,7 @@ impl Entry {
 
 /// Takes the keys an item understands out of its body, one at a time, and
 /// reports whatever is left as unknown.
-struct BodyReader {
+struct BodyReader<'o> {
     entries: Vec<Entry>,
     asked: Vec<&'static str>,
     /// Keys whose mistakes are already reported: written in the wrong shape
@@ -341,16 +442,20 @@ struct BodyReader {
     /// A check that the key is missing stays quiet about these.
     explained: Vec<&'static str>,
     /// What owns this body, for messages: "plugin `aws`".
-    owner: String,
+    owner: &'o dyn fmt::Display,
 }
 
-impl BodyReader {
-    fn new(entries: Vec<Entry>, owner: String) -> Self {
+impl<'o> BodyReader<'o> {
+    fn new(entries: Vec<Entry>, owner: &'o dyn fmt::Display) -> Self {
         BodyReader { entries, asked: Vec::new(), explained: Vec::new(), owner }
     }
 
     fn take_all(&mut self, key: &'static str) -> Vec<Entry> {
         self.asked.push(key);
+        // Most keys are not there: then there is nothing to move.
+        if !self.entries.iter().any(|e| e.key().name == key) {
+            return Vec::new();
+        }
         let (taken, kept): (Vec<Entry>, Vec<Entry>) =
             std::mem::take(&mut self.entries).into_iter().partition(|e| e.key().name == key);
         self.entries = kept;
@@ -363,7 +468,7 @@ impl BodyReader {
         for e in self.take_all(key) {
             match e {
                 Entry::Attr(a) => match &found {
-                    Some(first) => diags.push(duplicate_key(&first.key, &a.key, &self.owner)),
+                    Some(first) => diags.push(duplicate_key(&first.key, &a.key, self.owner)),
                     None => found = Some(a),
                 },
                 Entry::Block(b) => {
@@ -406,7 +511,7 @@ impl BodyReader {
         let mut blocks = self.blocks(key, 0, diags).into_iter();
         let first = blocks.next()?;
         for dup in blocks {
-            diags.push(duplicate_key(&first.name, &dup.name, &self.owner));
+            diags.push(duplicate_key(&first.name, &dup.name, self.owner));
         }
         Some(first)
     }
@@ -437,6 +542,15 @@ impl BodyReader {
     }
 }
 
+/// What owns a body, as messages name it: resource `vpc`.
+struct Named<'a>(&'static str, &'a str);
+
+impl fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} `{}`", self.0, self.1)
+    }
+}
+
 /// A block with the wrong number of labels: `credentials { }`, `flow "x" { }`.
 fn label_count(key: &str, b: &Block, want: usize) -> Diagnostic {
     if b.labels.len() < want {
@@ -461,7 +575,7 @@ fn label_count(key: &str, b: &Block, want: usize) -> Diagnostic {
         .help(if want == 0 { format!("write `{key} {{ ... }}`") } else { format!("write `{key} <name> {{ ... }}`") })
 }
 
-fn duplicate_key(first: &Ident, dup: &Ident, owner: &str) -> Diagnostic {
+fn duplicate_key(first: &Ident, dup: &Ident, owner: &dyn fmt::Display) -> Diagnostic {
     Diagnostic::at(Code::DuplicateKey, dup.span, format!("`{}` is set twice in {owner}", dup.name))
         .with_label(dup.span, "set again here")
         .with_label(first.span, "first set here")
@@ -476,35 +590,34 @@ struct Lower {
 }
 
 impl Lower {
-    fn span(&self, p: &Pair<Rule>) -> Span {
-        let s = p.as_span();
-        Span::new(self.base + s.start(), self.base + s.end())
+    fn span(&self, p: Node) -> Span {
+        Span::new(self.base + p.start(), self.base + p.end())
     }
 
     /// The span of a rule that ends in an optional or repeated part, which pest
     /// extends over the whitespace and comments it skipped looking for more:
     /// from the first child to the end of the last.
-    fn children_span(&self, p: &Pair<Rule>) -> Span {
+    fn children_span(&self, p: Node) -> Span {
         let whole = self.span(p);
-        match p.clone().into_inner().last() {
-            Some(last) => Span::new(whole.start, self.span(&last).end),
+        match p.children().last() {
+            Some(last) => Span::new(whole.start, self.span(last).end),
             None => whole,
         }
     }
 
-    fn ident(&self, p: Pair<Rule>) -> Ident {
-        Ident { name: p.as_str().to_string(), span: self.span(&p) }
+    fn ident(&self, p: Node) -> Ident {
+        Ident { name: p.as_str().to_string(), span: self.span(p) }
     }
 
-    fn item(&mut self, p: Pair<Rule>, m: &mut Module) {
-        let span = self.children_span(&p);
-        let rule = p.as_rule();
+    fn item(&mut self, p: Node, m: &mut Module) {
+        let span = self.children_span(p);
+        let rule = p.rule();
         // The first child of every item is its keyword.
-        let mut inner = p.into_inner().skip(1);
+        let mut inner = p.children().skip(1);
         match rule {
             Rule::pipeline_decl => {
                 let Some(s) = inner.next() else { return };
-                let name_span = self.span(&s);
+                let name_span = self.span(s);
                 let expr = self.string(s);
                 match expr.as_plain_string() {
                     Some(name) => m.pipeline.push(PipelineDecl { name, name_span, span }),
@@ -521,9 +634,9 @@ impl Lower {
                 let mut ty_span = None;
                 let mut default = None;
                 for part in inner {
-                    match part.as_rule() {
+                    match part.rule() {
                         Rule::type_name => {
-                            let s = self.span(&part);
+                            let s = self.span(part);
                             ty_span = Some(s);
                             let word = part.as_str();
                             match VarType::ALL.iter().find(|(n, _)| *n == word) {
@@ -570,7 +683,7 @@ impl Lower {
             Rule::resource_decl => {
                 let (Some(name), Some(ty), Some(body)) = (inner.next(), inner.next(), inner.next()) else { return };
                 let name = self.ident(name);
-                let ty_span = self.span(&ty);
+                let ty_span = self.span(ty);
                 let ty_expr = self.string(ty);
                 let entries = self.body(body);
                 if let Some(r) = self.resource(name, ty_expr, ty_span, entries, span) {
@@ -589,13 +702,14 @@ impl Lower {
 
     fn plugin(&mut self, name: Ident, entries: Vec<Entry>, span: Span) -> PluginDecl {
         let owner = format!("plugin `{}`", name.name);
-        let mut r = BodyReader::new(entries, owner.clone());
+        let mut r = BodyReader::new(entries, &owner);
         let kind_expr = r.attr("kind", &mut self.diags);
         let source = r.attr("source", &mut self.diags);
         let config = r.block("config", &mut self.diags).map(|b| self.block_to_map(b));
         let allow = match r.block("allow", &mut self.diags) {
             Some(b) => {
-                let mut a = BodyReader::new(b.entries, format!("the `allow` block of {owner}"));
+                let allow_owner = format!("the `allow` block of {owner}");
+                let mut a = BodyReader::new(b.entries, &allow_owner);
                 let allow = AllowBlock {
                     http: a.attr("http", &mut self.diags),
                     fs: a.attr("fs", &mut self.diags),
@@ -608,7 +722,8 @@ impl Lower {
         };
         let limits = match r.block("limits", &mut self.diags) {
             Some(b) => {
-                let mut l = BodyReader::new(b.entries, format!("the `limits` block of {owner}"));
+                let limits_owner = format!("the `limits` block of {owner}");
+                let mut l = BodyReader::new(b.entries, &limits_owner);
                 let limits = LimitsBlock {
                     memory_mb: l.attr("memory_mb", &mut self.diags),
                     timeout_s: l.attr("timeout_s", &mut self.diags),
@@ -661,7 +776,7 @@ impl Lower {
 
     fn credentials(&mut self, provisioner: Ident, entries: Vec<Entry>, span: Span) -> CredentialsDecl {
         let owner = format!("`credentials {}`", provisioner.name);
-        let mut r = BodyReader::new(entries, owner.clone());
+        let mut r = BodyReader::new(entries, &owner);
         let resolver_expr = r.attr("resolver", &mut self.diags);
         let config = r.block("config", &mut self.diags).map(|b| self.block_to_map(b));
         let explained = r.finish(&mut self.diags);
@@ -691,7 +806,7 @@ impl Lower {
     }
 
     fn flow(&mut self, entries: Vec<Entry>, span: Span, owner: String) -> FlowBlock {
-        let mut r = BodyReader::new(entries, owner);
+        let mut r = BodyReader::new(entries, &owner);
         let flow = FlowBlock {
             refresh: r.attr("refresh", &mut self.diags),
             preview: r.attr("preview", &mut self.diags),
@@ -704,7 +819,7 @@ impl Lower {
 
     fn environment(&mut self, name: Ident, entries: Vec<Entry>, span: Span) -> EnvironmentDecl {
         let owner = format!("environment `{}`", name.name);
-        let mut r = BodyReader::new(entries, owner.clone());
+        let mut r = BodyReader::new(entries, &owner);
         let after_expr = r.attr("after", &mut self.diags);
         let approval = r.attr("approval", &mut self.diags);
         let vars = match r.block("vars", &mut self.diags) {
@@ -733,8 +848,9 @@ impl Lower {
         entries: Vec<Entry>,
         span: Span,
     ) -> Option<ResourceDecl> {
-        let owner = format!("resource `{}`", name.name);
-        let mut r = BodyReader::new(entries, owner.clone());
+        // Formatted only for a message: most resources have none.
+        let owner = Named("resource", &name.name);
+        let mut r = BodyReader::new(entries, &owner);
         let depends_on = r.attr("depends_on", &mut self.diags);
         let gate = r.attr("gate", &mut self.diags);
         let flow = r.block("flow", &mut self.diags).map(|b| self.flow(b.entries, b.span, format!("the `flow` of {owner}")));
@@ -806,7 +922,7 @@ impl Lower {
 
     /// A body read as attributes: `key = value` entries, and nested blocks,
     /// each of which adds one map to the list named by the block.
-    fn attributes_of(&mut self, entries: Vec<Entry>, owner: &str) -> Vec<Attribute> {
+    fn attributes_of(&mut self, entries: Vec<Entry>, owner: &dyn fmt::Display) -> Vec<Attribute> {
         let mut out: Vec<Attribute> = Vec::new();
         // Block name -> index in `out` of the list it appends to.
         let mut block_lists: Vec<(String, usize)> = Vec::new();
@@ -860,28 +976,28 @@ impl Lower {
         Expr { kind: ExprKind::Map(entries), span }
     }
 
-    fn body(&mut self, p: Pair<Rule>) -> Vec<Entry> {
+    fn body(&mut self, p: Node) -> Vec<Entry> {
         let mut out = Vec::new();
-        for e in p.into_inner() {
-            match e.as_rule() {
+        for e in p.children() {
+            match e.rule() {
                 Rule::attribute => {
-                    let mut i = e.into_inner();
+                    let mut i = e.children();
                     let (Some(k), Some(v)) = (i.next(), i.next()) else { continue };
                     let key = self.ident(k);
                     let value = self.expr(v);
                     out.push(Entry::Attr(Attribute { key, value }));
                 }
                 Rule::block => {
-                    let span = self.span(&e);
+                    let span = self.span(e);
                     let mut name = None;
                     let mut labels = Vec::new();
                     let mut entries = Vec::new();
-                    for part in e.into_inner() {
-                        match part.as_rule() {
+                    for part in e.children() {
+                        match part.rule() {
                             Rule::identifier if name.is_none() => name = Some(self.ident(part)),
                             Rule::identifier => labels.push(self.ident(part)),
                             Rule::string => {
-                                let s = self.span(&part);
+                                let s = self.span(part);
                                 let text = self.string(part).as_plain_string().unwrap_or_default();
                                 labels.push(Ident { name: text, span: s });
                             }
@@ -899,19 +1015,19 @@ impl Lower {
         out
     }
 
-    fn expr(&mut self, p: Pair<Rule>) -> Expr {
-        let span = self.children_span(&p);
-        if p.as_rule() != Rule::expr {
+    fn expr(&mut self, p: Node) -> Expr {
+        let span = self.children_span(p);
+        if p.rule() != Rule::expr {
             return self.primary(p);
         }
-        let mut inner = p.into_inner();
+        let mut inner = p.children();
         let Some(first) = inner.next() else { return Expr { kind: ExprKind::Null, span } };
-        let is_name = first.as_rule() == Rule::identifier;
-        let base = if is_name { None } else { Some(self.primary(first.clone())) };
+        let is_name = first.rule() == Rule::identifier;
+        let base = if is_name { None } else { Some(self.primary(first)) };
         let steps: Vec<Step> = inner
             .filter_map(|s| {
-                let rule = s.as_rule();
-                let child = s.into_inner().next()?;
+                let rule = s.rule();
+                let child = s.children().next()?;
                 Some(match rule {
                     Rule::get_attr => Step::Attr(self.ident(child)),
                     _ => Step::Index(self.expr(child)),
@@ -926,9 +1042,9 @@ impl Lower {
         Expr { kind, span }
     }
 
-    fn primary(&mut self, p: Pair<Rule>) -> Expr {
-        let span = self.span(&p);
-        let kind = match p.as_rule() {
+    fn primary(&mut self, p: Node) -> Expr {
+        let span = self.span(p);
+        let kind = match p.rule() {
             Rule::null_lit => ExprKind::Null,
             Rule::bool_lit => ExprKind::Bool(p.as_str() == "true"),
             Rule::number => match parse_number(p.as_str()) {
@@ -946,15 +1062,15 @@ impl Lower {
             Rule::string => return self.string(p),
             Rule::heredoc => return self.heredoc(p),
             Rule::list => ExprKind::List(
-                p.into_inner().filter(|e| e.as_rule() == Rule::expr).map(|e| self.expr(e)).collect(),
+                p.children().filter(|e| e.rule() == Rule::expr).map(|e| self.expr(e)).collect(),
             ),
             Rule::map => {
                 let mut entries: Vec<(MapKey, Expr)> = Vec::new();
-                for entry in p.into_inner().filter(|e| e.as_rule() == Rule::map_entry) {
-                    let mut i = entry.into_inner();
+                for entry in p.children().filter(|e| e.rule() == Rule::map_entry) {
+                    let mut i = entry.children();
                     let (Some(k), Some(v)) = (i.next(), i.next()) else { continue };
-                    let key_span = self.span(&k);
-                    let name = match k.as_rule() {
+                    let key_span = self.span(k);
+                    let name = match k.rule() {
                         Rule::identifier => Some(k.as_str().to_string()),
                         _ => self.string(k).as_plain_string(),
                     };
@@ -980,7 +1096,7 @@ impl Lower {
                 ExprKind::Map(entries)
             }
             Rule::call => {
-                let mut i = p.into_inner();
+                let mut i = p.children();
                 let Some(f) = i.next() else { return Expr { kind: ExprKind::Null, span } };
                 let function = self.ident(f);
                 let args = i.map(|a| self.expr(a)).collect();
@@ -992,15 +1108,15 @@ impl Lower {
         Expr { kind, span }
     }
 
-    fn string(&mut self, p: Pair<Rule>) -> Expr {
-        let span = self.span(&p);
+    fn string(&mut self, p: Node) -> Expr {
+        let span = self.span(p);
         let mut parts = Parts::default();
-        for part in p.into_inner() {
-            match part.as_rule() {
+        for part in p.children() {
+            match part.rule() {
                 Rule::string_text => parts.text(part.as_str()),
                 Rule::escaped_dollar => parts.text("${"),
                 Rule::escape => {
-                    let s = self.span(&part);
+                    let s = self.span(part);
                     match decode_escape(part.as_str()) {
                         Ok(c) => parts.push_char(c),
                         Err(msg) => {
@@ -1022,24 +1138,24 @@ impl Lower {
         Expr { kind: ExprKind::Template(parts.finish()), span }
     }
 
-    fn interpolation(&mut self, p: Pair<Rule>, parts: &mut Parts) {
-        if let Some(e) = p.into_inner().find(|e| e.as_rule() == Rule::expr) {
+    fn interpolation(&mut self, p: Node, parts: &mut Parts) {
+        if let Some(e) = p.children().find(|e| e.rule() == Rule::expr) {
             let e = self.expr(e);
             parts.interp(e);
         }
     }
 
-    fn heredoc(&mut self, p: Pair<Rule>) -> Expr {
-        let span = self.span(&p);
+    fn heredoc(&mut self, p: Node) -> Expr {
+        let span = self.span(p);
         let mut strip = false;
         let mut lines: Vec<Parts> = Vec::new();
-        for part in p.into_inner() {
-            match part.as_rule() {
+        for part in p.children() {
+            match part.rule() {
                 Rule::heredoc_strip => strip = true,
                 Rule::heredoc_line => {
                     let mut line = Parts::default();
-                    for piece in part.into_inner() {
-                        match piece.as_rule() {
+                    for piece in part.children() {
+                        match piece.rule() {
                             Rule::heredoc_text => line.text(piece.as_str()),
                             Rule::escaped_dollar => line.text("${"),
                             Rule::interpolation => self.interpolation(piece, &mut line),
@@ -1271,6 +1387,56 @@ mod tests {
         let (m, d) = parse("var n = 1e999\nvar s = \"\\q\"\n");
         assert_eq!(d.len(), 2, "{d:#?}");
         assert_eq!(m.invalid.len(), 2);
+    }
+
+    /// A file of `n` resources, and the offset of each `resource` line.
+    fn resources(n: usize) -> (String, Vec<usize>) {
+        let mut src = String::new();
+        let mut lines = Vec::new();
+        for i in 0..n {
+            lines.push(src.len());
+            src.push_str(&format!("resource r{i} \"t.step\" {{\n  a = \"${{env.name}}-{i}\"\n  b = r0.id # c\n}}\n"));
+        }
+        (src, lines)
+    }
+
+    #[test]
+    fn a_file_cut_between_items_parses_as_the_whole() {
+        let (src, lines) = resources(50);
+        // With a diagnostic of lowering, which must come back too.
+        let head = "var n = \"\\q\"\n";
+        let src = format!("{head}{src}output o = r1.id\n");
+        let whole = parse_whole(&src, 0);
+        assert!(whole.as_ref().is_some_and(|(_, d)| d.len() == 1), "{whole:#?}");
+        let cuts = [0, head.len() + lines[10], head.len() + lines[30], src.len()];
+        assert_eq!(parse_cut(&src, &cuts, 2), whole);
+    }
+
+    #[test]
+    fn a_cut_inside_something_does_not_parse() {
+        // A heredoc, a block comment, a body and a list, each holding a line that starts like an item.
+        for inside in [
+            "var h = <<EOT\nresource x \"t.step\" {}\nEOT\n",
+            "/*\nresource x \"t.step\" {}\n*/\n",
+            "resource y \"t.step\" {\nresource x \"t.step\" {}\n}\n",
+            "output l = [\nvar.x]\n",
+        ] {
+            let src = format!("resource a \"t.step\" {{}}\n{inside}resource b \"t.step\" {{}}\n");
+            assert!(parse_whole(&src, 0).is_some(), "{src}");
+            let cut = src.find("\nresource x").or_else(|| src.find("\nvar.x")).unwrap() + 1;
+            assert_eq!(parse_cut(&src, &[0, cut, src.len()], 2), None, "{src}");
+        }
+    }
+
+    #[test]
+    fn a_file_is_cut_at_items() {
+        let (src, _) = resources(40);
+        let src = format!("var h = <<EOT\nresource x \"t.step\" {{}}\nEOT\n{src}");
+        let whole = parse_whole(&src, 0);
+        assert!(whole.is_some());
+        for threads in [2, 3, 7] {
+            assert_eq!(parse_in_parts(&src, threads, 2), whole);
+        }
     }
 
     #[test]
