@@ -30,8 +30,33 @@ fn whoami() -> String {
     text(&o.stdout).trim().to_string()
 }
 
-fn spawn(p: &Project, args: &[&str]) -> Child {
-    p.command(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("the binary starts")
+/// A process of the binary that is killed if the test ends (or fails) first.
+struct Running(Option<Child>);
+
+impl Running {
+    fn kill(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            c.kill().expect("kill -9");
+            c.wait().expect("the runner is gone");
+        }
+    }
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("still running")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn(p: &Project, args: &[&str]) -> Running {
+    let child = p.command(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    Running(Some(child.expect("the binary starts")))
 }
 
 /// `status --json` from another process until `ready` holds for it.
@@ -67,7 +92,8 @@ fn ok(o: &Output) -> String {
     text(&o.stdout)
 }
 
-fn finish(child: Child) -> Output {
+fn finish(mut running: Running) -> Output {
+    let child = running.0.take().expect("still running");
     child.wait_with_output().expect("the run ends")
 }
 
@@ -186,16 +212,16 @@ resource dns "t.step" { cdn = cdn.id }
 }
 
 /// Waits for `child` at most `limit`; a run still going then is a failure.
-fn finish_within(mut child: Child, limit: Duration) -> Output {
+fn finish_within(mut running: Running, limit: Duration) -> Output {
     let deadline = Instant::now() + limit;
-    while child.try_wait().expect("the child can be waited for").is_none() {
+    while running.child().try_wait().expect("the child can be waited for").is_none() {
         if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("still running after {limit:?}: {}", text(&finish(child).stdout));
+            running.kill();
+            panic!("still running after {limit:?}: {}", text(&finish(running).stdout));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    finish(child)
+    finish(running)
 }
 
 #[test]
@@ -377,8 +403,7 @@ resource b "t.step" { from_a = a.id }
     wait_status(&p, "the environment gate", |d| env(d, "dev")["status"] == "waiting");
     ok(&p.run(&["approve", "--env", "dev"]));
     wait_status(&p, "a's gate", |d| node(d, "dev", "a")["status"] == "waiting");
-    deploy.kill().expect("kill -9");
-    deploy.wait().expect("the runner is gone");
+    deploy.kill();
 
     let resume = spawn(&p, &["resume", "r000001"]);
     // The environment was approved; a's own gate was not: it asks again.

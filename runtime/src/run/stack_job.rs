@@ -74,6 +74,10 @@ pub struct EnvRun {
     pub planned: Mutex<Vec<PlannedChange>>,
     /// Resumed run: nodes whose apply was in flight when the run stopped.
     pub in_flight: RwLock<std::collections::HashSet<String>>,
+    /// The stored records of this environment's resources when it started:
+    /// each job takes its own as it starts (one read for the environment,
+    /// not one per node). None if that read failed: jobs then read their own.
+    prior: Option<Mutex<HashMap<String, ResourceRecord>>>,
     /// The run's gates; None in a plan or a preflight, which never wait.
     pub gates: Option<Arc<Gates>>,
     /// Ctrl-C or `stackpipe cancel`: ends waits at gates.
@@ -99,7 +103,12 @@ impl EnvRun {
         gates: Option<Arc<Gates>>,
         stop: watch::Receiver<bool>,
     ) -> Self {
+        let prior = store
+            .resources(&graph.name, Some(&env.name))
+            .map(|records| Mutex::new(records.into_iter().map(|(k, r)| (k.resource, r)).collect()))
+            .ok();
         EnvRun {
+            prior,
             run_id,
             graph,
             env,
@@ -123,6 +132,14 @@ impl EnvRun {
 
     pub fn key(&self, node: &str) -> ResourceKey {
         ResourceKey::new(&self.graph.name, &self.env.name, node)
+    }
+
+    /// The stored record of `node` as the environment started (see `prior`).
+    fn take_prior(&self, node: &str) -> Result<Option<ResourceRecord>, crate::state::StateError> {
+        match self.prior.as_ref().and_then(|p| p.lock().ok()) {
+            Some(mut p) => Ok(p.remove(node)),
+            None => self.store.resource(&self.key(node)),
+        }
     }
 
     /// Waits at a gate of this environment (parking `slot` meanwhile). A
@@ -470,12 +487,13 @@ impl StackJob {
 
     /// The gate between preview and apply|destroy, if the policies or the
     /// flow policy ask for one.
-    async fn gate_before(&mut self, op: &'static str, policy: Option<String>, flow: &FlowPolicy, plan: &PlannedChange) -> Result<(), Halt> {
-        let detail = super::plan_text::render_change(plan);
-        if let Some(reason) = policy {
-            return self.approval(op, GateKind::Policy, reason, detail).await;
+    async fn gate_before(&mut self, op: &'static str, flow: &FlowPolicy, plan: &PlannedChange) -> Result<(), Halt> {
+        if let Some(reason) = &plan.policy {
+            let detail = super::plan_text::render_change(plan);
+            return self.approval(op, GateKind::Policy, reason.clone(), detail).await;
         }
         if flow.pause_before_apply {
+            let detail = super::plan_text::render_change(plan);
             return self.approval(op, GateKind::PauseBeforeApply, format!("pause_before_apply: review the plan before {op}"), detail).await;
         }
         Ok(())
@@ -562,7 +580,7 @@ impl StackJob {
             flow: json!({ "refresh": flow.refresh, "preview": flow.preview, "pause_before_apply": flow.pause_before_apply }),
             message: env.message.clone(),
         });
-        let prior = env.store.resource(&key).map_err(|e| ("init", e.to_string()))?;
+        let prior = env.take_prior(&node.name).map_err(|e| ("init", e.to_string()))?;
         self.end("init", Status::Succeeded, None);
         if env.mode == Mode::Preflight {
             // Published as unknown, so dependents' attributes still resolve.
@@ -671,7 +689,7 @@ impl StackJob {
             self.skip("apply", "no changes");
             return Ok(());
         }
-        self.gate_before("apply", planned.policy.clone(), &flow, &planned).await?;
+        self.gate_before("apply", &flow, &planned).await?;
 
         // apply: this node's intent has been on disk since the environment
         // started (`JournalPhase::Planned`); `Started` only narrows it down.
@@ -720,6 +738,9 @@ impl StackJob {
         attributes: &Value,
     ) -> Result<Option<String>, (&'static str, String)> {
         let env = self.env.clone();
+        if !env.env.plugins.values().any(|p| p.kind == PluginKind::Policy) {
+            return Ok(None);
+        }
         let mut approvals = Vec::new();
         let hidden = |v: &Option<String>, sensitive: bool| match v {
             Some(_) if sensitive => json!("(sensitive)"),
@@ -761,7 +782,7 @@ impl StackJob {
         let graph = env.graph.clone();
         let node = graph.node(self.index);
         let key = env.key(&node.name);
-        let Some(prior) = env.store.resource(&key).map_err(|e| ("preflight", e.to_string()))? else {
+        let Some(prior) = env.take_prior(&node.name).map_err(|e| ("preflight", e.to_string()))? else {
             for op in UNDEPLOY_OPS {
                 self.skip(op, "not deployed");
             }
@@ -808,7 +829,7 @@ impl StackJob {
         self.record.change = Some("delete".into());
         let planned =
             PlannedChange { environment: env.env.name.clone(), node: node.name.clone(), type_name: node.type_name(), plan, policy };
-        self.gate_before("destroy", planned.policy.clone(), &flow, &planned).await?;
+        self.gate_before("destroy", &flow, &planned).await?;
 
         self.begin("destroy");
         env.journal
