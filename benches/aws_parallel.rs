@@ -12,7 +12,6 @@
 //!     cargo bench --bench aws_parallel
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::process::{Command, Stdio};
@@ -73,6 +72,7 @@ fn main() {
         parallel.push(deploy(&endpoint, 10));
     }
     let _ = proxy.kill();
+    let _ = proxy.wait();
     let (s, p) = (median(sequential.clone()), median(parallel.clone()));
     println!("seed scenario, 12 resources, every API call +{latency} ms, {ROUNDS} rounds (median):");
     println!("  --parallelism 1:  {:>7.2} s   {sequential:.2?}", s.as_secs_f64());

@@ -5,10 +5,11 @@ use clap::Args;
 use serde_json::Value;
 use stackpipe_runtime::control::{Reach, Request};
 use stackpipe_runtime::run::GateSelector;
-use stackpipe_runtime::state::{pid_alive, Decision, RunStatus};
+use stackpipe_runtime::state::{pid_alive, Decision, RunStatus, StateStore};
 
 use crate::run_cmd::StateArgs;
-use crate::{EXIT_FAILED, EXIT_INVALID};
+use crate::state_cmd::query;
+use crate::EXIT_INVALID;
 
 #[derive(Args)]
 pub struct DecideArgs {
@@ -39,8 +40,7 @@ pub struct CancelArgs {
 }
 
 /// Why a run cannot be steered when nobody serves it.
-fn not_in_progress(reach: Reach, run: Option<&str>) -> u8 {
-    let Reach::Store(store) = reach else { return EXIT_FAILED };
+fn not_in_progress(store: &StateStore, run: Option<&str>) -> u8 {
     let record = match run {
         Some(id) => store.run(id).ok().flatten(),
         None => store.latest_run().ok().flatten(),
@@ -59,19 +59,9 @@ fn not_in_progress(reach: Reach, run: Option<&str>) -> u8 {
     EXIT_INVALID
 }
 
+/// Asks the run in progress; with none, says why not.
 fn ask(reach: Reach, run: Option<&str>, request: Request) -> Result<Value, u8> {
-    let Reach::Runner { client, .. } = &reach else { return Err(not_in_progress(reach, run)) };
-    match client.request(&request) {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => {
-            eprintln!("error: {e}");
-            Err(EXIT_INVALID)
-        }
-        Err(e) => {
-            eprintln!("error: cannot reach the run in progress: {e}");
-            Err(EXIT_FAILED)
-        }
-    }
+    query(&reach, request, |store| Err(not_in_progress(store, run)))
 }
 
 pub fn decide(a: DecideArgs, decision: Decision) -> Result<(), u8> {

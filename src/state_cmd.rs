@@ -25,7 +25,7 @@ pub struct RunsArgs {
 }
 
 /// Asks the runner, or reads the database: the answer as JSON.
-fn query(reach: &Reach, request: Request, from_store: impl FnOnce(&StateStore) -> Result<Value, u8>) -> Result<Value, u8> {
+pub fn query(reach: &Reach, request: Request, from_store: impl FnOnce(&StateStore) -> Result<Value, u8>) -> Result<Value, u8> {
     match reach {
         Reach::Store(store) => from_store(store),
         Reach::Runner { client, .. } => match client.request(&request) {

@@ -9,20 +9,9 @@ fn main() {
     divan::main();
 }
 
-/// A small deterministic generator (xorshift), so every run measures the same file.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+#[path = "support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 /// `resources` resources in `layers` layers; each resource past the first
 /// layer takes three references to resources of earlier layers.

@@ -18,19 +18,9 @@ use stackpipe_runtime::plugin::{ArtifactCache, PluginHost};
 use stackpipe_runtime::run::{execute, Events, Mode, RunOptions};
 use stackpipe_runtime::state::{RunStatus, StateStore};
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+#[path = "../../dsl/benches/support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 /// A layered DAG; returns the pipeline text and each node's (delay, deps).
 fn generate(n: usize, layers: usize, delays: bool) -> (String, Vec<(u64, Vec<usize>)>) {

@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 
+use crate::run::stack_job::{DEPLOY_OPS, UNDEPLOY_OPS};
 use crate::run::RunEvent;
 use crate::state::{now_ms, EnvOutcome, JobRecord, OpRecord, RunStatus, Status};
 
 #[derive(Default)]
 pub struct RunBoard {
     run_id: String,
-    ops: Vec<&'static str>,
+    ops: &'static [&'static str],
     status: Option<RunStatus>,
     envs: Vec<EnvOutcome>,
     /// Jobs in the order their environments announced them.
@@ -17,8 +18,6 @@ pub struct RunBoard {
     index: HashMap<(String, String), usize>,
 }
 
-const DEPLOY_OPS: [&str; 5] = ["preflight", "init", "refresh", "preview", "apply"];
-const UNDEPLOY_OPS: [&str; 5] = ["preflight", "init", "refresh", "preview", "destroy"];
 
 impl RunBoard {
     pub fn apply(&mut self, e: &RunEvent) {
@@ -26,7 +25,7 @@ impl RunBoard {
         match e {
             RunEvent::RunStarted { run, operation, environments, .. } => {
                 self.run_id = run.clone();
-                self.ops = if operation == "undeploy" { UNDEPLOY_OPS.to_vec() } else { DEPLOY_OPS.to_vec() };
+                self.ops = if operation == "undeploy" { &UNDEPLOY_OPS } else { &DEPLOY_OPS };
                 self.envs = environments
                     .iter()
                     .map(|name| EnvOutcome { name: name.clone(), status: Status::Queued, reason: None })

@@ -26,8 +26,8 @@ struct Shared {
     board: Mutex<RunBoard>,
     /// Every event of the run so far, as JSON lines, for followers.
     history: Mutex<Vec<Arc<str>>>,
-    /// The length of `history`, and whether the run has ended.
-    appended: watch::Sender<(usize, bool)>,
+    /// Sent on every line appended to `history`: whether the run has ended.
+    appended: watch::Sender<bool>,
 }
 
 /// A run's control socket, served until [`ControlServer::finish`].
@@ -78,7 +78,7 @@ impl ControlServer {
             stop,
             board: Mutex::new(RunBoard::default()),
             history: Mutex::new(Vec::new()),
-            appended: watch::channel((0, false)).0,
+            appended: watch::channel(false).0,
         });
         let s = shared.clone();
         let pump = tokio::spawn(async move {
@@ -87,14 +87,11 @@ impl ControlServer {
                 if let Ok(mut b) = s.board.lock() {
                     b.apply(&e);
                 }
-                let len = match (serde_json::to_string(&e), s.history.lock()) {
-                    (Ok(line), Ok(mut h)) => {
-                        h.push(line.into());
-                        h.len()
-                    }
+                match (serde_json::to_string(&e), s.history.lock()) {
+                    (Ok(line), Ok(mut h)) => h.push(line.into()),
                     _ => continue,
-                };
-                s.appended.send_replace((len, last));
+                }
+                s.appended.send_replace(last);
                 if last {
                     break;
                 }
@@ -181,9 +178,10 @@ async fn follow(s: &Arc<Shared>, write: &mut tokio::net::unix::OwnedWriteHalf) -
     let mut appended = s.appended.subscribe();
     let mut sent = 0;
     loop {
-        let (len, over) = *appended.borrow_and_update();
+        // Read before the history: once the run is over, the history is whole.
+        let over = *appended.borrow_and_update();
         let lines: Vec<Arc<str>> = match s.history.lock() {
-            Ok(h) => h[sent..len.min(h.len())].to_vec(),
+            Ok(h) => h[sent..].to_vec(),
             Err(_) => return Ok(()),
         };
         let mut text = String::new();
@@ -193,7 +191,7 @@ async fn follow(s: &Arc<Shared>, write: &mut tokio::net::unix::OwnedWriteHalf) -
         }
         sent += lines.len();
         write.write_all(text.as_bytes()).await?;
-        if over && sent >= len {
+        if over {
             return write.shutdown().await;
         }
         if appended.changed().await.is_err() {

@@ -98,15 +98,15 @@ impl Gates {
 
     /// Who opens this gate without asking, if anyone.
     fn auto_approver(&self, gate: &GateInfo) -> Option<String> {
-        let user = crate::os_user::current_user();
-        match gate.kind {
+        let why = match gate.kind {
             GateKind::Environment if self.auto.environments.contains(&gate.environment) => {
-                Some(format!("{user} (--approve-env {})", gate.environment))
+                format!("--approve-env {}", gate.environment)
             }
-            GateKind::Environment => None,
-            _ if self.auto.yes => Some(format!("{user} (--yes)")),
-            _ => None,
-        }
+            GateKind::Environment => return None,
+            _ if self.auto.yes => "--yes".to_string(),
+            _ => return None,
+        };
+        Some(format!("{} ({why})", crate::os_user::current_user()))
     }
 
     /// Waits at `gate` until it is decided or the run is stopped.

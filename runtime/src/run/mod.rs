@@ -98,8 +98,6 @@ pub struct RunSummary {
     pub status: RunStatus,
     /// Per environment: (name, status).
     pub environments: Vec<(String, Status)>,
-    /// Why environments did not succeed, by name.
-    pub reasons: Vec<(String, String)>,
     /// `plan` only: every node's planned change.
     pub planned: Vec<PlannedChange>,
     /// The pipeline's `output`s per environment, evaluated after the run.
@@ -261,7 +259,6 @@ pub async fn execute(
         run_id: run_id.clone(),
         status: RunStatus::Succeeded,
         environments: Vec::new(),
-        reasons: Vec::new(),
         planned: Vec::new(),
         outputs: Vec::new(),
     };
@@ -278,9 +275,6 @@ pub async fn execute(
         let mut end_env = |status: Status, reason: Option<String>, summary: &mut RunSummary| {
             events.send(RunEvent::EnvironmentFinished { environment: env.name.clone(), status, reason: reason.clone() });
             summary.environments.push((env.name.clone(), status));
-            if let Some(r) = &reason {
-                summary.reasons.push((env.name.clone(), r.clone()));
-            }
             if mode.records() {
                 record.outcomes.push(EnvOutcome { name: env.name.clone(), status, reason: reason.clone() });
                 journal.record(Write::PutRun(record.clone()));
@@ -371,7 +365,6 @@ pub async fn execute(
     }
     journal.flush().await?;
     events.send(RunEvent::RunFinished { run: run_id, status: summary.status, ms: now_ms().saturating_sub(started_ms) });
-    drop(events);
     if let Some(control) = control {
         // Followers get the last events before the socket goes away.
         control.finish().await;

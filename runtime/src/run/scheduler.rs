@@ -56,11 +56,6 @@ impl Slot {
         }
         out
     }
-
-    /// A slot of its own, for running a node outside a walk.
-    pub fn unlimited() -> Slot {
-        Slot { semaphore: Arc::new(Semaphore::new(1)), permit: Arc::new(Mutex::new(None)) }
-    }
 }
 
 /// Walks `deps` (for each node, the nodes it waits for). `run(i, slot)` runs

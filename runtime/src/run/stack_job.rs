@@ -309,8 +309,9 @@ pub struct StackJob {
     slot: Option<Slot>,
 }
 
-const DEPLOY_OPS: [&str; 5] = ["preflight", "init", "refresh", "preview", "apply"];
-const UNDEPLOY_OPS: [&str; 5] = ["preflight", "init", "refresh", "preview", "destroy"];
+/// A stack job's operations, in order.
+pub const DEPLOY_OPS: [&str; 5] = ["preflight", "init", "refresh", "preview", "apply"];
+pub const UNDEPLOY_OPS: [&str; 5] = ["preflight", "init", "refresh", "preview", "destroy"];
 
 impl StackJob {
     pub fn new(env: Arc<EnvRun>, index: NodeIndex) -> Self {

@@ -289,39 +289,36 @@ impl StateStore {
 
     /// The log lines of a run (of one node, if given), in append order.
     pub fn logs(&self, run_id: &str, node: Option<&str>) -> Result<Vec<LogLine>, StateError> {
-        let txn = self.read()?;
-        let table = txn.open_table(LOGS)?;
-        let mut out = Vec::new();
-        for item in table.range((run_id, 0u64)..=(run_id, u64::MAX))? {
-            let (k, v) = item?;
-            let line: LogLine = decode(v.value(), || format!("log line {:?}", k.value()))?;
-            if node.is_none_or(|n| n == line.node) {
-                out.push(line);
-            }
+        let mut lines: Vec<LogLine> = self.run_rows(LOGS, run_id, "log line")?;
+        if let Some(n) = node {
+            lines.retain(|l| l.node == n);
         }
-        Ok(out)
+        Ok(lines)
     }
 
     /// The journal of a run, in append order.
     pub fn journal(&self, run_id: &str) -> Result<Vec<JournalEntry>, StateError> {
-        let txn = self.read()?;
-        let table = txn.open_table(JOURNAL)?;
-        let mut out = Vec::new();
-        for item in table.range((run_id, 0u64)..=(run_id, u64::MAX))? {
-            let (k, v) = item?;
-            out.push(decode(v.value(), || format!("journal entry {:?}", k.value()))?);
-        }
-        Ok(out)
+        self.run_rows(JOURNAL, run_id, "journal entry")
     }
 
     /// The gate decisions of a run, in the order they were taken.
     pub fn decisions(&self, run_id: &str) -> Result<Vec<GateDecision>, StateError> {
+        self.run_rows(DECISIONS, run_id, "decision")
+    }
+
+    /// The rows of a `(run_id, seq)` table for one run, in append order.
+    fn run_rows<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<(&str, u64), &[u8]>,
+        run_id: &str,
+        what: &str,
+    ) -> Result<Vec<T>, StateError> {
         let txn = self.read()?;
-        let table = txn.open_table(DECISIONS)?;
+        let table = txn.open_table(table)?;
         let mut out = Vec::new();
         for item in table.range((run_id, 0u64)..=(run_id, u64::MAX))? {
             let (k, v) = item?;
-            out.push(decode(v.value(), || format!("decision {:?}", k.value()))?);
+            out.push(decode(v.value(), || format!("{what} {:?}", k.value()))?);
         }
         Ok(out)
     }
