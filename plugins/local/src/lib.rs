@@ -4,6 +4,8 @@
 //! Paths are relative: the host preopens each granted directory under the
 //! name the grant is written with, so `out/a.txt` lands in the granted `out`.
 //! With `config { root = "out" }`, paths are relative to `out` instead.
+//! A `local.file`'s `source` (a file to read the content from) is always
+//! relative to the grants as written: `root` places only `path`.
 
 #[path = "../../common/diagnostics.rs"]
 mod diagnostics;
@@ -16,8 +18,10 @@ mod spec;
 
 wit_bindgen::generate!({ path: "../../wit", world: "provisioner-plugin" });
 
+use std::borrow::Cow;
+
 use exports::stackpipe::plugin::provisioner::Guest;
-use spec::{Config, DirState, FileState, Kind};
+use spec::{Config, DirState, FileContent, FileState, Kind};
 use stackpipe::plugin::host::log;
 use stackpipe::plugin::types::{Applied, Context, Credential, Diagnostic, Level, ResourcePlan, ResourceType};
 
@@ -43,6 +47,30 @@ impl Place {
         let at = self.cfg.resolve(path);
         grants::check(&at, self.granted.as_deref())?;
         Ok(at)
+    }
+
+    /// Where a `source` is: as written, not under `root`; refused when it is
+    /// outside every granted directory.
+    fn resolve_source(&self, source: &str) -> Result<std::path::PathBuf, String> {
+        let at = spec::source_path(source);
+        grants::check(&at, self.granted.as_deref()).map_err(|e| format!("source: {e}"))?;
+        Ok(at)
+    }
+
+    /// The sha256 (hex) of a file's desired content; a `source` is read for it.
+    fn content_sha256(&self, want: &spec::FileSpec) -> Result<String, String> {
+        match &want.content {
+            FileContent::Inline(text) => Ok(spec::sha256_hex(text.as_bytes())),
+            FileContent::Source(source) => ops::hash_source(&self.resolve_source(source)?),
+        }
+    }
+
+    /// A file's desired content; a `source` is read for it.
+    fn content<'a>(&self, want: &'a spec::FileSpec) -> Result<Cow<'a, [u8]>, String> {
+        match &want.content {
+            FileContent::Inline(text) => Ok(Cow::Borrowed(text.as_bytes())),
+            FileContent::Source(source) => Ok(Cow::Owned(ops::read_source(&self.resolve_source(source)?)?)),
+        }
     }
 }
 
@@ -87,6 +115,7 @@ impl Guest for Local {
                     None => {
                         let want = file_spec(&desired)?;
                         FileState {
+                            source: want.source().map(str::to_string),
                             path: want.path,
                             content_sha256: String::new(),
                             size: 0,
@@ -138,11 +167,12 @@ impl Guest for Local {
         desired: String,
         _cred: Option<Credential>,
     ) -> Result<ResourcePlan, String> {
-        config(&ctx)?;
+        let place = Place::new(&ctx)?;
         let plan = match Kind::parse(&kind)? {
             Kind::File => {
                 let prior = prior.as_deref().map(FileState::from_json).transpose()?;
-                spec::plan_file(prior.as_ref(), &file_spec(&desired)?)
+                let want = file_spec(&desired)?;
+                spec::plan_file(prior.as_ref(), &want, &place.content_sha256(&want)?)
             }
             Kind::Directory => {
                 let prior = prior.as_deref().map(DirState::from_json).transpose()?;
@@ -166,12 +196,14 @@ impl Guest for Local {
                 let want = file_spec(&desired)?;
                 let prior = prior.as_deref().map(FileState::from_json).transpose()?;
                 let at = place.resolve(&want.path)?;
-                ops::write_file(&at, &want.content)?;
-                let sha = spec::sha256_hex(want.content.as_bytes());
+                let content = place.content(&want)?;
+                ops::write_file(&at, &content)?;
+                let sha = spec::sha256_hex(&content);
+                let from = want.source().map(|s| format!(" from `{s}`")).unwrap_or_default();
                 log(
                     &ctx,
                     Level::Info,
-                    &format!("wrote `{}` ({} bytes, sha256 {sha})", at.display(), want.content.len()),
+                    &format!("wrote `{}`{from} ({} bytes, sha256 {sha})", at.display(), content.len()),
                 );
                 if let Some(mode) = &want.mode {
                     log(
@@ -190,10 +222,12 @@ impl Guest for Local {
                     })?;
                     log(&ctx, Level::Info, &format!("deleted `{}` (replaced by `{}`)", old_at.display(), at.display()));
                 }
+                let size = content.len() as u64;
                 let state = FileState {
+                    source: want.source().map(str::to_string),
                     path: want.path,
                     content_sha256: sha,
-                    size: want.content.len() as u64,
+                    size,
                     mode: want.mode,
                     mode_applied: false,
                 };

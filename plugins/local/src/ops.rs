@@ -37,7 +37,26 @@ pub fn hash_file(path: &Path) -> Result<Option<(String, u64)>, String> {
     Ok(Some((hex(&hasher.finalize()), size)))
 }
 
-pub fn write_file(path: &Path, content: &str) -> Result<(), String> {
+/// The bytes of a `source` file; a missing one is an error, naming it.
+pub fn read_source(path: &Path) -> Result<Vec<u8>, String> {
+    if path.is_dir() {
+        return Err(format!("cannot read source `{}`: it is a directory, not a file", path.display()));
+    }
+    fs::read(path).map_err(|e| io_error("read source", path, &e))
+}
+
+/// The sha256 of a `source` file, read in pieces (plan needs only the hash).
+pub fn hash_source(path: &Path) -> Result<String, String> {
+    if path.is_dir() {
+        return Err(format!("cannot read source `{}`: it is a directory, not a file", path.display()));
+    }
+    let mut file = fs::File::open(path).map_err(|e| io_error("read source", path, &e))?;
+    let mut hasher = Sha256::new();
+    io::copy(&mut file, &mut hasher).map_err(|e| io_error("read source", path, &e))?;
+    Ok(hex(&hasher.finalize()))
+}
+
+pub fn write_file(path: &Path, content: &[u8]) -> Result<(), String> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(|e| io_error("create directory", parent, &e))?;
     }
@@ -119,12 +138,28 @@ mod tests {
         let dir = scratch("files");
         let f = dir.join("a/b/c.txt");
         assert_eq!(hash_file(&f).unwrap(), None);
-        write_file(&f, "hi").unwrap();
+        write_file(&f, b"hi").unwrap();
         assert_eq!(hash_file(&f).unwrap(), Some((crate::spec::sha256_hex(b"hi"), 2)));
         assert!(hash_file(&dir.join("a")).unwrap_err().contains("is a directory"));
         remove_file(&f).unwrap();
         remove_file(&f).unwrap();
         assert!(remove_file(&dir.join("a")).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sources_are_read_and_hashed_and_missing_ones_named() {
+        let dir = scratch("sources");
+        let src = dir.join("templates/x.bin");
+        let err = read_source(&src).unwrap_err();
+        assert!(err.starts_with(&format!("cannot read source `{}`: ", src.display())), "{err}");
+        assert!(hash_source(&src).unwrap_err().starts_with("cannot read source `"));
+        let bytes = [0u8, 0xff, 0xfe, b'\n', 0x80];
+        write_file(&src, &bytes).unwrap();
+        assert_eq!(read_source(&src).unwrap(), bytes);
+        assert_eq!(hash_source(&src).unwrap(), crate::spec::sha256_hex(&bytes));
+        assert!(read_source(&dir.join("templates")).unwrap_err().contains("is a directory"));
+        assert!(hash_source(&dir.join("templates")).unwrap_err().contains("is a directory"));
         fs::remove_dir_all(&dir).unwrap();
     }
 

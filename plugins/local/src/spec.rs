@@ -133,26 +133,86 @@ pub fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// Where a `local.file`'s content comes from: `content` (empty when unset) or `source`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileContent {
+    /// `content`: the text itself.
+    Inline(String),
+    /// `source`: a file whose bytes are the content, as the guest sees it (see [`source_path`]).
+    Source(String),
+}
+
 /// A `local.file`'s desired attributes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileSpec {
     pub path: String,
-    pub content: String,
+    pub content: FileContent,
     /// Four octal digits, when given.
     pub mode: Option<String>,
+}
+
+impl FileSpec {
+    /// The `source` path, when the content comes from a file.
+    pub fn source(&self) -> Option<&str> {
+        match &self.content {
+            FileContent::Source(source) => Some(source),
+            FileContent::Inline(_) => None,
+        }
+    }
+}
+
+/// Where a `source` is on disk, as the guest sees it: relative to the granted
+/// directories as written (`templates/x.html` under the grant `templates`),
+/// never under the config's `root`, which places only `path`.
+pub fn source_path(source: &str) -> PathBuf {
+    crate::grants::normalize(Path::new(source))
+}
+
+/// The `source` attribute: a string path, checked like `path` (syntax only,
+/// the filesystem is read by plan and apply).
+fn source_attribute(attrs: &Map<String, Value>, diags: &mut Vec<Diagnostic>) -> Option<Option<String>> {
+    match attrs.get("source") {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::String(source)) => match check_path(source) {
+            Ok(()) => Some(Some(source.clone())),
+            Err(e) => {
+                diags.push(diag("source", e));
+                None
+            }
+        },
+        Some(other) => {
+            diags.push(diag("source", format!("`source` must be a string (a file to read), not {}", type_name(other))));
+            None
+        }
+    }
 }
 
 pub fn parse_file(desired: &str) -> Result<FileSpec, Vec<Diagnostic>> {
     let attrs = desired_object(desired)?;
     let mut diags = Vec::new();
     let path = path_attribute(&attrs, &mut diags);
-    let content = match attrs.get("content") {
-        None | Some(Value::Null) => Some(String::new()),
-        Some(Value::String(s)) => Some(s.clone()),
+    let inline = match attrs.get("content") {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::String(s)) => Some(Some(s.clone())),
         Some(other) => {
             diags.push(diag("content", format!("`content` must be a string, not {}", type_name(other))));
             None
         }
+    };
+    let source = source_attribute(&attrs, &mut diags);
+    let content = match (inline, source) {
+        (Some(Some(text)), Some(None)) => Some(FileContent::Inline(text)),
+        (Some(None), Some(Some(source))) => Some(FileContent::Source(source)),
+        (Some(Some(_)), Some(Some(_))) => {
+            diags.push(whole(
+                "`content` and `source` are both set: set exactly one (`content` for the text itself, `source` for a file to read it from)",
+            ));
+            None
+        }
+        // Neither: an empty file, as before `source` existed.
+        (Some(None), Some(None)) => Some(FileContent::Inline(String::new())),
+        // One of them is ill-typed or ill-formed: already reported.
+        _ => None,
     };
     let mode = match attrs.get("mode") {
         None | Some(Value::Null) => Some(None),
@@ -172,7 +232,7 @@ pub fn parse_file(desired: &str) -> Result<FileSpec, Vec<Diagnostic>> {
             None
         }
     };
-    unknown_attributes(&attrs, &["path", "content", "mode"], &mut diags);
+    unknown_attributes(&attrs, &["path", "content", "source", "mode"], &mut diags);
     match (path, content, mode) {
         (Some(path), Some(content), Some(mode)) if diags.is_empty() => Ok(FileSpec { path, content, mode }),
         _ => Err(diags),
@@ -227,18 +287,25 @@ pub struct FileState {
     pub mode: Option<String>,
     /// Whether `mode` took effect on disk (never, under WASI).
     pub mode_applied: bool,
+    /// The `source` the content was read from, when it came from a file (so a
+    /// plan can show a change of `source`). Stored only when set: the state of
+    /// a file with `content` is what it was before `source` existed.
+    pub source: Option<String>,
 }
 
 impl FileState {
     pub fn to_json(&self) -> String {
-        json!({
+        let mut state = json!({
             "path": self.path,
             "content_sha256": self.content_sha256,
             "size": self.size,
             "mode": self.mode,
             "mode_applied": self.mode_applied,
-        })
-        .to_string()
+        });
+        if let Some(source) = &self.source {
+            state["source"] = json!(source);
+        }
+        state.to_string()
     }
 
     pub fn from_json(text: &str) -> Result<FileState, String> {
@@ -252,6 +319,7 @@ impl FileState {
             size: v.get("size").and_then(Value::as_u64).unwrap_or(0),
             mode: v.get("mode").and_then(Value::as_str).map(str::to_string),
             mode_applied: v.get("mode_applied").and_then(Value::as_bool).unwrap_or(false),
+            source: v.get("source").and_then(Value::as_str).map(str::to_string),
         })
     }
 
@@ -304,13 +372,19 @@ fn content_label(sha: &str) -> String {
     format!("sha256:{sha}")
 }
 
-pub fn plan_file(prior: Option<&FileState>, desired: &FileSpec) -> ResourcePlan {
-    let after_sha = content_label(&sha256_hex(desired.content.as_bytes()));
+/// Plans a `local.file`. `content_sha256` is the sha256 (hex) of the desired
+/// content: of `content`'s text, or of the bytes of the `source` file as plan
+/// read them. Either way the content is shown by its hash under `content`,
+/// compared with the state's hash of what was written (or, after `read`, of
+/// what is on disk): an edited `source` file plans as an update of `content`.
+pub fn plan_file(prior: Option<&FileState>, desired: &FileSpec, content_sha256: &str) -> ResourcePlan {
+    let after_sha = content_label(content_sha256);
     let Some(prior) = prior else {
-        let mut changes = vec![
-            attr_change("path", None, Some(&desired.path), false),
-            attr_change("content", None, Some(&after_sha), false),
-        ];
+        let mut changes = vec![attr_change("path", None, Some(&desired.path), false)];
+        if let Some(source) = desired.source() {
+            changes.push(attr_change("source", None, Some(source), false));
+        }
+        changes.push(attr_change("content", None, Some(&after_sha), false));
         if let Some(mode) = &desired.mode {
             changes.push(attr_change("mode", None, Some(mode), false));
         }
@@ -320,6 +394,9 @@ pub fn plan_file(prior: Option<&FileState>, desired: &FileSpec) -> ResourcePlan 
     let replace = prior.path != desired.path;
     if replace {
         changes.push(attr_change("path", Some(&prior.path), Some(&desired.path), true));
+    }
+    if prior.source.as_deref() != desired.source() {
+        changes.push(attr_change("source", prior.source.as_deref(), desired.source(), false));
     }
     let before_sha = content_label(&prior.content_sha256);
     if before_sha != after_sha {
@@ -356,6 +433,16 @@ const PATH_DOC: &str = "Where it is, relative to a directory granted to the plug
     (`out/site/index.html` when \"out\" is granted), or to the plugin's config `root` when set. \
     Absolute paths and `..` are refused.";
 
+/// The JSON Schema `format` of an attribute whose value is a file the plugin
+/// reads (`local.file`'s `source`). The host looks for exactly this string in
+/// the attribute schemas to know which attribute values are files to watch.
+pub const INPUT_FILE_FORMAT: &str = "stackpipe:input-file";
+
+const SOURCE_DOC: &str = "A file whose bytes become the file's content, instead of `content`: relative to a \
+    directory granted to the plugin, as written (`templates/index.html` when \"templates\" is granted), not under \
+    the config `root`. Read by plan and apply; a change to it plans as an update of `content`. Absolute paths and \
+    `..` are refused. Set at most one of `content` and `source`.";
+
 pub fn resource_types() -> Vec<ResourceType> {
     let file_attrs = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -363,7 +450,19 @@ pub fn resource_types() -> Vec<ResourceType> {
         "type": "object",
         "properties": {
             "path": { "type": "string", "minLength": 1, "description": PATH_DOC },
-            "content": { "type": "string", "default": "", "description": "The file's content, as UTF-8 text." },
+            "content": {
+                "type": "string",
+                "default": "",
+                "description": "The file's content, as UTF-8 text. Set at most one of `content` and `source`."
+            },
+            // The host looks for exactly the format `stackpipe:input-file` to
+            // know which attribute values name files to watch (watch mode
+            // re-plans when one changes): keep the string as it is.
+            "source": {
+                "type": "string",
+                "format": INPUT_FILE_FORMAT,
+                "description": SOURCE_DOC
+            },
             "mode": {
                 "type": "string",
                 "pattern": "^[0-7]{3,4}$",
@@ -371,6 +470,7 @@ pub fn resource_types() -> Vec<ResourceType> {
             }
         },
         "required": ["path"],
+        "not": { "required": ["content", "source"] },
         "additionalProperties": false
     });
     let file_outputs = json!({
@@ -403,9 +503,9 @@ pub fn resource_types() -> Vec<ResourceType> {
     vec![
         ResourceType {
             name: "file".into(),
-            description: "A file with the given text content, inside a directory granted to the plugin. Missing parent \
-                directories are created. A change of `path` replaces the file; a change of `content` or `mode` updates it \
-                in place, and `read` notices a file edited outside stackpipe by its sha256. `mode` is recorded but not \
+            description: "A file with the given text content, or the content of a `source` file, inside a directory \
+                granted to the plugin. Missing parent directories are created. A change of `path` replaces the file; a \
+                change of `content`, of the `source` file or of `mode` updates it in place, and `read` notices a file edited outside stackpipe by its sha256. `mode` is recorded but not \
                 applied, as WASI has no file permissions. Destroy deletes the file."
                 .into(),
             attributes_schema: file_attrs.to_string(),
@@ -427,17 +527,43 @@ mod tests {
     use super::*;
 
     fn file(path: &str, content: &str, mode: Option<&str>) -> FileSpec {
-        FileSpec { path: path.into(), content: content.into(), mode: mode.map(str::to_string) }
+        FileSpec { path: path.into(), content: FileContent::Inline(content.into()), mode: mode.map(str::to_string) }
+    }
+
+    fn sourced(path: &str, source: &str) -> FileSpec {
+        FileSpec { path: path.into(), content: FileContent::Source(source.into()), mode: None }
+    }
+
+    fn text(spec: &FileSpec) -> &str {
+        match &spec.content {
+            FileContent::Inline(text) => text,
+            FileContent::Source(_) => panic!("not inline"),
+        }
+    }
+
+    /// What apply stores for a file written with `content` (the bytes of a source).
+    fn stored(spec: &FileSpec, content: &[u8]) -> FileState {
+        FileState {
+            path: spec.path.clone(),
+            content_sha256: sha256_hex(content),
+            size: content.len() as u64,
+            mode: spec.mode.clone(),
+            mode_applied: false,
+            source: spec.source().map(str::to_string),
+        }
     }
 
     fn state_of(spec: &FileSpec) -> FileState {
-        FileState {
-            path: spec.path.clone(),
-            content_sha256: sha256_hex(spec.content.as_bytes()),
-            size: spec.content.len() as u64,
-            mode: spec.mode.clone(),
-            mode_applied: false,
-        }
+        stored(spec, text(spec).as_bytes())
+    }
+
+    /// Plans an inline file, the way the plugin does: by its content's hash.
+    fn plan_inline(prior: Option<&FileState>, spec: &FileSpec) -> ResourcePlan {
+        plan_file(prior, spec, &sha256_hex(text(spec).as_bytes()))
+    }
+
+    fn label(bytes: &[u8]) -> String {
+        format!("\"sha256:{}\"", sha256_hex(bytes))
     }
 
     fn attrs_of(diags: &[Diagnostic]) -> Vec<Option<&str>> {
@@ -446,8 +572,9 @@ mod tests {
 
     #[test]
     fn parses_a_file_with_defaults() {
-        let spec = parse_file(r#"{"path":"out/a.txt"}"#).unwrap();
+        let spec = parse_file(r#"{"path":"out/a.txt","content":""}"#).unwrap();
         assert_eq!(spec, file("out/a.txt", "", None));
+        assert_eq!(spec.source(), None);
         let spec = parse_file(r#"{"path":"out/a.txt","content":"hi","mode":"644"}"#).unwrap();
         assert_eq!(spec, file("out/a.txt", "hi", Some("0644")));
     }
@@ -461,11 +588,12 @@ mod tests {
         let d = parse_file(r#"{"path": 3, "content": true, "mode": 644}"#).unwrap_err();
         assert_eq!(attrs_of(&d), vec![Some("path"), Some("content"), Some("mode")]);
 
-        let d = parse_file(r#"{"path":"a","mode":"rw-r--r--"}"#).unwrap_err();
+        let d = parse_file(r#"{"path":"a","content":"","mode":"rw-r--r--"}"#).unwrap_err();
         assert_eq!(attrs_of(&d), vec![Some("mode")]);
 
-        let d = parse_file(r#"{"path":"a","conent":"x"}"#).unwrap_err();
+        let d = parse_file(r#"{"path":"a","content":"","conent":"x"}"#).unwrap_err();
         assert_eq!(attrs_of(&d), vec![Some("conent")]);
+        assert!(d[0].message.contains("source"), "the known attributes include source: {}", d[0].message);
 
         let d = parse_file("[1]").unwrap_err();
         assert_eq!(attrs_of(&d), vec![None]);
@@ -475,14 +603,14 @@ mod tests {
     #[test]
     fn paths_must_be_relative_and_stay_inside() {
         for bad in ["/etc/passwd", "../x", "out/../../x", "out/..", "\\x"] {
-            let d = validate(Kind::File, &json!({ "path": bad }).to_string());
+            let d = validate(Kind::File, &json!({ "path": bad, "content": "" }).to_string());
             assert_eq!(d.len(), 1, "{bad}");
             assert_eq!(d[0].attribute.as_deref(), Some("path"));
             assert!(d[0].message.contains(RELATIVE_PATHS), "{bad}: {}", d[0].message);
         }
         assert!(validate(Kind::Directory, r#"{"path":""}"#)[0].message.contains("empty"));
         for good in ["out/a.txt", "./out/a.txt", "out/..a/b", "a..b"] {
-            assert!(validate(Kind::File, &json!({ "path": good }).to_string()).is_empty(), "{good}");
+            assert!(validate(Kind::File, &json!({ "path": good, "content": "" }).to_string()).is_empty(), "{good}");
         }
     }
 
@@ -499,7 +627,7 @@ mod tests {
 
     #[test]
     fn plans_a_new_file_as_create() {
-        let p = plan_file(None, &file("a.txt", "hi", Some("0600")));
+        let p = plan_inline(None, &file("a.txt", "hi", Some("0600")));
         assert_eq!(p.change, Change::Create);
         let paths: Vec<_> = p.changes.iter().map(|c| c.path.as_str()).collect();
         assert_eq!(paths, ["path", "content", "mode"]);
@@ -511,10 +639,10 @@ mod tests {
     fn plans_no_op_update_and_replace() {
         let spec = file("a.txt", "hi", None);
         let prior = state_of(&spec);
-        assert_eq!(plan_file(Some(&prior), &spec).change, Change::NoOp);
-        assert!(plan_file(Some(&prior), &spec).changes.is_empty());
+        assert_eq!(plan_inline(Some(&prior), &spec).change, Change::NoOp);
+        assert!(plan_inline(Some(&prior), &spec).changes.is_empty());
 
-        let p = plan_file(Some(&prior), &file("a.txt", "hello", None));
+        let p = plan_inline(Some(&prior), &file("a.txt", "hello", None));
         assert_eq!(p.change, Change::Update);
         assert_eq!(p.changes.len(), 1);
         assert_eq!(p.changes[0].path, "content");
@@ -522,11 +650,11 @@ mod tests {
         // The content itself is never in the plan, only its hash.
         assert!(!p.changes[0].after.as_deref().unwrap().contains("hello"));
 
-        let p = plan_file(Some(&prior), &file("a.txt", "hi", Some("0644")));
+        let p = plan_inline(Some(&prior), &file("a.txt", "hi", Some("0644")));
         assert_eq!(p.change, Change::Update);
         assert_eq!((p.changes[0].path.as_str(), p.changes[0].before.as_deref()), ("mode", None));
 
-        let p = plan_file(Some(&prior), &file("b.txt", "other", None));
+        let p = plan_inline(Some(&prior), &file("b.txt", "other", None));
         assert_eq!(p.change, Change::Replace);
         assert_eq!(p.changes[0].path, "path");
         assert!(p.changes[0].forces_replacement);
@@ -538,7 +666,7 @@ mod tests {
         let spec = file("a.txt", "desired", None);
         let mut refreshed = state_of(&spec);
         refreshed.content_sha256 = sha256_hex(b"edited by hand");
-        let p = plan_file(Some(&refreshed), &spec);
+        let p = plan_inline(Some(&refreshed), &spec);
         assert_eq!(p.change, Change::Update);
         assert_eq!(
             p.changes[0].before.as_deref(),
@@ -554,8 +682,14 @@ mod tests {
             size: 0,
             mode: Some("0644".into()),
             mode_applied: false,
+            source: None,
         };
         assert_eq!(FileState::from_json(&s.to_json()).unwrap(), s);
+        // A file with `content` stores what it stored before `source` existed.
+        assert!(!s.to_json().contains("source"));
+        let with_source = FileState { source: Some("templates/a".into()), ..s.clone() };
+        assert_eq!(FileState::from_json(&with_source.to_json()).unwrap(), with_source);
+        assert_eq!(with_source.outputs(), s.outputs(), "the outputs do not change");
         assert!(FileState::from_json(r#"{"path":"a"}"#).unwrap_err().contains("content_sha256"));
         let out: Value = serde_json::from_str(&s.outputs()).unwrap();
         assert_eq!(
@@ -585,6 +719,120 @@ mod tests {
             assert_eq!(a["required"], json!(["path"]));
             assert!(o["properties"]["path"].is_object());
         }
+        let file = resource_types().into_iter().find(|t| t.name == "file").unwrap();
+        let a: Value = serde_json::from_str(&file.attributes_schema).unwrap();
+        let source = &a["properties"]["source"];
+        assert_eq!(source["type"], "string");
+        assert_eq!(source["format"], "stackpipe:input-file", "the host watches attributes with exactly this format");
+        assert!(source["description"].as_str().is_some_and(|d| d.contains("root")));
+        assert_eq!(a["properties"]["content"]["default"], "");
+        assert_eq!(a["not"], json!({ "required": ["content", "source"] }));
+    }
+
+    #[test]
+    fn parses_a_file_with_a_source() {
+        let spec = parse_file(r#"{"path":"site/index.html","source":"templates/index.html","mode":"644"}"#).unwrap();
+        assert_eq!(spec.source(), Some("templates/index.html"));
+        assert_eq!(spec.content, FileContent::Source("templates/index.html".into()));
+        assert_eq!(spec.mode.as_deref(), Some("0644"));
+        // `null` is as good as absent.
+        let spec = parse_file(r#"{"path":"a","content":null,"source":"t/a"}"#).unwrap();
+        assert_eq!(spec, sourced("a", "t/a"));
+        let spec = parse_file(r#"{"path":"a","content":"x","source":null}"#).unwrap();
+        assert_eq!(spec, file("a", "x", None));
+    }
+
+    #[test]
+    fn at_most_one_of_content_and_source() {
+        let d = parse_file(r#"{"path":"a","content":"x","source":"t/a"}"#).unwrap_err();
+        assert_eq!(attrs_of(&d), vec![None]);
+        assert!(d[0].message.contains("`content`") && d[0].message.contains("`source`"), "{}", d[0].message);
+        assert!(d[0].message.contains("both"), "{}", d[0].message);
+        // Neither: an empty file.
+        assert_eq!(parse_file(r#"{"path":"a"}"#).unwrap().content, FileContent::Inline(String::new()));
+        // An ill-typed one is reported once, as itself.
+        let d = parse_file(r#"{"path":"a","source":7}"#).unwrap_err();
+        assert_eq!(attrs_of(&d), vec![Some("source")]);
+        assert!(d[0].message.contains("must be a string"), "{}", d[0].message);
+        let d = parse_file(r#"{"path":"a","content":"x","source":["t/a"]}"#).unwrap_err();
+        assert_eq!(attrs_of(&d), vec![Some("source")]);
+    }
+
+    #[test]
+    fn sources_must_be_relative_and_stay_inside() {
+        for bad in ["/etc/passwd", "../x", "templates/../../x", "templates/..", "\\x", ""] {
+            let d = validate(Kind::File, &json!({ "path": "out/a", "source": bad }).to_string());
+            assert_eq!(attrs_of(&d), vec![Some("source")], "{bad}");
+        }
+        let d = validate(Kind::File, &json!({ "path": "out/a", "source": "/etc/passwd" }).to_string());
+        assert!(d[0].message.contains(RELATIVE_PATHS) && d[0].message.contains("absolute"), "{}", d[0].message);
+        // Syntax only: validate does not look for the file.
+        for good in ["templates/index.html", "./templates/x", "does/not/exist.txt"] {
+            assert!(validate(Kind::File, &json!({ "path": "out/a", "source": good }).to_string()).is_empty(), "{good}");
+        }
+    }
+
+    #[test]
+    fn sources_are_as_written_not_under_root() {
+        assert_eq!(source_path("templates/index.html"), PathBuf::from("templates/index.html"));
+        assert_eq!(source_path("./templates/./x"), PathBuf::from("templates/x"));
+        let cfg = Config::parse(r#"{"root":"out"}"#).unwrap();
+        assert_eq!(cfg.resolve("site/index.html"), PathBuf::from("out/site/index.html"));
+        let granted = vec!["out".to_string(), "templates".to_string()];
+        assert!(crate::grants::check(&source_path("templates/x.html"), Some(&granted)).is_ok());
+        assert!(crate::grants::check(&source_path("secrets/x"), Some(&granted)).is_err());
+    }
+
+    #[test]
+    fn plans_a_file_from_a_source() {
+        let spec = sourced("out/index.html", "templates/index.html");
+        let v1: &[u8] = b"<h1>v1</h1>\n";
+        let v2: &[u8] = &[0xff, 0x00, b'v', b'2'];
+
+        // Created: the source's path and its content's hash, never the content.
+        let p = plan_file(None, &spec, &sha256_hex(v1));
+        assert_eq!(p.change, Change::Create);
+        let paths: Vec<_> = p.changes.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(paths, ["path", "source", "content"]);
+        assert_eq!(p.changes[1].after.as_deref(), Some("\"templates/index.html\""));
+        assert_eq!(p.changes[2].after, Some(label(v1)));
+
+        // The source file unchanged since the apply: nothing to do.
+        let prior = stored(&spec, v1);
+        let p = plan_file(Some(&prior), &spec, &sha256_hex(v1));
+        assert_eq!((p.change, p.changes.len()), (Change::NoOp, 0));
+
+        // The source file edited: an update of `content`, hash before and after.
+        let p = plan_file(Some(&prior), &spec, &sha256_hex(v2));
+        assert_eq!(p.change, Change::Update);
+        assert_eq!(p.changes.len(), 1);
+        let c = &p.changes[0];
+        assert_eq!((c.path.as_str(), c.forces_replacement, c.sensitive), ("content", false, false));
+        assert_eq!((c.before.clone(), c.after.clone()), (Some(label(v1)), Some(label(v2))));
+
+        // Another source with the same bytes: only `source` changes.
+        let moved = sourced("out/index.html", "templates/other.html");
+        let p = plan_file(Some(&prior), &moved, &sha256_hex(v1));
+        assert_eq!(p.change, Change::Update);
+        assert_eq!(p.changes.len(), 1);
+        assert_eq!(p.changes[0].path, "source");
+        assert_eq!(p.changes[0].before.as_deref(), Some("\"templates/index.html\""));
+        assert_eq!(p.changes[0].after.as_deref(), Some("\"templates/other.html\""));
+
+        // From `content` to a `source` with the same text, and back.
+        let inline = file("out/index.html", "<h1>v1</h1>\n", None);
+        let p = plan_file(Some(&state_of(&inline)), &spec, &sha256_hex(v1));
+        assert_eq!(p.change, Change::Update);
+        assert_eq!((p.changes[0].path.as_str(), p.changes[0].before.as_deref()), ("source", None));
+        let p = plan_inline(Some(&prior), &inline);
+        assert_eq!((p.changes[0].path.as_str(), p.changes[0].after.as_deref()), ("source", None));
+
+        // Edited on disk (read refreshed the state): an update back to the source's content.
+        let mut refreshed = prior.clone();
+        refreshed.content_sha256 = sha256_hex(b"edited by hand");
+        let p = plan_file(Some(&refreshed), &spec, &sha256_hex(v1));
+        assert_eq!(p.change, Change::Update);
+        assert_eq!(p.changes[0].before, Some(label(b"edited by hand")));
     }
 
     #[test]
