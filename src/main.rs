@@ -6,6 +6,7 @@ mod plugin_cmd;
 mod progress;
 mod run_cmd;
 mod state_cmd;
+mod watch_cmd;
 
 use std::io::IsTerminal;
 
@@ -37,6 +38,8 @@ enum Command {
     Deploy(run_cmd::RunArgs),
     /// Destroy what the pipeline deployed, dependents first, environments in reverse order.
     Undeploy(run_cmd::RunArgs),
+    /// Re-plan (or with --deploy, re-deploy) whenever the pipeline, a plugin or an input file changes.
+    Watch(watch_cmd::WatchArgs),
     /// Finish a run that failed, was cancelled or was killed; what succeeded is not redone.
     Resume(AgainArgs),
     /// Run a past run again with the same file, vars and settings.
@@ -125,6 +128,7 @@ fn main() -> ExitCode {
         Command::Plan(a) => run_cmd::plan(a),
         Command::Deploy(a) => run_cmd::run(a, stackpipe_runtime::run::Mode::Deploy, None),
         Command::Undeploy(a) => run_cmd::run(a, stackpipe_runtime::run::Mode::Undeploy, None),
+        Command::Watch(a) => watch_cmd::watch(a),
         Command::Resume(a) => run_cmd::again(&a.run, &a.state, true, a.json),
         Command::Rerun(a) => run_cmd::again(&a.run, &a.state, false, a.json),
         Command::Runs(a) => state_cmd::runs(a),
@@ -181,4 +185,3 @@ fn plural(n: usize) -> &'static str {
 pub fn stderr_color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
-

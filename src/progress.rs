@@ -11,9 +11,10 @@ use stackpipe_runtime::state::{read_owner, Decision, Status};
 use tokio::sync::mpsc;
 
 /// Renders events until the run ends: JSON lines, a live view on a
-/// terminal, or one plain line per event.
-pub async fn print_events(mut rx: mpsc::UnboundedReceiver<RunEvent>, json: bool, state_dir: PathBuf) {
-    let mut prompter = Prompter::new(!json && std::io::stdin().is_terminal(), state_dir);
+/// terminal, or one plain line per event. `ask`: at a gate, ask on the
+/// terminal (stdin) whether to approve.
+pub async fn print_events(mut rx: mpsc::UnboundedReceiver<RunEvent>, json: bool, ask: bool, state_dir: PathBuf) {
+    let mut prompter = Prompter::new(ask && !json && std::io::stdin().is_terminal(), state_dir);
     if !json && std::io::stdout().is_terminal() {
         return live_view(rx, prompter).await;
     }

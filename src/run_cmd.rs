@@ -5,8 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
+use stackpipe_runtime::pipeline::LoadedPipeline;
 use stackpipe_runtime::plugin::{change_name, ArtifactCache, PluginHost};
-use stackpipe_runtime::run::{execute, AutoApprove, Events, Mode, RunEvent, RunOptions, RunSummary, StopSignal};
+use stackpipe_runtime::run::{
+    execute, AutoApprove, Events, Mode, RunError, RunEvent, RunOptions, RunSummary, StopSignal,
+};
 use stackpipe_runtime::state::{RunKind, RunStatus, StateStore, Status};
 use tokio::sync::mpsc;
 
@@ -86,7 +89,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, u8> {
     })
 }
 
-fn host() -> Result<Arc<PluginHost>, u8> {
+pub fn host() -> Result<Arc<PluginHost>, u8> {
     PluginHost::new(ArtifactCache::from_env()).map(Arc::new).map_err(|e| {
         eprintln!("error: cannot start the plugin host: {e:#}");
         EXIT_FAILED
@@ -110,27 +113,13 @@ fn plan_like(a: RunArgs, mode: Mode) -> Result<(), u8> {
     let nodes = pipeline.graph.len();
     let store = Arc::new(a.state.open(Some(&a.pipeline.file))?);
     let rt = runtime()?;
-    let stop = StopSignal::new();
     let opts = RunOptions { parallelism: a.parallelism, sets: a.sets.clone(), ..Default::default() };
     let host = host()?;
-    let (summary, failures) = rt.block_on(async move {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let failures = tokio::spawn(async move {
-            let mut failures = Vec::new();
-            while let Some(e) = rx.recv().await {
-                if let RunEvent::NodeFinished { environment, node, status: Status::Failed, error, .. } = e {
-                    failures.push(format!("{environment}/{node}: {}", error.unwrap_or_default()));
-                }
-            }
-            failures
-        });
-        let summary = execute(&pipeline, mode, host, store, &opts, Events::new(tx), stop).await;
-        (summary, failures.await.unwrap_or_default())
-    });
-    let summary = summary.map_err(|e| {
-        eprintln!("error: {e}");
-        EXIT_FAILED
-    })?;
+    let (summary, failures) =
+        rt.block_on(plan_once(&pipeline, mode, host, store, &opts, StopSignal::new())).map_err(|e| {
+            eprintln!("error: {e}");
+            EXIT_FAILED
+        })?;
     for f in &failures {
         eprintln!("error: {f}");
     }
@@ -143,22 +132,9 @@ fn plan_like(a: RunArgs, mode: Mode) -> Result<(), u8> {
         return Err(EXIT_FAILED);
     }
     if a.json {
-        let doc: Vec<_> = summary
-            .planned
-            .iter()
-            .map(|p| {
-                serde_json::json!({
-                    "environment": p.environment, "resource": p.node, "type": p.type_name,
-                    "change": change_name(p.plan.change), "policy": p.policy,
-                    "changes": p.plan.changes.iter().map(|c| serde_json::json!({
-                        "path": c.path, "before": c.before, "after": c.after,
-                        "sensitive": c.sensitive, "forces_replacement": c.forces_replacement })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        println!("{}", plan_json(&summary));
     } else {
-        print!("{}", stackpipe_runtime::run::plan_text::render_plan(&summary.planned));
+        print!("{}", render_plan(&summary, &failures));
     }
     let failed: Vec<_> = summary.environments.iter().filter(|(_, s)| *s != Status::Succeeded).collect();
     if !failed.is_empty() {
@@ -166,6 +142,68 @@ fn plan_like(a: RunArgs, mode: Mode) -> Result<(), u8> {
         return Err(EXIT_FAILED);
     }
     Ok(())
+}
+
+/// The plan as a JSON array, one object per node and environment.
+pub fn plan_json(summary: &RunSummary) -> String {
+    let doc: Vec<_> = summary
+        .planned
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "environment": p.environment, "resource": p.node, "type": p.type_name,
+                "change": change_name(p.plan.change), "policy": p.policy,
+                "changes": p.plan.changes.iter().map(|c| serde_json::json!({
+                    "path": c.path, "before": c.before, "after": c.after,
+                    "sensitive": c.sensitive, "forces_replacement": c.forces_replacement })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+/// Plans (or preflights) once: the summary and, for every node that
+/// could not be planned, `env/node: why`.
+pub async fn plan_once(
+    pipeline: &LoadedPipeline,
+    mode: Mode,
+    host: Arc<PluginHost>,
+    store: Arc<StateStore>,
+    opts: &RunOptions,
+    stop: StopSignal,
+) -> Result<(RunSummary, Vec<String>), RunError> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let failures = tokio::spawn(async move {
+        let mut failures = Vec::new();
+        while let Some(e) = rx.recv().await {
+            if let RunEvent::NodeFinished { environment, node, status: Status::Failed, error, .. } = e {
+                failures.push(format!("{environment}/{node}: {}", error.unwrap_or_default()));
+            }
+        }
+        failures
+    });
+    let summary = execute(pipeline, mode, host, store, opts, Events::new(tx), stop).await?;
+    Ok((summary, failures.await.unwrap_or_default()))
+}
+
+/// The plan as text; a plan some nodes could not finish says so instead
+/// of claiming there is nothing to change.
+pub fn render_plan(summary: &RunSummary, failures: &[String]) -> String {
+    let text = stackpipe_runtime::run::plan_text::render_plan(&summary.planned);
+    if failures.is_empty() && summary.status == RunStatus::Succeeded {
+        return text;
+    }
+    let cut = text.rfind("\nNo changes.").or_else(|| text.rfind("\nPlan: ")).unwrap_or(text.len());
+    let why = if failures.is_empty() {
+        "the plan was stopped before every resource was planned".to_string()
+    } else {
+        format!(
+            "{} resource{} could not be planned (see the errors)",
+            failures.len(),
+            if failures.len() == 1 { "" } else { "s" }
+        )
+    };
+    format!("{}\nPlan incomplete: {why}.\n", &text[..cut])
 }
 
 /// `deploy` / `undeploy` (and `resume` / `rerun`, which re-enter here).
@@ -188,7 +226,7 @@ pub fn run(a: RunArgs, mode: Mode, resume: Option<String>) -> Result<(), u8> {
         let stop = StopSignal::new();
         tokio::spawn(watch_signals(stop.clone()));
         let (tx, rx) = mpsc::unbounded_channel();
-        let printer = tokio::spawn(crate::progress::print_events(rx, a.json, state_dir));
+        let printer = tokio::spawn(crate::progress::print_events(rx, a.json, true, state_dir));
         let r = execute(&pipeline, mode, host, store, &opts, Events::new(tx), stop).await;
         let _ = printer.await;
         r
@@ -202,7 +240,7 @@ pub fn run(a: RunArgs, mode: Mode, resume: Option<String>) -> Result<(), u8> {
     }
 }
 
-fn finish(s: &RunSummary, json: bool) -> Result<(), u8> {
+pub fn finish(s: &RunSummary, json: bool) -> Result<(), u8> {
     if !json {
         for (env, outputs) in &s.outputs {
             if !outputs.is_empty() {

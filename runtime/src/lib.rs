@@ -8,3 +8,4 @@ pub mod pipeline;
 pub mod plugin;
 pub mod run;
 pub mod state;
+pub mod watch;

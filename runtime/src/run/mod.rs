@@ -102,6 +102,11 @@ pub struct RunSummary {
     pub planned: Vec<PlannedChange>,
     /// The pipeline's `output`s per environment, evaluated after the run.
     pub outputs: Vec<(String, serde_json::Map<String, Value>)>,
+    /// Files the provisioners read as inputs (see
+    /// [`crate::plugin::INPUT_FILE_FORMAT`]), relative to the pipeline's
+    /// directory as the attributes give them: what `watch` watches besides
+    /// the pipeline and its plugins.
+    pub inputs: std::collections::BTreeSet<std::path::PathBuf>,
 }
 
 /// Parses `--set r.a=v` values: JSON when they parse as JSON, else text.
@@ -261,6 +266,7 @@ pub async fn execute(
         environments: Vec::new(),
         planned: Vec::new(),
         outputs: Vec::new(),
+        inputs: Default::default(),
     };
     // A resumed run does not ask again at an environment gate it was let through.
     let earlier = if opts.resume.is_some() { store.decisions(&run_id)? } else { Vec::new() };
@@ -338,6 +344,9 @@ pub async fn execute(
             stop_rx.clone(),
         ));
         let (status, reason) = run_environment(&env_run, mode, opts, stop_rx.clone()).await;
+        if let Ok(inputs) = env_run.inputs.lock() {
+            summary.inputs.extend(inputs.iter().map(|f| pipeline.base_dir.join(f)));
+        }
         if !mode.records() {
             if let Ok(mut p) = env_run.planned.lock() {
                 summary.planned.append(&mut p);
@@ -515,7 +524,9 @@ async fn run_environment(env: &Arc<EnvRun>, mode: Mode, opts: &RunOptions, stop:
 /// The pipeline's `output`s, from the environment's resource outputs.
 fn pipeline_outputs(env: &EnvRun) -> serde_json::Map<String, Value> {
     let mut out = serde_json::Map::new();
-    let Ok(outputs) = env.outputs.read() else { return out };
+    let Ok(outputs) = env.outputs.read() else {
+        return out;
+    };
     let lookup = |r: &str| outputs.get(r).cloned();
     let scope = stackpipe_dsl::eval::Scope {
         pipeline: &env.graph.name,
@@ -537,7 +548,9 @@ fn pipeline_outputs(env: &EnvRun) -> serde_json::Map<String, Value> {
 /// and an apply whose result was lost asks the provisioner what it created.
 fn in_flight(env: &EnvRun) -> std::collections::HashSet<String> {
     let mut out = std::collections::HashSet::new();
-    let Ok(entries) = env.store.journal(&env.run_id) else { return out };
+    let Ok(entries) = env.store.journal(&env.run_id) else {
+        return out;
+    };
     let mut last: HashMap<(&str, &str), crate::state::JournalPhase> = HashMap::new();
     for e in entries.iter().filter(|e| e.environment == env.env.name) {
         last.insert((e.node.as_str(), e.op.as_str()), e.phase);

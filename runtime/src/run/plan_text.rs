@@ -69,3 +69,120 @@ pub fn render_plan(planned: &[PlannedChange]) -> String {
     }
     out
 }
+
+/// What changed between two plans of the same pipeline, one line per
+/// resource whose planned change is not what it was: what `watch` prints
+/// above each new plan. Empty when the plans are the same.
+pub fn render_plan_diff(before: &[PlannedChange], now: &[PlannedChange]) -> String {
+    use std::collections::BTreeMap;
+    let key = |p: &PlannedChange| (p.environment.clone(), p.node.clone());
+    let old: BTreeMap<_, _> = before.iter().map(|p| (key(p), p)).collect();
+    let new: BTreeMap<_, _> = now.iter().map(|p| (key(p), p)).collect();
+    let mut out = String::new();
+    for (k, p) in &new {
+        let line = match old.get(k) {
+            None if p.plan.change == Change::NoOp => continue,
+            None => format!("{} (new in the pipeline)", summary(p)),
+            Some(q) if same_plan(q, p) => continue,
+            Some(q) if q.plan.change == p.plan.change => {
+                format!("{} (other attributes than before)", summary(p))
+            }
+            Some(q) => format!("{} (was: {})", summary(p), verb(q.plan.change)),
+        };
+        out.push_str(&format!("  {line}\n"));
+    }
+    for (k, q) in &old {
+        if !new.contains_key(k) {
+            out.push_str(&format!(
+                "  {}/{}: no longer in the plan (was: {})\n",
+                q.environment,
+                q.node,
+                verb(q.plan.change)
+            ));
+        }
+    }
+    out
+}
+
+fn summary(p: &PlannedChange) -> String {
+    let sign = match p.plan.change {
+        Change::Create => "+",
+        Change::Update => "~",
+        Change::Replace => "-/+",
+        Change::Delete => "-",
+        Change::NoOp => "=",
+    };
+    format!("{sign} {}/{} ({}): {}", p.environment, p.node, p.type_name, verb(p.plan.change))
+}
+
+fn verb(c: Change) -> &'static str {
+    match c {
+        Change::Create => "create",
+        Change::Update => "update in place",
+        Change::Replace => "replace",
+        Change::Delete => "destroy",
+        Change::NoOp => "no change",
+    }
+}
+
+fn same_plan(a: &PlannedChange, b: &PlannedChange) -> bool {
+    a.plan.change == b.plan.change
+        && a.policy == b.policy
+        && a.plan.changes.len() == b.plan.changes.len()
+        && a.plan.changes.iter().zip(&b.plan.changes).all(|(x, y)| {
+            x.path == y.path
+                && x.before == y.before
+                && x.after == y.after
+                && x.forces_replacement == y.forces_replacement
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::{AttributeChange, ResourcePlan};
+
+    fn planned(node: &str, change: Change, after: &str) -> PlannedChange {
+        PlannedChange {
+            environment: "dev".into(),
+            node: node.into(),
+            type_name: "test.thing".into(),
+            plan: ResourcePlan {
+                change,
+                changes: vec![AttributeChange {
+                    path: "size".into(),
+                    before: None,
+                    after: Some(after.into()),
+                    sensitive: false,
+                    forces_replacement: false,
+                }],
+            },
+            policy: None,
+        }
+    }
+
+    #[test]
+    fn the_same_plan_twice_has_no_difference() {
+        let p = vec![planned("a", Change::Create, "1"), planned("b", Change::NoOp, "1")];
+        assert_eq!(render_plan_diff(&p, &p), "");
+    }
+
+    #[test]
+    fn a_diff_names_new_changed_and_gone_resources() {
+        let before =
+            vec![planned("a", Change::Create, "1"), planned("b", Change::NoOp, "1"), planned("c", Change::Update, "1")];
+        let now = vec![
+            planned("a", Change::Create, "2"),
+            planned("b", Change::Update, "1"),
+            planned("d", Change::Create, "1"),
+            planned("e", Change::NoOp, "1"),
+        ];
+        assert_eq!(
+            render_plan_diff(&before, &now),
+            "  + dev/a (test.thing): create (other attributes than before)\n\
+             \x20 ~ dev/b (test.thing): update in place (was: no change)\n\
+             \x20 + dev/d (test.thing): create (new in the pipeline)\n\
+             \x20 dev/c: no longer in the plan (was: update in place)\n"
+        );
+    }
+}

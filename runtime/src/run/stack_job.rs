@@ -54,6 +54,13 @@ pub struct PlannedChange {
     pub policy: Option<String>,
 }
 
+/// What a provisioner says about its resource types, asked once per environment.
+pub struct ProvisionerTypes {
+    pub names: Vec<String>,
+    /// Per type, its input-file attributes (types without any are left out).
+    pub inputs: HashMap<String, Vec<String>>,
+}
+
 /// What every stack job of one environment of a run shares.
 pub struct EnvRun {
     pub run_id: String,
@@ -82,7 +89,10 @@ pub struct EnvRun {
     pub gates: Option<Arc<Gates>>,
     /// Ctrl-C or `stackpipe cancel`: ends waits at gates.
     pub stop: watch::Receiver<bool>,
-    types: AsyncMutex<HashMap<String, Result<Vec<String>, String>>>,
+    types: AsyncMutex<HashMap<String, Result<Arc<ProvisionerTypes>, String>>>,
+    /// Files the provisioners read, named by input-file attributes (see
+    /// [`crate::plugin::INPUT_FILE_FORMAT`]), as the attributes give them.
+    pub inputs: Mutex<std::collections::BTreeSet<String>>,
     credentials: AsyncMutex<HashMap<String, Result<Option<Credential>, String>>>,
 }
 
@@ -126,6 +136,7 @@ impl EnvRun {
             gates,
             stop,
             types: AsyncMutex::new(HashMap::new()),
+            inputs: Mutex::new(Default::default()),
             credentials: AsyncMutex::new(HashMap::new()),
         }
     }
@@ -145,7 +156,9 @@ impl EnvRun {
     /// Waits at a gate of this environment (parking `slot` meanwhile). A
     /// run without gates (plan, preflight) goes straight through.
     pub async fn wait_at(&self, gate: GateInfo, slot: Option<&Slot>) -> GateOutcome {
-        let Some(gates) = &self.gates else { return GateOutcome::Approved };
+        let Some(gates) = &self.gates else {
+            return GateOutcome::Approved;
+        };
         let wait = gates.wait(gate, self.stop.clone());
         match slot {
             Some(slot) => slot.parked(wait).await,
@@ -182,7 +195,7 @@ impl EnvRun {
         }
     }
 
-    async fn types_of(&self, plugin: &Arc<LoadedPlugin>) -> Result<Vec<String>, String> {
+    async fn types_of(&self, plugin: &Arc<LoadedPlugin>) -> Result<Arc<ProvisionerTypes>, String> {
         let mut cache = self.types.lock().await;
         if let Some(t) = cache.get(plugin.name()) {
             return t.clone();
@@ -190,10 +203,36 @@ impl EnvRun {
         let t = plugin
             .resource_types(&self.host)
             .await
-            .map(|ts| ts.into_iter().map(|t| t.name).collect())
+            .map(|ts| {
+                Arc::new(ProvisionerTypes {
+                    inputs: ts
+                        .iter()
+                        .map(|t| (t.name.clone(), crate::plugin::input_file_attributes(&t.attributes_schema)))
+                        .filter(|(_, a)| !a.is_empty())
+                        .collect(),
+                    names: ts.into_iter().map(|t| t.name).collect(),
+                })
+            })
             .map_err(|e| e.to_string());
         cache.insert(plugin.name().to_string(), t.clone());
         t
+    }
+
+    /// Keeps the files `desired` names in its input-file attributes.
+    fn note_inputs(&self, attributes: Option<&Vec<String>>, desired: &Value) {
+        let Some(attributes) = attributes else { return };
+        let Ok(mut inputs) = self.inputs.lock() else {
+            return;
+        };
+        for a in attributes {
+            match desired.get(a) {
+                Some(Value::String(s)) => {
+                    inputs.insert(s.clone());
+                }
+                Some(Value::Array(items)) => inputs.extend(items.iter().filter_map(Value::as_str).map(str::to_string)),
+                _ => {}
+            }
+        }
     }
 
     /// The credential for provisioner `plugin`, resolved once per environment.
@@ -208,7 +247,9 @@ impl EnvRun {
     }
 
     async fn resolve_credential(&self, plugin: &str) -> Result<Option<Credential>, String> {
-        let Some(binding) = self.env.credentials.get(plugin) else { return Ok(None) };
+        let Some(binding) = self.env.credentials.get(plugin) else {
+            return Ok(None);
+        };
         let resolver = self
             .plugin(&binding.resolver)
             .map_err(|e| format!("credentials for `{plugin}`: resolver `{}`: {e}", binding.resolver))?;
@@ -502,7 +543,9 @@ impl StackJob {
 
     /// Preflight: the provisioner (loads, knows the type), the credentials,
     /// the state (this run holds the lock) and the flow policy.
-    async fn preflight(&mut self) -> Result<(Arc<LoadedPlugin>, Option<Credential>, FlowPolicy), (&'static str, String)> {
+    async fn preflight(
+        &mut self,
+    ) -> Result<(Arc<LoadedPlugin>, Arc<ProvisionerTypes>, Option<Credential>, FlowPolicy), (&'static str, String)> {
         self.begin("preflight");
         let graph = self.env.graph.clone();
         let node = graph.node(self.index);
@@ -512,12 +555,12 @@ impl StackJob {
             return Err(fail(format!("provisioner: `{}` is a {} plugin", node.plugin, plugin.kind().name())));
         }
         let types = self.env.types_of(&plugin).await.map_err(|e| fail(format!("provisioner: {e}")))?;
-        if !types.contains(&node.kind) {
+        if !types.names.contains(&node.kind) {
             return Err(fail(format!(
                 "provisioner `{}` has no resource type `{}` (it has: {})",
                 node.plugin,
                 node.kind,
-                types.join(", ")
+                types.names.join(", ")
             )));
         }
         let cred = self.env.credential(&node.plugin).await.map_err(fail)?;
@@ -535,7 +578,7 @@ impl StackJob {
             ),
         );
         self.end("preflight", Status::Succeeded, None);
-        Ok((plugin, cred, flow))
+        Ok((plugin, types, cred, flow))
     }
 
     async fn deploy(&mut self) -> Result<(), Halt> {
@@ -549,7 +592,7 @@ impl StackJob {
     }
 
     async fn deploy_steps(&mut self) -> Result<(), Halt> {
-        let (plugin, cred, flow) = self.preflight().await?;
+        let (plugin, types, cred, flow) = self.preflight().await?;
         let env = self.env.clone();
         let graph = env.graph.clone();
         let node = graph.node(self.index);
@@ -561,6 +604,7 @@ impl StackJob {
         self.begin("init");
         let mut session = plugin.session(&env.host).await.map_err(|e| ("init", e.to_string()))?;
         let desired = env.resolve_attributes(self.index).map_err(|e| ("init", e))?;
+        env.note_inputs(types.inputs.get(&node.kind), &desired);
         let problems = session.validate(&ctx, &node.kind, &desired).await.map_err(|e| ("init", e.to_string()))?;
         if !problems.is_empty() {
             let text = problems
@@ -790,7 +834,7 @@ impl StackJob {
             self.record.change = Some("no-op".into());
             return Ok(());
         };
-        let (plugin, cred, flow) = self.preflight().await?;
+        let (plugin, _, cred, flow) = self.preflight().await?;
         let ctx = env.context(&node.name);
         self.begin("init");
         self.record.input = Some(JobInput {
