@@ -8,9 +8,10 @@
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+pub use stackpipe_plugin_sdk::json::type_name;
 
 use crate::cidr;
-use crate::stackpipe::plugin::types::Diagnostic;
+use stackpipe_plugin_sdk::types::Diagnostic;
 
 /// What the host puts in place of a value that depends on an output not
 /// known yet (in a plan): the attribute will be known at apply time.
@@ -116,17 +117,6 @@ pub fn is_unknown(v: &Value) -> bool {
         Value::Array(items) => items.iter().any(is_unknown),
         Value::Object(m) => m.values().any(is_unknown),
         _ => false,
-    }
-}
-
-pub fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a bool",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -6,7 +6,7 @@
 use serde_json::{Map, Value};
 
 use crate::attrs::{Ty, TypeDef, UNKNOWN};
-use crate::stackpipe::plugin::types::{AttributeChange, Change, ResourcePlan};
+use stackpipe_plugin_sdk::types::{AttributeChange, Change, ResourcePlan};
 
 fn change(
     path: String,

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::attrs::{AttrDef, Dflt, Ty, TypeDef, UNKNOWN, diag};
-use crate::stackpipe::plugin::types::Diagnostic;
+use stackpipe_plugin_sdk::types::Diagnostic;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -32,7 +32,8 @@ impl Kind {
         Kind::DnsRecord,
     ];
 
-    /// `vpc` or `aws.vpc`.
+    /// `vpc` or `aws.vpc`. (The plugin finds types through the SDK.)
+    #[cfg(test)]
     pub fn parse(kind: &str) -> Result<Kind, String> {
         let bare = kind.strip_prefix("aws.").unwrap_or(kind);
         Kind::ALL.into_iter().find(|k| k.def().name == bare).ok_or_else(|| {

@@ -6,12 +6,9 @@
 //! This file is the glue to the host; the logic is in the modules:
 //! `kinds`/`attrs` (attributes), `diff` (plans), `resources` (read, apply,
 //! destroy per type) over `ec2`, `rds`, `elb`, `acm`, `route53`, which call
-//! `api` (protocols, errors) over `sign` (SigV4) and `http` (wasi:http).
-
-#[path = "../../common/diagnostics.rs"]
-mod diagnostics;
-#[path = "../../common/json.rs"]
-mod json;
+//! `api` (protocols, errors) over `sign` (SigV4) and the SDK's `http`
+//! (wasi:http). Each type is an SDK [`Handler`] written by hand: the
+//! attributes are normalized by the type's definition, not by serde.
 
 mod acm;
 mod api;
@@ -22,7 +19,6 @@ mod diff;
 mod ec2;
 mod elb;
 mod form;
-mod http;
 mod kinds;
 mod rds;
 mod resources;
@@ -31,15 +27,14 @@ mod sign;
 mod state;
 mod xml;
 
-wit_bindgen::generate!({ path: "../../wit", world: "provisioner-plugin" });
-
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use exports::stackpipe::plugin::provisioner::Guest;
-use stackpipe::plugin::host::log;
-use stackpipe::plugin::types::{Applied, Context, Credential, Diagnostic, Level, ResourcePlan, ResourceType};
+use stackpipe_plugin_sdk::provisioner::{Ctx, Handler, Provisioner};
+use stackpipe_plugin_sdk::{Applied, Context, Credential, Diagnostic, ResourcePlan, ResourceType};
+use stackpipe_plugin_sdk::{diagnostics, http, json, log};
 
 use config::Config;
 use kinds::Kind;
@@ -85,7 +80,7 @@ fn with_call<T>(
 ) -> Result<T, String> {
     let cfg = Config::parse(&ctx.config)?;
     let creds = config::credentials(cred.map(|c| c.fields.as_slice()))?;
-    let logger = |m: &str| log(ctx, Level::Debug, m);
+    let logger = |m: &str| log::debug(ctx, m);
     let aws = api::Aws::new(&cfg.region, cfg.endpoint.as_deref(), creds, &http::WasiHttp, &logger);
     let origin = origin(ctx);
     f(&Call { aws: &aws, cfg: &cfg, origin: &origin, poll: Duration::from_secs(5) })
@@ -95,28 +90,35 @@ fn applied(state: &State) -> Applied {
     Applied { state: state.to_json(), outputs: state.outputs_json() }
 }
 
-impl Guest for AwsPlugin {
-    fn resource_types() -> Vec<ResourceType> {
-        Kind::ALL
-            .iter()
-            .map(|k| {
-                let def = k.def();
-                ResourceType {
-                    name: def.name.into(),
-                    description: def.description.into(),
-                    attributes_schema: attrs::attributes_schema(def).to_string(),
-                    outputs_schema: attrs::outputs_schema(def).to_string(),
-                }
-            })
-            .collect()
+impl Provisioner for AwsPlugin {
+    const NAME: &'static str = "aws";
+    fn resources() -> Vec<&'static dyn Handler> {
+        static TYPES: OnceLock<Vec<AwsType>> = OnceLock::new();
+        TYPES.get_or_init(|| Kind::ALL.into_iter().map(AwsType).collect()).iter().map(|t| t as &dyn Handler).collect()
+    }
+}
+
+/// One resource type of the plugin.
+struct AwsType(Kind);
+
+impl Handler for AwsType {
+    fn name(&self) -> &'static str {
+        self.0.def().name
     }
 
-    fn validate(ctx: Context, kind: String, desired: String) -> Vec<Diagnostic> {
-        let kind = match Kind::parse(&kind) {
-            Ok(k) => k,
-            Err(e) => return vec![Diagnostic { attribute: None, message: e }],
-        };
-        let mut diags = match json::parse_object(&desired, "the resource's attributes") {
+    fn resource_type(&self) -> ResourceType {
+        let def = self.0.def();
+        ResourceType {
+            name: def.name.into(),
+            description: def.description.into(),
+            attributes_schema: attrs::attributes_schema(def).to_string(),
+            outputs_schema: attrs::outputs_schema(def).to_string(),
+        }
+    }
+
+    fn validate(&self, ctx: &Ctx, desired: &str) -> Vec<Diagnostic> {
+        let kind = self.0;
+        let mut diags = match json::parse_object(desired, "the resource's attributes") {
             Ok(raw) => attrs::normalize(kind.def(), &raw).err().unwrap_or_default(),
             Err(e) => vec![Diagnostic { attribute: None, message: e }],
         };
@@ -126,74 +128,54 @@ impl Guest for AwsPlugin {
         diags
     }
 
-    fn read(
-        ctx: Context,
-        kind: String,
-        state: Option<String>,
-        desired_attrs: String,
-        cred: Option<Credential>,
-    ) -> Result<Option<Applied>, String> {
-        let kind = Kind::parse(&kind)?;
+    fn read(&self, ctx: &Ctx, state: Option<String>, desired_attrs: &str) -> Result<Option<Applied>, String> {
+        let kind = self.0;
         let state = parse_state(kind, state.as_deref())?;
         // With a state, read refreshes it and needs nothing else; without
         // one, it looks for what the desired attributes would have created.
         let want = match &state {
             Some(_) => Map::new(),
-            None => desired(kind, &desired_attrs)?.normalized,
+            None => desired(kind, desired_attrs)?.normalized,
         };
-        let now = with_call(&ctx, cred.as_ref(), |call| resources::read(call, kind, state.as_ref(), &want))?;
+        let now = with_call(ctx, ctx.credential.as_ref(), |call| resources::read(call, kind, state.as_ref(), &want))?;
         match (&state, &now) {
-            (Some(s), None) => log(&ctx, Level::Info, &format!("aws.{} {} is gone", kind.name(), s.id)),
-            (None, Some(s)) => {
-                log(&ctx, Level::Info, &format!("found aws.{} {} from an interrupted apply", kind.name(), s.id))
-            }
+            (Some(s), None) => log::info(ctx, &format!("aws.{} {} is gone", kind.name(), s.id)),
+            (None, Some(s)) => log::info(ctx, &format!("found aws.{} {} from an interrupted apply", kind.name(), s.id)),
             _ => {}
         }
         Ok(now.as_ref().map(applied))
     }
 
-    fn plan(
-        ctx: Context,
-        kind: String,
-        prior: Option<String>,
-        desired_attrs: String,
-        _cred: Option<Credential>,
-    ) -> Result<ResourcePlan, String> {
-        let kind = Kind::parse(&kind)?;
-        let prior = parse_state(kind, prior.as_deref())?;
-        let want = desired(kind, &desired_attrs)?;
+    fn plan(&self, ctx: &Ctx, prior: Option<&str>, desired_attrs: &str) -> Result<ResourcePlan, String> {
+        let kind = self.0;
+        let prior = parse_state(kind, prior)?;
+        let want = desired(kind, desired_attrs)?;
         let plan = diff::plan(kind.def(), prior.as_ref().map(|p| &p.attributes), &want.normalized);
-        log(&ctx, Level::Debug, &format!("plan: {:?} with {} attribute change(s)", plan.change, plan.changes.len()));
+        log::debug(ctx, &format!("plan: {:?} with {} attribute change(s)", plan.change, plan.changes.len()));
         Ok(plan)
     }
 
-    fn apply(
-        ctx: Context,
-        kind: String,
-        prior: Option<String>,
-        desired_attrs: String,
-        cred: Option<Credential>,
-    ) -> Result<Applied, String> {
-        let kind = Kind::parse(&kind)?;
-        let prior = parse_state(kind, prior.as_deref())?;
-        let want = desired(kind, &desired_attrs)?;
-        let state = with_call(&ctx, cred.as_ref(), |call| {
+    fn apply(&self, ctx: &Ctx, prior: Option<&str>, desired_attrs: &str) -> Result<Applied, String> {
+        let kind = self.0;
+        let prior = parse_state(kind, prior)?;
+        let want = desired(kind, desired_attrs)?;
+        let state = with_call(ctx, ctx.credential.as_ref(), |call| {
             resources::apply(call, kind, prior.as_ref(), &want.normalized, &want.raw)
         })?;
-        log(&ctx, Level::Info, &format!("applied aws.{} {}", kind.name(), state.id));
+        log::info(ctx, &format!("applied aws.{} {}", kind.name(), state.id));
         Ok(applied(&state))
     }
 
-    fn destroy(ctx: Context, kind: String, state: String, cred: Option<Credential>) -> Result<(), String> {
-        let kind = Kind::parse(&kind)?;
-        let state = State::from_json(kind, &state)?;
-        with_call(&ctx, cred.as_ref(), |call| resources::destroy(call, kind, &state))?;
-        log(&ctx, Level::Info, &format!("destroyed aws.{} {}", kind.name(), state.id));
+    fn destroy(&self, ctx: &Ctx, state: &str) -> Result<(), String> {
+        let kind = self.0;
+        let state = State::from_json(kind, state)?;
+        with_call(ctx, ctx.credential.as_ref(), |call| resources::destroy(call, kind, &state))?;
+        log::info(ctx, &format!("destroyed aws.{} {}", kind.name(), state.id));
         Ok(())
     }
 }
 
-export!(AwsPlugin);
+stackpipe_plugin_sdk::export_provisioner!(AwsPlugin);
 
 #[cfg(test)]
 mod tests {
@@ -201,7 +183,7 @@ mod tests {
 
     #[test]
     fn every_type_has_schemas() {
-        let types = <AwsPlugin as Guest>::resource_types();
+        let types = stackpipe_plugin_sdk::provisioner::dispatch::resource_types::<AwsPlugin>();
         let names: Vec<&str> = types.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(
             names,

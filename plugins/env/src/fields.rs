@@ -2,7 +2,6 @@
 //! lookup itself with the environment passed in. Pure, so `cargo test` runs it
 //! natively. No value read here ever goes into a message.
 
-use crate::json::parse_object;
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,11 +29,7 @@ pub fn default_fields() -> Vec<Field> {
 }
 
 /// The plugin's own config, with the credentials binding's config over it.
-pub fn merged_config(plugin_config: &str, binding_config: &str) -> Result<Map<String, Value>, String> {
-    let mut config = parse_object(plugin_config, "the plugin config")?;
-    config.extend(parse_object(binding_config, "the credentials config")?);
-    Ok(config)
-}
+pub use stackpipe_plugin_sdk::credentials::merged_config;
 
 fn valid_var(var: &str) -> bool {
     !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')

@@ -8,15 +8,10 @@
 //! `AWS_SESSION_TOKEN`. Values are never logged nor put in errors.
 
 mod fields;
-#[path = "../../common/json.rs"]
-mod json;
 
-wit_bindgen::generate!({ path: "../../wit", world: "credentials-plugin" });
-
-use exports::stackpipe::plugin::credentials::Guest;
 use fields::Lookup;
-use stackpipe::plugin::host::log;
-use stackpipe::plugin::types::{Context, Credential, Level};
+use stackpipe_plugin_sdk::credentials::Credentials;
+use stackpipe_plugin_sdk::{Context, Credential, log};
 
 struct Env;
 
@@ -28,17 +23,17 @@ fn lookup(var: &str) -> Lookup {
     }
 }
 
-impl Guest for Env {
-    fn resolve(ctx: Context, provider: String, config: String) -> Result<Credential, String> {
-        let config = fields::merged_config(&ctx.config, &config)?;
+impl Credentials for Env {
+    fn resolve(ctx: &Context, provider: &str, config: &str) -> Result<Credential, String> {
+        let config = fields::merged_config(&ctx.config, config)?;
         let wanted = fields::fields(&config)?;
         let names: Vec<&str> = wanted.iter().map(|f| f.var.as_str()).collect();
-        log(&ctx, Level::Debug, &format!("resolving credentials for `{provider}` from {}", names.join(", ")));
+        log::debug(ctx, &format!("resolving credentials for `{provider}` from {}", names.join(", ")));
         let values = fields::resolve(&wanted, lookup)?;
         let got: Vec<&str> = values.iter().map(|(k, _)| k.as_str()).collect();
-        log(&ctx, Level::Info, &format!("resolved credentials for `{provider}`: fields {}", got.join(", ")));
+        log::info(ctx, &format!("resolved credentials for `{provider}`: fields {}", got.join(", ")));
         Ok(Credential { fields: values, expires_at: None })
     }
 }
 
-export!(Env);
+stackpipe_plugin_sdk::export_credentials!(Env);

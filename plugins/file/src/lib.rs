@@ -7,20 +7,13 @@
 //! or INI-like (`[name]` then `key = value` lines, `expires_at = <secs>`).
 //! Values are never logged nor put in errors.
 
-#[path = "../../common/grants.rs"]
-mod grants;
-#[path = "../../common/json.rs"]
-mod json;
 mod profiles;
-
-wit_bindgen::generate!({ path: "../../wit", world: "credentials-plugin" });
 
 use std::io::ErrorKind;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use exports::stackpipe::plugin::credentials::Guest;
-use stackpipe::plugin::host::log;
-use stackpipe::plugin::types::{Context, Credential, Level};
+use stackpipe_plugin_sdk::credentials::Credentials;
+use stackpipe_plugin_sdk::{Context, Credential, grants, log};
 
 /// WASI's `ENOTCAPABLE`: the path is outside every preopened directory.
 const WASI_ENOTCAPABLE: i32 = 76;
@@ -42,12 +35,11 @@ fn read(path: &str) -> Result<String, String> {
     })
 }
 
-impl Guest for File {
-    fn resolve(ctx: Context, provider: String, config: String) -> Result<Credential, String> {
-        let cfg = profiles::config(&ctx.config, &config)?;
-        log(
-            &ctx,
-            Level::Debug,
+impl Credentials for File {
+    fn resolve(ctx: &Context, provider: &str, config: &str) -> Result<Credential, String> {
+        let cfg = profiles::config(&ctx.config, config)?;
+        log::debug(
+            ctx,
             &format!("resolving credentials for `{provider}` from profile `{}` of `{}`", cfg.profile, cfg.path),
         );
         let text = read(&cfg.path)?;
@@ -56,9 +48,8 @@ impl Guest for File {
         let profile = profiles::select(&all, &cfg.profile, &cfg.path, now)?;
         let names: Vec<&str> = profile.fields.keys().map(String::as_str).collect();
         let expiry = profile.expires_at.map(|at| format!(", expires {}", profiles::iso8601(at))).unwrap_or_default();
-        log(
-            &ctx,
-            Level::Info,
+        log::info(
+            ctx,
             &format!(
                 "resolved credentials for `{provider}` from profile `{}`: fields {}{expiry}",
                 cfg.profile,
@@ -72,4 +63,4 @@ impl Guest for File {
     }
 }
 
-export!(File);
+stackpipe_plugin_sdk::export_credentials!(File);

@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::json::parse_object;
 use serde_json::Value;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,8 +35,7 @@ pub struct Config {
 }
 
 pub fn config(plugin_config: &str, binding_config: &str) -> Result<Config, String> {
-    let mut cfg = parse_object(plugin_config, "the plugin config")?;
-    cfg.extend(parse_object(binding_config, "the credentials config")?);
+    let cfg = stackpipe_plugin_sdk::credentials::merged_config(plugin_config, binding_config)?;
     let path = match cfg.get("path") {
         Some(Value::String(p)) if !p.trim().is_empty() => p.clone(),
         None | Some(Value::Null) => {

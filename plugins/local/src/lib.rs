@@ -7,25 +7,39 @@
 //! A `local.file`'s `source` (a file to read the content from) is always
 //! relative to the grants as written: `root` places only `path`.
 
-#[path = "../../common/diagnostics.rs"]
-mod diagnostics;
-#[path = "../../common/grants.rs"]
-mod grants;
-#[path = "../../common/json.rs"]
-mod json;
 mod ops;
 mod spec;
 
-wit_bindgen::generate!({ path: "../../wit", world: "provisioner-plugin" });
-
 use std::borrow::Cow;
 
-use exports::stackpipe::plugin::provisioner::Guest;
-use spec::{Config, DirState, FileContent, FileState, Kind};
-use stackpipe::plugin::host::log;
-use stackpipe::plugin::types::{Applied, Context, Credential, Diagnostic, Level, ResourcePlan, ResourceType};
+use serde_json::{Map, Value};
+use spec::{Config, DirState, FileContent, FileState};
+use stackpipe_plugin_sdk::provisioner::{Ctx, Error, Handler, Provisioner, Refresh, Resource, handler};
+use stackpipe_plugin_sdk::{Context, Diagnostic, ResourcePlan, diagnostics, grants, log};
 
 struct Local;
+
+impl Provisioner for Local {
+    const NAME: &'static str = "local";
+    fn resources() -> Vec<&'static dyn Handler> {
+        vec![handler::<File>(), handler::<Directory>()]
+    }
+}
+
+/// `local.file`. Config and attributes are read by hand (`spec.rs`), for
+/// its own messages; the plugin config is parsed by `Place`.
+struct File;
+
+/// `local.directory`.
+struct Directory;
+
+type Attributes = Map<String, Value>;
+
+/// A resource type's schema, from `spec::resource_types`.
+fn schema(name: &str, outputs: bool) -> Value {
+    let t = spec::resource_types().into_iter().find(|t| t.name == name).expect("a local resource type");
+    serde_json::from_str(if outputs { &t.outputs_schema } else { &t.attributes_schema }).unwrap_or(Value::Null)
+}
 
 fn config(ctx: &Context) -> Result<Config, String> {
     Config::parse(&ctx.config)
@@ -74,214 +88,222 @@ impl Place {
     }
 }
 
-fn file_spec(desired: &str) -> Result<spec::FileSpec, String> {
-    spec::parse_file(desired).map_err(|d| spec::diagnostics_error(&d))
+fn file_spec(desired: &Attributes) -> Result<spec::FileSpec, String> {
+    spec::parse_file_attributes(desired).map_err(|d| spec::diagnostics_error(&d))
 }
 
-fn dir_spec(desired: &str) -> Result<spec::DirSpec, String> {
-    spec::parse_dir(desired).map_err(|d| spec::diagnostics_error(&d))
+fn dir_spec(desired: &Attributes) -> Result<spec::DirSpec, String> {
+    spec::parse_dir_attributes(desired).map_err(|d| spec::diagnostics_error(&d))
 }
 
-impl Guest for Local {
-    fn resource_types() -> Vec<ResourceType> {
-        spec::resource_types()
+/// The validate of both types: the attributes' diagnostics, then the config's.
+fn validate(ctx: &Ctx, diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut diags = diags;
+    if let Err(e) = config(ctx) {
+        diags.push(diagnostics::whole(e));
+    }
+    diags
+}
+
+impl Resource for File {
+    const NAME: &'static str = "file";
+    const DESCRIPTION: &'static str = spec::FILE_DESCRIPTION;
+    /// `root`, read by [`Place`].
+    type Config = Value;
+    type Desired = Attributes;
+    type State = FileState;
+    type Outputs = Value;
+
+    fn attributes_schema() -> Value {
+        schema("file", false)
     }
 
-    fn validate(ctx: Context, kind: String, desired: String) -> Vec<Diagnostic> {
-        let kind = match Kind::parse(&kind) {
-            Ok(k) => k,
-            Err(e) => return vec![Diagnostic { attribute: None, message: e }],
-        };
-        let mut diags = spec::validate(kind, &desired);
-        if let Err(e) = config(&ctx) {
-            diags.push(Diagnostic { attribute: None, message: e });
-        }
-        diags
+    fn outputs_schema() -> Value {
+        schema("file", true)
+    }
+
+    fn validate(ctx: &Ctx, _cfg: &Value, desired: &Attributes) -> Vec<Diagnostic> {
+        validate(ctx, spec::parse_file_attributes(desired).err().unwrap_or_default())
     }
 
     fn read(
-        ctx: Context,
-        kind: String,
-        state: Option<String>,
-        desired: String,
-        _cred: Option<Credential>,
-    ) -> Result<Option<Applied>, String> {
-        let place = Place::new(&ctx)?;
-        match Kind::parse(&kind)? {
-            Kind::File => {
-                // No state: an apply was interrupted; what it wrote is at the desired path.
-                let mut st = match state {
-                    Some(state) => FileState::from_json(&state)?,
-                    None => {
-                        let want = file_spec(&desired)?;
-                        FileState {
-                            source: want.source().map(str::to_string),
-                            path: want.path,
-                            content_sha256: String::new(),
-                            size: 0,
-                            mode: want.mode,
-                            mode_applied: false,
-                        }
-                    }
-                };
-                let at = place.resolve(&st.path)?;
-                match ops::hash_file(&at)? {
-                    None => {
-                        log(&ctx, Level::Info, &format!("file `{}` is gone", at.display()));
-                        Ok(None)
-                    }
-                    Some((sha, size)) => {
-                        if !st.content_sha256.is_empty() && sha != st.content_sha256 {
-                            log(
-                                &ctx,
-                                Level::Info,
-                                &format!("file `{}` was changed outside stackpipe (sha256 {sha})", at.display()),
-                            );
-                        }
-                        st.content_sha256 = sha;
-                        st.size = size;
-                        Ok(Some(Applied { state: st.to_json(), outputs: st.outputs() }))
-                    }
+        ctx: &Ctx,
+        _cfg: &Value,
+        from: Refresh<FileState, Attributes>,
+    ) -> Result<Option<(FileState, Value)>, Error> {
+        let place = Place::new(ctx)?;
+        // No state: an apply was interrupted; what it wrote is at the desired path.
+        let mut st = match from {
+            Refresh::Stored(state) => state,
+            Refresh::Interrupted(desired) => {
+                let want = file_spec(&desired)?;
+                FileState {
+                    source: want.source().map(str::to_string),
+                    path: want.path,
+                    content_sha256: String::new(),
+                    size: 0,
+                    mode: want.mode,
+                    mode_applied: false,
                 }
             }
-            Kind::Directory => {
-                let st = match state {
-                    Some(state) => DirState::from_json(&state)?,
-                    None => DirState { path: dir_spec(&desired)?.path },
-                };
-                let at = place.resolve(&st.path)?;
-                if ops::dir_exists(&at)? {
-                    Ok(Some(Applied { state: st.to_json(), outputs: st.outputs() }))
-                } else {
-                    log(&ctx, Level::Info, &format!("directory `{}` is gone", at.display()));
-                    Ok(None)
+        };
+        let at = place.resolve(&st.path)?;
+        match ops::hash_file(&at)? {
+            None => {
+                log::info(ctx, &format!("file `{}` is gone", at.display()));
+                Ok(None)
+            }
+            Some((sha, size)) => {
+                if !st.content_sha256.is_empty() && sha != st.content_sha256 {
+                    log::info(ctx, &format!("file `{}` was changed outside stackpipe (sha256 {sha})", at.display()));
                 }
+                st.content_sha256 = sha;
+                st.size = size;
+                let outputs = st.outputs_value();
+                Ok(Some((st, outputs)))
             }
         }
     }
 
-    fn plan(
-        ctx: Context,
-        kind: String,
-        prior: Option<String>,
-        desired: String,
-        _cred: Option<Credential>,
-    ) -> Result<ResourcePlan, String> {
-        let place = Place::new(&ctx)?;
-        let plan = match Kind::parse(&kind)? {
-            Kind::File => {
-                let prior = prior.as_deref().map(FileState::from_json).transpose()?;
-                let want = file_spec(&desired)?;
-                spec::plan_file(prior.as_ref(), &want, &place.content_sha256(&want)?)
-            }
-            Kind::Directory => {
-                let prior = prior.as_deref().map(DirState::from_json).transpose()?;
-                spec::plan_dir(prior.as_ref(), &dir_spec(&desired)?)
-            }
-        };
-        log(&ctx, Level::Debug, &format!("plan: {:?} with {} attribute change(s)", plan.change, plan.changes.len()));
+    fn plan(ctx: &Ctx, _cfg: &Value, prior: Option<&FileState>, desired: &Attributes) -> Result<ResourcePlan, Error> {
+        let place = Place::new(ctx)?;
+        let want = file_spec(desired)?;
+        let plan = spec::plan_file(prior, &want, &place.content_sha256(&want)?);
+        log::debug(ctx, &format!("plan: {:?} with {} attribute change(s)", plan.change, plan.changes.len()));
         Ok(plan)
     }
 
     fn apply(
-        ctx: Context,
-        kind: String,
-        prior: Option<String>,
-        desired: String,
-        _cred: Option<Credential>,
-    ) -> Result<Applied, String> {
-        let place = Place::new(&ctx)?;
-        match Kind::parse(&kind)? {
-            Kind::File => {
-                let want = file_spec(&desired)?;
-                let prior = prior.as_deref().map(FileState::from_json).transpose()?;
-                let at = place.resolve(&want.path)?;
-                let content = place.content(&want)?;
-                ops::write_file(&at, &content)?;
-                let sha = spec::sha256_hex(&content);
-                let from = want.source().map(|s| format!(" from `{s}`")).unwrap_or_default();
-                log(
-                    &ctx,
-                    Level::Info,
-                    &format!("wrote `{}`{from} ({} bytes, sha256 {sha})", at.display(), content.len()),
-                );
-                if let Some(mode) = &want.mode {
-                    log(
-                        &ctx,
-                        Level::Warn,
-                        &format!(
-                            "mode {mode} of `{}` is recorded but not applied: WASI has no file permissions",
-                            at.display()
-                        ),
-                    );
-                }
-                if let Some(old) = prior.filter(|p| p.path != want.path) {
-                    let old_at = place.resolve(&old.path)?;
-                    ops::remove_file(&old_at).map_err(|e| {
-                        format!("wrote `{}` but could not delete the file it replaces: {e}", at.display())
-                    })?;
-                    log(&ctx, Level::Info, &format!("deleted `{}` (replaced by `{}`)", old_at.display(), at.display()));
-                }
-                let size = content.len() as u64;
-                let state = FileState {
-                    source: want.source().map(str::to_string),
-                    path: want.path,
-                    content_sha256: sha,
-                    size,
-                    mode: want.mode,
-                    mode_applied: false,
-                };
-                Ok(Applied { state: state.to_json(), outputs: state.outputs() })
-            }
-            Kind::Directory => {
-                let want = dir_spec(&desired)?;
-                let prior = prior.as_deref().map(DirState::from_json).transpose()?;
-                let at = place.resolve(&want.path)?;
-                let replaced = prior.filter(|p| p.path != want.path).map(|p| place.resolve(&p.path)).transpose()?;
-                // Refuse a replace that could not remove the old directory before making the new one.
-                if let Some(old) = &replaced
-                    && ops::dir_exists(old)?
-                    && !ops::dir_is_empty(old)?
-                {
-                    return Err(format!(
-                        "cannot move directory `{}` to `{}`: {}",
-                        old.display(),
-                        at.display(),
-                        ops::not_empty_error(old)
-                    ));
-                }
-                ops::create_dir(&at)?;
-                log(&ctx, Level::Info, &format!("created directory `{}`", at.display()));
-                if let Some(old) = &replaced {
-                    ops::remove_dir(old)?;
-                    log(
-                        &ctx,
-                        Level::Info,
-                        &format!("removed directory `{}` (replaced by `{}`)", old.display(), at.display()),
-                    );
-                }
-                let state = DirState { path: want.path };
-                Ok(Applied { state: state.to_json(), outputs: state.outputs() })
-            }
+        ctx: &Ctx,
+        _cfg: &Value,
+        prior: Option<FileState>,
+        desired: &Attributes,
+    ) -> Result<(FileState, Value), Error> {
+        let place = Place::new(ctx)?;
+        let want = file_spec(desired)?;
+        let at = place.resolve(&want.path)?;
+        let content = place.content(&want)?;
+        ops::write_file(&at, &content)?;
+        let sha = spec::sha256_hex(&content);
+        let from = want.source().map(|s| format!(" from `{s}`")).unwrap_or_default();
+        log::info(ctx, &format!("wrote `{}`{from} ({} bytes, sha256 {sha})", at.display(), content.len()));
+        if let Some(mode) = &want.mode {
+            log::warn(
+                ctx,
+                &format!("mode {mode} of `{}` is recorded but not applied: WASI has no file permissions", at.display()),
+            );
         }
+        if let Some(old) = prior.filter(|p| p.path != want.path) {
+            let old_at = place.resolve(&old.path)?;
+            ops::remove_file(&old_at)
+                .map_err(|e| format!("wrote `{}` but could not delete the file it replaces: {e}", at.display()))?;
+            log::info(ctx, &format!("deleted `{}` (replaced by `{}`)", old_at.display(), at.display()));
+        }
+        let size = content.len() as u64;
+        let state = FileState {
+            source: want.source().map(str::to_string),
+            path: want.path,
+            content_sha256: sha,
+            size,
+            mode: want.mode,
+            mode_applied: false,
+        };
+        let outputs = state.outputs_value();
+        Ok((state, outputs))
     }
 
-    fn destroy(ctx: Context, kind: String, state: String, _cred: Option<Credential>) -> Result<(), String> {
-        let place = Place::new(&ctx)?;
-        match Kind::parse(&kind)? {
-            Kind::File => {
-                let at = place.resolve(&FileState::from_json(&state)?.path)?;
-                ops::remove_file(&at)?;
-                log(&ctx, Level::Info, &format!("deleted `{}`", at.display()));
-            }
-            Kind::Directory => {
-                let at = place.resolve(&DirState::from_json(&state)?.path)?;
-                ops::remove_dir(&at)?;
-                log(&ctx, Level::Info, &format!("removed directory `{}`", at.display()));
-            }
-        }
+    fn destroy(ctx: &Ctx, _cfg: &Value, state: FileState) -> Result<(), Error> {
+        let place = Place::new(ctx)?;
+        let at = place.resolve(&state.path)?;
+        ops::remove_file(&at)?;
+        log::info(ctx, &format!("deleted `{}`", at.display()));
         Ok(())
     }
 }
 
-export!(Local);
+impl Resource for Directory {
+    const NAME: &'static str = "directory";
+    const DESCRIPTION: &'static str = spec::DIR_DESCRIPTION;
+    type Config = Value;
+    type Desired = Attributes;
+    type State = DirState;
+    type Outputs = Value;
+
+    fn attributes_schema() -> Value {
+        schema("directory", false)
+    }
+
+    fn outputs_schema() -> Value {
+        schema("directory", true)
+    }
+
+    fn validate(ctx: &Ctx, _cfg: &Value, desired: &Attributes) -> Vec<Diagnostic> {
+        validate(ctx, spec::parse_dir_attributes(desired).err().unwrap_or_default())
+    }
+
+    fn read(ctx: &Ctx, _cfg: &Value, from: Refresh<DirState, Attributes>) -> Result<Option<(DirState, Value)>, Error> {
+        let place = Place::new(ctx)?;
+        let st = match from {
+            Refresh::Stored(state) => state,
+            Refresh::Interrupted(desired) => DirState { path: dir_spec(&desired)?.path },
+        };
+        let at = place.resolve(&st.path)?;
+        if ops::dir_exists(&at)? {
+            let outputs = st.outputs_value();
+            Ok(Some((st, outputs)))
+        } else {
+            log::info(ctx, &format!("directory `{}` is gone", at.display()));
+            Ok(None)
+        }
+    }
+
+    fn plan(ctx: &Ctx, _cfg: &Value, prior: Option<&DirState>, desired: &Attributes) -> Result<ResourcePlan, Error> {
+        Place::new(ctx)?;
+        let plan = spec::plan_dir(prior, &dir_spec(desired)?);
+        log::debug(ctx, &format!("plan: {:?} with {} attribute change(s)", plan.change, plan.changes.len()));
+        Ok(plan)
+    }
+
+    fn apply(
+        ctx: &Ctx,
+        _cfg: &Value,
+        prior: Option<DirState>,
+        desired: &Attributes,
+    ) -> Result<(DirState, Value), Error> {
+        let place = Place::new(ctx)?;
+        let want = dir_spec(desired)?;
+        let at = place.resolve(&want.path)?;
+        let replaced = prior.filter(|p| p.path != want.path).map(|p| place.resolve(&p.path)).transpose()?;
+        // Refuse a replace that could not remove the old directory before making the new one.
+        if let Some(old) = &replaced
+            && ops::dir_exists(old)?
+            && !ops::dir_is_empty(old)?
+        {
+            return Err(Error(format!(
+                "cannot move directory `{}` to `{}`: {}",
+                old.display(),
+                at.display(),
+                ops::not_empty_error(old)
+            )));
+        }
+        ops::create_dir(&at)?;
+        log::info(ctx, &format!("created directory `{}`", at.display()));
+        if let Some(old) = &replaced {
+            ops::remove_dir(old)?;
+            log::info(ctx, &format!("removed directory `{}` (replaced by `{}`)", old.display(), at.display()));
+        }
+        let state = DirState { path: want.path };
+        let outputs = state.outputs_value();
+        Ok((state, outputs))
+    }
+
+    fn destroy(ctx: &Ctx, _cfg: &Value, state: DirState) -> Result<(), Error> {
+        let place = Place::new(ctx)?;
+        let at = place.resolve(&state.path)?;
+        ops::remove_dir(&at)?;
+        log::info(ctx, &format!("removed directory `{}`", at.display()));
+        Ok(())
+    }
+}
+
+stackpipe_plugin_sdk::export_provisioner!(Local);

@@ -6,20 +6,24 @@ use std::path::{Component, Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+pub use stackpipe_plugin_sdk::json::type_name;
+use stackpipe_plugin_sdk::serde::{self, Deserialize, Deserializer, Serialize, Serializer};
 
-pub use crate::diagnostics::diagnostics_error;
-use crate::json::parse_object;
-use crate::stackpipe::plugin::types::{AttributeChange, Change, Diagnostic, ResourcePlan, ResourceType};
+pub use stackpipe_plugin_sdk::diagnostics::diagnostics_error;
+use stackpipe_plugin_sdk::json::parse_object;
+use stackpipe_plugin_sdk::types::{AttributeChange, Change, Diagnostic, ResourcePlan, ResourceType};
 
 /// Why paths must be relative: said in every path diagnostic.
 pub const RELATIVE_PATHS: &str = "paths are relative to a granted directory";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg(test)]
 pub enum Kind {
     File,
     Directory,
 }
 
+#[cfg(test)]
 impl Kind {
     pub fn parse(kind: &str) -> Result<Kind, String> {
         match kind {
@@ -55,7 +59,7 @@ impl Config {
             Some(root) => Path::new(root).join(path),
             None => PathBuf::from(path),
         };
-        crate::grants::normalize(&full)
+        stackpipe_plugin_sdk::grants::normalize(&full)
     }
 }
 
@@ -92,6 +96,7 @@ fn whole(message: impl Into<String>) -> Diagnostic {
     Diagnostic { attribute: None, message: message.into() }
 }
 
+#[cfg(test)]
 fn desired_object(desired: &str) -> Result<Map<String, Value>, Vec<Diagnostic>> {
     parse_object(desired, "the resource's attributes").map_err(|e| vec![whole(e)])
 }
@@ -119,17 +124,6 @@ fn path_attribute(attrs: &Map<String, Value>, diags: &mut Vec<Diagnostic>) -> Op
             diags.push(diag("path", format!("`path` must be a string, not {}", type_name(other))));
             None
         }
-    }
-}
-
-pub fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a bool",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -165,7 +159,7 @@ impl FileSpec {
 /// directories as written (`templates/x.html` under the grant `templates`),
 /// never under the config's `root`, which places only `path`.
 pub fn source_path(source: &str) -> PathBuf {
-    crate::grants::normalize(Path::new(source))
+    stackpipe_plugin_sdk::grants::normalize(Path::new(source))
 }
 
 /// The `source` attribute: a string path, checked like `path` (syntax only,
@@ -187,10 +181,14 @@ fn source_attribute(attrs: &Map<String, Value>, diags: &mut Vec<Diagnostic>) -> 
     }
 }
 
+#[cfg(test)]
 pub fn parse_file(desired: &str) -> Result<FileSpec, Vec<Diagnostic>> {
-    let attrs = desired_object(desired)?;
+    parse_file_attributes(&desired_object(desired)?)
+}
+
+pub fn parse_file_attributes(attrs: &Map<String, Value>) -> Result<FileSpec, Vec<Diagnostic>> {
     let mut diags = Vec::new();
-    let path = path_attribute(&attrs, &mut diags);
+    let path = path_attribute(attrs, &mut diags);
     let inline = match attrs.get("content") {
         None | Some(Value::Null) => Some(None),
         Some(Value::String(s)) => Some(Some(s.clone())),
@@ -199,7 +197,7 @@ pub fn parse_file(desired: &str) -> Result<FileSpec, Vec<Diagnostic>> {
             None
         }
     };
-    let source = source_attribute(&attrs, &mut diags);
+    let source = source_attribute(attrs, &mut diags);
     let content = match (inline, source) {
         (Some(Some(text)), Some(None)) => Some(FileContent::Inline(text)),
         (Some(None), Some(Some(source))) => Some(FileContent::Source(source)),
@@ -232,7 +230,7 @@ pub fn parse_file(desired: &str) -> Result<FileSpec, Vec<Diagnostic>> {
             None
         }
     };
-    unknown_attributes(&attrs, &["path", "content", "source", "mode"], &mut diags);
+    unknown_attributes(attrs, &["path", "content", "source", "mode"], &mut diags);
     match (path, content, mode) {
         (Some(path), Some(content), Some(mode)) if diags.is_empty() => Ok(FileSpec { path, content, mode }),
         _ => Err(diags),
@@ -245,17 +243,22 @@ pub struct DirSpec {
     pub path: String,
 }
 
+#[cfg(test)]
 pub fn parse_dir(desired: &str) -> Result<DirSpec, Vec<Diagnostic>> {
-    let attrs = desired_object(desired)?;
+    parse_dir_attributes(&desired_object(desired)?)
+}
+
+pub fn parse_dir_attributes(attrs: &Map<String, Value>) -> Result<DirSpec, Vec<Diagnostic>> {
     let mut diags = Vec::new();
-    let path = path_attribute(&attrs, &mut diags);
-    unknown_attributes(&attrs, &["path"], &mut diags);
+    let path = path_attribute(attrs, &mut diags);
+    unknown_attributes(attrs, &["path"], &mut diags);
     match path {
         Some(path) if diags.is_empty() => Ok(DirSpec { path }),
         _ => Err(diags),
     }
 }
 
+#[cfg(test)]
 pub fn validate(kind: Kind, desired: &str) -> Vec<Diagnostic> {
     match kind {
         Kind::File => parse_file(desired).err().unwrap_or_default(),
@@ -294,7 +297,12 @@ pub struct FileState {
 }
 
 impl FileState {
+    #[cfg(test)]
     pub fn to_json(&self) -> String {
+        self.to_value().to_string()
+    }
+
+    pub fn to_value(&self) -> Value {
         let mut state = json!({
             "path": self.path,
             "content_sha256": self.content_sha256,
@@ -305,7 +313,7 @@ impl FileState {
         if let Some(source) = &self.source {
             state["source"] = json!(source);
         }
-        state.to_string()
+        state
     }
 
     pub fn from_json(text: &str) -> Result<FileState, String> {
@@ -323,8 +331,13 @@ impl FileState {
         })
     }
 
+    #[cfg(test)]
     pub fn outputs(&self) -> String {
-        json!({ "path": self.path, "sha256": self.content_sha256 }).to_string()
+        self.outputs_value().to_string()
+    }
+
+    pub fn outputs_value(&self) -> Value {
+        json!({ "path": self.path, "sha256": self.content_sha256 })
     }
 }
 
@@ -335,8 +348,8 @@ pub struct DirState {
 }
 
 impl DirState {
-    pub fn to_json(&self) -> String {
-        json!({ "path": self.path }).to_string()
+    pub fn to_value(&self) -> Value {
+        json!({ "path": self.path })
     }
 
     pub fn from_json(text: &str) -> Result<DirState, String> {
@@ -348,10 +361,32 @@ impl DirState {
         }
     }
 
-    pub fn outputs(&self) -> String {
-        self.to_json()
+    pub fn outputs_value(&self) -> Value {
+        self.to_value()
     }
 }
+
+/// The states are stored as the JSON of their `to_json`, and read back by
+/// their `from_json` (whose messages say what is wrong).
+macro_rules! state_serde {
+    ($ty:ident) => {
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                self.to_value().serialize(serializer)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<$ty, D::Error> {
+                let v = Value::deserialize(deserializer)?;
+                $ty::from_json(&v.to_string()).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+state_serde!(FileState);
+state_serde!(DirState);
 
 fn json_string(s: &str) -> String {
     Value::String(s.to_string()).to_string()
@@ -443,6 +478,14 @@ const SOURCE_DOC: &str = "A file whose bytes become the file's content, instead 
     the config `root`. Read by plan and apply; a change to it plans as an update of `content`. Absolute paths and \
     `..` are refused. Set at most one of `content` and `source`.";
 
+pub const FILE_DESCRIPTION: &str = "A file with the given text content, or the content of a `source` file, inside a directory \
+                granted to the plugin. Missing parent directories are created. A change of `path` replaces the file; a \
+                change of `content`, of the `source` file or of `mode` updates it in place, and `read` notices a file edited outside stackpipe by its sha256. `mode` is recorded but not \
+                applied, as WASI has no file permissions. Destroy deletes the file.";
+
+pub const DIR_DESCRIPTION: &str = "A directory (with any missing parents), inside a directory granted to the plugin. A change of \
+                `path` replaces it. Destroy removes it only when it is empty.";
+
 pub fn resource_types() -> Vec<ResourceType> {
     let file_attrs = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -503,19 +546,13 @@ pub fn resource_types() -> Vec<ResourceType> {
     vec![
         ResourceType {
             name: "file".into(),
-            description: "A file with the given text content, or the content of a `source` file, inside a directory \
-                granted to the plugin. Missing parent directories are created. A change of `path` replaces the file; a \
-                change of `content`, of the `source` file or of `mode` updates it in place, and `read` notices a file edited outside stackpipe by its sha256. `mode` is recorded but not \
-                applied, as WASI has no file permissions. Destroy deletes the file."
-                .into(),
+            description: FILE_DESCRIPTION.into(),
             attributes_schema: file_attrs.to_string(),
             outputs_schema: file_outputs.to_string(),
         },
         ResourceType {
             name: "directory".into(),
-            description: "A directory (with any missing parents), inside a directory granted to the plugin. A change of \
-                `path` replaces it. Destroy removes it only when it is empty."
-                .into(),
+            description: DIR_DESCRIPTION.into(),
             attributes_schema: dir_attrs.to_string(),
             outputs_schema: dir_outputs.to_string(),
         },
@@ -779,8 +816,8 @@ mod tests {
         let cfg = Config::parse(r#"{"root":"out"}"#).unwrap();
         assert_eq!(cfg.resolve("site/index.html"), PathBuf::from("out/site/index.html"));
         let granted = vec!["out".to_string(), "templates".to_string()];
-        assert!(crate::grants::check(&source_path("templates/x.html"), Some(&granted)).is_ok());
-        assert!(crate::grants::check(&source_path("secrets/x"), Some(&granted)).is_err());
+        assert!(stackpipe_plugin_sdk::grants::check(&source_path("templates/x.html"), Some(&granted)).is_ok());
+        assert!(stackpipe_plugin_sdk::grants::check(&source_path("secrets/x"), Some(&granted)).is_err());
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! The policy's decision, independent of the host. Pure, so `cargo test` runs
 //! it natively.
 
-use crate::json::parse_object;
 use serde_json::{Map, Value};
+use stackpipe_plugin_sdk::json::parse_object;
 
-use crate::stackpipe::plugin::types::Verdict;
+use stackpipe_plugin_sdk::types::Verdict;
 
 /// Types whose deletion loses data, when the config names none.
 pub const DEFAULT_TYPES: [&str; 5] =

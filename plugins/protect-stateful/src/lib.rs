@@ -7,25 +7,20 @@
 //! that hold data). A type ending in `*` matches by prefix.
 
 mod decide;
-#[path = "../../common/json.rs"]
-mod json;
 
-wit_bindgen::generate!({ path: "../../wit", world: "policy-plugin" });
-
-use exports::stackpipe::plugin::policy::Guest;
-use stackpipe::plugin::host::log;
-use stackpipe::plugin::types::{Context, Level, Verdict};
+use stackpipe_plugin_sdk::policy::Policy;
+use stackpipe_plugin_sdk::{Context, Verdict, log};
 
 struct ProtectStateful;
 
-impl Guest for ProtectStateful {
-    fn evaluate(ctx: Context, input: String) -> Verdict {
+impl Policy for ProtectStateful {
+    fn evaluate(ctx: &Context, input: &str) -> Verdict {
         // A policy that cannot read its config or input refuses: it fails closed.
         let cfg = match decide::config(&ctx.config) {
             Ok(c) => c,
             Err(e) => return Verdict::Deny(format!("protect-stateful: {e}")),
         };
-        let input = match decide::input(&input, &ctx.environment) {
+        let input = match decide::input(input, &ctx.environment) {
             Ok(i) => i,
             Err(e) => return Verdict::Deny(format!("protect-stateful: {e}")),
         };
@@ -35,13 +30,12 @@ impl Guest for ProtectStateful {
             Verdict::Deny(why) => format!("deny: {why}"),
             Verdict::RequireApproval(why) => format!("require approval: {why}"),
         };
-        log(
-            &ctx,
-            Level::Debug,
+        log::debug(
+            ctx,
             &format!("{} `{}` ({}) in `{}`: {said}", input.change, input.resource, input.ty, input.environment),
         );
         verdict
     }
 }
 
-export!(ProtectStateful);
+stackpipe_plugin_sdk::export_policy!(ProtectStateful);

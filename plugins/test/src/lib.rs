@@ -2,37 +2,40 @@
 //! nothing, for exercising pipelines: delays, injected failures, outputs and an
 //! optional ledger file of what was applied and destroyed.
 
-#[path = "../../common/diagnostics.rs"]
-mod diagnostics;
-#[path = "../../common/grants.rs"]
-mod grants;
-#[path = "../../common/json.rs"]
-mod json;
 mod step;
-
-wit_bindgen::generate!({ path: "../../wit", world: "provisioner-plugin" });
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::time::Duration;
 
-use exports::stackpipe::plugin::provisioner::Guest;
-use stackpipe::plugin::host::log;
-use stackpipe::plugin::types::{Applied, Context, Credential, Diagnostic, Level, ResourcePlan, ResourceType};
+use serde_json::{Map, Value};
+use stackpipe_plugin_sdk::provisioner::{Ctx, Error, Handler, Provisioner, Refresh, Resource, handler};
+use stackpipe_plugin_sdk::{Context, Diagnostic, ResourcePlan, diagnostics, grants, log};
 use step::{Op, State, Step};
 
 struct Test;
 
+impl Provisioner for Test {
+    const NAME: &'static str = "test";
+    fn resources() -> Vec<&'static dyn Handler> {
+        vec![handler::<StepResource>()]
+    }
+}
+
+/// `test.step`. Its config and attributes are read by hand (`step.rs`): any
+/// attribute is allowed, and the messages are the step's own.
+struct StepResource;
+
 fn sleep(ctx: &Context, op: Op, step: &Step) {
     if step.delay_ms > 0 {
-        log(ctx, Level::Debug, &format!("{}: sleeping {} ms", op.name(), step.delay_ms));
+        log::debug(ctx, &format!("{}: sleeping {} ms", op.name(), step.delay_ms));
         // In wasip2 this waits on a clock pollable: the host thread is not blocked.
         std::thread::sleep(Duration::from_millis(step.delay_ms));
     }
 }
 
 fn fail_if(ctx: &Context, op: Op, step: &Step) -> Result<(), String> {
-    step.check(op).inspect_err(|_| log(ctx, Level::Info, &format!("{}: failing on purpose", op.name())))
+    step.check(op).inspect_err(|_| log::info(ctx, &format!("{}: failing on purpose", op.name())))
 }
 
 fn record(ctx: &Context, op: Op) -> Result<(), String> {
@@ -52,7 +55,8 @@ fn record(ctx: &Context, op: Op) -> Result<(), String> {
 fn record_file(ctx: &Context) -> Result<Option<std::path::PathBuf>, String> {
     let Some(ledger) = step::ledger_path(&ctx.config)? else { return Ok(None) };
     let path = step::record_path(&ledger, &ctx.pipeline, &ctx.environment, &ctx.resource);
-    grants::check(std::path::Path::new(&path), grants::granted().as_deref()).map_err(|e| format!("the step record {e}"))?;
+    grants::check(std::path::Path::new(&path), grants::granted().as_deref())
+        .map_err(|e| format!("the step record {e}"))?;
     Ok(Some(grants::normalize(std::path::Path::new(&path))))
 }
 
@@ -84,99 +88,103 @@ fn random_u64() -> Result<u64, String> {
     getrandom::u64().map_err(|e| format!("no random numbers for the step's id: {e}"))
 }
 
-impl Guest for Test {
-    fn resource_types() -> Vec<ResourceType> {
-        step::resource_types()
+fn parse(attributes: Map<String, Value>) -> Result<Step, Error> {
+    step::parse_step(attributes).map_err(Error::from)
+}
+
+impl Resource for StepResource {
+    const NAME: &'static str = "step";
+    const DESCRIPTION: &'static str = step::DESCRIPTION;
+    /// Only `ledger`, read with `step::ledger_path` where it is used.
+    type Config = Value;
+    type Desired = Map<String, Value>;
+    type State = State;
+    type Outputs = Value;
+
+    fn attributes_schema() -> Value {
+        step::attributes_schema()
     }
 
-    fn validate(ctx: Context, kind: String, desired: String) -> Vec<Diagnostic> {
-        if let Err(e) = step::check_kind(&kind) {
-            return vec![Diagnostic { attribute: None, message: e }];
-        }
-        let mut diags = step::validate(&desired);
+    fn outputs_schema() -> Value {
+        step::outputs_schema()
+    }
+
+    fn validate(ctx: &Ctx, _cfg: &Value, desired: &Map<String, Value>) -> Vec<Diagnostic> {
+        let mut diags = step::validate_attributes(desired.clone());
         if let Err(e) = step::ledger_path(&ctx.config) {
-            diags.push(Diagnostic { attribute: None, message: e });
+            diags.push(diagnostics::whole(e));
         }
         diags
     }
 
     fn read(
-        ctx: Context,
-        kind: String,
-        state: Option<String>,
-        _desired: String,
-        _cred: Option<Credential>,
-    ) -> Result<Option<Applied>, String> {
-        step::check_kind(&kind)?;
-        let st = match state {
-            Some(state) => State::from_json(&state)?,
+        ctx: &Ctx,
+        _cfg: &Value,
+        from: Refresh<State, Map<String, Value>>,
+    ) -> Result<Option<(State, Value)>, Error> {
+        let st = match from {
+            Refresh::Stored(state) => state,
             // An interrupted apply: what it created is in its record, if it got that far.
-            None => {
-                let Some(path) = record_file(&ctx)? else { return Ok(None) };
+            Refresh::Interrupted(_) => {
+                let Some(path) = record_file(ctx)? else { return Ok(None) };
                 match std::fs::read_to_string(&path) {
                     Ok(text) => {
-                        log(&ctx, Level::Info, "found the step an interrupted apply created");
+                        log::info(ctx, "found the step an interrupted apply created");
                         State::from_json(&text)?
                     }
                     Err(_) => return Ok(None),
                 }
             }
         };
-        let s = step::parse_step(st.attributes.clone()).map_err(|d| step::diagnostics_error(&d))?;
-        fail_if(&ctx, Op::Read, &s)?;
-        Ok(Some(Applied { state: st.to_json(), outputs: st.outputs(&s) }))
+        let s = parse(st.attributes.clone())?;
+        fail_if(ctx, Op::Read, &s)?;
+        let outputs = st.outputs_value(&s);
+        Ok(Some((st, outputs)))
     }
 
     fn plan(
-        ctx: Context,
-        kind: String,
-        prior: Option<String>,
-        desired: String,
-        _cred: Option<Credential>,
-    ) -> Result<ResourcePlan, String> {
-        step::check_kind(&kind)?;
-        let s = step::step_from(&desired, "the resource's attributes")?;
-        fail_if(&ctx, Op::Plan, &s)?;
-        let prior = prior.as_deref().map(State::from_json).transpose()?;
-        let plan = step::plan(prior.as_ref(), &s);
-        log(&ctx, Level::Debug, &format!("plan: {:?} with {} attribute change(s)", plan.change, plan.changes.len()));
+        ctx: &Ctx,
+        _cfg: &Value,
+        prior: Option<&State>,
+        desired: &Map<String, Value>,
+    ) -> Result<ResourcePlan, Error> {
+        let s = parse(desired.clone())?;
+        fail_if(ctx, Op::Plan, &s)?;
+        let plan = step::plan(prior, &s);
+        log::debug(ctx, &format!("plan: {:?} with {} attribute change(s)", plan.change, plan.changes.len()));
         Ok(plan)
     }
 
     fn apply(
-        ctx: Context,
-        kind: String,
-        prior: Option<String>,
-        desired: String,
-        _cred: Option<Credential>,
-    ) -> Result<Applied, String> {
-        step::check_kind(&kind)?;
-        let s = step::step_from(&desired, "the resource's attributes")?;
-        let prior = prior.as_deref().map(State::from_json).transpose()?;
-        sleep(&ctx, Op::Apply, &s);
-        fail_if(&ctx, Op::Apply, &s)?;
+        ctx: &Ctx,
+        _cfg: &Value,
+        prior: Option<State>,
+        desired: &Map<String, Value>,
+    ) -> Result<(State, Value), Error> {
+        let s = parse(desired.clone())?;
+        sleep(ctx, Op::Apply, &s);
+        fail_if(ctx, Op::Apply, &s)?;
         let id = match prior {
             Some(p) => p.id,
             None => step::new_id(&ctx.resource, random_u64()?),
         };
         let state = State { id, attributes: s.attributes.clone() };
-        keep_record(&ctx, &state)?;
-        record(&ctx, Op::Apply)?;
-        log(&ctx, Level::Info, &format!("applied step {}", state.id));
-        Ok(Applied { state: state.to_json(), outputs: state.outputs(&s) })
+        keep_record(ctx, &state)?;
+        record(ctx, Op::Apply)?;
+        log::info(ctx, &format!("applied step {}", state.id));
+        let outputs = state.outputs_value(&s);
+        Ok((state, outputs))
     }
 
-    fn destroy(ctx: Context, kind: String, state: String, _cred: Option<Credential>) -> Result<(), String> {
-        step::check_kind(&kind)?;
-        let st = State::from_json(&state)?;
-        let s = step::parse_step(st.attributes.clone()).map_err(|d| step::diagnostics_error(&d))?;
-        sleep(&ctx, Op::Destroy, &s);
-        fail_if(&ctx, Op::Destroy, &s)?;
-        record(&ctx, Op::Destroy)?;
-        forget_record(&ctx)?;
-        log(&ctx, Level::Info, &format!("destroyed step {}", st.id));
+    fn destroy(ctx: &Ctx, _cfg: &Value, st: State) -> Result<(), Error> {
+        let s = parse(st.attributes.clone())?;
+        sleep(ctx, Op::Destroy, &s);
+        fail_if(ctx, Op::Destroy, &s)?;
+        record(ctx, Op::Destroy)?;
+        forget_record(ctx)?;
+        log::info(ctx, &format!("destroyed step {}", st.id));
         Ok(())
     }
 }
 
-export!(Test);
+stackpipe_plugin_sdk::export_provisioner!(Test);

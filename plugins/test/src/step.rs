@@ -1,11 +1,14 @@
 //! `test.step`, independent of the host: attributes, injected failures, states,
 //! outputs and plan diffing. Pure, so `cargo test` runs it natively.
 
-pub use crate::diagnostics::diagnostics_error;
-use crate::json::parse_object;
 use serde_json::{Map, Value, json};
+#[cfg(test)]
+use stackpipe_plugin_sdk::diagnostics::diagnostics_error;
+use stackpipe_plugin_sdk::diff;
+use stackpipe_plugin_sdk::json::parse_object;
+use stackpipe_plugin_sdk::serde::{self, Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::stackpipe::plugin::types::{AttributeChange, Change, Diagnostic, ResourcePlan, ResourceType};
+use stackpipe_plugin_sdk::types::{Diagnostic, ResourcePlan};
 
 /// The message of every injected failure, exactly.
 pub const INJECTED: &str = "injected failure";
@@ -34,13 +37,6 @@ impl Op {
 
     pub fn name(self) -> &'static str {
         Op::ALL.iter().find(|(_, op)| *op == self).map(|(name, _)| *name).unwrap_or("?")
-    }
-}
-
-pub fn check_kind(kind: &str) -> Result<(), String> {
-    match kind {
-        "step" | "test.step" => Ok(()),
-        other => Err(format!("unknown resource type `{other}`: the test plugin handles `step`")),
     }
 }
 
@@ -144,19 +140,26 @@ pub fn parse_step(attributes: Map<String, Value>) -> Result<Step, Vec<Diagnostic
 }
 
 /// Parses desired attributes for read/plan/apply/destroy: errors are one line.
+#[cfg(test)]
 pub fn step_from(text: &str, what: &str) -> Result<Step, String> {
     let attrs = parse_object(text, what)?;
     parse_step(attrs).map_err(|d| diagnostics_error(&d))
 }
 
+#[cfg(test)]
 pub fn validate(desired: &str) -> Vec<Diagnostic> {
     match parse_object(desired, "the resource's attributes") {
         Err(e) => vec![Diagnostic { attribute: None, message: e }],
-        Ok(attrs) => match parse_step(attrs) {
-            Err(diags) => diags,
-            Ok(step) if step.fails(Op::Validate) => vec![Diagnostic { attribute: None, message: INJECTED.into() }],
-            Ok(_) => Vec::new(),
-        },
+        Ok(attrs) => validate_attributes(attrs),
+    }
+}
+
+/// The diagnostics of parsed attributes, with an injected validate failure.
+pub fn validate_attributes(attrs: Map<String, Value>) -> Vec<Diagnostic> {
+    match parse_step(attrs) {
+        Err(diags) => diags,
+        Ok(step) if step.fails(Op::Validate) => vec![Diagnostic { attribute: None, message: INJECTED.into() }],
+        Ok(_) => Vec::new(),
     }
 }
 
@@ -199,7 +202,10 @@ impl State {
     }
 
     pub fn from_json(text: &str) -> Result<State, String> {
-        let v = parse_object(text, "the stored state")?;
+        State::from_object(&parse_object(text, "the stored state")?)
+    }
+
+    pub fn from_object(v: &Map<String, Value>) -> Result<State, String> {
         let id = v.get("id").and_then(Value::as_str).ok_or("the stored state is not a test.step state (no `id`)")?;
         let attributes = match v.get("attributes") {
             Some(Value::Object(a)) => a.clone(),
@@ -209,73 +215,54 @@ impl State {
     }
 
     /// `id`, every key of the `outputs` attribute, and `inputs`: all the attributes.
+    #[cfg(test)]
     pub fn outputs(&self, step: &Step) -> String {
+        self.outputs_value(step).to_string()
+    }
+
+    pub fn outputs_value(&self, step: &Step) -> Value {
         let mut out = Map::new();
         out.insert("id".into(), Value::String(self.id.clone()));
         for (k, v) in &step.outputs {
             out.insert(k.clone(), v.clone());
         }
         out.insert("inputs".into(), Value::Object(self.attributes.clone()));
-        Value::Object(out).to_string()
+        Value::Object(out)
+    }
+}
+
+/// Stored as `{ "id", "attributes" }`, the same JSON as [`State::to_json`].
+impl Serialize for State {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        json!({ "id": self.id, "attributes": self.attributes }).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for State {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<State, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::Object(m) => State::from_object(&m).map_err(serde::de::Error::custom),
+            _ => Err(serde::de::Error::custom("the stored state must be a JSON object")),
+        }
     }
 }
 
 /// Create when there is no prior, update when the attributes differ, no-op
 /// otherwise; a step is never replaced.
 pub fn plan(prior: Option<&State>, desired: &Step) -> ResourcePlan {
-    let mut changes = Vec::new();
     let empty = Map::new();
     let before = prior.map_or(&empty, |p| &p.attributes);
-    diff_objects("", before, &desired.attributes, &desired.sensitive, &mut changes);
-    let change = match prior {
-        None => Change::Create,
-        Some(_) if changes.is_empty() => Change::NoOp,
-        Some(_) => Change::Update,
-    };
-    ResourcePlan { change, changes }
+    let changes = diff::changes(before, &desired.attributes, &[] as &[&str], &desired.sensitive);
+    ResourcePlan { change: diff::change_kind(prior.is_some(), &changes), changes }
 }
 
-fn diff_objects(
-    prefix: &str,
-    before: &Map<String, Value>,
-    after: &Map<String, Value>,
-    sensitive: &[String],
-    out: &mut Vec<AttributeChange>,
-) {
-    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    for key in keys {
-        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
-        diff_values(&path, before.get(key), after.get(key), sensitive, out);
-    }
-}
+pub const DESCRIPTION: &str = "A resource that touches nothing, for testing pipelines: it takes any attributes, sleeps `delay_ms` \
+    on apply and destroy, fails on purpose with `fail`/`fail_on`, and outputs an id, its `outputs` attribute and \
+    its inputs. With the plugin config `ledger` (a file in a granted directory) each apply and destroy appends \
+    a line `<op> <pipeline>/<environment>/<resource>`.";
 
-fn diff_values(
-    path: &str,
-    before: Option<&Value>,
-    after: Option<&Value>,
-    sensitive: &[String],
-    out: &mut Vec<AttributeChange>,
-) {
-    match (before, after) {
-        (Some(Value::Object(b)), Some(Value::Object(a))) => diff_objects(path, b, a, sensitive, out),
-        (b, a) if b == a => {}
-        (b, a) => {
-            let top = path.split('.').next().unwrap_or(path);
-            out.push(AttributeChange {
-                path: path.to_string(),
-                before: b.map(Value::to_string),
-                after: a.map(Value::to_string),
-                sensitive: sensitive.iter().any(|s| s == top || s == path),
-                forces_replacement: false,
-            })
-        }
-    }
-}
-
-pub fn resource_types() -> Vec<ResourceType> {
-    let attributes = json!({
+pub fn attributes_schema() -> Value {
+    json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "test.step",
         "type": "object",
@@ -287,8 +274,11 @@ pub fn resource_types() -> Vec<ResourceType> {
             "sensitive": { "type": "array", "items": { "type": "string" }, "description": "Attributes whose changes the plan marks sensitive." }
         },
         "additionalProperties": true
-    });
-    let outputs = json!({
+    })
+}
+
+pub fn outputs_schema() -> Value {
+    json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
         "properties": {
@@ -297,22 +287,13 @@ pub fn resource_types() -> Vec<ResourceType> {
         },
         "required": ["id", "inputs"],
         "additionalProperties": true
-    });
-    vec![ResourceType {
-        name: "step".into(),
-        description: "A resource that touches nothing, for testing pipelines: it takes any attributes, sleeps `delay_ms` \
-            on apply and destroy, fails on purpose with `fail`/`fail_on`, and outputs an id, its `outputs` attribute and \
-            its inputs. With the plugin config `ledger` (a file in a granted directory) each apply and destroy appends \
-            a line `<op> <pipeline>/<environment>/<resource>`."
-            .into(),
-        attributes_schema: attributes.to_string(),
-        outputs_schema: outputs.to_string(),
-    }]
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stackpipe_plugin_sdk::Change;
 
     fn step(v: Value) -> Step {
         parse_step(v.as_object().unwrap().clone()).unwrap()
@@ -418,8 +399,13 @@ mod tests {
 
     #[test]
     fn kinds() {
-        assert!(check_kind("step").is_ok());
-        assert!(check_kind("file").unwrap_err().contains("`file`"));
+        use stackpipe_plugin_sdk::provisioner::find;
+        assert!(find::<crate::Test>("step").is_ok());
+        assert!(find::<crate::Test>("test.step").is_ok());
+        assert_eq!(
+            find::<crate::Test>("file").err().unwrap(),
+            "unknown resource type `file`: the test plugin handles `step`"
+        );
         assert_eq!(Op::parse("plan").map(Op::name), Some("plan"));
     }
 }

@@ -2,7 +2,8 @@
 //! path outside all of them is reported as not granted instead of looking
 //! like a missing file (wasi-libc answers `ENOENT` for both).
 //!
-//! Shared by the builtins that touch files: `#[path = "../../common/grants.rs"] mod grants;`.
+//! Check a path with `grants::check(path, grants::granted().as_deref())`, then
+//! open `grants::normalize(path)`.
 
 use std::path::{Component, Path, PathBuf};
 

@@ -1,5 +1,18 @@
 //! A blocking HTTP client over `wasi:http/outgoing-handler`, behind a small
-//! trait so the API logic can be tested natively with canned responses.
+//! trait ([`Transport`]) so API logic can be tested natively with canned
+//! responses.
+//!
+//! The host lets a plugin reach only the `host:port`s the pipeline granted it
+//! in `allow { http = [...] }`.
+//!
+//! ```no_run
+//! use stackpipe_plugin_sdk::http::{HttpRequest, Transport, WasiHttp};
+//! let mut req = HttpRequest::new("GET", "http://127.0.0.1:8080/items", Vec::new());
+//! req.header("accept", "application/json");
+//! let resp = WasiHttp.send(&req)?;
+//! if resp.status != 200 { return Err(format!("GET /items: {} {}", resp.status, resp.text())); }
+//! # Ok::<(), String>(())
+//! ```
 
 use std::time::Duration;
 
@@ -28,6 +41,20 @@ impl HttpRequest {
 pub struct HttpResponse {
     pub status: u16,
     pub body: Vec<u8>,
+}
+
+/// `get`, `post`, ... on any [`Transport`].
+impl HttpRequest {
+    pub fn get(url: &str) -> HttpRequest {
+        HttpRequest::new("GET", url, Vec::new())
+    }
+
+    /// A request with a JSON body (and `content-type: application/json`).
+    pub fn json(method: &str, url: &str, body: &serde_json::Value) -> HttpRequest {
+        let mut req = HttpRequest::new(method, url, body.to_string().into_bytes());
+        req.header("content-type", "application/json");
+        req
+    }
 }
 
 impl HttpResponse {
