@@ -2,7 +2,9 @@
 
 mod control_cmd;
 mod load;
+mod plugin_build;
 mod plugin_cmd;
+mod plugin_new;
 mod progress;
 mod run_cmd;
 mod state_cmd;

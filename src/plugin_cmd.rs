@@ -1,10 +1,11 @@
-//! `stackpipe plugin ...`: looking at plugin components.
+//! `stackpipe plugin ...`: looking at plugin components (and, in
+//! `plugin_new` and `plugin_build`, making them).
 
 use std::path::Path;
 
 use clap::{Args, Subcommand};
 use stackpipe_dsl::PluginSource;
-use stackpipe_runtime::plugin::{inspect, ArtifactCache, PluginHost};
+use stackpipe_runtime::plugin::{inspect, ArtifactCache, CacheOutcome, PluginHost};
 
 use crate::{EXIT_FAILED, EXIT_INVALID};
 
@@ -12,6 +13,10 @@ use crate::{EXIT_FAILED, EXIT_INVALID};
 pub enum PluginCommand {
     /// Show a component's world, exports, imports, resource types and their schemas.
     Inspect(InspectArgs),
+    /// Create a plugin crate (guest SDK vendored) and an example pipeline that uses it.
+    New(crate::plugin_new::NewArgs),
+    /// Build a plugin crate into a component; print its path, size and world.
+    Build(crate::plugin_build::BuildArgs),
 }
 
 #[derive(Args)]
@@ -26,6 +31,8 @@ pub struct InspectArgs {
 pub fn run(cmd: PluginCommand) -> Result<(), u8> {
     match cmd {
         PluginCommand::Inspect(a) => inspect_cmd(a),
+        PluginCommand::New(a) => crate::plugin_new::new(a),
+        PluginCommand::Build(a) => crate::plugin_build::build(a),
     }
 }
 
@@ -65,6 +72,8 @@ fn inspect_cmd(a: InspectArgs) -> Result<(), u8> {
             "world": info.world,
             "sha256": info.digest,
             "size": info.size,
+            "cache": cache_name(info.cache),
+            "load_ms": info.load_ms,
             "exports": info.exports.iter().map(|(e, fs)| serde_json::json!({ "name": e, "functions": fs })).collect::<Vec<_>>(),
             "imports": info.imports,
             "resource_types": types,
@@ -77,6 +86,7 @@ fn inspect_cmd(a: InspectArgs) -> Result<(), u8> {
     println!("  world    stackpipe:plugin/{}@0.1.0", info.world);
     println!("  size     {} bytes", info.size);
     println!("  sha256   {}", info.digest);
+    println!("  compiled {} ({} ms)", if info.cache == CacheOutcome::Hit { "earlier, from the cache" } else { "now" }, info.load_ms);
     println!();
     println!("exports");
     for (e, fs) in &info.exports {
@@ -98,6 +108,13 @@ fn inspect_cmd(a: InspectArgs) -> Result<(), u8> {
         }
     }
     Ok(())
+}
+
+fn cache_name(c: CacheOutcome) -> &'static str {
+    match c {
+        CacheOutcome::Hit => "hit",
+        CacheOutcome::Compiled => "compiled",
+    }
 }
 
 fn parse_or_text(s: &str) -> serde_json::Value {

@@ -6,7 +6,7 @@ use wasmtime::component::types::ComponentItem;
 use stackpipe_dsl::ast::PluginKind;
 use stackpipe_dsl::Limits;
 
-use super::{PluginError, PluginHost, PluginLoad, ResourceType, Sandbox, World};
+use super::{CacheOutcome, PluginError, PluginHost, PluginLoad, ResourceType, Sandbox, World};
 
 /// A component, described.
 #[derive(Debug)]
@@ -20,16 +20,22 @@ pub struct Inspection {
     pub imports: Vec<String>,
     /// For a provisioner: its resource types and their schemas.
     pub resource_types: Vec<ResourceType>,
+    /// Whether the compiled component came from the artifact cache, and
+    /// how long getting it took.
+    pub cache: CacheOutcome,
+    pub load_ms: u64,
 }
 
 /// Finds which stackpipe world `bytes` implements and describes it.
 pub async fn inspect(host: &PluginHost, name: &str, source_desc: &str, bytes: &[u8]) -> Result<Inspection, PluginError> {
     let engine = host.engine();
-    let (component, _) = host.cache.load(engine, bytes).map_err(|e| PluginError::NotAComponent {
+    let started = std::time::Instant::now();
+    let (component, cache) = host.cache.load(engine, bytes).map_err(|e| PluginError::NotAComponent {
         plugin: name.into(),
         source_desc: source_desc.into(),
         reason: super::not_a_component_reason(bytes, &e),
     })?;
+    let load_ms = started.elapsed().as_millis() as u64;
     let ty = component.component_type();
     let mut exports = Vec::new();
     for (export, item) in ty.exports(engine) {
@@ -76,5 +82,7 @@ pub async fn inspect(host: &PluginHost, name: &str, source_desc: &str, bytes: &[
         exports,
         imports,
         resource_types,
+        cache,
+        load_ms,
     })
 }

@@ -455,6 +455,12 @@ impl LoadedPlugin {
                 let stderr = data.stderr();
                 if let Some(panic) = panic_message(&stderr) {
                     reason = format!("panicked: {panic}");
+                    // What the guest wrote before it panicked (a Python
+                    // traceback, a log line) is often the real story.
+                    let before: Vec<&str> = stderr.lines().take_while(|l| !l.contains("panicked at")).collect();
+                    if !before.is_empty() {
+                        reason = format!("{reason}; its stderr before that: {}", last_lines(&before.join("\n"), 5));
+                    }
                 } else if !stderr.is_empty() {
                     reason = format!("{reason}; its stderr: {}", last_lines(&stderr, 5));
                 }
