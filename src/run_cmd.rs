@@ -123,6 +123,7 @@ fn plan_like(a: RunArgs, mode: Mode) -> Result<(), u8> {
     for f in &failures {
         eprintln!("error: {f}");
     }
+    warn_orphans(&summary);
     if mode == Mode::Preflight {
         if failures.is_empty() {
             let envs = summary.environments.len();
@@ -241,6 +242,7 @@ pub fn run(a: RunArgs, mode: Mode, resume: Option<String>) -> Result<(), u8> {
 }
 
 pub fn finish(s: &RunSummary, json: bool) -> Result<(), u8> {
+    warn_orphans(s);
     if !json {
         for (env, outputs) in &s.outputs {
             if !outputs.is_empty() {
@@ -255,6 +257,17 @@ pub fn finish(s: &RunSummary, json: bool) -> Result<(), u8> {
     match s.status {
         RunStatus::Succeeded => Ok(()),
         _ => Err(EXIT_FAILED),
+    }
+}
+
+/// Resources deployed by this pipeline that it no longer declares: nothing
+/// plans, refreshes or destroys them now, which a user must not learn late.
+pub fn warn_orphans(s: &RunSummary) {
+    for (env, name, type_name) in &s.orphans {
+        eprintln!(
+            "warning: {env}/{name} ({type_name}) is deployed but no longer in the pipeline: stackpipe leaves it as it is \
+             (put it back in the pipeline to manage or undeploy it)"
+        );
     }
 }
 

@@ -183,6 +183,7 @@ async fn run_cycle(
         for f in &failures {
             eprintln!("error: {f}");
         }
+        crate::run_cmd::warn_orphans(&summary);
         if a.json {
             println!("{}", crate::run_cmd::plan_json(&summary));
         } else {

@@ -253,3 +253,24 @@ fn kill_9_at_many_points_then_resume_applies_everything_exactly_once() {
         assert_eq!(p.status(Some("r000001"))["status"], "succeeded");
     }
 }
+
+#[test]
+fn a_resource_removed_from_the_pipeline_is_left_alone_with_a_warning() {
+    let p = Project::new("resource a \"t.step\" {}\nresource old \"t.step\" {}");
+    let o = p.run(&["deploy", "demo.pipeline"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let file = p.path().join("demo.pipeline");
+    let text_now = std::fs::read_to_string(&file).unwrap().replace("resource old \"t.step\" {}", "");
+    std::fs::write(&file, text_now).unwrap();
+
+    let warning = "warning: dev/old (t.step) is deployed but no longer in the pipeline";
+    for args in [&["plan", "demo.pipeline"][..], &["deploy", "demo.pipeline"], &["undeploy", "demo.pipeline"]] {
+        let o = p.run(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains(warning), "{args:?}: {}", text(&o.stderr));
+    }
+    // Nothing touched it: it was applied once and never destroyed.
+    assert_eq!(p.ledger().iter().filter(|l| l.ends_with("/old")).collect::<Vec<_>>(), ["apply demo/dev/old"]);
+    let o = p.run(&["state", "list"]);
+    assert!(text(&o.stdout).contains("demo/dev/old"), "{}", text(&o.stdout));
+}

@@ -107,6 +107,9 @@ pub struct RunSummary {
     /// directory as the attributes give them: what `watch` watches besides
     /// the pipeline and its plugins.
     pub inputs: std::collections::BTreeSet<std::path::PathBuf>,
+    /// Deployed resources no longer in the pipeline: (environment, name,
+    /// type). stackpipe leaves them as they are; the command line warns.
+    pub orphans: Vec<(String, String, String)>,
 }
 
 /// Parses `--set r.a=v` values: JSON when they parse as JSON, else text.
@@ -267,6 +270,7 @@ pub async fn execute(
         planned: Vec::new(),
         outputs: Vec::new(),
         inputs: Default::default(),
+        orphans: Vec::new(),
     };
     // A resumed run does not ask again at an environment gate it was let through.
     let earlier = if opts.resume.is_some() { store.decisions(&run_id)? } else { Vec::new() };
@@ -344,6 +348,7 @@ pub async fn execute(
             stop_rx.clone(),
         ));
         let (status, reason) = run_environment(&env_run, mode, opts, stop_rx.clone()).await;
+        summary.orphans.extend(env_run.orphans.iter().map(|(n, t)| (env.name.clone(), n.clone(), t.clone())));
         if let Ok(inputs) = env_run.inputs.lock() {
             summary.inputs.extend(inputs.iter().map(|f| pipeline.base_dir.join(f)));
         }

@@ -85,6 +85,9 @@ pub struct EnvRun {
     /// each job takes its own as it starts (one read for the environment,
     /// not one per node). None if that read failed: jobs then read their own.
     prior: Option<Mutex<HashMap<String, ResourceRecord>>>,
+    /// Deployed resources (name, type) of this environment that are no
+    /// longer in the pipeline: nothing manages them any more.
+    pub orphans: Vec<(String, String)>,
     /// The run's gates; None in a plan or a preflight, which never wait.
     pub gates: Option<Arc<Gates>>,
     /// Ctrl-C or `stackpipe cancel`: ends waits at gates.
@@ -113,12 +116,20 @@ impl EnvRun {
         gates: Option<Arc<Gates>>,
         stop: watch::Receiver<bool>,
     ) -> Self {
-        let prior = store
+        let prior: Option<HashMap<String, ResourceRecord>> = store
             .resources(&graph.name, Some(&env.name))
-            .map(|records| Mutex::new(records.into_iter().map(|(k, r)| (k.resource, r)).collect()))
+            .map(|records| records.into_iter().map(|(k, r)| (k.resource, r)).collect())
             .ok();
+        let mut orphans: Vec<(String, String)> = prior
+            .iter()
+            .flatten()
+            .filter(|(name, _)| graph.find(name).is_none())
+            .map(|(name, r)| (name.clone(), format!("{}.{}", r.plugin, r.kind)))
+            .collect();
+        orphans.sort();
         EnvRun {
-            prior,
+            prior: prior.map(Mutex::new),
+            orphans,
             run_id,
             graph,
             env,
