@@ -220,6 +220,9 @@ fn render_status(doc: &Value, inputs: bool) -> String {
                 s(d, "by"),
                 d["comment"].as_str().map(|c| format!(" — \"{c}\"")).unwrap_or_default()
             ));
+            if let Some(reason) = d["reason"].as_str() {
+                out.push_str(&format!("    gate: {reason}\n"));
+            }
         }
     }
     out

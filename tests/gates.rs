@@ -313,6 +313,12 @@ resource scratch "t.step" {}
     let preview = data["operations"].as_array().unwrap().iter().find(|o| o["name"] == "preview").unwrap();
     assert_eq!(preview["status"], "failed");
     assert_eq!(node(&doc, "dev", "scratch")["status"], "succeeded");
+    // The decision keeps why the gate was there: the policy's words.
+    let decision = &doc["decisions"][0];
+    assert_eq!(decision["gate"], "policy");
+    assert!(decision["reason"].as_str().unwrap().contains("will delete `scratch`"), "{decision}");
+    let text_status = ok(&p.run(&["status"]));
+    assert!(text_status.contains("gate: policy `guard` requires approval: will delete `scratch`"), "{text_status}");
     let ledger = p.ledger();
     assert!(ledger.contains(&"destroy demo/dev/scratch".to_string()), "{ledger:?}");
     assert!(!ledger.contains(&"destroy demo/dev/data".to_string()), "{ledger:?}");

@@ -65,7 +65,7 @@ pub fn document(run: &RunRecord, envs: &[EnvOutcome], jobs: &[JobRecord], decisi
         })).collect::<Vec<_>>(),
         "decisions": decisions.iter().map(|d| json!({
             "environment": d.gate.environment, "node": d.gate.node, "gate": d.gate.kind,
-            "decision": d.decision, "by": d.by, "at_ms": d.at_ms, "comment": d.comment,
+            "reason": d.gate.reason, "decision": d.decision, "by": d.by, "at_ms": d.at_ms, "comment": d.comment,
         })).collect::<Vec<_>>(),
     })
 }
