@@ -45,6 +45,27 @@ pub struct RunArgs {
     pub approve_env: Vec<String>,
 }
 
+impl RunArgs {
+    /// How to plan or preflight: nothing is recorded, nothing waits.
+    pub fn plan_options(&self) -> RunOptions {
+        RunOptions { parallelism: self.parallelism, sets: self.sets.clone(), ..Default::default() }
+    }
+
+    /// How to deploy or undeploy (or resume `resume`): a recorded run with
+    /// its gates and the control socket.
+    pub fn run_options(&self, resume: Option<String>) -> RunOptions {
+        RunOptions {
+            parallelism: self.parallelism,
+            sets: self.sets.clone(),
+            vars: self.pipeline.vars.clone(),
+            message: self.message.clone(),
+            resume,
+            auto_approve: AutoApprove { yes: self.yes, environments: self.approve_env.clone() },
+            control: true,
+        }
+    }
+}
+
 #[derive(Args, Clone, Default)]
 pub struct StateArgs {
     /// The state directory (default: `.stackpipe` beside the pipeline file, or `./.stackpipe`).
@@ -113,7 +134,7 @@ fn plan_like(a: RunArgs, mode: Mode) -> Result<(), u8> {
     let nodes = pipeline.graph.len();
     let store = Arc::new(a.state.open(Some(&a.pipeline.file))?);
     let rt = runtime()?;
-    let opts = RunOptions { parallelism: a.parallelism, sets: a.sets.clone(), ..Default::default() };
+    let opts = a.plan_options();
     let host = host()?;
     let (summary, failures) =
         rt.block_on(plan_once(&pipeline, mode, host, store, &opts, StopSignal::new())).map_err(|e| {
@@ -190,21 +211,13 @@ pub async fn plan_once(
 /// The plan as text; a plan some nodes could not finish says so instead
 /// of claiming there is nothing to change.
 pub fn render_plan(summary: &RunSummary, failures: &[String]) -> String {
-    let text = stackpipe_runtime::run::plan_text::render_plan(&summary.planned);
-    if failures.is_empty() && summary.status == RunStatus::Succeeded {
-        return text;
-    }
-    let cut = text.rfind("\nNo changes.").or_else(|| text.rfind("\nPlan: ")).unwrap_or(text.len());
-    let why = if failures.is_empty() {
-        "the plan was stopped before every resource was planned".to_string()
-    } else {
-        format!(
-            "{} resource{} could not be planned (see the errors)",
-            failures.len(),
-            if failures.len() == 1 { "" } else { "s" }
-        )
+    let why = match failures.len() {
+        0 if summary.status == RunStatus::Succeeded => None,
+        0 => Some("the plan was stopped before every resource was planned".to_string()),
+        1 => Some("1 resource could not be planned (see the errors)".to_string()),
+        n => Some(format!("{n} resources could not be planned (see the errors)")),
     };
-    format!("{}\nPlan incomplete: {why}.\n", &text[..cut])
+    stackpipe_runtime::run::plan_text::render_plan(&summary.planned, why.as_deref())
 }
 
 /// `deploy` / `undeploy` (and `resume` / `rerun`, which re-enter here).
@@ -212,20 +225,15 @@ pub fn run(a: RunArgs, mode: Mode, resume: Option<String>) -> Result<(), u8> {
     let pipeline = a.pipeline.load(true)?;
     let store = Arc::new(a.state.open(Some(&a.pipeline.file))?);
     let rt = runtime()?;
-    let opts = RunOptions {
-        parallelism: a.parallelism,
-        sets: a.sets.clone(),
-        vars: a.pipeline.vars.clone(),
-        message: a.message.clone(),
-        resume,
-        auto_approve: AutoApprove { yes: a.yes, environments: a.approve_env.clone() },
-        control: true,
-    };
+    let opts = a.run_options(resume);
     let host = host()?;
     let state_dir = a.state.dir_for(Some(&a.pipeline.file));
     let summary = rt.block_on(async move {
         let stop = StopSignal::new();
-        tokio::spawn(watch_signals(stop.clone()));
+        tokio::spawn(watch_signals(
+            stop.clone(),
+            "\nstopping: operations in flight will finish; nothing new starts (Ctrl-C again to see this again)",
+        ));
         let (tx, rx) = mpsc::unbounded_channel();
         let printer = tokio::spawn(crate::progress::print_events(rx, a.json, true, state_dir));
         let r = execute(&pipeline, mode, host, store, &opts, Events::new(tx), stop).await;
@@ -271,25 +279,19 @@ pub fn warn_orphans(s: &RunSummary) {
     }
 }
 
-/// Ctrl-C (or SIGTERM) once: finish what is in flight, start nothing new.
-/// Again: say that it is still finishing.
-async fn watch_signals(stop: StopSignal) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return,
-    };
-    let mut first = true;
+/// Ctrl-C (or SIGTERM) once: stop (what is in flight finishes, nothing new
+/// starts) and say `first`. Again: say that it is still finishing.
+pub async fn watch_signals(stop: StopSignal, first: &'static str) {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else { return };
     loop {
         tokio::select! {
             r = tokio::signal::ctrl_c() => if r.is_err() { return },
             _ = term.recv() => {}
         }
-        if first {
-            eprintln!("\nstopping: operations in flight will finish; nothing new starts (Ctrl-C again to see this again)");
-            stop.stop();
-            first = false;
-        } else {
+        if stop.stop() {
             eprintln!("still finishing the operations in flight; stackpipe never abandons a half-applied resource");
+        } else {
+            eprintln!("{first}");
         }
     }
 }

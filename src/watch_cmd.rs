@@ -15,9 +15,9 @@ use std::time::Duration;
 use clap::Args;
 use stackpipe_runtime::pipeline::LoadedPipeline;
 use stackpipe_runtime::plugin::PluginHost;
-use stackpipe_runtime::run::{execute, plan_text, AutoApprove, Events, Mode, PlannedChange, RunOptions, StopSignal};
+use stackpipe_runtime::run::{execute, plan_text, Events, Mode, PlannedChange, StopSignal};
 use stackpipe_runtime::watch::{pipeline_files, FileWatch};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::run_cmd::RunArgs;
 use crate::EXIT_FAILED;
@@ -39,11 +39,18 @@ pub struct WatchArgs {
 struct Carried {
     /// The last complete plan, to show what changed since.
     plan: Option<Vec<PlannedChange>>,
+    /// The pipeline file and its plugins, as the last pipeline that
+    /// compiled has them: they stay watched while the file does not compile.
+    made_of: BTreeSet<PathBuf>,
     /// The input files the provisioners named in the last cycle.
     inputs: BTreeSet<PathBuf>,
-    /// The last pipeline that compiled: its files stay watched while the
-    /// file does not compile.
-    files: BTreeSet<PathBuf>,
+}
+
+impl Carried {
+    /// Everything to watch.
+    fn files(&self) -> BTreeSet<PathBuf> {
+        self.made_of.union(&self.inputs).cloned().collect()
+    }
 }
 
 /// How a cycle's run ended.
@@ -66,20 +73,23 @@ async fn watch_loop(a: WatchArgs, host: Arc<PluginHost>) -> Result<(), u8> {
         eprintln!("error: {e}");
         EXIT_FAILED
     })?;
-    let quit = quit_signal();
+    // True at the first Ctrl-C or SIGTERM: the run in flight stops the safe
+    // way and the watch ends.
+    let quit = StopSignal::new();
+    tokio::spawn(crate::run_cmd::watch_signals(quit.clone(), "\nstopping: operations in flight finish, then the watch ends"));
+    let quit = quit.receiver();
     let mode = if a.deploy { Mode::Deploy } else { Mode::Plan };
-    let mut carried = Carried { files: BTreeSet::from([a.run.pipeline.file.clone()]), ..Default::default() };
+    let mut carried = Carried { made_of: BTreeSet::from([a.run.pipeline.file.clone()]), ..Default::default() };
     let mut trigger = "started".to_string();
     for cycle in 1.. {
         header(cycle, &trigger, mode, a.run.json);
         let loaded = a.run.pipeline.load(true).ok();
         if let Some(p) = &loaded {
-            carried.files = pipeline_files(p, &carried.inputs);
+            carried.made_of = pipeline_files(p);
         }
-        watch_these(&mut files, &carried.files);
+        watch_these(&mut files, &carried.files());
         let ended = match loaded {
             Some(p) => {
-                let made_of = pipeline_files(&p, &BTreeSet::new());
                 let stop = StopSignal::new();
                 let run =
                     tokio::spawn(run_cycle(p, mode, a.run.clone(), host.clone(), stop.clone(), carried.plan.clone()));
@@ -107,8 +117,7 @@ async fn watch_loop(a: WatchArgs, host: Arc<PluginHost>) -> Result<(), u8> {
                         }
                         if outcome.inputs != carried.inputs {
                             carried.inputs = outcome.inputs;
-                            carried.files = made_of.into_iter().chain(carried.inputs.iter().cloned()).collect();
-                            watch_these(&mut files, &carried.files);
+                            watch_these(&mut files, &carried.files());
                         }
                     }
                     Ok(None) => {}
@@ -169,7 +178,7 @@ async fn run_cycle(
 ) -> Option<CycleOutcome> {
     let store = Arc::new(a.state.open(Some(&a.pipeline.file)).ok()?);
     if mode == Mode::Plan {
-        let opts = RunOptions { parallelism: a.parallelism, sets: a.sets.clone(), ..Default::default() };
+        let opts = a.plan_options();
         let (summary, failures) = match crate::run_cmd::plan_once(&p, mode, host, store, &opts, stop.clone()).await {
             Ok(r) => r,
             Err(e) => {
@@ -200,15 +209,8 @@ async fn run_cycle(
         let complete = failures.is_empty();
         return Some(CycleOutcome { plan: complete.then_some(summary.planned), inputs: summary.inputs });
     }
-    let opts = RunOptions {
-        parallelism: a.parallelism,
-        sets: a.sets.clone(),
-        vars: a.pipeline.vars.clone(),
-        message: a.message.clone().or_else(|| Some("stackpipe watch --deploy".into())),
-        resume: None,
-        auto_approve: AutoApprove { yes: a.yes, environments: a.approve_env.clone() },
-        control: true,
-    };
+    let mut opts = a.run_options(None);
+    opts.message.get_or_insert_with(|| "stackpipe watch --deploy".into());
     let (tx, rx) = mpsc::unbounded_channel();
     // Gates are decided with `stackpipe approve` from another terminal (or
     // --yes): the watch's own terminal is not read, so a save is never
@@ -285,27 +287,4 @@ fn clock() -> String {
         return "--:--:--".into();
     }
     format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
-}
-
-/// Becomes true at the first Ctrl-C or SIGTERM: the run in flight stops the
-/// safe way and the watch ends. Later ones only say that it is finishing.
-fn quit_signal() -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
-            return;
-        };
-        loop {
-            tokio::select! {
-                r = tokio::signal::ctrl_c() => if r.is_err() { return },
-                _ = term.recv() => {}
-            }
-            if tx.send_replace(true) {
-                eprintln!("still finishing the operations in flight; stackpipe never abandons a half-applied resource");
-            } else {
-                eprintln!("\nstopping: operations in flight finish, then the watch ends");
-            }
-        }
-    });
-    rx
 }

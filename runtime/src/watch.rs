@@ -31,9 +31,10 @@ pub enum WatchError {
     Notify(#[from] notify::Error),
 }
 
-/// What a pipeline is made of on disk, as the paths are written (relative
-/// ones from where stackpipe runs or from the pipeline's directory).
-pub fn pipeline_files(pipeline: &LoadedPipeline, inputs: &BTreeSet<PathBuf>) -> BTreeSet<PathBuf> {
+/// The pipeline file and the plugins it loads from paths, as the paths are
+/// written (relative ones from where stackpipe runs or from the pipeline's
+/// directory). The input files come from a run: [`crate::run::RunSummary::inputs`].
+pub fn pipeline_files(pipeline: &LoadedPipeline) -> BTreeSet<PathBuf> {
     let mut files = BTreeSet::from([pipeline.path.clone()]);
     for env in &pipeline.graph.environments {
         for spec in env.plugins.values() {
@@ -42,7 +43,6 @@ pub fn pipeline_files(pipeline: &LoadedPipeline, inputs: &BTreeSet<PathBuf>) -> 
             }
         }
     }
-    files.extend(inputs.iter().cloned());
     files
 }
 

@@ -30,11 +30,7 @@ pub struct Inspection {
 pub async fn inspect(host: &PluginHost, name: &str, source_desc: &str, bytes: &[u8]) -> Result<Inspection, PluginError> {
     let engine = host.engine();
     let started = std::time::Instant::now();
-    let (component, cache) = host.cache.load(engine, bytes).map_err(|e| PluginError::NotAComponent {
-        plugin: name.into(),
-        source_desc: source_desc.into(),
-        reason: super::not_a_component_reason(bytes, &e),
-    })?;
+    let (component, cache) = host.compile(name, source_desc, bytes)?;
     let load_ms = started.elapsed().as_millis() as u64;
     let ty = component.component_type();
     let mut exports = Vec::new();
@@ -61,15 +57,18 @@ pub async fn inspect(host: &PluginHost, name: &str, source_desc: &str, bytes: &[
             expected_export: "stackpipe:plugin/<provisioner|credentials|policy>@0.1.0",
             found: format!("it exports {}", exports.iter().map(|(e, _)| format!("`{e}`")).collect::<Vec<_>>().join(", ")),
         })?;
-    let loaded = host.load(PluginLoad {
-        name,
-        kind,
-        source_desc,
-        bytes,
-        sandbox: Sandbox::none(),
-        limits: Limits { memory_mb: 256, timeout_s: 10 },
-        config: &Value::Object(Default::default()),
-    })?;
+    let loaded = host.link(
+        PluginLoad {
+            name,
+            kind,
+            source_desc,
+            bytes,
+            sandbox: Sandbox::none(),
+            limits: Limits { memory_mb: 256, timeout_s: 10 },
+            config: &Value::Object(Default::default()),
+        },
+        (component, cache),
+    )?;
     let resource_types = match kind {
         PluginKind::Provisioner => loaded.resource_types(host).await?,
         _ => Vec::new(),

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 
 use stackpipe_dsl::ast::PluginKind;
@@ -248,13 +248,32 @@ impl PluginHost {
     /// Compiles (or loads from the cache) and links a component, after
     /// checking it exports the world its kind says.
     pub fn load(&self, spec: PluginLoad<'_>) -> Result<LoadedPlugin, PluginError> {
-        let PluginLoad { name, kind, source_desc, bytes, sandbox, limits, config } = spec;
-        let err_plugin = || name.to_string();
-        let (component, cache) = self.cache.load(&self.engine, bytes).map_err(|e| PluginError::NotAComponent {
-            plugin: err_plugin(),
+        let compiled = self.compile(spec.name, spec.source_desc, spec.bytes)?;
+        self.link(spec, compiled)
+    }
+
+    /// The compiled component of `bytes`, from the artifact cache when it is there.
+    pub(crate) fn compile(
+        &self,
+        name: &str,
+        source_desc: &str,
+        bytes: &[u8],
+    ) -> Result<(Component, CacheOutcome), PluginError> {
+        self.cache.load(&self.engine, bytes).map_err(|e| PluginError::NotAComponent {
+            plugin: name.into(),
             source_desc: source_desc.into(),
             reason: not_a_component_reason(bytes, &e),
-        })?;
+        })
+    }
+
+    /// Links a compiled component of `spec.bytes` for the world of `spec.kind`.
+    pub(crate) fn link(
+        &self,
+        spec: PluginLoad<'_>,
+        (component, cache): (Component, CacheOutcome),
+    ) -> Result<LoadedPlugin, PluginError> {
+        let PluginLoad { name, kind, source_desc, bytes, sandbox, limits, config } = spec;
+        let err_plugin = || name.to_string();
         let world = World::of(kind);
         let exports: Vec<String> =
             component.component_type().exports(&self.engine).map(|(n, _)| n.to_string()).collect();

@@ -40,8 +40,10 @@ pub fn render_change(p: &PlannedChange) -> String {
     out
 }
 
-/// A whole plan, by environment, with the totals.
-pub fn render_plan(planned: &[PlannedChange]) -> String {
+/// A whole plan, by environment, with the totals; or, for a plan that could
+/// not be finished, why (`unfinished`) instead of totals that would claim
+/// there is nothing more to change.
+pub fn render_plan(planned: &[PlannedChange], unfinished: Option<&str>) -> String {
     let mut out = String::new();
     let mut env = "";
     let (mut add, mut change, mut destroy) = (0, 0, 0);
@@ -62,7 +64,9 @@ pub fn render_plan(planned: &[PlannedChange]) -> String {
         }
         out.push_str(&render_change(p));
     }
-    if add + change + destroy == 0 {
+    if let Some(why) = unfinished {
+        out.push_str(&format!("\nPlan incomplete: {why}.\n"));
+    } else if add + change + destroy == 0 {
         out.push_str("\nNo changes. The infrastructure matches the pipeline.\n");
     } else {
         out.push_str(&format!("\nPlan: {add} to add, {change} to change, {destroy} to destroy.\n"));
