@@ -53,3 +53,11 @@ fn parse_only_10k(bencher: divan::Bencher) {
     let src = generate(10_000, 40);
     bencher.bench(|| stackpipe_dsl::parser::parse(divan::black_box(&src)));
 }
+
+#[divan::bench(sample_count = 40, sample_size = 1)]
+fn check_compile_only_10k(bencher: divan::Bencher) {
+    let src = generate(10_000, 40);
+    let opts = CompileOptions { default_name: "generated".into(), require_values: true, ..Default::default() };
+    let (module, _) = stackpipe_dsl::parser::parse(&src);
+    bencher.bench(|| stackpipe_dsl::compile(divan::black_box(&module), &opts).expect("compiles"));
+}

@@ -11,6 +11,7 @@ pub mod eval;
 pub mod graph;
 mod par;
 pub mod parser;
+mod recognizer;
 pub mod render;
 mod syntax;
 mod tree;

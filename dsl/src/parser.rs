@@ -10,6 +10,7 @@ use pest::Parser as _;
 use crate::ast::*;
 use crate::diagnostic::{did_you_mean, Code, Diagnostic};
 use crate::par;
+use crate::recognizer::Recognizer;
 use crate::syntax;
 use crate::tree::Tree;
 
@@ -107,6 +108,25 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
 /// Parses `src`, which starts at `base` in the file, as a sequence of whole
 /// items; `None` if it has a syntax error.
 fn parse_whole(src: &str, base: usize) -> Option<(Module, Vec<Diagnostic>)> {
+    recognize_whole(src, base).or_else(|| pest_whole(src, base))
+}
+
+/// [`parse_whole`] by the hand-written [`Recognizer`], which is much faster
+/// than pest and recognizes the same language.
+fn recognize_whole(src: &str, base: usize) -> Option<(Module, Vec<Diagnostic>)> {
+    let mut recognizer = Recognizer::new(src);
+    let mut lower = Lower { base, diags: Vec::new(), invalid: Vec::new() };
+    let mut module = Module::default();
+    while let Some(item) = recognizer.next_item()? {
+        lower.item(item, &mut module);
+    }
+    module.invalid = lower.invalid;
+    Some((module, lower.diags))
+}
+
+/// [`parse_whole`] by pest: what the recognizer does not accept, pest
+/// should reject too, but the language is pest's grammar.
+fn pest_whole(src: &str, base: usize) -> Option<(Module, Vec<Diagnostic>)> {
     let file = Grammar::parse(Rule::file, src).ok()?.next()?;
     let mut lower = Lower { base, diags: Vec::new(), invalid: Vec::new() };
     let mut module = Module::default();
@@ -222,6 +242,50 @@ pub fn parse_expr(src: &str) -> Result<Expr, Vec<Diagnostic>> {
             }
         }
         Err(e) => Err(vec![syntax_error(src, error_offset(&e), &e)]),
+    }
+}
+
+/// Whether the hand-written [`Recognizer`] and pest agree on `src`: both
+/// reject it (`Ok(false)`), or both accept it with the same parse trees
+/// (`Ok(true)`). For the differential tests; input nested too deep for
+/// either counts as rejected.
+#[doc(hidden)]
+pub fn recognizer_agrees_with_pest(src: &str) -> Result<bool, String> {
+    if nesting_error(src).is_some() {
+        return Ok(false);
+    }
+    let by_pest = Grammar::parse(Rule::file, src).ok().map(|mut pairs| {
+        let mut tree = Tree::new(src);
+        let items = pairs.next().into_iter().flat_map(|file| file.into_inner());
+        items
+            .filter(|item| item.as_rule() != Rule::EOI)
+            .map(|item| {
+                tree.fill(item);
+                tree.slots()
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut recognizer = Recognizer::new(src);
+    let mut by_hand = Some(Vec::new());
+    loop {
+        match recognizer.next_item() {
+            Some(Some(_)) => by_hand.as_mut().into_iter().for_each(|items| items.push(recognizer.tree_slots())),
+            Some(None) => break,
+            None => {
+                by_hand = None;
+                break;
+            }
+        }
+    }
+    match (by_pest, by_hand) {
+        (None, None) => Ok(false),
+        (Some(_), None) => Err("pest accepts it, the recognizer does not".into()),
+        (None, Some(_)) => Err("the recognizer accepts it, pest does not".into()),
+        (Some(p), Some(h)) => match p.iter().zip(&h).position(|(p, h)| p != h) {
+            None if p.len() == h.len() => Ok(true),
+            None => Err(format!("pest finds {} items, the recognizer {}", p.len(), h.len())),
+            Some(i) => Err(format!("item {i}: pest {:?}\n         recognizer {:?}", p[i], h[i])),
+        },
     }
 }
 

@@ -1,9 +1,11 @@
-//! pest's parse tree of one item, copied into a flat array for lowering.
+//! The parse tree of one item in a flat array, for lowering.
 //!
-//! Walking pest's own `Pair`s costs a reference-count update per step and a
-//! recount of the children at every `into_inner`, most of the time of
-//! lowering a large file. Here the tree is laid out in preorder, each node
-//! knowing where its subtree ends, so every step is an index.
+//! Filled either by the hand-written [`Recognizer`](crate::recognizer) or
+//! from pest's parse tree. Walking pest's own `Pair`s costs a
+//! reference-count update per step and a recount of the children at every
+//! `into_inner`, most of the time of lowering a large file. Here the tree is
+//! laid out in preorder, each node knowing where its subtree ends, so every
+//! step is an index.
 
 use pest::iterators::Pair;
 use pest::{RuleType, Token};
@@ -52,6 +54,47 @@ impl<'i, R: RuleType> Tree<'i, R> {
             }
         }
         Node { tree: self, index: 0 }
+    }
+
+    /// Empties the tree, for building another by hand.
+    pub(crate) fn clear(&mut self) {
+        self.slots.clear();
+    }
+
+    /// How many nodes have been opened: a mark to [`truncate`](Self::truncate) back to.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Starts a node of `rule` at byte `at`, inside the last node opened and
+    /// not closed; returns it, for [`close`](Self::close).
+    pub(crate) fn open(&mut self, rule: R, at: usize) -> usize {
+        self.slots.push(Slot { rule, start: at, end: at, after: 0 });
+        self.slots.len() - 1
+    }
+
+    /// Ends node `index` at byte `at`, after everything opened inside it.
+    pub(crate) fn close(&mut self, index: usize, at: usize) {
+        let after = self.slots.len();
+        let slot = &mut self.slots[index];
+        slot.end = at;
+        slot.after = after;
+    }
+
+    /// Forgets the nodes opened since [`len`](Self::len) returned `len`.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.slots.truncate(len);
+    }
+
+    /// The first node, `None` if there is none.
+    pub(crate) fn root(&self) -> Option<Node<'_, R>> {
+        (!self.slots.is_empty()).then_some(Node { tree: self, index: 0 })
+    }
+
+    /// Every node as (rule, start, end, index after its subtree), in
+    /// preorder, for the differential tests of the recognizer.
+    pub(crate) fn slots(&self) -> Vec<(R, usize, usize, usize)> {
+        self.slots.iter().map(|s| (s.rule, s.start, s.end, s.after)).collect()
     }
 }
 

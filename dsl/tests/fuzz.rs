@@ -7,6 +7,7 @@
 //!   PROPTEST_CASES=50000 cargo test --release -p stackpipe-dsl --test fuzz
 
 use proptest::prelude::*;
+use stackpipe_dsl::parser::recognizer_agrees_with_pest;
 use stackpipe_dsl::{load, CompileOptions};
 
 const EXAMPLES: [&str; 2] =
@@ -25,6 +26,11 @@ const TOKENS: &[&str] = &[
 ];
 
 fn check_no_panic(src: &str) {
+    // The fast recognizer and pest see the same language and build the same
+    // trees; a difference is a bug even where nothing panics.
+    if let Err(e) = recognizer_agrees_with_pest(src) {
+        panic!("{e}\nsource: {src:?}");
+    }
     for opts in [
         CompileOptions { require_values: true, ..Default::default() },
         CompileOptions { env: Some("prod".into()), vars: vec![("x".into(), "[1".into())], ..Default::default() },
@@ -99,6 +105,28 @@ proptest! {
         check_no_panic(&tokens.concat());
     }
 
+    /// Generated files that are in the language, with trivia of every kind
+    /// between their tokens: both parsers accept them with the same trees.
+    #[test]
+    fn generated_files(seed in any::<u64>()) {
+        let src = valid_file(seed);
+        match recognizer_agrees_with_pest(&src) {
+            Ok(accepted) => prop_assert!(accepted, "the generated file is not in the language: {:?}", src),
+            Err(e) => panic!("{e}\nsource: {src:?}"),
+        }
+    }
+
+    /// Generated files with a random edit: mostly out of the language, in
+    /// every way an edit can take a file out of it.
+    #[test]
+    fn mutated_generated_files(seed in any::<u64>(), edits in prop::collection::vec(mutation(), 1..4)) {
+        let mut src = valid_file(seed);
+        for m in &edits {
+            src = apply(&src, m);
+        }
+        check_no_panic(&src);
+    }
+
     #[test]
     fn mutated_examples(which in 0usize..2, edits in prop::collection::vec(mutation(), 1..6)) {
         let mut src = EXAMPLES[which].to_string();
@@ -106,6 +134,188 @@ proptest! {
             src = apply(&src, m);
         }
         check_no_panic(&src);
+    }
+}
+
+/// A small deterministic generator (xorshift), so a failing seed reproduces.
+struct Gen(u64);
+
+impl Gen {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len())]
+    }
+
+    /// What may stand between two tokens; `None` of it only where the
+    /// tokens do not run together.
+    fn trivia(&mut self, may_be_empty: bool) -> &'static str {
+        let t = self.pick(&[
+            " ", "", "\n", "\t", "  \n  ", "# a comment\n", "// a comment\n", "/* block */", "/* two\nlines */", "\r\n",
+            "\u{FEFF}", " /**/ ", "\n\n# c\n\n",
+        ]);
+        if t.is_empty() && !may_be_empty { " " } else { t }
+    }
+}
+
+/// A random file in the language: every item kind, every expression form,
+/// strings with escapes and interpolations, heredocs, and trivia between
+/// the tokens.
+fn valid_file(seed: u64) -> String {
+    let mut g = Gen(seed | 1);
+    let mut out = String::new();
+    out.push_str(g.trivia(true));
+    for _ in 0..1 + g.below(6) {
+        let t = |g: &mut Gen| g.trivia(false);
+        let item = match g.below(8) {
+            0 => format!("resource{}r{}{}\"t.step\"{}{}", t(&mut g), g.below(9), g.trivia(true), g.trivia(true), body(&mut g, 0)),
+            1 => {
+                let mut v = format!("var{}v{}", t(&mut g), g.below(9));
+                if g.below(2) == 0 {
+                    v += &format!("{}:{}string", g.trivia(true), g.trivia(true));
+                }
+                if g.below(2) == 0 {
+                    v += &format!("{}={}{}", g.trivia(true), g.trivia(true), expr(&mut g, 0));
+                }
+                v
+            }
+            2 => format!("output{}o{}{}={}{}", t(&mut g), g.below(9), g.trivia(true), g.trivia(true), expr(&mut g, 0)),
+            3 => format!("plugin{}p{}{}", t(&mut g), g.trivia(true), body(&mut g, 0)),
+            4 => format!("environment{}e{}{}", t(&mut g), g.trivia(true), body(&mut g, 0)),
+            5 => format!("credentials{}c{}{}", t(&mut g), g.trivia(true), body(&mut g, 0)),
+            6 => format!("flow{}{}", g.trivia(true), body(&mut g, 0)),
+            _ => format!("pipeline{}{}", g.trivia(true), string(&mut g, 0)),
+        };
+        out.push_str(&item);
+        // An item ends where the next keyword starts only after trivia.
+        out.push_str(g.trivia(false));
+    }
+    out
+}
+
+fn body(g: &mut Gen, depth: usize) -> String {
+    let mut out = String::from("{");
+    out.push_str(g.trivia(true));
+    for _ in 0..g.below(4) {
+        let key = g.pick(&["a", "b_2", "c-d", "nullable", "true_x", "resource"]);
+        if depth < 2 && g.below(4) == 0 {
+            out.push_str(key);
+            for _ in 0..g.below(3) {
+                out.push_str(g.trivia(false));
+                out.push_str(if g.below(2) == 0 { "label" } else { "\"label\"" });
+            }
+            out.push_str(g.trivia(true));
+            out.push_str(&body(g, depth + 1));
+        } else {
+            let value = expr(g, depth);
+            out.push_str(&format!("{key}{}={}{value}", g.trivia(true), g.trivia(true)));
+        }
+        out.push_str(g.trivia(false));
+    }
+    out.push('}');
+    out
+}
+
+fn expr(g: &mut Gen, depth: usize) -> String {
+    let leaf = depth >= 3;
+    let mut out = match g.below(if leaf { 5 } else { 9 }) {
+        0 => string(g, depth),
+        1 => g.pick(&["null", "true", "false", "nullx", "true-ish"]).to_string(),
+        2 => g.pick(&["7", "-3", "0.5", "1e5", "2E-3", "12.25e+2", "0", "-0.0"]).to_string(),
+        3 | 4 => g.pick(&["vpc", "var.size", "env.name", "a_b", "x-y"]).to_string(),
+        5 => {
+            let items: Vec<String> = (0..g.below(4)).map(|_| expr(g, depth + 1)).collect();
+            let comma = if !items.is_empty() && g.below(2) == 0 { "," } else { "" };
+            format!("[{}{}{comma}{}]", g.trivia(true), items.join(&format!(",{}", g.trivia(true))), g.trivia(true))
+        }
+        6 => {
+            let mut m = String::from("{");
+            for i in 0..g.below(4) {
+                let key = if g.below(2) == 0 { format!("k{i}") } else { format!("\"k {i}\"") };
+                let sep = if g.below(2) == 0 { "=" } else { ":" };
+                let comma = if g.below(2) == 0 { "," } else { "" };
+                m += &format!("{}{key}{}{sep}{}{}{comma}", g.trivia(true), g.trivia(true), g.trivia(true), expr(g, depth + 1));
+                m += g.trivia(false);
+            }
+            m + "}"
+        }
+        7 => {
+            let args: Vec<String> = (0..g.below(4)).map(|_| expr(g, depth + 1)).collect();
+            let name = g.pick(&["join", "length", "cidrsubnet"]);
+            format!("{name}{}({}{}{})", g.trivia(true), g.trivia(true), args.join(","), g.trivia(true))
+        }
+        _ => heredoc(g, depth),
+    };
+    // Accessors, also after literals (`"a".b` parses; the checks reject it).
+    for _ in 0..g.below(3) {
+        out.push_str(g.trivia(true));
+        if g.below(2) == 0 {
+            out.push('.');
+            out.push_str(g.trivia(true));
+            out.push_str(g.pick(&["id", "arn", "x-y"]));
+        } else {
+            out.push_str(&format!("[{}{}]", g.trivia(true), if leaf { "0".to_string() } else { expr(g, depth + 1) }));
+        }
+    }
+    out
+}
+
+fn string(g: &mut Gen, depth: usize) -> String {
+    let mut out = String::from("\"");
+    for _ in 0..g.below(5) {
+        match g.below(4) {
+            0 => out.push_str(g.pick(&["text", " spaced ", "é🦀", "$x", "$$y", "a$b", "\t", "{}", "#not//a comment"])),
+            1 => out.push_str(g.pick(&["\\n", "\\\"", "\\\\", "\\u{1F980}", "\\u{}", "\\q", "\\é", "\\$"])),
+            2 => out.push_str("$${"),
+            _ if depth < 3 => out.push_str(&format!("${{{}{}{}}}", g.trivia(true), expr(g, depth + 1), g.trivia(true))),
+            _ => out.push_str("x"),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn heredoc(g: &mut Gen, depth: usize) -> String {
+    let tag = g.pick(&["EOT", "END", "x"]);
+    let mut out = format!("<<{}{tag}{}\n", if g.below(2) == 0 { "-" } else { "" }, g.pick(&["", " ", "\t "]));
+    for _ in 0..g.below(4) {
+        out.push_str(g.pick(&["", "  ", "\t"]));
+        for _ in 0..g.below(3) {
+            match g.below(4) {
+                0 => out.push_str(g.pick(&["line", " text ", "$x", "{", "é", "EOTX", "END2"])),
+                1 => out.push_str("$${"),
+                2 if depth < 3 => out.push_str(&format!("${{{}{}}}", g.trivia(true), expr(g, depth + 1))),
+                _ => out.push_str("more"),
+            }
+        }
+        out.push_str(g.pick(&["\n", "\r\n"]));
+    }
+    out.push_str(g.pick(&["", "  ", "\t"]));
+    out.push_str(tag);
+    out.push_str(g.pick(&["\n", " \n", "\r\n"]));
+    out
+}
+
+/// The recognizer and pest agree on every hand-written diagnostic case,
+/// the examples, and a large generated file.
+#[test]
+fn recognizer_and_pest_agree_on_the_corpus() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/diagnostics");
+    let mut files: Vec<_> = std::fs::read_dir(dir).expect("tests/diagnostics").flatten().map(|e| e.path()).collect();
+    files.sort();
+    assert!(files.len() >= 40, "{} cases", files.len());
+    let mut sources: Vec<String> = files.iter().filter_map(|f| std::fs::read_to_string(f).ok()).collect();
+    sources.extend(EXAMPLES.iter().map(|s| s.to_string()));
+    sources.push((0..300).map(valid_file).collect::<Vec<_>>().join("\n"));
+    for src in &sources {
+        if let Err(e) = recognizer_agrees_with_pest(src) {
+            panic!("{e}\nsource: {src:?}");
+        }
     }
 }
 
