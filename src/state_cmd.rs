@@ -345,7 +345,7 @@ pub fn outputs(a: OutputsArgs) -> Result<(), u8> {
         let mut outs = Map::new();
         for o in &graph.outputs {
             if let Ok(v) = stackpipe_dsl::eval::eval(&o.value, &scope) {
-                outs.insert(o.name.name.clone(), v);
+                outs.insert(o.name.name.to_string(), v);
             }
         }
         per_env.push((env.name.clone(), resources.clone(), outs));

@@ -32,10 +32,14 @@ impl From<Span> for miette::SourceSpan {
     }
 }
 
+/// A name or a piece of literal text. Most are a few bytes long and kept
+/// inline, without an allocation: a large file has hundreds of thousands.
+pub type Name = compact_str::CompactString;
+
 /// A name as written, with where it was written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ident {
-    pub name: String,
+    pub name: Name,
     pub span: Span,
 }
 
@@ -208,8 +212,9 @@ pub struct ResourceDecl {
     pub type_span: Span,
     pub attributes: Vec<Attribute>,
     pub depends_on: Vec<Ident>,
-    pub gate: Option<Expr>,
-    pub flow: Option<FlowBlock>,
+    // Boxed, as most resources have neither: a large file holds many resources.
+    pub gate: Option<Box<Expr>>,
+    pub flow: Option<Box<FlowBlock>>,
     pub span: Span,
 }
 
@@ -245,13 +250,13 @@ pub enum ExprKind {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MapKey {
-    pub name: String,
+    pub name: Name,
     pub span: Span,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TemplatePart {
-    Literal(String),
+    Literal(Name),
     Interpolation(Expr),
 }
 

@@ -53,9 +53,9 @@ pub fn compile(module: &Module, opts: &CompileOptions) -> Result<PipelineGraph, 
     let (mut graph, nodes) = check_and_build(module, opts)?;
     for (node, &r) in graph.graph.node_weights_mut().zip(&nodes) {
         let r = &module.resources[r];
-        node.name = r.name.name.clone();
-        node.plugin = r.plugin.name.clone();
-        node.kind = r.kind.name.clone();
+        node.name = r.name.name.to_string();
+        node.plugin = r.plugin.name.to_string();
+        node.kind = r.kind.name.to_string();
         node.attributes = r.attributes.clone();
     }
     graph.outputs = module.outputs.clone();
@@ -68,9 +68,9 @@ pub(crate) fn compile_owned(mut module: Module, opts: &CompileOptions) -> Result
     let (mut graph, nodes) = check_and_build(&module, opts)?;
     for (node, &r) in graph.graph.node_weights_mut().zip(&nodes) {
         let r = &mut module.resources[r];
-        node.name = std::mem::take(&mut r.name.name);
-        node.plugin = std::mem::take(&mut r.plugin.name);
-        node.kind = std::mem::take(&mut r.kind.name);
+        node.name = std::mem::take(&mut r.name.name).into_string();
+        node.plugin = std::mem::take(&mut r.plugin.name).into_string();
+        node.kind = std::mem::take(&mut r.kind.name).into_string();
         node.attributes = std::mem::take(&mut r.attributes);
     }
     graph.outputs = std::mem::take(&mut module.outputs);
@@ -159,11 +159,28 @@ struct Facts {
     /// See [`eval::waits_first_on_output`]: no environment can evaluate it.
     waits_first_on_output: bool,
     varies_by_environment: bool,
+    /// See [`eval::cannot_fail`]: evaluating it would report nothing.
+    cannot_fail: bool,
+}
+
+/// What [`Compiler::check_attributes`] finds in one resource.
+struct CheckedAttributes {
+    /// Each sound reference to an output, with the node it comes from, in
+    /// the order written.
+    wiring: Vec<(NodeIndex, Wiring)>,
+    /// The facts of each attribute.
+    facts: Vec<Facts>,
+    /// The mistakes in the references of an attribute (by index), if any.
+    mistakes: Vec<(usize, Vec<Diagnostic>)>,
 }
 
 impl Facts {
     fn of(e: &Expr) -> Facts {
-        Facts { waits_first_on_output: eval::waits_first_on_output(e), varies_by_environment: varies_by_environment(e) }
+        Facts {
+            waits_first_on_output: eval::waits_first_on_output(e),
+            varies_by_environment: varies_by_environment(e),
+            cannot_fail: eval::cannot_fail(e),
+        }
     }
 }
 
@@ -225,7 +242,7 @@ impl<'a> Compiler<'a> {
         // is broken, every environment is still checked, in declaration order.
         let env_names: Vec<String> = match &env_order {
             Some(order) => order.clone(),
-            None => m.environments.iter().map(|e| e.name.name.clone()).collect(),
+            None => m.environments.iter().map(|e| e.name.name.to_string()).collect(),
         };
         let selected: Vec<&str> = match &self.opts.env {
             Some(wanted) => {
@@ -528,7 +545,7 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
-        let names = |i: NodeIndex| envs[g[i]].name.name.clone();
+        let names = |i: NodeIndex| envs[g[i]].name.name.to_string();
         for cycle in cycles(&g) {
             ok = false;
             let path = cycle.iter().chain(cycle.first()).map(|n| names(*n)).collect::<Vec<_>>().join(" -> ");
@@ -573,27 +590,23 @@ impl<'a> Compiler<'a> {
         // The references of every attribute, checked on as many threads as
         // are worth it; what they found is then taken in declaration order.
         let threads = par::threads_for(m.resources.len(), RESOURCES_PER_THREAD);
-        let checked = par::map(&m.resources, threads, |_, r| {
-            r.attributes.iter().map(|a| (self.wiring(r, a), Facts::of(&a.value))).collect::<Vec<_>>()
-        });
+        let checked = par::map(&m.resources, threads, |_, r| self.check_attributes(r));
         let mut ok = true;
-        for (i, (r, attributes)) in m.resources.iter().zip(checked).enumerate() {
+        self.facts.reserve_exact(m.resources.iter().map(|r| r.attributes.len()).sum());
+        for (i, (r, checked)) in m.resources.iter().zip(checked).enumerate() {
             // A duplicate's references are checked and wired too, into the first declaration's node.
             let to = self.node_of[i];
             self.first_fact.push(self.facts.len());
-            for (attr, (wiring, facts)) in r.attributes.iter().zip(attributes) {
-                self.facts.push(facts);
-                match wiring {
-                    Ok(wiring) => {
-                        for (from, w) in wiring {
-                            edge(&mut g, from, to).wiring.push(w);
-                        }
-                    }
-                    Err(found) => {
-                        self.bad.insert(attr.value.span);
-                        self.diags.extend(found);
-                    }
-                }
+            self.facts.extend(checked.facts);
+            for (from, w) in checked.wiring {
+                // Exactly: most edges carry one wiring, and a pushed vector makes room for four.
+                let dep = edge(&mut g, from, to);
+                dep.wiring.reserve_exact(1);
+                dep.wiring.push(w);
+            }
+            for (attr, found) in checked.mistakes {
+                self.bad.insert(r.attributes[attr].value.span);
+                self.diags.extend(found);
             }
             for d in &r.depends_on {
                 match self.node(&d.name) {
@@ -610,7 +623,7 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
-        let names = |n: NodeIndex| m.resources[self.nodes[n.index()]].name.name.clone();
+        let names = |n: NodeIndex| m.resources[self.nodes[n.index()]].name.name.to_string();
         let order = topological(&g, |n| n.index());
         // Kahn's order leaves out every node on or after a cycle: only then look for cycles.
         let cycles = if order.len() < g.node_count() { cycles(&g) } else { Vec::new() };
@@ -709,26 +722,32 @@ impl<'a> Compiler<'a> {
         ok
     }
 
-    /// What `attr` of `r` takes from other resources, each with the node it
-    /// comes from; or the mistakes in its references (see [`Self::refs`]).
-    fn wiring(&self, r: &ResourceDecl, attr: &Attribute) -> Result<Vec<(NodeIndex, Wiring)>, Vec<Diagnostic>> {
-        let mut wiring = Vec::new();
-        let owner = format_args!("resource `{}`", r.name);
-        let found = self.check_refs(&attr.value, Place::Wired, owner, |root, output, from| {
-            let w = Wiring {
-                from: root.name.clone(),
-                output: output.name.clone(),
-                to: r.name.name.clone(),
-                attribute: attr.key.name.clone(),
-                span: root.span.to(output.span),
-            };
-            wiring.push((from, w));
-        });
-        if found.is_empty() {
-            Ok(wiring)
-        } else {
-            Err(found)
+    /// The references of every attribute of `r` checked: what they take
+    /// from other resources, and the mistakes (see [`Self::refs`]).
+    fn check_attributes(&self, r: &ResourceDecl) -> CheckedAttributes {
+        let mut checked =
+            CheckedAttributes { wiring: Vec::new(), facts: Vec::with_capacity(r.attributes.len()), mistakes: Vec::new() };
+        for (i, attr) in r.attributes.iter().enumerate() {
+            checked.facts.push(Facts::of(&attr.value));
+            let before = checked.wiring.len();
+            let owner = format_args!("resource `{}`", r.name);
+            let found = self.check_refs(&attr.value, Place::Wired, owner, |root, output, from| {
+                let w = Wiring {
+                    from: root.name.clone(),
+                    output: output.name.clone(),
+                    to: r.name.name.clone(),
+                    attribute: attr.key.name.clone(),
+                    span: root.span.to(output.span),
+                };
+                checked.wiring.push((from, w));
+            });
+            if !found.is_empty() {
+                // An attribute with a mistake wires nothing.
+                checked.wiring.truncate(before);
+                checked.mistakes.push((i, found));
+            }
         }
+        checked
     }
 
     /// The mistakes in the references and calls of `e`. `owner` names what
@@ -917,7 +936,7 @@ impl<'a> Compiler<'a> {
                 skip = true;
             } else if let ExprKind::Traversal { root, steps } = &x.kind {
                 if let (true, Some(Step::Attr(name))) = (root.name == "var", steps.first()) {
-                    skip = self.unavailable.contains(&name.name);
+                    skip = self.unavailable.iter().any(|u| *u == name.name);
                 }
             }
         });
@@ -942,9 +961,9 @@ impl<'a> Compiler<'a> {
             let from_env = decl.and_then(|d| d.vars.iter().find(|a| a.key.name == v.name.name));
             let empty = Map::new();
             let scope = Scope { pipeline, environment: env, vars: &empty, outputs: &eval::no_outputs };
-            let value = if let Some(val) = cli_vars.get(&v.name.name) {
+            let value = if let Some(val) = cli_vars.get(v.name.name.as_str()) {
                 Some(val.clone())
-            } else if bad_cli_vars.contains(&v.name.name) {
+            } else if bad_cli_vars.iter().any(|b| *b == v.name.name) {
                 None // reported with the command line
             } else if let Some(attr) = from_env {
                 // An environment's var values may use env.name and pipeline.name, not other vars.
@@ -960,13 +979,13 @@ impl<'a> Compiler<'a> {
             };
             match value {
                 Some(val) => {
-                    vars.insert(v.name.name.clone(), val);
+                    vars.insert(v.name.name.to_string(), val);
                 }
                 None => {
-                    unavailable.push(v.name.name.clone());
-                    let reported = bad_cli_vars.contains(&v.name.name);
+                    unavailable.push(v.name.name.to_string());
+                    let reported = bad_cli_vars.iter().any(|b| *b == v.name.name);
                     if v.default.is_none() && from_env.is_none() && self.opts.require_values && !reported {
-                        missing.entry(v.name.name.clone()).or_default().push(env.to_string());
+                        missing.entry(v.name.name.to_string()).or_default().push(env.to_string());
                     }
                 }
             }
@@ -997,14 +1016,15 @@ impl<'a> Compiler<'a> {
         let mut plugins = BTreeMap::new();
         for p in &m.plugins {
             if let Some(spec) = self.plugin_spec(p, &scope) {
-                plugins.insert(p.name.name.clone(), spec);
+                plugins.insert(p.name.name.to_string(), spec);
             }
         }
         // Attributes that do not wait on an upstream output are evaluated
         // now, so their mistakes surface at check time. One that uses no var
         // and not `env` evaluates the same in every environment, and a
         // mistake is reported once however often it is made: such an
-        // expression is evaluated in the first environment only.
+        // expression is evaluated in the first environment only. One that
+        // cannot fail is not evaluated.
         let again = self.evaluated_once;
         let threads = par::threads_for(m.resources.len(), RESOURCES_PER_THREAD);
         let this = &*self;
@@ -1014,7 +1034,7 @@ impl<'a> Compiler<'a> {
             // Decided from the facts, so that what is not evaluated is not even read.
             let facts = &this.facts[this.first_fact[i]..];
             let values = r.attributes.iter().zip(facts).filter(|(_, f)| {
-                !f.waits_first_on_output && (!again || f.varies_by_environment)
+                !f.waits_first_on_output && !f.cannot_fail && (!again || f.varies_by_environment)
             });
             values.filter_map(|(a, _)| this.try_eval(&a.value, &scope).err()).collect::<Vec<_>>()
         });
@@ -1034,14 +1054,14 @@ impl<'a> Compiler<'a> {
                 None => Value::Object(Map::new()),
             };
             credentials.insert(
-                c.provisioner.name.clone(),
-                CredentialsBinding { provisioner: c.provisioner.name.clone(), resolver: resolver.name.clone(), config },
+                c.provisioner.name.to_string(),
+                CredentialsBinding { provisioner: c.provisioner.name.to_string(), resolver: resolver.name.to_string(), config },
             );
         }
         self.unavailable.clear();
         EnvironmentPlan {
             name: env.to_string(),
-            after: decl.map(|d| d.after.iter().map(|a| a.name.clone()).collect()).unwrap_or_default(),
+            after: decl.map(|d| d.after.iter().map(|a| a.name.to_string()).collect()).unwrap_or_default(),
             approval,
             vars,
             flow,
@@ -1133,7 +1153,7 @@ impl<'a> Compiler<'a> {
         let timeout_s = self.limit(p.limits.timeout_s.as_ref(), scope, "timeout_s", defaults.timeout_s);
         let (kind, _) = p.kind?;
         Some(PluginSpec {
-            name: p.name.name.clone(),
+            name: p.name.name.to_string(),
             kind,
             source: source?,
             config: config?,

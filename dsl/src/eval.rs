@@ -120,7 +120,7 @@ pub fn eval(expr: &Expr, scope: &Scope) -> Result<Value> {
         ExprKind::Map(entries) => {
             let mut m = Map::new();
             for (k, e) in entries {
-                m.insert(k.name.clone(), eval(e, scope)?);
+                m.insert(k.name.to_string(), eval(e, scope)?);
             }
             Ok(Value::Object(m))
         }
@@ -132,7 +132,7 @@ pub fn eval(expr: &Expr, scope: &Scope) -> Result<Value> {
                     };
                     let v = scope
                         .vars
-                        .get(&name.name)
+                        .get(name.name.as_str())
                         .cloned()
                         .ok_or_else(|| invalid(name.span, format!("var `{}` has no value", name.name), "no value here"))?;
                     (v, &steps[1..])
@@ -162,7 +162,7 @@ pub fn eval(expr: &Expr, scope: &Scope) -> Result<Value> {
                     };
                     let outputs = (scope.outputs)(resource)
                         .ok_or_else(|| EvalError::Unknown { resource: resource.to_string() })?;
-                    let v = outputs.get(&output.name).cloned().ok_or_else(|| {
+                    let v = outputs.get(output.name.as_str()).cloned().ok_or_else(|| {
                         let known: Vec<&str> = outputs.as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
                         let d = Diagnostic::at(
                             Code::Evaluation,
@@ -208,11 +208,35 @@ pub(crate) fn waits_first_on_output(expr: &Expr) -> bool {
     }
 }
 
+/// Whether evaluating `expr` before anything is applied cannot report a
+/// mistake: literals, `env.name`, `pipeline.name`, a bare `var.x`, and
+/// strings, lists and maps made of those. (A var without a value is not
+/// evaluated at all: see the compiler's `skip`.) A string may hold only
+/// what always makes text: a var could be a list, and `null` is refused.
+/// References are assumed checked: a wrong one is not evaluated either.
+pub(crate) fn cannot_fail(expr: &Expr) -> bool {
+    match &expr.kind {
+        ExprKind::Null | ExprKind::Bool(_) | ExprKind::Number(_) => true,
+        ExprKind::Template(parts) => parts.iter().all(|p| match p {
+            TemplatePart::Literal(_) => true,
+            TemplatePart::Interpolation(e) => match &e.kind {
+                ExprKind::Bool(_) | ExprKind::Number(_) | ExprKind::Template(_) => cannot_fail(e),
+                ExprKind::Traversal { root, steps } => matches!(root.name.as_str(), "env" | "pipeline") && steps.len() == 1,
+                _ => false,
+            },
+        }),
+        ExprKind::List(items) => items.iter().all(cannot_fail),
+        ExprKind::Map(entries) => entries.iter().all(|(_, e)| cannot_fail(e)),
+        ExprKind::Traversal { root, steps } => matches!(root.name.as_str(), "var" | "env" | "pipeline") && steps.len() == 1,
+        ExprKind::Access { .. } | ExprKind::Call { .. } => false,
+    }
+}
+
 fn apply_steps(mut value: Value, steps: &[Step], scope: &Scope) -> Result<Value> {
     for step in steps {
         value = match step {
             Step::Attr(name) => match value {
-                Value::Object(mut m) => match m.remove(&name.name) {
+                Value::Object(mut m) => match m.remove(name.name.as_str()) {
                     Some(v) => v,
                     None => return Err(no_key(name.span, &name.name, &m)),
                 },
@@ -551,6 +575,36 @@ fn cidrsubnet(prefix: &str, newbits: i64, netnum: i64) -> std::result::Result<St
 mod tests {
     use super::*;
     use crate::parser::parse_expr;
+
+    #[test]
+    fn only_what_cannot_fail_is_said_to() {
+        let mut vars = Map::new();
+        vars.insert("list".into(), serde_json::json!([1, 2]));
+        vars.insert("size".into(), serde_json::json!(3));
+        let scope = Scope { pipeline: "p", environment: "dev", vars: &vars, outputs: &no_outputs };
+        for (src, safe) in [
+            ("3", true),
+            ("null", true),
+            ("\"r1-${env.name}-${pipeline.name}\"", true),
+            ("[var.size, var.list, {a = env.name}]", true),
+            ("\"${\"nested ${env.name}\"}\"", true),
+            ("\"${var.size}\"", false),
+            ("\"${null}\"", false),
+            ("var.list[5]", false),
+            ("env.name.x", false),
+            ("length(var.list)", false),
+            ("vpc.id", false),
+        ] {
+            let e = parse_expr(src).expect(src);
+            assert_eq!(cannot_fail(&e), safe, "{src}");
+            if safe {
+                assert!(eval(&e, &scope).is_ok(), "{src} said not to fail, but it does");
+            }
+        }
+        // Why a var may not go into a string unevaluated: its value may not be text.
+        let e = parse_expr("\"a-${var.list}\"").expect("parses");
+        assert!(!cannot_fail(&e) && eval(&e, &scope).is_err());
+    }
 
     #[test]
     fn what_waits_first_on_an_output_is_unknown_before_applying() {

@@ -9,7 +9,7 @@ use petgraph::Direction;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::ast::{Attribute, Expr, OutputDecl, PluginKind, Span};
+use crate::ast::{Attribute, Expr, Name, OutputDecl, PluginKind, Span};
 
 /// One resource: what provisions it and how its attributes are written.
 #[derive(Debug, Clone)]
@@ -38,10 +38,10 @@ impl ResourceNode {
 /// One output of one resource feeding one attribute of another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Wiring {
-    pub from: String,
-    pub output: String,
-    pub to: String,
-    pub attribute: String,
+    pub from: Name,
+    pub output: Name,
+    pub to: Name,
+    pub attribute: Name,
     #[serde(skip)]
     pub span: Span,
 }

@@ -670,7 +670,7 @@ impl Lower {
     }
 
     fn ident(&self, p: Node) -> Ident {
-        Ident { name: p.as_str().to_string(), span: self.span(p) }
+        Ident { name: p.as_str().into(), span: self.span(p) }
     }
 
     fn item(&mut self, p: Node, m: &mut Module) {
@@ -810,7 +810,7 @@ impl Lower {
                 None
             }
             Some(e) => {
-                let word = e.as_plain_string().or_else(|| e.as_bare_ident().map(|i| i.name.clone()));
+                let word = e.as_plain_string().or_else(|| e.as_bare_ident().map(|i| i.name.to_string()));
                 match word.as_deref().and_then(|w| PluginKind::ALL.iter().find(|(n, _)| *n == w)) {
                     Some((_, k)) => Some((*k, e.span)),
                     None => {
@@ -932,8 +932,8 @@ impl Lower {
                 let p_start = ty_span.start + 1;
                 let k_start = p_start + p.len() + 1;
                 (
-                    Ident { name: p.to_string(), span: Span::new(p_start, p_start + p.len()) },
-                    Ident { name: k.to_string(), span: Span::new(k_start, k_start + k.len()) },
+                    Ident { name: p.into(), span: Span::new(p_start, p_start + p.len()) },
+                    Ident { name: k.into(), span: Span::new(k_start, k_start + k.len()) },
                 )
             }
             _ => {
@@ -945,6 +945,7 @@ impl Lower {
                 return None;
             }
         };
+        let (gate, flow) = (gate.map(Box::new), flow.map(Box::new));
         Some(ResourceDecl { name, plugin, kind, type_span: ty_span, attributes, depends_on, gate, flow, span })
     }
 
@@ -987,9 +988,9 @@ impl Lower {
     /// A body read as attributes: `key = value` entries, and nested blocks,
     /// each of which adds one map to the list named by the block.
     fn attributes_of(&mut self, entries: Vec<Entry>, owner: &dyn fmt::Display) -> Vec<Attribute> {
-        let mut out: Vec<Attribute> = Vec::new();
+        let mut out: Vec<Attribute> = Vec::with_capacity(entries.len());
         // Block name -> index in `out` of the list it appends to.
-        let mut block_lists: Vec<(String, usize)> = Vec::new();
+        let mut block_lists: Vec<(Name, usize)> = Vec::new();
         for e in entries {
             match e {
                 Entry::Attr(a) => {
@@ -1041,7 +1042,7 @@ impl Lower {
     }
 
     fn body(&mut self, p: Node) -> Vec<Entry> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(p.children().count());
         for e in p.children() {
             match e.rule() {
                 Rule::attribute => {
@@ -1063,7 +1064,7 @@ impl Lower {
                             Rule::string => {
                                 let s = self.span(part);
                                 let text = self.string(part).as_plain_string().unwrap_or_default();
-                                labels.push(Ident { name: text, span: s });
+                                labels.push(Ident { name: text.into(), span: s });
                             }
                             Rule::body => entries = self.body(part),
                             _ => {}
@@ -1088,16 +1089,17 @@ impl Lower {
         let Some(first) = inner.next() else { return Expr { kind: ExprKind::Null, span } };
         let is_name = first.rule() == Rule::identifier;
         let base = if is_name { None } else { Some(self.primary(first)) };
-        let steps: Vec<Step> = inner
-            .filter_map(|s| {
-                let rule = s.rule();
-                let child = s.children().next()?;
-                Some(match rule {
-                    Rule::get_attr => Step::Attr(self.ident(child)),
-                    _ => Step::Index(self.expr(child)),
-                })
+        // Sized exactly, here and below: a vector grown by pushing starts
+        // with room for four, and a large file has a hundred thousand of them.
+        let mut steps: Vec<Step> = Vec::with_capacity(inner.clone().count());
+        steps.extend(inner.filter_map(|s| {
+            let rule = s.rule();
+            let child = s.children().next()?;
+            Some(match rule {
+                Rule::get_attr => Step::Attr(self.ident(child)),
+                _ => Step::Index(self.expr(child)),
             })
-            .collect();
+        }));
         let kind = match base {
             None => ExprKind::Traversal { root: self.ident(first), steps },
             Some(b) if steps.is_empty() => return Expr { kind: b.kind, span },
@@ -1125,9 +1127,12 @@ impl Lower {
             },
             Rule::string => return self.string(p),
             Rule::heredoc => return self.heredoc(p),
-            Rule::list => ExprKind::List(
-                p.children().filter(|e| e.rule() == Rule::expr).map(|e| self.expr(e)).collect(),
-            ),
+            Rule::list => {
+                let items = p.children().filter(|e| e.rule() == Rule::expr);
+                let mut list = Vec::with_capacity(items.clone().count());
+                list.extend(items.map(|e| self.expr(e)));
+                ExprKind::List(list)
+            }
             Rule::map => {
                 let mut entries: Vec<(MapKey, Expr)> = Vec::new();
                 for entry in p.children().filter(|e| e.rule() == Rule::map_entry) {
@@ -1155,7 +1160,7 @@ impl Lower {
                         );
                         continue;
                     }
-                    entries.push((MapKey { name, span: key_span }, value));
+                    entries.push((MapKey { name: name.into(), span: key_span }, value));
                 }
                 ExprKind::Map(entries)
             }
@@ -1163,7 +1168,8 @@ impl Lower {
                 let mut i = p.children();
                 let Some(f) = i.next() else { return Expr { kind: ExprKind::Null, span } };
                 let function = self.ident(f);
-                let args = i.map(|a| self.expr(a)).collect();
+                let mut args = Vec::with_capacity(i.clone().count());
+                args.extend(i.map(|a| self.expr(a)));
                 ExprKind::Call { function, args }
             }
             Rule::identifier => ExprKind::Traversal { root: self.ident(p), steps: Vec::new() },
@@ -1174,7 +1180,7 @@ impl Lower {
 
     fn string(&mut self, p: Node) -> Expr {
         let span = self.span(p);
-        let mut parts = Parts::default();
+        let mut parts = Parts { parts: Vec::with_capacity(p.children().count()) };
         for part in p.children() {
             match part.rule() {
                 Rule::string_text => parts.text(part.as_str()),
@@ -1262,7 +1268,7 @@ impl Parts {
         if let Some(TemplatePart::Literal(last)) = self.parts.last_mut() {
             last.push_str(s);
         } else {
-            self.parts.push(TemplatePart::Literal(s.to_string()));
+            self.parts.push(TemplatePart::Literal(s.into()));
         }
     }
     fn push_char(&mut self, c: char) {
@@ -1290,7 +1296,7 @@ impl Parts {
     fn strip_indent(&mut self, n: usize) {
         if let Some(TemplatePart::Literal(s)) = self.parts.first_mut() {
             let cut: usize = s.chars().take(n).take_while(|c| *c == ' ' || *c == '\t').map(char::len_utf8).sum();
-            s.drain(..cut);
+            s.replace_range(..cut, "");
         }
     }
     fn finish(self) -> Vec<TemplatePart> {

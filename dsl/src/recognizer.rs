@@ -212,9 +212,8 @@ impl<'i> Recognizer<'i> {
             Some(b'p') => {
                 self.rule(Rule::plugin_decl, |s| {
                     s.keyword(Rule::kw_plugin, b"plugin") && s.then(Self::identifier) && s.then(Self::body)
-                }) || self.rule(Rule::pipeline_decl, |s| {
-                    s.keyword(Rule::kw_pipeline, b"pipeline") && s.then(Self::string)
-                })
+                }) || self
+                    .rule(Rule::pipeline_decl, |s| s.keyword(Rule::kw_pipeline, b"pipeline") && s.then(Self::string))
             }
             Some(b'e') => self.rule(Rule::environment_decl, |s| {
                 s.keyword(Rule::kw_environment, b"environment") && s.then(Self::identifier) && s.then(Self::body)
@@ -382,7 +381,8 @@ impl<'i> Recognizer<'i> {
             _ => return false,
         }
         let start = self.pos;
-        let len = self.bytes[start + 1..].iter().position(|&b| !is_ident_char(b)).unwrap_or(self.bytes.len() - start - 1);
+        let len =
+            self.bytes[start + 1..].iter().position(|&b| !is_ident_char(b)).unwrap_or(self.bytes.len() - start - 1);
         let node = self.tree.open(Rule::identifier, start);
         self.pos = start + 1 + len;
         self.tree.close(node, self.pos);
@@ -467,9 +467,7 @@ impl<'i> Recognizer<'i> {
         while let Some(&b) = self.bytes.get(at) {
             match b {
                 b'"' | b'\\' | b'\n' => break,
-                b'$' if matches!(self.bytes.get(at + 1), Some(b'{'))
-                    || self.bytes[at + 1..].starts_with(b"${") =>
-                {
+                b'$' if matches!(self.bytes.get(at + 1), Some(b'{')) || self.bytes[at + 1..].starts_with(b"${") => {
                     break
                 }
                 // Every other byte, of a multi-byte character too, is text.

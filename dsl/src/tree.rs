@@ -146,6 +146,7 @@ impl<'t, R: Copy> Node<'t, R> {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct Children<'t, R> {
     tree: &'t Tree<'t, R>,
     next: usize,

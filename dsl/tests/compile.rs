@@ -92,7 +92,7 @@ fn edges_carry_their_wiring() {
     let g = compile(DIAMOND);
     let d = g.find("d").unwrap();
     let wiring: Vec<(String, String, String)> =
-        g.wiring_into(d).iter().map(|w| (w.from.clone(), w.output.clone(), w.attribute.clone())).collect();
+        g.wiring_into(d).iter().map(|w| (w.from.to_string(), w.output.to_string(), w.attribute.to_string())).collect();
     assert_eq!(wiring, vec![("b".into(), "id".into(), "x".into()), ("c".into(), "id".into(), "y".into())]);
     let c = g.find("c").unwrap();
     let a = g.find("a").unwrap();

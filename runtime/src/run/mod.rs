@@ -541,7 +541,7 @@ fn pipeline_outputs(env: &EnvRun) -> serde_json::Map<String, Value> {
     };
     for o in &env.graph.outputs {
         if let Ok(v) = stackpipe_dsl::eval::eval(&o.value, &scope) {
-            out.insert(o.name.name.clone(), v);
+            out.insert(o.name.name.to_string(), v);
         }
     }
     out

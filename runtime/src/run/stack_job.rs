@@ -302,7 +302,7 @@ impl EnvRun {
                 }
                 Err(EvalError::Invalid(d)) => return Err(format!("`{key}`: {}", d.message)),
             };
-            attrs.insert(key, v);
+            attrs.insert(key.to_string(), v);
         }
         for (r, a, v) in &self.sets {
             if r == &node.name {
