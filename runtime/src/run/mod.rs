@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 pub use events::{Events, NodeBrief, RunEvent};
 pub use gate::{AutoApprove, GateOutcome, GateSelector, Gates};
-pub use journal::RunJournal;
+pub use journal::{RunJournal, DURABLE_EVERY};
 pub use scheduler::{walk, NodeEnd, Slot};
 pub use stack_job::{mask, EnvRun, Mode, PlannedChange, StackJob, UNKNOWN};
 

@@ -760,10 +760,10 @@ impl StackJob {
             }
         };
         let record = self.record_of(node, applied.state, applied.outputs.clone(), &desired);
-        // Not waited for: the journal commits within milliseconds. A crash
-        // before it does leaves this node `Planned` or `Started`, and
-        // `resume` asks the provisioner what it created (`read` without a
-        // state) rather than applying again.
+        // Not waited for: the journal puts it on disk within
+        // `DURABLE_EVERY`. A crash before then leaves this node `Planned` or
+        // `Started`, and `resume` asks the provisioner what it created
+        // (`read` without a state) rather than applying again.
         env.journal.record_all(vec![
             Write::PutResource(key, record),
             Write::Journal(self.journal_entry("apply", JournalPhase::Done)),

@@ -433,10 +433,26 @@ impl StateStore {
 
     /// Applies `writes` in one write transaction, durably (one fsync).
     pub fn commit(&self, writes: Vec<Write>) -> Result<(), StateError> {
+        self.commit_as(writes, true)
+    }
+
+    /// Puts on disk the commits made without durability.
+    pub fn persist(&self) -> Result<(), StateError> {
+        begin_write(&self.db)?.commit()?;
+        Ok(())
+    }
+
+    /// Applies `writes` in one write transaction. When not `durable`, the
+    /// transaction is visible to this process at once but reaches the disk
+    /// only with the next durable commit; a crash before that loses it.
+    pub fn commit_as(&self, writes: Vec<Write>, durable: bool) -> Result<(), StateError> {
         if writes.is_empty() {
             return Ok(());
         }
-        let txn = begin_write(&self.db)?;
+        let mut txn = begin_write(&self.db)?;
+        if !durable {
+            txn.set_durability(Durability::None)?;
+        }
         apply(&txn, writes)?;
         txn.commit()?;
         Ok(())

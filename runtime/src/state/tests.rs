@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -690,4 +691,41 @@ fn busy_from_another_process() {
     assert!(!pid_alive(child.id()));
     let store = StateStore::open(dir.path()).unwrap();
     drop(store);
+}
+
+/// What a fresh process would find on disk now: the store's file, copied
+/// and opened on its own.
+fn on_disk(dir: &std::path::Path) -> (tempfile::TempDir, StateStore) {
+    let copy = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(copy.path().join(".stackpipe")).expect("mkdir");
+    std::fs::copy(dir.join(".stackpipe/state.redb"), copy.path().join(".stackpipe/state.redb")).expect("copy");
+    let store = StateStore::open(&copy.path().join(".stackpipe")).expect("open the copy");
+    (copy, store)
+}
+
+#[test]
+fn a_commit_without_durability_reaches_the_disk_with_the_next_durable_one() {
+    let (dir, store) = store();
+    store.commit(vec![Write::PutRun(run("r000001", 1))]).unwrap();
+    store.commit_as(vec![Write::PutRun(run("r000002", 2))], false).unwrap();
+    // Visible here at once, not on disk yet.
+    assert!(store.run("r000002").unwrap().is_some());
+    let (_c, copy) = on_disk(dir.path());
+    assert!(copy.run("r000001").unwrap().is_some());
+    assert!(copy.run("r000002").unwrap().is_none());
+    drop(copy);
+    store.persist().unwrap();
+    let (_c, copy) = on_disk(dir.path());
+    assert!(copy.run("r000002").unwrap().is_some());
+}
+
+#[test]
+fn the_journal_puts_what_nobody_waits_for_on_disk_soon() {
+    let (dir, store) = store();
+    let journal = crate::run::RunJournal::start(Arc::new(store));
+    journal.record(Write::PutRun(run("r000003", 3)));
+    std::thread::sleep(crate::run::DURABLE_EVERY * 3);
+    let (_c, copy) = on_disk(dir.path());
+    assert!(copy.run("r000003").unwrap().is_some(), "a write nobody waited for is on disk within DURABLE_EVERY");
+    drop(journal);
 }
