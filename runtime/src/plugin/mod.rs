@@ -195,7 +195,9 @@ impl PluginHost {
             // Reset a freed slot's first pages (and the host stack a call
             // runs on) with memset rather than madvise, and give back the
             // rest in batches: every madvise is a TLB shootdown on every core.
-            .linear_memory_keep_resident(128 << 10)
+            // The builtins are linked with a 128 KiB stack (plugins/build.sh),
+            // so their stack, data and first heap pages fit in this.
+            .linear_memory_keep_resident(384 << 10)
             .table_keep_resident(64 << 10)
             .async_stack_keep_resident(128 << 10)
             .decommit_batch_size(32);
