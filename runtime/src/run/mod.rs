@@ -221,7 +221,9 @@ pub async fn execute(
             .flat_map(|e| g.deploy_order().iter().map(move |&i| ResourceKey::new(&g.name, &e.name, &g.node(i).name)))
             .collect();
         let holder = LockHolder { run_id: run_id.clone(), pid: std::process::id(), since_ms: now_ms() };
-        store.lock(&keys, &holder)?;
+        // One fsync for both: the run's record, committed durably, puts the
+        // locks taken just before it on disk with it.
+        store.lock_as(&keys, &holder, false)?;
         journal.record_durably(Write::PutRun(record.clone())).await?;
     }
     let (events, gates, control) = if mode.records() {
@@ -374,8 +376,10 @@ pub async fn execute(
     if mode.records() {
         record.status = summary.status;
         record.finished_ms = Some(now_ms());
+        // Released first, without an fsync of its own: the run's final
+        // record, committed durably, takes the release to disk with it.
+        store.unlock_run_as(&run_id, false)?;
         journal.record_durably(Write::PutRun(record)).await?;
-        store.unlock_run(&run_id)?;
     }
     journal.flush().await?;
     events.send(RunEvent::RunFinished { run: run_id, status: summary.status, ms: now_ms().saturating_sub(started_ms) });

@@ -346,7 +346,16 @@ impl StateStore {
     /// run are fine; if that run is now in another process (a resume), the
     /// lock passes to `holder`.
     pub fn lock(&self, keys: &[ResourceKey], holder: &LockHolder) -> Result<(), StateError> {
-        let txn = begin_write(&self.db)?;
+        self.lock_as(keys, holder, true)
+    }
+
+    /// [`lock`](Self::lock); when not `durable`, the locks reach the disk
+    /// with the next durable commit (see [`commit_as`](Self::commit_as)).
+    pub fn lock_as(&self, keys: &[ResourceKey], holder: &LockHolder, durable: bool) -> Result<(), StateError> {
+        let mut txn = begin_write(&self.db)?;
+        if !durable {
+            txn.set_durability(Durability::None)?;
+        }
         {
             let mut table = txn.open_table(LOCKS)?;
             let value = encode(holder)?;
@@ -373,7 +382,13 @@ impl StateStore {
 
     /// Releases every lock of a run; returns how many.
     pub fn unlock_run(&self, run_id: &str) -> Result<usize, StateError> {
-        self.unlock_where(None, |h| h.run_id == run_id).map(|released| released.len())
+        self.unlock_run_as(run_id, true)
+    }
+
+    /// [`unlock_run`](Self::unlock_run); when not `durable`, the release
+    /// reaches the disk with the next durable commit.
+    pub fn unlock_run_as(&self, run_id: &str, durable: bool) -> Result<usize, StateError> {
+        self.unlock_where(None, |h| h.run_id == run_id, durable).map(|released| released.len())
     }
 
     /// `state unlock`: releases the locks whose holder process is gone (all
@@ -384,15 +399,19 @@ impl StateStore {
         key: Option<&ResourceKey>,
         force: bool,
     ) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
-        self.unlock_where(key, |h| force || !pid_alive(h.pid))
+        self.unlock_where(key, |h| force || !pid_alive(h.pid), true)
     }
 
     fn unlock_where(
         &self,
         only: Option<&ResourceKey>,
         release: impl Fn(&LockHolder) -> bool,
+        durable: bool,
     ) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
-        let txn = begin_write(&self.db)?;
+        let mut txn = begin_write(&self.db)?;
+        if !durable {
+            txn.set_durability(Durability::None)?;
+        }
         let mut released = Vec::new();
         {
             let mut table = txn.open_table(LOCKS)?;
