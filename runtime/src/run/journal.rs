@@ -10,15 +10,14 @@
 //! [`DURABLE_EVERY`], so a crash loses at most that much of what was not
 //! waited for (which `resume` is built to recover: see `stack_job`).
 
-use std::sync::Arc;
-
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use tokio::sync::oneshot;
 
 use crate::state::{StateError, StateStore, Write};
 
-/// Most writes committed in one transaction.
+/// A batch nobody waits for stops gathering at this many writes.
 const MAX_BATCH: usize = 4096;
 
 /// How long a batch nobody waits for gathers more writes before it is committed.
@@ -35,53 +34,173 @@ struct Queued {
 /// A handle to the journal's writer. Cheap to clone.
 #[derive(Clone)]
 pub struct RunJournal {
-    // A std channel: sending never blocks, and the writer, a thread of its
-    // own, can wait for the next write with a timeout.
-    tx: std::sync::mpsc::Sender<Queued>,
+    handle: Arc<Handle>,
+}
+
+/// Shared by the clones of a [`RunJournal`]; the last one dropped tells the
+/// writer to finish.
+struct Handle {
+    queue: Arc<Queue>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let mut state = self.queue.lock();
+        state.closed = true;
+        self.queue.wake.notify_one();
+    }
+}
+
+/// What is waiting for the writer. A write is queued under a lock, and
+/// wakes the writer only when the writer would act on it: when it is idle,
+/// or when it is gathering a batch and the write is one somebody waits for.
+/// (Waking a thread per write cost more than the writes.)
+struct Queue {
+    state: Mutex<QueueState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    queued: Vec<Queued>,
+    /// Writes in `queued`.
+    count: usize,
+    /// Whether something in `queued` is waited for.
+    waited_for: bool,
+    writer: Writer,
+    closed: bool,
+}
+
+#[derive(Default, Clone, Copy, PartialEq)]
+enum Writer {
+    /// Committing: it looks at the queue when it is done.
+    #[default]
+    Busy,
+    /// Waiting for the first write of the next batch.
+    Idle,
+    /// Has a batch nobody waits for, and gathers more for a moment.
+    Gathering,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // A panic while holding the lock leaves plain data behind: go on with it.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn push(&self, q: Queued) {
+        let mut state = self.lock();
+        let urgent = q.done.is_some();
+        state.count += q.writes.len();
+        state.waited_for |= urgent;
+        state.queued.push(q);
+        let wake = match state.writer {
+            Writer::Idle => true,
+            Writer::Gathering => urgent || state.count >= MAX_BATCH,
+            Writer::Busy => false,
+        };
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+}
+
+impl RunJournal {
+    /// Starts the writer thread over `store`. It ends when every handle is
+    /// dropped, after putting on disk whatever is not there yet.
+    pub fn start(store: Arc<StateStore>) -> RunJournal {
+        let queue = Arc::new(Queue { state: Mutex::new(QueueState::default()), wake: Condvar::new() });
+        let writer_queue = queue.clone();
+        std::thread::Builder::new()
+            .name("stackpipe-journal".into())
+            .spawn(move || write_batches(&store, &writer_queue))
+            .map(|_| ())
+            .unwrap_or_else(|e| tracing::error!("cannot start the journal thread: {e}"));
+        RunJournal { handle: Arc::new(Handle { queue }) }
+    }
+
+    /// Queues a write; it is committed with the next batch.
+    pub fn record(&self, write: Write) {
+        self.handle.queue.push(Queued { writes: vec![write], done: None });
+    }
+
+    /// Queues writes that land together, in one transaction; does not wait.
+    pub fn record_all(&self, writes: Vec<Write>) {
+        self.handle.queue.push(Queued { writes, done: None });
+    }
+
+    /// Queues a write and waits until it is on disk.
+    pub async fn record_durably(&self, write: Write) -> Result<(), JournalError> {
+        self.record_all_durably(vec![write]).await
+    }
+
+    /// Queues writes that must land together (in one transaction) and waits
+    /// until they are on disk.
+    pub async fn record_all_durably(&self, writes: Vec<Write>) -> Result<(), JournalError> {
+        let (done, wait) = oneshot::channel();
+        self.handle.queue.push(Queued { writes, done: Some(done) });
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(JournalError::Write(e)),
+            Err(_) => Err(JournalError::Closed),
+        }
+    }
+
+    /// Waits until everything queued so far is on disk.
+    pub async fn flush(&self) -> Result<(), JournalError> {
+        self.record_all_durably(Vec::new()).await
+    }
 }
 
 /// The writer thread: commits what has queued up, one transaction per
 /// batch, until every handle is dropped.
-fn write_batches(store: &StateStore, rx: &std::sync::mpsc::Receiver<Queued>) {
-    use std::sync::mpsc::RecvTimeoutError;
+fn write_batches(store: &StateStore, queue: &Queue) {
     let mut last_durable = Instant::now();
     // Whether a commit since the last durable one is not on disk yet.
     let mut pending = false;
     loop {
-        let first = if pending {
-            match rx.recv_timeout(DURABLE_EVERY.saturating_sub(last_durable.elapsed())) {
-                Ok(q) => q,
-                Err(RecvTimeoutError::Timeout) => {
+        let mut state = queue.lock();
+        // Wait for a first write; with commits not on disk, no longer than
+        // until they are due there.
+        while state.queued.is_empty() && !state.closed {
+            state.writer = Writer::Idle;
+            if pending {
+                let due = DURABLE_EVERY.saturating_sub(last_durable.elapsed());
+                let (next, timeout) = queue.wake.wait_timeout(state, due).unwrap_or_else(|p| p.into_inner());
+                state = next;
+                if timeout.timed_out() && state.queued.is_empty() {
+                    state.writer = Writer::Busy;
+                    drop(state);
                     persist(store);
                     (pending, last_durable) = (false, Instant::now());
-                    continue;
+                    state = queue.lock();
                 }
-                Err(RecvTimeoutError::Disconnected) => break,
+            } else {
+                state = queue.wake.wait(state).unwrap_or_else(|p| p.into_inner());
             }
-        } else {
-            match rx.recv() {
-                Ok(q) => q,
-                Err(_) => break,
-            }
-        };
+        }
+        if state.queued.is_empty() {
+            // Closed, and nothing left.
+            break;
+        }
         // A batch somebody waits for is committed at once, with whatever
         // else has queued; one nobody waits for gathers writes for up to
         // `GATHER` first (a commit costs far more than a write).
         let gather_until = Instant::now() + GATHER;
-        let mut waited_for = first.done.is_some();
-        let mut count = first.writes.len();
-        let mut batch = vec![first];
-        while count < MAX_BATCH {
-            let next = if waited_for {
-                rx.try_recv().ok()
-            } else {
-                rx.recv_timeout(gather_until.saturating_duration_since(Instant::now())).ok()
-            };
-            let Some(q) = next else { break };
-            waited_for |= q.done.is_some();
-            count += q.writes.len();
-            batch.push(q);
+        while !state.waited_for && !state.closed && state.count < MAX_BATCH {
+            let left = gather_until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state.writer = Writer::Gathering;
+            state = queue.wake.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
         }
+        state.writer = Writer::Busy;
+        let batch = std::mem::take(&mut state.queued);
+        let count = std::mem::take(&mut state.count);
+        state.waited_for = false;
+        drop(state);
+
         let mut writes = Vec::with_capacity(count);
         let mut waiters = Vec::new();
         for q in batch {
@@ -113,58 +232,6 @@ fn write_batches(store: &StateStore, rx: &std::sync::mpsc::Receiver<Queued>) {
 fn persist(store: &StateStore) {
     if let Err(e) = store.persist() {
         tracing::error!("state store write failed: {e}");
-    }
-}
-
-impl RunJournal {
-    /// Starts the writer thread over `store`. It ends when every handle is
-    /// dropped, after putting on disk whatever is not there yet.
-    pub fn start(store: Arc<StateStore>) -> RunJournal {
-        let (tx, rx) = std::sync::mpsc::channel::<Queued>();
-        std::thread::Builder::new()
-            .name("stackpipe-journal".into())
-            .spawn(move || write_batches(&store, &rx))
-            .map(|_| ())
-            .unwrap_or_else(|e| tracing::error!("cannot start the journal thread: {e}"));
-        RunJournal { tx }
-    }
-
-    /// Queues a write; it is committed with the next batch.
-    pub fn record(&self, write: Write) {
-        let _ = self.tx.send(Queued { writes: vec![write], done: None });
-    }
-
-    /// Queues writes that land together, in one transaction; does not wait.
-    pub fn record_all(&self, writes: Vec<Write>) {
-        let _ = self.tx.send(Queued { writes, done: None });
-    }
-
-    /// Queues a write and waits until it is on disk.
-    pub async fn record_durably(&self, write: Write) -> Result<(), JournalError> {
-        self.record_all_durably(vec![write]).await
-    }
-
-    /// Queues writes that must land together (in one transaction) and waits
-    /// until they are on disk.
-    pub async fn record_all_durably(&self, writes: Vec<Write>) -> Result<(), JournalError> {
-        let (done, wait) = oneshot::channel();
-        self.tx.send(Queued { writes, done: Some(done) }).map_err(|_| JournalError::Closed)?;
-        match wait.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(JournalError::Write(e)),
-            Err(_) => Err(JournalError::Closed),
-        }
-    }
-
-    /// Waits until everything queued so far is on disk.
-    pub async fn flush(&self) -> Result<(), JournalError> {
-        let (done, wait) = oneshot::channel();
-        self.tx.send(Queued { writes: Vec::new(), done: Some(done) }).map_err(|_| JournalError::Closed)?;
-        match wait.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(JournalError::Write(e)),
-            Err(_) => Err(JournalError::Closed),
-        }
     }
 }
 
