@@ -1,6 +1,7 @@
 //! A pipeline file read from disk and compiled.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use stackpipe_dsl::{CompileOptions, Diagnostics, PipelineGraph};
 
@@ -20,7 +21,8 @@ pub struct LoadedPipeline {
     /// The directory relative paths in the file (plugin sources, fs grants) start from.
     pub base_dir: PathBuf,
     pub source: String,
-    pub graph: PipelineGraph,
+    /// Shared, not copied, by the runs of the pipeline.
+    pub graph: Arc<PipelineGraph>,
 }
 
 /// Reads and compiles `path`. The pipeline's default name is the file stem.
@@ -34,7 +36,7 @@ pub fn load(path: &Path, mut opts: CompileOptions) -> Result<LoadedPipeline, Loa
     let name = path.display().to_string();
     let graph = stackpipe_dsl::load(&name, &source, &opts).map_err(LoadError::Invalid)?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    Ok(LoadedPipeline { path: path.to_path_buf(), base_dir, source, graph })
+    Ok(LoadedPipeline { path: path.to_path_buf(), base_dir, source, graph: Arc::new(graph) })
 }
 
 #[cfg(test)]

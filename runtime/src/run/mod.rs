@@ -169,7 +169,7 @@ pub async fn execute(
     events: Events,
     stop: StopSignal,
 ) -> Result<RunSummary, RunError> {
-    let graph = Arc::new(pipeline.graph.clone());
+    let graph = pipeline.graph.clone();
     let sets = parse_sets(&opts.sets, &graph)?;
     let mut envs: Vec<EnvironmentPlan> = graph.environments.clone();
     if mode == Mode::Undeploy {
