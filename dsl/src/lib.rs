@@ -1,5 +1,7 @@
-//! The `.pipeline` language: lexer and parser (pest), a typed AST with spans,
-//! the checks, evaluation, and compilation into a [`PipelineGraph`].
+//! The `.pipeline` language: the grammar (pest, `pipeline.pest`) with a
+//! hand-written recognizer that reads well-formed files faster and builds
+//! the same parse trees, a typed AST with spans, the checks, evaluation, and
+//! compilation into a [`PipelineGraph`].
 //!
 //! Pure: no I/O, no async, no wasm, no database. Callers hand in source text
 //! and get back a graph or [`Diagnostics`].
