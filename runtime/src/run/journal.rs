@@ -10,6 +10,7 @@
 //! [`DURABLE_EVERY`], so a crash loses at most that much of what was not
 //! waited for (which `resume` is built to recover: see `stack_job`).
 
+use std::future::Future;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -137,12 +138,24 @@ impl RunJournal {
     /// Queues writes that must land together (in one transaction) and waits
     /// until they are on disk.
     pub async fn record_all_durably(&self, writes: Vec<Write>) -> Result<(), JournalError> {
+        self.submit_durably(writes).await
+    }
+
+    /// Queues writes that must land together, at once, and returns the wait
+    /// until they are on disk: the writer works on them while the caller
+    /// does something else.
+    pub fn submit_durably(
+        &self,
+        writes: Vec<Write>,
+    ) -> impl Future<Output = Result<(), JournalError>> + Send + 'static {
         let (done, wait) = oneshot::channel();
         self.handle.queue.push(Queued { writes, done: Some(done) });
-        match wait.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(JournalError::Write(e)),
-            Err(_) => Err(JournalError::Closed),
+        async move {
+            match wait.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(JournalError::Write(e)),
+                Err(_) => Err(JournalError::Closed),
+            }
         }
     }
 

@@ -333,7 +333,6 @@ pub async fn execute(
                 }
             }
         }
-        let plugins = load_plugins(&host, &env, &pipeline.base_dir);
         let env_run = Arc::new(EnvRun::new(
             run_id.clone(),
             graph.clone(),
@@ -343,13 +342,12 @@ pub async fn execute(
             store.clone(),
             journal.clone(),
             events.clone(),
-            plugins,
             opts.message.clone(),
             sets.clone(),
             gates.clone(),
             stop_rx.clone(),
         ));
-        let (status, reason) = run_environment(&env_run, mode, opts, stop_rx.clone()).await;
+        let (status, reason) = run_environment(&env_run, mode, opts, stop_rx.clone(), &pipeline.base_dir).await;
         summary.orphans.extend(env_run.orphans.iter().map(|(n, t)| (env.name.clone(), n.clone(), t.clone())));
         if let Ok(inputs) = env_run.inputs.lock() {
             summary.inputs.extend(inputs.iter().map(|f| pipeline.base_dir.join(f)));
@@ -390,9 +388,15 @@ pub async fn execute(
     Ok(summary)
 }
 
-/// Walks one environment's graph; the environment's status, and why when it
-/// did not succeed.
-async fn run_environment(env: &Arc<EnvRun>, mode: Mode, opts: &RunOptions, stop: watch::Receiver<bool>) -> (Status, Option<String>) {
+/// Loads the environment's plugins and walks its graph; the environment's
+/// status, and why when it did not succeed.
+async fn run_environment(
+    env: &Arc<EnvRun>,
+    mode: Mode,
+    opts: &RunOptions,
+    stop: watch::Receiver<bool>,
+    base_dir: &Path,
+) -> (Status, Option<String>) {
     let graph = &env.graph;
     let n = graph.graph.node_count();
     let deps: Vec<Vec<usize>> = graph
@@ -430,8 +434,10 @@ async fn run_environment(env: &Arc<EnvRun>, mode: Mode, opts: &RunOptions, stop:
             *f = in_flight;
         }
     }
+    // Every apply this environment may make is on disk before any starts.
+    // The journal's writer puts it there while the plugins load.
+    let mut planned_on_disk = None;
     if mode == Mode::Deploy {
-        // Every apply this environment may make is on disk before any starts.
         let planned: Vec<Write> = (0..n)
             .filter(|&i| !done[i])
             .map(|i| {
@@ -445,10 +451,15 @@ async fn run_environment(env: &Arc<EnvRun>, mode: Mode, opts: &RunOptions, stop:
                 })
             })
             .collect();
-        if let Err(e) = env.journal.record_all_durably(planned).await {
-            tracing::error!("cannot journal the environment's plan: {e}");
-            return (Status::Failed, Some(format!("cannot journal the environment's plan: {e}")));
-        }
+        planned_on_disk = Some(env.journal.submit_durably(planned));
+    }
+    let _ = env.plugins.set(load_plugins(&env.host, &env.env, base_dir));
+    if let Some(Err(e)) = match planned_on_disk {
+        Some(wait) => Some(wait.await),
+        None => None,
+    } {
+        tracing::error!("cannot journal the environment's plan: {e}");
+        return (Status::Failed, Some(format!("cannot journal the environment's plan: {e}")));
     }
     // Node gates (`gate = "after"`) already approved in this run (a resume) stay open.
     let mut gate_open = vec![false; n];

@@ -4,7 +4,7 @@
 //! store through the run journal.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use petgraph::graph::NodeIndex;
 use serde_json::{json, Map, Value};
@@ -72,7 +72,8 @@ pub struct EnvRun {
     pub journal: RunJournal,
     pub events: Events,
     /// Plugins of this environment (their config and grants can differ per environment), or why one did not load.
-    pub plugins: HashMap<String, Result<Arc<LoadedPlugin>, String>>,
+    /// Set once, when `run_environment` has loaded them.
+    pub plugins: OnceLock<HashMap<String, Result<Arc<LoadedPlugin>, String>>>,
     pub message: Option<String>,
     /// `--set r.a=v`, parsed.
     pub sets: Vec<(String, String, Value)>,
@@ -110,7 +111,6 @@ impl EnvRun {
         store: Arc<StateStore>,
         journal: RunJournal,
         events: Events,
-        plugins: HashMap<String, Result<Arc<LoadedPlugin>, String>>,
         message: Option<String>,
         sets: Vec<(String, String, Value)>,
         gates: Option<Arc<Gates>>,
@@ -138,7 +138,7 @@ impl EnvRun {
             store,
             journal,
             events,
-            plugins,
+            plugins: OnceLock::new(),
             message,
             sets,
             outputs: RwLock::new(HashMap::new()),
@@ -199,7 +199,7 @@ impl EnvRun {
     }
 
     fn plugin(&self, name: &str) -> Result<Arc<LoadedPlugin>, String> {
-        match self.plugins.get(name) {
+        match self.plugins.get().and_then(|p| p.get(name)) {
             Some(Ok(p)) => Ok(p.clone()),
             Some(Err(e)) => Err(e.clone()),
             None => Err(format!("plugin `{name}` is not declared")),
