@@ -238,9 +238,15 @@ impl<'i> Recognizer<'i> {
         if !rest.starts_with(word) || rest.get(word.len()).is_some_and(|&b| is_ident_char(b)) {
             return false;
         }
+        self.leaf(rule, self.pos + word.len())
+    }
+
+    /// A node of `rule` with nothing inside, from `pos` to `end`, which
+    /// becomes the position. Always a match.
+    fn leaf(&mut self, rule: Rule, end: usize) -> bool {
         let node = self.tree.open(rule, self.pos);
-        self.pos += word.len();
-        self.tree.close(node, self.pos);
+        self.pos = end;
+        self.tree.close(node, end);
         true
     }
 
@@ -380,13 +386,9 @@ impl<'i> Recognizer<'i> {
             Some(b) if b.is_ascii_alphabetic() || b == b'_' => {}
             _ => return false,
         }
-        let start = self.pos;
-        let len =
-            self.bytes[start + 1..].iter().position(|&b| !is_ident_char(b)).unwrap_or(self.bytes.len() - start - 1);
-        let node = self.tree.open(Rule::identifier, start);
-        self.pos = start + 1 + len;
-        self.tree.close(node, self.pos);
-        true
+        let rest = &self.bytes[self.pos + 1..];
+        let len = rest.iter().position(|&b| !is_ident_char(b)).unwrap_or(rest.len());
+        self.leaf(Rule::identifier, self.pos + 1 + len)
     }
 
     /// `@{ "-"? ~ digit+ ~ ("." ~ digit+)? ~ (^"e" ~ ("+" | "-")? ~ digit+)? }`
@@ -462,25 +464,23 @@ impl<'i> Recognizer<'i> {
 
     /// Text up to a `"`, `\`, `${`, `$${` or the end of the line; at least one character.
     fn string_text(&mut self) -> bool {
-        let start = self.pos;
-        let mut at = start;
+        self.text(Rule::string_text, b"\"\\\n")
+    }
+
+    /// A `rule` node of text up to one of the bytes `stops`, a `${` or a
+    /// `$${`; at least one byte. Every other byte, of a multi-byte
+    /// character too, is text.
+    fn text(&mut self, rule: Rule, stops: &[u8]) -> bool {
+        let mut at = self.pos;
         while let Some(&b) = self.bytes.get(at) {
-            match b {
-                b'"' | b'\\' | b'\n' => break,
-                b'$' if matches!(self.bytes.get(at + 1), Some(b'{')) || self.bytes[at + 1..].starts_with(b"${") => {
-                    break
-                }
-                // Every other byte, of a multi-byte character too, is text.
-                _ => at += 1,
+            let interpolates =
+                b == b'$' && (self.bytes.get(at + 1) == Some(&b'{') || self.bytes[at + 1..].starts_with(b"${"));
+            if stops.contains(&b) || interpolates {
+                break;
             }
+            at += 1;
         }
-        if at == start {
-            return false;
-        }
-        let node = self.tree.open(Rule::string_text, start);
-        self.pos = at;
-        self.tree.close(node, at);
-        true
+        at > self.pos && self.leaf(rule, at)
     }
 
     // ---- heredocs -------------------------------------------------------------
@@ -537,24 +537,7 @@ impl<'i> Recognizer<'i> {
 
     /// `@{ (!(NEWLINE | "${" | "$${") ~ ANY)+ }`
     fn heredoc_text(&mut self) -> bool {
-        let start = self.pos;
-        let mut at = start;
-        while let Some(&b) = self.bytes.get(at) {
-            match b {
-                b'\n' | b'\r' => break,
-                b'$' if matches!(self.bytes.get(at + 1), Some(b'{')) || self.bytes[at + 1..].starts_with(b"${") => {
-                    break
-                }
-                _ => at += 1,
-            }
-        }
-        if at == start {
-            return false;
-        }
-        let node = self.tree.open(Rule::heredoc_text, start);
-        self.pos = at;
-        self.tree.close(node, at);
-        true
+        self.text(Rule::heredoc_text, b"\n\r")
     }
 }
 

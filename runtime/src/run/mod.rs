@@ -223,7 +223,7 @@ pub async fn execute(
         let holder = LockHolder { run_id: run_id.clone(), pid: std::process::id(), since_ms: now_ms() };
         // One fsync for both: the run's record, committed durably, puts the
         // locks taken just before it on disk with it.
-        store.lock_as(&keys, &holder, false)?;
+        store.lock(&keys, &holder)?;
         journal.record_durably(Write::PutRun(record.clone())).await?;
     }
     let (events, gates, control) = if mode.records() {
@@ -376,7 +376,7 @@ pub async fn execute(
         record.finished_ms = Some(now_ms());
         // Released first, without an fsync of its own: the run's final
         // record, committed durably, takes the release to disk with it.
-        store.unlock_run_as(&run_id, false)?;
+        store.unlock_run(&run_id)?;
         journal.record_durably(Write::PutRun(record)).await?;
     }
     journal.flush().await?;
@@ -454,12 +454,11 @@ async fn run_environment(
         planned_on_disk = Some(env.journal.submit_durably(planned));
     }
     let _ = env.plugins.set(load_plugins(&env.host, &env.env, base_dir));
-    if let Some(Err(e)) = match planned_on_disk {
-        Some(wait) => Some(wait.await),
-        None => None,
-    } {
-        tracing::error!("cannot journal the environment's plan: {e}");
-        return (Status::Failed, Some(format!("cannot journal the environment's plan: {e}")));
+    if let Some(wait) = planned_on_disk {
+        if let Err(e) = wait.await {
+            tracing::error!("cannot journal the environment's plan: {e}");
+            return (Status::Failed, Some(format!("cannot journal the environment's plan: {e}")));
+        }
     }
     // Node gates (`gate = "after"`) already approved in this run (a resume) stay open.
     let mut gate_open = vec![false; n];

@@ -94,7 +94,7 @@ impl StateStore {
             Err(DatabaseError::DatabaseAlreadyOpen) => return Err(StateError::Busy { path, holder: read_owner(dir) }),
             Err(e) => return Err(e.into()),
         };
-        let txn = begin_write(&db)?;
+        let txn = begin_write(&db, true)?;
         {
             txn.open_table(RESOURCES)?;
             txn.open_table(LOCKS)?;
@@ -235,7 +235,7 @@ impl StateStore {
     /// A new run id, `r` and a zero-padded counter (`r000042`), unique in
     /// this database and sortable (up to a million runs).
     pub fn new_run_id(&self) -> Result<String, StateError> {
-        let txn = begin_write(&self.db)?;
+        let txn = begin_write(&self.db, true)?;
         let n = {
             let mut meta = txn.open_table(META)?;
             let n = meta.get(RUN_COUNTER)?.map(|v| v.value()).unwrap_or(0) + 1;
@@ -345,17 +345,11 @@ impl StateStore {
     /// first such key, in the order given). Keys already held by the same
     /// run are fine; if that run is now in another process (a resume), the
     /// lock passes to `holder`.
+    ///
+    /// Committed without an fsync: the locks reach the disk with the next
+    /// durable commit, which a run makes at once (its record).
     pub fn lock(&self, keys: &[ResourceKey], holder: &LockHolder) -> Result<(), StateError> {
-        self.lock_as(keys, holder, true)
-    }
-
-    /// [`lock`](Self::lock); when not `durable`, the locks reach the disk
-    /// with the next durable commit (see [`commit_as`](Self::commit_as)).
-    pub fn lock_as(&self, keys: &[ResourceKey], holder: &LockHolder, durable: bool) -> Result<(), StateError> {
-        let mut txn = begin_write(&self.db)?;
-        if !durable {
-            txn.set_durability(Durability::None)?;
-        }
+        let txn = begin_write(&self.db, false)?;
         {
             let mut table = txn.open_table(LOCKS)?;
             let value = encode(holder)?;
@@ -380,15 +374,11 @@ impl StateStore {
         Ok(())
     }
 
-    /// Releases every lock of a run; returns how many.
+    /// Releases every lock of a run; returns how many. Committed without an
+    /// fsync, like [`lock`](Self::lock): a run's final record, committed
+    /// durably right after, takes the release to disk.
     pub fn unlock_run(&self, run_id: &str) -> Result<usize, StateError> {
-        self.unlock_run_as(run_id, true)
-    }
-
-    /// [`unlock_run`](Self::unlock_run); when not `durable`, the release
-    /// reaches the disk with the next durable commit.
-    pub fn unlock_run_as(&self, run_id: &str, durable: bool) -> Result<usize, StateError> {
-        self.unlock_where(None, |h| h.run_id == run_id, durable).map(|released| released.len())
+        self.unlock_where(None, |h| h.run_id == run_id, false).map(|released| released.len())
     }
 
     /// `state unlock`: releases the locks whose holder process is gone (all
@@ -408,10 +398,7 @@ impl StateStore {
         release: impl Fn(&LockHolder) -> bool,
         durable: bool,
     ) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
-        let mut txn = begin_write(&self.db)?;
-        if !durable {
-            txn.set_durability(Durability::None)?;
-        }
+        let txn = begin_write(&self.db, durable)?;
         let mut released = Vec::new();
         {
             let mut table = txn.open_table(LOCKS)?;
@@ -457,7 +444,7 @@ impl StateStore {
 
     /// Puts on disk the commits made without durability.
     pub fn persist(&self) -> Result<(), StateError> {
-        begin_write(&self.db)?.commit()?;
+        begin_write(&self.db, true)?.commit()?;
         Ok(())
     }
 
@@ -468,19 +455,18 @@ impl StateStore {
         if writes.is_empty() {
             return Ok(());
         }
-        let mut txn = begin_write(&self.db)?;
-        if !durable {
-            txn.set_durability(Durability::None)?;
-        }
+        let txn = begin_write(&self.db, durable)?;
         apply(&txn, writes)?;
         txn.commit()?;
         Ok(())
     }
 }
 
-fn begin_write(db: &Database) -> Result<WriteTransaction, StateError> {
+/// A write transaction that commits with an fsync, or (not `durable`)
+/// without one, reaching the disk with the next durable commit.
+fn begin_write(db: &Database, durable: bool) -> Result<WriteTransaction, StateError> {
     let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)?;
+    txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
     Ok(txn)
 }
 
