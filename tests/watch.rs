@@ -242,7 +242,7 @@ resource after "t.step" { from = slow.id }"#,
     assert!(ledger.contains(&"apply demo/dev/slow".to_string()), "{ledger:?}");
     w.wait_cycles(1);
     let second = w.cycle(2);
-    assert!(second.contains("succeeded"), "{second}");
+    assert!(second.contains("succeeded"), "{second}\n{}", w.stderr());
     let ledger = p.ledger();
     assert_eq!(ledger.iter().filter(|l| l.ends_with("/slow")).count(), 1, "slow is applied once: {ledger:?}");
     assert!(

@@ -39,16 +39,25 @@ pub struct RunJournal {
 }
 
 /// Shared by the clones of a [`RunJournal`]; the last one dropped tells the
-/// writer to finish.
+/// writer to finish, and waits until it has: the writer holds the state
+/// store open, and whoever opens it next (the next cycle of `watch`) must
+/// find it closed.
 struct Handle {
     queue: Arc<Queue>,
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        let mut state = self.queue.lock();
-        state.closed = true;
-        self.queue.wake.notify_one();
+        {
+            let mut state = self.queue.lock();
+            state.closed = true;
+            self.queue.wake.notify_one();
+        }
+        if let Some(writer) = self.writer.take() {
+            // Only what is queued is left to commit: moments, not a wait on anything else.
+            let _ = writer.join();
+        }
     }
 }
 
@@ -112,12 +121,12 @@ impl RunJournal {
     pub fn start(store: Arc<StateStore>) -> RunJournal {
         let queue = Arc::new(Queue { state: Mutex::new(QueueState::default()), wake: Condvar::new() });
         let writer_queue = queue.clone();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("stackpipe-journal".into())
             .spawn(move || write_batches(&store, &writer_queue))
-            .map(|_| ())
-            .unwrap_or_else(|e| tracing::error!("cannot start the journal thread: {e}"));
-        RunJournal { handle: Arc::new(Handle { queue }) }
+            .inspect_err(|e| tracing::error!("cannot start the journal thread: {e}"))
+            .ok();
+        RunJournal { handle: Arc::new(Handle { queue, writer }) }
     }
 
     /// Queues a write; it is committed with the next batch.
