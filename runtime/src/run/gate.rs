@@ -121,6 +121,12 @@ impl Gates {
                 }
             };
         }
+        // Whoever is asked to decide looks at the run first: what it has
+        // done so far is in the store before the gate shows as waiting (the
+        // journal holds back writes nobody waits for, for a few ms).
+        if let Err(e) = self.journal.flush().await {
+            tracing::error!("{e}");
+        }
         let (tx, rx) = oneshot::channel();
         let id = {
             let Ok(mut w) = self.waiting.lock() else { return GateOutcome::Cancelled };
