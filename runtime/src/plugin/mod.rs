@@ -11,6 +11,7 @@
 mod artifact_cache;
 pub mod bindings;
 mod builtin;
+mod fine_clock;
 mod inspect;
 mod sandbox;
 
@@ -209,6 +210,13 @@ impl PluginHost {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // Guest sleeps end on time rather than on tokio's next millisecond.
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::clocks::monotonic_clock::add_to_linker::<PluginState, fine_clock::FineClock>(
+            &mut linker,
+            |s| fine_clock::FineClockView(wasmtime_wasi::clocks::WasiClocksView::clocks(s)),
+        )?;
+        linker.allow_shadowing(false);
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         bindings::host::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
