@@ -339,7 +339,7 @@ pub fn outputs(a: OutputsArgs) -> Result<(), u8> {
         for (k, r) in &records {
             resources.insert(k.resource.clone(), r.outputs.clone());
         }
-        let lookup = |r: &str| resources.get(r).cloned();
+        let lookup = |r: &str| resources.get(r);
         let scope =
             stackpipe_dsl::eval::Scope { pipeline: &graph.name, environment: &env.name, vars: &env.vars, outputs: &lookup };
         let mut outs = Map::new();

@@ -29,12 +29,13 @@ pub struct Scope<'a> {
     pub pipeline: &'a str,
     pub environment: &'a str,
     pub vars: &'a Map<String, Value>,
-    /// The outputs (a JSON object) of an applied resource; `None` = not known yet.
-    pub outputs: &'a dyn Fn(&str) -> Option<Value>,
+    /// The outputs (a JSON object) of an applied resource; `None` = not known
+    /// yet. Borrowed: a reference takes one output, not a copy of them all.
+    pub outputs: &'a dyn Fn(&str) -> Option<&'a Value>,
 }
 
 /// The output lookup of a scope in which no resource has been applied.
-pub fn no_outputs(_: &str) -> Option<Value> {
+pub fn no_outputs<'v>(_: &str) -> Option<&'v Value> {
     None
 }
 
@@ -640,7 +641,8 @@ mod tests {
         let mut vars = Map::new();
         vars.insert("zones".into(), serde_json::json!(["a", "b"]));
         vars.insert("size".into(), serde_json::json!(20));
-        let outputs = |r: &str| (r == "vpc").then(|| serde_json::json!({"id": "vpc-1", "tags": {"k": "v"}}));
+        let vpc = serde_json::json!({"id": "vpc-1", "tags": {"k": "v"}});
+        let outputs = |r: &str| (r == "vpc").then_some(&vpc);
         let scope = Scope { pipeline: "p", environment: "dev", vars: &vars, outputs: &outputs };
         eval(&parse_expr(src).expect("parses"), &scope)
     }

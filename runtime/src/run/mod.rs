@@ -546,7 +546,7 @@ fn pipeline_outputs(env: &EnvRun) -> serde_json::Map<String, Value> {
     let Ok(outputs) = env.outputs.read() else {
         return out;
     };
-    let lookup = |r: &str| outputs.get(r).cloned();
+    let lookup = |r: &str| outputs.get(r);
     let scope = stackpipe_dsl::eval::Scope {
         pipeline: &env.graph.name,
         environment: &env.env.name,

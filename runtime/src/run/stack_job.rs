@@ -283,7 +283,7 @@ impl EnvRun {
     fn resolve_attributes(&self, i: NodeIndex) -> Result<Value, String> {
         let node = self.graph.node(i);
         let outputs = self.outputs.read().map_err(|_| "outputs lock poisoned".to_string())?;
-        let lookup = |r: &str| outputs.get(r).cloned();
+        let lookup = |r: &str| outputs.get(r);
         let scope = Scope { pipeline: &self.graph.name, environment: &self.env.name, vars: &self.env.vars, outputs: &lookup };
         let mut attrs = Map::new();
         for a in &node.attributes {
