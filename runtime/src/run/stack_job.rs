@@ -928,6 +928,7 @@ impl StackJob {
             run_id: self.env.run_id.clone(),
             environment: self.env.env.name.clone(),
             node: self.record.node.clone(),
+            nodes: Vec::new(),
             op: op.into(),
             phase,
             ms: now_ms(),

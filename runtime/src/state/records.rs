@@ -214,18 +214,32 @@ pub struct LockHolder {
 pub struct JournalEntry {
     pub run_id: String,
     pub environment: String,
+    /// The node; empty in an entry about several, which names them in `nodes`.
     pub node: String,
+    /// An environment's `Planned` entry names all its nodes here: one record
+    /// rather than one per node, which for a large graph was most of the
+    /// writes at a run's start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
     /// apply | destroy
     pub op: String,
     pub phase: JournalPhase,
     pub ms: u64,
 }
 
+impl JournalEntry {
+    /// The nodes this entry is about.
+    pub fn nodes(&self) -> impl Iterator<Item = &str> {
+        let one = self.nodes.is_empty().then_some(self.node.as_str());
+        one.into_iter().chain(self.nodes.iter().map(String::as_str))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JournalPhase {
     /// The node is to be applied in this run: written for every node of an
-    /// environment, in one commit, before the first starts, so no apply ever
+    /// environment, in one entry, before the first starts, so no apply ever
     /// waits on a disk write of its own.
     Planned,
     /// The plugin is about to be called.

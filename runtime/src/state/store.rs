@@ -353,6 +353,9 @@ impl StateStore {
         {
             let mut table = txn.open_table(LOCKS)?;
             let value = encode(holder)?;
+            // In key order, the B-tree is filled leaf by leaf.
+            let mut keys: Vec<&ResourceKey> = keys.iter().collect();
+            keys.sort_unstable_by(|a, b| key3(a).cmp(&key3(b)));
             for key in keys {
                 let existing: Option<LockHolder> = match table.get(key3(key))? {
                     Some(v) => Some(decode(v.value(), || format!("lock of {key}"))?),
@@ -400,6 +403,7 @@ impl StateStore {
     ) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
         let txn = begin_write(&self.db, durable)?;
         let mut released = Vec::new();
+        let mut kept = 0;
         {
             let mut table = txn.open_table(LOCKS)?;
             let mut candidates = Vec::new();
@@ -420,12 +424,28 @@ impl StateStore {
                     }
                 }
             }
+            let all = only.is_none();
             for (key, holder) in candidates {
-                if release(&holder) {
-                    table.remove(key3(&key))?;
+                if !release(&holder) {
+                    kept += 1;
+                } else {
+                    // Releasing every lock there is (a run ending alone, the
+                    // usual case) drops the table at once, below.
+                    if !all {
+                        table.remove(key3(&key))?;
+                    }
                     released.push((key, holder));
                 }
             }
+            if all && kept > 0 {
+                for (key, _) in &released {
+                    table.remove(key3(key))?;
+                }
+            }
+        }
+        if only.is_none() && kept == 0 && !released.is_empty() {
+            txn.delete_table(LOCKS)?;
+            txn.open_table(LOCKS)?;
         }
         if released.is_empty() {
             txn.abort()?;

@@ -90,6 +90,7 @@ fn journal(run_id: &str, node: &str, phase: JournalPhase) -> JournalEntry {
         run_id: run_id.into(),
         environment: "dev".into(),
         node: node.into(),
+        nodes: Vec::new(),
         op: "apply".into(),
         phase,
         ms: 7,
@@ -297,6 +298,24 @@ fn decisions_in_the_order_taken_per_run() {
     assert_eq!(store.decisions("r1").unwrap(), vec![first, second]);
     assert_eq!(store.decisions("r2").unwrap(), vec![other]);
     assert!(store.decisions("r3").unwrap().is_empty());
+}
+
+#[test]
+fn an_environment_plan_is_one_journal_entry_naming_its_nodes() {
+    let (_dir, store) = store();
+    let plan = JournalEntry {
+        node: String::new(),
+        nodes: vec!["vpc".into(), "db".into()],
+        ..journal("r1", "", JournalPhase::Planned)
+    };
+    store.commit(vec![Write::Journal(plan.clone()), Write::Journal(journal("r1", "vpc", JournalPhase::Started))]).unwrap();
+    let entries = store.journal("r1").unwrap();
+    assert_eq!(entries[0], plan);
+    assert_eq!(entries[0].nodes().collect::<Vec<_>>(), ["vpc", "db"]);
+    assert_eq!(entries[1].nodes().collect::<Vec<_>>(), ["vpc"]);
+    // An entry about one node is written without the list, as before it existed.
+    let one = serde_json::to_value(&entries[1]).unwrap();
+    assert!(one.get("nodes").is_none(), "{one}");
 }
 
 #[test]
