@@ -356,12 +356,18 @@ impl StateStore {
             // In key order, the B-tree is filled leaf by leaf.
             let mut keys: Vec<&ResourceKey> = keys.iter().collect();
             keys.sort_unstable_by(|a, b| key3(a).cmp(&key3(b)));
+            // The locks there are, read in one pass (usually: none) rather
+            // than looked up key by key.
+            let mut held: HashMap<ResourceKey, LockHolder> = HashMap::new();
+            for item in table.iter()? {
+                let (k, v) = item?;
+                let (p, e, r) = k.value();
+                let key = ResourceKey::new(p, e, r);
+                let holder = decode(v.value(), || format!("lock of {key}"))?;
+                held.insert(key, holder);
+            }
             for key in keys {
-                let existing: Option<LockHolder> = match table.get(key3(key))? {
-                    Some(v) => Some(decode(v.value(), || format!("lock of {key}"))?),
-                    None => None,
-                };
-                match existing {
+                match held.remove(key) {
                     Some(h) if h.run_id != holder.run_id => {
                         let holder_alive = pid_alive(h.pid);
                         return Err(StateError::Locked { key: key.clone(), holder: h, holder_alive });
