@@ -1,7 +1,8 @@
 //! Plugin host costs, measured against the real `test` builtin:
 //! a warm call of a provisioner method (target <= 5 us), instantiation from
 //! `InstancePre` (<= 20 us), and loading a component whose compiled artifact
-//! is cached on disk, as a fresh process does (<= 10 ms).
+//! is cached on disk, as a fresh process does (<= 10 ms); and the whole of a
+//! stack job's plugin work for a new resource (instance, three calls, teardown).
 //!
 //!   cargo bench -p stackpipe-runtime --bench plugin
 
@@ -67,5 +68,25 @@ fn load_cached_component(bencher: divan::Bencher) {
     bencher.bench_local(|| {
         let host = PluginHost::new(ArtifactCache::in_dir(dir.path())).unwrap();
         load(&host, &bytes, &config)
+    });
+}
+
+/// A stack job's plugin work for a new no-op resource, as a deploy does it:
+/// a fresh instance, `validate`, `plan` and `apply`, then the instance freed.
+#[divan::bench]
+fn job_validate_plan_apply(bencher: divan::Bencher) {
+    let rt = rt();
+    let host = PluginHost::new(ArtifactCache::disabled()).unwrap();
+    let (bytes, config) = (test_bytes(), json!({}));
+    let plugin = load(&host, &bytes, &config);
+    let ctx = CallContext::default();
+    let desired = json!({"delay_ms": 0, "in0": "r1-0123456789abcdef", "in1": "r2-0123456789abcdef"});
+    bencher.bench_local(|| {
+        rt.block_on(async {
+            let mut job = plugin.session(&host).await.unwrap();
+            job.validate(&ctx, "step", &desired).await.unwrap();
+            job.plan(&ctx, "step", None, &desired, None).await.unwrap();
+            job.apply(&ctx, "step", None, &desired, None).await.unwrap()
+        })
     });
 }

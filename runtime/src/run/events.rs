@@ -69,6 +69,14 @@ impl Events {
         !self.listeners.is_empty()
     }
 
+    /// Sends the event `make` builds, built only if anyone listens: for the
+    /// events of every operation of every node.
+    pub fn send_with(&self, make: impl FnOnce() -> RunEvent) {
+        if self.listening() {
+            self.send(make());
+        }
+    }
+
     pub fn send(&self, e: RunEvent) {
         match (self.listeners.as_slice(), &self.order) {
             ([], _) => {}

@@ -227,10 +227,16 @@ pub async fn execute(
         journal.record_durably(Write::PutRun(record.clone())).await?;
     }
     let (events, gates, control) = if mode.records() {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let events = events.and(tx);
+        // The control socket follows the run's events; without it, nobody
+        // more listens (and events nobody listens to are not even built).
+        let (events, rx) = if opts.control {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            (events.and(tx), Some(rx))
+        } else {
+            (events, None)
+        };
         let gates = Arc::new(Gates::new(run_id.clone(), opts.auto_approve.clone(), journal.clone(), events.clone()));
-        let control = if opts.control {
+        let control = if let Some(rx) = rx {
             let served = crate::control::ControlServer::start(
                 store.clone(),
                 run_id.clone(),

@@ -404,15 +404,9 @@ impl StackJob {
         &self.record.node
     }
 
-    fn save(&self) {
-        if self.env.mode.records() {
-            self.env.journal.record(Write::PutJob(self.record.clone()));
-        }
-    }
-
     fn log(&self, op: &'static str, text: String) {
         let env = &self.env;
-        env.events.send(RunEvent::Log {
+        env.events.send_with(|| RunEvent::Log {
             environment: env.env.name.clone(),
             node: self.name().into(),
             op: op.into(),
@@ -433,7 +427,7 @@ impl StackJob {
         self.record.ops[i].status = Status::Running;
         self.record.ops[i].started_ms = Some(now_ms());
         let env = &self.env;
-        env.events.send(RunEvent::OpStarted { environment: env.env.name.clone(), node: self.name().into(), op: op.into() });
+        env.events.send_with(|| RunEvent::OpStarted { environment: env.env.name.clone(), node: self.name().into(), op: op.into() });
     }
 
     fn end(&mut self, op: &'static str, status: Status, message: Option<String>) {
@@ -445,16 +439,16 @@ impl StackJob {
         }
         o.status = status;
         o.finished_ms = Some(now);
-        o.message = message.clone();
+        o.message = message;
         let ms = o.started_ms.map(|s| now.saturating_sub(s)).unwrap_or(0);
         let env = &self.env;
-        env.events.send(RunEvent::OpFinished {
+        env.events.send_with(|| RunEvent::OpFinished {
             environment: env.env.name.clone(),
             node: self.name().into(),
             op: op.into(),
             status,
             ms,
-            message,
+            message: self.record.ops[i].message.clone(),
         });
     }
 
@@ -499,9 +493,8 @@ impl StackJob {
         };
         self.record.status = status;
         self.record.finished_ms = Some(now_ms());
-        self.save();
-        let env = &self.env;
-        env.events.send(RunEvent::NodeFinished {
+        let env = self.env.clone();
+        let finished = env.events.listening().then(|| RunEvent::NodeFinished {
             environment: env.env.name.clone(),
             node: self.record.node.clone(),
             status: self.record.status,
@@ -509,7 +502,15 @@ impl StackJob {
             ms: self.started.elapsed().as_millis() as u64,
             error: self.record.error.clone(),
         });
-        (end, self.changed || self.apply_called)
+        let changed = self.changed || self.apply_called;
+        // The job is stored once, as it ended, before anyone hears it ended.
+        if env.mode.records() {
+            env.journal.record(Write::PutJob(self.record));
+        }
+        if let Some(e) = finished {
+            env.events.send(e);
+        }
+        (end, changed)
     }
 
     fn end_remaining(&mut self, ops: [&'static str; 5], status: Status, why: &str) {

@@ -153,9 +153,14 @@ pub struct OpRecord {
     /// preflight | init | refresh | preview | apply | destroy
     pub name: String,
     pub status: Status,
+    // Absent values are left out of the stored record: a large deploy
+    // writes thousands of these, most without a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_ms: Option<u64>,
     /// Why it failed or was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
@@ -186,6 +191,7 @@ pub struct JobRecord {
     pub input: Option<JobInput>,
     /// create | update | replace | delete | no-op, once previewed.
     pub change: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
