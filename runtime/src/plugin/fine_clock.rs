@@ -12,6 +12,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -78,7 +79,10 @@ impl Pollable for FineDeadline {
             }
         }
         if self.0 > Instant::now() {
-            FineTimer::shared().wait_until(self.0).await;
+            match FineTimer::shared() {
+                Some(timer) => timer.wait_until(self.0).await,
+                None => tokio::time::sleep_until(self.0.into()).await,
+            }
         }
     }
 }
@@ -88,6 +92,8 @@ impl Pollable for FineDeadline {
 pub(crate) struct FineTimer {
     waiters: Mutex<BinaryHeap<Waiter>>,
     changed: Condvar,
+    /// Cleared (under the lock) if the thread ever ends.
+    alive: AtomicBool,
 }
 
 /// A waiter, ordered so the heap's top is the earliest instant.
@@ -114,17 +120,23 @@ impl Ord for Waiter {
 }
 
 impl FineTimer {
-    /// The process's timer; its thread starts on first use. If the thread
-    /// cannot be started, waits fall back to tokio's timer.
-    pub(crate) fn shared() -> &'static FineTimer {
-        static TIMER: OnceLock<&'static FineTimer> = OnceLock::new();
-        TIMER.get_or_init(|| {
-            let timer: &'static FineTimer =
-                Box::leak(Box::new(FineTimer { waiters: Mutex::new(BinaryHeap::new()), changed: Condvar::new() }));
-            if std::thread::Builder::new().name("stackpipe-timer".into()).spawn(move || timer.run()).is_err() {
-                tracing::warn!("could not start the fine timer thread; plugin sleeps use tokio's timer");
+    /// The process's timer; its thread starts on first use. None if the
+    /// thread could not be started: sleeps then use tokio's timer.
+    pub(crate) fn shared() -> Option<&'static FineTimer> {
+        static TIMER: OnceLock<Option<&'static FineTimer>> = OnceLock::new();
+        *TIMER.get_or_init(|| {
+            let timer: &'static FineTimer = Box::leak(Box::new(FineTimer {
+                waiters: Mutex::new(BinaryHeap::new()),
+                changed: Condvar::new(),
+                alive: AtomicBool::new(true),
+            }));
+            match std::thread::Builder::new().name("stackpipe-timer".into()).spawn(move || timer.run()) {
+                Ok(_) => Some(timer),
+                Err(e) => {
+                    tracing::warn!("could not start the fine timer thread ({e}); plugin sleeps use tokio's timer");
+                    None
+                }
             }
-            timer
         })
     }
 
@@ -132,23 +144,34 @@ impl FineTimer {
     pub(crate) async fn wait_until(&self, at: Instant) {
         let (wake, woken) = oneshot::channel();
         let queued = match self.waiters.lock() {
-            Ok(mut waiters) => {
+            Ok(mut waiters) if self.alive.load(Ordering::Relaxed) => {
                 let earliest = waiters.peek().is_none_or(|w| at < w.at.0);
                 waiters.push(Waiter { at: Reverse(at), wake });
                 Some(earliest)
             }
-            Err(_) => None,
+            _ => None,
         };
         if queued == Some(true) {
             self.changed.notify_one();
         }
         if queued.is_none() || woken.await.is_err() {
-            // The thread is gone (it never started, or it panicked).
+            // The thread is gone.
             tokio::time::sleep_until(at.into()).await;
         }
     }
 
     fn run(&self) {
+        // Should this thread ever end, its waiters (and any to come) fall
+        // back to tokio's timer rather than wait for it forever.
+        struct Release<'a>(&'a FineTimer);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                let mut waiters = self.0.waiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                self.0.alive.store(false, Ordering::Relaxed);
+                waiters.clear();
+            }
+        }
+        let _release = Release(self);
         let Ok(mut waiters) = self.waiters.lock() else { return };
         loop {
             let now = Instant::now();
@@ -186,7 +209,7 @@ mod tests {
             .map(|&ms| {
                 tokio::spawn(async move {
                     let at = start + Duration::from_millis(ms);
-                    FineTimer::shared().wait_until(at).await;
+                    FineTimer::shared().expect("the timer thread starts").wait_until(at).await;
                     let woke = Instant::now();
                     assert!(woke >= at, "a {ms} ms waiter woke early");
                     woke - at
