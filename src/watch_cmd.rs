@@ -91,8 +91,12 @@ async fn watch_loop(a: WatchArgs, host: Arc<PluginHost>) -> Result<(), u8> {
         let ended = match loaded {
             Some(p) => {
                 let stop = StopSignal::new();
-                let run =
-                    tokio::spawn(run_cycle(p, mode, a.run.clone(), host.clone(), stop.clone(), carried.plan.clone()));
+                // Polled here, on the thread that runs the watch, as `deploy`
+                // polls its run; not spawned onto a runtime worker. With a
+                // run's walk on a worker, the aws plugin's HTTP requests were
+                // cancelled while it wrote their bodies (tests/aws.rs failed
+                // 2 runs in 3); why is not known yet.
+                let run = run_cycle(p, mode, a.run.clone(), host.clone(), stop.clone(), carried.plan.clone());
                 tokio::pin!(run);
                 let mut quit_rx = quit.clone();
                 let (ended, finished) = tokio::select! {
@@ -111,7 +115,7 @@ async fn watch_loop(a: WatchArgs, host: Arc<PluginHost>) -> Result<(), u8> {
                     }
                 };
                 match result {
-                    Ok(Some(outcome)) => {
+                    Some(outcome) => {
                         if let Some(plan) = outcome.plan {
                             carried.plan = Some(plan);
                         }
@@ -120,8 +124,7 @@ async fn watch_loop(a: WatchArgs, host: Arc<PluginHost>) -> Result<(), u8> {
                             watch_these(&mut files, &carried.files());
                         }
                     }
-                    Ok(None) => {}
-                    Err(e) => eprintln!("error: the {} task failed: {e}", mode_name(mode)),
+                    None => {}
                 }
                 ended
             }
