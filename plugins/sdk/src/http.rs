@@ -122,10 +122,11 @@ impl Transport for WasiHttp {
 
 #[cfg(all(target_arch = "wasm32", target_env = "p2"))]
 mod wasi {
-    use std::io::{Read, Write};
+    use std::io::Read;
 
     use wasip2::http::outgoing_handler;
     use wasip2::http::types::{Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme};
+    use wasip2::io::streams::{OutputStream, StreamError};
 
     use super::{HttpRequest, HttpResponse, TIMEOUT, split_url};
 
@@ -138,6 +139,35 @@ mod wasi {
             "HEAD" => Method::Head,
             "PATCH" => Method::Patch,
             other => Method::Other(other.to_string()),
+        }
+    }
+
+    /// Writes a request's whole body. The host may close the stream as soon
+    /// as it has the whole body (the content-length is reached), before a
+    /// flush that follows the last byte: that `Closed` means the body is
+    /// complete, not that it failed. (Whether the host is that quick depends
+    /// on how its tasks are scheduled: a failure that came and went.)
+    fn write_body(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError> {
+        while !bytes.is_empty() {
+            let room = stream.check_write()?;
+            if room == 0 {
+                stream.subscribe().block();
+                continue;
+            }
+            let (now, rest) = bytes.split_at(bytes.len().min(usize::try_from(room).unwrap_or(usize::MAX)));
+            stream.write(now)?;
+            bytes = rest;
+        }
+        match stream.flush() {
+            Ok(()) | Err(StreamError::Closed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn stream_error(e: StreamError) -> String {
+        match e {
+            StreamError::Closed => "the host closed the stream before the whole body was sent".into(),
+            StreamError::LastOperationFailed(err) => err.to_debug_string(),
         }
     }
 
@@ -165,10 +195,8 @@ mod wasi {
 
         let pending = outgoing_handler::handle(out, Some(options)).map_err(|e| fail(&format!("{e:?}")))?;
         {
-            let mut stream = body.write().map_err(|()| fail("no request body stream"))?;
-            // `Write` for the wasi output stream blocks until each chunk is accepted.
-            stream.write_all(&req.body).map_err(|e| fail(&format!("sending the body: {e}")))?;
-            stream.flush().map_err(|e| fail(&format!("sending the body: {e}")))?;
+            let stream = body.write().map_err(|()| fail("no request body stream"))?;
+            write_body(&stream, &req.body).map_err(|e| fail(&format!("sending the body: {}", stream_error(e))))?;
         }
         OutgoingBody::finish(body, None).map_err(|e| fail(&format!("{e:?}")))?;
 
