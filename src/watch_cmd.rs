@@ -91,12 +91,8 @@ async fn watch_loop(a: WatchArgs, host: Arc<PluginHost>) -> Result<(), u8> {
         let ended = match loaded {
             Some(p) => {
                 let stop = StopSignal::new();
-                // Polled here, on the thread that runs the watch, as `deploy`
-                // polls its run; not spawned onto a runtime worker. With a
-                // run's walk on a worker, the aws plugin's HTTP requests were
-                // cancelled while it wrote their bodies (tests/aws.rs failed
-                // 2 runs in 3); why is not known yet.
-                let run = run_cycle(p, mode, a.run.clone(), host.clone(), stop.clone(), carried.plan.clone());
+                let run =
+                    tokio::spawn(run_cycle(p, mode, a.run.clone(), host.clone(), stop.clone(), carried.plan.clone()));
                 tokio::pin!(run);
                 let mut quit_rx = quit.clone();
                 let (ended, finished) = tokio::select! {
@@ -115,7 +111,7 @@ async fn watch_loop(a: WatchArgs, host: Arc<PluginHost>) -> Result<(), u8> {
                     }
                 };
                 match result {
-                    Some(outcome) => {
+                    Ok(Some(outcome)) => {
                         if let Some(plan) = outcome.plan {
                             carried.plan = Some(plan);
                         }
@@ -124,7 +120,8 @@ async fn watch_loop(a: WatchArgs, host: Arc<PluginHost>) -> Result<(), u8> {
                             watch_these(&mut files, &carried.files());
                         }
                     }
-                    None => {}
+                    Ok(None) => {}
+                    Err(e) => eprintln!("error: the {} task failed: {e}", mode_name(mode)),
                 }
                 ended
             }
