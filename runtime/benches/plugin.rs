@@ -11,21 +11,25 @@ use std::path::Path;
 use serde_json::json;
 use stackpipe_dsl::ast::PluginKind;
 use stackpipe_dsl::{Limits, PluginSource};
-use stackpipe_runtime::plugin::{ArtifactCache, CallContext, PluginHost, PluginLoad, Sandbox};
+use stackpipe_runtime::plugin::{ArtifactCache, CallContext, LoadedPlugin, PluginHost, PluginLoad, Sandbox};
 
 fn main() {
     divan::main();
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime")
+/// A runtime, a host without an artifact cache, and the test builtin loaded in it.
+fn test_plugin() -> (tokio::runtime::Runtime, PluginHost, LoadedPlugin) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let host = PluginHost::new(ArtifactCache::disabled()).unwrap();
+    let plugin = load(&host, &test_bytes(), &json!({}));
+    (rt, host, plugin)
 }
 
 fn test_bytes() -> Vec<u8> {
     PluginHost::read_source("test", &PluginSource::Builtin("test".into()), Path::new(".")).expect("the test builtin")
 }
 
-fn load<'a>(host: &PluginHost, bytes: &'a [u8], config: &'a serde_json::Value) -> stackpipe_runtime::plugin::LoadedPlugin {
+fn load(host: &PluginHost, bytes: &[u8], config: &serde_json::Value) -> LoadedPlugin {
     host.load(PluginLoad {
         name: "test",
         kind: PluginKind::Provisioner,
@@ -40,10 +44,7 @@ fn load<'a>(host: &PluginHost, bytes: &'a [u8], config: &'a serde_json::Value) -
 
 #[divan::bench]
 fn warm_call_validate(bencher: divan::Bencher) {
-    let rt = rt();
-    let host = PluginHost::new(ArtifactCache::disabled()).unwrap();
-    let (bytes, config) = (test_bytes(), json!({}));
-    let plugin = load(&host, &bytes, &config);
+    let (rt, host, plugin) = test_plugin();
     let mut warm = rt.block_on(plugin.session(&host)).unwrap();
     let ctx = CallContext::default();
     let desired = json!({});
@@ -52,10 +53,7 @@ fn warm_call_validate(bencher: divan::Bencher) {
 
 #[divan::bench]
 fn instantiate_from_instance_pre(bencher: divan::Bencher) {
-    let rt = rt();
-    let host = PluginHost::new(ArtifactCache::disabled()).unwrap();
-    let (bytes, config) = (test_bytes(), json!({}));
-    let plugin = load(&host, &bytes, &config);
+    let (rt, host, plugin) = test_plugin();
     bencher.bench_local(|| rt.block_on(plugin.instantiate_only(&host)).unwrap());
 }
 
@@ -75,10 +73,7 @@ fn load_cached_component(bencher: divan::Bencher) {
 /// a fresh instance, `validate`, `plan` and `apply`, then the instance freed.
 #[divan::bench]
 fn job_validate_plan_apply(bencher: divan::Bencher) {
-    let rt = rt();
-    let host = PluginHost::new(ArtifactCache::disabled()).unwrap();
-    let (bytes, config) = (test_bytes(), json!({}));
-    let plugin = load(&host, &bytes, &config);
+    let (rt, host, plugin) = test_plugin();
     let ctx = CallContext::default();
     let desired = json!({"delay_ms": 0, "in0": "r1-0123456789abcdef", "in1": "r2-0123456789abcdef"});
     bencher.bench_local(|| {

@@ -493,7 +493,7 @@ impl StackJob {
         };
         self.record.status = status;
         self.record.finished_ms = Some(now_ms());
-        let env = self.env.clone();
+        let env = &self.env;
         let finished = env.events.listening().then(|| RunEvent::NodeFinished {
             environment: env.env.name.clone(),
             node: self.record.node.clone(),

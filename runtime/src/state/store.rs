@@ -196,16 +196,7 @@ impl StateStore {
     /// Every resource of every pipeline, sorted by key.
     pub fn all_resources(&self) -> Result<Vec<(ResourceKey, ResourceRecord)>, StateError> {
         let txn = self.read()?;
-        let table = txn.open_table(RESOURCES)?;
-        let mut out = Vec::new();
-        for item in table.iter()? {
-            let (k, v) = item?;
-            let (p, e, r) = k.value();
-            let key = ResourceKey::new(p, e, r);
-            let record = decode(v.value(), || format!("resource {key}"))?;
-            out.push((key, record));
-        }
-        Ok(out)
+        by_key(&txn.open_table(RESOURCES)?, "resource")
     }
 
     // ---- runs
@@ -328,16 +319,7 @@ impl StateStore {
     /// Every lock, sorted by key.
     pub fn locks(&self) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
         let txn = self.read()?;
-        let table = txn.open_table(LOCKS)?;
-        let mut out = Vec::new();
-        for item in table.iter()? {
-            let (k, v) = item?;
-            let (p, e, r) = k.value();
-            let key = ResourceKey::new(p, e, r);
-            let holder = decode(v.value(), || format!("lock of {key}"))?;
-            out.push((key, holder));
-        }
-        Ok(out)
+        by_key(&txn.open_table(LOCKS)?, "lock of")
     }
 
     /// Locks every key for `holder` in one transaction, or none of them. A
@@ -358,14 +340,7 @@ impl StateStore {
             keys.sort_unstable_by(|a, b| key3(a).cmp(&key3(b)));
             // The locks there are, read in one pass (usually: none) rather
             // than looked up key by key.
-            let mut held: HashMap<ResourceKey, LockHolder> = HashMap::new();
-            for item in table.iter()? {
-                let (k, v) = item?;
-                let (p, e, r) = k.value();
-                let key = ResourceKey::new(p, e, r);
-                let holder = decode(v.value(), || format!("lock of {key}"))?;
-                held.insert(key, holder);
-            }
+            let mut held: HashMap<ResourceKey, LockHolder> = by_key(&table, "lock of")?.into_iter().collect();
             for key in keys {
                 match held.remove(key) {
                     Some(h) if h.run_id != holder.run_id => {
@@ -408,48 +383,27 @@ impl StateStore {
         durable: bool,
     ) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
         let txn = begin_write(&self.db, durable)?;
-        let mut released = Vec::new();
-        let mut kept = 0;
-        {
+        let (released, every_one) = {
             let mut table = txn.open_table(LOCKS)?;
-            let mut candidates = Vec::new();
-            match only {
-                Some(key) => {
-                    if let Some(v) = table.get(key3(key))? {
-                        let holder: LockHolder = decode(v.value(), || format!("lock of {key}"))?;
-                        candidates.push((key.clone(), holder));
-                    }
-                }
-                None => {
-                    for item in table.iter()? {
-                        let (k, v) = item?;
-                        let (p, e, r) = k.value();
-                        let key = ResourceKey::new(p, e, r);
-                        let holder = decode(v.value(), || format!("lock of {key}"))?;
-                        candidates.push((key, holder));
-                    }
-                }
-            }
-            let all = only.is_none();
-            for (key, holder) in candidates {
-                if !release(&holder) {
-                    kept += 1;
-                } else {
-                    // Releasing every lock there is (a run ending alone, the
-                    // usual case) drops the table at once, below.
-                    if !all {
-                        table.remove(key3(&key))?;
-                    }
-                    released.push((key, holder));
-                }
-            }
-            if all && kept > 0 {
+            let candidates = match only {
+                Some(key) => match table.get(key3(key))? {
+                    Some(v) => vec![(key.clone(), decode(v.value(), || format!("lock of {key}"))?)],
+                    None => Vec::new(),
+                },
+                None => by_key(&table, "lock of")?,
+            };
+            let (released, kept): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|(_, h)| release(h));
+            // Releasing every lock there is (a run ending alone, the usual
+            // case) drops the table at once, below, rather than key by key.
+            let every_one = only.is_none() && kept.is_empty();
+            if !every_one {
                 for (key, _) in &released {
                     table.remove(key3(key))?;
                 }
             }
-        }
-        if only.is_none() && kept == 0 && !released.is_empty() {
+            (released, every_one)
+        };
+        if every_one && !released.is_empty() {
             txn.delete_table(LOCKS)?;
             txn.open_table(LOCKS)?;
         }
@@ -494,6 +448,23 @@ fn begin_write(db: &Database, durable: bool) -> Result<WriteTransaction, StateEr
     let mut txn = db.begin_write()?;
     txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
     Ok(txn)
+}
+
+/// Every row of a table keyed by resource (resources, locks), in key order;
+/// `what` names a row in an error.
+fn by_key<T: DeserializeOwned>(
+    table: &impl ReadableTable<Key3<'static>, &'static [u8]>,
+    what: &str,
+) -> Result<Vec<(ResourceKey, T)>, StateError> {
+    let mut out = Vec::new();
+    for item in table.iter()? {
+        let (k, v) = item?;
+        let (p, e, r) = k.value();
+        let key = ResourceKey::new(p, e, r);
+        let row = decode(v.value(), || format!("{what} {key}"))?;
+        out.push((key, row));
+    }
+    Ok(out)
 }
 
 fn read_run(txn: &ReadTransaction, id: &str) -> Result<Option<RunRecord>, StateError> {
