@@ -5,7 +5,7 @@ use clap::Args;
 use serde_json::Value;
 use stackpipe_runtime::control::{Reach, Request};
 use stackpipe_runtime::run::GateSelector;
-use stackpipe_runtime::state::{pid_alive, Decision, RunStatus, StateStore};
+use stackpipe_runtime::state::{Decision, RunStatus, StateStore};
 
 use crate::run_cmd::StateArgs;
 use crate::state_cmd::query;
@@ -50,7 +50,7 @@ fn not_in_progress(store: &StateStore, run: Option<&str>) -> u8 {
             Some(id) => eprintln!("error: no run `{id}`"),
             None => eprintln!("error: no run is in progress"),
         },
-        Some(r) if r.status == RunStatus::Running && !pid_alive(r.pid) => eprintln!(
+        Some(r) if r.status == RunStatus::Interrupted => eprintln!(
             "error: run {} is not in progress: its process ({}) is gone; `stackpipe resume {}` finishes it",
             r.id, r.pid, r.id
         ),

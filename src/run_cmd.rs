@@ -84,22 +84,61 @@ impl StateArgs {
         }
     }
 
-    /// Opens the state database; a reader from another terminal that holds
-    /// it for a moment is waited for.
+    /// Opens the state database for writing; a reader from another
+    /// terminal that holds it for a moment is waited for.
     pub fn open(&self, pipeline: Option<&Path>) -> Result<StateStore, u8> {
         let dir = self.dir_for(pipeline);
-        StateStore::open_patiently(&dir, std::time::Duration::from_secs(10)).map_err(|e| {
-            eprintln!("error: {e}");
-            EXIT_FAILED
-        })
+        StateStore::open_patiently(&dir, std::time::Duration::from_secs(10)).map_err(state_error)
+    }
+
+    /// Opens the state database for reading only: nothing is created or
+    /// written. `or_empty`: a directory without state reads as empty
+    /// (a plan of a pipeline never deployed).
+    pub fn open_read_only(&self, pipeline: Option<&Path>, or_empty: bool) -> Result<StateStore, u8> {
+        let dir = self.dir_for(pipeline);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let opened =
+                if or_empty { StateStore::open_read_only_or_empty(&dir) } else { StateStore::open_read_only(&dir) };
+            match opened {
+                // Another reader or a short-lived writer: wait a moment.
+                Err(stackpipe_runtime::state::StateError::Busy { holder, .. })
+                    if std::time::Instant::now() < deadline
+                        && holder.as_ref().is_none_or(|h| h.run_id.is_none()) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other.map_err(state_error),
+            }
+        }
     }
 
     /// The state database, or the runner holding it (see `control`).
     pub fn reach(&self, pipeline: Option<&Path>) -> Result<Reach, u8> {
-        Reach::open(&self.dir_for(pipeline)).map_err(|e| {
-            eprintln!("error: {e}");
-            EXIT_FAILED
-        })
+        Reach::open(&self.dir_for(pipeline)).map_err(state_error)
+    }
+}
+
+/// Prints a state error, with what to do about it; its exit code: 2 for a
+/// state directory that cannot be used as it is (damaged, missing), 1 else.
+pub fn state_error(e: stackpipe_runtime::state::StateError) -> u8 {
+    use stackpipe_runtime::state::StateError;
+    eprintln!("error: {e}");
+    match &e {
+        StateError::Damaged { path, .. } => {
+            let dir = path.parent().map(|d| d.display().to_string()).unwrap_or_else(|| ".".into());
+            eprintln!(
+                "  nothing was written to it. `stackpipe state repair --state {dir}` copies it aside and recovers what it \
+                 can (from the file, or from {}, the last good state)",
+                stackpipe_runtime::state::BACKUP_FILE
+            );
+            EXIT_INVALID
+        }
+        StateError::Missing { .. } => {
+            eprintln!("  pass --state DIR, or run from the pipeline's directory");
+            EXIT_INVALID
+        }
+        _ => EXIT_FAILED,
     }
 }
 
@@ -132,7 +171,7 @@ pub fn plan(a: RunArgs) -> Result<(), u8> {
 fn plan_like(a: RunArgs, mode: Mode) -> Result<(), u8> {
     let pipeline = a.pipeline.load(true)?;
     let nodes = pipeline.graph.len();
-    let store = Arc::new(a.state.open(Some(&a.pipeline.file))?);
+    let store = Arc::new(a.state.open_read_only(Some(&a.pipeline.file), true)?);
     let rt = runtime()?;
     let opts = a.plan_options();
     let host = host()?;
@@ -298,7 +337,7 @@ pub async fn watch_signals(stop: StopSignal, first: &'static str) {
 
 /// `resume RUN` / `rerun RUN`: the run's pipeline file and options from the state.
 pub fn again(run_id: &str, state: &StateArgs, resume: bool, json: bool) -> Result<(), u8> {
-    let store = state.open(None)?;
+    let store = state.open_read_only(None, false)?;
     let Some(run) = store.run(run_id).map_err(|e| {
         eprintln!("error: {e}");
         EXIT_FAILED

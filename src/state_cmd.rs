@@ -330,7 +330,7 @@ pub struct OutputsArgs {
 /// `outputs FILE`: every resource's outputs and the pipeline's `output`s, per environment.
 pub fn outputs(a: OutputsArgs) -> Result<(), u8> {
     let pipeline = a.pipeline.load(false)?;
-    let store = a.state.open(Some(&a.pipeline.file))?;
+    let store = a.state.open_read_only(Some(&a.pipeline.file), true)?;
     let graph = &pipeline.graph;
     let mut per_env = Vec::new();
     for env in &graph.environments {
@@ -426,7 +426,7 @@ fn parse_key(s: &str) -> Result<ResourceKey, u8> {
 pub fn state(cmd: StateCommand) -> Result<(), u8> {
     match cmd {
         StateCommand::List(a) => {
-            let store = a.state.open(None)?;
+            let store = a.state.open_read_only(None, false)?;
             let all = store.all_resources().map_err(fail)?;
             let locks = store.locks().map_err(fail)?;
             if a.json {
@@ -445,7 +445,7 @@ pub fn state(cmd: StateCommand) -> Result<(), u8> {
         }
         StateCommand::Show(a) => {
             let key = parse_key(&a.key)?;
-            let store = a.state.open(None)?;
+            let store = a.state.open_read_only(None, false)?;
             match store.resource(&key).map_err(fail)? {
                 Some(r) => {
                     println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());

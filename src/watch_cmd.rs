@@ -176,7 +176,12 @@ async fn run_cycle(
     stop: StopSignal,
     last_plan: Option<Vec<PlannedChange>>,
 ) -> Option<CycleOutcome> {
-    let store = Arc::new(a.state.open(Some(&a.pipeline.file)).ok()?);
+    let store = if mode == Mode::Plan {
+        a.state.open_read_only(Some(&a.pipeline.file), true)
+    } else {
+        a.state.open(Some(&a.pipeline.file))
+    };
+    let store = Arc::new(store.ok()?);
     if mode == Mode::Plan {
         let opts = a.plan_options();
         let (summary, failures) = match crate::run_cmd::plan_once(&p, mode, host, store, &opts, stop.clone()).await {

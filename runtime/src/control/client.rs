@@ -25,11 +25,12 @@ pub enum Reach {
 }
 
 impl Reach {
-    /// Opens `dir`'s database, or connects to the runner holding it.
+    /// Opens `dir`'s database for reading, or connects to the runner
+    /// holding it.
     pub fn open(dir: &Path) -> Result<Reach, StateError> {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            match StateStore::open(dir) {
+            match StateStore::open_read_only(dir) {
                 Ok(store) => return Ok(Reach::Store(store)),
                 Err(StateError::Busy { path, holder }) => {
                     if let Some(owner) = holder.as_ref().filter(|h| pid_alive(h.pid)) {

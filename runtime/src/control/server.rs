@@ -126,8 +126,8 @@ impl ControlServer {
 
     /// Waits until the run's last event is out to every follower (a second
     /// at most), then closes the socket.
-    pub async fn finish(self) {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.pump).await;
+    pub async fn finish(mut self) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), &mut self.pump).await;
         // Followers hold a receiver each until they have sent the last line.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
             while self.shared.appended.receiver_count() > 0 {
@@ -135,7 +135,18 @@ impl ControlServer {
             }
         })
         .await;
+    }
+}
+
+/// However the run ends (an error before `finish`, too), the socket stops
+/// being served: its tasks hold the run's gates, whose events a printer may
+/// be waiting to see the end of.
+impl Drop for ControlServer {
+    fn drop(&mut self) {
         self.accept.abort();
+        self.pump.abort();
+        // Followers end with what they have.
+        self.shared.appended.send_replace(true);
         let _ = std::fs::remove_file(&self.path);
     }
 }

@@ -9,12 +9,18 @@
 //! disk with the next durable commit: one comes at least every
 //! [`DURABLE_EVERY`], so a crash loses at most that much of what was not
 //! waited for (which `resume` is built to recover: see `stack_job`).
+//!
+//! A write that fails (a full disk, a failing one) fails the journal for
+//! good: what is queued after it is refused, whoever waits is told, and
+//! [`RunJournal::failed`] resolves, so that the run starts nothing more and
+//! ends failed. What the failed batches held is recovered by `resume`, as
+//! after a crash.
 
 use std::future::Future;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::state::{StateError, StateStore, Write};
 
@@ -45,6 +51,8 @@ pub struct RunJournal {
 struct Handle {
     queue: Arc<Queue>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// The first failed write, as text naming the file and the cause.
+    failure: watch::Receiver<Option<String>>,
 }
 
 impl Drop for Handle {
@@ -121,12 +129,32 @@ impl RunJournal {
     pub fn start(store: Arc<StateStore>) -> RunJournal {
         let queue = Arc::new(Queue { state: Mutex::new(QueueState::default()), wake: Condvar::new() });
         let writer_queue = queue.clone();
+        let (failed, failure) = watch::channel(None);
         let writer = std::thread::Builder::new()
             .name("stackpipe-journal".into())
-            .spawn(move || write_batches(&store, &writer_queue))
+            .spawn(move || write_batches(&store, &writer_queue, &failed))
             .inspect_err(|e| tracing::error!("cannot start the journal thread: {e}"))
             .ok();
-        RunJournal { handle: Arc::new(Handle { queue, writer }) }
+        RunJournal { handle: Arc::new(Handle { queue, writer, failure }) }
+    }
+
+    /// The first write that failed, naming the file and the cause.
+    pub fn failure(&self) -> Option<String> {
+        self.handle.failure.borrow().clone()
+    }
+
+    /// Resolves when a write fails (at once if one has), with what
+    /// [`failure`](Self::failure) says; never, if none does.
+    pub fn failed(&self) -> impl Future<Output = String> + Send + 'static {
+        let mut failure = self.handle.failure.clone();
+        async move {
+            let found = failure.wait_for(Option::is_some).await.map(|f| f.clone());
+            match found {
+                Ok(f) => f.unwrap_or_default(),
+                // The writer is gone without a failure: nothing more can fail.
+                Err(_) => std::future::pending().await,
+            }
+        }
     }
 
     /// Queues a write; it is committed with the next batch.
@@ -176,7 +204,22 @@ impl RunJournal {
 
 /// The writer thread: commits what has queued up, one transaction per
 /// batch, until every handle is dropped.
-fn write_batches(store: &StateStore, queue: &Queue) {
+fn write_batches(store: &StateStore, queue: &Queue, failed: &watch::Sender<Option<String>>) {
+    // Once a write has failed, nothing more is tried: redb refuses every
+    // write after an I/O error, and a run must not go on as if its
+    // records were kept.
+    let fail = |e: &crate::state::StateError| {
+        let text = format!("cannot write the state database {}: {}", store.path().display(), cause(e));
+        failed.send_if_modified(|f| {
+            if f.is_some() {
+                return false;
+            }
+            tracing::debug!("{text}");
+            *f = Some(text.clone());
+            true
+        });
+    };
+    let failure = || failed.borrow().clone();
     let mut last_durable = Instant::now();
     // Whether a commit since the last durable one is not on disk yet.
     let mut pending = false;
@@ -193,7 +236,11 @@ fn write_batches(store: &StateStore, queue: &Queue) {
                 if timeout.timed_out() && state.queued.is_empty() {
                     state.writer = Writer::Busy;
                     drop(state);
-                    persist(store);
+                    if failure().is_none() {
+                        if let Err(e) = store.persist() {
+                            fail(&e);
+                        }
+                    }
                     (pending, last_durable) = (false, Instant::now());
                     state = queue.lock();
                 }
@@ -232,10 +279,13 @@ fn write_batches(store: &StateStore, queue: &Queue) {
             }
         }
         let durable = !waiters.is_empty() || last_durable.elapsed() >= DURABLE_EVERY;
-        let result = store.commit_as(writes, durable).map_err(|e| e.to_string());
-        if let Err(e) = &result {
-            tracing::error!("state store write failed: {e}");
-        }
+        let result = match failure() {
+            Some(f) => Err(f),
+            None => store.commit_as(writes, durable).map_err(|e| {
+                fail(&e);
+                failure().unwrap_or_else(|| e.to_string())
+            }),
+        };
         if durable {
             (pending, last_durable) = (false, Instant::now());
         } else {
@@ -245,21 +295,28 @@ fn write_batches(store: &StateStore, queue: &Queue) {
             let _ = w.send(result.clone());
         }
     }
-    if pending {
-        persist(store);
+    if pending && failure().is_none() {
+        if let Err(e) = store.persist() {
+            fail(&e);
+            tracing::error!("{}", failure().unwrap_or_default());
+        }
     }
 }
 
-/// Puts every commit made so far on disk.
-fn persist(store: &StateStore) {
-    if let Err(e) = store.persist() {
-        tracing::error!("state store write failed: {e}");
+/// What went wrong in a write, without the store's own prefix.
+fn cause(e: &crate::state::StateError) -> String {
+    use crate::state::StateError;
+    match e {
+        StateError::Io(e) => e.to_string(),
+        StateError::Db(text) => text.trim_start_matches("I/O error: ").to_string(),
+        other => other.to_string(),
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("the state store could not be written: {0}")]
+    /// The text names the file and the cause.
+    #[error("{0}")]
     Write(String),
     #[error("the state store's writer has stopped")]
     Closed,

@@ -85,7 +85,7 @@ pub enum RunError {
     State(#[from] StateError),
     #[error("invalid --set `{0}`: {1}")]
     BadSet(String, String),
-    #[error("the state store's writer failed: {0}")]
+    #[error("{0}")]
     Journal(#[from] journal::JournalError),
     #[error("cannot serve the control socket: {0}")]
     Control(std::io::Error),
@@ -175,7 +175,6 @@ pub async fn execute(
     if mode == Mode::Undeploy {
         envs.reverse();
     }
-    let journal = RunJournal::start(store.clone());
     let run_id = match (&opts.resume, mode) {
         (_, Mode::Plan | Mode::Preflight) => "plan".to_string(),
         (Some(id), _) => id.clone(),
@@ -210,7 +209,50 @@ pub async fn execute(
             }));
         }
     }
-    if mode.records() {
+    let journal = RunJournal::start(store.clone());
+    // The run stops starting work when whoever runs it says so (Ctrl-C,
+    // `stackpipe cancel`), and when a write to the state fails: a run must
+    // not go on as if its records were kept.
+    let run_stop = StopSignal::new();
+    let _forward = {
+        let (mut asked, failed, run_stop) = (stop.receiver(), journal.failed(), run_stop.clone());
+        AbortOnDrop(
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = asked.wait_for(|s| *s) => {}
+                    _ = failed => {}
+                }
+                run_stop.stop();
+            })
+            .abort_handle(),
+        )
+    };
+    let (events, gates, control) = if mode.records() {
+        // The control socket follows the run's events; without it, nobody
+        // more listens (and events nobody listens to are not even built).
+        let (events, rx) = if opts.control {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            (events.and(tx), Some(rx))
+        } else {
+            (events, None)
+        };
+        let gates = Arc::new(Gates::new(run_id.clone(), opts.auto_approve.clone(), journal.clone(), events.clone()));
+        // Bound before anything is recorded: a socket that cannot be served
+        // leaves no run behind.
+        let control = match rx {
+            Some(rx) => Some(
+                crate::control::ControlServer::start(
+                    store.clone(),
+                    run_id.clone(),
+                    journal.clone(),
+                    gates.clone(),
+                    stop.clone(),
+                    rx,
+                )
+                .map_err(RunError::Control)?,
+            ),
+            None => None,
+        };
         if let Some(prev) = store.run(&run_id)? {
             record.started_ms = prev.started_ms;
         }
@@ -225,38 +267,11 @@ pub async fn execute(
         // locks taken just before it on disk with it.
         store.lock(&keys, &holder)?;
         journal.record_durably(Write::PutRun(record.clone())).await?;
-    }
-    let (events, gates, control) = if mode.records() {
-        // The control socket follows the run's events; without it, nobody
-        // more listens (and events nobody listens to are not even built).
-        let (events, rx) = if opts.control {
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            (events.and(tx), Some(rx))
-        } else {
-            (events, None)
-        };
-        let gates = Arc::new(Gates::new(run_id.clone(), opts.auto_approve.clone(), journal.clone(), events.clone()));
-        let control = if let Some(rx) = rx {
-            let served = crate::control::ControlServer::start(
-                store.clone(),
-                run_id.clone(),
-                journal.clone(),
-                gates.clone(),
-                stop.clone(),
-                rx,
-            )
-            .map_err(RunError::Control)?;
-            store.set_owner_run(&run_id, Some(served.path()))?;
-            Some(served)
-        } else {
-            store.set_owner_run(&run_id, None)?;
-            None
-        };
+        store.set_owner_run(&run_id, control.as_ref().map(|c| c.path()))?;
         (events, Some(gates), control)
     } else {
         (events, None, None)
     };
-    let stop_rx = stop.receiver();
     events.send(RunEvent::RunStarted {
         run: run_id.clone(),
         pipeline: graph.name.clone(),
@@ -270,134 +285,201 @@ pub async fn execute(
         environments: envs.iter().map(|e| e.name.clone()).collect(),
         nodes: graph.len(),
     });
-
-    let mut summary = RunSummary {
+    let walk = EnvironmentWalk {
+        pipeline,
+        mode,
+        opts,
+        host,
+        store: store.clone(),
+        journal: journal.clone(),
+        events: events.clone(),
+        gates,
+        sets,
         run_id: run_id.clone(),
-        status: RunStatus::Succeeded,
-        environments: Vec::new(),
-        planned: Vec::new(),
-        outputs: Vec::new(),
-        inputs: Default::default(),
-        orphans: Vec::new(),
+        stop: &run_stop,
     };
-    // A resumed run does not ask again at an environment gate it was let through.
-    let earlier = if opts.resume.is_some() { store.decisions(&run_id)? } else { Vec::new() };
-    let approved_before = |env: &str| {
-        earlier.iter().any(|d| {
-            d.gate.kind == GateKind::Environment && d.gate.environment == env && d.decision == crate::state::Decision::Approved
-        })
-    };
-    // Why the environments after this one are skipped, once one did not succeed.
-    let mut blocked: Option<String> = None;
-    for env in envs {
-        let mut end_env = |status: Status, reason: Option<String>, summary: &mut RunSummary| {
-            events.send(RunEvent::EnvironmentFinished { environment: env.name.clone(), status, reason: reason.clone() });
-            summary.environments.push((env.name.clone(), status));
-            if mode.records() {
-                record.outcomes.push(EnvOutcome { name: env.name.clone(), status, reason: reason.clone() });
-                journal.record(Write::PutRun(record.clone()));
-            }
-        };
-        if stop.is_stopped() {
-            end_env(Status::Cancelled, Some("the run was cancelled".into()), &mut summary);
-            continue;
-        }
-        if let Some(why) = &blocked {
-            end_env(Status::Skipped, Some(why.clone()), &mut summary);
-            continue;
-        }
-        if events.listening() {
-            let nodes = graph.deploy_order().iter().map(|&i| NodeBrief { name: graph.node(i).name.clone(), level: graph.node(i).level });
-            events.send(RunEvent::EnvironmentStarted { run: run_id.clone(), environment: env.name.clone(), nodes: nodes.collect() });
-        }
-        if env.approval && mode.records() && !approved_before(&env.name) {
-            if let Some(gates) = &gates {
-                let gate = crate::state::GateInfo {
-                    kind: GateKind::Environment,
-                    environment: env.name.clone(),
-                    node: None,
-                    reason: format!("environment `{}` has `approval = true`", env.name),
-                    detail: None,
-                    since_ms: now_ms(),
-                };
-                match gates.wait(gate, stop_rx.clone()).await {
-                    GateOutcome::Approved => {}
-                    GateOutcome::Rejected(d) => {
-                        let why = format!(
-                            "rejected by {}{}",
-                            d.by,
-                            d.comment.map(|c| format!(": {c}")).unwrap_or_default()
-                        );
-                        end_env(Status::Skipped, Some(why), &mut summary);
-                        blocked = Some(format!("environment `{}` was rejected", env.name));
-                        continue;
-                    }
-                    GateOutcome::Cancelled => {
-                        end_env(Status::Cancelled, Some("the run was cancelled while it waited for approval".into()), &mut summary);
-                        continue;
-                    }
-                }
-            }
-        }
-        let env_run = Arc::new(EnvRun::new(
-            run_id.clone(),
-            graph.clone(),
-            env.clone(),
-            mode,
-            host.clone(),
-            store.clone(),
-            journal.clone(),
-            events.clone(),
-            opts.message.clone(),
-            sets.clone(),
-            gates.clone(),
-            stop_rx.clone(),
-        ));
-        let (status, reason) = run_environment(&env_run, mode, opts, stop_rx.clone(), &pipeline.base_dir).await;
-        summary.orphans.extend(env_run.orphans.iter().map(|(n, t)| (env.name.clone(), n.clone(), t.clone())));
-        if let Ok(inputs) = env_run.inputs.lock() {
-            summary.inputs.extend(inputs.iter().map(|f| pipeline.base_dir.join(f)));
-        }
-        if !mode.records() {
-            if let Ok(mut p) = env_run.planned.lock() {
-                summary.planned.append(&mut p);
-            }
-        } else {
-            summary.outputs.push((env.name.clone(), pipeline_outputs(&env_run)));
-        }
-        if status != Status::Succeeded {
-            blocked = Some(format!("environment `{}` {}", env.name, if status == Status::Cancelled { "was cancelled" } else { "failed" }));
-        }
-        end_env(status, reason, &mut summary);
-        // Freeing the outputs of a large graph takes a while (10k resources:
-        // about 20 ms) that the run's end need not wait for.
-        let outputs = env_run.outputs.write().map(|mut o| std::mem::take(&mut *o));
-        if let Ok(outputs) = outputs {
-            drop_aside(outputs);
-        }
-    }
-    summary.status = if summary.environments.iter().all(|(_, s)| *s == Status::Succeeded) {
+    let mut summary = walk.all(envs, &mut record).await?;
+    let cancelled = stop.is_stopped();
+    summary.status = if journal.failure().is_some() {
+        RunStatus::Failed
+    } else if summary.environments.iter().all(|(_, s)| *s == Status::Succeeded) {
         RunStatus::Succeeded
-    } else if stop.is_stopped() {
+    } else if cancelled {
         RunStatus::Cancelled
     } else {
         RunStatus::Failed
     };
-    if mode.records() {
+    if mode.records() && journal.failure().is_none() {
         record.status = summary.status;
         record.finished_ms = Some(now_ms());
         // Released first, without an fsync of its own: the run's final
         // record, committed durably, takes the release to disk with it.
-        store.unlock_run(&run_id)?;
-        journal.record_durably(Write::PutRun(record)).await?;
+        let ended = match store.unlock_run(&run_id) {
+            Ok(_) => journal.record_durably(Write::PutRun(record)).await,
+            Err(e) => Err(e.into()),
+        };
+        if ended.is_err() {
+            summary.status = RunStatus::Failed;
+        }
     }
-    journal.flush().await?;
+    let flushed = journal.flush().await;
+    let failure = journal.failure().or_else(|| flushed.err().map(|e| e.to_string()));
+    if failure.is_some() {
+        summary.status = RunStatus::Failed;
+    }
     events.send(RunEvent::RunFinished { run: run_id, status: summary.status, ms: now_ms().saturating_sub(started_ms) });
     if let Some(control) = control {
         // Followers get the last events before the socket goes away.
         control.finish().await;
     }
-    Ok(summary)
+    match failure {
+        Some(f) => Err(RunError::Journal(journal::JournalError::Write(f))),
+        None => Ok(summary),
+    }
+}
+
+/// What the walk over a run's environments shares.
+struct EnvironmentWalk<'a> {
+    pipeline: &'a LoadedPipeline,
+    mode: Mode,
+    opts: &'a RunOptions,
+    host: Arc<PluginHost>,
+    store: Arc<StateStore>,
+    journal: RunJournal,
+    events: Events,
+    gates: Option<Arc<Gates>>,
+    sets: Vec<(String, String, Value)>,
+    run_id: String,
+    /// Stops the run: the caller's stop, or a failed write.
+    stop: &'a StopSignal,
+}
+
+impl EnvironmentWalk<'_> {
+    /// Runs the environments in order; a summary whose status the caller sets.
+    async fn all(&self, envs: Vec<EnvironmentPlan>, record: &mut RunRecord) -> Result<RunSummary, RunError> {
+        let (mode, graph, events, stop) = (self.mode, &self.pipeline.graph, &self.events, self.stop);
+        let mut summary = RunSummary {
+            run_id: self.run_id.clone(),
+            status: RunStatus::Succeeded,
+            environments: Vec::new(),
+            planned: Vec::new(),
+            outputs: Vec::new(),
+            inputs: Default::default(),
+            orphans: Vec::new(),
+        };
+        // A resumed run does not ask again at an environment gate it was let through.
+        let earlier = if self.opts.resume.is_some() { self.store.decisions(&self.run_id)? } else { Vec::new() };
+        let approved_before = |env: &str| {
+            earlier.iter().any(|d| {
+                d.gate.kind == GateKind::Environment && d.gate.environment == env && d.decision == crate::state::Decision::Approved
+            })
+        };
+        // Why the environments after this one are skipped, once one did not succeed.
+        let mut blocked: Option<String> = None;
+        for env in envs {
+            let end_env = |status: Status, reason: Option<String>, summary: &mut RunSummary, record: &mut RunRecord| {
+                // A failed write makes whatever was running fail, whatever its nodes said.
+                let (status, reason) = match self.journal.failure() {
+                    Some(f) if status != Status::Skipped => (Status::Failed, Some(format!("the run stopped: {f}"))),
+                    _ => (status, reason),
+                };
+                events.send(RunEvent::EnvironmentFinished { environment: env.name.clone(), status, reason: reason.clone() });
+                summary.environments.push((env.name.clone(), status));
+                if mode.records() {
+                    record.outcomes.push(EnvOutcome { name: env.name.clone(), status, reason: reason.clone() });
+                    self.journal.record(Write::PutRun(record.clone()));
+                }
+            };
+            if stop.is_stopped() {
+                let why = match self.journal.failure() {
+                    Some(_) => "the run stopped before it started",
+                    None => "the run was cancelled",
+                };
+                end_env(Status::Cancelled, Some(why.into()), &mut summary, record);
+                continue;
+            }
+            if let Some(why) = &blocked {
+                end_env(Status::Skipped, Some(why.clone()), &mut summary, record);
+                continue;
+            }
+            if events.listening() {
+                let nodes = graph.deploy_order().iter().map(|&i| NodeBrief { name: graph.node(i).name.clone(), level: graph.node(i).level });
+                events.send(RunEvent::EnvironmentStarted { run: self.run_id.clone(), environment: env.name.clone(), nodes: nodes.collect() });
+            }
+            if env.approval && mode.records() && !approved_before(&env.name) {
+                if let Some(gates) = &self.gates {
+                    let gate = crate::state::GateInfo {
+                        kind: GateKind::Environment,
+                        environment: env.name.clone(),
+                        node: None,
+                        reason: format!("environment `{}` has `approval = true`", env.name),
+                        detail: None,
+                        since_ms: now_ms(),
+                    };
+                    match gates.wait(gate, stop.receiver()).await {
+                        GateOutcome::Approved => {}
+                        GateOutcome::Rejected(d) => {
+                            let why = format!(
+                                "rejected by {}{}",
+                                d.by,
+                                d.comment.map(|c| format!(": {c}")).unwrap_or_default()
+                            );
+                            end_env(Status::Skipped, Some(why), &mut summary, record);
+                            blocked = Some(format!("environment `{}` was rejected", env.name));
+                            continue;
+                        }
+                        GateOutcome::Cancelled => {
+                            end_env(Status::Cancelled, Some("the run was cancelled while it waited for approval".into()), &mut summary, record);
+                            continue;
+                        }
+                    }
+                }
+            }
+            let env_run = Arc::new(EnvRun::new(
+                self.run_id.clone(),
+                graph.clone(),
+                env.clone(),
+                mode,
+                self.host.clone(),
+                self.store.clone(),
+                self.journal.clone(),
+                events.clone(),
+                self.opts.message.clone(),
+                self.sets.clone(),
+                self.gates.clone(),
+                stop.receiver(),
+            ));
+            let (mut status, mut reason) = run_environment(&env_run, mode, self.opts, stop.receiver(), &self.pipeline.base_dir).await;
+            // Its records are on disk before it is said to have succeeded.
+            if mode.records() && status == Status::Succeeded {
+                if let Err(e) = self.journal.flush().await {
+                    (status, reason) = (Status::Failed, Some(format!("the run stopped: {e}")));
+                }
+            }
+            summary.orphans.extend(env_run.orphans.iter().map(|(n, t)| (env.name.clone(), n.clone(), t.clone())));
+            if let Ok(inputs) = env_run.inputs.lock() {
+                summary.inputs.extend(inputs.iter().map(|f| self.pipeline.base_dir.join(f)));
+            }
+            if !mode.records() {
+                if let Ok(mut p) = env_run.planned.lock() {
+                    summary.planned.append(&mut p);
+                }
+            } else {
+                summary.outputs.push((env.name.clone(), pipeline_outputs(&env_run)));
+            }
+            if status != Status::Succeeded {
+                blocked = Some(format!("environment `{}` {}", env.name, if status == Status::Cancelled { "was cancelled" } else { "failed" }));
+            }
+            end_env(status, reason, &mut summary, record);
+            // Freeing the outputs of a large graph takes a while (10k resources:
+            // about 20 ms) that the run's end need not wait for.
+            let outputs = env_run.outputs.write().map(|mut o| std::mem::take(&mut *o));
+            if let Ok(outputs) = outputs {
+                drop_aside(outputs);
+            }
+        }
+        Ok(summary)
+    }
 }
 
 /// Aborts a task when dropped.
@@ -547,10 +629,12 @@ async fn run_environment(
         }
     };
     let stopped = *stop.borrow();
+    let failed_write = env.journal.failure();
     let mut rejected = Vec::new();
     for (i, end) in ends.iter().enumerate() {
         let idx = petgraph::graph::NodeIndex::new(i);
         let (status, why) = match end {
+            NodeEnd::Cancelled if failed_write.is_some() => (Status::Cancelled, "the run stopped: its state could not be written".to_string()),
             NodeEnd::Cancelled if stopped => (Status::Cancelled, "the run was cancelled".to_string()),
             NodeEnd::Cancelled => (Status::Cancelled, "a dependency failed".to_string()),
             NodeEnd::Skipped => (Status::Skipped, "a gate before it was rejected".to_string()),

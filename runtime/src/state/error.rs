@@ -11,6 +11,17 @@ pub enum StateError {
     Busy { path: PathBuf, holder: Option<OwnerInfo> },
     #[error("state store I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The database file cannot be trusted: it is not a database, it does
+    /// not pass redb's checks, or reading it failed inside redb. Nothing
+    /// writes it; `stackpipe state repair` is how it is replaced.
+    #[error("the state database {} is damaged: {cause}", .path.display())]
+    Damaged { path: PathBuf, cause: String },
+    /// No database in this state directory (a reader creates none).
+    #[error("no state in {}", .dir.display())]
+    Missing { dir: PathBuf },
+    /// A write through a store opened for reading.
+    #[error("the state database {} is open for reading only", .path.display())]
+    ReadOnly { path: PathBuf },
     /// An error of redb, as text.
     #[error("state database: {0}")]
     Db(String),

@@ -45,11 +45,14 @@
 //! Locks are taken and released in their own transactions.
 
 mod error;
+mod file;
+mod guard;
 mod owner;
 mod records;
 mod store;
 
 pub use error::StateError;
+pub use file::{db_path, BACKUP_FILE, SIZE_LIMIT_ENV};
 pub use owner::{pid_alive, read_owner, OwnerInfo};
 pub use records::*;
 pub use store::{StateStore, Write};

@@ -33,7 +33,12 @@ pub fn read_owner(dir: &Path) -> Option<OwnerInfo> {
 pub(crate) fn write_owner(dir: &Path, owner: &OwnerInfo) -> io::Result<()> {
     let json = serde_json::to_vec_pretty(owner).map_err(io::Error::other)?;
     let tmp = dir.join(format!("{OWNER_FILE}.{}.tmp", owner.pid));
-    fs::write(&tmp, json)?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(&json)?;
+    }
     fs::rename(&tmp, dir.join(OWNER_FILE))
 }
 

@@ -70,6 +70,10 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Cancelled,
+    /// Never stored: how a run stored as running reads once its process is
+    /// gone (killed, crashed, or stopped by a failed write). `resume`
+    /// finishes it.
+    Interrupted,
 }
 
 impl RunStatus {
@@ -79,6 +83,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 }

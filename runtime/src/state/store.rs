@@ -1,21 +1,17 @@
 //! [`StateStore`]: the tables of the module documentation on redb.
 
 use std::collections::HashMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
-use redb::{
-    Database, DatabaseError, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
-    WriteTransaction,
-};
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::error::StateError;
-use super::owner::{pid_alive, read_owner, remove_owner, write_owner, OwnerInfo};
+use super::file::{empty, open_for_reading, open_for_writing, Db, DB_FILE};
+use super::guard::quietly;
+use super::owner::{pid_alive, remove_owner, write_owner, OwnerInfo};
 use super::records::*;
-
-const DB_FILE: &str = "state.redb";
 
 type Key3<'a> = (&'a str, &'a str, &'a str);
 
@@ -51,10 +47,14 @@ pub enum Write {
 
 /// The state database of one state directory. See the module documentation.
 pub struct StateStore {
-    db: Database,
+    db: Db,
     dir: PathBuf,
     path: PathBuf,
     since_ms: u64,
+    /// The run this process is running on this store, if any: every other
+    /// run still marked running was interrupted (its process is gone, or it
+    /// would hold the database).
+    current_run: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -82,33 +82,89 @@ struct Serial {
 }
 
 impl StateStore {
-    /// Opens `<dir>/state.redb`, creating the directory and the database if
-    /// needed. If it is open elsewhere, returns [`StateError::Busy`] naming
-    /// the holder from `<dir>/owner.json`. On success, writes `owner.json`
-    /// with this process's pid; it is removed on drop.
+    /// Opens `<dir>/state.redb` for writing, creating the directory (0700)
+    /// and the database (0600) if needed. An existing database is checked
+    /// first (see `file`): a damaged one is [`StateError::Damaged`] and is
+    /// left untouched. If it is open elsewhere, returns
+    /// [`StateError::Busy`] naming the holder from `<dir>/owner.json`. On
+    /// success, writes `owner.json` with this process's pid; it is removed
+    /// on drop.
     pub fn open(dir: &Path) -> Result<StateStore, StateError> {
-        fs::create_dir_all(dir)?;
         let path = dir.join(DB_FILE);
-        let db = match Database::create(&path) {
-            Ok(db) => db,
-            Err(DatabaseError::DatabaseAlreadyOpen) => return Err(StateError::Busy { path, holder: read_owner(dir) }),
-            Err(e) => return Err(e.into()),
+        let db = open_for_writing(dir)?;
+        let store = StateStore {
+            db: Db::Write(db),
+            dir: dir.to_path_buf(),
+            path,
+            since_ms: now_ms(),
+            current_run: std::sync::Mutex::new(None),
         };
-        let txn = begin_write(&db, true)?;
-        {
-            txn.open_table(RESOURCES)?;
-            txn.open_table(LOCKS)?;
-            txn.open_table(RUNS)?;
-            txn.open_table(JOBS)?;
-            txn.open_table(LOGS)?;
-            txn.open_table(JOURNAL)?;
-            txn.open_table(DECISIONS)?;
-            txn.open_table(META)?;
+        store.guarded(|| create_tables(store.writable()?))?;
+        write_owner(dir, &OwnerInfo { pid: std::process::id(), run_id: None, since_ms: store.since_ms, control: None })?;
+        Ok(store)
+    }
+
+    /// Opens `<dir>/state.redb` for reading only: nothing is created, and
+    /// the file is never written (see `file`). No database there is
+    /// [`StateError::Missing`]; writes through this store fail with
+    /// [`StateError::ReadOnly`].
+    pub fn open_read_only(dir: &Path) -> Result<StateStore, StateError> {
+        let db = open_for_reading(dir)?;
+        Ok(StateStore {
+            db,
+            dir: dir.to_path_buf(),
+            path: dir.join(DB_FILE),
+            since_ms: now_ms(),
+            current_run: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// A store with nothing in it, in memory, read only: what a reader of
+    /// a directory without state sees (a plan of a pipeline never deployed).
+    pub fn empty(dir: &Path) -> Result<StateStore, StateError> {
+        let db = empty()?;
+        create_tables(&db)?;
+        Ok(StateStore {
+            db: Db::Snapshot(db, None),
+            dir: dir.to_path_buf(),
+            path: dir.join(DB_FILE),
+            since_ms: now_ms(),
+            current_run: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// [`StateStore::open_read_only`], or an empty store when the
+    /// directory has no state.
+    pub fn open_read_only_or_empty(dir: &Path) -> Result<StateStore, StateError> {
+        match StateStore::open_read_only(dir) {
+            Err(StateError::Missing { .. }) => StateStore::empty(dir),
+            other => other,
         }
-        txn.commit()?;
-        let since_ms = now_ms();
-        write_owner(dir, &OwnerInfo { pid: std::process::id(), run_id: None, since_ms, control: None })?;
-        Ok(StateStore { db, dir: dir.to_path_buf(), path, since_ms })
+    }
+
+    /// Whether this store can write.
+    pub fn is_writable(&self) -> bool {
+        matches!(self.db, Db::Write(_))
+    }
+
+    fn writable(&self) -> Result<&Database, StateError> {
+        match &self.db {
+            Db::Write(db) => Ok(db),
+            Db::Read(_) | Db::Snapshot(..) => Err(StateError::ReadOnly { path: self.path.clone() }),
+        }
+    }
+
+    /// Runs `f` over the database: a panic inside redb (a damaged file) and
+    /// a record that does not decode both become [`StateError::Damaged`],
+    /// naming the file.
+    fn guarded<T>(&self, f: impl FnOnce() -> Result<T, StateError>) -> Result<T, StateError> {
+        let damaged = |cause: String| StateError::Damaged { path: self.path.clone(), cause };
+        match quietly(f) {
+            Ok(Err(StateError::Corrupt(cause))) => Err(damaged(cause)),
+            Ok(Err(StateError::Db(cause))) if cause.contains("orrupt") => Err(damaged(cause)),
+            Ok(other) => other,
+            Err(panic) => Err(damaged(panic)),
+        }
     }
 
     /// Like [`StateStore::open`], but waits up to `patience` while the
@@ -135,6 +191,9 @@ impl StateStore {
     /// Rewrites `owner.json` to name the run this process is running and
     /// the control socket it serves.
     pub fn set_owner_run(&self, run_id: &str, control: Option<&Path>) -> Result<(), StateError> {
+        if let Ok(mut current) = self.current_run.lock() {
+            *current = Some(run_id.to_string());
+        }
         let owner = OwnerInfo {
             pid: std::process::id(),
             run_id: Some(run_id.into()),
@@ -156,19 +215,24 @@ impl StateStore {
     }
 
     fn read(&self) -> Result<ReadTransaction, StateError> {
-        Ok(self.db.begin_read()?)
+        Ok(match &self.db {
+            Db::Write(db) | Db::Snapshot(db, _) => db.begin_read()?,
+            Db::Read(db) => db.begin_read()?,
+        })
     }
 
     // ---- resources
 
     pub fn resource(&self, key: &ResourceKey) -> Result<Option<ResourceRecord>, StateError> {
-        let txn = self.read()?;
-        let table = txn.open_table(RESOURCES)?;
-        let found = table.get(key3(key))?;
-        match found {
-            Some(v) => Ok(Some(decode(v.value(), || format!("resource {key}"))?)),
-            None => Ok(None),
-        }
+        self.guarded(|| {
+            let txn = self.read()?;
+            let table = txn.open_table(RESOURCES)?;
+            let found = table.get(key3(key))?;
+            match found {
+                Some(v) => Ok(Some(decode(v.value(), || format!("resource {key}"))?)),
+                None => Ok(None),
+            }
+        })
     }
 
     /// The resources of a pipeline (of one environment, if given), sorted by key.
@@ -177,46 +241,68 @@ impl StateStore {
         pipeline: &str,
         environment: Option<&str>,
     ) -> Result<Vec<(ResourceKey, ResourceRecord)>, StateError> {
-        let txn = self.read()?;
-        let table = txn.open_table(RESOURCES)?;
-        let mut out = Vec::new();
-        for item in table.range((pipeline, environment.unwrap_or(""), "")..)? {
-            let (k, v) = item?;
-            let (p, e, r) = k.value();
-            if p != pipeline || environment.is_some_and(|env| env != e) {
-                break;
+        self.guarded(|| {
+            let txn = self.read()?;
+            let table = txn.open_table(RESOURCES)?;
+            let mut out = Vec::new();
+            for item in table.range((pipeline, environment.unwrap_or(""), "")..)? {
+                let (k, v) = item?;
+                let (p, e, r) = k.value();
+                if p != pipeline || environment.is_some_and(|env| env != e) {
+                    break;
+                }
+                let key = ResourceKey::new(p, e, r);
+                let record = decode(v.value(), || format!("resource {key}"))?;
+                out.push((key, record));
             }
-            let key = ResourceKey::new(p, e, r);
-            let record = decode(v.value(), || format!("resource {key}"))?;
-            out.push((key, record));
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Every resource of every pipeline, sorted by key.
     pub fn all_resources(&self) -> Result<Vec<(ResourceKey, ResourceRecord)>, StateError> {
-        let txn = self.read()?;
-        by_key(&txn.open_table(RESOURCES)?, "resource")
+        self.guarded(|| {
+            let txn = self.read()?;
+            by_key(&txn.open_table(RESOURCES)?, "resource")
+        })
     }
 
     // ---- runs
 
     pub fn run(&self, id: &str) -> Result<Option<RunRecord>, StateError> {
-        let txn = self.read()?;
-        read_run(&txn, id)
+        self.guarded(|| {
+            let txn = self.read()?;
+            Ok(read_run(&txn, id)?.map(|r| self.as_seen(r)))
+        })
+    }
+
+    /// A run record as it stands: one stored as running that this process
+    /// does not run is interrupted. (Only one process opens the database
+    /// for writing, and the one running a run holds it until the run ends;
+    /// a reader opens it only when no writer has it.)
+    fn as_seen(&self, mut run: RunRecord) -> RunRecord {
+        if run.status == RunStatus::Running {
+            let current = self.current_run.lock().ok().and_then(|c| c.clone());
+            if current.as_deref() != Some(run.id.as_str()) {
+                run.status = RunStatus::Interrupted;
+            }
+        }
+        run
     }
 
     /// Every run, most recent first (by `started_ms`, then id).
     pub fn runs(&self) -> Result<Vec<RunRecord>, StateError> {
-        let txn = self.read()?;
-        let table = txn.open_table(RUNS)?;
-        let mut out: Vec<RunRecord> = Vec::new();
-        for item in table.iter()? {
-            let (k, v) = item?;
-            out.push(decode(v.value(), || format!("run {}", k.value()))?);
-        }
-        out.sort_by(|a, b| (b.started_ms, &b.id).cmp(&(a.started_ms, &a.id)));
-        Ok(out)
+        self.guarded(|| {
+            let txn = self.read()?;
+            let table = txn.open_table(RUNS)?;
+            let mut out: Vec<RunRecord> = Vec::new();
+            for item in table.iter()? {
+                let (k, v) = item?;
+                out.push(self.as_seen(decode(v.value(), || format!("run {}", k.value()))?));
+            }
+            out.sort_by(|a, b| (b.started_ms, &b.id).cmp(&(a.started_ms, &a.id)));
+            Ok(out)
+        })
     }
 
     pub fn latest_run(&self) -> Result<Option<RunRecord>, StateError> {
@@ -226,15 +312,17 @@ impl StateStore {
     /// A new run id, `r` and a zero-padded counter (`r000042`), unique in
     /// this database and sortable (up to a million runs).
     pub fn new_run_id(&self) -> Result<String, StateError> {
-        let txn = begin_write(&self.db, true)?;
-        let n = {
-            let mut meta = txn.open_table(META)?;
-            let n = meta.get(RUN_COUNTER)?.map(|v| v.value()).unwrap_or(0) + 1;
-            meta.insert(RUN_COUNTER, n)?;
-            n
-        };
-        txn.commit()?;
-        Ok(format!("r{n:06}"))
+        self.guarded(|| {
+            let txn = begin_write(self.writable()?, true)?;
+            let n = {
+                let mut meta = txn.open_table(META)?;
+                let n = meta.get(RUN_COUNTER)?.map(|v| v.value()).unwrap_or(0) + 1;
+                meta.insert(RUN_COUNTER, n)?;
+                n
+            };
+            txn.commit()?;
+            Ok(format!("r{n:06}"))
+        })
     }
 
     // ---- jobs and logs
@@ -243,39 +331,43 @@ impl StateStore {
     /// level, then by node name. Jobs of environments the run record does
     /// not list (or of a run without a record) come last, by environment.
     pub fn jobs(&self, run_id: &str) -> Result<Vec<JobRecord>, StateError> {
-        let txn = self.read()?;
-        let environments = read_run(&txn, run_id)?.map(|r| r.environments).unwrap_or_default();
-        let table = txn.open_table(JOBS)?;
-        let mut out: Vec<JobRecord> = Vec::new();
-        for item in table.range((run_id, "", "")..)? {
-            let (k, v) = item?;
-            let (r, e, n) = k.value();
-            if r != run_id {
-                break;
+        self.guarded(|| {
+            let txn = self.read()?;
+            let environments = read_run(&txn, run_id)?.map(|r| r.environments).unwrap_or_default();
+            let table = txn.open_table(JOBS)?;
+            let mut out: Vec<JobRecord> = Vec::new();
+            for item in table.range((run_id, "", "")..)? {
+                let (k, v) = item?;
+                let (r, e, n) = k.value();
+                if r != run_id {
+                    break;
+                }
+                out.push(decode(v.value(), || format!("job {r}/{e}/{n}"))?);
             }
-            out.push(decode(v.value(), || format!("job {r}/{e}/{n}"))?);
-        }
-        let order: HashMap<&str, usize> = environments.iter().enumerate().map(|(i, e)| (e.as_str(), i)).collect();
-        let rank = |e: &str| order.get(e).copied().unwrap_or(usize::MAX);
-        out.sort_by(|a, b| {
-            (rank(&a.environment), &a.environment, a.level, &a.node).cmp(&(
-                rank(&b.environment),
-                &b.environment,
-                b.level,
-                &b.node,
-            ))
-        });
-        Ok(out)
+            let order: HashMap<&str, usize> = environments.iter().enumerate().map(|(i, e)| (e.as_str(), i)).collect();
+            let rank = |e: &str| order.get(e).copied().unwrap_or(usize::MAX);
+            out.sort_by(|a, b| {
+                (rank(&a.environment), &a.environment, a.level, &a.node).cmp(&(
+                    rank(&b.environment),
+                    &b.environment,
+                    b.level,
+                    &b.node,
+                ))
+            });
+            Ok(out)
+        })
     }
 
     pub fn job(&self, run_id: &str, environment: &str, node: &str) -> Result<Option<JobRecord>, StateError> {
-        let txn = self.read()?;
-        let table = txn.open_table(JOBS)?;
-        let found = table.get((run_id, environment, node))?;
-        match found {
-            Some(v) => Ok(Some(decode(v.value(), || format!("job {run_id}/{environment}/{node}"))?)),
-            None => Ok(None),
-        }
+        self.guarded(|| {
+            let txn = self.read()?;
+            let table = txn.open_table(JOBS)?;
+            let found = table.get((run_id, environment, node))?;
+            match found {
+                Some(v) => Ok(Some(decode(v.value(), || format!("job {run_id}/{environment}/{node}"))?)),
+                None => Ok(None),
+            }
+        })
     }
 
     /// The log lines of a run (of one node, if given), in append order.
@@ -304,22 +396,26 @@ impl StateStore {
         run_id: &str,
         what: &str,
     ) -> Result<Vec<T>, StateError> {
-        let txn = self.read()?;
-        let table = txn.open_table(table)?;
-        let mut out = Vec::new();
-        for item in table.range((run_id, 0u64)..=(run_id, u64::MAX))? {
-            let (k, v) = item?;
-            out.push(decode(v.value(), || format!("{what} {:?}", k.value()))?);
-        }
-        Ok(out)
+        self.guarded(|| {
+            let txn = self.read()?;
+            let table = txn.open_table(table)?;
+            let mut out = Vec::new();
+            for item in table.range((run_id, 0u64)..=(run_id, u64::MAX))? {
+                let (k, v) = item?;
+                out.push(decode(v.value(), || format!("{what} {:?}", k.value()))?);
+            }
+            Ok(out)
+        })
     }
 
     // ---- locks
 
     /// Every lock, sorted by key.
     pub fn locks(&self) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
-        let txn = self.read()?;
-        by_key(&txn.open_table(LOCKS)?, "lock of")
+        self.guarded(|| {
+            let txn = self.read()?;
+            by_key(&txn.open_table(LOCKS)?, "lock of")
+        })
     }
 
     /// Locks every key for `holder` in one transaction, or none of them. A
@@ -331,31 +427,33 @@ impl StateStore {
     /// Committed without an fsync: the locks reach the disk with the next
     /// durable commit, which a run makes at once (its record).
     pub fn lock(&self, keys: &[ResourceKey], holder: &LockHolder) -> Result<(), StateError> {
-        let txn = begin_write(&self.db, false)?;
-        {
-            let mut table = txn.open_table(LOCKS)?;
-            let value = encode(holder)?;
-            // In key order, the B-tree is filled leaf by leaf.
-            let mut keys: Vec<&ResourceKey> = keys.iter().collect();
-            keys.sort_unstable_by(|a, b| key3(a).cmp(&key3(b)));
-            // The locks there are, read in one pass (usually: none) rather
-            // than looked up key by key.
-            let mut held: HashMap<ResourceKey, LockHolder> = by_key(&table, "lock of")?.into_iter().collect();
-            for key in keys {
-                match held.remove(key) {
-                    Some(h) if h.run_id != holder.run_id => {
-                        let holder_alive = pid_alive(h.pid);
-                        return Err(StateError::Locked { key: key.clone(), holder: h, holder_alive });
-                    }
-                    Some(h) if h.pid == holder.pid => {}
-                    _ => {
-                        table.insert(key3(key), value.as_slice())?;
+        self.guarded(|| {
+            let txn = begin_write(self.writable()?, false)?;
+            {
+                let mut table = txn.open_table(LOCKS)?;
+                let value = encode(holder)?;
+                // In key order, the B-tree is filled leaf by leaf.
+                let mut keys: Vec<&ResourceKey> = keys.iter().collect();
+                keys.sort_unstable_by(|a, b| key3(a).cmp(&key3(b)));
+                // The locks there are, read in one pass (usually: none) rather
+                // than looked up key by key.
+                let mut held: HashMap<ResourceKey, LockHolder> = by_key(&table, "lock of")?.into_iter().collect();
+                for key in keys {
+                    match held.remove(key) {
+                        Some(h) if h.run_id != holder.run_id => {
+                            let holder_alive = pid_alive(h.pid);
+                            return Err(StateError::Locked { key: key.clone(), holder: h, holder_alive });
+                        }
+                        Some(h) if h.pid == holder.pid => {}
+                        _ => {
+                            table.insert(key3(key), value.as_slice())?;
+                        }
                     }
                 }
             }
-        }
-        txn.commit()?;
-        Ok(())
+            txn.commit()?;
+            Ok(())
+        })
     }
 
     /// Releases every lock of a run; returns how many. Committed without an
@@ -382,37 +480,39 @@ impl StateStore {
         release: impl Fn(&LockHolder) -> bool,
         durable: bool,
     ) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
-        let txn = begin_write(&self.db, durable)?;
-        let (released, every_one) = {
-            let mut table = txn.open_table(LOCKS)?;
-            let candidates = match only {
-                Some(key) => match table.get(key3(key))? {
-                    Some(v) => vec![(key.clone(), decode(v.value(), || format!("lock of {key}"))?)],
-                    None => Vec::new(),
-                },
-                None => by_key(&table, "lock of")?,
-            };
-            let (released, kept): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|(_, h)| release(h));
-            // Releasing every lock there is (a run ending alone, the usual
-            // case) drops the table at once, below, rather than key by key.
-            let every_one = only.is_none() && kept.is_empty();
-            if !every_one {
-                for (key, _) in &released {
-                    table.remove(key3(key))?;
+        self.guarded(|| {
+            let txn = begin_write(self.writable()?, durable)?;
+            let (released, every_one) = {
+                let mut table = txn.open_table(LOCKS)?;
+                let candidates = match only {
+                    Some(key) => match table.get(key3(key))? {
+                        Some(v) => vec![(key.clone(), decode(v.value(), || format!("lock of {key}"))?)],
+                        None => Vec::new(),
+                    },
+                    None => by_key(&table, "lock of")?,
+                };
+                let (released, kept): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|(_, h)| release(h));
+                // Releasing every lock there is (a run ending alone, the usual
+                // case) drops the table at once, below, rather than key by key.
+                let every_one = only.is_none() && kept.is_empty();
+                if !every_one {
+                    for (key, _) in &released {
+                        table.remove(key3(key))?;
+                    }
                 }
+                (released, every_one)
+            };
+            if every_one && !released.is_empty() {
+                txn.delete_table(LOCKS)?;
+                txn.open_table(LOCKS)?;
             }
-            (released, every_one)
-        };
-        if every_one && !released.is_empty() {
-            txn.delete_table(LOCKS)?;
-            txn.open_table(LOCKS)?;
-        }
-        if released.is_empty() {
-            txn.abort()?;
-        } else {
-            txn.commit()?;
-        }
-        Ok(released)
+            if released.is_empty() {
+                txn.abort()?;
+            } else {
+                txn.commit()?;
+            }
+            Ok(released)
+        })
     }
 
     // ---- writes
@@ -424,22 +524,43 @@ impl StateStore {
 
     /// Puts on disk the commits made without durability.
     pub fn persist(&self) -> Result<(), StateError> {
-        begin_write(&self.db, true)?.commit()?;
-        Ok(())
+        self.guarded(|| {
+            begin_write(self.writable()?, true)?.commit()?;
+            Ok(())
+        })
     }
 
     /// Applies `writes` in one write transaction. When not `durable`, the
     /// transaction is visible to this process at once but reaches the disk
     /// only with the next durable commit; a crash before that loses it.
     pub fn commit_as(&self, writes: Vec<Write>, durable: bool) -> Result<(), StateError> {
-        if writes.is_empty() {
-            return Ok(());
-        }
-        let txn = begin_write(&self.db, durable)?;
-        apply(&txn, writes)?;
-        txn.commit()?;
-        Ok(())
+        self.guarded(|| {
+            if writes.is_empty() {
+                return Ok(());
+            }
+            let txn = begin_write(self.writable()?, durable)?;
+            apply(&txn, writes)?;
+            txn.commit()?;
+            Ok(())
+        })
     }
+}
+
+/// Creates every table, so that read transactions can open them unconditionally.
+fn create_tables(db: &Database) -> Result<(), StateError> {
+    let txn = begin_write(db, true)?;
+    {
+        txn.open_table(RESOURCES)?;
+        txn.open_table(LOCKS)?;
+        txn.open_table(RUNS)?;
+        txn.open_table(JOBS)?;
+        txn.open_table(LOGS)?;
+        txn.open_table(JOURNAL)?;
+        txn.open_table(DECISIONS)?;
+        txn.open_table(META)?;
+    }
+    txn.commit()?;
+    Ok(())
 }
 
 /// A write transaction that commits with an fsync, or (not `durable`)

@@ -104,6 +104,8 @@ fn holder(run_id: &str, pid: u32) -> LockHolder {
 #[test]
 fn every_record_round_trips() {
     let (_dir, store) = store();
+    // A running run reads as running only in the process that runs it.
+    store.set_owner_run("r000001", None).unwrap();
     let r = run("r000001", 100);
     let j = job("r000001", "dev", "vpc", 0);
     let l = log("dev", "vpc", "created vpc-1");
@@ -431,6 +433,19 @@ fn unlock_stale_releases_dead_holders_only() {
 }
 
 #[test]
+fn a_running_run_of_no_process_reads_as_interrupted() {
+    let (dir, store) = store();
+    store.commit(vec![Write::PutRun(run("r000001", 1)), Write::PutRun(run("r000002", 2))]).unwrap();
+    store.set_owner_run("r000002", None).unwrap();
+    let status = |runs: Vec<RunRecord>, id: &str| runs.into_iter().find(|r| r.id == id).unwrap().status;
+    assert_eq!(status(store.runs().unwrap(), "r000001"), RunStatus::Interrupted);
+    assert_eq!(status(store.runs().unwrap(), "r000002"), RunStatus::Running);
+    drop(store);
+    let reader = StateStore::open_read_only(&dir.path().join(".stackpipe")).unwrap();
+    assert_eq!(reader.run("r000002").unwrap().unwrap().status, RunStatus::Interrupted);
+}
+
+#[test]
 fn pid_liveness() {
     assert!(pid_alive(std::process::id()));
     assert!(!pid_alive(DEAD_PID));
@@ -500,7 +515,9 @@ fn open_fails_on_a_file_that_is_not_a_database() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("state.redb"), b"this is not a redb file, not at all, no").unwrap();
     let err = StateStore::open(dir.path()).unwrap_err();
-    assert!(matches!(err, StateError::Db(_) | StateError::Io(_)), "{err:?}");
+    assert!(matches!(err, StateError::Damaged { .. }), "{err:?}");
+    // Left as it was.
+    assert_eq!(std::fs::read(dir.path().join("state.redb")).unwrap(), b"this is not a redb file, not at all, no");
     // A state dir that is a file.
     let file = dir.path().join("file");
     std::fs::write(&file, b"").unwrap();
@@ -512,7 +529,7 @@ fn corrupt_values_are_errors_not_panics() {
     let (_dir, store) = store();
     store.commit(vec![Write::PutRun(run("r1", 1)), Write::PutResource(key("dev", "ok"), resource(1))]).unwrap();
     {
-        let txn = store.db.begin_write().unwrap();
+        let txn = store.writable().unwrap().begin_write().unwrap();
         {
             let bad: &[u8] = b"{\"plugin\": ";
             let not_utf8: &[u8] = &[0xff, 0xfe, 0x00];
@@ -526,8 +543,11 @@ fn corrupt_values_are_errors_not_panics() {
         txn.commit().unwrap();
     }
     let corrupt = |r: Result<(), StateError>| match r {
-        Err(StateError::Corrupt(msg)) => msg,
-        other => panic!("expected Corrupt, got {other:?}"),
+        Err(StateError::Damaged { cause, path }) => {
+            assert!(path.ends_with("state.redb"), "{path:?}");
+            cause
+        }
+        other => panic!("expected Damaged, got {other:?}"),
     };
     let msg = corrupt(store.resource(&key("dev", "vpc")).map(drop));
     assert!(msg.contains("web/dev/vpc"), "{msg}");
@@ -747,4 +767,153 @@ fn the_journal_puts_what_nobody_waits_for_on_disk_soon() {
     let (_c, copy) = on_disk(dir.path());
     assert!(copy.run("r000003").unwrap().is_some(), "a write nobody waited for is on disk within DURABLE_EVERY");
     drop(journal);
+}
+
+/// A state directory with a few runs, resources and log lines, closed.
+fn filled() -> tempfile::TempDir {
+    let (dir, store) = store();
+    for i in 0..20u64 {
+        let id = format!("r{i:06}");
+        let mut writes = vec![Write::PutRun(run(&id, i)), Write::PutResource(key("dev", &format!("n{i}")), resource(i))];
+        writes.extend((0..20).map(|k| Write::Log(log("dev", "n", &format!("line {k} of {i}")), id.clone())));
+        store.commit(writes).unwrap();
+    }
+    drop(store);
+    dir
+}
+
+/// Every way a state file was found damaged: each open, for reading or
+/// writing, fails with `Damaged` (or reads a file whose damage fell where
+/// nothing is), never panics, and never changes a byte of the file.
+#[test]
+fn damaged_files_are_errors_never_panics_and_never_written() {
+    let good_dir = filled();
+    let good = std::fs::read(good_dir.path().join(".stackpipe/state.redb")).unwrap();
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    cases.push(("empty".into(), Vec::new()));
+    cases.push(("foreign".into(), b"SQLite format 3\0 and then some".repeat(200)));
+    for cut in [1usize, 9, 100, 511, 512, 4096, 4097, good.len() / 3, good.len() / 2, good.len() - 4096, good.len() - 1] {
+        cases.push((format!("truncated at {cut}"), good[..cut.min(good.len())].to_vec()));
+    }
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..12 {
+        let mut bytes = good.clone();
+        for _ in 0..200 {
+            let i = (next() % bytes.len() as u64) as usize;
+            bytes[i] ^= 1 << (next() % 8);
+        }
+        cases.push((format!("200 flipped bits, round {round}"), bytes));
+    }
+    for (what, bytes) in cases {
+        for writer in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let state = dir.path().join(".stackpipe");
+            std::fs::create_dir_all(&state).unwrap();
+            std::fs::write(state.join("state.redb"), &bytes).unwrap();
+            let opened = if writer { StateStore::open(&state) } else { StateStore::open_read_only(&state) };
+            match opened {
+                Err(StateError::Damaged { path, cause }) => {
+                    assert_eq!(path, state.join("state.redb"), "{what}");
+                    assert!(!cause.is_empty(), "{what}");
+                }
+                Err(other) => panic!("{what} (writer: {writer}): expected Damaged, got {other:?}"),
+                Ok(store) => {
+                    // The damage fell where nothing lives: every read works or says Damaged.
+                    for r in [store.runs().map(drop), store.all_resources().map(drop), store.logs("r000003", None).map(drop)] {
+                        assert!(matches!(r, Ok(()) | Err(StateError::Damaged { .. })), "{what}: {r:?}");
+                    }
+                    if writer {
+                        continue; // a writer that found it good may write it
+                    }
+                }
+            }
+            assert_eq!(std::fs::read(state.join("state.redb")).unwrap(), bytes, "{what} (writer: {writer}): the file changed");
+            assert!(!state.join(crate::state::BACKUP_FILE).exists(), "{what}: a damaged file is not a backup");
+        }
+    }
+}
+
+#[test]
+fn a_writer_keeps_the_last_good_state_as_a_backup() {
+    let dir = filled();
+    let state = dir.path().join(".stackpipe");
+    let store = StateStore::open(&state).unwrap();
+    let backup = state.join(crate::state::BACKUP_FILE);
+    assert!(backup.exists());
+    store.commit(vec![Write::PutRun(run("r999999", 999))]).unwrap();
+    drop(store);
+    // The backup is the state as the writer found it.
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(&backup, copy.path().join("state.redb")).unwrap();
+    let old = StateStore::open_read_only(copy.path()).unwrap();
+    assert_eq!(old.runs().unwrap().len(), 20);
+    use std::os::unix::fs::PermissionsExt;
+    for f in [state.clone(), state.join("state.redb"), backup] {
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{f:?} is {mode:o}");
+    }
+}
+
+#[test]
+fn a_reader_creates_nothing_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join(".stackpipe");
+    assert!(matches!(StateStore::open_read_only(&state), Err(StateError::Missing { .. })));
+    assert!(!state.exists());
+    let empty = StateStore::open_read_only_or_empty(&state).unwrap();
+    assert!(empty.runs().unwrap().is_empty());
+    assert!(matches!(empty.commit(vec![Write::PutRun(run("r1", 1))]), Err(StateError::ReadOnly { .. })));
+    assert!(!state.exists());
+
+    let dir = filled();
+    let file = dir.path().join(".stackpipe/state.redb");
+    let before = std::fs::read(&file).unwrap();
+    let reader = StateStore::open_read_only(&dir.path().join(".stackpipe")).unwrap();
+    assert_eq!(reader.runs().unwrap().len(), 20);
+    assert!(matches!(reader.new_run_id(), Err(StateError::ReadOnly { .. })));
+    drop(reader);
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+}
+
+#[test]
+fn a_reader_of_a_crashed_writer_reads_a_recovered_copy() {
+    let (dir, store) = store();
+    store.commit(vec![Write::PutRun(run("r000001", 1))]).unwrap();
+    // The file as a kill -9 leaves it: copied while the writer holds it.
+    let crashed = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.path().join(".stackpipe/state.redb"), crashed.path().join("state.redb")).unwrap();
+    drop(store);
+    let before = std::fs::read(crashed.path().join("state.redb")).unwrap();
+    let reader = StateStore::open_read_only(crashed.path()).unwrap();
+    assert_eq!(reader.run("r000001").unwrap().unwrap().status, RunStatus::Interrupted);
+    drop(reader);
+    assert_eq!(std::fs::read(crashed.path().join("state.redb")).unwrap(), before);
+}
+
+#[test]
+fn a_write_past_the_size_limit_fails_as_on_a_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join(".stackpipe");
+    drop(StateStore::open(&state).unwrap());
+    // Set for this test's store only: the variable is read at open.
+    std::env::set_var(crate::state::SIZE_LIMIT_ENV, "1200000");
+    let store = StateStore::open(&state);
+    std::env::remove_var(crate::state::SIZE_LIMIT_ENV);
+    let store = store.unwrap();
+    let big = "x".repeat(64 * 1024);
+    let mut failed = None;
+    for i in 0..100 {
+        if let Err(e) = store.commit(vec![Write::Log(log("dev", "n", &big), format!("r{i}"))]) {
+            failed = Some(e);
+            break;
+        }
+    }
+    let e = failed.expect("a write past the limit fails");
+    assert!(e.to_string().contains("No space left on device"), "{e}");
 }
