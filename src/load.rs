@@ -22,10 +22,21 @@ pub struct PipelineArgs {
 }
 
 impl PipelineArgs {
-    /// Reads and compiles the file. `require_values`: report vars without a value.
+    /// Reads and compiles the file, and checks that no plugin is granted
+    /// the state directory (`state_dir`, or the default beside the file).
+    /// `require_values`: report vars without a value.
     pub fn load(&self, require_values: bool) -> Result<LoadedPipeline, u8> {
+        self.load_with_state(require_values, None)
+    }
+
+    /// [`PipelineArgs::load`] for runs whose state is in `state_dir`.
+    pub fn load_with_state(&self, require_values: bool, state_dir: Option<&std::path::Path>) -> Result<LoadedPipeline, u8> {
         let opts = CompileOptions { vars: self.vars.clone(), env: self.env.clone(), require_values, ..Default::default() };
-        match pipeline::load(&self.file, opts) {
+        let loaded = pipeline::load(&self.file, opts).and_then(|p| {
+            let state = state_dir.map(std::path::Path::to_path_buf).unwrap_or_else(|| p.default_state_dir());
+            p.check_grants(&state).map(|()| p)
+        });
+        match loaded {
             Ok(p) => Ok(p),
             Err(LoadError::Invalid(diags)) => {
                 let color = crate::stderr_color();

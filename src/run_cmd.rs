@@ -169,7 +169,7 @@ pub fn plan(a: RunArgs) -> Result<(), u8> {
 }
 
 fn plan_like(a: RunArgs, mode: Mode) -> Result<(), u8> {
-    let pipeline = a.pipeline.load(true)?;
+    let pipeline = a.pipeline.load_with_state(true, a.state.dir.as_deref())?;
     let nodes = pipeline.graph.len();
     let store = Arc::new(a.state.open_read_only(Some(&a.pipeline.file), true)?);
     let rt = runtime()?;
@@ -261,7 +261,7 @@ pub fn render_plan(summary: &RunSummary, failures: &[String]) -> String {
 
 /// `deploy` / `undeploy` (and `resume` / `rerun`, which re-enter here).
 pub fn run(a: RunArgs, mode: Mode, resume: Option<String>) -> Result<(), u8> {
-    let pipeline = a.pipeline.load(true)?;
+    let pipeline = a.pipeline.load_with_state(true, a.state.dir.as_deref())?;
     let store = Arc::new(a.state.open(Some(&a.pipeline.file))?);
     let rt = runtime()?;
     let opts = a.run_options(resume);

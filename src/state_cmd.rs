@@ -383,6 +383,20 @@ pub enum StateCommand {
     Show(StateShowArgs),
     /// Release locks whose holder process is gone (or any, with --force).
     Unlock(StateUnlockArgs),
+    /// Replace a damaged state database with what can be recovered: from the
+    /// file itself, else from state.redb.backup. The damaged file is copied
+    /// aside first.
+    Repair(StateRepairArgs),
+}
+
+#[derive(Args)]
+pub struct StateRepairArgs {
+    /// Restore state.redb.backup (the state as the last writer found it)
+    /// without trying to recover the file itself.
+    #[arg(long)]
+    pub from_backup: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 #[derive(Args)]
@@ -457,6 +471,7 @@ pub fn state(cmd: StateCommand) -> Result<(), u8> {
                 }
             }
         }
+        StateCommand::Repair(a) => repair(a),
         StateCommand::Unlock(a) => {
             let key = a.key.as_deref().map(parse_key).transpose()?;
             let store = a.state.open(None)?;
@@ -470,4 +485,37 @@ pub fn state(cmd: StateCommand) -> Result<(), u8> {
             Ok(())
         }
     }
+}
+
+fn repair(a: StateRepairArgs) -> Result<(), u8> {
+    use stackpipe_runtime::state::Recovered;
+    let dir = a.state.dir_for(None);
+    let report = stackpipe_runtime::state::repair(&dir, a.from_backup).map_err(crate::run_cmd::state_error)?;
+    let file = dir.join("state.redb");
+    match report.recovered {
+        Recovered::NothingToRepair => {
+            println!("{} is not damaged: nothing to repair ({})", file.display(), report.counts);
+            return Ok(());
+        }
+        Recovered::File => println!("recovered {} from the file itself: {}", file.display(), report.counts),
+        Recovered::Backup => {
+            if let Some(why) = &report.file_problem {
+                println!("the file itself could not be recovered: {why}");
+            }
+            println!(
+                "restored {} from {}: {}",
+                file.display(),
+                stackpipe_runtime::state::BACKUP_FILE,
+                report.counts
+            );
+            println!("  what the runs after that backup recorded is lost; `stackpipe plan` shows how the pipeline compares");
+        }
+    }
+    if let (Recovered::File, Some(b)) = (report.recovered, report.backup_counts) {
+        println!("  (the backup, {}, holds {b})", stackpipe_runtime::state::BACKUP_FILE);
+    }
+    if let Some(aside) = &report.damaged_copy {
+        println!("the damaged file was copied to {}", aside.display());
+    }
+    Ok(())
 }

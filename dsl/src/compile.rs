@@ -1157,7 +1157,15 @@ impl<'a> Compiler<'a> {
             kind,
             source: source?,
             config: config?,
-            grants: Grants { http: http?, fs: fs?, env: env? },
+            grants: {
+                let fs = fs?;
+                Grants {
+                    http: http?.into_iter().map(|(g, _)| g).collect(),
+                    fs_spans: fs.iter().map(|(_, s)| *s).collect(),
+                    fs: fs.into_iter().map(|(g, _)| g).collect(),
+                    env: env?.into_iter().map(|(g, _)| g).collect(),
+                }
+            },
             limits: Limits { memory_mb: memory_mb?, timeout_s: timeout_s? },
         })
     }
@@ -1201,7 +1209,7 @@ impl<'a> Compiler<'a> {
         scope: &Scope,
         what: &str,
         normalize: impl Fn(&str) -> Result<String, String>,
-    ) -> Option<Vec<String>> {
+    ) -> Option<Vec<(String, Span)>> {
         let Some(e) = e else { return Some(Vec::new()) };
         let value = self.eval(e, scope)?;
         let items = match &value {
@@ -1224,7 +1232,7 @@ impl<'a> Compiler<'a> {
         let mut ok = true;
         for (item, span) in items.iter().zip(spans) {
             match item.as_str().ok_or_else(|| format!("a {}, not a string", eval::type_name(item))).and_then(&normalize) {
-                Ok(g) => out.push(g),
+                Ok(g) => out.push((g, span)),
                 Err(why) => {
                     ok = false;
                     self.diags.push(

@@ -88,6 +88,9 @@ pub struct Grants {
     pub http: Vec<String>,
     /// Directories (relative to the pipeline file) preopened for the plugin.
     pub fs: Vec<String>,
+    /// Where each of `fs` is written in the file.
+    #[serde(skip)]
+    pub fs_spans: Vec<Span>,
     /// Environment variable names the plugin may read.
     pub env: Vec<String>,
 }

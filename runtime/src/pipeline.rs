@@ -25,6 +25,49 @@ pub struct LoadedPipeline {
     pub graph: Arc<PipelineGraph>,
 }
 
+impl LoadedPipeline {
+    /// The state directory a run of this pipeline uses unless told
+    /// otherwise: `.stackpipe` beside the file.
+    pub fn default_state_dir(&self) -> PathBuf {
+        self.base_dir.join(".stackpipe")
+    }
+
+    /// Every `fs` grant that is, holds or lies inside `state_dir` (both
+    /// resolved, symbolic links followed), as a diagnostic at the grant: a
+    /// plugin must never reach stackpipe's own records.
+    pub fn check_grants(&self, state_dir: &Path) -> Result<(), LoadError> {
+        use crate::plugin::{grant_overlap, resolve_path};
+        use stackpipe_dsl::{Code, Diagnostic};
+        let state = resolve_path(state_dir);
+        let mut diags = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for env in &self.graph.environments {
+            for spec in env.plugins.values() {
+                for (i, grant) in spec.grants.fs.iter().enumerate() {
+                    let Some(how) = grant_overlap(&resolve_path(&self.base_dir.join(grant)), &state) else { continue };
+                    let span = spec.grants.fs_spans.get(i).copied().unwrap_or_default();
+                    if !seen.insert((span.start, span.end)) {
+                        continue;
+                    }
+                    diags.push(
+                        Diagnostic::at(
+                            Code::InvalidValue,
+                            span,
+                            format!("plugin `{}` may not be granted `{grant}`: it {how} the state directory", spec.name),
+                        )
+                        .with_label(span, format!("{how} {}", state_dir.display()))
+                        .help("grant the plugin a directory of its own, like \"out\": stackpipe's state must stay out of every plugin's reach"),
+                    );
+                }
+            }
+        }
+        if diags.is_empty() {
+            return Ok(());
+        }
+        Err(LoadError::Invalid(Diagnostics::new(&self.path.display().to_string(), &self.source, diags)))
+    }
+}
+
 /// Reads and compiles `path`. The pipeline's default name is the file stem.
 pub fn load(path: &Path, mut opts: CompileOptions) -> Result<LoadedPipeline, LoadError> {
     let source =

@@ -31,7 +31,7 @@ pub use artifact_cache::{digest, ArtifactCache, CacheOutcome};
 pub use bindings::types::{AttributeChange, Change, Diagnostic as PluginDiagnostic, ResourcePlan, ResourceType, Verdict};
 pub use builtin::{builtin, names as builtin_names};
 pub use inspect::{inspect, Inspection};
-pub use sandbox::{PluginState, Sandbox};
+pub use sandbox::{grant_overlap, resolve_path, PluginState, Sandbox};
 
 use bindings::{credentials::CredentialsPluginPre, policy::PolicyPluginPre, provisioner::ProvisionerPluginPre};
 

@@ -39,11 +39,38 @@ impl Sandbox {
     /// `base_dir` (the pipeline's directory) and are created if missing, so a
     /// fresh checkout can deploy into `./out`.
     pub fn from_grants(grants: &Grants, base_dir: &Path) -> std::io::Result<Self> {
+        Sandbox::guarding(grants, base_dir, None)
+    }
+
+    /// [`Sandbox::from_grants`], refusing any `fs` grant that is, holds or
+    /// lies inside `state_dir`: a plugin must never reach stackpipe's own
+    /// records. Grants are resolved (symbolic links followed) now, and the
+    /// resolved directories are what the plugin gets, so a link changed
+    /// later does not move them.
+    pub fn guarding(grants: &Grants, base_dir: &Path, state_dir: Option<&Path>) -> std::io::Result<Self> {
+        let state = state_dir.map(resolve_path);
         let mut dirs = Vec::new();
         for d in &grants.fs {
             let host = base_dir.join(d);
+            let refuse = |real: &Path| -> std::io::Result<()> {
+                match state.as_deref().and_then(|s| grant_overlap(real, s).map(|how| (s, how))) {
+                    Some((s, how)) => Err(std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        format!(
+                            "the fs grant `{d}` ({}) {how} the state directory {}: a plugin could overwrite stackpipe's records",
+                            real.display(),
+                            s.display()
+                        ),
+                    )),
+                    None => Ok(()),
+                }
+            };
+            // Checked before anything is created, and again once resolved.
+            refuse(&resolve_path(&host))?;
             std::fs::create_dir_all(&host)?;
-            dirs.push((host, guest_name(d)));
+            let real = std::fs::canonicalize(&host)?;
+            refuse(&real)?;
+            dirs.push((real, guest_name(d)));
         }
         let env = grants.env.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v))).collect();
         let http = grants.http.iter().map(|h| h.to_ascii_lowercase()).collect();
@@ -60,6 +87,54 @@ impl Sandbox {
             b.preopened_dir(host, guest, FsPerms::ReadWrite)?;
         }
         Ok(b.build())
+    }
+}
+
+/// `path` made absolute with its symbolic links resolved, as far as it
+/// exists; the rest is appended with `.` and `..` applied as written.
+pub fn resolve_path(path: &Path) -> PathBuf {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+    };
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(existing) {
+            let mut out = real;
+            for part in rest.iter().rev() {
+                match part {
+                    std::path::Component::ParentDir => {
+                        out.pop();
+                    }
+                    std::path::Component::CurDir => {}
+                    other => out.push(other.as_os_str()),
+                }
+            }
+            return out;
+        }
+        match (existing.parent(), existing.components().next_back()) {
+            (Some(parent), Some(last)) => {
+                rest.push(last);
+                existing = parent;
+            }
+            _ => return absolute,
+        }
+    }
+}
+
+/// How a granted directory and the state directory overlap (both resolved):
+/// "is", "holds" or "lies inside"; `None` when they do not.
+pub fn grant_overlap(grant: &Path, state: &Path) -> Option<&'static str> {
+    if grant == state {
+        Some("is")
+    } else if state.starts_with(grant) {
+        Some("holds")
+    } else if grant.starts_with(state) {
+        Some("lies inside")
+    } else {
+        None
     }
 }
 
@@ -186,6 +261,30 @@ impl WasiHttpHooks for HttpGate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grants_that_reach_the_state_directory_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        let state = base.join(".stackpipe");
+        std::fs::create_dir_all(&state).unwrap();
+        let grant = |fs: &str| Grants { fs: vec![fs.into()], ..Default::default() };
+        for bad in [".", "./", ".stackpipe", ".stackpipe/x", "sub/..", "../"] {
+            let e = Sandbox::guarding(&grant(bad), base, Some(&state)).unwrap_err();
+            assert!(e.to_string().contains("state directory"), "{bad}: {e}");
+        }
+        assert!(!state.join("x").exists(), "a refused grant is not created");
+        // A grant that is a symbolic link to the state directory.
+        std::os::unix::fs::symlink(&state, base.join("link")).unwrap();
+        assert!(Sandbox::guarding(&grant("link"), base, Some(&state)).is_err());
+        assert!(Sandbox::guarding(&grant("link/inner"), base, Some(&state)).is_err());
+        // A grant of its own is fine, and is preopened resolved.
+        std::os::unix::fs::symlink(base.join("real-out"), base.join("out")).unwrap();
+        std::fs::create_dir_all(base.join("real-out")).unwrap();
+        let sandbox = Sandbox::guarding(&grant("out"), base, Some(&state)).unwrap();
+        assert_eq!(sandbox.dirs[0].0, std::fs::canonicalize(base.join("real-out")).unwrap());
+        assert_eq!(sandbox.dirs[0].1, "out");
+    }
 
     #[test]
     fn guest_names_are_the_grant_as_written() {

@@ -131,12 +131,17 @@ pub fn parse_sets(sets: &[(String, String)], graph: &PipelineGraph) -> Result<Ve
 /// Loads every plugin of an environment (grants and config are per
 /// environment). A plugin that fails to load fails the preflight of the
 /// nodes that need it, with the reason, not the whole run.
-pub fn load_plugins(host: &PluginHost, env: &EnvironmentPlan, base_dir: &Path) -> HashMap<String, Result<Arc<LoadedPlugin>, String>> {
+pub fn load_plugins(
+    host: &PluginHost,
+    env: &EnvironmentPlan,
+    base_dir: &Path,
+    state_dir: Option<&Path>,
+) -> HashMap<String, Result<Arc<LoadedPlugin>, String>> {
     let mut out = HashMap::new();
     for (name, spec) in &env.plugins {
         let loaded = (|| {
             let bytes = PluginHost::read_source(name, &spec.source, base_dir).map_err(|e| e.to_string())?;
-            let sandbox = Sandbox::from_grants(&spec.grants, base_dir)
+            let sandbox = Sandbox::guarding(&spec.grants, base_dir, state_dir)
                 .map_err(|e| format!("plugin `{name}`: cannot prepare its granted directories: {e}"))?;
             let source_desc = match &spec.source {
                 stackpipe_dsl::PluginSource::Builtin(b) => format!("builtin:{b}"),
@@ -565,7 +570,7 @@ async fn run_environment(
         };
         planned_on_disk = Some(env.journal.submit_durably(vec![Write::Journal(planned)]));
     }
-    let _ = env.plugins.set(load_plugins(&env.host, &env.env, base_dir));
+    let _ = env.plugins.set(load_plugins(&env.host, &env.env, base_dir, Some(env.store.dir())));
     if let Some(wait) = planned_on_disk {
         if let Err(e) = wait.await {
             tracing::error!("cannot journal the environment's plan: {e}");

@@ -49,10 +49,12 @@ mod file;
 mod guard;
 mod owner;
 mod records;
+mod repair;
 mod store;
 
 pub use error::StateError;
 pub use file::{db_path, BACKUP_FILE, SIZE_LIMIT_ENV};
 pub use owner::{pid_alive, read_owner, OwnerInfo};
 pub use records::*;
-pub use store::{StateStore, Write};
+pub use repair::{repair, Recovered, RepairReport};
+pub use store::{Counts, StateStore, Write};

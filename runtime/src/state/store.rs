@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +46,28 @@ pub enum Write {
     Log(LogLine, String),
     Journal(JournalEntry),
     Decision(GateDecision),
+}
+
+/// How many rows each table of a state database holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub resources: u64,
+    pub runs: u64,
+    pub jobs: u64,
+    pub log_lines: u64,
+    pub journal_entries: u64,
+    pub decisions: u64,
+    pub locks: u64,
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} resources, {} runs, {} jobs, {} log lines, {} journal entries, {} gate decisions, {} locks",
+            self.resources, self.runs, self.jobs, self.log_lines, self.journal_entries, self.decisions, self.locks
+        )
+    }
 }
 
 /// The state database of one state directory. See the module documentation.
@@ -264,6 +289,22 @@ impl StateStore {
         self.guarded(|| {
             let txn = self.read()?;
             by_key(&txn.open_table(RESOURCES)?, "resource")
+        })
+    }
+
+    /// How many rows each table holds.
+    pub fn counts(&self) -> Result<Counts, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            Ok(Counts {
+                resources: txn.open_table(RESOURCES)?.len()?,
+                runs: txn.open_table(RUNS)?.len()?,
+                jobs: txn.open_table(JOBS)?.len()?,
+                log_lines: txn.open_table(LOGS)?.len()?,
+                journal_entries: txn.open_table(JOURNAL)?.len()?,
+                decisions: txn.open_table(DECISIONS)?.len()?,
+                locks: txn.open_table(LOCKS)?.len()?,
+            })
         })
     }
 
