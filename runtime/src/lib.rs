@@ -7,5 +7,6 @@ pub mod os_user;
 pub mod pipeline;
 pub mod plugin;
 pub mod run;
-pub mod state;
+/// The state store, a crate of its own (no wasm, no tokio): see `stackpipe-state`.
+pub use stackpipe_state as state;
 pub mod watch;

@@ -327,3 +327,76 @@ impl From<StateError> for JournalError {
         JournalError::Write(e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{RunKind, RunRecord, RunStatus};
+
+    fn run(id: &str) -> RunRecord {
+        RunRecord {
+            id: id.into(),
+            pipeline: "web".into(),
+            file: "/p/web.pipeline".into(),
+            kind: RunKind::Deploy,
+            status: RunStatus::Running,
+            environments: vec!["dev".into()],
+            vars: Vec::new(),
+            sets: Vec::new(),
+            parallelism: 10,
+            message: None,
+            pid: 1,
+            started_ms: 1,
+            finished_ms: None,
+            outcomes: Vec::new(),
+        }
+    }
+
+    /// What a fresh process would find on disk now: the store's file,
+    /// copied and opened on its own.
+    fn on_disk(dir: &std::path::Path) -> (tempfile::TempDir, StateStore) {
+        let copy = tempfile::tempdir().expect("tempdir");
+        std::fs::copy(dir.join("state.redb"), copy.path().join("state.redb")).expect("copy");
+        let store = StateStore::open_read_only(copy.path()).expect("open the copy");
+        (copy, store)
+    }
+
+    #[test]
+    fn the_journal_puts_what_nobody_waits_for_on_disk_soon() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let journal = RunJournal::start(Arc::new(store));
+        journal.record(Write::PutRun(run("r000003")));
+        std::thread::sleep(DURABLE_EVERY * 3);
+        let (_c, copy) = on_disk(dir.path());
+        assert!(copy.run("r000003").unwrap().is_some(), "a write nobody waited for is on disk within DURABLE_EVERY");
+        drop(journal);
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_fails_the_journal_for_good_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(StateStore::open(dir.path()).unwrap());
+        std::env::set_var(crate::state::SIZE_LIMIT_ENV, "1100000");
+        let store = StateStore::open(dir.path());
+        std::env::remove_var(crate::state::SIZE_LIMIT_ENV);
+        let journal = RunJournal::start(Arc::new(store.unwrap()));
+        let failed = journal.failed();
+        let big = "x".repeat(64 * 1024);
+        let mut refused = None;
+        for i in 0..100 {
+            let line = crate::state::LogLine { ms: 1, environment: "dev".into(), node: "n".into(), op: "apply".into(), text: big.clone() };
+            if let Err(e) = journal.record_durably(Write::Log(line, format!("r{i}"))).await {
+                refused = Some(e.to_string());
+                break;
+            }
+        }
+        let refused = refused.expect("a write past the limit is refused");
+        assert!(refused.contains("state.redb") && refused.contains("No space left on device"), "{refused}");
+        assert_eq!(failed.await, refused);
+        assert_eq!(journal.failure().as_deref(), Some(refused.as_str()));
+        // Everything after it is refused too, at once.
+        assert!(journal.record_durably(Write::PutRun(run("r1"))).await.is_err());
+        assert!(journal.flush().await.is_err());
+    }
+}

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::*;
-use crate::state::OwnerInfo;
+use crate::OwnerInfo;
 
 /// A pid that cannot exist (Linux's pid_max is at most 2^22).
 const DEAD_PID: u32 = 4_000_000;
@@ -758,17 +758,6 @@ fn a_commit_without_durability_reaches_the_disk_with_the_next_durable_one() {
     assert!(copy.run("r000002").unwrap().is_some());
 }
 
-#[test]
-fn the_journal_puts_what_nobody_waits_for_on_disk_soon() {
-    let (dir, store) = store();
-    let journal = crate::run::RunJournal::start(Arc::new(store));
-    journal.record(Write::PutRun(run("r000003", 3)));
-    std::thread::sleep(crate::run::DURABLE_EVERY * 3);
-    let (_c, copy) = on_disk(dir.path());
-    assert!(copy.run("r000003").unwrap().is_some(), "a write nobody waited for is on disk within DURABLE_EVERY");
-    drop(journal);
-}
-
 /// A state directory with a few runs, resources and log lines, closed.
 fn filled() -> tempfile::TempDir {
     let (dir, store) = store();
@@ -834,7 +823,7 @@ fn damaged_files_are_errors_never_panics_and_never_written() {
                 }
             }
             assert_eq!(std::fs::read(state.join("state.redb")).unwrap(), bytes, "{what} (writer: {writer}): the file changed");
-            assert!(!state.join(crate::state::BACKUP_FILE).exists(), "{what}: a damaged file is not a backup");
+            assert!(!state.join(crate::BACKUP_FILE).exists(), "{what}: a damaged file is not a backup");
         }
     }
 }
@@ -844,7 +833,7 @@ fn a_writer_keeps_the_last_good_state_as_a_backup() {
     let dir = filled();
     let state = dir.path().join(".stackpipe");
     let store = StateStore::open(&state).unwrap();
-    let backup = state.join(crate::state::BACKUP_FILE);
+    let backup = state.join(crate::BACKUP_FILE);
     assert!(backup.exists());
     store.commit(vec![Write::PutRun(run("r999999", 999))]).unwrap();
     drop(store);
@@ -902,9 +891,9 @@ fn a_write_past_the_size_limit_fails_as_on_a_full_disk() {
     let state = dir.path().join(".stackpipe");
     drop(StateStore::open(&state).unwrap());
     // Set for this test's store only: the variable is read at open.
-    std::env::set_var(crate::state::SIZE_LIMIT_ENV, "1200000");
+    std::env::set_var(crate::SIZE_LIMIT_ENV, "1200000");
     let store = StateStore::open(&state);
-    std::env::remove_var(crate::state::SIZE_LIMIT_ENV);
+    std::env::remove_var(crate::SIZE_LIMIT_ENV);
     let store = store.unwrap();
     let big = "x".repeat(64 * 1024);
     let mut failed = None;
