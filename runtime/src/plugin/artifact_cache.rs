@@ -231,10 +231,11 @@ enum CacheWarning {
     BadEntry { path: PathBuf, reason: CacheError },
 }
 
+/// Logs a warning. The path is in the message itself, not a field, so it
+/// reads once on a terminal.
 fn emit(w: &CacheWarning) {
     match w {
         CacheWarning::Unused { dir, reason } => tracing::warn!(
-            dir = %dir.display(),
             "not using the compiled-component cache at {}: {reason}; every plugin is compiled anew. \
              Make the directory and its key file yours alone (chown to this user, `chmod 700` the \
              directory, `chmod 600` its `key`), remove them to start afresh, or point \
@@ -242,7 +243,6 @@ fn emit(w: &CacheWarning) {
             dir.display(),
         ),
         CacheWarning::BadEntry { path, reason } => tracing::warn!(
-            path = %path.display(),
             "ignoring the compiled artifact {}: {reason}; compiling the component again and replacing it",
             path.display(),
         ),
