@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -28,6 +28,8 @@ struct Shared {
     history: Mutex<Vec<Arc<str>>>,
     /// Sent on every line appended to `history`: whether the run has ended.
     appended: watch::Sender<bool>,
+    /// The user this run runs as: the one (with root) who may steer it.
+    owner: u32,
 }
 
 /// A run's control socket, served until [`ControlServer::finish`].
@@ -79,6 +81,8 @@ impl ControlServer {
             board: Mutex::new(RunBoard::default()),
             history: Mutex::new(Vec::new()),
             appended: watch::channel(false).0,
+            // SAFETY: geteuid cannot fail and touches no memory of ours.
+            owner: unsafe { libc::geteuid() },
         });
         let s = shared.clone();
         let pump = tokio::spawn(async move {
@@ -141,7 +145,14 @@ impl ControlServer {
 }
 
 async fn serve(s: &Arc<Shared>, stream: UnixStream) -> std::io::Result<()> {
+    // Who is on the other end, as the kernel says (SO_PEERCRED), checked
+    // before a byte of the request is looked at. The private directory
+    // should keep other users from connecting at all; this is what holds if
+    // it does not (a socket path handed over, a directory opened up).
     let uid = stream.peer_cred()?.uid();
+    if let Err(refusal) = admit(uid, s.owner) {
+        return refuse(stream, refusal).await;
+    }
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
@@ -160,6 +171,41 @@ async fn serve(s: &Arc<Shared>, stream: UnixStream) -> std::io::Result<()> {
         Err(e) => Response::Error(e),
     };
     reply(&mut write, response).await
+}
+
+/// Whether user `peer` may use the control socket of a run that runs as
+/// `owner`: only that same user and root may.
+pub(super) fn admit(peer: u32, owner: u32) -> Result<(), String> {
+    if peer == owner || peer == 0 {
+        return Ok(());
+    }
+    let who = |uid: u32| format!("user `{}` (uid {uid})", decider(uid));
+    let allowed = if owner == 0 { "only root may".to_string() } else { format!("only {} and root may", who(owner)) };
+    Err(format!("{} may not use this run's control socket: {allowed}", who(peer)))
+}
+
+/// Tells a refused peer why, without reading its request.
+async fn refuse(stream: UnixStream, why: String) -> std::io::Result<()> {
+    let (mut read, mut write) = stream.into_split();
+    let answer = reply(&mut write, Response::Error(why)).await;
+    // The peer's request is thrown away unread, a little of it for a
+    // moment, only so that its write does not fail (EPIPE) before it gets
+    // to read the answer.
+    let mut discard = (&mut read).take(64 * 1024);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tokio::io::copy(&mut discard, &mut tokio::io::sink()))
+        .await;
+    answer
+}
+
+/// How a decision records who made it: the login name of `uid`, or `uid N`
+/// when it has none, so that a decision never names nobody in particular.
+pub(super) fn decider(uid: u32) -> String {
+    let name = crate::os_user::user_name(uid);
+    if name.trim().is_empty() {
+        format!("uid {uid}")
+    } else {
+        name
+    }
 }
 
 async fn reply(write: &mut tokio::net::unix::OwnedWriteHalf, r: Response) -> std::io::Result<()> {
@@ -234,7 +280,7 @@ async fn answer(s: &Arc<Shared>, request: Request, uid: u32) -> Result<Value, St
             if let Some(other) = run.as_ref().filter(|r| **r != s.run_id) {
                 return Err(not_current(s, other));
             }
-            let by = crate::os_user::user_name(uid);
+            let by = decider(uid);
             let decided = s.gates.decide(&selector, decision, &by, comment).await.map_err(|e| e.to_string())?;
             serde_json::to_value(decided).map_err(|e| e.to_string())
         }
