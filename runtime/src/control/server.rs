@@ -1,21 +1,19 @@
 //! The runner's side of the control socket.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::board::RunBoard;
 use super::protocol::{Request, Response};
+use super::socket::{euid, Bound, ControlSocket};
 use crate::run::{status, Gates, RunEvent, RunJournal, StopSignal};
 use crate::state::StateStore;
-
-/// Longest socket path we bind (`sun_path` holds 108 bytes on Linux).
-const MAX_SOCKET_PATH: usize = 100;
 
 struct Shared {
     store: Arc<StateStore>,
@@ -34,44 +32,26 @@ struct Shared {
 
 /// A run's control socket, served until [`ControlServer::finish`].
 pub struct ControlServer {
-    path: PathBuf,
+    bound: Bound,
     shared: Arc<Shared>,
     accept: JoinHandle<()>,
     pump: JoinHandle<()>,
 }
 
-/// Where a state directory's control socket lives: inside it, unless that
-/// path is too long for a socket, then in the temp directory under a name
-/// derived from it.
-pub fn socket_path(dir: &Path) -> PathBuf {
-    let inside = dir.join("control.sock");
-    if inside.as_os_str().len() <= MAX_SOCKET_PATH {
-        return inside;
-    }
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
-    std::env::temp_dir().join(format!("stackpipe-{uid}-{}.sock", &hex::encode(digest)[..16]))
-}
-
 impl ControlServer {
-    /// Binds the socket and starts serving; `events` are the run's events.
+    /// Serves `socket` (bound by [`ControlSocket::bind`] before the run is
+    /// recorded, so that a socket that cannot be bound leaves nothing
+    /// behind); `events` are the run's events.
     pub fn start(
+        socket: ControlSocket,
         store: Arc<StateStore>,
         run_id: String,
         journal: RunJournal,
         gates: Arc<Gates>,
         stop: StopSignal,
         mut events: mpsc::UnboundedReceiver<RunEvent>,
-    ) -> std::io::Result<ControlServer> {
-        let path = socket_path(store.dir());
-        // This process holds the database, so a socket left here is stale.
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path)?;
-        // Only this user (and root) may steer the run.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    ) -> ControlServer {
+        let ControlSocket { listener, bound } = socket;
         let shared = Arc::new(Shared {
             store,
             run_id,
@@ -81,8 +61,7 @@ impl ControlServer {
             board: Mutex::new(RunBoard::default()),
             history: Mutex::new(Vec::new()),
             appended: watch::channel(false).0,
-            // SAFETY: geteuid cannot fail and touches no memory of ours.
-            owner: unsafe { libc::geteuid() },
+            owner: euid(),
         });
         let s = shared.clone();
         let pump = tokio::spawn(async move {
@@ -121,11 +100,12 @@ impl ControlServer {
                 });
             }
         });
-        Ok(ControlServer { path, shared, accept, pump })
+        ControlServer { bound, shared, accept, pump }
     }
 
+    /// The socket's path, as clients connect to it (`owner.json` names it).
     pub fn path(&self) -> &Path {
-        &self.path
+        self.bound.path()
     }
 
     /// Waits until the run's last event is out to every follower (a second
@@ -140,7 +120,7 @@ impl ControlServer {
         })
         .await;
         self.accept.abort();
-        let _ = std::fs::remove_file(&self.path);
+        // The socket file goes with `self.bound`.
     }
 }
 

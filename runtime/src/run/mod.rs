@@ -176,6 +176,14 @@ pub async fn execute(
         envs.reverse();
     }
     let journal = RunJournal::start(store.clone());
+    // The control socket is bound before anything of the run is recorded,
+    // its id included: if it cannot be, the run ends here with nothing of
+    // it left in the state.
+    let socket = if mode.records() && opts.control {
+        Some(crate::control::ControlSocket::bind(store.dir()).map_err(RunError::Control)?)
+    } else {
+        None
+    };
     let run_id = match (&opts.resume, mode) {
         (_, Mode::Plan | Mode::Preflight) => "plan".to_string(),
         (Some(id), _) => id.clone(),
@@ -236,16 +244,16 @@ pub async fn execute(
             (events, None)
         };
         let gates = Arc::new(Gates::new(run_id.clone(), opts.auto_approve.clone(), journal.clone(), events.clone()));
-        let control = if let Some(rx) = rx {
+        let control = if let (Some(rx), Some(socket)) = (rx, socket) {
             let served = crate::control::ControlServer::start(
+                socket,
                 store.clone(),
                 run_id.clone(),
                 journal.clone(),
                 gates.clone(),
                 stop.clone(),
                 rx,
-            )
-            .map_err(RunError::Control)?;
+            );
             store.set_owner_run(&run_id, Some(served.path()))?;
             Some(served)
         } else {
