@@ -22,6 +22,8 @@ mod client;
 mod protocol;
 mod server;
 mod socket;
+#[cfg(test)]
+mod tests;
 
 pub use board::RunBoard;
 pub use client::{ControlClient, Reach};
