@@ -2,10 +2,16 @@
 //!
 //! The state database is opened by one process at a time, so while a run
 //! is in progress its runner is the only one that can read it. The runner
-//! serves a Unix socket (`control.sock` in the state directory, named in
+//! serves a Unix socket (`control/control.sock` in the state directory, or
+//! in a per-user directory when that path is too long; named in
 //! `owner.json`) that answers `status`, `runs` and `logs`, streams the
 //! run's events to `logs --follow`, and takes approvals, rejections and
 //! cancellation. With no runner alive, commands read the database directly.
+//!
+//! Only the runner's own user, and root, may use the socket: it lives in a
+//! directory nobody else can enter (see `socket`), and each connection's
+//! peer is checked by the uid the kernel gives for it before its request is
+//! read.
 //!
 //! The protocol is JSON lines: one [`Request`] per connection, answered by
 //! one [`Response`] line, or, for [`Request::Follow`], by every event of the
@@ -15,8 +21,12 @@ mod board;
 mod client;
 mod protocol;
 mod server;
+mod socket;
+#[cfg(test)]
+mod tests;
 
 pub use board::RunBoard;
 pub use client::{ControlClient, Reach};
 pub use protocol::{Request, Response};
 pub use server::ControlServer;
+pub use socket::{ControlSocket, SocketError};

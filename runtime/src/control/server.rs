@@ -1,21 +1,19 @@
 //! The runner's side of the control socket.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::board::RunBoard;
 use super::protocol::{Request, Response};
+use super::socket::{euid, Bound, ControlSocket};
 use crate::run::{status, Gates, RunEvent, RunJournal, StopSignal};
 use crate::state::StateStore;
-
-/// Longest socket path we bind (`sun_path` holds 108 bytes on Linux).
-const MAX_SOCKET_PATH: usize = 100;
 
 struct Shared {
     store: Arc<StateStore>,
@@ -28,48 +26,32 @@ struct Shared {
     history: Mutex<Vec<Arc<str>>>,
     /// Sent on every line appended to `history`: whether the run has ended.
     appended: watch::Sender<bool>,
+    /// The user this run runs as: the one (with root) who may steer it.
+    owner: u32,
 }
 
 /// A run's control socket, served until [`ControlServer::finish`].
 pub struct ControlServer {
-    path: PathBuf,
+    bound: Bound,
     shared: Arc<Shared>,
     accept: JoinHandle<()>,
     pump: JoinHandle<()>,
 }
 
-/// Where a state directory's control socket lives: inside it, unless that
-/// path is too long for a socket, then in the temp directory under a name
-/// derived from it.
-pub fn socket_path(dir: &Path) -> PathBuf {
-    let inside = dir.join("control.sock");
-    if inside.as_os_str().len() <= MAX_SOCKET_PATH {
-        return inside;
-    }
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
-    std::env::temp_dir().join(format!("stackpipe-{uid}-{}.sock", &hex::encode(digest)[..16]))
-}
-
 impl ControlServer {
-    /// Binds the socket and starts serving; `events` are the run's events.
+    /// Serves `socket` (bound by [`ControlSocket::bind`] before the run is
+    /// recorded, so that a socket that cannot be bound leaves nothing
+    /// behind); `events` are the run's events.
     pub fn start(
+        socket: ControlSocket,
         store: Arc<StateStore>,
         run_id: String,
         journal: RunJournal,
         gates: Arc<Gates>,
         stop: StopSignal,
         mut events: mpsc::UnboundedReceiver<RunEvent>,
-    ) -> std::io::Result<ControlServer> {
-        let path = socket_path(store.dir());
-        // This process holds the database, so a socket left here is stale.
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path)?;
-        // Only this user (and root) may steer the run.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    ) -> ControlServer {
+        let ControlSocket { listener, bound } = socket;
         let shared = Arc::new(Shared {
             store,
             run_id,
@@ -79,6 +61,7 @@ impl ControlServer {
             board: Mutex::new(RunBoard::default()),
             history: Mutex::new(Vec::new()),
             appended: watch::channel(false).0,
+            owner: euid(),
         });
         let s = shared.clone();
         let pump = tokio::spawn(async move {
@@ -117,11 +100,12 @@ impl ControlServer {
                 });
             }
         });
-        Ok(ControlServer { path, shared, accept, pump })
+        ControlServer { bound, shared, accept, pump }
     }
 
+    /// The socket's path, as clients connect to it (`owner.json` names it).
     pub fn path(&self) -> &Path {
-        &self.path
+        self.bound.path()
     }
 
     /// Waits until the run's last event is out to every follower (a second
@@ -147,12 +131,19 @@ impl Drop for ControlServer {
         self.pump.abort();
         // Followers end with what they have.
         self.shared.appended.send_replace(true);
-        let _ = std::fs::remove_file(&self.path);
+        // The socket file goes with `self.bound`.
     }
 }
 
 async fn serve(s: &Arc<Shared>, stream: UnixStream) -> std::io::Result<()> {
+    // Who is on the other end, as the kernel says (SO_PEERCRED), checked
+    // before a byte of the request is looked at. The private directory
+    // should keep other users from connecting at all; this is what holds if
+    // it does not (a socket path handed over, a directory opened up).
     let uid = stream.peer_cred()?.uid();
+    if let Err(refusal) = admit(uid, s.owner) {
+        return refuse(stream, refusal).await;
+    }
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
@@ -171,6 +162,41 @@ async fn serve(s: &Arc<Shared>, stream: UnixStream) -> std::io::Result<()> {
         Err(e) => Response::Error(e),
     };
     reply(&mut write, response).await
+}
+
+/// Whether user `peer` may use the control socket of a run that runs as
+/// `owner`: only that same user and root may.
+pub(super) fn admit(peer: u32, owner: u32) -> Result<(), String> {
+    if peer == owner || peer == 0 {
+        return Ok(());
+    }
+    let who = |uid: u32| format!("user `{}` (uid {uid})", decider(uid));
+    let allowed = if owner == 0 { "only root may".to_string() } else { format!("only {} and root may", who(owner)) };
+    Err(format!("{} may not use this run's control socket: {allowed}", who(peer)))
+}
+
+/// Tells a refused peer why, without reading its request.
+async fn refuse(stream: UnixStream, why: String) -> std::io::Result<()> {
+    let (mut read, mut write) = stream.into_split();
+    let answer = reply(&mut write, Response::Error(why)).await;
+    // The peer's request is thrown away unread, a little of it for a
+    // moment, only so that its write does not fail (EPIPE) before it gets
+    // to read the answer.
+    let mut discard = (&mut read).take(64 * 1024);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tokio::io::copy(&mut discard, &mut tokio::io::sink()))
+        .await;
+    answer
+}
+
+/// How a decision records who made it: the login name of `uid`, or `uid N`
+/// when it has none, so that a decision never names nobody in particular.
+pub(super) fn decider(uid: u32) -> String {
+    let name = crate::os_user::user_name(uid);
+    if name.trim().is_empty() {
+        format!("uid {uid}")
+    } else {
+        name
+    }
 }
 
 async fn reply(write: &mut tokio::net::unix::OwnedWriteHalf, r: Response) -> std::io::Result<()> {
@@ -245,7 +271,7 @@ async fn answer(s: &Arc<Shared>, request: Request, uid: u32) -> Result<Value, St
             if let Some(other) = run.as_ref().filter(|r| **r != s.run_id) {
                 return Err(not_current(s, other));
             }
-            let by = crate::os_user::user_name(uid);
+            let by = decider(uid);
             let decided = s.gates.decide(&selector, decision, &by, comment).await.map_err(|e| e.to_string())?;
             serde_json::to_value(decided).map_err(|e| e.to_string())
         }

@@ -180,6 +180,14 @@ pub async fn execute(
     if mode == Mode::Undeploy {
         envs.reverse();
     }
+    // The control socket is bound before anything of the run is recorded,
+    // its id included: if it cannot be, the run ends here with nothing of
+    // it left in the state.
+    let socket = if mode.records() && opts.control {
+        Some(crate::control::ControlSocket::bind(store.dir()).map_err(RunError::Control)?)
+    } else {
+        None
+    };
     let run_id = match (&opts.resume, mode) {
         (_, Mode::Plan | Mode::Preflight) => "plan".to_string(),
         (Some(id), _) => id.clone(),
@@ -242,21 +250,17 @@ pub async fn execute(
             (events, None)
         };
         let gates = Arc::new(Gates::new(run_id.clone(), opts.auto_approve.clone(), journal.clone(), events.clone()));
-        // Bound before anything is recorded: a socket that cannot be served
-        // leaves no run behind.
-        let control = match rx {
-            Some(rx) => Some(
-                crate::control::ControlServer::start(
-                    store.clone(),
-                    run_id.clone(),
-                    journal.clone(),
-                    gates.clone(),
-                    stop.clone(),
-                    rx,
-                )
-                .map_err(RunError::Control)?,
-            ),
-            None => None,
+        let control = match (rx, socket) {
+            (Some(rx), Some(socket)) => Some(crate::control::ControlServer::start(
+                socket,
+                store.clone(),
+                run_id.clone(),
+                journal.clone(),
+                gates.clone(),
+                stop.clone(),
+                rx,
+            )),
+            _ => None,
         };
         if let Some(prev) = store.run(&run_id)? {
             record.started_ms = prev.started_ms;
