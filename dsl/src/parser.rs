@@ -40,8 +40,17 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
     // parts, each in one call.
     let threads = par::threads_for(src.len(), PARALLEL_MIN_BYTES);
     let parts = (src.len() / PART_BYTES).max(threads);
-    if let Some(parsed) = parse_in_parts(src, parts, threads).or_else(|| parse_whole(src, 0)) {
+    if let Some(parsed) = parse_in_parts(src, parts, threads).or_else(|| recognize_whole(src, 0)) {
         return parsed;
+    }
+    // A block comment that is never closed: no parse can get past it, and
+    // pest would read it to the end of the file each time it tried it (a
+    // dozen times for one item), so pest is not run over it.
+    let never_closed = syntax::comment_never_closed(src);
+    if never_closed.is_none() {
+        if let Some(parsed) = pest_whole(src, 0) {
+            return parsed;
+        }
     }
     let mut lower = Lower { base: 0, diags: Vec::new(), invalid: Vec::new() };
     let mut module = Module::default();
@@ -51,10 +60,19 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
     let mut pos = 0;
     while pos < src.len() {
         let rest = &src[pos..];
-        if Grammar::parse(Rule::trivia_only, rest).is_ok() {
+        // pest is given the text up to a comment that is never closed: what
+        // comes before it parses as it does in the whole file, and nothing
+        // can parse past it.
+        let comment = never_closed.filter(|&at| at >= pos);
+        let for_pest = comment.map_or(rest, |at| &src[pos..at]);
+        if Grammar::parse(Rule::trivia_only, for_pest).is_ok() {
+            if let Some(at) = comment {
+                // Only the comment is left.
+                lower.diags.push(syntax::comment_never_closed_at(at));
+            }
             break;
         }
-        let (diag, resume) = match Grammar::parse(Rule::single_item, rest) {
+        let (diag, resume) = match Grammar::parse(Rule::single_item, for_pest) {
             Ok(mut pairs) => {
                 let Some(single) = pairs.next() else { break };
                 let consumed = single.as_span().end();
@@ -66,9 +84,10 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
                     _ => None,
                 };
                 match junk {
+                    Some(x) if x.comment_never_closed => (x.diag, None),
                     None => {
                         lower.base = pos;
-                        lower.item(Tree::new(rest).fill(item), &mut module);
+                        lower.item(Tree::new(for_pest).fill(item), &mut module);
                         if consumed == 0 {
                             break;
                         }
@@ -84,6 +103,8 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
             Err(e) => {
                 let pest_at = pos + error_offset(&e);
                 match syntax::explain_item(src, pos) {
+                    // The rest of the file is inside the comment.
+                    Some(x) if x.comment_never_closed => (x.diag, None),
                     Some(x) => {
                         let at = x.diag.position().max(pest_at);
                         (x.diag, x.resume.or_else(|| resync(src, at)))
