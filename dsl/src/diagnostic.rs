@@ -5,6 +5,7 @@
 use std::fmt;
 
 use crate::ast::Span;
+use crate::excerpt::{self, clamp_text, Excerpt, LineIndex};
 
 /// What kind of mistake a diagnostic reports; shown as `stackpipe::<code>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -129,9 +130,24 @@ impl Diagnostics {
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
-    /// Each diagnostic as something miette can render.
+    /// Each diagnostic as something miette can render. Each quotes only a
+    /// few lines of the file, however large the file or its spans (see
+    /// [`crate::excerpt`]).
     pub fn reports(&self) -> impl Iterator<Item = Report<'_>> {
-        self.items.iter().map(move |d| Report { diag: d, source: &self.source })
+        let text = self.source.inner().as_str();
+        let quoted = |d: &Diagnostic| d.labels.iter().take(excerpt::MAX_LABELS).map(|l| l.span.start).collect::<Vec<_>>();
+        let index = LineIndex::new(text, self.items.iter().flat_map(quoted));
+        let reports: Vec<Report<'_>> = self
+            .items
+            .iter()
+            .map(|d| Report {
+                diag: d,
+                excerpt: (!d.labels.is_empty()).then(|| {
+                    Excerpt::new(self.source.name(), Some("pipeline"), text, &d.labels, &index)
+                }),
+            })
+            .collect();
+        reports.into_iter()
     }
     /// Renders every diagnostic and a closing count line, without colour.
     pub fn render_plain(&self, width: usize) -> String {
@@ -160,16 +176,17 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
-/// One diagnostic borrowed together with its source, for miette.
+/// One diagnostic with the part of the file it quotes, for miette.
 #[derive(Debug)]
 pub struct Report<'a> {
     diag: &'a Diagnostic,
-    source: &'a miette::NamedSource<String>,
+    /// `None` for a diagnostic without labels.
+    excerpt: Option<Excerpt>,
 }
 
 impl fmt::Display for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.diag.message)
+        f.write_str(&clamp_text(&self.diag.message))
     }
 }
 
@@ -180,25 +197,19 @@ impl miette::Diagnostic for Report<'_> {
         Some(Box::new(format!("stackpipe::{}", self.diag.code.as_str())))
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.diag.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.diag.help.as_deref().map(|h| Box::new(clamp_text(h)) as Box<dyn fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        if self.diag.labels.is_empty() {
-            None
-        } else {
-            Some(self.source)
-        }
+        self.excerpt.as_ref().map(|e| e as &dyn miette::SourceCode)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
-        if self.diag.labels.is_empty() {
-            return None;
-        }
-        Some(Box::new(self.diag.labels.iter().enumerate().map(|(i, l)| {
-            let span: miette::SourceSpan = l.span.into();
+        let excerpt = self.excerpt.as_ref()?;
+        Some(Box::new(excerpt.labels.iter().enumerate().map(|(i, (span, text))| {
+            let text = text.as_deref().map(|t| clamp_text(t).into_owned());
             if i == 0 {
-                miette::LabeledSpan::new_primary_with_span(l.text.clone(), span)
+                miette::LabeledSpan::new_primary_with_span(text, *span)
             } else {
-                miette::LabeledSpan::new_with_span(l.text.clone(), span)
+                miette::LabeledSpan::new_with_span(text, *span)
             }
         })))
     }
