@@ -135,16 +135,16 @@ impl Diagnostics {
     /// [`crate::excerpt`]).
     pub fn reports(&self) -> impl Iterator<Item = Report<'_>> {
         let text = self.source.inner().as_str();
-        let quoted = |d: &Diagnostic| d.labels.iter().take(excerpt::MAX_LABELS).map(|l| l.span.start).collect::<Vec<_>>();
+        let quoted =
+            |d: &Diagnostic| d.labels.iter().take(excerpt::MAX_LABELS).map(|l| l.span.start).collect::<Vec<_>>();
         let index = LineIndex::new(text, self.items.iter().flat_map(quoted));
         let reports: Vec<Report<'_>> = self
             .items
             .iter()
             .map(|d| Report {
                 diag: d,
-                excerpt: (!d.labels.is_empty()).then(|| {
-                    Excerpt::new(self.source.name(), Some("pipeline"), text, &d.labels, &index)
-                }),
+                excerpt: (!d.labels.is_empty())
+                    .then(|| Excerpt::new(self.source.name(), Some("pipeline"), text, &d.labels, &index)),
             })
             .collect();
         reports.into_iter()
@@ -275,4 +275,93 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 /// `did you mean `x`?` for the closest candidate.
 pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     closest(name, candidates).map(|c| format!("did you mean `{c}`?"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// `closest` as it was before it was bounded: every candidate compared.
+    fn unbounded<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
+        let mut best: Option<(&str, f64)> = None;
+        for &c in candidates {
+            if c == name {
+                continue;
+            }
+            let score = strsim::jaro_winkler(name, c);
+            let distance = strsim::osa_distance(name, c);
+            let plausible = score >= 0.8 || distance <= (name.len().max(c.len()) / 3).max(1);
+            if plausible && best.is_none_or(|(_, s)| score > s) {
+                best = Some((c, score));
+            }
+        }
+        best.map(|(c, _)| c)
+    }
+
+    #[test]
+    fn typos_are_still_suggested() {
+        assert_eq!(closest("vcp", ["vpc", "subnet"]), Some("vpc"));
+        assert_eq!(closest("resorce", ["resource", "var", "plugin"]), Some("resource"));
+        assert_eq!(closest("subnet_b", ["subnet_a", "vpc"]), Some("subnet_a"));
+        assert_eq!(closest("x", ["a_very_long_name"]), None);
+    }
+
+    #[test]
+    fn skipping_by_length_never_changes_the_suggestion() {
+        // Names of every length from 1 to 60 over a small alphabet, so many
+        // are close; a tiny xorshift keeps the test deterministic.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let names: Vec<String> = (0..600)
+            .map(|_| {
+                let len = 1 + (next() % 60) as usize;
+                (0..len).map(|_| b"abcab_-"[(next() % 7) as usize] as char).collect()
+            })
+            .collect();
+        let candidates: Vec<&str> = names.iter().map(String::as_str).collect();
+        for (i, name) in names.iter().enumerate().step_by(7) {
+            let some = &candidates[i % 50..(i % 50) + 100];
+            assert_eq!(closest(name, some.iter().copied()), unbounded(name, some), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_name_too_long_to_be_a_typo_gets_no_suggestion() {
+        let long = "a".repeat(MAX_SUGGEST_CHARS + 1);
+        let near = format!("{long}b");
+        assert_eq!(closest(&long, [near.as_str()]), None);
+        assert_eq!(closest("aaa", [long.as_str()]), None);
+        let ok = "a".repeat(MAX_SUGGEST_CHARS - 1);
+        let ok_near = format!("{ok}b");
+        assert_eq!(closest(&ok, [ok_near.as_str()]), Some(ok_near.as_str()));
+    }
+
+    #[test]
+    fn a_megabyte_name_is_not_compared() {
+        let name = "n".repeat(1 << 20);
+        let near = format!("{name}x");
+        let started = Instant::now();
+        assert_eq!(closest(&name, [near.as_str(), "vpc"]), None);
+        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn the_work_of_one_suggestion_is_capped() {
+        // 100,000 candidates as long as the name: far over the cap, which
+        // stops the comparisons with the best found so far.
+        let names: Vec<String> = (0..100_000).map(|i| format!("{}{i:06}", "r".repeat(200))).collect();
+        let name = format!("{}00000x", "r".repeat(200));
+        let started = Instant::now();
+        let found = closest(&name, names.iter().map(String::as_str));
+        assert!(found.is_some());
+        // About 16M character pairs: well under a second in a release build.
+        assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    }
 }

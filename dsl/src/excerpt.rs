@@ -26,7 +26,8 @@ use crate::diagnostic::Label;
 /// default; a handler asking for more gets at most this many.
 pub const CONTEXT_LINES: usize = 2;
 /// A label spanning more lines than this is cut to the end of its first line.
-pub const MAX_SPAN_LINES: usize = 3;
+/// A list or a block of a few lines is still shown whole.
+pub const MAX_SPAN_LINES: usize = 6;
 /// The longest line quoted, in characters; a longer one is cut, with `…`.
 pub const MAX_LINE_CHARS: usize = 240;
 /// How many characters before a label a cut line keeps.
@@ -179,19 +180,40 @@ impl Quoted {
             Some(end) => (end, true),
             None => forward(text, from, MAX_LINE_CHARS),
         };
-        Quoted { from, to, cut_front, cut_back: !at_end, line_start: Some(line_start), newline: at_end && to < text.len() }
+        Quoted {
+            from,
+            to,
+            cut_front,
+            cut_back: !at_end,
+            line_start: Some(line_start),
+            newline: at_end && to < text.len(),
+        }
     }
 
     /// The line starting at `start`, from its start.
     fn head(text: &str, start: usize) -> Quoted {
         let (to, at_end) = forward(text, start, MAX_LINE_CHARS);
-        Quoted { from: start, to, cut_front: false, cut_back: !at_end, line_start: Some(start), newline: at_end && to < text.len() }
+        Quoted {
+            from: start,
+            to,
+            cut_front: false,
+            cut_back: !at_end,
+            line_start: Some(start),
+            newline: at_end && to < text.len(),
+        }
     }
 
     /// The line ending at `end` (its `\n`), from its end.
     fn tail(text: &str, end: usize) -> Quoted {
         let (from, at_start) = backward(text, end, MAX_LINE_CHARS);
-        Quoted { from, to: end, cut_front: !at_start, cut_back: false, line_start: at_start.then_some(from), newline: true }
+        Quoted {
+            from,
+            to: end,
+            cut_front: !at_start,
+            cut_back: false,
+            line_start: at_start.then_some(from),
+            newline: true,
+        }
     }
 
     /// `pos` of the file moved into this quote.
@@ -227,13 +249,7 @@ pub(crate) struct Excerpt {
 
 impl Excerpt {
     /// The lines `labels` (spans into `text`) point at, with context.
-    pub(crate) fn new(
-        name: &str,
-        language: Option<&str>,
-        text: &str,
-        labels: &[Label],
-        index: &LineIndex,
-    ) -> Excerpt {
+    pub(crate) fn new(name: &str, language: Option<&str>, text: &str, labels: &[Label], index: &LineIndex) -> Excerpt {
         let mut lines: BTreeMap<usize, Quoted> = BTreeMap::new();
         // In the file's order, so that where two labels want different
         // windows of one long line, the earlier one decides.
@@ -308,7 +324,13 @@ impl Excerpt {
                 if let Some(r) = regions.last_mut() {
                     r.end = out.len();
                 }
-                regions.push(Region { start: out.len(), end: out.len(), first_line: l, last_line: l, lines: Vec::new() });
+                regions.push(Region {
+                    start: out.len(),
+                    end: out.len(),
+                    first_line: l,
+                    last_line: l,
+                    lines: Vec::new(),
+                });
             }
             prev = Some(l);
             let line_start = out.len();
@@ -395,8 +417,14 @@ impl SourceCode for Excerpt {
         // apart). As from the whole file, except never across regions.
         let reach = (line + region.first_line + read.line_count()).min(region.last_line);
         let span = SourceSpan::new((region.start + read.span().offset()).into(), read.span().len());
-        let mut contents =
-            MietteSpanContents::new_named(self.name.clone(), read.data(), span, line, column, reach.saturating_sub(line));
+        let mut contents = MietteSpanContents::new_named(
+            self.name.clone(),
+            read.data(),
+            span,
+            line,
+            column,
+            reach.saturating_sub(line),
+        );
         if let Some(language) = &self.language {
             contents = contents.with_language(language.clone());
         }
@@ -447,3 +475,215 @@ const WORD_HEAD_CHARS: usize = 60;
 const WORD_TAIL_CHARS: usize = 20;
 /// The longest message, label or help line, in characters.
 pub const MAX_TEXT_CHARS: usize = 2000;
+
+#[cfg(test)]
+mod tests {
+    use std::fmt;
+
+    use super::*;
+    use crate::diagnostic::{Code, Diagnostic, Diagnostics};
+
+    fn handler() -> miette::GraphicalReportHandler {
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(100)
+            .with_links(false)
+    }
+
+    /// A diagnostic rendered by miette from the whole file, as before excerpts.
+    #[derive(Debug)]
+    struct Whole<'a> {
+        diag: &'a Diagnostic,
+        source: &'a miette::NamedSource<String>,
+    }
+
+    impl fmt::Display for Whole<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(&self.diag.message)
+        }
+    }
+
+    impl std::error::Error for Whole<'_> {}
+
+    impl miette::Diagnostic for Whole<'_> {
+        fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+            Some(Box::new(format!("stackpipe::{}", self.diag.code.as_str())))
+        }
+        fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+            self.diag.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        }
+        fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+            (!self.diag.labels.is_empty()).then_some(self.source as &dyn miette::SourceCode)
+        }
+        fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+            if self.diag.labels.is_empty() {
+                return None;
+            }
+            Some(Box::new(self.diag.labels.iter().enumerate().map(|(i, l)| {
+                let span: SourceSpan = l.span.into();
+                if i == 0 {
+                    miette::LabeledSpan::new_primary_with_span(l.text.clone(), span)
+                } else {
+                    miette::LabeledSpan::new_with_span(l.text.clone(), span)
+                }
+            })))
+        }
+    }
+
+    /// Each diagnostic of `src` rendered from its excerpt and from the whole file.
+    fn both_ways(src: &str) -> Vec<(String, String)> {
+        let diags = crate::load("f.pipeline", src, &Default::default()).expect_err("the source has mistakes");
+        let h = handler();
+        diags
+            .reports()
+            .zip(&diags.items)
+            .map(|(report, d)| {
+                let (mut ours, mut whole) = (String::new(), String::new());
+                h.render_report(&mut ours, &report).unwrap();
+                h.render_report(&mut whole, &Whole { diag: d, source: &diags.source }).unwrap();
+                (ours, whole)
+            })
+            .collect()
+    }
+
+    const PLUGIN: &str = "plugin aws {\n  kind   = \"provisioner\"\n  source = \"builtin:aws\"\n}\n";
+
+    #[test]
+    fn a_small_file_renders_exactly_as_from_the_whole_file() {
+        let cases = [
+            format!("{PLUGIN}resource vpc \"aws.vpc\" {{ cidr_block = 1 }}\nresource vpc \"aws.vpc\" {{}}\n"),
+            format!("{PLUGIN}\n\nresource a \"aws.vpc\" {{\n  x = b.id\n}}\n\n\nresource c \"aws.vpc\" {{ y = a.nope }}"),
+            format!("{PLUGIN}resource a \"aws.vpc\" {{\n  tags {{\n    Name = \"main\"\n\n  enable = true\n}}\n\nresource b \"aws.vpc\" {{}}\n"),
+            format!("{PLUGIN}var n: number = [\n  1,\n  2,\n]\n"),
+            format!("{PLUGIN}resource a \"aws.vpc\" {{ x = \"caf\u{e9} \u{1F600}\" y = zz.id }}\n/* open"),
+            format!("{PLUGIN}resource a \"aws.vpc\" {{\r\n  x = q.id\r\n}}\r\n"),
+            "resourc a \"t.x\" {}".to_string(),
+            format!("{PLUGIN}environment a {{ after = b }}\nenvironment b {{ after = a }}\n"),
+        ];
+        for src in &cases {
+            for (ours, whole) in both_ways(src) {
+                assert_eq!(ours, whole, "for:\n{src}");
+            }
+        }
+    }
+
+    fn render(text: &str, diags: Vec<Diagnostic>) -> String {
+        Diagnostics::new("f", text, diags).render_plain(100)
+    }
+
+    #[test]
+    fn a_huge_line_is_cut_around_the_label() {
+        let text = format!("{}/* open {}", "x".repeat(3_000_000), "y".repeat(3_000_000));
+        let at = 3_000_000;
+        let out = render(
+            &text,
+            vec![Diagnostic::at(Code::Syntax, Span::new(at, at + 2), "unterminated")
+                .with_label(Span::new(at, at + 2), "here")],
+        );
+        assert!(out.len() < 2_000, "{out}");
+        assert!(out.contains("[f:1:3000001]"), "the column is the file's: {out}");
+        assert!(out.contains(&format!("1 │ …{}/* open y", "x".repeat(LEAD_CHARS))), "{out}");
+        assert!(out.contains("y…\n"), "{out}");
+    }
+
+    #[test]
+    fn a_label_near_the_start_of_a_huge_line_keeps_the_start() {
+        let text = format!("abc def {}", "z".repeat(1_000_000));
+        let out = render(&text, vec![Diagnostic::at(Code::Syntax, Span::new(4, 7), "m")]);
+        assert!(out.contains("1 │ abc def zzz"), "{out}");
+        assert!(out.contains("[f:1:5]"), "{out}");
+        assert!(out.len() < 2_000, "{out}");
+    }
+
+    #[test]
+    fn a_span_over_thousands_of_lines_is_cut_to_its_first() {
+        let text: String = (0..10_000).map(|i| format!("line {i}\n")).collect();
+        let start = text.find("line 5\n").unwrap();
+        let out = render(
+            &text,
+            vec![Diagnostic::at(Code::Syntax, Span::new(start, text.len()), "m")
+                .with_label(Span::new(start, text.len()), "all of it")],
+        );
+        assert!(out.lines().count() < 15, "{out}");
+        assert!(out.contains(" 6 │ line 5\n"), "{out}");
+        assert!(out.contains("all of it"), "{out}");
+        assert!(!out.contains("line 9999"), "{out}");
+    }
+
+    #[test]
+    fn a_span_over_a_few_lines_is_kept_whole() {
+        let text = "a\nb {\n  c\n}\nd\n";
+        let out = render(text, vec![Diagnostic::at(Code::Syntax, Span::new(2, 11), "m")]);
+        assert!(out.contains("2 │ ╭─▶ b {\n 3 │ │     c\n 4 │ ╰─▶ }\n"), "{out}");
+    }
+
+    #[test]
+    fn labels_far_apart_get_a_short_snippet_each() {
+        let text: String = (0..10_000).map(|i| format!("line {i}\n")).collect();
+        let a = text.find("line 2999\n").unwrap();
+        let b = text.find("line 8999\n").unwrap();
+        let d = Diagnostic::at(Code::DuplicateName, Span::new(a, a + 4), "twice")
+            .with_label(Span::new(a, a + 4), "first")
+            .with_label(Span::new(b, b + 4), "again");
+        let out = render(&text, vec![d]);
+        assert!(out.contains("[f:3000:1]") && out.contains("[f:9000:1]"), "{out}");
+        assert!(out.contains("3000 │ line 2999") && out.contains("9000 │ line 8999"), "{out}");
+        assert!(out.lines().count() < 20, "{out}");
+    }
+
+    #[test]
+    fn many_diagnostics_in_a_large_file_render_in_one_pass() {
+        // 20,000 diagnostics after a line of 2 MB: each quotes its few lines.
+        let mut text = "q".repeat(2_000_000);
+        text.push('\n');
+        let mut diags = Vec::new();
+        for i in 0..20_000 {
+            let at = text.len();
+            text.push_str(&format!("item {i}\n"));
+            diags.push(Diagnostic::at(Code::Syntax, Span::new(at, at + 4), "m"));
+        }
+        let started = std::time::Instant::now();
+        let out = render(&text, diags);
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
+        assert!(out.len() < 20_000 * 400, "{} bytes", out.len());
+        assert!(out.contains("2 │ item 0") && out.contains("20001 │ item 19999"));
+    }
+
+    #[test]
+    fn spans_out_of_bounds_or_inside_a_character_do_not_panic() {
+        let text = "é\u{1F600}ab\ncd";
+        for (s, e) in [(0, 100), (1, 2), (3, 1), (50, 60), (2, 5), (9, 9), (text.len(), text.len())] {
+            let out = render(
+                text,
+                vec![Diagnostic::at(Code::Syntax, Span::new(s, e), "m").with_label(Span::new(e, s.max(e)), "x")],
+            );
+            assert!(out.contains("× m"), "{s}..{e}: {out}");
+        }
+        assert!(render("", vec![Diagnostic::at(Code::Syntax, Span::new(0, 0), "m")]).contains("× m"));
+    }
+
+    #[test]
+    fn at_most_max_labels_are_quoted() {
+        let text: String = (0..100).map(|i| format!("l{i}\n")).collect();
+        let mut d = Diagnostic::new(Code::Cycle, "cycle");
+        for i in 0..100 {
+            let at = text.find(&format!("l{i}\n")).unwrap();
+            d = d.with_label(Span::new(at, at + 2), format!("n{i}"));
+        }
+        let out = render(&text, vec![d]);
+        assert!(out.contains(&format!("n{}", MAX_LABELS - 1)) && !out.contains(&format!("n{}", MAX_LABELS)), "{out}");
+    }
+
+    #[test]
+    fn long_words_in_messages_are_shortened() {
+        assert_eq!(clamp_text("unknown resource `vpc`"), "unknown resource `vpc`");
+        let name = "n".repeat(1_000_000);
+        let message = format!("unknown resource `{name}` here");
+        let out = clamp_text(&message);
+        assert!(out.len() < 200, "{out}");
+        assert!(out.starts_with("unknown resource `nnn"), "{out}");
+        assert!(out.ends_with("nnn` (1000002 characters) here"), "{out}");
+        let many = "word ".repeat(10_000);
+        let out = clamp_text(&many);
+        assert!(out.chars().count() <= MAX_TEXT_CHARS + 1 && out.ends_with('…'), "{}", out.len());
+    }
+}

@@ -1540,4 +1540,40 @@ mod tests {
         let src = format!("var x = {}1{}", "[".repeat(depth), "]".repeat(depth));
         ok(&src);
     }
+
+    #[test]
+    fn a_comment_never_closed_is_one_error_and_what_is_before_it_parses() {
+        let body = "resource inside \"x.y\" {}\n".repeat(200_000);
+        let src = format!("var ok = 1\nresource r \"x.y\" {{ k = 1 }}\n/* never closed\n{body}");
+        let started = std::time::Instant::now();
+        let (m, d) = parse(&src);
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].message, "unterminated block comment");
+        let at = src.find("/*").unwrap();
+        assert_eq!(d[0].labels[0].span, Span::new(at, at + 2));
+        assert_eq!((m.vars.len(), m.resources.len()), (1, 1), "nothing inside the comment is parsed");
+    }
+
+    #[test]
+    fn a_comment_never_closed_inside_an_item_is_that_items_error() {
+        let src = format!("var ok = 1\nresource r \"x.y\" {{\n  k = 1 /* open {}\n}}\n", "x".repeat(1 << 20));
+        let (m, d) = parse(&src);
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].message, "unterminated block comment");
+        assert_eq!(d[0].position(), src.find("/*").unwrap());
+        assert_eq!(m.vars.len(), 1);
+        assert_eq!(m.unparsed, vec!["r".to_string()]);
+    }
+
+    #[test]
+    fn a_comment_opener_in_a_string_is_not_a_comment() {
+        // The `/*` after the last `*/` is in a string: the mistake is the stray `}`.
+        let src = "/* a */ var ok = 1\n}\nresource r \"x.y\" { k = \"s3://bucket/*\" }\n";
+        let (m, d) = parse(src);
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_ne!(d[0].message, "unterminated block comment");
+        assert_eq!(m.resources.len(), 1, "the item after the mistake parses");
+        assert_eq!(syntax::comment_never_closed(src), None);
+    }
 }
