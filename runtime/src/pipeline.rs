@@ -9,7 +9,7 @@ use crate::input::{read_regular_file, InputError};
 
 /// The largest pipeline file read unless the caller allows more. A
 /// hand-written pipeline is a few kilobytes and a generated one of 10,000
-/// resources about 2 MB; what is read is held several times over (the text,
+/// resources (the benchmarks') about 1.4 MB; what is read is held several times over (the text,
 /// its parse, the graph), so a cap well above any real file still keeps a
 /// mistaken path (a log, a disk image) from taking gigabytes of memory.
 pub const DEFAULT_MAX_PIPELINE_BYTES: u64 = 16 << 20;
