@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use stackpipe_dsl::CompileOptions;
+use stackpipe_runtime::input::InputError;
 use stackpipe_runtime::pipeline::{self, LoadError, LoadedPipeline};
 
 use crate::EXIT_INVALID;
@@ -19,7 +20,14 @@ pub struct PipelineArgs {
     /// Set a var: `--var name=value` (wins over environment values and defaults).
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_key_value)]
     pub vars: Vec<(String, String)>,
+    /// The largest pipeline file read, in bytes (`KiB`, `MiB`, `GiB` suffixes
+    /// allowed) [default: 16MiB, or $STACKPIPE_MAX_FILE_SIZE].
+    #[arg(long = "max-file-size", value_name = "BYTES", value_parser = parse_size)]
+    pub max_file_size: Option<u64>,
 }
+
+/// Sets the cap on a pipeline file's size when `--max-file-size` is not given.
+pub const MAX_FILE_SIZE_ENV: &str = "STACKPIPE_MAX_FILE_SIZE";
 
 impl PipelineArgs {
     /// Reads and compiles the file, and checks that no plugin is granted
@@ -32,7 +40,8 @@ impl PipelineArgs {
     /// [`PipelineArgs::load`] for runs whose state is in `state_dir`.
     pub fn load_with_state(&self, require_values: bool, state_dir: Option<&std::path::Path>) -> Result<LoadedPipeline, u8> {
         let opts = CompileOptions { vars: self.vars.clone(), env: self.env.clone(), require_values, ..Default::default() };
-        let loaded = pipeline::load(&self.file, opts).and_then(|p| {
+        let max_bytes = self.max_file_size()?;
+        let loaded = pipeline::load(&self.file, opts, max_bytes).and_then(|p| {
             let state = state_dir.map(std::path::Path::to_path_buf).unwrap_or_else(|| p.default_state_dir());
             p.check_grants(&state).map(|()| p)
         });
@@ -47,12 +56,53 @@ impl PipelineArgs {
                 eprint!("{}", diags.render_with(&handler));
                 Err(EXIT_INVALID)
             }
+            Err(e @ LoadError::Read(InputError::TooLarge { .. })) => {
+                eprintln!("error: {e}");
+                eprintln!("help: if the file really is the pipeline, raise the limit with `--max-file-size BYTES` or {MAX_FILE_SIZE_ENV}");
+                Err(EXIT_INVALID)
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 Err(EXIT_INVALID)
             }
         }
     }
+
+    /// The cap on the file's size: the flag, else the environment, else the default.
+    fn max_file_size(&self) -> Result<u64, u8> {
+        if let Some(n) = self.max_file_size {
+            return Ok(n);
+        }
+        match std::env::var(MAX_FILE_SIZE_ENV) {
+            Ok(v) => parse_size(&v).map_err(|e| {
+                eprintln!("error: {MAX_FILE_SIZE_ENV}: {e}");
+                EXIT_INVALID
+            }),
+            Err(std::env::VarError::NotPresent) => Ok(pipeline::DEFAULT_MAX_PIPELINE_BYTES),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                eprintln!("error: {MAX_FILE_SIZE_ENV} is not valid text");
+                Err(EXIT_INVALID)
+            }
+        }
+    }
+}
+
+/// `1048576`, `512KiB`, `16MiB`, `1GiB` (also `K`, `M`, `G`, `KB`..., all
+/// powers of 1024): a number of bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let number: u64 =
+        number.parse().map_err(|_| format!("expected a size in bytes such as 33554432 or 32MiB, got `{s}`"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("unknown unit in `{s}`: use bytes, KiB, MiB or GiB")),
+    };
+    number.checked_mul(1 << shift).ok_or_else(|| format!("`{s}` is too large"))
 }
 
 fn terminal_width() -> Option<usize> {
@@ -63,5 +113,23 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
         _ => Err(format!("expected NAME=VALUE, got `{s}`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_in_bytes_or_binary_units() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("99999999999999999999GiB").is_err());
+        assert!(parse_size("18446744073709551615GiB").is_err());
     }
 }

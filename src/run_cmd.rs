@@ -353,7 +353,7 @@ pub fn again(run_id: &str, state: &StateArgs, resume: bool, json: bool) -> Resul
     drop(store);
     let env = if run.environments.len() == 1 { run.environments.first().cloned() } else { None };
     let args = RunArgs {
-        pipeline: PipelineArgs { file: PathBuf::from(&run.file), env, vars: run.vars.clone() },
+        pipeline: PipelineArgs { file: PathBuf::from(&run.file), env, vars: run.vars.clone(), max_file_size: None },
         sets: run.sets.clone(),
         parallelism: run.parallelism,
         state: StateArgs { dir: Some(state.dir_for(None)) },

@@ -5,6 +5,7 @@
 use std::fmt;
 
 use crate::ast::Span;
+use crate::excerpt::{self, clamp_text, Excerpt, LineIndex};
 
 /// What kind of mistake a diagnostic reports; shown as `stackpipe::<code>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -129,9 +130,24 @@ impl Diagnostics {
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
-    /// Each diagnostic as something miette can render.
+    /// Each diagnostic as something miette can render. Each quotes only a
+    /// few lines of the file, however large the file or its spans (see
+    /// [`crate::excerpt`]).
     pub fn reports(&self) -> impl Iterator<Item = Report<'_>> {
-        self.items.iter().map(move |d| Report { diag: d, source: &self.source })
+        let text = self.source.inner().as_str();
+        let quoted =
+            |d: &Diagnostic| d.labels.iter().take(excerpt::MAX_LABELS).map(|l| l.span.start).collect::<Vec<_>>();
+        let index = LineIndex::new(text, self.items.iter().flat_map(quoted));
+        let reports: Vec<Report<'_>> = self
+            .items
+            .iter()
+            .map(|d| Report {
+                diag: d,
+                excerpt: (!d.labels.is_empty())
+                    .then(|| Excerpt::new(self.source.name(), Some("pipeline"), text, &d.labels, &index)),
+            })
+            .collect();
+        reports.into_iter()
     }
     /// Renders every diagnostic and a closing count line, without colour.
     pub fn render_plain(&self, width: usize) -> String {
@@ -160,16 +176,17 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
-/// One diagnostic borrowed together with its source, for miette.
+/// One diagnostic with the part of the file it quotes, for miette.
 #[derive(Debug)]
 pub struct Report<'a> {
     diag: &'a Diagnostic,
-    source: &'a miette::NamedSource<String>,
+    /// `None` for a diagnostic without labels.
+    excerpt: Option<Excerpt>,
 }
 
 impl fmt::Display for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.diag.message)
+        f.write_str(&clamp_text(&self.diag.message))
     }
 }
 
@@ -180,41 +197,74 @@ impl miette::Diagnostic for Report<'_> {
         Some(Box::new(format!("stackpipe::{}", self.diag.code.as_str())))
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.diag.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.diag.help.as_deref().map(|h| Box::new(clamp_text(h)) as Box<dyn fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        if self.diag.labels.is_empty() {
-            None
-        } else {
-            Some(self.source)
-        }
+        self.excerpt.as_ref().map(|e| e as &dyn miette::SourceCode)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
-        if self.diag.labels.is_empty() {
-            return None;
-        }
-        Some(Box::new(self.diag.labels.iter().enumerate().map(|(i, l)| {
-            let span: miette::SourceSpan = l.span.into();
+        let excerpt = self.excerpt.as_ref()?;
+        Some(Box::new(excerpt.labels.iter().enumerate().map(|(i, (span, text))| {
+            let text = text.as_deref().map(|t| clamp_text(t).into_owned());
             if i == 0 {
-                miette::LabeledSpan::new_primary_with_span(l.text.clone(), span)
+                miette::LabeledSpan::new_primary_with_span(text, *span)
             } else {
-                miette::LabeledSpan::new_with_span(l.text.clone(), span)
+                miette::LabeledSpan::new_with_span(text, *span)
             }
         })))
     }
 }
 
+/// Names longer than this, and candidates longer than this, get no
+/// suggestion: comparing two names costs the product of their lengths, and
+/// no one misspells a name of hundreds of characters by hand.
+pub const MAX_SUGGEST_CHARS: usize = 256;
+
+/// How much comparing one suggestion may do, in pairs of characters (the
+/// sum of the products of the name's and each candidate's lengths): some
+/// 100 ms in a debug build. 10,000 candidates of 40 characters fit, so only
+/// a hostile file ever reaches it; then the best candidate so far is taken.
+pub const MAX_SUGGEST_WORK: usize = 16 << 20;
+
 /// The closest of `candidates` to `name`, if any is close enough to be a
 /// plausible typo ("did you mean `vpc`?").
+///
+/// Bounded, whatever the input: see [`MAX_SUGGEST_CHARS`] and
+/// [`MAX_SUGGEST_WORK`]. Candidates whose length alone rules them out are
+/// skipped without comparing them.
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    // Bytes first: counting the characters of a megabyte name is work too.
+    let chars = |s: &str| if s.len() > MAX_SUGGEST_CHARS * 4 { usize::MAX } else { s.chars().count() };
+    let n = chars(name);
+    if n > MAX_SUGGEST_CHARS {
+        return None;
+    }
     let mut best: Option<(&str, f64)> = None;
+    let mut work = 0usize;
     for c in candidates {
         if c == name {
             continue;
         }
+        let m = chars(c);
+        if m > MAX_SUGGEST_CHARS {
+            continue;
+        }
+        // Plausible is a Jaro-Winkler score of 0.8 or an edit distance of a
+        // third of the longer name. The distance is at least the difference
+        // in length; the score is at most (2 + shorter / longer) / 3 before
+        // the prefix bonus, which strsim only gives above 0.7, so a name ten
+        // times longer than the other can never score 0.8.
+        let (short, long) = (n.min(m), n.max(m));
+        let max_distance = (name.len().max(c.len()) / 3).max(1);
+        if long - short > max_distance && short * 10 <= long {
+            continue;
+        }
+        work = work.saturating_add((n.max(1)) * (m.max(1)));
+        if work > MAX_SUGGEST_WORK {
+            break;
+        }
         let score = strsim::jaro_winkler(name, c);
-        let distance = strsim::osa_distance(name, c);
-        let plausible = score >= 0.8 || distance <= (name.len().max(c.len()) / 3).max(1);
+        let plausible = score >= 0.8 || strsim::osa_distance(name, c) <= max_distance;
         if plausible && best.is_none_or(|(_, s)| score > s) {
             best = Some((c, score));
         }
@@ -225,4 +275,93 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 /// `did you mean `x`?` for the closest candidate.
 pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     closest(name, candidates).map(|c| format!("did you mean `{c}`?"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// `closest` as it was before it was bounded: every candidate compared.
+    fn unbounded<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
+        let mut best: Option<(&str, f64)> = None;
+        for &c in candidates {
+            if c == name {
+                continue;
+            }
+            let score = strsim::jaro_winkler(name, c);
+            let distance = strsim::osa_distance(name, c);
+            let plausible = score >= 0.8 || distance <= (name.len().max(c.len()) / 3).max(1);
+            if plausible && best.is_none_or(|(_, s)| score > s) {
+                best = Some((c, score));
+            }
+        }
+        best.map(|(c, _)| c)
+    }
+
+    #[test]
+    fn typos_are_still_suggested() {
+        assert_eq!(closest("vcp", ["vpc", "subnet"]), Some("vpc"));
+        assert_eq!(closest("resorce", ["resource", "var", "plugin"]), Some("resource"));
+        assert_eq!(closest("subnet_b", ["subnet_a", "vpc"]), Some("subnet_a"));
+        assert_eq!(closest("x", ["a_very_long_name"]), None);
+    }
+
+    #[test]
+    fn skipping_by_length_never_changes_the_suggestion() {
+        // Names of every length from 1 to 60 over a small alphabet, so many
+        // are close; a tiny xorshift keeps the test deterministic.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let names: Vec<String> = (0..600)
+            .map(|_| {
+                let len = 1 + (next() % 60) as usize;
+                (0..len).map(|_| b"abcab_-"[(next() % 7) as usize] as char).collect()
+            })
+            .collect();
+        let candidates: Vec<&str> = names.iter().map(String::as_str).collect();
+        for (i, name) in names.iter().enumerate().step_by(7) {
+            let some = &candidates[i % 50..(i % 50) + 100];
+            assert_eq!(closest(name, some.iter().copied()), unbounded(name, some), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_name_too_long_to_be_a_typo_gets_no_suggestion() {
+        let long = "a".repeat(MAX_SUGGEST_CHARS + 1);
+        let near = format!("{long}b");
+        assert_eq!(closest(&long, [near.as_str()]), None);
+        assert_eq!(closest("aaa", [long.as_str()]), None);
+        let ok = "a".repeat(MAX_SUGGEST_CHARS - 1);
+        let ok_near = format!("{ok}b");
+        assert_eq!(closest(&ok, [ok_near.as_str()]), Some(ok_near.as_str()));
+    }
+
+    #[test]
+    fn a_megabyte_name_is_not_compared() {
+        let name = "n".repeat(1 << 20);
+        let near = format!("{name}x");
+        let started = Instant::now();
+        assert_eq!(closest(&name, [near.as_str(), "vpc"]), None);
+        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn the_work_of_one_suggestion_is_capped() {
+        // 100,000 candidates as long as the name: far over the cap, which
+        // stops the comparisons with the best found so far.
+        let names: Vec<String> = (0..100_000).map(|i| format!("{}{i:06}", "r".repeat(200))).collect();
+        let name = format!("{}00000x", "r".repeat(200));
+        let started = Instant::now();
+        let found = closest(&name, names.iter().map(String::as_str));
+        assert!(found.is_some());
+        // About 16M character pairs: well under a second in a release build.
+        assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    }
 }

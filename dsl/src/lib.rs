@@ -10,6 +10,7 @@ pub mod ast;
 pub mod compile;
 pub mod diagnostic;
 pub mod eval;
+mod excerpt;
 pub mod graph;
 mod par;
 pub mod parser;

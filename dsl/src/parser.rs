@@ -40,8 +40,17 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
     // parts, each in one call.
     let threads = par::threads_for(src.len(), PARALLEL_MIN_BYTES);
     let parts = (src.len() / PART_BYTES).max(threads);
-    if let Some(parsed) = parse_in_parts(src, parts, threads).or_else(|| parse_whole(src, 0)) {
+    if let Some(parsed) = parse_in_parts(src, parts, threads).or_else(|| recognize_whole(src, 0)) {
         return parsed;
+    }
+    // A block comment that is never closed: no parse can get past it, and
+    // pest would read it to the end of the file each time it tried it (a
+    // dozen times for one item), so pest is not run over it.
+    let never_closed = syntax::comment_never_closed(src);
+    if never_closed.is_none() {
+        if let Some(parsed) = pest_whole(src, 0) {
+            return parsed;
+        }
     }
     let mut lower = Lower { base: 0, diags: Vec::new(), invalid: Vec::new() };
     let mut module = Module::default();
@@ -51,10 +60,19 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
     let mut pos = 0;
     while pos < src.len() {
         let rest = &src[pos..];
-        if Grammar::parse(Rule::trivia_only, rest).is_ok() {
+        // pest is given the text up to a comment that is never closed: what
+        // comes before it parses as it does in the whole file, and nothing
+        // can parse past it.
+        let comment = never_closed.filter(|&at| at >= pos);
+        let for_pest = comment.map_or(rest, |at| &src[pos..at]);
+        if Grammar::parse(Rule::trivia_only, for_pest).is_ok() {
+            if let Some(at) = comment {
+                // Only the comment is left.
+                lower.diags.push(syntax::comment_never_closed_at(at));
+            }
             break;
         }
-        let (diag, resume) = match Grammar::parse(Rule::single_item, rest) {
+        let (diag, resume) = match Grammar::parse(Rule::single_item, for_pest) {
             Ok(mut pairs) => {
                 let Some(single) = pairs.next() else { break };
                 let consumed = single.as_span().end();
@@ -66,9 +84,10 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
                     _ => None,
                 };
                 match junk {
+                    Some(x) if x.comment_never_closed => (x.diag, None),
                     None => {
                         lower.base = pos;
-                        lower.item(Tree::new(rest).fill(item), &mut module);
+                        lower.item(Tree::new(for_pest).fill(item), &mut module);
                         if consumed == 0 {
                             break;
                         }
@@ -84,6 +103,8 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
             Err(e) => {
                 let pest_at = pos + error_offset(&e);
                 match syntax::explain_item(src, pos) {
+                    // The rest of the file is inside the comment.
+                    Some(x) if x.comment_never_closed => (x.diag, None),
                     Some(x) => {
                         let at = x.diag.position().max(pest_at);
                         (x.diag, x.resume.or_else(|| resync(src, at)))
@@ -1518,5 +1539,41 @@ mod tests {
         let depth = MAX_NESTING - 1;
         let src = format!("var x = {}1{}", "[".repeat(depth), "]".repeat(depth));
         ok(&src);
+    }
+
+    #[test]
+    fn a_comment_never_closed_is_one_error_and_what_is_before_it_parses() {
+        let body = "resource inside \"x.y\" {}\n".repeat(200_000);
+        let src = format!("var ok = 1\nresource r \"x.y\" {{ k = 1 }}\n/* never closed\n{body}");
+        let started = std::time::Instant::now();
+        let (m, d) = parse(&src);
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].message, "unterminated block comment");
+        let at = src.find("/*").unwrap();
+        assert_eq!(d[0].labels[0].span, Span::new(at, at + 2));
+        assert_eq!((m.vars.len(), m.resources.len()), (1, 1), "nothing inside the comment is parsed");
+    }
+
+    #[test]
+    fn a_comment_never_closed_inside_an_item_is_that_items_error() {
+        let src = format!("var ok = 1\nresource r \"x.y\" {{\n  k = 1 /* open {}\n}}\n", "x".repeat(1 << 20));
+        let (m, d) = parse(&src);
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].message, "unterminated block comment");
+        assert_eq!(d[0].position(), src.find("/*").unwrap());
+        assert_eq!(m.vars.len(), 1);
+        assert_eq!(m.unparsed, vec!["r".to_string()]);
+    }
+
+    #[test]
+    fn a_comment_opener_in_a_string_is_not_a_comment() {
+        // The `/*` after the last `*/` is in a string: the mistake is the stray `}`.
+        let src = "/* a */ var ok = 1\n}\nresource r \"x.y\" { k = \"s3://bucket/*\" }\n";
+        let (m, d) = parse(src);
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_ne!(d[0].message, "unterminated block comment");
+        assert_eq!(m.resources.len(), 1, "the item after the mistake parses");
+        assert_eq!(syntax::comment_never_closed(src), None);
     }
 }

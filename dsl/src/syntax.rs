@@ -29,6 +29,9 @@ pub(crate) const ITEM_KEYWORDS: [&str; 8] =
 pub(crate) struct Explained {
     pub diag: Diagnostic,
     pub resume: Option<usize>,
+    /// The mistake is a block comment that no `*/` closes: the rest of the
+    /// file is inside it, so nothing after it can parse.
+    pub comment_never_closed: bool,
 }
 
 /// Walks the item starting at `start` (after trivia) and explains its first
@@ -40,6 +43,49 @@ pub(crate) fn explain_item(src: &str, start: usize) -> Option<Explained> {
     // place the mistake earlier and resume parsing at the next item.
     Walker::new(src, start, false).item().err()?;
     Walker::new(src, start, true).item().err().map(|e| *e)
+}
+
+/// Where a block comment opens that no `*/` closes, if the file has one
+/// before any other mistake.
+///
+/// pest reads such a comment to the end of the file every time a rule tries
+/// a comment at its start, a dozen times over on the error path: seconds for
+/// a file of a few megabytes. Knowing the comment is there, the parser skips
+/// what cannot succeed. The file is walked only if the cheap test finds a
+/// `/*` after the last `*/`; the walk is linear and agrees with the grammar.
+pub(crate) fn comment_never_closed(src: &str) -> Option<usize> {
+    // A `/*` that opens a comment never closed starts after the last `*/`
+    // (it may share its `*`: `*/*`), or at it (`/*/`).
+    // Bytes: `*` and `/` are ASCII, and `q - 1` may be inside a character.
+    let from = src.rfind("*/").map_or(0, |q| q.saturating_sub(1));
+    if !src.as_bytes()[from..].windows(2).any(|w| w == b"/*") {
+        return None;
+    }
+    // The strict walk's first mistake, without the guesses `explain_item`
+    // adds, which may blame something before the comment instead.
+    let mut w = Walker::new(src, 0, false);
+    loop {
+        let step = w.trivia().and_then(|()| {
+            if w.pos >= src.len() {
+                return Ok(false);
+            }
+            w.open.clear();
+            w.item().map(|()| true)
+        });
+        match step {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => return e.comment_never_closed.then(|| e.diag.position()),
+        }
+    }
+}
+
+/// The mistake of a block comment opened at `at` that no `*/` closes.
+pub(crate) fn comment_never_closed_at(at: usize) -> Diagnostic {
+    let span = Span::new(at, at + 2);
+    Diagnostic::at(Code::Syntax, span, "unterminated block comment")
+        .with_label(span, "this comment is never closed")
+        .help("close the comment with `*/`")
 }
 
 /// Walks a whole file, item after item: its first mistake, if any. For the
@@ -138,12 +184,9 @@ impl<'s> Walker<'s> {
                 match comment.find("*/") {
                     Some(i) => self.pos += i + 4,
                     None => {
-                        let span = Span::new(self.pos, self.pos + 2);
-                        return Err(self.fail(
-                            Diagnostic::at(Code::Syntax, span, "unterminated block comment")
-                                .with_label(span, "this comment is never closed")
-                                .help("close the comment with `*/`"),
-                        ));
+                        let mut failed = self.fail(comment_never_closed_at(self.pos));
+                        failed.comment_never_closed = true;
+                        return Err(failed);
                     }
                 }
             } else {
@@ -269,7 +312,7 @@ impl<'s> Walker<'s> {
     }
 
     fn fail(&self, diag: Diagnostic) -> Box<Explained> {
-        Box::new(Explained { diag, resume: None })
+        Box::new(Explained { diag, resume: None, comment_never_closed: false })
     }
 
     /// "expected X, found Y" at the current token. At the end of the file the
@@ -305,7 +348,7 @@ impl<'s> Walker<'s> {
                 d = d.with_label(open.span, format!("this `{}` is not closed", &self.src[open.span.start..open.span.end]));
             }
         }
-        Box::new(Explained { diag: d, resume: next_item.map(|s| s.start) })
+        Box::new(Explained { diag: d, resume: next_item.map(|s| s.start), comment_never_closed: false })
     }
 
     /// Whether the line at `pos` reads as the start of item `word`: the
@@ -347,7 +390,7 @@ impl<'s> Walker<'s> {
         if let Some((inner, line)) = self.misindented.filter(|(s, _)| s.start > open.span.start) {
             d = d.with_label(inner, format!("perhaps this `{{` is the one not closed: the `}}` on line {line} is indented differently"));
         }
-        Box::new(Explained { diag: d.help(help), resume: next_item.map(|s| s.start) })
+        Box::new(Explained { diag: d.help(help), resume: next_item.map(|s| s.start), comment_never_closed: false })
     }
 
     fn push(&mut self, span: Span, what: String, indent: bool) {

@@ -65,7 +65,8 @@ fn peak_rss_mb() -> f64 {
 fn deploy(dir: &Path, text: &str, parallelism: usize) -> f64 {
     let file = dir.join("bench.pipeline");
     std::fs::write(&file, text).expect("write");
-    let pipeline = stackpipe_runtime::pipeline::load(&file, CompileOptions::default()).expect("compiles");
+    let pipeline = stackpipe_runtime::pipeline::load(&file, CompileOptions::default(), stackpipe_runtime::pipeline::DEFAULT_MAX_PIPELINE_BYTES)
+        .expect("compiles");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let cache = ArtifactCache::in_dir(dir.join("cache"));
     let host = Arc::new(PluginHost::new(cache).expect("host"));

@@ -3,6 +3,7 @@
 //! through which other terminals watch and steer a run.
 
 pub mod control;
+pub mod input;
 pub mod os_user;
 pub mod pipeline;
 pub mod plugin;

@@ -5,10 +5,25 @@ use std::sync::Arc;
 
 use stackpipe_dsl::{CompileOptions, Diagnostics, PipelineGraph};
 
+use crate::input::{read_regular_file, InputError};
+
+/// The largest pipeline file read unless the caller allows more. A
+/// hand-written pipeline is a few kilobytes and a generated one of 10,000
+/// resources (the benchmarks') about 1.4 MB; what is read is held several times over (the text,
+/// its parse, the graph), so a cap well above any real file still keeps a
+/// mistaken path (a log, a disk image) from taking gigabytes of memory.
+pub const DEFAULT_MAX_PIPELINE_BYTES: u64 = 16 << 20;
+
+/// What a pipeline file is called in messages about reading it.
+const WHAT: &str = "pipeline file";
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    /// Not there, not a regular file, too large, or unreadable.
+    #[error(transparent)]
+    Read(#[from] InputError),
+    #[error("cannot read {}: it is not UTF-8 text (an invalid byte at offset {at})", path.display())]
+    NotUtf8 { path: PathBuf, at: usize },
     /// The file has mistakes; the diagnostics say which.
     #[error("{} has {} error(s)", .0.source.name(), .0.len())]
     Invalid(Diagnostics),
@@ -68,10 +83,12 @@ impl LoadedPipeline {
     }
 }
 
-/// Reads and compiles `path`. The pipeline's default name is the file stem.
-pub fn load(path: &Path, mut opts: CompileOptions) -> Result<LoadedPipeline, LoadError> {
-    let source =
-        std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+/// Reads and compiles `path`, a regular file of at most `max_bytes`. The
+/// pipeline's default name is the file stem.
+pub fn load(path: &Path, mut opts: CompileOptions, max_bytes: u64) -> Result<LoadedPipeline, LoadError> {
+    let bytes = read_regular_file(path, WHAT, max_bytes)?;
+    let source = String::from_utf8(bytes)
+        .map_err(|e| LoadError::NotUtf8 { path: path.to_path_buf(), at: e.utf8_error().valid_up_to() })?;
     if opts.default_name.is_empty() {
         opts.default_name =
             path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "pipeline".into());
@@ -88,9 +105,10 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_a_read_error_naming_it() {
-        let err = load(Path::new("/nonexistent/x.pipeline"), CompileOptions::default()).unwrap_err();
-        assert!(matches!(err, LoadError::Read { .. }));
-        assert!(err.to_string().starts_with("cannot read /nonexistent/x.pipeline"));
+        let err = load(Path::new("/nonexistent/x.pipeline"), CompileOptions::default(), DEFAULT_MAX_PIPELINE_BYTES)
+            .unwrap_err();
+        assert!(matches!(err, LoadError::Read(InputError::Io { .. })));
+        assert!(err.to_string().starts_with("cannot read /nonexistent/x.pipeline"), "{err}");
     }
 
     #[test]
@@ -99,9 +117,27 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("my-stack.pipeline");
         std::fs::write(&file, "plugin t { kind = \"provisioner\" source = \"builtin:test\" }\nresource a \"t.x\" {}\n").unwrap();
-        let loaded = load(&file, CompileOptions::default()).unwrap();
+        let loaded = load(&file, CompileOptions::default(), DEFAULT_MAX_PIPELINE_BYTES).unwrap();
         assert_eq!(loaded.graph.name, "my-stack");
         assert_eq!(loaded.base_dir, dir);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_over_the_limit_or_not_utf8_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("big.pipeline");
+        std::fs::write(&file, "# a comment\n").unwrap();
+        let err = load(&file, CompileOptions::default(), 5).unwrap_err();
+        assert!(matches!(err, LoadError::Read(InputError::TooLarge { size: 12, limit: 5, .. })), "{err:?}");
+        std::fs::write(&file, b"# caf\xe9\n").unwrap();
+        let err = load(&file, CompileOptions::default(), DEFAULT_MAX_PIPELINE_BYTES).unwrap_err();
+        assert!(matches!(err, LoadError::NotUtf8 { at: 5, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn dev_zero_is_not_a_pipeline() {
+        let err = load(Path::new("/dev/zero"), CompileOptions::default(), DEFAULT_MAX_PIPELINE_BYTES).unwrap_err();
+        assert!(matches!(err, LoadError::Read(InputError::NotRegular { .. })), "{err:?}");
     }
 }

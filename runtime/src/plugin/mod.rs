@@ -78,6 +78,12 @@ pub const MAX_INSTANCES: u32 = 256;
 /// The most linear memory one instance can have, whatever its `memory_mb`.
 const MAX_MEMORY_BYTES: usize = 4 << 30;
 
+/// The largest plugin component file read. The builtin components are 1 to
+/// 15 MB; one built with its debug info can be ten times that. Above this,
+/// a path is a mistake (an image, a log) that would otherwise be read whole
+/// into memory and handed to the compiler.
+pub const MAX_COMPONENT_BYTES: u64 = 256 << 20;
+
 /// Outputs, states and plans larger than this are refused: one plugin must not
 /// be able to fill the state store or the host's memory.
 pub const MAX_RESULT_BYTES: usize = 16 * 1024 * 1024;
@@ -87,8 +93,9 @@ pub const MAX_RESULT_BYTES: usize = 16 * 1024 * 1024;
 pub enum PluginError {
     #[error("plugin `{plugin}`: unknown builtin `builtin:{name}` (the builtins are: {known})")]
     UnknownBuiltin { plugin: String, name: String, known: String },
-    #[error("plugin `{plugin}`: cannot read {path}: {source}")]
-    Read { plugin: String, path: String, source: std::io::Error },
+    /// Its component file: not there, not a regular file, too large, unreadable.
+    #[error("plugin `{plugin}`: {source}")]
+    Read { plugin: String, source: crate::input::InputError },
     #[error("plugin `{plugin}` ({source_desc}) is not a valid WebAssembly component: {reason}")]
     NotAComponent { plugin: String, source_desc: String, reason: String },
     #[error(
@@ -253,11 +260,8 @@ impl PluginHost {
             }),
             PluginSource::Path(p) => {
                 let path = base_dir.join(p);
-                std::fs::read(&path).map_err(|source| PluginError::Read {
-                    plugin: plugin.into(),
-                    path: path.display().to_string(),
-                    source,
-                })
+                crate::input::read_regular_file(&path, "plugin component", MAX_COMPONENT_BYTES)
+                    .map_err(|source| PluginError::Read { plugin: plugin.into(), source })
             }
         }
     }
