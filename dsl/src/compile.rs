@@ -1037,6 +1037,9 @@ impl<'a> Compiler<'a> {
         // Everything below evaluates against the vars. An expression that
         // uses a var without a value is skipped (`skip`), or it would repeat
         // that one mistake as many others; everything else is still checked.
+        // Nor has a var whose declaration did not parse: the syntax error is the news.
+        let declared = |n: &String| m.vars.iter().any(|v| v.name.name == *n);
+        unavailable.extend(m.unparsed.iter().filter(|n| !declared(n)).cloned());
         self.unavailable = unavailable;
         let scope = Scope { pipeline, environment: env, vars: &vars, outputs: &eval::no_outputs };
         let base = FlowPolicy::default();

@@ -327,6 +327,8 @@ fn nesting_error(src: &str) -> Option<Diagnostic> {
 /// The name an item declares (`resource vpc ...` -> `vpc`), read from its
 /// first two words, for an item that did not parse.
 fn declared_name(item: &str) -> Option<String> {
+    // The text from where the last item ended: the comments before this one too.
+    let item = after_trivia(item);
     let mut words = item.split(|c: char| c.is_whitespace() || c == '{' || c == '"' || c == ':' || c == '=')
         .filter(|w| !w.is_empty());
     let kw = words.next()?;
@@ -334,6 +336,23 @@ fn declared_name(item: &str) -> Option<String> {
         return None;
     }
     words.next().filter(|w| is_identifier(w)).map(str::to_string)
+}
+
+/// `s` from after the whitespace and comments it starts with.
+fn after_trivia(mut s: &str) -> &str {
+    loop {
+        let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\u{FEFF}']);
+        s = if t.starts_with('#') || t.starts_with("//") {
+            t.find('\n').map_or("", |i| &t[i..])
+        } else if let Some(comment) = t.strip_prefix("/*") {
+            match comment.find("*/") {
+                Some(i) => &comment[i + 2..],
+                None => return t,
+            }
+        } else {
+            return t;
+        };
+    }
 }
 
 fn error_offset(e: &pest::error::Error<Rule>) -> usize {
@@ -1498,6 +1517,13 @@ mod tests {
         assert_eq!(m.vars.len(), 1);
         assert!(m.outputs.is_empty());
         assert_eq!(m.unparsed, vec!["o".to_string(), "no".to_string()]);
+    }
+
+    #[test]
+    fn an_item_that_does_not_parse_after_a_comment_is_still_declared() {
+        let (m, d) = parse("# c\n/* d */ // e\nvar region string = \"x\"\n# f\noutput o = a.b sensitive sensitive\n");
+        assert_eq!(d.len(), 2, "{d:#?}");
+        assert_eq!(m.unparsed, vec!["region".to_string(), "o".to_string()]);
     }
 
     #[test]

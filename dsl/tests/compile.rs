@@ -367,6 +367,17 @@ fn a_reference_mistake_is_not_reported_again_by_evaluation() {
 }
 
 #[test]
+fn a_var_that_did_not_parse_is_not_reported_again_where_it_is_used() {
+    // After a comment, too: the name is read from the item, not from the comment.
+    for head in ["", "# c\n"] {
+        let src = format!("{head}var key sensitive = \"x\"\nresource a \"t.step\" {{ k = var.key }}\noutput o = var.key\n");
+        let d = errors(&src, CompileOptions { require_values: true, ..Default::default() });
+        let messages: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(messages, ["expected a new line, found `=`"], "{src}");
+    }
+}
+
+#[test]
 fn a_missing_key_explained_by_another_mistake_is_not_reported() {
     for body in [r#"kind = "provisioner" soruce = "builtin:x""#, r#"kind = "provisioner" source { path = "x" }"#] {
         let d = errors(&format!("plugin p {{ {body} }}"), CompileOptions::default());
