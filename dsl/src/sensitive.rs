@@ -85,8 +85,9 @@ fn var_name(x: &Expr) -> Option<&str> {
 /// as JSON (`not "hunter2"`) or, for a number, as a word of its own (`index
 /// 7 is out of range`). A text between backticks is masked whole when it
 /// holds a sensitive string, or is a piece of one at least four characters
-/// long (what `split` or `replace` might have cut out of it). Booleans and
-/// `null` are not kept: they would mask every `true` in a message.
+/// long (what `split` or `replace` might have cut out of it), whatever the
+/// case of its letters (`upper` and `lower` change it). Booleans and `null`
+/// are not kept: they would mask every `true` in a message.
 #[derive(Debug, Clone, Default)]
 pub struct SensitiveValues {
     strings: Vec<String>,
@@ -178,8 +179,12 @@ impl SensitiveValues {
     }
 
     fn quoted_is_sensitive(&self, quoted: &str) -> bool {
-        self.strings.iter().any(|s| quoted.contains(s.as_str()) || (quoted.chars().count() >= 4 && s.contains(quoted)))
-            || self.numbers.iter().any(|n| find_word(quoted, n, 0).is_some())
+        let quoted_lower = quoted.to_lowercase();
+        let piece = quoted.chars().count() >= 4;
+        self.strings.iter().any(|s| {
+            let s = s.to_lowercase();
+            quoted_lower.contains(&s) || (piece && s.contains(&quoted_lower))
+        }) || self.numbers.iter().any(|n| find_word(quoted, n, 0).is_some())
     }
 
     /// `text` with every number of these values, and every string of at
@@ -263,8 +268,9 @@ mod tests {
         for (text, want) in [
             ("tonumber(): `hunter2-abc` is not a number", "tonumber(): `(sensitive)` is not a number"),
             ("no key `prefix-tok-xyz-suffix` in this map", "no key `(sensitive)` in this map"),
-            // A piece of a value, as `split` could cut out of it.
+            // A piece of a value, as `split` could cut out of it, or `upper` change it.
             ("`hunter2` is not a CIDR block", "`(sensitive)` is not a CIDR block"),
+            ("`HUNTER2-ABC` is not a number", "`(sensitive)` is not a number"),
             ("format() wants a whole number, not \"hunter2-abc\"", "format() wants a whole number, not (sensitive)"),
             ("index 5432 is out of range for a list of 2", "index (sensitive) is out of range for a list of 2"),
             ("netnum 5432.", "netnum (sensitive)."),
