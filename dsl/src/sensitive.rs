@@ -143,7 +143,7 @@ impl SensitiveValues {
         // numbers are written bare. A last backtick without its pair opens
         // nothing.
         let pieces: Vec<&str> = text.split('`').collect();
-        let closed = if pieces.len() % 2 == 0 { pieces.len() - 1 } else { pieces.len() };
+        let closed = if pieces.len().is_multiple_of(2) { pieces.len() - 1 } else { pieces.len() };
         let mut out = String::with_capacity(text.len());
         for (i, piece) in pieces.iter().enumerate() {
             if i > 0 {
