@@ -102,13 +102,16 @@ impl VarType {
     }
 }
 
-/// `var name: type = default`
+/// `var name: type = default sensitive`
 #[derive(Debug, Clone, PartialEq)]
 pub struct VarDecl {
     pub name: Ident,
     pub ty: VarType,
     pub ty_span: Option<Span>,
     pub default: Option<Expr>,
+    /// Where the trailing `sensitive` keyword is, if the var is marked so: its
+    /// value, and every value derived from it, is never shown or stored.
+    pub sensitive: Option<Span>,
     pub span: Span,
 }
 
@@ -218,11 +221,15 @@ pub struct ResourceDecl {
     pub span: Span,
 }
 
-/// `output name = expr`
+/// `output name = expr sensitive`
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutputDecl {
     pub name: Ident,
     pub value: Expr,
+    /// Where the trailing `sensitive` keyword is, if the output is marked so.
+    /// An output is also sensitive, marked or not, when its value derives from
+    /// a sensitive var: see [`PipelineGraph::output_is_sensitive`](crate::PipelineGraph::output_is_sensitive).
+    pub sensitive: Option<Span>,
     pub span: Span,
 }
 

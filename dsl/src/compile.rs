@@ -2,7 +2,7 @@
 //! dependency graph, levels, the environment chain and what each environment
 //! resolves to. All errors are collected; none stops the others.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -15,6 +15,7 @@ use crate::diagnostic::{did_you_mean, Code, Diagnostic};
 use crate::eval::{self, EvalError, Scope};
 use crate::graph::*;
 use crate::par;
+use crate::sensitive::{self, SensitiveValues};
 
 /// Below this many resources, their checks run on one thread: starting
 /// another would cost more than it saves.
@@ -113,9 +114,15 @@ fn check_and_build(module: &Module, opts: &CompileOptions) -> Result<(PipelineGr
         evaluated_once: false,
         facts: Vec::new(),
         first_fact: Vec::with_capacity(module.resources.len()),
+        sensitive_vars: BTreeSet::new(),
+        secrets: SensitiveValues::new(),
     };
     let graph = c.run();
     let mut diags = c.diags;
+    // A message may echo a value: never one of a sensitive var.
+    for d in &mut diags {
+        c.secrets.redact_diagnostic(d);
+    }
     // One mistake evaluated in several environments is reported once.
     let mut seen = HashSet::new();
     diags.retain(|d| seen.insert((d.code, d.message.clone(), d.labels.first().map(|l| l.span))));
@@ -149,6 +156,11 @@ struct Compiler<'a> {
     /// index of each resource's first one (both filled by `resource_graph`).
     facts: Vec<Facts>,
     first_fact: Vec<usize>,
+    /// The vars declared `sensitive`.
+    sensitive_vars: BTreeSet<String>,
+    /// Their values, in every environment and as given with `--var`: kept
+    /// out of the diagnostics.
+    secrets: SensitiveValues,
 }
 
 /// What an environment needs to know about an attribute before evaluating
@@ -217,6 +229,8 @@ impl<'a> Compiler<'a> {
             );
         }
 
+        self.sensitive_vars =
+            m.vars.iter().filter(|v| v.sensitive.is_some()).map(|v| v.name.name.to_string()).collect();
         let (cli_vars, bad_cli_vars) = self.cli_vars();
         self.check_vars();
         self.check_plugins();
@@ -262,6 +276,11 @@ impl<'a> Compiler<'a> {
         let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for env in selected {
             let plan = self.environment_plan(&name, env, &graph, &cli_vars, &bad_cli_vars, &mut missing);
+            for var in &self.sensitive_vars {
+                if let Some(value) = plan.vars.get(var) {
+                    self.secrets.add(value);
+                }
+            }
             environments.push(plan);
         }
         for (var, envs) in missing {
@@ -285,7 +304,9 @@ impl<'a> Compiler<'a> {
         if !bad_cli_vars.is_empty() {
             return None;
         }
-        Some(PipelineGraph::new(name, graph, order, environments, env_order, Vec::new()))
+        let mut pipeline = PipelineGraph::new(name, graph, order, environments, env_order, Vec::new());
+        pipeline.sensitive_vars = std::mem::take(&mut self.sensitive_vars);
+        Some(pipeline)
     }
 
     fn pipeline_name(&mut self) -> String {
@@ -342,6 +363,9 @@ impl<'a> Compiler<'a> {
         let mut out = Map::new();
         let mut bad = Vec::new();
         for (name, text) in &self.opts.vars {
+            if self.sensitive_vars.contains(name) {
+                self.secrets.add_text(text);
+            }
             let Some(decl) = self.var(name) else {
                 let help = did_you_mean(name, self.m.vars.iter().map(|v| v.name.name.as_str()))
                     .unwrap_or_else(|| "declare it with `var <name>: <type>` in the pipeline".to_string());
@@ -354,8 +378,10 @@ impl<'a> Compiler<'a> {
                     out.insert(name.clone(), v);
                 }
                 Err(why) => {
+                    // The value of a sensitive var is not shown, even when it is wrong.
+                    let shown = if decl.sensitive.is_some() { sensitive::MASK } else { text.as_str() };
                     self.diags.push(
-                        Diagnostic::new(Code::TypeMismatch, format!("--var {name}={text}: {why}"))
+                        Diagnostic::new(Code::TypeMismatch, format!("--var {name}={shown}: {why}"))
                             .help(format!("var `{name}` is declared as {}", decl.ty.name())),
                     );
                     bad.push(name.clone());
@@ -583,6 +609,7 @@ impl<'a> Compiler<'a> {
                 kind: String::new(),
                 attributes: Vec::new(),
                 gate_after,
+                sensitive_attributes: self.sensitive_attributes(r),
                 level: 0,
                 span: r.span,
             });
@@ -653,6 +680,23 @@ impl<'a> Compiler<'a> {
             g[n].level = level;
         }
         (g, Some(order))
+    }
+
+    /// The attributes of `r` whose value uses a sensitive var, sorted.
+    fn sensitive_attributes(&self, r: &ResourceDecl) -> Vec<String> {
+        if self.sensitive_vars.is_empty() {
+            return Vec::new();
+        }
+        let mut out: Vec<String> = r
+            .attributes
+            .iter()
+            .filter(|a| sensitive::uses_any_var(&a.value, &self.sensitive_vars))
+            .map(|a| a.key.name.to_string())
+            .collect();
+        // Keys are unique (a repeat is reported); sorted, they are surely so.
+        out.sort();
+        out.dedup();
+        out
     }
 
     fn check_type(&mut self, r: &ResourceDecl) {
@@ -993,6 +1037,9 @@ impl<'a> Compiler<'a> {
         // Everything below evaluates against the vars. An expression that
         // uses a var without a value is skipped (`skip`), or it would repeat
         // that one mistake as many others; everything else is still checked.
+        // Nor has a var whose declaration did not parse: the syntax error is the news.
+        let declared = |n: &String| m.vars.iter().any(|v| v.name.name == *n);
+        unavailable.extend(m.unparsed.iter().filter(|n| !declared(n)).cloned());
         self.unavailable = unavailable;
         let scope = Scope { pipeline, environment: env, vars: &vars, outputs: &eval::no_outputs };
         let base = FlowPolicy::default();

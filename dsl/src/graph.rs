@@ -2,7 +2,7 @@
 //! dependency to its dependent) and, per environment, everything resolved
 //! that does not wait on an apply: vars, flow policies, plugins, credentials.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
@@ -23,6 +23,10 @@ pub struct ResourceNode {
     pub attributes: Vec<Attribute>,
     /// `gate = "after"`: wait for approval after this node, before its dependents.
     pub gate_after: bool,
+    /// The attributes (top-level keys of `attributes`) whose value uses a
+    /// sensitive var anywhere in its expression, sorted: their values are
+    /// sensitive too, to be masked wherever they are shown.
+    pub sensitive_attributes: Vec<String>,
     /// Longest distance from a root; roots are level 0.
     pub level: usize,
     pub span: Span,
@@ -157,6 +161,11 @@ pub struct PipelineGraph {
     /// Every environment of the file in run order, also those `--env` left out.
     pub all_environments: Vec<String>,
     pub outputs: Vec<OutputDecl>,
+    /// The vars declared `sensitive`. Their values (in
+    /// [`EnvironmentPlan::vars`]) are never to be shown or stored; what
+    /// derives from them is sensitive too (see
+    /// [`ResourceNode::sensitive_attributes`], [`Self::output_is_sensitive`]).
+    pub sensitive_vars: BTreeSet<String>,
     /// Nodes in deploy order: declaration order, each after its dependencies.
     order: Vec<NodeIndex>,
 }
@@ -170,7 +179,8 @@ impl PipelineGraph {
         all_environments: Vec<String>,
         outputs: Vec<OutputDecl>,
     ) -> Self {
-        PipelineGraph { name, graph, environments, all_environments, outputs, order }
+        // The sensitive vars are filled in by the compiler, as the outputs are.
+        PipelineGraph { name, graph, environments, all_environments, outputs, sensitive_vars: BTreeSet::new(), order }
     }
 
     pub fn node(&self, i: NodeIndex) -> &ResourceNode {
@@ -261,6 +271,15 @@ impl PipelineGraph {
 
     pub fn environment(&self, name: &str) -> Option<&EnvironmentPlan> {
         self.environments.iter().find(|e| e.name == name)
+    }
+
+    /// Whether an output's value is sensitive: it is marked `sensitive`, or
+    /// its expression uses a sensitive var (an unmarked output derived from
+    /// one is sensitive too; that is not a mistake). Outputs of resources
+    /// that a provisioner marks sensitive make it so as well, but only the
+    /// runtime knows those: see [`crate::resource_references`].
+    pub fn output_is_sensitive(&self, output: &OutputDecl) -> bool {
+        output.sensitive.is_some() || crate::sensitive::uses_any_var(&output.value, &self.sensitive_vars)
     }
 
     /// An attribute of a node, as written.

@@ -16,6 +16,7 @@ mod par;
 pub mod parser;
 mod recognizer;
 pub mod render;
+pub mod sensitive;
 mod syntax;
 mod tree;
 
@@ -25,6 +26,7 @@ pub use graph::{
     CredentialsBinding, Dependency, EnvironmentPlan, FlowPolicy, Grants, Limits, PipelineGraph, PluginSource,
     PluginSpec, ResourceNode, Wiring,
 };
+pub use sensitive::{resource_references, SensitiveValues};
 
 /// Parses, checks and compiles one file. `name` is how diagnostics name the
 /// file (its path, usually).

@@ -79,8 +79,9 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
                 let Some(item) = single.into_inner().next() else { break };
                 // `var region string = ...` parses as `var region`, leaving
                 // `string` to fail as the next item; it is this var's mistake.
+                // So is a second `sensitive`, after a var or an output.
                 let junk = match item.as_rule() {
-                    Rule::var_decl => syntax::explain_item(src, pos),
+                    Rule::var_decl | Rule::output_decl => syntax::explain_item(src, pos),
                     _ => None,
                 };
                 match junk {
@@ -177,8 +178,9 @@ const PART_BYTES: usize = 32 * 1024;
 /// A cut is made only at the start of a line that starts with an item
 /// keyword. If the cut is really between two items, each part parses exactly
 /// as it does within the whole file: an item can only go on past the end of
-/// its line with punctuation (`=`, `.`, `[`, `(`, `:`), never with a word, and
-/// no rule looks back. If the cut falls inside something, a bracket, string,
+/// its line with punctuation (`=`, `.`, `[`, `(`, `:`) or with the word
+/// `sensitive`, which is not an item keyword, and no rule looks back. If the
+/// cut falls inside something, a bracket, string,
 /// heredoc or comment, the part before it is left open and does not parse;
 /// then the caller parses the file whole, so the result is the same either
 /// way.
@@ -346,6 +348,8 @@ fn nesting_error(src: &str) -> Option<Diagnostic> {
 /// The name an item declares (`resource vpc ...` -> `vpc`), read from its
 /// first two words, for an item that did not parse.
 fn declared_name(item: &str) -> Option<String> {
+    // The text from where the last item ended: the comments before this one too.
+    let item = after_trivia(item);
     let mut words = item.split(|c: char| c.is_whitespace() || c == '{' || c == '"' || c == ':' || c == '=')
         .filter(|w| !w.is_empty());
     let kw = words.next()?;
@@ -353,6 +357,23 @@ fn declared_name(item: &str) -> Option<String> {
         return None;
     }
     words.next().filter(|w| is_identifier(w)).map(str::to_string)
+}
+
+/// `s` from after the whitespace and comments it starts with.
+fn after_trivia(mut s: &str) -> &str {
+    loop {
+        let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\u{FEFF}']);
+        s = if t.starts_with('#') || t.starts_with("//") {
+            t.find('\n').map_or("", |i| &t[i..])
+        } else if let Some(comment) = t.strip_prefix("/*") {
+            match comment.find("*/") {
+                Some(i) => &comment[i + 2..],
+                None => return t,
+            }
+        } else {
+            return t;
+        };
+    }
 }
 
 fn error_offset(e: &pest::error::Error<Rule>) -> usize {
@@ -398,6 +419,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         | Rule::kw_environment
         | Rule::kw_resource
         | Rule::kw_output => "an item (`resource`, `var`, `plugin`, `credentials`, `flow`, `environment`, `output`, `pipeline`)",
+        Rule::kw_sensitive => "`sensitive`",
         Rule::identifier | Rule::type_name => "a name",
         Rule::string => "a string",
         Rule::string_end => "`\"`",
@@ -718,14 +740,25 @@ impl Lower {
                 let mut ty = VarType::Any;
                 let mut ty_span = None;
                 let mut default = None;
+                let mut sensitive = None;
                 for part in inner {
                     match part.rule() {
+                        Rule::kw_sensitive => sensitive = Some(self.span(part)),
                         Rule::type_name => {
                             let s = self.span(part);
                             ty_span = Some(s);
                             let word = part.as_str();
                             match VarType::ALL.iter().find(|(n, _)| *n == word) {
                                 Some((_, t)) => ty = *t,
+                                // `var x: sensitive`: the keyword read as the type.
+                                None if word == "sensitive" => self.diags.push(
+                                    Diagnostic::at(Code::InvalidValue, s, "`sensitive` is not a type")
+                                        .with_label(s, "not a type")
+                                        .help(format!(
+                                            "`sensitive` comes last, after the type: `var {}: string sensitive`",
+                                            name.name
+                                        )),
+                                ),
                                 None => self.diags.push(
                                     Diagnostic::at(Code::InvalidValue, s, format!("unknown type `{word}`"))
                                         .with_label(s, "not a type")
@@ -740,7 +773,7 @@ impl Lower {
                         _ => default = Some(self.expr(part)),
                     }
                 }
-                m.vars.push(VarDecl { name, ty, ty_span, default, span });
+                m.vars.push(VarDecl { name, ty, ty_span, default, sensitive, span });
             }
             Rule::plugin_decl => {
                 let (Some(name), Some(body)) = (inner.next(), inner.next()) else { return };
@@ -779,7 +812,9 @@ impl Lower {
                 let (Some(name), Some(value)) = (inner.next(), inner.next()) else { return };
                 let name = self.ident(name);
                 let value = self.expr(value);
-                m.outputs.push(OutputDecl { name, value, span });
+                // The only part after the value is the optional keyword.
+                let sensitive = inner.next().map(|k| self.span(k));
+                m.outputs.push(OutputDecl { name, value, sensitive, span });
             }
             _ => {}
         }
@@ -1474,6 +1509,45 @@ mod tests {
     }
 
     #[test]
+    fn sensitive_marks_vars_and_outputs() {
+        let src = "var a: string sensitive\nvar b = \"dev\" sensitive\nvar c: string = \"x\"  sensitive # c\nvar d = 1\n\
+                   output o = r.id sensitive\noutput p = r.id  # c\n\
+                   resource sensitive \"t.step\" { sensitive = sensitive.id }\n";
+        let m = ok(src);
+        let text = |s: Span| &src[s.start..s.end];
+        let marked: Vec<Option<&str>> = m.vars.iter().map(|v| v.sensitive.map(text)).collect();
+        assert_eq!(marked, [Some("sensitive"), Some("sensitive"), Some("sensitive"), None]);
+        assert_eq!(m.vars[1].default.as_ref().and_then(Expr::as_plain_string).as_deref(), Some("dev"));
+        assert_eq!(m.vars[2].ty, VarType::String);
+        assert_eq!(text(m.vars[2].span), "var c: string = \"x\"  sensitive");
+        assert_eq!(m.outputs[0].sensitive.map(text), Some("sensitive"));
+        assert_eq!(m.outputs[1].sensitive, None);
+        // An item's span ends with its last token, not with the trivia after it.
+        assert_eq!(text(m.outputs[0].span), "output o = r.id sensitive");
+        assert_eq!(text(m.outputs[1].span), "output p = r.id");
+        // Anywhere else, `sensitive` is a name.
+        assert_eq!(m.resources[0].name.name, "sensitive");
+        assert_eq!(m.resources[0].attributes[0].key.name, "sensitive");
+    }
+
+    #[test]
+    fn a_second_sensitive_is_one_error_and_the_item_not_declared() {
+        let (m, d) = parse("output o = r.id sensitive sensitive\nvar ok = 1 sensitive\nvar no sensitive sensitive\n");
+        assert_eq!(d.len(), 2, "{d:#?}");
+        assert!(d.iter().all(|d| d.message == "`sensitive` is given twice"));
+        assert_eq!(m.vars.len(), 1);
+        assert!(m.outputs.is_empty());
+        assert_eq!(m.unparsed, vec!["o".to_string(), "no".to_string()]);
+    }
+
+    #[test]
+    fn an_item_that_does_not_parse_after_a_comment_is_still_declared() {
+        let (m, d) = parse("# c\n/* d */ // e\nvar region string = \"x\"\n# f\noutput o = a.b sensitive sensitive\n");
+        assert_eq!(d.len(), 2, "{d:#?}");
+        assert_eq!(m.unparsed, vec!["region".to_string(), "o".to_string()]);
+    }
+
+    #[test]
     fn invalid_literals_are_recorded() {
         let (m, d) = parse("var n = 1e999\nvar s = \"\\q\"\n");
         assert_eq!(d.len(), 2, "{d:#?}");
@@ -1495,7 +1569,8 @@ mod tests {
     fn a_file_cut_between_items_parses_as_the_whole() {
         let (src, lines) = resources(50);
         // With a diagnostic of lowering, which must come back too.
-        let head = "var n = \"\\q\"\n";
+        // And an item that goes on to the next line with `sensitive`.
+        let head = "var n = \"\\q\"\nvar s = 1\n  sensitive\n";
         let src = format!("{head}{src}output o = r1.id\n");
         let whole = parse_whole(&src, 0);
         assert!(whole.as_ref().is_some_and(|(_, d)| d.len() == 1), "{whole:#?}");

@@ -200,6 +200,7 @@ impl<'i> Recognizer<'i> {
                     s.attempt(|s| s.byte(b':') && s.then(|s| s.rule(Rule::type_name, Self::identifier)));
                     s.skip();
                     s.attempt(|s| s.byte(b'=') && s.then(Self::expr));
+                    s.sensitive();
                     true
                 }
             }),
@@ -208,6 +209,7 @@ impl<'i> Recognizer<'i> {
                     && s.then(Self::identifier)
                     && s.then(|s| s.byte(b'='))
                     && s.then(Self::expr)
+                    && s.sensitive()
             }),
             Some(b'p') => {
                 self.rule(Rule::plugin_decl, |s| {
@@ -230,6 +232,14 @@ impl<'i> Recognizer<'i> {
     fn then(&mut self, x: impl FnOnce(&mut Self) -> bool) -> bool {
         self.skip();
         x(self)
+    }
+
+    /// `~ kw_sensitive?` at the end of an item: skipped trivia stay skipped
+    /// when the keyword is not there, as in pest. Always a match.
+    fn sensitive(&mut self) -> bool {
+        self.skip();
+        self.keyword(Rule::kw_sensitive, b"sensitive");
+        true
     }
 
     /// `@{ "word" ~ !ident_char }`

@@ -452,11 +452,15 @@ impl<'s> Walker<'s> {
             "output" => {
                 let name = self.name("output")?;
                 self.trivia()?;
+                if self.word_at(self.pos) == Some("sensitive") {
+                    return Err(self.sensitive_before_value(&name));
+                }
                 if !self.take("=") {
                     return Err(self.missing_equals(&name, "output "));
                 }
                 self.trivia()?;
                 self.expr(&format!("a value for output `{name}`"))?;
+                self.output_end()?;
             }
             _ => {}
         }
@@ -475,6 +479,13 @@ impl<'s> Walker<'s> {
                 Diagnostic::at(Code::Syntax, found, "unexpected `}`")
                     .with_label(found, "no `{` is open here")
                     .help("remove it, or look for a `}` too many in the item above"),
+            );
+        }
+        if text == "sensitive" {
+            return self.fail(
+                Diagnostic::at(Code::Syntax, found, "expected an item, found `sensitive`")
+                    .with_label(found, "not an item keyword")
+                    .help("`sensitive` ends a var or an output, as in `var password: string sensitive`"),
             );
         }
         let help = match self.word_at(self.pos).and_then(|w| closest(w, ITEM_KEYWORDS)) {
@@ -507,9 +518,10 @@ impl<'s> Walker<'s> {
         Err(self.expected(&["a string"], Some(format!("expected {label}")), Some(help.to_string())))
     }
 
-    /// `var name (: type)? (= expr)?`, then nothing else on the line.
+    /// `var name (: type)? (= expr)? sensitive?`, then nothing else on the line.
     fn var(&mut self) -> Walk {
         let name = self.name("var")?;
+        let name_end = self.last.end;
         self.trivia()?;
         let mut typed = false;
         if self.take(":") {
@@ -530,19 +542,30 @@ impl<'s> Walker<'s> {
             self.expr(&format!("a value for var `{name}`"))?;
             valued = true;
         }
+        let sensitive = self.sensitive_keyword()?;
         // Anything else on the same line is a mistake in this var, not the
         // start of the next item (`var region string = "x"`).
         let end = self.last.end;
         self.pos = end;
         self.trivia()?;
         let next = self.pos;
+        if let Some(first) = sensitive {
+            self.sensitive_once(first)?;
+        }
         let same_line = !self.src[end..next].contains('\n');
         let starts_item = self.word_at(next).is_some_and(|w| ITEM_KEYWORDS.contains(&w));
         if next >= self.src.len() || !same_line || starts_item {
             return Ok(());
         }
+        if let Some(first) = sensitive {
+            let head = format!("var {name}{}", self.src[name_end..first.start].trim_end());
+            return Err(self.after_sensitive("a var", Some(head)));
+        }
         let word = self.word_at(next);
         let is_type = word.is_some_and(|w| ["string", "number", "bool", "list", "map", "any"].contains(&w));
+        if !is_type && word.is_some_and(near_sensitive) {
+            return Err(self.misspelled_sensitive());
+        }
         Err(match (typed, valued) {
             (false, false) => self.expected(
                 &["`:`", "`=`"],
@@ -555,6 +578,100 @@ impl<'s> Walker<'s> {
             (true, false) => self.expected(&["`=`"], None, Some(format!("a var's default follows a `=`: `var {name}: <type> = <default>`"))),
             _ => self.expected(&["a new line"], Some("nothing may follow the var's value on its line".into()), None),
         })
+    }
+
+    // ---- `sensitive` ---------------------------------------------------------------
+
+    /// The `sensitive` that may end a var or an output, on its line or a
+    /// later one: its span, if it is there. Nothing moves if it is not.
+    fn sensitive_keyword(&mut self) -> Walk<Option<Span>> {
+        let before = self.pos;
+        self.trivia()?;
+        if self.word_at(self.pos) == Some("sensitive") {
+            return Ok(self.ident());
+        }
+        self.pos = before;
+        Ok(None)
+    }
+
+    /// After a `sensitive` at `first`, with the trivia after it skipped:
+    /// another one is a mistake (`sensitive` never starts an item).
+    fn sensitive_once(&self, first: Span) -> Walk {
+        if self.word_at(self.pos) != Some("sensitive") {
+            return Ok(());
+        }
+        let again = Span::new(self.pos, self.pos + "sensitive".len());
+        Err(self.fail(
+            Diagnostic::at(Code::Syntax, again, "`sensitive` is given twice")
+                .with_label(again, "given again here")
+                .with_label(first, "first given here")
+                .help("write `sensitive` once, at the end of the declaration"),
+        ))
+    }
+
+    /// Something left on the line, at `pos`, after the `sensitive` that ends
+    /// a var or an output (`what`). `rewrite` is how the var starts up to
+    /// the keyword (`var t: string`), to show where the keyword goes when
+    /// it was put before the default.
+    fn after_sensitive(&self, what: &str, rewrite: Option<String>) -> Box<Explained> {
+        let rest = self.rest().lines().next().unwrap_or("").trim_end();
+        let help = match rewrite {
+            // `var t sensitive = 1`: the keyword was put before the type or the default.
+            Some(head) if (rest.starts_with('=') || rest.starts_with(':')) && rest.len() <= 40 => {
+                let gap = if rest.starts_with(':') { "" } else { " " };
+                format!("`sensitive` comes last: `{head}{gap}{rest} sensitive`")
+            }
+            _ => format!("`sensitive` is the last word of {what}"),
+        };
+        self.expected(&["a new line"], Some("nothing may follow `sensitive` on its line".into()), Some(help))
+    }
+
+    /// `output name sensitive ...`: the keyword where the `=` belongs.
+    fn sensitive_before_value(&self, name: &str) -> Box<Explained> {
+        let at = Span::new(self.pos, self.pos + "sensitive".len());
+        let after = self.src[at.end..].lines().next().unwrap_or("").trim();
+        let value = after.strip_prefix('=').map(str::trim).filter(|v| !v.is_empty() && v.len() <= 32);
+        self.fail(
+            Diagnostic::at(Code::Syntax, at, "expected `=`, found `sensitive`")
+                .with_label(at, "`sensitive` comes after the value")
+                .help(format!("write `output {name} = {} sensitive`", value.unwrap_or("<value>"))),
+        )
+    }
+
+    /// After an output's value: the optional `sensitive`, said once, and a
+    /// misspelled one on the same line.
+    fn output_end(&mut self) -> Walk {
+        let sensitive = self.sensitive_keyword()?;
+        let end = self.last.end;
+        self.pos = end;
+        self.trivia()?;
+        let next = self.pos;
+        if let Some(first) = sensitive {
+            self.sensitive_once(first)?;
+        }
+        let same_line = !self.src[end..next].contains('\n');
+        let word = self.word_at(next);
+        let starts_item = word.is_some_and(|w| ITEM_KEYWORDS.contains(&w));
+        // Anything else is left to the next item, as after any item: on
+        // another line, or after an output without `sensitive`, it may be a
+        // misspelled item keyword.
+        if next >= self.src.len() || !same_line || starts_item {
+            self.pos = end;
+            return Ok(());
+        }
+        if sensitive.is_some() {
+            return Err(self.after_sensitive("an output", None));
+        }
+        if word.is_some_and(near_sensitive) {
+            return Err(self.misspelled_sensitive());
+        }
+        self.pos = end;
+        Ok(())
+    }
+
+    /// The word at `pos` looks like a misspelled `sensitive`.
+    fn misspelled_sensitive(&self) -> Box<Explained> {
+        self.expected(&["`sensitive`"], None, Some("did you mean `sensitive`?".into()))
     }
 
     // ---- bodies -----------------------------------------------------------------
@@ -993,7 +1110,14 @@ impl<'s> Walker<'s> {
             .lines()
             .map(str::trim)
             .find(|l| !l.is_empty() && *l != marker && l.chars().all(|c| c.is_ascii_uppercase() || c == '_'));
+        // `EOT sensitive`: the keyword after the marker, on its line.
+        let closed_with_more = body.lines().map(str::trim).any(|l| {
+            l.strip_prefix(marker).is_some_and(|after| after.starts_with([' ', '\t']) && after.trim() == "sensitive")
+        });
         let help = match near {
+            _ if closed_with_more => {
+                format!("`{marker}` must be alone on its line: put `sensitive` on the line after it")
+            }
             Some(other) => format!("this heredoc ends at a line `{marker}`, not `{other}`"),
             None => format!("end the heredoc with `{marker}` alone on a line"),
         };
@@ -1003,6 +1127,11 @@ impl<'s> Walker<'s> {
                 .help(help),
         )
     }
+}
+
+/// Whether `word` reads as a misspelled `sensitive` (`sensitve`, `Sensitive`, `sensitivex`).
+fn near_sensitive(word: &str) -> bool {
+    word != "sensitive" && (word.eq_ignore_ascii_case("sensitive") || closest(word, ["sensitive"]).is_some())
 }
 
 fn c_opener(closer: char) -> &'static str {
@@ -1032,6 +1161,7 @@ mod tests {
         "kind", "config", "null", "true", "=", ":", "{", "}", "[", "]", "(", ")", ",", ".", "0", "-3", "0.5", "1e4", "1.",
         "\"s\"", "\"${", "${", "}\"", "$${", "\\", "\"\\\"", "<<EOT\n", "<<-EOT\n", "\nEOT\n", "  EOT", "EOT", "#", "//",
         "/*", "*/", "\n", " ", "\t", "\r\n", "\r", "var.x", "a.b[0]", "join", "f (", "é", "-", "x-y", "\u{FEFF}",
+        "sensitive", "sensitivex",
     ];
 
     const EXAMPLES: [&str; 2] =
@@ -1158,6 +1288,79 @@ mod tests {
     fn misspelled_keyword() {
         let d = explain("resouce vpc \"a.b\" {}");
         assert_eq!(d.help.as_deref(), Some("did you mean `resource`?"));
+    }
+
+    #[test]
+    fn sensitive_ends_vars_and_outputs() {
+        for src in [
+            "var p: string sensitive",
+            "var p = \"dev\" sensitive",
+            "var p: string = \"x\" sensitive\nvar q = 1",
+            "var p = 1\n  sensitive\noutput o = a.b sensitive",
+            "output o = a.b sensitive output p = c.d",
+            "var p = <<EOT\nx\nEOT\nsensitive\n",
+            "resource sensitive \"a.b\" { sensitive = sensitive.id }",
+        ] {
+            assert!(explain_item(src, 0).is_none(), "{src:?}: {:?}", explain_item(src, 0));
+            agrees(src);
+        }
+    }
+
+    #[test]
+    fn sensitive_given_twice() {
+        let cases = ["var p: string sensitive sensitive", "var p sensitive\nsensitive", "output o = a.b sensitive sensitive"];
+        for src in cases {
+            let d = explain(src);
+            assert_eq!(d.message, "`sensitive` is given twice", "{src:?}");
+            assert_eq!(d.labels[0].span.start, src.rfind("sensitive").unwrap());
+            assert_eq!(d.labels[1].span.start, src.find("sensitive").unwrap());
+            assert_eq!(d.labels[1].text.as_deref(), Some("first given here"));
+            agrees(src);
+        }
+    }
+
+    #[test]
+    fn sensitive_in_the_wrong_place() {
+        let src = "var t: string sensitive = \"x\"";
+        let d = explain(src);
+        assert_eq!(d.message, "expected a new line, found `=`");
+        assert_eq!(d.help.as_deref(), Some("`sensitive` comes last: `var t: string = \"x\" sensitive`"));
+        let d = explain("var t sensitive: string");
+        assert_eq!(d.help.as_deref(), Some("`sensitive` comes last: `var t: string sensitive`"));
+        let src = "output x = a.b sensitive = 1";
+        let d = explain(src);
+        assert_eq!(d.message, "expected a new line, found `=`");
+        assert_eq!(at(src, &d), "=");
+        let src = "output x sensitive = a.b";
+        let d = explain(src);
+        assert_eq!(d.message, "expected `=`, found `sensitive`");
+        assert_eq!(d.help.as_deref(), Some("write `output x = a.b sensitive`"));
+        let d = explain("sensitive var t = 1");
+        assert_eq!(d.message, "expected an item, found `sensitive`");
+        let d = explain("var t = <<EOT\nx\nEOT sensitive\n");
+        assert_eq!(d.help.as_deref(), Some("`EOT` must be alone on its line: put `sensitive` on the line after it"));
+        for src in ["var t: string sensitive = \"x\"", "output x = a.b sensitive = 1", "output x sensitive = a.b"] {
+            agrees(src);
+        }
+    }
+
+    #[test]
+    fn misspelled_sensitive() {
+        for (src, word) in [
+            ("var t sensitivex", "sensitivex"),
+            ("var t = 1 sensitve", "sensitve"),
+            ("output x = a.b Sensitive", "Sensitive"),
+            ("output x = a.b sensitive-x", "sensitive-x"),
+        ] {
+            let d = explain(src);
+            assert_eq!(d.message, format!("expected `sensitive`, found `{word}`"), "{src:?}");
+            assert_eq!(d.help.as_deref(), Some("did you mean `sensitive`?"));
+            agrees(src);
+        }
+        // A type without its `:` is still read as one.
+        assert_eq!(explain("var t string").message, "expected `:` or `=`, found `string`");
+        // Another word after an output is left to the next item, as before.
+        assert!(explain_item("output x = a.b\nsecret", 0).is_none());
     }
 
     #[test]

@@ -367,6 +367,17 @@ fn a_reference_mistake_is_not_reported_again_by_evaluation() {
 }
 
 #[test]
+fn a_var_that_did_not_parse_is_not_reported_again_where_it_is_used() {
+    // After a comment, too: the name is read from the item, not from the comment.
+    for head in ["", "# c\n"] {
+        let src = format!("{head}var key sensitive = \"x\"\nresource a \"t.step\" {{ k = var.key }}\noutput o = var.key\n");
+        let d = errors(&src, CompileOptions { require_values: true, ..Default::default() });
+        let messages: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(messages, ["expected a new line, found `=`"], "{src}");
+    }
+}
+
+#[test]
 fn a_missing_key_explained_by_another_mistake_is_not_reported() {
     for body in [r#"kind = "provisioner" soruce = "builtin:x""#, r#"kind = "provisioner" source { path = "x" }"#] {
         let d = errors(&format!("plugin p {{ {body} }}"), CompileOptions::default());
@@ -380,4 +391,126 @@ fn every_bad_grant_is_reported() {
     let src = r#"plugin p { kind = "provisioner" source = "builtin:x" allow { http = ["ftp://a:1"] fs = [""] env = ["A B"] } limits { memory_mb = 0 } }"#;
     let d = errors(src, CompileOptions::default());
     assert_eq!(d.len(), 4, "{d:#?}");
+}
+
+/// A sensitive var, a plain one, and resources using them in every way an
+/// expression can.
+const SENSITIVE: &str = r#"
+var db_password: string = "hunter2-abc" sensitive
+var api_key = "dev-key" sensitive
+var region: string = "us-east-1"
+
+resource db "t.step" {
+  direct      = var.db_password
+  url         = "postgres://u:${var.db_password}@h"
+  in_list     = ["a", var.api_key]
+  in_map      = { k = { deeper = var.api_key } }
+  by_index    = { "dev-key" = "x" }[var.api_key]
+  as_argument = upper(var.db_password)
+  heredoc     = <<EOT
+password: ${var.db_password}
+EOT
+  nested { secret = var.api_key }
+  plain       = var.region
+  literal     = "text"
+  from_output = other.id
+}
+
+resource other "t.step" {
+  region = "${var.region}-${env.name}"
+}
+
+output conn           = db.url sensitive
+output derived        = "key=${var.api_key}"
+output derived_nested = [{ k = lookup({ a = var.db_password }, "a") }]
+output plain          = other.region
+output plain_var      = var.region
+"#;
+
+#[test]
+fn sensitive_vars_are_listed() {
+    let g = compile(SENSITIVE);
+    let want: std::collections::BTreeSet<String> = ["api_key".to_string(), "db_password".to_string()].into();
+    assert_eq!(g.sensitive_vars, want);
+    // Their values are resolved as any other's: the runtime needs them.
+    assert_eq!(g.environments[0].vars["db_password"], "hunter2-abc");
+}
+
+#[test]
+fn attributes_that_use_a_sensitive_var_are_sensitive() {
+    let g = compile(SENSITIVE);
+    let db = g.node(g.find("db").unwrap());
+    let want = ["as_argument", "by_index", "direct", "heredoc", "in_list", "in_map", "nested", "url"];
+    assert_eq!(db.sensitive_attributes, want, "sorted, and only those");
+    assert!(g.node(g.find("other").unwrap()).sensitive_attributes.is_empty());
+}
+
+#[test]
+fn outputs_marked_or_derived_are_sensitive() {
+    let g = compile(SENSITIVE);
+    let sensitive: Vec<(&str, bool)> =
+        g.outputs.iter().map(|o| (o.name.name.as_str(), g.output_is_sensitive(o))).collect();
+    assert_eq!(
+        sensitive,
+        [("conn", true), ("derived", true), ("derived_nested", true), ("plain", false), ("plain_var", false)]
+    );
+    // Marked, or derived: only the mark is in the declaration.
+    assert!(g.outputs[0].sensitive.is_some() && g.outputs[1].sensitive.is_none());
+    // What an output takes from resources, for the runtime to follow.
+    assert_eq!(stackpipe_dsl::resource_references(&g.outputs[0].value), [("db".to_string(), "url".to_string())]);
+}
+
+#[test]
+fn without_sensitive_vars_nothing_is_sensitive() {
+    let g = compile(&SENSITIVE.replace(" sensitive\n", "\n"));
+    assert!(g.sensitive_vars.is_empty());
+    assert!(g.graph.node_weights().all(|n| n.sensitive_attributes.is_empty()));
+    let marked: Vec<bool> = g.outputs.iter().map(|o| g.output_is_sensitive(o)).collect();
+    assert_eq!(marked, [false; 5]);
+}
+
+#[test]
+fn a_sensitive_value_given_on_the_command_line_is_never_shown() {
+    let src = "var pin: number sensitive\nvar plain: number\n";
+    let opts = |pin: &str, plain: &str| CompileOptions {
+        vars: vec![("pin".into(), pin.into()), ("plain".into(), plain.into())],
+        ..Default::default()
+    };
+    let d = errors(src, opts("hunter2", "oops"));
+    let messages: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(messages, ["--var pin=(sensitive): not a number", "--var plain=oops: not a number"]);
+}
+
+#[test]
+fn a_sensitive_value_is_masked_in_evaluation_errors() {
+    let src = r#"
+var secret: string sensitive
+var plain: string
+resource r "t.step" {
+  a = tonumber(var.secret)
+  b = tonumber(var.plain)
+  c = cidrsubnet(split(":", var.secret)[1], 8, 1)
+}
+output o = { k = 1 }[var.secret]
+"#;
+    let opts = CompileOptions {
+        vars: vec![("secret".into(), "hunter2:tok-xyz".into()), ("plain".into(), "visible".into())],
+        ..Default::default()
+    };
+    let d = errors(src, opts);
+    let all: String = d
+        .iter()
+        .flat_map(|d| {
+            let labels = d.labels.iter().filter_map(|l| l.text.clone());
+            std::iter::once(d.message.clone()).chain(labels).chain(d.help.clone())
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    for leak in ["hunter2", "tok-xyz"] {
+        assert!(!all.contains(leak), "`{leak}` shown in:\n{all}");
+    }
+    assert!(all.contains("tonumber(): `(sensitive)` is not a number"), "{all}");
+    assert!(all.contains("tonumber(): `visible` is not a number"), "{all}");
+    assert!(all.contains("no key `(sensitive)` in this map"), "{all}");
+    assert_eq!(d.len(), 4, "{all}");
 }

@@ -22,7 +22,7 @@ const TOKENS: &[&str] = &[
     "-3", "0.5", "1e400", "\"s\"", "\"${", "${", "}\"", "\\", "\"\\u{110000}\"", "\"\\q\"", "<<EOT\n", "<<-EOT\n",
     "\nEOT\n", "EOT", "#", "//", "/*", "*/", "\n", " ", "var.x", "env.name", "pipeline.name", "vpc.id", "a.b[0]",
     "join", "concat(", "cidrsubnet(\"10.0.0.0/16\", 8, 300)", "format(\"%d\", \"x\")", "length(", "string", "number",
-    "list", "map", "any", "é", "🦀", "\u{FEFF}", "\r\n", "\t",
+    "list", "map", "any", "é", "🦀", "\u{FEFF}", "\r\n", "\t", "sensitive", "sensitivex", "var.secret",
 ];
 
 fn check_no_panic(src: &str) {
@@ -182,9 +182,13 @@ fn valid_file(seed: u64) -> String {
                 if g.below(2) == 0 {
                     v += &format!("{}={}{}", g.trivia(true), g.trivia(true), expr(&mut g, 0));
                 }
-                v
+                v + &sensitive(&mut g)
             }
-            2 => format!("output{}o{}{}={}{}", t(&mut g), g.below(9), g.trivia(true), g.trivia(true), expr(&mut g, 0)),
+            2 => {
+                let (name, n) = (t(&mut g), g.below(9));
+                let o = format!("output{name}o{n}{}={}{}", g.trivia(true), g.trivia(true), expr(&mut g, 0));
+                o + &sensitive(&mut g)
+            }
             3 => format!("plugin{}p{}{}", t(&mut g), g.trivia(true), body(&mut g, 0)),
             4 => format!("environment{}e{}{}", t(&mut g), g.trivia(true), body(&mut g, 0)),
             5 => format!("credentials{}c{}{}", t(&mut g), g.trivia(true), body(&mut g, 0)),
@@ -198,11 +202,21 @@ fn valid_file(seed: u64) -> String {
     out
 }
 
+/// The optional `sensitive` that ends a var or an output, after trivia that
+/// is never empty, so that it does not run into a value ending in a name.
+fn sensitive(g: &mut Gen) -> String {
+    if g.below(3) == 0 {
+        format!("{}sensitive", g.trivia(false))
+    } else {
+        String::new()
+    }
+}
+
 fn body(g: &mut Gen, depth: usize) -> String {
     let mut out = String::from("{");
     out.push_str(g.trivia(true));
     for _ in 0..g.below(4) {
-        let key = g.pick(&["a", "b_2", "c-d", "nullable", "true_x", "resource"]);
+        let key = g.pick(&["a", "b_2", "c-d", "nullable", "true_x", "resource", "sensitive"]);
         if depth < 2 && g.below(4) == 0 {
             out.push_str(key);
             for _ in 0..g.below(3) {
@@ -227,7 +241,7 @@ fn expr(g: &mut Gen, depth: usize) -> String {
         0 => string(g, depth),
         1 => g.pick(&["null", "true", "false", "nullx", "true-ish"]).to_string(),
         2 => g.pick(&["7", "-3", "0.5", "1e5", "2E-3", "12.25e+2", "0", "-0.0"]).to_string(),
-        3 | 4 => g.pick(&["vpc", "var.size", "env.name", "a_b", "x-y"]).to_string(),
+        3 | 4 => g.pick(&["vpc", "var.size", "env.name", "a_b", "x-y", "sensitive", "sensitive.id"]).to_string(),
         5 => {
             let items: Vec<String> = (0..g.below(4)).map(|_| expr(g, depth + 1)).collect();
             let comma = if !items.is_empty() && g.below(2) == 0 { "," } else { "" };
@@ -323,5 +337,78 @@ fn recognizer_and_pest_agree_on_the_corpus() {
 fn the_examples_themselves_are_clean() {
     for src in EXAMPLES {
         assert!(load("x", src, &CompileOptions { require_values: true, ..Default::default() }).is_ok());
+    }
+}
+
+/// `sensitive` ends a var or an output, and is a plain name everywhere else:
+/// both parsers accept the same forms with the same trees, and reject the
+/// same near-misses.
+#[test]
+fn recognizer_and_pest_agree_on_sensitive() {
+    let accepted = [
+        "var db_password: string sensitive",
+        "var api_key = \"dev-key\" sensitive",
+        "var token: string = \"x\" sensitive",
+        "var t sensitive",
+        "var t sensitive\nvar u = 1",
+        "var t = 1 # c\n  sensitive\n",
+        "var t = 1 /* c */sensitive",
+        "var t = [1, 2]sensitive",
+        "var t = f(x)sensitive",
+        "var t = <<EOT\nx\nEOT\nsensitive\n",
+        "var sensitive sensitive",
+        "var sensitive: string",
+        "var t: sensitive",
+        "var t = sensitive",
+        "var t = sensitive sensitive",
+        "output conn = db.url sensitive",
+        "output conn = db.url[0] sensitive\noutput b = 1",
+        "output conn = \"a-${var.p}\"\nsensitive",
+        "output sensitive = sensitive.sensitive sensitive",
+        "output x = a.b sensitive output y = c.d",
+        "output x = a.b sensitive resource r \"t.step\" {}",
+        "resource sensitive \"t.step\" { sensitive = 1 sensitive { sensitive = sensitive.id } }",
+        "plugin p { config { sensitive = true } }",
+        "var t = { sensitive = 1, \"sensitive\": sensitive }",
+    ];
+    for src in accepted {
+        match recognizer_agrees_with_pest(src) {
+            Ok(true) => {}
+            Ok(false) => panic!("rejected by both, but it is in the language: {src:?}"),
+            Err(e) => panic!("{e}\nsource: {src:?}"),
+        }
+    }
+    let rejected = [
+        "var t sensitivex",
+        "var t sensitive_",
+        "var t sensitive-x",
+        "var t Sensitive",
+        "var t sensitive sensitive",
+        "var t = 1 sensitive sensitive",
+        "var t sensitive: string",
+        "var t sensitive = 1",
+        "var t: string sensitive = 1",
+        "var t = <<EOT\nx\nEOT sensitive\n",
+        "output x = a.b sensitive = 1",
+        "output x = a.b sensitive sensitive",
+        "output x = a.b sensitivex",
+        "output x sensitive = a.b",
+        "output x = sensitive a.b",
+        "output x = a.b sensitive.c",
+        "output x = a.b sensitive [0]",
+        "output sensitive",
+        "sensitive",
+        "resource r \"t.step\" {} sensitive",
+        "resource r \"t.step\" { a = 1 sensitive }",
+        "plugin p { sensitive }",
+    ];
+    for src in rejected {
+        match recognizer_agrees_with_pest(src) {
+            Ok(false) => {}
+            Ok(true) => panic!("accepted by both, but it is not in the language: {src:?}"),
+            Err(e) => panic!("{e}\nsource: {src:?}"),
+        }
+        // And the language does not panic on it.
+        check_no_panic(src);
     }
 }
