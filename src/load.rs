@@ -29,7 +29,28 @@ pub struct PipelineArgs {
 /// Sets the cap on a pipeline file's size when `--max-file-size` is not given.
 pub const MAX_FILE_SIZE_ENV: &str = "STACKPIPE_MAX_FILE_SIZE";
 
+/// A var from the environment: `STACKPIPE_VAR_<name>=value`, below `--var`.
+pub const VAR_ENV_PREFIX: &str = "STACKPIPE_VAR_";
+
+/// The value of var `name` in the environment, if set.
+pub fn var_from_env(name: &str) -> Option<String> {
+    std::env::var(format!("{VAR_ENV_PREFIX}{name}")).ok()
+}
+
 impl PipelineArgs {
+    /// The vars given: `--var` values, and `STACKPIPE_VAR_<name>` variables
+    /// for the names `--var` does not give (a secret need not be typed on a
+    /// command line, where other users' `ps` can see it).
+    pub fn all_vars(&self) -> Vec<(String, String)> {
+        let mut vars: Vec<(String, String)> = std::env::vars()
+            .filter_map(|(k, v)| k.strip_prefix(VAR_ENV_PREFIX).map(|n| (n.to_string(), v)))
+            .filter(|(n, _)| !n.is_empty() && !self.vars.iter().any(|(k, _)| k == n))
+            .collect();
+        vars.sort();
+        vars.extend(self.vars.iter().cloned());
+        vars
+    }
+
     /// Reads and compiles the file, and checks that no plugin is granted
     /// the state directory (`state_dir`, or the default beside the file).
     /// `require_values`: report vars without a value.
@@ -39,7 +60,7 @@ impl PipelineArgs {
 
     /// [`PipelineArgs::load`] for runs whose state is in `state_dir`.
     pub fn load_with_state(&self, require_values: bool, state_dir: Option<&std::path::Path>) -> Result<LoadedPipeline, u8> {
-        let opts = CompileOptions { vars: self.vars.clone(), env: self.env.clone(), require_values, ..Default::default() };
+        let opts = CompileOptions { vars: self.all_vars(), env: self.env.clone(), require_values, ..Default::default() };
         let max_bytes = self.max_file_size()?;
         let loaded = pipeline::load(&self.file, opts, max_bytes).and_then(|p| {
             let state = state_dir.map(std::path::Path::to_path_buf).unwrap_or_else(|| p.default_state_dir());

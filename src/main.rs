@@ -77,6 +77,10 @@ struct AgainArgs {
     /// One JSON event per line on stdout.
     #[arg(long)]
     json: bool,
+    /// Give a var again: needed for the run's sensitive vars, whose values
+    /// are never stored (or set `STACKPIPE_VAR_<name>`).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = load::parse_key_value)]
+    vars: Vec<(String, String)>,
 }
 
 #[derive(Args)]
@@ -131,8 +135,8 @@ fn main() -> ExitCode {
         Command::Deploy(a) => run_cmd::run(a, stackpipe_runtime::run::Mode::Deploy, None),
         Command::Undeploy(a) => run_cmd::run(a, stackpipe_runtime::run::Mode::Undeploy, None),
         Command::Watch(a) => watch_cmd::watch(a),
-        Command::Resume(a) => run_cmd::again(&a.run, &a.state, true, a.json),
-        Command::Rerun(a) => run_cmd::again(&a.run, &a.state, false, a.json),
+        Command::Resume(a) => run_cmd::again(&a.run, &a.state, true, a.json, &a.vars),
+        Command::Rerun(a) => run_cmd::again(&a.run, &a.state, false, a.json, &a.vars),
         Command::Runs(a) => state_cmd::runs(a),
         Command::Status(a) => state_cmd::status(a),
         Command::Logs(a) => state_cmd::logs(a),

@@ -57,7 +57,7 @@ impl RunArgs {
         RunOptions {
             parallelism: self.parallelism,
             sets: self.sets.clone(),
-            vars: self.pipeline.vars.clone(),
+            vars: self.pipeline.all_vars(),
             message: self.message.clone(),
             resume,
             auto_approve: AutoApprove { yes: self.yes, environments: self.approve_env.clone() },
@@ -215,7 +215,9 @@ pub fn plan_json(summary: &RunSummary) -> String {
                 "environment": p.environment, "resource": p.node, "type": p.type_name,
                 "change": change_name(p.plan.change), "policy": p.policy,
                 "changes": p.plan.changes.iter().map(|c| serde_json::json!({
-                    "path": c.path, "before": c.before, "after": c.after,
+                    "path": c.path,
+                    "before": if c.sensitive && c.before.is_some() { Some(stackpipe_runtime::run::MASKED.to_string()) } else { c.before.clone() },
+                    "after": if c.sensitive && c.after.is_some() { Some(stackpipe_runtime::run::MASKED.to_string()) } else { c.after.clone() },
                     "sensitive": c.sensitive, "forces_replacement": c.forces_replacement })).collect::<Vec<_>>(),
             })
         })
@@ -335,8 +337,11 @@ pub async fn watch_signals(stop: StopSignal, first: &'static str) {
     }
 }
 
-/// `resume RUN` / `rerun RUN`: the run's pipeline file and options from the state.
-pub fn again(run_id: &str, state: &StateArgs, resume: bool, json: bool) -> Result<(), u8> {
+/// `resume RUN` / `rerun RUN`: the run's pipeline file and options from the
+/// state. Sensitive vars are not in the state: they are asked for again
+/// (`--var`, or `STACKPIPE_VAR_<name>`), and a resume refuses a value other
+/// than the one the run was started with.
+pub fn again(run_id: &str, state: &StateArgs, resume: bool, json: bool, given: &[(String, String)]) -> Result<(), u8> {
     let store = state.open_read_only(None, false)?;
     let Some(run) = store.run(run_id).map_err(|e| {
         eprintln!("error: {e}");
@@ -350,10 +355,44 @@ pub fn again(run_id: &str, state: &StateArgs, resume: bool, json: bool) -> Resul
         println!("run {run_id} already succeeded; nothing to resume");
         return Ok(());
     }
+    let mut vars = run.vars.clone();
+    vars.retain(|(k, _)| !given.iter().any(|(g, _)| g == k));
+    vars.extend(given.iter().filter(|(k, _)| !run.sensitive_vars.iter().any(|s| &s.name == k)).cloned());
+    for secret in &run.sensitive_vars {
+        let name = &secret.name;
+        let value = match given.iter().find(|(k, _)| k == name) {
+            Some((_, v)) => v.clone(),
+            None => match crate::load::var_from_env(name) {
+                Some(v) => v,
+                None => {
+                    eprintln!(
+                        "error: run {run_id} was started with the sensitive var `{name}`, whose value is not kept in the state: \
+                         give it again with --var {name}=... or the environment variable {}{name}",
+                        crate::load::VAR_ENV_PREFIX
+                    );
+                    return Err(EXIT_INVALID);
+                }
+            },
+        };
+        match store.keyed_hash(name, &value) {
+            Ok(h) if h == secret.hash => {}
+            Ok(_) if resume => {
+                eprintln!(
+                    "error: the value given for the sensitive var `{name}` is not the one run {run_id} was started with; \
+                     a resume continues the same run (start a new one with `stackpipe deploy`)"
+                );
+                return Err(EXIT_INVALID);
+            }
+            Ok(_) => eprintln!("note: the sensitive var `{name}` has another value than in run {run_id}"),
+            Err(e) => eprintln!("warning: cannot check the sensitive var `{name}` against run {run_id}: {e}"),
+        }
+        eprintln!("note: the sensitive var `{name}` is taken from what you gave now (its value is never stored)");
+        vars.push((name.clone(), value));
+    }
     drop(store);
     let env = if run.environments.len() == 1 { run.environments.first().cloned() } else { None };
     let args = RunArgs {
-        pipeline: PipelineArgs { file: PathBuf::from(&run.file), env, vars: run.vars.clone(), max_file_size: None },
+        pipeline: PipelineArgs { file: PathBuf::from(&run.file), env, vars, max_file_size: None },
         sets: run.sets.clone(),
         parallelism: run.parallelism,
         state: StateArgs { dir: Some(state.dir_for(None)) },

@@ -4,7 +4,8 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
 use stackpipe_runtime::control::{Reach, Request};
 use stackpipe_runtime::run::{status, RunEvent};
-use stackpipe_runtime::state::{LogLine, ResourceKey, RunRecord, StateStore, Status};
+use stackpipe_runtime::run::MASKED;
+use stackpipe_runtime::state::{LogLine, ResourceKey, ResourceRecord, RunRecord, StateStore, Status};
 
 use crate::progress::{duration, plain_line};
 use crate::run_cmd::StateArgs;
@@ -325,6 +326,9 @@ pub struct OutputsArgs {
     pub state: StateArgs,
     #[arg(long)]
     pub json: bool,
+    /// Show the values of sensitive outputs instead of `(sensitive)`.
+    #[arg(long)]
+    pub show_sensitive: bool,
 }
 
 /// `outputs FILE`: every resource's outputs and the pipeline's `output`s, per environment.
@@ -342,13 +346,22 @@ pub fn outputs(a: OutputsArgs) -> Result<(), u8> {
         let lookup = |r: &str| resources.get(r);
         let scope =
             stackpipe_dsl::eval::Scope { pipeline: &graph.name, environment: &env.name, vars: &env.vars, outputs: &lookup };
+        let sensitive_outputs = |name: &str| {
+            records.iter().find(|(k, _)| k.resource == name).map(|(_, r)| r.sensitive_outputs.clone()).unwrap_or_default()
+        };
         let mut outs = Map::new();
         for o in &graph.outputs {
             if let Ok(v) = stackpipe_dsl::eval::eval(&o.value, &scope) {
-                outs.insert(o.name.name.to_string(), v);
+                let secret = stackpipe_runtime::run::output_is_secret(graph, o, sensitive_outputs);
+                outs.insert(o.name.name.to_string(), if secret && !a.show_sensitive { json!(MASKED) } else { v });
             }
         }
-        per_env.push((env.name.clone(), resources.clone(), outs));
+        let mut shown = Map::new();
+        for (k, r) in &records {
+            let outputs = if a.show_sensitive { r.outputs.clone() } else { masked_outputs(r) };
+            shown.insert(k.resource.clone(), outputs);
+        }
+        per_env.push((env.name.clone(), shown, outs));
     }
     if a.json {
         // Top level: the last environment in promotion order (the one
@@ -426,6 +439,20 @@ pub struct StateUnlockArgs {
     pub state: StateArgs,
 }
 
+/// A resource's outputs with the ones its provisioner marks sensitive masked.
+fn masked_outputs(r: &ResourceRecord) -> Value {
+    stackpipe_runtime::run::secrets::mask_keys(&r.outputs, &r.sensitive_outputs)
+}
+
+/// A resource's record as `state show` prints it: sensitive outputs and
+/// the state of secret attributes masked (its attributes are stored masked).
+fn masked_record(r: &ResourceRecord) -> ResourceRecord {
+    let mut r = r.clone();
+    r.outputs = masked_outputs(&r);
+    r.state = stackpipe_runtime::run::secrets::mask_keys_deep(&r.state, &r.sensitive);
+    r
+}
+
 fn parse_key(s: &str) -> Result<ResourceKey, u8> {
     let parts: Vec<&str> = s.split('/').collect();
     match parts.as_slice() {
@@ -446,7 +473,7 @@ pub fn state(cmd: StateCommand) -> Result<(), u8> {
             if a.json {
                 let doc: Vec<Value> = all
                     .iter()
-                    .map(|(k, r)| json!({ "key": k.to_string(), "type": format!("{}.{}", r.plugin, r.kind), "serial": r.serial, "outputs": r.outputs }))
+                    .map(|(k, r)| json!({ "key": k.to_string(), "type": format!("{}.{}", r.plugin, r.kind), "serial": r.serial, "outputs": masked_outputs(r) }))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
                 return Ok(());
@@ -462,7 +489,7 @@ pub fn state(cmd: StateCommand) -> Result<(), u8> {
             let store = a.state.open_read_only(None, false)?;
             match store.resource(&key).map_err(fail)? {
                 Some(r) => {
-                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                    println!("{}", serde_json::to_string_pretty(&masked_record(&r)).unwrap_or_default());
                     Ok(())
                 }
                 None => {

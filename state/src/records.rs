@@ -41,6 +41,13 @@ pub struct ResourceRecord {
     /// The resources it depended on when it was applied: undeploy order for a
     /// resource that is no longer in the pipeline.
     pub depends_on: Vec<String>,
+    /// Attributes whose values are secret (a sensitive var flows into them,
+    /// or the provisioner marks them): masked wherever the record is shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive: Vec<String>,
+    /// Outputs the provisioner's schema marks sensitive: masked unless asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive_outputs: Vec<String>,
     /// Bumped on every write, starting at 1.
     pub serial: u64,
     pub run_id: String,
@@ -99,7 +106,12 @@ pub struct RunRecord {
     pub status: RunStatus,
     /// The environments of the run, in order.
     pub environments: Vec<String>,
+    /// `--var` values, except the sensitive ones (see `sensitive_vars`).
     pub vars: Vec<(String, String)>,
+    /// Sensitive vars given to the run: never their values, only a keyed
+    /// hash of each, so that `resume` can tell whether it is given the same.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive_vars: Vec<SensitiveVar>,
     pub sets: Vec<(String, String)>,
     pub parallelism: usize,
     /// The `-m` message.
@@ -111,6 +123,15 @@ pub struct RunRecord {
     /// How each environment ended, as it ends (empty while none has).
     #[serde(default)]
     pub outcomes: Vec<EnvOutcome>,
+}
+
+/// A sensitive var a run was given: its name and a keyed hash of its value
+/// (HMAC-SHA256 with the state directory's own key, see
+/// `StateStore::keyed_hash`), never the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SensitiveVar {
+    pub name: String,
+    pub hash: String,
 }
 
 /// How one environment of a run ended, and why when it did not succeed

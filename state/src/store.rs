@@ -229,6 +229,21 @@ impl StateStore {
         Ok(())
     }
 
+    /// A keyed hash (HMAC-SHA256, hex) of a sensitive var's value, what a
+    /// run records instead of the value. The key is `<dir>/secrets.key`, 32
+    /// random bytes only this user can read, made on first use by a writer:
+    /// the hash tells a changed value from the same one, and without the key
+    /// it cannot be used to guess the value.
+    pub fn keyed_hash(&self, name: &str, value: &str) -> Result<String, StateError> {
+        use hmac::{Mac, SimpleHmac};
+        let key = secrets_key(&self.dir, self.is_writable())?;
+        let mut mac = SimpleHmac::<sha2::Sha256>::new_from_slice(&key).map_err(|e| StateError::Db(e.to_string()))?;
+        mac.update(name.as_bytes());
+        mac.update(b"\0");
+        mac.update(value.as_bytes());
+        Ok(hex::encode(mac.finalize().into_bytes()))
+    }
+
     /// The database file, `<dir>/state.redb`.
     pub fn path(&self) -> &Path {
         &self.path
@@ -585,6 +600,28 @@ impl StateStore {
             Ok(())
         })
     }
+}
+
+const SECRETS_KEY: &str = "secrets.key";
+
+/// The state directory's key for [`StateStore::keyed_hash`]: read, or (by
+/// a writer) made, 0600.
+fn secrets_key(dir: &Path, create: bool) -> Result<Vec<u8>, StateError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(SECRETS_KEY);
+    match std::fs::read(&path) {
+        Ok(key) if key.len() == 32 => return Ok(key),
+        Ok(_) => return Err(StateError::Damaged { path, cause: "it is not a 32-byte key".into() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut key = vec![0u8; 32];
+    getrandom::getrandom(&mut key).map_err(|e| StateError::Io(std::io::Error::other(e.to_string())))?;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+    f.write_all(&key)?;
+    f.sync_all()?;
+    Ok(key)
 }
 
 /// Creates every table, so that read transactions can open them unconditionally.

@@ -21,6 +21,8 @@ fn key(env: &str, resource: &str) -> ResourceKey {
 
 fn resource(n: u64) -> ResourceRecord {
     ResourceRecord {
+        sensitive: Vec::new(),
+        sensitive_outputs: Vec::new(),
         plugin: "aws".into(),
         kind: "vpc".into(),
         state: json!({ "id": format!("vpc-{n}"), "arn": format!("arn:aws:ec2:eu-west-1:123456789012:vpc/vpc-{n}") }),
@@ -35,6 +37,7 @@ fn resource(n: u64) -> ResourceRecord {
 
 fn run(id: &str, started_ms: u64) -> RunRecord {
     RunRecord {
+        sensitive_vars: Vec::new(),
         id: id.into(),
         pipeline: "web".into(),
         file: "/src/web.stackpipe".into(),

@@ -335,6 +335,7 @@ mod tests {
 
     fn run(id: &str) -> RunRecord {
         RunRecord {
+            sensitive_vars: Vec::new(),
             id: id.into(),
             pipeline: "web".into(),
             file: "/p/web.pipeline".into(),

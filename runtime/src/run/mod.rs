@@ -10,6 +10,7 @@ pub mod gate;
 pub mod journal;
 pub mod plan_text;
 pub mod scheduler;
+pub mod secrets;
 pub mod stack_job;
 pub mod status;
 
@@ -25,7 +26,8 @@ pub use events::{Events, NodeBrief, RunEvent};
 pub use gate::{AutoApprove, GateOutcome, GateSelector, Gates};
 pub use journal::{RunJournal, DURABLE_EVERY};
 pub use scheduler::{walk, NodeEnd, Slot};
-pub use stack_job::{mask, EnvRun, Mode, PlannedChange, StackJob, UNKNOWN};
+pub use secrets::{mask, Secrets, MASKED};
+pub use stack_job::{EnvRun, Mode, PlannedChange, StackJob, UNKNOWN};
 
 use crate::pipeline::LoadedPipeline;
 use crate::plugin::{LoadedPlugin, PluginHost, PluginLoad, Sandbox};
@@ -202,7 +204,18 @@ pub async fn execute(
         kind,
         status: RunStatus::Running,
         environments: envs.iter().map(|e| e.name.clone()).collect(),
-        vars: opts.vars.clone(),
+        // A sensitive var's value is never stored: the run keeps that it
+        // was given, and a keyed hash to tell whether a resume gets the same.
+        vars: opts.vars.iter().filter(|(k, _)| !graph.sensitive_vars.contains(k)).cloned().collect(),
+        sensitive_vars: if mode.records() {
+            opts.vars
+                .iter()
+                .filter(|(k, _)| graph.sensitive_vars.contains(k))
+                .map(|(k, v)| Ok(crate::state::SensitiveVar { name: k.clone(), hash: store.keyed_hash(k, v)? }))
+                .collect::<Result<_, StateError>>()?
+        } else {
+            Vec::new()
+        },
         sets: opts.sets.clone(),
         parallelism: opts.parallelism,
         message: opts.message.clone(),
@@ -682,7 +695,8 @@ async fn run_environment(
     }
 }
 
-/// The pipeline's `output`s, from the environment's resource outputs.
+/// The pipeline's `output`s, from the environment's resource outputs; a
+/// sensitive one (see [`output_is_secret`]) reads as [`MASKED`].
 fn pipeline_outputs(env: &EnvRun) -> serde_json::Map<String, Value> {
     let mut out = serde_json::Map::new();
     let Ok(outputs) = env.outputs.read() else {
@@ -697,10 +711,27 @@ fn pipeline_outputs(env: &EnvRun) -> serde_json::Map<String, Value> {
     };
     for o in &env.graph.outputs {
         if let Ok(v) = stackpipe_dsl::eval::eval(&o.value, &scope) {
-            out.insert(o.name.name.to_string(), v);
+            let secret = output_is_secret(&env.graph, o, |r| {
+                env.store.resource(&env.key(r)).ok().flatten().map(|r| r.sensitive_outputs).unwrap_or_default()
+            }) || env.secrets.redact(&v.to_string()) != v.to_string();
+            out.insert(o.name.name.to_string(), if secret { Value::String(MASKED.into()) } else { v });
         }
     }
     out
+}
+
+/// Whether a pipeline `output` is secret: marked `sensitive`, derived from
+/// a sensitive var, or made of a resource output the provisioner marks
+/// sensitive (`sensitive_outputs` of the resource named).
+pub fn output_is_secret(
+    graph: &PipelineGraph,
+    output: &stackpipe_dsl::ast::OutputDecl,
+    sensitive_outputs: impl Fn(&str) -> Vec<String>,
+) -> bool {
+    graph.output_is_sensitive(output)
+        || stackpipe_dsl::resource_references(&output.value)
+            .iter()
+            .any(|(r, o)| sensitive_outputs(r).iter().any(|s| s == o))
 }
 
 /// A resumed run: the nodes whose apply or destroy was in flight when the

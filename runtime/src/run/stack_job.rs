@@ -17,6 +17,7 @@ use super::events::{Events, RunEvent};
 use super::gate::{GateOutcome, Gates};
 use super::journal::RunJournal;
 use super::scheduler::{NodeEnd, Slot};
+use super::secrets::{mask_keys, schema_sensitive, Secrets};
 use crate::plugin::{change_name, CallContext, Change, Credential, LoadedPlugin, PluginHost, PolicyVerdict, ResourcePlan};
 use crate::state::{
     now_ms, GateInfo, GateKind, JobInput, JobRecord, JournalEntry, JournalPhase, LogLine, OpRecord, ResourceKey,
@@ -57,6 +58,8 @@ pub struct PlannedChange {
 /// What a provisioner says about its resource types, asked once per environment.
 pub struct ProvisionerTypes {
     pub names: Vec<String>,
+    /// Per type, the attributes and the outputs its schemas mark sensitive.
+    pub sensitive: HashMap<String, (Vec<String>, Vec<String>)>,
     /// Per type, its input-file attributes (types without any are left out).
     pub inputs: HashMap<String, Vec<String>>,
 }
@@ -98,6 +101,9 @@ pub struct EnvRun {
     /// [`crate::plugin::INPUT_FILE_FORMAT`]), as the attributes give them.
     pub inputs: Mutex<std::collections::BTreeSet<String>>,
     credentials: AsyncMutex<HashMap<String, Result<Option<Credential>, String>>>,
+    /// Secret values seen so far: sensitive vars, credentials, secret
+    /// attributes. Masked out of every log line and message.
+    pub secrets: Secrets,
 }
 
 impl EnvRun {
@@ -127,6 +133,12 @@ impl EnvRun {
             .map(|(name, r)| (name.clone(), format!("{}.{}", r.plugin, r.kind)))
             .collect();
         orphans.sort();
+        let secrets = Secrets::new();
+        for name in &graph.sensitive_vars {
+            if let Some(v) = env.vars.get(name) {
+                secrets.add_value(v);
+            }
+        }
         EnvRun {
             prior: prior.map(Mutex::new),
             orphans,
@@ -149,6 +161,7 @@ impl EnvRun {
             types: AsyncMutex::new(HashMap::new()),
             inputs: Mutex::new(Default::default()),
             credentials: AsyncMutex::new(HashMap::new()),
+            secrets,
         }
     }
 
@@ -216,6 +229,10 @@ impl EnvRun {
             .await
             .map(|ts| {
                 Arc::new(ProvisionerTypes {
+                    sensitive: ts
+                        .iter()
+                        .map(|t| (t.name.clone(), (schema_sensitive(&t.attributes_schema), schema_sensitive(&t.outputs_schema))))
+                        .collect(),
                     inputs: ts
                         .iter()
                         .map(|t| (t.name.clone(), crate::plugin::input_file_attributes(&t.attributes_schema)))
@@ -268,6 +285,9 @@ impl EnvRun {
             .resolve(&self.host, &self.context(""), plugin, &binding.config)
             .await
             .map_err(|e| format!("credentials for `{plugin}`: {e}"))?;
+        for (_, value) in &cred.fields {
+            self.secrets.add(value);
+        }
         if let Some(at) = cred.expires_at {
             if at <= now_ms() / 1000 {
                 return Err(format!(
@@ -313,22 +333,6 @@ impl EnvRun {
     }
 }
 
-/// Keys whose values are never shown or stored in a job's input snapshot.
-fn is_secret(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    ["password", "secret", "token", "private_key", "credential"].iter().any(|s| k.contains(s))
-}
-
-pub fn mask(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter().map(|(k, v)| (k.clone(), if is_secret(k) { json!("(sensitive)") } else { mask(v) })).collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(mask).collect()),
-        other => other.clone(),
-    }
-}
-
 /// Why a stack job stopped short of its last operation.
 #[derive(Debug)]
 enum Halt {
@@ -359,6 +363,11 @@ pub struct StackJob {
     changed: bool,
     /// Its share of the run's parallelism, parked while it waits at a gate.
     slot: Option<Slot>,
+    /// The node's secret attributes (see [`StackJob::sensitive_keys`]),
+    /// grown by what its plan marks sensitive.
+    sensitive: Vec<String>,
+    /// The outputs its type's schema marks sensitive.
+    sensitive_outputs: Vec<String>,
 }
 
 /// A stack job's operations, in order.
@@ -385,7 +394,17 @@ impl StackJob {
             change: None,
             error: None,
         };
-        StackJob { env, index, record, started: std::time::Instant::now(), apply_called: false, changed: false, slot: None }
+        StackJob {
+            env,
+            index,
+            record,
+            started: std::time::Instant::now(),
+            apply_called: false,
+            changed: false,
+            slot: None,
+            sensitive: Vec::new(),
+            sensitive_outputs: Vec::new(),
+        }
     }
 
     /// A job for a node that never started: `Cancelled` (a dependency
@@ -406,6 +425,7 @@ impl StackJob {
 
     fn log(&self, op: &'static str, text: String) {
         let env = &self.env;
+        let text = env.secrets.redact(&text);
         env.events.send_with(|| RunEvent::Log {
             environment: env.env.name.clone(),
             node: self.name().into(),
@@ -431,6 +451,7 @@ impl StackJob {
     }
 
     fn end(&mut self, op: &'static str, status: Status, message: Option<String>) {
+        let message = message.map(|m| self.env.secrets.redact(&m));
         let i = self.op_index(op);
         let now = now_ms();
         let o = &mut self.record.ops[i];
@@ -472,6 +493,7 @@ impl StackJob {
         let (status, end) = match result {
             Ok(()) => (Status::Succeeded, NodeEnd::Succeeded),
             Err(Halt::Failed(op, message)) => {
+                let message = self.env.secrets.redact(&message);
                 self.end(op, Status::Failed, Some(message.clone()));
                 self.end_remaining(ops, Status::Skipped, &format!("{op} failed"));
                 self.record.error = Some(message);
@@ -629,15 +651,16 @@ impl StackJob {
                 .join("; ");
             return Err(Halt::Failed("init", format!("{} rejects the attributes: {text}", node.type_name())));
         }
+        let prior = env.take_prior(&node.name).map_err(|e| ("init", e.to_string()))?;
+        self.sensitive_keys(node, &types, prior.as_ref(), &desired);
         self.record.input = Some(JobInput {
-            attributes: mask(&desired),
+            attributes: mask_keys(&desired, &self.sensitive),
             plugin: node.plugin.clone(),
             plugin_digest: plugin.digest().to_string(),
             kind: node.kind.clone(),
             flow: json!({ "refresh": flow.refresh, "preview": flow.preview, "pause_before_apply": flow.pause_before_apply }),
             message: env.message.clone(),
         });
-        let prior = env.take_prior(&node.name).map_err(|e| ("init", e.to_string()))?;
         self.end("init", Status::Succeeded, None);
         if env.mode == Mode::Preflight {
             // Published as unknown, so dependents' attributes still resolve.
@@ -710,10 +733,11 @@ impl StackJob {
         };
         let planned = if flow.preview || env.mode == Mode::Plan {
             self.begin("preview");
-            let plan = session
+            let mut plan = session
                 .plan(&ctx, &node.kind, prior_state.as_ref(), &desired, cred.as_ref())
                 .await
                 .map_err(|e| ("preview", e.to_string()))?;
+            self.mark_sensitive(&mut plan, &desired);
             let policy = self.policies(node, &plan, &desired).await?;
             self.log("preview", format!("{} ({} attribute change(s))", change_name(plan.change), plan.changes.len()));
             let planned = planned(plan, policy);
@@ -815,7 +839,7 @@ impl StackJob {
                 "sensitive": c.sensitive,
                 "forces_replacement": c.forces_replacement,
             })).collect::<Vec<_>>(),
-            "attributes": mask(attributes),
+            "attributes": mask_keys(attributes, &self.sensitive),
             "environment": env.env.name,
         });
         for (name, spec) in &env.env.plugins {
@@ -911,16 +935,72 @@ impl StackJob {
     /// The state record of this node after an apply (or an adoption).
     fn record_of(&self, node: &stackpipe_dsl::ResourceNode, state: Value, outputs: Value, desired: &Value) -> ResourceRecord {
         let env = &self.env;
+        // Outputs the schema marks, and outputs that hold a secret.
+        let mut sensitive_outputs = self.sensitive_outputs.clone();
+        if let Value::Object(o) = &outputs {
+            sensitive_outputs.extend(o.iter().filter(|(_, v)| env.secrets.holds(v)).map(|(k, _)| k.clone()));
+        }
+        sensitive_outputs.sort();
+        sensitive_outputs.dedup();
         ResourceRecord {
             plugin: node.plugin.clone(),
             kind: node.kind.clone(),
             state,
             outputs,
-            attributes: mask(desired),
+            attributes: mask_keys(desired, &self.sensitive),
+            sensitive: self.sensitive.clone(),
+            sensitive_outputs,
             depends_on: env.graph.dependencies(self.index).into_iter().map(|d| env.graph.node(d).name.clone()).collect(),
             serial: 0,
             run_id: env.run_id.clone(),
             updated_ms: now_ms(),
+        }
+    }
+
+    /// The node's secret attributes: those a sensitive var flows into, those
+    /// its type's schema marks, and those marked on the resource before;
+    /// their values are kept as the run's secrets, to mask out of text.
+    fn sensitive_keys(&mut self, node: &stackpipe_dsl::ResourceNode, types: &ProvisionerTypes, prior: Option<&ResourceRecord>, desired: &Value) {
+        let (by_schema, outputs) = types.sensitive.get(&node.kind).cloned().unwrap_or_default();
+        let mut keys: Vec<String> = node.sensitive_attributes.iter().cloned().chain(by_schema).collect();
+        keys.extend(prior.map(|p| p.sensitive.clone()).unwrap_or_default());
+        for k in &keys {
+            if let Some(v) = desired.get(k) {
+                self.env.secrets.add_value(v);
+            }
+        }
+        // And every attribute whose value holds a secret, however it got
+        // there (an upstream output made of a sensitive var, say).
+        if let Value::Object(attrs) = desired {
+            keys.extend(attrs.iter().filter(|(_, v)| self.env.secrets.holds(v)).map(|(k, _)| k.clone()));
+        }
+        keys.sort();
+        keys.dedup();
+        self.sensitive = keys;
+        self.sensitive_outputs = outputs;
+    }
+
+    /// Marks sensitive every change to a secret attribute (the provisioner
+    /// may not know a sensitive var flows into it), and takes as secret every
+    /// attribute the provisioner marks.
+    fn mark_sensitive(&mut self, plan: &mut ResourcePlan, desired: &Value) {
+        let mut grew = false;
+        for c in &mut plan.changes {
+            let top = c.path.split('.').next().unwrap_or_default().to_string();
+            if self.sensitive.contains(&top) {
+                c.sensitive = true;
+            } else if c.sensitive {
+                if let Some(v) = desired.get(&top) {
+                    self.env.secrets.add_value(v);
+                }
+                self.sensitive.push(top);
+                grew = true;
+            }
+        }
+        if grew {
+            if let Some(input) = &mut self.record.input {
+                input.attributes = mask_keys(desired, &self.sensitive);
+            }
         }
     }
 
@@ -934,22 +1014,5 @@ impl StackJob {
             phase,
             ms: now_ms(),
         }
-    }
-}
-
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_masked_at_any_depth() {
-        let v = json!({ "name": "db", "master_password": "hunter2", "auth": { "api_token": "t", "user": "u" }, "list": [{ "secret": 1 }] });
-        let m = mask(&v);
-        assert_eq!(m["name"], "db");
-        assert_eq!(m["master_password"], "(sensitive)");
-        assert_eq!(m["auth"]["api_token"], "(sensitive)");
-        assert_eq!(m["auth"]["user"], "u");
-        assert_eq!(m["list"][0]["secret"], "(sensitive)");
     }
 }
