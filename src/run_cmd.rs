@@ -343,10 +343,7 @@ pub async fn watch_signals(stop: StopSignal, first: &'static str) {
 /// than the one the run was started with.
 pub fn again(run_id: &str, state: &StateArgs, resume: bool, json: bool, given: &[(String, String)]) -> Result<(), u8> {
     let store = state.open_read_only(None, false)?;
-    let Some(run) = store.run(run_id).map_err(|e| {
-        eprintln!("error: {e}");
-        EXIT_FAILED
-    })?
+    let Some(run) = store.run(run_id).map_err(state_error)?
     else {
         eprintln!("error: no run `{run_id}` in {}", state.dir_for(None).display());
         return Err(EXIT_INVALID);

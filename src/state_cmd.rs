@@ -5,10 +5,10 @@ use serde_json::{json, Map, Value};
 use stackpipe_runtime::control::{Reach, Request};
 use stackpipe_runtime::run::{status, RunEvent};
 use stackpipe_runtime::run::MASKED;
-use stackpipe_runtime::state::{LogLine, ResourceKey, ResourceRecord, RunRecord, StateStore, Status};
+use stackpipe_runtime::state::{LogLine, ResourceKey, ResourceRecord, RunRecord, RunStatus, StateStore, Status};
 
 use crate::progress::{duration, plain_line};
-use crate::run_cmd::StateArgs;
+use crate::run_cmd::{state_error, StateArgs};
 use crate::{EXIT_FAILED, EXIT_INVALID};
 
 fn fail(e: impl std::fmt::Display) -> u8 {
@@ -42,7 +42,7 @@ pub fn query(reach: &Reach, request: Request, from_store: impl FnOnce(&StateStor
 
 pub fn runs(a: RunsArgs) -> Result<(), u8> {
     let reach = a.state.reach(None)?;
-    let doc = query(&reach, Request::Runs, |store| serde_json::to_value(store.runs().map_err(fail)?).map_err(fail))?;
+    let doc = query(&reach, Request::Runs, |store| serde_json::to_value(store.runs().map_err(state_error)?).map_err(fail))?;
     let runs: Vec<RunRecord> = serde_json::from_value(doc).map_err(fail)?;
     if a.json {
         let doc: Vec<Value> = runs
@@ -61,7 +61,8 @@ pub fn runs(a: RunsArgs) -> Result<(), u8> {
     if runs.is_empty() {
         println!("no runs yet");
     }
-    for r in runs {
+    let interrupted: Vec<String> = runs.iter().filter(|r| r.status == RunStatus::Interrupted).map(|r| r.id.clone()).collect();
+    for r in &runs {
         let took = r.finished_ms.map(|f| duration(f.saturating_sub(r.started_ms))).unwrap_or_else(|| "-".into());
         println!(
             "{}  {:<8} {:<10} {:<20} {:>8}  {}{}",
@@ -71,8 +72,11 @@ pub fn runs(a: RunsArgs) -> Result<(), u8> {
             r.pipeline,
             took,
             r.environments.join(","),
-            r.message.map(|m| format!("  \"{m}\"")).unwrap_or_default()
+            r.message.as_ref().map(|m| format!("  \"{m}\"")).unwrap_or_default()
         );
+    }
+    if let Some(last) = interrupted.first() {
+        println!("\ninterrupted: the process of {} is gone; `stackpipe resume {last}` finishes it", interrupted.join(", "));
     }
     Ok(())
 }
@@ -92,8 +96,8 @@ pub struct StatusArgs {
 
 fn find_run(store: &StateStore, id: Option<&str>) -> Result<RunRecord, u8> {
     let run = match id {
-        Some(id) => store.run(id).map_err(fail)?,
-        None => store.latest_run().map_err(fail)?,
+        Some(id) => store.run(id).map_err(state_error)?,
+        None => store.latest_run().map_err(state_error)?,
     };
     run.ok_or_else(|| {
         match id {
@@ -107,8 +111,8 @@ fn find_run(store: &StateStore, id: Option<&str>) -> Result<RunRecord, u8> {
 /// The status document of a run that is not in progress, from the database.
 fn stored_status(store: &StateStore, id: Option<&str>) -> Result<Value, u8> {
     let run = find_run(store, id)?;
-    let jobs = store.jobs(&run.id).map_err(fail)?;
-    let decisions = store.decisions(&run.id).map_err(fail)?;
+    let jobs = store.jobs(&run.id).map_err(state_error)?;
+    let decisions = store.decisions(&run.id).map_err(state_error)?;
     let envs = status::stored_outcomes(&run, &jobs);
     Ok(status::document(&run, &envs, &jobs, &decisions, &[]))
 }
@@ -144,6 +148,9 @@ fn render_status(doc: &Value, inputs: bool) -> String {
         s(doc, "status"),
         doc["message"].as_str().map(|m| format!(" (\"{m}\")")).unwrap_or_default()
     ));
+    if s(doc, "status") == "interrupted" {
+        out.push_str(&format!("  its process is gone (killed, crashed, or stopped by a failed write): `stackpipe resume {run}` finishes it\n"));
+    }
     for env in doc["environments"].as_array().into_iter().flatten() {
         let name = s(env, "name");
         out.push_str(&format!("\n[{name}] {}", s(env, "status")));
@@ -279,7 +286,7 @@ pub fn logs(a: LogsArgs) -> Result<(), u8> {
     }
     let doc = query(&reach, Request::Logs { run: a.run.clone(), node: a.node.clone() }, |store| {
         let run = find_run(store, a.run.as_deref())?;
-        serde_json::to_value(store.logs(&run.id, a.node.as_deref()).map_err(fail)?).map_err(fail)
+        serde_json::to_value(store.logs(&run.id, a.node.as_deref()).map_err(state_error)?).map_err(fail)
     })?;
     let lines: Vec<LogLine> = serde_json::from_value(doc).map_err(fail)?;
     for l in lines {
@@ -338,7 +345,7 @@ pub fn outputs(a: OutputsArgs) -> Result<(), u8> {
     let graph = &pipeline.graph;
     let mut per_env = Vec::new();
     for env in &graph.environments {
-        let records = store.resources(&graph.name, Some(&env.name)).map_err(fail)?;
+        let records = store.resources(&graph.name, Some(&env.name)).map_err(state_error)?;
         let mut resources = Map::new();
         for (k, r) in &records {
             resources.insert(k.resource.clone(), r.outputs.clone());
@@ -468,8 +475,8 @@ pub fn state(cmd: StateCommand) -> Result<(), u8> {
     match cmd {
         StateCommand::List(a) => {
             let store = a.state.open_read_only(None, false)?;
-            let all = store.all_resources().map_err(fail)?;
-            let locks = store.locks().map_err(fail)?;
+            let all = store.all_resources().map_err(state_error)?;
+            let locks = store.locks().map_err(state_error)?;
             if a.json {
                 let doc: Vec<Value> = all
                     .iter()
@@ -487,7 +494,7 @@ pub fn state(cmd: StateCommand) -> Result<(), u8> {
         StateCommand::Show(a) => {
             let key = parse_key(&a.key)?;
             let store = a.state.open_read_only(None, false)?;
-            match store.resource(&key).map_err(fail)? {
+            match store.resource(&key).map_err(state_error)? {
                 Some(r) => {
                     println!("{}", serde_json::to_string_pretty(&masked_record(&r)).unwrap_or_default());
                     Ok(())
@@ -502,7 +509,7 @@ pub fn state(cmd: StateCommand) -> Result<(), u8> {
         StateCommand::Unlock(a) => {
             let key = a.key.as_deref().map(parse_key).transpose()?;
             let store = a.state.open(None)?;
-            let released = store.unlock_stale(key.as_ref(), a.force).map_err(fail)?;
+            let released = store.unlock_stale(key.as_ref(), a.force).map_err(state_error)?;
             if released.is_empty() {
                 println!("no locks released");
             }

@@ -16,6 +16,9 @@ pub enum StateError {
     /// writes it; `stackpipe state repair` is how it is replaced.
     #[error("the state database {} is damaged: {cause}", .path.display())]
     Damaged { path: PathBuf, cause: String },
+    /// Reading or writing the database failed (a full disk, a failing one).
+    #[error("cannot use the state database {}: {cause}", .path.display())]
+    File { path: PathBuf, cause: String },
     /// No database in this state directory (a reader creates none).
     #[error("no state in {}", .dir.display())]
     Missing { dir: PathBuf },

@@ -187,6 +187,10 @@ impl StateStore {
         match quietly(f) {
             Ok(Err(StateError::Corrupt(cause))) => Err(damaged(cause)),
             Ok(Err(StateError::Db(cause))) if cause.contains("orrupt") => Err(damaged(cause)),
+            Ok(Err(StateError::Db(cause))) => {
+                Err(StateError::File { path: self.path.clone(), cause: cause.trim_start_matches("I/O error: ").to_string() })
+            }
+            Ok(Err(StateError::Io(e))) => Err(StateError::File { path: self.path.clone(), cause: e.to_string() }),
             Ok(other) => other,
             Err(panic) => Err(damaged(panic)),
         }

@@ -309,6 +309,7 @@ fn cause(e: &crate::state::StateError) -> String {
     match e {
         StateError::Io(e) => e.to_string(),
         StateError::Db(text) => text.trim_start_matches("I/O error: ").to_string(),
+        StateError::File { cause, .. } => cause.clone(),
         other => other.to_string(),
     }
 }
