@@ -448,7 +448,7 @@ pub struct StateUnlockArgs {
 
 /// A resource's outputs with the ones its provisioner marks sensitive masked.
 fn masked_outputs(r: &ResourceRecord) -> Value {
-    stackpipe_runtime::run::secrets::mask_keys(&r.outputs, &r.sensitive_outputs)
+    stackpipe_runtime::secrets::mask_keys(&r.outputs, &r.sensitive_outputs)
 }
 
 /// A resource's record as `state show` prints it: sensitive outputs and
@@ -456,7 +456,7 @@ fn masked_outputs(r: &ResourceRecord) -> Value {
 fn masked_record(r: &ResourceRecord) -> ResourceRecord {
     let mut r = r.clone();
     r.outputs = masked_outputs(&r);
-    r.state = stackpipe_runtime::run::secrets::mask_keys_deep(&r.state, &r.sensitive);
+    r.state = stackpipe_runtime::secrets::mask_keys_deep(&r.state, &r.sensitive);
     r
 }
 

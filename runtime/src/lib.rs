@@ -8,6 +8,7 @@ pub mod os_user;
 pub mod pipeline;
 pub mod plugin;
 pub mod run;
+pub mod secrets;
 /// The state store, a crate of its own (no wasm, no tokio): see `stackpipe-state`.
 pub use stackpipe_state as state;
 pub mod watch;

@@ -691,7 +691,7 @@ fn busy_from_another_process() {
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
-        .args(["--exact", "state::store::tests::hold_open_child", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "store::tests::hold_open_child", "--nocapture", "--test-threads=1"])
         .env(HOLD_ENV, dir.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -774,6 +774,8 @@ impl ProvisionerSession<'_> {
 
 impl bindings::host::Host for PluginState {
     fn log(&mut self, ctx: bindings::types::Context, level: bindings::types::Level, message: String) {
+        // A plugin may log what it was given: secrets never reach the log.
+        let message = crate::secrets::redact_all(&message);
         use bindings::types::Level;
         let plugin = &*self.plugin;
         let (p, e, r, run) = (&ctx.pipeline, &ctx.environment, &ctx.resource, &ctx.run_id);

@@ -10,7 +10,6 @@ pub mod gate;
 pub mod journal;
 pub mod plan_text;
 pub mod scheduler;
-pub mod secrets;
 pub mod stack_job;
 pub mod status;
 
@@ -26,7 +25,7 @@ pub use events::{Events, NodeBrief, RunEvent};
 pub use gate::{AutoApprove, GateOutcome, GateSelector, Gates};
 pub use journal::{RunJournal, DURABLE_EVERY};
 pub use scheduler::{walk, NodeEnd, Slot};
-pub use secrets::{mask, Secrets, MASKED};
+pub use crate::secrets::{mask, Secrets, MASKED};
 pub use stack_job::{EnvRun, Mode, PlannedChange, StackJob, UNKNOWN};
 
 use crate::pipeline::LoadedPipeline;

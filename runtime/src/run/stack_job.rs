@@ -17,7 +17,7 @@ use super::events::{Events, RunEvent};
 use super::gate::{GateOutcome, Gates};
 use super::journal::RunJournal;
 use super::scheduler::{NodeEnd, Slot};
-use super::secrets::{mask_keys, schema_sensitive, Secrets};
+use crate::secrets::{mask_keys, schema_sensitive, Secrets};
 use crate::plugin::{change_name, CallContext, Change, Credential, LoadedPlugin, PluginHost, PolicyVerdict, ResourcePlan};
 use crate::state::{
     now_ms, GateInfo, GateKind, JobInput, JobRecord, JournalEntry, JournalPhase, LogLine, OpRecord, ResourceKey,

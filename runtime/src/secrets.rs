@@ -2,7 +2,9 @@
 //! of sensitive vars and of credentials, and the attributes a sensitive var
 //! flows into or a provisioner marks sensitive. Structured values are
 //! masked by key ([`mask`], [`mask_keys`]); free text (log lines, error
-//! messages) by value ([`Secrets::redact`]).
+//! messages) by value ([`Secrets::redact`]). Every secret a run learns is
+//! also kept for the whole process ([`redact_all`]), for text that reaches
+//! no run: a plugin's own log lines, which go to stackpipe's log.
 
 use std::sync::RwLock;
 
@@ -15,6 +17,14 @@ pub const MASKED: &str = "(sensitive)";
 /// words and numbers (and say what the secret is by what they mask).
 const SHORTEST: usize = 4;
 
+/// Every secret any run of this process has seen.
+static ALL: Secrets = Secrets { values: RwLock::new(Vec::new()) };
+
+/// `text` with every secret this process has seen masked.
+pub fn redact_all(text: &str) -> String {
+    ALL.redact(text)
+}
+
 /// The secret values a run has seen so far, to mask out of text.
 #[derive(Debug, Default)]
 pub struct Secrets {
@@ -26,10 +36,13 @@ impl Secrets {
         Secrets::default()
     }
 
-    /// Keeps `text` as a secret.
+    /// Keeps `text` as a secret (here, and for the whole process).
     pub fn add(&self, text: &str) {
         if text.len() < SHORTEST {
             return;
+        }
+        if !std::ptr::eq(self, &ALL) {
+            ALL.add(text);
         }
         if let Ok(mut values) = self.values.write() {
             if !values.iter().any(|v| v == text) {
