@@ -66,12 +66,10 @@ impl Secrets {
 
     /// Whether a string inside `value` holds a secret.
     pub fn holds(&self, value: &Value) -> bool {
+        let text_holds = |t: &str| self.values.read().is_ok_and(|vs| vs.iter().any(|v| t.contains(v.as_str())));
         match value {
-            Value::String(s) => self.redact(s) != *s,
-            Value::Number(n) => {
-                let n = n.to_string();
-                self.redact(&n) != n
-            }
+            Value::String(s) => text_holds(s),
+            Value::Number(n) => text_holds(&n.to_string()),
             Value::Array(items) => items.iter().any(|v| self.holds(v)),
             Value::Object(m) => m.values().any(|v| self.holds(v)),
             Value::Null | Value::Bool(_) => false,
