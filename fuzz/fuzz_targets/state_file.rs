@@ -13,6 +13,9 @@
 //! The state directory lives under `$TMPDIR`; when that is not set, under
 //! `/dev/shm` if there is one (every input is written, copied and fsynced
 //! several times: tmpfs makes that cheap).
+//!
+//! With `STACKPIPE_FUZZ_WRITE_SEEDS=<corpus root>`, it writes the seed
+//! corpora instead (see `src/seeds.rs`) and exits.
 #![no_main]
 
 use std::collections::BTreeSet;
@@ -121,7 +124,15 @@ fn write_a_little(store: &StateStore) {
     let _ = store.unlock_run(&id);
 }
 
-fuzz_target!(|data: &[u8]| {
+/// Before libFuzzer starts: write the seeds and exit, if asked to.
+fn init() {
+    if let Some(out) = std::env::var_os(stackpipe_fuzz::seeds::WRITE_SEEDS_ENV) {
+        stackpipe_fuzz::seeds::write(Path::new(&out));
+        std::process::exit(0);
+    }
+}
+
+fuzz_target!(init: init(), |data: &[u8]| {
     let dir = state_dir(data);
     if let Ok(store) = StateStore::open_read_only(&dir) {
         read_everything(&store);

@@ -1,27 +1,39 @@
-//! Writes seed corpora for the state fuzz targets:
+//! Seed corpora for the state fuzz targets:
 //!
 //! - `<out>/state_file/*.redb`: valid state databases, written through
 //!   `StateStore::open` + `commit` as stackpipe writes them (an empty one, a
 //!   small one with every kind of record, and one whose writer never closed
-//!   it, so that readers take the crash-recovery path);
-//! - `<out>/state_records/*.json`: the JSON of every record type.
+//!   it, so that readers take the crash-recovery path). Real databases are
+//!   0.5-1 MB, so they are not committed: they are written when needed.
+//! - `<out>/state_records/*.json`: the JSON of every record type
+//!   (committed; written again identically).
 //!
-//! Usage: `cargo run --manifest-path fuzz/Cargo.toml -p stackpipe-fuzz-seeds -- fuzz/corpus`
+//! The `state_file` target writes them and exits when
+//! `STACKPIPE_FUZZ_WRITE_SEEDS` names the corpus root:
+//!
+//! ```sh
+//! STACKPIPE_FUZZ_WRITE_SEEDS=$PWD/fuzz/corpus cargo +nightly fuzz run state_file
+//! ```
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::json;
 use stackpipe_state::*;
 
-fn main() {
-    let out = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "corpus".into()));
+/// The variable that makes the `state_file` target write the seeds.
+pub const WRITE_SEEDS_ENV: &str = "STACKPIPE_FUZZ_WRITE_SEEDS";
+
+/// Writes the seeds under `out` (see the module documentation) and says
+/// what it wrote. Panics on any failure: it runs by hand or in CI, where a
+/// failure should stop everything.
+pub fn write(out: &Path) {
     let files = out.join("state_file");
     let records = out.join("state_records");
     fs::create_dir_all(&files).expect("create the state_file corpus directory");
     fs::create_dir_all(&records).expect("create the state_records corpus directory");
-    let work = std::env::temp_dir().join(format!("stackpipe-fuzz-seeds-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&work);
+    let work = tempfile::Builder::new().prefix("stackpipe-fuzz-seeds-").tempdir().expect("a temporary directory");
+    let work = work.path();
 
     // A fresh store: the tables and nothing in them.
     {
@@ -46,17 +58,17 @@ fn main() {
         let dir = work.join("crashed");
         let store = StateStore::open(&dir).expect("open a store");
         fill(&store);
+        // Copied while the store is open: the copy is the file as a killed
+        // writer leaves it.
         save(&dir, &files.join("crashed.redb"));
-        // Not dropped: the file stays as a killed writer leaves it.
-        std::mem::forget(store);
+        drop(store);
     }
 
-    let r1 = run("r000001", RunKind::Deploy, RunStatus::Succeeded);
     let write = |name: &str, value: serde_json::Value| {
         let path = records.join(format!("{name}.json"));
         fs::write(&path, serde_json::to_vec(&value).expect("encode")).expect("write a record seed");
     };
-    write("run", serde_json::to_value(&r1).unwrap());
+    write("run", serde_json::to_value(run("r000001", RunKind::Deploy, RunStatus::Succeeded)).unwrap());
     write("run_running", serde_json::to_value(run("r000002", RunKind::Undeploy, RunStatus::Running)).unwrap());
     write("resource", serde_json::to_value(resource(1)).unwrap());
     write("resource_key", serde_json::to_value(key("prod", "vpc")).unwrap());
@@ -76,7 +88,7 @@ fn main() {
         })
         .unwrap(),
     );
-    let _ = fs::remove_dir_all(&work);
+    println!("{}: {} record seeds", records.display(), 11);
 }
 
 /// Copies the database of `dir` to `to`, and says how big it is.
