@@ -524,7 +524,14 @@ pub fn state(cmd: StateCommand) -> Result<(), u8> {
 fn repair(a: StateRepairArgs) -> Result<(), u8> {
     use stackpipe_runtime::state::Recovered;
     let dir = a.state.dir_for(None);
-    let report = stackpipe_runtime::state::repair(&dir, a.from_backup).map_err(crate::run_cmd::state_error)?;
+    let report = stackpipe_runtime::state::repair(&dir, a.from_backup).map_err(|e| match e {
+        // Said in full by repair itself: what was tried, where the file went.
+        e @ stackpipe_runtime::state::StateError::Damaged { .. } => {
+            eprintln!("error: {e}");
+            crate::EXIT_INVALID
+        }
+        e => crate::run_cmd::state_error(e),
+    })?;
     let file = dir.join("state.redb");
     match report.recovered {
         Recovered::NothingToRepair => {

@@ -72,7 +72,9 @@ impl std::fmt::Display for Counts {
 
 /// The state database of one state directory. See the module documentation.
 pub struct StateStore {
-    db: Db,
+    /// Dropped by hand, inside the panic guard: redb's own drop reads the
+    /// file too (a damaged one can make it panic there).
+    db: std::mem::ManuallyDrop<Db>,
     dir: PathBuf,
     path: PathBuf,
     since_ms: u64,
@@ -118,7 +120,7 @@ impl StateStore {
         let path = dir.join(DB_FILE);
         let db = open_for_writing(dir)?;
         let store = StateStore {
-            db: Db::Write(db),
+            db: std::mem::ManuallyDrop::new(Db::Write(db)),
             dir: dir.to_path_buf(),
             path,
             since_ms: now_ms(),
@@ -136,7 +138,7 @@ impl StateStore {
     pub fn open_read_only(dir: &Path) -> Result<StateStore, StateError> {
         let db = open_for_reading(dir)?;
         Ok(StateStore {
-            db,
+            db: std::mem::ManuallyDrop::new(db),
             dir: dir.to_path_buf(),
             path: dir.join(DB_FILE),
             since_ms: now_ms(),
@@ -150,7 +152,7 @@ impl StateStore {
         let db = empty()?;
         create_tables(&db)?;
         Ok(StateStore {
-            db: Db::Snapshot(db, None),
+            db: std::mem::ManuallyDrop::new(Db::Snapshot(db, None)),
             dir: dir.to_path_buf(),
             path: dir.join(DB_FILE),
             since_ms: now_ms(),
@@ -169,11 +171,11 @@ impl StateStore {
 
     /// Whether this store can write.
     pub fn is_writable(&self) -> bool {
-        matches!(self.db, Db::Write(_))
+        matches!(*self.db, Db::Write(_))
     }
 
     fn writable(&self) -> Result<&Database, StateError> {
-        match &self.db {
+        match &*self.db {
             Db::Write(db) => Ok(db),
             Db::Read(_) | Db::Snapshot(..) => Err(StateError::ReadOnly { path: self.path.clone() }),
         }
@@ -259,7 +261,7 @@ impl StateStore {
     }
 
     fn read(&self) -> Result<ReadTransaction, StateError> {
-        Ok(match &self.db {
+        Ok(match &*self.db {
             Db::Write(db) | Db::Snapshot(db, _) => db.begin_read()?,
             Db::Read(db) => db.begin_read()?,
         })
@@ -738,8 +740,19 @@ fn apply(txn: &WriteTransaction, writes: Vec<Write>) -> Result<(), StateError> {
 
 impl Drop for StateStore {
     fn drop(&mut self) {
+        // SAFETY: `db` is taken once, here, and never used again.
+        let db = unsafe { std::mem::ManuallyDrop::take(&mut self.db) };
+        if let Err(panic) = quietly(move || drop(db)) {
+            tracing_free_warning(&self.path, &panic);
+        }
         remove_owner(&self.dir);
     }
+}
+
+/// Says on stderr that closing a damaged database failed inside redb (no
+/// logging framework in this crate; this happens only with a damaged file).
+fn tracing_free_warning(path: &Path, panic: &str) {
+    eprintln!("warning: closing the state database {} failed: it is damaged ({panic})", path.display());
 }
 
 #[cfg(test)]
