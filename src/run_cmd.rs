@@ -96,21 +96,7 @@ impl StateArgs {
     /// (a plan of a pipeline never deployed).
     pub fn open_read_only(&self, pipeline: Option<&Path>, or_empty: bool) -> Result<StateStore, u8> {
         let dir = self.dir_for(pipeline);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let opened =
-                if or_empty { StateStore::open_read_only_or_empty(&dir) } else { StateStore::open_read_only(&dir) };
-            match opened {
-                // Another reader or a short-lived writer: wait a moment.
-                Err(stackpipe_runtime::state::StateError::Busy { holder, .. })
-                    if std::time::Instant::now() < deadline
-                        && holder.as_ref().is_none_or(|h| h.run_id.is_none()) =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => return other.map_err(state_error),
-            }
-        }
+        StateStore::open_read_only_patiently(&dir, std::time::Duration::from_secs(10), or_empty).map_err(state_error)
     }
 
     /// The state database, or the runner holding it (see `control`).

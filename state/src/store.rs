@@ -205,18 +205,24 @@ impl StateStore {
     /// runner for the moment before a reader replaces it: a dead holder
     /// counts as a reader.)
     pub fn open_patiently(dir: &Path, patience: std::time::Duration) -> Result<StateStore, StateError> {
-        let deadline = std::time::Instant::now() + patience;
-        loop {
-            match StateStore::open(dir) {
-                Err(StateError::Busy { holder, .. })
-                    if std::time::Instant::now() < deadline
-                        && holder.as_ref().is_none_or(|h| h.run_id.is_none() || !pid_alive(h.pid)) =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => return other,
+        patiently(patience, || StateStore::open(dir))
+    }
+
+    /// [`StateStore::open_read_only`] (or, `or_empty`,
+    /// [`StateStore::open_read_only_or_empty`]), as patient as
+    /// [`StateStore::open_patiently`].
+    pub fn open_read_only_patiently(
+        dir: &Path,
+        patience: std::time::Duration,
+        or_empty: bool,
+    ) -> Result<StateStore, StateError> {
+        patiently(patience, || {
+            if or_empty {
+                StateStore::open_read_only_or_empty(dir)
+            } else {
+                StateStore::open_read_only(dir)
             }
-        }
+        })
     }
 
     /// Rewrites `owner.json` to name the run this process is running and
@@ -630,6 +636,26 @@ fn secrets_key(dir: &Path, create: bool) -> Result<Vec<u8>, StateError> {
     Ok(key)
 }
 
+/// Tries `open` until it is not refused by a holder that runs nothing (or
+/// is gone), or `patience` has passed.
+fn patiently(
+    patience: std::time::Duration,
+    open: impl Fn() -> Result<StateStore, StateError>,
+) -> Result<StateStore, StateError> {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        match open() {
+            Err(StateError::Busy { holder, .. })
+                if std::time::Instant::now() < deadline
+                    && holder.as_ref().is_none_or(|h| h.run_id.is_none() || !pid_alive(h.pid)) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Creates every table, so that read transactions can open them unconditionally.
 fn create_tables(db: &Database) -> Result<(), StateError> {
     let txn = begin_write(db, true)?;
@@ -743,7 +769,7 @@ impl Drop for StateStore {
         // SAFETY: `db` is taken once, here, and never used again.
         let db = unsafe { std::mem::ManuallyDrop::take(&mut self.db) };
         if let Err(panic) = quietly(move || drop(db)) {
-            tracing_free_warning(&self.path, &panic);
+            warn_damaged_on_close(&self.path, &panic);
         }
         remove_owner(&self.dir);
     }
@@ -751,7 +777,7 @@ impl Drop for StateStore {
 
 /// Says on stderr that closing a damaged database failed inside redb (no
 /// logging framework in this crate; this happens only with a damaged file).
-fn tracing_free_warning(path: &Path, panic: &str) {
+fn warn_damaged_on_close(path: &Path, panic: &str) {
     eprintln!("warning: closing the state database {} failed: it is damaged ({panic})", path.display());
 }
 

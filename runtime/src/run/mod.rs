@@ -330,21 +330,20 @@ pub async fn execute(
     } else {
         RunStatus::Failed
     };
+    // The run's last writes: a failure of any of them is the run's error.
+    let mut ended = Ok(());
     if mode.records() && journal.failure().is_none() {
         record.status = summary.status;
         record.finished_ms = Some(now_ms());
         // Released first, without an fsync of its own: the run's final
         // record, committed durably, takes the release to disk with it.
-        let ended = match store.unlock_run(&run_id) {
+        ended = match store.unlock_run(&run_id) {
             Ok(_) => journal.record_durably(Write::PutRun(record)).await,
             Err(e) => Err(e.into()),
         };
-        if ended.is_err() {
-            summary.status = RunStatus::Failed;
-        }
     }
     let flushed = journal.flush().await;
-    let failure = journal.failure().or_else(|| flushed.err().map(|e| e.to_string()));
+    let failure = journal.failure().or_else(|| ended.and(flushed).err().map(|e| e.to_string()));
     if failure.is_some() {
         summary.status = RunStatus::Failed;
     }
