@@ -188,7 +188,15 @@ impl StateStore {
         let damaged = |cause: String| StateError::Damaged { path: self.path.clone(), cause };
         match quietly(f) {
             Ok(Err(StateError::Corrupt(cause))) => Err(damaged(cause)),
-            Ok(Err(StateError::Db(cause))) if cause.contains("orrupt") => Err(damaged(cause)),
+            // A read past the end, or of bytes that make no sense: the file is damaged.
+            Ok(Err(StateError::Db(cause)))
+                if cause.contains("orrupt") || cause.contains("failed to fill whole buffer") || cause.contains("invalid data") =>
+            {
+                Err(damaged(cause))
+            }
+            Ok(Err(StateError::Io(e))) if matches!(e.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData) => {
+                Err(damaged(e.to_string()))
+            }
             Ok(Err(StateError::Db(cause))) => {
                 Err(StateError::File { path: self.path.clone(), cause: cause.trim_start_matches("I/O error: ").to_string() })
             }
