@@ -162,10 +162,7 @@ fn plan_like(a: RunArgs, mode: Mode) -> Result<(), u8> {
     let opts = a.plan_options();
     let host = host()?;
     let (summary, failures) =
-        rt.block_on(plan_once(&pipeline, mode, host, store, &opts, StopSignal::new())).map_err(|e| {
-            eprintln!("error: {e}");
-            EXIT_FAILED
-        })?;
+        rt.block_on(plan_once(&pipeline, mode, host, store, &opts, StopSignal::new())).map_err(run_error)?;
     for f in &failures {
         eprintln!("error: {f}");
     }
@@ -267,11 +264,17 @@ pub fn run(a: RunArgs, mode: Mode, resume: Option<String>) -> Result<(), u8> {
         let _ = printer.await;
         r
     });
-    match summary {
-        Ok(s) => finish(&s, a.json),
-        Err(e) => {
+    finish(&summary.map_err(run_error)?, a.json)
+}
+
+/// Prints why a run could not run or end; its exit code (a state that
+/// cannot be used as it is: see [`state_error`]).
+pub fn run_error(e: RunError) -> u8 {
+    match e {
+        RunError::State(e) => state_error(e),
+        e => {
             eprintln!("error: {e}");
-            Err(EXIT_FAILED)
+            EXIT_FAILED
         }
     }
 }

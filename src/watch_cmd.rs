@@ -187,7 +187,7 @@ async fn run_cycle(
         let (summary, failures) = match crate::run_cmd::plan_once(&p, mode, host, store, &opts, stop.clone()).await {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("error: {e}");
+                crate::run_cmd::run_error(e);
                 return None;
             }
         };

@@ -36,6 +36,18 @@ pub enum StateError {
     Locked { key: ResourceKey, holder: LockHolder, holder_alive: bool },
 }
 
+impl StateError {
+    /// The same failure told again, for a use of the database after it
+    /// (`Damaged` and `File` only; anything else as its text).
+    pub(crate) fn again(&self) -> StateError {
+        match self {
+            StateError::Damaged { path, cause } => StateError::Damaged { path: path.clone(), cause: cause.clone() },
+            StateError::File { path, cause } => StateError::File { path: path.clone(), cause: cause.clone() },
+            other => StateError::Db(other.to_string()),
+        }
+    }
+}
+
 fn busy_holder(holder: &Option<OwnerInfo>) -> String {
     match holder {
         None => " by another process".into(),

@@ -14,11 +14,13 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 
 use redb::backends::FileBackend;
-use redb::{Builder, Database, DatabaseError, ReadOnlyDatabase, StorageBackend};
+use redb::{Builder, Database, DatabaseError, ReadOnlyDatabase, ReadableDatabase, StorageBackend};
 
+use super::child::{in_child, Budget, Trial};
 use super::error::StateError;
 use super::guard::quietly;
 use super::owner::read_owner;
+use super::store::read_through;
 
 pub const DB_FILE: &str = "state.redb";
 /// The last state a writer found good, kept beside the database (as
@@ -155,33 +157,46 @@ pub(crate) fn open_for_writing(dir: &Path) -> Result<Database, StateError> {
 }
 
 /// Copies the database beside it, opens the copy (recovering it if the
-/// last writer crashed) and checks every page; a good copy replaces the
-/// backup. Run with the database's lock held.
+/// last writer crashed) and checks every page, in a child process (see
+/// `child`); a good copy replaces the backup. Run with the database's lock
+/// held.
 fn check_copy(dir: &Path, path: &Path) -> Result<(), StateError> {
     let copy = tempfile::Builder::new().prefix(".state.redb.check-").tempfile_in(dir)?;
-    {
+    let len = {
         let mut from = File::open(path)?;
         let mut to = copy.as_file();
-        io::copy(&mut from, &mut to)?;
-    }
+        io::copy(&mut from, &mut to)?
+    };
     let copy = copy.into_temp_path();
-    let verdict = quietly(|| -> Result<bool, DatabaseError> {
-        let mut db = Database::create(&copy)?;
-        db.check_integrity()
-    });
-    match verdict {
-        Ok(Ok(true)) => {}
-        Ok(Ok(false)) => {
+    let trial = in_child(Budget::for_file(len), || {
+        let mut db = Database::create(&copy).map_err(|e| e.to_string())?;
+        db.check_integrity().map_err(|e| e.to_string())
+    })?;
+    match trial {
+        Trial::Finished(Ok(true)) => {}
+        Trial::Finished(Ok(false)) => {
             return Err(damaged(
                 path,
                 "its pages do not match their checksums (it was changed outside stackpipe, or the disk is failing)",
             ))
         }
-        Ok(Err(e)) => return Err(damaged(path, e.to_string())),
-        Err(panic) => return Err(damaged(path, panic)),
+        Trial::Finished(Err(why)) | Trial::Died(why) => return Err(damaged(path, why)),
+        Trial::Stopped(why) => return Err(StateError::Io(io::Error::new(io::ErrorKind::Interrupted, why))),
     }
     copy.persist(dir.join(BACKUP_FILE)).map_err(|e| StateError::Io(e.error))?;
     Ok(())
+}
+
+/// Runs `read` (an open of `path`, or of its copy, and a read of every
+/// row) in a child process first: a file it cannot read whole is damaged.
+fn try_reading(path: &Path, len: u64, read: impl FnOnce() -> Result<(), String>) -> Result<(), StateError> {
+    let trial = in_child(Budget::for_file(len), || read().map(|()| true))?;
+    match trial {
+        Trial::Finished(Ok(_)) => Ok(()),
+        Trial::Finished(Err(why)) => Err(damaged(path, format!("it cannot be read through ({why})"))),
+        Trial::Died(why) => Err(damaged(path, why)),
+        Trial::Stopped(why) => Err(StateError::Io(io::Error::new(io::ErrorKind::Interrupted, why))),
+    }
 }
 
 /// Opens `<dir>/state.redb` for reading only: the file is never written,
@@ -196,15 +211,9 @@ pub(crate) fn open_for_reading(dir: &Path) -> Result<Db, StateError> {
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(damaged(&path, "it is a symbolic link")),
         Err(e) => return Err(e.into()),
     };
-    check_shape(&path, &file)?;
-    match quietly(|| ReadOnlyDatabase::open(&path)) {
-        Ok(Ok(db)) => return Ok(Db::Read(db)),
-        Ok(Err(DatabaseError::RepairAborted)) => {}
-        Ok(Err(e)) => return Err(open_error(&path, dir, e)),
-        Err(panic) => return Err(damaged(&path, panic)),
-    }
-    // The last writer did not close it (a crash, a kill -9): recover a
-    // private copy, with the shared lock held while it is taken.
+    let len = check_shape(&path, &file)?;
+    // Held from the trial to the open: no writer changes the file between
+    // what the child read and what this process opens.
     match file.try_lock_shared() {
         Ok(()) => {}
         Err(fs::TryLockError::WouldBlock) => {
@@ -212,10 +221,31 @@ pub(crate) fn open_for_reading(dir: &Path) -> Result<Db, StateError> {
         }
         Err(fs::TryLockError::Error(e)) => return Err(e.into()),
     }
+    // A file redb cannot even open is left for this process to open and
+    // fail on, with redb's own error; one that opens must read whole.
+    try_reading(&path, len, || match ReadOnlyDatabase::open(&path) {
+        Ok(db) => read_whole(&db),
+        Err(_) => Ok(()),
+    })?;
+    match quietly(|| ReadOnlyDatabase::open(&path)) {
+        Ok(Ok(db)) => return Ok(Db::Read(db)),
+        Ok(Err(DatabaseError::RepairAborted)) => {}
+        Ok(Err(e)) => return Err(open_error(&path, dir, e)),
+        Err(panic) => return Err(damaged(&path, panic)),
+    }
+    // The last writer did not close it (a crash, a kill -9): recover a
+    // private copy, taken with the shared lock held, and read that.
     let copy = tempfile::Builder::new().prefix("stackpipe-state-").tempfile()?;
     io::copy(&mut &file, &mut copy.as_file())?;
     let _ = file.unlock();
     let copy = copy.into_temp_path();
+    // Recovery writes the copy: the child recovers it, and this process
+    // opens what the child left.
+    try_reading(&path, len, || match Database::create(&copy) {
+        Ok(db) => read_whole(&db),
+        Err(DatabaseError::Storage(redb::StorageError::Io(e))) => Err(format!("it cannot be recovered ({e})")),
+        Err(e) => Err(e.to_string()),
+    })?;
     match quietly(|| Database::create(&copy)) {
         Ok(Ok(db)) => Ok(Db::Snapshot(db, Some(copy))),
         Ok(Err(e)) => Err(match open_error(&path, dir, e) {
@@ -224,6 +254,12 @@ pub(crate) fn open_for_reading(dir: &Path) -> Result<Db, StateError> {
         }),
         Err(panic) => Err(damaged(&path, panic)),
     }
+}
+
+/// Every row of `db` (see `read_through`).
+fn read_whole(db: &impl ReadableDatabase) -> Result<(), String> {
+    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    read_through(&txn).map_err(|e| e.to_string())
 }
 
 fn size_limit() -> Option<u64> {

@@ -21,7 +21,7 @@ static HOOK: Once = Once::new();
 /// Installs, once per process, a panic hook that keeps quiet about panics
 /// inside [`quietly`] (remembering their message) and hands every other
 /// panic to the hook that was there before.
-fn install_hook() {
+pub(crate) fn install_hook() {
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {

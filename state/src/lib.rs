@@ -44,6 +44,7 @@
 //! transaction with [`redb::Durability::Immediate`]: one fsync per batch.
 //! Locks are taken and released in their own transactions.
 
+mod child;
 mod error;
 mod file;
 mod guard;

@@ -9,14 +9,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use redb::backends::FileBackend;
-use redb::{Database, DatabaseError};
+use redb::{Database, DatabaseError, ReadableDatabase};
 
 use super::error::StateError;
 use super::file::{BACKUP_FILE, DB_FILE};
-use super::guard::quietly;
+use super::child::{in_child, Budget, Trial};
 use super::owner::read_owner;
 use super::records::now_ms;
-use super::store::{Counts, StateStore};
+use super::store::{read_through, Counts, StateStore};
 
 /// Where the recovered state came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,12 +129,20 @@ fn recover_copy(from: &Path, dir: &Path) -> Result<(tempfile::TempPath, Counts, 
         io::copy(&mut source, &mut copy.as_file()).map_err(|e| e.to_string())?;
     }
     let copy = copy.into_temp_path();
-    let sound = quietly(|| -> Result<bool, DatabaseError> {
-        let mut db = Database::create(&copy)?;
-        db.check_integrity()
+    let len = fs::metadata(&copy).map_err(|e| e.to_string())?.len();
+    // redb's recovery and check run in a child first (see `child`): the
+    // file is as untrusted as files get.
+    let trial = in_child(Budget::for_file(len), || {
+        let mut db = Database::create(&copy).map_err(|e| e.to_string())?;
+        let sound = db.check_integrity().map_err(|e| e.to_string())?;
+        read_through(&db.begin_read().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        Ok(sound)
     })
-    .map_err(|panic| format!("redb failed on it: {panic}"))?
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| format!("cannot check it: {e}"))?;
+    let sound = match trial {
+        Trial::Finished(Ok(sound)) => sound,
+        Trial::Finished(Err(why)) | Trial::Died(why) | Trial::Stopped(why) => return Err(why),
+    };
     // Readable through and through: every table, every record.
     let store_dir = tempfile::tempdir_in(dir).map_err(|e| e.to_string())?;
     fs::hard_link(&copy, store_dir.path().join(DB_FILE)).map_err(|e| e.to_string())?;

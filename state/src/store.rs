@@ -82,6 +82,10 @@ pub struct StateStore {
     /// run still marked running was interrupted (its process is gone, or it
     /// would hold the database).
     current_run: std::sync::Mutex<Option<String>>,
+    /// The first failure a use of the database met. redb answers every use
+    /// after a failed read or write with "Previous I/O error occurred":
+    /// they are told what that error was.
+    first_failure: std::sync::OnceLock<StateError>,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -125,6 +129,7 @@ impl StateStore {
             path,
             since_ms: now_ms(),
             current_run: std::sync::Mutex::new(None),
+            first_failure: std::sync::OnceLock::new(),
         };
         store.guarded(|| create_tables(store.writable()?))?;
         write_owner(dir, &OwnerInfo { pid: std::process::id(), run_id: None, since_ms: store.since_ms, control: None })?;
@@ -143,6 +148,7 @@ impl StateStore {
             path: dir.join(DB_FILE),
             since_ms: now_ms(),
             current_run: std::sync::Mutex::new(None),
+            first_failure: std::sync::OnceLock::new(),
         })
     }
 
@@ -157,6 +163,7 @@ impl StateStore {
             path: dir.join(DB_FILE),
             since_ms: now_ms(),
             current_run: std::sync::Mutex::new(None),
+            first_failure: std::sync::OnceLock::new(),
         })
     }
 
@@ -186,24 +193,34 @@ impl StateStore {
     /// naming the file.
     fn guarded<T>(&self, f: impl FnOnce() -> Result<T, StateError>) -> Result<T, StateError> {
         let damaged = |cause: String| StateError::Damaged { path: self.path.clone(), cause };
-        match quietly(f) {
-            Ok(Err(StateError::Corrupt(cause))) => Err(damaged(cause)),
+        let failure = match quietly(f) {
+            Ok(Ok(v)) => return Ok(v),
+            // redb's answer to any use after a failure: that failure again.
+            Ok(Err(StateError::Db(cause))) if cause.contains("Previous I/O error") => match self.first_failure.get() {
+                Some(first) => return Err(first.again()),
+                None => StateError::File { path: self.path.clone(), cause },
+            },
+            Ok(Err(StateError::Corrupt(cause))) => damaged(cause),
             // A read past the end, or of bytes that make no sense: the file is damaged.
             Ok(Err(StateError::Db(cause)))
                 if cause.contains("orrupt") || cause.contains("failed to fill whole buffer") || cause.contains("invalid data") =>
             {
-                Err(damaged(cause))
+                damaged(cause)
             }
             Ok(Err(StateError::Io(e))) if matches!(e.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData) => {
-                Err(damaged(e.to_string()))
+                damaged(e.to_string())
             }
             Ok(Err(StateError::Db(cause))) => {
-                Err(StateError::File { path: self.path.clone(), cause: cause.trim_start_matches("I/O error: ").to_string() })
+                StateError::File { path: self.path.clone(), cause: cause.trim_start_matches("I/O error: ").to_string() }
             }
-            Ok(Err(StateError::Io(e))) => Err(StateError::File { path: self.path.clone(), cause: e.to_string() }),
-            Ok(other) => other,
-            Err(panic) => Err(damaged(panic)),
+            Ok(Err(StateError::Io(e))) => StateError::File { path: self.path.clone(), cause: e.to_string() },
+            Ok(Err(other)) => other,
+            Err(panic) => damaged(panic),
+        };
+        if matches!(failure, StateError::Damaged { .. } | StateError::File { .. }) {
+            let _ = self.first_failure.set(failure.again());
         }
+        Err(failure)
     }
 
     /// Like [`StateStore::open`], but waits up to `patience` while the
@@ -704,6 +721,41 @@ fn by_key<T: DeserializeOwned>(
         out.push((key, row));
     }
     Ok(out)
+}
+
+/// Reads every row of every table, as the store's own reads would: what a
+/// trial in a child process does to a file before this process reads it
+/// (see `child`). A table that is missing is skipped (a reader of such a
+/// file fails on it later, with an error, not a crash).
+pub(crate) fn read_through(txn: &ReadTransaction) -> Result<(), StateError> {
+    fn rows<K: redb::Key + 'static, V: redb::Value + 'static>(
+        txn: &ReadTransaction,
+        table: TableDefinition<K, V>,
+        mut touch: impl FnMut(K::SelfType<'_>, V::SelfType<'_>),
+    ) -> Result<(), StateError> {
+        let table = match txn.open_table(table) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        table.len()?;
+        for row in table.iter()? {
+            let (k, v) = row?;
+            touch(k.value(), v.value());
+        }
+        Ok(())
+    }
+    let mut bytes = 0usize;
+    for table in [RESOURCES, LOCKS, JOBS] {
+        rows(txn, table, |(a, b, c), v| bytes += a.len() + b.len() + c.len() + v.len())?;
+    }
+    rows(txn, RUNS, |k, v| bytes += k.len() + v.len())?;
+    for table in [LOGS, JOURNAL, DECISIONS] {
+        rows(txn, table, |(run, _), v| bytes += run.len() + v.len())?;
+    }
+    rows(txn, META, |k, _| bytes += k.len())?;
+    std::hint::black_box(bytes);
+    Ok(())
 }
 
 fn read_run(txn: &ReadTransaction, id: &str) -> Result<Option<RunRecord>, StateError> {

@@ -909,3 +909,45 @@ fn a_write_past_the_size_limit_fails_as_on_a_full_disk() {
     let e = failed.expect("a write past the limit fails");
     assert!(e.to_string().contains("No space left on device"), "{e}");
 }
+
+/// The files the fuzzer found that made redb abort the process (a damaged
+/// page number asks for terabytes; a failed allocation is no panic) or
+/// panic in its drop: every open says Damaged, repair copies them aside
+/// and says what it could not do, and this process lives on.
+#[test]
+fn files_that_made_redb_abort_or_panic_are_damaged_and_the_process_lives() {
+    let found = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/artifacts/state_file"));
+    let mut tried = 0;
+    for entry in std::fs::read_dir(found).unwrap() {
+        let gz = entry.unwrap().path();
+        if gz.extension().is_none_or(|e| e != "gz") {
+            continue;
+        }
+        let out = std::process::Command::new("gzip").arg("-dc").arg(&gz).output().expect("gzip runs");
+        assert!(out.status.success(), "{gz:?}");
+        let what = gz.file_name().unwrap().to_string_lossy().into_owned();
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join(".stackpipe");
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(state.join("state.redb"), &out.stdout).unwrap();
+        for opened in [StateStore::open_read_only(&state), StateStore::open(&state)] {
+            match opened {
+                Err(StateError::Damaged { cause, .. }) => assert!(!cause.is_empty(), "{what}"),
+                Err(other) => panic!("{what}: expected Damaged, got {other:?}"),
+                Ok(store) => {
+                    for r in [store.runs().map(drop), store.all_resources().map(drop), store.counts().map(drop)] {
+                        assert!(matches!(r, Ok(()) | Err(StateError::Damaged { .. })), "{what}: {r:?}");
+                    }
+                }
+            }
+        }
+        // Nothing to recover from: no backup, and the file itself fails.
+        match crate::repair(&state, false) {
+            Ok(report) => assert_ne!(report.recovered, crate::Recovered::NothingToRepair, "{what}"),
+            Err(StateError::Damaged { cause, .. }) => assert!(cause.contains("no backup"), "{what}: {cause}"),
+            Err(other) => panic!("{what}: {other:?}"),
+        }
+        tried += 1;
+    }
+    assert!(tried >= 4, "the fuzzer's files are where they were");
+}

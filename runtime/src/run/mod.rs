@@ -455,7 +455,7 @@ impl EnvironmentWalk<'_> {
                     }
                 }
             }
-            let env_run = Arc::new(EnvRun::new(
+            let env_run = EnvRun::new(
                 self.run_id.clone(),
                 graph.clone(),
                 env.clone(),
@@ -468,7 +468,19 @@ impl EnvironmentWalk<'_> {
                 self.sets.clone(),
                 self.gates.clone(),
                 stop.receiver(),
-            ));
+            );
+            let env_run = match env_run {
+                Ok(e) => Arc::new(e),
+                // A plan is told the state cannot be read (a damaged file is
+                // the command's error, with the way to repair it); a run that
+                // records ends the environment, its records kept.
+                Err(e) if !mode.records() => return Err(e.into()),
+                Err(e) => {
+                    end_env(Status::Failed, Some(format!("cannot read the state: {e}")), &mut summary, record);
+                    blocked = Some(format!("environment `{}` failed", env.name));
+                    continue;
+                }
+            };
             let (mut status, mut reason) = run_environment(&env_run, mode, self.opts, stop.receiver(), &self.pipeline.base_dir).await;
             // Its records are on disk before it is said to have succeeded.
             if mode.records() && status == Status::Succeeded {
@@ -548,27 +560,18 @@ async fn run_environment(
             d.into_iter().map(|x| x.index()).collect()
         })
         .collect();
-    // A resumed run does not redo nodes that already succeeded in it.
-    let mut done = vec![false; n];
-    if opts.resume.is_some() {
-        if let Ok(jobs) = env.store.jobs(&env.run_id) {
-            for j in jobs.iter().filter(|j| j.environment == env.env.name && j.status == Status::Succeeded) {
-                if let Some(i) = graph.find(&j.node) {
-                    done[i.index()] = true;
-                    if let Ok(Some(r)) = env.store.resource(&env.key(&j.node)) {
-                        if let Ok(mut o) = env.outputs.write() {
-                            o.insert(j.node.clone(), r.outputs);
-                        }
-                    }
-                }
-            }
+    // A resumed run does not redo what it did before it stopped.
+    let resumed = if opts.resume.is_some() {
+        match Resumed::read(env) {
+            Ok(r) => r,
+            Err(e) => return (Status::Failed, Some(format!("cannot read what the run did before it stopped: {e}"))),
         }
-    }
-    if opts.resume.is_some() {
-        let in_flight = in_flight(env);
-        if let Ok(mut f) = env.in_flight.write() {
-            *f = in_flight;
-        }
+    } else {
+        Resumed::nothing(n)
+    };
+    let Resumed { done, in_flight, gate_open } = resumed;
+    if let Ok(mut f) = env.in_flight.write() {
+        *f = in_flight;
     }
     // Every apply this environment may make is on disk before any starts.
     // The journal's writer puts it there while the plugins load.
@@ -590,17 +593,6 @@ async fn run_environment(
         if let Err(e) = wait.await {
             tracing::error!("cannot journal the environment's plan: {e}");
             return (Status::Failed, Some(format!("cannot journal the environment's plan: {e}")));
-        }
-    }
-    // Node gates (`gate = "after"`) already approved in this run (a resume) stay open.
-    let mut gate_open = vec![false; n];
-    if opts.resume.is_some() {
-        if let Ok(decisions) = env.store.decisions(&env.run_id) {
-            for d in decisions.iter().filter(|d| d.gate.kind == GateKind::After && d.gate.environment == env.env.name) {
-                if let Some(i) = d.gate.node.as_deref().and_then(|n| graph.find(n)) {
-                    gate_open[i.index()] = d.decision == crate::state::Decision::Approved;
-                }
-            }
         }
     }
     let done = Arc::new(done);
@@ -732,35 +724,73 @@ pub fn output_is_secret(
             .any(|(r, o)| sensitive_outputs(r).iter().any(|s| s == o))
 }
 
-/// A resumed run: the nodes whose apply or destroy was in flight when the
-/// run stopped, said out loud. Their jobs run again from preflight: refresh
-/// reads what is really there (an update that landed plans as no change),
-/// and an apply whose result was lost asks the provisioner what it created.
-fn in_flight(env: &EnvRun) -> std::collections::HashSet<String> {
-    let mut out = std::collections::HashSet::new();
-    let Ok(entries) = env.store.journal(&env.run_id) else {
-        return out;
-    };
-    let mut last: HashMap<(&str, &str), crate::state::JournalPhase> = HashMap::new();
-    for e in entries.iter().filter(|e| e.environment == env.env.name) {
-        for node in e.nodes() {
-            last.insert((node, e.op.as_str()), e.phase);
-        }
+/// What a resumed run takes from its own records before it walks an
+/// environment again. Read whole or not at all: a resume that could not
+/// read which nodes already succeeded would apply them a second time.
+struct Resumed {
+    /// Nodes that succeeded before the run stopped (their outputs are put
+    /// back into the environment): not run again.
+    done: Vec<bool>,
+    /// Nodes whose apply or destroy was in flight when the run stopped,
+    /// said out loud. Their jobs run again from preflight: refresh reads
+    /// what is really there (an update that landed plans as no change), and
+    /// an apply whose result was lost asks the provisioner what it created.
+    in_flight: std::collections::HashSet<String>,
+    /// Node gates (`gate = "after"`) approved before: they stay open.
+    gate_open: Vec<bool>,
+}
+
+impl Resumed {
+    /// A run that starts afresh.
+    fn nothing(n: usize) -> Resumed {
+        Resumed { done: vec![false; n], in_flight: Default::default(), gate_open: vec![false; n] }
     }
-    for ((node, op), phase) in last {
-        use crate::state::JournalPhase::*;
-        match phase {
-            // Planned but not known to have started: it may have, in the
-            // moment between starting and journaling it; ask, quietly.
-            Planned => {}
-            Started => {
-                let text = format!("{op} was in flight when the run stopped; finding out what it did before going on");
-                tracing::warn!(environment = %env.env.name, node, "{text}");
-                env.events.send(RunEvent::Log { environment: env.env.name.clone(), node: node.to_string(), op: "preflight".into(), text });
+
+    fn read(env: &EnvRun) -> Result<Resumed, StateError> {
+        let graph = &env.graph;
+        let mut out = Resumed::nothing(graph.graph.node_count());
+        for j in env.store.jobs(&env.run_id)? {
+            if j.environment != env.env.name || j.status != Status::Succeeded {
+                continue;
             }
-            Done | Failed | Withdrawn => continue,
+            if let Some(i) = graph.find(&j.node) {
+                out.done[i.index()] = true;
+                if let Some(r) = env.store.resource(&env.key(&j.node))? {
+                    if let Ok(mut o) = env.outputs.write() {
+                        o.insert(j.node.clone(), r.outputs);
+                    }
+                }
+            }
         }
-        out.insert(node.to_string());
+        let mut last: HashMap<(String, String), crate::state::JournalPhase> = HashMap::new();
+        for e in env.store.journal(&env.run_id)?.iter().filter(|e| e.environment == env.env.name) {
+            for node in e.nodes() {
+                last.insert((node.to_string(), e.op.clone()), e.phase);
+            }
+        }
+        for ((node, op), phase) in last {
+            use crate::state::JournalPhase::*;
+            match phase {
+                // Planned but not known to have started: it may have, in the
+                // moment between starting and journaling it; ask, quietly.
+                Planned => {}
+                Started => {
+                    let text = format!("{op} was in flight when the run stopped; finding out what it did before going on");
+                    tracing::warn!(environment = %env.env.name, node, "{text}");
+                    env.events.send(RunEvent::Log { environment: env.env.name.clone(), node: node.clone(), op: "preflight".into(), text });
+                }
+                Done | Failed | Withdrawn => continue,
+            }
+            out.in_flight.insert(node);
+        }
+        for d in env.store.decisions(&env.run_id)? {
+            if d.gate.kind != GateKind::After || d.gate.environment != env.env.name {
+                continue;
+            }
+            if let Some(i) = d.gate.node.as_deref().and_then(|n| graph.find(n)) {
+                out.gate_open[i.index()] = d.decision == crate::state::Decision::Approved;
+            }
+        }
+        Ok(out)
     }
-    out
 }

@@ -87,8 +87,8 @@ pub struct EnvRun {
     pub in_flight: RwLock<std::collections::HashSet<String>>,
     /// The stored records of this environment's resources when it started:
     /// each job takes its own as it starts (one read for the environment,
-    /// not one per node). None if that read failed: jobs then read their own.
-    prior: Option<Mutex<HashMap<String, ResourceRecord>>>,
+    /// not one per node).
+    prior: Mutex<HashMap<String, ResourceRecord>>,
     /// Deployed resources (name, type) of this environment that are no
     /// longer in the pipeline: nothing manages them any more.
     pub orphans: Vec<(String, String)>,
@@ -121,14 +121,17 @@ impl EnvRun {
         sets: Vec<(String, String, Value)>,
         gates: Option<Arc<Gates>>,
         stop: watch::Receiver<bool>,
-    ) -> Self {
-        let prior: Option<HashMap<String, ResourceRecord>> = store
-            .resources(&graph.name, Some(&env.name))
-            .map(|records| records.into_iter().map(|(k, r)| (k.resource, r)).collect())
-            .ok();
+    ) -> Result<Self, crate::state::StateError> {
+        // What the environment's resources were when it starts: read whole,
+        // or the environment does not start (a state it cannot read would
+        // hide orphans and make every resource look new).
+        let prior: HashMap<String, ResourceRecord> = store
+            .resources(&graph.name, Some(&env.name))?
+            .into_iter()
+            .map(|(k, r)| (k.resource, r))
+            .collect();
         let mut orphans: Vec<(String, String)> = prior
             .iter()
-            .flatten()
             .filter(|(name, _)| graph.find(name).is_none())
             .map(|(name, r)| (name.clone(), format!("{}.{}", r.plugin, r.kind)))
             .collect();
@@ -139,8 +142,8 @@ impl EnvRun {
                 secrets.add_value(v);
             }
         }
-        EnvRun {
-            prior: prior.map(Mutex::new),
+        Ok(EnvRun {
+            prior: Mutex::new(prior),
             orphans,
             run_id,
             graph,
@@ -162,7 +165,7 @@ impl EnvRun {
             inputs: Mutex::new(Default::default()),
             credentials: AsyncMutex::new(HashMap::new()),
             secrets,
-        }
+        })
     }
 
     pub fn key(&self, node: &str) -> ResourceKey {
@@ -171,9 +174,9 @@ impl EnvRun {
 
     /// The stored record of `node` as the environment started (see `prior`).
     fn take_prior(&self, node: &str) -> Result<Option<ResourceRecord>, crate::state::StateError> {
-        match self.prior.as_ref().and_then(|p| p.lock().ok()) {
-            Some(mut p) => Ok(p.remove(node)),
-            None => self.store.resource(&self.key(node)),
+        match self.prior.lock() {
+            Ok(mut p) => Ok(p.remove(node)),
+            Err(_) => self.store.resource(&self.key(node)),
         }
     }
 
