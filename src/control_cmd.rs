@@ -3,12 +3,12 @@
 
 use clap::Args;
 use serde_json::Value;
-use stackpipe_runtime::control::{Reach, Request};
+use stackpipe_runtime::control::{Cancelled, Reach, Request};
 use stackpipe_runtime::run::GateSelector;
-use stackpipe_runtime::state::{Decision, RunStatus, StateStore};
+use stackpipe_runtime::state::{Decision, GateDecision, RunStatus, StateStore};
 
 use crate::run_cmd::StateArgs;
-use crate::state_cmd::query;
+use crate::state_cmd::{fail, query};
 use crate::EXIT_INVALID;
 
 #[derive(Args)]
@@ -72,28 +72,23 @@ pub fn decide(a: DecideArgs, decision: Decision) -> Result<(), u8> {
         decision,
         comment: a.comment.clone(),
     };
-    let decided = ask(reach, a.run.as_deref(), request)?;
-    for d in decided.as_array().into_iter().flatten() {
-        let gate = &d["gate"];
-        let place = match gate["node"].as_str() {
-            Some(n) => format!("{}/{n}", gate["environment"].as_str().unwrap_or("")),
-            None => gate["environment"].as_str().unwrap_or("").to_string(),
+    let decided: Vec<GateDecision> = serde_json::from_value(ask(reach, a.run.as_deref(), request)?).map_err(fail)?;
+    for d in decided {
+        let place = match &d.gate.node {
+            Some(n) => format!("{}/{n}", d.gate.environment),
+            None => d.gate.environment.clone(),
         };
-        println!(
-            "{} {place} ({} gate) as {}",
-            decision.name(),
-            gate["kind"].as_str().unwrap_or(""),
-            d["by"].as_str().unwrap_or("")
-        );
+        println!("{} {place} ({} gate) as {}", decision.name(), d.gate.kind.name(), d.by);
     }
     Ok(())
 }
 
 pub fn cancel(a: CancelArgs) -> Result<(), u8> {
     let reach = a.state.reach(None)?;
-    let answer = ask(reach, a.run.as_deref(), Request::Cancel { run: a.run.clone() })?;
-    let run = answer["run"].as_str().unwrap_or("");
-    if answer["already_stopping"].as_bool() == Some(true) {
+    let answer: Cancelled =
+        serde_json::from_value(ask(reach, a.run.as_deref(), Request::Cancel { run: a.run.clone() })?).map_err(fail)?;
+    let run = &answer.run;
+    if answer.already_stopping {
         println!("run {run} is already stopping: operations in flight are finishing");
     } else {
         println!("cancelling run {run}: operations in flight finish, nothing new starts");

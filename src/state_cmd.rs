@@ -3,7 +3,8 @@
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
 use stackpipe_runtime::control::{Reach, Request};
-use stackpipe_runtime::run::{status, RunEvent};
+use stackpipe_runtime::run::status::{NodeStatus, StatusDocument};
+use stackpipe_runtime::run::RunEvent;
 use stackpipe_runtime::run::MASKED;
 use stackpipe_runtime::state::{LogLine, ResourceKey, ResourceRecord, RunRecord, RunStatus, StateStore, Status};
 
@@ -11,7 +12,7 @@ use crate::progress::{duration, plain_line};
 use crate::run_cmd::{state_error, StateArgs};
 use crate::{EXIT_FAILED, EXIT_INVALID};
 
-fn fail(e: impl std::fmt::Display) -> u8 {
+pub fn fail(e: impl std::fmt::Display) -> u8 {
     eprintln!("error: {e}");
     EXIT_FAILED
 }
@@ -113,13 +114,13 @@ fn stored_status(store: &StateStore, id: Option<&str>) -> Result<Value, u8> {
     let run = find_run(store, id)?;
     let jobs = store.jobs(&run.id).map_err(state_error)?;
     let decisions = store.decisions(&run.id).map_err(state_error)?;
-    let envs = status::stored_outcomes(&run, &jobs);
-    Ok(status::document(&run, &envs, &jobs, &decisions, &[]))
+    serde_json::to_value(StatusDocument::stored(&run, &jobs, &decisions)).map_err(fail)
 }
 
 pub fn status(a: StatusArgs) -> Result<(), u8> {
     let reach = a.state.reach(None)?;
     let doc = query(&reach, Request::Status { run: a.run.clone() }, |store| stored_status(store, a.run.as_deref()))?;
+    let doc: StatusDocument = serde_json::from_value(doc).map_err(fail)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(());
@@ -128,112 +129,104 @@ pub fn status(a: StatusArgs) -> Result<(), u8> {
     Ok(())
 }
 
-fn s<'a>(v: &'a Value, k: &str) -> &'a str {
-    v[k].as_str().unwrap_or("")
-}
-
-fn since(ms: &Value) -> String {
+fn since(ms: u64) -> String {
     let now = stackpipe_runtime::state::now_ms();
-    ms.as_u64().map(|t| format!(" for {}", duration(now.saturating_sub(t)))).unwrap_or_default()
+    format!(" for {}", duration(now.saturating_sub(ms)))
 }
 
 /// `status` as text, from the status document.
-fn render_status(doc: &Value, inputs: bool) -> String {
+fn render_status(doc: &StatusDocument, inputs: bool) -> String {
     let mut out = String::new();
-    let run = s(doc, "run");
+    let run = &doc.run;
     out.push_str(&format!(
         "run {run}: {} {} — {}{}\n",
-        s(doc, "operation"),
-        s(doc, "pipeline"),
-        s(doc, "status"),
-        doc["message"].as_str().map(|m| format!(" (\"{m}\")")).unwrap_or_default()
+        doc.operation.name(),
+        doc.pipeline,
+        doc.status.name(),
+        doc.message.as_ref().map(|m| format!(" (\"{m}\")")).unwrap_or_default()
     ));
-    if s(doc, "status") == "interrupted" {
+    if doc.status == RunStatus::Interrupted {
         out.push_str(&format!("  its process is gone (killed, crashed, or stopped by a failed write): `stackpipe resume {run}` finishes it\n"));
     }
-    for env in doc["environments"].as_array().into_iter().flatten() {
-        let name = s(env, "name");
-        out.push_str(&format!("\n[{name}] {}", s(env, "status")));
-        if let Some(r) = env["reason"].as_str() {
+    for env in &doc.environments {
+        let name = &env.name;
+        out.push_str(&format!("\n[{name}] {}", env.status.name()));
+        if let Some(r) = &env.reason {
             out.push_str(&format!(": {r}"));
         }
         out.push('\n');
-        if env["waiting_for"].is_object() {
-            let w = &env["waiting_for"];
-            out.push_str(&format!("  waiting{} at the environment gate: {}\n", since(&w["since_ms"]), s(w, "reason")));
+        if let Some(w) = &env.waiting_for {
+            out.push_str(&format!("  waiting{} at the environment gate: {}\n", since(w.since_ms), w.reason));
             out.push_str(&format!("  approve: stackpipe approve {run} --env {name}   reject: stackpipe reject {run} --env {name}\n"));
         }
-        for j in env["nodes"].as_array().into_iter().flatten() {
-            let took = match (j["started_ms"].as_u64(), j["finished_ms"].as_u64()) {
-                (Some(a), Some(b)) => duration(b.saturating_sub(a)),
-                _ => "-".into(),
-            };
-            let ops: Vec<String> =
-                j["operations"].as_array().into_iter().flatten().map(|o| format!("{} {}", s(o, "name"), s(o, "status"))).collect();
-            out.push_str(&format!(
-                "  {:<20} {:<10} {:<8} {:>8}  {}\n",
-                s(j, "name"),
-                s(j, "status"),
-                s(j, "change"),
-                took,
-                ops.join(", ")
-            ));
-            if let Some(e) = j["error"].as_str() {
-                out.push_str(&format!("  {:<20} error: {e}\n", ""));
-            }
-            if j["waiting_for"].is_object() {
-                let w = &j["waiting_for"];
-                let node = s(j, "name");
-                out.push_str(&format!(
-                    "  {:<20} waiting{} ({} gate): {}\n  {:<20} approve: stackpipe approve {run} --env {name} --node {node}\n",
-                    "",
-                    since(&w["since_ms"]),
-                    s(w, "gate"),
-                    s(w, "reason"),
-                    ""
-                ));
-                if let Some(d) = w["detail"].as_str().filter(|d| !d.is_empty()) {
-                    out.push_str(d);
-                }
-            }
-            if inputs {
-                let input = &j["input"];
-                if input.is_object() {
-                    let digest = s(input, "plugin_digest");
-                    out.push_str(&format!(
-                        "  {:<20} input: {}.{} ({}), flow {}, attributes {}\n",
-                        "",
-                        s(input, "plugin"),
-                        s(input, "kind"),
-                        digest.get(..12).unwrap_or(digest),
-                        input["flow"],
-                        input["attributes"]
-                    ));
-                }
-            }
+        for j in &env.nodes {
+            render_node(&mut out, run, name, j, inputs);
         }
     }
-    let decisions = doc["decisions"].as_array().filter(|d| !d.is_empty());
-    if let Some(decisions) = decisions {
+    if !doc.decisions.is_empty() {
         out.push_str("\ndecisions:\n");
-        for d in decisions {
-            let place = match d["node"].as_str() {
-                Some(n) => format!("{}/{n}", s(d, "environment")),
-                None => s(d, "environment").to_string(),
+        for d in &doc.decisions {
+            let place = match &d.node {
+                Some(n) => format!("{}/{n}", d.environment),
+                None => d.environment.clone(),
             };
             out.push_str(&format!(
                 "  {place} ({} gate): {} by {}{}\n",
-                s(d, "gate"),
-                s(d, "decision"),
-                s(d, "by"),
-                d["comment"].as_str().map(|c| format!(" — \"{c}\"")).unwrap_or_default()
+                d.gate.name(),
+                d.decision.name(),
+                d.by,
+                d.comment.as_ref().map(|c| format!(" — \"{c}\"")).unwrap_or_default()
             ));
-            if let Some(reason) = d["reason"].as_str() {
-                out.push_str(&format!("    gate: {reason}\n"));
-            }
+            out.push_str(&format!("    gate: {}\n", d.reason));
         }
     }
     out
+}
+
+/// One node's lines of `status`.
+fn render_node(out: &mut String, run: &str, env: &str, j: &NodeStatus, inputs: bool) {
+    let took = match (j.started_ms, j.finished_ms) {
+        (Some(a), Some(b)) => duration(b.saturating_sub(a)),
+        _ => "-".into(),
+    };
+    let ops: Vec<String> = j.operations.iter().map(|o| format!("{} {}", o.name, o.status.name())).collect();
+    out.push_str(&format!(
+        "  {:<20} {:<10} {:<8} {:>8}  {}\n",
+        j.name,
+        j.status.name(),
+        j.change.as_deref().unwrap_or(""),
+        took,
+        ops.join(", ")
+    ));
+    if let Some(e) = &j.error {
+        out.push_str(&format!("  {:<20} error: {e}\n", ""));
+    }
+    if let Some(w) = &j.waiting_for {
+        let node = &j.name;
+        out.push_str(&format!(
+            "  {:<20} waiting{} ({} gate): {}\n  {:<20} approve: stackpipe approve {run} --env {env} --node {node}\n",
+            "",
+            since(w.since_ms),
+            w.gate.name(),
+            w.reason,
+            ""
+        ));
+        if let Some(d) = w.detail.as_deref().filter(|d| !d.is_empty()) {
+            out.push_str(d);
+        }
+    }
+    if let (true, Some(input)) = (inputs, &j.input) {
+        let digest = &input.plugin_digest;
+        out.push_str(&format!(
+            "  {:<20} input: {}.{} ({}), flow {}, attributes {}\n",
+            "",
+            input.plugin,
+            input.kind,
+            digest.get(..12).unwrap_or(digest),
+            input.flow,
+            input.attributes
+        ));
+    }
 }
 
 #[derive(Args)]

@@ -27,6 +27,6 @@ mod tests;
 
 pub use board::RunBoard;
 pub use client::{ControlClient, Reach};
-pub use protocol::{Request, Response};
+pub use protocol::{Cancelled, Request, Response};
 pub use server::ControlServer;
 pub use socket::{ControlSocket, SocketError};

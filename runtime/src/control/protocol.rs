@@ -30,3 +30,11 @@ pub enum Response {
     Ok(Value),
     Error(String),
 }
+
+/// The answer to [`Request::Cancel`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cancelled {
+    pub run: String,
+    /// Whether the run had been told to stop before.
+    pub already_stopping: bool,
+}

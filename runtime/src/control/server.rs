@@ -3,16 +3,17 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::board::RunBoard;
-use super::protocol::{Request, Response};
+use super::protocol::{Cancelled, Request, Response};
 use super::socket::{euid, Bound, ControlSocket};
-use crate::run::{status, Gates, RunEvent, RunJournal, StopSignal};
+use crate::run::status::StatusDocument;
+use crate::run::{Gates, RunEvent, RunJournal, StopSignal};
 use crate::state::StateStore;
 
 struct Shared {
@@ -246,18 +247,18 @@ async fn answer(s: &Arc<Shared>, request: Request, uid: u32) -> Result<Value, St
             let id = run.unwrap_or_else(|| s.run_id.clone());
             let Some(record) = store.run(&id).map_err(text)? else { return Err(format!("no run `{id}`")) };
             let decisions = store.decisions(&id).map_err(text)?;
-            if id != s.run_id {
-                let jobs = store.jobs(&id).map_err(text)?;
-                let envs = status::stored_outcomes(&record, &jobs);
-                return Ok(status::document(&record, &envs, &jobs, &decisions, &[]));
-            }
-            let waiting = s.gates.waiting();
-            let board = s.board.lock().map_err(|_| "the run's board is poisoned".to_string())?;
-            let mut record = record;
-            if let Some(st) = board.status() {
-                record.status = st;
-            }
-            Ok(status::document(&record, board.environments(), board.jobs(), &decisions, &waiting))
+            let doc = if id != s.run_id {
+                StatusDocument::stored(&record, &store.jobs(&id).map_err(text)?, &decisions)
+            } else {
+                let waiting = s.gates.waiting();
+                let board = s.board.lock().map_err(|_| "the run's board is poisoned".to_string())?;
+                let mut record = record;
+                if let Some(st) = board.status() {
+                    record.status = st;
+                }
+                StatusDocument::new(&record, board.environments(), board.jobs(), &decisions, &waiting)
+            };
+            serde_json::to_value(doc).map_err(|e| e.to_string())
         }
         Request::Logs { run, node } => {
             let id = run.unwrap_or_else(|| s.run_id.clone());
@@ -279,8 +280,8 @@ async fn answer(s: &Arc<Shared>, request: Request, uid: u32) -> Result<Value, St
             if let Some(other) = run.as_ref().filter(|r| **r != s.run_id) {
                 return Err(not_current(s, other));
             }
-            let already = s.stop.stop();
-            Ok(json!({ "run": s.run_id, "already_stopping": already }))
+            let answer = Cancelled { run: s.run_id.clone(), already_stopping: s.stop.stop() };
+            serde_json::to_value(answer).map_err(|e| e.to_string())
         }
         Request::Follow { .. } => Err("follow is answered as a stream".into()),
     }

@@ -1,73 +1,213 @@
 //! The status document of a run, as `stackpipe status --json` prints it:
 //! from the state store for a run that is over, from the control socket's
-//! live board for a run in progress. Both build it here, so it has one shape.
+//! live board for a run in progress. One typed document: whoever builds it,
+//! sends it or renders it uses these types, so it has one shape.
 
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
-use crate::state::{EnvOutcome, GateDecision, GateInfo, JobRecord, RunRecord, RunStatus, Status};
+use crate::state::{
+    Decision, EnvOutcome, GateDecision, GateInfo, GateKind, JobInput, JobRecord, OpRecord, RunKind, RunRecord, RunStatus,
+    Status,
+};
 
-fn gate_json(g: &GateInfo) -> Value {
-    json!({
-        "gate": g.kind, "reason": g.reason, "detail": g.detail, "since_ms": g.since_ms,
-    })
+/// The status of one run: what `status --json` prints, what the control
+/// socket answers, and what `status` renders as text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusDocument {
+    pub run: String,
+    pub pipeline: String,
+    pub operation: RunKind,
+    pub status: RunStatus,
+    pub message: Option<String>,
+    pub started_ms: u64,
+    pub finished_ms: Option<u64>,
+    /// Every environment of the run, in run order.
+    pub environments: Vec<EnvironmentStatus>,
+    /// The gates waiting now.
+    pub waiting: Vec<WaitingGate>,
+    /// Every gate decided in the run, in the order decided.
+    pub decisions: Vec<DecisionTaken>,
 }
 
-/// The document. `envs` has every environment of the run, in run order;
-/// `waiting` the gates waiting now.
-pub fn document(run: &RunRecord, envs: &[EnvOutcome], jobs: &[JobRecord], decisions: &[GateDecision], waiting: &[GateInfo]) -> Value {
-    let environments: Vec<Value> = envs
-        .iter()
-        .map(|env| {
-            let env_gate = waiting.iter().find(|g| g.environment == env.name && g.node.is_none());
-            let nodes: Vec<Value> = jobs
-                .iter()
-                .filter(|j| j.environment == env.name)
-                .map(|j| {
-                    let gate = waiting.iter().find(|g| g.environment == env.name && g.node.as_deref() == Some(&j.node));
-                    json!({
-                        "name": j.node,
-                        "level": j.level,
-                        "status": if gate.is_some() { Status::Waiting } else { j.status },
-                        "change": j.change,
-                        "started_ms": j.started_ms,
-                        "finished_ms": j.finished_ms,
-                        "error": j.error,
-                        "waiting_for": gate.map(gate_json),
-                        "input": j.input,
-                        "operations": j.ops.iter().map(|o| json!({
-                            "name": o.name, "status": o.status, "started_ms": o.started_ms,
-                            "finished_ms": o.finished_ms, "message": o.message,
-                        })).collect::<Vec<_>>(),
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvironmentStatus {
+    pub name: String,
+    /// `waiting` while its environment gate waits.
+    pub status: Status,
+    pub reason: Option<String>,
+    /// Its environment gate, while that waits.
+    pub waiting_for: Option<GateWait>,
+    pub nodes: Vec<NodeStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub level: usize,
+    /// `waiting` while a gate of the node waits.
+    pub status: Status,
+    /// create | update | replace | delete | no-op, once previewed.
+    pub change: Option<String>,
+    pub started_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+    pub error: Option<String>,
+    pub waiting_for: Option<GateWait>,
+    /// What the job was given (secrets masked).
+    pub input: Option<JobInput>,
+    pub operations: Vec<OperationStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationStatus {
+    pub name: String,
+    pub status: Status,
+    pub started_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+    pub message: Option<String>,
+}
+
+/// A gate a node or an environment waits at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateWait {
+    pub gate: GateKind,
+    pub reason: String,
+    /// The planned change, for a pause or a policy gate.
+    pub detail: Option<String>,
+    pub since_ms: u64,
+}
+
+/// A gate waiting now, and where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitingGate {
+    pub environment: String,
+    /// None for an environment gate.
+    pub node: Option<String>,
+    pub gate: GateKind,
+    pub reason: String,
+    pub detail: Option<String>,
+    pub since_ms: u64,
+}
+
+/// A gate someone approved or rejected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionTaken {
+    pub environment: String,
+    pub node: Option<String>,
+    pub gate: GateKind,
+    pub reason: String,
+    pub decision: Decision,
+    pub by: String,
+    pub at_ms: u64,
+    pub comment: Option<String>,
+}
+
+impl From<&GateInfo> for GateWait {
+    fn from(g: &GateInfo) -> Self {
+        GateWait { gate: g.kind, reason: g.reason.clone(), detail: g.detail.clone(), since_ms: g.since_ms }
+    }
+}
+
+impl From<&GateInfo> for WaitingGate {
+    fn from(g: &GateInfo) -> Self {
+        WaitingGate {
+            environment: g.environment.clone(),
+            node: g.node.clone(),
+            gate: g.kind,
+            reason: g.reason.clone(),
+            detail: g.detail.clone(),
+            since_ms: g.since_ms,
+        }
+    }
+}
+
+impl From<&GateDecision> for DecisionTaken {
+    fn from(d: &GateDecision) -> Self {
+        DecisionTaken {
+            environment: d.gate.environment.clone(),
+            node: d.gate.node.clone(),
+            gate: d.gate.kind,
+            reason: d.gate.reason.clone(),
+            decision: d.decision,
+            by: d.by.clone(),
+            at_ms: d.at_ms,
+            comment: d.comment.clone(),
+        }
+    }
+}
+
+impl From<&OpRecord> for OperationStatus {
+    fn from(o: &OpRecord) -> Self {
+        OperationStatus {
+            name: o.name.clone(),
+            status: o.status,
+            started_ms: o.started_ms,
+            finished_ms: o.finished_ms,
+            message: o.message.clone(),
+        }
+    }
+}
+
+impl StatusDocument {
+    /// The document of `run`. `envs` has every environment of the run, in
+    /// run order; `waiting` the gates waiting now.
+    pub fn new(
+        run: &RunRecord,
+        envs: &[EnvOutcome],
+        jobs: &[JobRecord],
+        decisions: &[GateDecision],
+        waiting: &[GateInfo],
+    ) -> StatusDocument {
+        let environments = envs
+            .iter()
+            .map(|env| {
+                let env_gate = waiting.iter().find(|g| g.environment == env.name && g.node.is_none());
+                let nodes = jobs
+                    .iter()
+                    .filter(|j| j.environment == env.name)
+                    .map(|j| {
+                        let gate = waiting.iter().find(|g| g.environment == env.name && g.node.as_deref() == Some(&j.node));
+                        NodeStatus {
+                            name: j.node.clone(),
+                            level: j.level,
+                            status: if gate.is_some() { Status::Waiting } else { j.status },
+                            change: j.change.clone(),
+                            started_ms: j.started_ms,
+                            finished_ms: j.finished_ms,
+                            error: j.error.clone(),
+                            waiting_for: gate.map(GateWait::from),
+                            input: j.input.clone(),
+                            operations: j.ops.iter().map(OperationStatus::from).collect(),
+                        }
                     })
-                })
-                .collect();
-            json!({
-                "name": env.name,
-                "status": if env_gate.is_some() { Status::Waiting } else { env.status },
-                "reason": env.reason,
-                "waiting_for": env_gate.map(gate_json),
-                "nodes": nodes,
+                    .collect();
+                EnvironmentStatus {
+                    name: env.name.clone(),
+                    status: if env_gate.is_some() { Status::Waiting } else { env.status },
+                    reason: env.reason.clone(),
+                    waiting_for: env_gate.map(GateWait::from),
+                    nodes,
+                }
             })
-        })
-        .collect();
-    json!({
-        "run": run.id,
-        "pipeline": run.pipeline,
-        "operation": run.kind,
-        "status": run.status,
-        "message": run.message,
-        "started_ms": run.started_ms,
-        "finished_ms": run.finished_ms,
-        "environments": environments,
-        "waiting": waiting.iter().map(|g| json!({
-            "environment": g.environment, "node": g.node, "gate": g.kind,
-            "reason": g.reason, "detail": g.detail, "since_ms": g.since_ms,
-        })).collect::<Vec<_>>(),
-        "decisions": decisions.iter().map(|d| json!({
-            "environment": d.gate.environment, "node": d.gate.node, "gate": d.gate.kind,
-            "reason": d.gate.reason, "decision": d.decision, "by": d.by, "at_ms": d.at_ms, "comment": d.comment,
-        })).collect::<Vec<_>>(),
-    })
+            .collect();
+        StatusDocument {
+            run: run.id.clone(),
+            pipeline: run.pipeline.clone(),
+            operation: run.kind,
+            status: run.status,
+            message: run.message.clone(),
+            started_ms: run.started_ms,
+            finished_ms: run.finished_ms,
+            environments,
+            waiting: waiting.iter().map(WaitingGate::from).collect(),
+            decisions: decisions.iter().map(DecisionTaken::from).collect(),
+        }
+    }
+
+    /// The document of a run that is not in progress here: its
+    /// environments as stored (see [`stored_outcomes`]), no gate waiting.
+    pub fn stored(run: &RunRecord, jobs: &[JobRecord], decisions: &[GateDecision]) -> StatusDocument {
+        StatusDocument::new(run, &stored_outcomes(run, jobs), jobs, decisions, &[])
+    }
 }
 
 /// Every environment of a stored run with its status: as recorded when it
