@@ -8,12 +8,13 @@ use clap::Args;
 use stackpipe_runtime::pipeline::LoadedPipeline;
 use stackpipe_runtime::plugin::{change_name, ArtifactCache, PluginHost};
 use stackpipe_runtime::run::{
-    execute, AutoApprove, Events, Mode, RunError, RunEvent, RunOptions, RunSummary, StopSignal,
+    execute, AutoApprove, Events, Mode, PlannedChange, Run, RunError, RunEvent, RunOptions, RunSummary, Steering,
+    StopSignal,
 };
 use stackpipe_runtime::state::{RunKind, RunStatus, StateStore, Status};
 use tokio::sync::mpsc;
 
-use stackpipe_runtime::control::Reach;
+use stackpipe_runtime::control::{ControlServer, ControlSocket, Reach};
 
 use crate::load::PipelineArgs;
 use crate::{EXIT_FAILED, EXIT_INVALID};
@@ -52,7 +53,7 @@ impl RunArgs {
     }
 
     /// How to deploy or undeploy (or resume `resume`): a recorded run with
-    /// its gates and the control socket.
+    /// its gates.
     pub fn run_options(&self, resume: Option<String>) -> RunOptions {
         RunOptions {
             parallelism: self.parallelism,
@@ -61,7 +62,6 @@ impl RunArgs {
             message: self.message.clone(),
             resume,
             auto_approve: AutoApprove { yes: self.yes, environments: self.approve_env.clone() },
-            control: true,
         }
     }
 }
@@ -163,11 +163,11 @@ fn plan_like(a: RunArgs, mode: Mode) -> Result<(), u8> {
     let host = host()?;
     let (summary, failures) =
         rt.block_on(plan_once(&pipeline, mode, host, store, &opts, StopSignal::new())).map_err(run_error)?;
-    for f in &failures {
-        eprintln!("error: {f}");
-    }
-    warn_orphans(&summary);
     if mode == Mode::Preflight {
+        for f in &failures {
+            eprintln!("error: {f}");
+        }
+        warn_orphans(&summary);
         if failures.is_empty() {
             let envs = summary.environments.len();
             println!("ok: {} resources passed preflight in {envs} environment{}", nodes, if envs == 1 { "" } else { "s" });
@@ -175,17 +175,36 @@ fn plan_like(a: RunArgs, mode: Mode) -> Result<(), u8> {
         }
         return Err(EXIT_FAILED);
     }
-    if a.json {
-        println!("{}", plan_json(&summary));
-    } else {
-        print!("{}", render_plan(&summary, &failures));
-    }
+    report_plan(&summary, &failures, a.json, None);
     let failed: Vec<_> = summary.environments.iter().filter(|(_, s)| *s != Status::Succeeded).collect();
     if !failed.is_empty() {
         eprintln!("error: the plan could not be completed");
         return Err(EXIT_FAILED);
     }
     Ok(())
+}
+
+/// Prints a plan: the nodes that could not be planned (as errors), the
+/// orphans (as warnings), then the plan as text (after what changed
+/// `since` an earlier plan, for `watch`) or JSON.
+pub fn report_plan(summary: &RunSummary, failures: &[String], json: bool, since: Option<&[PlannedChange]>) {
+    for f in failures {
+        eprintln!("error: {f}");
+    }
+    warn_orphans(summary);
+    if json {
+        println!("{}", plan_json(summary));
+        return;
+    }
+    if let Some(last) = since {
+        let diff = stackpipe_runtime::run::plan_text::render_plan_diff(last, &summary.planned);
+        if diff.is_empty() {
+            println!("since the last plan: no difference");
+        } else {
+            print!("since the last plan:\n{diff}");
+        }
+    }
+    print!("{}", render_plan(summary, failures));
 }
 
 /// The plan as a JSON array, one object per node and environment.
@@ -260,11 +279,46 @@ pub fn run(a: RunArgs, mode: Mode, resume: Option<String>) -> Result<(), u8> {
         ));
         let (tx, rx) = mpsc::unbounded_channel();
         let printer = tokio::spawn(crate::progress::print_events(rx, a.json, true, state_dir));
-        let r = execute(&pipeline, mode, host, store, &opts, Events::new(tx), stop).await;
+        let r = steered_run(&pipeline, mode, host, store, &opts, Steering { events: Events::new(tx), stop }).await;
         let _ = printer.await;
         r
     });
-    finish(&summary.map_err(run_error)?, a.json)
+    finish(&summary?, a.json)
+}
+
+/// Runs `mode` (a deploy or an undeploy, which record) and serves its
+/// control socket meanwhile: `status`, `logs --follow`, `approve`,
+/// `reject` and `cancel` from other terminals. Errors are printed; the
+/// exit code.
+pub async fn steered_run(
+    pipeline: &LoadedPipeline,
+    mode: Mode,
+    host: Arc<PluginHost>,
+    store: Arc<StateStore>,
+    opts: &RunOptions,
+    steering: Steering,
+) -> Result<RunSummary, u8> {
+    // Bound before anything of the run is recorded, its id included: if it
+    // cannot be, the run ends here with nothing of it left in the state.
+    let socket = ControlSocket::bind(store.dir()).map_err(|e| {
+        eprintln!("error: cannot serve the control socket: {e}");
+        EXIT_FAILED
+    })?;
+    // The control socket follows the run's events.
+    let (tx, rx) = mpsc::unbounded_channel();
+    let stop = steering.stop.clone();
+    let steering = Steering { events: steering.events.and(tx), stop: steering.stop };
+    let path = socket.path().to_path_buf();
+    let run = Run::start(pipeline, mode, host, store.clone(), opts, steering, Some(path)).await.map_err(run_error)?;
+    let control = run
+        .gates()
+        .map(|gates| ControlServer::start(socket, store, run.id().to_string(), run.journal().clone(), gates, stop, rx));
+    let summary = run.run_to_end().await;
+    if let Some(control) = control {
+        // Followers get the last events before the socket goes away.
+        control.finish().await;
+    }
+    summary.map_err(run_error)
 }
 
 /// Prints why a run could not run or end; its exit code (a state that

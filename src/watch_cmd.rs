@@ -15,7 +15,7 @@ use std::time::Duration;
 use clap::Args;
 use stackpipe_runtime::pipeline::LoadedPipeline;
 use stackpipe_runtime::plugin::PluginHost;
-use stackpipe_runtime::run::{execute, plan_text, Events, Mode, PlannedChange, StopSignal};
+use stackpipe_runtime::run::{plan_text, Events, Mode, PlannedChange, Steering, StopSignal};
 use stackpipe_runtime::watch::{pipeline_files, FileWatch};
 use tokio::sync::mpsc;
 
@@ -194,23 +194,7 @@ async fn run_cycle(
         if stop.is_stopped() {
             return Some(CycleOutcome { plan: None, inputs: summary.inputs });
         }
-        for f in &failures {
-            eprintln!("error: {f}");
-        }
-        crate::run_cmd::warn_orphans(&summary);
-        if a.json {
-            println!("{}", crate::run_cmd::plan_json(&summary));
-        } else {
-            if let Some(last) = &last_plan {
-                let diff = plan_text::render_plan_diff(last, &summary.planned);
-                if diff.is_empty() {
-                    println!("since the last plan: no difference");
-                } else {
-                    print!("since the last plan:\n{diff}");
-                }
-            }
-            print!("{}", crate::run_cmd::render_plan(&summary, &failures));
-        }
+        crate::run_cmd::report_plan(&summary, &failures, a.json, last_plan.as_deref());
         let complete = failures.is_empty();
         return Some(CycleOutcome { plan: complete.then_some(summary.planned), inputs: summary.inputs });
     }
@@ -222,18 +206,12 @@ async fn run_cycle(
     // mistaken for an answer.
     let printer =
         tokio::spawn(crate::progress::print_events(rx, a.json, false, a.state.dir_for(Some(&a.pipeline.file))));
-    let result = execute(&p, mode, host, store, &opts, Events::new(tx), stop).await;
+    let steering = Steering { events: Events::new(tx), stop };
+    let result = crate::run_cmd::steered_run(&p, mode, host, store, &opts, steering).await;
     let _ = printer.await;
-    match result {
-        Ok(s) => {
-            let _ = crate::run_cmd::finish(&s, a.json);
-            Some(CycleOutcome { plan: None, inputs: s.inputs })
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            None
-        }
-    }
+    let s = result.ok()?;
+    let _ = crate::run_cmd::finish(&s, a.json);
+    Some(CycleOutcome { plan: None, inputs: s.inputs })
 }
 
 fn watch_these(files: &mut FileWatch, wanted: &BTreeSet<PathBuf>) {

@@ -3,8 +3,21 @@
 //! change. `stackpipe plan` prints whole plans; a gate shows the one change
 //! it holds back.
 
-use super::stack_job::{PlannedChange, UNKNOWN};
-use crate::plugin::Change;
+use crate::plugin::{Change, ResourcePlan};
+
+/// An output not known until its resource is applied (plan mode).
+pub const UNKNOWN: &str = "(known after apply)";
+
+/// One node's planned change, for `stackpipe plan` and for a gate that
+/// holds it back.
+#[derive(Debug, Clone)]
+pub struct PlannedChange {
+    pub environment: String,
+    pub node: String,
+    pub type_name: String,
+    pub plan: ResourcePlan,
+    pub policy: Option<String>,
+}
 
 /// One resource's change; empty for no change.
 pub fn render_change(p: &PlannedChange) -> String {

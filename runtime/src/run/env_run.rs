@@ -1,0 +1,462 @@
+//! One environment of a run: what its stack jobs share (its plugins, the
+//! outputs known so far, the credentials and resource types asked once,
+//! the secrets seen), and the walk of its graph, one stack job per node.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use petgraph::graph::NodeIndex;
+use serde_json::{Map, Value};
+use stackpipe_dsl::eval::{eval, EvalError, Scope};
+use stackpipe_dsl::EnvironmentPlan;
+use tokio::sync::OnceCell;
+
+use super::execution::RunShared;
+use super::gate::GateOutcome;
+use super::plan_text::{PlannedChange, UNKNOWN};
+use super::resume::EnvironmentResume;
+use super::scheduler::{walk, NodeEnd, Slot};
+use super::stack_job::StackJob;
+use super::{AbortOnDrop, RunEvent};
+use crate::plugin::{CallContext, Credential, LoadedPlugin, PluginHost, PluginLoad, Sandbox};
+use crate::secrets::{schema_sensitive, Secrets};
+use crate::state::{now_ms, GateInfo, GateKind, ResourceKey, ResourceRecord, StateError, Status, Write};
+
+/// What a run does to each node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Deploy,
+    Undeploy,
+    /// Refresh and preview only; nothing is applied or written.
+    Plan,
+    /// Preflight and validation only; nothing is read, applied or written.
+    Preflight,
+}
+
+impl Mode {
+    /// Whether the run is recorded: a run record, locks, jobs, logs.
+    pub fn records(self) -> bool {
+        matches!(self, Mode::Deploy | Mode::Undeploy)
+    }
+}
+
+/// What a provisioner says about its resource types, asked once per environment.
+pub struct ProvisionerTypes {
+    pub names: Vec<String>,
+    /// Per type, the attributes and the outputs its schemas mark sensitive.
+    pub sensitive: HashMap<String, (Vec<String>, Vec<String>)>,
+    /// Per type, its input-file attributes (types without any are left out).
+    pub inputs: HashMap<String, Vec<String>>,
+}
+
+/// A value asked of a plugin once per environment, by whichever job needs
+/// it first; the others wait for that one answer. Keyed by plugin: one
+/// plugin's slow first call holds up no other plugin's.
+struct AskedOnce<T>(Mutex<HashMap<String, Arc<OnceCell<Result<T, String>>>>>);
+
+impl<T: Clone> AskedOnce<T> {
+    fn new() -> Self {
+        AskedOnce(Mutex::new(HashMap::new()))
+    }
+
+    async fn get(&self, key: &str, ask: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+        let cell = {
+            let Ok(mut cells) = self.0.lock() else { return Err("a lock was poisoned".into()) };
+            cells.entry(key.to_string()).or_default().clone()
+        };
+        cell.get_or_init(|| ask).await.clone()
+    }
+}
+
+/// What every stack job of one environment of a run shares.
+pub struct EnvRun {
+    pub(super) run: Arc<RunShared>,
+    pub(super) plan: EnvironmentPlan,
+    /// Plugins of this environment (their config and grants can differ per
+    /// environment), or why one did not load.
+    plugins: HashMap<String, Result<Arc<LoadedPlugin>, String>>,
+    /// Outputs of this environment's resources, as they become known.
+    pub(super) outputs: RwLock<HashMap<String, Value>>,
+    /// A plan's changes, node by node.
+    pub(super) planned: Mutex<Vec<PlannedChange>>,
+    /// Resumed run: nodes whose apply was in flight when the run stopped.
+    in_flight: HashSet<String>,
+    /// The stored records of this environment's resources when it started:
+    /// each job takes its own as it starts (one read for the environment,
+    /// not one per node).
+    prior: Mutex<HashMap<String, ResourceRecord>>,
+    /// Deployed resources (name, type) of this environment that are no
+    /// longer in the pipeline: nothing manages them any more.
+    pub(super) orphans: Vec<(String, String)>,
+    types: AskedOnce<Arc<ProvisionerTypes>>,
+    credentials: AskedOnce<Option<Credential>>,
+    /// Files the provisioners read, named by input-file attributes (see
+    /// [`crate::plugin::INPUT_FILE_FORMAT`]), as the attributes give them.
+    pub(super) inputs: Mutex<BTreeSet<String>>,
+    /// Secret values seen so far: sensitive vars, credentials, secret
+    /// attributes. Masked out of every log line and message.
+    pub(super) secrets: Secrets,
+}
+
+impl EnvRun {
+    /// The environment `plan` of `run`, ready to walk: its plugins loaded,
+    /// its resources' records read (whole, or the environment does not
+    /// start: a state it cannot read would hide orphans and make every
+    /// resource look new), and what a resume starts from put in place.
+    pub(super) fn new(run: Arc<RunShared>, plan: EnvironmentPlan, resume: &EnvironmentResume) -> Result<EnvRun, StateError> {
+        let graph = &run.graph;
+        let prior: HashMap<String, ResourceRecord> =
+            run.store.resources(&graph.name, Some(&plan.name))?.into_iter().map(|(k, r)| (k.resource, r)).collect();
+        let mut orphans: Vec<(String, String)> = prior
+            .iter()
+            .filter(|(name, _)| graph.find(name).is_none())
+            .map(|(name, r)| (name.clone(), format!("{}.{}", r.plugin, r.kind)))
+            .collect();
+        orphans.sort();
+        let secrets = Secrets::new();
+        for name in &graph.sensitive_vars {
+            if let Some(v) = plan.vars.get(name) {
+                secrets.add_value(v);
+            }
+        }
+        let plugins = load_plugins(&run.host, &plan, &run.base_dir, Some(run.store.dir()));
+        Ok(EnvRun {
+            plugins,
+            outputs: RwLock::new(resume.outputs.clone()),
+            planned: Mutex::new(Vec::new()),
+            in_flight: resume.in_flight.clone(),
+            prior: Mutex::new(prior),
+            orphans,
+            types: AskedOnce::new(),
+            credentials: AskedOnce::new(),
+            inputs: Mutex::new(BTreeSet::new()),
+            secrets,
+            run,
+            plan,
+        })
+    }
+
+    pub fn key(&self, node: &str) -> ResourceKey {
+        ResourceKey::new(&self.run.graph.name, &self.plan.name, node)
+    }
+
+    /// Whether `node`'s apply or destroy was in flight when the run stopped.
+    pub(super) fn was_in_flight(&self, node: &str) -> bool {
+        self.in_flight.contains(node)
+    }
+
+    /// The stored record of `node` as the environment started (see `prior`).
+    pub(super) fn take_prior(&self, node: &str) -> Result<Option<ResourceRecord>, StateError> {
+        match self.prior.lock() {
+            Ok(mut p) => Ok(p.remove(node)),
+            Err(_) => self.run.store.resource(&self.key(node)),
+        }
+    }
+
+    /// Waits at a gate of this environment (parking `slot` meanwhile). A
+    /// run without gates (plan, preflight) goes straight through.
+    pub(super) async fn wait_at(&self, gate: GateInfo, slot: Option<&Slot>) -> GateOutcome {
+        let Some(gates) = &self.run.gates else {
+            return GateOutcome::Approved;
+        };
+        let wait = gates.wait(gate, self.run.stop.receiver());
+        match slot {
+            Some(slot) => slot.parked(wait).await,
+            None => wait.await,
+        }
+    }
+
+    /// A gate of this environment, opening now.
+    pub(super) fn gate(&self, kind: GateKind, node: Option<&str>, reason: String, detail: Option<String>) -> GateInfo {
+        GateInfo {
+            kind,
+            environment: self.plan.name.clone(),
+            node: node.map(str::to_string),
+            reason,
+            detail,
+            since_ms: now_ms(),
+        }
+    }
+
+    pub(super) fn context(&self, node: &str) -> CallContext {
+        CallContext {
+            pipeline: self.run.graph.name.clone(),
+            environment: self.plan.name.clone(),
+            resource: node.into(),
+            run_id: self.run.id.clone(),
+        }
+    }
+
+    pub(super) fn plugin(&self, name: &str) -> Result<Arc<LoadedPlugin>, String> {
+        match self.plugins.get(name) {
+            Some(Ok(p)) => Ok(p.clone()),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(format!("plugin `{name}` is not declared")),
+        }
+    }
+
+    /// What provisioner `plugin` says about its resource types, asked once.
+    pub(super) async fn types_of(&self, plugin: &Arc<LoadedPlugin>) -> Result<Arc<ProvisionerTypes>, String> {
+        self.types.get(plugin.name(), async {
+            let types = plugin.resource_types(&self.run.host).await.map_err(|e| e.to_string())?;
+            Ok(Arc::new(ProvisionerTypes {
+                sensitive: types
+                    .iter()
+                    .map(|t| (t.name.clone(), (schema_sensitive(&t.attributes_schema), schema_sensitive(&t.outputs_schema))))
+                    .collect(),
+                inputs: types
+                    .iter()
+                    .map(|t| (t.name.clone(), crate::plugin::input_file_attributes(&t.attributes_schema)))
+                    .filter(|(_, a)| !a.is_empty())
+                    .collect(),
+                names: types.into_iter().map(|t| t.name).collect(),
+            }))
+        })
+        .await
+    }
+
+    /// Keeps the files `desired` names in its input-file attributes.
+    pub(super) fn note_inputs(&self, attributes: Option<&Vec<String>>, desired: &Value) {
+        let Some(attributes) = attributes else { return };
+        let Ok(mut inputs) = self.inputs.lock() else {
+            return;
+        };
+        for a in attributes {
+            match desired.get(a) {
+                Some(Value::String(s)) => {
+                    inputs.insert(s.clone());
+                }
+                Some(Value::Array(items)) => inputs.extend(items.iter().filter_map(Value::as_str).map(str::to_string)),
+                _ => {}
+            }
+        }
+    }
+
+    /// The credential for provisioner `plugin`, resolved once per environment.
+    pub(super) async fn credential(&self, plugin: &str) -> Result<Option<Credential>, String> {
+        self.credentials.get(plugin, self.resolve_credential(plugin)).await
+    }
+
+    async fn resolve_credential(&self, plugin: &str) -> Result<Option<Credential>, String> {
+        let Some(binding) = self.plan.credentials.get(plugin) else {
+            return Ok(None);
+        };
+        let resolver = self
+            .plugin(&binding.resolver)
+            .map_err(|e| format!("credentials for `{plugin}`: resolver `{}`: {e}", binding.resolver))?;
+        let cred = resolver
+            .resolve(&self.run.host, &self.context(""), plugin, &binding.config)
+            .await
+            .map_err(|e| format!("credentials for `{plugin}`: {e}"))?;
+        for (_, value) in &cred.fields {
+            self.secrets.add(value);
+        }
+        if let Some(at) = cred.expires_at {
+            if at <= now_ms() / 1000 {
+                return Err(format!(
+                    "credentials for `{plugin}` from resolver `{}` expired at {at} (unix seconds)",
+                    binding.resolver
+                ));
+            }
+        }
+        Ok(Some(cred))
+    }
+
+    /// The node's attributes with upstream outputs filled in and `--set` applied.
+    pub(super) fn resolve_attributes(&self, i: NodeIndex) -> Result<Value, String> {
+        let graph = &self.run.graph;
+        let node = graph.node(i);
+        let outputs = self.outputs.read().map_err(|_| "outputs lock poisoned".to_string())?;
+        let lookup = |r: &str| outputs.get(r);
+        let scope = Scope { pipeline: &graph.name, environment: &self.plan.name, vars: &self.plan.vars, outputs: &lookup };
+        let mut attrs = Map::new();
+        for a in &node.attributes {
+            let key = a.key.name.clone();
+            if key == "depends_on" {
+                continue;
+            }
+            let v = match eval(&a.value, &scope) {
+                Ok(v) => v,
+                // A plan goes on: what depends on an unknown output is unknown too.
+                Err(EvalError::Unknown { .. }) if !self.run.mode.records() => Value::String(UNKNOWN.into()),
+                Err(EvalError::Unknown { resource }) => {
+                    return Err(format!("`{key}` needs an output of `{resource}`, which has none yet"))
+                }
+                Err(EvalError::Invalid(d)) => return Err(format!("`{key}`: {}", d.message)),
+            };
+            attrs.insert(key.to_string(), v);
+        }
+        for (r, a, v) in &self.run.sets {
+            if r == &node.name {
+                attrs.insert(a.clone(), v.clone());
+            }
+        }
+        Ok(Value::Object(attrs))
+    }
+
+    /// Walks the environment's graph (`done` nodes are not run again, and
+    /// `gate_open` gates do not ask again); the environment's status, and
+    /// why when it did not succeed.
+    pub(super) async fn walk(self: &Arc<Self>, done: Vec<bool>, gate_open: Vec<bool>) -> (Status, Option<String>) {
+        let deps = self.dependencies();
+        let (done, gate_open) = (Arc::new(done), Arc::new(gate_open));
+        // The walk is a task of the runtime, not a future of whoever awaits the
+        // run (the CLI's main thread, in `block_on`): a node that ends wakes it
+        // twice (its slot is freed, its task is joined), and waking a task on a
+        // busy worker is a queue push where waking a parked thread is a syscall
+        // and a context switch (10k nodes: about 15% less CPU).
+        let (parallelism, stop, env) = (self.run.parallelism, self.run.stop.receiver(), self.clone());
+        let walking = tokio::spawn(async move {
+            walk(&deps, parallelism, stop, |i, slot| {
+                let (env, done, gate_open) = (env.clone(), done.clone(), gate_open.clone());
+                async move { env.node(NodeIndex::new(i), done[i], gate_open[i], slot).await }
+            })
+            .await
+        });
+        // Dropped with this future (whoever awaits the run gave up on it), the
+        // walk goes too, as it did when it was part of this future.
+        let _abort = AbortOnDrop(walking.abort_handle());
+        let ends = match walking.await {
+            Ok(ends) => ends,
+            Err(e) => {
+                tracing::error!("the scheduler of environment {} stopped: {e}", self.plan.name);
+                return (Status::Failed, Some(format!("the scheduler stopped: {e}")));
+            }
+        };
+        let rejected = self.record_unstarted(&ends);
+        self.outcome(&ends, &rejected)
+    }
+
+    /// Per node, the nodes that must end before it starts.
+    fn dependencies(&self) -> Vec<Vec<usize>> {
+        let graph = &self.run.graph;
+        graph
+            .graph
+            .node_indices()
+            .map(|i| {
+                let d = match self.run.mode {
+                    // Preflight needs no outputs: every node is checked, independently.
+                    Mode::Preflight => Vec::new(),
+                    Mode::Undeploy => graph.dependents(i),
+                    Mode::Deploy | Mode::Plan => graph.dependencies(i),
+                };
+                d.into_iter().map(|x| x.index()).collect()
+            })
+            .collect()
+    }
+
+    /// One node: its stack job (unless it was done before a resume), then
+    /// its `gate = "after"`, if it has one and changed something.
+    async fn node(self: Arc<Self>, idx: NodeIndex, done: bool, gate_open: bool, slot: Slot) -> NodeEnd {
+        // A node done before a resume may not have passed its gate yet: it asks.
+        let (end, changed) = if done { (NodeEnd::Succeeded, true) } else { StackJob::new(self.clone(), idx).run(slot.clone()).await };
+        let node = self.run.graph.node(idx);
+        // An unchanged node has nothing new to look at: its gate stays open.
+        if end != NodeEnd::Succeeded || !node.gate_after || !changed || self.run.mode != Mode::Deploy || gate_open {
+            return end;
+        }
+        let reason = format!("`{}` has `gate = \"after\"`: approve before its dependents start", node.name);
+        let gate = self.gate(GateKind::After, Some(&node.name), reason, None);
+        match self.wait_at(gate, Some(&slot)).await {
+            GateOutcome::Approved => NodeEnd::Succeeded,
+            GateOutcome::Rejected(_) => NodeEnd::Rejected,
+            // Applied; its dependents must not start.
+            GateOutcome::Cancelled => NodeEnd::StoppedAtGate,
+        }
+    }
+
+    /// Gives every node that ended without starting its job record; the
+    /// nodes rejected at their gate.
+    fn record_unstarted(self: &Arc<Self>, ends: &[NodeEnd]) -> Vec<String> {
+        let stopped = self.run.stop.is_stopped();
+        let failed_write = self.run.journal.failure();
+        let mut rejected = Vec::new();
+        for (i, end) in ends.iter().enumerate() {
+            let idx = NodeIndex::new(i);
+            let (status, why) = match end {
+                NodeEnd::Cancelled if failed_write.is_some() => {
+                    (Status::Cancelled, "the run stopped: its state could not be written")
+                }
+                NodeEnd::Cancelled if stopped => (Status::Cancelled, "the run was cancelled"),
+                NodeEnd::Cancelled => (Status::Cancelled, "a dependency failed"),
+                NodeEnd::Skipped => (Status::Skipped, "a gate before it was rejected"),
+                NodeEnd::Rejected => {
+                    rejected.push(self.run.graph.node(idx).name.clone());
+                    continue;
+                }
+                NodeEnd::Succeeded | NodeEnd::Failed | NodeEnd::StoppedAtGate => continue,
+            };
+            let record = StackJob::unstarted(self.clone(), idx, status, why);
+            self.run.events.send(RunEvent::NodeFinished {
+                environment: self.plan.name.clone(),
+                node: record.node.clone(),
+                status,
+                change: None,
+                ms: 0,
+                error: Some(why.to_string()),
+            });
+            if self.run.mode.records() {
+                self.run.journal.record(Write::PutJob(record));
+            }
+        }
+        rejected
+    }
+
+    /// The environment's status from how its nodes ended, and why.
+    fn outcome(&self, ends: &[NodeEnd], rejected: &[String]) -> (Status, Option<String>) {
+        if ends.iter().all(|e| *e == NodeEnd::Succeeded) {
+            (Status::Succeeded, None)
+        } else if ends.contains(&NodeEnd::Failed) {
+            let failed: Vec<&str> = ends
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| **e == NodeEnd::Failed)
+                .map(|(i, _)| self.run.graph.node(NodeIndex::new(i)).name.as_str())
+                .collect();
+            (Status::Failed, Some(format!("failed: {}", failed.join(", "))))
+        } else if !rejected.is_empty() {
+            (Status::Failed, Some(format!("rejected at a gate: {}", rejected.join(", "))))
+        } else if self.run.stop.is_stopped() || ends.contains(&NodeEnd::StoppedAtGate) {
+            (Status::Cancelled, Some("the run was cancelled".into()))
+        } else {
+            (Status::Failed, None)
+        }
+    }
+}
+
+/// Loads every plugin of an environment (grants and config are per
+/// environment). A plugin that fails to load fails the preflight of the
+/// nodes that need it, with the reason, not the whole run.
+pub fn load_plugins(
+    host: &PluginHost,
+    env: &EnvironmentPlan,
+    base_dir: &Path,
+    state_dir: Option<&Path>,
+) -> HashMap<String, Result<Arc<LoadedPlugin>, String>> {
+    let mut out = HashMap::new();
+    for (name, spec) in &env.plugins {
+        let loaded = (|| {
+            let bytes = PluginHost::read_source(name, &spec.source, base_dir).map_err(|e| e.to_string())?;
+            let sandbox = Sandbox::guarding(&spec.grants, base_dir, state_dir)
+                .map_err(|e| format!("plugin `{name}`: cannot prepare its granted directories: {e}"))?;
+            let source_desc = match &spec.source {
+                stackpipe_dsl::PluginSource::Builtin(b) => format!("builtin:{b}"),
+                stackpipe_dsl::PluginSource::Path(p) => p.clone(),
+            };
+            host.load(PluginLoad {
+                name,
+                kind: spec.kind,
+                source_desc: &source_desc,
+                bytes: &bytes,
+                sandbox,
+                limits: spec.limits,
+                config: &spec.config,
+            })
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
+        })();
+        out.insert(name.clone(), loaded);
+    }
+    out
+}
