@@ -15,7 +15,7 @@ use std::time::Duration;
 use clap::Args;
 use stackpipe_runtime::pipeline::LoadedPipeline;
 use stackpipe_runtime::plugin::PluginHost;
-use stackpipe_runtime::run::{plan_text, Events, Mode, PlannedChange, Steering, StopSignal};
+use stackpipe_runtime::run::{Events, Mode, PlannedChange, Steering, StopSignal};
 use stackpipe_runtime::watch::{pipeline_files, FileWatch};
 use tokio::sync::mpsc;
 
