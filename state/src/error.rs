@@ -1,3 +1,6 @@
+//! What can go wrong with the state: its file (damaged, missing, busy, a
+//! failed write), its records, its locks.
+
 use std::path::PathBuf;
 
 use super::owner::OwnerInfo;

@@ -42,7 +42,11 @@
 //!
 //! [`StateStore::commit`] applies a batch of [`Write`]s in one write
 //! transaction with [`redb::Durability::Immediate`]: one fsync per batch.
-//! Locks are taken and released in their own transactions.
+//! [`StateStore::commit_as`] without durability, [`StateStore::lock`] and
+//! [`StateStore::unlock_run`] commit without an fsync: what they wrote
+//! reaches the disk with the next durable commit, which the run journal
+//! (runtime's `run::journal`) makes at least every `DURABLE_EVERY`, and a
+//! run makes at once after taking or releasing its locks (its record).
 
 mod child;
 mod error;

@@ -190,7 +190,8 @@ pub struct OpRecord {
     pub message: Option<String>,
 }
 
-/// The immutable input of a stack job, stored when it starts.
+/// The input of a stack job as its init resolved it (secrets masked): part
+/// of its job record, which is stored once, when the job ends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobInput {
     /// Resolved attributes, secrets masked.
@@ -239,9 +240,13 @@ pub struct LockHolder {
     pub since_ms: u64,
 }
 
-/// What the journal knows about a node's apply or destroy in a run: written
-/// durably before the plugin is called and after it returns, so that a
-/// crashed run knows which nodes were in flight.
+/// What the journal knows about a node's apply or destroy in a run, so
+/// that a resumed run knows which were in flight. An environment's
+/// `Planned` entry (every node it may apply) is on disk before any node
+/// starts; `Started` is recorded before the plugin is called and `Done` or
+/// `Failed` after it returns (for a destroy, durably before going on; for
+/// an apply, within the journal's `DURABLE_EVERY`: a resume asks the
+/// provisioner about an apply it does not know ended).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JournalEntry {
     pub run_id: String,

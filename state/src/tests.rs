@@ -1,3 +1,6 @@
+//! The state store's tests: records round-trip, order, locks, ownership,
+//! damaged files and what readers and writers do with them.
+
 use std::time::{Duration, Instant};
 
 use serde_json::json;

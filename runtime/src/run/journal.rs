@@ -205,12 +205,35 @@ impl RunJournal {
 /// The writer thread: commits what has queued up, one transaction per
 /// batch, until every handle is dropped.
 fn write_batches(store: &StateStore, queue: &Queue, failed: &watch::Sender<Option<String>>) {
-    // Once a write has failed, nothing more is tried: redb refuses every
-    // write after an I/O error, and a run must not go on as if its
-    // records were kept.
-    let fail = |e: &crate::state::StateError| {
-        let text = format!("cannot write the state database {}: {}", store.path().display(), cause(e));
-        failed.send_if_modified(|f| {
+    let mut writer = BatchWriter { store, failed, last_durable: Instant::now(), pending: false };
+    while let Some((batch, count)) = writer.next_batch(queue) {
+        writer.commit(batch, count);
+    }
+    if writer.pending && writer.failure().is_none() {
+        if let Err(e) = store.persist() {
+            writer.fail(&e);
+            tracing::error!("{}", writer.failure().unwrap_or_default());
+        }
+    }
+}
+
+/// The writer thread's own state.
+struct BatchWriter<'a> {
+    store: &'a StateStore,
+    /// The journal's first failure, for good.
+    failed: &'a watch::Sender<Option<String>>,
+    last_durable: Instant,
+    /// Whether a commit since the last durable one is not on disk yet.
+    pending: bool,
+}
+
+impl BatchWriter<'_> {
+    /// Once a write has failed, nothing more is tried: redb refuses every
+    /// write after an I/O error, and a run must not go on as if its records
+    /// were kept.
+    fn fail(&self, e: &crate::state::StateError) {
+        let text = format!("cannot write the state database {}: {}", self.store.path().display(), cause(e));
+        self.failed.send_if_modified(|f| {
             if f.is_some() {
                 return false;
             }
@@ -218,39 +241,48 @@ fn write_batches(store: &StateStore, queue: &Queue, failed: &watch::Sender<Optio
             *f = Some(text.clone());
             true
         });
-    };
-    let failure = || failed.borrow().clone();
-    let mut last_durable = Instant::now();
-    // Whether a commit since the last durable one is not on disk yet.
-    let mut pending = false;
-    loop {
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failed.borrow().clone()
+    }
+
+    /// Puts the commits not on disk there.
+    fn persist(&mut self) {
+        if self.failure().is_none() {
+            if let Err(e) = self.store.persist() {
+                self.fail(&e);
+            }
+        }
+        (self.pending, self.last_durable) = (false, Instant::now());
+    }
+
+    /// Waits for the next batch (and its number of writes); None once the
+    /// queue is closed and empty. Commits not on disk are put there when
+    /// they are due, meanwhile.
+    fn next_batch(&mut self, queue: &Queue) -> Option<(Vec<Queued>, usize)> {
         let mut state = queue.lock();
         // Wait for a first write; with commits not on disk, no longer than
         // until they are due there.
         while state.queued.is_empty() && !state.closed {
             state.writer = Writer::Idle;
-            if pending {
-                let due = DURABLE_EVERY.saturating_sub(last_durable.elapsed());
-                let (next, timeout) = queue.wake.wait_timeout(state, due).unwrap_or_else(|p| p.into_inner());
-                state = next;
-                if timeout.timed_out() && state.queued.is_empty() {
-                    state.writer = Writer::Busy;
-                    drop(state);
-                    if failure().is_none() {
-                        if let Err(e) = store.persist() {
-                            fail(&e);
-                        }
-                    }
-                    (pending, last_durable) = (false, Instant::now());
-                    state = queue.lock();
-                }
-            } else {
+            if !self.pending {
                 state = queue.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            let due = DURABLE_EVERY.saturating_sub(self.last_durable.elapsed());
+            let (next, timeout) = queue.wake.wait_timeout(state, due).unwrap_or_else(|p| p.into_inner());
+            state = next;
+            if timeout.timed_out() && state.queued.is_empty() {
+                state.writer = Writer::Busy;
+                drop(state);
+                self.persist();
+                state = queue.lock();
             }
         }
         if state.queued.is_empty() {
             // Closed, and nothing left.
-            break;
+            return None;
         }
         // A batch somebody waits for is committed at once, with whatever
         // else has queued; one nobody waits for gathers writes for up to
@@ -268,8 +300,12 @@ fn write_batches(store: &StateStore, queue: &Queue, failed: &watch::Sender<Optio
         let batch = std::mem::take(&mut state.queued);
         let count = std::mem::take(&mut state.count);
         state.waited_for = false;
-        drop(state);
+        Some((batch, count))
+    }
 
+    /// Commits a batch in one transaction: durably if anyone waits for it
+    /// or the last durable commit is `DURABLE_EVERY` old; tells the waiters.
+    fn commit(&mut self, batch: Vec<Queued>, count: usize) {
         let mut writes = Vec::with_capacity(count);
         let mut waiters = Vec::new();
         for q in batch {
@@ -278,27 +314,21 @@ fn write_batches(store: &StateStore, queue: &Queue, failed: &watch::Sender<Optio
                 waiters.push(d);
             }
         }
-        let durable = !waiters.is_empty() || last_durable.elapsed() >= DURABLE_EVERY;
-        let result = match failure() {
+        let durable = !waiters.is_empty() || self.last_durable.elapsed() >= DURABLE_EVERY;
+        let result = match self.failure() {
             Some(f) => Err(f),
-            None => store.commit_as(writes, durable).map_err(|e| {
-                fail(&e);
-                failure().unwrap_or_else(|| e.to_string())
+            None => self.store.commit_as(writes, durable).map_err(|e| {
+                self.fail(&e);
+                self.failure().unwrap_or_else(|| e.to_string())
             }),
         };
         if durable {
-            (pending, last_durable) = (false, Instant::now());
+            (self.pending, self.last_durable) = (false, Instant::now());
         } else {
-            pending = true;
+            self.pending = true;
         }
         for w in waiters {
             let _ = w.send(result.clone());
-        }
-    }
-    if pending && failure().is_none() {
-        if let Err(e) = store.persist() {
-            fail(&e);
-            tracing::error!("{}", failure().unwrap_or_default());
         }
     }
 }

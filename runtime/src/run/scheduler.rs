@@ -66,20 +66,9 @@ where
     F: Fn(usize, Slot) -> Fut,
     Fut: Future<Output = NodeEnd> + Send + 'static,
 {
-    let n = deps.len();
     let limit = if parallelism == 0 { Semaphore::MAX_PERMITS } else { parallelism };
     let semaphore = Arc::new(Semaphore::new(limit));
-    let mut dependents = vec![Vec::new(); n];
-    let mut waiting_on = vec![0usize; n];
-    for (node, ds) in deps.iter().enumerate() {
-        waiting_on[node] = ds.len();
-        for &d in ds {
-            dependents[d].push(node);
-        }
-    }
-    let mut end: Vec<Option<NodeEnd>> = vec![None; n];
-    // Ready nodes, lowest index first: the caller's order (declaration order) breaks ties.
-    let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| waiting_on[i] == 0).collect();
+    let mut frontier = Frontier::new(deps);
     let mut running: JoinSet<(usize, NodeEnd)> = JoinSet::new();
     let mut stopped = *stop.borrow();
     let mut task_node = std::collections::HashMap::new();
@@ -98,16 +87,16 @@ where
     };
 
     loop {
-        while !stopped && !ready.is_empty() {
+        while !stopped && !frontier.ready.is_empty() {
             let Ok(permit) = semaphore.clone().try_acquire_owned() else { break };
-            if let Some(node) = ready.pop_first() {
+            if let Some(node) = frontier.ready.pop_first() {
                 start(node, permit, &mut running, &mut task_node);
             }
         }
         if running.is_empty() {
             break;
         }
-        let more = !stopped && !ready.is_empty();
+        let more = !stopped && !frontier.ready.is_empty();
         tokio::select! {
             joined = running.join_next() => {
                 let Some(joined) = joined else { break };
@@ -119,23 +108,11 @@ where
                         None => continue,
                     },
                 };
-                end[node] = Some(how);
-                match how {
-                    NodeEnd::Succeeded => {
-                        for &d in &dependents[node] {
-                            waiting_on[d] -= 1;
-                            if waiting_on[d] == 0 && end[d].is_none() {
-                                ready.insert(d);
-                            }
-                        }
-                    }
-                    NodeEnd::Rejected => end_dependents(node, NodeEnd::Skipped, &dependents, &mut end, &mut ready),
-                    _ => end_dependents(node, NodeEnd::Cancelled, &dependents, &mut end, &mut ready),
-                }
+                frontier.ended(node, how);
             }
             // A parked slot frees a permit while no task ends.
             permit = semaphore.clone().acquire_owned(), if more => {
-                if let (Ok(permit), Some(node)) = (permit, ready.pop_first()) {
+                if let (Ok(permit), Some(node)) = (permit, frontier.ready.pop_first()) {
                     start(node, permit, &mut running, &mut task_node);
                 }
             }
@@ -149,22 +126,60 @@ where
             }
         }
     }
-    end.into_iter().map(|e| e.unwrap_or(NodeEnd::Cancelled)).collect()
+    frontier.end.into_iter().map(|e| e.unwrap_or(NodeEnd::Cancelled)).collect()
 }
 
-fn end_dependents(
-    node: usize,
-    how: NodeEnd,
-    dependents: &[Vec<usize>],
-    end: &mut [Option<NodeEnd>],
-    ready: &mut std::collections::BTreeSet<usize>,
-) {
-    let mut stack = dependents[node].clone();
-    while let Some(d) = stack.pop() {
-        if end[d].is_none() {
-            end[d] = Some(how);
-            ready.remove(&d);
-            stack.extend(dependents[d].iter().copied());
+/// Where a walk stands in its graph: how each node ended, how many of its
+/// dependencies each node still waits for, and the nodes ready to start.
+struct Frontier {
+    dependents: Vec<Vec<usize>>,
+    waiting_on: Vec<usize>,
+    end: Vec<Option<NodeEnd>>,
+    /// Lowest index first: the caller's order (declaration order) breaks ties.
+    ready: std::collections::BTreeSet<usize>,
+}
+
+impl Frontier {
+    fn new(deps: &[Vec<usize>]) -> Frontier {
+        let n = deps.len();
+        let mut dependents = vec![Vec::new(); n];
+        let mut waiting_on = vec![0usize; n];
+        for (node, ds) in deps.iter().enumerate() {
+            waiting_on[node] = ds.len();
+            for &d in ds {
+                dependents[d].push(node);
+            }
+        }
+        let ready = (0..n).filter(|&i| waiting_on[i] == 0).collect();
+        Frontier { dependents, waiting_on, end: vec![None; n], ready }
+    }
+
+    /// `node` ended `how`: its dependents may be ready, or end with it.
+    fn ended(&mut self, node: usize, how: NodeEnd) {
+        self.end[node] = Some(how);
+        match how {
+            NodeEnd::Succeeded => {
+                for &d in &self.dependents[node] {
+                    self.waiting_on[d] -= 1;
+                    if self.waiting_on[d] == 0 && self.end[d].is_none() {
+                        self.ready.insert(d);
+                    }
+                }
+            }
+            NodeEnd::Rejected => self.end_dependents(node, NodeEnd::Skipped),
+            _ => self.end_dependents(node, NodeEnd::Cancelled),
+        }
+    }
+
+    /// Ends every transitive dependent of `node` not ended yet, `how`.
+    fn end_dependents(&mut self, node: usize, how: NodeEnd) {
+        let mut stack = self.dependents[node].clone();
+        while let Some(d) = stack.pop() {
+            if self.end[d].is_none() {
+                self.end[d] = Some(how);
+                self.ready.remove(&d);
+                stack.extend(self.dependents[d].iter().copied());
+            }
         }
     }
 }
