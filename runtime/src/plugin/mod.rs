@@ -581,58 +581,9 @@ impl LoadedPlugin {
         Ok(ProvisionerSession { plugin: self, _slot: slot, store, instance })
     }
 
-    /// Instantiates and drops an instance: what every session pays first.
-    pub async fn instantiate_only(&self, host: &PluginHost) -> Result<(), PluginError> {
-        self.session(host).await.map(drop)
-    }
-
     /// The resource types a provisioner declares.
     pub async fn resource_types(&self, host: &PluginHost) -> Result<Vec<ResourceType>, PluginError> {
         self.session(host).await?.resource_types().await
-    }
-
-    pub async fn validate(&self, host: &PluginHost, ctx: &CallContext, kind: &str, desired: &Value) -> Result<Vec<PluginDiagnostic>, PluginError> {
-        self.session(host).await?.validate(ctx, kind, desired).await
-    }
-
-    pub async fn read(
-        &self,
-        host: &PluginHost,
-        ctx: &CallContext,
-        kind: &str,
-        state: Option<&Value>,
-        desired: &Value,
-        cred: Option<&Credential>,
-    ) -> Result<Option<Applied>, PluginError> {
-        self.session(host).await?.read(ctx, kind, state, desired, cred).await
-    }
-
-    pub async fn plan(
-        &self,
-        host: &PluginHost,
-        ctx: &CallContext,
-        kind: &str,
-        prior: Option<&Value>,
-        desired: &Value,
-        cred: Option<&Credential>,
-    ) -> Result<ResourcePlan, PluginError> {
-        self.session(host).await?.plan(ctx, kind, prior, desired, cred).await
-    }
-
-    pub async fn apply(
-        &self,
-        host: &PluginHost,
-        ctx: &CallContext,
-        kind: &str,
-        prior: Option<&Value>,
-        desired: &Value,
-        cred: Option<&Credential>,
-    ) -> Result<Applied, PluginError> {
-        self.session(host).await?.apply(ctx, kind, prior, desired, cred).await
-    }
-
-    pub async fn destroy(&self, host: &PluginHost, ctx: &CallContext, kind: &str, state: &Value, cred: Option<&Credential>) -> Result<(), PluginError> {
-        self.session(host).await?.destroy(ctx, kind, state, cred).await
     }
 
     /// Resolves a credential (credentials plugins).
