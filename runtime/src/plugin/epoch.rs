@@ -1,0 +1,68 @@
+//! Wall time, by epochs: the thread that advances the engine's epoch, and
+//! the per-store callback that makes a running plugin yield at every tick
+//! and trap once its call is past its deadline.
+//!
+//! There is no fuel: a plugin that spins on the CPU and one that waits in
+//! the host are both stopped by time. The epoch stops the first; a tokio
+//! timeout a few ticks later around every call stops the second, whose
+//! wasm never runs to see an epoch.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::{EngineWeak, Store, UpdateDeadline};
+
+use super::sandbox::PluginState;
+
+/// How often the engine's epoch advances: the granularity of wall-time limits,
+/// and how long a busy plugin runs before it lets other tasks on its thread go.
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The thread that advances an engine's epoch every [`EPOCH_TICK`]. It
+/// stops when this is dropped, or when the engine is gone.
+pub(super) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    pub(super) fn spawn(engine: EngineWeak) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::Builder::new().name("stackpipe-epoch".into()).spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                match engine.upgrade() {
+                    Some(e) => e.increment_epoch(),
+                    None => break,
+                }
+            }
+        })?;
+        Ok(EpochTicker { stop })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Every tick, a running plugin yields to the other tasks on its thread;
+/// past the current call's deadline (see [`start_call`]), it traps.
+pub(super) fn watch_deadline(store: &mut Store<PluginState>) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |ctx| {
+        if Instant::now() >= ctx.data().deadline {
+            Err(wasmtime::Error::msg("wall-time limit reached"))
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+}
+
+/// Gives the store's next call its full wall-time limit, from now.
+pub(super) fn start_call(store: &mut Store<PluginState>, limit: Duration) {
+    store.data_mut().deadline = Instant::now() + limit;
+}
+
