@@ -19,6 +19,10 @@ use super::sandbox::PluginState;
 /// and how long a busy plugin runs before it lets other tasks on its thread go.
 pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// How much longer than its limit a call may take before the tokio timeout
+/// around it gives up: the epoch callback should have stopped it first.
+pub(super) const TIMEOUT_SLACK: Duration = EPOCH_TICK.saturating_mul(10);
+
 /// The thread that advances an engine's epoch every [`EPOCH_TICK`]. It
 /// stops when this is dropped, or when the engine is gone.
 pub(super) struct EpochTicker {

@@ -16,7 +16,7 @@ use stackpipe_dsl::Limits;
 use super::artifact_cache::CacheOutcome;
 use super::bindings::types::{ResourceType, Verdict};
 use super::bindings::{self, credentials::CredentialsPluginPre, policy::PolicyPluginPre, provisioner::ProvisionerPluginPre};
-use super::epoch::{self, EPOCH_TICK};
+use super::epoch::{self, TIMEOUT_SLACK};
 use super::session::ProvisionerSession;
 use super::{CallContext, Credential, PluginError, PluginHost, PluginState, PolicyVerdict, Sandbox};
 
@@ -96,15 +96,12 @@ impl LoadedPlugin {
             return Err(self.not_this_kind("resolve", PluginKind::Credentials));
         };
         let (c, config) = (self.context(ctx), config.to_string());
-        let _slot = host.slot().await;
-        let mut store = self.store(host.engine())?;
-        let raw = tokio::time::timeout(self.timeout() + EPOCH_TICK * 10, async {
-            let i = pre.instantiate_async(&mut store).await?;
-            i.stackpipe_plugin_credentials().call_resolve(&mut store, &c, provider, &config).await
-        })
-        .await;
-        let out = self.finish(&store, "resolve", raw)?;
-        let cred = out.map_err(|m| self.failed(&store, "resolve", m))?;
+        let cred = self
+            .call_once(host, "resolve", async |store| {
+                let i = pre.instantiate_async(&mut *store).await?;
+                i.stackpipe_plugin_credentials().call_resolve(store, &c, provider, &config).await
+            })
+            .await?;
         Ok(Credential { fields: cred.fields, expires_at: cred.expires_at })
     }
 
@@ -114,18 +111,31 @@ impl LoadedPlugin {
             return Err(self.not_this_kind("evaluate", PluginKind::Policy));
         };
         let (c, input) = (self.context(ctx), input.to_string());
-        let _slot = host.slot().await;
-        let mut store = self.store(host.engine())?;
-        let raw = tokio::time::timeout(self.timeout() + EPOCH_TICK * 10, async {
-            let i = pre.instantiate_async(&mut store).await?;
-            i.stackpipe_plugin_policy().call_evaluate(&mut store, &c, &input).await
-        })
-        .await;
-        Ok(match self.finish(&store, "evaluate", raw)? {
+        let verdict = self
+            .call_once(host, "evaluate", async |store| {
+                let i = pre.instantiate_async(&mut *store).await?;
+                i.stackpipe_plugin_policy().call_evaluate(store, &c, &input).await.map(Ok)
+            })
+            .await?;
+        Ok(match verdict {
             Verdict::Allow => PolicyVerdict::Allow,
             Verdict::Deny(r) => PolicyVerdict::Deny(r),
             Verdict::RequireApproval(r) => PolicyVerdict::RequireApproval(r),
         })
+    }
+
+    /// Runs `call` (instantiation and one function) in a fresh store, under
+    /// one wall-time limit; an `Err` it returns is the plugin's own failure.
+    async fn call_once<T>(
+        &self,
+        host: &PluginHost,
+        op: &'static str,
+        call: impl AsyncFnOnce(&mut Store<PluginState>) -> wasmtime::Result<Result<T, String>>,
+    ) -> Result<T, PluginError> {
+        let _slot = host.slot().await;
+        let mut store = self.store(host.engine())?;
+        let raw = tokio::time::timeout(self.timeout() + TIMEOUT_SLACK, call(&mut store)).await;
+        self.finish(&store, op, raw)?.map_err(|m| self.failed(&store, op, m))
     }
 
     /// A fresh store: the plugin's sandbox, its memory limit, and the

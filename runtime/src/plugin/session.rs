@@ -1,14 +1,15 @@
 //! A provisioner session: one instance for the calls of one stack job
 //! (`resource-types`, `validate`, `read`, `plan`, `apply`, `destroy`), each
-//! under the plugin's wall-time limit, and its result checked before it is
-//! handed on.
+//! made through [`ProvisionerSession::call`] under the plugin's wall-time
+//! limit, and its result checked before it is handed on.
 
 use serde_json::Value;
 use wasmtime::Store;
 
 use super::bindings;
+use super::bindings::provisioner::exports::stackpipe::plugin::provisioner::Guest;
 use super::bindings::types::{Diagnostic as PluginDiagnostic, ResourcePlan, ResourceType};
-use super::epoch::{self, EPOCH_TICK};
+use super::epoch::{self, TIMEOUT_SLACK};
 use super::{Applied, CallContext, Credential, LoadedPlugin, PluginError, PluginState};
 
 /// A provisioner instance for several calls: the operations of one stack
@@ -32,34 +33,18 @@ impl<'p> ProvisionerSession<'p> {
     }
 }
 
-/// Runs one call on a session under the plugin's wall-time limit.
-macro_rules! call {
-    ($session:ident, $op:literal, |$guest:ident, $store:ident| $body:expr) => {{
-        let plugin = $session.plugin;
-        epoch::start_call(&mut $session.store, plugin.timeout());
-        let raw = {
-            let $store = &mut $session.store;
-            let $guest = $session.instance.stackpipe_plugin_provisioner();
-            tokio::time::timeout(plugin.timeout() + EPOCH_TICK * 10, $body).await
-        };
-        plugin.finish(&$session.store, $op, raw)?
-    }};
-}
-
 impl ProvisionerSession<'_> {
     pub fn plugin(&self) -> &LoadedPlugin {
         self.plugin
     }
 
     pub async fn resource_types(&mut self) -> Result<Vec<ResourceType>, PluginError> {
-        let s = self;
-        Ok(call!(s, "resource-types", |g, store| g.call_resource_types(store)))
+        self.call("resource-types", async |g, store| g.call_resource_types(store).await.map(Ok)).await
     }
 
     pub async fn validate(&mut self, ctx: &CallContext, kind: &str, desired: &Value) -> Result<Vec<PluginDiagnostic>, PluginError> {
         let (c, desired) = (self.plugin.context(ctx), desired.to_string());
-        let s = self;
-        Ok(call!(s, "validate", |g, store| g.call_validate(store, &c, kind, &desired)))
+        self.call("validate", async |g, store| g.call_validate(store, &c, kind, &desired).await.map(Ok)).await
     }
 
     /// Refreshes a resource: its state and outputs now, or none when it is
@@ -75,13 +60,10 @@ impl ProvisionerSession<'_> {
     ) -> Result<Option<Applied>, PluginError> {
         let c = self.plugin.context(ctx);
         let (state, desired, cred) = (state.map(Value::to_string), desired.to_string(), cred.map(Credential::to_wit));
-        let s = self;
-        let out = call!(s, "read", |g, store| g.call_read(store, &c, kind, state.as_ref(), &desired, cred.as_ref()));
-        match out {
-            Ok(None) => Ok(None),
-            Ok(Some(applied)) => s.decode("read", applied).map(Some),
-            Err(m) => Err(s.plugin.failed(&s.store, "read", m)),
-        }
+        let found = self
+            .call("read", async |g, store| g.call_read(store, &c, kind, state.as_ref(), &desired, cred.as_ref()).await)
+            .await?;
+        found.map(|applied| self.decode("read", applied)).transpose()
     }
 
     pub async fn plan(
@@ -94,15 +76,15 @@ impl ProvisionerSession<'_> {
     ) -> Result<ResourcePlan, PluginError> {
         let c = self.plugin.context(ctx);
         let (prior, desired, cred) = (prior.map(Value::to_string), desired.to_string(), cred.map(Credential::to_wit));
-        let s = self;
-        let out = call!(s, "plan", |g, store| g.call_plan(store, &c, kind, prior.as_ref(), &desired, cred.as_ref()));
-        let plan = out.map_err(|m| s.plugin.failed(&s.store, "plan", m))?;
+        let plan = self
+            .call("plan", async |g, store| g.call_plan(store, &c, kind, prior.as_ref(), &desired, cred.as_ref()).await)
+            .await?;
         let size: usize = plan
             .changes
             .iter()
             .map(|ch| ch.path.len() + ch.before.as_ref().map_or(0, String::len) + ch.after.as_ref().map_or(0, String::len))
             .sum();
-        s.plugin.check_size("plan", size)?;
+        self.plugin.check_size("plan", size)?;
         Ok(plan)
     }
 
@@ -116,10 +98,31 @@ impl ProvisionerSession<'_> {
     ) -> Result<Applied, PluginError> {
         let c = self.plugin.context(ctx);
         let (prior, desired, cred) = (prior.map(Value::to_string), desired.to_string(), cred.map(Credential::to_wit));
-        let s = self;
-        let out = call!(s, "apply", |g, store| g.call_apply(store, &c, kind, prior.as_ref(), &desired, cred.as_ref()));
-        let applied = out.map_err(|m| s.plugin.failed(&s.store, "apply", m))?;
-        s.decode("apply", applied)
+        let applied = self
+            .call("apply", async |g, store| g.call_apply(store, &c, kind, prior.as_ref(), &desired, cred.as_ref()).await)
+            .await?;
+        self.decode("apply", applied)
+    }
+
+    pub async fn destroy(&mut self, ctx: &CallContext, kind: &str, state: &Value, cred: Option<&Credential>) -> Result<(), PluginError> {
+        let (c, state, cred) = (self.plugin.context(ctx), state.to_string(), cred.map(Credential::to_wit));
+        self.call("destroy", async |g, store| g.call_destroy(store, &c, kind, &state, cred.as_ref()).await).await
+    }
+
+    /// Runs one call on the session's instance under the plugin's wall-time
+    /// limit. What the call can end in (a trap, a limit hit, the time up) is
+    /// mapped to a [`PluginError`], and so is an `Err` the plugin returns:
+    /// the functions that cannot fail have their result wrapped in `Ok`.
+    async fn call<T>(
+        &mut self,
+        op: &'static str,
+        call: impl AsyncFnOnce(&Guest, &mut Store<PluginState>) -> wasmtime::Result<Result<T, String>>,
+    ) -> Result<T, PluginError> {
+        let plugin = self.plugin;
+        epoch::start_call(&mut self.store, plugin.timeout());
+        let guest = self.instance.stackpipe_plugin_provisioner();
+        let raw = tokio::time::timeout(plugin.timeout() + TIMEOUT_SLACK, call(guest, &mut self.store)).await;
+        plugin.finish(&self.store, op, raw)?.map_err(|m| plugin.failed(&self.store, op, m))
     }
 
     /// A returned state and outputs: bounded in size, and JSON.
@@ -129,12 +132,5 @@ impl ProvisionerSession<'_> {
             state: self.plugin.json(&self.store, op, &applied.state)?,
             outputs: self.plugin.json(&self.store, op, &applied.outputs)?,
         })
-    }
-
-    pub async fn destroy(&mut self, ctx: &CallContext, kind: &str, state: &Value, cred: Option<&Credential>) -> Result<(), PluginError> {
-        let (c, state, cred) = (self.plugin.context(ctx), state.to_string(), cred.map(Credential::to_wit));
-        let s = self;
-        let out = call!(s, "destroy", |g, store| g.call_destroy(store, &c, kind, &state, cred.as_ref()));
-        out.map_err(|m| s.plugin.failed(&s.store, "destroy", m))
     }
 }
