@@ -1,6 +1,6 @@
 //! Wall time, by epochs: the thread that advances the engine's epoch, and
 //! the per-store callback that makes a running plugin yield at every tick
-//! and trap once its call is past its deadline.
+//! and trap with [`WallTimeLimit`] once its call is past its deadline.
 //!
 //! There is no fuel: a plugin that spins on the CPU and one that waits in
 //! the host are both stopped by time. The epoch stops the first; a tokio
@@ -22,6 +22,14 @@ pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// How much longer than its limit a call may take before the tokio timeout
 /// around it gives up: the epoch callback should have stopped it first.
 pub(super) const TIMEOUT_SLACK: Duration = EPOCH_TICK.saturating_mul(10);
+
+/// What a store's epoch callback traps with when the current call is past
+/// its deadline. The call's error is told a timeout by this type
+/// (`wasmtime::Error::is`, which looks through the context wasmtime adds),
+/// not by its text.
+#[derive(Debug, thiserror::Error)]
+#[error("wall-time limit reached")]
+pub(super) struct WallTimeLimit;
 
 /// The thread that advances an engine's epoch every [`EPOCH_TICK`]. It
 /// stops when this is dropped, or when the engine is gone.
@@ -53,12 +61,13 @@ impl Drop for EpochTicker {
 }
 
 /// Every tick, a running plugin yields to the other tasks on its thread;
-/// past the current call's deadline (see [`start_call`]), it traps.
+/// past the current call's deadline (see [`start_call`]), it traps with
+/// [`WallTimeLimit`].
 pub(super) fn watch_deadline(store: &mut Store<PluginState>) {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |ctx| {
         if Instant::now() >= ctx.data().deadline {
-            Err(wasmtime::Error::msg("wall-time limit reached"))
+            Err(wasmtime::Error::new(WallTimeLimit))
         } else {
             Ok(UpdateDeadline::Yield(1))
         }
@@ -70,3 +79,15 @@ pub(super) fn start_call(store: &mut Store<PluginState>, limit: Duration) {
     store.data_mut().deadline = Instant::now() + limit;
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wall_time_limit_is_found_under_the_context_wasmtime_adds() {
+        let e = wasmtime::Error::new(WallTimeLimit).context("error while executing at wasm backtrace:");
+        assert!(e.is::<WallTimeLimit>());
+        assert!(e.downcast_ref::<WallTimeLimit>().is_some());
+        assert!(!wasmtime::Error::msg("wall-time limit reached").is::<WallTimeLimit>(), "found by type, not by text");
+    }
+}

@@ -8,6 +8,7 @@ use wasmtime::Store;
 
 use stackpipe_dsl::ast::PluginKind;
 
+use super::epoch::WallTimeLimit;
 use super::{LoadedPlugin, PluginError, PluginState};
 
 /// Outputs, states and plans larger than this are refused: one plugin must not
@@ -27,7 +28,7 @@ impl LoadedPlugin {
             Ok(Err(_)) if store.data().limiter.hit => {
                 Err(PluginError::OutOfMemory { plugin, op, mb: self.limits.memory_mb })
             }
-            Ok(Err(e)) if format!("{e:#}").contains("wall-time limit reached") => {
+            Ok(Err(e)) if e.is::<WallTimeLimit>() => {
                 Err(PluginError::Timeout { plugin, op, secs: self.limits.timeout_s.max(1) })
             }
             Ok(Err(e)) => Err(PluginError::Crashed { plugin, op, reason: crash_reason(&e, &store.data().stderr()) }),
