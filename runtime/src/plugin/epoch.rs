@@ -3,9 +3,10 @@
 //! and trap with [`WallTimeLimit`] once its call is past its deadline.
 //!
 //! There is no fuel: a plugin that spins on the CPU and one that waits in
-//! the host are both stopped by time. The epoch stops the first; a tokio
-//! timeout a few ticks later around every call stops the second, whose
-//! wasm never runs to see an epoch.
+//! the host (a sleep, a socket) are both stopped by time. The epoch callback
+//! stops the first. The second runs no wasm that could see an epoch, so a
+//! tokio timeout around every call stops it, [`TIMEOUT_SLACK`] after the
+//! limit (around a session's instantiation, at the limit itself).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

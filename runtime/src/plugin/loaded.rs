@@ -1,7 +1,7 @@
 //! A loaded plugin: a compiled, linked component (`InstancePre`) with its
-//! grants and limits, and the calls the run makes on it: a provisioner's
-//! through a [`ProvisionerSession`], a resolver's and a policy's each in an
-//! instance of its own.
+//! grants and limits, and the calls the run makes on it. Each instance gets
+//! a fresh store: a provisioner's serves a [`ProvisionerSession`], a
+//! resolver's or a policy's the one call it is made for.
 
 use std::fmt;
 use std::sync::Arc;

@@ -5,17 +5,20 @@
 //! instance pool (`host.rs`), with a thread that advances the engine's epoch
 //! so that a call's wall-time limit holds (`epoch.rs`). [`PluginHost::load`]
 //! compiles a component, or takes it from the [`ArtifactCache`], and links it
-//! into a [`LoadedPlugin`], an `InstancePre` (`load.rs`, `loaded.rs`). Every
-//! call instantiates it in a fresh store, so a crash or a limit hit in one
-//! call cannot leak into the next; a provisioner's calls go through a
-//! [`ProvisionerSession`] (`session.rs`). How a call ended becomes its result
-//! or a [`PluginError`] (`outcome.rs`, `error.rs`).
+//! into a [`LoadedPlugin`], an `InstancePre` (`load.rs`, `loaded.rs`).
+//!
+//! Every instance gets a fresh store whose WASI context holds only the
+//! plugin's grants (`sandbox.rs`), so nothing one instance did (a crash, a
+//! limit hit, what it wrote in memory) reaches the next. A provisioner's
+//! instance can serve several calls, through a [`ProvisionerSession`]
+//! (`session.rs`): a stack job's operations share one. A resolver's or a
+//! policy's serves one call. How a call ended becomes its result or a
+//! [`PluginError`] (`outcome.rs`, `error.rs`).
 //!
 //! Besides WASI, a plugin can import stackpipe's `host` interface (`log.rs`);
-//! its monotonic-clock sleeps end on time (`fine_clock.rs`). What it may
-//! touch is its sandbox (`sandbox.rs`). The rest: the generated bindings, the
-//! builtin components, `stackpipe plugin inspect`, the types calls trade in
-//! (`values.rs`) and what schemas say (`schema.rs`).
+//! its monotonic-clock sleeps end on time (`fine_clock.rs`). The rest: the
+//! generated bindings, the builtin components, `stackpipe plugin inspect`,
+//! the types calls trade in (`values.rs`) and what schemas say (`schema.rs`).
 
 mod artifact_cache;
 pub mod bindings;
