@@ -160,7 +160,8 @@ fn not_a_component_reason(bytes: &[u8], e: &wasmtime::Error) -> String {
     if !bytes.starts_with(b"\0asm") {
         return "the file does not start with the WebAssembly magic bytes `\\0asm`".into();
     }
-    // Byte 4..8: version (1) and layer (0 = core module, 1 = component).
+    // Bytes 4..6 are the version (1 for a core module, 0x0d for a component
+    // today), bytes 6..8 the layer: 0 for a core module, 1 for a component.
     if bytes.len() >= 8 && bytes[6..8] == [0, 0] {
         return "it is a core WebAssembly module, not a component (build for wasm32-wasip2, or wrap it with `wasm-tools component new`)".into();
     }
