@@ -8,9 +8,89 @@ use serde_json::{json, Value};
 use stackpipe_dsl::ast::PluginKind;
 use stackpipe_dsl::{Grants, Limits, PluginSource};
 use stackpipe_runtime::plugin::{
-    ArtifactCache, CacheOutcome, CallContext, Change, LoadedPlugin, PluginError, PluginHost, PluginLoad, PolicyVerdict,
-    Sandbox,
+    Applied, ArtifactCache, CacheOutcome, CallContext, Change, Credential, LoadedPlugin, PluginDiagnostic, PluginError,
+    PluginHost, PluginLoad, PolicyVerdict, ResourcePlan, Sandbox,
 };
+
+/// One provisioner call in a session of its own, as these tests make them
+/// (a run opens one session for all the calls of a stack job).
+trait OneShot {
+    async fn validate(&self, host: &PluginHost, ctx: &CallContext, kind: &str, desired: &Value) -> Result<Vec<PluginDiagnostic>, PluginError>;
+    async fn read(
+        &self,
+        host: &PluginHost,
+        ctx: &CallContext,
+        kind: &str,
+        state: Option<&Value>,
+        desired: &Value,
+        cred: Option<&Credential>,
+    ) -> Result<Option<Applied>, PluginError>;
+    async fn plan(
+        &self,
+        host: &PluginHost,
+        ctx: &CallContext,
+        kind: &str,
+        prior: Option<&Value>,
+        desired: &Value,
+        cred: Option<&Credential>,
+    ) -> Result<ResourcePlan, PluginError>;
+    async fn apply(
+        &self,
+        host: &PluginHost,
+        ctx: &CallContext,
+        kind: &str,
+        prior: Option<&Value>,
+        desired: &Value,
+        cred: Option<&Credential>,
+    ) -> Result<Applied, PluginError>;
+    async fn destroy(&self, host: &PluginHost, ctx: &CallContext, kind: &str, state: &Value, cred: Option<&Credential>) -> Result<(), PluginError>;
+}
+
+impl OneShot for LoadedPlugin {
+    async fn validate(&self, host: &PluginHost, ctx: &CallContext, kind: &str, desired: &Value) -> Result<Vec<PluginDiagnostic>, PluginError> {
+        self.session(host).await?.validate(ctx, kind, desired).await
+    }
+
+    async fn read(
+        &self,
+        host: &PluginHost,
+        ctx: &CallContext,
+        kind: &str,
+        state: Option<&Value>,
+        desired: &Value,
+        cred: Option<&Credential>,
+    ) -> Result<Option<Applied>, PluginError> {
+        self.session(host).await?.read(ctx, kind, state, desired, cred).await
+    }
+
+    async fn plan(
+        &self,
+        host: &PluginHost,
+        ctx: &CallContext,
+        kind: &str,
+        prior: Option<&Value>,
+        desired: &Value,
+        cred: Option<&Credential>,
+    ) -> Result<ResourcePlan, PluginError> {
+        self.session(host).await?.plan(ctx, kind, prior, desired, cred).await
+    }
+
+    async fn apply(
+        &self,
+        host: &PluginHost,
+        ctx: &CallContext,
+        kind: &str,
+        prior: Option<&Value>,
+        desired: &Value,
+        cred: Option<&Credential>,
+    ) -> Result<Applied, PluginError> {
+        self.session(host).await?.apply(ctx, kind, prior, desired, cred).await
+    }
+
+    async fn destroy(&self, host: &PluginHost, ctx: &CallContext, kind: &str, state: &Value, cred: Option<&Credential>) -> Result<(), PluginError> {
+        self.session(host).await?.destroy(ctx, kind, state, cred).await
+    }
+}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

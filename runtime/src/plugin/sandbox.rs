@@ -1,5 +1,5 @@
-//! What a plugin instance may touch. Each call gets a fresh store whose WASI
-//! context holds exactly the plugin's grants: preopened directories, the
+//! What a plugin instance may touch. Each instance gets a fresh store whose
+//! WASI context holds exactly the plugin's grants: preopened directories, the
 //! granted environment variables, and an HTTP gate that lets requests through
 //! only to granted `host:port`s. Nothing is inherited from the host process.
 
@@ -145,7 +145,7 @@ fn guest_name(grant: &str) -> String {
     if g.is_empty() { ".".into() } else { g.into() }
 }
 
-/// The store data of one plugin call.
+/// The store data of one plugin instance (one call, or the calls of a session).
 pub struct PluginState {
     pub(crate) plugin: Arc<str>,
     wasi: WasiCtx,

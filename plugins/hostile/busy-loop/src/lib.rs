@@ -1,5 +1,5 @@
 //! busy-loop: apply spins forever without yielding, blocking or allocating.
-//! The host must stop it with its time limit (epoch interruption / fuel) and report a timeout.
+//! The host must stop it at its time limit (epoch interruption: the host meters no fuel) and report a timeout.
 #![allow(unused_variables)]
 
 wit_bindgen::generate!({ path: "../../../wit", world: "provisioner-plugin" });
