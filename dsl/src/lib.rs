@@ -14,11 +14,8 @@ mod excerpt;
 pub mod graph;
 mod par;
 pub mod parser;
-mod recognizer;
 pub mod render;
 pub mod sensitive;
-mod syntax;
-mod tree;
 
 pub use compile::{compile, CompileOptions, DEFAULT_ENVIRONMENT};
 pub use diagnostic::{Code, Diagnostic, Diagnostics};

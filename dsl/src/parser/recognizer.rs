@@ -26,7 +26,7 @@
 //! [`MAX_NESTING`](crate::parser::MAX_NESTING) before either parser runs.
 
 use crate::parser::Rule;
-use crate::tree::{Node, Tree};
+use super::tree::{Node, Tree};
 
 pub(crate) struct Recognizer<'i> {
     src: &'i str,

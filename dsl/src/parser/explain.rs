@@ -1165,7 +1165,7 @@ mod tests {
     ];
 
     const EXAMPLES: [&str; 2] =
-        [include_str!("../../examples/aws-env.pipeline"), include_str!("../../examples/local-files.pipeline")];
+        [include_str!("../../../examples/aws-env.pipeline"), include_str!("../../../examples/local-files.pipeline")];
 
     fn soup() -> impl Strategy<Value = String> {
         prop::collection::vec(prop::sample::select(TOKENS), 0..40).prop_map(|t| t.join(" "))

@@ -3,6 +3,10 @@
 //! cannot: unknown keys, duplicate keys, bad escapes, attributes written as
 //! blocks and the reverse.
 
+mod explain;
+mod recognizer;
+mod tree;
+
 use std::fmt;
 
 use pest::Parser as _;
@@ -10,12 +14,11 @@ use pest::Parser as _;
 use crate::ast::*;
 use crate::diagnostic::{did_you_mean, Code, Diagnostic};
 use crate::par;
-use crate::recognizer::Recognizer;
-use crate::syntax;
-use crate::tree::Tree;
+use recognizer::Recognizer;
+use tree::Tree;
 
 /// A node of an item's parse tree.
-type Node<'t> = crate::tree::Node<'t, Rule>;
+type Node<'t> = tree::Node<'t, Rule>;
 
 #[derive(pest_derive::Parser)]
 #[grammar = "pipeline.pest"]
@@ -26,7 +29,7 @@ struct Grammar;
 pub const MAX_NESTING: usize = 64;
 
 // Item keywords; a syntax error skips ahead to the next line starting with one.
-use crate::syntax::ITEM_KEYWORDS;
+use explain::ITEM_KEYWORDS;
 
 /// Parses a whole file. Returns what could be parsed and every error found;
 /// a syntax error in one item does not hide errors in the items after it.
@@ -46,7 +49,7 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
     // A block comment that is never closed: no parse can get past it, and
     // pest would read it to the end of the file each time it tried it (a
     // dozen times for one item), so pest is not run over it.
-    let never_closed = syntax::comment_never_closed(src);
+    let never_closed = explain::comment_never_closed(src);
     if never_closed.is_none() {
         if let Some(parsed) = pest_whole(src, 0) {
             return parsed;
@@ -56,7 +59,7 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
     let mut module = Module::default();
     // The file has a syntax error: one item at a time, so that an error in
     // one does not hide the errors of the items after it. Each error is
-    // explained by `syntax::explain_item`, which walks the item by hand.
+    // explained by `explain::explain_item`, which walks the item by hand.
     let mut pos = 0;
     while pos < src.len() {
         let rest = &src[pos..];
@@ -68,7 +71,7 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
         if Grammar::parse(Rule::trivia_only, for_pest).is_ok() {
             if let Some(at) = comment {
                 // Only the comment is left.
-                lower.diags.push(syntax::comment_never_closed_at(at));
+                lower.diags.push(explain::comment_never_closed_at(at));
             }
             break;
         }
@@ -81,7 +84,7 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
                 // `string` to fail as the next item; it is this var's mistake.
                 // So is a second `sensitive`, after a var or an output.
                 let junk = match item.as_rule() {
-                    Rule::var_decl | Rule::output_decl => syntax::explain_item(src, pos),
+                    Rule::var_decl | Rule::output_decl => explain::explain_item(src, pos),
                     _ => None,
                 };
                 match junk {
@@ -103,7 +106,7 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
             }
             Err(e) => {
                 let pest_at = pos + error_offset(&e);
-                match syntax::explain_item(src, pos) {
+                match explain::explain_item(src, pos) {
                     // The rest of the file is inside the comment.
                     Some(x) if x.comment_never_closed => (x.diag, None),
                     Some(x) => {
@@ -1649,6 +1652,6 @@ mod tests {
         assert_eq!(d.len(), 1, "{d:#?}");
         assert_ne!(d[0].message, "unterminated block comment");
         assert_eq!(m.resources.len(), 1, "the item after the mistake parses");
-        assert_eq!(syntax::comment_never_closed(src), None);
+        assert_eq!(explain::comment_never_closed(src), None);
     }
 }
