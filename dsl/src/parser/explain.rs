@@ -19,9 +19,7 @@
 use crate::ast::Span;
 use crate::diagnostic::{closest, Code, Diagnostic};
 
-/// Item keywords, as in the grammar.
-pub(crate) const ITEM_KEYWORDS: [&str; 8] =
-    ["resource", "var", "plugin", "credentials", "flow", "environment", "output", "pipeline"];
+use super::grammar::ITEM_KEYWORDS;
 
 /// What went wrong in an item, and where parsing should go on, when the walk
 /// knows better than "the next line that starts with an item keyword".
@@ -1195,7 +1193,7 @@ mod tests {
         if crate::parser::too_deep(src) {
             return;
         }
-        let pest_ok = crate::parser::file_parses(src);
+        let pest_ok = super::super::grammar::file_parses(src);
         let walked = explain_file(src);
         assert_eq!(pest_ok, walked.is_none(), "{src:?}: pest {pest_ok}, walk {:?}", walked.map(|e| e.diag));
     }

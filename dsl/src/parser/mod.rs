@@ -4,6 +4,7 @@
 //! blocks and the reverse.
 
 mod explain;
+mod grammar;
 mod recognizer;
 mod tree;
 
@@ -14,22 +15,19 @@ use pest::Parser as _;
 use crate::ast::*;
 use crate::diagnostic::{did_you_mean, Code, Diagnostic};
 use crate::par;
+use grammar::{is_identifier, Grammar, ITEM_KEYWORDS};
 use recognizer::Recognizer;
 use tree::Tree;
+
+/// The grammar's rules; public as they always were.
+pub use grammar::Rule;
 
 /// A node of an item's parse tree.
 type Node<'t> = tree::Node<'t, Rule>;
 
-#[derive(pest_derive::Parser)]
-#[grammar = "pipeline.pest"]
-struct Grammar;
-
 /// Brackets, braces and parentheses nested deeper than this are refused
 /// before parsing, so no input can exhaust the stack of the recursive parser.
 pub const MAX_NESTING: usize = 64;
-
-// Item keywords; a syntax error skips ahead to the next line starting with one.
-use explain::ITEM_KEYWORDS;
 
 /// Parses a whole file. Returns what could be parsed and every error found;
 /// a syntax error in one item does not hide errors in the items after it.
@@ -313,12 +311,6 @@ pub fn recognizer_agrees_with_pest(src: &str) -> Result<bool, String> {
             Some(i) => Err(format!("item {i}: pest {:?}\n         recognizer {:?}", p[i], h[i])),
         },
     }
-}
-
-/// Whether the whole file parses, for the tests of `syntax`.
-#[cfg(test)]
-pub(crate) fn file_parses(src: &str) -> bool {
-    Grammar::parse(Rule::file, src).is_ok()
 }
 
 #[cfg(test)]
@@ -1394,12 +1386,6 @@ fn parse_number(s: &str) -> Option<serde_json::Number> {
         }
     }
     s.parse::<f64>().ok().and_then(serde_json::Number::from_f64)
-}
-
-pub(crate) fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@
 //! Recursion is bounded: the parser refuses input nested deeper than
 //! [`MAX_NESTING`](crate::parser::MAX_NESTING) before either parser runs.
 
-use crate::parser::Rule;
+use super::grammar::Rule;
 use super::tree::{Node, Tree};
 
 pub(crate) struct Recognizer<'i> {
