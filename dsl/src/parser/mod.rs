@@ -6,6 +6,7 @@
 mod explain;
 mod grammar;
 mod recognizer;
+mod syntax_error;
 mod tree;
 
 use std::fmt;
@@ -69,7 +70,7 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
         if Grammar::parse(Rule::trivia_only, for_pest).is_ok() {
             if let Some(at) = comment {
                 // Only the comment is left.
-                lower.diags.push(explain::comment_never_closed_at(at));
+                lower.diags.push(syntax_error::comment_never_closed_at(at));
             }
             break;
         }
@@ -103,7 +104,7 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
                 }
             }
             Err(e) => {
-                let pest_at = pos + error_offset(&e);
+                let pest_at = pos + syntax_error::pest_offset(&e);
                 match explain::explain_item(src, pos) {
                     // The rest of the file is inside the comment.
                     Some(x) if x.comment_never_closed => (x.diag, None),
@@ -111,7 +112,7 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
                         let at = x.diag.position().max(pest_at);
                         (x.diag, x.resume.or_else(|| resync(src, at)))
                     }
-                    None => (syntax_error(src, pest_at, &e), resync(src, pest_at)),
+                    None => (syntax_error::from_pest(src, pest_at, &e), resync(src, pest_at)),
                 }
             }
         };
@@ -265,7 +266,7 @@ pub fn parse_expr(src: &str) -> Result<Expr, Vec<Diagnostic>> {
                 Err(lower.diags)
             }
         }
-        Err(e) => Err(vec![syntax_error(src, error_offset(&e), &e)]),
+        Err(e) => Err(vec![syntax_error::from_pest(src, syntax_error::pest_offset(&e), &e)]),
     }
 }
 
@@ -371,13 +372,6 @@ fn after_trivia(mut s: &str) -> &str {
     }
 }
 
-fn error_offset(e: &pest::error::Error<Rule>) -> usize {
-    match e.location {
-        pest::error::InputLocation::Pos(p) => p,
-        pest::error::InputLocation::Span((s, _)) => s,
-    }
-}
-
 /// The start of the next line, after `at`, that begins with an item keyword.
 fn resync(src: &str, at: usize) -> Option<usize> {
     let mut line_start = src[at..].find('\n').map(|i| at + i + 1)?;
@@ -391,124 +385,6 @@ fn resync(src: &str, at: usize) -> Option<usize> {
             return Some(line_start);
         }
         line_start = line.find('\n').map(|i| line_start + i + 1)?;
-    }
-}
-
-/// What a grammar rule is called in an "expected ..." message.
-fn describe(rule: Rule) -> Option<&'static str> {
-    Some(match rule {
-        Rule::item
-        | Rule::pipeline_decl
-        | Rule::var_decl
-        | Rule::plugin_decl
-        | Rule::credentials_decl
-        | Rule::flow_decl
-        | Rule::environment_decl
-        | Rule::resource_decl
-        | Rule::output_decl
-        | Rule::kw_pipeline
-        | Rule::kw_var
-        | Rule::kw_plugin
-        | Rule::kw_credentials
-        | Rule::kw_flow
-        | Rule::kw_environment
-        | Rule::kw_resource
-        | Rule::kw_output => "an item (`resource`, `var`, `plugin`, `credentials`, `flow`, `environment`, `output`, `pipeline`)",
-        Rule::kw_sensitive => "`sensitive`",
-        Rule::identifier | Rule::type_name => "a name",
-        Rule::string => "a string",
-        Rule::string_end => "`\"`",
-        Rule::expr
-        | Rule::null_lit
-        | Rule::bool_lit
-        | Rule::number
-        | Rule::heredoc
-        | Rule::list
-        | Rule::map
-        | Rule::call => "an expression",
-        Rule::body => "`{`",
-        Rule::body_end => "`}`",
-        Rule::attribute | Rule::block => "an attribute (`key = value`) or a block (`name { ... }`)",
-        Rule::get_attr => "`.`",
-        Rule::index => "`[`",
-        Rule::list_end => "`]`",
-        Rule::map_end => "`}`",
-        Rule::map_entry => "a map entry (`key = value`)",
-        Rule::interpolation_end => "`}` closing the interpolation",
-        Rule::heredoc_line | Rule::heredoc_end => "the heredoc's closing marker",
-        Rule::EOI => "end of file",
-        _ => return None,
-    })
-}
-
-fn syntax_error(src: &str, at: usize, e: &pest::error::Error<Rule>) -> Diagnostic {
-    let rest = &src[at.min(src.len())..];
-    let found_len = token_len(rest);
-    let span = Span::new(at, at + found_len);
-    if rest.starts_with("/*") && !rest.contains("*/") {
-        return Diagnostic::at(Code::Syntax, Span::new(at, at + 2), "unterminated block comment")
-            .help("close the comment with `*/`");
-    }
-    let mut expected: Vec<&str> = Vec::new();
-    let mut unterminated_string = false;
-    let mut unterminated_heredoc = false;
-    if let pest::error::ErrorVariant::ParsingError { positives, .. } = &e.variant {
-        for r in positives {
-            unterminated_string |= *r == Rule::string_end;
-            unterminated_heredoc |= matches!(r, Rule::heredoc_end | Rule::heredoc_line);
-            if let Some(d) = describe(*r) {
-                if !expected.contains(&d) {
-                    expected.push(d);
-                }
-            }
-        }
-    }
-    if unterminated_heredoc {
-        return Diagnostic::at(Code::Syntax, span, "unterminated heredoc")
-            .with_label(span, "the text ends here without the closing marker")
-            .help("end the heredoc with its marker alone on a line, like `EOT`");
-    }
-    if unterminated_string && (rest.is_empty() || rest.starts_with('\n') || rest.starts_with('\r')) {
-        return Diagnostic::at(Code::Syntax, Span::new(at, at), "unterminated string")
-            .with_label(Span::new(at, at), "the line ends before the closing `\"`")
-            .help("close the string with `\"`, or use a heredoc (`<<EOT`) for text over several lines");
-    }
-    let found = found_description(rest, found_len);
-    let message = match expected.len() {
-        0 => format!("unexpected {found}"),
-        _ => format!("expected {}, found {found}", join_or(&expected)),
-    };
-    let label = if expected.is_empty() { "not expected here".to_string() } else { format!("expected {}", join_or(&expected)) };
-    Diagnostic::at(Code::Syntax, span, message).with_label(span, label)
-}
-
-fn join_or(items: &[&str]) -> String {
-    match items {
-        [] => String::new(),
-        [one] => one.to_string(),
-        [init @ .., last] => format!("{} or {last}", init.join(", ")),
-    }
-}
-
-/// Length of the token at the start of `rest`: a word, or one character.
-fn token_len(rest: &str) -> usize {
-    let word: usize = rest
-        .char_indices()
-        .take_while(|(_, c)| c.is_alphanumeric() || *c == '_' || *c == '-')
-        .map(|(_, c)| c.len_utf8())
-        .sum();
-    if word > 0 {
-        word
-    } else {
-        rest.chars().next().map(|c| c.len_utf8()).unwrap_or(0)
-    }
-}
-
-fn found_description(rest: &str, len: usize) -> String {
-    match rest.chars().next() {
-        None => "end of file".to_string(),
-        Some('\n') | Some('\r') => "end of line".to_string(),
-        Some(_) => format!("`{}`", &rest[..len]),
     }
 }
 

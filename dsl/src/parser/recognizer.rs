@@ -7,7 +7,7 @@
 //! the same [`Tree`] pest's parse would, node for node and span for span, so
 //! lowering cannot tell them apart. It stops at the first byte it cannot
 //! accept; the parser then parses the file with pest, whose errors
-//! `parser.rs` and `syntax.rs` turn into diagnostics. Getting a file wrong
+//! `explain.rs` and `syntax_error.rs` turn into diagnostics. Getting a file wrong
 //! here can therefore only cost time, as long as this accepts nothing pest
 //! rejects and builds the trees pest builds: the tests below check both
 //! against pest on generated, mutated and hand-written input.
