@@ -1,30 +1,36 @@
-//! Source text -> [`Module`]. pest recognises the text; this file lowers the
-//! generic bodies into typed items, decodes strings, and reports what pest
-//! cannot: unknown keys, duplicate keys, bad escapes, attributes written as
-//! blocks and the reverse.
+//! The parse driver: source text -> [`Module`] and the syntax errors.
+//!
+//! A file without syntax errors is read by the hand-written
+//! [`recognizer`](self::recognizer) (pest only if it gives up), a large
+//! one in parts, on several threads, and each item's tree is lowered into
+//! the typed AST ([`lower`](self::lower)). A file with a syntax error is
+//! parsed one item at a time by pest, so that a mistake in one item does
+//! not hide those in the items after it; each mistake is explained by
+//! [`explain`](self::explain) or, failing that, from pest's own error
+//! ([`syntax_error`](self::syntax_error)), and parsing goes on at the next
+//! item.
 
+mod body;
 mod explain;
 mod grammar;
+mod lower;
 mod recognizer;
+mod strings;
 mod syntax_error;
 mod tree;
-
-use std::fmt;
 
 use pest::Parser as _;
 
 use crate::ast::*;
-use crate::diagnostic::{did_you_mean, Code, Diagnostic};
+use crate::diagnostic::{Code, Diagnostic};
 use crate::par;
 use grammar::{is_identifier, Grammar, ITEM_KEYWORDS};
+use lower::Lower;
 use recognizer::Recognizer;
 use tree::Tree;
 
 /// The grammar's rules; public as they always were.
 pub use grammar::Rule;
-
-/// A node of an item's parse tree.
-type Node<'t> = tree::Node<'t, Rule>;
 
 /// Brackets, braces and parentheses nested deeper than this are refused
 /// before parsing, so no input can exhaust the stack of the recursive parser.
@@ -36,10 +42,10 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
     if let Some(d) = nesting_error(src) {
         return (Module::default(), vec![d]);
     }
-    // The fast path: the whole file parses. pest indexes the lines of its
-    // input on every call, so driving it item by item over the rest of the
-    // file would be quadratic in the file's size; a large file is parsed in
-    // parts, each in one call.
+    // The fast path: the file has no syntax error. pest indexes the lines of
+    // its input on every call, so driving it item by item over the rest of
+    // the file, as `parse_item_by_item` does, would be quadratic in the
+    // file's size; a large file is parsed in parts, each in one call.
     let threads = par::threads_for(src.len(), PARALLEL_MIN_BYTES);
     let parts = (src.len() / PART_BYTES).max(threads);
     if let Some(parsed) = parse_in_parts(src, parts, threads).or_else(|| recognize_whole(src, 0)) {
@@ -54,11 +60,15 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
             return parsed;
         }
     }
-    let mut lower = Lower { base: 0, diags: Vec::new(), invalid: Vec::new() };
+    parse_item_by_item(src, never_closed)
+}
+
+/// The file has a syntax error: one item at a time, so that an error in
+/// one does not hide the errors of the items after it. `never_closed` is
+/// where a block comment opens that no `*/` closes, if one does.
+fn parse_item_by_item(src: &str, never_closed: Option<usize>) -> (Module, Vec<Diagnostic>) {
+    let mut lower = Lower::new(0);
     let mut module = Module::default();
-    // The file has a syntax error: one item at a time, so that an error in
-    // one does not hide the errors of the items after it. Each error is
-    // explained by `explain::explain_item`, which walks the item by hand.
     let mut pos = 0;
     while pos < src.len() {
         let rest = &src[pos..];
@@ -74,47 +84,13 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
             }
             break;
         }
-        let (diag, resume) = match Grammar::parse(Rule::single_item, for_pest) {
-            Ok(mut pairs) => {
-                let Some(single) = pairs.next() else { break };
-                let consumed = single.as_span().end();
-                let Some(item) = single.into_inner().next() else { break };
-                // `var region string = ...` parses as `var region`, leaving
-                // `string` to fail as the next item; it is this var's mistake.
-                // So is a second `sensitive`, after a var or an output.
-                let junk = match item.as_rule() {
-                    Rule::var_decl | Rule::output_decl => explain::explain_item(src, pos),
-                    _ => None,
-                };
-                match junk {
-                    Some(x) if x.comment_never_closed => (x.diag, None),
-                    None => {
-                        lower.base = pos;
-                        lower.item(Tree::new(for_pest).fill(item), &mut module);
-                        if consumed == 0 {
-                            break;
-                        }
-                        pos += consumed;
-                        continue;
-                    }
-                    Some(x) => {
-                        let at = x.diag.position();
-                        (x.diag, x.resume.or_else(|| resync(src, at)))
-                    }
-                }
+        let (diag, resume) = match next_item(src, pos, for_pest, &mut lower, &mut module) {
+            NextItem::Lowered(0) | NextItem::Nothing => break,
+            NextItem::Lowered(consumed) => {
+                pos += consumed;
+                continue;
             }
-            Err(e) => {
-                let pest_at = pos + syntax_error::pest_offset(&e);
-                match explain::explain_item(src, pos) {
-                    // The rest of the file is inside the comment.
-                    Some(x) if x.comment_never_closed => (x.diag, None),
-                    Some(x) => {
-                        let at = x.diag.position().max(pest_at);
-                        (x.diag, x.resume.or_else(|| resync(src, at)))
-                    }
-                    None => (syntax_error::from_pest(src, pest_at, &e), resync(src, pest_at)),
-                }
-            }
+            NextItem::Mistake(diag, resume) => (diag, resume),
         };
         lower.diags.push(diag);
         if let Some(name) = declared_name(rest) {
@@ -125,8 +101,62 @@ pub fn parse(src: &str) -> (Module, Vec<Diagnostic>) {
             _ => break,
         }
     }
-    module.invalid = lower.invalid;
-    (module, lower.diags)
+    lower.finish(module)
+}
+
+/// What [`next_item`] made of the item at a position.
+enum NextItem {
+    /// Lowered into the module: it and the trivia before it were this many bytes.
+    Lowered(usize),
+    /// It has a mistake: what, and where parsing goes on (`None`: nowhere).
+    Mistake(Diagnostic, Option<usize>),
+    /// pest matched, but gave nothing to lower (it never does).
+    Nothing,
+}
+
+/// The item at `pos` in `src` (`for_pest` is the text from there that pest
+/// may read) parsed by pest and lowered into `module`, or its mistake explained.
+fn next_item(src: &str, pos: usize, for_pest: &str, lower: &mut Lower, module: &mut Module) -> NextItem {
+    match Grammar::parse(Rule::single_item, for_pest) {
+        Ok(mut pairs) => {
+            let Some(single) = pairs.next() else { return NextItem::Nothing };
+            let consumed = single.as_span().end();
+            let Some(item) = single.into_inner().next() else { return NextItem::Nothing };
+            // `var region string = ...` parses as `var region`, leaving
+            // `string` to fail as the next item; it is this var's mistake.
+            // So is a second `sensitive`, after a var or an output.
+            let junk = match item.as_rule() {
+                Rule::var_decl | Rule::output_decl => explain::explain_item(src, pos),
+                _ => None,
+            };
+            match junk {
+                Some(x) if x.comment_never_closed => NextItem::Mistake(x.diag, None),
+                None => {
+                    lower.base = pos;
+                    lower.item(Tree::new(for_pest).fill(item), module);
+                    NextItem::Lowered(consumed)
+                }
+                Some(x) => {
+                    let at = x.diag.position();
+                    let resume = x.resume.or_else(|| resync(src, at));
+                    NextItem::Mistake(x.diag, resume)
+                }
+            }
+        }
+        Err(e) => {
+            let pest_at = pos + syntax_error::pest_offset(&e);
+            match explain::explain_item(src, pos) {
+                // The rest of the file is inside the comment.
+                Some(x) if x.comment_never_closed => NextItem::Mistake(x.diag, None),
+                Some(x) => {
+                    let at = x.diag.position().max(pest_at);
+                    let resume = x.resume.or_else(|| resync(src, at));
+                    NextItem::Mistake(x.diag, resume)
+                }
+                None => NextItem::Mistake(syntax_error::from_pest(src, pest_at, &e), resync(src, pest_at)),
+            }
+        }
+    }
 }
 
 /// Parses `src`, which starts at `base` in the file, as a sequence of whole
@@ -139,20 +169,19 @@ fn parse_whole(src: &str, base: usize) -> Option<(Module, Vec<Diagnostic>)> {
 /// than pest and recognizes the same language.
 fn recognize_whole(src: &str, base: usize) -> Option<(Module, Vec<Diagnostic>)> {
     let mut recognizer = Recognizer::new(src);
-    let mut lower = Lower { base, diags: Vec::new(), invalid: Vec::new() };
+    let mut lower = Lower::new(base);
     let mut module = Module::default();
     while let Some(item) = recognizer.next_item()? {
         lower.item(item, &mut module);
     }
-    module.invalid = lower.invalid;
-    Some((module, lower.diags))
+    Some(lower.finish(module))
 }
 
 /// [`parse_whole`] by pest: what the recognizer does not accept, pest
 /// should reject too, but the language is pest's grammar.
 fn pest_whole(src: &str, base: usize) -> Option<(Module, Vec<Diagnostic>)> {
     let file = Grammar::parse(Rule::file, src).ok()?.next()?;
-    let mut lower = Lower { base, diags: Vec::new(), invalid: Vec::new() };
+    let mut lower = Lower::new(base);
     let mut module = Module::default();
     let mut tree = Tree::new(src);
     for item in file.into_inner() {
@@ -160,18 +189,18 @@ fn pest_whole(src: &str, base: usize) -> Option<(Module, Vec<Diagnostic>)> {
             lower.item(tree.fill(item), &mut module);
         }
     }
-    module.invalid = lower.invalid;
-    Some((module, lower.diags))
+    Some(lower.finish(module))
 }
 
 /// Below this size a file is parsed on one thread: starting threads would
 /// cost more than they save.
 const PARALLEL_MIN_BYTES: usize = 128 * 1024;
 
-/// A large file is parsed in parts of about this size, even on one thread:
-/// pest's token list for a part stays small, where for a whole large file
-/// it is copied as it grows and falls out of the cache (about a fifth of
-/// the time of a parse).
+/// A large file is parsed in parts of about this size, even on one thread.
+/// The recognizer does not mind the size; but if it gives up on a part, pest
+/// parses that part alone, and pest's token list for a part stays small,
+/// where for a whole large file it is copied as it grows and falls out of
+/// the cache (about a fifth of the time of a pest parse).
 const PART_BYTES: usize = 32 * 1024;
 
 /// The file cut into about `parts` parts at item boundaries, parsed on
@@ -182,10 +211,9 @@ const PART_BYTES: usize = 32 * 1024;
 /// as it does within the whole file: an item can only go on past the end of
 /// its line with punctuation (`=`, `.`, `[`, `(`, `:`) or with the word
 /// `sensitive`, which is not an item keyword, and no rule looks back. If the
-/// cut falls inside something, a bracket, string,
-/// heredoc or comment, the part before it is left open and does not parse;
-/// then the caller parses the file whole, so the result is the same either
-/// way.
+/// cut falls inside something, a bracket, string, heredoc or comment, the
+/// part before it is left open and does not parse; then the caller parses
+/// the file whole, so the result is the same either way.
 fn parse_in_parts(src: &str, parts: usize, threads: usize) -> Option<(Module, Vec<Diagnostic>)> {
     if parts < 2 {
         return None;
@@ -253,7 +281,7 @@ pub fn parse_expr(src: &str) -> Result<Expr, Vec<Diagnostic>> {
     }
     match Grammar::parse(Rule::standalone_expr, src) {
         Ok(mut pairs) => {
-            let mut lower = Lower { base: 0, diags: Vec::new(), invalid: Vec::new() };
+            let mut lower = Lower::new(0);
             let mut tree = Tree::new(src);
             let expr = pairs
                 .next()
@@ -386,882 +414,6 @@ fn resync(src: &str, at: usize) -> Option<usize> {
         }
         line_start = line.find('\n').map(|i| line_start + i + 1)?;
     }
-}
-
-/// One entry of a generic `{ }` body.
-enum Entry {
-    Attr(Attribute),
-    Block(Block),
-}
-
-struct Block {
-    name: Ident,
-    labels: Vec<Ident>,
-    entries: Vec<Entry>,
-    span: Span,
-}
-
-impl Entry {
-    fn key(&self) -> &Ident {
-        match self {
-            Entry::Attr(a) => &a.key,
-            Entry::Block(b) => &b.name,
-        }
-    }
-}
-
-/// Takes the keys an item understands out of its body, one at a time, and
-/// reports whatever is left as unknown.
-struct BodyReader<'o> {
-    entries: Vec<Entry>,
-    asked: Vec<&'static str>,
-    /// Keys whose mistakes are already reported: written in the wrong shape
-    /// (`source { }`), or the likely meaning of an unknown key (`soruce`).
-    /// A check that the key is missing stays quiet about these.
-    explained: Vec<&'static str>,
-    /// What owns this body, for messages: "plugin `aws`".
-    owner: &'o dyn fmt::Display,
-}
-
-impl<'o> BodyReader<'o> {
-    fn new(entries: Vec<Entry>, owner: &'o dyn fmt::Display) -> Self {
-        BodyReader { entries, asked: Vec::new(), explained: Vec::new(), owner }
-    }
-
-    fn take_all(&mut self, key: &'static str) -> Vec<Entry> {
-        self.asked.push(key);
-        // Most keys are not there: then there is nothing to move.
-        if !self.entries.iter().any(|e| e.key().name == key) {
-            return Vec::new();
-        }
-        let (taken, kept): (Vec<Entry>, Vec<Entry>) =
-            std::mem::take(&mut self.entries).into_iter().partition(|e| e.key().name == key);
-        self.entries = kept;
-        taken
-    }
-
-    /// The attribute `key = value`, at most once.
-    fn attr(&mut self, key: &'static str, diags: &mut Vec<Diagnostic>) -> Option<Expr> {
-        let mut found: Option<Attribute> = None;
-        for e in self.take_all(key) {
-            match e {
-                Entry::Attr(a) => match &found {
-                    Some(first) => diags.push(duplicate_key(&first.key, &a.key, self.owner)),
-                    None => found = Some(a),
-                },
-                Entry::Block(b) => {
-                    self.explained.push(key);
-                    diags.push(
-                        Diagnostic::at(Code::InvalidValue, b.name.span, format!("`{key}` is an attribute, not a block"))
-                            .with_label(b.name.span, "written as a block")
-                            .help(format!("write `{key} = ...`")),
-                    )
-                }
-            }
-        }
-        found.map(|a| a.value)
-    }
-
-    /// Every block `key { }` (with labels, if `labels` allows them).
-    fn blocks(&mut self, key: &'static str, labels: usize, diags: &mut Vec<Diagnostic>) -> Vec<Block> {
-        let mut out = Vec::new();
-        for e in self.take_all(key) {
-            match e {
-                Entry::Block(b) => {
-                    if b.labels.len() != labels {
-                        diags.push(label_count(key, &b, labels));
-                        continue;
-                    }
-                    out.push(b)
-                }
-                Entry::Attr(a) => diags.push(
-                    Diagnostic::at(Code::InvalidValue, a.key.span, format!("`{key}` is a block, not an attribute"))
-                        .with_label(a.key.span, "written as an attribute")
-                        .help(if labels == 0 { format!("write `{key} {{ ... }}`") } else { format!("write `{key} <name> {{ ... }}`") }),
-                ),
-            }
-        }
-        out
-    }
-
-    /// The block `key { }`, at most once.
-    fn block(&mut self, key: &'static str, diags: &mut Vec<Diagnostic>) -> Option<Block> {
-        let mut blocks = self.blocks(key, 0, diags).into_iter();
-        let first = blocks.next()?;
-        for dup in blocks {
-            diags.push(duplicate_key(&first.name, &dup.name, self.owner));
-        }
-        Some(first)
-    }
-
-    /// Reports every entry no one asked for. Returns the keys that are
-    /// missing for a reason already reported: checks of required keys skip them.
-    fn finish(mut self, diags: &mut Vec<Diagnostic>) -> Vec<&'static str> {
-        for e in &self.entries {
-            let key = e.key();
-            let closest = crate::diagnostic::closest(&key.name, self.asked.iter().copied());
-            if let Some(c) = closest {
-                self.explained.push(c);
-            }
-            diags.push(
-                Diagnostic::at(Code::UnknownKey, key.span, format!("unknown key `{}` in {}", key.name, self.owner))
-                    .with_label(key.span, "not a key of this block")
-                    .help(match closest {
-                        Some(c) => format!("did you mean `{c}`?"),
-                        None => format!("the keys here are: {}", self.asked.join(", ")),
-                    }),
-            );
-        }
-        self.explained
-    }
-
-    fn into_entries(self) -> Vec<Entry> {
-        self.entries
-    }
-}
-
-/// What owns a body, as messages name it: resource `vpc`.
-struct Named<'a>(&'static str, &'a str);
-
-impl fmt::Display for Named<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} `{}`", self.0, self.1)
-    }
-}
-
-/// A block with the wrong number of labels: `credentials { }`, `flow "x" { }`.
-fn label_count(key: &str, b: &Block, want: usize) -> Diagnostic {
-    if b.labels.len() < want {
-        let message = if key == "credentials" {
-            "expected the provisioner's name after `credentials`".to_string()
-        } else {
-            format!("expected a name after `{key}`")
-        };
-        return Diagnostic::at(Code::Syntax, b.name.span, message)
-            .with_label(b.name.span, "no name after this")
-            .help(if key == "credentials" {
-                "name the provisioner the credentials are for: `credentials aws { resolver = ... }`".to_string()
-            } else {
-                format!("write `{key} <name> {{ ... }}`")
-            });
-    }
-    let extra = &b.labels[want..];
-    let span = extra[0].span.to(extra[extra.len() - 1].span);
-    let text = if want == 0 { format!("block `{key}` takes no label") } else { format!("block `{key}` takes {want} label") };
-    Diagnostic::at(Code::Syntax, span, text)
-        .with_label(span, if extra.len() == 1 { "unexpected label" } else { "unexpected labels" })
-        .help(if want == 0 { format!("write `{key} {{ ... }}`") } else { format!("write `{key} <name> {{ ... }}`") })
-}
-
-fn duplicate_key(first: &Ident, dup: &Ident, owner: &dyn fmt::Display) -> Diagnostic {
-    Diagnostic::at(Code::DuplicateKey, dup.span, format!("`{}` is set twice in {owner}", dup.name))
-        .with_label(dup.span, "set again here")
-        .with_label(first.span, "first set here")
-}
-
-/// Lowering state: the offset of the slice being lowered and the errors so far.
-struct Lower {
-    base: usize,
-    diags: Vec<Diagnostic>,
-    /// Spans of expressions reported here (see [`Module::invalid`]).
-    invalid: Vec<Span>,
-}
-
-impl Lower {
-    fn span(&self, p: Node) -> Span {
-        Span::new(self.base + p.start(), self.base + p.end())
-    }
-
-    /// The span of a rule that ends in an optional or repeated part, which pest
-    /// extends over the whitespace and comments it skipped looking for more:
-    /// from the first child to the end of the last.
-    fn children_span(&self, p: Node) -> Span {
-        let whole = self.span(p);
-        match p.children().last() {
-            Some(last) => Span::new(whole.start, self.span(last).end),
-            None => whole,
-        }
-    }
-
-    fn ident(&self, p: Node) -> Ident {
-        Ident { name: p.as_str().into(), span: self.span(p) }
-    }
-
-    fn item(&mut self, p: Node, m: &mut Module) {
-        let span = self.children_span(p);
-        let rule = p.rule();
-        // The first child of every item is its keyword.
-        let mut inner = p.children().skip(1);
-        match rule {
-            Rule::pipeline_decl => {
-                let Some(s) = inner.next() else { return };
-                let name_span = self.span(s);
-                let expr = self.string(s);
-                match expr.as_plain_string() {
-                    Some(name) => m.pipeline.push(PipelineDecl { name, name_span, span }),
-                    None => self.diags.push(
-                        Diagnostic::at(Code::InvalidValue, name_span, "the pipeline name must be a plain string, without `${}`")
-                            .with_label(name_span, "has an interpolation")
-                            .help("the name is the same in every environment: write it as plain text, like `pipeline \"aws\"`"),
-                    ),
-                }
-            }
-            Rule::var_decl => {
-                let Some(name) = inner.next().map(|i| self.ident(i)) else { return };
-                let mut ty = VarType::Any;
-                let mut ty_span = None;
-                let mut default = None;
-                let mut sensitive = None;
-                for part in inner {
-                    match part.rule() {
-                        Rule::kw_sensitive => sensitive = Some(self.span(part)),
-                        Rule::type_name => {
-                            let s = self.span(part);
-                            ty_span = Some(s);
-                            let word = part.as_str();
-                            match VarType::ALL.iter().find(|(n, _)| *n == word) {
-                                Some((_, t)) => ty = *t,
-                                // `var x: sensitive`: the keyword read as the type.
-                                None if word == "sensitive" => self.diags.push(
-                                    Diagnostic::at(Code::InvalidValue, s, "`sensitive` is not a type")
-                                        .with_label(s, "not a type")
-                                        .help(format!(
-                                            "`sensitive` comes last, after the type: `var {}: string sensitive`",
-                                            name.name
-                                        )),
-                                ),
-                                None => self.diags.push(
-                                    Diagnostic::at(Code::InvalidValue, s, format!("unknown type `{word}`"))
-                                        .with_label(s, "not a type")
-                                        .help(
-                                            did_you_mean(word, VarType::ALL.iter().map(|(n, _)| *n)).unwrap_or_else(
-                                                || "the types are: string, number, bool, list, map, any".into(),
-                                            ),
-                                        ),
-                                ),
-                            }
-                        }
-                        _ => default = Some(self.expr(part)),
-                    }
-                }
-                m.vars.push(VarDecl { name, ty, ty_span, default, sensitive, span });
-            }
-            Rule::plugin_decl => {
-                let (Some(name), Some(body)) = (inner.next(), inner.next()) else { return };
-                let name = self.ident(name);
-                let entries = self.body(body);
-                m.plugins.push(self.plugin(name, entries, span));
-            }
-            Rule::credentials_decl => {
-                let (Some(name), Some(body)) = (inner.next(), inner.next()) else { return };
-                let provisioner = self.ident(name);
-                let entries = self.body(body);
-                m.credentials.push(self.credentials(provisioner, entries, span));
-            }
-            Rule::flow_decl => {
-                let Some(body) = inner.next() else { return };
-                let entries = self.body(body);
-                m.flows.push(self.flow(entries, span, "the pipeline's `flow`".into()));
-            }
-            Rule::environment_decl => {
-                let (Some(name), Some(body)) = (inner.next(), inner.next()) else { return };
-                let name = self.ident(name);
-                let entries = self.body(body);
-                m.environments.push(self.environment(name, entries, span));
-            }
-            Rule::resource_decl => {
-                let (Some(name), Some(ty), Some(body)) = (inner.next(), inner.next(), inner.next()) else { return };
-                let name = self.ident(name);
-                let ty_span = self.span(ty);
-                let ty_expr = self.string(ty);
-                let entries = self.body(body);
-                if let Some(r) = self.resource(name, ty_expr, ty_span, entries, span) {
-                    m.resources.push(r);
-                }
-            }
-            Rule::output_decl => {
-                let (Some(name), Some(value)) = (inner.next(), inner.next()) else { return };
-                let name = self.ident(name);
-                let value = self.expr(value);
-                // The only part after the value is the optional keyword.
-                let sensitive = inner.next().map(|k| self.span(k));
-                m.outputs.push(OutputDecl { name, value, sensitive, span });
-            }
-            _ => {}
-        }
-    }
-
-    fn plugin(&mut self, name: Ident, entries: Vec<Entry>, span: Span) -> PluginDecl {
-        let owner = format!("plugin `{}`", name.name);
-        let mut r = BodyReader::new(entries, &owner);
-        let kind_expr = r.attr("kind", &mut self.diags);
-        let source = r.attr("source", &mut self.diags);
-        let config = r.block("config", &mut self.diags).map(|b| self.block_to_map(b));
-        let allow = match r.block("allow", &mut self.diags) {
-            Some(b) => {
-                let allow_owner = format!("the `allow` block of {owner}");
-                let mut a = BodyReader::new(b.entries, &allow_owner);
-                let allow = AllowBlock {
-                    http: a.attr("http", &mut self.diags),
-                    fs: a.attr("fs", &mut self.diags),
-                    env: a.attr("env", &mut self.diags),
-                };
-                a.finish(&mut self.diags);
-                allow
-            }
-            None => AllowBlock::default(),
-        };
-        let limits = match r.block("limits", &mut self.diags) {
-            Some(b) => {
-                let limits_owner = format!("the `limits` block of {owner}");
-                let mut l = BodyReader::new(b.entries, &limits_owner);
-                let limits = LimitsBlock {
-                    memory_mb: l.attr("memory_mb", &mut self.diags),
-                    timeout_s: l.attr("timeout_s", &mut self.diags),
-                };
-                l.finish(&mut self.diags);
-                limits
-            }
-            None => LimitsBlock::default(),
-        };
-        let explained = r.finish(&mut self.diags);
-
-        let kind = match &kind_expr {
-            None if explained.contains(&"kind") => None,
-            None => {
-                self.diags.push(
-                    Diagnostic::at(Code::MissingKey, name.span, format!("{owner} has no `kind`"))
-                        .with_label(name.span, "declared here")
-                        .help("add `kind = \"provisioner\"` (or \"credentials\", or \"policy\")"),
-                );
-                None
-            }
-            Some(e) => {
-                let word = e.as_plain_string().or_else(|| e.as_bare_ident().map(|i| i.name.to_string()));
-                match word.as_deref().and_then(|w| PluginKind::ALL.iter().find(|(n, _)| *n == w)) {
-                    Some((_, k)) => Some((*k, e.span)),
-                    None => {
-                        let help = word
-                            .as_deref()
-                            .and_then(|w| did_you_mean(w, PluginKind::ALL.iter().map(|(n, _)| *n)))
-                            .unwrap_or_else(|| "a plugin's kind is \"provisioner\", \"credentials\" or \"policy\"".into());
-                        self.diags.push(
-                            Diagnostic::at(Code::InvalidValue, e.span, format!("invalid kind for {owner}"))
-                                .with_label(e.span, "not a plugin kind")
-                                .help(help),
-                        );
-                        None
-                    }
-                }
-            }
-        };
-        if source.is_none() && !explained.contains(&"source") {
-            self.diags.push(
-                Diagnostic::at(Code::MissingKey, name.span, format!("{owner} has no `source`"))
-                    .with_label(name.span, "declared here")
-                    .help("add `source = \"builtin:<name>\"` or a path to a .wasm component"),
-            );
-        }
-        PluginDecl { name, kind, source, config, allow, limits, span }
-    }
-
-    fn credentials(&mut self, provisioner: Ident, entries: Vec<Entry>, span: Span) -> CredentialsDecl {
-        let owner = format!("`credentials {}`", provisioner.name);
-        let mut r = BodyReader::new(entries, &owner);
-        let resolver_expr = r.attr("resolver", &mut self.diags);
-        let config = r.block("config", &mut self.diags).map(|b| self.block_to_map(b));
-        let explained = r.finish(&mut self.diags);
-        let resolver = match resolver_expr {
-            None if explained.contains(&"resolver") => None,
-            None => {
-                self.diags.push(
-                    Diagnostic::at(Code::MissingKey, provisioner.span, format!("{owner} has no `resolver`"))
-                        .with_label(provisioner.span, "declared here")
-                        .help("name the credentials plugin: `resolver = <plugin>`"),
-                );
-                None
-            }
-            Some(e) => match e.as_bare_ident() {
-                Some(i) => Some(i.clone()),
-                None => {
-                    self.diags.push(
-                        Diagnostic::at(Code::InvalidValue, e.span, "`resolver` must name a credentials plugin")
-                            .with_label(e.span, "not a plugin name")
-                            .help("write the plugin's name without quotes: `resolver = aws_keys`"),
-                    );
-                    None
-                }
-            },
-        };
-        CredentialsDecl { provisioner, resolver, config, span }
-    }
-
-    fn flow(&mut self, entries: Vec<Entry>, span: Span, owner: String) -> FlowBlock {
-        let mut r = BodyReader::new(entries, &owner);
-        let flow = FlowBlock {
-            refresh: r.attr("refresh", &mut self.diags),
-            preview: r.attr("preview", &mut self.diags),
-            pause_before_apply: r.attr("pause_before_apply", &mut self.diags),
-            span,
-        };
-        r.finish(&mut self.diags);
-        flow
-    }
-
-    fn environment(&mut self, name: Ident, entries: Vec<Entry>, span: Span) -> EnvironmentDecl {
-        let owner = format!("environment `{}`", name.name);
-        let mut r = BodyReader::new(entries, &owner);
-        let after_expr = r.attr("after", &mut self.diags);
-        let approval = r.attr("approval", &mut self.diags);
-        let vars = match r.block("vars", &mut self.diags) {
-            Some(b) => self.attributes_of(b.entries, &format!("the `vars` of {owner}")),
-            None => Vec::new(),
-        };
-        let flow = r.block("flow", &mut self.diags).map(|b| self.flow(b.entries, b.span, format!("the `flow` of {owner}")));
-        let mut credentials = Vec::new();
-        for b in r.blocks("credentials", 1, &mut self.diags) {
-            let Some(provisioner) = b.labels.into_iter().next() else { continue };
-            credentials.push(self.credentials(provisioner, b.entries, b.span));
-        }
-        r.finish(&mut self.diags);
-        let after = match after_expr {
-            None => Vec::new(),
-            Some(e) => self.name_list(&e, "after", "environment", "after = staging"),
-        };
-        EnvironmentDecl { name, after, approval, vars, flow, credentials, span }
-    }
-
-    fn resource(
-        &mut self,
-        name: Ident,
-        ty: Expr,
-        ty_span: Span,
-        entries: Vec<Entry>,
-        span: Span,
-    ) -> Option<ResourceDecl> {
-        // Formatted only for a message: most resources have none.
-        let owner = Named("resource", &name.name);
-        let mut r = BodyReader::new(entries, &owner);
-        let depends_on = r.attr("depends_on", &mut self.diags);
-        let gate = r.attr("gate", &mut self.diags);
-        let flow = r.block("flow", &mut self.diags).map(|b| self.flow(b.entries, b.span, format!("the `flow` of {owner}")));
-        // Everything else is an attribute for the provisioner.
-        let attributes = self.attributes_of(r.into_entries(), &owner);
-        let depends_on = match depends_on {
-            None => Vec::new(),
-            Some(e) => self.name_list(&e, "depends_on", "resource", "depends_on = [vpc, sg]"),
-        };
-
-        let type_text = ty.as_plain_string();
-        let (plugin, kind) = match type_text.as_deref().and_then(|t| t.split_once('.')) {
-            Some((p, k)) if is_identifier(p) && !k.is_empty() => {
-                // Inside the quotes: `"` + plugin + `.` + type + `"`.
-                let p_start = ty_span.start + 1;
-                let k_start = p_start + p.len() + 1;
-                (
-                    Ident { name: p.into(), span: Span::new(p_start, p_start + p.len()) },
-                    Ident { name: k.into(), span: Span::new(k_start, k_start + k.len()) },
-                )
-            }
-            _ => {
-                self.diags.push(
-                    Diagnostic::at(Code::InvalidValue, ty_span, format!("invalid type for {owner}"))
-                        .with_label(ty_span, "expected \"<plugin>.<type>\"")
-                        .help("a resource type names its provisioner plugin and the plugin's type, like \"aws.vpc\""),
-                );
-                return None;
-            }
-        };
-        let (gate, flow) = (gate.map(Box::new), flow.map(Box::new));
-        Some(ResourceDecl { name, plugin, kind, type_span: ty_span, attributes, depends_on, gate, flow, span })
-    }
-
-    /// `[a, b]` or a single `a`: bare names.
-    fn name_list(&mut self, e: &Expr, key: &str, what: &str, example: &str) -> Vec<Ident> {
-        let in_list = matches!(e.kind, ExprKind::List(_));
-        let as_written = |name: &str| if in_list { format!("[{name}]") } else { name.to_string() };
-        let items: Vec<&Expr> = match &e.kind {
-            ExprKind::List(items) => items.iter().collect(),
-            _ => vec![e],
-        };
-        let mut out = Vec::new();
-        for item in items {
-            if let Some(i) = item.as_bare_ident() {
-                out.push(i.clone());
-                continue;
-            }
-            let (message, label, help) = match (&item.kind, item.as_plain_string()) {
-                (_, Some(text)) if is_identifier(&text) => (
-                    format!("`{key}` takes {what} names, not strings"),
-                    "a string".to_string(),
-                    format!("write the name without quotes: `{key} = {}`", as_written(&text)),
-                ),
-                (ExprKind::Traversal { root, .. }, _) if !["var", "env", "pipeline"].contains(&root.name.as_str()) => (
-                    format!("`{key}` takes {what} names, not their outputs"),
-                    format!("an output of `{root}`"),
-                    format!("write the name alone: `{key} = {}`", as_written(&root.name)),
-                ),
-                _ => (
-                    format!("`{key}` takes {what} names"),
-                    "not a name".to_string(),
-                    format!("write names without quotes, like `{example}`"),
-                ),
-            };
-            self.diags.push(Diagnostic::at(Code::InvalidValue, item.span, message).with_label(item.span, label).help(help));
-        }
-        out
-    }
-
-    /// A body read as attributes: `key = value` entries, and nested blocks,
-    /// each of which adds one map to the list named by the block.
-    fn attributes_of(&mut self, entries: Vec<Entry>, owner: &dyn fmt::Display) -> Vec<Attribute> {
-        let mut out: Vec<Attribute> = Vec::with_capacity(entries.len());
-        // Block name -> index in `out` of the list it appends to.
-        let mut block_lists: Vec<(Name, usize)> = Vec::new();
-        for e in entries {
-            match e {
-                Entry::Attr(a) => {
-                    if let Some(first) = out.iter().find(|o| o.key.name == a.key.name) {
-                        self.diags.push(duplicate_key(&first.key, &a.key, owner));
-                        continue;
-                    }
-                    out.push(a);
-                }
-                Entry::Block(b) => {
-                    if let Some(l) = b.labels.first() {
-                        self.diags.push(
-                            Diagnostic::at(Code::Syntax, l.span, format!("nested block `{}` takes no label", b.name))
-                                .with_label(l.span, "unexpected label"),
-                        );
-                    }
-                    let key = b.name.clone();
-                    let map = self.block_to_map(b);
-                    match block_lists.iter().find(|(n, _)| *n == key.name) {
-                        Some((_, i)) => {
-                            let value = &mut out[*i].value;
-                            value.span = value.span.to(map.span);
-                            if let ExprKind::List(items) = &mut value.kind {
-                                items.push(map);
-                            }
-                        }
-                        None => {
-                            if let Some(first) = out.iter().find(|o| o.key.name == key.name) {
-                                self.diags.push(duplicate_key(&first.key, &key, owner));
-                                continue;
-                            }
-                            block_lists.push((key.name.clone(), out.len()));
-                            let span = map.span;
-                            out.push(Attribute { key, value: Expr { kind: ExprKind::List(vec![map]), span } });
-                        }
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    fn block_to_map(&mut self, b: Block) -> Expr {
-        let owner = format!("block `{}`", b.name);
-        let span = b.span;
-        let attrs = self.attributes_of(b.entries, &owner);
-        let entries = attrs.into_iter().map(|a| (MapKey { name: a.key.name, span: a.key.span }, a.value)).collect();
-        Expr { kind: ExprKind::Map(entries), span }
-    }
-
-    fn body(&mut self, p: Node) -> Vec<Entry> {
-        let mut out = Vec::with_capacity(p.children().count());
-        for e in p.children() {
-            match e.rule() {
-                Rule::attribute => {
-                    let mut i = e.children();
-                    let (Some(k), Some(v)) = (i.next(), i.next()) else { continue };
-                    let key = self.ident(k);
-                    let value = self.expr(v);
-                    out.push(Entry::Attr(Attribute { key, value }));
-                }
-                Rule::block => {
-                    let span = self.span(e);
-                    let mut name = None;
-                    let mut labels = Vec::new();
-                    let mut entries = Vec::new();
-                    for part in e.children() {
-                        match part.rule() {
-                            Rule::identifier if name.is_none() => name = Some(self.ident(part)),
-                            Rule::identifier => labels.push(self.ident(part)),
-                            Rule::string => {
-                                let s = self.span(part);
-                                let text = self.string(part).as_plain_string().unwrap_or_default();
-                                labels.push(Ident { name: text.into(), span: s });
-                            }
-                            Rule::body => entries = self.body(part),
-                            _ => {}
-                        }
-                    }
-                    if let Some(name) = name {
-                        out.push(Entry::Block(Block { name, labels, entries, span }));
-                    }
-                }
-                _ => {}
-            }
-        }
-        out
-    }
-
-    fn expr(&mut self, p: Node) -> Expr {
-        let span = self.children_span(p);
-        if p.rule() != Rule::expr {
-            return self.primary(p);
-        }
-        let mut inner = p.children();
-        let Some(first) = inner.next() else { return Expr { kind: ExprKind::Null, span } };
-        let is_name = first.rule() == Rule::identifier;
-        let base = if is_name { None } else { Some(self.primary(first)) };
-        // Sized exactly, here and below: a vector grown by pushing starts
-        // with room for four, and a large file has a hundred thousand of them.
-        let mut steps: Vec<Step> = Vec::with_capacity(inner.clone().count());
-        steps.extend(inner.filter_map(|s| {
-            let rule = s.rule();
-            let child = s.children().next()?;
-            Some(match rule {
-                Rule::get_attr => Step::Attr(self.ident(child)),
-                _ => Step::Index(self.expr(child)),
-            })
-        }));
-        let kind = match base {
-            None => ExprKind::Traversal { root: self.ident(first), steps },
-            Some(b) if steps.is_empty() => return Expr { kind: b.kind, span },
-            Some(b) => ExprKind::Access { base: Box::new(b), steps },
-        };
-        Expr { kind, span }
-    }
-
-    fn primary(&mut self, p: Node) -> Expr {
-        let span = self.span(p);
-        let kind = match p.rule() {
-            Rule::null_lit => ExprKind::Null,
-            Rule::bool_lit => ExprKind::Bool(p.as_str() == "true"),
-            Rule::number => match parse_number(p.as_str()) {
-                Some(n) => ExprKind::Number(n),
-                None => {
-                    self.diags.push(
-                        Diagnostic::at(Code::InvalidValue, span, "number out of range")
-                            .with_label(span, "too large to represent")
-                            .help("a number is at most about 1.8e308"),
-                    );
-                    self.invalid.push(span);
-                    ExprKind::Null
-                }
-            },
-            Rule::string => return self.string(p),
-            Rule::heredoc => return self.heredoc(p),
-            Rule::list => {
-                let items = p.children().filter(|e| e.rule() == Rule::expr);
-                let mut list = Vec::with_capacity(items.clone().count());
-                list.extend(items.map(|e| self.expr(e)));
-                ExprKind::List(list)
-            }
-            Rule::map => {
-                let mut entries: Vec<(MapKey, Expr)> = Vec::new();
-                for entry in p.children().filter(|e| e.rule() == Rule::map_entry) {
-                    let mut i = entry.children();
-                    let (Some(k), Some(v)) = (i.next(), i.next()) else { continue };
-                    let key_span = self.span(k);
-                    let name = match k.rule() {
-                        Rule::identifier => Some(k.as_str().to_string()),
-                        _ => self.string(k).as_plain_string(),
-                    };
-                    let value = self.expr(v);
-                    let Some(name) = name else {
-                        self.diags.push(
-                            Diagnostic::at(Code::InvalidValue, key_span, "a map key must be a plain string")
-                                .with_label(key_span, "has an interpolation"),
-                        );
-                        self.invalid.push(span);
-                        continue;
-                    };
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.name == name) {
-                        self.diags.push(
-                            Diagnostic::at(Code::DuplicateKey, key_span, format!("map key `{name}` is given twice"))
-                                .with_label(key_span, "given again here")
-                                .with_label(first.span, "first given here"),
-                        );
-                        continue;
-                    }
-                    entries.push((MapKey { name: name.into(), span: key_span }, value));
-                }
-                ExprKind::Map(entries)
-            }
-            Rule::call => {
-                let mut i = p.children();
-                let Some(f) = i.next() else { return Expr { kind: ExprKind::Null, span } };
-                let function = self.ident(f);
-                let mut args = Vec::with_capacity(i.clone().count());
-                args.extend(i.map(|a| self.expr(a)));
-                ExprKind::Call { function, args }
-            }
-            Rule::identifier => ExprKind::Traversal { root: self.ident(p), steps: Vec::new() },
-            _ => ExprKind::Null,
-        };
-        Expr { kind, span }
-    }
-
-    fn string(&mut self, p: Node) -> Expr {
-        let span = self.span(p);
-        let mut parts = Parts { parts: Vec::with_capacity(p.children().count()) };
-        for part in p.children() {
-            match part.rule() {
-                Rule::string_text => parts.text(part.as_str()),
-                Rule::escaped_dollar => parts.text("${"),
-                Rule::escape => {
-                    let s = self.span(part);
-                    match decode_escape(part.as_str()) {
-                        Ok(c) => parts.push_char(c),
-                        Err(msg) => {
-                            self.diags.push(
-                                Diagnostic::at(Code::InvalidString, s, msg)
-                                    .with_label(s, "here")
-                                    .help("the escapes are \\\" \\\\ \\n \\t \\r \\$ and \\u{...}"),
-                            );
-                            if self.invalid.last() != Some(&span) {
-                                self.invalid.push(span);
-                            }
-                        }
-                    }
-                }
-                Rule::interpolation => self.interpolation(part, &mut parts),
-                _ => {}
-            }
-        }
-        Expr { kind: ExprKind::Template(parts.finish()), span }
-    }
-
-    fn interpolation(&mut self, p: Node, parts: &mut Parts) {
-        if let Some(e) = p.children().find(|e| e.rule() == Rule::expr) {
-            let e = self.expr(e);
-            parts.interp(e);
-        }
-    }
-
-    fn heredoc(&mut self, p: Node) -> Expr {
-        let span = self.span(p);
-        let mut strip = false;
-        let mut lines: Vec<Parts> = Vec::new();
-        for part in p.children() {
-            match part.rule() {
-                Rule::heredoc_strip => strip = true,
-                Rule::heredoc_line => {
-                    let mut line = Parts::default();
-                    for piece in part.children() {
-                        match piece.rule() {
-                            Rule::heredoc_text => line.text(piece.as_str()),
-                            Rule::escaped_dollar => line.text("${"),
-                            Rule::interpolation => self.interpolation(piece, &mut line),
-                            _ => {}
-                        }
-                    }
-                    lines.push(line);
-                }
-                _ => {}
-            }
-        }
-        if strip {
-            let indent = lines.iter().filter_map(Parts::indent).min().unwrap_or(0);
-            for l in &mut lines {
-                l.strip_indent(indent);
-            }
-        }
-        let mut all = Parts::default();
-        for l in lines {
-            for part in l.finish() {
-                match part {
-                    TemplatePart::Literal(s) => all.text(&s),
-                    TemplatePart::Interpolation(e) => all.interp(e),
-                }
-            }
-            all.text("\n");
-        }
-        Expr { kind: ExprKind::Template(all.finish()), span }
-    }
-}
-
-/// Builds template parts, merging adjacent literal text.
-#[derive(Default)]
-struct Parts {
-    parts: Vec<TemplatePart>,
-}
-
-impl Parts {
-    fn text(&mut self, s: &str) {
-        if let Some(TemplatePart::Literal(last)) = self.parts.last_mut() {
-            last.push_str(s);
-        } else {
-            self.parts.push(TemplatePart::Literal(s.into()));
-        }
-    }
-    fn push_char(&mut self, c: char) {
-        let mut buf = [0u8; 4];
-        self.text(c.encode_utf8(&mut buf));
-    }
-    fn interp(&mut self, e: Expr) {
-        self.parts.push(TemplatePart::Interpolation(e));
-    }
-    /// Leading blanks of a line that has content; blank lines do not count.
-    fn indent(&self) -> Option<usize> {
-        match self.parts.first() {
-            Some(TemplatePart::Literal(s)) => {
-                let n = s.chars().take_while(|c| *c == ' ' || *c == '\t').count();
-                if n == s.chars().count() && self.parts.len() == 1 {
-                    None
-                } else {
-                    Some(n)
-                }
-            }
-            Some(TemplatePart::Interpolation(_)) => Some(0),
-            None => None,
-        }
-    }
-    fn strip_indent(&mut self, n: usize) {
-        if let Some(TemplatePart::Literal(s)) = self.parts.first_mut() {
-            let cut: usize = s.chars().take(n).take_while(|c| *c == ' ' || *c == '\t').map(char::len_utf8).sum();
-            s.replace_range(..cut, "");
-        }
-    }
-    fn finish(self) -> Vec<TemplatePart> {
-        self.parts
-    }
-}
-
-fn decode_escape(s: &str) -> Result<char, String> {
-    let body = &s[1..];
-    Ok(match body {
-        "\"" => '"',
-        "\\" => '\\',
-        "n" => '\n',
-        "t" => '\t',
-        "r" => '\r',
-        "$" => '$',
-        "" => return Err("a backslash must be followed by an escape character".into()),
-        _ if body.starts_with("u{") && body.ends_with('}') => {
-            let hex = &body[2..body.len() - 1];
-            if hex.is_empty() || hex.len() > 6 {
-                return Err(format!("invalid unicode escape `{s}`"));
-            }
-            u32::from_str_radix(hex, 16)
-                .ok()
-                .and_then(char::from_u32)
-                .ok_or_else(|| format!("`{s}` is not a unicode character"))?
-        }
-        _ => return Err(format!("unknown escape `{s}`")),
-    })
-}
-
-fn parse_number(s: &str) -> Option<serde_json::Number> {
-    if !s.contains(['.', 'e', 'E']) {
-        if let Ok(i) = s.parse::<i64>() {
-            return Some(i.into());
-        }
-    }
-    s.parse::<f64>().ok().and_then(serde_json::Number::from_f64)
 }
 
 #[cfg(test)]
@@ -1517,3 +669,4 @@ mod tests {
         assert_eq!(explain::comment_never_closed(src), None);
     }
 }
+
