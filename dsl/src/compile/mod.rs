@@ -60,37 +60,33 @@ pub struct CompileOptions {
 
 /// Checks `module` and compiles it into a graph, or every mistake found.
 pub fn compile(module: &Module, opts: &CompileOptions) -> Result<PipelineGraph, Vec<Diagnostic>> {
-    let (mut graph, nodes) = check_and_build(module, opts)?;
-    for (node, &r) in graph.graph.node_weights_mut().zip(&nodes) {
+    let mut compiled = check_and_build(module, opts)?;
+    for (node, &r) in compiled.graph.node_weights_mut().zip(&compiled.nodes) {
         let r = &module.resources[r];
         node.name = r.name.name.to_string();
         node.plugin = r.plugin.name.to_string();
         node.kind = r.kind.name.to_string();
         node.attributes = r.attributes.clone();
     }
-    graph.outputs = module.outputs.clone();
-    Ok(graph)
+    Ok(compiled.into_pipeline(module.outputs.clone()))
 }
 
 /// [`compile`], taking the module: what the graph keeps of it is moved
 /// there instead of being copied.
 pub(crate) fn compile_owned(mut module: Module, opts: &CompileOptions) -> Result<PipelineGraph, Vec<Diagnostic>> {
-    let (mut graph, nodes) = check_and_build(&module, opts)?;
-    for (node, &r) in graph.graph.node_weights_mut().zip(&nodes) {
+    let mut compiled = check_and_build(&module, opts)?;
+    for (node, &r) in compiled.graph.node_weights_mut().zip(&compiled.nodes) {
         let r = &mut module.resources[r];
         node.name = std::mem::take(&mut r.name.name).into_string();
         node.plugin = std::mem::take(&mut r.plugin.name).into_string();
         node.kind = std::mem::take(&mut r.kind.name).into_string();
         node.attributes = std::mem::take(&mut r.attributes);
     }
-    graph.outputs = std::mem::take(&mut module.outputs);
-    Ok(graph)
+    Ok(compiled.into_pipeline(std::mem::take(&mut module.outputs)))
 }
 
-/// Every check, and the graph without what its nodes take from the module
-/// (names, attributes) and the outputs: the caller copies or moves them in.
-/// Also the index in `module.resources` of each node's declaration.
-fn check_and_build(module: &Module, opts: &CompileOptions) -> Result<(PipelineGraph, Vec<usize>), Vec<Diagnostic>> {
+/// Every check, and what the pipeline is made of if there was no mistake.
+fn check_and_build(module: &Module, opts: &CompileOptions) -> Result<Compiled, Vec<Diagnostic>> {
     // The resource names, side by side: a lookup compares with these rather
     // than with strings spread over the whole module, a cache miss each.
     let mut names = String::with_capacity(module.resources.iter().map(|r| r.name.name.len()).sum());
@@ -109,8 +105,30 @@ fn check_and_build(module: &Module, opts: &CompileOptions) -> Result<(PipelineGr
     diags.retain(|d| seen.insert((d.code, d.message.clone(), d.labels.first().map(|l| l.span))));
     diags.sort_by_key(|d| d.position());
     match graph {
-        Some(g) if diags.is_empty() => Ok((g, c.nodes)),
+        Some(compiled) if diags.is_empty() => Ok(compiled),
         _ => Err(diags),
+    }
+}
+
+/// A module compiled, but for what the graph's nodes take from the module
+/// (names, attributes) and the outputs: the caller copies or moves them in,
+/// and then makes the [`PipelineGraph`].
+struct Compiled {
+    name: String,
+    graph: DiGraph<ResourceNode, Dependency>,
+    order: Vec<NodeIndex>,
+    environments: Vec<EnvironmentPlan>,
+    all_environments: Vec<String>,
+    sensitive_vars: BTreeSet<String>,
+    /// Node -> the index of its declaration in `module.resources`.
+    nodes: Vec<usize>,
+}
+
+impl Compiled {
+    /// The pipeline, once the nodes have their names and attributes.
+    fn into_pipeline(self, outputs: Vec<OutputDecl>) -> PipelineGraph {
+        let Compiled { name, graph, order, environments, all_environments, sensitive_vars, nodes: _ } = self;
+        PipelineGraph::new(name, graph, order, environments, all_environments, outputs, sensitive_vars)
     }
 }
 
@@ -196,8 +214,8 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    /// Every stage, in order; the graph, if nothing stops it.
-    fn run(&mut self) -> Option<PipelineGraph> {
+    /// Every stage, in order; the compiled pipeline, if nothing stops it.
+    fn run(&mut self) -> Option<Compiled> {
         let m = self.m;
         let name = self.pipeline_name();
         self.check_names();
@@ -230,9 +248,15 @@ impl<'a> Compiler<'a> {
         if !bad_cli_vars.is_empty() {
             return None;
         }
-        let mut pipeline = PipelineGraph::new(name, graph, order, environments, env_order, Vec::new());
-        pipeline.sensitive_vars = std::mem::take(&mut self.sensitive_vars);
-        Some(pipeline)
+        Some(Compiled {
+            name,
+            graph,
+            order,
+            environments,
+            all_environments: env_order,
+            sensitive_vars: std::mem::take(&mut self.sensitive_vars),
+            nodes: std::mem::take(&mut self.nodes),
+        })
     }
 
     /// The environments to resolve, in run order: `--env`'s, or all of them.
