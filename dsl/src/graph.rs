@@ -153,6 +153,8 @@ impl EnvironmentPlan {
     }
 }
 
+/// A compiled pipeline: its resources' graph, its environments resolved,
+/// and its outputs.
 #[derive(Debug, Clone)]
 pub struct PipelineGraph {
     pub name: String,

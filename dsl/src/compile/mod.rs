@@ -2,7 +2,7 @@
 //! dependency graph, levels, the environment chain and what each environment
 //! resolves to. All errors are collected; none stops the others.
 //!
-//! One [`Compiler`] goes through the stages, each in a file of its own:
+//! One `Compiler` goes through the stages, each in a file of its own:
 //! - `checks`: what the file declares (names given twice, plugins and their
 //!   use, environments, flow blocks, gates);
 //! - `references`: what every expression refers to and calls;

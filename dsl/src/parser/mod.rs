@@ -1,14 +1,13 @@
 //! The parse driver: source text -> [`Module`] and the syntax errors.
 //!
-//! A file without syntax errors is read by the hand-written
-//! [`recognizer`](self::recognizer) (pest only if it gives up), a large
-//! one in parts, on several threads, and each item's tree is lowered into
-//! the typed AST ([`lower`](self::lower)). A file with a syntax error is
-//! parsed one item at a time by pest, so that a mistake in one item does
-//! not hide those in the items after it; each mistake is explained by
-//! [`explain`](self::explain) or, failing that, from pest's own error
-//! ([`syntax_error`](self::syntax_error)), and parsing goes on at the next
-//! item.
+//! A file without syntax errors is read by the hand-written recognizer
+//! (`recognizer.rs`; pest only if it gives up), a large one in parts, on
+//! several threads, and each item's tree is lowered into the typed AST
+//! (`lower.rs`, with `body.rs` and `strings.rs`). A file with a syntax error
+//! is parsed one item at a time by pest (`grammar.rs`), so that a mistake in
+//! one item does not hide those in the items after it; each mistake is
+//! explained by the walk in `explain.rs` or, failing that, from pest's own
+//! error (`syntax_error.rs`), and parsing goes on at the next item.
 
 mod body;
 mod explain;

@@ -9,8 +9,8 @@
 //! accept; the parser then parses the file with pest, whose errors
 //! `explain.rs` and `syntax_error.rs` turn into diagnostics. Getting a file wrong
 //! here can therefore only cost time, as long as this accepts nothing pest
-//! rejects and builds the trees pest builds: the tests below check both
-//! against pest on generated, mutated and hand-written input.
+//! rejects and builds the trees pest builds: the tests in `tests/fuzz.rs`
+//! check both against pest on generated, mutated and hand-written input.
 //!
 //! Each function below is one rule of the grammar, written the way pest runs
 //! it. Between the parts of a sequence in a non-atomic rule pest skips
