@@ -6,11 +6,14 @@
 //! - `checks`: what the file declares (names given twice, plugins and their
 //!   use, environments, flow blocks, gates);
 //! - `references`: what every expression refers to and calls;
-//! - `vars`: var values, from `--var`, an environment or a default, and their types;
+//! - `vars`: var values (from `--var`, an environment, a default) and
+//!   their types;
 //! - `resource_graph` and `environment_chain`: the two graphs, built with
 //!   the algorithms in `dag`;
-//! - `environment_plan`: what each environment resolves to, with its
-//!   plugins in `plugin_spec`, evaluated as `evaluate` says.
+//! - `environment_plan`: what each environment resolves to, its plugins in
+//!   `plugin_spec`;
+//! - `evaluate`: evaluating an expression at compile time, each mistake
+//!   reported once.
 
 mod checks;
 mod dag;
