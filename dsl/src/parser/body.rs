@@ -182,4 +182,3 @@ pub(super) fn duplicate_key(first: &Ident, dup: &Ident, owner: &dyn fmt::Display
         .with_label(dup.span, "set again here")
         .with_label(first.span, "first set here")
 }
-

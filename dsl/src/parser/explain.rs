@@ -1174,7 +1174,7 @@ mod tests {
         if crate::parser::too_deep(src) {
             return;
         }
-        let pest_ok = super::super::grammar::file_parses(src);
+        let pest_ok = crate::parser::grammar::file_parses(src);
         let walked = explain_file(src);
         assert_eq!(pest_ok, walked.is_none(), "{src:?}: pest {pest_ok}, walk {:?}", walked.map(|e| e.diag));
     }

@@ -612,4 +612,3 @@ fn parse_number(s: &str) -> Option<serde_json::Number> {
     }
     s.parse::<f64>().ok().and_then(serde_json::Number::from_f64)
 }
-

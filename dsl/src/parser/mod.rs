@@ -668,4 +668,3 @@ mod tests {
         assert_eq!(explain::comment_never_closed(src), None);
     }
 }
-

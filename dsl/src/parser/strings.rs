@@ -163,4 +163,3 @@ fn decode_escape(s: &str) -> Result<char, String> {
         _ => return Err(format!("unknown escape `{s}`")),
     })
 }
-
