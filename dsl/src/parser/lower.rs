@@ -177,6 +177,7 @@ impl Lower {
         None
     }
 
+    /// `plugin name { ... }`: its kind and source must be there.
     fn plugin(&mut self, name: Ident, entries: Vec<Entry>, span: Span) -> PluginDecl {
         let owner = format!("plugin `{}`", name.name);
         let mut r = BodyReader::new(entries, &owner);
@@ -259,6 +260,8 @@ impl Lower {
         None
     }
 
+    /// `credentials provisioner { resolver = ... config { } }`, at the top
+    /// level or in an environment.
     fn credentials(&mut self, provisioner: Ident, entries: Vec<Entry>, span: Span) -> CredentialsDecl {
         let owner = format!("`credentials {}`", provisioner.name);
         let mut r = BodyReader::new(entries, &owner);
@@ -290,6 +293,7 @@ impl Lower {
         CredentialsDecl { provisioner, resolver, config, span }
     }
 
+    /// A `flow { }` block of `owner`.
     fn flow(&mut self, entries: Vec<Entry>, span: Span, owner: String) -> FlowBlock {
         let mut r = BodyReader::new(entries, &owner);
         let flow = FlowBlock {
@@ -302,6 +306,7 @@ impl Lower {
         flow
     }
 
+    /// `environment name { ... }`.
     fn environment(&mut self, name: Ident, entries: Vec<Entry>, span: Span) -> EnvironmentDecl {
         let owner = format!("environment `{}`", name.name);
         let mut r = BodyReader::new(entries, &owner);
@@ -325,6 +330,9 @@ impl Lower {
         EnvironmentDecl { name, after, approval, vars, flow, credentials, span }
     }
 
+    /// `resource name "plugin.type" { ... }`: `None` if the type is not
+    /// `"<plugin>.<type>"` (reported). The keys the language does not fix
+    /// are the attributes handed to the provisioner.
     fn resource(
         &mut self,
         name: Ident,
@@ -454,6 +462,7 @@ impl Lower {
         out
     }
 
+    /// A block read as a map of its attributes (`config { }`).
     fn block_to_map(&mut self, b: Block) -> Expr {
         let owner = format!("block `{}`", b.name);
         let span = b.span;
@@ -462,6 +471,7 @@ impl Lower {
         Expr { kind: ExprKind::Map(entries), span }
     }
 
+    /// The entries of a `{ }` body node.
     fn body(&mut self, p: Node) -> Vec<Entry> {
         let mut out = Vec::with_capacity(p.children().count());
         for e in p.children() {
@@ -501,6 +511,7 @@ impl Lower {
         out
     }
 
+    /// An expression: a primary value and its `.name` and `[index]` steps.
     pub(super) fn expr(&mut self, p: Node) -> Expr {
         let span = self.children_span(p);
         if p.rule() != Rule::expr {
@@ -529,6 +540,7 @@ impl Lower {
         Expr { kind, span }
     }
 
+    /// A value without steps: a literal, a list, a map, a call or a name.
     fn primary(&mut self, p: Node) -> Expr {
         let span = self.span(p);
         let kind = match p.rule() {
@@ -604,6 +616,8 @@ impl Lower {
 
 }
 
+/// A number as written: an integer when it is one, else a float; `None` if
+/// out of range.
 fn parse_number(s: &str) -> Option<serde_json::Number> {
     if !s.contains(['.', 'e', 'E']) {
         if let Ok(i) = s.parse::<i64>() {

@@ -341,11 +341,13 @@ pub fn recognizer_agrees_with_pest(src: &str) -> Result<bool, String> {
     }
 }
 
+/// Whether `src` nests too deep to parse, for the tests of the walk.
 #[cfg(test)]
 pub(crate) fn too_deep(src: &str) -> bool {
     nesting_error(src).is_some()
 }
 
+/// The first bracket, brace or parenthesis that opens past [`MAX_NESTING`].
 fn nesting_error(src: &str) -> Option<Diagnostic> {
     let mut depth = 0usize;
     // Bytes, not chars: the brackets are ASCII, and no byte of a multi-byte
