@@ -132,7 +132,7 @@ impl Diagnostics {
     }
     /// Each diagnostic as something miette can render. Each quotes only a
     /// few lines of the file, however large the file or its spans (see
-    /// [`crate::excerpt`]).
+    /// the `excerpt` module).
     pub fn reports(&self) -> impl Iterator<Item = Report<'_>> {
         let text = self.source.inner().as_str();
         let quoted =

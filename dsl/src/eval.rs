@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Number, Value};
 
-use crate::ast::{Expr, ExprKind, Span, Step, TemplatePart};
+use crate::ast::{Expr, ExprKind, Ident, Span, Step, TemplatePart};
 use crate::diagnostic::{did_you_mean, Code, Diagnostic};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -97,26 +97,13 @@ fn invalid_help(span: Span, message: impl Into<String>, label: impl Into<String>
     EvalError::Invalid(Diagnostic::at(Code::Evaluation, span, message).with_label(span, label).help(help))
 }
 
+/// The value of `expr` in `scope`.
 pub fn eval(expr: &Expr, scope: &Scope) -> Result<Value> {
     match &expr.kind {
         ExprKind::Null => Ok(Value::Null),
         ExprKind::Bool(b) => Ok(Value::Bool(*b)),
         ExprKind::Number(n) => Ok(Value::Number(n.clone())),
-        ExprKind::Template(parts) => {
-            // A string that is exactly one interpolation keeps its value's type,
-            // as in Terraform: "${var.size}" is a number.
-            if let [TemplatePart::Interpolation(e)] = parts.as_slice() {
-                return eval(e, scope);
-            }
-            let mut out = String::new();
-            for p in parts {
-                match p {
-                    TemplatePart::Literal(s) => out.push_str(s),
-                    TemplatePart::Interpolation(e) => out.push_str(&interpolate(e, &eval(e, scope)?)?),
-                }
-            }
-            Ok(Value::String(out))
-        }
+        ExprKind::Template(parts) => template(parts, scope),
         ExprKind::List(items) => Ok(Value::Array(items.iter().map(|e| eval(e, scope)).collect::<Result<_>>()?)),
         ExprKind::Map(entries) => {
             let mut m = Map::new();
@@ -125,66 +112,90 @@ pub fn eval(expr: &Expr, scope: &Scope) -> Result<Value> {
             }
             Ok(Value::Object(m))
         }
-        ExprKind::Traversal { root, steps } => {
-            let (value, rest) = match root.name.as_str() {
-                "var" => {
-                    let Some(Step::Attr(name)) = steps.first() else {
-                        return Err(invalid_help(root.span, "`var` needs a name", "which var?", "write `var.<name>`, like `var.region`"));
-                    };
-                    let v = scope
-                        .vars
-                        .get(name.name.as_str())
-                        .cloned()
-                        .ok_or_else(|| invalid(name.span, format!("var `{}` has no value", name.name), "no value here"))?;
-                    (v, &steps[1..])
-                }
-                "env" | "pipeline" => {
-                    let Some(Step::Attr(name)) = steps.first().filter(|s| matches!(s, Step::Attr(i) if i.name == "name"))
-                    else {
-                        return Err(invalid_help(
-                            root.span,
-                            format!("`{}` has one attribute, `name`", root.name),
-                            "not followed by `.name`",
-                            format!("write `{}.name`", root.name),
-                        ));
-                    };
-                    let text = if root.name == "env" { scope.environment } else { scope.pipeline };
-                    let _ = name;
-                    (Value::String(text.to_string()), &steps[1..])
-                }
-                resource => {
-                    let Some(Step::Attr(output)) = steps.first() else {
-                        return Err(invalid_help(
-                            root.span,
-                            format!("`{resource}` is a resource, not a value"),
-                            "refer to one of its outputs",
-                            format!("write `{resource}.<output>`, like `{resource}.id`"),
-                        ));
-                    };
-                    let outputs = (scope.outputs)(resource)
-                        .ok_or_else(|| EvalError::Unknown { resource: resource.to_string() })?;
-                    let v = outputs.get(output.name.as_str()).cloned().ok_or_else(|| {
-                        let known: Vec<&str> = outputs.as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
-                        let d = Diagnostic::at(
-                            Code::Evaluation,
-                            output.span,
-                            format!("resource `{resource}` has no output `{}`", output.name),
-                        )
-                        .with_label(output.span, "not one of its outputs")
-                        .maybe_help(did_you_mean(&output.name, known.iter().copied()));
-                        EvalError::Invalid(d)
-                    })?;
-                    (v, &steps[1..])
-                }
-            };
-            apply_steps(value, rest, scope)
-        }
+        ExprKind::Traversal { root, steps } => traversal(root, steps, scope),
         ExprKind::Access { base, steps } => apply_steps(eval(base, scope)?, steps, scope),
         ExprKind::Call { function, args } => {
             let values = args.iter().map(|a| eval(a, scope)).collect::<Result<Vec<_>>>()?;
             call(&function.name, expr.span, args, values)
         }
     }
+}
+
+/// A string's value: its text with each interpolation's value in it.
+fn template(parts: &[TemplatePart], scope: &Scope) -> Result<Value> {
+    // A string that is exactly one interpolation keeps its value's type,
+    // as in Terraform: "${var.size}" is a number.
+    if let [TemplatePart::Interpolation(e)] = parts {
+        return eval(e, scope);
+    }
+    let mut out = String::new();
+    for p in parts {
+        match p {
+            TemplatePart::Literal(s) => out.push_str(s),
+            TemplatePart::Interpolation(e) => out.push_str(&interpolate(e, &eval(e, scope)?)?),
+        }
+    }
+    Ok(Value::String(out))
+}
+
+/// The value `root.steps...` refers to: a var, `env.name`, `pipeline.name`,
+/// or an output of a resource, then indexed by the rest of `steps`.
+fn traversal(root: &Ident, steps: &[Step], scope: &Scope) -> Result<Value> {
+    let (value, rest) = match root.name.as_str() {
+        "var" => {
+            let Some(Step::Attr(name)) = steps.first() else {
+                return Err(invalid_help(root.span, "`var` needs a name", "which var?", "write `var.<name>`, like `var.region`"));
+            };
+            let v = scope
+                .vars
+                .get(name.name.as_str())
+                .cloned()
+                .ok_or_else(|| invalid(name.span, format!("var `{}` has no value", name.name), "no value here"))?;
+            (v, &steps[1..])
+        }
+        "env" | "pipeline" => {
+            if !matches!(steps.first(), Some(Step::Attr(i)) if i.name == "name") {
+                return Err(invalid_help(
+                    root.span,
+                    format!("`{}` has one attribute, `name`", root.name),
+                    "not followed by `.name`",
+                    format!("write `{}.name`", root.name),
+                ));
+            }
+            let text = if root.name == "env" { scope.environment } else { scope.pipeline };
+            (Value::String(text.to_string()), &steps[1..])
+        }
+        _ => resource_output(root, steps, scope)?,
+    };
+    apply_steps(value, rest, scope)
+}
+
+/// The output of the resource `root` that `steps` starts with, and the
+/// steps after it.
+fn resource_output<'s>(root: &Ident, steps: &'s [Step], scope: &Scope) -> Result<(Value, &'s [Step])> {
+    let resource = root.name.as_str();
+    let Some(Step::Attr(output)) = steps.first() else {
+        return Err(invalid_help(
+            root.span,
+            format!("`{resource}` is a resource, not a value"),
+            "refer to one of its outputs",
+            format!("write `{resource}.<output>`, like `{resource}.id`"),
+        ));
+    };
+    let outputs = (scope.outputs)(resource)
+        .ok_or_else(|| EvalError::Unknown { resource: resource.to_string() })?;
+    let v = outputs.get(output.name.as_str()).cloned().ok_or_else(|| {
+        let known: Vec<&str> = outputs.as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
+        let d = Diagnostic::at(
+            Code::Evaluation,
+            output.span,
+            format!("resource `{resource}` has no output `{}`", output.name),
+        )
+        .with_label(output.span, "not one of its outputs")
+        .maybe_help(did_you_mean(&output.name, known.iter().copied()));
+        EvalError::Invalid(d)
+    })?;
+    Ok((v, &steps[1..]))
 }
 
 /// Whether the first thing [`eval`] would look up in `expr` is a resource
@@ -358,6 +369,7 @@ fn want_int(v: &Value, e: &Expr, f: &str) -> Result<i64> {
     })
 }
 
+/// `name(args)`, whose arguments' values are `v`.
 fn call(name: &str, span: Span, args: &[Expr], v: Vec<Value>) -> Result<Value> {
     let f = function(name).ok_or_else(|| invalid(span, format!("unknown function `{name}`"), "no function of this name"))?;
     if v.len() < f.min_args || f.max_args.is_some_and(|m| v.len() > m) {
@@ -368,14 +380,22 @@ fn call(name: &str, span: Span, args: &[Expr], v: Vec<Value>) -> Result<Value> {
             format!("call it as {}", f.signature),
         ));
     }
-    Ok(match name {
-        "concat" => {
-            let mut out = Vec::new();
-            for (a, e) in v.iter().zip(args) {
-                out.extend(want_list(a, e, name)?.iter().cloned());
-            }
-            Value::Array(out)
-        }
+    if let Some(value) = text_function(name, span, args, &v)? {
+        return Ok(value);
+    }
+    if let Some(value) = collection_function(name, span, args, &v)? {
+        return Ok(value);
+    }
+    if let Some(value) = conversion_function(name, args, &v)? {
+        return Ok(value);
+    }
+    Err(invalid(span, format!("unknown function `{name}`"), "no function of this name"))
+}
+
+/// The functions of text (and `cidrsubnet`, of a CIDR block written as
+/// text): `None` if `name` is none of them.
+fn text_function(name: &str, span: Span, args: &[Expr], v: &[Value]) -> Result<Option<Value>> {
+    Ok(Some(match name {
         "join" => {
             let sep = want_string(&v[0], &args[0], name)?;
             let mut parts = Vec::new();
@@ -400,6 +420,29 @@ fn call(name: &str, span: Span, args: &[Expr], v: Vec<Value>) -> Result<Value> {
             want_string(&v[1], &args[1], name)?,
             want_string(&v[2], &args[2], name)?,
         )),
+        "format" => Value::String(format_spec(want_string(&v[0], &args[0], name)?, &v[1..], &args[1..], span)?),
+        "cidrsubnet" => {
+            let prefix = want_string(&v[0], &args[0], name)?;
+            let newbits = want_int(&v[1], &args[1], name)?;
+            let netnum = want_int(&v[2], &args[2], name)?;
+            Value::String(cidrsubnet(prefix, newbits, netnum).map_err(|m| {
+                invalid_help(span, format!("cidrsubnet(): {m}"), "cannot compute this subnet", "call it as cidrsubnet(prefix, newbits, netnum)")
+            })?)
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// The functions of lists and maps: `None` if `name` is none of them.
+fn collection_function(name: &str, span: Span, args: &[Expr], v: &[Value]) -> Result<Option<Value>> {
+    Ok(Some(match name {
+        "concat" => {
+            let mut out = Vec::new();
+            for (a, e) in v.iter().zip(args) {
+                out.extend(want_list(a, e, name)?.iter().cloned());
+            }
+            Value::Array(out)
+        }
         "length" => Value::from(match &v[0] {
             Value::Array(a) => a.len(),
             Value::Object(m) => m.len(),
@@ -454,6 +497,13 @@ fn call(name: &str, span: Span, args: &[Expr], v: Vec<Value>) -> Result<Value> {
             .find(|x| !x.is_null() && x.as_str() != Some(""))
             .cloned()
             .ok_or_else(|| invalid(span, "coalesce(): every argument is null or empty", "nothing to choose from"))?,
+        _ => return Ok(None),
+    }))
+}
+
+/// The functions that convert a value: `None` if `name` is none of them.
+fn conversion_function(name: &str, args: &[Expr], v: &[Value]) -> Result<Option<Value>> {
+    Ok(Some(match name {
         "tostring" => match &v[0] {
             Value::String(_) => v[0].clone(),
             Value::Number(_) | Value::Bool(_) => Value::String(interpolate(&args[0], &v[0])?),
@@ -476,17 +526,8 @@ fn call(name: &str, span: Span, args: &[Expr], v: Vec<Value>) -> Result<Value> {
             }
         },
         "jsonencode" => Value::String(v[0].to_string()),
-        "format" => Value::String(format_spec(want_string(&v[0], &args[0], name)?, &v[1..], &args[1..], span)?),
-        "cidrsubnet" => {
-            let prefix = want_string(&v[0], &args[0], name)?;
-            let newbits = want_int(&v[1], &args[1], name)?;
-            let netnum = want_int(&v[2], &args[2], name)?;
-            Value::String(cidrsubnet(prefix, newbits, netnum).map_err(|m| {
-                invalid_help(span, format!("cidrsubnet(): {m}"), "cannot compute this subnet", "call it as cidrsubnet(prefix, newbits, netnum)")
-            })?)
-        }
-        _ => return Err(invalid(span, format!("unknown function `{name}`"), "no function of this name")),
-    })
+        _ => return Ok(None),
+    }))
 }
 
 /// `format("%s-%d", a, b)`: %s any scalar, %d a whole number, %v any value, %% a percent.

@@ -258,105 +258,12 @@ impl Excerpt {
         // Each label's span in the file once clamped: start, end, and their lines.
         let mut spans = vec![(0, 0, 0, 0); order.len()];
         for &i in &order {
-            let Span { start, end } = labels[i].span;
-            let start = floor_boundary(text, start);
-            let end = ceil_boundary(text, end.max(start));
-            let (line, line_start) = index.line_of(text, start);
-            let first = *lines.entry(line).or_insert_with(|| Quoted::around(text, line_start, start));
-            let start = first.clamp(start);
-            // Follow the span over its lines, at most MAX_SPAN_LINES of them.
-            let mut last = (line, first);
-            let mut span_end = None;
-            for n in 0..MAX_SPAN_LINES {
-                let (l, q) = last;
-                if end <= q.to || q.cut_back || !q.newline {
-                    span_end = Some((l, q.clamp(end)));
-                    break;
-                }
-                if n + 1 == MAX_SPAN_LINES {
-                    break;
-                }
-                let next = *lines.entry(l + 1).or_insert_with(|| Quoted::head(text, q.to + 1));
-                last = (l + 1, next);
-            }
-            // Longer than that: the first line's part of it.
-            let (end_line, end) = span_end.unwrap_or((line, first.to));
-            spans[i] = (start, end, line, end_line);
-            // Context: lines before, while where they start is known.
-            let mut q = first;
-            for l in (line.saturating_sub(CONTEXT_LINES)..line).rev() {
-                let Some(start) = q.line_start.filter(|&s| s > 0) else { break };
-                q = *lines.entry(l).or_insert_with(|| Quoted::tail(text, start - 1));
-            }
-            // And after, while the line before is known to end.
-            let mut q = lines[&end_line];
-            for l in end_line + 1..=end_line + CONTEXT_LINES {
-                if q.cut_back || !q.newline {
-                    break;
-                }
-                q = *lines.entry(l).or_insert_with(|| Quoted::head(text, q.to + 1));
-            }
+            spans[i] = quote_label(text, labels[i].span, index, &mut lines);
         }
         // Lines between two labels' a few lines apart: miette shows those
         // labels in one snippet, the lines between them too.
-        let keys: Vec<usize> = lines.keys().copied().collect();
-        for pair in keys.windows(2) {
-            let (a, b) = (pair[0], pair[1]);
-            if b - a - 1 > MAX_GAP_LINES {
-                continue;
-            }
-            let mut q = lines[&a];
-            for l in a + 1..b {
-                if q.cut_back || !q.newline {
-                    break;
-                }
-                q = *lines.entry(l).or_insert_with(|| Quoted::head(text, q.to + 1));
-            }
-        }
-
-        // The excerpt's text: runs of consecutive lines.
-        let mut out = String::new();
-        let mut regions: Vec<Region> = Vec::new();
-        let mut starts: BTreeMap<usize, (usize, usize)> = BTreeMap::new(); // line -> (excerpt start, prefix bytes)
-        let mut prev: Option<usize> = None;
-        for (&l, q) in &lines {
-            if prev.is_none_or(|p| p + 1 != l) {
-                if let Some(r) = regions.last_mut() {
-                    r.end = out.len();
-                }
-                regions.push(Region {
-                    start: out.len(),
-                    end: out.len(),
-                    first_line: l,
-                    last_line: l,
-                    lines: Vec::new(),
-                });
-            }
-            prev = Some(l);
-            let line_start = out.len();
-            let prefix = if q.cut_front { ELLIPSIS.len() } else { 0 };
-            if q.cut_front {
-                out.push_str(ELLIPSIS);
-            }
-            out.push_str(&text[q.from..q.to]);
-            if q.cut_back {
-                out.push_str(ELLIPSIS);
-            }
-            if q.newline {
-                out.push('\n');
-            }
-            let dropped = q.line_start.map_or(0, |s| q.from - s);
-            let shift = dropped as isize - prefix as isize;
-            // Unwrap-free: a region was pushed above.
-            if let Some(r) = regions.last_mut() {
-                r.last_line = l;
-                r.lines.push((line_start, shift));
-            }
-            starts.insert(l, (line_start + prefix, q.from));
-        }
-        if let Some(r) = regions.last_mut() {
-            r.end = out.len();
-        }
+        quote_gaps(text, &mut lines);
+        let (out, regions, starts) = join_lines(text, &lines);
         let to_excerpt = |pos: usize, line: usize| -> usize {
             let (at, from) = starts.get(&line).copied().unwrap_or((0, 0));
             at + pos.saturating_sub(from)
@@ -370,6 +277,123 @@ impl Excerpt {
     fn region(&self, at: usize) -> Option<&Region> {
         self.regions.iter().find(|r| r.start <= at && at < r.end).or_else(|| self.regions.iter().find(|r| r.end == at))
     }
+}
+
+/// Quotes the lines of a label at `span` in `text`, and a few lines of
+/// context around them, into `lines`: the span once clamped to what is
+/// quoted (start, end) and its first and last lines.
+fn quote_label(
+    text: &str,
+    span: Span,
+    index: &LineIndex,
+    lines: &mut BTreeMap<usize, Quoted>,
+) -> (usize, usize, usize, usize) {
+    let Span { start, end } = span;
+    let start = floor_boundary(text, start);
+    let end = ceil_boundary(text, end.max(start));
+    let (line, line_start) = index.line_of(text, start);
+    let first = *lines.entry(line).or_insert_with(|| Quoted::around(text, line_start, start));
+    let start = first.clamp(start);
+    // Follow the span over its lines, at most MAX_SPAN_LINES of them.
+    let mut last = (line, first);
+    let mut span_end = None;
+    for n in 0..MAX_SPAN_LINES {
+        let (l, q) = last;
+        if end <= q.to || q.cut_back || !q.newline {
+            span_end = Some((l, q.clamp(end)));
+            break;
+        }
+        if n + 1 == MAX_SPAN_LINES {
+            break;
+        }
+        let next = *lines.entry(l + 1).or_insert_with(|| Quoted::head(text, q.to + 1));
+        last = (l + 1, next);
+    }
+    // Longer than that: the first line's part of it.
+    let (end_line, end) = span_end.unwrap_or((line, first.to));
+    // Context: lines before, while where they start is known.
+    let mut q = first;
+    for l in (line.saturating_sub(CONTEXT_LINES)..line).rev() {
+        let Some(start) = q.line_start.filter(|&s| s > 0) else { break };
+        q = *lines.entry(l).or_insert_with(|| Quoted::tail(text, start - 1));
+    }
+    // And after, while the line before is known to end.
+    let mut q = lines[&end_line];
+    for l in end_line + 1..=end_line + CONTEXT_LINES {
+        if q.cut_back || !q.newline {
+            break;
+        }
+        q = *lines.entry(l).or_insert_with(|| Quoted::head(text, q.to + 1));
+    }
+    (start, end, line, end_line)
+}
+
+/// Quotes the lines between two quoted lines at most [`MAX_GAP_LINES`] apart.
+fn quote_gaps(text: &str, lines: &mut BTreeMap<usize, Quoted>) {
+    let keys: Vec<usize> = lines.keys().copied().collect();
+    for pair in keys.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if b - a - 1 > MAX_GAP_LINES {
+            continue;
+        }
+        let mut q = lines[&a];
+        for l in a + 1..b {
+            if q.cut_back || !q.newline {
+                break;
+            }
+            q = *lines.entry(l).or_insert_with(|| Quoted::head(text, q.to + 1));
+        }
+    }
+}
+
+/// The excerpt's text: the quoted lines, in runs of consecutive lines
+/// (regions); and for each line, where its quoted text starts in the
+/// excerpt and in the file.
+fn join_lines(text: &str, lines: &BTreeMap<usize, Quoted>) -> (String, Vec<Region>, BTreeMap<usize, (usize, usize)>) {
+    let mut out = String::new();
+    let mut regions: Vec<Region> = Vec::new();
+    // Line -> where its quoted text starts in the excerpt (after any `…`), and in the file.
+    let mut starts: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+    let mut prev: Option<usize> = None;
+    for (&l, q) in lines {
+        if prev.is_none_or(|p| p + 1 != l) {
+            if let Some(r) = regions.last_mut() {
+                r.end = out.len();
+            }
+            regions.push(Region {
+                start: out.len(),
+                end: out.len(),
+                first_line: l,
+                last_line: l,
+                lines: Vec::new(),
+            });
+        }
+        prev = Some(l);
+        let line_start = out.len();
+        let prefix = if q.cut_front { ELLIPSIS.len() } else { 0 };
+        if q.cut_front {
+            out.push_str(ELLIPSIS);
+        }
+        out.push_str(&text[q.from..q.to]);
+        if q.cut_back {
+            out.push_str(ELLIPSIS);
+        }
+        if q.newline {
+            out.push('\n');
+        }
+        let dropped = q.line_start.map_or(0, |s| q.from - s);
+        let shift = dropped as isize - prefix as isize;
+        // Unwrap-free: a region was pushed above.
+        if let Some(r) = regions.last_mut() {
+            r.last_line = l;
+            r.lines.push((line_start, shift));
+        }
+        starts.insert(l, (line_start + prefix, q.from));
+    }
+    if let Some(r) = regions.last_mut() {
+        r.end = out.len();
+    }
+    (out, regions, starts)
 }
 
 /// The labels in their given order (the primary first), spans in the excerpt.

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -152,6 +153,8 @@ impl EnvironmentPlan {
     }
 }
 
+/// A compiled pipeline: its resources' graph, its environments resolved,
+/// and its outputs.
 #[derive(Debug, Clone)]
 pub struct PipelineGraph {
     pub name: String,
@@ -168,9 +171,14 @@ pub struct PipelineGraph {
     pub sensitive_vars: BTreeSet<String>,
     /// Nodes in deploy order: declaration order, each after its dependencies.
     order: Vec<NodeIndex>,
+    /// Each node by its resource's name, made with the graph: [`Self::find`]
+    /// looks a name up rather than going through the nodes.
+    by_name: FxHashMap<Name, NodeIndex>,
 }
 
 impl PipelineGraph {
+    /// The pipeline of `graph`, whose nodes have their names: the index by
+    /// name is made here, once.
     pub(crate) fn new(
         name: String,
         graph: DiGraph<ResourceNode, Dependency>,
@@ -178,17 +186,26 @@ impl PipelineGraph {
         environments: Vec<EnvironmentPlan>,
         all_environments: Vec<String>,
         outputs: Vec<OutputDecl>,
+        sensitive_vars: BTreeSet<String>,
     ) -> Self {
-        // The sensitive vars are filled in by the compiler, as the outputs are.
-        PipelineGraph { name, graph, environments, all_environments, outputs, sensitive_vars: BTreeSet::new(), order }
+        let mut by_name = FxHashMap::with_capacity_and_hasher(graph.node_count(), Default::default());
+        for i in graph.node_indices() {
+            // Names are unique (the compiler refuses a duplicate); were one
+            // not, its first node would be found, as a scan in order finds it.
+            by_name.entry(Name::from(graph[i].name.as_str())).or_insert(i);
+        }
+        PipelineGraph { name, graph, environments, all_environments, outputs, sensitive_vars, order, by_name }
     }
 
     pub fn node(&self, i: NodeIndex) -> &ResourceNode {
         &self.graph[i]
     }
 
+    /// The node of the resource `name`.
     pub fn find(&self, name: &str) -> Option<NodeIndex> {
-        self.graph.node_indices().find(|i| self.graph[*i].name == name)
+        // `graph` is public: should a node be renamed after the index was
+        // made, the index does not give it out under its old name.
+        self.by_name.get(name).copied().filter(|&i| self.graph.node_weight(i).is_some_and(|n| n.name == name))
     }
 
     pub fn len(&self) -> usize {
@@ -285,5 +302,25 @@ impl PipelineGraph {
     /// An attribute of a node, as written.
     pub fn attribute<'a>(&'a self, i: NodeIndex, key: &str) -> Option<&'a Expr> {
         self.graph[i].attributes.iter().find(|a| a.key.name == key).map(|a| &a.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{load, CompileOptions};
+
+    #[test]
+    fn find_gives_each_node_by_its_name() {
+        let src = "plugin t { kind = \"provisioner\" source = \"builtin:t\" }\n\
+                   resource a \"t.x\" {}\nresource b \"t.x\" { i = a.id }\nresource c \"t.x\" { depends_on = [b] }\n";
+        let g = load("f", src, &CompileOptions::default()).expect("compiles");
+        for i in g.graph.node_indices() {
+            assert_eq!(g.find(&g.node(i).name), Some(i));
+        }
+        assert_eq!(g.find("d"), None);
+        assert_eq!(g.find(""), None);
+        // A clone keeps its index.
+        let copy = g.clone();
+        assert_eq!(copy.find("c"), g.find("c"));
     }
 }

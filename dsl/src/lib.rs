@@ -3,6 +3,13 @@
 //! the same parse trees, a typed AST with spans, the checks, evaluation, and
 //! compilation into a [`PipelineGraph`].
 //!
+//! A file goes through [`parser`] (source text -> [`ast::Module`], and the
+//! syntax errors), then [`compile`](mod@compile) (every other check, the
+//! graph, each environment resolved), and comes out a [`PipelineGraph`],
+//! which [`render`] draws. [`eval`] evaluates expressions, for the compiler
+//! and at deploy time; [`sensitive`] keeps sensitive values out of what is
+//! shown; every mistake is a [`Diagnostic`].
+//!
 //! Pure: no I/O, no async, no wasm, no database. Callers hand in source text
 //! and get back a graph or [`Diagnostics`].
 
@@ -14,11 +21,8 @@ mod excerpt;
 pub mod graph;
 mod par;
 pub mod parser;
-mod recognizer;
 pub mod render;
 pub mod sensitive;
-mod syntax;
-mod tree;
 
 pub use compile::{compile, CompileOptions, DEFAULT_ENVIRONMENT};
 pub use diagnostic::{Code, Diagnostic, Diagnostics};

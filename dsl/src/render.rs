@@ -3,6 +3,9 @@
 
 use std::fmt::Write;
 
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+
 use crate::graph::PipelineGraph;
 
 /// Nodes grouped by level, each with what it depends on and why.
@@ -25,10 +28,13 @@ pub fn text(g: &PipelineGraph) -> String {
         for &i in nodes {
             let r = g.node(i);
             let mut inputs: Vec<String> = Vec::new();
-            for d in g.dependencies(i) {
-                let Some(e) = g.graph.find_edge(d, i) else { continue };
-                let dep = &g.graph[e];
-                let from = &g.node(d).name;
+            // The edges into `i`, in the order of the nodes they come from
+            // (the compiler makes one edge from a node to another, at most).
+            let mut edges: Vec<_> = g.graph.edges_directed(i, Direction::Incoming).collect();
+            edges.sort_by_key(|e| e.source());
+            for e in edges {
+                let dep = e.weight();
+                let from = &g.node(e.source()).name;
                 let mut wires: Vec<String> =
                     dep.wiring.iter().map(|w| format!("{}.{} -> {}", from, w.output, w.attribute)).collect();
                 wires.dedup();

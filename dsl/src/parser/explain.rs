@@ -14,14 +14,13 @@
 //! Walking strictly, it accepts exactly what the grammar accepts (the tests
 //! check this on random input); only once it has found a mistake does it
 //! guess where an unclosed body was meant to end. If it finds nothing wrong,
-//! the caller falls back to pest's own account.
+//! the caller falls back to pest's own account ([`from_pest`](super::syntax_error::from_pest)).
 
 use crate::ast::Span;
 use crate::diagnostic::{closest, Code, Diagnostic};
 
-/// Item keywords, as in the grammar.
-pub(crate) const ITEM_KEYWORDS: [&str; 8] =
-    ["resource", "var", "plugin", "credentials", "flow", "environment", "output", "pipeline"];
+use super::grammar::ITEM_KEYWORDS;
+use super::syntax_error::{comment_never_closed_at, join_or, unterminated_string_at_line_end};
 
 /// What went wrong in an item, and where parsing should go on, when the walk
 /// knows better than "the next line that starts with an item keyword".
@@ -80,14 +79,6 @@ pub(crate) fn comment_never_closed(src: &str) -> Option<usize> {
     }
 }
 
-/// The mistake of a block comment opened at `at` that no `*/` closes.
-pub(crate) fn comment_never_closed_at(at: usize) -> Diagnostic {
-    let span = Span::new(at, at + 2);
-    Diagnostic::at(Code::Syntax, span, "unterminated block comment")
-        .with_label(span, "this comment is never closed")
-        .help("close the comment with `*/`")
-}
-
 /// Walks a whole file, item after item: its first mistake, if any. For the
 /// tests, which check that the walk agrees with the grammar.
 #[cfg(test)]
@@ -139,14 +130,6 @@ fn is_ident_start(c: char) -> bool {
 
 fn is_ident_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
-}
-
-fn join_or(items: &[&str]) -> String {
-    match items {
-        [] => String::new(),
-        [one] => one.to_string(),
-        [init @ .., last] => format!("{} or {last}", init.join(", ")),
-    }
 }
 
 impl<'s> Walker<'s> {
@@ -1005,11 +988,7 @@ impl<'s> Walker<'s> {
                 }
                 '\n' => {
                     let at = self.pos;
-                    return Err(self.fail(
-                        Diagnostic::at(Code::Syntax, Span::new(at, at), "unterminated string")
-                            .with_label(Span::new(at, at), "the line ends before the closing `\"`")
-                            .help("close the string with `\"`, or use a heredoc (`<<EOT`) for text over several lines"),
-                    ));
+                    return Err(self.fail(unterminated_string_at_line_end(at)));
                 }
                 '\\' => {
                     self.pos += 1;
@@ -1165,7 +1144,7 @@ mod tests {
     ];
 
     const EXAMPLES: [&str; 2] =
-        [include_str!("../../examples/aws-env.pipeline"), include_str!("../../examples/local-files.pipeline")];
+        [include_str!("../../../examples/aws-env.pipeline"), include_str!("../../../examples/local-files.pipeline")];
 
     fn soup() -> impl Strategy<Value = String> {
         prop::collection::vec(prop::sample::select(TOKENS), 0..40).prop_map(|t| t.join(" "))
@@ -1195,7 +1174,7 @@ mod tests {
         if crate::parser::too_deep(src) {
             return;
         }
-        let pest_ok = crate::parser::file_parses(src);
+        let pest_ok = crate::parser::grammar::file_parses(src);
         let walked = explain_file(src);
         assert_eq!(pest_ok, walked.is_none(), "{src:?}: pest {pest_ok}, walk {:?}", walked.map(|e| e.diag));
     }

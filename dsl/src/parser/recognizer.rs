@@ -7,10 +7,10 @@
 //! the same [`Tree`] pest's parse would, node for node and span for span, so
 //! lowering cannot tell them apart. It stops at the first byte it cannot
 //! accept; the parser then parses the file with pest, whose errors
-//! `parser.rs` and `syntax.rs` turn into diagnostics. Getting a file wrong
+//! `explain.rs` and `syntax_error.rs` turn into diagnostics. Getting a file wrong
 //! here can therefore only cost time, as long as this accepts nothing pest
-//! rejects and builds the trees pest builds: the tests below check both
-//! against pest on generated, mutated and hand-written input.
+//! rejects and builds the trees pest builds: the tests in `tests/fuzz.rs`
+//! check both against pest on generated, mutated and hand-written input.
 //!
 //! Each function below is one rule of the grammar, written the way pest runs
 //! it. Between the parts of a sequence in a non-atomic rule pest skips
@@ -25,8 +25,8 @@
 //! Recursion is bounded: the parser refuses input nested deeper than
 //! [`MAX_NESTING`](crate::parser::MAX_NESTING) before either parser runs.
 
-use crate::parser::Rule;
-use crate::tree::{Node, Tree};
+use super::grammar::Rule;
+use super::tree::{Node, Tree};
 
 pub(crate) struct Recognizer<'i> {
     src: &'i str,

@@ -1,6 +1,6 @@
 //! The parse tree of one item in a flat array, for lowering.
 //!
-//! Filled either by the hand-written [`Recognizer`](crate::recognizer) or
+//! Filled either by the hand-written [`Recognizer`](super::recognizer) or
 //! from pest's parse tree. Walking pest's own `Pair`s costs a
 //! reference-count update per step and a recount of the children at every
 //! `into_inner`, most of the time of lowering a large file. Here the tree is
