@@ -89,42 +89,7 @@ async fn watch_loop(a: WatchArgs, host: Arc<PluginHost>) -> Result<(), u8> {
         }
         watch_these(&mut files, &carried.files());
         let ended = match loaded {
-            Some(p) => {
-                let stop = StopSignal::new();
-                let run =
-                    tokio::spawn(run_cycle(p, mode, a.run.clone(), host.clone(), stop.clone(), carried.plan.clone()));
-                tokio::pin!(run);
-                let mut quit_rx = quit.clone();
-                let (ended, finished) = tokio::select! {
-                    r = &mut run => (Ended::Finished, Some(r)),
-                    Some(changed) = changes.recv() => (Ended::Changed(changed), None),
-                    _ = quit_rx.wait_for(|q| *q) => (Ended::Quit, None),
-                };
-                let result = match finished {
-                    Some(r) => r,
-                    None => {
-                        if matches!(ended, Ended::Changed(_)) {
-                            eprintln!("files changed: stopping this {} (operations in flight finish)", mode_name(mode));
-                        }
-                        stop.stop();
-                        run.await
-                    }
-                };
-                match result {
-                    Ok(Some(outcome)) => {
-                        if let Some(plan) = outcome.plan {
-                            carried.plan = Some(plan);
-                        }
-                        if outcome.inputs != carried.inputs {
-                            carried.inputs = outcome.inputs;
-                            watch_these(&mut files, &carried.files());
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => eprintln!("error: the {} task failed: {e}", mode_name(mode)),
-                }
-                ended
-            }
+            Some(p) => cycle_until(p, mode, &a, &host, &mut carried, &mut files, &mut changes, &quit).await,
             None => {
                 if !a.run.json {
                     println!("{} has errors (shown above); fix them and save", a.run.pipeline.file.display());
@@ -158,6 +123,55 @@ async fn watch_loop(a: WatchArgs, host: Arc<PluginHost>) -> Result<(), u8> {
         println!("stopped watching");
     }
     Ok(())
+}
+
+/// Runs one cycle (a plan, or a deploy) of `p` until it finishes, files
+/// change (it is stopped the safe way) or the watch is to quit; keeps what
+/// it learned in `carried`, and watches the files it read.
+#[allow(clippy::too_many_arguments)]
+async fn cycle_until(
+    p: LoadedPipeline,
+    mode: Mode,
+    a: &WatchArgs,
+    host: &Arc<PluginHost>,
+    carried: &mut Carried,
+    files: &mut FileWatch,
+    changes: &mut mpsc::UnboundedReceiver<Vec<PathBuf>>,
+    quit: &tokio::sync::watch::Receiver<bool>,
+) -> Ended {
+    let stop = StopSignal::new();
+    let run = tokio::spawn(run_cycle(p, mode, a.run.clone(), host.clone(), stop.clone(), carried.plan.clone()));
+    tokio::pin!(run);
+    let mut quit_rx = quit.clone();
+    let (ended, finished) = tokio::select! {
+        r = &mut run => (Ended::Finished, Some(r)),
+        Some(changed) = changes.recv() => (Ended::Changed(changed), None),
+        _ = quit_rx.wait_for(|q| *q) => (Ended::Quit, None),
+    };
+    let result = match finished {
+        Some(r) => r,
+        None => {
+            if matches!(ended, Ended::Changed(_)) {
+                eprintln!("files changed: stopping this {} (operations in flight finish)", mode_name(mode));
+            }
+            stop.stop();
+            run.await
+        }
+    };
+    match result {
+        Ok(Some(outcome)) => {
+            if let Some(plan) = outcome.plan {
+                carried.plan = Some(plan);
+            }
+            if outcome.inputs != carried.inputs {
+                carried.inputs = outcome.inputs;
+                watch_these(files, &carried.files());
+            }
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("error: the {} task failed: {e}", mode_name(mode)),
+    }
+    ended
 }
 
 /// What a finished cycle tells the next.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::run::stack_job::{DEPLOY_OPS, UNDEPLOY_OPS};
-use crate::run::RunEvent;
+use crate::run::{NodeBrief, RunEvent};
 use crate::state::{now_ms, EnvOutcome, JobRecord, OpRecord, RunStatus, Status};
 
 #[derive(Default)]
@@ -17,7 +17,6 @@ pub struct RunBoard {
     jobs: Vec<JobRecord>,
     index: HashMap<(String, String), usize>,
 }
-
 
 impl RunBoard {
     pub fn apply(&mut self, e: &RunEvent) {
@@ -34,34 +33,7 @@ impl RunBoard {
             RunEvent::EnvironmentStarted { environment, nodes, .. } => {
                 self.set_env(environment, Status::Running, None);
                 for n in nodes {
-                    let key = (environment.clone(), n.name.clone());
-                    if self.index.contains_key(&key) {
-                        continue;
-                    }
-                    self.index.insert(key, self.jobs.len());
-                    self.jobs.push(JobRecord {
-                        run_id: self.run_id.clone(),
-                        environment: environment.clone(),
-                        node: n.name.clone(),
-                        level: n.level,
-                        status: Status::Queued,
-                        started_ms: None,
-                        finished_ms: None,
-                        ops: self
-                            .ops
-                            .iter()
-                            .map(|o| OpRecord {
-                                name: (*o).into(),
-                                status: Status::Queued,
-                                started_ms: None,
-                                finished_ms: None,
-                                message: None,
-                            })
-                            .collect(),
-                        input: None,
-                        change: None,
-                        error: None,
-                    });
+                    self.add_job(environment, n);
                 }
             }
             RunEvent::OpStarted { environment, node, op } => {
@@ -103,6 +75,33 @@ impl RunBoard {
             RunEvent::RunFinished { status, .. } => self.status = Some(*status),
             RunEvent::Log { .. } | RunEvent::Waiting { .. } | RunEvent::GateDecided { .. } => {}
         }
+    }
+
+    /// A node of an environment just announced, queued (once).
+    fn add_job(&mut self, environment: &str, n: &NodeBrief) {
+        let key = (environment.to_string(), n.name.clone());
+        if self.index.contains_key(&key) {
+            return;
+        }
+        self.index.insert(key, self.jobs.len());
+        let ops = self
+            .ops
+            .iter()
+            .map(|o| OpRecord { name: (*o).into(), status: Status::Queued, started_ms: None, finished_ms: None, message: None })
+            .collect();
+        self.jobs.push(JobRecord {
+            run_id: self.run_id.clone(),
+            environment: environment.to_string(),
+            node: n.name.clone(),
+            level: n.level,
+            status: Status::Queued,
+            started_ms: None,
+            finished_ms: None,
+            ops,
+            input: None,
+            change: None,
+            error: None,
+        });
     }
 
     fn set_env(&mut self, name: &str, status: Status, reason: Option<String>) {
