@@ -357,6 +357,44 @@ resource a "t.step" {}
     assert!(text(&o.stderr).contains("run r000001 is not in progress (it cancelled)"), "{}", text(&o.stderr));
 }
 
+/// Seed 002: a cancel lets the operation in flight complete, then skips
+/// the remaining ones. A job cancelled during its (slow) refresh never
+/// previews nor applies; its dependent never starts.
+#[test]
+fn a_cancel_during_a_refresh_finishes_it_and_applies_nothing() {
+    let resources = |value: &str| {
+        pipeline(&format!(
+            "environment dev {{}}\nresource a \"t.step\" {{\n  value = \"{value}\"\n  refresh_delay_ms = 1500\n}}\nresource b \"t.step\" {{ from = a.id }}\n"
+        ))
+    };
+    let p = Project::with_pipeline(&resources("one"));
+    ok(&p.run(&["deploy", "demo.pipeline"]));
+    assert_eq!(p.ledger(), ["apply demo/dev/a", "apply demo/dev/b"]);
+    std::fs::write(p.path().join("demo.pipeline"), resources("two")).unwrap();
+    let deploy = spawn(&p, &["deploy", "demo.pipeline"]);
+    let op = |d: &Value, name: &str| {
+        node(d, "dev", "a")["operations"].as_array().and_then(|ops| ops.iter().find(|o| o["name"] == name).cloned())
+    };
+    wait_status(&p, "a's refresh to run", |d| op(d, "refresh").is_some_and(|o| o["status"] == "running"));
+    ok(&p.run(&["cancel"]));
+    let o = finish(deploy);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    // Nothing applied after the cancel: the ledger has the first deploy only.
+    assert_eq!(p.ledger(), ["apply demo/dev/a", "apply demo/dev/b"]);
+    let doc = p.status(None);
+    assert_eq!(doc["status"], "cancelled");
+    let status = |name: &str| op(&doc, name).map(|o| o["status"].clone()).unwrap_or_default();
+    assert_eq!(status("refresh"), "succeeded", "the refresh in flight completes");
+    assert_eq!(status("preview"), "skipped");
+    assert_eq!(status("apply"), "skipped");
+    assert_eq!(node(&doc, "dev", "a")["status"], "cancelled");
+    assert!(node(&doc, "dev", "a")["error"].as_str().unwrap_or("").contains("cancelled before preview"), "{doc:#}");
+    assert_eq!(node(&doc, "dev", "b")["status"], "cancelled");
+    // What stands is what the first deploy made; a plan still sees the change.
+    let plan = ok(&p.run(&["plan", "demo.pipeline"]));
+    assert!(plan.contains("will be updated in place"), "{plan}");
+}
+
 #[test]
 fn logs_follow_in_another_terminal_sees_every_event_of_the_run_in_order() {
     let p = Project::with_pipeline(&pipeline(

@@ -27,10 +27,11 @@ impl Provisioner for Test {
 struct StepResource;
 
 fn sleep(ctx: &Context, op: Op, step: &Step) {
-    if step.delay_ms > 0 {
-        log::debug(ctx, &format!("{}: sleeping {} ms", op.name(), step.delay_ms));
+    let ms = if op == Op::Read { step.refresh_delay_ms } else { step.delay_ms };
+    if ms > 0 {
+        log::debug(ctx, &format!("{}: sleeping {ms} ms", op.name()));
         // In wasip2 this waits on a clock pollable: the host thread is not blocked.
-        std::thread::sleep(Duration::from_millis(step.delay_ms));
+        std::thread::sleep(Duration::from_millis(ms));
     }
 }
 
@@ -137,6 +138,7 @@ impl Resource for StepResource {
             }
         };
         let s = parse(st.attributes.clone())?;
+        sleep(ctx, Op::Read, &s);
         fail_if(ctx, Op::Read, &s)?;
         let outputs = st.outputs_value(&s);
         Ok(Some((st, outputs)))

@@ -44,6 +44,8 @@ impl Op {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     pub delay_ms: u64,
+    /// How long a read (a refresh) of the step sleeps.
+    pub refresh_delay_ms: u64,
     pub fail_on: Option<Op>,
     pub outputs: Map<String, Value>,
     /// Attribute names whose changes the plan marks sensitive.
@@ -66,25 +68,31 @@ fn diag(attribute: &str, message: impl Into<String>) -> Diagnostic {
     Diagnostic { attribute: Some(attribute.into()), message: message.into() }
 }
 
-/// Parses the attributes; the diagnostics do not include an injected
-/// validate failure (see [`validate`]).
-pub fn parse_step(attributes: Map<String, Value>) -> Result<Step, Vec<Diagnostic>> {
-    let mut diags = Vec::new();
-    let delay_ms = match attributes.get("delay_ms") {
+/// A number of milliseconds, 0 or more (0 when absent).
+fn milliseconds(attributes: &Map<String, Value>, name: &str, diags: &mut Vec<Diagnostic>) -> u64 {
+    match attributes.get(name) {
         None | Some(Value::Null) => 0,
         Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
             (Some(ms), _) => ms,
             (None, Some(f)) if f >= 0.0 && f.is_finite() => f.round() as u64,
             _ => {
-                diags.push(diag("delay_ms", "`delay_ms` must be a number of milliseconds, 0 or more"));
+                diags.push(diag(name, format!("`{name}` must be a number of milliseconds, 0 or more")));
                 0
             }
         },
         Some(_) => {
-            diags.push(diag("delay_ms", "`delay_ms` must be a number of milliseconds"));
+            diags.push(diag(name, format!("`{name}` must be a number of milliseconds")));
             0
         }
-    };
+    }
+}
+
+/// Parses the attributes; the diagnostics do not include an injected
+/// validate failure (see [`validate`]).
+pub fn parse_step(attributes: Map<String, Value>) -> Result<Step, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let delay_ms = milliseconds(&attributes, "delay_ms", &mut diags);
+    let refresh_delay_ms = milliseconds(&attributes, "refresh_delay_ms", &mut diags);
     let fail = match attributes.get("fail") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -133,7 +141,7 @@ pub fn parse_step(attributes: Map<String, Value>) -> Result<Step, Vec<Diagnostic
         }
     };
     if diags.is_empty() {
-        Ok(Step { delay_ms, fail_on: fail.then_some(fail_at), outputs, sensitive, attributes })
+        Ok(Step { delay_ms, refresh_delay_ms, fail_on: fail.then_some(fail_at), outputs, sensitive, attributes })
     } else {
         Err(diags)
     }
@@ -257,7 +265,7 @@ pub fn plan(prior: Option<&State>, desired: &Step) -> ResourcePlan {
 }
 
 pub const DESCRIPTION: &str = "A resource that touches nothing, for testing pipelines: it takes any attributes, sleeps `delay_ms` \
-    on apply and destroy, fails on purpose with `fail`/`fail_on`, and outputs an id, its `outputs` attribute and \
+    on apply and destroy (and `refresh_delay_ms` on a refresh), fails on purpose with `fail`/`fail_on`, and outputs an id, its `outputs` attribute and \
     its inputs. With the plugin config `ledger` (a file in a granted directory) each apply and destroy appends \
     a line `<op> <pipeline>/<environment>/<resource>`.";
 
@@ -268,6 +276,7 @@ pub fn attributes_schema() -> Value {
         "type": "object",
         "properties": {
             "delay_ms": { "type": "number", "minimum": 0, "default": 0, "description": "How long apply and destroy sleep, in milliseconds." },
+            "refresh_delay_ms": { "type": "number", "minimum": 0, "default": 0, "description": "How long a refresh (read) of the deployed step sleeps, in milliseconds." },
             "fail": { "type": "boolean", "default": false, "description": "Make the operation named by `fail_on` fail with \"injected failure\"." },
             "fail_on": { "enum": ["validate", "read", "plan", "apply", "destroy"], "default": "apply", "description": "Which operation `fail` breaks." },
             "outputs": { "type": "object", "default": {}, "description": "Copied into the outputs (except the reserved `id` and `inputs`)." },

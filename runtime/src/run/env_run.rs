@@ -362,7 +362,7 @@ impl EnvRun {
             GateOutcome::Approved => NodeEnd::Succeeded,
             GateOutcome::Rejected(_) => NodeEnd::Rejected,
             // Applied; its dependents must not start.
-            GateOutcome::Cancelled => NodeEnd::StoppedAtGate,
+            GateOutcome::Cancelled => NodeEnd::Stopped,
         }
     }
 
@@ -385,7 +385,7 @@ impl EnvRun {
                     rejected.push(self.run.graph.node(idx).name.clone());
                     continue;
                 }
-                NodeEnd::Succeeded | NodeEnd::Failed | NodeEnd::StoppedAtGate => continue,
+                NodeEnd::Succeeded | NodeEnd::Failed | NodeEnd::Stopped => continue,
             };
             let record = StackJob::unstarted(self.clone(), idx, status, why);
             self.run.events.send(RunEvent::NodeFinished {
@@ -417,7 +417,7 @@ impl EnvRun {
             (Status::Failed, Some(format!("failed: {}", failed.join(", "))))
         } else if !rejected.is_empty() {
             (Status::Failed, Some(format!("rejected at a gate: {}", rejected.join(", "))))
-        } else if self.run.stop.is_stopped() || ends.contains(&NodeEnd::StoppedAtGate) {
+        } else if self.run.stop.is_stopped() || ends.contains(&NodeEnd::Stopped) {
             (Status::Cancelled, Some("the run was cancelled".into()))
         } else {
             (Status::Failed, None)

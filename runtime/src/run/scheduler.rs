@@ -27,9 +27,10 @@ pub enum NodeEnd {
     Rejected,
     /// Never started: a dependency failed or the walk was stopped.
     Cancelled,
-    /// Started, and was waiting at a gate when the walk was stopped: its
+    /// Started, and stopped short of its last operation when the walk was
+    /// stopped (waiting at a gate, or between two operations): its
     /// dependents are cancelled.
-    StoppedAtGate,
+    Stopped,
     /// Never started: a dependency's gate was rejected.
     Skipped,
 }

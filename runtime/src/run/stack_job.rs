@@ -32,6 +32,10 @@ enum Halt {
     Rejected(&'static str, String),
     /// The run was stopped while this operation waited at a gate.
     Cancelled(&'static str),
+    /// The run was stopped before this operation started: the one in
+    /// flight finished, this one and the rest are skipped (it never
+    /// applies after a cancel).
+    Stopped(&'static str),
 }
 
 impl From<(&'static str, String)> for Halt {
@@ -207,7 +211,13 @@ impl StackJob {
                 self.end(op, Status::Cancelled, Some(why.into()));
                 self.end_remaining(ops, Status::Cancelled, why);
                 self.record.error = Some(why.into());
-                (Status::Cancelled, NodeEnd::StoppedAtGate)
+                (Status::Cancelled, NodeEnd::Stopped)
+            }
+            Err(Halt::Stopped(op)) => {
+                let why = format!("the run was cancelled before {op}: what was in flight finished, the rest is skipped");
+                self.end_remaining(ops, Status::Skipped, &why);
+                self.record.error = Some(why);
+                (Status::Cancelled, NodeEnd::Stopped)
             }
         };
         self.record.status = status;
@@ -238,6 +248,15 @@ impl StackJob {
                 self.end(o, status, Some(why.into()));
             }
         }
+    }
+
+    /// Goes on to `next` unless the run was stopped meanwhile (seed 002:
+    /// the operation in flight completes, the remaining ones are skipped).
+    fn go_on(&self, next: &'static str) -> Result<(), Halt> {
+        if self.env.run.stop.is_stopped() {
+            return Err(Halt::Stopped(next));
+        }
+        Ok(())
     }
 
     /// Holds `op` (apply or destroy) at a gate until someone decides.
@@ -327,6 +346,7 @@ impl StackJob {
         let env = self.env.clone();
         let node = env.run.graph.node(self.index);
         let call = Call { ctx: env.context(&node.name), kind: &node.kind, cred: cred.as_ref() };
+        self.go_on("init")?;
         self.begin("init");
         let mut session = plugin.session(&env.run.host).await.map_err(|e| ("init", e.to_string()))?;
         let (desired, prior) = self.init(&mut session, &call, &plugin, &types, &flow).await?;
@@ -337,7 +357,9 @@ impl StackJob {
             }
             return Ok(());
         }
+        self.go_on("refresh")?;
         let (state, outputs) = self.refresh(&mut session, &call, prior, &desired, &flow).await?;
+        self.go_on("preview")?;
         let planned = self.preview(&mut session, &call, state.as_ref(), &desired, &flow).await?;
         let change = planned.plan.change;
         self.record.change = Some(change_name(change).into());
@@ -354,6 +376,7 @@ impl StackJob {
             self.skip("apply", "no changes");
             return Ok(());
         }
+        self.go_on("apply")?;
         self.gate_before("apply", &flow, &planned).await?;
         self.apply(&mut session, &call, state.as_ref(), desired).await
     }
@@ -630,11 +653,13 @@ impl StackJob {
         };
         let (plugin, _, cred, flow) = self.preflight().await?;
         let ctx = env.context(&node.name);
+        self.go_on("init")?;
         self.begin("init");
         self.record.input = Some(self.job_input(prior.attributes.clone(), &plugin, &flow));
         self.end("init", Status::Succeeded, None);
         let mut session = plugin.session(&env.run.host).await.map_err(|e| ("init", e.to_string()))?;
         let mut state = prior.state.clone();
+        self.go_on("refresh")?;
         if flow.refresh {
             self.begin("refresh");
             match session.read(&ctx, &node.kind, Some(&state), &prior.attributes, cred.as_ref()).await {
@@ -654,6 +679,7 @@ impl StackJob {
         } else {
             self.skip("refresh", "flow policy: refresh = false");
         }
+        self.go_on("preview")?;
         self.begin("preview");
         let plan = ResourcePlan { change: Change::Delete, changes: Vec::new() };
         let policy = self.policies(node, &plan, &prior.attributes).await?;
@@ -661,6 +687,7 @@ impl StackJob {
         self.record.change = Some("delete".into());
         let planned =
             PlannedChange { environment: env.plan.name.clone(), node: node.name.clone(), type_name: node.type_name(), plan, policy };
+        self.go_on("destroy")?;
         self.gate_before("destroy", &flow, &planned).await?;
 
         self.begin("destroy");
