@@ -274,3 +274,92 @@ fn a_resource_removed_from_the_pipeline_is_left_alone_with_a_warning() {
     let o = p.run(&["state", "list"]);
     assert!(text(&o.stdout).contains("demo/dev/old"), "{}", text(&o.stdout));
 }
+
+/// Three environments promoted in order, with a flow policy and a per
+/// environment var: what a run records and shows, end to end.
+fn promoted(staging_fails: bool) -> String {
+    format!(
+        r#"pipeline "demo"
+
+plugin t {{
+  kind   = "provisioner"
+  source = "builtin:test"
+  config {{ ledger = "out/ledger.txt" }}
+  allow  {{ fs = ["out"] }}
+}}
+
+var broken: bool = false
+
+environment dev {{}}
+environment staging {{
+  after = dev
+  vars {{ broken = {staging_fails} }}
+}}
+environment prod {{ after = staging }}
+
+resource a "t.step" {{
+  note = "a in ${{env.name}}"
+  flow {{ refresh = false }}
+}}
+resource b "t.step" {{
+  from = a.id
+  fail = var.broken
+}}
+"#
+    )
+}
+
+#[test]
+fn a_failed_environment_skips_the_later_ones_and_undeploy_walks_them_in_reverse() {
+    let p = Project::with_pipeline(&promoted(true));
+    let o = p.run(&["deploy", "demo.pipeline"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let doc = p.status(None);
+    let envs: Vec<(String, String)> = doc["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_string(), e["status"].as_str().unwrap().to_string()))
+        .collect();
+    let expected = [("dev", "succeeded"), ("staging", "failed"), ("prod", "skipped")];
+    assert_eq!(envs, expected.map(|(n, s)| (n.to_string(), s.to_string())));
+    let prod = &doc["environments"][2];
+    assert!(prod["reason"].as_str().unwrap_or("").contains("environment `staging` failed"), "{prod:#}");
+    assert!(!p.ledger().iter().any(|l| l.contains("/prod/")), "{:?}", p.ledger());
+
+    std::fs::write(p.path().join("demo.pipeline"), promoted(false)).unwrap();
+    let o = p.run(&["deploy", "demo.pipeline"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let run = p.status(None)["run"].as_str().unwrap().to_string();
+
+    // `flow { refresh = false }` skips a's refresh, though it is deployed.
+    let doc = p.status(None);
+    let a = &doc["environments"][0]["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "a").unwrap().clone();
+    let refresh = a["operations"].as_array().unwrap().iter().find(|o| o["name"] == "refresh").unwrap();
+    assert_eq!((&refresh["status"], &refresh["message"]), (&"skipped".into(), &"flow policy: refresh = false".into()));
+
+    // `status --inputs` shows each job's input; `logs --node` one node's lines.
+    let o = p.run(&["status", "--inputs"]);
+    let out = text(&o.stdout);
+    assert!(out.contains("input: t.step (") && out.contains("\"note\":\"a in staging\""), "{out}");
+    let o = p.run(&["logs", &run, "--node", "b"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let lines = text(&o.stdout);
+    // `<ms> <env>/<node> <op>: <text>`, for b in every environment, and nothing else.
+    let nodes: std::collections::BTreeSet<&str> = lines.lines().filter_map(|l| l.split(' ').nth(1)).collect();
+    assert_eq!(nodes.into_iter().collect::<Vec<_>>(), ["dev/b", "prod/b", "staging/b"], "{lines}");
+
+    // `state show` prints the stored record of one resource.
+    let o = p.run(&["state", "show", "demo/prod/a"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let shown = text(&o.stdout);
+    assert!(shown.contains("a in prod") && shown.contains("\"kind\": \"step\""), "{shown}");
+
+    // Undeploy: prod first, then staging, then dev; dependents first in each.
+    let before = p.ledger().len();
+    let o = p.run(&["undeploy", "demo.pipeline"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let destroyed: Vec<String> = p.ledger()[before..].to_vec();
+    let expected = ["prod/b", "prod/a", "staging/b", "staging/a", "dev/b", "dev/a"].map(|r| format!("destroy demo/{r}"));
+    assert_eq!(destroyed, expected);
+}
