@@ -4,7 +4,7 @@
 use clap::Args;
 use serde_json::Value;
 use stackpipe_runtime::control::{Cancelled, Reach, Request};
-use stackpipe_runtime::run::GateSelector;
+use stackpipe_runtime::run::{CancelTarget, GateSelector};
 use stackpipe_runtime::state::{Decision, GateDecision, RunStatus, StateStore};
 
 use crate::run_cmd::StateArgs;
@@ -35,6 +35,14 @@ pub struct DecideArgs {
 pub struct CancelArgs {
     /// The run (default: the one in progress).
     pub run: Option<String>,
+    /// Only this environment: its jobs in flight finish their operation,
+    /// the rest of the environment is cancelled.
+    #[arg(long = "env", value_name = "ENV")]
+    pub env: Option<String>,
+    /// Only this node (and so its dependents), in --env or the environment
+    /// running now: its operation in flight finishes, the rest is skipped.
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -85,13 +93,17 @@ pub fn decide(a: DecideArgs, decision: Decision) -> Result<(), u8> {
 
 pub fn cancel(a: CancelArgs) -> Result<(), u8> {
     let reach = a.state.reach(None)?;
-    let answer: Cancelled =
-        serde_json::from_value(ask(reach, a.run.as_deref(), Request::Cancel { run: a.run.clone() })?).map_err(fail)?;
+    let request = Request::Cancel { run: a.run.clone(), environment: a.env.clone(), node: a.node.clone() };
+    let answer: Cancelled = serde_json::from_value(ask(reach, a.run.as_deref(), request)?).map_err(fail)?;
     let run = &answer.run;
-    if answer.already_stopping {
-        println!("run {run} is already stopping: operations in flight are finishing");
-    } else {
-        println!("cancelling run {run}: operations in flight finish, nothing new starts");
+    match (&answer.target, answer.already_stopping) {
+        (None, true) => println!("run {run} is already stopping: operations in flight are finishing"),
+        (None, false) => println!("cancelling run {run}: operations in flight finish, nothing more runs"),
+        (Some(t), true) => println!("{t} of run {run} is already cancelled"),
+        (Some(t @ CancelTarget { node: Some(_), .. }), false) => {
+            println!("cancelling {t} in run {run}: its operation in flight finishes; it and its dependents stop")
+        }
+        (Some(t), false) => println!("cancelling {t} of run {run}: operations in flight finish, nothing more runs there"),
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use stackpipe_runtime::run::{
 use stackpipe_runtime::state::{RunKind, RunStatus, StateStore, Status};
 use tokio::sync::mpsc;
 
-use stackpipe_runtime::control::{ControlServer, ControlSocket, Reach};
+use stackpipe_runtime::control::{ControlServer, ControlSocket, Reach, RunHandles};
 
 use crate::load::PipelineArgs;
 use crate::{EXIT_FAILED, EXIT_INVALID};
@@ -310,9 +310,11 @@ pub async fn steered_run(
     let steering = Steering { events: steering.events.and(tx), stop: steering.stop };
     let path = socket.path().to_path_buf();
     let run = Run::start(pipeline, mode, host, store.clone(), opts, steering, Some(path)).await.map_err(run_error)?;
-    let control = run
-        .gates()
-        .map(|gates| ControlServer::start(socket, store, run.id().to_string(), run.journal().clone(), gates, stop, rx));
+    let control = run.gates().map(|gates| {
+        let handles =
+            RunHandles { run_id: run.id().to_string(), journal: run.journal().clone(), gates, cancels: run.cancels(), stop };
+        ControlServer::start(socket, store, handles, rx)
+    });
     let summary = run.run_to_end().await;
     if let Some(control) = control {
         // Followers get the last events before the socket goes away.

@@ -395,6 +395,52 @@ fn a_cancel_during_a_refresh_finishes_it_and_applies_nothing() {
     assert!(plan.contains("will be updated in place"), "{plan}");
 }
 
+/// `cancel --node N` stops one job (its operation in flight finishes) and
+/// so its dependents; the independent ones run on, and the environments
+/// after are not started.
+#[test]
+fn cancel_one_node_stops_it_and_its_dependents_only() {
+    let resources = |value: &str| {
+        pipeline(&format!(
+            "environment dev {{}}\nenvironment prod {{ after = dev }}\n\
+             resource a \"t.step\" {{\n  value = \"{value}\"\n  refresh_delay_ms = 1500\n}}\n\
+             resource b \"t.step\" {{ from = a.id }}\n\
+             resource c \"t.step\" {{\n  value = \"{value}\"\n  delay_ms = 300\n}}\n"
+        ))
+    };
+    let p = Project::with_pipeline(&resources("one"));
+    ok(&p.run(&["deploy", "demo.pipeline"]));
+    let first = p.ledger().len();
+    std::fs::write(p.path().join("demo.pipeline"), resources("two")).unwrap();
+    let deploy = spawn(&p, &["deploy", "demo.pipeline"]);
+    let refreshing = |d: &Value| {
+        node(d, "dev", "a")["operations"]
+            .as_array()
+            .is_some_and(|ops| ops.iter().any(|o| o["name"] == "refresh" && o["status"] == "running"))
+    };
+    wait_status(&p, "a's refresh to run", refreshing);
+    // What is not in the run is refused, with what is.
+    let o = p.run(&["cancel", "--node", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("has no node `nope`"), "{}", text(&o.stderr));
+    let o = p.run(&["cancel", "--env", "qa", "--node", "a"]);
+    assert!(text(&o.stderr).contains("no environment `qa` (it has: dev, prod)"), "{}", text(&o.stderr));
+    let out = ok(&p.run(&["cancel", "--node", "a"]));
+    assert!(out.contains("cancelling dev/a in run r000002"), "{out}");
+    let o = finish(deploy);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    // c ran on (its update applied); neither a nor b applied again; prod never started.
+    assert_eq!(&p.ledger()[first..], ["apply demo/dev/c"]);
+    let doc = p.status(None);
+    assert_eq!(doc["status"], "cancelled");
+    assert_eq!(node(&doc, "dev", "a")["status"], "cancelled");
+    assert!(node(&doc, "dev", "a")["error"].as_str().unwrap_or("").starts_with("it was cancelled before preview"), "{doc:#}");
+    assert_eq!(node(&doc, "dev", "b")["status"], "cancelled");
+    assert_eq!(node(&doc, "dev", "c")["status"], "succeeded");
+    assert_eq!((&env(&doc, "dev")["status"], &env(&doc, "dev")["reason"]), (&"cancelled".into(), &"cancelled: a".into()));
+    assert_eq!(env(&doc, "prod")["status"], "skipped");
+}
+
 #[test]
 fn logs_follow_in_another_terminal_sees_every_event_of_the_run_in_order() {
     let p = Project::with_pipeline(&pipeline(

@@ -28,5 +28,5 @@ mod tests;
 pub use board::RunBoard;
 pub use client::{ControlClient, Reach};
 pub use protocol::{Cancelled, Request, Response};
-pub use server::ControlServer;
+pub use server::{ControlServer, RunHandles};
 pub use socket::{ControlSocket, SocketError};

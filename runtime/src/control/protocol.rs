@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::run::GateSelector;
+use crate::run::{CancelTarget, GateSelector};
 use crate::state::Decision;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -20,8 +20,15 @@ pub enum Request {
     /// Approve or reject waiting gates. Who decides is the user the kernel
     /// says is on the other end of the socket.
     Decide { run: Option<String>, selector: GateSelector, decision: Decision, comment: Option<String> },
-    /// Stop the run: in-flight operations finish, nothing new starts.
-    Cancel { run: Option<String> },
+    /// Stop the run, or (`environment`, `node`) part of it: operations in
+    /// flight finish, the rest of their jobs is skipped, nothing new starts.
+    Cancel {
+        run: Option<String>,
+        #[serde(default)]
+        environment: Option<String>,
+        #[serde(default)]
+        node: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +42,9 @@ pub enum Response {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cancelled {
     pub run: String,
-    /// Whether the run had been told to stop before.
+    /// What was cancelled: None for the whole run.
+    #[serde(default)]
+    pub target: Option<CancelTarget>,
+    /// Whether it had been cancelled before.
     pub already_stopping: bool,
 }

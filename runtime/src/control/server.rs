@@ -13,14 +13,25 @@ use super::board::RunBoard;
 use super::protocol::{Cancelled, Request, Response};
 use super::socket::{euid, Bound, ControlSocket};
 use crate::run::status::StatusDocument;
-use crate::run::{Gates, RunEvent, RunJournal, StopSignal};
+use crate::run::{CancelTarget, Cancels, Gates, RunEvent, RunJournal, StopSignal};
 use crate::state::StateStore;
+
+/// What of a run its control socket steers: its gates, its cancels and
+/// its stop (see [`crate::run::Run`]).
+pub struct RunHandles {
+    pub run_id: String,
+    pub journal: RunJournal,
+    pub gates: Arc<Gates>,
+    pub cancels: Arc<Cancels>,
+    pub stop: StopSignal,
+}
 
 struct Shared {
     store: Arc<StateStore>,
     run_id: String,
     journal: RunJournal,
     gates: Arc<Gates>,
+    cancels: Arc<Cancels>,
     stop: StopSignal,
     board: Mutex<RunBoard>,
     /// Every event of the run so far, as JSON lines, for followers.
@@ -46,18 +57,17 @@ impl ControlServer {
     pub fn start(
         socket: ControlSocket,
         store: Arc<StateStore>,
-        run_id: String,
-        journal: RunJournal,
-        gates: Arc<Gates>,
-        stop: StopSignal,
+        run: RunHandles,
         mut events: mpsc::UnboundedReceiver<RunEvent>,
     ) -> ControlServer {
         let ControlSocket { listener, bound } = socket;
+        let RunHandles { run_id, journal, gates, cancels, stop } = run;
         let shared = Arc::new(Shared {
             store,
             run_id,
             journal,
             gates,
+            cancels,
             stop,
             board: Mutex::new(RunBoard::default()),
             history: Mutex::new(Vec::new()),
@@ -238,6 +248,34 @@ async fn follow(s: &Arc<Shared>, write: &mut tokio::net::unix::OwnedWriteHalf) -
     }
 }
 
+/// What `cancel --env E --node N` names in the run in progress (None: the
+/// whole run). A node without an environment is in the environment that
+/// runs now.
+fn cancel_target(s: &Shared, environment: Option<String>, node: Option<String>) -> Result<Option<CancelTarget>, String> {
+    if environment.is_none() && node.is_none() {
+        return Ok(None);
+    }
+    let board = s.board.lock().map_err(|_| "the run's board is poisoned".to_string())?;
+    let envs = board.environments();
+    let environment = match environment {
+        Some(e) if envs.iter().any(|x| x.name == e) => e,
+        Some(e) => {
+            let names: Vec<&str> = envs.iter().map(|x| x.name.as_str()).collect();
+            return Err(format!("run {} has no environment `{e}` (it has: {})", s.run_id, names.join(", ")));
+        }
+        None => match envs.iter().find(|x| x.status == crate::state::Status::Running) {
+            Some(e) => e.name.clone(),
+            None => return Err(format!("no environment of run {} is running now: name one with --env", s.run_id)),
+        },
+    };
+    if let Some(n) = &node {
+        if !board.jobs().iter().any(|j| j.environment == environment && &j.node == n) {
+            return Err(format!("environment `{environment}` of run {} has no node `{n}` (or has not started)", s.run_id));
+        }
+    }
+    Ok(Some(CancelTarget { environment, node }))
+}
+
 async fn answer(s: &Arc<Shared>, request: Request, uid: u32) -> Result<Value, String> {
     let store = &s.store;
     let text = |e: crate::state::StateError| e.to_string();
@@ -276,11 +314,17 @@ async fn answer(s: &Arc<Shared>, request: Request, uid: u32) -> Result<Value, St
             let decided = s.gates.decide(&selector, decision, &by, comment).await.map_err(|e| e.to_string())?;
             serde_json::to_value(decided).map_err(|e| e.to_string())
         }
-        Request::Cancel { run } => {
+        Request::Cancel { run, environment, node } => {
             if let Some(other) = run.as_ref().filter(|r| **r != s.run_id) {
                 return Err(not_current(s, other));
             }
-            let answer = Cancelled { run: s.run_id.clone(), already_stopping: s.stop.stop() };
+            let answer = match cancel_target(s, environment, node)? {
+                None => Cancelled { run: s.run_id.clone(), target: None, already_stopping: s.stop.stop() },
+                Some(target) => {
+                    let already = s.cancels.cancel(target.clone());
+                    Cancelled { run: s.run_id.clone(), target: Some(target), already_stopping: already }
+                }
+            };
             serde_json::to_value(answer).map_err(|e| e.to_string())
         }
         Request::Follow { .. } => Err("follow is answered as a stream".into()),

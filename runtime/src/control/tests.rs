@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::server::{admit, decider};
 use super::socket::{bind_at, euid, place, ControlSocket, SocketError};
-use super::{ControlClient, ControlServer, Request};
+use super::{ControlClient, ControlServer, Request, RunHandles};
 use crate::run::{AutoApprove, Events, GateOutcome, GateSelector, Gates, RunJournal, StopSignal};
 use crate::state::{Decision, GateInfo, GateKind, StateStore};
 
@@ -166,7 +166,14 @@ async fn serve_with_a_gate(state: &Path) -> Served {
     let gates = Arc::new(Gates::new("r000001".into(), AutoApprove::default(), journal.clone(), Events::none()));
     let stop = StopSignal::new();
     let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let server = ControlServer::start(socket, store.clone(), "r000001".into(), journal, gates.clone(), stop.clone(), rx);
+    let handles = RunHandles {
+        run_id: "r000001".into(),
+        journal,
+        gates: gates.clone(),
+        cancels: Arc::new(crate::run::Cancels::new()),
+        stop: stop.clone(),
+    };
+    let server = ControlServer::start(socket, store.clone(), handles, rx);
     let gate = GateInfo {
         kind: GateKind::Environment,
         environment: "prod".into(),

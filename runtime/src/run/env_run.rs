@@ -154,13 +154,29 @@ impl EnvRun {
         }
     }
 
-    /// Waits at a gate of this environment (parking `slot` meanwhile). A
-    /// run without gates (plan, preflight) goes straight through.
+    /// Whether `node` is to stop before its next operation: the run was
+    /// stopped, or the node or its environment cancelled.
+    pub(super) fn stopped(&self, node: &str) -> bool {
+        self.run.stop.is_stopped() || self.run.cancels.covers(&self.plan.name, Some(node))
+    }
+
+    /// Waits at a gate of this environment (parking `slot` meanwhile) until
+    /// someone decides, the run stops, or what the gate guards is
+    /// cancelled. A run without gates (plan, preflight) goes straight through.
     pub(super) async fn wait_at(&self, gate: GateInfo, slot: Option<&Slot>) -> GateOutcome {
         let Some(gates) = &self.run.gates else {
             return GateOutcome::Approved;
         };
-        let wait = gates.wait(gate, self.run.stop.receiver());
+        let node = gate.node.clone();
+        let stopped = async move {
+            let mut stop = self.run.stop.receiver();
+            tokio::select! {
+                // A stop whose sender is gone can never fire.
+                fired = async { stop.wait_for(|s| *s).await.is_ok() } => if !fired { std::future::pending::<()>().await },
+                () = self.run.cancels.until_covers(&self.plan.name, node.as_deref()) => {}
+            }
+        };
+        let wait = gates.wait_until(gate, stopped);
         match slot {
             Some(slot) => slot.parked(wait).await,
             None => wait.await,
@@ -417,8 +433,18 @@ impl EnvRun {
             (Status::Failed, Some(format!("failed: {}", failed.join(", "))))
         } else if !rejected.is_empty() {
             (Status::Failed, Some(format!("rejected at a gate: {}", rejected.join(", "))))
-        } else if self.run.stop.is_stopped() || ends.contains(&NodeEnd::Stopped) {
+        } else if self.run.cancels.covers(&self.plan.name, None) {
+            (Status::Cancelled, Some("the environment was cancelled".into()))
+        } else if self.run.stop.is_stopped() {
             (Status::Cancelled, Some("the run was cancelled".into()))
+        } else if ends.contains(&NodeEnd::Stopped) {
+            let stopped: Vec<&str> = ends
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| **e == NodeEnd::Stopped)
+                .map(|(i, _)| self.run.graph.node(NodeIndex::new(i)).name.as_str())
+                .collect();
+            (Status::Cancelled, Some(format!("cancelled: {}", stopped.join(", "))))
         } else {
             (Status::Failed, None)
         }

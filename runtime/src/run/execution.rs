@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use stackpipe_dsl::{EnvironmentPlan, PipelineGraph};
 
+use super::cancel::Cancels;
 use super::env_run::{EnvRun, Mode};
 use super::events::{Events, NodeBrief, RunEvent};
 use super::gate::{GateOutcome, Gates};
@@ -48,6 +49,8 @@ pub(super) struct RunShared {
     pub gates: Option<Arc<Gates>>,
     /// Stops the run: the caller's stop, or a failed write.
     pub stop: StopSignal,
+    /// Parts of the run cancelled from outside: a node, an environment.
+    pub cancels: Arc<Cancels>,
     pub message: Option<String>,
     /// `--set r.a=v`, parsed.
     pub sets: Vec<(String, String, Value)>,
@@ -146,6 +149,7 @@ impl<'a> Run<'a> {
             events,
             gates,
             stop,
+            cancels: Arc::new(Cancels::new()),
             message: opts.message.clone(),
             sets,
             base_dir: pipeline.base_dir.clone(),
@@ -173,6 +177,11 @@ impl<'a> Run<'a> {
     /// Where gates are decided; None for a plan or a preflight.
     pub fn gates(&self) -> Option<Arc<Gates>> {
         self.shared.gates.clone()
+    }
+
+    /// Where a node or an environment of the run is cancelled.
+    pub fn cancels(&self) -> Arc<Cancels> {
+        self.shared.cancels.clone()
     }
 
     /// The run's journal: its records go to the state through it.
@@ -249,7 +258,16 @@ impl<'a> Run<'a> {
             detail: None,
             since_ms: now_ms(),
         };
-        match gates.wait(gate, self.shared.stop.receiver()).await {
+        let cancels = self.shared.cancels.clone();
+        let stopped = async {
+            let mut stop = self.shared.stop.receiver();
+            tokio::select! {
+                // A stop whose sender is gone can never fire.
+                fired = async { stop.wait_for(|s| *s).await.is_ok() } => if !fired { std::future::pending::<()>().await },
+                () = cancels.until_covers(&env.name, None) => {}
+            }
+        };
+        match gates.wait_until(gate, stopped).await {
             GateOutcome::Approved => None,
             GateOutcome::Rejected(d) => {
                 let why = format!("rejected by {}{}", d.by, d.comment.map(|c| format!(": {c}")).unwrap_or_default());
@@ -355,7 +373,11 @@ impl<'a> Run<'a> {
             RunStatus::Failed
         } else if summary.environments.iter().all(|(_, s)| *s == Status::Succeeded) {
             RunStatus::Succeeded
-        } else if self.asked_stop.is_stopped() {
+        } else if self.asked_stop.is_stopped()
+            || (summary.environments.iter().any(|(_, s)| *s == Status::Cancelled)
+                && !summary.environments.iter().any(|(_, s)| *s == Status::Failed))
+        {
+            // Cancelled whole, or in part (`cancel --env`, `--node`).
             RunStatus::Cancelled
         } else {
             RunStatus::Failed

@@ -111,6 +111,18 @@ impl Gates {
 
     /// Waits at `gate` until it is decided or the run is stopped.
     pub async fn wait(&self, gate: GateInfo, mut stop: watch::Receiver<bool>) -> GateOutcome {
+        let stopped = async move {
+            // A stop signal whose sender is gone can never fire.
+            if stop.wait_for(|s| *s).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        self.wait_until(gate, stopped).await
+    }
+
+    /// Waits at `gate` until it is decided or `stopped` resolves (the run,
+    /// or what the gate guards, was cancelled).
+    pub async fn wait_until(&self, gate: GateInfo, stopped: impl std::future::Future<Output = ()>) -> GateOutcome {
         if let Some(by) = self.auto_approver(&gate) {
             let d = self.decision(gate, Decision::Approved, by, None);
             return match self.record(&d).await {
@@ -142,12 +154,6 @@ impl Gates {
             reason: gate.reason.clone(),
             detail: gate.detail.clone(),
         });
-        let stopped = async move {
-            // A stop signal whose sender is gone can never fire.
-            if stop.wait_for(|s| *s).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        };
         tokio::select! {
             decided = rx => match decided {
                 Ok(d) if d.decision == Decision::Approved => GateOutcome::Approved,

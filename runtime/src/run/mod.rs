@@ -23,6 +23,7 @@
 //! | `plan_text`   | plans as people read them                               |
 //! | `outputs`     | the pipeline's `output`s after an environment           |
 
+pub mod cancel;
 pub mod env_run;
 pub mod events;
 pub mod execution;
@@ -45,6 +46,7 @@ pub use gate::{AutoApprove, GateOutcome, GateSelector, Gates};
 pub use journal::{RunJournal, DURABLE_EVERY};
 pub use scheduler::{walk, NodeEnd, Slot};
 pub use crate::secrets::{mask, Secrets, MASKED};
+pub use cancel::{CancelTarget, Cancels};
 pub use env_run::{load_plugins, EnvRun, Mode};
 pub use execution::{parse_sets, Run, Steering};
 pub use outputs::output_is_secret;

@@ -214,7 +214,8 @@ impl StackJob {
                 (Status::Cancelled, NodeEnd::Stopped)
             }
             Err(Halt::Stopped(op)) => {
-                let why = format!("the run was cancelled before {op}: what was in flight finished, the rest is skipped");
+                let what = if self.env.run.stop.is_stopped() { "the run" } else { "it" };
+                let why = format!("{what} was cancelled before {op}: what was in flight finished, the rest is skipped");
                 self.end_remaining(ops, Status::Skipped, &why);
                 self.record.error = Some(why);
                 (Status::Cancelled, NodeEnd::Stopped)
@@ -253,7 +254,7 @@ impl StackJob {
     /// Goes on to `next` unless the run was stopped meanwhile (seed 002:
     /// the operation in flight completes, the remaining ones are skipped).
     fn go_on(&self, next: &'static str) -> Result<(), Halt> {
-        if self.env.run.stop.is_stopped() {
+        if self.env.stopped(&self.record.node) {
             return Err(Halt::Stopped(next));
         }
         Ok(())
@@ -342,6 +343,7 @@ impl StackJob {
     }
 
     async fn deploy_steps(&mut self) -> Result<(), Halt> {
+        self.go_on("preflight")?;
         let (plugin, types, cred, flow) = self.preflight().await?;
         let env = self.env.clone();
         let node = env.run.graph.node(self.index);
@@ -651,6 +653,7 @@ impl StackJob {
             self.record.change = Some("no-op".into());
             return Ok(());
         };
+        self.go_on("preflight")?;
         let (plugin, _, cred, flow) = self.preflight().await?;
         let ctx = env.context(&node.name);
         self.go_on("init")?;
