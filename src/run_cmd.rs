@@ -11,7 +11,7 @@ use stackpipe_runtime::run::{
     execute, AutoApprove, Events, Mode, PlannedChange, Run, RunError, RunEvent, RunOptions, RunSummary, Steering,
     StopSignal,
 };
-use stackpipe_runtime::state::{RunKind, RunStatus, StateStore, Status};
+use stackpipe_runtime::state::{RunKind, RunStatus, RunTrigger, StateStore, Status};
 use tokio::sync::mpsc;
 
 use stackpipe_runtime::control::{ControlServer, ControlSocket, Reach, RunHandles};
@@ -44,6 +44,12 @@ pub struct RunArgs {
     /// Approve environment E's `approval = true` gate in advance (repeatable).
     #[arg(long = "approve-env", value_name = "ENV")]
     pub approve_env: Vec<String>,
+    /// How the run is started (not an argument: `watch` and `rerun` set it).
+    #[arg(skip)]
+    pub trigger: RunTrigger,
+    /// For a `rerun`: the run whose inputs are run again.
+    #[arg(skip)]
+    pub rerun_of: Option<String>,
 }
 
 impl RunArgs {
@@ -62,6 +68,8 @@ impl RunArgs {
             message: self.message.clone(),
             resume,
             auto_approve: AutoApprove { yes: self.yes, environments: self.approve_env.clone() },
+            trigger: self.trigger,
+            rerun_of: self.rerun_of.clone(),
         }
     }
 }
@@ -442,6 +450,8 @@ pub fn again(run_id: &str, state: &StateArgs, resume: bool, json: bool, given: &
         json,
         yes: false,
         approve_env: Vec::new(),
+        trigger: if resume { RunTrigger::Cli } else { RunTrigger::Rerun },
+        rerun_of: (!resume).then(|| run_id.to_string()),
     };
     let mode = if run.kind == RunKind::Undeploy { Mode::Undeploy } else { Mode::Deploy };
     self::run(args, mode, resume.then(|| run_id.to_string()))

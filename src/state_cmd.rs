@@ -6,7 +6,9 @@ use stackpipe_runtime::control::{Reach, Request};
 use stackpipe_runtime::run::status::{NodeStatus, StatusDocument};
 use stackpipe_runtime::run::RunEvent;
 use stackpipe_runtime::run::MASKED;
-use stackpipe_runtime::state::{LogLine, ResourceKey, ResourceRecord, RunRecord, RunStatus, StateStore, Status};
+use stackpipe_runtime::state::{
+    LogLine, ResourceKey, ResourceRecord, RunRecord, RunStatus, RunTrigger, StateStore, Status,
+};
 
 use crate::progress::{duration, plain_line};
 use crate::run_cmd::{state_error, StateArgs};
@@ -21,6 +23,18 @@ pub fn fail(e: impl std::fmt::Display) -> u8 {
 pub struct RunsArgs {
     #[command(flatten)]
     pub state: StateArgs,
+    /// Only the runs of this pipeline.
+    #[arg(long)]
+    pub pipeline: Option<String>,
+    /// Only the runs that include this environment.
+    #[arg(long = "env", value_name = "ENV")]
+    pub env: Option<String>,
+    /// Only the runs with this status: running, succeeded, failed, cancelled, interrupted.
+    #[arg(long, value_parser = ["running", "succeeded", "failed", "cancelled", "interrupted"])]
+    pub status: Option<String>,
+    /// Only the runs this user started.
+    #[arg(long)]
+    pub user: Option<String>,
     /// A JSON array, newest first: `{"run", "pipeline", "operation", "status", "started_ms", ...}`.
     #[arg(long)]
     pub json: bool,
@@ -44,7 +58,13 @@ pub fn query(reach: &Reach, request: Request, from_store: impl FnOnce(&StateStor
 pub fn runs(a: RunsArgs) -> Result<(), u8> {
     let reach = a.state.reach(None)?;
     let doc = query(&reach, Request::Runs, |store| serde_json::to_value(store.runs().map_err(state_error)?).map_err(fail))?;
-    let runs: Vec<RunRecord> = serde_json::from_value(doc).map_err(fail)?;
+    let mut runs: Vec<RunRecord> = serde_json::from_value(doc).map_err(fail)?;
+    runs.retain(|r| {
+        a.pipeline.as_ref().is_none_or(|p| *p == r.pipeline)
+            && a.env.as_ref().is_none_or(|e| r.environments.contains(e))
+            && a.status.as_ref().is_none_or(|s| s == r.status.name())
+            && a.user.as_ref().is_none_or(|u| *u == r.started_by)
+    });
     if a.json {
         let doc: Vec<Value> = runs
             .iter()
@@ -53,26 +73,29 @@ pub fn runs(a: RunsArgs) -> Result<(), u8> {
                     "run": r.id, "pipeline": r.pipeline, "operation": r.kind, "status": r.status,
                     "started_ms": r.started_ms, "finished_ms": r.finished_ms,
                     "environments": r.environments, "message": r.message,
+                    "started_by": r.started_by, "trigger": r.trigger, "rerun_of": r.rerun_of, "resumed": r.resumed,
                 })
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(());
     }
+    let filtered = a.pipeline.is_some() || a.env.is_some() || a.status.is_some() || a.user.is_some();
     if runs.is_empty() {
-        println!("no runs yet");
+        println!("{}", if filtered { "no runs match" } else { "no runs yet" });
     }
     let interrupted: Vec<String> = runs.iter().filter(|r| r.status == RunStatus::Interrupted).map(|r| r.id.clone()).collect();
     for r in &runs {
         let took = r.finished_ms.map(|f| duration(f.saturating_sub(r.started_ms))).unwrap_or_else(|| "-".into());
         println!(
-            "{}  {:<8} {:<10} {:<20} {:>8}  {}{}",
+            "{}  {:<8} {:<10} {:<20} {:>8}  {}{}{}",
             r.id,
             r.kind.name(),
             r.status.name(),
             r.pipeline,
             took,
             r.environments.join(","),
+            started_by(r),
             r.message.as_ref().map(|m| format!("  \"{m}\"")).unwrap_or_default()
         );
     }
@@ -80,6 +103,20 @@ pub fn runs(a: RunsArgs) -> Result<(), u8> {
         println!("\ninterrupted: the process of {} is gone; `stackpipe resume {last}` finishes it", interrupted.join(", "));
     }
     Ok(())
+}
+
+/// `  by alice`, `  by alice (watch)`, `  by alice (rerun of r000003)`;
+/// nothing for a run recorded before who started it was kept.
+fn started_by(r: &RunRecord) -> String {
+    if r.started_by.is_empty() {
+        return String::new();
+    }
+    let how = match (r.trigger, &r.rerun_of) {
+        (RunTrigger::Rerun, Some(of)) => format!(" (rerun of {of})"),
+        (RunTrigger::Cli, _) => String::new(),
+        (other, _) => format!(" ({})", other.name()),
+    };
+    format!("  by {}{how}", r.started_by)
 }
 
 #[derive(Args)]
@@ -145,6 +182,17 @@ fn render_status(doc: &StatusDocument, inputs: bool) -> String {
         doc.status.name(),
         doc.message.as_ref().map(|m| format!(" (\"{m}\")")).unwrap_or_default()
     ));
+    if !doc.started_by.is_empty() {
+        let how = match (doc.trigger, &doc.rerun_of) {
+            (RunTrigger::Rerun, Some(of)) => format!(", a rerun of {of}"),
+            (RunTrigger::Watch, _) => " (stackpipe watch)".to_string(),
+            _ => String::new(),
+        };
+        out.push_str(&format!("  started by {}{how}\n", doc.started_by));
+        for r in &doc.resumed {
+            out.push_str(&format!("  resumed by {}{} ago\n", r.by, since(r.ms).replacen(" for", "", 1)));
+        }
+    }
     if doc.status == RunStatus::Interrupted {
         out.push_str(&format!("  its process is gone (killed, crashed, or stopped by a failed write): `stackpipe resume {run}` finishes it\n"));
     }

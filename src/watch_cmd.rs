@@ -213,6 +213,7 @@ async fn run_cycle(
         return Some(CycleOutcome { plan: complete.then_some(summary.planned), inputs: summary.inputs });
     }
     let mut opts = a.run_options(None);
+    opts.trigger = stackpipe_runtime::state::RunTrigger::Watch;
     opts.message.get_or_insert_with(|| "stackpipe watch --deploy".into());
     let (tx, rx) = mpsc::unbounded_channel();
     // Gates are decided with `stackpipe approve` from another terminal (or

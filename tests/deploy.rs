@@ -363,3 +363,28 @@ fn a_failed_environment_skips_the_later_ones_and_undeploy_walks_them_in_reverse(
     let expected = ["prod/b", "prod/a", "staging/b", "staging/a", "dev/b", "dev/a"].map(|r| format!("destroy demo/{r}"));
     assert_eq!(destroyed, expected);
 }
+
+/// Who started a run and how is kept with it; `runs` filters by it.
+#[test]
+fn runs_say_who_started_them_and_how_and_filter() {
+    let p = Project::new(DIAMOND);
+    let user = text(&std::process::Command::new("id").arg("-un").output().unwrap().stdout).trim().to_string();
+    assert_eq!(p.run(&["deploy", "demo.pipeline"]).status.code(), Some(0));
+    let o = p.run(&["rerun", "r000001"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&p.run(&["runs"]).stdout);
+    assert!(out.contains(&format!("by {user} (rerun of r000001)")), "{out}");
+    let runs: Value = serde_json::from_slice(&p.run(&["runs", "--json"]).stdout).unwrap();
+    assert_eq!((&runs[1]["started_by"], &runs[1]["trigger"]), (&Value::from(user.as_str()), &"cli".into()), "{runs:#}");
+    assert_eq!((&runs[0]["trigger"], &runs[0]["rerun_of"]), (&"rerun".into(), &"r000001".into()), "{runs:#}");
+    let status = p.status(Some("r000002"));
+    assert_eq!((&status["started_by"], &status["trigger"]), (&Value::from(user.as_str()), &"rerun".into()));
+    let out = text(&p.run(&["status", "r000002"]).stdout);
+    assert!(out.contains(&format!("started by {user}, a rerun of r000001")), "{out}");
+    // Filters: by user, status, environment, pipeline.
+    assert_eq!(text(&p.run(&["runs", "--user", "nobody-at-all"]).stdout).trim(), "no runs match");
+    assert_eq!(text(&p.run(&["runs", "--status", "succeeded", "--env", "dev", "--pipeline", "demo"]).stdout).lines().count(), 2);
+    assert_eq!(text(&p.run(&["runs", "--env", "prod"]).stdout).trim(), "no runs match");
+    let o = p.run(&["runs", "--status", "sideways"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+}

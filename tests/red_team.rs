@@ -422,5 +422,9 @@ fn a_killed_run_reads_as_interrupted_with_the_way_out() {
     assert_eq!(p.status(None)["status"], "interrupted");
     let o = p.run(&["resume", "r000001"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert_eq!(p.status(None)["status"], "succeeded");
+    let doc = p.status(None);
+    assert_eq!(doc["status"], "succeeded");
+    // The resume is kept with the run; who started it stays.
+    assert_eq!(doc["resumed"].as_array().map(Vec::len), Some(1), "{doc:#}");
+    assert_eq!(doc["resumed"][0]["by"], doc["started_by"], "{doc:#}");
 }

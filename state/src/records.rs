@@ -123,6 +123,49 @@ pub struct RunRecord {
     /// How each environment ended, as it ends (empty while none has).
     #[serde(default)]
     pub outcomes: Vec<EnvOutcome>,
+    /// Who started the run: the OS user (empty in records made before
+    /// this was kept).
+    #[serde(default)]
+    pub started_by: String,
+    /// How it was started.
+    #[serde(default)]
+    pub trigger: RunTrigger,
+    /// For a `rerun`: the run whose inputs it ran again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<String>,
+    /// Every `resume` of the run: who, when.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumed: Vec<Resumption>,
+}
+
+/// How a run was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunTrigger {
+    /// `deploy` or `undeploy` on the command line.
+    #[default]
+    Cli,
+    /// `watch --deploy`, on a save.
+    Watch,
+    /// `rerun RUN`: another run's inputs again.
+    Rerun,
+}
+
+impl RunTrigger {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunTrigger::Cli => "cli",
+            RunTrigger::Watch => "watch",
+            RunTrigger::Rerun => "rerun",
+        }
+    }
+}
+
+/// One `resume` of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resumption {
+    pub by: String,
+    pub ms: u64,
 }
 
 /// A sensitive var a run was given: its name and a keyed hash of its value

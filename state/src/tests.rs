@@ -54,6 +54,10 @@ fn run(id: &str, started_ms: u64) -> RunRecord {
         started_ms,
         finished_ms: None,
         outcomes: Vec::new(),
+        started_by: String::new(),
+        trigger: Default::default(),
+        rerun_of: None,
+        resumed: Vec::new(),
     }
 }
 

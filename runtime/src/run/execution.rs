@@ -22,8 +22,8 @@ use super::{AbortOnDrop, RunError, RunOptions, RunSummary, StopSignal};
 use crate::pipeline::LoadedPipeline;
 use crate::plugin::PluginHost;
 use crate::state::{
-    now_ms, EnvOutcome, GateInfo, GateKind, JournalEntry, JournalPhase, LockHolder, ResourceKey, RunKind, RunRecord,
-    RunStatus, StateError, StateStore, Status, Write,
+    now_ms, EnvOutcome, GateInfo, GateKind, JournalEntry, JournalPhase, LockHolder, ResourceKey, Resumption, RunKind,
+    RunRecord, RunStatus, StateError, StateStore, Status, Write,
 };
 
 /// How the caller watches and steers a run: where its events go (any
@@ -126,8 +126,16 @@ impl<'a> Run<'a> {
             _ => Resume::default(),
         };
         if mode.records() {
+            // A resume continues the run: who started it, how and when stay;
+            // the resume is added to them.
             if let Some(prev) = store.run(&id)? {
+                let resumed_by = std::mem::take(&mut record.started_by);
                 record.started_ms = prev.started_ms;
+                record.started_by = prev.started_by;
+                record.trigger = prev.trigger;
+                record.rerun_of = prev.rerun_of;
+                record.resumed = prev.resumed;
+                record.resumed.push(Resumption { by: resumed_by, ms: now_ms() });
             }
             lock_and_record(&store, &journal, &graph, &environments, &record).await?;
             store.set_owner_run(&id, control.as_deref())?;
@@ -461,6 +469,10 @@ fn run_record(
         started_ms: now_ms(),
         finished_ms: None,
         outcomes: Vec::new(),
+        started_by: crate::os_user::current_user(),
+        trigger: opts.trigger,
+        rerun_of: opts.rerun_of.clone(),
+        resumed: Vec::new(),
     })
 }
 

@@ -381,6 +381,10 @@ mod tests {
             started_ms: 1,
             finished_ms: None,
             outcomes: Vec::new(),
+            started_by: String::new(),
+            trigger: Default::default(),
+            rerun_of: None,
+            resumed: Vec::new(),
         }
     }
 

@@ -56,7 +56,7 @@ pub use stack_job::StackJob;
 
 use crate::pipeline::LoadedPipeline;
 use crate::plugin::PluginHost;
-use crate::state::{RunStatus, StateError, StateStore, Status};
+use crate::state::{RunStatus, RunTrigger, StateError, StateStore, Status};
 
 /// Ctrl-C, SIGTERM or `stackpipe cancel`: operations in flight finish,
 /// gates stop waiting, nothing new starts.
@@ -99,6 +99,10 @@ pub struct RunOptions {
     pub resume: Option<String>,
     /// Gates that open without asking (`--yes`, `--approve-env`).
     pub auto_approve: AutoApprove,
+    /// How the run is started (kept with it; a resume keeps the run's own).
+    pub trigger: RunTrigger,
+    /// For a `rerun`: the run whose inputs are run again.
+    pub rerun_of: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

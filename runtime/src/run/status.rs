@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::state::{
-    Decision, EnvOutcome, GateDecision, GateInfo, GateKind, JobInput, JobRecord, OpRecord, RunKind, RunRecord, RunStatus,
-    Status,
+    Decision, EnvOutcome, GateDecision, GateInfo, GateKind, JobInput, JobRecord, OpRecord, Resumption, RunKind, RunRecord,
+    RunStatus, RunTrigger, Status,
 };
 
 /// The status of one run: what `status --json` prints, what the control
@@ -21,6 +21,11 @@ pub struct StatusDocument {
     pub message: Option<String>,
     pub started_ms: u64,
     pub finished_ms: Option<u64>,
+    /// Who started the run, how, and each resume of it.
+    pub started_by: String,
+    pub trigger: RunTrigger,
+    pub rerun_of: Option<String>,
+    pub resumed: Vec<Resumption>,
     /// Every environment of the run, in run order.
     pub environments: Vec<EnvironmentStatus>,
     /// The gates waiting now.
@@ -197,6 +202,10 @@ impl StatusDocument {
             message: run.message.clone(),
             started_ms: run.started_ms,
             finished_ms: run.finished_ms,
+            started_by: run.started_by.clone(),
+            trigger: run.trigger,
+            rerun_of: run.rerun_of.clone(),
+            resumed: run.resumed.clone(),
             environments,
             waiting: waiting.iter().map(WaitingGate::from).collect(),
             decisions: decisions.iter().map(DecisionTaken::from).collect(),
