@@ -53,7 +53,10 @@ pub struct ProvisionerTypes {
 /// A value asked of a plugin once per environment, by whichever job needs
 /// it first; the others wait for that one answer. Keyed by plugin: one
 /// plugin's slow first call holds up no other plugin's.
-struct AskedOnce<T>(Mutex<HashMap<String, Arc<OnceCell<Result<T, String>>>>>);
+struct AskedOnce<T>(Mutex<HashMap<String, Answer<T>>>);
+
+/// The one answer to a question asked of a plugin, once it is given.
+type Answer<T> = Arc<OnceCell<Result<T, String>>>;
 
 impl<T: Clone> AskedOnce<T> {
     fn new() -> Self {
