@@ -104,6 +104,10 @@ fn write_a_little(store: &StateStore) {
         started_ms: 1,
         finished_ms: None,
         outcomes: Vec::new(),
+        started_by: "fuzz".into(),
+        trigger: RunTrigger::Cli,
+        rerun_of: None,
+        resumed: Vec::new(),
     };
     let resource = ResourceRecord {
         plugin: "aws".into(),

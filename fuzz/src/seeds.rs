@@ -170,6 +170,10 @@ fn run(id: &str, kind: RunKind, status: RunStatus) -> RunRecord {
                 reason: Some("rejected by alice at the environment gate".into()),
             },
         ],
+        started_by: "alice".into(),
+        trigger: RunTrigger::Rerun,
+        rerun_of: Some("r000000".into()),
+        resumed: vec![Resumption { by: "bob".into(), ms: 1_700_000_030_000 }],
     }
 }
 
