@@ -152,7 +152,7 @@ async fn cycle_until(
         Some(r) => r,
         None => {
             if matches!(ended, Ended::Changed(_)) {
-                eprintln!("files changed: stopping this {} (operations in flight finish)", mode_name(mode));
+                eprintln!("files changed: stopping this {} (operations in flight finish)", mode.name());
             }
             stop.stop();
             run.await
@@ -169,7 +169,7 @@ async fn cycle_until(
             }
         }
         Ok(None) => {}
-        Err(e) => eprintln!("error: the {} task failed: {e}", mode_name(mode)),
+        Err(e) => eprintln!("error: the {} task failed: {e}", mode.name()),
     }
     ended
 }
@@ -243,20 +243,12 @@ fn watch_these(files: &mut FileWatch, wanted: &BTreeSet<PathBuf>) {
 fn header(cycle: u64, trigger: &str, mode: Mode, json: bool) {
     let time = clock();
     if json {
-        let line = serde_json::json!({ "event": "watch_cycle", "cycle": cycle, "time": time, "trigger": trigger, "operation": mode_name(mode) });
+        let line = serde_json::json!({ "event": "watch_cycle", "cycle": cycle, "time": time, "trigger": trigger, "operation": mode.name() });
         println!("{line}");
     } else {
-        let title = format!("── {time} · {} #{cycle} · {trigger} ", mode_name(mode));
+        let title = format!("── {time} · {} #{cycle} · {trigger} ", mode.name());
         let width = title.chars().count();
         println!("\n{title}{}", "─".repeat(72usize.saturating_sub(width)));
-    }
-}
-
-fn mode_name(mode: Mode) -> &'static str {
-    if mode == Mode::Deploy {
-        "deploy"
-    } else {
-        "plan"
     }
 }
 

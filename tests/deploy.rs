@@ -6,7 +6,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{text, wait_for, Project};
+use common::{text, wait_for, Project, TEST_PLUGIN};
 use serde_json::Value;
 
 const DIAMOND: &str = r#"
@@ -281,13 +281,7 @@ fn promoted(staging_fails: bool) -> String {
     format!(
         r#"pipeline "demo"
 
-plugin t {{
-  kind   = "provisioner"
-  source = "builtin:test"
-  config {{ ledger = "out/ledger.txt" }}
-  allow  {{ fs = ["out"] }}
-}}
-
+{TEST_PLUGIN}
 var broken: bool = false
 
 environment dev {{}}

@@ -8,20 +8,11 @@ mod common;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{text, Project};
+use common::{text, Project, TEST_PLUGIN};
 use serde_json::Value;
 
-const TEST_PLUGIN: &str = r#"
-plugin t {
-  kind   = "provisioner"
-  source = "builtin:test"
-  config { ledger = "out/ledger.txt" }
-  allow  { fs = ["out"] }
-}
-"#;
-
 fn pipeline(rest: &str) -> String {
-    format!("pipeline \"demo\"\n{TEST_PLUGIN}\n{rest}")
+    format!("pipeline \"demo\"\n\n{TEST_PLUGIN}\n{rest}")
 }
 
 /// The OS user, as decisions record it.

@@ -10,6 +10,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The `test` provisioner `t`, with its ledger in `out/ledger.txt`.
+pub const TEST_PLUGIN: &str = r#"plugin t {
+  kind   = "provisioner"
+  source = "builtin:test"
+  config { ledger = "out/ledger.txt" }
+  allow  { fs = ["out"] }
+}
+"#;
+
 pub struct Project {
     dir: tempfile::TempDir,
 }
@@ -18,21 +27,7 @@ impl Project {
     /// A project whose pipeline is the `test` provisioner `t` (with a
     /// ledger), one environment `dev`, and `resources`.
     pub fn new(resources: &str) -> Project {
-        Project::with_pipeline(&format!(
-            r#"pipeline "demo"
-
-plugin t {{
-  kind   = "provisioner"
-  source = "builtin:test"
-  config {{ ledger = "out/ledger.txt" }}
-  allow  {{ fs = ["out"] }}
-}}
-
-environment dev {{}}
-
-{resources}
-"#
-        ))
+        Project::with_pipeline(&format!("pipeline \"demo\"\n\n{TEST_PLUGIN}\nenvironment dev {{}}\n\n{resources}\n"))
     }
 
     /// A project whose `demo.pipeline` is `text`.

@@ -35,6 +35,15 @@ pub enum Mode {
 }
 
 impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Deploy => "deploy",
+            Mode::Undeploy => "undeploy",
+            Mode::Plan => "plan",
+            Mode::Preflight => "preflight",
+        }
+    }
+
     /// Whether the run is recorded: a run record, locks, jobs, logs.
     pub fn records(self) -> bool {
         matches!(self, Mode::Deploy | Mode::Undeploy)
@@ -123,10 +132,17 @@ impl EnvRun {
                 secrets.add_value(v);
             }
         }
+        // Nodes done before a resume do not run again: their outputs are
+        // what their dependents read.
+        let outputs = prior
+            .iter()
+            .filter(|(name, _)| graph.find(name).is_some_and(|i| resume.done[i.index()]))
+            .map(|(name, r)| (name.clone(), r.outputs.clone()))
+            .collect();
         let plugins = load_plugins(&run.host, &plan, &run.base_dir, Some(run.store.dir()));
         Ok(EnvRun {
             plugins,
-            outputs: RwLock::new(resume.outputs.clone()),
+            outputs: RwLock::new(outputs),
             planned: Mutex::new(Vec::new()),
             in_flight: resume.in_flight.clone(),
             prior: Mutex::new(prior),
@@ -171,15 +187,7 @@ impl EnvRun {
             return GateOutcome::Approved;
         };
         let node = gate.node.clone();
-        let stopped = async move {
-            let mut stop = self.run.stop.receiver();
-            tokio::select! {
-                // A stop whose sender is gone can never fire.
-                fired = async { stop.wait_for(|s| *s).await.is_ok() } => if !fired { std::future::pending::<()>().await },
-                () = self.run.cancels.until_covers(&self.plan.name, node.as_deref()) => {}
-            }
-        };
-        let wait = gates.wait_until(gate, stopped);
+        let wait = gates.wait_until(gate, self.run.stopped(&self.plan.name, node.as_deref()));
         match slot {
             Some(slot) => slot.parked(wait).await,
             None => wait.await,
@@ -343,8 +351,8 @@ impl EnvRun {
                 return (Status::Failed, Some(format!("the scheduler stopped: {e}")));
             }
         };
-        let rejected = self.record_unstarted(&ends);
-        self.outcome(&ends, &rejected)
+        self.record_unstarted(&ends);
+        self.outcome(&ends)
     }
 
     /// Per node, the nodes that must end before it starts.
@@ -385,12 +393,10 @@ impl EnvRun {
         }
     }
 
-    /// Gives every node that ended without starting its job record; the
-    /// nodes rejected at their gate.
-    fn record_unstarted(self: &Arc<Self>, ends: &[NodeEnd]) -> Vec<String> {
+    /// Gives every node that ended without starting its job record.
+    fn record_unstarted(self: &Arc<Self>, ends: &[NodeEnd]) {
         let stopped = self.run.stop.is_stopped();
         let failed_write = self.run.journal.failure();
-        let mut rejected = Vec::new();
         for (i, end) in ends.iter().enumerate() {
             let idx = NodeIndex::new(i);
             let (status, why) = match end {
@@ -400,11 +406,7 @@ impl EnvRun {
                 NodeEnd::Cancelled if stopped => (Status::Cancelled, "the run was cancelled"),
                 NodeEnd::Cancelled => (Status::Cancelled, "a dependency failed"),
                 NodeEnd::Skipped => (Status::Skipped, "a gate before it was rejected"),
-                NodeEnd::Rejected => {
-                    rejected.push(self.run.graph.node(idx).name.clone());
-                    continue;
-                }
-                NodeEnd::Succeeded | NodeEnd::Failed | NodeEnd::Stopped => continue,
+                NodeEnd::Succeeded | NodeEnd::Failed | NodeEnd::Rejected | NodeEnd::Stopped => continue,
             };
             let record = StackJob::unstarted(self.clone(), idx, status, why);
             self.run.events.send(RunEvent::NodeFinished {
@@ -419,35 +421,33 @@ impl EnvRun {
                 self.run.journal.record(Write::PutJob(record));
             }
         }
-        rejected
+    }
+
+    /// The nodes that ended `how`, by name, in graph order.
+    fn ended(&self, ends: &[NodeEnd], how: NodeEnd) -> String {
+        let names: Vec<&str> = ends
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| **e == how)
+            .map(|(i, _)| self.run.graph.node(NodeIndex::new(i)).name.as_str())
+            .collect();
+        names.join(", ")
     }
 
     /// The environment's status from how its nodes ended, and why.
-    fn outcome(&self, ends: &[NodeEnd], rejected: &[String]) -> (Status, Option<String>) {
+    fn outcome(&self, ends: &[NodeEnd]) -> (Status, Option<String>) {
         if ends.iter().all(|e| *e == NodeEnd::Succeeded) {
             (Status::Succeeded, None)
         } else if ends.contains(&NodeEnd::Failed) {
-            let failed: Vec<&str> = ends
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| **e == NodeEnd::Failed)
-                .map(|(i, _)| self.run.graph.node(NodeIndex::new(i)).name.as_str())
-                .collect();
-            (Status::Failed, Some(format!("failed: {}", failed.join(", "))))
-        } else if !rejected.is_empty() {
-            (Status::Failed, Some(format!("rejected at a gate: {}", rejected.join(", "))))
+            (Status::Failed, Some(format!("failed: {}", self.ended(ends, NodeEnd::Failed))))
+        } else if ends.contains(&NodeEnd::Rejected) {
+            (Status::Failed, Some(format!("rejected at a gate: {}", self.ended(ends, NodeEnd::Rejected))))
         } else if self.run.cancels.covers(&self.plan.name, None) {
             (Status::Cancelled, Some("the environment was cancelled".into()))
         } else if self.run.stop.is_stopped() {
             (Status::Cancelled, Some("the run was cancelled".into()))
         } else if ends.contains(&NodeEnd::Stopped) {
-            let stopped: Vec<&str> = ends
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| **e == NodeEnd::Stopped)
-                .map(|(i, _)| self.run.graph.node(NodeIndex::new(i)).name.as_str())
-                .collect();
-            (Status::Cancelled, Some(format!("cancelled: {}", stopped.join(", "))))
+            (Status::Cancelled, Some(format!("cancelled: {}", self.ended(ends, NodeEnd::Stopped))))
         } else {
             (Status::Failed, None)
         }

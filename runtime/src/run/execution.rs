@@ -60,6 +60,19 @@ pub(super) struct RunShared {
     pub parallelism: usize,
 }
 
+impl RunShared {
+    /// Resolves once the run is stopped, or `node` of `environment` (None:
+    /// the environment) is cancelled: what ends a wait at its gate.
+    pub async fn stopped(&self, environment: &str, node: Option<&str>) {
+        let mut stop = self.stop.receiver();
+        tokio::select! {
+            // A stop whose sender is gone can never fire.
+            fired = async { stop.wait_for(|s| *s).await.is_ok() } => if !fired { std::future::pending::<()>().await },
+            () = self.cancels.until_covers(environment, node) => {}
+        }
+    }
+}
+
 /// One run of a pipeline, started.
 pub struct Run<'a> {
     shared: Arc<RunShared>,
@@ -122,7 +135,7 @@ impl<'a> Run<'a> {
             .records()
             .then(|| Arc::new(Gates::new(id.clone(), opts.auto_approve.clone(), journal.clone(), events.clone())));
         let resume = match &opts.resume {
-            Some(run) if mode.records() => Resume::load(&store, &graph.name, run)?,
+            Some(run) if mode.records() => Resume::load(&store, run)?,
             _ => Resume::default(),
         };
         if mode.records() {
@@ -143,7 +156,7 @@ impl<'a> Run<'a> {
         events.send(RunEvent::RunStarted {
             run: id.clone(),
             pipeline: graph.name.clone(),
-            operation: mode_name(mode).into(),
+            operation: mode.name().into(),
             environments: environments.iter().map(|e| e.name.clone()).collect(),
             nodes: graph.len(),
         });
@@ -266,16 +279,7 @@ impl<'a> Run<'a> {
             detail: None,
             since_ms: now_ms(),
         };
-        let cancels = self.shared.cancels.clone();
-        let stopped = async {
-            let mut stop = self.shared.stop.receiver();
-            tokio::select! {
-                // A stop whose sender is gone can never fire.
-                fired = async { stop.wait_for(|s| *s).await.is_ok() } => if !fired { std::future::pending::<()>().await },
-                () = cancels.until_covers(&env.name, None) => {}
-            }
-        };
-        match gates.wait_until(gate, stopped).await {
+        match gates.wait_until(gate, self.shared.stopped(&env.name, None)).await {
             GateOutcome::Approved => None,
             GateOutcome::Rejected(d) => {
                 let why = format!("rejected by {}{}", d.by, d.comment.map(|c| format!(": {c}")).unwrap_or_default());
@@ -421,15 +425,6 @@ enum Walked {
     Ran(Status, Option<String>, Arc<EnvRun>),
     /// It could not start (its records could not be read or written): why.
     DidNotStart(String),
-}
-
-fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Deploy => "deploy",
-        Mode::Undeploy => "undeploy",
-        Mode::Plan => "plan",
-        Mode::Preflight => "preflight",
-    }
 }
 
 /// The run's record as it starts.

@@ -24,10 +24,13 @@ pub(super) fn pipeline_outputs(env: &EnvRun) -> serde_json::Map<String, Value> {
     };
     for o in &graph.outputs {
         if let Ok(v) = stackpipe_dsl::eval::eval(&o.value, &scope) {
-            let text = v.to_string();
+            let holds_a_secret = || {
+                let text = v.to_string();
+                env.secrets.redact(&text) != text
+            };
             let secret = output_is_secret(graph, o, |r| {
                 env.run.store.resource(&env.key(r)).ok().flatten().map(|r| r.sensitive_outputs).unwrap_or_default()
-            }) || env.secrets.redact(&text) != text;
+            }) || holds_a_secret();
             out.insert(o.name.name.to_string(), if secret { Value::String(MASKED.into()) } else { v });
         }
     }

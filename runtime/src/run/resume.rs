@@ -6,18 +6,15 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::Value;
 use stackpipe_dsl::PipelineGraph;
 
-use crate::state::{
-    Decision, GateDecision, GateKind, JournalPhase, ResourceKey, StateError, StateStore, Status,
-};
+use crate::state::{Decision, GateDecision, GateKind, JournalPhase, StateError, StateStore, Status};
 
 /// A run's records from before it stopped; empty for a run that starts afresh.
 #[derive(Debug, Default)]
 pub struct Resume {
-    /// Per environment: the nodes that succeeded, with their outputs.
-    done: HashMap<String, HashMap<String, Value>>,
+    /// Per environment: the nodes that succeeded.
+    done: HashMap<String, HashSet<String>>,
     /// Per environment: (node, operation, whether it is known to have
     /// started) whose last journal entry says it was to start or started,
     /// and never ended.
@@ -28,10 +25,9 @@ pub struct Resume {
 /// What one environment of a resumed run starts from.
 #[derive(Debug)]
 pub struct EnvironmentResume {
-    /// Per node index: succeeded before the run stopped, so not run again.
+    /// Per node index: succeeded before the run stopped, so not run again
+    /// (their outputs are in their resources' records).
     pub done: Vec<bool>,
-    /// The outputs of those nodes, for their dependents.
-    pub outputs: HashMap<String, Value>,
     /// Nodes whose apply or destroy was in flight when the run stopped.
     /// Their jobs run again from preflight: refresh reads what is really
     /// there (an update that landed plans as no change), and an apply whose
@@ -44,18 +40,11 @@ pub struct EnvironmentResume {
 }
 
 impl Resume {
-    /// Reads run `run_id`'s records of pipeline `pipeline`.
-    pub fn load(store: &StateStore, pipeline: &str, run_id: &str) -> Result<Resume, StateError> {
+    /// Reads run `run_id`'s records.
+    pub fn load(store: &StateStore, run_id: &str) -> Result<Resume, StateError> {
         let mut out = Resume::default();
-        for j in store.jobs(run_id)? {
-            if j.status != Status::Succeeded {
-                continue;
-            }
-            let outputs = store
-                .resource(&ResourceKey::new(pipeline, &j.environment, &j.node))?
-                .map(|r| r.outputs)
-                .unwrap_or(Value::Null);
-            out.done.entry(j.environment).or_default().insert(j.node, outputs);
+        for j in store.jobs(run_id)?.into_iter().filter(|j| j.status == Status::Succeeded) {
+            out.done.entry(j.environment).or_default().insert(j.node);
         }
         let mut last: HashMap<(String, String, String), JournalPhase> = HashMap::new();
         for e in store.journal(run_id)? {
@@ -92,17 +81,13 @@ impl Resume {
         let n = graph.graph.node_count();
         let mut out = EnvironmentResume {
             done: vec![false; n],
-            outputs: HashMap::new(),
             in_flight: HashSet::new(),
             started: Vec::new(),
             gate_open: vec![false; n],
         };
-        for (node, outputs) in self.done.get(environment).into_iter().flatten() {
+        for node in self.done.get(environment).into_iter().flatten() {
             if let Some(i) = graph.find(node) {
                 out.done[i.index()] = true;
-                if !outputs.is_null() {
-                    out.outputs.insert(node.clone(), outputs.clone());
-                }
             }
         }
         for (node, op, started) in self.in_flight.get(environment).into_iter().flatten() {
