@@ -66,27 +66,7 @@ impl PipelineArgs {
             let state = state_dir.map(std::path::Path::to_path_buf).unwrap_or_else(|| p.default_state_dir());
             p.check_grants(&state).map(|()| p)
         });
-        match loaded {
-            Ok(p) => Ok(p),
-            Err(LoadError::Invalid(diags)) => {
-                let color = crate::stderr_color();
-                let theme =
-                    if color { miette::GraphicalTheme::unicode() } else { miette::GraphicalTheme::unicode_nocolor() };
-                let width = if color { terminal_width().unwrap_or(100) } else { 100 };
-                let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(width).with_links(false);
-                eprint!("{}", diags.render_with(&handler));
-                Err(EXIT_INVALID)
-            }
-            Err(e @ LoadError::Read(InputError::TooLarge { .. })) => {
-                eprintln!("error: {e}");
-                eprintln!("help: if the file really is the pipeline, raise the limit with `--max-file-size BYTES` or {MAX_FILE_SIZE_ENV}");
-                Err(EXIT_INVALID)
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                Err(EXIT_INVALID)
-            }
-        }
+        loaded.map_err(report_load_error)
     }
 
     /// The cap on the file's size: the flag, else the environment, else the default.
@@ -106,6 +86,26 @@ impl PipelineArgs {
             }
         }
     }
+}
+
+/// Prints why a pipeline could not be loaded (its diagnostics, rendered for
+/// the terminal); exit code 2.
+pub fn report_load_error(e: LoadError) -> u8 {
+    match e {
+        LoadError::Invalid(diags) => {
+            let color = crate::stderr_color();
+            let theme = if color { miette::GraphicalTheme::unicode() } else { miette::GraphicalTheme::unicode_nocolor() };
+            let width = if color { terminal_width().unwrap_or(100) } else { 100 };
+            let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(width).with_links(false);
+            eprint!("{}", diags.render_with(&handler));
+        }
+        e @ LoadError::Read(InputError::TooLarge { .. }) => {
+            eprintln!("error: {e}");
+            eprintln!("help: if the file really is the pipeline, raise the limit with `--max-file-size BYTES` or {MAX_FILE_SIZE_ENV}");
+        }
+        e => eprintln!("error: {e}"),
+    }
+    EXIT_INVALID
 }
 
 /// `1048576`, `512KiB`, `16MiB`, `1GiB` (also `K`, `M`, `G`, `KB`..., all

@@ -7,6 +7,7 @@ mod plugin_cmd;
 mod plugin_new;
 mod progress;
 mod run_cmd;
+mod show_cmd;
 mod state_cmd;
 mod watch_cmd;
 
@@ -42,14 +43,16 @@ enum Command {
     Undeploy(run_cmd::RunArgs),
     /// Re-plan (or with --deploy, re-deploy) whenever the pipeline, a plugin or an input file changes.
     Watch(watch_cmd::WatchArgs),
-    /// Finish a run that failed, was cancelled or was killed; what succeeded is not redone.
+    /// Finish a run that failed, was cancelled or was killed, from its snapshot; what succeeded is not redone.
     Resume(AgainArgs),
-    /// Run a past run again with the same file, vars and settings.
+    /// Run a past run again from its snapshot: the same source, vars, settings and plugins.
     Rerun(AgainArgs),
     /// List the runs, most recent first.
     Runs(state_cmd::RunsArgs),
     /// Show a run: every environment, node and operation.
     Status(state_cmd::StatusArgs),
+    /// Show what a run was started from: its snapshot (`--source`: the pipeline source as it was).
+    Show(show_cmd::ShowArgs),
     /// Show a run's log lines, or follow a run in progress (`--follow`).
     Logs(state_cmd::LogsArgs),
     /// Approve a gate a run in progress is waiting at.
@@ -132,13 +135,14 @@ fn main() -> ExitCode {
         Command::Graph(a) => graph(a),
         Command::Preflight(a) => run_cmd::preflight(a),
         Command::Plan(a) => run_cmd::plan(a),
-        Command::Deploy(a) => run_cmd::run(a, stackpipe_runtime::run::Mode::Deploy, None),
-        Command::Undeploy(a) => run_cmd::run(a, stackpipe_runtime::run::Mode::Undeploy, None),
+        Command::Deploy(a) => run_cmd::run(a, stackpipe_runtime::run::Mode::Deploy),
+        Command::Undeploy(a) => run_cmd::run(a, stackpipe_runtime::run::Mode::Undeploy),
         Command::Watch(a) => watch_cmd::watch(a),
         Command::Resume(a) => run_cmd::again(&a.run, &a.state, true, a.json, &a.vars),
         Command::Rerun(a) => run_cmd::again(&a.run, &a.state, false, a.json, &a.vars),
         Command::Runs(a) => state_cmd::runs(a),
         Command::Status(a) => state_cmd::status(a),
+        Command::Show(a) => show_cmd::show(a),
         Command::Logs(a) => state_cmd::logs(a),
         Command::Approve(a) => control_cmd::decide(a, stackpipe_runtime::state::Decision::Approved),
         Command::Reject(a) => control_cmd::decide(a, stackpipe_runtime::state::Decision::Rejected),

@@ -8,8 +8,8 @@ use clap::Args;
 use stackpipe_runtime::pipeline::LoadedPipeline;
 use stackpipe_runtime::plugin::{change_name, ArtifactCache, PluginHost};
 use stackpipe_runtime::run::{
-    execute, AutoApprove, Events, Mode, PlannedChange, Run, RunError, RunEvent, RunOptions, RunSummary, Steering,
-    StopSignal,
+    execute, AutoApprove, Events, Mode, PlannedChange, Run, RunError, RunEvent, RunOptions, RunSource, RunSummary,
+    SnapshotError, Steering, StopSignal,
 };
 use stackpipe_runtime::state::{RunKind, RunStatus, RunTrigger, StateStore, Status};
 use tokio::sync::mpsc;
@@ -70,6 +70,7 @@ impl RunArgs {
             auto_approve: AutoApprove { yes: self.yes, environments: self.approve_env.clone() },
             trigger: self.trigger,
             rerun_of: self.rerun_of.clone(),
+            source: None,
         }
     }
 }
@@ -152,9 +153,26 @@ pub fn host() -> Result<Arc<PluginHost>, u8> {
 
 /// `preflight`: for every node in every environment, the provisioner loads
 /// and knows the type, `validate` accepts the attributes, credentials
-/// resolve, and nothing is locked by another run.
+/// resolve, policies load, and nothing is locked by another run. The report
+/// `deploy` prints when it does not start; exit 2 when there is a problem.
 pub fn preflight(a: RunArgs) -> Result<(), u8> {
-    plan_like(a, Mode::Preflight)
+    let pipeline = a.pipeline.load_with_state(true, a.state.dir.as_deref())?;
+    let store = Arc::new(a.state.open_read_only(Some(&a.pipeline.file), true)?);
+    let rt = runtime()?;
+    let host = host()?;
+    let report =
+        rt.block_on(stackpipe_runtime::run::preflight(&pipeline, Mode::Deploy, host, store, &a.plan_options())).map_err(run_error)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    }
+    if report.passed() {
+        if !a.json {
+            print!("{report}");
+        }
+        return Ok(());
+    }
+    eprint!("error: {report}");
+    Err(EXIT_INVALID)
 }
 
 /// `plan`: refresh and preview every node; nothing is applied.
@@ -164,25 +182,12 @@ pub fn plan(a: RunArgs) -> Result<(), u8> {
 
 fn plan_like(a: RunArgs, mode: Mode) -> Result<(), u8> {
     let pipeline = a.pipeline.load_with_state(true, a.state.dir.as_deref())?;
-    let nodes = pipeline.graph.len();
     let store = Arc::new(a.state.open_read_only(Some(&a.pipeline.file), true)?);
     let rt = runtime()?;
     let opts = a.plan_options();
     let host = host()?;
     let (summary, failures) =
         rt.block_on(plan_once(&pipeline, mode, host, store, &opts, StopSignal::new())).map_err(run_error)?;
-    if mode == Mode::Preflight {
-        for f in &failures {
-            eprintln!("error: {f}");
-        }
-        warn_orphans(&summary);
-        if failures.is_empty() {
-            let envs = summary.environments.len();
-            println!("ok: {} resources passed preflight in {envs} environment{}", nodes, if envs == 1 { "" } else { "s" });
-            return Ok(());
-        }
-        return Err(EXIT_FAILED);
-    }
     report_plan(&summary, &failures, a.json, None);
     let failed: Vec<_> = summary.environments.iter().filter(|(_, s)| *s != Status::Succeeded).collect();
     if !failed.is_empty() {
@@ -271,13 +276,31 @@ pub fn render_plan(summary: &RunSummary, failures: &[String]) -> String {
     stackpipe_runtime::run::plan_text::render_plan(&summary.planned, why.as_deref())
 }
 
-/// `deploy` / `undeploy` (and `resume` / `rerun`, which re-enter here).
-pub fn run(a: RunArgs, mode: Mode, resume: Option<String>) -> Result<(), u8> {
+/// `deploy` / `undeploy`: the pipeline file as it is now.
+pub fn run(a: RunArgs, mode: Mode) -> Result<(), u8> {
     let pipeline = a.pipeline.load_with_state(true, a.state.dir.as_deref())?;
+    let opts = a.run_options(None);
+    run_loaded(&pipeline, a, mode, opts)
+}
+
+/// Runs `pipeline` as `opts` say (`deploy`, `undeploy`, or a `resume` /
+/// `rerun` of a snapshot, whose `opts.source` is set): the whole run is
+/// preflighted first, and nothing starts unless every node passes (exit 2).
+fn run_loaded(pipeline: &LoadedPipeline, a: RunArgs, mode: Mode, opts: RunOptions) -> Result<(), u8> {
     let store = Arc::new(a.state.open(Some(&a.pipeline.file))?);
     let rt = runtime()?;
-    let opts = a.run_options(resume);
     let host = host()?;
+    let report = rt
+        .block_on(stackpipe_runtime::run::preflight(pipeline, mode, host.clone(), store.clone(), &opts))
+        .map_err(run_error)?;
+    if !report.passed() {
+        if a.json {
+            let line = serde_json::json!({ "event": "preflight_failed", "operation": report.operation, "problems": report.problems });
+            println!("{line}");
+        }
+        eprint!("error: {report}");
+        return Err(EXIT_INVALID);
+    }
     let state_dir = a.state.dir_for(Some(&a.pipeline.file));
     let summary = rt.block_on(async move {
         let stop = StopSignal::new();
@@ -287,7 +310,7 @@ pub fn run(a: RunArgs, mode: Mode, resume: Option<String>) -> Result<(), u8> {
         ));
         let (tx, rx) = mpsc::unbounded_channel();
         let printer = tokio::spawn(crate::progress::print_events(rx, a.json, true, state_dir));
-        let r = steered_run(&pipeline, mode, host, store, &opts, Steering { events: Events::new(tx), stop }).await;
+        let r = steered_run(pipeline, mode, host, store, &opts, Steering { events: Events::new(tx), stop }).await;
         let _ = printer.await;
         r
     });
@@ -390,10 +413,11 @@ pub async fn watch_signals(stop: StopSignal, first: &'static str) {
     }
 }
 
-/// `resume RUN` / `rerun RUN`: the run's pipeline file and options from the
-/// state. Sensitive vars are not in the state: they are asked for again
-/// (`--var`, or `STACKPIPE_VAR_<name>`), and a resume refuses a value other
-/// than the one the run was started with.
+/// `resume RUN` / `rerun RUN`: the run's snapshot (its pipeline source,
+/// vars, settings and plugin components), whatever has changed on disk
+/// since; what changed is said. Sensitive vars are not in the state: they
+/// are asked for again (`--var`, or `STACKPIPE_VAR_<name>`), and a resume
+/// refuses a value other than the one the run was started with.
 pub fn again(run_id: &str, state: &StateArgs, resume: bool, json: bool, given: &[(String, String)]) -> Result<(), u8> {
     let store = state.open_read_only(None, false)?;
     let Some(run) = store.run(run_id).map_err(state_error)?
@@ -404,6 +428,29 @@ pub fn again(run_id: &str, state: &StateArgs, resume: bool, json: bool, given: &
     if resume && run.status == RunStatus::Succeeded {
         println!("run {run_id} already succeeded; nothing to resume");
         return Ok(());
+    }
+    let file = PathBuf::from(&run.file);
+    let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let restored = match RunSource::restore(&store, &run, &base_dir) {
+        Ok(restored) => Some(restored),
+        Err(e @ SnapshotError::None { .. }) => {
+            eprintln!("note: {e}: running {} as it is now", run.file);
+            None
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(EXIT_INVALID);
+        }
+    };
+    if restored.is_some() {
+        if let Some((name, _)) = given.iter().find(|(k, _)| !run.sensitive_vars.iter().any(|s| &s.name == k)) {
+            eprintln!(
+                "error: `{name}` is part of run {run_id}'s snapshot, which a {} runs as it was: start a new run with \
+                 `stackpipe deploy --var {name}=...` to change it",
+                if resume { "resume" } else { "rerun" }
+            );
+            return Err(EXIT_INVALID);
+        }
     }
     let mut vars = run.vars.clone();
     vars.retain(|(k, _)| !given.iter().any(|(g, _)| g == k));
@@ -440,9 +487,13 @@ pub fn again(run_id: &str, state: &StateArgs, resume: bool, json: bool, given: &
         vars.push((name.clone(), value));
     }
     drop(store);
-    let env = if run.environments.len() == 1 { run.environments.first().cloned() } else { None };
+    let env = match &restored {
+        Some((source, _)) => source.snapshot.environment.clone(),
+        None if run.environments.len() == 1 => run.environments.first().cloned(),
+        None => None,
+    };
     let args = RunArgs {
-        pipeline: PipelineArgs { file: PathBuf::from(&run.file), env, vars, max_file_size: None },
+        pipeline: PipelineArgs { file: file.clone(), env, vars: vars.clone(), max_file_size: None },
         sets: run.sets.clone(),
         parallelism: run.parallelism,
         state: StateArgs { dir: Some(state.dir_for(None)) },
@@ -454,5 +505,31 @@ pub fn again(run_id: &str, state: &StateArgs, resume: bool, json: bool, given: &
         rerun_of: (!resume).then(|| run_id.to_string()),
     };
     let mode = if run.kind == RunKind::Undeploy { Mode::Undeploy } else { Mode::Deploy };
-    self::run(args, mode, resume.then(|| run_id.to_string()))
+    let resume = resume.then(|| run_id.to_string());
+    let Some((source, drift)) = restored else {
+        let pipeline = args.pipeline.load_with_state(true, args.state.dir.as_deref())?;
+        let opts = args.run_options(resume);
+        return run_loaded(&pipeline, args, mode, opts);
+    };
+    let doing = if resume.is_some() { "resuming" } else { "running again" };
+    for d in &drift {
+        eprintln!("note: {d} since run {run_id} started; {doing} the run's snapshot (`stackpipe show {run_id} --source` prints it)");
+    }
+    let snapshot = &source.snapshot;
+    let Some(main) = snapshot.files.first() else {
+        eprintln!("error: run {run_id}'s snapshot holds no pipeline source");
+        return Err(EXIT_INVALID);
+    };
+    let compile = stackpipe_dsl::CompileOptions { vars: vars.clone(), env: snapshot.environment.clone(), require_values: true, ..Default::default() };
+    let pipeline = stackpipe_runtime::pipeline::compile(Path::new(&main.path), main.text.clone(), compile)
+        .and_then(|p| p.check_grants(&args.state.dir_for(None)).map(|()| p))
+        .map_err(crate::load::report_load_error)?;
+    let mut opts = args.run_options(resume);
+    // Exactly the snapshot's vars (and the sensitive ones given again):
+    // none from the environment that the run was not started with.
+    opts.vars = vars;
+    opts.sets = snapshot.sets.clone();
+    let mode = if snapshot.operation == RunKind::Undeploy { Mode::Undeploy } else { Mode::Deploy };
+    opts.source = Some(Arc::new(source));
+    run_loaded(&pipeline, args, mode, opts)
 }

@@ -108,6 +108,7 @@ fn write_a_little(store: &StateStore) {
         trigger: RunTrigger::Cli,
         rerun_of: None,
         resumed: Vec::new(),
+        snapshot: None,
     };
     let resource = ResourceRecord {
         plugin: "aws".into(),

@@ -36,6 +36,8 @@ pub struct LoadedPipeline {
     /// The directory relative paths in the file (plugin sources, fs grants) start from.
     pub base_dir: PathBuf,
     pub source: String,
+    /// `--env`: the one environment compiled, if one was asked for.
+    pub environment: Option<String>,
     /// Shared, not copied, by the runs of the pipeline.
     pub graph: Arc<PipelineGraph>,
 }
@@ -85,10 +87,17 @@ impl LoadedPipeline {
 
 /// Reads and compiles `path`, a regular file of at most `max_bytes`. The
 /// pipeline's default name is the file stem.
-pub fn load(path: &Path, mut opts: CompileOptions, max_bytes: u64) -> Result<LoadedPipeline, LoadError> {
+pub fn load(path: &Path, opts: CompileOptions, max_bytes: u64) -> Result<LoadedPipeline, LoadError> {
     let bytes = read_regular_file(path, WHAT, max_bytes)?;
     let source = String::from_utf8(bytes)
         .map_err(|e| LoadError::NotUtf8 { path: path.to_path_buf(), at: e.utf8_error().valid_up_to() })?;
+    compile(path, source, opts)
+}
+
+/// Compiles `source` as the pipeline file `path` (which need not hold it
+/// any more: a run's snapshot is compiled this way). Relative paths in it
+/// start from `path`'s directory.
+pub fn compile(path: &Path, source: String, mut opts: CompileOptions) -> Result<LoadedPipeline, LoadError> {
     if opts.default_name.is_empty() {
         opts.default_name =
             path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "pipeline".into());
@@ -96,7 +105,7 @@ pub fn load(path: &Path, mut opts: CompileOptions, max_bytes: u64) -> Result<Loa
     let name = path.display().to_string();
     let graph = stackpipe_dsl::load(&name, &source, &opts).map_err(LoadError::Invalid)?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    Ok(LoadedPipeline { path: path.to_path_buf(), base_dir, source, graph: Arc::new(graph) })
+    Ok(LoadedPipeline { path: path.to_path_buf(), base_dir, source, environment: opts.env, graph: Arc::new(graph) })
 }
 
 #[cfg(test)]

@@ -62,4 +62,4 @@ pub use file::{db_path, BACKUP_FILE, SIZE_LIMIT_ENV};
 pub use owner::{pid_alive, read_owner, OwnerInfo};
 pub use records::*;
 pub use repair::{repair, Recovered, RepairReport};
-pub use store::{Counts, StateStore, Write};
+pub use store::{Blob, Counts, StateStore, Write};

@@ -136,6 +136,63 @@ pub struct RunRecord {
     /// Every `resume` of the run: who, when.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resumed: Vec<Resumption>,
+    /// The digest of the [`RunSnapshot`] the run was started from (None in
+    /// records made before runs kept one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+}
+
+/// What a run was started from, kept whole: the pipeline's source, the
+/// values given to it and the plugins it loaded. `resume` continues it and
+/// `rerun` runs it again, whatever has changed on disk since (seed 004:
+/// the snapshot is immutable after creation). Stored once per digest (the
+/// SHA-256 of its JSON); runs name it by [`RunRecord::snapshot`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSnapshot {
+    pub pipeline: String,
+    pub operation: RunKind,
+    /// `--env`: the one environment asked for, if one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Every file the pipeline was compiled from, the main file first.
+    pub files: Vec<SourceFile>,
+    /// `--var` values, except the sensitive ones: of those only the names
+    /// (their keyed hashes are in the run record).
+    pub vars: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive_vars: Vec<String>,
+    /// `--set resource.attribute=value`.
+    pub sets: Vec<(String, String)>,
+    /// Every plugin the run could load, by digest. A path plugin's
+    /// component is kept in the store beside it (content-addressed), so a
+    /// changed or deleted file does not change what the snapshot runs.
+    pub plugins: Vec<PluginPin>,
+}
+
+/// One source file of a [`RunSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceFile {
+    /// Absolute, as the run read it.
+    pub path: String,
+    pub text: String,
+}
+
+/// A plugin as a run loaded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginPin {
+    pub name: String,
+    /// `builtin:NAME`, or the component's path as the pipeline gives it.
+    pub source: String,
+    /// The component's SHA-256, hex.
+    pub digest: String,
+}
+
+impl PluginPin {
+    /// Whether the component is built into stackpipe (its bytes are not
+    /// stored: this stackpipe carries them, or a different version of them).
+    pub fn is_builtin(&self) -> bool {
+        self.source.starts_with("builtin:")
+    }
 }
 
 /// How a run was started.

@@ -26,6 +26,10 @@ const LOGS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("logs");
 const JOURNAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("journal");
 const DECISIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("decisions");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Run snapshots by digest (see [`RunSnapshot`]).
+const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
+/// Plugin components by SHA-256: what snapshots load.
+const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 
 const RUN_COUNTER: &str = "run_counter";
 const LOG_SEQ: &str = "log_seq";
@@ -46,6 +50,21 @@ pub enum Write {
     Log(LogLine, String),
     Journal(JournalEntry),
     Decision(GateDecision),
+    /// A run snapshot under its digest; one already there is left as it is.
+    PutSnapshot(String, RunSnapshot),
+    /// A plugin component under its SHA-256; one already there is left as it is.
+    PutBlob(String, Blob),
+}
+
+/// Bytes kept by their digest (a plugin component), shared, not copied,
+/// on their way to the store.
+#[derive(Clone)]
+pub struct Blob(pub std::sync::Arc<[u8]>);
+
+impl std::fmt::Debug for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Blob({} bytes)", self.0.len())
+    }
 }
 
 /// How many rows each table of a state database holds.
@@ -395,6 +414,40 @@ impl StateStore {
             }
             out.sort_by(|a, b| (b.started_ms, &b.id).cmp(&(a.started_ms, &a.id)));
             Ok(out)
+        })
+    }
+
+    /// The run snapshot of that digest.
+    pub fn snapshot(&self, digest: &str) -> Result<Option<RunSnapshot>, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            let table = match txn.open_table(SNAPSHOTS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let found = table.get(digest)?;
+            found.map(|v| decode(v.value(), || format!("snapshot {digest}"))).transpose()
+        })
+    }
+
+    /// The bytes stored under SHA-256 `digest`, checked against it: bytes
+    /// that do not hash to their key are damage, never handed out.
+    pub fn blob(&self, digest: &str) -> Result<Option<Vec<u8>>, StateError> {
+        use sha2::Digest;
+        self.guarded(|| {
+            let txn = self.read()?;
+            let table = match txn.open_table(BLOBS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let Some(v) = table.get(digest)? else { return Ok(None) };
+            let bytes = v.value().to_vec();
+            if hex::encode(sha2::Sha256::digest(&bytes)) != digest {
+                return Err(StateError::Corrupt(format!("stored component {digest}: its bytes do not match its digest")));
+            }
+            Ok(Some(bytes))
         })
     }
 
@@ -749,7 +802,9 @@ pub(crate) fn read_through(txn: &ReadTransaction) -> Result<(), StateError> {
     for table in [RESOURCES, LOCKS, JOBS] {
         rows(txn, table, |(a, b, c), v| bytes += a.len() + b.len() + c.len() + v.len())?;
     }
-    rows(txn, RUNS, |k, v| bytes += k.len() + v.len())?;
+    for table in [RUNS, SNAPSHOTS, BLOBS] {
+        rows(txn, table, |k, v| bytes += k.len() + v.len())?;
+    }
     for table in [LOGS, JOURNAL, DECISIONS] {
         rows(txn, table, |(run, _), v| bytes += run.len() + v.len())?;
     }
@@ -776,6 +831,8 @@ fn apply(txn: &WriteTransaction, writes: Vec<Write>) -> Result<(), StateError> {
     let mut journal = txn.open_table(JOURNAL)?;
     let mut decisions = txn.open_table(DECISIONS)?;
     let mut meta = txn.open_table(META)?;
+    let mut snapshots = txn.open_table(SNAPSHOTS)?;
+    let mut blobs = txn.open_table(BLOBS)?;
     let log_seq0 = meta.get(LOG_SEQ)?.map(|v| v.value()).unwrap_or(0);
     let journal_seq0 = meta.get(JOURNAL_SEQ)?.map(|v| v.value()).unwrap_or(0);
     let (mut log_seq, mut journal_seq) = (log_seq0, journal_seq0);
@@ -812,6 +869,17 @@ fn apply(txn: &WriteTransaction, writes: Vec<Write>) -> Result<(), StateError> {
                 let seq = meta.get(DECISION_SEQ)?.map(|v| v.value()).unwrap_or(0) + 1;
                 meta.insert(DECISION_SEQ, seq)?;
                 decisions.insert((d.run_id.as_str(), seq), encode(&d)?.as_slice())?;
+            }
+            // Content-addressed: what is there under the digest is the same.
+            Write::PutSnapshot(digest, snapshot) => {
+                if snapshots.get(digest.as_str())?.is_none() {
+                    snapshots.insert(digest.as_str(), encode(&snapshot)?.as_slice())?;
+                }
+            }
+            Write::PutBlob(digest, blob) => {
+                if blobs.get(digest.as_str())?.is_none() {
+                    blobs.insert(digest.as_str(), &*blob.0)?;
+                }
             }
         }
     }

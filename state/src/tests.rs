@@ -58,6 +58,7 @@ fn run(id: &str, started_ms: u64) -> RunRecord {
         trigger: Default::default(),
         rerun_of: None,
         resumed: Vec::new(),
+        snapshot: None,
     }
 }
 

@@ -13,6 +13,9 @@ pub enum Request {
     Status { run: Option<String> },
     /// Every run, newest first.
     Runs,
+    /// What a run was started from: `{"run", "digest", "snapshot"}` (see
+    /// [`crate::state::RunSnapshot`]).
+    Snapshot { run: String },
     /// The stored log lines of a run.
     Logs { run: Option<String>, node: Option<String> },
     /// Every event of the run in progress, from its start, until it ends.

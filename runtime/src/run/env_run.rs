@@ -16,6 +16,7 @@ use super::execution::RunShared;
 use super::gate::GateOutcome;
 use super::plan_text::{PlannedChange, UNKNOWN};
 use super::resume::EnvironmentResume;
+use super::snapshot::RunSource;
 use super::scheduler::{walk, NodeEnd, Slot};
 use super::stack_job::StackJob;
 use super::{AbortOnDrop, RunEvent};
@@ -30,8 +31,13 @@ pub enum Mode {
     Undeploy,
     /// Refresh and preview only; nothing is applied or written.
     Plan,
-    /// Preflight and validation only; nothing is read, applied or written.
+    /// The preflight of a deploy: every node's provisioner, type,
+    /// credentials, policies and attributes (`validate`). Nothing is read,
+    /// applied or written.
     Preflight,
+    /// The preflight of an undeploy: every deployed node's provisioner,
+    /// type, credentials and policies. Nothing is read, destroyed or written.
+    PreflightUndeploy,
 }
 
 impl Mode {
@@ -40,8 +46,13 @@ impl Mode {
             Mode::Deploy => "deploy",
             Mode::Undeploy => "undeploy",
             Mode::Plan => "plan",
-            Mode::Preflight => "preflight",
+            Mode::Preflight | Mode::PreflightUndeploy => "preflight",
         }
+    }
+
+    /// Whether the run only preflights.
+    pub fn is_preflight(self) -> bool {
+        matches!(self, Mode::Preflight | Mode::PreflightUndeploy)
     }
 
     /// Whether the run is recorded: a run record, locks, jobs, logs.
@@ -139,7 +150,7 @@ impl EnvRun {
             .filter(|(name, _)| graph.find(name).is_some_and(|i| resume.done[i.index()]))
             .map(|(name, r)| (name.clone(), r.outputs.clone()))
             .collect();
-        let plugins = load_plugins(&run.host, &plan, &run.base_dir, Some(run.store.dir()));
+        let plugins = load_plugins(&run.host, &plan, &run.source, &run.base_dir, Some(run.store.dir()));
         Ok(EnvRun {
             plugins,
             outputs: RwLock::new(outputs),
@@ -364,7 +375,7 @@ impl EnvRun {
             .map(|i| {
                 let d = match self.run.mode {
                     // Preflight needs no outputs: every node is checked, independently.
-                    Mode::Preflight => Vec::new(),
+                    Mode::Preflight | Mode::PreflightUndeploy => Vec::new(),
                     Mode::Undeploy => graph.dependents(i),
                     Mode::Deploy | Mode::Plan => graph.dependencies(i),
                 };
@@ -455,18 +466,21 @@ impl EnvRun {
 }
 
 /// Loads every plugin of an environment (grants and config are per
-/// environment). A plugin that fails to load fails the preflight of the
-/// nodes that need it, with the reason, not the whole run.
+/// environment) from the components the run read as it started. A plugin
+/// that fails to load fails the preflight of the nodes that need it, with
+/// the reason, not the whole run.
 pub fn load_plugins(
     host: &PluginHost,
     env: &EnvironmentPlan,
+    source: &RunSource,
     base_dir: &Path,
     state_dir: Option<&Path>,
 ) -> HashMap<String, Result<Arc<LoadedPlugin>, String>> {
     let mut out = HashMap::new();
     for (name, spec) in &env.plugins {
         let loaded = (|| {
-            let bytes = PluginHost::read_source(name, &spec.source, base_dir).map_err(|e| e.to_string())?;
+            let component = source.component(name, &spec.source)?;
+            let bytes = &component.bytes;
             let sandbox = Sandbox::guarding(&spec.grants, base_dir, state_dir)
                 .map_err(|e| format!("plugin `{name}`: cannot prepare its granted directories: {e}"))?;
             let source_desc = match &spec.source {
@@ -477,7 +491,7 @@ pub fn load_plugins(
                 name,
                 kind: spec.kind,
                 source_desc: &source_desc,
-                bytes: &bytes,
+                bytes,
                 sandbox,
                 limits: spec.limits,
                 config: &spec.config,

@@ -18,6 +18,7 @@ use super::gate::{GateOutcome, Gates};
 use super::journal::{self, RunJournal};
 use super::outputs::pipeline_outputs;
 use super::resume::{EnvironmentResume, Resume};
+use super::snapshot::RunSource;
 use super::{AbortOnDrop, RunError, RunOptions, RunSummary, StopSignal};
 use crate::pipeline::LoadedPipeline;
 use crate::plugin::PluginHost;
@@ -56,6 +57,8 @@ pub(super) struct RunShared {
     pub sets: Vec<(String, String, Value)>,
     /// The pipeline's directory: plugin paths and grants are relative to it.
     pub base_dir: PathBuf,
+    /// What the run started from: its snapshot and plugin components.
+    pub source: Arc<RunSource>,
     /// Nodes at once per environment; 0 = no limit.
     pub parallelism: usize,
 }
@@ -114,16 +117,18 @@ impl<'a> Run<'a> {
         if mode == Mode::Undeploy {
             environments.reverse();
         }
-        let id = match (&opts.resume, mode) {
-            (_, Mode::Plan | Mode::Preflight) => "plan".to_string(),
-            (Some(id), _) => id.clone(),
-            (None, _) => store.new_run_id()?,
+        let id = match (&opts.resume, mode.records()) {
+            (_, false) => "plan".to_string(),
+            (Some(id), true) => id.clone(),
+            (None, true) => store.new_run_id()?,
+        };
+        let source = match &opts.source {
+            Some(source) => source.clone(),
+            None => Arc::new(RunSource::read(pipeline, mode, opts)),
         };
         let mut record = run_record(pipeline, mode, &store, opts, &id, &environments)?;
+        record.snapshot = Some(source.digest.clone());
         let started_ms = record.started_ms;
-        if mode == Mode::Preflight {
-            check_unlocked(&store, &graph.name)?;
-        }
         let journal = RunJournal::start(store.clone());
         // The run stops starting work when whoever runs it says so, and
         // when a write to the state fails: a run must not go on as if its
@@ -150,7 +155,7 @@ impl<'a> Run<'a> {
                 record.resumed = prev.resumed;
                 record.resumed.push(Resumption { by: resumed_by, ms: now_ms() });
             }
-            lock_and_record(&store, &journal, &graph, &environments, &record).await?;
+            lock_and_record(&store, &journal, &graph, &environments, &record, &source).await?;
             store.set_owner_run(&id, control.as_deref())?;
         }
         events.send(RunEvent::RunStarted {
@@ -174,6 +179,7 @@ impl<'a> Run<'a> {
             message: opts.message.clone(),
             sets,
             base_dir: pipeline.base_dir.clone(),
+            source,
             parallelism: opts.parallelism,
         };
         Ok(Run {
@@ -468,37 +474,34 @@ fn run_record(
         trigger: opts.trigger,
         rerun_of: opts.rerun_of.clone(),
         resumed: Vec::new(),
+        snapshot: None,
     })
 }
 
-/// The state part of preflight: nothing this run touches is locked by another run.
-fn check_unlocked(store: &StateStore, pipeline: &str) -> Result<(), StateError> {
-    let locks = store.locks()?;
-    match locks.into_iter().find(|(k, _)| k.pipeline == pipeline) {
-        Some((key, holder)) => {
-            Err(StateError::Locked { holder_alive: crate::state::pid_alive(holder.pid), key, holder })
-        }
-        None => Ok(()),
-    }
+/// Every resource a run of `environments` may touch.
+pub(super) fn run_keys(graph: &PipelineGraph, environments: &[EnvironmentPlan]) -> Vec<ResourceKey> {
+    environments
+        .iter()
+        .flat_map(|e| graph.deploy_order().iter().map(move |&i| ResourceKey::new(&graph.name, &e.name, &graph.node(i).name)))
+        .collect()
 }
 
-/// Locks every resource the run may touch, then records the run: one
-/// fsync for both (the record, committed durably, puts the locks taken
-/// just before it on disk with it).
+/// Locks every resource the run may touch, then records the run with its
+/// snapshot: one fsync for all (the record, committed durably, puts the
+/// locks taken just before it on disk with it).
 async fn lock_and_record(
     store: &StateStore,
     journal: &RunJournal,
     graph: &PipelineGraph,
     environments: &[EnvironmentPlan],
     record: &RunRecord,
+    source: &RunSource,
 ) -> Result<(), RunError> {
-    let keys: Vec<ResourceKey> = environments
-        .iter()
-        .flat_map(|e| graph.deploy_order().iter().map(move |&i| ResourceKey::new(&graph.name, &e.name, &graph.node(i).name)))
-        .collect();
     let holder = LockHolder { run_id: record.id.clone(), pid: std::process::id(), since_ms: now_ms() };
-    store.lock(&keys, &holder)?;
-    journal.record_durably(Write::PutRun(record.clone())).await?;
+    store.lock(&run_keys(graph, environments), &holder)?;
+    let mut writes = source.writes();
+    writes.push(Write::PutRun(record.clone()));
+    journal.record_all_durably(writes).await?;
     Ok(())
 }
 

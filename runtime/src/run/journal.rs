@@ -385,6 +385,7 @@ mod tests {
             trigger: Default::default(),
             rerun_of: None,
             resumed: Vec::new(),
+            snapshot: None,
         }
     }
 

@@ -15,6 +15,8 @@
 //! | `env_run`     | [`EnvRun`]: one environment's shared state and its walk |
 //! | `stack_job`   | [`StackJob`]: one node's operations                     |
 //! | `resume`      | [`Resume`]: what a resumed run did before it stopped    |
+//! | `snapshot`    | [`RunSource`]: what a run is started from, kept whole   |
+//! | `preflight`   | [`PreflightReport`]: every node checked before a run    |
 //! | `scheduler`   | the graph walker: parallelism, slots, cancellation      |
 //! | `gate`        | [`Gates`]: waits for a person, decisions                |
 //! | `journal`     | [`RunJournal`]: the run's writes to the state           |
@@ -32,7 +34,9 @@ pub mod journal;
 pub mod outputs;
 pub mod plan_text;
 pub mod resume;
+pub mod preflight;
 pub mod scheduler;
+pub mod snapshot;
 pub mod stack_job;
 pub mod status;
 
@@ -51,7 +55,9 @@ pub use env_run::{load_plugins, EnvRun, Mode};
 pub use execution::{parse_sets, Run, Steering};
 pub use outputs::output_is_secret;
 pub use plan_text::{PlannedChange, UNKNOWN};
+pub use preflight::{preflight, PreflightProblem, PreflightReport};
 pub use resume::Resume;
+pub use snapshot::{Drift, RunSource, SnapshotError};
 pub use stack_job::StackJob;
 
 use crate::pipeline::LoadedPipeline;
@@ -103,6 +109,10 @@ pub struct RunOptions {
     pub trigger: RunTrigger,
     /// For a `rerun`: the run whose inputs are run again.
     pub rerun_of: Option<String>,
+    /// What the run starts from, when it is fixed already (`resume`,
+    /// `rerun`: a snapshot). None: the pipeline as loaded, its plugins read
+    /// as the run starts.
+    pub source: Option<Arc<RunSource>>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -26,6 +26,10 @@ pub struct StatusDocument {
     pub trigger: RunTrigger,
     pub rerun_of: Option<String>,
     pub resumed: Vec<Resumption>,
+    /// The digest of the snapshot the run was started from (`stackpipe
+    /// show RUN` prints it); None for runs of an older stackpipe.
+    #[serde(default)]
+    pub snapshot: Option<String>,
     /// Every environment of the run, in run order.
     pub environments: Vec<EnvironmentStatus>,
     /// The gates waiting now.
@@ -206,6 +210,7 @@ impl StatusDocument {
             trigger: run.trigger,
             rerun_of: run.rerun_of.clone(),
             resumed: run.resumed.clone(),
+            snapshot: run.snapshot.clone(),
             environments,
             waiting: waiting.iter().map(WaitingGate::from).collect(),
             decisions: decisions.iter().map(DecisionTaken::from).collect(),
