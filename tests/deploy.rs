@@ -79,7 +79,12 @@ fn plan_shows_changes_and_applies_nothing() {
 
 #[test]
 fn a_failure_cancels_its_dependents_and_nothing_else() {
-    let p = Project::new(&DIAMOND.replace("resource b \"t.step\" { from_a = a.id", "resource b \"t.step\" { fail = true  from_a = a.id"));
+    // b fails while out/broken exists: a problem outside the pipeline.
+    let p = Project::new(
+        &DIAMOND.replace("resource b \"t.step\" { from_a = a.id", "resource b \"t.step\" { fail_while_exists = \"out/broken\"  from_a = a.id"),
+    );
+    std::fs::create_dir_all(p.path().join("out")).unwrap();
+    std::fs::write(p.path().join("out/broken"), "").unwrap();
     let o = p.run(&["deploy", "demo.pipeline"]);
     assert_eq!(o.status.code(), Some(1));
     let status = p.status(None);
@@ -92,12 +97,18 @@ fn a_failure_cancels_its_dependents_and_nothing_else() {
     let ledger = p.ledger();
     assert!(!ledger.iter().any(|l| l.ends_with("/d")), "{ledger:?}");
 
-    // Fixed and resumed: what succeeded is not redone.
+    // Fixed outside the pipeline and resumed: what succeeded is not redone.
+    // The file's edits since (a comment here) are not what a resume runs:
+    // it runs the run's snapshot, and says so.
     let run = status["run"].as_str().unwrap().to_string();
-    let fixed = std::fs::read_to_string(p.path().join("demo.pipeline")).unwrap().replace("fail = true", "");
-    std::fs::write(p.path().join("demo.pipeline"), fixed).unwrap();
+    std::fs::remove_file(p.path().join("out/broken")).unwrap();
+    let edited = std::fs::read_to_string(p.path().join("demo.pipeline")).unwrap() + "resource z \"t.step\" {}\n";
+    std::fs::write(p.path().join("demo.pipeline"), edited).unwrap();
     let o = p.run(&["resume", &run]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", text(&o.stdout), text(&o.stderr));
+    let said = text(&o.stderr);
+    assert!(said.contains("demo.pipeline has changed since run r000001 started; resuming the run's snapshot"), "{said}");
+    assert!(!p.ledger().iter().any(|l| l.ends_with("/z")), "{:?}", p.ledger());
     let ledger = p.ledger();
     for r in ["a", "b", "c", "d", "e"] {
         let applies = ledger.iter().filter(|l| **l == format!("apply demo/dev/{r}")).count();
@@ -155,10 +166,17 @@ fn a_killed_run_keeps_its_locks_until_unlocked_and_resumes() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
+    // Preflight finds the locks: nothing starts, nothing is recorded.
     let o = p.run(&["deploy", "demo.pipeline"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     let err = text(&o.stderr);
-    assert!(err.contains("is locked by run r000001") && err.contains("no longer running"), "{err}");
+    assert!(
+        err.contains("preflight of the deploy found 1 problem; nothing was started")
+            && err.contains("every resource: locked by run r000001 (its process")
+            && err.contains("is gone: `stackpipe state unlock` releases it)"),
+        "{err}"
+    );
+    assert_eq!(p.run(&["runs", "--json"]).stdout.iter().filter(|b| **b == b'{').count(), 1, "no second run recorded");
 
     let o = p.run(&["resume", "r000001"]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", text(&o.stdout), text(&o.stderr));
@@ -190,16 +208,71 @@ resource c "t.step" { x = b.id }
 "#,
     );
     let o = p.run(&["preflight", "demo.pipeline"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     let err = text(&o.stderr);
-    assert!(err.contains("dev/b: provisioner `t` has no resource type `stepp` (it has: step)"), "{err}");
-    assert!(!err.contains("dev/a") && !err.contains("dev/c"), "{err}");
+    assert_eq!(
+        err,
+        "error: preflight of the deploy found 1 problem; nothing was started:\n  dev:\n    b: provisioner `t` has no \
+         resource type `stepp` (it has: step)\n"
+    );
     assert!(p.ledger().is_empty());
 
     let p = Project::new(DIAMOND);
     let o = p.run(&["preflight", "demo.pipeline"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout), "ok: 5 resources passed preflight in 1 environment\n");
+}
+
+/// Seeds 002, 003: if preflight fails, no job is created. A problem in the
+/// last environment stops the deploy before the first one applies
+/// anything, and the report names every problem by environment and node.
+#[test]
+fn a_deploy_preflights_every_environment_before_it_applies_anything() {
+    let p = Project::with_pipeline(&format!(
+        r#"pipeline "demo"
+{TEST_PLUGIN}
+environment dev {{}}
+environment prod {{ after = dev }}
+resource a "t.step" {{ }}
+resource b "t.step" {{ x = a.id  fail = {{ dev = false, prod = "yes" }}[env.name] }}
+resource c "t.step" {{ x = b.id  fail = {{ dev = false, prod = "maybe" }}[env.name] }}
+resource d "t.stepp" {{ }}
+"#
+    ));
+    for cmd in ["preflight", "deploy"] {
+        let o = p.run(&[cmd, "demo.pipeline", "--json"]);
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {}", text(&o.stderr));
+        let err = text(&o.stderr);
+        assert_eq!(
+            err,
+            "error: preflight of the deploy found 3 problems; nothing was started:\n  dev:\n    d: provisioner `t` has no \
+             resource type `stepp` (it has: step)\n  prod:\n    b, c: t.step rejects the attributes: `fail`: `fail` must be \
+             true or false\n    d: provisioner `t` has no resource type `stepp` (it has: step)\n"
+        );
+        let doc: Value = serde_json::from_str(&text(&o.stdout)).expect("JSON");
+        let problems = if cmd == "deploy" {
+            assert_eq!(doc["event"], "preflight_failed");
+            &doc["problems"]
+        } else {
+            &doc["problems"]
+        };
+        assert_eq!(problems.as_array().map(Vec::len), Some(3), "{doc}");
+        assert_eq!(problems[1]["nodes"], serde_json::json!(["b", "c"]), "{doc}");
+    }
+    assert!(p.ledger().is_empty(), "{:?}", p.ledger());
+    assert_eq!(text(&p.run(&["runs"]).stdout), "no runs yet\n", "no run was recorded");
+
+    // An undeploy preflights what it would destroy.
+    let good = |kind: &str| {
+        format!("pipeline \"demo\"\n{TEST_PLUGIN}\nenvironment dev {{}}\nresource a \"t.step\" {{}}\nresource b \"{kind}\" {{ x = a.id }}\n")
+    };
+    std::fs::write(p.path().join("demo.pipeline"), good("t.step")).unwrap();
+    assert_eq!(p.run(&["deploy", "demo.pipeline"]).status.code(), Some(0));
+    std::fs::write(p.path().join("demo.pipeline"), good("t.stepp")).unwrap();
+    let o = p.run(&["undeploy", "demo.pipeline"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("preflight of the undeploy found 1 problem; nothing was started:\n  dev:\n    b: "), "{}", text(&o.stderr));
+    assert!(!p.ledger().iter().any(|l| l.starts_with("destroy")), "{:?}", p.ledger());
 }
 
 /// kill -9 at many points of a 30-node deploy, then `resume`: the run

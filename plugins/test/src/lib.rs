@@ -36,6 +36,13 @@ fn sleep(ctx: &Context, op: Op, step: &Step) {
 }
 
 fn fail_if(ctx: &Context, op: Op, step: &Step) -> Result<(), String> {
+    if let (true, Some(path)) = (step.fails(op), &step.fail_while) {
+        let path = std::path::Path::new(path);
+        grants::check(path, grants::granted().as_deref()).map_err(|e| format!("`fail_while_exists` {e}"))?;
+        if !grants::normalize(path).exists() {
+            return Ok(());
+        }
+    }
     step.check(op).inspect_err(|_| log::info(ctx, &format!("{}: failing on purpose", op.name())))
 }
 

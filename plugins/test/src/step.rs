@@ -47,6 +47,10 @@ pub struct Step {
     /// How long a read (a refresh) of the step sleeps.
     pub refresh_delay_ms: u64,
     pub fail_on: Option<Op>,
+    /// `fail_while_exists`: the failure is injected only while this file
+    /// (in a granted directory) exists: an outside problem, fixed by
+    /// removing it, with the pipeline unchanged.
+    pub fail_while: Option<String>,
     pub outputs: Map<String, Value>,
     /// Attribute names whose changes the plan marks sensitive.
     pub sensitive: Vec<String>,
@@ -101,6 +105,14 @@ pub fn parse_step(attributes: Map<String, Value>) -> Result<Step, Vec<Diagnostic
             false
         }
     };
+    let fail_while = match attributes.get("fail_while_exists") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(_) => {
+            diags.push(diag("fail_while_exists", "`fail_while_exists` must be a path (a non-empty string)"));
+            None
+        }
+    };
     let fail_at = match attributes.get("fail_on") {
         None | Some(Value::Null) => Op::Apply,
         Some(Value::String(s)) => Op::parse(s).unwrap_or_else(|| {
@@ -141,7 +153,8 @@ pub fn parse_step(attributes: Map<String, Value>) -> Result<Step, Vec<Diagnostic
         }
     };
     if diags.is_empty() {
-        Ok(Step { delay_ms, refresh_delay_ms, fail_on: fail.then_some(fail_at), outputs, sensitive, attributes })
+        let fail_on = (fail || fail_while.is_some()).then_some(fail_at);
+        Ok(Step { delay_ms, refresh_delay_ms, fail_on, fail_while, outputs, sensitive, attributes })
     } else {
         Err(diags)
     }
@@ -265,7 +278,7 @@ pub fn plan(prior: Option<&State>, desired: &Step) -> ResourcePlan {
 }
 
 pub const DESCRIPTION: &str = "A resource that touches nothing, for testing pipelines: it takes any attributes, sleeps `delay_ms` \
-    on apply and destroy (and `refresh_delay_ms` on a refresh), fails on purpose with `fail`/`fail_on`, and outputs an id, its `outputs` attribute and \
+    on apply and destroy (and `refresh_delay_ms` on a refresh), fails on purpose with `fail`/`fail_on` (or while the file `fail_while_exists` names exists), and outputs an id, its `outputs` attribute and \
     its inputs. With the plugin config `ledger` (a file in a granted directory) each apply and destroy appends \
     a line `<op> <pipeline>/<environment>/<resource>`.";
 
@@ -279,6 +292,7 @@ pub fn attributes_schema() -> Value {
             "refresh_delay_ms": { "type": "number", "minimum": 0, "default": 0, "description": "How long a refresh (read) of the deployed step sleeps, in milliseconds." },
             "fail": { "type": "boolean", "default": false, "description": "Make the operation named by `fail_on` fail with \"injected failure\"." },
             "fail_on": { "enum": ["validate", "read", "plan", "apply", "destroy"], "default": "apply", "description": "Which operation `fail` breaks." },
+            "fail_while_exists": { "type": "string", "description": "Fail the operation named by `fail_on` only while this file (in a granted directory) exists." },
             "outputs": { "type": "object", "default": {}, "description": "Copied into the outputs (except the reserved `id` and `inputs`)." },
             "sensitive": { "type": "array", "items": { "type": "string" }, "description": "Attributes whose changes the plan marks sensitive." }
         },

@@ -240,7 +240,8 @@ impl<'a> Run<'a> {
             };
             return Ok(self.end_environment(&env.name, Status::Cancelled, Some(why.into())));
         }
-        if let Some(why) = self.blocked.clone() {
+        // A preflight checks every environment, whatever the ones before found.
+        if let Some(why) = self.blocked.clone().filter(|_| !self.shared.mode.is_preflight()) {
             return Ok(self.end_environment(&env.name, Status::Skipped, Some(why)));
         }
         let graph = self.shared.graph.clone();

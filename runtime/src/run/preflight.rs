@@ -151,7 +151,7 @@ pub async fn preflight(
         }
     }
     let order = |name: &str| graph.find(name).map(|i| i.index()).unwrap_or(usize::MAX);
-    let problems = found
+    let mut problems: Vec<PreflightProblem> = found
         .into_iter()
         .map(|((environment, message), mut nodes)| {
             nodes.sort_by_key(|n| order(n));
@@ -159,6 +159,10 @@ pub async fn preflight(
             PreflightProblem { environment, nodes, message }
         })
         .collect();
+    // Environments in the run's order; in each, by the first node each
+    // problem names, in graph order (the environment's own problems first).
+    let env_order = |name: &str| environments.iter().position(|e| e.name == name).unwrap_or(usize::MAX);
+    problems.sort_by_key(|p| (env_order(&p.environment), p.nodes.first().map(|n| order(n).saturating_add(1)).unwrap_or(0)));
     Ok(PreflightReport {
         operation: if mode == Mode::PreflightUndeploy { "undeploy" } else { "deploy" },
         environments: environments.iter().map(|e| e.name.clone()).collect(),
