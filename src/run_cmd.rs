@@ -290,17 +290,7 @@ fn run_loaded(pipeline: &LoadedPipeline, a: RunArgs, mode: Mode, opts: RunOption
     let store = Arc::new(a.state.open(Some(&a.pipeline.file))?);
     let rt = runtime()?;
     let host = host()?;
-    let report = rt
-        .block_on(stackpipe_runtime::run::preflight(pipeline, mode, host.clone(), store.clone(), &opts))
-        .map_err(run_error)?;
-    if !report.passed() {
-        if a.json {
-            let line = serde_json::json!({ "event": "preflight_failed", "operation": report.operation, "problems": report.problems });
-            println!("{line}");
-        }
-        eprint!("error: {report}");
-        return Err(EXIT_INVALID);
-    }
+    rt.block_on(preflight_first(pipeline, mode, host.clone(), store.clone(), &opts, a.json))?;
     let state_dir = a.state.dir_for(Some(&a.pipeline.file));
     let summary = rt.block_on(async move {
         let stop = StopSignal::new();
@@ -315,6 +305,29 @@ fn run_loaded(pipeline: &LoadedPipeline, a: RunArgs, mode: Mode, opts: RunOption
         r
     });
     finish(&summary?, a.json)
+}
+
+/// The whole run's preflight, before a deploy or an undeploy starts: when
+/// a node fails it, the report (and with `json` a `preflight_failed`
+/// line on stdout) and exit 2; nothing of the run is started or recorded.
+pub async fn preflight_first(
+    pipeline: &LoadedPipeline,
+    mode: Mode,
+    host: Arc<PluginHost>,
+    store: Arc<StateStore>,
+    opts: &RunOptions,
+    json: bool,
+) -> Result<(), u8> {
+    let report = stackpipe_runtime::run::preflight(pipeline, mode, host, store, opts).await.map_err(run_error)?;
+    if report.passed() {
+        return Ok(());
+    }
+    if json {
+        let line = serde_json::json!({ "event": "preflight_failed", "operation": report.operation, "problems": report.problems });
+        println!("{line}");
+    }
+    eprint!("error: {report}");
+    Err(EXIT_INVALID)
 }
 
 /// Runs `mode` (a deploy or an undeploy, which record) and serves its

@@ -189,6 +189,9 @@ fn render_status(doc: &StatusDocument, inputs: bool) -> String {
             _ => String::new(),
         };
         out.push_str(&format!("  started by {}{how}\n", doc.started_by));
+        if let Some(digest) = &doc.snapshot {
+            out.push_str(&format!("  from snapshot {} (`stackpipe show {run}`)\n", &digest[..digest.len().min(12)]));
+        }
         for r in &doc.resumed {
             out.push_str(&format!("  resumed by {}{} ago\n", r.by, since(r.ms).replacen(" for", "", 1)));
         }

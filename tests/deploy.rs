@@ -455,3 +455,50 @@ fn runs_say_who_started_them_and_how_and_filter() {
     let o = p.run(&["runs", "--status", "sideways"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
 }
+
+/// Seed 004: a run's snapshot is immutable. `rerun` runs what the run was
+/// started from (its source, and its plugin component, kept by digest in
+/// the state) even after the file and the component on disk changed or
+/// went, and says so; `show` prints the snapshot.
+#[test]
+fn a_rerun_runs_its_snapshot_whatever_changed_on_disk() {
+    let component = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/plugins/dist/test.wasm")).unwrap();
+    let plugin = TEST_PLUGIN.replace("builtin:test", "t.wasm");
+    let pipeline = |n: u32| format!("pipeline \"demo\"\n{plugin}\nenvironment dev {{}}\nresource a \"t.step\" {{ n = {n} }}\n");
+    let p = Project::with_pipeline(&pipeline(1));
+    std::fs::write(p.path().join("t.wasm"), &component).unwrap();
+    let o = p.run(&["deploy", "demo.pipeline"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+
+    let doc: Value = serde_json::from_slice(&p.run(&["show", "r000001", "--json"]).stdout).unwrap();
+    let digest = doc["snapshot"]["plugins"][0]["digest"].as_str().unwrap_or_default().to_string();
+    assert_eq!(digest.len(), 64, "{doc}");
+    let shown = text(&p.run(&["show", "r000001"]).stdout);
+    assert!(shown.contains(&format!("  t  t.wasm  sha256:{digest}\n")), "{shown}");
+    assert_eq!(text(&p.run(&["show", "r000001", "--source"]).stdout), pipeline(1));
+    assert_eq!(p.status(Some("r000001"))["snapshot"], doc["digest"]);
+
+    // The file is edited and the component replaced by something that is
+    // not one: a deploy of what is on disk now stops at preflight...
+    std::fs::write(p.path().join("demo.pipeline"), pipeline(2)).unwrap();
+    std::fs::write(p.path().join("t.wasm"), b"not a component").unwrap();
+    let o = p.run(&["deploy", "demo.pipeline"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    // ... and a rerun runs the snapshot: its source, its component.
+    let o = p.run(&["rerun", "r000001"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let said = text(&o.stderr);
+    assert!(said.contains("demo.pipeline has changed since run r000001 started; running again the run's snapshot"), "{said}");
+    assert!(said.contains("plugin `t` (t.wasm) has changed since run r000001 started"), "{said}");
+    assert_eq!(p.status(None)["snapshot"], doc["digest"], "the rerun's snapshot is the same");
+    std::fs::remove_file(p.path().join("t.wasm")).unwrap();
+    let o = p.run(&["rerun", "r000001"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("plugin `t` (t.wasm) is gone since run r000001 started"), "{}", text(&o.stderr));
+    assert_eq!(p.ledger(), ["apply demo/dev/a"], "n = 1 all along: applied once");
+
+    // A value that is part of the snapshot is not changed by a rerun.
+    let o = p.run(&["rerun", "r000001", "--var", "x=1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("`x` is part of run r000001's snapshot"), "{}", text(&o.stderr));
+}
