@@ -167,7 +167,7 @@ pub fn preflight(a: RunArgs) -> Result<(), u8> {
     }
     if report.passed() {
         if !a.json {
-            print!("{report}");
+            print!("{}{report}", report.render_nodes());
         }
         return Ok(());
     }
@@ -372,6 +372,11 @@ pub async fn steered_run(
 pub fn run_error(e: RunError) -> u8 {
     match e {
         RunError::State(e) => state_error(e),
+        // What the user typed.
+        e @ RunError::BadSet(..) => {
+            eprintln!("error: {e}");
+            EXIT_INVALID
+        }
         e => {
             eprintln!("error: {e}");
             EXIT_FAILED

@@ -415,35 +415,62 @@ pub fn outputs(a: OutputsArgs) -> Result<(), u8> {
         per_env.push((env.name.clone(), shown, outs));
     }
     if a.json {
-        // Top level: the last environment in promotion order (the one
-        // `--env` names, or the furthest promoted); every environment under
-        // "environments".
-        let mut doc = match per_env.last() {
-            Some((_, r, o)) => json!({ "resources": r, "outputs": o }),
-            None => json!({ "resources": {}, "outputs": {} }),
-        };
-        doc["environments"] =
-            Value::Object(per_env.iter().map(|(e, r, o)| (e.clone(), json!({ "resources": r, "outputs": o }))).collect());
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        // Keyed by environment, in promotion order: {"dev": {"resources", "outputs"}, ...}.
+        let doc: Map<String, Value> =
+            per_env.iter().map(|(e, r, o)| (e.clone(), json!({ "resources": r, "outputs": o }))).collect();
+        println!("{}", serde_json::to_string_pretty(&Value::Object(doc)).unwrap_or_default());
         return Ok(());
     }
+    print!("{}", render_outputs(&per_env));
+    Ok(())
+}
+
+/// `outputs` as people read it: per environment, each resource's outputs
+/// as `name = value`, then the pipeline's own outputs.
+fn render_outputs(per_env: &[(String, Map<String, Value>, Map<String, Value>)]) -> String {
+    let mut out = String::new();
     for (env, resources, outs) in per_env {
-        println!("[{env}]");
-        for (r, o) in &resources {
-            println!("  {r}: {o}");
+        out.push_str(&format!("[{env}]\n"));
+        if resources.is_empty() {
+            out.push_str("  nothing deployed\n");
         }
-        for (k, v) in &outs {
-            println!("  output {k} = {v}");
+        for (r, o) in resources {
+            out.push_str(&format!("  {r}\n"));
+            match o {
+                Value::Object(fields) if !fields.is_empty() => {
+                    let width = fields.keys().map(String::len).max().unwrap_or(0);
+                    for (k, v) in fields {
+                        out.push_str(&format!("    {k:width$} = {}\n", shown_value(v)));
+                    }
+                }
+                Value::Object(_) => out.push_str("    (no outputs)\n"),
+                other => out.push_str(&format!("    {}\n", shown_value(other))),
+            }
+        }
+        if !outs.is_empty() {
+            out.push_str("  outputs\n");
+            let width = outs.keys().map(String::len).max().unwrap_or(0);
+            for (k, v) in outs {
+                out.push_str(&format!("    {k:width$} = {}\n", shown_value(v)));
+            }
         }
     }
-    Ok(())
+    out
+}
+
+/// A value in text: strings quoted, the masked marker as it is, the rest as JSON.
+fn shown_value(v: &Value) -> String {
+    match v {
+        Value::String(s) if s == MASKED => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 #[derive(Subcommand)]
 pub enum StateCommand {
     /// List the resources in the state.
     List(StateListArgs),
-    /// Show one resource's record: `pipeline/environment/resource`.
+    /// Show one resource's record: `environment/resource` (or `pipeline/environment/resource`).
     Show(StateShowArgs),
     /// Release locks whose holder process is gone (or any, with --force).
     Unlock(StateUnlockArgs),
@@ -473,7 +500,8 @@ pub struct StateListArgs {
 
 #[derive(Args)]
 pub struct StateShowArgs {
-    /// `pipeline/environment/resource`
+    /// `environment/resource` (`pipeline/environment/resource` when the
+    /// state holds more than one pipeline with it).
     pub key: String,
     #[command(flatten)]
     pub state: StateArgs,
@@ -515,6 +543,46 @@ fn parse_key(s: &str) -> Result<ResourceKey, u8> {
     }
 }
 
+/// A resource of the state by `pipeline/environment/resource`, or by
+/// `environment/resource` when one pipeline in the state has it; a name
+/// the state does not hold is refused with the nearest it does.
+pub fn resolve_key(store: &StateStore, s: &str) -> Result<ResourceKey, u8> {
+    let parts: Vec<&str> = s.split('/').collect();
+    let all = store.all_resources().map_err(state_error)?;
+    let (pipeline, environment, resource) = match parts.as_slice() {
+        [p, e, r] => (Some(*p), *e, *r),
+        [e, r] => (None, *e, *r),
+        _ => {
+            eprintln!("error: expected `environment/resource` or `pipeline/environment/resource`, got `{s}`");
+            return Err(EXIT_INVALID);
+        }
+    };
+    let matching: Vec<&ResourceKey> = all
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.environment == environment && k.resource == resource && pipeline.is_none_or(|p| k.pipeline == p))
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => {
+            let names: Vec<String> = all
+                .iter()
+                .map(|(k, _)| if pipeline.is_some() { k.to_string() } else { format!("{}/{}", k.environment, k.resource) })
+                .collect();
+            let hint = stackpipe_dsl::diagnostic::did_you_mean(s, names.iter().map(String::as_str))
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            eprintln!("error: no resource `{s}` in the state{hint}");
+            Err(EXIT_INVALID)
+        }
+        many => {
+            let keys: Vec<String> = many.iter().map(|k| format!("  {k}")).collect();
+            eprintln!("error: `{s}` is in more than one pipeline; name one:\n{}", keys.join("\n"));
+            Err(EXIT_INVALID)
+        }
+    }
+}
+
 pub fn state(cmd: StateCommand) -> Result<(), u8> {
     match cmd {
         StateCommand::List(a) => {
@@ -536,8 +604,8 @@ pub fn state(cmd: StateCommand) -> Result<(), u8> {
             Ok(())
         }
         StateCommand::Show(a) => {
-            let key = parse_key(&a.key)?;
             let store = a.state.open_read_only(None, false)?;
+            let key = resolve_key(&store, &a.key)?;
             match store.resource(&key).map_err(state_error)? {
                 Some(r) => {
                     println!("{}", serde_json::to_string_pretty(&masked_record(&r)).unwrap_or_default());

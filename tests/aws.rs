@@ -116,7 +116,7 @@ fn deploy_builds_the_scenario_in_order_and_undeploy_removes_it_in_reverse() {
 
     // ... wired: the DB's subnet group holds the private subnets, the DB uses it.
     let outputs = s.outputs();
-    let r = &outputs["resources"];
+    let r = &outputs["dev"]["resources"];
     let id = |name: &str| r[name]["id"].as_str().unwrap_or_else(|| panic!("{name}.id in {r}")).to_string();
     let group = moto.rds(&[("Action", "DescribeDBSubnetGroups"), ("DBSubnetGroupName", "db-dev")]);
     let mut in_group = Moto::all(&group, "SubnetIdentifier");
@@ -147,7 +147,7 @@ fn deploy_builds_the_scenario_in_order_and_undeploy_removes_it_in_reverse() {
     let list = certs["CertificateSummaryList"].as_array().expect("certificates");
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["DomainName"], "app.dev.example.internal");
-    assert_eq!(outputs["outputs"]["lb_dns"], dns[0].as_str());
+    assert_eq!(outputs["dev"]["outputs"]["lb_dns"], dns[0].as_str());
 
     // Order, from stackpipe's record: nothing started before its dependencies
     // finished; the subnets of one level ran at the same time.
@@ -206,7 +206,7 @@ fn drift_behind_stackpipes_back_shows_in_the_plan_and_deploy_repairs_it() {
     let s = Scenario::new(&moto);
     succeeded(&s.run("deploy", &[]));
     let outputs = s.outputs();
-    let r = &outputs["resources"];
+    let r = &outputs["dev"]["resources"];
     let vpc = r["vpc"]["id"].as_str().expect("vpc id").to_string();
     let zone = r["zone"]["id"].as_str().expect("zone id").to_string();
     let dns = r["lb"]["dns_name"].as_str().expect("lb dns").to_string();

@@ -46,7 +46,7 @@ fn deploy_runs_every_node_after_its_dependencies_and_wires_outputs() {
 
     let o = p.run(&["outputs", "demo.pipeline", "--json"]);
     let outputs: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let r = &outputs["resources"];
+    let r = &outputs["dev"]["resources"];
     assert_eq!(r["b"]["inputs"]["from_a"], r["a"]["id"], "b got a's id");
     assert_eq!(r["c"]["inputs"]["url"], "http://a");
     assert_eq!(r["d"]["inputs"]["b"], r["b"]["id"]);
@@ -220,7 +220,12 @@ resource c "t.step" { x = b.id }
     let p = Project::new(DIAMOND);
     let o = p.run(&["preflight", "demo.pipeline"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert_eq!(text(&o.stdout), "ok: 5 resources passed preflight in 1 environment\n");
+    let out = text(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 7, "{out}");
+    assert_eq!(lines[0], "dev:");
+    assert!(lines[1].starts_with("  a  t.step  provisioner t (") && lines[1].contains("credentials none, flow refresh=true"), "{out}");
+    assert_eq!(lines[6], "ok: 5 resources passed preflight in 1 environment");
 }
 
 /// Seeds 002, 003: if preflight fails, no job is created. A problem in the
@@ -318,7 +323,7 @@ fn kill_9_at_many_points_then_resume_applies_everything_exactly_once() {
         }
         let o = p.run(&["outputs", "demo.pipeline", "--json"]);
         let out: Value = serde_json::from_slice(&o.stdout).unwrap();
-        let r = &out["resources"];
+        let r = &out["dev"]["resources"];
         assert_eq!(r.as_object().unwrap().len(), 30);
         for i in 3..30 {
             assert_eq!(r[format!("r{i}")]["inputs"]["a"], r[format!("r{}", i / 3)]["id"], "r{i} wired");
@@ -501,4 +506,42 @@ fn a_rerun_runs_its_snapshot_whatever_changed_on_disk() {
     let o = p.run(&["rerun", "r000001", "--var", "x=1"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("`x` is part of run r000001's snapshot"), "{}", text(&o.stderr));
+}
+
+/// Issue 18's consistency points: `outputs` as values per environment
+/// (JSON keyed by environment), `state show ENV/RESOURCE` when the state
+/// holds one pipeline, a `--set` typo exits 2 with a suggestion, and an
+/// environment that failed says so once.
+#[test]
+fn outputs_state_show_and_typos_read_as_people_expect() {
+    let p = Project::new("resource alpha \"t.step\" { outputs = { port = 8080 } }\nresource b \"t.step\" { x = alpha.id }\noutput url = \"http://${alpha.id}\"\n");
+    assert_eq!(p.run(&["deploy", "demo.pipeline"]).status.code(), Some(0));
+    let o = p.run(&["outputs", "demo.pipeline"]);
+    let out = text(&o.stdout);
+    assert!(out.starts_with("[dev]\n  alpha\n    id     = \"alpha-"), "{out}");
+    assert!(out.contains("\n    port   = 8080\n"), "{out}");
+    assert!(out.contains("\n  outputs\n    url = \"http://alpha-"), "{out}");
+    let doc: Value = serde_json::from_slice(&p.run(&["outputs", "demo.pipeline", "--json"]).stdout).unwrap();
+    assert_eq!(doc.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()), Some(vec!["dev".to_string()]), "{doc}");
+    assert_eq!(doc["dev"]["resources"]["alpha"]["port"], 8080);
+
+    let o = p.run(&["state", "show", "dev/alpha"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("\"kind\": \"step\""), "{}", text(&o.stdout));
+    let o = p.run(&["state", "show", "dev/alpah"]);
+    assert_eq!((o.status.code(), text(&o.stderr)), (Some(2), "error: no resource `dev/alpah` in the state (did you mean `dev/alpha`?)\n".into()));
+
+    let o = p.run(&["plan", "demo.pipeline", "--set", "alpah.x=1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(text(&o.stderr), "error: invalid --set `alpah.x`: there is no resource `alpah` (did you mean `alpha`?)\n");
+
+    std::fs::write(
+        p.path().join("demo.pipeline"),
+        format!("pipeline \"demo\"\n{TEST_PLUGIN}\nenvironment dev {{}}\nresource alpha \"t.step\" {{ fail = true }}\n"),
+    )
+    .unwrap();
+    let o = p.run(&["deploy", "demo.pipeline"]);
+    let out = text(&o.stdout);
+    assert!(out.contains("[dev] failed: what failed: alpha"), "{out}");
+    assert!(!out.contains("failed: failed"), "{out}");
 }

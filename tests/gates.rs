@@ -428,7 +428,7 @@ fn cancel_one_node_stops_it_and_its_dependents_only() {
     assert!(node(&doc, "dev", "a")["error"].as_str().unwrap_or("").starts_with("it was cancelled before preview"), "{doc:#}");
     assert_eq!(node(&doc, "dev", "b")["status"], "cancelled");
     assert_eq!(node(&doc, "dev", "c")["status"], "succeeded");
-    assert_eq!((&env(&doc, "dev")["status"], &env(&doc, "dev")["reason"]), (&"cancelled".into(), &"cancelled: a".into()));
+    assert_eq!((&env(&doc, "dev")["status"], &env(&doc, "dev")["reason"]), (&"cancelled".into(), &"what was cancelled: a".into()));
     assert_eq!(env(&doc, "prod")["status"], "skipped");
 }
 

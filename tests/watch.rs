@@ -269,7 +269,7 @@ fn a_hundred_rapid_saves_end_with_the_state_of_the_last_file() {
     }
     let last_output = || {
         let o = p.run(&["outputs", "demo.pipeline", "--json"]);
-        serde_json::from_slice::<Value>(&o.stdout).ok().map(|d| d["resources"]["a"]["v"].clone())
+        serde_json::from_slice::<Value>(&o.stdout).ok().map(|d| d["dev"]["resources"]["a"]["v"].clone())
     };
     common::wait_for("the last save deployed", || {
         std::thread::sleep(Duration::from_millis(100));

@@ -94,8 +94,12 @@ pub fn mermaid(g: &PipelineGraph) -> String {
     let mut out = String::from("graph TD\n");
     for &i in g.deploy_order() {
         let r = g.node(i);
-        let label = format!("{}<br/>{}", r.name, r.type_name()).replace('"', "#quot;");
-        let _ = writeln!(out, "  {}[\"{label}\"]", id(&r.name));
+        // A node gate as text and dot mark it: in words, and by shape (a
+        // double-bordered subroutine box).
+        let gate = if r.gate_after { "<br/>gate after" } else { "" };
+        let label = format!("{}<br/>{}{gate}", r.name, r.type_name()).replace('"', "#quot;");
+        let (open, close) = if r.gate_after { ("[[", "]]") } else { ("[", "]") };
+        let _ = writeln!(out, "  {}{open}\"{label}\"{close}", id(&r.name));
     }
     for &i in g.deploy_order() {
         for d in g.dependents(i) {

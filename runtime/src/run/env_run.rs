@@ -450,7 +450,8 @@ impl EnvRun {
         if ends.iter().all(|e| *e == NodeEnd::Succeeded) {
             (Status::Succeeded, None)
         } else if ends.contains(&NodeEnd::Failed) {
-            (Status::Failed, Some(format!("failed: {}", self.ended(ends, NodeEnd::Failed))))
+            // Said after the status (`[dev] failed: what failed: b`), never as `failed: failed: b`.
+            (Status::Failed, Some(format!("what failed: {}", self.ended(ends, NodeEnd::Failed))))
         } else if ends.contains(&NodeEnd::Rejected) {
             (Status::Failed, Some(format!("rejected at a gate: {}", self.ended(ends, NodeEnd::Rejected))))
         } else if self.run.cancels.covers(&self.plan.name, None) {
@@ -458,7 +459,7 @@ impl EnvRun {
         } else if self.run.stop.is_stopped() {
             (Status::Cancelled, Some("the run was cancelled".into()))
         } else if ends.contains(&NodeEnd::Stopped) {
-            (Status::Cancelled, Some(format!("cancelled: {}", self.ended(ends, NodeEnd::Stopped))))
+            (Status::Cancelled, Some(format!("what was cancelled: {}", self.ended(ends, NodeEnd::Stopped))))
         } else {
             (Status::Failed, None)
         }

@@ -529,7 +529,9 @@ pub fn parse_sets(sets: &[(String, String)], graph: &PipelineGraph) -> Result<Ve
             return Err(RunError::BadSet(target.clone(), "write it as `resource.attribute=value`".into()));
         };
         if graph.find(r).is_none() {
-            return Err(RunError::BadSet(target.clone(), format!("there is no resource `{r}`")));
+            let names = graph.deploy_order().iter().map(|&i| graph.node(i).name.as_str());
+            let hint = stackpipe_dsl::diagnostic::did_you_mean(r, names).map(|d| format!(" ({d})")).unwrap_or_default();
+            return Err(RunError::BadSet(target.clone(), format!("there is no resource `{r}`{hint}")));
         }
         let v = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.clone()));
         out.push((r.to_string(), a.to_string(), v));

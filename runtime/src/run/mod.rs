@@ -55,7 +55,7 @@ pub use env_run::{load_plugins, EnvRun, Mode};
 pub use execution::{parse_sets, Run, Steering};
 pub use outputs::output_is_secret;
 pub use plan_text::{PlannedChange, UNKNOWN};
-pub use preflight::{preflight, PreflightProblem, PreflightReport};
+pub use preflight::{preflight, NodeCheck, PreflightProblem, PreflightReport};
 pub use resume::Resume;
 pub use snapshot::{Drift, RunSource, SnapshotError};
 pub use stack_job::StackJob;

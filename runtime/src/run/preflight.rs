@@ -40,11 +40,42 @@ pub struct PreflightReport {
     /// Resources per environment.
     pub nodes: usize,
     pub problems: Vec<PreflightProblem>,
+    /// Every node that passed, as its preflight found it (provisioner and
+    /// digest, credentials, flow policy), in run order.
+    pub passed: Vec<NodeCheck>,
+}
+
+/// A node that passed preflight, and what it found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeCheck {
+    pub environment: String,
+    pub node: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub found: String,
 }
 
 impl PreflightReport {
     pub fn passed(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// Per environment, each node that passed and what its preflight found.
+    pub fn render_nodes(&self) -> String {
+        let mut out = String::new();
+        let width = self.passed.iter().map(|c| c.node.len()).max().unwrap_or(0);
+        let type_width = self.passed.iter().map(|c| c.type_name.len()).max().unwrap_or(0);
+        for env in &self.environments {
+            let mut of_env = self.passed.iter().filter(|c| &c.environment == env).peekable();
+            if of_env.peek().is_none() {
+                continue;
+            }
+            out.push_str(&format!("{env}:\n"));
+            for c in of_env {
+                out.push_str(&format!("  {:width$}  {:type_width$}  {}\n", c.node, c.type_name, c.found));
+            }
+        }
+        out
     }
 }
 
@@ -131,8 +162,14 @@ pub async fn preflight(
     let steering = Steering { events: Events::new(tx), stop: StopSignal::new() };
     let summary = Run::start(pipeline, mode, host, store, opts, steering, None).await?.run_to_end().await;
     let mut environments_failed = Vec::new();
+    let mut found_by_node: std::collections::HashMap<(String, String), String> = Default::default();
+    let mut succeeded = Vec::new();
     while let Ok(event) = rx.try_recv() {
         match event {
+            RunEvent::Log { environment, node, op, text } if op == "preflight" => {
+                found_by_node.insert((environment, node), text);
+            }
+            RunEvent::NodeFinished { environment, node, status: Status::Succeeded, .. } => succeeded.push((environment, node)),
             RunEvent::NodeFinished { environment, node, status: Status::Failed, error, .. } => {
                 found.entry((environment, error.unwrap_or_default())).or_default().push(node);
             }
@@ -163,11 +200,22 @@ pub async fn preflight(
     // problem names, in graph order (the environment's own problems first).
     let env_order = |name: &str| environments.iter().position(|e| e.name == name).unwrap_or(usize::MAX);
     problems.sort_by_key(|p| (env_order(&p.environment), p.nodes.first().map(|n| order(n).saturating_add(1)).unwrap_or(0)));
+    let passed = succeeded
+        .into_iter()
+        .map(|(environment, node)| {
+            let found = found_by_node.remove(&(environment.clone(), node.clone())).unwrap_or_else(|| "not deployed".into());
+            let type_name = graph.find(&node).map(|i| graph.node(i).type_name()).unwrap_or_default();
+            NodeCheck { environment, node, type_name, found }
+        })
+        .collect::<Vec<_>>();
+    let mut passed = passed;
+    passed.sort_by_key(|c| (env_order(&c.environment), order(&c.node)));
     Ok(PreflightReport {
         operation: if mode == Mode::PreflightUndeploy { "undeploy" } else { "deploy" },
         environments: environments.iter().map(|e| e.name.clone()).collect(),
         nodes: graph.len(),
         problems,
+        passed,
     })
 }
 
@@ -186,6 +234,7 @@ mod tests {
             operation: "deploy",
             environments: vec!["dev".into(), "prod".into()],
             nodes: 3,
+            passed: vec![],
             problems: vec![
                 problem("prod", &["a", "b", "c"], "credentials for `t`: expired"),
                 problem("dev", &["b"], "provisioner `t` has no resource type `y` (it has: x)"),
