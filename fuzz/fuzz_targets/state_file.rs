@@ -108,6 +108,8 @@ fn write_a_little(store: &StateStore) {
         trigger: RunTrigger::Cli,
         rerun_of: None,
         resumed: Vec::new(),
+        targets: Vec::new(),
+        orphans: false,
     };
     let resource = ResourceRecord {
         plugin: "aws".into(),

@@ -174,6 +174,8 @@ fn run(id: &str, kind: RunKind, status: RunStatus) -> RunRecord {
         trigger: RunTrigger::Rerun,
         rerun_of: Some("r000000".into()),
         resumed: vec![Resumption { by: "bob".into(), ms: 1_700_000_030_000 }],
+        targets: vec!["vpc".into()],
+        orphans: true,
     }
 }
 

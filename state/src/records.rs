@@ -136,6 +136,22 @@ pub struct RunRecord {
     /// Every `resume` of the run: who, when.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resumed: Vec<Resumption>,
+    /// `--target`: the resources the run was aimed at (empty: not aimed).
+    /// A deploy takes them and what they need that is not deployed; an
+    /// undeploy, them and what depends on them. `resume` and `rerun` keep it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+    /// `--orphans`: the undeploy destroys the resources still in the state
+    /// that the pipeline no longer declares.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub orphans: bool,
+}
+
+impl RunRecord {
+    /// Whether the run takes only part of the pipeline (`--target`, `--orphans`).
+    pub fn is_targeted(&self) -> bool {
+        !self.targets.is_empty() || self.orphans
+    }
 }
 
 /// How a run was started.
