@@ -18,6 +18,7 @@ use super::gate::{GateOutcome, Gates};
 use super::journal::{self, RunJournal};
 use super::outputs::pipeline_outputs;
 use super::resume::{EnvironmentResume, Resume};
+use super::selection::{EnvironmentSelection, RunSelection};
 use super::{AbortOnDrop, RunError, RunOptions, RunSummary, StopSignal};
 use crate::pipeline::LoadedPipeline;
 use crate::plugin::PluginHost;
@@ -79,6 +80,8 @@ pub struct Run<'a> {
     pipeline: &'a LoadedPipeline,
     /// The environments, in the order this run takes them.
     environments: Vec<EnvironmentPlan>,
+    /// What the run takes of each environment.
+    selection: RunSelection,
     record: RunRecord,
     resume: Resume,
     summary: RunSummary,
@@ -111,18 +114,21 @@ impl<'a> Run<'a> {
         let graph = pipeline.graph.clone();
         let sets = parse_sets(&opts.sets, &graph)?;
         let mut environments = graph.environments.clone();
-        if mode == Mode::Undeploy {
+        if mode.destroys() {
             environments.reverse();
         }
-        let id = match (&opts.resume, mode) {
-            (_, Mode::Plan | Mode::Preflight) => "plan".to_string(),
-            (Some(id), _) => id.clone(),
-            (None, _) => store.new_run_id()?,
+        // Before the run has an id: a selection that cannot be made leaves nothing behind.
+        let selection = RunSelection::new(&store, &graph, mode, &opts.selection, &environments)?;
+        let id = match &opts.resume {
+            _ if !mode.records() => "plan".to_string(),
+            Some(id) => id.clone(),
+            None => store.new_run_id()?,
         };
         let mut record = run_record(pipeline, mode, &store, opts, &id, &environments)?;
         let started_ms = record.started_ms;
         if mode == Mode::Preflight {
-            check_unlocked(&store, &graph.name)?;
+            let aimed = (!opts.selection.is_whole()).then(|| selection.keys(&graph, &environments));
+            check_unlocked(&store, &graph.name, aimed.as_deref())?;
         }
         let journal = RunJournal::start(store.clone());
         // The run stops starting work when whoever runs it says so, and
@@ -150,7 +156,7 @@ impl<'a> Run<'a> {
                 record.resumed = prev.resumed;
                 record.resumed.push(Resumption { by: resumed_by, ms: now_ms() });
             }
-            lock_and_record(&store, &journal, &graph, &environments, &record).await?;
+            lock_and_record(&store, &journal, &selection.keys(&graph, &environments), &record).await?;
             store.set_owner_run(&id, control.as_deref())?;
         }
         events.send(RunEvent::RunStarted {
@@ -158,7 +164,9 @@ impl<'a> Run<'a> {
             pipeline: graph.name.clone(),
             operation: mode.name().into(),
             environments: environments.iter().map(|e| e.name.clone()).collect(),
-            nodes: graph.len(),
+            nodes: selection.most_nodes(&graph),
+            targets: opts.selection.targets.clone(),
+            orphans: opts.selection.orphans,
         });
         let shared = RunShared {
             id: id.clone(),
@@ -180,6 +188,7 @@ impl<'a> Run<'a> {
             shared: Arc::new(shared),
             pipeline,
             environments,
+            selection,
             record,
             resume,
             summary: RunSummary::new(id),
@@ -238,19 +247,27 @@ impl<'a> Run<'a> {
             return Ok(self.end_environment(&env.name, Status::Skipped, Some(why)));
         }
         let graph = self.shared.graph.clone();
+        let selection = self.selection.environment(&graph, &env.name);
+        if !selection.is_whole() {
+            let names = selection.briefs(&graph).into_iter().map(|b| b.name).collect();
+            self.summary.selected.push((env.name.clone(), names));
+        }
         if self.shared.events.listening() {
-            let nodes = graph.deploy_order().iter().map(|&i| NodeBrief { name: graph.node(i).name.clone(), level: graph.node(i).level });
-            self.shared.events.send(RunEvent::EnvironmentStarted {
-                run: self.shared.id.clone(),
-                environment: env.name.clone(),
-                nodes: nodes.collect(),
-            });
+            let nodes = match selection.is_whole() {
+                true => graph.deploy_order().iter().map(|&i| NodeBrief { name: graph.node(i).name.clone(), level: graph.node(i).level }).collect(),
+                false => selection.briefs(&graph),
+            };
+            self.shared.events.send(RunEvent::EnvironmentStarted { run: self.shared.id.clone(), environment: env.name.clone(), nodes });
+        }
+        // Nothing aimed at here (`--orphans`, and none): no gate asks about nothing.
+        if selection.is_empty() && !selection.is_whole() {
+            return Ok(self.end_environment(&env.name, Status::Succeeded, None));
         }
         if let Some(ended) = self.environment_gate(env).await {
             return Ok(ended);
         }
         let resume = self.resume.environment(&graph, &env.name);
-        let (status, reason) = match self.walk_environment(env, resume).await? {
+        let (status, reason) = match self.walk_environment(env, resume, selection).await? {
             Walked::Ran(status, reason, env_run) => {
                 self.collect(&env.name, &env_run);
                 (status, reason)
@@ -293,8 +310,14 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Prepares the environment (its plugins, its records) and walks it.
-    async fn walk_environment(&self, env: &EnvironmentPlan, resume: EnvironmentResume) -> Result<Walked, RunError> {
+    /// Prepares the environment (its plugins, its records) and walks what
+    /// the run takes of it.
+    async fn walk_environment(
+        &self,
+        env: &EnvironmentPlan,
+        resume: EnvironmentResume,
+        selection: Arc<EnvironmentSelection>,
+    ) -> Result<Walked, RunError> {
         let run = &self.shared;
         for (node, op) in &resume.started {
             let text = format!("{op} was in flight when the run stopped; finding out what it did before going on");
@@ -304,19 +327,19 @@ impl<'a> Run<'a> {
         // Every apply this environment may make is on disk before any
         // starts. The journal's writer puts it there while the plugins load.
         let planned_on_disk = (run.mode == Mode::Deploy).then(|| {
-            let nodes = run.graph.deploy_order().iter().filter(|i| !resume.done[i.index()]);
+            let nodes = selection.in_deploy_order(&run.graph).filter(|i| !resume.done[i.index()]);
             let planned = JournalEntry {
                 run_id: run.id.clone(),
                 environment: env.name.clone(),
                 node: String::new(),
-                nodes: nodes.map(|&i| run.graph.node(i).name.clone()).collect(),
+                nodes: nodes.map(|i| run.graph.node(i).name.clone()).collect(),
                 op: "apply".into(),
                 phase: JournalPhase::Planned,
                 ms: now_ms(),
             };
             run.journal.submit_durably(vec![Write::Journal(planned)])
         });
-        let env_run = match EnvRun::new(self.shared.clone(), env.clone(), &resume) {
+        let env_run = match EnvRun::new(self.shared.clone(), env.clone(), &resume, selection) {
             Ok(e) => Arc::new(e),
             // A plan is told the state cannot be read (a damaged file is the
             // command's error, with the way to repair it); a run that
@@ -468,13 +491,16 @@ fn run_record(
         trigger: opts.trigger,
         rerun_of: opts.rerun_of.clone(),
         resumed: Vec::new(),
+        targets: opts.selection.targets.clone(),
+        orphans: opts.selection.orphans,
     })
 }
 
-/// The state part of preflight: nothing this run touches is locked by another run.
-fn check_unlocked(store: &StateStore, pipeline: &str) -> Result<(), StateError> {
+/// The state part of preflight: nothing this run touches (of `pipeline`;
+/// of it, `only` these when the run is aimed) is locked by another run.
+fn check_unlocked(store: &StateStore, pipeline: &str, only: Option<&[ResourceKey]>) -> Result<(), StateError> {
     let locks = store.locks()?;
-    match locks.into_iter().find(|(k, _)| k.pipeline == pipeline) {
+    match locks.into_iter().find(|(k, _)| k.pipeline == pipeline && only.is_none_or(|keys| keys.contains(k))) {
         Some((key, holder)) => {
             Err(StateError::Locked { holder_alive: crate::state::pid_alive(holder.pid), key, holder })
         }
@@ -482,22 +508,12 @@ fn check_unlocked(store: &StateStore, pipeline: &str) -> Result<(), StateError> 
     }
 }
 
-/// Locks every resource the run may touch, then records the run: one
-/// fsync for both (the record, committed durably, puts the locks taken
-/// just before it on disk with it).
-async fn lock_and_record(
-    store: &StateStore,
-    journal: &RunJournal,
-    graph: &PipelineGraph,
-    environments: &[EnvironmentPlan],
-    record: &RunRecord,
-) -> Result<(), RunError> {
-    let keys: Vec<ResourceKey> = environments
-        .iter()
-        .flat_map(|e| graph.deploy_order().iter().map(move |&i| ResourceKey::new(&graph.name, &e.name, &graph.node(i).name)))
-        .collect();
+/// Locks every resource the run may touch (`keys`: of an aimed run, only
+/// what it takes), then records the run: one fsync for both (the record,
+/// committed durably, puts the locks taken just before it on disk with it).
+async fn lock_and_record(store: &StateStore, journal: &RunJournal, keys: &[ResourceKey], record: &RunRecord) -> Result<(), RunError> {
     let holder = LockHolder { run_id: record.id.clone(), pid: std::process::id(), since_ms: now_ms() };
-    store.lock(&keys, &holder)?;
+    store.lock(keys, &holder)?;
     journal.record_durably(Write::PutRun(record.clone())).await?;
     Ok(())
 }

@@ -385,6 +385,8 @@ mod tests {
             trigger: Default::default(),
             rerun_of: None,
             resumed: Vec::new(),
+            targets: Vec::new(),
+            orphans: false,
         }
     }
 

@@ -15,6 +15,7 @@
 //! | `env_run`     | [`EnvRun`]: one environment's shared state and its walk |
 //! | `stack_job`   | [`StackJob`]: one node's operations                     |
 //! | `resume`      | [`Resume`]: what a resumed run did before it stopped    |
+//! | `selection`   | [`Selection`]: what `--target` and `--orphans` take     |
 //! | `scheduler`   | the graph walker: parallelism, slots, cancellation      |
 //! | `gate`        | [`Gates`]: waits for a person, decisions                |
 //! | `journal`     | [`RunJournal`]: the run's writes to the state           |
@@ -33,6 +34,7 @@ pub mod outputs;
 pub mod plan_text;
 pub mod resume;
 pub mod scheduler;
+pub mod selection;
 pub mod stack_job;
 pub mod status;
 
@@ -52,6 +54,7 @@ pub use execution::{parse_sets, Run, Steering};
 pub use outputs::output_is_secret;
 pub use plan_text::{PlannedChange, UNKNOWN};
 pub use resume::Resume;
+pub use selection::{Selection, SelectionError};
 pub use stack_job::StackJob;
 
 use crate::pipeline::LoadedPipeline;
@@ -103,6 +106,8 @@ pub struct RunOptions {
     pub trigger: RunTrigger,
     /// For a `rerun`: the run whose inputs are run again.
     pub rerun_of: Option<String>,
+    /// What the run takes: `--target`, `--orphans` (kept with the run).
+    pub selection: Selection,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +118,18 @@ pub enum RunError {
     BadSet(String, String),
     #[error("{0}")]
     Journal(#[from] journal::JournalError),
+    /// `--target` or `--orphans` cannot be taken as asked; nothing ran.
+    #[error(transparent)]
+    Selection(Box<SelectionError>),
+}
+
+impl From<SelectionError> for RunError {
+    fn from(e: SelectionError) -> RunError {
+        match e {
+            SelectionError::State(e) => RunError::State(e),
+            e => RunError::Selection(Box::new(e)),
+        }
+    }
 }
 
 /// How a run ended.
@@ -131,9 +148,13 @@ pub struct RunSummary {
     /// directory as the attributes give them: what `watch` watches besides
     /// the pipeline and its plugins.
     pub inputs: std::collections::BTreeSet<std::path::PathBuf>,
-    /// Deployed resources no longer in the pipeline: (environment, name,
-    /// type). stackpipe leaves them as they are; the command line warns.
+    /// Deployed resources no longer in the pipeline that the run left
+    /// alone: (environment, name, type). The command line warns.
     pub orphans: Vec<(String, String, String)>,
+    /// A run aimed at part of the pipeline (`--target`, `--orphans`): per
+    /// environment, the resources it took, in the order they are announced.
+    /// Empty for a run of the whole pipeline.
+    pub selected: Vec<(String, Vec<String>)>,
 }
 
 impl RunSummary {
@@ -147,6 +168,7 @@ impl RunSummary {
             outputs: Vec::new(),
             inputs: Default::default(),
             orphans: Vec::new(),
+            selected: Vec::new(),
         }
     }
 }
