@@ -1,7 +1,8 @@
 //! Runs: one deploy or undeploy of a pipeline over its environments, or a
 //! plan. Environments run one after another in `after` order (reverse order
 //! for undeploy); a failed or rejected environment skips the ones after it.
-//! Inside an environment, the graph walker runs one stack job per node.
+//! Inside an environment, the graph walker runs one stack job per node the
+//! run takes (every one, or what `--target` and `--orphans` select).
 //! Gates hold back what they guard until someone decides.
 //!
 //! A run is driven from outside: [`Run`] (in `execution`) is started,
