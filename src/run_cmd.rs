@@ -49,9 +49,9 @@ pub struct RunArgs {
     /// that depends on it. Nothing else is touched.
     #[arg(long = "target", value_name = "RESOURCE")]
     pub targets: Vec<String>,
-    /// Undeploy (or `plan --undeploy`): destroy the resources still in the
-    /// state that the pipeline no longer declares, in reverse order of their
-    /// recorded dependencies. Alone, it touches nothing else.
+    /// Undeploy: destroy the resources still in the state that the pipeline
+    /// no longer declares, in reverse order of their recorded dependencies;
+    /// alone, it touches nothing else. Plan: what that would destroy.
     #[arg(long)]
     pub orphans: bool,
     /// How the run is started (not an argument: `watch` and `rerun` set it).

@@ -13,7 +13,7 @@ use stackpipe_dsl::{EnvironmentPlan, PipelineGraph};
 
 use super::cancel::Cancels;
 use super::env_run::{EnvRun, Mode};
-use super::events::{Events, NodeBrief, RunEvent};
+use super::events::{Events, RunEvent};
 use super::gate::{GateOutcome, Gates};
 use super::journal::{self, RunJournal};
 use super::outputs::pipeline_outputs;
@@ -253,10 +253,7 @@ impl<'a> Run<'a> {
             self.summary.selected.push((env.name.clone(), names));
         }
         if self.shared.events.listening() {
-            let nodes = match selection.is_whole() {
-                true => graph.deploy_order().iter().map(|&i| NodeBrief { name: graph.node(i).name.clone(), level: graph.node(i).level }).collect(),
-                false => selection.briefs(&graph),
-            };
+            let nodes = selection.briefs(&graph);
             self.shared.events.send(RunEvent::EnvironmentStarted { run: self.shared.id.clone(), environment: env.name.clone(), nodes });
         }
         // Nothing aimed at here (`--orphans`, and none): no gate asks about nothing.

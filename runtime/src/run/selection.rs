@@ -67,7 +67,7 @@ pub enum SelectionError {
     )]
     OrphanProvisioner { environment: String, resource: String, plugin: String, kind: String, why: String },
     /// `--orphans` asked of a run that does not destroy.
-    #[error("--orphans destroys what the pipeline no longer declares: use it with `undeploy` (or `plan --undeploy`)")]
+    #[error("--orphans destroys what the pipeline no longer declares: use it with `undeploy` (or `plan`, to see what it would destroy)")]
     OrphansNeedUndeploy,
     #[error(transparent)]
     State(#[from] StateError),
@@ -347,11 +347,6 @@ impl RunSelection {
             aimed.insert(env.name.clone(), Arc::new(selection));
         }
         Ok(RunSelection { asked: asked.clone(), aimed })
-    }
-
-    /// What was asked.
-    pub fn asked(&self) -> &Selection {
-        &self.asked
     }
 
     /// What the run takes of environment `env`.
