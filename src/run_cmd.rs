@@ -192,7 +192,6 @@ pub fn plan(a: PlanArgs) -> Result<(), u8> {
 
 fn plan_like(a: RunArgs, mode: Mode) -> Result<(), u8> {
     let pipeline = a.pipeline.load_with_state(true, a.state.dir.as_deref())?;
-    let nodes = pipeline.graph.len();
     let store = Arc::new(a.state.open_read_only(Some(&a.pipeline.file), true)?);
     let rt = runtime()?;
     let opts = a.plan_options();
@@ -206,6 +205,11 @@ fn plan_like(a: RunArgs, mode: Mode) -> Result<(), u8> {
         warn_orphans(&summary);
         if failures.is_empty() {
             let envs = summary.environments.len();
+            // Per environment: every resource, or (`--target`) the most one environment took.
+            let nodes = match summary.selected.iter().map(|(_, n)| n.len()).max() {
+                Some(taken) => taken,
+                None => pipeline.graph.len(),
+            };
             println!("ok: {} resources passed preflight in {envs} environment{}", nodes, if envs == 1 { "" } else { "s" });
             return Ok(());
         }

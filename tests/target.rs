@@ -105,6 +105,7 @@ fn plan_shows_exactly_what_a_targeted_run_would_do() {
     let out = ok(&p, &["plan", "demo.pipeline", "--target", "b"]);
     assert!(out.contains("targeted: only these resources are planned") && out.contains("  dev: a, b\n"), "{out}");
     assert!(out.contains("Plan: 2 to add, 0 to change, 0 to destroy."), "{out}");
+    assert_eq!(ok(&p, &["preflight", "demo.pipeline", "--target", "b"]), "ok: 2 resources passed preflight in 1 environment\n");
     assert!(p.ledger().is_empty());
 
     ok(&p, &["deploy", "demo.pipeline"]);
