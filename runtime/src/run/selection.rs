@@ -288,6 +288,9 @@ fn levels(deps: &[Vec<usize>]) -> Vec<usize> {
     }
     let mut marks = vec![Mark::New; deps.len()];
     for start in 0..deps.len() {
+        if marks[start] != Mark::New {
+            continue;
+        }
         // Depth first, without recursion: (node, next dependency to look at).
         let mut stack = vec![(start, 0usize)];
         while let Some(&mut (n, ref mut next)) = stack.last_mut() {
