@@ -35,8 +35,8 @@ enum Command {
     Graph(GraphArgs),
     /// Check that every resource can run: provisioner and type, attributes, credentials, locks.
     Preflight(run_cmd::RunArgs),
-    /// Refresh and preview every resource, and show what deploy would change. Nothing is applied.
-    Plan(run_cmd::RunArgs),
+    /// Refresh and preview every resource, and show what deploy (or undeploy) would change. Nothing is applied.
+    Plan(run_cmd::PlanArgs),
     /// Deploy: every environment in order, every resource in dependency order.
     Deploy(run_cmd::RunArgs),
     /// Destroy what the pipeline deployed, dependents first, environments in reverse order.

@@ -74,9 +74,9 @@ async fn live_view(mut rx: mpsc::UnboundedReceiver<RunEvent>, mut prompter: Prom
         };
         match &e {
             RunEvent::RunStarted { nodes, .. } => total = *nodes,
-            RunEvent::EnvironmentStarted { environment, .. } => {
+            RunEvent::EnvironmentStarted { environment, nodes, .. } => {
                 env_name = environment.clone();
-                (done, failed) = (0, 0);
+                (total, done, failed) = (nodes.len(), 0, 0);
             }
             RunEvent::OpStarted { environment, node, op } => {
                 let bar = bars.entry((environment.clone(), node.clone())).or_insert_with(|| {
@@ -227,8 +227,14 @@ impl Prompter {
 /// One event as a plain line; None for events shown only in JSON.
 pub fn plain_line(e: &RunEvent) -> Option<String> {
     Some(match e {
-        RunEvent::RunStarted { run, pipeline, operation, environments, nodes } => {
-            format!("run {run}: {operation} {pipeline} ({nodes} resources; environments: {})", environments.join(" -> "))
+        RunEvent::RunStarted { run, pipeline, operation, environments, nodes, targets, orphans } => {
+            let mut aimed: String = targets.iter().map(|t| format!(" --target {t}")).collect();
+            if *orphans {
+                aimed.push_str(" --orphans");
+            }
+            // An aimed run takes a number of resources per environment, not one for the run.
+            let count = if aimed.is_empty() { format!("{nodes} resources; ") } else { String::new() };
+            format!("run {run}: {operation} {pipeline}{aimed} ({count}environments: {})", environments.join(" -> "))
         }
         RunEvent::EnvironmentStarted { environment, .. } => format!("\n[{environment}]"),
         RunEvent::OpStarted { .. } => return None,

@@ -8,8 +8,8 @@ use clap::Args;
 use stackpipe_runtime::pipeline::LoadedPipeline;
 use stackpipe_runtime::plugin::{change_name, ArtifactCache, PluginHost};
 use stackpipe_runtime::run::{
-    execute, AutoApprove, Events, Mode, PlannedChange, Run, RunError, RunEvent, RunOptions, RunSource, RunSummary,
-    SnapshotError, Steering, StopSignal,
+    execute, AutoApprove, Events, Mode, PlannedChange, Run, RunError, RunEvent, RunOptions, RunSource, RunSummary, Selection,
+    SelectionError, SnapshotError, Steering, StopSignal,
 };
 use stackpipe_runtime::state::{RunKind, RunStatus, RunTrigger, StateStore, Status};
 use tokio::sync::mpsc;
@@ -44,6 +44,16 @@ pub struct RunArgs {
     /// Approve environment E's `approval = true` gate in advance (repeatable).
     #[arg(long = "approve-env", value_name = "ENV")]
     pub approve_env: Vec<String>,
+    /// Only this resource (repeatable): a deploy (or plan) takes it and what
+    /// it needs that is not deployed yet; an undeploy, it and everything
+    /// that depends on it. Nothing else is touched.
+    #[arg(long = "target", value_name = "RESOURCE")]
+    pub targets: Vec<String>,
+    /// Undeploy: destroy the resources still in the state that the pipeline
+    /// no longer declares, in reverse order of their recorded dependencies;
+    /// alone, it touches nothing else. Plan: what that would destroy.
+    #[arg(long)]
+    pub orphans: bool,
     /// How the run is started (not an argument: `watch` and `rerun` set it).
     #[arg(skip)]
     pub trigger: RunTrigger,
@@ -55,7 +65,12 @@ pub struct RunArgs {
 impl RunArgs {
     /// How to plan or preflight: nothing is recorded, nothing waits.
     pub fn plan_options(&self) -> RunOptions {
-        RunOptions { parallelism: self.parallelism, sets: self.sets.clone(), ..Default::default() }
+        RunOptions { parallelism: self.parallelism, sets: self.sets.clone(), selection: self.selection(), ..Default::default() }
+    }
+
+    /// What `--target` and `--orphans` select.
+    pub fn selection(&self) -> Selection {
+        Selection { targets: self.targets.clone(), orphans: self.orphans }
     }
 
     /// How to deploy or undeploy (or resume `resume`): a recorded run with
@@ -70,9 +85,20 @@ impl RunArgs {
             auto_approve: AutoApprove { yes: self.yes, environments: self.approve_env.clone() },
             trigger: self.trigger,
             rerun_of: self.rerun_of.clone(),
+            selection: self.selection(),
             source: None,
         }
     }
+}
+
+#[derive(Args, Clone)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Plan what `undeploy` (with the same `--target`, `--orphans`) would
+    /// destroy. `--orphans` implies it.
+    #[arg(long)]
+    pub undeploy: bool,
 }
 
 #[derive(Args, Clone, Default)]
@@ -175,9 +201,11 @@ pub fn preflight(a: RunArgs) -> Result<(), u8> {
     Err(EXIT_INVALID)
 }
 
-/// `plan`: refresh and preview every node; nothing is applied.
-pub fn plan(a: RunArgs) -> Result<(), u8> {
-    plan_like(a, Mode::Plan)
+/// `plan`: refresh and preview every node (or what `--target` takes); nothing
+/// is applied. `--undeploy` (or `--orphans`): what an undeploy would destroy.
+pub fn plan(a: PlanArgs) -> Result<(), u8> {
+    let mode = if a.undeploy || a.run.orphans { Mode::PlanUndeploy } else { Mode::Plan };
+    plan_like(a.run, mode)
 }
 
 fn plan_like(a: RunArgs, mode: Mode) -> Result<(), u8> {
@@ -208,6 +236,9 @@ pub fn report_plan(summary: &RunSummary, failures: &[String], json: bool, since:
     if json {
         println!("{}", plan_json(summary));
         return;
+    }
+    if let Some(taken) = describe_selection(summary) {
+        println!("{taken}");
     }
     if let Some(last) = since {
         let diff = stackpipe_runtime::run::plan_text::render_plan_diff(last, &summary.planned);
@@ -367,6 +398,20 @@ pub async fn steered_run(
     summary.map_err(run_error)
 }
 
+/// What an aimed plan takes, one environment a line; None for a plan of
+/// the whole pipeline.
+pub fn describe_selection(s: &RunSummary) -> Option<String> {
+    if s.selected.is_empty() {
+        return None;
+    }
+    let mut out = String::from("targeted: only these resources are planned; the others are left as they are");
+    for (env, names) in &s.selected {
+        let names = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+        out.push_str(&format!("\n  {env}: {names}"));
+    }
+    Some(out)
+}
+
 /// Prints why a run could not run or end; its exit code (a state that
 /// cannot be used as it is: see [`state_error`]).
 pub fn run_error(e: RunError) -> u8 {
@@ -375,6 +420,13 @@ pub fn run_error(e: RunError) -> u8 {
         // What the user typed.
         e @ RunError::BadSet(..) => {
             eprintln!("error: {e}");
+            EXIT_INVALID
+        }
+        RunError::Selection(e) => {
+            eprintln!("error: {e}");
+            if let SelectionError::UnknownTarget(t) = &*e {
+                eprintln!("  help: {}", t.help);
+            }
             EXIT_INVALID
         }
         e => {
@@ -409,7 +461,7 @@ pub fn warn_orphans(s: &RunSummary) {
     for (env, name, type_name) in &s.orphans {
         eprintln!(
             "warning: {env}/{name} ({type_name}) is deployed but no longer in the pipeline: stackpipe leaves it as it is \
-             (put it back in the pipeline to manage or undeploy it)"
+             (put it back in the pipeline to manage it, or destroy it with `stackpipe undeploy FILE --orphans`)"
         );
     }
 }
@@ -521,6 +573,8 @@ pub fn again(run_id: &str, state: &StateArgs, resume: bool, json: bool, given: &
         approve_env: Vec::new(),
         trigger: if resume { RunTrigger::Cli } else { RunTrigger::Rerun },
         rerun_of: (!resume).then(|| run_id.to_string()),
+        targets: run.targets.clone(),
+        orphans: run.orphans,
     };
     let mode = if run.kind == RunKind::Undeploy { Mode::Undeploy } else { Mode::Deploy };
     let resume = resume.then(|| run_id.to_string());

@@ -60,6 +60,12 @@ pub fn show(a: ShowArgs) -> Result<(), u8> {
 fn render(run: &str, digest: &str, s: &RunSnapshot) -> String {
     let mut out = format!("run {run}: {} of pipeline `{}`\nsnapshot sha256:{digest}\n", s.operation.name(), s.pipeline);
     out.push_str(&format!("environments: {}\n", s.environment.as_deref().unwrap_or("all, in order")));
+    if !s.targets.is_empty() {
+        out.push_str(&format!("targets: {}\n", s.targets.join(", ")));
+    }
+    if s.orphans {
+        out.push_str("orphans: what the pipeline no longer declares\n");
+    }
     out.push_str("files:\n");
     for f in &s.files {
         let lines = f.text.lines().count();

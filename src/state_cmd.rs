@@ -7,7 +7,7 @@ use stackpipe_runtime::run::status::{NodeStatus, StatusDocument};
 use stackpipe_runtime::run::RunEvent;
 use stackpipe_runtime::run::MASKED;
 use stackpipe_runtime::state::{
-    LogLine, ResourceKey, ResourceRecord, RunRecord, RunStatus, RunTrigger, StateStore, Status,
+    LogLine, ResourceKey, ResourceRecord, RunKind, RunRecord, RunStatus, RunTrigger, StateStore, Status,
 };
 
 use crate::progress::{duration, plain_line};
@@ -74,6 +74,7 @@ pub fn runs(a: RunsArgs) -> Result<(), u8> {
                     "started_ms": r.started_ms, "finished_ms": r.finished_ms,
                     "environments": r.environments, "message": r.message,
                     "started_by": r.started_by, "trigger": r.trigger, "rerun_of": r.rerun_of, "resumed": r.resumed,
+                    "targets": r.targets, "orphans": r.orphans,
                 })
             })
             .collect();
@@ -88,13 +89,14 @@ pub fn runs(a: RunsArgs) -> Result<(), u8> {
     for r in &runs {
         let took = r.finished_ms.map(|f| duration(f.saturating_sub(r.started_ms))).unwrap_or_else(|| "-".into());
         println!(
-            "{}  {:<8} {:<10} {:<20} {:>8}  {}{}{}",
+            "{}  {:<8} {:<10} {:<20} {:>8}  {}{}{}{}",
             r.id,
             r.kind.name(),
             r.status.name(),
             r.pipeline,
             took,
             r.environments.join(","),
+            aimed_at(&r.targets, r.orphans),
             started_by(r),
             r.message.as_ref().map(|m| format!("  \"{m}\"")).unwrap_or_default()
         );
@@ -103,6 +105,16 @@ pub fn runs(a: RunsArgs) -> Result<(), u8> {
         println!("\ninterrupted: the process of {} is gone; `stackpipe resume {last}` finishes it", interrupted.join(", "));
     }
     Ok(())
+}
+
+/// ` --target b --orphans`: what a run was aimed at; nothing for a run of
+/// the whole pipeline.
+fn aimed_at(targets: &[String], orphans: bool) -> String {
+    let mut out: String = targets.iter().map(|t| format!(" --target {t}")).collect();
+    if orphans {
+        out.push_str(" --orphans");
+    }
+    out
 }
 
 /// `  by alice`, `  by alice (watch)`, `  by alice (rerun of r000003)`;
@@ -195,6 +207,27 @@ fn render_status(doc: &StatusDocument, inputs: bool) -> String {
         for r in &doc.resumed {
             out.push_str(&format!("  resumed by {}{} ago\n", r.by, since(r.ms).replacen(" for", "", 1)));
         }
+    }
+    if !doc.targets.is_empty() || doc.orphans {
+        let mut took = Vec::new();
+        if !doc.targets.is_empty() {
+            let one = doc.targets.len() == 1;
+            let around = match (doc.operation, one) {
+                (RunKind::Deploy, true) => "what it needs that was not deployed",
+                (RunKind::Deploy, false) => "what they need that was not deployed",
+                (RunKind::Undeploy, true) => "what depends on it",
+                (RunKind::Undeploy, false) => "what depends on them",
+            };
+            took.push(format!("{}, and {around}", doc.targets.join(", ")));
+        }
+        if doc.orphans {
+            took.push("the resources no longer in the pipeline".to_string());
+        }
+        out.push_str(&format!(
+            "  targeted ({}): {}; the other resources were not touched\n",
+            aimed_at(&doc.targets, doc.orphans).trim_start(),
+            took.join("; ")
+        ));
     }
     if doc.status == RunStatus::Interrupted {
         out.push_str(&format!("  its process is gone (killed, crashed, or stopped by a failed write): `stackpipe resume {run}` finishes it\n"));

@@ -142,6 +142,10 @@ pub struct EnvironmentPlan {
     pub vars: Map<String, Value>,
     /// The flow policy of each node, indexed by `NodeIndex::index()`.
     pub flow: Vec<FlowPolicy>,
+    /// The environment's own flow policy, which its resources inherit: what
+    /// governs a resource the file no longer declares (an orphan being
+    /// destroyed).
+    pub environment_flow: FlowPolicy,
     pub plugins: BTreeMap<String, PluginSpec>,
     /// Keyed by provisioner name.
     pub credentials: BTreeMap<String, CredentialsBinding>,

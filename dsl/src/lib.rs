@@ -8,7 +8,8 @@
 //! graph, each environment resolved), and comes out a [`PipelineGraph`],
 //! which [`render`] draws. [`eval`] evaluates expressions, for the compiler
 //! and at deploy time; [`sensitive`] keeps sensitive values out of what is
-//! shown; every mistake is a [`Diagnostic`].
+//! shown; [`selection`] is what a targeted run takes of the graph; every
+//! mistake is a [`Diagnostic`].
 //!
 //! Pure: no I/O, no async, no wasm, no database. Callers hand in source text
 //! and get back a graph or [`Diagnostics`].
@@ -22,6 +23,7 @@ pub mod graph;
 mod par;
 pub mod parser;
 pub mod render;
+pub mod selection;
 pub mod sensitive;
 
 pub use compile::{compile, CompileOptions, DEFAULT_ENVIRONMENT};
@@ -30,6 +32,7 @@ pub use graph::{
     CredentialsBinding, Dependency, EnvironmentPlan, FlowPolicy, Grants, Limits, PipelineGraph, PluginSource,
     PluginSpec, ResourceNode, Wiring,
 };
+pub use selection::UnknownTarget;
 pub use sensitive::{resource_references, SensitiveValues};
 
 /// Parses, checks and compiles one file. `name` is how diagnostics name the

@@ -267,6 +267,9 @@ resource risky "t.step" { flow { pause_before_apply = var.careful } }
     assert_eq!(flow("prod", "fast"), p(true, false, true));
     assert_eq!(flow("dev", "risky"), p(false, true, false));
     assert_eq!(flow("prod", "risky"), p(false, true, true));
+    // What no resource declares (an orphan being destroyed) gets the environment's own.
+    assert_eq!(g.environment("dev").unwrap().environment_flow, p(false, true, false));
+    assert_eq!(g.environment("prod").unwrap().environment_flow, p(false, true, true));
 }
 
 #[test]

@@ -109,6 +109,8 @@ fn write_a_little(store: &StateStore) {
         rerun_of: None,
         resumed: Vec::new(),
         snapshot: None,
+        targets: Vec::new(),
+        orphans: false,
     };
     let resource = ResourceRecord {
         plugin: "aws".into(),

@@ -175,6 +175,8 @@ fn run(id: &str, kind: RunKind, status: RunStatus) -> RunRecord {
         rerun_of: Some("r000000".into()),
         resumed: vec![Resumption { by: "bob".into(), ms: 1_700_000_030_000 }],
         snapshot: Some("0".repeat(64)),
+        targets: vec!["vpc".into()],
+        orphans: true,
     }
 }
 

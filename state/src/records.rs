@@ -140,6 +140,22 @@ pub struct RunRecord {
     /// records made before runs kept one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
+    /// `--target`: the resources the run was aimed at (empty: not aimed).
+    /// A deploy takes them and what they need that is not deployed; an
+    /// undeploy, them and what depends on them. `resume` and `rerun` keep it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+    /// `--orphans`: the undeploy destroys the resources still in the state
+    /// that the pipeline no longer declares.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub orphans: bool,
+}
+
+impl RunRecord {
+    /// Whether the run takes only part of the pipeline (`--target`, `--orphans`).
+    pub fn is_targeted(&self) -> bool {
+        !self.targets.is_empty() || self.orphans
+    }
 }
 
 /// What a run was started from, kept whole: the pipeline's source, the
@@ -163,6 +179,11 @@ pub struct RunSnapshot {
     pub sensitive_vars: Vec<String>,
     /// `--set resource.attribute=value`.
     pub sets: Vec<(String, String)>,
+    /// `--target` and `--orphans`: what of the pipeline the run takes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub orphans: bool,
     /// Every plugin the run could load, by digest. A path plugin's
     /// component is kept in the store beside it (content-addressed), so a
     /// changed or deleted file does not change what the snapshot runs.

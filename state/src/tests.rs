@@ -59,6 +59,8 @@ fn run(id: &str, started_ms: u64) -> RunRecord {
         rerun_of: None,
         resumed: Vec::new(),
         snapshot: None,
+        targets: Vec::new(),
+        orphans: false,
     }
 }
 
@@ -957,4 +959,19 @@ fn files_that_made_redb_abort_or_panic_are_damaged_and_the_process_lives() {
         tried += 1;
     }
     assert!(tried >= 4, "the fuzzer's files are where they were");
+}
+
+#[test]
+fn a_run_keeps_its_selection_and_one_stored_before_reads_as_aimed_at_everything() {
+    let (_dir, store) = store();
+    let aimed = RunRecord { targets: vec!["db".into()], orphans: true, ..run("r000001", 1) };
+    store.commit(vec![Write::PutRun(aimed.clone())]).unwrap();
+    let read = store.run("r000001").unwrap().unwrap();
+    assert_eq!((read.targets.as_slice(), read.orphans, read.is_targeted()), (&["db".to_string()][..], true, true));
+    // A record written before the selection was kept: no such keys.
+    let mut old = serde_json::to_value(run("r000002", 2)).unwrap();
+    assert!(old.get("targets").is_none() && old.get("orphans").is_none(), "{old}");
+    old.as_object_mut().unwrap().remove("started_by");
+    let old: RunRecord = serde_json::from_value(old).unwrap();
+    assert!(old.targets.is_empty() && !old.orphans && !old.is_targeted());
 }

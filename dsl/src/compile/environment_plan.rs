@@ -37,7 +37,8 @@ impl<'a> Compiler<'a> {
         // that one mistake as many others; everything else is still checked.
         self.unavailable = unavailable;
         let scope = Scope { pipeline, environment: env, vars: &vars, outputs: &eval::no_outputs };
-        let flow = self.flow_policies(decl, graph.node_count(), &scope);
+        let environment_flow = self.environment_flow(decl, &scope);
+        let flow = self.flow_policies(environment_flow, graph.node_count(), &scope);
         let approval = match decl.and_then(|d| d.approval.as_ref()) {
             Some(e) => self.eval_bool(e, &scope, "`approval`").unwrap_or(false),
             None => false,
@@ -57,24 +58,31 @@ impl<'a> Compiler<'a> {
             approval,
             vars,
             flow,
+            environment_flow,
             plugins,
             credentials,
         }
     }
 
-    /// The flow policy of each of `nodes` nodes: the resource's `flow` >
-    /// its environment's (`decl`'s) > the pipeline's > the defaults.
-    fn flow_policies(&mut self, decl: Option<&EnvironmentDecl>, nodes: usize, scope: &Scope) -> Vec<FlowPolicy> {
+    /// The environment's own flow policy (`decl`'s `flow` > the
+    /// pipeline's > the defaults): what its resources inherit.
+    fn environment_flow(&mut self, decl: Option<&EnvironmentDecl>, scope: &Scope) -> FlowPolicy {
         let m = self.m;
         let base = FlowPolicy::default();
         let pipeline_flow = match m.flows.first() {
             Some(f) => self.flow(f, base, scope),
             None => base,
         };
-        let env_flow = match decl.and_then(|d| d.flow.as_ref()) {
+        match decl.and_then(|d| d.flow.as_ref()) {
             Some(f) => self.flow(f, pipeline_flow, scope),
             None => pipeline_flow,
-        };
+        }
+    }
+
+    /// The flow policy of each of `nodes` nodes: the resource's `flow` >
+    /// its environment's (`env_flow`).
+    fn flow_policies(&mut self, env_flow: FlowPolicy, nodes: usize, scope: &Scope) -> Vec<FlowPolicy> {
+        let m = self.m;
         let mut flow = vec![env_flow; nodes];
         for (i, policy) in flow.iter_mut().enumerate() {
             let Some(f) = &m.resources[self.nodes[i]].flow else { continue };

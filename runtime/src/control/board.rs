@@ -145,6 +145,8 @@ mod tests {
             operation: "deploy".into(),
             environments: vec!["dev".into(), "prod".into()],
             nodes: 2,
+            targets: Vec::new(),
+            orphans: false,
         });
         b.apply(&RunEvent::EnvironmentStarted {
             run: "r1".into(),

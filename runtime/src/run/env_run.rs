@@ -6,10 +6,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
-use petgraph::graph::NodeIndex;
 use serde_json::{Map, Value};
 use stackpipe_dsl::eval::{eval, EvalError, Scope};
-use stackpipe_dsl::EnvironmentPlan;
+use stackpipe_dsl::{EnvironmentPlan, FlowPolicy, ResourceNode};
 use tokio::sync::OnceCell;
 
 use super::execution::RunShared;
@@ -18,6 +17,7 @@ use super::plan_text::{PlannedChange, UNKNOWN};
 use super::resume::EnvironmentResume;
 use super::snapshot::RunSource;
 use super::scheduler::{walk, NodeEnd, Slot};
+use super::selection::{EnvironmentSelection, Subject};
 use super::stack_job::StackJob;
 use super::{AbortOnDrop, RunEvent};
 use crate::plugin::{CallContext, Credential, LoadedPlugin, PluginHost, PluginLoad, Sandbox};
@@ -31,6 +31,9 @@ pub enum Mode {
     Undeploy,
     /// Refresh and preview only; nothing is applied or written.
     Plan,
+    /// What an undeploy would destroy: refresh and preview only; nothing
+    /// is destroyed or written.
+    PlanUndeploy,
     /// The preflight of a deploy: every node's provisioner, type,
     /// credentials, policies and attributes (`validate`). Nothing is read,
     /// applied or written.
@@ -46,6 +49,7 @@ impl Mode {
             Mode::Deploy => "deploy",
             Mode::Undeploy => "undeploy",
             Mode::Plan => "plan",
+            Mode::PlanUndeploy => "plan-undeploy",
             Mode::Preflight | Mode::PreflightUndeploy => "preflight",
         }
     }
@@ -58,6 +62,12 @@ impl Mode {
     /// Whether the run is recorded: a run record, locks, jobs, logs.
     pub fn records(self) -> bool {
         matches!(self, Mode::Deploy | Mode::Undeploy)
+    }
+
+    /// Whether the run destroys, or plans to: it walks dependents first,
+    /// and its environments in reverse order.
+    pub fn destroys(self) -> bool {
+        matches!(self, Mode::Undeploy | Mode::PlanUndeploy | Mode::PreflightUndeploy)
     }
 }
 
@@ -96,6 +106,8 @@ impl<T: Clone> AskedOnce<T> {
 pub struct EnvRun {
     pub(super) run: Arc<RunShared>,
     pub(super) plan: EnvironmentPlan,
+    /// The nodes the run takes here: its walk's.
+    pub(super) selection: Arc<EnvironmentSelection>,
     /// Plugins of this environment (their config and grants can differ per
     /// environment), or why one did not load.
     plugins: HashMap<String, Result<Arc<LoadedPlugin>, String>>,
@@ -110,7 +122,8 @@ pub struct EnvRun {
     /// not one per node).
     prior: Mutex<HashMap<String, ResourceRecord>>,
     /// Deployed resources (name, type) of this environment that are no
-    /// longer in the pipeline: nothing manages them any more.
+    /// longer in the pipeline and that this run leaves alone: nothing
+    /// manages them any more.
     pub(super) orphans: Vec<(String, String)>,
     types: AskedOnce<Arc<ProvisionerTypes>>,
     credentials: AskedOnce<Option<Credential>>,
@@ -123,17 +136,24 @@ pub struct EnvRun {
 }
 
 impl EnvRun {
-    /// The environment `plan` of `run`, ready to walk: its plugins loaded,
-    /// its resources' records read (whole, or the environment does not
-    /// start: a state it cannot read would hide orphans and make every
-    /// resource look new), and what a resume starts from put in place.
-    pub(super) fn new(run: Arc<RunShared>, plan: EnvironmentPlan, resume: &EnvironmentResume) -> Result<EnvRun, StateError> {
+    /// The environment `plan` of `run`, ready to walk `selection`: its
+    /// plugins loaded, its resources' records read (whole, or the
+    /// environment does not start: a state it cannot read would hide
+    /// orphans and make every resource look new), and what a resume starts
+    /// from put in place.
+    pub(super) fn new(
+        run: Arc<RunShared>,
+        plan: EnvironmentPlan,
+        resume: &EnvironmentResume,
+        selection: Arc<EnvironmentSelection>,
+    ) -> Result<EnvRun, StateError> {
         let graph = &run.graph;
         let prior: HashMap<String, ResourceRecord> =
             run.store.resources(&graph.name, Some(&plan.name))?.into_iter().map(|(k, r)| (k.resource, r)).collect();
+        let destroyed: HashSet<&str> = selection.orphans().iter().map(|o| o.node.name.as_str()).collect();
         let mut orphans: Vec<(String, String)> = prior
             .iter()
-            .filter(|(name, _)| graph.find(name).is_none())
+            .filter(|(name, _)| graph.find(name).is_none() && !destroyed.contains(name.as_str()))
             .map(|(name, r)| (name.clone(), format!("{}.{}", r.plugin, r.kind)))
             .collect();
         orphans.sort();
@@ -143,11 +163,12 @@ impl EnvRun {
                 secrets.add_value(v);
             }
         }
-        // Nodes done before a resume do not run again: their outputs are
-        // what their dependents read.
+        // Nodes done before a resume do not run again, and nodes the run
+        // does not take do not run: their stored outputs are what their
+        // dependents read.
         let outputs = prior
             .iter()
-            .filter(|(name, _)| graph.find(name).is_some_and(|i| resume.done[i.index()]))
+            .filter(|(name, _)| graph.find(name).is_some_and(|i| resume.done[i.index()] || !selection.takes(i)))
             .map(|(name, r)| (name.clone(), r.outputs.clone()))
             .collect();
         let plugins = load_plugins(&run.host, &plan, &run.source, &run.base_dir, Some(run.store.dir()));
@@ -164,7 +185,31 @@ impl EnvRun {
             secrets,
             run,
             plan,
+            selection,
         })
+    }
+
+    /// The resource a node of the walk stands for.
+    pub(super) fn resource(&self, s: Subject) -> &ResourceNode {
+        self.selection.resource(&self.run.graph, s)
+    }
+
+    /// The flow policy of a node of the walk: an orphan, which the file no
+    /// longer declares, has its environment's.
+    pub(super) fn flow_of(&self, s: Subject) -> FlowPolicy {
+        match s {
+            Subject::Resource(i) => self.plan.flow_of(i),
+            Subject::Orphan(_) => self.plan.environment_flow,
+        }
+    }
+
+    /// What a node of the walk depends on, by name: recorded with it.
+    pub(super) fn depends_on(&self, s: Subject) -> Vec<String> {
+        let graph = &self.run.graph;
+        match s {
+            Subject::Resource(i) => graph.dependencies(i).into_iter().map(|d| graph.node(d).name.clone()).collect(),
+            Subject::Orphan(k) => self.selection.orphans()[k].depends_on.clone(),
+        }
     }
 
     pub fn key(&self, node: &str) -> ResourceKey {
@@ -302,9 +347,9 @@ impl EnvRun {
     }
 
     /// The node's attributes with upstream outputs filled in and `--set` applied.
-    pub(super) fn resolve_attributes(&self, i: NodeIndex) -> Result<Value, String> {
+    pub(super) fn resolve_attributes(&self, s: Subject) -> Result<Value, String> {
         let graph = &self.run.graph;
-        let node = graph.node(i);
+        let node = self.resource(s);
         let outputs = self.outputs.read().map_err(|_| "outputs lock poisoned".to_string())?;
         let lookup = |r: &str| outputs.get(r);
         let scope = Scope { pipeline: &graph.name, environment: &self.plan.name, vars: &self.plan.vars, outputs: &lookup };
@@ -333,11 +378,11 @@ impl EnvRun {
         Ok(Value::Object(attrs))
     }
 
-    /// Walks the environment's graph (`done` nodes are not run again, and
-    /// `gate_open` gates do not ask again); the environment's status, and
-    /// why when it did not succeed.
+    /// Walks the nodes the run takes here (`done` nodes, by node index, are
+    /// not run again, and `gate_open` gates do not ask again); the
+    /// environment's status, and why when it did not succeed.
     pub(super) async fn walk(self: &Arc<Self>, done: Vec<bool>, gate_open: Vec<bool>) -> (Status, Option<String>) {
-        let deps = self.dependencies();
+        let deps = self.selection.waits_for(&self.run.graph, self.run.mode);
         let (done, gate_open) = (Arc::new(done), Arc::new(gate_open));
         // The walk is a task of the runtime, not a future of whoever awaits the
         // run (the CLI's main thread, in `block_on`): a node that ends wakes it
@@ -346,9 +391,15 @@ impl EnvRun {
         // and a context switch (10k nodes: about 15% less CPU).
         let (parallelism, stop, env) = (self.run.parallelism, self.run.stop.receiver(), self.clone());
         let walking = tokio::spawn(async move {
-            walk(&deps, parallelism, stop, |i, slot| {
-                let (env, done, gate_open) = (env.clone(), done.clone(), gate_open.clone());
-                async move { env.node(NodeIndex::new(i), done[i], gate_open[i], slot).await }
+            walk(&deps, parallelism, stop, |p, slot| {
+                let subject = env.selection.subjects()[p];
+                let (done, gate_open) = match subject {
+                    Subject::Resource(i) => (done[i.index()], gate_open[i.index()]),
+                    // An orphan destroyed before a resume is no longer in the state.
+                    Subject::Orphan(_) => (false, false),
+                };
+                let env = env.clone();
+                async move { env.node(subject, done, gate_open, slot).await }
             })
             .await
         });
@@ -366,30 +417,13 @@ impl EnvRun {
         self.outcome(&ends)
     }
 
-    /// Per node, the nodes that must end before it starts.
-    fn dependencies(&self) -> Vec<Vec<usize>> {
-        let graph = &self.run.graph;
-        graph
-            .graph
-            .node_indices()
-            .map(|i| {
-                let d = match self.run.mode {
-                    // Preflight needs no outputs: every node is checked, independently.
-                    Mode::Preflight | Mode::PreflightUndeploy => Vec::new(),
-                    Mode::Undeploy => graph.dependents(i),
-                    Mode::Deploy | Mode::Plan => graph.dependencies(i),
-                };
-                d.into_iter().map(|x| x.index()).collect()
-            })
-            .collect()
-    }
-
     /// One node: its stack job (unless it was done before a resume), then
     /// its `gate = "after"`, if it has one and changed something.
-    async fn node(self: Arc<Self>, idx: NodeIndex, done: bool, gate_open: bool, slot: Slot) -> NodeEnd {
+    async fn node(self: Arc<Self>, subject: Subject, done: bool, gate_open: bool, slot: Slot) -> NodeEnd {
         // A node done before a resume may not have passed its gate yet: it asks.
-        let (end, changed) = if done { (NodeEnd::Succeeded, true) } else { StackJob::new(self.clone(), idx).run(slot.clone()).await };
-        let node = self.run.graph.node(idx);
+        let (end, changed) =
+            if done { (NodeEnd::Succeeded, true) } else { StackJob::new(self.clone(), subject).run(slot.clone()).await };
+        let node = self.resource(subject);
         // An unchanged node has nothing new to look at: its gate stays open.
         if end != NodeEnd::Succeeded || !node.gate_after || !changed || self.run.mode != Mode::Deploy || gate_open {
             return end;
@@ -408,8 +442,7 @@ impl EnvRun {
     fn record_unstarted(self: &Arc<Self>, ends: &[NodeEnd]) {
         let stopped = self.run.stop.is_stopped();
         let failed_write = self.run.journal.failure();
-        for (i, end) in ends.iter().enumerate() {
-            let idx = NodeIndex::new(i);
+        for (&subject, end) in self.selection.subjects().iter().zip(ends) {
             let (status, why) = match end {
                 NodeEnd::Cancelled if failed_write.is_some() => {
                     (Status::Cancelled, "the run stopped: its state could not be written")
@@ -419,7 +452,7 @@ impl EnvRun {
                 NodeEnd::Skipped => (Status::Skipped, "a gate before it was rejected"),
                 NodeEnd::Succeeded | NodeEnd::Failed | NodeEnd::Rejected | NodeEnd::Stopped => continue,
             };
-            let record = StackJob::unstarted(self.clone(), idx, status, why);
+            let record = StackJob::unstarted(self.clone(), subject, status, why);
             self.run.events.send(RunEvent::NodeFinished {
                 environment: self.plan.name.clone(),
                 node: record.node.clone(),
@@ -434,13 +467,15 @@ impl EnvRun {
         }
     }
 
-    /// The nodes that ended `how`, by name, in graph order.
+    /// The nodes that ended `how`, by name, in the walk's order.
     fn ended(&self, ends: &[NodeEnd], how: NodeEnd) -> String {
-        let names: Vec<&str> = ends
+        let names: Vec<&str> = self
+            .selection
+            .subjects()
             .iter()
-            .enumerate()
+            .zip(ends)
             .filter(|(_, e)| **e == how)
-            .map(|(i, _)| self.run.graph.node(NodeIndex::new(i)).name.as_str())
+            .map(|(&s, _)| self.resource(s).name.as_str())
             .collect();
         names.join(", ")
     }

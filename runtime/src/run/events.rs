@@ -18,7 +18,21 @@ pub struct NodeBrief {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RunEvent {
-    RunStarted { run: String, pipeline: String, operation: Cow<'static, str>, environments: Vec<String>, nodes: usize },
+    /// `nodes`: the most an environment runs. `targets`, `orphans`: what
+    /// the run is aimed at, if at part of the pipeline (see `Selection`).
+    RunStarted {
+        run: String,
+        pipeline: String,
+        operation: Cow<'static, str>,
+        environments: Vec<String>,
+        nodes: usize,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        targets: Vec<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        orphans: bool,
+    },
+    /// `nodes`: what the run takes of the environment (of an aimed run,
+    /// only its selection: the others are not run and not announced).
     EnvironmentStarted { run: String, environment: String, nodes: Vec<NodeBrief> },
     OpStarted { environment: String, node: String, op: Cow<'static, str> },
     OpFinished { environment: String, node: String, op: Cow<'static, str>, status: Status, ms: u64, message: Option<String> },

@@ -13,11 +13,12 @@ use stackpipe_dsl::{EnvironmentPlan, PipelineGraph};
 
 use super::cancel::Cancels;
 use super::env_run::{EnvRun, Mode};
-use super::events::{Events, NodeBrief, RunEvent};
+use super::events::{Events, RunEvent};
 use super::gate::{GateOutcome, Gates};
 use super::journal::{self, RunJournal};
 use super::outputs::pipeline_outputs;
 use super::resume::{EnvironmentResume, Resume};
+use super::selection::{EnvironmentSelection, RunSelection};
 use super::snapshot::RunSource;
 use super::{AbortOnDrop, RunError, RunOptions, RunSummary, StopSignal};
 use crate::pipeline::LoadedPipeline;
@@ -82,6 +83,8 @@ pub struct Run<'a> {
     pipeline: &'a LoadedPipeline,
     /// The environments, in the order this run takes them.
     environments: Vec<EnvironmentPlan>,
+    /// What the run takes of each environment.
+    selection: RunSelection,
     record: RunRecord,
     resume: Resume,
     summary: RunSummary,
@@ -114,13 +117,15 @@ impl<'a> Run<'a> {
         let graph = pipeline.graph.clone();
         let sets = parse_sets(&opts.sets, &graph)?;
         let mut environments = graph.environments.clone();
-        if mode == Mode::Undeploy {
+        if mode.destroys() {
             environments.reverse();
         }
-        let id = match (&opts.resume, mode.records()) {
-            (_, false) => "plan".to_string(),
-            (Some(id), true) => id.clone(),
-            (None, true) => store.new_run_id()?,
+        // Before the run has an id: a selection that cannot be made leaves nothing behind.
+        let selection = RunSelection::new(&store, &graph, mode, &opts.selection, &environments)?;
+        let id = match &opts.resume {
+            _ if !mode.records() => "plan".to_string(),
+            Some(id) => id.clone(),
+            None => store.new_run_id()?,
         };
         let source = match &opts.source {
             Some(source) => source.clone(),
@@ -155,7 +160,7 @@ impl<'a> Run<'a> {
                 record.resumed = prev.resumed;
                 record.resumed.push(Resumption { by: resumed_by, ms: now_ms() });
             }
-            lock_and_record(&store, &journal, &graph, &environments, &record, &source).await?;
+            lock_and_record(&store, &journal, &selection.keys(&graph, &environments), &record, &source).await?;
             store.set_owner_run(&id, control.as_deref())?;
         }
         events.send(RunEvent::RunStarted {
@@ -163,7 +168,9 @@ impl<'a> Run<'a> {
             pipeline: graph.name.clone(),
             operation: mode.name().into(),
             environments: environments.iter().map(|e| e.name.clone()).collect(),
-            nodes: graph.len(),
+            nodes: selection.most_nodes(&graph),
+            targets: opts.selection.targets.clone(),
+            orphans: opts.selection.orphans,
         });
         let shared = RunShared {
             id: id.clone(),
@@ -186,6 +193,7 @@ impl<'a> Run<'a> {
             shared: Arc::new(shared),
             pipeline,
             environments,
+            selection,
             record,
             resume,
             summary: RunSummary::new(id),
@@ -245,19 +253,24 @@ impl<'a> Run<'a> {
             return Ok(self.end_environment(&env.name, Status::Skipped, Some(why)));
         }
         let graph = self.shared.graph.clone();
+        let selection = self.selection.environment(&graph, &env.name);
+        if !selection.is_whole() {
+            let names = selection.briefs(&graph).into_iter().map(|b| b.name).collect();
+            self.summary.selected.push((env.name.clone(), names));
+        }
         if self.shared.events.listening() {
-            let nodes = graph.deploy_order().iter().map(|&i| NodeBrief { name: graph.node(i).name.clone(), level: graph.node(i).level });
-            self.shared.events.send(RunEvent::EnvironmentStarted {
-                run: self.shared.id.clone(),
-                environment: env.name.clone(),
-                nodes: nodes.collect(),
-            });
+            let nodes = selection.briefs(&graph);
+            self.shared.events.send(RunEvent::EnvironmentStarted { run: self.shared.id.clone(), environment: env.name.clone(), nodes });
+        }
+        // Nothing aimed at here (`--orphans`, and none): no gate asks about nothing.
+        if selection.is_empty() && !selection.is_whole() {
+            return Ok(self.end_environment(&env.name, Status::Succeeded, None));
         }
         if let Some(ended) = self.environment_gate(env).await {
             return Ok(ended);
         }
         let resume = self.resume.environment(&graph, &env.name);
-        let (status, reason) = match self.walk_environment(env, resume).await? {
+        let (status, reason) = match self.walk_environment(env, resume, selection).await? {
             Walked::Ran(status, reason, env_run) => {
                 self.collect(&env.name, &env_run);
                 (status, reason)
@@ -300,8 +313,14 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Prepares the environment (its plugins, its records) and walks it.
-    async fn walk_environment(&self, env: &EnvironmentPlan, resume: EnvironmentResume) -> Result<Walked, RunError> {
+    /// Prepares the environment (its plugins, its records) and walks what
+    /// the run takes of it.
+    async fn walk_environment(
+        &self,
+        env: &EnvironmentPlan,
+        resume: EnvironmentResume,
+        selection: Arc<EnvironmentSelection>,
+    ) -> Result<Walked, RunError> {
         let run = &self.shared;
         for (node, op) in &resume.started {
             let text = format!("{op} was in flight when the run stopped; finding out what it did before going on");
@@ -311,19 +330,19 @@ impl<'a> Run<'a> {
         // Every apply this environment may make is on disk before any
         // starts. The journal's writer puts it there while the plugins load.
         let planned_on_disk = (run.mode == Mode::Deploy).then(|| {
-            let nodes = run.graph.deploy_order().iter().filter(|i| !resume.done[i.index()]);
+            let nodes = selection.in_deploy_order(&run.graph).filter(|i| !resume.done[i.index()]);
             let planned = JournalEntry {
                 run_id: run.id.clone(),
                 environment: env.name.clone(),
                 node: String::new(),
-                nodes: nodes.map(|&i| run.graph.node(i).name.clone()).collect(),
+                nodes: nodes.map(|i| run.graph.node(i).name.clone()).collect(),
                 op: "apply".into(),
                 phase: JournalPhase::Planned,
                 ms: now_ms(),
             };
             run.journal.submit_durably(vec![Write::Journal(planned)])
         });
-        let env_run = match EnvRun::new(self.shared.clone(), env.clone(), &resume) {
+        let env_run = match EnvRun::new(self.shared.clone(), env.clone(), &resume, selection) {
             Ok(e) => Arc::new(e),
             // A plan is told the state cannot be read (a damaged file is the
             // command's error, with the way to repair it); a run that
@@ -476,30 +495,24 @@ fn run_record(
         rerun_of: opts.rerun_of.clone(),
         resumed: Vec::new(),
         snapshot: None,
+        targets: opts.selection.targets.clone(),
+        orphans: opts.selection.orphans,
     })
 }
 
-/// Every resource a run of `environments` may touch.
-pub(super) fn run_keys(graph: &PipelineGraph, environments: &[EnvironmentPlan]) -> Vec<ResourceKey> {
-    environments
-        .iter()
-        .flat_map(|e| graph.deploy_order().iter().map(move |&i| ResourceKey::new(&graph.name, &e.name, &graph.node(i).name)))
-        .collect()
-}
-
-/// Locks every resource the run may touch, then records the run with its
-/// snapshot: one fsync for all (the record, committed durably, puts the
-/// locks taken just before it on disk with it).
+/// Locks every resource the run may touch (`keys`: of an aimed run, only
+/// what it takes), then records the run with its snapshot: one fsync for
+/// all (the record, committed durably, puts the locks taken just before it
+/// on disk with it).
 async fn lock_and_record(
     store: &StateStore,
     journal: &RunJournal,
-    graph: &PipelineGraph,
-    environments: &[EnvironmentPlan],
+    keys: &[ResourceKey],
     record: &RunRecord,
     source: &RunSource,
 ) -> Result<(), RunError> {
     let holder = LockHolder { run_id: record.id.clone(), pid: std::process::id(), since_ms: now_ms() };
-    store.lock(&run_keys(graph, environments), &holder)?;
+    store.lock(keys, &holder)?;
     let mut writes = source.writes();
     writes.push(Write::PutRun(record.clone()));
     journal.record_all_durably(writes).await?;

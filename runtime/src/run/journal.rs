@@ -386,6 +386,8 @@ mod tests {
             rerun_of: None,
             resumed: Vec::new(),
             snapshot: None,
+            targets: Vec::new(),
+            orphans: false,
         }
     }
 

@@ -1,7 +1,8 @@
 //! Runs: one deploy or undeploy of a pipeline over its environments, or a
 //! plan. Environments run one after another in `after` order (reverse order
 //! for undeploy); a failed or rejected environment skips the ones after it.
-//! Inside an environment, the graph walker runs one stack job per node.
+//! Inside an environment, the graph walker runs one stack job per node the
+//! run takes (every one, or what `--target` and `--orphans` select).
 //! Gates hold back what they guard until someone decides.
 //!
 //! A run is driven from outside: [`Run`] (in `execution`) is started,
@@ -17,6 +18,7 @@
 //! | `resume`      | [`Resume`]: what a resumed run did before it stopped    |
 //! | `snapshot`    | [`RunSource`]: what a run is started from, kept whole   |
 //! | `preflight`   | [`PreflightReport`]: every node checked before a run    |
+//! | `selection`   | [`Selection`]: what `--target` and `--orphans` take     |
 //! | `scheduler`   | the graph walker: parallelism, slots, cancellation      |
 //! | `gate`        | [`Gates`]: waits for a person, decisions                |
 //! | `journal`     | [`RunJournal`]: the run's writes to the state           |
@@ -37,6 +39,7 @@ pub mod resume;
 pub mod preflight;
 pub mod scheduler;
 pub mod snapshot;
+pub mod selection;
 pub mod stack_job;
 pub mod status;
 
@@ -58,6 +61,7 @@ pub use plan_text::{PlannedChange, UNKNOWN};
 pub use preflight::{preflight, NodeCheck, PreflightProblem, PreflightReport};
 pub use resume::Resume;
 pub use snapshot::{Drift, RunSource, SnapshotError};
+pub use selection::{Selection, SelectionError};
 pub use stack_job::StackJob;
 
 use crate::pipeline::LoadedPipeline;
@@ -113,6 +117,8 @@ pub struct RunOptions {
     /// `rerun`: a snapshot). None: the pipeline as loaded, its plugins read
     /// as the run starts.
     pub source: Option<Arc<RunSource>>,
+    /// What the run takes: `--target`, `--orphans` (kept with the run).
+    pub selection: Selection,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +129,18 @@ pub enum RunError {
     BadSet(String, String),
     #[error("{0}")]
     Journal(#[from] journal::JournalError),
+    /// `--target` or `--orphans` cannot be taken as asked; nothing ran.
+    #[error(transparent)]
+    Selection(Box<SelectionError>),
+}
+
+impl From<SelectionError> for RunError {
+    fn from(e: SelectionError) -> RunError {
+        match e {
+            SelectionError::State(e) => RunError::State(e),
+            e => RunError::Selection(Box::new(e)),
+        }
+    }
 }
 
 /// How a run ended.
@@ -141,9 +159,13 @@ pub struct RunSummary {
     /// directory as the attributes give them: what `watch` watches besides
     /// the pipeline and its plugins.
     pub inputs: std::collections::BTreeSet<std::path::PathBuf>,
-    /// Deployed resources no longer in the pipeline: (environment, name,
-    /// type). stackpipe leaves them as they are; the command line warns.
+    /// Deployed resources no longer in the pipeline that the run left
+    /// alone: (environment, name, type). The command line warns.
     pub orphans: Vec<(String, String, String)>,
+    /// A run aimed at part of the pipeline (`--target`, `--orphans`): per
+    /// environment, the resources it took, in the order they are announced.
+    /// Empty for a run of the whole pipeline.
+    pub selected: Vec<(String, Vec<String>)>,
 }
 
 impl RunSummary {
@@ -157,6 +179,7 @@ impl RunSummary {
             outputs: Vec::new(),
             inputs: Default::default(),
             orphans: Vec::new(),
+            selected: Vec::new(),
         }
     }
 }

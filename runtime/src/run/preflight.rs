@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 
 use super::env_run::Mode;
 use super::events::{Events, RunEvent};
-use super::execution::{run_keys, Run, Steering};
+use super::execution::{Run, Steering};
+use super::selection::RunSelection;
 use super::{RunError, RunOptions, StopSignal};
 use crate::pipeline::LoadedPipeline;
 use crate::plugin::PluginHost;
@@ -136,15 +137,17 @@ pub async fn preflight(
     store: Arc<StateStore>,
     opts: &RunOptions,
 ) -> Result<PreflightReport, RunError> {
-    let mode = if matches!(operation, Mode::Undeploy | Mode::PreflightUndeploy) { Mode::PreflightUndeploy } else { Mode::Preflight };
+    let mode = if operation.destroys() { Mode::PreflightUndeploy } else { Mode::Preflight };
     let graph = pipeline.graph.clone();
     let mut environments = graph.environments.clone();
-    if mode == Mode::PreflightUndeploy {
+    if mode.destroys() {
         environments.reverse();
     }
     // (environment, message) -> nodes, in the order found.
     let mut found: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    let keys = run_keys(&graph, &environments);
+    // Of an aimed run (`--target`, `--orphans`), only what it takes.
+    let selection = RunSelection::new(&store, &graph, mode, &opts.selection, &environments)?;
+    let keys = selection.keys(&graph, &environments);
     let wanted: std::collections::HashSet<_> = keys.iter().collect();
     for (key, holder) in store.locks()? {
         if !wanted.contains(&key) || opts.resume.as_deref() == Some(holder.run_id.as_str()) {
@@ -204,7 +207,7 @@ pub async fn preflight(
         .into_iter()
         .map(|(environment, node)| {
             let found = found_by_node.remove(&(environment.clone(), node.clone())).unwrap_or_else(|| "not deployed".into());
-            let type_name = graph.find(&node).map(|i| graph.node(i).type_name()).unwrap_or_default();
+            let type_name = graph.find(&node).map(|i| graph.node(i).type_name()).unwrap_or_else(|| "(orphan)".into());
             NodeCheck { environment, node, type_name, found }
         })
         .collect::<Vec<_>>();
@@ -213,7 +216,7 @@ pub async fn preflight(
     Ok(PreflightReport {
         operation: if mode == Mode::PreflightUndeploy { "undeploy" } else { "deploy" },
         environments: environments.iter().map(|e| e.name.clone()).collect(),
-        nodes: graph.len(),
+        nodes: selection.most_nodes(&graph),
         problems,
         passed,
     })

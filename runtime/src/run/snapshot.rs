@@ -121,6 +121,8 @@ impl RunSource {
             vars: opts.vars.iter().filter(|(k, _)| !graph.sensitive_vars.contains(k)).cloned().collect(),
             sensitive_vars: opts.vars.iter().filter(|(k, _)| graph.sensitive_vars.contains(k)).map(|(k, _)| k.clone()).collect(),
             sets: opts.sets.clone(),
+            targets: opts.selection.targets.clone(),
+            orphans: opts.selection.orphans,
             plugins: plugins.into_iter().map(|((name, source), digest)| PluginPin { name, source, digest }).collect(),
         };
         RunSource { digest: snapshot_digest(&snapshot), snapshot, components }
@@ -271,6 +273,8 @@ mod tests {
             vars: vec![],
             sensitive_vars: vec![],
             sets: vec![],
+            targets: vec![],
+            orphans: false,
             plugins,
         }
     }

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use petgraph::graph::NodeIndex;
 use serde_json::{json, Value};
 use stackpipe_dsl::ast::PluginKind;
 use stackpipe_dsl::FlowPolicy;
@@ -15,6 +14,7 @@ use super::events::RunEvent;
 use super::gate::GateOutcome;
 use super::plan_text::PlannedChange;
 use super::scheduler::{NodeEnd, Slot};
+use super::selection::Subject;
 use crate::plugin::{
     change_name, CallContext, Change, Credential, LoadedPlugin, PolicyVerdict, ProvisionerSession, ResourcePlan,
 };
@@ -54,7 +54,7 @@ struct Call<'a> {
 /// The stack job of one node.
 pub struct StackJob {
     env: Arc<EnvRun>,
-    index: NodeIndex,
+    subject: Subject,
     record: JobRecord,
     started: std::time::Instant,
     /// Whether apply called the plugin.
@@ -76,9 +76,9 @@ pub const DEPLOY_OPS: [&str; 5] = ["preflight", "init", "refresh", "preview", "a
 pub const UNDEPLOY_OPS: [&str; 5] = ["preflight", "init", "refresh", "preview", "destroy"];
 
 impl StackJob {
-    pub fn new(env: Arc<EnvRun>, index: NodeIndex) -> Self {
-        let node = env.run.graph.node(index);
-        let ops = if matches!(env.run.mode, Mode::Undeploy | Mode::PreflightUndeploy) { UNDEPLOY_OPS } else { DEPLOY_OPS };
+    pub fn new(env: Arc<EnvRun>, subject: Subject) -> Self {
+        let node = env.resource(subject);
+        let ops = if env.run.mode.destroys() { UNDEPLOY_OPS } else { DEPLOY_OPS };
         let record = JobRecord {
             run_id: env.run.id.clone(),
             environment: env.plan.name.clone(),
@@ -97,7 +97,7 @@ impl StackJob {
         };
         StackJob {
             env,
-            index,
+            subject,
             record,
             started: std::time::Instant::now(),
             apply_called: false,
@@ -110,8 +110,8 @@ impl StackJob {
 
     /// A job for a node that never started: `Cancelled` (a dependency
     /// failed, or the run stopped) or `Skipped` (a gate before it was rejected).
-    pub fn unstarted(env: Arc<EnvRun>, index: NodeIndex, status: Status, why: &str) -> JobRecord {
-        let mut job = StackJob::new(env, index);
+    pub fn unstarted(env: Arc<EnvRun>, subject: Subject, status: Status, why: &str) -> JobRecord {
+        let mut job = StackJob::new(env, subject);
         for op in &mut job.record.ops {
             op.status = status;
         }
@@ -188,9 +188,9 @@ impl StackJob {
         // reported as events, and the journal's intent marks it in flight.
         let result = match self.env.run.mode {
             Mode::Deploy | Mode::Plan | Mode::Preflight => self.deploy().await,
-            Mode::Undeploy | Mode::PreflightUndeploy => self.undeploy().await,
+            Mode::Undeploy | Mode::PlanUndeploy | Mode::PreflightUndeploy => self.undeploy().await,
         };
-        let ops = if matches!(self.env.run.mode, Mode::Undeploy | Mode::PreflightUndeploy) { UNDEPLOY_OPS } else { DEPLOY_OPS };
+        let ops = if self.env.run.mode.destroys() { UNDEPLOY_OPS } else { DEPLOY_OPS };
         let (status, end) = match result {
             Ok(()) => (Status::Succeeded, NodeEnd::Succeeded),
             Err(Halt::Failed(op, message)) => {
@@ -298,8 +298,8 @@ impl StackJob {
         &mut self,
     ) -> Result<(Arc<LoadedPlugin>, Arc<ProvisionerTypes>, Option<Credential>, FlowPolicy), (&'static str, String)> {
         self.begin("preflight");
-        let graph = self.env.run.graph.clone();
-        let node = graph.node(self.index);
+        let env = self.env.clone();
+        let node = env.resource(self.subject);
         let fail = |m: String| ("preflight", m);
         let plugin = self.env.plugin(&node.plugin).map_err(|e| fail(format!("provisioner: {e}")))?;
         if plugin.kind() != PluginKind::Provisioner {
@@ -322,7 +322,7 @@ impl StackJob {
                 self.env.plugin(name).map_err(|e| fail(format!("policy `{name}`: {e}")))?;
             }
         }
-        let flow = self.env.plan.flow_of(self.index);
+        let flow = self.env.flow_of(self.subject);
         self.log(
             "preflight",
             format!(
@@ -353,7 +353,7 @@ impl StackJob {
         self.go_on("preflight")?;
         let (plugin, types, cred, flow) = self.preflight().await?;
         let env = self.env.clone();
-        let node = env.run.graph.node(self.index);
+        let node = env.resource(self.subject);
         let call = Call { ctx: env.context(&node.name), kind: &node.kind, cred: cred.as_ref() };
         self.go_on("init")?;
         self.begin("init");
@@ -402,8 +402,8 @@ impl StackJob {
         flow: &FlowPolicy,
     ) -> Result<(Value, Option<ResourceRecord>), Halt> {
         let env = self.env.clone();
-        let node = env.run.graph.node(self.index);
-        let desired = env.resolve_attributes(self.index).map_err(|e| ("init", e))?;
+        let node = env.resource(self.subject);
+        let desired = env.resolve_attributes(self.subject).map_err(|e| ("init", e))?;
         env.note_inputs(types.inputs.get(&node.kind), &desired);
         let mut problems = session.validate(&call.ctx, call.kind, &desired).await.map_err(|e| ("init", e.to_string()))?;
         if !env.run.mode.records() {
@@ -443,7 +443,7 @@ impl StackJob {
         flow: &FlowPolicy,
     ) -> Result<(Option<Value>, Option<Value>), Halt> {
         let env = self.env.clone();
-        let node = env.run.graph.node(self.index);
+        let node = env.resource(self.subject);
         if env.was_in_flight(&node.name) && prior.is_none() {
             let adopted = self.adopt(session, call, desired).await?;
             return Ok((adopted.as_ref().map(|r| r.state.clone()), adopted.map(|r| r.outputs)));
@@ -480,7 +480,7 @@ impl StackJob {
         desired: &Value,
     ) -> Result<Option<ResourceRecord>, Halt> {
         let env = self.env.clone();
-        let node = env.run.graph.node(self.index);
+        let node = env.resource(self.subject);
         self.begin("refresh");
         let adopted = match session.read(&call.ctx, call.kind, None, desired, call.cred).await {
             Ok(Some(found)) => {
@@ -519,7 +519,7 @@ impl StackJob {
         flow: &FlowPolicy,
     ) -> Result<PlannedChange, Halt> {
         let env = self.env.clone();
-        let node = env.run.graph.node(self.index);
+        let node = env.resource(self.subject);
         let planned = |plan: ResourcePlan, policy: Option<String>| PlannedChange {
             environment: env.plan.name.clone(),
             node: node.name.clone(),
@@ -556,7 +556,7 @@ impl StackJob {
         desired: Value,
     ) -> Result<(), Halt> {
         let env = self.env.clone();
-        let node = env.run.graph.node(self.index);
+        let node = env.resource(self.subject);
         self.begin("apply");
         self.apply_called = true;
         env.run.journal.record(Write::Journal(self.journal_entry("apply", JournalPhase::Started)));
@@ -583,7 +583,7 @@ impl StackJob {
 
     /// The job's input snapshot, with `attributes` as they are to be kept.
     fn job_input(&self, attributes: Value, plugin: &LoadedPlugin, flow: &FlowPolicy) -> JobInput {
-        let node = self.env.run.graph.node(self.index);
+        let node = self.env.resource(self.subject);
         JobInput {
             attributes,
             plugin: node.plugin.clone(),
@@ -656,8 +656,7 @@ impl StackJob {
 
     async fn undeploy(&mut self) -> Result<(), Halt> {
         let env = self.env.clone();
-        let graph = env.run.graph.clone();
-        let node = graph.node(self.index);
+        let node = env.resource(self.subject);
         let key = env.key(&node.name);
         let Some(prior) = env.take_prior(&node.name).map_err(|e| ("preflight", e.to_string()))? else {
             for op in UNDEPLOY_OPS {
@@ -691,7 +690,10 @@ impl StackJob {
                     self.log("refresh", "already gone; forgetting it".into());
                     self.skip("preview", "already gone");
                     self.skip("destroy", "already gone");
-                    env.run.journal.record_durably(Write::DeleteResource(key)).await.map_err(|e| ("refresh", e.to_string()))?;
+                    // A plan writes nothing: the undeploy will forget it.
+                    if env.run.mode.records() {
+                        env.run.journal.record_durably(Write::DeleteResource(key)).await.map_err(|e| ("refresh", e.to_string()))?;
+                    }
                     self.record.change = Some("delete".into());
                     return Ok(());
                 }
@@ -709,6 +711,11 @@ impl StackJob {
         self.record.change = Some("delete".into());
         let planned =
             PlannedChange { environment: env.plan.name.clone(), node: node.name.clone(), type_name: node.type_name(), plan, policy };
+        if env.run.mode == Mode::PlanUndeploy {
+            env.planned.lock().map_err(|_| ("preview", "lock poisoned".to_string()))?.push(planned);
+            self.skip("destroy", "plan only");
+            return Ok(());
+        }
         self.go_on("destroy")?;
         self.gate_before("destroy", &flow, &planned).await?;
 
@@ -750,7 +757,7 @@ impl StackJob {
             attributes: mask_keys(desired, &self.sensitive),
             sensitive: self.sensitive.clone(),
             sensitive_outputs,
-            depends_on: env.run.graph.dependencies(self.index).into_iter().map(|d| env.run.graph.node(d).name.clone()).collect(),
+            depends_on: env.depends_on(self.subject),
             serial: 0,
             run_id: env.run.id.clone(),
             updated_ms: now_ms(),

@@ -30,6 +30,13 @@ pub struct StatusDocument {
     /// show RUN` prints it); None for runs of an older stackpipe.
     #[serde(default)]
     pub snapshot: Option<String>,
+    /// `--target`: what the run was aimed at (empty: the whole pipeline).
+    /// Resources it did not take are not in `environments`: it did not touch them.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// `--orphans`: the run destroyed what the pipeline no longer declares.
+    #[serde(default)]
+    pub orphans: bool,
     /// Every environment of the run, in run order.
     pub environments: Vec<EnvironmentStatus>,
     /// The gates waiting now.
@@ -211,6 +218,8 @@ impl StatusDocument {
             rerun_of: run.rerun_of.clone(),
             resumed: run.resumed.clone(),
             snapshot: run.snapshot.clone(),
+            targets: run.targets.clone(),
+            orphans: run.orphans,
             environments,
             waiting: waiting.iter().map(WaitingGate::from).collect(),
             decisions: decisions.iter().map(DecisionTaken::from).collect(),
