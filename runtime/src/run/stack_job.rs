@@ -94,6 +94,7 @@ impl StackJob {
             input: None,
             change: None,
             error: None,
+            diff: None,
         };
         StackJob {
             env,
