@@ -1,6 +1,7 @@
 //! The `stackpipe` command line.
 
 mod control_cmd;
+mod history_cmd;
 mod load;
 mod plugin_build;
 mod plugin_cmd;
@@ -53,6 +54,8 @@ enum Command {
     Status(state_cmd::StatusArgs),
     /// Show what a run was started from: its snapshot (`--source`: the pipeline source as it was).
     Show(show_cmd::ShowArgs),
+    /// Every job that touched a resource, most recent first: run, when, who, change, status (`--diff`: what changed).
+    History(history_cmd::HistoryArgs),
     /// Show a run's log lines, or follow a run in progress (`--follow`).
     Logs(state_cmd::LogsArgs),
     /// Approve a gate a run in progress is waiting at.
@@ -144,6 +147,7 @@ fn main() -> ExitCode {
         Command::Status(a) => state_cmd::status(a),
         Command::Show(a) => show_cmd::show(a),
         Command::Logs(a) => state_cmd::logs(a),
+        Command::History(a) => history_cmd::run(a),
         Command::Approve(a) => control_cmd::decide(a, stackpipe_runtime::state::Decision::Approved),
         Command::Reject(a) => control_cmd::decide(a, stackpipe_runtime::state::Decision::Rejected),
         Command::Cancel(a) => control_cmd::cancel(a),

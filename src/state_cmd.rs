@@ -3,6 +3,7 @@
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
 use stackpipe_runtime::control::{Reach, Request};
+use stackpipe_runtime::run::job_diff;
 use stackpipe_runtime::run::status::{NodeStatus, StatusDocument};
 use stackpipe_runtime::run::RunEvent;
 use stackpipe_runtime::run::MASKED;
@@ -138,6 +139,10 @@ pub struct StatusArgs {
     /// Also show each job's input snapshot: attributes (secrets masked), plugin digest, flow policy.
     #[arg(long)]
     pub inputs: bool,
+    /// Only this node (in each environment of the run that has it), in full: every operation, its input and
+    /// its attribute changes (secrets masked).
+    #[arg(long)]
+    pub node: Option<String>,
     #[command(flatten)]
     pub state: StateArgs,
     #[arg(long)]
@@ -169,12 +174,32 @@ fn stored_status(store: &StateStore, id: Option<&str>) -> Result<Value, u8> {
 pub fn status(a: StatusArgs) -> Result<(), u8> {
     let reach = a.state.reach(None)?;
     let doc = query(&reach, Request::Status { run: a.run.clone() }, |store| stored_status(store, a.run.as_deref()))?;
-    let doc: StatusDocument = serde_json::from_value(doc).map_err(fail)?;
+    let mut doc: StatusDocument = serde_json::from_value(doc).map_err(fail)?;
+    if let Some(node) = &a.node {
+        only_node(&mut doc, node)?;
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(());
     }
-    print!("{}", render_status(&doc, a.inputs));
+    print!("{}", render_status(&doc, a.inputs, a.node.is_some()));
+    Ok(())
+}
+
+/// Keeps only `node` in the document (and the environments that have it);
+/// a node the run does not have is an error, with the nearest name.
+fn only_node(doc: &mut StatusDocument, node: &str) -> Result<(), u8> {
+    let names: std::collections::BTreeSet<String> =
+        doc.environments.iter().flat_map(|e| e.nodes.iter().map(|n| n.name.clone())).collect();
+    if !names.contains(node) {
+        let near = stackpipe_dsl::diagnostic::did_you_mean(node, names.iter().map(String::as_str));
+        eprintln!("error: run {} has no node `{node}`{}", doc.run, near.map(|n| format!("; {n}")).unwrap_or_default());
+        return Err(EXIT_INVALID);
+    }
+    for env in &mut doc.environments {
+        env.nodes.retain(|n| n.name == node);
+    }
+    doc.environments.retain(|e| !e.nodes.is_empty());
     Ok(())
 }
 
@@ -183,8 +208,9 @@ fn since(ms: u64) -> String {
     format!(" for {}", duration(now.saturating_sub(ms)))
 }
 
-/// `status` as text, from the status document.
-fn render_status(doc: &StatusDocument, inputs: bool) -> String {
+/// `status` as text, from the status document; `detail`: every node in
+/// full (see `status --node`).
+fn render_status(doc: &StatusDocument, inputs: bool, detail: bool) -> String {
     let mut out = String::new();
     let run = &doc.run;
     out.push_str(&format!(
@@ -244,7 +270,7 @@ fn render_status(doc: &StatusDocument, inputs: bool) -> String {
             out.push_str(&format!("  approve: stackpipe approve {run} --env {name}   reject: stackpipe reject {run} --env {name}\n"));
         }
         for j in &env.nodes {
-            render_node(&mut out, run, name, j, inputs);
+            render_node(&mut out, run, name, j, inputs, detail);
         }
     }
     if !doc.decisions.is_empty() {
@@ -267,8 +293,9 @@ fn render_status(doc: &StatusDocument, inputs: bool) -> String {
     out
 }
 
-/// One node's lines of `status`.
-fn render_node(out: &mut String, run: &str, env: &str, j: &NodeStatus, inputs: bool) {
+/// One node's lines of `status`; `detail`: its input, each operation and
+/// its attribute changes too.
+fn render_node(out: &mut String, run: &str, env: &str, j: &NodeStatus, inputs: bool, detail: bool) {
     let took = match (j.started_ms, j.finished_ms) {
         (Some(a), Some(b)) => duration(b.saturating_sub(a)),
         _ => "-".into(),
@@ -299,7 +326,7 @@ fn render_node(out: &mut String, run: &str, env: &str, j: &NodeStatus, inputs: b
             out.push_str(d);
         }
     }
-    if let (true, Some(input)) = (inputs, &j.input) {
+    if let (true, Some(input)) = (inputs || detail, &j.input) {
         let digest = &input.plugin_digest;
         out.push_str(&format!(
             "  {:<20} input: {}.{} ({}), flow {}, attributes {}\n",
@@ -310,6 +337,30 @@ fn render_node(out: &mut String, run: &str, env: &str, j: &NodeStatus, inputs: b
             input.flow,
             input.attributes
         ));
+    }
+    if !detail {
+        return;
+    }
+    for o in &j.operations {
+        let took = match (o.started_ms, o.finished_ms) {
+            (Some(a), Some(b)) => duration(b.saturating_sub(a)),
+            _ => "-".into(),
+        };
+        out.push_str(&format!(
+            "  {:<20} {:<10} {:<10} {:>8}{}\n",
+            "",
+            o.name,
+            o.status.name(),
+            took,
+            o.message.as_ref().map(|m| format!("  {m}")).unwrap_or_default()
+        ));
+    }
+    match &j.diff {
+        Some(d) => {
+            out.push_str(&format!("  {:<20} changes:\n", ""));
+            out.push_str(&job_diff::render(d, &format!("  {:<20}   ", "")));
+        }
+        None => out.push_str(&format!("  {:<20} changes: none recorded\n", "")),
     }
 }
 

@@ -1,11 +1,12 @@
 //! Arbitrary bytes as `state.redb` in a state directory of their own:
 //!
-//! 1. `StateStore::open_read_only` (what `status`, `logs` and `plan` do)
-//!    and, if it opens, every read method over every run it lists (and a
-//!    few run ids it may not list), every resource and every lock;
+//! 1. `StateStore::open_read_only` (what `status`, `logs`, `history` and
+//!    `plan` do) and, if it opens, every read method over every run it
+//!    lists (and a few run ids it may not list), every resource, every lock
+//!    and the history of every resource a job touched;
 //! 2. then `StateStore::open` (what `deploy` does: it checks a copy of the
 //!    file before it writes) and, if that opens, the same reads and a small
-//!    write batch, as a run's start makes.
+//!    write batch, as a run makes (its record, a log line, a resource, a job).
 //!
 //! Errors are fine (a damaged file is `StateError::Damaged`); a panic, an
 //! abort, a hang or a runaway allocation is a bug.
@@ -81,6 +82,13 @@ fn read_everything(store: &StateStore) {
         let _ = store.resources(pipeline, None);
     }
     let _ = store.locks();
+    let mut touched = vec![("dev".to_string(), "vpc".to_string())];
+    if let Ok(all) = store.touched_resources() {
+        touched.extend(all.into_iter().take(8));
+    }
+    for (env, resource) in &touched {
+        let _ = store.resource_jobs(env, resource);
+    }
 }
 
 /// What a run does to the store first: a run id, its record, a log line,
@@ -130,7 +138,32 @@ fn write_a_little(store: &StateStore) {
     if store.lock(std::slice::from_ref(&key), &holder).is_err() {
         return;
     }
-    let _ = store.commit(vec![Write::PutRun(run), Write::Log(line, id.clone()), Write::PutResource(key, resource)]);
+    let job = JobRecord {
+        run_id: id.clone(),
+        environment: "dev".into(),
+        node: "vpc".into(),
+        level: 0,
+        status: Status::Succeeded,
+        started_ms: Some(2),
+        finished_ms: Some(3),
+        ops: Vec::new(),
+        input: None,
+        change: Some("update".into()),
+        error: None,
+        diff: Some(JobDiff::Changes(vec![AttributeDiff {
+            path: "cidr".into(),
+            before: Some("\"10.0.0.0/24\"".into()),
+            after: Some("\"10.0.0.0/16\"".into()),
+            sensitive: false,
+            forces_replacement: true,
+        }])),
+    };
+    let _ = store.commit(vec![
+        Write::PutRun(run),
+        Write::Log(line, id.clone()),
+        Write::PutResource(key, resource),
+        Write::PutJob(job),
+    ]);
     let _ = store.unlock_run(&id);
 }
 

@@ -209,6 +209,22 @@ fn job(run_id: &str, environment: &str, node: &str, level: usize) -> JobRecord {
         }),
         change: Some("create".into()),
         error: Some("apply failed".into()),
+        diff: Some(JobDiff::Changes(vec![
+            AttributeDiff {
+                path: "cidr".into(),
+                before: Some("\"10.0.0.0/24\"".into()),
+                after: Some("\"10.0.0.0/16\"".into()),
+                sensitive: false,
+                forces_replacement: true,
+            },
+            AttributeDiff {
+                path: "token".into(),
+                before: None,
+                after: Some("(sensitive)".into()),
+                sensitive: true,
+                forces_replacement: false,
+            },
+        ])),
     }
 }
 

@@ -91,7 +91,7 @@ impl Secrets {
 }
 
 /// Keys whose values are secret by their name, whatever marks them.
-fn is_secret_name(key: &str) -> bool {
+pub(crate) fn is_secret_name(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     ["password", "secret", "token", "private_key", "credential"].iter().any(|s| k.contains(s))
 }

@@ -16,6 +16,7 @@
 //! | `locks`     | `(pipeline, environment, resource)`   | [`LockHolder`]   |
 //! | `runs`      | `run_id`                              | [`RunRecord`]    |
 //! | `jobs`      | `(run_id, environment, node)`         | [`JobRecord`]    |
+//! | `resource_jobs` | `(environment, resource, run_id)` | `()`           |
 //! | `logs`      | `(run_id, seq)`                       | [`LogLine`]      |
 //! | `journal`   | `(run_id, seq)`                       | [`JournalEntry`] |
 //! | `decisions` | `(run_id, seq)`                       | [`GateDecision`] |
@@ -25,6 +26,14 @@
 //! [`StateStore::new_run_id`]), and `log_seq` / `journal_seq` / `decision_seq`: store-wide,
 //! strictly increasing sequences, so that the `(run_id, seq)` keys of a run
 //! are in append order and one run's lines are a single range scan.
+//!
+//! `resource_jobs` indexes `jobs` by what they touched: a row per job,
+//! written in the same transaction as the job, so that the history of one
+//! resource ([`StateStore::resource_jobs`]) is a range scan of its rows and
+//! a lookup per job, not a read of every job of every run. A database made
+//! before the index was kept gets it built from `jobs` by the first writer
+//! that opens it (`meta`'s `resource_jobs_indexed` then says it is
+//! complete); until then, a reader finds the jobs by scanning `jobs`' keys.
 //!
 //! All tables are created when the store is opened, so that read
 //! transactions can open them unconditionally.

@@ -341,6 +341,40 @@ pub struct JobRecord {
     pub change: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the job was to change in the resource's attributes, secrets
+    /// masked; None when it never got that far (or was recorded before
+    /// diffs were kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<JobDiff>,
+}
+
+/// The attribute changes of a job, as its record keeps them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobDiff {
+    /// What its preview planned, or (a destroy) every attribute going
+    /// away. Empty: nothing to change.
+    Changes(Vec<AttributeDiff>),
+    /// Nothing was computed, and why (no preview ran: flow policy
+    /// `preview = false`): what the apply changed is not known, which is
+    /// not the same as "nothing".
+    NotComputed(String),
+}
+
+/// One attribute a job changes. Values are JSON text, as a provisioner's
+/// plan gives them; a secret one is `(sensitive)`, never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttributeDiff {
+    /// A dotted path into the attributes: `tags.env`.
+    pub path: String,
+    /// None: the attribute is new.
+    pub before: Option<String>,
+    /// None: the attribute goes away.
+    pub after: Option<String>,
+    #[serde(default)]
+    pub sensitive: bool,
+    #[serde(default)]
+    pub forces_replacement: bool,
 }
 
 /// One log line of a job.

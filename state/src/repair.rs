@@ -151,6 +151,7 @@ fn recover_copy(from: &Path, dir: &Path) -> Result<(tempfile::TempPath, Counts, 
     store.runs().map_err(|e| e.to_string())?;
     store.all_resources().map_err(|e| e.to_string())?;
     store.locks().map_err(|e| e.to_string())?;
+    store.touched_resources().map_err(|e| e.to_string())?;
     for run in store.runs().map_err(|e| e.to_string())? {
         store.jobs(&run.id).map_err(|e| e.to_string())?;
         store.logs(&run.id, None).map_err(|e| e.to_string())?;

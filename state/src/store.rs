@@ -22,6 +22,8 @@ const RESOURCES: TableDefinition<Key3, &[u8]> = TableDefinition::new("resources"
 const LOCKS: TableDefinition<Key3, &[u8]> = TableDefinition::new("locks");
 const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
 const JOBS: TableDefinition<Key3, &[u8]> = TableDefinition::new("jobs");
+/// `(environment, resource, run_id)`: `jobs` by what they touched (see the crate documentation).
+const RESOURCE_JOBS: TableDefinition<Key3, ()> = TableDefinition::new("resource_jobs");
 const LOGS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("logs");
 const JOURNAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("journal");
 const DECISIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("decisions");
@@ -35,6 +37,8 @@ const RUN_COUNTER: &str = "run_counter";
 const LOG_SEQ: &str = "log_seq";
 const JOURNAL_SEQ: &str = "journal_seq";
 const DECISION_SEQ: &str = "decision_seq";
+/// Set (to 1) once `resource_jobs` has a row for every job.
+const RESOURCE_JOBS_INDEXED: &str = "resource_jobs_indexed";
 
 /// One write of a [`StateStore::commit`] batch.
 #[derive(Debug, Clone)]
@@ -44,7 +48,8 @@ pub enum Write {
     PutResource(ResourceKey, ResourceRecord),
     DeleteResource(ResourceKey),
     PutRun(RunRecord),
-    /// Keyed by `(run_id, environment, node)`; replaces.
+    /// Keyed by `(run_id, environment, node)`; replaces. Indexed by the
+    /// resource it touched, in the same transaction.
     PutJob(JobRecord),
     /// A log line of the run given second.
     Log(LogLine, String),
@@ -516,6 +521,76 @@ impl StateStore {
         })
     }
 
+    /// Every job that touched `resource` in `environment`, in any run of
+    /// any pipeline (its run record says which), in run id order: the
+    /// `resource_jobs` rows of the resource and a lookup of each job (see
+    /// the crate documentation).
+    pub fn resource_jobs(&self, environment: &str, resource: &str) -> Result<Vec<JobRecord>, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            let jobs = txn.open_table(JOBS)?;
+            let mut run_ids: Vec<String> = Vec::new();
+            match resource_index(&txn)? {
+                Some(index) => {
+                    for item in index.range((environment, resource, "")..)? {
+                        let (k, _) = item?;
+                        let (e, r, run_id) = k.value();
+                        if e != environment || r != resource {
+                            break;
+                        }
+                        run_ids.push(run_id.to_string());
+                    }
+                }
+                None => {
+                    for item in jobs.iter()? {
+                        let (k, _) = item?;
+                        let (run_id, e, r) = k.value();
+                        if e == environment && r == resource {
+                            run_ids.push(run_id.to_string());
+                        }
+                    }
+                }
+            }
+            let mut out = Vec::with_capacity(run_ids.len());
+            for run_id in &run_ids {
+                // A row without its job is not made by any write: skipped.
+                if let Some(v) = jobs.get((run_id.as_str(), environment, resource))? {
+                    out.push(decode(v.value(), || format!("job {run_id}/{environment}/{resource}"))?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every `(environment, resource)` a job touched, sorted, each once:
+    /// what the state knows by name, for a "did you mean". Reads every row
+    /// of `resource_jobs` (keys only): for an error's help, not for each use.
+    pub fn touched_resources(&self) -> Result<Vec<(String, String)>, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            let mut out: std::collections::BTreeSet<(String, String)> = Default::default();
+            match resource_index(&txn)? {
+                Some(index) => {
+                    for item in index.iter()? {
+                        let (k, _) = item?;
+                        let (e, r, _) = k.value();
+                        if out.last().is_none_or(|(le, lr)| le != e || lr != r) {
+                            out.insert((e.to_string(), r.to_string()));
+                        }
+                    }
+                }
+                None => {
+                    for item in txn.open_table(JOBS)?.iter()? {
+                        let (k, _) = item?;
+                        let (_, e, r) = k.value();
+                        out.insert((e.to_string(), r.to_string()));
+                    }
+                }
+            }
+            Ok(out.into_iter().collect())
+        })
+    }
+
     /// The log lines of a run (of one node, if given), in append order.
     pub fn logs(&self, run_id: &str, node: Option<&str>) -> Result<Vec<LogLine>, StateError> {
         let mut lines: Vec<LogLine> = self.run_rows(LOGS, run_id, "log line")?;
@@ -734,20 +809,45 @@ fn patiently(
     }
 }
 
-/// Creates every table, so that read transactions can open them unconditionally.
+/// Creates every table, so that read transactions can open them
+/// unconditionally; and builds `resource_jobs` where it is missing.
 fn create_tables(db: &Database) -> Result<(), StateError> {
     let txn = begin_write(db, true)?;
-    {
+    let indexed = {
         txn.open_table(RESOURCES)?;
         txn.open_table(LOCKS)?;
         txn.open_table(RUNS)?;
         txn.open_table(JOBS)?;
+        txn.open_table(RESOURCE_JOBS)?;
         txn.open_table(LOGS)?;
         txn.open_table(JOURNAL)?;
         txn.open_table(DECISIONS)?;
-        txn.open_table(META)?;
-    }
+        txn.open_table(META)?.get(RESOURCE_JOBS_INDEXED)?.is_some()
+    };
     txn.commit()?;
+    if !indexed {
+        // A transaction of its own: with a `meta` row written in the one
+        // that creates the tables, a few ordinary writes later (a run
+        // record replaced) redb 3.1's `check_integrity` reports the closed
+        // file as repaired, which a writer's check takes for damage.
+        let txn = begin_write(db, true)?;
+        index_every_job(&txn)?;
+        txn.open_table(META)?.insert(RESOURCE_JOBS_INDEXED, 1)?;
+        txn.commit()?;
+    }
+    Ok(())
+}
+
+/// Builds `resource_jobs` from `jobs`: once, for a database made before the
+/// index was kept (and, at no cost, for a new one).
+fn index_every_job(txn: &WriteTransaction) -> Result<(), StateError> {
+    let jobs = txn.open_table(JOBS)?;
+    let mut index = txn.open_table(RESOURCE_JOBS)?;
+    for item in jobs.iter()? {
+        let (k, _) = item?;
+        let (run_id, environment, node) = k.value();
+        index.insert((environment, node, run_id), ())?;
+    }
     Ok(())
 }
 
@@ -802,6 +902,7 @@ pub(crate) fn read_through(txn: &ReadTransaction) -> Result<(), StateError> {
     for table in [RESOURCES, LOCKS, JOBS] {
         rows(txn, table, |(a, b, c), v| bytes += a.len() + b.len() + c.len() + v.len())?;
     }
+    rows(txn, RESOURCE_JOBS, |(a, b, c), ()| bytes += a.len() + b.len() + c.len())?;
     for table in [RUNS, SNAPSHOTS, BLOBS] {
         rows(txn, table, |k, v| bytes += k.len() + v.len())?;
     }
@@ -811,6 +912,15 @@ pub(crate) fn read_through(txn: &ReadTransaction) -> Result<(), StateError> {
     rows(txn, META, |k, _| bytes += k.len())?;
     std::hint::black_box(bytes);
     Ok(())
+}
+
+/// `resource_jobs`, if it is complete: None in a database made before it
+/// was kept that no writer has opened since (see the crate documentation).
+fn resource_index(txn: &ReadTransaction) -> Result<Option<redb::ReadOnlyTable<Key3<'static>, ()>>, StateError> {
+    if txn.open_table(META)?.get(RESOURCE_JOBS_INDEXED)?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(txn.open_table(RESOURCE_JOBS)?))
 }
 
 fn read_run(txn: &ReadTransaction, id: &str) -> Result<Option<RunRecord>, StateError> {
@@ -855,6 +965,7 @@ fn apply(txn: &WriteTransaction, writes: Vec<Write>) -> Result<(), StateError> {
             Write::PutJob(job) => {
                 let key = (job.run_id.as_str(), job.environment.as_str(), job.node.as_str());
                 jobs.insert(key, encode(&job)?.as_slice())?;
+                txn.open_table(RESOURCE_JOBS)?.insert((job.environment.as_str(), job.node.as_str(), job.run_id.as_str()), ())?;
             }
             Write::Log(line, run_id) => {
                 log_seq += 1;

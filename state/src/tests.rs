@@ -90,6 +90,7 @@ fn job(run_id: &str, environment: &str, node: &str, level: usize) -> JobRecord {
         }),
         change: Some("create".into()),
         error: None,
+        diff: None,
     }
 }
 
@@ -974,4 +975,113 @@ fn a_run_keeps_its_selection_and_one_stored_before_reads_as_aimed_at_everything(
     old.as_object_mut().unwrap().remove("started_by");
     let old: RunRecord = serde_json::from_value(old).unwrap();
     assert!(old.targets.is_empty() && !old.orphans && !old.is_targeted());
+}
+
+/// The runs whose jobs `resource_jobs` finds, in the order it finds them.
+fn runs_of(store: &StateStore, environment: &str, resource: &str) -> Vec<String> {
+    store.resource_jobs(environment, resource).unwrap().into_iter().map(|j| j.run_id).collect()
+}
+
+#[test]
+fn a_resources_jobs_are_found_through_the_index() {
+    let (_dir, store) = store();
+    let mut diffed = job("r2", "dev", "vpc", 0);
+    diffed.diff = Some(JobDiff::Changes(vec![AttributeDiff {
+        path: "cidr".into(),
+        before: Some("\"10.0.0.0/24\"".into()),
+        after: Some("\"10.0.0.0/16\"".into()),
+        sensitive: false,
+        forces_replacement: true,
+    }]));
+    store
+        .commit(vec![
+            Write::PutJob(job("r1", "dev", "vpc", 0)),
+            Write::PutJob(job("r1", "dev", "subnet", 1)),
+            Write::PutJob(job("r2", "prod", "vpc", 0)),
+            Write::PutJob(diffed.clone()),
+            // A second write of a job replaces it: still one row.
+            Write::PutJob(diffed.clone()),
+        ])
+        .unwrap();
+    store.commit(vec![Write::PutJob(job("r3", "dev", "vpc", 0))]).unwrap();
+    assert_eq!(runs_of(&store, "dev", "vpc"), ["r1", "r2", "r3"]);
+    assert_eq!(runs_of(&store, "prod", "vpc"), ["r2"]);
+    assert_eq!(runs_of(&store, "dev", "subnet"), ["r1"]);
+    assert!(runs_of(&store, "dev", "vp").is_empty());
+    assert!(runs_of(&store, "staging", "vpc").is_empty());
+    assert_eq!(store.resource_jobs("dev", "vpc").unwrap()[1], diffed, "the job as stored, its diff too");
+    let touched = store.touched_resources().unwrap();
+    let names: Vec<(&str, &str)> = touched.iter().map(|(e, r)| (e.as_str(), r.as_str())).collect();
+    assert_eq!(names, [("dev", "subnet"), ("dev", "vpc"), ("prod", "vpc")]);
+    // Read through the index, not a scan: a row taken out of the index
+    // takes its job out of the answer.
+    {
+        let txn = store.writable().unwrap().begin_write().unwrap();
+        txn.open_table(RESOURCE_JOBS).unwrap().remove(("dev", "vpc", "r2")).unwrap();
+        txn.commit().unwrap();
+    }
+    assert_eq!(runs_of(&store, "dev", "vpc"), ["r1", "r3"]);
+}
+
+#[test]
+fn a_database_made_before_the_index_is_scanned_by_readers_and_indexed_by_the_first_writer() {
+    let (dir, store) = store();
+    store
+        .commit(vec![
+            Write::PutJob(job("r1", "dev", "vpc", 0)),
+            Write::PutJob(job("r2", "dev", "vpc", 0)),
+            Write::PutJob(job("r2", "dev", "subnet", 1)),
+        ])
+        .unwrap();
+    // As an older stackpipe left it: no index, no mark.
+    {
+        let txn = store.writable().unwrap().begin_write().unwrap();
+        txn.delete_table(RESOURCE_JOBS).unwrap();
+        txn.open_table(META).unwrap().remove(RESOURCE_JOBS_INDEXED).unwrap();
+        txn.commit().unwrap();
+    }
+    drop(store);
+    let state = dir.path().join(".stackpipe");
+    let file = std::fs::read(state.join("state.redb")).unwrap();
+    let reader = StateStore::open_read_only(&state).unwrap();
+    assert_eq!(runs_of(&reader, "dev", "vpc"), ["r1", "r2"]);
+    assert_eq!(reader.touched_resources().unwrap().len(), 2);
+    drop(reader);
+    assert!(std::fs::read(state.join("state.redb")).unwrap() == file, "a reader writes nothing");
+    // The first writer builds the index and marks it complete.
+    let writer = StateStore::open(&state).unwrap();
+    {
+        let txn = writer.read().unwrap();
+        assert_eq!(txn.open_table(META).unwrap().get(RESOURCE_JOBS_INDEXED).unwrap().map(|v| v.value()), Some(1));
+        assert_eq!(txn.open_table(RESOURCE_JOBS).unwrap().len().unwrap(), 3);
+    }
+    assert_eq!(runs_of(&writer, "dev", "vpc"), ["r1", "r2"]);
+    assert_eq!(runs_of(&writer, "dev", "subnet"), ["r2"]);
+}
+
+#[test]
+fn a_damaged_job_in_a_resources_history_is_an_error() {
+    let (_dir, store) = store();
+    store.commit(vec![Write::PutJob(job("r1", "dev", "vpc", 0))]).unwrap();
+    {
+        let txn = store.writable().unwrap().begin_write().unwrap();
+        txn.open_table(JOBS).unwrap().insert(("r1", "dev", "vpc"), b"{\"run_id\": ".as_slice()).unwrap();
+        txn.commit().unwrap();
+    }
+    match store.resource_jobs("dev", "vpc") {
+        Err(StateError::Damaged { cause, .. }) => assert!(cause.contains("r1/dev/vpc"), "{cause}"),
+        other => panic!("expected Damaged, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_old_job_record_reads_without_a_diff() {
+    let old = r#"{"run_id":"r1","environment":"dev","node":"vpc","level":0,"status":"succeeded","started_ms":1,
+        "finished_ms":2,"ops":[],"input":null,"change":"update"}"#;
+    let j: JobRecord = serde_json::from_str(old).unwrap();
+    assert_eq!(j.diff, None);
+    let not_computed = JobRecord { diff: Some(JobDiff::NotComputed("no preview ran".into())), ..j };
+    let text = serde_json::to_string(&not_computed).unwrap();
+    assert!(text.contains(r#""diff":{"not_computed":"no preview ran"}"#), "{text}");
+    assert_eq!(serde_json::from_str::<JobRecord>(&text).unwrap(), not_computed);
 }

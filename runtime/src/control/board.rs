@@ -101,6 +101,7 @@ impl RunBoard {
             input: None,
             change: None,
             error: None,
+            diff: None,
         });
     }
 

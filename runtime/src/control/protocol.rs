@@ -18,6 +18,8 @@ pub enum Request {
     Snapshot { run: String },
     /// The stored log lines of a run.
     Logs { run: Option<String>, node: Option<String> },
+    /// Every job that touched a resource (see `run::history`).
+    History { environment: String, resource: String, pipeline: Option<String> },
     /// Every event of the run in progress, from its start, until it ends.
     Follow { run: Option<String> },
     /// Approve or reject waiting gates. Who decides is the user the kernel

@@ -1,5 +1,6 @@
 //! The runner's side of the control socket.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -12,9 +13,10 @@ use tokio::task::JoinHandle;
 use super::board::RunBoard;
 use super::protocol::{Cancelled, Request, Response};
 use super::socket::{euid, Bound, ControlSocket};
+use crate::run::history::history;
 use crate::run::status::StatusDocument;
 use crate::run::{CancelTarget, Cancels, Gates, RunEvent, RunJournal, StopSignal};
-use crate::state::StateStore;
+use crate::state::{JobDiff, StateStore};
 
 /// What of a run its control socket steers: its gates, its cancels and
 /// its stop (see [`crate::run::Run`]).
@@ -289,15 +291,34 @@ async fn answer(s: &Arc<Shared>, request: Request, uid: u32) -> Result<Value, St
             let doc = if id != s.run_id {
                 StatusDocument::stored(&record, &store.jobs(&id).map_err(text)?, &decisions)
             } else {
+                // The board knows the jobs from events; the diffs of those
+                // that ended are in their records (not waited for: a status
+                // asked every second must not cost the run an fsync each).
+                let mut diffs: HashMap<(String, String), JobDiff> = store
+                    .jobs(&id)
+                    .map_err(text)?
+                    .into_iter()
+                    .filter_map(|j| Some(((j.environment, j.node), j.diff?)))
+                    .collect();
                 let waiting = s.gates.waiting();
                 let board = s.board.lock().map_err(|_| "the run's board is poisoned".to_string())?;
                 let mut record = record;
                 if let Some(st) = board.status() {
                     record.status = st;
                 }
-                StatusDocument::new(&record, board.environments(), board.jobs(), &decisions, &waiting)
+                let mut jobs = board.jobs().to_vec();
+                for j in &mut jobs {
+                    j.diff = diffs.remove(&(j.environment.clone(), j.node.clone()));
+                }
+                StatusDocument::new(&record, board.environments(), &jobs, &decisions, &waiting)
             };
             serde_json::to_value(doc).map_err(|e| e.to_string())
+        }
+        Request::History { environment, resource, pipeline } => {
+            // Jobs queued for the journal are part of the answer.
+            s.journal.flush().await.map_err(|e| e.to_string())?;
+            let found = history(store, &environment, &resource, pipeline.as_deref()).map_err(|e| e.to_string())?;
+            serde_json::to_value(found).map_err(|e| e.to_string())
         }
         Request::Logs { run, node } => {
             let id = run.unwrap_or_else(|| s.run_id.clone());

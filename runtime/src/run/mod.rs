@@ -24,6 +24,8 @@
 //! | `journal`     | [`RunJournal`]: the run's writes to the state           |
 //! | `events`      | [`RunEvent`]s and where they go                         |
 //! | `status`      | the typed status document                               |
+//! | `history`     | every job that touched one resource                     |
+//! | `job_diff`    | a job's attribute diff: made (secrets masked), shown    |
 //! | `plan_text`   | plans as people read them                               |
 //! | `outputs`     | the pipeline's `output`s after an environment           |
 
@@ -32,6 +34,8 @@ pub mod env_run;
 pub mod events;
 pub mod execution;
 pub mod gate;
+pub mod history;
+pub mod job_diff;
 pub mod journal;
 pub mod outputs;
 pub mod plan_text;

@@ -12,6 +12,7 @@ use stackpipe_dsl::FlowPolicy;
 use super::env_run::{EnvRun, Mode, ProvisionerTypes};
 use super::events::RunEvent;
 use super::gate::GateOutcome;
+use super::job_diff;
 use super::plan_text::PlannedChange;
 use super::scheduler::{NodeEnd, Slot};
 use super::selection::Subject;
@@ -20,7 +21,8 @@ use crate::plugin::{
 };
 use crate::secrets::mask_keys;
 use crate::state::{
-    now_ms, GateKind, JobInput, JobRecord, JournalEntry, JournalPhase, LogLine, OpRecord, ResourceRecord, Status, Write,
+    now_ms, GateKind, JobDiff, JobInput, JobRecord, JournalEntry, JournalPhase, LogLine, OpRecord, ResourceRecord, Status,
+    Write,
 };
 
 /// Why a stack job stopped short of its last operation.
@@ -94,6 +96,7 @@ impl StackJob {
             input: None,
             change: None,
             error: None,
+            diff: None,
         };
         StackJob {
             env,
@@ -372,6 +375,8 @@ impl StackJob {
         let planned = self.preview(&mut session, &call, state.as_ref(), &desired, &flow).await?;
         let change = planned.plan.change;
         self.record.change = Some(change_name(change).into());
+        // Set by a preview that ran; without one, what changes is not known.
+        self.record.diff.get_or_insert_with(|| JobDiff::NotComputed(job_diff::NO_PREVIEW.into()));
         if env.run.mode == Mode::Plan {
             // Outputs of what exists are known; of what would be created or replaced, not.
             let known = matches!(change, Change::NoOp | Change::Update);
@@ -536,6 +541,7 @@ impl StackJob {
         let mut plan =
             session.plan(&call.ctx, call.kind, state, desired, call.cred).await.map_err(|e| ("preview", e.to_string()))?;
         self.mark_sensitive(&mut plan, desired);
+        self.record.diff = Some(job_diff::planned(&plan, &env.secrets));
         let policy = self.policies(node, &plan, desired).await?;
         self.log("preview", format!("{} ({} attribute change(s))", change_name(plan.change), plan.changes.len()));
         let planned = planned(plan, policy);
@@ -663,6 +669,7 @@ impl StackJob {
                 self.skip(op, "not deployed");
             }
             self.record.change = Some("no-op".into());
+            self.record.diff = Some(JobDiff::Changes(Vec::new()));
             return Ok(());
         };
         self.go_on("preflight")?;
@@ -695,6 +702,7 @@ impl StackJob {
                         env.run.journal.record_durably(Write::DeleteResource(key)).await.map_err(|e| ("refresh", e.to_string()))?;
                     }
                     self.record.change = Some("delete".into());
+                    self.record.diff = Some(job_diff::destroyed(&prior, &env.secrets));
                     return Ok(());
                 }
                 Err(e) => return Err(Halt::Failed("refresh", e.to_string())),
@@ -709,6 +717,7 @@ impl StackJob {
         let policy = self.policies(node, &plan, &prior.attributes).await?;
         self.end("preview", Status::Succeeded, None);
         self.record.change = Some("delete".into());
+        self.record.diff = Some(job_diff::destroyed(&prior, &env.secrets));
         let planned =
             PlannedChange { environment: env.plan.name.clone(), node: node.name.clone(), type_name: node.type_name(), plan, policy };
         if env.run.mode == Mode::PlanUndeploy {

@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::state::{
-    Decision, EnvOutcome, GateDecision, GateInfo, GateKind, JobInput, JobRecord, OpRecord, Resumption, RunKind, RunRecord,
-    RunStatus, RunTrigger, Status,
+    Decision, EnvOutcome, GateDecision, GateInfo, GateKind, JobDiff, JobInput, JobRecord, OpRecord, Resumption, RunKind,
+    RunRecord, RunStatus, RunTrigger, Status,
 };
 
 /// The status of one run: what `status --json` prints, what the control
@@ -70,6 +70,11 @@ pub struct NodeStatus {
     pub waiting_for: Option<GateWait>,
     /// What the job was given (secrets masked).
     pub input: Option<JobInput>,
+    /// What it was to change, secrets masked: its preview's changes, or
+    /// that none were computed (None: it has not got that far, or its
+    /// record is from before diffs were kept).
+    #[serde(default)]
+    pub diff: Option<JobDiff>,
     pub operations: Vec<OperationStatus>,
 }
 
@@ -192,6 +197,7 @@ impl StatusDocument {
                             error: j.error.clone(),
                             waiting_for: gate.map(GateWait::from),
                             input: j.input.clone(),
+                            diff: j.diff.clone(),
                             operations: j.ops.iter().map(OperationStatus::from).collect(),
                         }
                     })
