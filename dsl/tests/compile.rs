@@ -389,7 +389,11 @@ resource a "t.step" { flow { locked = ["preview"] } }
                 "`locked` names `locked`, which is not a flow key",
                 Some("the keys that can be locked are: refresh, preview, pause_before_apply, on_failure")
             ),
-            (Code::InvalidValue, "`locked` takes the names of flow keys", Some("list the keys to lock, like `locked = [\"preview\", \"on_failure\"]`")),
+            (
+                Code::InvalidValue,
+                "`locked` takes the names of flow keys",
+                Some("list the keys to lock, like `locked = [\"preview\", \"on_failure\"]`")
+            ),
             (Code::UnknownKey, "`locked` names `refersh`, which is not a flow key", Some("did you mean `refresh`?")),
             (
                 Code::UnknownKey,

@@ -328,8 +328,8 @@ fn locked_key((key, lock): (FlowKey, Span), set: &Attribute, owner: &str, by: Lo
     };
     let help = match by {
         Lock::Pipeline => format!(
-            "{locker} fixes `{name}` for {scope}: remove it from {owner}, or change it in the pipeline's `flow` (and \
-             lift the lock there, for everyone)"
+            "{locker} fixes `{name}` for {scope}: remove it from {owner} (or, to let each choose, take it out of the \
+             pipeline's `locked`)"
         ),
         // A resource's `flow` applies in every environment: also those that lock nothing.
         Lock::Environment(_) => format!(
