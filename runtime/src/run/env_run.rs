@@ -458,7 +458,8 @@ impl EnvRun {
         let stopped = self.run.stop.is_stopped();
         let failed_write = self.run.journal.failure();
         // A task that panicked fails its node without saying so: then every failed node is named.
-        let failed = self.halted_by.borrow().as_ref().map(|n| format!("`{n}`")).unwrap_or_else(|| self.ended(ends, NodeEnd::Failed));
+        let first = self.halted_by.borrow().as_ref().map(|n| format!("`{n}`"));
+        let failed = first.unwrap_or_else(|| self.ended(ends, NodeEnd::Failed));
         let halted = format!("not started: {failed} failed, and on_failure = \"stop-all\" stops everything not started");
         for (i, end) in ends.iter().enumerate() {
             let idx = NodeIndex::new(i);
