@@ -380,8 +380,9 @@ impl EnvRun {
         let (done, gate_open) = (Arc::new(done), Arc::new(gate_open));
         // The walk is a task of the runtime, not a future of whoever awaits the
         // run (the CLI's main thread, in `block_on`): every node that ends wakes
-        // it (its task is joined), and waking a task on a busy worker is a queue push where waking a parked thread is a syscall
-        // and a context switch (10k nodes: about 15% less CPU).
+        // it (its task is joined), and waking a task on a busy worker is a queue
+        // push where waking a parked thread is a syscall and a context switch
+        // (10k nodes: about 15% less CPU).
         let (parallelism, stop, env) = (self.run.parallelism, self.run.stop.receiver(), self.clone());
         let on_failure = self.on_failure();
         let walking = tokio::spawn(async move {

@@ -328,7 +328,7 @@ impl StackJob {
                 flow.refresh,
                 flow.preview,
                 flow.pause_before_apply,
-                self.env.plan.on_failure.name()
+                self.env.on_failure().name()
             ),
         );
         self.end("preflight", Status::Succeeded, None);
@@ -595,7 +595,7 @@ impl StackJob {
                 "refresh": flow.refresh,
                 "preview": flow.preview,
                 "pause_before_apply": flow.pause_before_apply,
-                "on_failure": self.env.plan.on_failure.name(),
+                "on_failure": self.env.on_failure().name(),
             }),
             message: self.env.run.message.clone(),
         }
