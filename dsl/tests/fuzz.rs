@@ -18,7 +18,7 @@ const TOKENS: &[&str] = &[
     "resource", "var", "plugin", "credentials", "flow", "environment", "output", "pipeline", "vpc", "aws",
     "\"aws.vpc\"", "\"t.step\"", "kind", "source", "\"provisioner\"", "\"credentials\"", "\"builtin:x\"", "config",
     "allow", "limits", "http", "fs", "env", "after", "approval", "vars", "depends_on", "gate", "\"after\"", "refresh",
-    "preview", "pause_before_apply", "true", "false", "null", "=", "{", "}", "[", "]", "(", ")", ",", ".", ":", "0",
+    "preview", "pause_before_apply", "on_failure", "\"stop-all\"", "locked", "[\"preview\"]", "true", "false", "null", "=", "{", "}", "[", "]", "(", ")", ",", ".", ":", "0",
     "-3", "0.5", "1e400", "\"s\"", "\"${", "${", "}\"", "\\", "\"\\u{110000}\"", "\"\\q\"", "<<EOT\n", "<<-EOT\n",
     "\nEOT\n", "EOT", "#", "//", "/*", "*/", "\n", " ", "var.x", "env.name", "pipeline.name", "vpc.id", "a.b[0]",
     "join", "concat(", "cidrsubnet(\"10.0.0.0/16\", 8, 300)", "format(\"%d\", \"x\")", "length(", "string", "number",
