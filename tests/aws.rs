@@ -62,7 +62,8 @@ impl Scenario {
     /// approvals of each delete, which `--yes` does not give. The
     /// undeploy's output, and how many gates were approved.
     fn undeploy_approving(&self) -> (Output, usize) {
-        let child = self.command(self.args("undeploy", &[])).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+        let mut command = self.command(self.args("undeploy", &[]));
+        let child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
         let mut undeploy = Running::new(child.expect("the binary starts"));
         let deadline = Instant::now() + Duration::from_secs(600);
         let mut approved = 0;
