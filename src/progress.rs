@@ -7,14 +7,23 @@ use std::path::PathBuf;
 
 use stackpipe_runtime::control::{ControlClient, Request};
 use stackpipe_runtime::run::{GateSelector, RunEvent};
-use stackpipe_runtime::state::{read_owner, Decision, Status};
+use stackpipe_runtime::state::{read_owner, Decision, GateKind, Status};
 use tokio::sync::mpsc;
 
 /// Renders events until the run ends: JSON lines, a live view on a
 /// terminal, or one plain line per event. `ask`: at a gate, ask on the
-/// terminal (stdin) whether to approve.
-pub async fn print_events(mut rx: mpsc::UnboundedReceiver<RunEvent>, json: bool, ask: bool, state_dir: PathBuf) {
+/// terminal (stdin) whether to approve. `yes`: the run was started with
+/// `--yes`, which a policy's approval does not take: when one waits, say so
+/// on stderr, and how to give it.
+pub async fn print_events(
+    mut rx: mpsc::UnboundedReceiver<RunEvent>,
+    json: bool,
+    ask: bool,
+    yes: bool,
+    state_dir: PathBuf,
+) {
     let mut prompter = Prompter::new(ask && !json && std::io::stdin().is_terminal(), state_dir);
+    prompter.yes = yes;
     if !json && std::io::stdout().is_terminal() {
         return live_view(rx, prompter).await;
     }
@@ -32,6 +41,9 @@ pub async fn print_events(mut rx: mpsc::UnboundedReceiver<RunEvent>, json: bool,
                     let _ = writeln!(out, "{ask}");
                 }
                 let _ = out.flush();
+                if let Some(note) = prompter.not_by_yes(&e) {
+                    eprintln!("{note}");
+                }
             }
             Some(answer) = prompter.answer() => {
                 let said = prompter.decide(answer).await;
@@ -111,6 +123,9 @@ async fn live_view(mut rx: mpsc::UnboundedReceiver<RunEvent>, mut prompter: Prom
         if let Some(ask) = prompter.see(&e) {
             let _ = multi.println(ask);
         }
+        if let Some(note) = prompter.not_by_yes(&e) {
+            multi.suspend(|| eprintln!("{note}"));
+        }
         let running = bars.len();
         let waiting = prompter.waiting.len();
         summary.set_message(format!(
@@ -129,6 +144,8 @@ struct Prompter {
     state_dir: PathBuf,
     waiting: VecDeque<(String, Option<String>)>,
     answers: Option<mpsc::UnboundedReceiver<String>>,
+    /// The run was started with `--yes`.
+    yes: bool,
 }
 
 impl Prompter {
@@ -148,7 +165,7 @@ impl Prompter {
             (spawned.is_ok(), rx)
         });
         let answers = answers.and_then(|(ok, rx)| ok.then_some(rx));
-        Prompter { run: String::new(), state_dir, waiting: VecDeque::new(), answers }
+        Prompter { run: String::new(), state_dir, waiting: VecDeque::new(), answers, yes: false }
     }
 
     /// Keeps track of the gates; the question to ask, if any.
@@ -171,6 +188,25 @@ impl Prompter {
             _ => {}
         }
         None
+    }
+
+    /// For a run started with `--yes`, at a gate a policy asked for: that
+    /// `--yes` did not approve it, and how a person does.
+    fn not_by_yes(&self, e: &RunEvent) -> Option<String> {
+        let RunEvent::Waiting { environment, node, gate: GateKind::Policy, .. } = e else { return None };
+        if !self.yes {
+            return None;
+        }
+        let mut how = format!("stackpipe approve {} --env {environment}", self.run);
+        if let Some(n) = node {
+            how.push_str(&format!(" --node {n}"));
+        }
+        let place = node.as_ref().map(|n| format!("{environment}/{n}")).unwrap_or_else(|| environment.clone());
+        let here = if self.answers.is_some() { "answer here (y or n), or run" } else { "run" };
+        Some(format!(
+            "note: {place} waits for the approval a policy requires, which --yes does not give: a person decides. \
+             To approve, {here} `{how}` (or `stackpipe reject ...`) from another terminal; the run waits until then."
+        ))
     }
 
     fn question(&self) -> Option<String> {

@@ -37,8 +37,10 @@ pub struct RunArgs {
     /// One JSON event per line on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Approve every gate without asking (pauses, node gates, policy
-    /// approvals), except environments with `approval = true`.
+    /// Approve pauses (`pause_before_apply`) and node gates (`gate = "after"`)
+    /// without asking. Never an environment's `approval = true` (see
+    /// --approve-env), nor an approval a policy requires: a person gives that
+    /// with `stackpipe approve` (or at the running terminal).
     #[arg(long)]
     pub yes: bool,
     /// Approve environment E's `approval = true` gate in advance (repeatable).
@@ -330,7 +332,7 @@ fn run_loaded(pipeline: &LoadedPipeline, a: RunArgs, mode: Mode, opts: RunOption
             "\nstopping: operations in flight will finish; nothing new starts (Ctrl-C again to see this again)",
         ));
         let (tx, rx) = mpsc::unbounded_channel();
-        let printer = tokio::spawn(crate::progress::print_events(rx, a.json, true, state_dir));
+        let printer = tokio::spawn(crate::progress::print_events(rx, a.json, true, a.yes, state_dir));
         let r = steered_run(pipeline, mode, host, store, &opts, Steering { events: Events::new(tx), stop }).await;
         let _ = printer.await;
         r

@@ -219,10 +219,10 @@ async fn run_cycle(
     crate::run_cmd::preflight_first(&p, mode, host.clone(), store.clone(), &opts, a.json).await.ok()?;
     let (tx, rx) = mpsc::unbounded_channel();
     // Gates are decided with `stackpipe approve` from another terminal (or
-    // --yes): the watch's own terminal is not read, so a save is never
+    // --yes, but for policies' approvals): the watch's own terminal is not read, so a save is never
     // mistaken for an answer.
     let printer =
-        tokio::spawn(crate::progress::print_events(rx, a.json, false, a.state.dir_for(Some(&a.pipeline.file))));
+        tokio::spawn(crate::progress::print_events(rx, a.json, false, a.yes, a.state.dir_for(Some(&a.pipeline.file))));
     let steering = Steering { events: Events::new(tx), stop };
     let result = crate::run_cmd::steered_run(&p, mode, host, store, &opts, steering).await;
     let _ = printer.await;

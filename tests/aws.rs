@@ -9,10 +9,11 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use common::moto::{repo, Moto};
-use common::text;
+use common::{finish, text, Running};
 use serde_json::Value;
 
 /// The example, copied into a temp directory with its state beside it.
@@ -28,7 +29,7 @@ impl Scenario {
         Scenario { dir, endpoint: moto.url() }
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    fn command(&self, args: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_stackpipe"));
         c.args(args)
             .current_dir(self.dir.path())
@@ -41,17 +42,45 @@ impl Scenario {
 
     /// `stackpipe CMD aws-env.pipeline --env dev --var aws_endpoint=... --yes ARGS`
     fn run(&self, cmd: &str, args: &[&str]) -> Output {
-        let var = format!("aws_endpoint={}", self.endpoint);
-        let mut all = vec![cmd, "aws-env.pipeline", "--env", "dev", "--var", &var];
+        self.command(self.args(cmd, args)).output().expect("the binary runs")
+    }
+
+    /// The arguments of [`Self::run`]: `--yes` for a deploy or an undeploy
+    /// (it opens no policy's gate: see [`Self::undeploy_approving`]).
+    fn args(&self, cmd: &str, args: &[&str]) -> Vec<String> {
+        let mut all = vec![cmd.to_string(), "aws-env.pipeline".into(), "--env".into(), "dev".into(), "--var".into()];
+        all.push(format!("aws_endpoint={}", self.endpoint));
         if matches!(cmd, "deploy" | "undeploy") {
-            all.push("--yes");
+            all.push("--yes".into());
         }
-        all.extend_from_slice(args);
-        self.command(&all).output().expect("the binary runs")
+        all.extend(args.iter().map(|a| a.to_string()));
+        all
+    }
+
+    /// `run("undeploy")`, in the background, while another process approves
+    /// what waits (`stackpipe approve --all`) until it ends: the policy's
+    /// approvals of each delete, which `--yes` does not give. The
+    /// undeploy's output, and how many gates were approved.
+    fn undeploy_approving(&self) -> (Output, usize) {
+        let mut command = self.command(self.args("undeploy", &[]));
+        let child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+        let mut undeploy = Running::new(child.expect("the binary starts"));
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut approved = 0;
+        while undeploy.child().try_wait().expect("the undeploy can be waited for").is_none() {
+            assert!(Instant::now() < deadline, "the undeploy is still running");
+            let o = self.command(["approve", "--all", "--comment", "scenario teardown"]).output().expect("approve runs");
+            // Exit 2 when nothing waits yet (or the run just ended).
+            if o.status.code() == Some(0) {
+                approved += text(&o.stdout).lines().filter(|l| l.starts_with("approved ")).count();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (finish(undeploy), approved)
     }
 
     fn status(&self) -> Value {
-        let o = self.command(&["status", "--json"]).output().expect("the binary runs");
+        let o = self.command(["status", "--json"]).output().expect("the binary runs");
         assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
         serde_json::from_slice(&o.stdout).expect("status --json is JSON")
     }
@@ -177,12 +206,23 @@ fn deploy_builds_the_scenario_in_order_and_undeploy_removes_it_in_reverse() {
         assert_eq!((&apply["status"], &apply["message"]), (&"skipped".into(), &"no changes".into()), "{n}");
     }
 
-    // Undeploy: dependents first, from stackpipe's record (moto accepts most
-    // wrong-order deletes, so it proves nothing).
-    let out = succeeded(&s.run("undeploy", &[]));
+    // Undeploy: the example's protect-stateful policy asks a person to
+    // approve every delete, --yes or not; approved from another process.
+    let (o, approved) = s.undeploy_approving();
+    let out = succeeded(&o);
     assert!(out.contains("succeeded"), "{out}");
+    assert!(text(&o.stderr).contains("which --yes does not give"), "{}", text(&o.stderr));
     let status = s.status();
     assert_eq!(status["operation"], "undeploy");
+    let decisions = status["decisions"].as_array().expect("decisions");
+    assert_eq!((decisions.len(), approved), (12, 12), "{decisions:#?}");
+    for d in decisions {
+        assert_eq!((&d["gate"], &d["decision"]), (&"policy".into(), &"approved".into()), "{d}");
+        assert!(!d["by"].as_str().unwrap_or_default().contains("--yes"), "a person approved it: {d}");
+        assert!(d["reason"].as_str().unwrap_or_default().contains("policy `protect` requires approval: will delete"), "{d}");
+    }
+    // Dependents first, from stackpipe's record (moto accepts most
+    // wrong-order deletes, so it proves nothing).
     let destroyed = nodes(&status);
     for (n, deps) in EDGES {
         let finished = ms(node(&destroyed, n), "finished_ms");

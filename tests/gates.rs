@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
-use common::{text, Project, TEST_PLUGIN};
+use common::{finish, finish_within, spawn, text, wait_status, Project, TEST_PLUGIN};
 use serde_json::Value;
 
 fn pipeline(rest: &str) -> String {
@@ -19,53 +19,6 @@ fn pipeline(rest: &str) -> String {
 fn whoami() -> String {
     let o = std::process::Command::new("id").arg("-un").output().expect("id runs");
     text(&o.stdout).trim().to_string()
-}
-
-/// A process of the binary that is killed if the test ends (or fails) first.
-struct Running(Option<Child>);
-
-impl Running {
-    fn kill(&mut self) {
-        if let Some(c) = self.0.as_mut() {
-            c.kill().expect("kill -9");
-            c.wait().expect("the runner is gone");
-        }
-    }
-    fn child(&mut self) -> &mut Child {
-        self.0.as_mut().expect("still running")
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn spawn(p: &Project, args: &[&str]) -> Running {
-    let child = p.command(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
-    Running(Some(child.expect("the binary starts")))
-}
-
-/// `status --json` from another process until `ready` holds for it.
-fn wait_status(p: &Project, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let o = p.run(&["status", "--json"]);
-        if o.status.code() == Some(0) {
-            if let Ok(doc) = serde_json::from_slice::<Value>(&o.stdout) {
-                if ready(&doc) {
-                    return doc;
-                }
-                assert!(Instant::now() < deadline, "timed out waiting for {what}; last status: {doc:#}");
-            }
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {}", text(&o.stderr));
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// An environment of a status document (null while the run has not announced it).
@@ -81,11 +34,6 @@ fn node<'a>(doc: &'a Value, env_name: &str, name: &str) -> &'a Value {
 fn ok(o: &Output) -> String {
     assert_eq!(o.status.code(), Some(0), "{}\n{}", text(&o.stdout), text(&o.stderr));
     text(&o.stdout)
-}
-
-fn finish(mut running: Running) -> Output {
-    let child = running.0.take().expect("still running");
-    child.wait_with_output().expect("the run ends")
 }
 
 #[test]
@@ -200,19 +148,6 @@ resource dns "t.step" { cdn = cdn.id }
     let again = finish_within(spawn(&p, &["deploy", "demo.pipeline"]), Duration::from_secs(30));
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
     assert_eq!(p.ledger().len(), 4);
-}
-
-/// Waits for `child` at most `limit`; a run still going then is a failure.
-fn finish_within(mut running: Running, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    while running.child().try_wait().expect("the child can be waited for").is_none() {
-        if Instant::now() > deadline {
-            running.kill();
-            panic!("still running after {limit:?}: {}", text(&finish(running).stdout));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    finish(running)
 }
 
 #[test]

@@ -17,7 +17,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{text, Project};
+use common::{finish, spawn, text, wait_status, Project};
 use serde_json::Value;
 
 /// The built component (scripts/py-policy.sh, once per test binary).
@@ -68,6 +68,11 @@ fn first_load() -> &'static FirstLoad {
 /// A project with two `test` provisioners (`db`, whose resources the policy
 /// protects, and `t`), a `local` one, and the Python policy `guard`.
 fn project(policy_config: &str) -> Project {
+    project_with_flow(policy_config, "")
+}
+
+/// [`project`], with `flow` in the pipeline's `flow { }`.
+fn project_with_flow(policy_config: &str, flow: &str) -> Project {
     first_load();
     Project::with_pipeline(&format!(
         r#"pipeline "demo"
@@ -104,6 +109,8 @@ plugin guard {{
   }}
 }}
 
+flow {{ {flow} }}
+
 environment dev {{}}
 
 resource data    "db.step" {{}}
@@ -138,13 +145,30 @@ fn the_python_policy_allows_creates_asks_before_a_replace_and_denies_deleting_a_
         ),
         "{plan}"
     );
-    // --yes approves it, and the decision is recorded.
-    let out = ok(&p.run(&["deploy", "demo.pipeline", "--var", "note_path=out/note2.txt", "--yes"]));
+    // --yes does not approve it: the run waits, says on stderr how a person
+    // approves it, and `approve` from another terminal opens the gate.
+    let deploy = spawn(&p, &["deploy", "demo.pipeline", "--var", "note_path=out/note2.txt", "--yes"]);
+    let doc = wait_status(&p, "note to wait for the policy's approval", |d| {
+        d["run"] == "r000002" && Project::node(d, "note")["status"] == "waiting"
+    });
+    assert_eq!(Project::node(&doc, "note")["waiting_for"]["gate"], "policy", "{doc:#}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(Project::node(&p.status(None), "note")["status"], "waiting", "--yes did not open the gate");
+    assert!(p.path().join("out/note.txt").is_file() && !p.path().join("out/note2.txt").exists());
+    let approved = ok(&p.run(&["approve", "--node", "note", "--comment", "moving the note is fine"]));
+    assert!(approved.contains("approved dev/note (policy gate)"), "{approved}");
+    let o = finish(deploy);
+    let out = ok(&o);
     assert!(out.contains("dev/note: approved by"), "{out}");
+    let err = text(&o.stderr);
+    assert!(err.contains("dev/note waits for the approval a policy requires, which --yes does not give"), "{err}");
+    assert!(err.contains("`stackpipe approve r000002 --env dev --node note`"), "{err}");
     let doc = p.status(None);
     let decision = &doc["decisions"][0];
     assert_eq!((decision["node"].as_str(), decision["gate"].as_str()), (Some("note"), Some("policy")), "{doc:#}");
-    assert!(decision["by"].as_str().unwrap().ends_with("(--yes)"), "{doc:#}");
+    let by = decision["by"].as_str().unwrap();
+    assert!(!by.contains("--yes"), "a person approved it: {doc:#}");
+    assert_eq!(decision["comment"], "moving the note is fine", "{doc:#}");
     assert!(p.path().join("out/note2.txt").is_file() && !p.path().join("out/note.txt").exists());
 
     // Undeploying: deleting `data` (a db.* type) is denied, the rest goes.
@@ -168,6 +192,27 @@ fn the_python_policy_allows_creates_asks_before_a_replace_and_denies_deleting_a_
     let state = ok(&p.run(&["state", "list"]));
     assert!(state.contains("demo/dev/data"), "{state}");
     assert!(!state.contains("demo/dev/scratch") && !state.contains("demo/dev/note"), "{state}");
+}
+
+#[test]
+fn with_preview_false_the_python_policy_still_asks_before_a_replace() {
+    let p = project_with_flow(r#"deny_delete = ["db."]"#, "preview = false");
+    ok(&p.run(&["deploy", "demo.pipeline"]));
+    // The flow skips the preview, not the policy: the replacement waits for
+    // a person, who rejects it; the file stays where it was.
+    let deploy = spawn(&p, &["deploy", "demo.pipeline", "--var", "note_path=out/note2.txt"]);
+    let doc = wait_status(&p, "note to wait for the policy's approval", |d| {
+        d["run"] == "r000002" && Project::node(d, "note")["status"] == "waiting"
+    });
+    let gate = &Project::node(&doc, "note")["waiting_for"];
+    assert_eq!(gate["gate"], "policy", "{doc:#}");
+    assert!(gate["reason"].as_str().unwrap().contains("py-policy: replacing `note` (local.file)"), "{gate}");
+    ok(&p.run(&["reject", "--node", "note", "--comment", "keep it where it is"]));
+    let o = finish(deploy);
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", text(&o.stdout), text(&o.stderr));
+    let doc = p.status(None);
+    assert_eq!(Project::node(&doc, "note")["status"], "skipped", "{doc:#}");
+    assert!(p.path().join("out/note.txt").is_file() && !p.path().join("out/note2.txt").exists());
 }
 
 #[test]

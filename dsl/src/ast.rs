@@ -183,13 +183,69 @@ pub struct CredentialsDecl {
     pub span: Span,
 }
 
-/// `flow { refresh = .. preview = .. pause_before_apply = .. }`
+/// A key of a `flow` block that sets how runs go (and that `locked` can name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlowKey {
+    Refresh,
+    Preview,
+    PauseBeforeApply,
+    /// What a failed node stops: set for a pipeline or an environment only.
+    OnFailure,
+}
+
+impl FlowKey {
+    pub const ALL: [(&'static str, FlowKey); 4] = [
+        ("refresh", FlowKey::Refresh),
+        ("preview", FlowKey::Preview),
+        ("pause_before_apply", FlowKey::PauseBeforeApply),
+        ("on_failure", FlowKey::OnFailure),
+    ];
+    pub fn name(self) -> &'static str {
+        FlowKey::ALL.iter().find(|(_, k)| *k == self).map(|(n, _)| *n).unwrap_or("?")
+    }
+    pub fn named(name: &str) -> Option<FlowKey> {
+        FlowKey::ALL.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
+    }
+}
+
+/// `flow { refresh = .. preview = .. pause_before_apply = .. on_failure = .. locked = [..] }`.
+/// Each key keeps how it was written (its name's span too): a lock points at
+/// the key that overrides it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FlowBlock {
-    pub refresh: Option<Expr>,
-    pub preview: Option<Expr>,
-    pub pause_before_apply: Option<Expr>,
+    pub refresh: Option<Attribute>,
+    pub preview: Option<Attribute>,
+    pub pause_before_apply: Option<Attribute>,
+    /// `"stop-dependents"` or `"stop-all"`; never set on a resource (reported
+    /// when written there, and left out).
+    pub on_failure: Option<Attribute>,
+    /// `locked = ["preview", ..]`: the keys no lower scope may set (the
+    /// pipeline's lock environments and resources, an environment's its
+    /// resources), each with where it is named. Empty on a resource.
+    pub locked: Vec<(FlowKey, Span)>,
     pub span: Span,
+}
+
+impl FlowBlock {
+    /// The attribute that sets `key` here, if any.
+    pub fn get(&self, key: FlowKey) -> Option<&Attribute> {
+        match key {
+            FlowKey::Refresh => self.refresh.as_ref(),
+            FlowKey::Preview => self.preview.as_ref(),
+            FlowKey::PauseBeforeApply => self.pause_before_apply.as_ref(),
+            FlowKey::OnFailure => self.on_failure.as_ref(),
+        }
+    }
+
+    /// Where this block locks `key`, if it does.
+    pub fn lock_of(&self, key: FlowKey) -> Option<Span> {
+        self.locked.iter().find(|(k, _)| *k == key).map(|(_, s)| *s)
+    }
+
+    /// The values this block sets, for the checks of their references.
+    pub fn values(&self) -> impl Iterator<Item = &Expr> {
+        FlowKey::ALL.into_iter().filter_map(|(_, k)| self.get(k)).map(|a| &a.value)
+    }
 }
 
 /// `environment name { after = .. approval = .. vars {..} flow {..} credentials p {..} }`

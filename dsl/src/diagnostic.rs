@@ -29,6 +29,7 @@ pub enum Code {
     Evaluation,
     TooDeep,
     ReservedName,
+    LockedFlowKey,
 }
 
 impl Code {
@@ -53,6 +54,7 @@ impl Code {
             Code::Evaluation => "evaluation",
             Code::TooDeep => "too_deep",
             Code::ReservedName => "reserved_name",
+            Code::LockedFlowKey => "locked_flow_key",
         }
     }
 }

@@ -76,6 +76,36 @@ impl Default for FlowPolicy {
     }
 }
 
+/// What a failed node stops in its environment (`on_failure`), resolved
+/// environment > pipeline > the default. The environments after a failed
+/// one never start, whichever it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// Only the failed node's dependents, transitively (seed 000): independent
+    /// branches run on.
+    #[default]
+    StopDependents,
+    /// Everything not started yet (seed 004): what is in flight finishes,
+    /// nothing new starts.
+    StopAll,
+}
+
+impl OnFailure {
+    pub const ALL: [(&'static str, OnFailure); 2] =
+        [("stop-dependents", OnFailure::StopDependents), ("stop-all", OnFailure::StopAll)];
+    /// As written in a `flow` block.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnFailure::StopDependents => "stop-dependents",
+            OnFailure::StopAll => "stop-all",
+        }
+    }
+    pub fn named(name: &str) -> Option<OnFailure> {
+        OnFailure::ALL.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
+    }
+}
+
 /// Where a plugin's component comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -146,6 +176,8 @@ pub struct EnvironmentPlan {
     /// governs a resource the file no longer declares (an orphan being
     /// destroyed).
     pub environment_flow: FlowPolicy,
+    /// What a failed node stops here.
+    pub on_failure: OnFailure,
     pub plugins: BTreeMap<String, PluginSpec>,
     /// Keyed by provisioner name.
     pub credentials: BTreeMap<String, CredentialsBinding>,

@@ -29,7 +29,7 @@ pub mod sensitive;
 pub use compile::{compile, CompileOptions, DEFAULT_ENVIRONMENT};
 pub use diagnostic::{Code, Diagnostic, Diagnostics};
 pub use graph::{
-    CredentialsBinding, Dependency, EnvironmentPlan, FlowPolicy, Grants, Limits, PipelineGraph, PluginSource,
+    CredentialsBinding, Dependency, EnvironmentPlan, FlowPolicy, Grants, Limits, OnFailure, PipelineGraph, PluginSource,
     PluginSpec, ResourceNode, Wiring,
 };
 pub use selection::UnknownTarget;

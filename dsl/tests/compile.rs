@@ -1,6 +1,6 @@
 //! Compilation: graph shape, levels, walk orders, value and flow resolution.
 
-use stackpipe_dsl::{load, Code, CompileOptions, FlowPolicy, PipelineGraph, PluginSource};
+use stackpipe_dsl::{load, Code, CompileOptions, FlowPolicy, OnFailure, PipelineGraph, PluginSource};
 
 const PLUGINS: &str = r#"
 plugin t { kind = "provisioner" source = "builtin:test" }
@@ -270,6 +270,144 @@ resource risky "t.step" { flow { pause_before_apply = var.careful } }
     // What no resource declares (an orphan being destroyed) gets the environment's own.
     assert_eq!(g.environment("dev").unwrap().environment_flow, p(false, true, false));
     assert_eq!(g.environment("prod").unwrap().environment_flow, p(false, true, true));
+}
+
+#[test]
+fn on_failure_resolves_environment_over_pipeline_over_stopping_the_dependents() {
+    let g = compile(
+        r#"
+flow { on_failure = "stop-all" }
+environment dev { flow { on_failure = "stop-dependents" } }
+environment staging { after = dev }
+environment prod { after = staging }
+resource r "t.step" {}
+"#,
+    );
+    let policy = |env: &str| g.environment(env).unwrap().on_failure;
+    assert_eq!(policy("dev"), OnFailure::StopDependents);
+    assert_eq!(policy("staging"), OnFailure::StopAll);
+    assert_eq!(policy("prod"), OnFailure::StopAll);
+    assert_eq!(compile(r#"resource r "t.step" {}"#).environments[0].on_failure, OnFailure::StopDependents);
+    // Computed per environment, like any flow key.
+    let g = compile(
+        r#"
+flow { on_failure = lookup({ dev = "stop-dependents", prod = "stop-all" }, env.name) }
+environment dev {}
+environment prod { after = dev }
+resource r "t.step" {}
+"#,
+    );
+    assert_eq!(g.environment("dev").unwrap().on_failure, OnFailure::StopDependents);
+    assert_eq!(g.environment("prod").unwrap().on_failure, OnFailure::StopAll);
+}
+
+#[test]
+fn a_bad_failure_policy_is_reported_with_the_ones_there_are() {
+    let e = errors(
+        r#"
+environment dev { flow { on_failure = "stop_all" } }
+environment prod { after = dev  flow { on_failure = true } }
+resource r "t.step" { flow { on_failure = "stop-all" } }
+"#,
+        CompileOptions::default(),
+    );
+    let found: Vec<(Code, &str, Option<&str>)> = e.iter().map(|d| (d.code, d.message.as_str(), d.help.as_deref())).collect();
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert_eq!(found[0].0, Code::InvalidValue);
+    assert_eq!(found[0].1, "`stop_all` is not a failure policy");
+    assert_eq!(found[0].2, Some("did you mean `stop-all`?"));
+    assert_eq!((found[1].0, found[1].1), (Code::TypeMismatch, "`on_failure` must be a string"));
+    assert_eq!((found[2].0, found[2].1), (Code::UnknownKey, "`on_failure` cannot be set in the `flow` of resource `r`"));
+}
+
+#[test]
+fn a_key_locked_above_cannot_be_set_below_and_the_error_points_at_both() {
+    let src = r#"
+flow {
+  preview = true
+  locked  = ["preview", on_failure]
+}
+environment dev { flow { preview = false  refresh = false } }
+environment prod {
+  after = dev
+  flow {
+    on_failure = "stop-all"
+    locked     = ["refresh"]
+  }
+}
+resource a "t.step" { flow { preview = false } }
+resource b "t.step" { flow { refresh = false  pause_before_apply = true } }
+resource c "t.step" { flow { pause_before_apply = true } }
+"#;
+    let full = format!("{PLUGINS}{src}");
+    let at = |needle: &str, nth: usize| full.match_indices(needle).nth(nth).map(|(i, _)| i).expect(needle);
+    let e = errors(src, CompileOptions::default());
+    assert!(e.iter().all(|d| d.code == Code::LockedFlowKey), "{e:#?}");
+    // Each points at the key set below (first) and at where it is locked.
+    let found: Vec<(&str, Vec<usize>)> =
+        e.iter().map(|d| (d.message.as_str(), d.labels.iter().map(|l| l.span.start).collect())).collect();
+    assert_eq!(
+        found,
+        [
+            ("environment `dev` sets `preview`, which the pipeline's `flow` locks", vec![at("preview", 2), at("\"preview\"", 0)]),
+            ("environment `prod` sets `on_failure`, which the pipeline's `flow` locks", vec![at("on_failure", 1), at("on_failure", 0)]),
+            ("resource `a` sets `preview`, which the pipeline's `flow` locks", vec![at("preview", 3), at("\"preview\"", 0)]),
+            (
+                "resource `b` sets `refresh`, which the `flow` of environment `prod` locks",
+                vec![at("refresh", 2), at("\"refresh\"", 0)]
+            ),
+        ],
+        "{e:#?}"
+    );
+    assert!(e[3].help.as_deref().unwrap().contains("a resource's `flow` applies in every environment"), "{:?}", e[3].help);
+    // The value a lock fixes is the one every scope below gets.
+    let g = compile(
+        r#"
+flow { preview = true  locked = ["preview"] }
+environment dev { flow { refresh = false } }
+resource a "t.step" { flow { pause_before_apply = true } }
+"#,
+    );
+    let flow = g.environments[0].flow_of(g.find("a").unwrap());
+    assert_eq!(flow, FlowPolicy { refresh: false, preview: true, pause_before_apply: true });
+}
+
+#[test]
+fn locked_names_flow_keys_only() {
+    let e = errors(
+        r#"
+flow { locked = ["preveiw", "locked", 3] }
+environment dev { flow { locked = "refersh" } }
+resource a "t.step" { flow { locked = ["preview"] } }
+"#,
+        CompileOptions::default(),
+    );
+    let found: Vec<(Code, &str, Option<&str>)> = e.iter().map(|d| (d.code, d.message.as_str(), d.help.as_deref())).collect();
+    assert_eq!(
+        found,
+        [
+            (Code::UnknownKey, "`locked` names `preveiw`, which is not a flow key", Some("did you mean `preview`?")),
+            (
+                Code::UnknownKey,
+                "`locked` names `locked`, which is not a flow key",
+                Some("the keys that can be locked are: refresh, preview, pause_before_apply, on_failure")
+            ),
+            (
+                Code::InvalidValue,
+                "`locked` takes the names of flow keys",
+                Some("list the keys to lock, like `locked = [\"preview\", \"on_failure\"]`")
+            ),
+            (Code::UnknownKey, "`locked` names `refersh`, which is not a flow key", Some("did you mean `refresh`?")),
+            (
+                Code::UnknownKey,
+                "`locked` cannot be set in the `flow` of resource `a`",
+                Some(
+                    "nothing is below a resource to lock keys for: lock them in the pipeline's `flow` (for every \
+                     environment and resource) or an environment's (for its resources)"
+                )
+            ),
+        ]
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@
 pub mod moto;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -87,3 +87,74 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+
+/// A process of the binary that is killed if the test ends (or fails) first.
+pub struct Running(Option<Child>);
+
+impl Running {
+    pub fn new(child: Child) -> Running {
+        Running(Some(child))
+    }
+    pub fn kill(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            c.kill().expect("kill -9");
+            c.wait().expect("the runner is gone");
+        }
+    }
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("still running")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The binary run with `args` in `p`, in the background, with no terminal:
+/// stdout and stderr are kept for [`finish`].
+pub fn spawn(p: &Project, args: &[&str]) -> Running {
+    let child = p.command(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    Running::new(child.expect("the binary starts"))
+}
+
+/// `status --json` from another process until `ready` holds for it.
+pub fn wait_status(p: &Project, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = p.run(&["status", "--json"]);
+        if o.status.code() == Some(0) {
+            if let Ok(doc) = serde_json::from_slice::<Value>(&o.stdout) {
+                if ready(&doc) {
+                    return doc;
+                }
+                assert!(Instant::now() < deadline, "timed out waiting for {what}; last status: {doc:#}");
+            }
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {}", text(&o.stderr));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits for the process to end; what it printed.
+pub fn finish(mut running: Running) -> Output {
+    let child = running.0.take().expect("still running");
+    child.wait_with_output().expect("the run ends")
+}
+
+/// Waits for the process at most `limit`; a run still going then is a failure.
+pub fn finish_within(mut running: Running, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    while running.child().try_wait().expect("the child can be waited for").is_none() {
+        if Instant::now() > deadline {
+            running.kill();
+            panic!("still running after {limit:?}: {}", text(&finish(running).stdout));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    finish(running)
+}

@@ -1,8 +1,9 @@
 //! The checks of what a file declares: names given twice or reserved, the
 //! pipeline's name, plugins and their use (a resource's type names a
 //! provisioner, credentials bind a provisioner to a resolver), environments,
-//! flow blocks and gates. Each reports its mistakes and goes on; the
-//! expressions they hold go through the checks of `references`.
+//! flow blocks (and the keys they lock) and gates. Each reports its mistakes
+//! and goes on; the expressions they hold go through the checks of
+//! `references`.
 
 use std::collections::HashMap;
 
@@ -206,8 +207,49 @@ impl<'a> Compiler<'a> {
 
     /// The references in a `flow` block of `owner`.
     pub(super) fn flow_refs(&mut self, f: &FlowBlock, owner: &str) {
-        for e in [&f.refresh, &f.preview, &f.pause_before_apply].into_iter().flatten() {
+        for e in f.values() {
             self.refs(e, Place::Static, owner);
+        }
+    }
+
+    /// Flow keys set below a scope that locks them: in an environment's
+    /// `flow` when the pipeline's locks them, in a resource's when the
+    /// pipeline's or any environment's does (a resource's `flow` applies in
+    /// every environment). Each override is reported once, pointing at the
+    /// highest lock it breaks.
+    pub(super) fn check_flow_locks(&mut self) {
+        let m = self.m;
+        let pipeline = m.flows.first().filter(|f| !f.locked.is_empty());
+        let env_locks: Vec<(&EnvironmentDecl, &FlowBlock)> = m
+            .environments
+            .iter()
+            .filter_map(|e| e.flow.as_ref().filter(|f| !f.locked.is_empty()).map(|f| (e, f)))
+            .collect();
+        if pipeline.is_none() && env_locks.is_empty() {
+            return;
+        }
+        for e in &m.environments {
+            let (Some(p), Some(f)) = (pipeline, &e.flow) else { continue };
+            let owner = format!("environment `{}`", e.name);
+            for &(key, at) in &p.locked {
+                if let Some(set) = f.get(key) {
+                    self.diags.push(locked_key((key, at), set, &owner, Lock::Pipeline));
+                }
+            }
+        }
+        for r in &m.resources {
+            let Some(f) = &r.flow else { continue };
+            let owner = format!("resource `{}`", r.name);
+            for (_, key) in FlowKey::ALL {
+                let Some(set) = f.get(key) else { continue };
+                let lock = match pipeline.and_then(|p| p.lock_of(key)) {
+                    Some(at) => Some((at, Lock::Pipeline)),
+                    None => env_locks.iter().find_map(|(e, f)| f.lock_of(key).map(|at| (at, Lock::Environment(&e.name)))),
+                };
+                if let Some((at, by)) = lock {
+                    self.diags.push(locked_key((key, at), set, &owner, by));
+                }
+            }
         }
     }
 
@@ -268,6 +310,37 @@ impl<'a> Compiler<'a> {
             }
         }
     }
+}
+
+/// Which scope locks a flow key.
+#[derive(Clone, Copy)]
+enum Lock<'a> {
+    Pipeline,
+    Environment(&'a Ident),
+}
+
+/// `set` (in `owner`) sets a key that `lock` locks (where it names it).
+fn locked_key((key, lock): (FlowKey, Span), set: &Attribute, owner: &str, by: Lock) -> Diagnostic {
+    let name = key.name();
+    let (locker, scope) = match by {
+        Lock::Pipeline => ("the pipeline's `flow`".to_string(), "every environment and resource"),
+        Lock::Environment(e) => (format!("the `flow` of environment `{e}`"), "its resources"),
+    };
+    let help = match by {
+        Lock::Pipeline => format!(
+            "{locker} fixes `{name}` for {scope}: remove it from {owner} (or, to let each choose, take it out of the \
+             pipeline's `locked`)"
+        ),
+        // A resource's `flow` applies in every environment: also those that lock nothing.
+        Lock::Environment(_) => format!(
+            "{locker} fixes `{name}` for {scope}, and a resource's `flow` applies in every environment: remove it \
+             from {owner}, or set it per environment instead"
+        ),
+    };
+    Diagnostic::at(Code::LockedFlowKey, set.key.span, format!("{owner} sets `{name}`, which {locker} locks"))
+        .with_label(set.key.span, "set here")
+        .with_label(lock, "locked here")
+        .help(help)
 }
 
 /// `name` declared again; `first` is where it was first declared.

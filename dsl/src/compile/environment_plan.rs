@@ -10,8 +10,9 @@ use petgraph::graph::DiGraph;
 use serde_json::{Map, Value};
 
 use crate::ast::*;
+use crate::diagnostic::{did_you_mean, Code, Diagnostic};
 use crate::eval::{self, Scope};
-use crate::graph::{CredentialsBinding, Dependency, EnvironmentPlan, FlowPolicy, ResourceNode};
+use crate::graph::{CredentialsBinding, Dependency, EnvironmentPlan, FlowPolicy, OnFailure, ResourceNode};
 use crate::par;
 
 use super::references::varies_by_environment;
@@ -39,6 +40,7 @@ impl<'a> Compiler<'a> {
         let scope = Scope { pipeline, environment: env, vars: &vars, outputs: &eval::no_outputs };
         let environment_flow = self.environment_flow(decl, &scope);
         let flow = self.flow_policies(environment_flow, graph.node_count(), &scope);
+        let on_failure = self.on_failure(decl, &scope);
         let approval = match decl.and_then(|d| d.approval.as_ref()) {
             Some(e) => self.eval_bool(e, &scope, "`approval`").unwrap_or(false),
             None => false,
@@ -59,6 +61,7 @@ impl<'a> Compiler<'a> {
             vars,
             flow,
             environment_flow,
+            on_failure,
             plugins,
             credentials,
         }
@@ -94,16 +97,57 @@ impl<'a> Compiler<'a> {
     /// `inherited` with what `f` sets.
     fn flow(&mut self, f: &FlowBlock, inherited: FlowPolicy, scope: &Scope) -> FlowPolicy {
         let mut p = inherited;
-        if let Some(e) = &f.refresh {
-            p.refresh = self.eval_bool(e, scope, "`refresh`").unwrap_or(p.refresh);
+        if let Some(a) = &f.refresh {
+            p.refresh = self.eval_bool(&a.value, scope, "`refresh`").unwrap_or(p.refresh);
         }
-        if let Some(e) = &f.preview {
-            p.preview = self.eval_bool(e, scope, "`preview`").unwrap_or(p.preview);
+        if let Some(a) = &f.preview {
+            p.preview = self.eval_bool(&a.value, scope, "`preview`").unwrap_or(p.preview);
         }
-        if let Some(e) = &f.pause_before_apply {
-            p.pause_before_apply = self.eval_bool(e, scope, "`pause_before_apply`").unwrap_or(p.pause_before_apply);
+        if let Some(a) = &f.pause_before_apply {
+            p.pause_before_apply = self.eval_bool(&a.value, scope, "`pause_before_apply`").unwrap_or(p.pause_before_apply);
         }
         p
+    }
+
+    /// What a failed node stops in the environment `decl`: its `flow`'s
+    /// `on_failure` > the pipeline's > stop only the dependents. (A
+    /// resource's `flow` cannot say: the parser reports it there.)
+    fn on_failure(&mut self, decl: Option<&EnvironmentDecl>, scope: &Scope) -> OnFailure {
+        let m = self.m;
+        let mut policy = OnFailure::default();
+        let pipeline = m.flows.first().and_then(|f| f.on_failure.as_ref());
+        let env = decl.and_then(|d| d.flow.as_ref()).and_then(|f| f.on_failure.as_ref());
+        for a in [pipeline, env].into_iter().flatten() {
+            policy = self.failure_policy(&a.value, scope).unwrap_or(policy);
+        }
+        policy
+    }
+
+    /// The failure policy `e` names; `None` if it names none (reported).
+    fn failure_policy(&mut self, e: &Expr, scope: &Scope) -> Option<OnFailure> {
+        let names = || OnFailure::ALL.iter().map(|(n, _)| *n);
+        let value = self.eval(e, scope)?;
+        let Some(text) = value.as_str() else {
+            self.diags.push(
+                Diagnostic::at(Code::TypeMismatch, e.span, "`on_failure` must be a string")
+                    .with_label(e.span, format!("a {}", eval::type_name(&value)))
+                    .help("write `on_failure = \"stop-dependents\"` or `on_failure = \"stop-all\"`"),
+            );
+            return None;
+        };
+        if let Some(policy) = OnFailure::named(text) {
+            return Some(policy);
+        }
+        self.diags.push(
+            Diagnostic::at(Code::InvalidValue, e.span, format!("`{text}` is not a failure policy"))
+                .with_label(e.span, "not a failure policy")
+                .help(did_you_mean(text, names()).unwrap_or_else(|| {
+                    "`on_failure` is \"stop-dependents\" (a failure stops what depends on it; the default) or \
+                     \"stop-all\" (it stops everything not started yet)"
+                        .into()
+                })),
+        );
+        None
     }
 
     /// Evaluates the attributes and outputs, for their mistakes.

@@ -237,6 +237,7 @@ impl<'a> Compiler<'a> {
         for e in &m.environments {
             self.check_environment(e);
         }
+        self.check_flow_locks();
         let env_order = self.environment_order();
 
         let (graph, order) = self.resource_graph();

@@ -62,8 +62,13 @@ impl<'o> BodyReader<'o> {
         taken
     }
 
-    /// The attribute `key = value`, at most once.
+    /// The value of the attribute `key = value`, at most once.
     pub(super) fn attr(&mut self, key: &'static str, diags: &mut Vec<Diagnostic>) -> Option<Expr> {
+        self.attribute(key, diags).map(|a| a.value)
+    }
+
+    /// The attribute `key = value` as written, key and all, at most once.
+    pub(super) fn attribute(&mut self, key: &'static str, diags: &mut Vec<Diagnostic>) -> Option<Attribute> {
         let mut found: Option<Attribute> = None;
         for e in self.take_all(key) {
             match e {
@@ -81,7 +86,7 @@ impl<'o> BodyReader<'o> {
                 }
             }
         }
-        found.map(|a| a.value)
+        found
     }
 
     /// Every block `key { }` (with labels, if `labels` allows them).

@@ -89,7 +89,7 @@ impl Lower {
             Rule::flow_decl => {
                 let Some(body) = inner.next() else { return };
                 let entries = self.body(body);
-                m.flows.push(self.flow(entries, span, "the pipeline's `flow`".into()));
+                m.flows.push(self.flow(entries, span, "the pipeline's `flow`".into(), false));
             }
             Rule::environment_decl => {
                 let (Some(name), Some(body)) = (inner.next(), inner.next()) else { return };
@@ -293,17 +293,83 @@ impl Lower {
         CredentialsDecl { provisioner, resolver, config, span }
     }
 
-    /// A `flow { }` block of `owner`.
-    fn flow(&mut self, entries: Vec<Entry>, span: Span, owner: String) -> FlowBlock {
+    /// A `flow { }` block of `owner`. A resource's (`of_resource`) takes
+    /// neither `on_failure` (what a failure stops is decided for a whole
+    /// environment) nor `locked` (nothing is below a resource to lock keys
+    /// for): either is reported there, and left out.
+    fn flow(&mut self, entries: Vec<Entry>, span: Span, owner: String, of_resource: bool) -> FlowBlock {
         let mut r = BodyReader::new(entries, &owner);
-        let flow = FlowBlock {
-            refresh: r.attr("refresh", &mut self.diags),
-            preview: r.attr("preview", &mut self.diags),
-            pause_before_apply: r.attr("pause_before_apply", &mut self.diags),
+        let mut flow = FlowBlock {
+            refresh: r.attribute("refresh", &mut self.diags),
+            preview: r.attribute("preview", &mut self.diags),
+            pause_before_apply: r.attribute("pause_before_apply", &mut self.diags),
+            on_failure: r.attribute("on_failure", &mut self.diags),
+            locked: Vec::new(),
             span,
         };
+        let locked = r.attribute("locked", &mut self.diags);
         r.finish(&mut self.diags);
+        if !of_resource {
+            if let Some(l) = locked {
+                flow.locked = self.locked_keys(&l.value);
+            }
+            return flow;
+        }
+        if let Some(a) = flow.on_failure.take() {
+            self.diags.push(
+                Diagnostic::at(Code::UnknownKey, a.key.span, format!("`on_failure` cannot be set in {owner}"))
+                    .with_label(a.key.span, "not a key of a resource's `flow`")
+                    .help(
+                        "what a failure stops is decided for a whole environment: set `on_failure` in the \
+                         environment's `flow` or the pipeline's",
+                    ),
+            );
+        }
+        if let Some(a) = locked {
+            self.diags.push(
+                Diagnostic::at(Code::UnknownKey, a.key.span, format!("`locked` cannot be set in {owner}"))
+                    .with_label(a.key.span, "not a key of a resource's `flow`")
+                    .help(
+                        "nothing is below a resource to lock keys for: lock them in the pipeline's `flow` (for \
+                         every environment and resource) or an environment's (for its resources)",
+                    ),
+            );
+        }
         flow
+    }
+
+    /// The keys `locked = [..]` names: flow key names, quoted or not. An
+    /// unknown name, or something that is not a name, is reported.
+    fn locked_keys(&mut self, e: &Expr) -> Vec<(FlowKey, Span)> {
+        let items: Vec<&Expr> = match &e.kind {
+            ExprKind::List(items) => items.iter().collect(),
+            _ => vec![e],
+        };
+        let mut keys: Vec<(FlowKey, Span)> = Vec::with_capacity(items.len());
+        for item in items {
+            let word = item.as_plain_string().or_else(|| item.as_bare_ident().map(|i| i.name.to_string()));
+            let Some(word) = word else {
+                self.diags.push(
+                    Diagnostic::at(Code::InvalidValue, item.span, "`locked` takes the names of flow keys")
+                        .with_label(item.span, "not a key's name")
+                        .help("list the keys to lock, like `locked = [\"preview\", \"on_failure\"]`"),
+                );
+                continue;
+            };
+            match FlowKey::named(&word) {
+                // A key named twice is locked once.
+                Some(key) if keys.iter().any(|(k, _)| *k == key) => {}
+                Some(key) => keys.push((key, item.span)),
+                None => self.diags.push(
+                    Diagnostic::at(Code::UnknownKey, item.span, format!("`locked` names `{word}`, which is not a flow key"))
+                        .with_label(item.span, "not a flow key")
+                        .help(did_you_mean(&word, FlowKey::ALL.iter().map(|(n, _)| *n)).unwrap_or_else(|| {
+                            "the keys that can be locked are: refresh, preview, pause_before_apply, on_failure".into()
+                        })),
+                ),
+            }
+        }
+        keys
     }
 
     /// `environment name { ... }`.
@@ -316,7 +382,8 @@ impl Lower {
             Some(b) => self.attributes_of(b.entries, &format!("the `vars` of {owner}")),
             None => Vec::new(),
         };
-        let flow = r.block("flow", &mut self.diags).map(|b| self.flow(b.entries, b.span, format!("the `flow` of {owner}")));
+        let flow =
+            r.block("flow", &mut self.diags).map(|b| self.flow(b.entries, b.span, format!("the `flow` of {owner}"), false));
         let mut credentials = Vec::new();
         for b in r.blocks("credentials", 1, &mut self.diags) {
             let Some(provisioner) = b.labels.into_iter().next() else { continue };
@@ -346,7 +413,8 @@ impl Lower {
         let mut r = BodyReader::new(entries, &owner);
         let depends_on = r.attr("depends_on", &mut self.diags);
         let gate = r.attr("gate", &mut self.diags);
-        let flow = r.block("flow", &mut self.diags).map(|b| self.flow(b.entries, b.span, format!("the `flow` of {owner}")));
+        let flow =
+            r.block("flow", &mut self.diags).map(|b| self.flow(b.entries, b.span, format!("the `flow` of {owner}"), true));
         // Everything else is an attribute for the provisioner.
         let attributes = self.attributes_of(r.into_entries(), &owner);
         let depends_on = match depends_on {

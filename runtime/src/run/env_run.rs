@@ -7,9 +7,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::{Map, Value};
+use stackpipe_dsl::ast::PluginKind;
 use stackpipe_dsl::eval::{eval, EvalError, Scope};
-use stackpipe_dsl::{EnvironmentPlan, FlowPolicy, ResourceNode};
-use tokio::sync::OnceCell;
+use stackpipe_dsl::{EnvironmentPlan, FlowPolicy, OnFailure, ResourceNode};
+use tokio::sync::{watch, OnceCell};
 
 use super::execution::RunShared;
 use super::gate::GateOutcome;
@@ -133,6 +134,9 @@ pub struct EnvRun {
     /// Secret values seen so far: sensitive vars, credentials, secret
     /// attributes. Masked out of every log line and message.
     pub(super) secrets: Secrets,
+    /// The node whose failure stopped everything not started yet (under
+    /// `on_failure = "stop-all"`), once one has failed.
+    halted_by: watch::Sender<Option<String>>,
 }
 
 impl EnvRun {
@@ -183,6 +187,7 @@ impl EnvRun {
             credentials: AskedOnce::new(),
             inputs: Mutex::new(BTreeSet::new()),
             secrets,
+            halted_by: watch::channel(None).0,
             run,
             plan,
             selection,
@@ -236,18 +241,57 @@ impl EnvRun {
     }
 
     /// Waits at a gate of this environment (parking `slot` meanwhile) until
-    /// someone decides, the run stops, or what the gate guards is
-    /// cancelled. A run without gates (plan, preflight) goes straight through.
-    pub(super) async fn wait_at(&self, gate: GateInfo, slot: Option<&Slot>) -> GateOutcome {
+    /// someone decides, the run stops, or what the gate guards is cancelled
+    /// (or, with `until_halted`, a failure stops everything not started:
+    /// for a gate that guards only what can no longer start). A run without
+    /// gates (plan, preflight) goes straight through.
+    pub(super) async fn wait_at(&self, gate: GateInfo, slot: Option<&Slot>, until_halted: bool) -> GateOutcome {
         let Some(gates) = &self.run.gates else {
             return GateOutcome::Approved;
         };
         let node = gate.node.clone();
-        let wait = gates.wait_until(gate, self.run.stopped(&self.plan.name, node.as_deref()));
+        let ended = async {
+            tokio::select! {
+                () = self.run.stopped(&self.plan.name, node.as_deref()) => {}
+                () = self.until_halted(), if until_halted => {}
+            }
+        };
+        let wait = gates.wait_until(gate, ended);
         match slot {
             Some(slot) => slot.parked(wait).await,
             None => wait.await,
         }
+    }
+
+    /// What a failed node stops here. Only a deploy or an undeploy stops
+    /// everything on a failure: a plan or a preflight reports every node.
+    pub(super) fn on_failure(&self) -> OnFailure {
+        if self.run.mode.records() {
+            self.plan.on_failure
+        } else {
+            OnFailure::StopDependents
+        }
+    }
+
+    /// `node` failed: under `stop-all`, nothing not started yet starts now.
+    fn failed(&self, node: &str) {
+        if self.on_failure() == OnFailure::StopAll {
+            self.halted_by.send_if_modified(|first| {
+                // The first failure is the one that stopped the rest.
+                let news = first.is_none();
+                if news {
+                    *first = Some(node.to_string());
+                }
+                news
+            });
+        }
+    }
+
+    /// Resolves once a failure has stopped everything not started.
+    async fn until_halted(&self) {
+        let mut halted = self.halted_by.subscribe();
+        // The sender is ours: it outlives every wait.
+        let _ = halted.wait_for(Option::is_some).await;
     }
 
     /// A gate of this environment, opening now.
@@ -269,6 +313,12 @@ impl EnvRun {
             resource: node.into(),
             run_id: self.run.id.clone(),
         }
+    }
+
+    /// Whether the environment has policy plugins: they judge every change
+    /// applied or destroyed here.
+    pub(super) fn has_policies(&self) -> bool {
+        self.plan.plugins.values().any(|p| p.kind == PluginKind::Policy)
     }
 
     pub(super) fn plugin(&self, name: &str) -> Result<Arc<LoadedPlugin>, String> {
@@ -385,13 +435,14 @@ impl EnvRun {
         let deps = self.selection.waits_for(&self.run.graph, self.run.mode);
         let (done, gate_open) = (Arc::new(done), Arc::new(gate_open));
         // The walk is a task of the runtime, not a future of whoever awaits the
-        // run (the CLI's main thread, in `block_on`): a node that ends wakes it
-        // twice (its slot is freed, its task is joined), and waking a task on a
-        // busy worker is a queue push where waking a parked thread is a syscall
-        // and a context switch (10k nodes: about 15% less CPU).
+        // run (the CLI's main thread, in `block_on`): every node that ends wakes
+        // it (its task is joined), and waking a task on a busy worker is a queue
+        // push where waking a parked thread is a syscall and a context switch
+        // (10k nodes: about 15% less CPU).
         let (parallelism, stop, env) = (self.run.parallelism, self.run.stop.receiver(), self.clone());
+        let on_failure = self.on_failure();
         let walking = tokio::spawn(async move {
-            walk(&deps, parallelism, stop, |p, slot| {
+            walk(&deps, parallelism, stop, on_failure, |p, slot| {
                 let subject = env.selection.subjects()[p];
                 let (done, gate_open) = match subject {
                     Subject::Resource(i) => (done[i.index()], gate_open[i.index()]),
@@ -424,15 +475,25 @@ impl EnvRun {
         let (end, changed) =
             if done { (NodeEnd::Succeeded, true) } else { StackJob::new(self.clone(), subject).run(slot.clone()).await };
         let node = self.resource(subject);
+        if end == NodeEnd::Failed {
+            self.failed(&node.name);
+        }
         // An unchanged node has nothing new to look at: its gate stays open.
         if end != NodeEnd::Succeeded || !node.gate_after || !changed || self.run.mode != Mode::Deploy || gate_open {
             return end;
         }
+        // Its dependents will not start after a failure that stopped
+        // everything: nobody is asked about them.
+        if self.halted_by.borrow().is_some() {
+            return end;
+        }
         let reason = format!("`{}` has `gate = \"after\"`: approve before its dependents start", node.name);
         let gate = self.gate(GateKind::After, Some(&node.name), reason, None);
-        match self.wait_at(gate, Some(&slot)).await {
+        match self.wait_at(gate, Some(&slot), true).await {
             GateOutcome::Approved => NodeEnd::Succeeded,
             GateOutcome::Rejected(_) => NodeEnd::Rejected,
+            // The node itself is done; its dependents were halted anyway.
+            GateOutcome::Cancelled if self.halted_by.borrow().is_some() => NodeEnd::Succeeded,
             // Applied; its dependents must not start.
             GateOutcome::Cancelled => NodeEnd::Stopped,
         }
@@ -442,6 +503,10 @@ impl EnvRun {
     fn record_unstarted(self: &Arc<Self>, ends: &[NodeEnd]) {
         let stopped = self.run.stop.is_stopped();
         let failed_write = self.run.journal.failure();
+        // A task that panicked fails its node without saying so: then every failed node is named.
+        let first = self.halted_by.borrow().as_ref().map(|n| format!("`{n}`"));
+        let failed = first.unwrap_or_else(|| self.ended(ends, NodeEnd::Failed));
+        let halted = format!("not started: {failed} failed, and on_failure = \"stop-all\" stops everything not started");
         for (&subject, end) in self.selection.subjects().iter().zip(ends) {
             let (status, why) = match end {
                 NodeEnd::Cancelled if failed_write.is_some() => {
@@ -449,6 +514,7 @@ impl EnvRun {
                 }
                 NodeEnd::Cancelled if stopped => (Status::Cancelled, "the run was cancelled"),
                 NodeEnd::Cancelled => (Status::Cancelled, "a dependency failed"),
+                NodeEnd::Halted => (Status::Cancelled, halted.as_str()),
                 NodeEnd::Skipped => (Status::Skipped, "a gate before it was rejected"),
                 NodeEnd::Succeeded | NodeEnd::Failed | NodeEnd::Rejected | NodeEnd::Stopped => continue,
             };

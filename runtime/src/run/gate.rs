@@ -13,8 +13,10 @@ use super::events::{Events, RunEvent};
 use super::journal::{JournalError, RunJournal};
 use crate::state::{now_ms, Decision, GateDecision, GateInfo, GateKind, Write};
 
-/// Which gates open by themselves: `--yes` (every gate but an environment's
-/// `approval = true`) and `--approve-env E`.
+/// Which gates open by themselves: `--yes` (pauses and node gates) and
+/// `--approve-env E` (environment E's `approval = true`). An approval a
+/// policy requires never opens by itself: it is a person's decision, taken
+/// with `approve` (or at the running terminal).
 #[derive(Debug, Clone, Default)]
 pub struct AutoApprove {
     pub yes: bool,
@@ -102,9 +104,9 @@ impl Gates {
             GateKind::Environment if self.auto.environments.contains(&gate.environment) => {
                 format!("--approve-env {}", gate.environment)
             }
-            GateKind::Environment => return None,
-            _ if self.auto.yes => "--yes".to_string(),
-            _ => return None,
+            GateKind::Environment | GateKind::Policy => return None,
+            GateKind::After | GateKind::PauseBeforeApply if self.auto.yes => "--yes".to_string(),
+            GateKind::After | GateKind::PauseBeforeApply => return None,
         };
         Some(format!("{} ({why})", crate::os_user::current_user()))
     }
@@ -286,22 +288,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn yes_opens_every_gate_but_an_environment_approval() {
+    async fn yes_opens_pauses_and_node_gates_but_neither_an_environment_approval_nor_a_policys() {
         let dir = tempfile::tempdir().unwrap();
         let auto = AutoApprove { yes: true, environments: vec!["staging".into()] };
         let (store, g) = gates(dir.path(), auto);
         let (tx, stop) = watch::channel(false);
         assert_eq!(g.wait(gate(GateKind::PauseBeforeApply, "dev", Some("a")), stop.clone()).await, GateOutcome::Approved);
+        assert_eq!(g.wait(gate(GateKind::After, "dev", Some("a")), stop.clone()).await, GateOutcome::Approved);
         assert_eq!(g.wait(gate(GateKind::Environment, "staging", None), stop.clone()).await, GateOutcome::Approved);
         let prod = tokio::spawn({
-            let g = g.clone();
+            let (g, stop) = (g.clone(), stop.clone());
             async move { g.wait(gate(GateKind::Environment, "prod", None), stop).await }
         });
-        until_waiting(&g, 1).await;
+        let policy = tokio::spawn({
+            let g = g.clone();
+            async move { g.wait(gate(GateKind::Policy, "dev", Some("db")), stop).await }
+        });
+        until_waiting(&g, 2).await;
+        // A person approves what the policy asked for; the environment gate still waits.
+        let sel = GateSelector { node: Some("db".into()), ..Default::default() };
+        g.decide(&sel, Decision::Approved, "alice", None).await.unwrap();
+        assert_eq!(policy.await.unwrap(), GateOutcome::Approved);
         tx.send_replace(true);
         assert_eq!(prod.await.unwrap(), GateOutcome::Cancelled);
         assert!(g.waiting().is_empty());
         let by: Vec<String> = store.decisions("r1").unwrap().into_iter().map(|d| d.by).collect();
-        assert!(by[0].ends_with("(--yes)") && by[1].ends_with("(--approve-env staging)"), "{by:?}");
+        assert_eq!(by.len(), 4, "{by:?}");
+        assert!(by[0].ends_with("(--yes)") && by[1].ends_with("(--yes)"), "{by:?}");
+        assert!(by[2].ends_with("(--approve-env staging)") && by[3] == "alice", "{by:?}");
     }
 }

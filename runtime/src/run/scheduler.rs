@@ -3,10 +3,12 @@
 //!
 //! A node that fails takes its transitive dependents with it (they end
 //! `Cancelled` without starting); a node whose gate was rejected takes them
-//! too (they end `Skipped`); independent branches run on. A stop signal
-//! (Ctrl-C) lets the nodes in flight finish and cancels every node not
-//! started. The walker knows nothing of resources or plugins: it gets the
-//! dependency lists and a function that runs one node.
+//! too (they end `Skipped`); independent branches run on, unless the walk
+//! stops everything on a failure (`OnFailure::StopAll`): then the nodes in
+//! flight finish and none starts any more (they end `Halted`). A stop
+//! signal (Ctrl-C) lets the nodes in flight finish and cancels every node
+//! not started. The walker knows nothing of resources or plugins: it gets
+//! the dependency lists and a function that runs one node.
 //!
 //! Parallelism is a semaphore whose permits the walker hands to the tasks it
 //! starts, in a [`Slot`]. A task waiting for a person (at a gate) parks its
@@ -15,6 +17,7 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use stackpipe_dsl::OnFailure;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
@@ -33,10 +36,15 @@ pub enum NodeEnd {
     Stopped,
     /// Never started: a dependency's gate was rejected.
     Skipped,
+    /// Never started: another node failed, and a failure stops the whole
+    /// walk (`OnFailure::StopAll`).
+    Halted,
 }
 
 /// A node's share of the walk's parallelism. Clones share it; the walker
-/// keeps one until the node's task ends, so the share cannot be dropped early.
+/// keeps one until it has taken in how the node's task ended, so the share
+/// cannot be dropped early, nor go to another node before the walker knows
+/// whether that one may still start (not after a failure under `stop-all`).
 #[derive(Clone)]
 pub struct Slot {
     semaphore: Arc<Semaphore>,
@@ -60,9 +68,16 @@ impl Slot {
 }
 
 /// Walks `deps` (for each node, the nodes it waits for). `run(i, slot)` runs
-/// node `i` and says how it ended. `parallelism` 0 means no limit. Returns
-/// how every node ended, by index.
-pub async fn walk<F, Fut>(deps: &[Vec<usize>], parallelism: usize, mut stop: watch::Receiver<bool>, run: F) -> Vec<NodeEnd>
+/// node `i` and says how it ended. `parallelism` 0 means no limit;
+/// `on_failure` says what a failed node stops. Returns how every node
+/// ended, by index.
+pub async fn walk<F, Fut>(
+    deps: &[Vec<usize>],
+    parallelism: usize,
+    mut stop: watch::Receiver<bool>,
+    on_failure: OnFailure,
+    run: F,
+) -> Vec<NodeEnd>
 where
     F: Fn(usize, Slot) -> Fut,
     Fut: Future<Output = NodeEnd> + Send + 'static,
@@ -70,25 +85,26 @@ where
     let limit = if parallelism == 0 { Semaphore::MAX_PERMITS } else { parallelism };
     let semaphore = Arc::new(Semaphore::new(limit));
     let mut frontier = Frontier::new(deps);
-    let mut running: JoinSet<(usize, NodeEnd)> = JoinSet::new();
+    let mut running: JoinSet<(usize, NodeEnd, Slot)> = JoinSet::new();
     let mut stopped = *stop.borrow();
+    // A node failed and a failure stops everything: nothing new starts.
+    let mut halted = false;
     let mut task_node = std::collections::HashMap::new();
     let start = |node: usize,
                  permit: OwnedSemaphorePermit,
-                 running: &mut JoinSet<(usize, NodeEnd)>,
+                 running: &mut JoinSet<(usize, NodeEnd, Slot)>,
                  task_node: &mut std::collections::HashMap<tokio::task::Id, usize>| {
         let slot = Slot { semaphore: semaphore.clone(), permit: Arc::new(Mutex::new(Some(permit))) };
         let task = run(node, slot.clone());
         let handle = running.spawn(async move {
             let end = task.await;
-            drop(slot);
-            (node, end)
+            (node, end, slot)
         });
         task_node.insert(handle.id(), node);
     };
 
     loop {
-        while !stopped && !frontier.ready.is_empty() {
+        while !stopped && !halted && !frontier.ready.is_empty() {
             let Ok(permit) = semaphore.clone().try_acquire_owned() else { break };
             if let Some(node) = frontier.ready.pop_first() {
                 start(node, permit, &mut running, &mut task_node);
@@ -97,19 +113,23 @@ where
         if running.is_empty() {
             break;
         }
-        let more = !stopped && !frontier.ready.is_empty();
+        let more = !stopped && !halted && !frontier.ready.is_empty();
         tokio::select! {
             joined = running.join_next() => {
                 let Some(joined) = joined else { break };
                 // A panicking node task counts as a failure of that node.
-                let (node, how) = match joined {
-                    Ok(r) => r,
+                let (node, how, slot) = match joined {
+                    Ok((node, how, slot)) => (node, how, Some(slot)),
                     Err(e) => match task_node.get(&e.id()) {
-                        Some(&node) => (node, NodeEnd::Failed),
+                        Some(&node) => (node, NodeEnd::Failed, None),
                         None => continue,
                     },
                 };
                 frontier.ended(node, how);
+                // After a stop, what was not started is cancelled by it, not halted.
+                halted |= how == NodeEnd::Failed && on_failure == OnFailure::StopAll && !stopped;
+                // Only now may its share of the parallelism go to another node.
+                drop(slot);
             }
             // A parked slot frees a permit while no task ends.
             permit = semaphore.clone().acquire_owned(), if more => {
@@ -127,7 +147,8 @@ where
             }
         }
     }
-    frontier.end.into_iter().map(|e| e.unwrap_or(NodeEnd::Cancelled)).collect()
+    let unstarted = if halted { NodeEnd::Halted } else { NodeEnd::Cancelled };
+    frontier.end.into_iter().map(|e| e.unwrap_or(unstarted)).collect()
 }
 
 /// Where a walk stands in its graph: how each node ended, how many of its
@@ -201,7 +222,7 @@ mod tests {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (_tx, rx) = watch::channel(false);
         let l = log.clone();
-        let ends = walk(&chain_and_branch(), 2, rx, move |i, _slot| {
+        let ends = walk(&chain_and_branch(), 2, rx, OnFailure::StopDependents, move |i, _slot| {
             let l = l.clone();
             async move {
                 l.lock().unwrap().push(i);
@@ -219,8 +240,51 @@ mod tests {
     #[tokio::test]
     async fn a_failure_cancels_only_its_dependents() {
         let (_tx, rx) = watch::channel(false);
-        let ends = walk(&chain_and_branch(), 0, rx, |i, _slot| async move { if i == 1 { NodeEnd::Failed } else { NodeEnd::Succeeded } }).await;
+        let fail_1 = |i, _slot| async move { if i == 1 { NodeEnd::Failed } else { NodeEnd::Succeeded } };
+        let ends = walk(&chain_and_branch(), 0, rx, OnFailure::StopDependents, fail_1).await;
         assert_eq!(ends, [NodeEnd::Succeeded, NodeEnd::Failed, NodeEnd::Cancelled, NodeEnd::Succeeded, NodeEnd::Succeeded]);
+    }
+
+    #[tokio::test]
+    async fn stop_all_lets_the_nodes_in_flight_finish_and_starts_no_other() {
+        // One slot at a time, in index order: 0 succeeds, 1 fails; 2 is its
+        // dependent; 3 and 4 were not started yet.
+        let (_tx, rx) = watch::channel(false);
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let s = started.clone();
+        let ends = walk(&chain_and_branch(), 1, rx, OnFailure::StopAll, move |i, _slot| {
+            s.lock().unwrap().push(i);
+            async move { if i == 1 { NodeEnd::Failed } else { NodeEnd::Succeeded } }
+        })
+        .await;
+        assert_eq!(ends, [NodeEnd::Succeeded, NodeEnd::Failed, NodeEnd::Cancelled, NodeEnd::Halted, NodeEnd::Halted]);
+        assert_eq!(*started.lock().unwrap(), [0, 1]);
+
+        // No limit: 0, 1, 2 and 4 start at once; 3 waits for 0, which ends
+        // well after 1 failed. 4, in flight when 1 fails, finishes.
+        let (_tx, rx) = watch::channel(false);
+        let (failed_tx, failed_rx) = watch::channel(false);
+        let failed_tx = Arc::new(failed_tx);
+        let deps = [vec![], vec![], vec![], vec![0], vec![]];
+        let ends = walk(&deps, 0, rx, OnFailure::StopAll, move |i, _slot| {
+            let (failed_tx, mut failed_rx) = (failed_tx.clone(), failed_rx.clone());
+            async move {
+                match i {
+                    1 => {
+                        failed_tx.send_replace(true);
+                        return NodeEnd::Failed;
+                    }
+                    0 | 4 => {
+                        let _ = failed_rx.wait_for(|f| *f).await;
+                        tokio::time::sleep(Duration::from_millis(if i == 0 { 100 } else { 5 })).await;
+                    }
+                    _ => {}
+                }
+                NodeEnd::Succeeded
+            }
+        })
+        .await;
+        assert_eq!(ends, [NodeEnd::Succeeded, NodeEnd::Failed, NodeEnd::Succeeded, NodeEnd::Halted, NodeEnd::Succeeded]);
     }
 
     #[tokio::test]
@@ -229,7 +293,7 @@ mod tests {
         let live = Arc::new(Mutex::new((0usize, 0usize)));
         let l = live.clone();
         let deps = vec![Vec::new(); 20];
-        walk(&deps, 3, rx, move |_, _slot| {
+        walk(&deps, 3, rx, OnFailure::StopDependents, move |_, _slot| {
             let l = l.clone();
             async move {
                 {
@@ -251,7 +315,7 @@ mod tests {
         let (tx, rx) = watch::channel(false);
         let tx = Arc::new(tx);
         let t = tx.clone();
-        let ends = walk(&chain_and_branch(), 1, rx, move |i, _slot| {
+        let ends = walk(&chain_and_branch(), 1, rx, OnFailure::StopDependents, move |i, _slot| {
             let t = t.clone();
             async move {
                 if i == 0 {
@@ -269,7 +333,7 @@ mod tests {
     #[tokio::test]
     async fn a_rejected_gate_skips_only_its_dependents() {
         let (_tx, rx) = watch::channel(false);
-        let ends = walk(&chain_and_branch(), 0, rx, |i, _slot| async move {
+        let ends = walk(&chain_and_branch(), 0, rx, OnFailure::StopDependents, |i, _slot| async move {
             if i == 0 {
                 NodeEnd::Rejected
             } else {
@@ -287,7 +351,7 @@ mod tests {
         let (done_tx, done_rx) = watch::channel(false);
         let done_rx = Arc::new(done_rx);
         let done_tx = Arc::new(done_tx);
-        let ends = walk(&chain_and_branch(), 1, rx, move |i, slot| {
+        let ends = walk(&chain_and_branch(), 1, rx, OnFailure::StopDependents, move |i, slot| {
             let (done_rx, done_tx) = (done_rx.clone(), done_tx.clone());
             async move {
                 if i == 0 {

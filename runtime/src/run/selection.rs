@@ -192,7 +192,7 @@ impl EnvironmentSelection {
                 let Subject::Resource(i) = *s else { return Vec::new() };
                 let before = match mode {
                     // Preflight needs no outputs: every node is checked, independently.
-                    Mode::Preflight => return Vec::new(),
+                    Mode::Preflight | Mode::PreflightUndeploy => return Vec::new(),
                     _ if mode.destroys() => graph.dependents(i),
                     _ => graph.dependencies(i),
                 };

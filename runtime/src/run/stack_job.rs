@@ -269,7 +269,9 @@ impl StackJob {
         let gate = env.gate(kind, Some(self.name()), reason, Some(detail));
         self.log("preview", format!("waiting for approval before {op}: {}", gate.reason));
         self.record.status = Status::Waiting;
-        let outcome = env.wait_at(gate, self.slot.as_ref()).await;
+        // The job is in flight: a failure elsewhere that stops everything
+        // not started does not end this wait (a person still decides).
+        let outcome = env.wait_at(gate, self.slot.as_ref(), false).await;
         self.record.status = Status::Running;
         match outcome {
             GateOutcome::Approved => Ok(()),
@@ -329,13 +331,14 @@ impl StackJob {
         self.log(
             "preflight",
             format!(
-                "provisioner {} ({}), credentials {}, flow refresh={} preview={} pause_before_apply={}",
+                "provisioner {} ({}), credentials {}, flow refresh={} preview={} pause_before_apply={} on_failure={}",
                 node.plugin,
                 &plugin.digest()[..12],
                 if cred.is_some() { "resolved" } else { "none" },
                 flow.refresh,
                 flow.preview,
-                flow.pause_before_apply
+                flow.pause_before_apply,
+                self.env.on_failure().name()
             ),
         );
         self.end("preflight", Status::Succeeded, None);
@@ -514,7 +517,9 @@ impl StackJob {
 
     /// preview: what apply would do; policies judge it. Without a preview
     /// (flow policy), a change is assumed: an update of what exists, or a
-    /// create.
+    /// create; unless the environment has policies, which judge every change
+    /// that is applied whatever the flow says: then the plan is computed for
+    /// them all the same.
     async fn preview(
         &mut self,
         session: &mut ProvisionerSession<'_>,
@@ -532,12 +537,21 @@ impl StackJob {
             plan,
             policy,
         };
-        if !flow.preview && env.run.mode != Mode::Plan {
+        let skipped = !flow.preview && env.run.mode != Mode::Plan;
+        if skipped && !env.has_policies() {
             self.skip("preview", "flow policy: preview = false");
             let change = if state.is_some() { Change::Update } else { Change::Create };
             return Ok(planned(ResourcePlan { change, changes: Vec::new() }, None));
         }
+        // With `preview = false` the policies still judge the change, and
+        // judge the provisioner's real plan: the assumed change above (an
+        // update, with no attribute changes) would hide a replacement, which
+        // is just what a policy is there to catch.
         self.begin("preview");
+        if skipped {
+            let why = "flow policy: preview = false, but the environment's policies judge every change: planning for them";
+            self.log("preview", why.into());
+        }
         let mut plan =
             session.plan(&call.ctx, call.kind, state, desired, call.cred).await.map_err(|e| ("preview", e.to_string()))?;
         self.mark_sensitive(&mut plan, desired);
@@ -548,7 +562,8 @@ impl StackJob {
         if env.run.mode == Mode::Plan {
             env.planned.lock().map_err(|_| ("preview", "lock poisoned".to_string()))?.push(planned.clone());
         }
-        self.end("preview", Status::Succeeded, None);
+        let message = skipped.then(|| "planned for the policies (flow policy: preview = false)".to_string());
+        self.end("preview", Status::Succeeded, message);
         Ok(planned)
     }
 
@@ -595,7 +610,12 @@ impl StackJob {
             plugin: node.plugin.clone(),
             plugin_digest: plugin.digest().to_string(),
             kind: node.kind.clone(),
-            flow: json!({ "refresh": flow.refresh, "preview": flow.preview, "pause_before_apply": flow.pause_before_apply }),
+            flow: json!({
+                "refresh": flow.refresh,
+                "preview": flow.preview,
+                "pause_before_apply": flow.pause_before_apply,
+                "on_failure": self.env.on_failure().name(),
+            }),
             message: self.env.run.message.clone(),
         }
     }
@@ -621,7 +641,7 @@ impl StackJob {
         attributes: &Value,
     ) -> Result<Option<String>, (&'static str, String)> {
         let env = self.env.clone();
-        if !env.plan.plugins.values().any(|p| p.kind == PluginKind::Policy) {
+        if !env.has_policies() {
             return Ok(None);
         }
         let mut approvals = Vec::new();
