@@ -261,6 +261,8 @@ mod tests {
             rerun_of: None,
             resumed: vec![],
             snapshot: Some(digest),
+            targets: vec![],
+            orphans: false,
         }
     }
 
