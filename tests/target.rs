@@ -105,7 +105,10 @@ fn plan_shows_exactly_what_a_targeted_run_would_do() {
     let out = ok(&p, &["plan", "demo.pipeline", "--target", "b"]);
     assert!(out.contains("targeted: only these resources are planned") && out.contains("  dev: a, b\n"), "{out}");
     assert!(out.contains("Plan: 2 to add, 0 to change, 0 to destroy."), "{out}");
-    assert_eq!(ok(&p, &["preflight", "demo.pipeline", "--target", "b"]), "ok: 2 resources passed preflight in 1 environment\n");
+    let checked = ok(&p, &["preflight", "demo.pipeline", "--target", "b"]);
+    let names: Vec<&str> = checked.lines().skip(1).filter_map(|l| l.strip_prefix("  ")?.split_whitespace().next()).collect();
+    assert_eq!(names, ["a", "b"], "{checked}");
+    assert!(checked.ends_with("ok: 2 resources passed preflight in 1 environment\n"), "{checked}");
     assert!(p.ledger().is_empty());
 
     ok(&p, &["deploy", "demo.pipeline"]);
@@ -204,7 +207,11 @@ fn an_unknown_target_exits_2_with_a_suggestion_and_records_nothing() {
 
 #[test]
 fn resume_and_rerun_keep_the_selection() {
-    let p = Project::new(&CHAIN.replace("resource b \"t.step\" { from", "resource b \"t.step\" { fail = true  from"));
+    // b fails while out/broken exists: fixed outside the pipeline (a
+    // resume runs the run's snapshot, not an edited file).
+    let p = Project::new(&CHAIN.replace("resource b \"t.step\" { from", "resource b \"t.step\" { fail_while_exists = \"out/broken\"  from"));
+    std::fs::create_dir_all(p.path().join("out")).unwrap();
+    std::fs::write(p.path().join("out/broken"), "").unwrap();
     let o = p.run(&["deploy", "demo.pipeline", "--target", "c"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     assert_eq!(p.ledger(), ["apply demo/dev/a"]);
@@ -212,8 +219,7 @@ fn resume_and_rerun_keep_the_selection() {
     assert_eq!(nodes(&status), ["a", "b", "c"]);
     assert_eq!(Project::node(&status, "c")["status"], "cancelled");
 
-    let fixed = std::fs::read_to_string(p.path().join("demo.pipeline")).unwrap().replace("fail = true", "");
-    std::fs::write(p.path().join("demo.pipeline"), fixed).unwrap();
+    std::fs::remove_file(p.path().join("out/broken")).unwrap();
     ok(&p, &["resume", "r000001"]);
     // a is not applied again, d is never applied.
     assert_eq!(p.ledger(), ["apply demo/dev/a", "apply demo/dev/b", "apply demo/dev/c"]);
@@ -251,8 +257,8 @@ resource b "t.step" { from = a.id }
     assert_eq!(ledger_since(&p, 1), ["apply demo/dev/a", "apply demo/dev/b"]);
     // The whole pipeline is not.
     let o = p.run(&["deploy", "demo.pipeline"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o.stderr).contains("demo/dev/x is locked by run r000001"), "{}", text(&o.stderr));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("    x, y: locked by run r000001"), "{}", text(&o.stderr));
     // The resume finishes what the targeted run took, and nothing else.
     ok(&p, &["resume", "r000001"]);
     assert_eq!(ledger_since(&p, 3), ["apply demo/dev/y"]);

@@ -169,8 +169,22 @@ fn check_copy(dir: &Path, path: &Path) -> Result<(), StateError> {
     };
     let copy = copy.into_temp_path();
     let trial = in_child(Budget::for_file(len), || {
+        // What the file holds as it is, when it opens without a recovery
+        // (it was closed cleanly): read before anything can change the copy.
+        let before = match ReadOnlyDatabase::open(&copy) {
+            Ok(db) => db.begin_read().ok().and_then(|txn| read_through(&txn).ok()),
+            Err(_) => None,
+        };
         let mut db = Database::create(&copy).map_err(|e| e.to_string())?;
-        db.check_integrity().map_err(|e| e.to_string())
+        if db.check_integrity().map_err(|e| e.to_string())? {
+            return Ok(true);
+        }
+        // "Failed, and repaired". redb 3 says so of some healthy files too
+        // (after commits that freed pages: cberner/redb#1269): a repair
+        // that changed no row only rebuilt its own bookkeeping. One that
+        // did change rows (a commit rolled back) is damage.
+        let after = read_through(&db.begin_read().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        Ok(before == Some(after))
     })?;
     match trial {
         Trial::Finished(Ok(true)) => {}
@@ -259,7 +273,7 @@ pub(crate) fn open_for_reading(dir: &Path) -> Result<Db, StateError> {
 /// Every row of `db` (see `read_through`).
 fn read_whole(db: &impl ReadableDatabase) -> Result<(), String> {
     let txn = db.begin_read().map_err(|e| e.to_string())?;
-    read_through(&txn).map_err(|e| e.to_string())
+    read_through(&txn).map(|_| ()).map_err(|e| e.to_string())
 }
 
 fn size_limit() -> Option<u64> {

@@ -880,7 +880,8 @@ fn by_key<T: DeserializeOwned>(
 /// trial in a child process does to a file before this process reads it
 /// (see `child`). A table that is missing is skipped (a reader of such a
 /// file fails on it later, with an error, not a crash).
-pub(crate) fn read_through(txn: &ReadTransaction) -> Result<(), StateError> {
+pub(crate) fn read_through(txn: &ReadTransaction) -> Result<u64, StateError> {
+    use std::hash::Hasher;
     fn rows<K: redb::Key + 'static, V: redb::Value + 'static>(
         txn: &ReadTransaction,
         table: TableDefinition<K, V>,
@@ -898,20 +899,39 @@ pub(crate) fn read_through(txn: &ReadTransaction) -> Result<(), StateError> {
         }
         Ok(())
     }
-    let mut bytes = 0usize;
+    // Every key and value, in order: what the database holds, whatever
+    // its pages look like (see `file::check_copy`).
+    let mut h = std::collections::hash_map::DefaultHasher::new();
     for table in [RESOURCES, LOCKS, JOBS] {
-        rows(txn, table, |(a, b, c), v| bytes += a.len() + b.len() + c.len() + v.len())?;
+        rows(txn, table, |(a, b, c), v| {
+            for part in [a.as_bytes(), b.as_bytes(), c.as_bytes(), v] {
+                h.write(part);
+            }
+        })?;
     }
-    rows(txn, RESOURCE_JOBS, |(a, b, c), ()| bytes += a.len() + b.len() + c.len())?;
+    rows(txn, RESOURCE_JOBS, |(a, b, c), ()| {
+        for part in [a, b, c] {
+            h.write(part.as_bytes());
+        }
+    })?;
     for table in [RUNS, SNAPSHOTS, BLOBS] {
-        rows(txn, table, |k, v| bytes += k.len() + v.len())?;
+        rows(txn, table, |k, v| {
+            h.write(k.as_bytes());
+            h.write(v);
+        })?;
     }
     for table in [LOGS, JOURNAL, DECISIONS] {
-        rows(txn, table, |(run, _), v| bytes += run.len() + v.len())?;
+        rows(txn, table, |(run, seq), v| {
+            h.write(run.as_bytes());
+            h.write_u64(seq);
+            h.write(v);
+        })?;
     }
-    rows(txn, META, |k, _| bytes += k.len())?;
-    std::hint::black_box(bytes);
-    Ok(())
+    rows(txn, META, |k, v| {
+        h.write(k.as_bytes());
+        h.write_u64(v);
+    })?;
+    Ok(h.finish())
 }
 
 /// `resource_jobs`, if it is complete: None in a database made before it

@@ -1085,3 +1085,4 @@ fn an_old_job_record_reads_without_a_diff() {
     assert!(text.contains(r#""diff":{"not_computed":"no preview ran"}"#), "{text}");
     assert_eq!(serde_json::from_str::<JobRecord>(&text).unwrap(), not_computed);
 }
+
