@@ -68,12 +68,34 @@ pub fn new(a: NewArgs) -> Result<(), u8> {
         println!("  {}", f.display());
     }
     println!("  sdk/  (the guest SDK and the WIT, vendored)");
+    // Its dependencies resolved and fetched now, once, into Cargo.lock and
+    // cargo's cache: `plugin build` then needs nothing it has not fetched.
+    match fetch(&dir) {
+        Ok(()) => println!("  Cargo.lock  (its dependencies, resolved and fetched)"),
+        Err(why) => eprintln!("warning: cannot fetch the plugin's dependencies now ({why}); `stackpipe plugin build` will"),
+    }
     println!();
     println!("next:");
     println!("  cd {}", dir.display());
     println!("  stackpipe plugin build        # cargo build --release --target wasm32-wasip2 -> dist/{}.wasm", vars.krate);
     println!("  stackpipe deploy example.pipeline");
     Ok(())
+}
+
+/// `cargo fetch` in the new crate: writes its Cargo.lock and downloads
+/// what it names, for the plugin's own target.
+fn fetch(dir: &Path) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["fetch", "--quiet", "--target", "wasm32-wasip2", "--manifest-path"])
+        .arg(dir.join("Cargo.toml"))
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    Err(err.lines().find(|l| l.starts_with("error")).unwrap_or("cargo fetch failed").trim().to_string())
 }
 
 /// The values the templates' `{{...}}` placeholders stand for.

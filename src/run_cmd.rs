@@ -136,6 +136,13 @@ impl StateArgs {
         StateStore::open_read_only_patiently(&dir, std::time::Duration::from_secs(10), or_empty).map_err(state_error)
     }
 
+    /// The resources and locks of the state, to read: from the database,
+    /// or from the run in progress that holds it (see `Reach::resources`).
+    /// `or_empty`: a directory without state reads as empty.
+    pub fn open_resources(&self, pipeline: Option<&Path>, or_empty: bool) -> Result<StateStore, u8> {
+        Reach::resources(&self.dir_for(pipeline), or_empty).map_err(state_error)
+    }
+
     /// The state database, or the runner holding it (see `control`).
     pub fn reach(&self, pipeline: Option<&Path>) -> Result<Reach, u8> {
         Reach::open(&self.dir_for(pipeline)).map_err(state_error)
@@ -161,6 +168,17 @@ pub fn state_error(e: stackpipe_runtime::state::StateError) -> u8 {
             eprintln!("  pass --state DIR, or run from the pipeline's directory");
             EXIT_INVALID
         }
+        // Another process writes here: most often a run, in progress.
+        StateError::Busy { holder: Some(owner), .. } if owner.run_id.is_some() => {
+            let run = owner.run_id.as_deref().unwrap_or_default();
+            eprintln!(
+                "  run {run} is in progress (pid {}): `stackpipe status` shows what it does and waits for, `stackpipe \
+                 approve` or `reject` decides a gate it waits at, `stackpipe cancel` stops it; run this again once it has \
+                 ended",
+                owner.pid
+            );
+            EXIT_FAILED
+        }
         _ => EXIT_FAILED,
     }
 }
@@ -185,7 +203,7 @@ pub fn host() -> Result<Arc<PluginHost>, u8> {
 /// `deploy` prints when it does not start; exit 2 when there is a problem.
 pub fn preflight(a: RunArgs) -> Result<(), u8> {
     let pipeline = a.pipeline.load_with_state(true, a.state.dir.as_deref())?;
-    let store = Arc::new(a.state.open_read_only(Some(&a.pipeline.file), true)?);
+    let store = Arc::new(a.state.open_resources(Some(&a.pipeline.file), true)?);
     let rt = runtime()?;
     let host = host()?;
     let report =
@@ -212,7 +230,7 @@ pub fn plan(a: PlanArgs) -> Result<(), u8> {
 
 fn plan_like(a: RunArgs, mode: Mode) -> Result<(), u8> {
     let pipeline = a.pipeline.load_with_state(true, a.state.dir.as_deref())?;
-    let store = Arc::new(a.state.open_read_only(Some(&a.pipeline.file), true)?);
+    let store = Arc::new(a.state.open_resources(Some(&a.pipeline.file), true)?);
     let rt = runtime()?;
     let opts = a.plan_options();
     let host = host()?;

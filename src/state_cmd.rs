@@ -469,7 +469,7 @@ pub struct OutputsArgs {
 /// `outputs FILE`: every resource's outputs and the pipeline's `output`s, per environment.
 pub fn outputs(a: OutputsArgs) -> Result<(), u8> {
     let pipeline = a.pipeline.load(false)?;
-    let store = a.state.open_read_only(Some(&a.pipeline.file), true)?;
+    let store = a.state.open_resources(Some(&a.pipeline.file), true)?;
     let graph = &pipeline.graph;
     let mut per_env = Vec::new();
     for env in &graph.environments {
@@ -670,7 +670,7 @@ pub fn resolve_key(store: &StateStore, s: &str) -> Result<ResourceKey, u8> {
 pub fn state(cmd: StateCommand) -> Result<(), u8> {
     match cmd {
         StateCommand::List(a) => {
-            let store = a.state.open_read_only(None, false)?;
+            let store = a.state.open_resources(None, false)?;
             let all = store.all_resources().map_err(state_error)?;
             let locks = store.locks().map_err(state_error)?;
             if a.json {
@@ -688,7 +688,7 @@ pub fn state(cmd: StateCommand) -> Result<(), u8> {
             Ok(())
         }
         StateCommand::Show(a) => {
-            let store = a.state.open_read_only(None, false)?;
+            let store = a.state.open_resources(None, false)?;
             let key = resolve_key(&store, &a.key)?;
             match store.resource(&key).map_err(state_error)? {
                 Some(r) => {

@@ -191,7 +191,7 @@ async fn run_cycle(
     last_plan: Option<Vec<PlannedChange>>,
 ) -> Option<CycleOutcome> {
     let store = if mode == Mode::Plan {
-        a.state.open_read_only(Some(&a.pipeline.file), true)
+        a.state.open_resources(Some(&a.pipeline.file), true)
     } else {
         a.state.open(Some(&a.pipeline.file))
     };

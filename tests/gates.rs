@@ -434,3 +434,46 @@ resource b "t.step" { from_a = a.id }
     let gates: Vec<&str> = doc["decisions"].as_array().unwrap().iter().map(|d| d["gate"].as_str().unwrap()).collect();
     assert_eq!(gates, ["environment", "after"]);
 }
+
+/// Issue 18: while a deploy waits at a gate in one terminal, another reads
+/// the state (`plan`, `preflight`, `status`, `outputs`, `state list/show`,
+/// `history`) from the run in progress; a second deploy is refused with
+/// what to do instead.
+#[test]
+fn a_run_waiting_at_a_gate_can_be_read_from_another_terminal() {
+    let p = Project::new("resource a \"t.step\" { outputs = { port = 80 }  gate = \"after\" }\nresource b \"t.step\" { x = a.id }\n");
+    assert_eq!(p.run(&["deploy", "demo.pipeline", "--yes"]).status.code(), Some(0));
+    std::fs::write(
+        p.path().join("demo.pipeline"),
+        std::fs::read_to_string(p.path().join("demo.pipeline")).unwrap().replace("port = 80", "port = 81"),
+    )
+    .unwrap();
+    let running = spawn(&p, &["deploy", "demo.pipeline"]);
+    wait_status(&p, "a's gate to wait", |d| d["waiting"].as_array().is_some_and(|w| !w.is_empty()));
+
+    let read = |args: &[&str]| {
+        let o = p.run(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?} during the run: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let plan = read(&["plan", "demo.pipeline"]);
+    assert!(plan.contains("No changes") || plan.contains("Plan:"), "{plan}");
+    let outputs = read(&["outputs", "demo.pipeline"]);
+    let port = outputs.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["port", "=", "81"]);
+    assert!(port, "a was applied by the run in progress: {outputs}");
+    assert!(read(&["state", "list"]).contains("demo/dev/a  t.step  serial 2  locked by r000002"));
+    assert!(read(&["state", "show", "dev/a"]).contains("\"port\": 81"));
+    assert!(read(&["history", "dev/a"]).contains("r000001"));
+    let o = p.run(&["preflight", "demo.pipeline"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("locked by run r000002 (pid"), "{}", text(&o.stderr));
+
+    let o = p.run(&["deploy", "demo.pipeline"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(err.contains("run r000002 is in progress") && err.contains("`stackpipe cancel` stops it"), "{err}");
+
+    assert_eq!(p.run(&["approve", "--all"]).status.code(), Some(0));
+    let o = finish_within(running, Duration::from_secs(60));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+}

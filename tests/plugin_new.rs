@@ -37,7 +37,7 @@ fn every_kind_of_scaffold_builds_and_its_example_deploys() {
         let created = ok(&stackpipe(root.path(), &["plugin", "new", &name, "--kind", kind]));
         assert!(created.contains(&format!("created {kind} plugin `{name}`")), "{created}");
         let dir = root.path().join(&name);
-        for f in ["Cargo.toml", "src/lib.rs", "example.pipeline", "README.md", "sdk/Cargo.toml", "sdk/wit/plugin.wit"] {
+        for f in ["Cargo.toml", "Cargo.lock", "src/lib.rs", "example.pipeline", "README.md", "sdk/Cargo.toml", "sdk/wit/plugin.wit"] {
             assert!(dir.join(f).is_file(), "{kind}: {f} is missing");
         }
 

@@ -191,6 +191,39 @@ impl StateStore {
         })
     }
 
+    /// A read-only copy, in memory, of the resources and locks of the
+    /// state in `dir`, as the process holding it (a run in progress) gave
+    /// them: what a reader in another terminal plans or shows while a run
+    /// holds the database. Records are kept as given, serials included.
+    pub fn replica(
+        dir: &Path,
+        resources: &[(ResourceKey, ResourceRecord)],
+        locks: &[(ResourceKey, LockHolder)],
+    ) -> Result<StateStore, StateError> {
+        let db = empty()?;
+        create_tables(&db)?;
+        let txn = begin_write(&db, false)?;
+        {
+            let mut table = txn.open_table(RESOURCES)?;
+            for (key, record) in resources {
+                table.insert(key3(key), encode(record)?.as_slice())?;
+            }
+            let mut table = txn.open_table(LOCKS)?;
+            for (key, holder) in locks {
+                table.insert(key3(key), encode(holder)?.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(StateStore {
+            db: std::mem::ManuallyDrop::new(Db::Snapshot(db, None)),
+            dir: dir.to_path_buf(),
+            path: dir.join(DB_FILE),
+            since_ms: now_ms(),
+            current_run: std::sync::Mutex::new(None),
+            first_failure: std::sync::OnceLock::new(),
+        })
+    }
+
     /// [`StateStore::open_read_only`], or an empty store when the
     /// directory has no state.
     pub fn open_read_only_or_empty(dir: &Path) -> Result<StateStore, StateError> {

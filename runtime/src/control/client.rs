@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::protocol::{Request, Response};
+use super::protocol::{Request, Response, StateResources};
 use crate::run::RunEvent;
 use crate::state::{pid_alive, OwnerInfo, StateError, StateStore};
 
@@ -48,6 +48,27 @@ impl Reach {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+}
+
+impl Reach {
+    /// The state of `dir` as a reader sees it: the database itself, or,
+    /// while a run in progress holds it, a copy of its resources and locks
+    /// from that run (see [`StateStore::replica`]): what `plan`, `outputs`
+    /// and `state list/show` read. `or_empty`: a directory without state
+    /// reads as empty (a plan of a pipeline never deployed).
+    pub fn resources(dir: &Path, or_empty: bool) -> Result<StateStore, StateError> {
+        match Reach::open(dir) {
+            Ok(Reach::Store(store)) => Ok(store),
+            Ok(Reach::Runner { client, .. }) => {
+                let asked = |e: String| StateError::Io(std::io::Error::other(format!("the run in progress: {e}")));
+                let answer = client.request(&Request::Resources).map_err(|e| asked(e.to_string()))?.map_err(asked)?;
+                let doc: StateResources = serde_json::from_value(answer).map_err(|e| asked(e.to_string()))?;
+                StateStore::replica(dir, &doc.resources, &doc.locks)
+            }
+            Err(StateError::Missing { .. }) if or_empty => StateStore::empty(dir),
+            Err(e) => Err(e),
         }
     }
 }

@@ -13,6 +13,9 @@ pub enum Request {
     Status { run: Option<String> },
     /// Every run, newest first.
     Runs,
+    /// Every resource record and lock of the state ([`StateResources`]):
+    /// what a reader plans or shows while the run holds the database.
+    Resources,
     /// What a run was started from: `{"run", "digest", "snapshot"}` (see
     /// [`crate::state::RunSnapshot`]).
     Snapshot { run: String },
@@ -52,4 +55,11 @@ pub struct Cancelled {
     pub target: Option<CancelTarget>,
     /// Whether it had been cancelled before.
     pub already_stopping: bool,
+}
+
+/// The answer to [`Request::Resources`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateResources {
+    pub resources: Vec<(crate::state::ResourceKey, crate::state::ResourceRecord)>,
+    pub locks: Vec<(crate::state::ResourceKey, crate::state::LockHolder)>,
 }

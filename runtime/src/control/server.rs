@@ -283,6 +283,10 @@ async fn answer(s: &Arc<Shared>, request: Request, uid: u32) -> Result<Value, St
     let text = |e: crate::state::StateError| e.to_string();
     match request {
         Request::Runs => serde_json::to_value(store.runs().map_err(text)?).map_err(|e| e.to_string()),
+        Request::Resources => {
+            let doc = super::protocol::StateResources { resources: store.all_resources().map_err(text)?, locks: store.locks().map_err(text)? };
+            serde_json::to_value(doc).map_err(|e| e.to_string())
+        }
         Request::Snapshot { run } => crate::run::snapshot::snapshot_document(store, &run).map_err(|e| e.to_string()),
         Request::Status { run } => {
             let id = run.unwrap_or_else(|| s.run_id.clone());
