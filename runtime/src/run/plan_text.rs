@@ -17,6 +17,148 @@ pub struct PlannedChange {
     pub type_name: String,
     pub plan: ResourcePlan,
     pub policy: Option<String>,
+    /// Text attributes whose change the provisioner shows by digest or on
+    /// one line (a file's `content`): the texts themselves, before and
+    /// after, shown as a line diff (see [`text_changes`]).
+    pub texts: Vec<TextChange>,
+}
+
+/// A text attribute before and after a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextChange {
+    pub path: String,
+    pub before: String,
+    pub after: String,
+}
+
+/// The text changes of `plan`: each change to a top-level attribute that
+/// is not sensitive and was a string before (`prior`, as last applied,
+/// secrets masked) and is one now (`desired`, masked too), when the texts
+/// differ and either has more than one line or the provisioner shows
+/// something other than the text itself (a digest).
+pub fn text_changes(plan: &ResourcePlan, prior: Option<&serde_json::Value>, desired: &serde_json::Value) -> Vec<TextChange> {
+    let Some(prior) = prior else { return Vec::new() };
+    let mut out = Vec::new();
+    for c in plan.changes.iter().filter(|c| !c.sensitive && !c.path.contains('.') && !c.path.contains('[')) {
+        let (Some(before), Some(after)) = (prior.get(&c.path).and_then(|v| v.as_str()), desired.get(&c.path).and_then(|v| v.as_str()))
+        else {
+            continue;
+        };
+        if before == after || before == super::MASKED || after == super::MASKED {
+            continue;
+        }
+        let shown_as_text = c.after.as_deref() == serde_json::to_string(after).ok().as_deref();
+        if before.contains('\n') || after.contains('\n') || !shown_as_text {
+            out.push(TextChange { path: c.path.clone(), before: before.to_string(), after: after.to_string() });
+        }
+    }
+    out
+}
+
+/// Lines of context kept around each changed line of a text diff.
+const CONTEXT: usize = 2;
+
+/// A text attribute's change as a line diff, heredoc style, unchanged runs
+/// beyond [`CONTEXT`] lines summarized.
+fn render_text(t: &TextChange, out: &mut String) {
+    use similar::{ChangeTag, TextDiff};
+    let hidden = |n: usize, out: &mut String| {
+        if n > 0 {
+            out.push_str(&format!("            # ({n} unchanged line{} hidden)\n", plural(n)));
+        }
+    };
+    out.push_str(&format!("      ~ {} = <<-EOT\n", t.path));
+    let diff = TextDiff::from_lines(&t.before, &t.after);
+    // Where the last group shown ended, in the old text's lines.
+    let mut shown_to = 0;
+    for group in diff.grouped_ops(CONTEXT) {
+        let (Some(first), Some(last)) = (group.first(), group.last()) else { continue };
+        hidden(first.old_range().start.saturating_sub(shown_to), out);
+        shown_to = last.old_range().end;
+        for op in &group {
+            for change in diff.iter_changes(op) {
+                let sign = match change.tag() {
+                    ChangeTag::Equal => " ",
+                    ChangeTag::Delete => "-",
+                    ChangeTag::Insert => "+",
+                };
+                out.push_str(&format!("          {sign} {}\n", change.value().trim_end_matches('\n')));
+            }
+        }
+    }
+    hidden(diff.old_slices().len().saturating_sub(shown_to), out);
+    out.push_str("        EOT\n");
+}
+
+/// A list or a map changed in place, element by element (key by key):
+/// what is the same is counted, not printed.
+fn render_structured(path: &str, before: &serde_json::Value, after: &serde_json::Value, forces: &str, out: &mut String) -> bool {
+    use serde_json::Value;
+    match (before, after) {
+        (Value::Array(b), Value::Array(a)) => {
+            let old: Vec<String> = b.iter().map(Value::to_string).collect();
+            let new: Vec<String> = a.iter().map(Value::to_string).collect();
+            let old_refs: Vec<&str> = old.iter().map(String::as_str).collect();
+            let new_refs: Vec<&str> = new.iter().map(String::as_str).collect();
+            let diff = similar::capture_diff_slices(similar::Algorithm::Myers, &old_refs, &new_refs);
+            out.push_str(&format!("      ~ {path} = [{forces}\n"));
+            let mut same = 0;
+            let flush = |same: &mut usize, out: &mut String| {
+                if *same > 0 {
+                    out.push_str(&format!("            # ({same} unchanged element{} hidden)\n", plural(*same)));
+                    *same = 0;
+                }
+            };
+            for op in diff {
+                for change in op.iter_changes(&old_refs, &new_refs) {
+                    match change.tag() {
+                        similar::ChangeTag::Equal => same += 1,
+                        similar::ChangeTag::Delete => {
+                            flush(&mut same, out);
+                            out.push_str(&format!("          - {},\n", change.value()));
+                        }
+                        similar::ChangeTag::Insert => {
+                            flush(&mut same, out);
+                            out.push_str(&format!("          + {},\n", change.value()));
+                        }
+                    }
+                }
+            }
+            flush(&mut same, out);
+            out.push_str("        ]\n");
+            true
+        }
+        (Value::Object(b), Value::Object(a)) => {
+            out.push_str(&format!("      ~ {path} = {{{forces}\n"));
+            let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            let mut same = 0;
+            for k in keys {
+                match (b.get(k), a.get(k)) {
+                    (Some(x), Some(y)) if x == y => same += 1,
+                    (Some(x), Some(y)) => out.push_str(&format!("          ~ {k} = {x} -> {y}\n")),
+                    (Some(x), None) => out.push_str(&format!("          - {k} = {x}\n")),
+                    (None, Some(y)) => out.push_str(&format!("          + {k} = {y}\n")),
+                    (None, None) => {}
+                }
+            }
+            if same > 0 {
+                out.push_str(&format!("            # ({same} unchanged attribute{} hidden)\n", plural(same)));
+            }
+            out.push_str("        }\n");
+            true
+        }
+        _ => false,
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }
 
 /// One resource's change; empty for no change.
@@ -41,6 +183,18 @@ pub fn render_change(p: &PlannedChange) -> String {
             None => "null".to_string(),
         };
         let forces = if c.forces_replacement { " # forces replacement" } else { "" };
+        if let Some(t) = p.texts.iter().find(|t| t.path == c.path) {
+            render_text(t, &mut out);
+            continue;
+        }
+        if !c.sensitive {
+            let parse = |v: &Option<String>| v.as_deref().and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok());
+            if let (Some(b), Some(a)) = (parse(&c.before), parse(&c.after)) {
+                if render_structured(&c.path, &b, &a, forces, &mut out) {
+                    continue;
+                }
+            }
+        }
         let line = match (&c.before, &c.after) {
             (None, Some(_)) => format!("      + {} = {}{forces}", c.path, show(&c.after)),
             (Some(_), None) => format!("      - {} = {}{forces}", c.path, show(&c.before)),
@@ -175,7 +329,67 @@ mod tests {
                 }],
             },
             policy: None,
+            texts: Vec::new(),
         }
+    }
+
+    fn change(path: &str, before: &str, after: &str) -> AttributeChange {
+        AttributeChange {
+            path: path.into(),
+            before: Some(before.into()),
+            after: Some(after.into()),
+            sensitive: false,
+            forces_replacement: false,
+        }
+    }
+
+    #[test]
+    fn text_is_a_line_diff_and_lists_and_maps_go_element_by_element() {
+        let before: String = (1..=10).map(|i| format!("line {i}\n")).collect();
+        let after = before.replace("line 5\n", "line five\n");
+        let mut p = planned("f", Change::Update, "");
+        p.plan.changes = vec![
+            change("content", "\"sha256:aaa\"", "\"sha256:bbb\""),
+            change("ingress", r#"[{"port":80},{"port":443},{"port":22}]"#, r#"[{"port":80},{"port":8443},{"port":22}]"#),
+            change("tags", r#"{"team":"a","env":"dev","keep":1}"#, r#"{"team":"b","env":"dev","new":true}"#),
+            change("size", "1", "2"),
+        ];
+        let prior = serde_json::json!({ "content": before });
+        let desired = serde_json::json!({ "content": after });
+        p.texts = text_changes(&p.plan, Some(&prior), &desired);
+        let expected = r#"  # f (test.thing) will be updated in place
+  ~ test.thing "f" {
+      ~ content = <<-EOT
+            # (2 unchanged lines hidden)
+            line 3
+            line 4
+          - line 5
+          + line five
+            line 6
+            line 7
+            # (3 unchanged lines hidden)
+        EOT
+      ~ ingress = [
+            # (1 unchanged element hidden)
+          - {"port":443},
+          + {"port":8443},
+            # (1 unchanged element hidden)
+        ]
+      ~ tags = {
+          - keep = 1
+          + new = true
+          ~ team = "a" -> "b"
+            # (1 unchanged attribute hidden)
+        }
+      ~ size = 1 -> 2
+    }
+"#;
+        assert_eq!(render_change(&p), expected);
+        // A secret is never diffed as text.
+        let mut secret = change("content", "\"sha256:aaa\"", "\"sha256:bbb\"");
+        secret.sensitive = true;
+        p.plan.changes = vec![secret];
+        assert!(text_changes(&p.plan, Some(&prior), &desired).is_empty());
     }
 
     #[test]

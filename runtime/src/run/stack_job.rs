@@ -71,6 +71,9 @@ pub struct StackJob {
     sensitive: Vec<String>,
     /// The outputs its type's schema marks sensitive.
     sensitive_outputs: Vec<String>,
+    /// Its attributes as last applied (secrets masked): what a plan shows
+    /// a text attribute's change against (see `plan_text::text_changes`).
+    prior_attributes: Option<Value>,
 }
 
 /// A stack job's operations, in order.
@@ -108,6 +111,7 @@ impl StackJob {
             slot: None,
             sensitive: Vec::new(),
             sensitive_outputs: Vec::new(),
+            prior_attributes: None,
         }
     }
 
@@ -432,6 +436,7 @@ impl StackJob {
             return Err(Halt::Failed("init", format!("{} rejects the attributes: {text}", node.type_name())));
         }
         let prior = env.take_prior(&node.name).map_err(|e| ("init", e.to_string()))?;
+        self.prior_attributes = prior.as_ref().map(|p| p.attributes.clone());
         self.sensitive_keys(node, types, prior.as_ref(), &desired);
         self.record.input = Some(self.job_input(mask_keys(&desired, &self.sensitive), plugin, flow));
         self.end("init", Status::Succeeded, None);
@@ -536,6 +541,7 @@ impl StackJob {
             type_name: node.type_name(),
             plan,
             policy,
+            texts: Vec::new(),
         };
         let skipped = !flow.preview && env.run.mode != Mode::Plan;
         if skipped && !env.has_policies() {
@@ -558,7 +564,9 @@ impl StackJob {
         self.record.diff = Some(job_diff::planned(&plan, &env.secrets));
         let policy = self.policies(node, &plan, desired).await?;
         self.log("preview", format!("{} ({} attribute change(s))", change_name(plan.change), plan.changes.len()));
-        let planned = planned(plan, policy);
+        let texts = super::plan_text::text_changes(&plan, self.prior_attributes.as_ref(), &mask_keys(desired, &self.sensitive));
+        let mut planned = planned(plan, policy);
+        planned.texts = texts;
         if env.run.mode == Mode::Plan {
             env.planned.lock().map_err(|_| ("preview", "lock poisoned".to_string()))?.push(planned.clone());
         }
@@ -739,7 +747,7 @@ impl StackJob {
         self.record.change = Some("delete".into());
         self.record.diff = Some(job_diff::destroyed(&prior, &env.secrets));
         let planned =
-            PlannedChange { environment: env.plan.name.clone(), node: node.name.clone(), type_name: node.type_name(), plan, policy };
+            PlannedChange { environment: env.plan.name.clone(), node: node.name.clone(), type_name: node.type_name(), plan, policy, texts: Vec::new() };
         if env.run.mode == Mode::PlanUndeploy {
             env.planned.lock().map_err(|_| ("preview", "lock poisoned".to_string()))?.push(planned);
             self.skip("destroy", "plan only");
