@@ -9,7 +9,6 @@ use stackpipe_runtime::run::history::{history, HistoryEntry, HistoryError, Resou
 use stackpipe_runtime::run::job_diff;
 use stackpipe_runtime::state::RunTrigger;
 
-use crate::progress::duration;
 use crate::run_cmd::{state_error, StateArgs};
 use crate::state_cmd::{fail, query};
 use crate::EXIT_INVALID;
@@ -88,10 +87,7 @@ fn render(h: &ResourceHistory, diffs: bool) -> String {
         out.push_str("  deployed, but no job of it is recorded (the state is older than its jobs)\n");
     }
     for j in &h.jobs {
-        let took = match (j.started_ms, j.finished_ms) {
-            (Some(a), Some(b)) => duration(b.saturating_sub(a)),
-            _ => "-".into(),
-        };
+        let took = crate::progress::took(j.started_ms, j.finished_ms);
         out.push_str(&format!(
             "{}  {}  {:<8}  {:<7}  {:<9}  {:>8}  {}{}\n",
             j.run,

@@ -310,6 +310,14 @@ pub fn plain_line(e: &RunEvent) -> Option<String> {
     })
 }
 
+/// How long something took that started and finished; `-` if it did not.
+pub fn took(started_ms: Option<u64>, finished_ms: Option<u64>) -> String {
+    match (started_ms, finished_ms) {
+        (Some(a), Some(b)) => duration(b.saturating_sub(a)),
+        _ => "-".into(),
+    }
+}
+
 pub fn duration(ms: u64) -> String {
     if ms < 1000 {
         format!("{ms} ms")

@@ -296,10 +296,7 @@ fn render_status(doc: &StatusDocument, inputs: bool, detail: bool) -> String {
 /// One node's lines of `status`; `detail`: its input, each operation and
 /// its attribute changes too.
 fn render_node(out: &mut String, run: &str, env: &str, j: &NodeStatus, inputs: bool, detail: bool) {
-    let took = match (j.started_ms, j.finished_ms) {
-        (Some(a), Some(b)) => duration(b.saturating_sub(a)),
-        _ => "-".into(),
-    };
+    let took = crate::progress::took(j.started_ms, j.finished_ms);
     let ops: Vec<String> = j.operations.iter().map(|o| format!("{} {}", o.name, o.status.name())).collect();
     out.push_str(&format!(
         "  {:<20} {:<10} {:<8} {:>8}  {}\n",
@@ -342,10 +339,7 @@ fn render_node(out: &mut String, run: &str, env: &str, j: &NodeStatus, inputs: b
         return;
     }
     for o in &j.operations {
-        let took = match (o.started_ms, o.finished_ms) {
-            (Some(a), Some(b)) => duration(b.saturating_sub(a)),
-            _ => "-".into(),
-        };
+        let took = crate::progress::took(o.started_ms, o.finished_ms);
         out.push_str(&format!(
             "  {:<20} {:<10} {:<10} {:>8}{}\n",
             "",

@@ -181,14 +181,20 @@ impl StateStore {
     pub fn empty(dir: &Path) -> Result<StateStore, StateError> {
         let db = empty()?;
         create_tables(&db)?;
-        Ok(StateStore {
+        Ok(StateStore::in_memory(dir, db))
+    }
+
+    /// A read-only store of `db`, a database in memory, standing for the
+    /// state in `dir`.
+    fn in_memory(dir: &Path, db: Database) -> StateStore {
+        StateStore {
             db: std::mem::ManuallyDrop::new(Db::Snapshot(db, None)),
             dir: dir.to_path_buf(),
             path: dir.join(DB_FILE),
             since_ms: now_ms(),
             current_run: std::sync::Mutex::new(None),
             first_failure: std::sync::OnceLock::new(),
-        })
+        }
     }
 
     /// A read-only copy, in memory, of the resources and locks of the
@@ -214,14 +220,7 @@ impl StateStore {
             }
         }
         txn.commit()?;
-        Ok(StateStore {
-            db: std::mem::ManuallyDrop::new(Db::Snapshot(db, None)),
-            dir: dir.to_path_buf(),
-            path: dir.join(DB_FILE),
-            since_ms: now_ms(),
-            current_run: std::sync::Mutex::new(None),
-            first_failure: std::sync::OnceLock::new(),
-        })
+        Ok(StateStore::in_memory(dir, db))
     }
 
     /// [`StateStore::open_read_only`], or an empty store when the
