@@ -52,8 +52,17 @@ fn state_dir(data: &[u8]) -> PathBuf {
 /// Every read the CLI makes, over whatever the store holds.
 fn read_everything(store: &StateStore) {
     let mut run_ids: BTreeSet<String> = ["r000001", "r000002", ""].into_iter().map(String::from).collect();
+    let mut snapshots: BTreeSet<String> = [stackpipe_fuzz::seeds::SNAPSHOT.to_string()].into_iter().collect();
     if let Ok(runs) = store.runs() {
+        snapshots.extend(runs.iter().filter_map(|r| r.snapshot.clone()).take(8));
         run_ids.extend(runs.into_iter().map(|r| r.id));
+    }
+    for digest in &snapshots {
+        if let Ok(Some(snapshot)) = store.snapshot(digest) {
+            for pin in snapshot.plugins.iter().take(8) {
+                let _ = store.blob(&pin.digest);
+            }
+        }
     }
     let _ = store.latest_run();
     let _ = store.counts();

@@ -92,6 +92,13 @@ pub fn write(out: &Path) {
 }
 
 /// Copies the database of `dir` to `to`, and says how big it is.
+/// The digest the seeds' runs name their snapshot by (any 64 hex digits:
+/// the store takes a snapshot's digest as given).
+pub const SNAPSHOT: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+
+/// The SHA-256 of the seeds' stored component, `\0asm a component's bytes`.
+const COMPONENT: &str = "6582e6478fddb8bcb75f257bc0686c5b354d8ab8de98511c407bdbbd3cd9ef3d";
+
 fn save(dir: &Path, to: &Path) {
     fs::copy(db_path(dir), to).expect("copy a database");
     println!("{}: {} bytes", to.display(), fs::metadata(to).expect("stat").len());
@@ -119,6 +126,22 @@ fn fill(store: &StateStore) {
         writes.push(Write::PutResource(key(env, res), resource(n as u64)));
     }
     writes.push(Write::DeleteResource(key("dev", "old")));
+    // What a run was started from: its snapshot, and a path plugin's bytes.
+    let component: &[u8] = b"\0asm a component's bytes";
+    let snapshot = RunSnapshot {
+        pipeline: "web".into(),
+        operation: RunKind::Deploy,
+        environment: None,
+        files: vec![SourceFile { path: "/src/web.pipeline".into(), text: "resource vpc \"aws.vpc\" {}\n".into() }],
+        vars: vec![("region".into(), "eu-west-1".into())],
+        sensitive_vars: vec!["db_password".into()],
+        sets: Vec::new(),
+        targets: vec!["vpc".into()],
+        orphans: false,
+        plugins: vec![PluginPin { name: "aws".into(), source: "plugins/aws.wasm".into(), digest: COMPONENT.into() }],
+    };
+    writes.push(Write::PutSnapshot(SNAPSHOT.into(), snapshot));
+    writes.push(Write::PutBlob(COMPONENT.into(), Blob(component.into())));
     store.commit(writes).expect("commit");
     // A second resource write bumps its serial.
     store.commit(vec![Write::PutResource(key("dev", "vpc"), resource(9))]).expect("commit");
@@ -174,7 +197,7 @@ fn run(id: &str, kind: RunKind, status: RunStatus) -> RunRecord {
         trigger: RunTrigger::Rerun,
         rerun_of: Some("r000000".into()),
         resumed: vec![Resumption { by: "bob".into(), ms: 1_700_000_030_000 }],
-        snapshot: Some("0".repeat(64)),
+        snapshot: Some(SNAPSHOT.into()),
         targets: vec!["vpc".into()],
         orphans: true,
     }
