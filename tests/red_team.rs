@@ -213,7 +213,8 @@ fn damaged_state_is_never_made_worse_and_repair_recovers_it() {
 #[test]
 fn read_only_commands_create_nothing() {
     let p = Project::new(&nodes(1));
-    for args in [&["runs"][..], &["status"], &["logs"], &["state", "list"]] {
+    let nowhere = ["status", "--state", "/nonexistent/stackpipe-state"];
+    for args in [&["runs"][..], &["status"], &["logs"], &["state", "list"], &["history", "dev/r0"], &["show", "r000001"], &nowhere] {
         let o = p.run(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o.stderr));
         assert!(text(&o.stderr).contains("no state in"), "{args:?}: {}", text(&o.stderr));
@@ -221,6 +222,7 @@ fn read_only_commands_create_nothing() {
     let o = p.run(&["plan", "demo.pipeline"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(!p.path().join(".stackpipe").exists(), "a reader created the state directory");
+    assert!(!std::path::Path::new("/nonexistent").exists());
 }
 
 #[test]
