@@ -300,9 +300,10 @@ impl<'a> Checker<'a> {
         let span = node.kind_span();
         let help = did_you_mean(&node.kind, kinds.keys().map(String::as_str)).unwrap_or_else(|| {
             let all: Vec<String> = kinds.keys().map(|k| format!("`{}.{k}`", node.plugin)).collect();
-            match all.is_empty() {
-                true => format!("plugin `{}` has no resource types", node.plugin),
-                false => format!("the types of plugin `{}` are: {}", node.plugin, all.join(", ")),
+            if all.is_empty() {
+                format!("plugin `{}` has no resource types", node.plugin)
+            } else {
+                format!("the types of plugin `{}` are: {}", node.plugin, all.join(", "))
             }
         });
         self.report(
