@@ -1,12 +1,15 @@
 //! The pipeline arguments every command takes, and turning a file into a
-//! graph, or into diagnostics on stderr and exit code 2.
+//! graph (checked against its provisioners' schemas for the commands that
+//! run it), or into diagnostics on stderr and exit code 2.
 
 use std::path::PathBuf;
 
 use clap::Args;
-use stackpipe_dsl::CompileOptions;
+use stackpipe_dsl::{CompileOptions, Unchecked};
 use stackpipe_runtime::input::InputError;
 use stackpipe_runtime::pipeline::{self, LoadError, LoadedPipeline};
+use stackpipe_runtime::plugin::PluginHost;
+use stackpipe_runtime::type_check;
 
 use crate::EXIT_INVALID;
 
@@ -69,6 +72,21 @@ impl PipelineArgs {
         loaded.map_err(report_load_error)
     }
 
+    /// [`PipelineArgs::load_with_state`] (values required), then the pipeline
+    /// checked against its provisioners' schemas, loaded through `host`:
+    /// what every command that runs the pipeline loads. `sets` are the
+    /// `--set` overrides, as typed.
+    pub async fn load_checked(
+        &self,
+        state_dir: Option<&std::path::Path>,
+        host: &PluginHost,
+        sets: &[(String, String)],
+    ) -> Result<LoadedPipeline, u8> {
+        let pipeline = self.load_with_state(true, state_dir)?;
+        check_types(&pipeline, host, sets).await?;
+        Ok(pipeline)
+    }
+
     /// The cap on the file's size: the flag, else the environment, else the default.
     fn max_file_size(&self) -> Result<u64, u8> {
         if let Some(n) = self.max_file_size {
@@ -86,6 +104,16 @@ impl PipelineArgs {
             }
         }
     }
+}
+
+/// `pipeline` checked against its provisioners' schemas (see
+/// `stackpipe_runtime::type_check`): its mistakes printed (exit 2), or the
+/// provisioners whose resources could not be checked. `sets` are the
+/// `--set` overrides, as typed.
+pub async fn check_types(pipeline: &LoadedPipeline, host: &PluginHost, sets: &[(String, String)]) -> Result<Vec<Unchecked>, u8> {
+    let overridden: Vec<(String, String)> =
+        sets.iter().filter_map(|(target, _)| target.split_once('.')).map(|(r, a)| (r.to_string(), a.to_string())).collect();
+    type_check::check_types(host, pipeline, &overridden).await.map_err(report_load_error)
 }
 
 /// Prints why a pipeline could not be loaded (its diagnostics, rendered for

@@ -162,7 +162,11 @@ fn main() -> ExitCode {
 }
 
 fn check(a: CheckArgs) -> Result<(), u8> {
-    let graph = a.pipeline.load(true)?.graph;
+    let pipeline = a.pipeline.load(true)?;
+    for note in check_schemas(&pipeline)? {
+        eprintln!("note: {note}");
+    }
+    let graph = pipeline.graph;
     let envs = graph.environments.len();
     println!(
         "ok: {} resource{}, {} environment{}, {} level{}",
@@ -174,6 +178,29 @@ fn check(a: CheckArgs) -> Result<(), u8> {
         plural(graph.level_count())
     );
     Ok(())
+}
+
+/// `check`'s checks against the provisioners' schemas: what could not be
+/// checked, as notes. A plugin that cannot be loaded (or a plugin host that
+/// cannot start) is preflight's error; here it only leaves the resources it
+/// concerns unchecked.
+fn check_schemas(pipeline: &stackpipe_runtime::pipeline::LoadedPipeline) -> Result<Vec<String>, u8> {
+    use stackpipe_runtime::plugin::{ArtifactCache, PluginHost};
+    let started = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| PluginHost::new(ArtifactCache::from_env()).map(|host| (rt, host)).map_err(|e| format!("{e:#}")));
+    let (rt, host) = match started {
+        Ok(started) => started,
+        Err(why) => {
+            return Ok(vec![format!(
+                "the attributes and outputs of the resources were not checked: cannot start the plugin host: {why}"
+            )])
+        }
+    };
+    let unchecked = rt.block_on(load::check_types(pipeline, &host, &[]))?;
+    Ok(unchecked.iter().map(|u| format!("{u}\n  (`stackpipe preflight` reports this as an error: a deploy would not start)")).collect())
 }
 
 fn graph(a: GraphArgs) -> Result<(), u8> {

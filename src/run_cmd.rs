@@ -202,10 +202,10 @@ pub fn host() -> Result<Arc<PluginHost>, u8> {
 /// resolve, policies load, and nothing is locked by another run. The report
 /// `deploy` prints when it does not start; exit 2 when there is a problem.
 pub fn preflight(a: RunArgs) -> Result<(), u8> {
-    let pipeline = a.pipeline.load_with_state(true, a.state.dir.as_deref())?;
-    let store = Arc::new(a.state.open_resources(Some(&a.pipeline.file), true)?);
     let rt = runtime()?;
     let host = host()?;
+    let pipeline = rt.block_on(a.pipeline.load_checked(a.state.dir.as_deref(), &host, &a.sets))?;
+    let store = Arc::new(a.state.open_resources(Some(&a.pipeline.file), true)?);
     let report =
         rt.block_on(stackpipe_runtime::run::preflight(&pipeline, Mode::Deploy, host, store, &a.plan_options())).map_err(run_error)?;
     if a.json {
@@ -229,11 +229,11 @@ pub fn plan(a: PlanArgs) -> Result<(), u8> {
 }
 
 fn plan_like(a: RunArgs, mode: Mode) -> Result<(), u8> {
-    let pipeline = a.pipeline.load_with_state(true, a.state.dir.as_deref())?;
-    let store = Arc::new(a.state.open_resources(Some(&a.pipeline.file), true)?);
     let rt = runtime()?;
-    let opts = a.plan_options();
     let host = host()?;
+    let pipeline = rt.block_on(a.pipeline.load_checked(a.state.dir.as_deref(), &host, &a.sets))?;
+    let store = Arc::new(a.state.open_resources(Some(&a.pipeline.file), true)?);
+    let opts = a.plan_options();
     let (summary, failures) =
         rt.block_on(plan_once(&pipeline, mode, host, store, &opts, StopSignal::new())).map_err(run_error)?;
     report_plan(&summary, &failures, a.json, None);
@@ -329,18 +329,25 @@ pub fn render_plan(summary: &RunSummary, failures: &[String]) -> String {
 
 /// `deploy` / `undeploy`: the pipeline file as it is now.
 pub fn run(a: RunArgs, mode: Mode) -> Result<(), u8> {
-    let pipeline = a.pipeline.load_with_state(true, a.state.dir.as_deref())?;
+    let rt = runtime()?;
+    let host = host()?;
+    let pipeline = rt.block_on(a.pipeline.load_checked(a.state.dir.as_deref(), &host, &a.sets))?;
     let opts = a.run_options(None);
-    run_loaded(&pipeline, a, mode, opts)
+    run_loaded(&pipeline, a, mode, opts, &rt, host)
 }
 
 /// Runs `pipeline` as `opts` say (`deploy`, `undeploy`, or a `resume` /
 /// `rerun` of a snapshot, whose `opts.source` is set): the whole run is
 /// preflighted first, and nothing starts unless every node passes (exit 2).
-fn run_loaded(pipeline: &LoadedPipeline, a: RunArgs, mode: Mode, opts: RunOptions) -> Result<(), u8> {
+fn run_loaded(
+    pipeline: &LoadedPipeline,
+    a: RunArgs,
+    mode: Mode,
+    opts: RunOptions,
+    rt: &tokio::runtime::Runtime,
+    host: Arc<PluginHost>,
+) -> Result<(), u8> {
     let store = Arc::new(a.state.open(Some(&a.pipeline.file))?);
-    let rt = runtime()?;
-    let host = host()?;
     rt.block_on(preflight_first(pipeline, mode, host.clone(), store.clone(), &opts, a.json))?;
     let state_dir = a.state.dir_for(Some(&a.pipeline.file));
     let summary = rt.block_on(async move {
@@ -598,10 +605,12 @@ pub fn again(run_id: &str, state: &StateArgs, resume: bool, json: bool, given: &
     };
     let mode = if run.kind == RunKind::Undeploy { Mode::Undeploy } else { Mode::Deploy };
     let resume = resume.then(|| run_id.to_string());
+    let rt = runtime()?;
+    let host = host()?;
     let Some((source, drift)) = restored else {
-        let pipeline = args.pipeline.load_with_state(true, args.state.dir.as_deref())?;
+        let pipeline = rt.block_on(args.pipeline.load_checked(args.state.dir.as_deref(), &host, &args.sets))?;
         let opts = args.run_options(resume);
-        return run_loaded(&pipeline, args, mode, opts);
+        return run_loaded(&pipeline, args, mode, opts, &rt, host);
     };
     let doing = if resume.is_some() { "resuming" } else { "running again" };
     for d in &drift {
@@ -623,5 +632,7 @@ pub fn again(run_id: &str, state: &StateArgs, resume: bool, json: bool, given: &
     opts.sets = snapshot.sets.clone();
     let mode = if snapshot.operation == RunKind::Undeploy { Mode::Undeploy } else { Mode::Deploy };
     opts.source = Some(Arc::new(source));
-    run_loaded(&pipeline, args, mode, opts)
+    // Not checked against the schemas of the plugins on disk again: the
+    // run's components are its snapshot's, and it was checked as it started.
+    run_loaded(&pipeline, args, mode, opts, &rt, host)
 }

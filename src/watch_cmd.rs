@@ -83,7 +83,10 @@ async fn watch_loop(a: WatchArgs, host: Arc<PluginHost>) -> Result<(), u8> {
     let mut trigger = "started".to_string();
     for cycle in 1.. {
         header(cycle, &trigger, mode, a.run.json);
-        let loaded = a.run.pipeline.load(true).ok();
+        let loaded = match a.run.pipeline.load(true) {
+            Ok(p) => crate::load::check_types(&p, &host, &a.run.sets).await.ok().map(|_| p),
+            Err(_) => None,
+        };
         if let Some(p) = &loaded {
             carried.made_of = pipeline_files(p);
         }

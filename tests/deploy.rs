@@ -200,6 +200,7 @@ fn state_unlock_releases_the_locks_of_a_dead_run() {
 
 #[test]
 fn preflight_names_what_is_missing_for_every_node() {
+    // A type the provisioner does not have is caught before preflight, at its line.
     let p = Project::new(
         r#"
 resource a "t.step" { }
@@ -210,10 +211,23 @@ resource c "t.step" { x = b.id }
     let o = p.run(&["preflight", "demo.pipeline"]);
     assert_eq!(o.status.code(), Some(2));
     let err = text(&o.stderr);
+    assert!(err.contains("stackpipe::unknown_type") && err.contains("help: did you mean `step`?"), "{err}");
+
+    // What the provisioner's `validate` refuses, preflight names, by node.
+    let p = Project::new(
+        r#"
+resource a "t.step" { }
+resource b "t.step" { x = a.id  fail_on = "sometimes" }
+resource c "t.step" { x = b.id }
+"#,
+    );
+    let o = p.run(&["preflight", "demo.pipeline"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
     assert_eq!(
         err,
-        "error: preflight of the deploy found 1 problem; nothing was started:\n  dev:\n    b: provisioner `t` has no \
-         resource type `stepp` (it has: step)\n"
+        "error: preflight of the deploy found 1 problem; nothing was started:\n  dev:\n    b: t.step rejects the \
+         attributes: `fail_on`: `fail_on` must be one of validate, read, plan, apply, destroy, not `sometimes`\n"
     );
     assert!(p.ledger().is_empty());
 
@@ -241,18 +255,19 @@ environment prod {{ after = dev }}
 resource a "t.step" {{ }}
 resource b "t.step" {{ x = a.id  fail = {{ dev = false, prod = "yes" }}[env.name] }}
 resource c "t.step" {{ x = b.id  fail = {{ dev = false, prod = "maybe" }}[env.name] }}
-resource d "t.stepp" {{ }}
+resource d "t.step" {{ fail_on = "sometimes" }}
 "#
     ));
+    const FAIL_ON: &str =
+        "t.step rejects the attributes: `fail_on`: `fail_on` must be one of validate, read, plan, apply, destroy, not `sometimes`";
     for cmd in ["preflight", "deploy"] {
         let o = p.run(&[cmd, "demo.pipeline", "--json"]);
         assert_eq!(o.status.code(), Some(2), "{cmd}: {}", text(&o.stderr));
         let err = text(&o.stderr);
         assert_eq!(
             err,
-            "error: preflight of the deploy found 3 problems; nothing was started:\n  dev:\n    d: provisioner `t` has no \
-             resource type `stepp` (it has: step)\n  prod:\n    b, c: t.step rejects the attributes: `fail`: `fail` must be \
-             true or false\n    d: provisioner `t` has no resource type `stepp` (it has: step)\n"
+            format!("error: preflight of the deploy found 3 problems; nothing was started:\n  dev:\n    d: {FAIL_ON}\n  prod:\n    \
+             b, c: t.step rejects the attributes: `fail`: `fail` must be true or false\n    d: {FAIL_ON}\n")
         );
         let doc: Value = serde_json::from_str(&text(&o.stdout)).expect("JSON");
         let problems = if cmd == "deploy" {
@@ -267,13 +282,15 @@ resource d "t.stepp" {{ }}
     assert!(p.ledger().is_empty(), "{:?}", p.ledger());
     assert_eq!(text(&p.run(&["runs"]).stdout), "no runs yet\n", "no run was recorded");
 
-    // An undeploy preflights what it would destroy.
-    let good = |kind: &str| {
-        format!("pipeline \"demo\"\n{TEST_PLUGIN}\nenvironment dev {{}}\nresource a \"t.step\" {{}}\nresource b \"{kind}\" {{ x = a.id }}\n")
-    };
-    std::fs::write(p.path().join("demo.pipeline"), good("t.step")).unwrap();
+    // An undeploy preflights what it would destroy: here, `b`'s plugin is gone from disk.
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/plugins/dist/test.wasm"), p.path().join("u.wasm")).unwrap();
+    let two = format!(
+        "pipeline \"demo\"\n{TEST_PLUGIN}\nplugin u {{ kind = \"provisioner\" source = \"u.wasm\" }}\n\
+         environment dev {{}}\nresource a \"t.step\" {{}}\nresource b \"u.step\" {{ x = a.id }}\n"
+    );
+    std::fs::write(p.path().join("demo.pipeline"), two).unwrap();
     assert_eq!(p.run(&["deploy", "demo.pipeline"]).status.code(), Some(0));
-    std::fs::write(p.path().join("demo.pipeline"), good("t.stepp")).unwrap();
+    std::fs::remove_file(p.path().join("u.wasm")).unwrap();
     let o = p.run(&["undeploy", "demo.pipeline"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("preflight of the undeploy found 1 problem; nothing was started:\n  dev:\n    b: "), "{}", text(&o.stderr));
@@ -544,4 +561,37 @@ fn outputs_state_show_and_typos_read_as_people_expect() {
     let out = text(&o.stdout);
     assert!(out.contains("[dev] failed: what failed: alpha"), "{out}");
     assert!(!out.contains("failed: failed"), "{out}");
+}
+
+/// A misspelled output (`index.sha265`) is caught against the provisioner's
+/// own schema before anything runs: `deploy`, `plan` and `preflight` exit 2
+/// at its line with a suggestion, nothing is applied and no run is
+/// recorded. `graph` does not load plugins and still draws the file.
+#[test]
+fn a_misspelled_output_stops_a_deploy_before_anything_runs() {
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/local-files.pipeline")).unwrap();
+    let p = Project::with_pipeline(&example);
+    let o = p.run(&["deploy", "demo.pipeline", "--env", "dev"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let site = p.path().join("out/dev/site");
+    let deployed = std::fs::read_to_string(site.join("index.html")).expect("the index is written");
+
+    let typo = example.replace("= index.sha256", "= index.sha265");
+    assert_ne!(typo, example);
+    std::fs::write(p.path().join("demo.pipeline"), &typo).unwrap();
+    // A new greeting would change the index, were anything applied.
+    for command in ["deploy", "plan", "preflight"] {
+        let o = p.run(&[command, "demo.pipeline", "--env", "dev", "--var", "greeting=hi"]);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{command}: {err}");
+        assert!(err.contains("stackpipe::unknown_output"), "{command}: {err}");
+        assert!(err.contains("`index` has no output `sha265`"), "{command}: {err}");
+        assert!(err.contains("demo.pipeline:41:47"), "{command}: {err}");
+        assert!(err.contains("help: did you mean `sha256`?"), "{command}: {err}");
+        assert!(o.stdout.is_empty(), "{command}: {}", text(&o.stdout));
+    }
+    let runs: Value = serde_json::from_slice(&p.run(&["runs", "--json"]).stdout).unwrap();
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "only the first deploy is recorded: {runs:#}");
+    assert_eq!(std::fs::read_to_string(site.join("index.html")).unwrap(), deployed, "nothing was applied");
+    assert_eq!(p.run(&["graph", "demo.pipeline"]).status.code(), Some(0));
 }

@@ -5,7 +5,9 @@
 //!
 //! Add a case: write the file (first line a `# ` comment saying what mistake
 //! it shows), run `INSTA_UPDATE=always cargo test --test diagnostics`, and
-//! read the new snapshot before keeping it.
+//! read the new snapshot before keeping it. A case that is not an error, only
+//! a note (`check` exits 0 and prints its summary), says so on its second
+//! line: `# exit 0`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,30 +31,39 @@ fn corpus() -> Vec<PathBuf> {
     files
 }
 
-/// What is wrong with one case, or `Ok` with its stderr.
-fn run_check(rel: &str) -> Result<String, String> {
+/// The exit code a case expects: 0 when its second line is `# exit 0`, else 2.
+fn expected_exit(text: &str) -> i32 {
+    if text.lines().nth(1).is_some_and(|l| l.trim() == "# exit 0") {
+        0
+    } else {
+        2
+    }
+}
+
+/// What is wrong with one case, or `Ok` with its stderr. `expected` is the
+/// exit code: 2 (invalid input, nothing on stdout) or 0 (the summary on stdout).
+fn run_check(rel: &str, expected: i32) -> Result<String, String> {
     let o = Command::new(env!("CARGO_BIN_EXE_stackpipe"))
         .args(["check", rel])
         .current_dir(root())
         .env("NO_COLOR", "1")
+        .env("STACKPIPE_CACHE_DIR", root().join("target/test-component-cache"))
         .env_remove("COLUMNS")
         .output()
         .map_err(|e| format!("cannot run stackpipe: {e}"))?;
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     if stderr.contains("panicked") {
         return Err(format!("stackpipe panicked:\n{stderr}"));
     }
-    if o.status.code() != Some(2) {
-        return Err(format!(
-            "exit code {:?}, expected 2 (invalid input)\nstdout:\n{}\nstderr:\n{stderr}",
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout)
-        ));
+    if o.status.code() != Some(expected) {
+        return Err(format!("exit code {:?}, expected {expected}\nstdout:\n{stdout}\nstderr:\n{stderr}", o.status.code()));
     }
-    if !o.stdout.is_empty() {
-        return Err(format!("stdout should be empty, got:\n{}", String::from_utf8_lossy(&o.stdout)));
+    match expected {
+        2 if !stdout.is_empty() => Err(format!("stdout should be empty, got:\n{stdout}")),
+        0 if !stdout.starts_with("ok: ") => Err(format!("stdout should be the summary, got:\n{stdout}")),
+        _ => Ok(stderr),
     }
-    Ok(stderr)
 }
 
 #[test]
@@ -69,21 +80,21 @@ fn corpus_is_large_enough_and_well_formed() {
 }
 
 #[test]
-fn every_mistake_is_reported_with_exit_code_2() {
+fn every_mistake_is_reported_with_exit_code_2_and_every_note_with_0() {
     let mut failures = Vec::new();
     for path in corpus() {
         let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
         let file_name = path.file_name().unwrap().to_string_lossy().into_owned();
         // Always with `/`, so the path printed in the snapshot is the same on every OS.
         let rel = format!("{CORPUS}/{file_name}");
-        let stderr = match run_check(&rel) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let stderr = match run_check(&rel, expected_exit(&text)) {
             Ok(s) => s,
             Err(why) => {
                 failures.push(format!("{rel}: {why}"));
                 continue;
             }
         };
-        let text = std::fs::read_to_string(&path).unwrap();
         let what = text.lines().next().unwrap_or("").trim_start_matches('#').trim().to_string();
         let mut settings = insta::Settings::clone_current();
         settings.set_input_file(&path);

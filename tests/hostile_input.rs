@@ -115,11 +115,13 @@ fn a_directory_is_refused() {
 #[test]
 fn a_file_over_the_cap_is_refused_and_the_flag_raises_the_cap() {
     let dir = tempfile::tempdir().unwrap();
-    // Just over the default cap of 16 MiB: a valid pipeline padded with a comment.
+    // Just over the default cap of 16 MiB: a valid pipeline (of a type the
+    // provisioner has) padded with a comment.
     let cap = 16 << 20;
+    let header = HEADER.replace("\"t.x\"", "\"t.step\"");
     let mut f = std::fs::File::create(dir.path().join("big.pipeline")).unwrap();
-    f.write_all(HEADER.as_bytes()).unwrap();
-    let pad = cap + 1 - HEADER.len() - 3;
+    f.write_all(header.as_bytes()).unwrap();
+    let pad = cap + 1 - header.len() - 3;
     f.write_all(b"# ").unwrap();
     f.write_all(&vec![b'x'; pad]).unwrap();
     f.write_all(b"\n").unwrap();

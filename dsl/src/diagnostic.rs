@@ -30,6 +30,10 @@ pub enum Code {
     TooDeep,
     ReservedName,
     LockedFlowKey,
+    UnknownType,
+    UnknownAttribute,
+    MissingAttribute,
+    UnknownOutput,
 }
 
 impl Code {
@@ -55,6 +59,10 @@ impl Code {
             Code::TooDeep => "too_deep",
             Code::ReservedName => "reserved_name",
             Code::LockedFlowKey => "locked_flow_key",
+            Code::UnknownType => "unknown_type",
+            Code::UnknownAttribute => "unknown_attribute",
+            Code::MissingAttribute => "missing_attribute",
+            Code::UnknownOutput => "unknown_output",
         }
     }
 }

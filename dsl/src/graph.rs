@@ -31,12 +31,22 @@ pub struct ResourceNode {
     /// Longest distance from a root; roots are level 0.
     pub level: usize,
     pub span: Span,
+    /// Where `"plugin.type"` is written, quotes included (empty for a
+    /// resource the file no longer declares).
+    pub type_span: Span,
 }
 
 impl ResourceNode {
     /// `aws.vpc`
     pub fn type_name(&self) -> String {
         format!("{}.{}", self.plugin, self.kind)
+    }
+
+    /// Where the type half of `"plugin.type"` is written (`vpc` in `"aws.vpc"`).
+    pub fn kind_span(&self) -> Span {
+        // Inside the quotes: `"` + plugin + `.` + type + `"`, as the parser split it.
+        let start = (self.type_span.start + self.plugin.len() + 2).min(self.type_span.end);
+        Span::new(start, self.type_span.end.saturating_sub(1).max(start))
     }
 }
 
@@ -107,13 +117,23 @@ impl OnFailure {
 }
 
 /// Where a plugin's component comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginSource {
     /// Shipped inside stackpipe: `builtin:<name>`.
     Builtin(String),
     /// A `.wasm` component, relative to the pipeline file.
     Path(String),
+}
+
+impl std::fmt::Display for PluginSource {
+    /// As written in the file: `builtin:local`, or the path.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PluginSource::Builtin(name) => write!(f, "builtin:{name}"),
+            PluginSource::Path(path) => f.write_str(path),
+        }
+    }
 }
 
 /// What the sandbox may touch. Nothing unless granted.

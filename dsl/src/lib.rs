@@ -8,8 +8,10 @@
 //! graph, each environment resolved), and comes out a [`PipelineGraph`],
 //! which [`render`] draws. [`eval`] evaluates expressions, for the compiler
 //! and at deploy time; [`sensitive`] keeps sensitive values out of what is
-//! shown; [`selection`] is what a targeted run takes of the graph; every
-//! mistake is a [`Diagnostic`].
+//! shown; [`selection`] is what a targeted run takes of the graph;
+//! [`type_schemas`] checks a compiled graph against the schemas its
+//! provisioners give (which the caller hands in); every mistake is a
+//! [`Diagnostic`].
 //!
 //! Pure: no I/O, no async, no wasm, no database. Callers hand in source text
 //! and get back a graph or [`Diagnostics`].
@@ -25,6 +27,7 @@ pub mod parser;
 pub mod render;
 pub mod selection;
 pub mod sensitive;
+pub mod type_schemas;
 
 pub use compile::{compile, CompileOptions, DEFAULT_ENVIRONMENT};
 pub use diagnostic::{Code, Diagnostic, Diagnostics};
@@ -34,6 +37,7 @@ pub use graph::{
 };
 pub use selection::UnknownTarget;
 pub use sensitive::{resource_references, SensitiveValues};
+pub use type_schemas::{check_types, ProvisionerTypes, TypeCheck, TypeSchema, TypeSchemas, Unchecked};
 
 /// Parses, checks and compiles one file. `name` is how diagnostics name the
 /// file (its path, usually).

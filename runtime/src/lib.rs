@@ -1,6 +1,7 @@
-//! stackpipe's engine: loading pipelines, the plugin host, runs (the
-//! scheduler, stack jobs, gates), the state store, and the control socket
-//! through which other terminals watch and steer a run.
+//! stackpipe's engine: loading pipelines (and checking them against their
+//! provisioners' schemas), the plugin host, runs (the scheduler, stack jobs,
+//! gates), the state store, and the control socket through which other
+//! terminals watch and steer a run.
 
 pub mod control;
 pub mod input;
@@ -11,4 +12,5 @@ pub mod run;
 pub mod secrets;
 /// The state store, a crate of its own (no wasm, no tokio): see `stackpipe-state`.
 pub use stackpipe_state as state;
+pub mod type_check;
 pub mod watch;

@@ -58,6 +58,7 @@ impl<'a> Compiler<'a> {
                 sensitive_attributes: self.sensitive_attributes(r),
                 level: 0,
                 span: r.span,
+                type_span: r.type_span,
             });
         }
         g

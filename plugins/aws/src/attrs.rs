@@ -465,7 +465,9 @@ pub fn outputs_schema(def: &TypeDef) -> Value {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
         "properties": props,
-        "required": required
+        "required": required,
+        // Closed: `stackpipe check` reports a reference to any other output.
+        "additionalProperties": false
     })
 }
 

@@ -523,7 +523,9 @@ pub fn resource_types() -> Vec<ResourceType> {
             "path": { "type": "string", "description": "The file's path, as given." },
             "sha256": { "type": "string", "pattern": "^[0-9a-f]{64}$", "description": "The sha256 of the content, in hex." }
         },
-        "required": ["path", "sha256"]
+        "required": ["path", "sha256"],
+        // Closed: `stackpipe check` reports a reference to any other output.
+        "additionalProperties": false
     });
     let dir_attrs = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -541,7 +543,8 @@ pub fn resource_types() -> Vec<ResourceType> {
         "properties": {
             "path": { "type": "string", "description": "The directory's path, as given." }
         },
-        "required": ["path"]
+        "required": ["path"],
+        "additionalProperties": false
     });
     vec![
         ResourceType {
@@ -755,7 +758,18 @@ mod tests {
             let o: Value = serde_json::from_str(&t.outputs_schema).unwrap();
             assert_eq!(a["required"], json!(["path"]));
             assert!(o["properties"]["path"].is_object());
+            assert_eq!(o["additionalProperties"], false, "{}: the outputs are closed", t.name);
         }
+        // What the outputs schemas promise is what is output: no more.
+        let closed = |name: &str| -> Vec<String> {
+            let t = resource_types().into_iter().find(|t| t.name == name).unwrap();
+            let o: Value = serde_json::from_str(&t.outputs_schema).unwrap();
+            o["properties"].as_object().unwrap().keys().cloned().collect()
+        };
+        let spec = file("a", "x", None);
+        let keys = |v: Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
+        assert_eq!(keys(state_of(&spec).outputs_value()), closed("file"));
+        assert_eq!(keys(DirState { path: "a".into() }.outputs_value()), closed("directory"));
         let file = resource_types().into_iter().find(|t| t.name == "file").unwrap();
         let a: Value = serde_json::from_str(&file.attributes_schema).unwrap();
         let source = &a["properties"]["source"];

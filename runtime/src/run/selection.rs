@@ -269,6 +269,7 @@ fn orphans_of(graph: &PipelineGraph, records: &HashMap<String, ResourceRecord>) 
                     sensitive_attributes: r.sensitive.clone(),
                     level,
                     span: Span::default(),
+                    type_span: Span::default(),
                 },
                 depends_on: r.depends_on.clone(),
             }
