@@ -1,13 +1,13 @@
 //! How a run's progress is shown: JSON lines, plain lines, or (on a
 //! terminal) a live view; and, on a terminal, approving a gate in place.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
 
 use stackpipe_runtime::control::{ControlClient, Request};
 use stackpipe_runtime::run::{GateSelector, RunEvent};
-use stackpipe_runtime::state::{read_owner, Decision, GateKind, Status};
+use stackpipe_runtime::state::{read_owner, Decision, GateKind, LogLevel, Status};
 use tokio::sync::mpsc;
 
 /// Renders events until the run ends: JSON lines, a live view on a
@@ -28,12 +28,13 @@ pub async fn print_events(
         return live_view(rx, prompter).await;
     }
     let mut out = std::io::stdout();
+    let mut lines = Lines::default();
     loop {
         tokio::select! {
             e = rx.recv() => {
                 let Some(e) = e else { break };
-                let line = if json { serde_json::to_string(&e).ok() } else { plain_line(&e) };
-                if let Some(line) = line {
+                let shown = if json { serde_json::to_string(&e).ok().into_iter().collect() } else { lines.of(&e) };
+                for line in shown {
                     let _ = writeln!(out, "{line}");
                 }
                 // JSON consumers have the `waiting` event; the hint is for people.
@@ -61,7 +62,6 @@ pub async fn print_events(
 /// done, running, waiting and failed nodes.
 async fn live_view(mut rx: mpsc::UnboundedReceiver<RunEvent>, mut prompter: Prompter) {
     use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-    use std::collections::HashMap;
     use std::time::Duration;
 
     let multi = MultiProgress::new();
@@ -71,6 +71,7 @@ async fn live_view(mut rx: mpsc::UnboundedReceiver<RunEvent>, mut prompter: Prom
     let node_style = ProgressStyle::with_template("    {spinner} {prefix:<24} {msg} {elapsed:>4}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner());
     let mut bars: HashMap<(String, String), ProgressBar> = HashMap::new();
+    let mut lines = Lines::default();
     let (mut total, mut done, mut failed) = (0usize, 0usize, 0usize);
     let mut env_name = String::new();
     loop {
@@ -117,7 +118,7 @@ async fn live_view(mut rx: mpsc::UnboundedReceiver<RunEvent>, mut prompter: Prom
             }
             _ => {}
         }
-        if let Some(line) = plain_line(&e) {
+        for line in lines.of(&e) {
             let _ = multi.println(line);
         }
         if let Some(ask) = prompter.see(&e) {
@@ -260,7 +261,49 @@ impl Prompter {
     }
 }
 
-/// One event as a plain line; None for events shown only in JSON.
+/// The plain lines of events, with what plugins warned of about a node
+/// (its log lines at `warn` and `error`) shown under the node's next line:
+/// its result, the failure of an operation, or a gate it waits at.
+#[derive(Default)]
+struct Lines {
+    warnings: HashMap<(String, String), Vec<String>>,
+}
+
+impl Lines {
+    fn of(&mut self, e: &RunEvent) -> Vec<String> {
+        if let RunEvent::Log { environment, node, text, level, plugin, .. } = e {
+            if *level >= LogLevel::Warn {
+                let what = if *level == LogLevel::Error { "error" } else { "warning" };
+                let from = plugin.as_ref().map(|p| format!("{p}: ")).unwrap_or_default();
+                self.warnings.entry((environment.clone(), node.clone())).or_default().push(format!("    {what}: {from}{text}"));
+            }
+            return Vec::new();
+        }
+        let mut shown: Vec<String> = plain_line(e).into_iter().collect();
+        let about = match e {
+            RunEvent::NodeFinished { environment, node, .. }
+            | RunEvent::OpFinished { environment, node, status: Status::Failed, .. }
+            | RunEvent::Waiting { environment, node: Some(node), .. } => Some((environment.clone(), node.clone())),
+            _ => None,
+        };
+        if let Some(warned) = about.and_then(|k| self.warnings.remove(&k)) {
+            shown.extend(warned);
+        }
+        if let RunEvent::RunFinished { .. } = e {
+            // Any left (a node that never said how it ended): under its name.
+            let mut left: Vec<_> = self.warnings.drain().collect();
+            left.sort();
+            for ((environment, node), warned) in left {
+                shown.push(format!("  {environment}/{node}:"));
+                shown.extend(warned);
+            }
+        }
+        shown
+    }
+}
+
+/// One event as a plain line; None for events shown only in JSON (and for
+/// log lines: see [`Lines`]).
 pub fn plain_line(e: &RunEvent) -> Option<String> {
     Some(match e {
         RunEvent::RunStarted { run, pipeline, operation, environments, nodes, targets, orphans } => {
@@ -323,5 +366,54 @@ pub fn duration(ms: u64) -> String {
         format!("{ms} ms")
     } else {
         format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(node: &str, level: LogLevel, plugin: Option<&str>, text: &str) -> RunEvent {
+        RunEvent::Log {
+            environment: "dev".into(),
+            node: node.into(),
+            op: "apply".into(),
+            text: text.into(),
+            level,
+            plugin: plugin.map(str::to_string),
+        }
+    }
+
+    fn finished(node: &str) -> RunEvent {
+        RunEvent::NodeFinished {
+            environment: "dev".into(),
+            node: node.into(),
+            status: Status::Succeeded,
+            change: Some("create".into()),
+            ms: 12,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn plugin_warnings_show_under_their_node_and_other_lines_not_at_all() {
+        let mut lines = Lines::default();
+        assert!(lines.of(&log("a", LogLevel::Warn, Some("local"), "careful")).is_empty());
+        assert!(lines.of(&log("a", LogLevel::Info, Some("local"), "wrote it")).is_empty());
+        assert!(lines.of(&log("b", LogLevel::Error, None, "broken")).is_empty());
+        assert_eq!(lines.of(&finished("a")), ["  dev/a: create (12 ms)", "    warning: local: careful"]);
+        assert_eq!(lines.of(&finished("a")), ["  dev/a: create (12 ms)"], "shown once");
+        let failed = RunEvent::OpFinished {
+            environment: "dev".into(),
+            node: "b".into(),
+            op: "apply".into(),
+            status: Status::Failed,
+            ms: 3,
+            message: Some("no".into()),
+        };
+        assert_eq!(lines.of(&failed), ["  dev/b: apply failed: no", "    error: broken"]);
+        assert!(lines.of(&log("c", LogLevel::Warn, Some("t"), "late")).is_empty());
+        let end = RunEvent::RunFinished { run: "r1".into(), status: stackpipe_runtime::state::RunStatus::Succeeded, ms: 1 };
+        assert_eq!(lines.of(&end), ["  dev/c:", "    warning: t: late"]);
     }
 }

@@ -11,7 +11,7 @@ use stackpipe_runtime::run::{
     execute, AutoApprove, Events, Mode, PlannedChange, Run, RunError, RunEvent, RunOptions, RunSource, RunSummary, Selection,
     SelectionError, SnapshotError, Steering, StopSignal,
 };
-use stackpipe_runtime::state::{RunKind, RunStatus, RunTrigger, StateStore, Status};
+use stackpipe_runtime::state::{LogLevel, RunKind, RunStatus, RunTrigger, StateStore, Status};
 use tokio::sync::mpsc;
 
 use stackpipe_runtime::control::{ControlServer, ControlSocket, Reach, RunHandles};
@@ -292,7 +292,8 @@ pub fn plan_json(summary: &RunSummary) -> String {
 }
 
 /// Plans (or preflights) once: the summary and, for every node that
-/// could not be planned, `env/node: why`.
+/// could not be planned, `env/node: why`. What plugins warn of while they
+/// plan goes to stderr as it comes: `warning: env/node: plugin: text`.
 pub async fn plan_once(
     pipeline: &LoadedPipeline,
     mode: Mode,
@@ -305,8 +306,16 @@ pub async fn plan_once(
     let failures = tokio::spawn(async move {
         let mut failures = Vec::new();
         while let Some(e) = rx.recv().await {
-            if let RunEvent::NodeFinished { environment, node, status: Status::Failed, error, .. } = e {
-                failures.push(format!("{environment}/{node}: {}", error.unwrap_or_default()));
+            match e {
+                RunEvent::NodeFinished { environment, node, status: Status::Failed, error, .. } => {
+                    failures.push(format!("{environment}/{node}: {}", error.unwrap_or_default()));
+                }
+                RunEvent::Log { environment, node, text, level, plugin, .. } if level >= LogLevel::Warn => {
+                    let what = if level == LogLevel::Error { "error" } else { "warning" };
+                    let from = plugin.map(|p| format!("{p}: ")).unwrap_or_default();
+                    eprintln!("{what}: {environment}/{node}: {from}{text}");
+                }
+                _ => {}
             }
         }
         failures

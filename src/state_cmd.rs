@@ -8,7 +8,7 @@ use stackpipe_runtime::run::status::{NodeStatus, StatusDocument};
 use stackpipe_runtime::run::RunEvent;
 use stackpipe_runtime::run::MASKED;
 use stackpipe_runtime::state::{
-    LogLine, ResourceKey, ResourceRecord, RunKind, RunRecord, RunStatus, RunTrigger, StateStore, Status,
+    LogLevel, LogLine, ResourceKey, ResourceRecord, RunKind, RunRecord, RunStatus, RunTrigger, StateStore, Status,
 };
 
 use crate::progress::{duration, plain_line};
@@ -369,7 +369,9 @@ pub struct LogsArgs {
     /// happens, until it ends.
     #[arg(long, short = 'f')]
     pub follow: bool,
-    /// With --follow: one JSON event per line, as `deploy --json` prints them.
+    /// One JSON object per line: each log line, `{"time", "ms", "environment", "node", "op", "level",
+    /// "plugin", "text"}` (`plugin` null for stackpipe's own lines); with --follow, each event, as
+    /// `deploy --json` prints them.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -411,10 +413,80 @@ pub fn logs(a: LogsArgs) -> Result<(), u8> {
         serde_json::to_value(store.logs(&run.id, a.node.as_deref()).map_err(state_error)?).map_err(fail)
     })?;
     let lines: Vec<LogLine> = serde_json::from_value(doc).map_err(fail)?;
-    for l in lines {
-        println!("{} {}/{} {}: {}", l.ms, l.environment, l.node, l.op, l.text);
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        for l in &lines {
+            let _ = writeln!(out, "{}", log_json(l));
+        }
+        return Ok(());
+    }
+    if lines.is_empty() {
+        let _ = writeln!(out, "no log lines{}", a.node.as_ref().map(|n| format!(" of node `{n}`")).unwrap_or_default());
+    }
+    let width = lines.iter().map(|l| l.environment.len() + 1 + l.node.len()).max().unwrap_or(0);
+    for l in &lines {
+        let _ = writeln!(out, "{}", log_text(l, width));
     }
     Ok(())
+}
+
+/// A stored log line as people read it: the local time, where, the
+/// operation, and the text, marked with the plugin that logged it and its
+/// level when that is not `info`:
+/// `2025-06-01 10:00:03.140  dev/index  apply      [local] warning: ...`.
+fn log_text(l: &LogLine, width: usize) -> String {
+    let place = format!("{}/{}", l.environment, l.node);
+    format!("{}  {place:<width$}  {:<9}  {}", local_time(l.ms), l.op, log_message(l))
+}
+
+/// `[plugin] level: text`, each part only when it says something.
+fn log_message(l: &LogLine) -> String {
+    let plugin = l.plugin.as_ref().map(|p| format!("[{p}] ")).unwrap_or_default();
+    let level = match l.level {
+        LogLevel::Info => "",
+        LogLevel::Warn => "warning: ",
+        LogLevel::Error => "error: ",
+        LogLevel::Debug => "debug: ",
+        LogLevel::Trace => "trace: ",
+    };
+    format!("{plugin}{level}{}", l.text)
+}
+
+/// A stored log line as one JSON object, its time in UTC (RFC 3339).
+fn log_json(l: &LogLine) -> Value {
+    json!({
+        "time": utc_rfc3339(l.ms), "ms": l.ms, "environment": l.environment, "node": l.node,
+        "op": l.op, "level": l.level, "plugin": l.plugin, "text": l.text,
+    })
+}
+
+/// Milliseconds since the epoch as an RFC 3339 UTC time, to the
+/// millisecond: `2025-06-01T10:00:03.140Z`.
+fn utc_rfc3339(ms: u64) -> String {
+    let utc = crate::history_cmd::utc(ms); // `2025-06-01 10:00:03Z`
+    format!("{}.{:03}Z", utc.trim_end_matches('Z').replacen(' ', "T", 1), ms % 1000)
+}
+
+/// Milliseconds since the epoch as this machine's local time, to the
+/// millisecond: `2025-06-01 12:00:03.140`.
+pub fn local_time(ms: u64) -> String {
+    let secs = (ms / 1000) as libc::time_t;
+    // SAFETY: localtime_r writes only into the `tm` we pass.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
+        return crate::history_cmd::utc(ms);
+    }
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        ms % 1000
+    )
 }
 
 fn event_node(e: &RunEvent) -> Option<&str> {
@@ -431,7 +503,18 @@ fn event_node(e: &RunEvent) -> Option<&str> {
 /// `logs --follow` as text: every event, log lines included.
 fn follow_line(e: &RunEvent) -> Option<String> {
     match e {
-        RunEvent::Log { environment, node, op, text } => Some(format!("  {environment}/{node} {op}: {text}")),
+        RunEvent::Log { environment, node, op, text, level, plugin } => {
+            let line = LogLine {
+                ms: 0,
+                environment: environment.clone(),
+                node: node.clone(),
+                op: op.to_string(),
+                text: text.clone(),
+                level: *level,
+                plugin: plugin.clone(),
+            };
+            Some(format!("  {environment}/{node} {op}: {}", log_message(&line)))
+        }
         RunEvent::OpStarted { environment, node, op } => Some(format!("  {environment}/{node} {op} started")),
         RunEvent::OpFinished { environment, node, op, status, ms, message } if *status != Status::Failed => Some(format!(
             "  {environment}/{node} {op} {} ({}){}",
@@ -749,4 +832,32 @@ fn repair(a: StateRepairArgs) -> Result<(), u8> {
         println!("the damaged file was copied to {}", aside.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_as_text_and_json() {
+        let line = |level, plugin: Option<&str>| LogLine {
+            ms: 1_700_000_000_042,
+            environment: "dev".into(),
+            node: "index".into(),
+            op: "apply".into(),
+            text: "wrote it".into(),
+            level,
+            plugin: plugin.map(str::to_string),
+        };
+        assert_eq!(log_message(&line(LogLevel::Info, None)), "wrote it");
+        assert_eq!(log_message(&line(LogLevel::Info, Some("local"))), "[local] wrote it");
+        assert_eq!(log_message(&line(LogLevel::Warn, Some("local"))), "[local] warning: wrote it");
+        assert_eq!(log_message(&line(LogLevel::Debug, None)), "debug: wrote it");
+        let text = log_text(&line(LogLevel::Error, Some("t")), 12);
+        assert!(text.ends_with("  dev/index     apply      [t] error: wrote it"), "{text}");
+        assert_eq!(text.len() - text.trim_start_matches(|c: char| c != ' ').len(), 10, "a date first: {text}");
+        let json = log_json(&line(LogLevel::Warn, None));
+        assert_eq!(json["time"], "2023-11-14T22:13:20.042Z");
+        assert_eq!((&json["level"], &json["plugin"], &json["ms"]), (&"warn".into(), &Value::Null, &1_700_000_000_042u64.into()));
+    }
 }

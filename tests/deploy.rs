@@ -434,8 +434,8 @@ fn a_failed_environment_skips_the_later_ones_and_undeploy_walks_them_in_reverse(
     let o = p.run(&["logs", &run, "--node", "b"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let lines = text(&o.stdout);
-    // `<ms> <env>/<node> <op>: <text>`, for b in every environment, and nothing else.
-    let nodes: std::collections::BTreeSet<&str> = lines.lines().filter_map(|l| l.split(' ').nth(1)).collect();
+    // `<date> <time>  <env>/<node>  <op>  <text>`, for b in every environment, and nothing else.
+    let nodes: std::collections::BTreeSet<&str> = lines.lines().filter_map(|l| l.split_whitespace().nth(2)).collect();
     assert_eq!(nodes.into_iter().collect::<Vec<_>>(), ["dev/b", "prod/b", "staging/b"], "{lines}");
 
     // `state show` prints the stored record of one resource.

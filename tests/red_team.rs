@@ -347,6 +347,7 @@ fn secrets_are_never_shown_nor_kept_in_run_records() {
         &["history", "dev/app", "--diff"],
         &["history", "dev/app", "--json"],
         &["logs"],
+        &["logs", "--json"],
         &["runs", "--json"],
         &["outputs", "demo.pipeline"],
         &["outputs", "demo.pipeline", "--json"],

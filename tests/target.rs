@@ -159,7 +159,7 @@ fn undeploy_orphans_destroys_what_the_pipeline_no_longer_declares_in_reverse_dep
     assert_eq!(ops, all_ran);
     assert_eq!(Project::node(&status, "b")["input"]["plugin"], "t");
     let logs = ok(&p, &["logs", status["run"].as_str().unwrap(), "--node", "c"]);
-    assert!(logs.contains("preflight: provisioner t ("), "{logs}");
+    assert!(logs.contains("  preflight  provisioner t ("), "{logs}");
 
     // Nothing is left to destroy: the next one touches nothing.
     let before = p.ledger().len();

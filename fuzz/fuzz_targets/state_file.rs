@@ -142,7 +142,7 @@ fn write_a_little(store: &StateStore) {
         run_id: id.clone(),
         updated_ms: 2,
     };
-    let line = LogLine { ms: 3, environment: "dev".into(), node: "vpc".into(), op: "apply".into(), text: "ok".into() };
+    let line = LogLine { ms: 3, environment: "dev".into(), node: "vpc".into(), op: "apply".into(), text: "ok".into(), level: LogLevel::Warn, plugin: Some("t".into()) };
     let holder = LockHolder { run_id: id.clone(), pid: std::process::id(), since_ms: 4 };
     if store.lock(std::slice::from_ref(&key), &holder).is_err() {
         return;

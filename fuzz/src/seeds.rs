@@ -252,7 +252,7 @@ fn job(run_id: &str, environment: &str, node: &str, level: usize) -> JobRecord {
 }
 
 fn log(environment: &str, node: &str, text: &str) -> LogLine {
-    LogLine { ms: 5, environment: environment.into(), node: node.into(), op: "apply".into(), text: text.into() }
+    LogLine { ms: 5, environment: environment.into(), node: node.into(), op: "apply".into(), text: text.into(), level: LogLevel::Info, plugin: None }
 }
 
 fn journal(run_id: &str, node: &str, phase: JournalPhase) -> JournalEntry {

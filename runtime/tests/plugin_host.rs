@@ -101,7 +101,7 @@ fn host() -> PluginHost {
 }
 
 fn ctx(resource: &str) -> CallContext {
-    CallContext { pipeline: "p".into(), environment: "dev".into(), resource: resource.into(), run_id: "run-1".into() }
+    CallContext { pipeline: "p".into(), environment: "dev".into(), resource: resource.into(), run_id: "run-1".into(), ..Default::default() }
 }
 
 fn load(host: &PluginHost, name: &str, kind: PluginKind, bytes: &[u8], sandbox: Sandbox, limits: Limits) -> Result<LoadedPlugin, PluginError> {

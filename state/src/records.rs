@@ -377,7 +377,7 @@ pub struct AttributeDiff {
     pub forces_replacement: bool,
 }
 
-/// One log line of a job.
+/// One log line of a job: stackpipe's own, or one its plugins logged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {
     pub ms: u64,
@@ -385,6 +385,36 @@ pub struct LogLine {
     pub node: String,
     pub op: String,
     pub text: String,
+    /// Lines stored before there were levels read as `info`.
+    #[serde(default)]
+    pub level: LogLevel,
+    /// The plugin that logged it; none for stackpipe's own lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+}
+
+/// How much a log line matters, as the plugin interface's `level` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
 }
 
 /// Who holds a resource's lock.

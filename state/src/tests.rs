@@ -95,7 +95,7 @@ fn job(run_id: &str, environment: &str, node: &str, level: usize) -> JobRecord {
 }
 
 fn log(environment: &str, node: &str, text: &str) -> LogLine {
-    LogLine { ms: 5, environment: environment.into(), node: node.into(), op: "apply".into(), text: text.into() }
+    LogLine { ms: 5, environment: environment.into(), node: node.into(), op: "apply".into(), text: text.into(), level: LogLevel::Info, plugin: None }
 }
 
 fn journal(run_id: &str, node: &str, phase: JournalPhase) -> JournalEntry {
@@ -377,6 +377,19 @@ fn logs_and_journal_in_append_order_per_run() {
     let store = StateStore::open(&dir).unwrap();
     store.commit(vec![Write::Log(log("dev", "vpc", "4"), "r1".into())]).unwrap();
     assert_eq!(texts(store.logs("r1", Some("vpc")).unwrap()), vec!["1", "3", "4"]);
+}
+
+#[test]
+fn log_lines_keep_their_level_and_plugin_and_old_ones_read_as_info() {
+    let old = r#"{"ms":5,"environment":"dev","node":"n","op":"apply","text":"before levels"}"#;
+    let line: LogLine = serde_json::from_str(old).unwrap();
+    assert_eq!((line.level, line.plugin), (LogLevel::Info, None));
+    let warned = LogLine { level: LogLevel::Warn, plugin: Some("local".into()), ..log("dev", "n", "careful") };
+    let text = serde_json::to_string(&warned).unwrap();
+    assert!(text.contains(r#""level":"warn""#) && text.contains(r#""plugin":"local""#), "{text}");
+    assert_eq!(serde_json::from_str::<LogLine>(&text).unwrap(), warned);
+    // A line of stackpipe's own is stored without a plugin.
+    assert!(!serde_json::to_string(&log("dev", "n", "x")).unwrap().contains("plugin"));
 }
 
 #[test]

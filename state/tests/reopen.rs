@@ -4,7 +4,7 @@
 //! for a moment, and make that test see its file busy.
 
 use serde_json::{json, from_value};
-use stackpipe_state::{JournalEntry, LockHolder, LogLine, ResourceKey, StateStore, Write};
+use stackpipe_state::{JournalEntry, LockHolder, LogLevel, LogLine, ResourceKey, StateStore, Write};
 
 /// redb 3's integrity check calls some healthy files repaired (after
 /// commits that freed pages, cberner/redb#1269); a writer must not take
@@ -35,7 +35,7 @@ fn a_healthy_state_file_is_never_called_damaged() {
         }))
         .unwrap()
     };
-    let log = LogLine { ms: 5, environment: "dev".into(), node: "n".into(), op: "apply".into(), text: "line".into() };
+    let log = LogLine { ms: 5, environment: "dev".into(), node: "n".into(), op: "apply".into(), text: "line".into(), level: LogLevel::Info, plugin: None };
     let journal: JournalEntry = from_value(json!({
         "run_id": "r1", "environment": "dev", "node": "n", "nodes": [], "op": "apply", "phase": "started", "ms": 7
     }))

@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 use spec::{Config, DirState, FileContent, FileState};
 use stackpipe_plugin_sdk::provisioner::{Ctx, Error, Handler, Provisioner, Refresh, Resource, handler};
-use stackpipe_plugin_sdk::{Context, Diagnostic, ResourcePlan, diagnostics, grants, log};
+use stackpipe_plugin_sdk::{Context, Diagnostic, ResourcePlan, diagnostics, files, grants, log};
 
 struct Local;
 
@@ -63,6 +63,16 @@ impl Place {
         Ok(at)
     }
 
+    /// A path the plugin opened, as the resources' paths are written: under
+    /// `root` when it is set (`dev` for `out/dev` with `root = "out"`).
+    fn shown(&self, at: &std::path::Path) -> String {
+        let root = self.cfg.root.as_deref().map(|r| grants::normalize(std::path::Path::new(r)));
+        match root.as_deref().and_then(|r| at.strip_prefix(r).ok()).filter(|rest| !rest.as_os_str().is_empty()) {
+            Some(rest) => rest.display().to_string(),
+            None => at.display().to_string(),
+        }
+    }
+
     /// Where a `source` is: as written, not under `root`; refused when it is
     /// outside every granted directory.
     fn resolve_source(&self, source: &str) -> Result<std::path::PathBuf, String> {
@@ -86,6 +96,39 @@ impl Place {
             FileContent::Source(source) => Ok(Cow::Owned(ops::read_source(&self.resolve_source(source)?)?)),
         }
     }
+}
+
+/// Directories this plugin created (as stored: the paths it opened), each
+/// checked to be inside the grants.
+fn created_paths(place: &Place, dirs: &[String]) -> Result<Vec<std::path::PathBuf>, String> {
+    let paths: Vec<std::path::PathBuf> = dirs.iter().map(|d| grants::normalize(std::path::Path::new(d))).collect();
+    for p in &paths {
+        grants::check(p, place.granted.as_deref())?;
+    }
+    Ok(paths)
+}
+
+/// What a state keeps of the directories created: `before`'s that are still
+/// there, and `made`, outermost first.
+fn still_created(before: &[std::path::PathBuf], made: Vec<std::path::PathBuf>) -> Result<Vec<String>, String> {
+    let mut all = Vec::new();
+    for d in before {
+        if ops::dir_exists(d)? {
+            all.push(d.clone());
+        }
+    }
+    all.extend(made);
+    all.sort_by_key(|d| (d.components().count(), d.clone()));
+    all.dedup();
+    Ok(all.iter().map(|d| d.display().to_string()).collect())
+}
+
+/// Removes the empty directories of `dirs` (created by this plugin), logging each.
+fn remove_created(ctx: &Ctx, place: &Place, dirs: &[std::path::PathBuf]) -> Result<(), String> {
+    for d in ops::remove_empty_dirs(dirs)? {
+        log::info(ctx, &format!("removed directory `{}` (created by apply, now empty)", place.shown(&d)));
+    }
+    Ok(())
 }
 
 fn file_spec(desired: &Attributes) -> Result<spec::FileSpec, String> {
@@ -144,21 +187,31 @@ impl Resource for File {
                     size: 0,
                     mode: want.mode,
                     mode_applied: false,
+                    created_dirs: Vec::new(),
                 }
             }
         };
         let at = place.resolve(&st.path)?;
         match ops::hash_file(&at)? {
             None => {
-                log::info(ctx, &format!("file `{}` is gone", at.display()));
+                log::info(ctx, &format!("file `{}` is gone", st.path));
                 Ok(None)
             }
             Some((sha, size)) => {
                 if !st.content_sha256.is_empty() && sha != st.content_sha256 {
-                    log::info(ctx, &format!("file `{}` was changed outside stackpipe (sha256 {sha})", at.display()));
+                    log::info(ctx, &format!("file `{}` was changed outside stackpipe (sha256 {sha})", st.path));
                 }
                 st.content_sha256 = sha;
                 st.size = size;
+                // Its mode, when it has one to keep: a change on disk plans as an update back.
+                if let (Some(recorded), Some(bits)) = (st.mode.clone(), files::mode(&at)?) {
+                    let now = spec::mode_text(bits);
+                    if now != recorded {
+                        let how = if st.mode_applied { "was changed outside stackpipe" } else { "was never set by stackpipe" };
+                        log::info(ctx, &format!("mode of `{}` is {now}: it {how} (desired {recorded})", st.path));
+                        st.mode = Some(now);
+                    }
+                }
                 let outputs = st.outputs_value();
                 Ok(Some((st, outputs)))
             }
@@ -183,21 +236,21 @@ impl Resource for File {
         let want = file_spec(desired)?;
         let at = place.resolve(&want.path)?;
         let content = place.content(&want)?;
-        ops::write_file(&at, &content)?;
+        let made = ops::write_file(&at, &content)?;
+        if let Some(mode) = &want.mode {
+            files::set_mode(&at, spec::mode_bits(mode)?)?;
+        }
         let sha = spec::sha256_hex(&content);
         let from = want.source().map(|s| format!(" from `{s}`")).unwrap_or_default();
-        log::info(ctx, &format!("wrote `{}`{from} ({} bytes, sha256 {sha})", at.display(), content.len()));
-        if let Some(mode) = &want.mode {
-            log::warn(
-                ctx,
-                &format!("mode {mode} of `{}` is recorded but not applied: WASI has no file permissions", at.display()),
-            );
-        }
+        let mode = want.mode.as_ref().map(|m| format!(", mode {m}")).unwrap_or_default();
+        log::info(ctx, &format!("wrote `{}`{from} ({} bytes{mode}, sha256 {sha})", want.path, content.len()));
+        let created = created_paths(&place, &prior.as_ref().map(|p| p.created_dirs.clone()).unwrap_or_default())?;
         if let Some(old) = prior.filter(|p| p.path != want.path) {
             let old_at = place.resolve(&old.path)?;
             ops::remove_file(&old_at)
-                .map_err(|e| format!("wrote `{}` but could not delete the file it replaces: {e}", at.display()))?;
-            log::info(ctx, &format!("deleted `{}` (replaced by `{}`)", old_at.display(), at.display()));
+                .map_err(|e| format!("wrote `{}` but could not delete the file it replaces: {e}", want.path))?;
+            log::info(ctx, &format!("deleted `{}` (replaced by `{}`)", old.path, want.path));
+            remove_created(ctx, &place, &created)?;
         }
         let size = content.len() as u64;
         let state = FileState {
@@ -205,8 +258,9 @@ impl Resource for File {
             path: want.path,
             content_sha256: sha,
             size,
+            mode_applied: want.mode.is_some(),
             mode: want.mode,
-            mode_applied: false,
+            created_dirs: still_created(&created, made)?,
         };
         let outputs = state.outputs_value();
         Ok((state, outputs))
@@ -216,7 +270,8 @@ impl Resource for File {
         let place = Place::new(ctx)?;
         let at = place.resolve(&state.path)?;
         ops::remove_file(&at)?;
-        log::info(ctx, &format!("deleted `{}`", at.display()));
+        log::info(ctx, &format!("deleted `{}`", state.path));
+        remove_created(ctx, &place, &created_paths(&place, &state.created_dirs)?)?;
         Ok(())
     }
 }
@@ -245,14 +300,15 @@ impl Resource for Directory {
         let place = Place::new(ctx)?;
         let st = match from {
             Refresh::Stored(state) => state,
-            Refresh::Interrupted(desired) => DirState { path: dir_spec(&desired)?.path },
+            // What it created is not known: the directory itself, as before that was kept.
+            Refresh::Interrupted(desired) => DirState { path: dir_spec(&desired)?.path, created: None },
         };
         let at = place.resolve(&st.path)?;
         if ops::dir_exists(&at)? {
             let outputs = st.outputs_value();
             Ok(Some((st, outputs)))
         } else {
-            log::info(ctx, &format!("directory `{}` is gone", at.display()));
+            log::info(ctx, &format!("directory `{}` is gone", st.path));
             Ok(None)
         }
     }
@@ -273,36 +329,75 @@ impl Resource for Directory {
         let place = Place::new(ctx)?;
         let want = dir_spec(desired)?;
         let at = place.resolve(&want.path)?;
-        let replaced = prior.filter(|p| p.path != want.path).map(|p| place.resolve(&p.path)).transpose()?;
+        let replaced = prior.as_ref().filter(|p| p.path != want.path).map(|p| Owned::of(&place, p)).transpose()?;
         // Refuse a replace that could not remove the old directory before making the new one.
-        if let Some(old) = &replaced
-            && ops::dir_exists(old)?
-            && !ops::dir_is_empty(old)?
+        if let Some(old) = replaced.as_ref().filter(|o| o.itself)
+            && ops::dir_exists(&old.at)?
+            && !ops::dir_is_empty(&old.at)?
         {
             return Err(Error(format!(
                 "cannot move directory `{}` to `{}`: {}",
-                old.display(),
+                old.at.display(),
                 at.display(),
-                ops::not_empty_error(old)
+                ops::not_empty_error(&old.at)
             )));
         }
-        ops::create_dir(&at)?;
-        log::info(ctx, &format!("created directory `{}`", at.display()));
-        if let Some(old) = &replaced {
-            ops::remove_dir(old)?;
-            log::info(ctx, &format!("removed directory `{}` (replaced by `{}`)", old.display(), at.display()));
+        let made = ops::create_dirs(&at)?;
+        let what = if made.is_empty() { "directory was there already" } else { "created directory" };
+        log::info(ctx, &format!("{what} `{}`", want.path));
+        let mut created = match (&prior, &replaced) {
+            (Some(DirState { created: Some(c), .. }), None) => created_paths(&place, c)?,
+            // A state from before what apply created was kept: the directory is its own.
+            (Some(DirState { created: None, .. }), None) => vec![at.clone()],
+            _ => Vec::new(),
+        };
+        if let Some(old) = replaced {
+            created.extend(old.parents.iter().cloned());
+            old.remove(ctx, &place, &format!(" (replaced by `{}`)", want.path))?;
         }
-        let state = DirState { path: want.path };
+        let state = DirState { path: want.path, created: Some(still_created(&created, made)?) };
         let outputs = state.outputs_value();
         Ok((state, outputs))
     }
 
     fn destroy(ctx: &Ctx, _cfg: &Value, state: DirState) -> Result<(), Error> {
         let place = Place::new(ctx)?;
+        Ok(Owned::of(&place, &state)?.remove(ctx, &place, "")?)
+    }
+}
+
+/// What a `local.directory` owns on disk: the directory itself (unless it was
+/// there before apply) and the parents apply made for it.
+struct Owned {
+    path: String,
+    at: std::path::PathBuf,
+    itself: bool,
+    parents: Vec<std::path::PathBuf>,
+}
+
+impl Owned {
+    fn of(place: &Place, state: &DirState) -> Result<Owned, String> {
         let at = place.resolve(&state.path)?;
-        ops::remove_dir(&at)?;
-        log::info(ctx, &format!("removed directory `{}`", at.display()));
-        Ok(())
+        let Some(created) = &state.created else {
+            // A state from before what apply created was kept: the directory itself.
+            return Ok(Owned { path: state.path.clone(), at, itself: true, parents: Vec::new() });
+        };
+        let created = created_paths(place, created)?;
+        let itself = created.contains(&at);
+        let parents = created.into_iter().filter(|d| *d != at).collect();
+        Ok(Owned { path: state.path.clone(), at, itself, parents })
+    }
+
+    /// Removes the directory (when it is its own: only empty, else an
+    /// error) and then its empty parents.
+    fn remove(self, ctx: &Ctx, place: &Place, why: &str) -> Result<(), String> {
+        if self.itself {
+            ops::remove_dir(&self.at)?;
+            log::info(ctx, &format!("removed directory `{}`{why}", self.path));
+        } else {
+            log::info(ctx, &format!("left directory `{}` in place: it was there before apply", self.path));
+        }
+        remove_created(ctx, place, &self.parents)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::{self, ErrorKind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -56,14 +56,18 @@ pub fn hash_source(path: &Path) -> Result<String, String> {
     Ok(hex(&hasher.finalize()))
 }
 
-pub fn write_file(path: &Path, content: &[u8]) -> Result<(), String> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(|e| io_error("create directory", parent, &e))?;
-    }
+/// Writes a file, creating its missing parent directories: those it
+/// created, outermost first.
+pub fn write_file(path: &Path, content: &[u8]) -> Result<Vec<PathBuf>, String> {
+    let created = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => create_dirs(parent)?,
+        None => Vec::new(),
+    };
     if path.is_dir() {
         return Err(format!("cannot write `{}`: it is a directory", path.display()));
     }
-    fs::write(path, content).map_err(|e| io_error("write", path, &e))
+    fs::write(path, content).map_err(|e| io_error("write", path, &e))?;
+    Ok(created)
 }
 
 /// Deletes a file; one already gone is fine.
@@ -88,10 +92,48 @@ pub fn dir_exists(path: &Path) -> Result<bool, String> {
     }
 }
 
-pub fn create_dir(path: &Path) -> Result<(), String> {
-    fs::create_dir_all(path).map_err(|e| io_error("create directory", path, &e))?;
-    // create_dir_all succeeds when a file is in the way only on some platforms.
-    dir_exists(path).and_then(|ok| if ok { Ok(()) } else { Err(format!("`{}` was not created", path.display())) })
+/// Makes `path` a directory, with its missing parents: the directories it
+/// created, outermost first (none when it was there).
+pub fn create_dirs(path: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut missing = Vec::new();
+    let mut at = Some(path);
+    while let Some(p) = at.filter(|p| !p.as_os_str().is_empty()) {
+        if dir_exists(p)? {
+            break;
+        }
+        missing.push(p);
+        at = p.parent();
+    }
+    let mut created = Vec::new();
+    for dir in missing.into_iter().rev() {
+        match fs::create_dir(dir) {
+            Ok(()) => created.push(dir.to_path_buf()),
+            // Made meanwhile by someone else: not ours to remove.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && dir_exists(dir)? => {}
+            Err(e) => return Err(io_error("create directory", dir, &e)),
+        }
+    }
+    Ok(created)
+}
+
+/// Removes, deepest first, those of `dirs` (directories this plugin created)
+/// that are empty; one that is not stays, and so do the ones holding it.
+/// The ones removed.
+pub fn remove_empty_dirs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut deepest_first: Vec<&PathBuf> = dirs.iter().collect();
+    deepest_first.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    let mut removed = Vec::new();
+    for dir in deepest_first {
+        if !dir_exists(dir)? || !dir_is_empty(dir)? {
+            continue;
+        }
+        match fs::remove_dir(dir) {
+            Ok(()) => removed.push(dir.clone()),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::DirectoryNotEmpty) => {}
+            Err(e) => return Err(io_error("remove directory", dir, &e)),
+        }
+    }
+    Ok(removed)
 }
 
 pub fn dir_is_empty(path: &Path) -> Result<bool, String> {
@@ -168,8 +210,9 @@ mod tests {
         let dir = scratch("dirs");
         let d = dir.join("x/y");
         assert!(!dir_exists(&d).unwrap());
-        create_dir(&d).unwrap();
+        assert_eq!(create_dirs(&d).unwrap(), [dir.join("x"), d.clone()]);
         assert!(dir_exists(&d).unwrap());
+        assert_eq!(create_dirs(&d).unwrap(), Vec::<PathBuf>::new(), "nothing new");
         fs::write(d.join("keep"), "").unwrap();
         let err = remove_dir(&d).unwrap_err();
         assert!(err.contains("not empty") && err.contains("x/y"), "{err}");
@@ -178,6 +221,24 @@ mod tests {
         remove_dir(&d).unwrap();
         fs::write(dir.join("file"), "").unwrap();
         assert!(dir_exists(&dir.join("file")).unwrap_err().contains("not a directory"));
+        assert!(create_dirs(&dir.join("file/sub")).unwrap_err().to_lowercase().contains("not a directory"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_empty_created_directories_are_removed_deepest_first() {
+        let dir = scratch("created");
+        let created = write_file(&dir.join("a/b/c/f.txt"), b"x").unwrap();
+        assert_eq!(created, [dir.join("a"), dir.join("a/b"), dir.join("a/b/c")]);
+        assert_eq!(write_file(&dir.join("a/b/g.txt"), b"y").unwrap(), Vec::<PathBuf>::new());
+        remove_file(&dir.join("a/b/c/f.txt")).unwrap();
+        // a/b holds g.txt, which is not the first file's: a/b and a stay.
+        assert_eq!(remove_empty_dirs(&created).unwrap(), [dir.join("a/b/c")]);
+        assert!(dir_exists(&dir.join("a/b")).unwrap());
+        remove_file(&dir.join("a/b/g.txt")).unwrap();
+        assert_eq!(remove_empty_dirs(&created).unwrap(), [dir.join("a/b"), dir.join("a")]);
+        assert!(dir_exists(&dir).unwrap(), "not one it did not create");
+        assert_eq!(remove_empty_dirs(&created).unwrap(), Vec::<PathBuf>::new(), "gone is fine");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

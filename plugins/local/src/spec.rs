@@ -78,14 +78,31 @@ pub fn check_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks an octal mode like `"0644"` or `"755"` and writes it with four digits.
+/// Checks an octal mode like `"0644"` or `"755"` and writes it with four
+/// digits. Only the permission bits: a setuid, setgid or sticky bit is refused
+/// (a file stackpipe wrote must not run as the user stackpipe runs as).
 pub fn normalize_mode(mode: &str) -> Result<String, String> {
     let ok = (3..=4).contains(&mode.len()) && mode.bytes().all(|b| (b'0'..=b'7').contains(&b));
-    if ok {
-        Ok(format!("{mode:0>4}"))
-    } else {
-        Err(format!("`{mode}` is not an octal mode: write three or four digits 0-7, like \"0644\""))
+    if !ok {
+        return Err(format!("`{mode}` is not an octal mode: write three or four digits 0-7, like \"0644\""));
     }
+    if mode.len() == 4 && !mode.starts_with('0') {
+        return Err(format!(
+            "`{mode}` sets a setuid, setgid or sticky bit, which local.file does not: write the permission bits only, like \"0{}\"",
+            &mode[1..]
+        ));
+    }
+    Ok(format!("{mode:0>4}"))
+}
+
+/// The bits of a mode [`normalize_mode`] accepted.
+pub fn mode_bits(mode: &str) -> Result<u32, String> {
+    u32::from_str_radix(mode, 8).map_err(|_| format!("`{mode}` is not an octal mode"))
+}
+
+/// Bits as a mode is written: `0640`.
+pub fn mode_text(bits: u32) -> String {
+    format!("{bits:04o}")
 }
 
 fn diag(attribute: &str, message: impl Into<String>) -> Diagnostic {
@@ -288,12 +305,17 @@ pub struct FileState {
     pub content_sha256: String,
     pub size: u64,
     pub mode: Option<String>,
-    /// Whether `mode` took effect on disk (never, under WASI).
+    /// Whether apply set `mode` on disk (states written before stackpipe
+    /// could set a mode say false).
     pub mode_applied: bool,
     /// The `source` the content was read from, when it came from a file (so a
     /// plan can show a change of `source`). Stored only when set: the state of
     /// a file with `content` is what it was before `source` existed.
     pub source: Option<String>,
+    /// The directories apply created to hold the file, outermost first, as
+    /// the plugin opened them (under `root`): destroy removes those that are
+    /// empty. Stored only when there are some.
+    pub created_dirs: Vec<String>,
 }
 
 impl FileState {
@@ -313,6 +335,9 @@ impl FileState {
         if let Some(source) = &self.source {
             state["source"] = json!(source);
         }
+        if !self.created_dirs.is_empty() {
+            state["created_dirs"] = json!(self.created_dirs);
+        }
         state
     }
 
@@ -328,6 +353,7 @@ impl FileState {
             mode: v.get("mode").and_then(Value::as_str).map(str::to_string),
             mode_applied: v.get("mode_applied").and_then(Value::as_bool).unwrap_or(false),
             source: v.get("source").and_then(Value::as_str).map(str::to_string),
+            created_dirs: strings(v.get("created_dirs")),
         })
     }
 
@@ -341,28 +367,45 @@ impl FileState {
     }
 }
 
+/// The strings of a JSON array (none when it is not one).
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default()
+}
+
 /// What the plugin stores for a `local.directory`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirState {
     pub path: String,
+    /// The directories apply created, outermost first, as the plugin opened
+    /// them (under `root`): the directory itself unless it was there
+    /// before, and the parents it made. Destroy removes these (the directory
+    /// itself only when empty, else it fails; a parent when empty, else it
+    /// stays) and nothing else. None in a state written before this was
+    /// kept: destroy then removes the directory itself, when empty.
+    pub created: Option<Vec<String>>,
 }
 
 impl DirState {
     pub fn to_value(&self) -> Value {
-        json!({ "path": self.path })
+        match &self.created {
+            Some(created) => json!({ "path": self.path, "created": created }),
+            None => json!({ "path": self.path }),
+        }
     }
 
     pub fn from_json(text: &str) -> Result<DirState, String> {
         let v = parse_object(text, "the stored state")
             .map_err(|e| format!("the stored state is not a local.directory state ({e})"))?;
         match v.get("path").and_then(Value::as_str) {
-            Some(path) => Ok(DirState { path: path.to_string() }),
+            Some(path) => {
+                Ok(DirState { path: path.to_string(), created: v.get("created").is_some().then(|| strings(v.get("created"))) })
+            }
             None => Err("the stored state is not a local.directory state (no `path`)".into()),
         }
     }
 
     pub fn outputs_value(&self) -> Value {
-        self.to_value()
+        json!({ "path": self.path })
     }
 }
 
@@ -480,11 +523,12 @@ const SOURCE_DOC: &str = "A file whose bytes become the file's content, instead 
 
 pub const FILE_DESCRIPTION: &str = "A file with the given text content, or the content of a `source` file, inside a directory \
                 granted to the plugin. Missing parent directories are created. A change of `path` replaces the file; a \
-                change of `content`, of the `source` file or of `mode` updates it in place, and `read` notices a file edited outside stackpipe by its sha256. `mode` is recorded but not \
-                applied, as WASI has no file permissions. Destroy deletes the file.";
+                change of `content`, of the `source` file or of `mode` updates it in place, and `read` notices a file edited outside stackpipe by its sha256 \
+                (and its mode, when `mode` is set). Destroy deletes the file, and the directories apply created for it when they are empty.";
 
 pub const DIR_DESCRIPTION: &str = "A directory (with any missing parents), inside a directory granted to the plugin. A change of \
-                `path` replaces it. Destroy removes it only when it is empty.";
+                `path` replaces it. Destroy removes what apply created: the directory (only when it is empty: it never deletes what \
+                is in it), then the parents it made, those that are empty. A directory that was there before apply is left in place.";
 
 pub fn resource_types() -> Vec<ResourceType> {
     let file_attrs = json!({
@@ -508,8 +552,8 @@ pub fn resource_types() -> Vec<ResourceType> {
             },
             "mode": {
                 "type": "string",
-                "pattern": "^[0-7]{3,4}$",
-                "description": "Octal permissions like \"0644\". Recorded in the state but not applied: WASI has no file permissions."
+                "pattern": "^0?[0-7]{3}$",
+                "description": "Octal permission bits like \"0600\", set on the file by apply; a change made outside stackpipe shows in the next plan. No setuid, setgid or sticky bit."
             }
         },
         "required": ["path"],
@@ -590,6 +634,7 @@ mod tests {
             mode: spec.mode.clone(),
             mode_applied: false,
             source: spec.source().map(str::to_string),
+            created_dirs: Vec::new(),
         }
     }
 
@@ -723,6 +768,7 @@ mod tests {
             mode: Some("0644".into()),
             mode_applied: false,
             source: None,
+            created_dirs: Vec::new(),
         };
         assert_eq!(FileState::from_json(&s.to_json()).unwrap(), s);
         // A file with `content` stores what it stored before `source` existed.
@@ -739,11 +785,47 @@ mod tests {
     }
 
     #[test]
+    fn modes_are_permission_bits_only() {
+        assert_eq!(normalize_mode("644").unwrap(), "0644");
+        assert_eq!(normalize_mode("0600").unwrap(), "0600");
+        for special in ["4755", "2755", "1777", "7777"] {
+            let e = normalize_mode(special).unwrap_err();
+            assert!(e.contains("setuid") && e.contains(&format!("\"0{}\"", &special[1..])), "{e}");
+        }
+        let d = parse_file(r#"{"path":"a","content":"","mode":"4755"}"#).unwrap_err();
+        assert_eq!(attrs_of(&d), vec![Some("mode")]);
+        assert_eq!((mode_bits("0640").unwrap(), mode_text(0o640)), (0o640, "0640".to_string()));
+    }
+
+    #[test]
+    fn states_keep_what_apply_created() {
+        let file = FileState {
+            path: "a/b/c.txt".into(),
+            content_sha256: sha256_hex(b""),
+            size: 0,
+            mode: None,
+            mode_applied: false,
+            source: None,
+            created_dirs: vec!["out/a".into(), "out/a/b".into()],
+        };
+        assert_eq!(FileState::from_json(&file.to_value().to_string()).unwrap(), file);
+        assert_eq!(file.outputs_value(), json!({ "path": "a/b/c.txt", "sha256": sha256_hex(b"") }));
+
+        let dir = DirState { path: "dev/site".into(), created: Some(vec!["out/dev".into(), "out/dev/site".into()]) };
+        assert_eq!(DirState::from_json(&dir.to_value().to_string()).unwrap(), dir);
+        assert_eq!(dir.outputs_value(), json!({ "path": "dev/site" }), "the outputs do not change");
+        // A state from before: nothing known of what apply created.
+        assert_eq!(DirState::from_json(r#"{"path":"dev/site"}"#).unwrap().created, None);
+        let none = DirState { path: "x".into(), created: Some(Vec::new()) };
+        assert_eq!(DirState::from_json(&none.to_value().to_string()).unwrap(), none, "created nothing: it was there");
+    }
+
+    #[test]
     fn plans_directories() {
         let d = DirSpec { path: "out/x".into() };
         assert_eq!(plan_dir(None, &d).change, Change::Create);
-        assert_eq!(plan_dir(Some(&DirState { path: "out/x".into() }), &d).change, Change::NoOp);
-        let p = plan_dir(Some(&DirState { path: "out/y".into() }), &d);
+        assert_eq!(plan_dir(Some(&DirState { path: "out/x".into(), created: None }), &d).change, Change::NoOp);
+        let p = plan_dir(Some(&DirState { path: "out/y".into(), created: Some(vec!["out/y".into()]) }), &d);
         assert_eq!(p.change, Change::Replace);
         assert!(p.changes[0].forces_replacement);
     }

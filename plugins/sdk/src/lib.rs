@@ -13,7 +13,8 @@
 //!
 //! Around them: [`diff`] (plans from two JSON objects), [`log`] (the host's
 //! log), [`http`] (a blocking client over `wasi:http`), [`grants`] (which
-//! directories the pipeline granted), [`json`] and [`diagnostics`].
+//! directories the pipeline granted), [`files`] (a granted file's permission
+//! bits), [`json`] and [`diagnostics`].
 //!
 //! ```ignore
 //! use stackpipe_plugin_sdk::provisioner::{Ctx, Error, Provisioner, Refresh, Resource, handler, Handler};
@@ -34,6 +35,7 @@
 pub mod credentials;
 pub mod diagnostics;
 pub mod diff;
+pub mod files;
 pub mod grants;
 pub mod http;
 pub mod json;

@@ -171,6 +171,9 @@ impl Resource for StepResource {
         desired: &Map<String, Value>,
     ) -> Result<(State, Value), Error> {
         let s = parse(desired.clone())?;
+        if let Some(warning) = desired.get("warn").and_then(Value::as_str) {
+            log::warn(ctx, warning);
+        }
         sleep(ctx, Op::Apply, &s);
         fail_if(ctx, Op::Apply, &s)?;
         let id = match prior {

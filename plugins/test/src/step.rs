@@ -279,7 +279,7 @@ pub fn plan(prior: Option<&State>, desired: &Step) -> ResourcePlan {
 
 pub const DESCRIPTION: &str = "A resource that touches nothing, for testing pipelines: it takes any attributes, sleeps `delay_ms` \
     on apply and destroy (and `refresh_delay_ms` on a refresh), fails on purpose with `fail`/`fail_on` (or while the file `fail_while_exists` names exists), and outputs an id, its `outputs` attribute and \
-    its inputs. With the plugin config `ledger` (a file in a granted directory) each apply and destroy appends \
+    its inputs; apply logs `warn` at level warn. With the plugin config `ledger` (a file in a granted directory) each apply and destroy appends \
     a line `<op> <pipeline>/<environment>/<resource>`.";
 
 pub fn attributes_schema() -> Value {
@@ -294,7 +294,8 @@ pub fn attributes_schema() -> Value {
             "fail_on": { "enum": ["validate", "read", "plan", "apply", "destroy"], "default": "apply", "description": "Which operation `fail` breaks." },
             "fail_while_exists": { "type": "string", "description": "Fail the operation named by `fail_on` only while this file (in a granted directory) exists." },
             "outputs": { "type": "object", "default": {}, "description": "Copied into the outputs (except the reserved `id` and `inputs`)." },
-            "sensitive": { "type": "array", "items": { "type": "string" }, "description": "Attributes whose changes the plan marks sensitive." }
+            "sensitive": { "type": "array", "items": { "type": "string" }, "description": "Attributes whose changes the plan marks sensitive." },
+            "warn": { "type": "string", "description": "A line apply logs at level warn (to see how a plugin's warnings are shown)." }
         },
         "additionalProperties": true
     })

@@ -34,5 +34,6 @@ pub mod policy {
     });
 }
 
+pub use provisioner::stackpipe::plugin::files;
 pub use provisioner::stackpipe::plugin::host;
 pub use provisioner::stackpipe::plugin::types;

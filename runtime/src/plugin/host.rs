@@ -79,7 +79,8 @@ fn engine_config() -> Config {
 
 /// What a plugin can import: WASI (with fine-grained sleeps), `wasi:http`
 /// (whose requests the sandbox's gate checks against the grants) and
-/// stackpipe's `host` interface.
+/// stackpipe's `host` and `files` interfaces. A component that imports less
+/// (one built before `files` existed) links all the same.
 fn linker(engine: &Engine) -> wasmtime::Result<Linker<PluginState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -92,5 +93,6 @@ fn linker(engine: &Engine) -> wasmtime::Result<Linker<PluginState>> {
     linker.allow_shadowing(false);
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     bindings::host::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
+    bindings::files::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
     Ok(linker)
 }

@@ -97,7 +97,7 @@ impl LoadedPlugin {
         };
         let (c, config) = (self.context(ctx), config.to_string());
         let cred = self
-            .call_once(host, "resolve", async |store| {
+            .call_once(host, "resolve", ctx, async |store| {
                 let i = pre.instantiate_async(&mut *store).await?;
                 i.stackpipe_plugin_credentials().call_resolve(store, &c, provider, &config).await
             })
@@ -112,7 +112,7 @@ impl LoadedPlugin {
         };
         let (c, input) = (self.context(ctx), input.to_string());
         let verdict = self
-            .call_once(host, "evaluate", async |store| {
+            .call_once(host, "evaluate", ctx, async |store| {
                 let i = pre.instantiate_async(&mut *store).await?;
                 i.stackpipe_plugin_policy().call_evaluate(store, &c, &input).await.map(Ok)
             })
@@ -126,14 +126,17 @@ impl LoadedPlugin {
 
     /// Runs `call` (instantiation and one function) in a fresh store, under
     /// one wall-time limit; an `Err` it returns is the plugin's own failure.
+    /// What the plugin logs goes where `ctx` says.
     async fn call_once<T>(
         &self,
         host: &PluginHost,
         op: &'static str,
+        ctx: &CallContext,
         call: impl AsyncFnOnce(&mut Store<PluginState>) -> wasmtime::Result<Result<T, String>>,
     ) -> Result<T, PluginError> {
         let _slot = host.slot().await;
         let mut store = self.store(host.engine())?;
+        store.data_mut().log = ctx.log.clone();
         let raw = tokio::time::timeout(self.timeout() + TIMEOUT_SLACK, call(&mut store)).await;
         self.finish(&store, op, raw)?.map_err(|m| self.failed(&store, op, m))
     }

@@ -15,8 +15,10 @@
 //! policy's serves one call. How a call ended becomes its result or a
 //! [`PluginError`] (`outcome.rs`, `error.rs`).
 //!
-//! Besides WASI, a plugin can import stackpipe's `host` interface (`log.rs`);
-//! its monotonic-clock sleeps end on time (`fine_clock.rs`). The rest: the
+//! Besides WASI, a plugin can import stackpipe's `host` interface (`log.rs`:
+//! its lines go where the call's caller says), and a provisioner the `files`
+//! interface (`files.rs`: a granted file's permission bits); its
+//! monotonic-clock sleeps end on time (`fine_clock.rs`). The rest: the
 //! generated bindings, the builtin components, `stackpipe plugin inspect`,
 //! the types calls trade in (`values.rs`) and what schemas say (`schema.rs`).
 
@@ -25,6 +27,7 @@ pub mod bindings;
 mod builtin;
 mod epoch;
 mod error;
+mod files;
 mod fine_clock;
 mod host;
 mod inspect;
@@ -45,6 +48,7 @@ pub use host::{PluginHost, MAX_INSTANCES};
 pub use inspect::{inspect, Inspection};
 pub use load::{PluginLoad, World, MAX_COMPONENT_BYTES};
 pub use loaded::LoadedPlugin;
+pub use log::{PluginLine, PluginLog, PluginLogSink, PLUGIN_LOG_TARGET};
 pub use outcome::MAX_RESULT_BYTES;
 pub use sandbox::{grant_overlap, resolve_path, PluginState, Sandbox};
 pub use schema::{input_file_attributes, INPUT_FILE_FORMAT};

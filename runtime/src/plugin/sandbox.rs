@@ -15,6 +15,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 
 use stackpipe_dsl::Grants;
 
+use super::log::PluginLog;
+
 /// How much of a plugin's stderr is kept to explain a crash.
 const STDERR_CAPACITY: usize = 64 * 1024;
 
@@ -22,7 +24,7 @@ const STDERR_CAPACITY: usize = 64 * 1024;
 #[derive(Debug, Clone, Default)]
 pub struct Sandbox {
     /// (host directory, the name the plugin sees it under).
-    pub dirs: Vec<(PathBuf, String)>,
+    pub dirs: Arc<[(PathBuf, String)]>,
     /// Granted variables that are set in stackpipe's environment, with their values.
     pub env: Vec<(String, String)>,
     /// `host:port`, lower case.
@@ -74,7 +76,7 @@ impl Sandbox {
         }
         let env = grants.env.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v))).collect();
         let http = grants.http.iter().map(|h| h.to_ascii_lowercase()).collect();
-        Ok(Sandbox { dirs, env, http: Arc::new(http) })
+        Ok(Sandbox { dirs: dirs.into(), env, http: Arc::new(http) })
     }
 
     fn wasi(&self, stderr: MemoryOutputPipe) -> wasmtime::Result<WasiCtx> {
@@ -83,7 +85,7 @@ impl Sandbox {
         for (k, v) in &self.env {
             b.env(k, v);
         }
-        for (host, guest) in &self.dirs {
+        for (host, guest) in self.dirs.iter() {
             b.preopened_dir(host, guest, FsPerms::ReadWrite)?;
         }
         Ok(b.build())
@@ -156,6 +158,10 @@ pub struct PluginState {
     stderr: MemoryOutputPipe,
     /// When the call in progress must end.
     pub(crate) deadline: std::time::Instant,
+    /// The granted directories, for the `files` interface (`files.rs`).
+    pub(crate) granted_dirs: Arc<[(PathBuf, String)]>,
+    /// Where the call in progress logs (`log.rs`): its caller's, set as each call starts.
+    pub(crate) log: PluginLog,
 }
 
 impl PluginState {
@@ -170,6 +176,8 @@ impl PluginState {
             limiter: MemoryLimiter { limit: memory_bytes, hit: false },
             stderr,
             deadline: std::time::Instant::now(),
+            granted_dirs: sandbox.dirs.clone(),
+            log: PluginLog::default(),
         })
     }
 

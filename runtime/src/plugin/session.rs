@@ -43,7 +43,7 @@ impl ProvisionerSession<'_> {
     }
 
     pub async fn validate(&mut self, ctx: &CallContext, kind: &str, desired: &Value) -> Result<Vec<PluginDiagnostic>, PluginError> {
-        let (c, desired) = (self.plugin.context(ctx), desired.to_string());
+        let (c, desired) = (self.context(ctx), desired.to_string());
         self.call("validate", async |g, store| g.call_validate(store, &c, kind, &desired).await.map(Ok)).await
     }
 
@@ -58,7 +58,7 @@ impl ProvisionerSession<'_> {
         desired: &Value,
         cred: Option<&Credential>,
     ) -> Result<Option<Applied>, PluginError> {
-        let c = self.plugin.context(ctx);
+        let c = self.context(ctx);
         let (state, desired, cred) = (state.map(Value::to_string), desired.to_string(), cred.map(Credential::to_wit));
         let found = self
             .call("read", async |g, store| g.call_read(store, &c, kind, state.as_ref(), &desired, cred.as_ref()).await)
@@ -74,7 +74,7 @@ impl ProvisionerSession<'_> {
         desired: &Value,
         cred: Option<&Credential>,
     ) -> Result<ResourcePlan, PluginError> {
-        let c = self.plugin.context(ctx);
+        let c = self.context(ctx);
         let (prior, desired, cred) = (prior.map(Value::to_string), desired.to_string(), cred.map(Credential::to_wit));
         let plan = self
             .call("plan", async |g, store| g.call_plan(store, &c, kind, prior.as_ref(), &desired, cred.as_ref()).await)
@@ -96,7 +96,7 @@ impl ProvisionerSession<'_> {
         desired: &Value,
         cred: Option<&Credential>,
     ) -> Result<Applied, PluginError> {
-        let c = self.plugin.context(ctx);
+        let c = self.context(ctx);
         let (prior, desired, cred) = (prior.map(Value::to_string), desired.to_string(), cred.map(Credential::to_wit));
         let applied = self
             .call("apply", async |g, store| g.call_apply(store, &c, kind, prior.as_ref(), &desired, cred.as_ref()).await)
@@ -105,8 +105,14 @@ impl ProvisionerSession<'_> {
     }
 
     pub async fn destroy(&mut self, ctx: &CallContext, kind: &str, state: &Value, cred: Option<&Credential>) -> Result<(), PluginError> {
-        let (c, state, cred) = (self.plugin.context(ctx), state.to_string(), cred.map(Credential::to_wit));
+        let (c, state, cred) = (self.context(ctx), state.to_string(), cred.map(Credential::to_wit));
         self.call("destroy", async |g, store| g.call_destroy(store, &c, kind, &state, cred.as_ref()).await).await
+    }
+
+    /// The context of a call about to be made: its lines go where `ctx` says.
+    fn context(&mut self, ctx: &CallContext) -> bindings::types::Context {
+        self.store.data_mut().log = ctx.log.clone();
+        self.plugin.context(ctx)
     }
 
     /// Runs one call on the session's instance under the plugin's wall-time

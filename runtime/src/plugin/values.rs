@@ -7,6 +7,7 @@ use std::fmt;
 use serde_json::Value;
 
 use super::bindings;
+use super::log::PluginLog;
 use super::bindings::types::Change;
 
 /// A change's name as plans, events and the state show it.
@@ -20,13 +21,15 @@ pub fn change_name(c: Change) -> &'static str {
     }
 }
 
-/// Who is calling, handed to every plugin call.
+/// Who is calling, handed to every plugin call, and where the lines the
+/// plugin logs during the call go.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallContext {
     pub pipeline: String,
     pub environment: String,
     pub resource: String,
     pub run_id: String,
+    pub log: PluginLog,
 }
 
 /// A credential from a resolver. Its fields are secret: `Debug` prints only

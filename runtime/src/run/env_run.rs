@@ -21,7 +21,7 @@ use super::scheduler::{walk, NodeEnd, Slot};
 use super::selection::{EnvironmentSelection, Subject};
 use super::stack_job::StackJob;
 use super::{AbortOnDrop, RunEvent};
-use crate::plugin::{CallContext, Credential, LoadedPlugin, PluginHost, PluginLoad, Sandbox};
+use crate::plugin::{CallContext, Credential, LoadedPlugin, PluginHost, PluginLoad, PluginLog, Sandbox};
 use crate::secrets::{schema_sensitive, Secrets};
 use crate::state::{now_ms, GateInfo, GateKind, ResourceKey, ResourceRecord, StateError, Status, Write};
 
@@ -312,6 +312,7 @@ impl EnvRun {
             environment: self.plan.name.clone(),
             resource: node.into(),
             run_id: self.run.id.clone(),
+            log: PluginLog::default(),
         }
     }
 
@@ -366,12 +367,14 @@ impl EnvRun {
         }
     }
 
-    /// The credential for provisioner `plugin`, resolved once per environment.
-    pub(super) async fn credential(&self, plugin: &str) -> Result<Option<Credential>, String> {
-        self.credentials.get(plugin, self.resolve_credential(plugin)).await
+    /// The credential of provisioner `plugin`, resolved once for the
+    /// environment: by the first job that asks, whose log (`log`) gets what
+    /// the resolver logs.
+    pub(super) async fn credential(&self, plugin: &str, log: PluginLog) -> Result<Option<Credential>, String> {
+        self.credentials.get(plugin, self.resolve_credential(plugin, log)).await
     }
 
-    async fn resolve_credential(&self, plugin: &str) -> Result<Option<Credential>, String> {
+    async fn resolve_credential(&self, plugin: &str, log: PluginLog) -> Result<Option<Credential>, String> {
         let Some(binding) = self.plan.credentials.get(plugin) else {
             return Ok(None);
         };
@@ -379,7 +382,7 @@ impl EnvRun {
             .plugin(&binding.resolver)
             .map_err(|e| format!("credentials for `{plugin}`: resolver `{}`: {e}", binding.resolver))?;
         let cred = resolver
-            .resolve(&self.run.host, &self.context(""), plugin, &binding.config)
+            .resolve(&self.run.host, &CallContext { log, ..self.context("") }, plugin, &binding.config)
             .await
             .map_err(|e| format!("credentials for `{plugin}`: {e}"))?;
         for (_, value) in &cred.fields {

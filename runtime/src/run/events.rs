@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{Decision, GateKind, RunStatus, Status};
+use crate::state::{Decision, GateKind, LogLevel, RunStatus, Status};
 
 /// A node of an environment, as announced when the environment starts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,7 +37,18 @@ pub enum RunEvent {
     OpStarted { environment: String, node: String, op: Cow<'static, str> },
     OpFinished { environment: String, node: String, op: Cow<'static, str>, status: Status, ms: u64, message: Option<String> },
     NodeFinished { environment: String, node: String, status: Status, change: Option<String>, ms: u64, error: Option<String> },
-    Log { environment: String, node: String, op: Cow<'static, str>, text: String },
+    /// A line of a job's log: stackpipe's own (`plugin` none) or one its
+    /// plugins logged, with its level.
+    Log {
+        environment: String,
+        node: String,
+        op: Cow<'static, str>,
+        text: String,
+        #[serde(default)]
+        level: LogLevel,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plugin: Option<String>,
+    },
     /// The run waits at a gate (`node` is None at an environment gate).
     Waiting { environment: String, node: Option<String>, gate: GateKind, reason: String, detail: Option<String> },
     /// Someone approved or rejected a gate.

@@ -325,7 +325,14 @@ impl<'a> Run<'a> {
         for (node, op) in &resume.started {
             let text = format!("{op} was in flight when the run stopped; finding out what it did before going on");
             tracing::warn!(environment = %env.name, node, "{text}");
-            run.events.send(RunEvent::Log { environment: env.name.clone(), node: node.clone(), op: "preflight".into(), text });
+            run.events.send(RunEvent::Log {
+                environment: env.name.clone(),
+                node: node.clone(),
+                op: "preflight".into(),
+                text,
+                level: crate::state::LogLevel::Info,
+                plugin: None,
+            });
         }
         // Every apply this environment may make is on disk before any
         // starts. The journal's writer puts it there while the plugins load.

@@ -424,7 +424,7 @@ mod tests {
         let big = "x".repeat(64 * 1024);
         let mut refused = None;
         for i in 0..100 {
-            let line = crate::state::LogLine { ms: 1, environment: "dev".into(), node: "n".into(), op: "apply".into(), text: big.clone() };
+            let line = crate::state::LogLine { ms: 1, environment: "dev".into(), node: "n".into(), op: "apply".into(), text: big.clone(), level: crate::state::LogLevel::Info, plugin: None };
             if let Err(e) = journal.record_durably(Write::Log(line, format!("r{i}"))).await {
                 refused = Some(e.to_string());
                 break;

@@ -22,6 +22,7 @@
 //! | `scheduler`   | the graph walker: parallelism, slots, cancellation      |
 //! | `gate`        | [`Gates`]: waits for a person, decisions                |
 //! | `journal`     | [`RunJournal`]: the run's writes to the state           |
+//! | `job_log`     | a job's log lines: its own and its plugins'             |
 //! | `events`      | [`RunEvent`]s and where they go                         |
 //! | `status`      | the typed status document                               |
 //! | `history`     | every job that touched one resource                     |
@@ -36,6 +37,7 @@ pub mod execution;
 pub mod gate;
 pub mod history;
 pub mod job_diff;
+pub mod job_log;
 pub mod journal;
 pub mod outputs;
 pub mod plan_text;

@@ -169,7 +169,8 @@ pub async fn preflight(
     let mut succeeded = Vec::new();
     while let Ok(event) = rx.try_recv() {
         match event {
-            RunEvent::Log { environment, node, op, text } if op == "preflight" => {
+            // stackpipe's own line about the node, not a plugin's.
+            RunEvent::Log { environment, node, op, text, plugin: None, .. } if op == "preflight" => {
                 found_by_node.insert((environment, node), text);
             }
             RunEvent::NodeFinished { environment, node, status: Status::Succeeded, .. } => succeeded.push((environment, node)),

@@ -13,6 +13,7 @@ use super::env_run::{EnvRun, Mode, ProvisionerTypes};
 use super::events::RunEvent;
 use super::gate::GateOutcome;
 use super::job_diff;
+use super::job_log::JobLog;
 use super::plan_text::PlannedChange;
 use super::scheduler::{NodeEnd, Slot};
 use super::selection::Subject;
@@ -21,8 +22,7 @@ use crate::plugin::{
 };
 use crate::secrets::mask_keys;
 use crate::state::{
-    now_ms, GateKind, JobDiff, JobInput, JobRecord, JournalEntry, JournalPhase, LogLine, OpRecord, ResourceRecord, Status,
-    Write,
+    now_ms, GateKind, JobDiff, JobInput, JobRecord, JournalEntry, JournalPhase, OpRecord, ResourceRecord, Status, Write,
 };
 
 /// Why a stack job stopped short of its last operation.
@@ -74,6 +74,8 @@ pub struct StackJob {
     /// Its attributes as last applied (secrets masked): what a plan shows
     /// a text attribute's change against (see `plan_text::text_changes`).
     prior_attributes: Option<Value>,
+    /// Its log: its own lines, and what its plugins log during its calls.
+    log: Arc<JobLog>,
 }
 
 /// A stack job's operations, in order.
@@ -101,6 +103,7 @@ impl StackJob {
             error: None,
             diff: None,
         };
+        let log = JobLog::new(env.clone(), node.name.clone());
         StackJob {
             env,
             subject,
@@ -112,6 +115,7 @@ impl StackJob {
             sensitive: Vec::new(),
             sensitive_outputs: Vec::new(),
             prior_attributes: None,
+            log,
         }
     }
 
@@ -132,18 +136,13 @@ impl StackJob {
     }
 
     fn log(&self, op: &'static str, text: String) {
-        let env = &self.env;
-        let text = env.secrets.redact(&text);
-        env.run.events.send_with(|| RunEvent::Log {
-            environment: env.plan.name.clone(),
-            node: self.name().into(),
-            op: op.into(),
-            text: text.clone(),
-        });
-        if env.run.mode.records() {
-            let line = LogLine { ms: now_ms(), environment: env.plan.name.clone(), node: self.name().into(), op: op.into(), text };
-            env.run.journal.record(Write::Log(line, env.run.id.clone()));
-        }
+        self.log.host(op, text);
+    }
+
+    /// The context of this job's plugin calls (its provisioner's, its
+    /// resolver's, its policies'): what they log goes to the job's log.
+    fn context(&self) -> CallContext {
+        self.log.context()
     }
 
     fn op_index(&self, op: &str) -> usize {
@@ -154,6 +153,7 @@ impl StackJob {
         let i = self.op_index(op);
         self.record.ops[i].status = Status::Running;
         self.record.ops[i].started_ms = Some(now_ms());
+        self.log.begin(op);
         let env = &self.env;
         env.run.events.send_with(|| RunEvent::OpStarted { environment: env.plan.name.clone(), node: self.name().into(), op: op.into() });
     }
@@ -323,7 +323,7 @@ impl StackJob {
                 types.names.join(", ")
             )));
         }
-        let cred = self.env.credential(&node.plugin).await.map_err(fail)?;
+        let cred = self.env.credential(&node.plugin, self.log.plugin_log()).await.map_err(fail)?;
         // Every policy judges this node's change: one that cannot load
         // would fail it at preview, after other nodes applied.
         for (name, spec) in &self.env.plan.plugins {
@@ -364,7 +364,7 @@ impl StackJob {
         let (plugin, types, cred, flow) = self.preflight().await?;
         let env = self.env.clone();
         let node = env.resource(self.subject);
-        let call = Call { ctx: env.context(&node.name), kind: &node.kind, cred: cred.as_ref() };
+        let call = Call { ctx: self.context(), kind: &node.kind, cred: cred.as_ref() };
         self.go_on("init")?;
         self.begin("init");
         let mut session = plugin.session(&env.run.host).await.map_err(|e| ("init", e.to_string()))?;
@@ -677,7 +677,7 @@ impl StackJob {
                 continue;
             }
             let policy = env.plugin(name).map_err(|e| ("preview", format!("policy `{name}`: {e}")))?;
-            match policy.evaluate(&env.run.host, &env.context(&node.name), &input).await.map_err(|e| ("preview", e.to_string()))? {
+            match policy.evaluate(&env.run.host, &self.context(), &input).await.map_err(|e| ("preview", e.to_string()))? {
                 PolicyVerdict::Allow => {}
                 PolicyVerdict::Deny(reason) => return Err(("preview", format!("denied by policy `{name}`: {reason}"))),
                 PolicyVerdict::RequireApproval(reason) => {
@@ -708,7 +708,7 @@ impl StackJob {
             }
             return Ok(());
         }
-        let ctx = env.context(&node.name);
+        let ctx = self.context();
         self.go_on("init")?;
         self.begin("init");
         self.record.input = Some(self.job_input(prior.attributes.clone(), &plugin, &flow));
