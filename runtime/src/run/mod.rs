@@ -37,6 +37,7 @@ pub mod gate;
 pub mod history;
 pub mod job_diff;
 pub mod journal;
+pub mod known_after_apply;
 pub mod outputs;
 pub mod plan_text;
 pub mod resume;

@@ -17,6 +17,17 @@ pub struct PlannedChange {
     pub type_name: String,
     pub plan: ResourcePlan,
     pub policy: Option<String>,
+    /// The attributes (top-level names) whose new value is known only after
+    /// apply: they use an output of a resource that changes first (see
+    /// `known_after_apply`). Their changes' `after` is [`UNKNOWN`].
+    pub unknown: Vec<String>,
+}
+
+impl PlannedChange {
+    /// Whether the new value of the attribute at `path` is known only after apply.
+    pub fn after_unknown(&self, path: &str) -> bool {
+        super::known_after_apply::is_unknown(&self.unknown, path)
+    }
 }
 
 /// One resource's change; empty for no change.
@@ -40,11 +51,13 @@ pub fn render_change(p: &PlannedChange) -> String {
             Some(v) => v.clone(),
             None => "null".to_string(),
         };
+        // Unknown, whatever a secret's new value would show.
+        let after = if p.after_unknown(&c.path) { UNKNOWN.to_string() } else { show(&c.after) };
         let forces = if c.forces_replacement { " # forces replacement" } else { "" };
         let line = match (&c.before, &c.after) {
-            (None, Some(_)) => format!("      + {} = {}{forces}", c.path, show(&c.after)),
+            (None, Some(_)) => format!("      + {} = {after}{forces}", c.path),
             (Some(_), None) => format!("      - {} = {}{forces}", c.path, show(&c.before)),
-            _ => format!("      ~ {} = {} -> {}{forces}", c.path, show(&c.before), show(&c.after)),
+            _ => format!("      ~ {} = {} -> {after}{forces}", c.path, show(&c.before)),
         };
         out.push_str(&line);
         out.push('\n');
@@ -175,6 +188,7 @@ mod tests {
                 }],
             },
             policy: None,
+            unknown: Vec::new(),
         }
     }
 
