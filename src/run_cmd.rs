@@ -280,10 +280,15 @@ pub fn plan_json(summary: &RunSummary) -> String {
             serde_json::json!({
                 "environment": p.environment, "resource": p.node, "type": p.type_name,
                 "change": change_name(p.plan.change), "policy": p.policy,
+                // A value known only after apply is `"after": null, "after_unknown": true` (as in
+                // `terraform show -json`), never the placeholder text as if it were the value.
                 "changes": p.plan.changes.iter().map(|c| serde_json::json!({
                     "path": c.path,
                     "before": if c.sensitive && c.before.is_some() { Some(stackpipe_runtime::run::MASKED.to_string()) } else { c.before.clone() },
-                    "after": if c.sensitive && c.after.is_some() { Some(stackpipe_runtime::run::MASKED.to_string()) } else { c.after.clone() },
+                    "after": if p.after_unknown(&c.path) { None }
+                        else if c.sensitive && c.after.is_some() { Some(stackpipe_runtime::run::MASKED.to_string()) }
+                        else { c.after.clone() },
+                    "after_unknown": p.after_unknown(&c.path),
                     "sensitive": c.sensitive, "forces_replacement": c.forces_replacement })).collect::<Vec<_>>(),
             })
         })

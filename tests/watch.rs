@@ -161,6 +161,32 @@ fn an_added_resource_is_planned_and_the_plan_starts_with_what_changed() {
 }
 
 #[test]
+fn plan_mode_shows_what_uses_a_changed_output_as_changing() {
+    let p = Project::new(
+        r#"resource a "t.step" { size = 1 }
+resource b "t.step" { from = jsonencode(a.inputs) }
+resource c "t.step" { from = a.id }"#,
+    );
+    let o = p.run(&["deploy", "demo.pipeline"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let w = Watching::start(&p, &[]);
+    w.wait_cycles(1);
+    assert!(w.cycle(1).contains("No changes."), "{}", w.cycle(1));
+
+    // `a` changes: `b` takes its inputs, which change with it; `c` its id, which an update keeps.
+    let edited = std::fs::read_to_string(pipeline(&p)).unwrap().replace("size = 1", "size = 2");
+    save(&pipeline(&p), &edited);
+    w.wait_cycles(2);
+    let second = w.cycle(2);
+    assert!(second.contains("  ~ dev/b (t.step): update in place (was: no change)\n"), "{second}");
+    assert!(second.contains("      ~ from = \"{\\\"size\\\":1}\" -> (known after apply)\n"), "{second}");
+    assert!(!second.contains("\"c\""), "{second}");
+    assert!(second.contains("Plan: 0 to add, 2 to change, 0 to destroy."), "{second}");
+    let (code, out, err) = w.interrupt();
+    assert_eq!(code, Some(0), "{out}\n{err}");
+}
+
+#[test]
 fn a_broken_save_shows_its_diagnostic_and_the_next_save_recovers() {
     let p = Project::new(r#"resource a "t.step" {}"#);
     let w = Watching::start(&p, &[]);

@@ -103,6 +103,10 @@ pub struct TypeDef {
     pub attrs: &'static [AttrDef],
     /// (name, JSON Schema type, description)
     pub outputs: &'static [(&'static str, &'static str, &'static str)],
+    /// The outputs an update in place never changes (marked `keptOnUpdate`
+    /// in the outputs schema): ids, ARNs, and what only a replacement
+    /// changes. A plan shows what uses them as it is.
+    pub kept_on_update: &'static [&'static str],
     pub check: Option<CrossCheck>,
 }
 
@@ -453,11 +457,14 @@ pub fn attributes_schema(def: &TypeDef) -> Value {
 pub fn outputs_schema(def: &TypeDef) -> Value {
     let mut props = Map::new();
     for (name, ty, doc) in def.outputs {
-        let p = if *ty == "array" {
+        let mut p = if *ty == "array" {
             json!({ "type": "array", "items": { "type": "string" }, "description": doc })
         } else {
             json!({ "type": ty, "description": doc })
         };
+        if def.kept_on_update.contains(name) {
+            p["keptOnUpdate"] = Value::Bool(true);
+        }
         props.insert((*name).into(), p);
     }
     let required: Vec<&str> = def.outputs.iter().map(|(n, _, _)| *n).collect();

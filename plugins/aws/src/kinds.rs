@@ -243,6 +243,7 @@ pub static VPC: TypeDef = TypeDef {
         ("arn", "string", "arn:aws:ec2:REGION:ACCOUNT:vpc/ID"),
         ("cidr_block", "string", "The VPC's IPv4 block."),
     ],
+    kept_on_update: &["id", "arn", "cidr_block"],
     check: None,
 };
 
@@ -267,6 +268,7 @@ pub static SUBNET: TypeDef = TypeDef {
         ("cidr_block", "string", "Its IPv4 block."),
         ("availability_zone", "string", "Its availability zone."),
     ],
+    kept_on_update: &["id", "arn", "vpc_id", "cidr_block", "availability_zone"],
     check: None,
 };
 
@@ -292,6 +294,7 @@ pub static SECURITY_GROUP: TypeDef = TypeDef {
         ("arn", "string", "The group's ARN."),
         ("name", "string", "The group's name."),
     ],
+    kept_on_update: &["id", "arn", "name"],
     check: None,
 };
 
@@ -309,6 +312,7 @@ pub static DB_SUBNET_GROUP: TypeDef = TypeDef {
         ("name", "string", "The group's name."),
         ("arn", "string", "The group's ARN."),
     ],
+    kept_on_update: &["id", "name", "arn"],
     check: None,
 };
 
@@ -350,6 +354,7 @@ pub static DB_INSTANCE: TypeDef = TypeDef {
         ("address", "string", "The host name to connect to."),
         ("port", "integer", "The port to connect to."),
     ],
+    kept_on_update: &["id", "arn", "endpoint", "address", "port"],
     check: None,
 };
 
@@ -384,6 +389,7 @@ pub static LOAD_BALANCER: TypeDef = TypeDef {
         ("dns_name", "string", "Its DNS name."),
         ("zone_id", "string", "The Route53 hosted zone id of its DNS name (for alias records)."),
     ],
+    kept_on_update: &["id", "arn", "dns_name", "zone_id"],
     check: None,
 };
 
@@ -404,6 +410,7 @@ pub static CERTIFICATE: TypeDef = TypeDef {
         ("status", "string", "PENDING_VALIDATION, ISSUED, ..."),
         ("domain_name", "string", "The certificate's domain name."),
     ],
+    kept_on_update: &["id", "arn", "domain_name"],
     check: None,
 };
 
@@ -420,6 +427,7 @@ pub static DNS_ZONE: TypeDef = TypeDef {
         ("name", "string", "The zone's domain name."),
         ("name_servers", "array", "The zone's name servers."),
     ],
+    kept_on_update: &["id", "name", "name_servers"],
     check: None,
 };
 
@@ -443,6 +451,7 @@ pub static DNS_RECORD: TypeDef = TypeDef {
         ("name", "string", "The record's name, as given."),
         ("fqdn", "string", "The record's full name."),
     ],
+    kept_on_update: &["id", "name", "fqdn"],
     check: Some(check_record),
 };
 

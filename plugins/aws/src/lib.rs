@@ -210,6 +210,7 @@ mod tests {
                 t.name
             );
             assert_eq!(outputs["additionalProperties"], false, "{}: the outputs are closed", t.name);
+            assert_eq!(outputs["properties"]["id"]["keptOnUpdate"], true, "an update keeps {}'s id", t.name);
         }
         let sg: Value = serde_json::from_str(&types[2].attributes_schema).unwrap();
         assert_eq!(sg["required"], serde_json::json!(["vpc_id", "name"]));

@@ -564,7 +564,8 @@ pub fn resource_types() -> Vec<ResourceType> {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
         "properties": {
-            "path": { "type": "string", "description": "The file's path, as given." },
+            // A new path replaces the file: an update in place keeps it.
+            "path": { "type": "string", "keptOnUpdate": true, "description": "The file's path, as given." },
             "sha256": { "type": "string", "pattern": "^[0-9a-f]{64}$", "description": "The sha256 of the content, in hex." }
         },
         "required": ["path", "sha256"],
@@ -585,7 +586,8 @@ pub fn resource_types() -> Vec<ResourceType> {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
         "properties": {
-            "path": { "type": "string", "description": "The directory's path, as given." }
+            // A new path replaces the directory: an update in place keeps it.
+            "path": { "type": "string", "keptOnUpdate": true, "description": "The directory's path, as given." }
         },
         "required": ["path"],
         "additionalProperties": false
@@ -851,7 +853,7 @@ mod tests {
         let spec = file("a", "x", None);
         let keys = |v: Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
         assert_eq!(keys(state_of(&spec).outputs_value()), closed("file"));
-        assert_eq!(keys(DirState { path: "a".into() }.outputs_value()), closed("directory"));
+        assert_eq!(keys(DirState { path: "a".into(), created: Some(vec!["a".into()]) }.outputs_value()), closed("directory"));
         let file = resource_types().into_iter().find(|t| t.name == "file").unwrap();
         let a: Value = serde_json::from_str(&file.attributes_schema).unwrap();
         let source = &a["properties"]["source"];

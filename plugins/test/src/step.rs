@@ -306,7 +306,7 @@ pub fn outputs_schema() -> Value {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
         "properties": {
-            "id": { "type": "string", "description": "Unique per resource instance: `<resource>-<16 hex digits>`, kept across updates." },
+            "id": { "type": "string", "keptOnUpdate": true, "description": "Unique per resource instance: `<resource>-<16 hex digits>`, kept across updates." },
             "inputs": { "type": "object", "description": "All the desired attributes." }
         },
         "required": ["id", "inputs"],

@@ -51,6 +51,6 @@ pub use loaded::LoadedPlugin;
 pub use log::{PluginLine, PluginLog, PluginLogSink, PLUGIN_LOG_TARGET};
 pub use outcome::MAX_RESULT_BYTES;
 pub use sandbox::{grant_overlap, resolve_path, PluginState, Sandbox};
-pub use schema::{input_file_attributes, INPUT_FILE_FORMAT};
+pub use schema::{input_file_attributes, kept_on_update_outputs, INPUT_FILE_FORMAT, KEPT_ON_UPDATE};
 pub use session::ProvisionerSession;
 pub use values::{change_name, Applied, CallContext, Credential, PolicyVerdict};

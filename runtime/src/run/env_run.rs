@@ -14,6 +14,7 @@ use tokio::sync::{watch, OnceCell};
 
 use super::execution::RunShared;
 use super::gate::GateOutcome;
+use super::known_after_apply::{KnownOutputs, Resolved};
 use super::plan_text::{PlannedChange, UNKNOWN};
 use super::resume::EnvironmentResume;
 use super::snapshot::RunSource;
@@ -79,6 +80,9 @@ pub struct ProvisionerTypes {
     pub sensitive: HashMap<String, (Vec<String>, Vec<String>)>,
     /// Per type, its input-file attributes (types without any are left out).
     pub inputs: HashMap<String, Vec<String>>,
+    /// Per type, the outputs its schema marks kept on update (types without
+    /// any are left out).
+    pub kept: HashMap<String, Vec<String>>,
 }
 
 /// A value asked of a plugin once per environment, by whichever job needs
@@ -114,6 +118,9 @@ pub struct EnvRun {
     plugins: HashMap<String, Result<Arc<LoadedPlugin>, String>>,
     /// Outputs of this environment's resources, as they become known.
     pub(super) outputs: RwLock<HashMap<String, Value>>,
+    /// In a plan, the resources to be updated in place: `outputs` holds only
+    /// the outputs they keep on update, the others are known after apply.
+    kept_only: RwLock<HashSet<String>>,
     /// A plan's changes, node by node.
     pub(super) planned: Mutex<Vec<PlannedChange>>,
     /// Resumed run: nodes whose apply was in flight when the run stopped.
@@ -179,6 +186,7 @@ impl EnvRun {
         Ok(EnvRun {
             plugins,
             outputs: RwLock::new(outputs),
+            kept_only: RwLock::new(HashSet::new()),
             planned: Mutex::new(Vec::new()),
             in_flight: resume.in_flight.clone(),
             prior: Mutex::new(prior),
@@ -344,6 +352,11 @@ impl EnvRun {
                     .map(|t| (t.name.clone(), crate::plugin::input_file_attributes(&t.attributes_schema)))
                     .filter(|(_, a)| !a.is_empty())
                     .collect(),
+                kept: types
+                    .iter()
+                    .map(|t| (t.name.clone(), crate::plugin::kept_on_update_outputs(&t.outputs_schema)))
+                    .filter(|(_, o)| !o.is_empty())
+                    .collect(),
                 names: types.into_iter().map(|t| t.name).collect(),
             }))
         })
@@ -399,36 +412,74 @@ impl EnvRun {
         Ok(Some(cred))
     }
 
-    /// The node's attributes with upstream outputs filled in and `--set` applied.
-    pub(super) fn resolve_attributes(&self, s: Subject) -> Result<Value, String> {
+    /// Makes `node`'s outputs known to its dependents: as applied, or as a
+    /// plan knows them before apply (see [`super::known_after_apply`]).
+    pub(super) fn publish_outputs(&self, node: &str, known: KnownOutputs) {
+        let (outputs, kept_only) = match known {
+            KnownOutputs::All(o) => (o, false),
+            KnownOutputs::Kept(o) => (o, true),
+            // Left out: every reference to them evaluates as unknown.
+            KnownOutputs::None => return,
+        };
+        if kept_only {
+            if let Ok(mut k) = self.kept_only.write() {
+                k.insert(node.to_string());
+            }
+        }
+        if let Ok(mut o) = self.outputs.write() {
+            o.insert(node.to_string(), outputs);
+        }
+    }
+
+    /// The node's attributes with upstream outputs filled in and `--set`
+    /// applied. Before a run (a plan, a preflight), an attribute that uses
+    /// an output not known yet is [`UNKNOWN`], and listed as such.
+    pub(super) fn resolve_attributes(&self, s: Subject) -> Result<Resolved, String> {
         let graph = &self.run.graph;
         let node = self.resource(s);
         let outputs = self.outputs.read().map_err(|_| "outputs lock poisoned".to_string())?;
+        let kept_only = self.kept_only.read().map_err(|_| "outputs lock poisoned".to_string())?;
         let lookup = |r: &str| outputs.get(r);
         let scope = Scope { pipeline: &graph.name, environment: &self.plan.name, vars: &self.plan.vars, outputs: &lookup };
+        // Of a resource a plan updates in place, an output it does not keep
+        // is unknown (whether or not it has one now): its value now is not
+        // what the dependent will get.
+        let not_kept = |(r, o): &(String, String)| kept_only.contains(r) && outputs.get(r).is_some_and(|v| v.get(o).is_none());
+        let planning = !self.run.mode.records();
+        let mut resolved = Resolved::default();
         let mut attrs = Map::new();
         for a in &node.attributes {
             let key = a.key.name.clone();
             if key == "depends_on" {
                 continue;
             }
-            let v = match eval(&a.value, &scope) {
-                Ok(v) => v,
-                // A plan goes on: what depends on an unknown output is unknown too.
-                Err(EvalError::Unknown { .. }) if !self.run.mode.records() => Value::String(UNKNOWN.into()),
-                Err(EvalError::Unknown { resource }) => {
-                    return Err(format!("`{key}` needs an output of `{resource}`, which has none yet"))
+            let v = if planning && stackpipe_dsl::resource_references(&a.value).iter().any(not_kept) {
+                None
+            } else {
+                match eval(&a.value, &scope) {
+                    Ok(v) => Some(v),
+                    // A plan goes on: what depends on an unknown output is unknown too.
+                    Err(EvalError::Unknown { .. }) if planning => None,
+                    Err(EvalError::Unknown { resource }) => {
+                        return Err(format!("`{key}` needs an output of `{resource}`, which has none yet"))
+                    }
+                    Err(EvalError::Invalid(d)) => return Err(format!("`{key}`: {}", d.message)),
                 }
-                Err(EvalError::Invalid(d)) => return Err(format!("`{key}`: {}", d.message)),
             };
+            let v = v.unwrap_or_else(|| {
+                resolved.unknown.push(key.to_string());
+                Value::String(UNKNOWN.into())
+            });
             attrs.insert(key.to_string(), v);
         }
         for (r, a, v) in &self.run.sets {
             if r == &node.name {
                 attrs.insert(a.clone(), v.clone());
+                resolved.unknown.retain(|u| u != a);
             }
         }
-        Ok(Value::Object(attrs))
+        resolved.attributes = Value::Object(attrs);
+        Ok(resolved)
     }
 
     /// Walks the nodes the run takes here (`done` nodes, by node index, are

@@ -39,6 +39,7 @@ pub mod history;
 pub mod job_diff;
 pub mod job_log;
 pub mod journal;
+pub mod known_after_apply;
 pub mod outputs;
 pub mod plan_text;
 pub mod resume;

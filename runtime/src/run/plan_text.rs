@@ -21,6 +21,17 @@ pub struct PlannedChange {
     /// one line (a file's `content`): the texts themselves, before and
     /// after, shown as a line diff (see [`text_changes`]).
     pub texts: Vec<TextChange>,
+    /// The attributes (top-level names) whose new value is known only after
+    /// apply: they use an output of a resource that changes first (see
+    /// `known_after_apply`). Their changes' `after` is [`UNKNOWN`].
+    pub unknown: Vec<String>,
+}
+
+impl PlannedChange {
+    /// Whether the new value of the attribute at `path` is known only after apply.
+    pub fn after_unknown(&self, path: &str) -> bool {
+        super::known_after_apply::is_unknown(&self.unknown, path)
+    }
 }
 
 /// A text attribute before and after a change.
@@ -60,14 +71,14 @@ const CONTEXT: usize = 2;
 
 /// A text attribute's change as a line diff, heredoc style, unchanged runs
 /// beyond [`CONTEXT`] lines summarized.
-fn render_text(t: &TextChange, out: &mut String) {
+fn render_text(t: &TextChange, forces: &str, out: &mut String) {
     use similar::{ChangeTag, TextDiff};
     let hidden = |n: usize, out: &mut String| {
         if n > 0 {
             out.push_str(&format!("            # ({n} unchanged line{} hidden)\n", plural(n)));
         }
     };
-    out.push_str(&format!("      ~ {} = <<-EOT\n", t.path));
+    out.push_str(&format!("      ~ {} = <<-EOT{forces}\n", t.path));
     let diff = TextDiff::from_lines(&t.before, &t.after);
     // Where the last group shown ended, in the old text's lines.
     let mut shown_to = 0;
@@ -182,12 +193,14 @@ pub fn render_change(p: &PlannedChange) -> String {
             Some(v) => v.clone(),
             None => "null".to_string(),
         };
+        // Unknown, whatever a secret's new value would show.
+        let after = if p.after_unknown(&c.path) { UNKNOWN.to_string() } else { show(&c.after) };
         let forces = if c.forces_replacement { " # forces replacement" } else { "" };
         if let Some(t) = p.texts.iter().find(|t| t.path == c.path) {
-            render_text(t, &mut out);
+            render_text(t, forces, &mut out);
             continue;
         }
-        if !c.sensitive {
+        if !c.sensitive && !p.after_unknown(&c.path) {
             let parse = |v: &Option<String>| v.as_deref().and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok());
             if let (Some(b), Some(a)) = (parse(&c.before), parse(&c.after)) {
                 if render_structured(&c.path, &b, &a, forces, &mut out) {
@@ -196,9 +209,9 @@ pub fn render_change(p: &PlannedChange) -> String {
             }
         }
         let line = match (&c.before, &c.after) {
-            (None, Some(_)) => format!("      + {} = {}{forces}", c.path, show(&c.after)),
+            (None, Some(_)) => format!("      + {} = {after}{forces}", c.path),
             (Some(_), None) => format!("      - {} = {}{forces}", c.path, show(&c.before)),
-            _ => format!("      ~ {} = {} -> {}{forces}", c.path, show(&c.before), show(&c.after)),
+            _ => format!("      ~ {} = {} -> {after}{forces}", c.path, show(&c.before)),
         };
         out.push_str(&line);
         out.push('\n');
@@ -330,6 +343,7 @@ mod tests {
             },
             policy: None,
             texts: Vec::new(),
+            unknown: Vec::new(),
         }
     }
 

@@ -14,6 +14,7 @@ use super::events::RunEvent;
 use super::gate::GateOutcome;
 use super::job_diff;
 use super::job_log::JobLog;
+use super::known_after_apply::{self, known_outputs, KnownOutputs};
 use super::plan_text::PlannedChange;
 use super::scheduler::{NodeEnd, Slot};
 use super::selection::Subject;
@@ -71,11 +72,16 @@ pub struct StackJob {
     sensitive: Vec<String>,
     /// The outputs its type's schema marks sensitive.
     sensitive_outputs: Vec<String>,
-    /// Its attributes as last applied (secrets masked): what a plan shows
-    /// a text attribute's change against (see `plan_text::text_changes`).
-    prior_attributes: Option<Value>,
     /// Its log: its own lines, and what its plugins log during its calls.
     log: Arc<JobLog>,
+    /// In a plan, its attributes known only after apply: they use an
+    /// output not known yet (see [`known_after_apply`]).
+    unknown: Vec<String>,
+    /// Its stored attributes (secrets masked) and the names of its secret
+    /// ones: what a plan shows a text attribute's change against (see
+    /// `plan_text::text_changes`), and what unknown attributes stand in
+    /// for when it is planned.
+    prior_attributes: Option<(Value, Vec<String>)>,
 }
 
 /// A stack job's operations, in order.
@@ -114,8 +120,9 @@ impl StackJob {
             slot: None,
             sensitive: Vec::new(),
             sensitive_outputs: Vec::new(),
-            prior_attributes: None,
             log,
+            unknown: Vec::new(),
+            prior_attributes: None,
         }
     }
 
@@ -385,15 +392,13 @@ impl StackJob {
         // Set by a preview that ran; without one, what changes is not known.
         self.record.diff.get_or_insert_with(|| JobDiff::NotComputed(job_diff::NO_PREVIEW.into()));
         if env.run.mode == Mode::Plan {
-            // Outputs of what exists are known; of what would be created or replaced, not.
-            let known = matches!(change, Change::NoOp | Change::Update);
-            let outputs = if known { outputs.unwrap_or_else(|| json!({})) } else { json!({}) };
-            self.publish_outputs(&node.name, outputs, !known);
+            let kept = types.kept.get(&node.kind).map(Vec::as_slice).unwrap_or_default();
+            env.publish_outputs(&node.name, known_outputs(change, outputs, kept));
             self.skip("apply", "plan only");
             return Ok(());
         }
         if change == Change::NoOp {
-            self.publish_outputs(&node.name, outputs.unwrap_or_else(|| json!({})), false);
+            env.publish_outputs(&node.name, KnownOutputs::All(outputs.unwrap_or_else(|| json!({}))));
             self.skip("apply", "no changes");
             return Ok(());
         }
@@ -415,15 +420,14 @@ impl StackJob {
     ) -> Result<(Value, Option<ResourceRecord>), Halt> {
         let env = self.env.clone();
         let node = env.resource(self.subject);
-        let desired = env.resolve_attributes(self.subject).map_err(|e| ("init", e))?;
+        let resolved = env.resolve_attributes(self.subject).map_err(|e| ("init", e))?;
+        let desired = resolved.attributes;
+        self.unknown = resolved.unknown;
         env.note_inputs(types.inputs.get(&node.kind), &desired);
         let mut problems = session.validate(&call.ctx, call.kind, &desired).await.map_err(|e| ("init", e.to_string()))?;
-        if !env.run.mode.records() {
-            // Before a run, what an upstream output will be is unknown: its
-            // attribute is validated by the run's own init, once it is known.
-            let unknown = |a: &str| desired.get(a.split('.').next().unwrap_or(a)).and_then(Value::as_str) == Some(super::UNKNOWN);
-            problems.retain(|d| !d.attribute.as_deref().is_some_and(unknown));
-        }
+        // Before a run, what an upstream output will be is unknown: its
+        // attribute is validated by the run's own init, once it is known.
+        problems.retain(|d| !d.attribute.as_deref().is_some_and(|a| known_after_apply::is_unknown(&self.unknown, a)));
         if !problems.is_empty() {
             let text = problems
                 .iter()
@@ -436,7 +440,7 @@ impl StackJob {
             return Err(Halt::Failed("init", format!("{} rejects the attributes: {text}", node.type_name())));
         }
         let prior = env.take_prior(&node.name).map_err(|e| ("init", e.to_string()))?;
-        self.prior_attributes = prior.as_ref().map(|p| p.attributes.clone());
+        self.prior_attributes = prior.as_ref().map(|p| (p.attributes.clone(), p.sensitive.clone()));
         self.sensitive_keys(node, types, prior.as_ref(), &desired);
         self.record.input = Some(self.job_input(mask_keys(&desired, &self.sensitive), plugin, flow));
         self.end("init", Status::Succeeded, None);
@@ -535,6 +539,7 @@ impl StackJob {
     ) -> Result<PlannedChange, Halt> {
         let env = self.env.clone();
         let node = env.resource(self.subject);
+        let unknown = self.unknown.clone();
         let planned = |plan: ResourcePlan, policy: Option<String>| PlannedChange {
             environment: env.plan.name.clone(),
             node: node.name.clone(),
@@ -542,6 +547,7 @@ impl StackJob {
             plan,
             policy,
             texts: Vec::new(),
+            unknown,
         };
         let skipped = !flow.preview && env.run.mode != Mode::Plan;
         if skipped && !env.has_policies() {
@@ -558,15 +564,30 @@ impl StackJob {
             let why = "flow policy: preview = false, but the environment's policies judge every change: planning for them";
             self.log("preview", why.into());
         }
-        let mut plan =
-            session.plan(&call.ctx, call.kind, state, desired, call.cred).await.map_err(|e| ("preview", e.to_string()))?;
+        let mut plan = if self.unknown.is_empty() {
+            session.plan(&call.ctx, call.kind, state, desired, call.cred).await.map_err(|e| ("preview", e.to_string()))?
+        } else {
+            let (prior, prior_sensitive) = match &self.prior_attributes {
+                Some((a, s)) => (Some(a), s.as_slice()),
+                None => (None, &[][..]),
+            };
+            let (ctx, kind, cred, unknown) = (&call.ctx, call.kind, call.cred, &self.unknown);
+            let planned = known_after_apply::plan(session, ctx, kind, state, desired, unknown, prior, prior_sensitive, cred)
+                .await
+                .map_err(|e| ("preview", e.to_string()))?;
+            if let Some(note) = planned.note {
+                self.log("preview", note);
+            }
+            planned.plan
+        };
         self.mark_sensitive(&mut plan, desired);
         self.record.diff = Some(job_diff::planned(&plan, &env.secrets));
         let policy = self.policies(node, &plan, desired).await?;
         self.log("preview", format!("{} ({} attribute change(s))", change_name(plan.change), plan.changes.len()));
-        let texts = super::plan_text::text_changes(&plan, self.prior_attributes.as_ref(), &mask_keys(desired, &self.sensitive));
+        let texts = super::plan_text::text_changes(&plan, self.prior_attributes.as_ref().map(|(a, _)| a), &mask_keys(desired, &self.sensitive));
         let mut planned = planned(plan, policy);
-        planned.texts = texts;
+        // What is known only after apply has no text to diff yet.
+        planned.texts = texts.into_iter().filter(|t| !planned.after_unknown(&t.path)).collect();
         if env.run.mode == Mode::Plan {
             env.planned.lock().map_err(|_| ("preview", "lock poisoned".to_string()))?.push(planned.clone());
         }
@@ -605,7 +626,7 @@ impl StackJob {
             Write::PutResource(env.key(&node.name), record),
             Write::Journal(self.journal_entry("apply", JournalPhase::Done)),
         ]);
-        self.publish_outputs(&node.name, applied.outputs, false);
+        env.publish_outputs(&node.name, KnownOutputs::All(applied.outputs));
         self.end("apply", Status::Succeeded, None);
         Ok(())
     }
@@ -625,18 +646,6 @@ impl StackJob {
                 "on_failure": self.env.on_failure().name(),
             }),
             message: self.env.run.message.clone(),
-        }
-    }
-
-    /// Makes a node's outputs visible to its dependents. In a plan, the
-    /// outputs of a resource to be created or replaced are not known: they
-    /// stay out, so references to them evaluate as unknown.
-    fn publish_outputs(&self, node: &str, outputs: Value, unknown: bool) {
-        if unknown {
-            return;
-        }
-        if let Ok(mut o) = self.env.outputs.write() {
-            o.insert(node.to_string(), outputs);
         }
     }
 
@@ -746,8 +755,15 @@ impl StackJob {
         self.end("preview", Status::Succeeded, None);
         self.record.change = Some("delete".into());
         self.record.diff = Some(job_diff::destroyed(&prior, &env.secrets));
-        let planned =
-            PlannedChange { environment: env.plan.name.clone(), node: node.name.clone(), type_name: node.type_name(), plan, policy, texts: Vec::new() };
+        let planned = PlannedChange {
+            environment: env.plan.name.clone(),
+            node: node.name.clone(),
+            type_name: node.type_name(),
+            plan,
+            policy,
+            texts: Vec::new(),
+            unknown: Vec::new(),
+        };
         if env.run.mode == Mode::PlanUndeploy {
             env.planned.lock().map_err(|_| ("preview", "lock poisoned".to_string()))?.push(planned);
             self.skip("destroy", "plan only");
@@ -808,7 +824,8 @@ impl StackJob {
         let (by_schema, outputs) = types.sensitive.get(&node.kind).cloned().unwrap_or_default();
         let mut keys: Vec<String> = node.sensitive_attributes.iter().cloned().chain(by_schema).collect();
         keys.extend(prior.map(|p| p.sensitive.clone()).unwrap_or_default());
-        for k in &keys {
+        // An unknown attribute's value is the placeholder, no secret.
+        for k in keys.iter().filter(|k| !self.unknown.contains(k)) {
             if let Some(v) = desired.get(k) {
                 self.env.secrets.add_value(v);
             }
@@ -834,7 +851,7 @@ impl StackJob {
             if self.sensitive.contains(&top) {
                 c.sensitive = true;
             } else if c.sensitive {
-                if let Some(v) = desired.get(&top) {
+                if let Some(v) = desired.get(&top).filter(|_| !self.unknown.contains(&top)) {
                     self.env.secrets.add_value(v);
                 }
                 self.sensitive.push(top);
