@@ -410,6 +410,15 @@ pub fn logs(a: LogsArgs) -> Result<(), u8> {
     }
     let doc = query(&reach, Request::Logs { run: a.run.clone(), node: a.node.clone() }, |store| {
         let run = find_run(store, a.run.as_deref())?;
+        if let Some(node) = &a.node {
+            // A node the run does not have is a mistake, not an empty log.
+            let jobs = store.jobs(&run.id).map_err(state_error)?;
+            if !jobs.is_empty() && !jobs.iter().any(|j| &j.node == node) {
+                let near = stackpipe_dsl::diagnostic::did_you_mean(node, jobs.iter().map(|j| j.node.as_str()));
+                eprintln!("error: run {} has no node `{node}`{}", run.id, near.map(|n| format!("; {n}")).unwrap_or_default());
+                return Err(EXIT_INVALID);
+            }
+        }
         serde_json::to_value(store.logs(&run.id, a.node.as_deref()).map_err(state_error)?).map_err(fail)
     })?;
     let lines: Vec<LogLine> = serde_json::from_value(doc).map_err(fail)?;

@@ -139,8 +139,13 @@ fn a_secret_a_plugin_logs_is_masked_in_the_progress_and_the_log() {
 fn logs_of_nothing_say_so() {
     let p = Project::new(STEPS);
     ok(&p, &["deploy", "demo.pipeline"]);
-    assert_eq!(ok(&p, &["logs", "--node", "nope"]), "no log lines of node `nope`\n");
-    assert_eq!(ok(&p, &["logs", "--node", "nope", "--json"]), "");
+    // A node the run does not have is a mistake: exit 2, with the nearest.
+    for json in [false, true] {
+        let args: &[&str] = if json { &["logs", "--node", "aa", "--json"] } else { &["logs", "--node", "aa"] };
+        let o = p.run(args);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("has no node `aa`; did you mean `a`?"), "{}", text(&o.stderr));
+    }
 }
 
 /// The `local` example as a newcomer runs it: a copy, deployed, drifted,
