@@ -28,6 +28,20 @@ pub struct PlannedChange {
 }
 
 impl PlannedChange {
+    /// `node`'s planned change in `environment`: every new value known, no
+    /// text diffs yet.
+    pub fn new(environment: &str, node: &stackpipe_dsl::ResourceNode, plan: ResourcePlan, policy: Option<String>) -> Self {
+        PlannedChange {
+            environment: environment.to_string(),
+            node: node.name.clone(),
+            type_name: node.type_name(),
+            plan,
+            policy,
+            texts: Vec::new(),
+            unknown: Vec::new(),
+        }
+    }
+
     /// Whether the new value of the attribute at `path` is known only after apply.
     pub fn after_unknown(&self, path: &str) -> bool {
         super::known_after_apply::is_unknown(&self.unknown, path)

@@ -541,13 +541,8 @@ impl StackJob {
         let node = env.resource(self.subject);
         let unknown = self.unknown.clone();
         let planned = |plan: ResourcePlan, policy: Option<String>| PlannedChange {
-            environment: env.plan.name.clone(),
-            node: node.name.clone(),
-            type_name: node.type_name(),
-            plan,
-            policy,
-            texts: Vec::new(),
             unknown,
+            ..PlannedChange::new(&env.plan.name, node, plan, policy)
         };
         let skipped = !flow.preview && env.run.mode != Mode::Plan;
         if skipped && !env.has_policies() {
@@ -755,15 +750,7 @@ impl StackJob {
         self.end("preview", Status::Succeeded, None);
         self.record.change = Some("delete".into());
         self.record.diff = Some(job_diff::destroyed(&prior, &env.secrets));
-        let planned = PlannedChange {
-            environment: env.plan.name.clone(),
-            node: node.name.clone(),
-            type_name: node.type_name(),
-            plan,
-            policy,
-            texts: Vec::new(),
-            unknown: Vec::new(),
-        };
+        let planned = PlannedChange::new(&env.plan.name, node, plan, policy);
         if env.run.mode == Mode::PlanUndeploy {
             env.planned.lock().map_err(|_| ("preview", "lock poisoned".to_string()))?.push(planned);
             self.skip("destroy", "plan only");
