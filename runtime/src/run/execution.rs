@@ -383,6 +383,21 @@ impl<'a> Run<'a> {
         if self.shared.mode.records() {
             summary.outputs.push((env.to_string(), pipeline_outputs(env_run)));
         } else if let Ok(mut p) = env_run.planned.lock() {
+            // In the order the run takes them (dependencies first; for an
+            // undeploy, dependents first), not the order they finished
+            // planning: the same plan reads the same every time.
+            let graph = &self.shared.graph;
+            let position: std::collections::HashMap<&str, usize> =
+                graph.deploy_order().iter().enumerate().map(|(at, &i)| (graph.node(i).name.as_str(), at)).collect();
+            let destroys = self.shared.mode.destroys();
+            // Resources the pipeline no longer declares (`--orphans`) keep
+            // the order they were planned in, which their stored
+            // dependencies decided; they come first, as they are destroyed.
+            p.sort_by_key(|c| match position.get(c.node.as_str()) {
+                Some(&at) if destroys => usize::MAX - at,
+                Some(&at) => at + 1,
+                None => 0,
+            });
             summary.planned.append(&mut p);
         }
         // Freeing the outputs of a large graph takes a while (10k resources:
