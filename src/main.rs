@@ -9,6 +9,7 @@ mod plugin_new;
 mod progress;
 mod run_cmd;
 mod show_cmd;
+mod user_cmd;
 mod state_cmd;
 mod watch_cmd;
 
@@ -72,6 +73,9 @@ enum Command {
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(plugin_cmd::PluginCommand),
+    /// Manage the users of a team server, on its host: add, list, remove, token.
+    #[command(subcommand)]
+    User(user_cmd::UserCommand),
 }
 
 #[derive(Args)]
@@ -154,6 +158,7 @@ fn main() -> ExitCode {
         Command::Outputs(a) => state_cmd::outputs(a),
         Command::State(c) => state_cmd::state(c),
         Command::Plugin(c) => plugin_cmd::run(c),
+        Command::User(c) => user_cmd::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

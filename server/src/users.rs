@@ -1,0 +1,411 @@
+//! Who may use a server, and how much: users with a role (viewer,
+//! operator, admin), optionally limited to some pipelines, each with one
+//! bearer token. A token is 256 random bits, shown once when it is made and
+//! stored only as its SHA-256; presented tokens are compared with every
+//! stored hash in constant time.
+//!
+//! The users live in `users.json` in the server's state directory (0600 in
+//! a 0700 directory), beside the state database but not in it: the server
+//! holds the database open while `stackpipe user add` runs on its host.
+//! Changes take a lock (`users.lock`) and replace the file whole (a
+//! temporary file, synced, renamed), so a reader never sees half a file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The users file in a state directory.
+pub const USERS_FILE: &str = "users.json";
+const LOCK_FILE: &str = "users.lock";
+/// What starts every token: greppable in logs and by secret scanners.
+const TOKEN_PREFIX: &str = "spt_";
+
+/// What a user may do, each role everything the one before may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything (never a secret value).
+    Viewer,
+    /// A viewer who also starts, cancels, reruns and resumes runs and decides gates.
+    Operator,
+    /// An operator who also unlocks, deletes runs and state records, and manages users.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.name() == s)
+    }
+
+    /// Whether this role may do what `needed` may.
+    pub fn allows(self, needed: Role) -> bool {
+        self >= needed
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One user, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub role: Role,
+    /// The pipelines the role applies to; empty: all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pipelines: Vec<String>,
+    /// The SHA-256 of the user's token, hex. Never shown.
+    #[serde(rename = "token_sha256")]
+    token_hash: String,
+    pub created_ms: u64,
+    /// When the token was last made (added, or rotated).
+    pub token_ms: u64,
+}
+
+impl User {
+    /// Whether the user's role applies to `pipeline`.
+    pub fn covers(&self, pipeline: &str) -> bool {
+        self.pipelines.is_empty() || self.pipelines.iter().any(|p| p == pipeline)
+    }
+
+    /// Whether the user may do what `needed` may, on `pipeline` (None:
+    /// something that belongs to no one pipeline, which a user limited to
+    /// some pipelines may not do beyond viewing).
+    pub fn may(&self, needed: Role, pipeline: Option<&str>) -> bool {
+        let applies = match pipeline {
+            Some(p) => self.covers(p),
+            None => self.pipelines.is_empty() || needed == Role::Viewer,
+        };
+        applies && self.role.allows(needed)
+    }
+}
+
+/// A new token: shown once, to whoever made it. `Debug` does not show it.
+pub struct Token(String);
+
+impl Token {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    #[error("`{0}` cannot name a user: use 1 to 64 lower-case letters, digits, `.`, `_` or `-`, starting with a letter or a digit")]
+    BadName(String),
+    #[error("`{0}` cannot name a pipeline: use 1 to 128 letters, digits, `.`, `_` or `-`")]
+    BadPipeline(String),
+    #[error("there is already a user `{0}`")]
+    Exists(String),
+    #[error("there is no user `{name}`{hint}")]
+    Unknown { name: String, hint: String },
+    #[error("{} is writable by other users (mode {mode:04o}): anyone could give themselves a role; make it 0600", .path.display())]
+    Exposed { path: PathBuf, mode: u32 },
+    #[error("{} is damaged: {why}", .path.display())]
+    Damaged { path: PathBuf, why: String },
+    #[error("{}: {source}", .path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot make a token: the system's random source failed: {0}")]
+    Random(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> UsersError + '_ {
+    move |source| UsersError::Io { path: path.to_path_buf(), source }
+}
+
+/// The users of one state directory, as read.
+#[derive(Debug, Clone)]
+pub struct Users {
+    users: Vec<User>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UsersDocument {
+    users: Vec<User>,
+}
+
+impl Users {
+    /// The users of `dir` (none when it has no users file).
+    pub fn load(dir: &Path) -> Result<Users, UsersError> {
+        let path = dir.join(USERS_FILE);
+        let users = match File::open(&path) {
+            Ok(f) => {
+                let meta = f.metadata().map_err(io(&path))?;
+                let mode = meta.mode() & 0o7777;
+                if mode & 0o022 != 0 {
+                    return Err(UsersError::Exposed { path, mode });
+                }
+                let doc: UsersDocument = serde_json::from_reader(std::io::BufReader::new(f))
+                    .map_err(|e| UsersError::Damaged { path: path.clone(), why: e.to_string() })?;
+                doc.users
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        Ok(Users { users })
+    }
+
+    pub fn list(&self) -> &[User] {
+        &self.users
+    }
+
+    /// The user whose token `token` is, if any. Every stored hash is
+    /// compared, in constant time: how long it takes does not say which
+    /// user nearly matched, or whether one did.
+    pub fn authenticate(&self, token: &str) -> Option<&User> {
+        let presented = Sha256::digest(token.as_bytes());
+        let mut found = None;
+        for user in &self.users {
+            let stored = hex::decode(&user.token_hash).unwrap_or_default();
+            if bool::from(stored.as_slice().ct_eq(presented.as_slice())) {
+                found = Some(user);
+            }
+        }
+        found
+    }
+
+    /// Adds user `name`; the user and the new token (shown once).
+    pub fn add(dir: &Path, name: &str, role: Role, pipelines: &[String]) -> Result<(User, Token), UsersError> {
+        check_name(name)?;
+        for p in pipelines {
+            check_pipeline(p)?;
+        }
+        Users::change(dir, |users| {
+            if users.iter().any(|u| u.name == name) {
+                return Err(UsersError::Exists(name.to_string()));
+            }
+            let (token, hash) = new_token()?;
+            let now = now_ms();
+            let mut pipelines = pipelines.to_vec();
+            pipelines.sort();
+            pipelines.dedup();
+            let user = User { name: name.to_string(), role, pipelines, token_hash: hash, created_ms: now, token_ms: now };
+            users.push(user.clone());
+            users.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok((user, token))
+        })
+    }
+
+    /// Removes user `name`; the user removed.
+    pub fn remove(dir: &Path, name: &str) -> Result<User, UsersError> {
+        Users::change(dir, |users| {
+            let at = position(users, name)?;
+            Ok(users.remove(at))
+        })
+    }
+
+    /// Gives user `name` a new token (the old one stops working); the token.
+    pub fn rotate(dir: &Path, name: &str) -> Result<Token, UsersError> {
+        Users::change(dir, |users| {
+            let at = position(users, name)?;
+            let (token, hash) = new_token()?;
+            users[at].token_hash = hash;
+            users[at].token_ms = now_ms();
+            Ok(token)
+        })
+    }
+
+    /// Reads, changes and writes the users of `dir`, holding its lock.
+    fn change<T>(dir: &Path, f: impl FnOnce(&mut Vec<User>) -> Result<T, UsersError>) -> Result<T, UsersError> {
+        private_dir(dir)?;
+        let _lock = lock(dir)?;
+        let mut users = Users::load(dir)?.users;
+        let out = f(&mut users)?;
+        write(dir, &users)?;
+        Ok(out)
+    }
+}
+
+fn position(users: &[User], name: &str) -> Result<usize, UsersError> {
+    users.iter().position(|u| u.name == name).ok_or_else(|| {
+        let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
+        let hint = if names.is_empty() { " (there are no users)".to_string() } else { format!(" (there are: {})", names.join(", ")) };
+        UsersError::Unknown { name: name.to_string(), hint }
+    })
+}
+
+fn check_name(name: &str) -> Result<(), UsersError> {
+    let ok = (1..=64).contains(&name.len())
+        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(UsersError::BadName(name.to_string()))
+    }
+}
+
+fn check_pipeline(name: &str) -> Result<(), UsersError> {
+    let ok = (1..=128).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(UsersError::BadPipeline(name.to_string()))
+    }
+}
+
+/// A new token and its hash.
+fn new_token() -> Result<(Token, String), UsersError> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(|e| UsersError::Random(e.to_string()))?;
+    let token = format!("{TOKEN_PREFIX}{}", hex::encode(bytes));
+    let hash = hex::encode(Sha256::digest(token.as_bytes()));
+    Ok((Token(token), hash))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Creates `dir` (0700) if it is missing.
+fn private_dir(dir: &Path) -> Result<(), UsersError> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io(dir))
+}
+
+/// The users' lock, held until dropped (closing the file releases it).
+fn lock(dir: &Path) -> Result<File, UsersError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new().read(true).write(true).create(true).mode(0o600).open(&path).map_err(io(&path))?;
+    // SAFETY: a plain flock on a file this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(io(&path)(std::io::Error::last_os_error()));
+    }
+    Ok(file)
+}
+
+/// Replaces the users file whole: a private temporary file, synced, renamed.
+fn write(dir: &Path, users: &[User]) -> Result<(), UsersError> {
+    let path = dir.join(USERS_FILE);
+    let mut tmp = tempfile::Builder::new().prefix(".users.json.").tempfile_in(dir).map_err(io(dir))?;
+    tmp.as_file().set_permissions(fs::Permissions::from_mode(0o600)).map_err(io(tmp.path()))?;
+    let doc = UsersDocument { users: users.to_vec() };
+    let text = serde_json::to_vec_pretty(&doc).map_err(|e| UsersError::Damaged { path: path.clone(), why: e.to_string() })?;
+    tmp.write_all(&text).map_err(io(&path))?;
+    tmp.as_file().sync_all().map_err(io(&path))?;
+    tmp.persist(&path).map_err(|e| io(&path)(e.error))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_include_the_ones_before_them_and_pipelines_limit_them() {
+        assert!(Role::Admin.allows(Role::Operator) && Role::Operator.allows(Role::Viewer));
+        assert!(!Role::Viewer.allows(Role::Operator) && !Role::Operator.allows(Role::Admin));
+        assert_eq!(Role::parse("operator"), Some(Role::Operator));
+        assert_eq!(Role::parse("root"), None);
+        let dir = tempfile::tempdir().unwrap();
+        let (web, _) = Users::add(dir.path(), "web-op", Role::Operator, &["web".into()]).unwrap();
+        assert!(web.may(Role::Operator, Some("web")) && web.may(Role::Viewer, Some("web")));
+        assert!(!web.may(Role::Viewer, Some("db")), "another pipeline is not its business");
+        assert!(!web.may(Role::Admin, Some("web")));
+        assert!(web.may(Role::Viewer, None) && !web.may(Role::Operator, None));
+        let (root, _) = Users::add(dir.path(), "root", Role::Admin, &[]).unwrap();
+        assert!(root.may(Role::Admin, None) && root.may(Role::Admin, Some("anything")));
+    }
+
+    #[test]
+    fn a_token_is_shown_once_stored_as_a_hash_and_rotated() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, token) = Users::add(dir.path(), "alice", Role::Viewer, &[]).unwrap();
+        assert!(token.as_str().starts_with("spt_") && token.as_str().len() == 4 + 64);
+        assert_eq!(format!("{token:?}"), "Token(..)");
+        let file = fs::read_to_string(dir.path().join(USERS_FILE)).unwrap();
+        assert!(!file.contains(token.as_str()), "the token itself is never stored");
+        assert_eq!(fs::metadata(dir.path().join(USERS_FILE)).unwrap().permissions().mode() & 0o777, 0o600);
+
+        let users = Users::load(dir.path()).unwrap();
+        assert_eq!(users.authenticate(token.as_str()), Some(&alice));
+        assert_eq!(users.authenticate("spt_0000"), None);
+        assert_eq!(users.authenticate(""), None);
+
+        let new = Users::rotate(dir.path(), "alice").unwrap();
+        let users = Users::load(dir.path()).unwrap();
+        assert_eq!(users.authenticate(token.as_str()), None, "the old token stops working");
+        assert_eq!(users.authenticate(new.as_str()).map(|u| u.name.as_str()), Some("alice"));
+
+        Users::remove(dir.path(), "alice").unwrap();
+        assert_eq!(Users::load(dir.path()).unwrap().authenticate(new.as_str()), None);
+    }
+
+    #[test]
+    fn names_are_checked_and_mistakes_say_what_there_is() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in ["", "Alice", "-x", "a b", "../x", &"a".repeat(65)] {
+            assert!(matches!(Users::add(dir.path(), bad, Role::Viewer, &[]), Err(UsersError::BadName(_))), "{bad}");
+        }
+        assert!(matches!(Users::add(dir.path(), "bob", Role::Viewer, &["../etc".into()]), Err(UsersError::BadPipeline(_))));
+        Users::add(dir.path(), "bob", Role::Viewer, &[]).unwrap();
+        assert!(matches!(Users::add(dir.path(), "bob", Role::Admin, &[]), Err(UsersError::Exists(_))));
+        let e = Users::remove(dir.path(), "bobby").unwrap_err().to_string();
+        assert_eq!(e, "there is no user `bobby` (there are: bob)");
+    }
+
+    #[test]
+    fn a_users_file_others_can_write_or_that_is_damaged_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Users::load(dir.path()).unwrap().list().is_empty(), "no file: no users");
+        Users::add(dir.path(), "carol", Role::Admin, &[]).unwrap();
+        let path = dir.path().join(USERS_FILE);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(matches!(Users::load(dir.path()), Err(UsersError::Exposed { mode: 0o666, .. })));
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(&path, "{\"users\": [").unwrap();
+        assert!(matches!(Users::load(dir.path()), Err(UsersError::Damaged { .. })));
+        // A change never builds on a damaged file.
+        assert!(Users::add(dir.path(), "dave", Role::Viewer, &[]).is_err());
+        assert_eq!(fs::read_to_string(&path).unwrap(), "{\"users\": [");
+    }
+
+    #[test]
+    fn changes_from_many_threads_are_all_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || Users::add(&path, &format!("u{i}"), Role::Viewer, &[]).unwrap())
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(Users::load(&path).unwrap().list().len(), 8);
+    }
+}
