@@ -136,6 +136,15 @@ fn child(report_to: libc::c_int, limit: u64, trial: impl FnOnce() -> Result<bool
             libc::dup2(null, 2);
             libc::dup2(null, 1);
         }
+        // What other threads of the parent had open is not this child's: a
+        // state file of another store, with its lock, would stay locked
+        // while this child lives. Only the report's pipe is kept (the trial
+        // opens what it reads by path).
+        let report_to = report_to as libc::c_uint;
+        if report_to > 3 {
+            libc::close_range(3, report_to - 1, 0);
+        }
+        libc::close_range(report_to + 1, libc::c_uint::MAX, 0);
         let rlimit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
         libc::setrlimit(libc::RLIMIT_AS, &rlimit);
     }
@@ -232,6 +241,19 @@ mod tests {
 
     fn budget() -> Budget {
         Budget { memory: 1 << 30, time: Duration::from_secs(30) }
+    }
+
+    #[test]
+    fn the_child_holds_none_of_the_parents_files() {
+        use std::os::fd::AsRawFd;
+        let file = tempfile::tempfile().unwrap();
+        let fd = file.as_raw_fd();
+        // SAFETY: a plain flock on a file this test owns.
+        assert_eq!(unsafe { libc::flock(fd, libc::LOCK_EX) }, 0);
+        // In the child, the parent's descriptor (and so its lock) is gone.
+        // SAFETY: fcntl on a descriptor number only asks about it.
+        let closed = in_child(budget(), || Ok(unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1)).unwrap();
+        assert_eq!(closed, Trial::Finished(Ok(true)));
     }
 
     #[test]

@@ -1,7 +1,6 @@
-//! A writer reopening a healthy state file. In its own test binary: it
-//! forks a child for every open (see `child`), and a child forked while
-//! another test thread holds a state file's lock would hold that lock too,
-//! for a moment, and make that test see its file busy.
+//! A writer reopening a healthy state file, many times over: in a test
+//! binary of its own, apart from the unit tests' timings (each open forks
+//! a child to check the file; see `child`).
 
 use serde_json::{json, from_value};
 use stackpipe_state::{JournalEntry, LockHolder, LogLevel, LogLine, ResourceKey, StateStore, Write};
