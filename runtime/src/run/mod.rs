@@ -27,8 +27,10 @@
 //! | `status`      | the typed status document                               |
 //! | `history`     | every job that touched one resource                     |
 //! | `job_diff`    | a job's attribute diff: made (secrets masked), shown    |
+//! | `known_after_apply` | what a plan cannot know yet, and how it plans around it |
 //! | `plan_text`   | plans as people read them                               |
 //! | `outputs`     | the pipeline's `output`s after an environment           |
+//! | `cancel`      | [`Cancels`]: the nodes and environments cancelled       |
 
 pub mod cancel;
 pub mod env_run;
