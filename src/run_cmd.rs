@@ -357,12 +357,12 @@ fn run_loaded(
     pipeline: &LoadedPipeline,
     a: RunArgs,
     mode: Mode,
-    opts: RunOptions,
+    mut opts: RunOptions,
     rt: &tokio::runtime::Runtime,
     host: Arc<PluginHost>,
 ) -> Result<(), u8> {
     let store = Arc::new(a.state.open(Some(&a.pipeline.file))?);
-    rt.block_on(preflight_first(pipeline, mode, host.clone(), store.clone(), &opts, a.json))?;
+    rt.block_on(preflight_first(pipeline, mode, host.clone(), store.clone(), &mut opts, a.json))?;
     let state_dir = a.state.dir_for(Some(&a.pipeline.file));
     let summary = rt.block_on(async move {
         let stop = StopSignal::new();
@@ -382,14 +382,20 @@ fn run_loaded(
 /// The whole run's preflight, before a deploy or an undeploy starts: when
 /// a node fails it, the report (and with `json` a `preflight_failed`
 /// line on stdout) and exit 2; nothing of the run is started or recorded.
+/// The plugin components are read here, once, into `opts.source` (unless
+/// a snapshot fixed them already): the run loads the very bytes its
+/// preflight checked.
 pub async fn preflight_first(
     pipeline: &LoadedPipeline,
     mode: Mode,
     host: Arc<PluginHost>,
     store: Arc<StateStore>,
-    opts: &RunOptions,
+    opts: &mut RunOptions,
     json: bool,
 ) -> Result<(), u8> {
+    if opts.source.is_none() {
+        opts.source = Some(Arc::new(RunSource::read(pipeline, mode, opts)));
+    }
     let report = stackpipe_runtime::run::preflight(pipeline, mode, host, store, opts).await.map_err(run_error)?;
     if report.passed() {
         return Ok(());

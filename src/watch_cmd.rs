@@ -219,7 +219,7 @@ async fn run_cycle(
     opts.trigger = stackpipe_runtime::state::RunTrigger::Watch;
     opts.message.get_or_insert_with(|| "stackpipe watch --deploy".into());
     // As `deploy` does: nothing starts unless the whole run passes preflight.
-    crate::run_cmd::preflight_first(&p, mode, host.clone(), store.clone(), &opts, a.json).await.ok()?;
+    crate::run_cmd::preflight_first(&p, mode, host.clone(), store.clone(), &mut opts, a.json).await.ok()?;
     let (tx, rx) = mpsc::unbounded_channel();
     // Gates are decided with `stackpipe approve` from another terminal (or
     // --yes, but for policies' approvals): the watch's own terminal is not read, so a save is never

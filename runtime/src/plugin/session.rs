@@ -59,7 +59,7 @@ impl ProvisionerSession<'_> {
         cred: Option<&Credential>,
     ) -> Result<Option<Applied>, PluginError> {
         let c = self.context(ctx);
-        let (state, desired, cred) = (state.map(Value::to_string), desired.to_string(), cred.map(Credential::to_wit));
+        let (state, desired, cred) = wire(state, desired, cred);
         let found = self
             .call("read", async |g, store| g.call_read(store, &c, kind, state.as_ref(), &desired, cred.as_ref()).await)
             .await?;
@@ -75,7 +75,7 @@ impl ProvisionerSession<'_> {
         cred: Option<&Credential>,
     ) -> Result<ResourcePlan, PluginError> {
         let c = self.context(ctx);
-        let (prior, desired, cred) = (prior.map(Value::to_string), desired.to_string(), cred.map(Credential::to_wit));
+        let (prior, desired, cred) = wire(prior, desired, cred);
         let plan = self
             .call("plan", async |g, store| g.call_plan(store, &c, kind, prior.as_ref(), &desired, cred.as_ref()).await)
             .await?;
@@ -97,7 +97,7 @@ impl ProvisionerSession<'_> {
         cred: Option<&Credential>,
     ) -> Result<Applied, PluginError> {
         let c = self.context(ctx);
-        let (prior, desired, cred) = (prior.map(Value::to_string), desired.to_string(), cred.map(Credential::to_wit));
+        let (prior, desired, cred) = wire(prior, desired, cred);
         let applied = self
             .call("apply", async |g, store| g.call_apply(store, &c, kind, prior.as_ref(), &desired, cred.as_ref()).await)
             .await?;
@@ -139,4 +139,14 @@ impl ProvisionerSession<'_> {
             outputs: self.plugin.json(&self.store, op, &applied.outputs)?,
         })
     }
+}
+
+/// A provisioner call's state, desired attributes and credential as the
+/// WIT passes them: JSON text, and the credential's record.
+fn wire(
+    state: Option<&Value>,
+    desired: &Value,
+    cred: Option<&Credential>,
+) -> (Option<String>, String, Option<super::bindings::types::Credential>) {
+    (state.map(Value::to_string), desired.to_string(), cred.map(Credential::to_wit))
 }
