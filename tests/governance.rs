@@ -106,7 +106,7 @@ fn yes_does_not_give_the_approval_a_policy_requires_a_person_does() {
     ok(&p.run(&["deploy", "demo.pipeline"]));
     let undeploy = spawn(&p, &["undeploy", "demo.pipeline", "--yes"]);
     let doc = wait_status(&p, "scratch to wait for the policy's approval", |d| {
-        d["operation"] == "undeploy" && Project::node(d, "scratch")["status"] == "waiting"
+        d["operation"] == "undeploy" && Project::find_node(d, "scratch").is_some_and(|n| n["status"] == "waiting")
     });
     let gate = &Project::node(&doc, "scratch")["waiting_for"];
     assert_eq!(gate["gate"], "policy", "{gate}");

@@ -149,7 +149,7 @@ fn the_python_policy_allows_creates_asks_before_a_replace_and_denies_deleting_a_
     // approves it, and `approve` from another terminal opens the gate.
     let deploy = spawn(&p, &["deploy", "demo.pipeline", "--var", "note_path=out/note2.txt", "--yes"]);
     let doc = wait_status(&p, "note to wait for the policy's approval", |d| {
-        d["run"] == "r000002" && Project::node(d, "note")["status"] == "waiting"
+        d["run"] == "r000002" && Project::find_node(d, "note").is_some_and(|n| n["status"] == "waiting")
     });
     assert_eq!(Project::node(&doc, "note")["waiting_for"]["gate"], "policy", "{doc:#}");
     std::thread::sleep(Duration::from_millis(300));
@@ -202,7 +202,7 @@ fn with_preview_false_the_python_policy_still_asks_before_a_replace() {
     // a person, who rejects it; the file stays where it was.
     let deploy = spawn(&p, &["deploy", "demo.pipeline", "--var", "note_path=out/note2.txt"]);
     let doc = wait_status(&p, "note to wait for the policy's approval", |d| {
-        d["run"] == "r000002" && Project::node(d, "note")["status"] == "waiting"
+        d["run"] == "r000002" && Project::find_node(d, "note").is_some_and(|n| n["status"] == "waiting")
     });
     let gate = &Project::node(&doc, "note")["waiting_for"];
     assert_eq!(gate["gate"], "policy", "{doc:#}");

@@ -71,7 +71,13 @@ impl Project {
     }
 
     pub fn node<'a>(status: &'a Value, name: &str) -> &'a Value {
-        status["environments"][0]["nodes"].as_array().unwrap().iter().find(|n| n["name"] == name).expect("the node")
+        Project::find_node(status, name).unwrap_or_else(|| panic!("no node {name} in {status:#}"))
+    }
+
+    /// The node, if the status lists it yet: while a run preflights, its
+    /// document has no environments.
+    pub fn find_node<'a>(status: &'a Value, name: &str) -> Option<&'a Value> {
+        status["environments"][0]["nodes"].as_array()?.iter().find(|n| n["name"] == name)
     }
 }
 
