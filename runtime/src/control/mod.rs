@@ -19,6 +19,7 @@
 
 mod board;
 mod client;
+mod live;
 mod protocol;
 mod server;
 mod socket;
@@ -28,5 +29,6 @@ mod tests;
 pub use board::RunBoard;
 pub use client::{ControlClient, Reach};
 pub use protocol::{Cancelled, Request, Response};
-pub use server::{ControlServer, RunHandles};
+pub use live::{answer, LiveRun, RunHandles};
+pub use server::ControlServer;
 pub use socket::{ControlSocket, SocketError};
