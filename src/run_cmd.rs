@@ -88,7 +88,7 @@ impl RunArgs {
             trigger: self.trigger,
             rerun_of: self.rerun_of.clone(),
             selection: self.selection(),
-            source: None,
+            ..RunOptions::default()
         }
     }
 }

@@ -81,6 +81,14 @@ pub struct User {
 }
 
 impl User {
+    /// The server itself, acting on its own (resuming the runs it was
+    /// running when it stopped) for the run `started_by` started. It has no
+    /// token: no request can be made as it.
+    pub fn server(started_by: &str) -> User {
+        let _ = started_by;
+        User { name: "stackpipe-server".into(), role: Role::Admin, pipelines: Vec::new(), token_hash: String::new(), created_ms: 0, token_ms: 0 }
+    }
+
     /// Whether the user's role applies to `pipeline`.
     pub fn covers(&self, pipeline: &str) -> bool {
         self.pipelines.is_empty() || self.pipelines.iter().any(|p| p == pipeline)
@@ -141,6 +149,42 @@ pub enum UsersError {
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> UsersError + '_ {
     move |source| UsersError::Io { path: path.to_path_buf(), source }
+}
+
+/// The users of a state directory as a server sees them: read again
+/// whenever `users.json` changes (`stackpipe user add` on the server's
+/// host takes effect at the next request), else from memory.
+pub struct UsersCache {
+    dir: PathBuf,
+    loaded: std::sync::Mutex<Option<(FileStamp, std::sync::Arc<Users>)>>,
+}
+
+/// What tells one version of a file from another without reading it.
+type FileStamp = Option<(u64, u64, i64, i64)>;
+
+fn stamp(path: &Path) -> FileStamp {
+    let m = fs::metadata(path).ok()?;
+    Some((m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+impl UsersCache {
+    pub fn new(dir: &Path) -> UsersCache {
+        UsersCache { dir: dir.to_path_buf(), loaded: std::sync::Mutex::new(None) }
+    }
+
+    /// The users as the file holds them now.
+    pub fn current(&self) -> Result<std::sync::Arc<Users>, UsersError> {
+        let now = stamp(&self.dir.join(USERS_FILE));
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, users)) = loaded.as_ref() {
+            if *at == now {
+                return Ok(users.clone());
+            }
+        }
+        let users = std::sync::Arc::new(Users::load(&self.dir)?);
+        *loaded = Some((now, users.clone()));
+        Ok(users)
+    }
 }
 
 /// The users of one state directory, as read.

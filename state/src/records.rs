@@ -227,6 +227,8 @@ pub enum RunTrigger {
     Watch,
     /// `rerun RUN`: another run's inputs again.
     Rerun,
+    /// Through a team server's API (`stackpipe serve`).
+    Server,
 }
 
 impl RunTrigger {
@@ -235,6 +237,7 @@ impl RunTrigger {
             RunTrigger::Cli => "cli",
             RunTrigger::Watch => "watch",
             RunTrigger::Rerun => "rerun",
+            RunTrigger::Server => "server",
         }
     }
 }

@@ -105,7 +105,8 @@ pub struct StateStore {
     /// The run this process is running on this store, if any: every other
     /// run still marked running was interrupted (its process is gone, or it
     /// would hold the database).
-    current_run: std::sync::Mutex<Option<String>>,
+    /// The runs this process runs (a team server runs several at once).
+    current_runs: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// The first failure a use of the database met. redb answers every use
     /// after a failed read or write with "Previous I/O error occurred":
     /// they are told what that error was.
@@ -152,7 +153,7 @@ impl StateStore {
             dir: dir.to_path_buf(),
             path,
             since_ms: now_ms(),
-            current_run: std::sync::Mutex::new(None),
+            current_runs: std::sync::Mutex::new(Default::default()),
             first_failure: std::sync::OnceLock::new(),
         };
         store.guarded(|| create_tables(store.writable()?))?;
@@ -171,7 +172,7 @@ impl StateStore {
             dir: dir.to_path_buf(),
             path: dir.join(DB_FILE),
             since_ms: now_ms(),
-            current_run: std::sync::Mutex::new(None),
+            current_runs: std::sync::Mutex::new(Default::default()),
             first_failure: std::sync::OnceLock::new(),
         })
     }
@@ -192,7 +193,7 @@ impl StateStore {
             dir: dir.to_path_buf(),
             path: dir.join(DB_FILE),
             since_ms: now_ms(),
-            current_run: std::sync::Mutex::new(None),
+            current_runs: std::sync::Mutex::new(Default::default()),
             first_failure: std::sync::OnceLock::new(),
         }
     }
@@ -309,8 +310,8 @@ impl StateStore {
     /// Rewrites `owner.json` to name the run this process is running and
     /// the control socket it serves.
     pub fn set_owner_run(&self, run_id: &str, control: Option<&Path>) -> Result<(), StateError> {
-        if let Ok(mut current) = self.current_run.lock() {
-            *current = Some(run_id.to_string());
+        if let Ok(mut current) = self.current_runs.lock() {
+            current.insert(run_id.to_string());
         }
         let owner = OwnerInfo {
             pid: std::process::id(),
@@ -320,6 +321,14 @@ impl StateStore {
         };
         write_owner(&self.dir, &owner)?;
         Ok(())
+    }
+
+    /// Run `run_id` is no longer run by this process: if its record still
+    /// says running (it ended on an error), it reads as interrupted.
+    pub fn run_ended(&self, run_id: &str) {
+        if let Ok(mut current) = self.current_runs.lock() {
+            current.remove(run_id);
+        }
     }
 
     /// A keyed hash (HMAC-SHA256, hex) of a sensitive var's value, what a
@@ -431,8 +440,8 @@ impl StateStore {
     /// a reader opens it only when no writer has it.)
     fn as_seen(&self, mut run: RunRecord) -> RunRecord {
         if run.status == RunStatus::Running {
-            let current = self.current_run.lock().ok().and_then(|c| c.clone());
-            if current.as_deref() != Some(run.id.as_str()) {
+            let runs_here = self.current_runs.lock().is_ok_and(|c| c.contains(&run.id));
+            if !runs_here {
                 run.status = RunStatus::Interrupted;
             }
         }

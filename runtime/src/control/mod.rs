@@ -28,7 +28,7 @@ mod tests;
 
 pub use board::RunBoard;
 pub use client::{ControlClient, Reach};
-pub use protocol::{Cancelled, Request, Response};
+pub use protocol::{Cancelled, Request, Response, StateResources};
 pub use live::{answer, LiveRun, RunHandles};
 pub use server::ControlServer;
 pub use socket::{ControlSocket, SocketError};

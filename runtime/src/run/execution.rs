@@ -125,7 +125,10 @@ impl<'a> Run<'a> {
         let id = match &opts.resume {
             _ if !mode.records() => "plan".to_string(),
             Some(id) => id.clone(),
-            None => store.new_run_id()?,
+            None => match &opts.id {
+                Some(id) => id.clone(),
+                None => store.new_run_id()?,
+            },
         };
         let source = match &opts.source {
             Some(source) => source.clone(),
@@ -512,7 +515,7 @@ fn run_record(
         started_ms: now_ms(),
         finished_ms: None,
         outcomes: Vec::new(),
-        started_by: crate::os_user::current_user(),
+        started_by: opts.started_by.clone().unwrap_or_else(crate::os_user::current_user),
         trigger: opts.trigger,
         rerun_of: opts.rerun_of.clone(),
         resumed: Vec::new(),

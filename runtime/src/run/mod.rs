@@ -128,6 +128,15 @@ pub struct RunOptions {
     pub source: Option<Arc<RunSource>>,
     /// What the run takes: `--target`, `--orphans` (kept with the run).
     pub selection: Selection,
+    /// The id reserved for the run before it starts (a team server answers
+    /// with it while the run is queued). None: the next one.
+    pub id: Option<String>,
+    /// Who starts the run, as the team server authenticated them. None:
+    /// the OS user running this process.
+    pub started_by: Option<String>,
+    /// Runs whose locks a preflight does not count against this run: it
+    /// is queued behind them and starts when they have ended.
+    pub queued_behind: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

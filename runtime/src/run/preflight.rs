@@ -44,6 +44,10 @@ pub struct PreflightReport {
     /// Every node that passed, as its preflight found it (provisioner and
     /// digest, credentials, flow policy), in run order.
     pub passed: Vec<NodeCheck>,
+    /// Every resource the run would lock: what a run queued on a server
+    /// must not share with the runs ahead of it.
+    #[serde(skip)]
+    pub keys: Vec<crate::state::ResourceKey>,
 }
 
 /// A node that passed preflight, and what it found.
@@ -150,7 +154,8 @@ pub async fn preflight(
     let keys = selection.keys(&graph, &environments);
     let wanted: std::collections::HashSet<_> = keys.iter().collect();
     for (key, holder) in store.locks()? {
-        if !wanted.contains(&key) || opts.resume.as_deref() == Some(holder.run_id.as_str()) {
+        let ours = opts.resume.as_deref() == Some(holder.run_id.as_str()) || opts.queued_behind.contains(&holder.run_id);
+        if !wanted.contains(&key) || ours {
             continue;
         }
         let how = if pid_alive(holder.pid) {
@@ -220,6 +225,7 @@ pub async fn preflight(
         nodes: selection.most_nodes(&graph),
         problems,
         passed,
+        keys,
     })
 }
 
@@ -244,6 +250,7 @@ mod tests {
                 problem("dev", &["b"], "provisioner `t` has no resource type `y` (it has: x)"),
                 problem("dev", &[], "cannot read the state"),
             ],
+            keys: Vec::new(),
         };
         assert_eq!(
             report.to_string(),

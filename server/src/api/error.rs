@@ -1,0 +1,59 @@
+//! How the API says no: a status and a message, as `{"error": "..."}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+/// An error answer. Its message is for the person who sent the request; it
+/// never holds a secret value.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    /// More for a program to read, under its own key (a preflight's report
+    /// under `preflight`).
+    pub detail: Option<(&'static str, serde_json::Value)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into(), detail: None }
+    }
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, message)
+    }
+    pub fn unprocessable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut doc = serde_json::json!({ "error": self.message });
+        if let Some((key, value)) = self.detail {
+            doc[key] = value;
+        }
+        let mut r = (self.status, Json(doc)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+impl From<stackpipe_runtime::state::StateError> for ApiError {
+    fn from(e: stackpipe_runtime::state::StateError) -> ApiError {
+        ApiError::internal(format!("state: {e}"))
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

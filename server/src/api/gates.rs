@@ -1,0 +1,72 @@
+//! Deciding a run's gates: approve and reject, for an environment or a node.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::Value;
+use stackpipe_runtime::control::{answer, Request};
+use stackpipe_runtime::run::GateSelector;
+use stackpipe_runtime::state::Decision;
+
+use super::runs::run_pipeline;
+use super::{ApiError, ApiResult, AppState, Caller};
+use crate::users::Role;
+
+/// Which gate, and why.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecideBody {
+    /// The environment whose gate (or whose node's gate) is decided.
+    pub environment: Option<String>,
+    /// The node whose gate is decided (`gate = "after"`, or a policy's).
+    pub node: Option<String>,
+    /// Every gate that matches, not just one.
+    #[serde(default)]
+    pub all: bool,
+    pub comment: Option<String>,
+}
+
+/// Approves a waiting gate of run `id`.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/approve", params(("id" = String, Path)), request_body = DecideBody, responses(
+    (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+    (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
+pub async fn approve(state: State<Arc<AppState>>, caller: Caller, id: Path<String>, body: Option<Json<DecideBody>>) -> ApiResult<Json<Value>> {
+    decide(state, caller, id, body, Decision::Approved).await
+}
+
+/// Rejects a waiting gate of run `id`: what it guards is skipped.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/reject", params(("id" = String, Path)), request_body = DecideBody, responses(
+    (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+    (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
+pub async fn reject(state: State<Arc<AppState>>, caller: Caller, id: Path<String>, body: Option<Json<DecideBody>>) -> ApiResult<Json<Value>> {
+    decide(state, caller, id, body, Decision::Rejected).await
+}
+
+async fn decide(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<DecideBody>>,
+    decision: Decision,
+) -> ApiResult<Json<Value>> {
+    let pipeline = run_pipeline(&state, &id)?;
+    caller.require(Role::Operator, Some(&pipeline))?;
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    for (what, name) in [("environment", &body.environment), ("node", &body.node)] {
+        if let Some(n) = name {
+            super::runs::check_name(what, n)?;
+        }
+    }
+    if body.comment.as_ref().is_some_and(|c| c.len() > 4096) {
+        return Err(ApiError::bad_request("the comment is longer than 4096 bytes"));
+    }
+    let Some(live) = state.runs.live(&id).filter(|l| !l.over()) else {
+        return Err(ApiError::conflict(format!("run {id} is not in progress: it has no gate waiting")));
+    };
+    let selector = GateSelector { environment: body.environment, node: body.node, all: body.all };
+    let request = Request::Decide { run: Some(id), selector, decision, comment: body.comment };
+    let decided = answer(state.runs.store(), Some(&live), request, &caller.user.name).await.map_err(ApiError::conflict)?;
+    Ok(Json(decided))
+}

@@ -1,0 +1,92 @@
+//! A run's jobs: their operations and diffs, their logs, and the run's
+//! snapshot (what it was started from).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::runs::{check_name, run_pipeline};
+use super::{ApiError, ApiResult, AppState, Caller};
+use crate::users::Role;
+
+/// Every job of run `id`, as recorded (each with its operations and diff).
+#[utoipa::path(get, path = "/api/v1/runs/{id}/jobs", params(("id" = String, Path)), responses(
+    (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+    (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+pub async fn jobs(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let pipeline = run_pipeline(&state, &id)?;
+    caller.require(Role::Viewer, Some(&pipeline))?;
+    let jobs = state.runs.store().jobs(&id)?;
+    Ok(Json(serde_json::to_value(jobs).map_err(|e| ApiError::internal(e.to_string()))?))
+}
+
+/// One job of run `id`: its record (operations, input snapshot digest,
+/// diff) and its log lines.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/jobs/{environment}/{node}",
+    params(("id" = String, Path), ("environment" = String, Path), ("node" = String, Path)), responses(
+    (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+    (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+pub async fn job(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((id, environment, node)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    check_name("environment", &environment)?;
+    check_name("node", &node)?;
+    let pipeline = run_pipeline(&state, &id)?;
+    caller.require(Role::Viewer, Some(&pipeline))?;
+    let store = state.runs.store();
+    let job = store
+        .jobs(&id)?
+        .into_iter()
+        .find(|j| j.environment == environment && j.node == node)
+        .ok_or_else(|| ApiError::not_found(format!("run {id} has no job for `{environment}/{node}`")))?;
+    let logs: Vec<_> = store.logs(&id, Some(&node))?.into_iter().filter(|l| l.environment == environment).collect();
+    Ok(Json(json!({ "job": job, "logs": logs })))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LogsQuery {
+    /// Only this node's lines.
+    pub node: Option<String>,
+}
+
+/// The stored log lines of run `id` (the job logs `stackpipe logs` shows).
+#[utoipa::path(get, path = "/api/v1/runs/{id}/logs", params(("id" = String, Path), LogsQuery), responses(
+    (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+    (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+pub async fn logs(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<Json<Value>> {
+    if let Some(n) = &q.node {
+        check_name("node", n)?;
+    }
+    let pipeline = run_pipeline(&state, &id)?;
+    caller.require(Role::Viewer, Some(&pipeline))?;
+    let live = state.runs.live(&id);
+    let request = stackpipe_runtime::control::Request::Logs { run: Some(id), node: q.node };
+    let lines = stackpipe_runtime::control::answer(state.runs.store(), live.as_deref(), request, &caller.user.name)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(lines))
+}
+
+/// What run `id` was started from: its snapshot (pipeline sources, vars
+/// but the sensitive ones, `--set`, target, plugin digests).
+#[utoipa::path(get, path = "/api/v1/runs/{id}/snapshot", params(("id" = String, Path)), responses(
+    (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+    (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+pub async fn snapshot(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let pipeline = run_pipeline(&state, &id)?;
+    caller.require(Role::Viewer, Some(&pipeline))?;
+    let doc = stackpipe_runtime::run::snapshot::snapshot_document(state.runs.store(), &id)
+        .map_err(|e| ApiError::not_found(e.to_string()))?;
+    Ok(Json(doc))
+}

@@ -1,0 +1,139 @@
+//! The state: resources and locks (what `plan`, `outputs` and `state list`
+//! read), releasing locks, and every job that touched a resource.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use stackpipe_runtime::control::{answer, Request, StateResources};
+use stackpipe_runtime::state::{pid_alive, ResourceKey};
+
+use super::runs::check_name;
+use super::{ApiError, ApiResult, AppState, Caller};
+use crate::users::Role;
+
+/// Every resource record and lock of the pipelines the caller may see.
+#[utoipa::path(get, path = "/api/v1/state/resources", responses(
+    (status = 200, body = Object), (status = 401, body = super::ErrorBody)))]
+pub async fn resources(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require(Role::Viewer, None)?;
+    let store = state.runs.store();
+    let doc = StateResources {
+        resources: store.all_resources()?.into_iter().filter(|(k, _)| caller.sees(&k.pipeline)).collect(),
+        locks: store.locks()?.into_iter().filter(|(k, _)| caller.sees(&k.pipeline)).collect(),
+    };
+    Ok(Json(serde_json::to_value(doc).map_err(|e| ApiError::internal(e.to_string()))?))
+}
+
+/// Every lock held, and by which run.
+#[utoipa::path(get, path = "/api/v1/state/locks", responses(
+    (status = 200, body = Object), (status = 401, body = super::ErrorBody)))]
+pub async fn locks(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require(Role::Viewer, None)?;
+    let locks: Vec<Value> = state
+        .runs
+        .store()
+        .locks()?
+        .into_iter()
+        .filter(|(k, _)| caller.sees(&k.pipeline))
+        .map(|(k, h)| json!({ "pipeline": k.pipeline, "environment": k.environment, "resource": k.resource, "run": h.run_id, "pid": h.pid }))
+        .collect();
+    Ok(Json(Value::Array(locks)))
+}
+
+/// Which locks to release: one resource's, or every one whose run is not
+/// in progress on this server.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnlockBody {
+    pub pipeline: Option<String>,
+    pub environment: Option<String>,
+    pub resource: Option<String>,
+}
+
+/// Releases locks left by runs that are not in progress (admin). The locks
+/// of a run in progress are never released: cancel it.
+#[utoipa::path(post, path = "/api/v1/state/unlock", request_body = UnlockBody, responses(
+    (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+    (status = 403, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
+pub async fn unlock(State(state): State<Arc<AppState>>, caller: Caller, body: Option<Json<UnlockBody>>) -> ApiResult<Json<Value>> {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    for (what, name) in [("pipeline", &body.pipeline), ("environment", &body.environment), ("resource", &body.resource)] {
+        if let Some(n) = name {
+            check_name(what, n)?;
+        }
+    }
+    let key = match (&body.pipeline, &body.environment, &body.resource) {
+        (Some(p), Some(e), Some(r)) => Some(ResourceKey::new(p, e, r)),
+        (None, None, None) => None,
+        _ => return Err(ApiError::bad_request("name a resource with pipeline, environment and resource, or none of them")),
+    };
+    caller.require(Role::Admin, key.as_ref().map(|k| k.pipeline.as_str()))?;
+    let store = state.runs.store();
+    if let Some(k) = &key {
+        if let Some((_, holder)) = store.locks()?.into_iter().find(|(l, _)| l == k) {
+            if state.runs.is_active(&holder.run_id) {
+                return Err(ApiError::conflict(format!("{k} is locked by run {}, in progress: cancel it instead", holder.run_id)));
+            }
+        }
+    }
+    // A lock's holder is gone when its run is not in progress here (this
+    // process holds the runs it runs) and its process is not alive.
+    let mut released = Vec::new();
+    for (k, holder) in store.locks()? {
+        if key.as_ref().is_some_and(|want| *want != k) || state.runs.is_active(&holder.run_id) {
+            continue;
+        }
+        if holder.pid != std::process::id() && pid_alive(holder.pid) {
+            continue;
+        }
+        released.extend(store.unlock_stale(Some(&k), true)?);
+    }
+    let released: Vec<Value> =
+        released.into_iter().map(|(k, h)| json!({ "pipeline": k.pipeline, "environment": k.environment, "resource": k.resource, "run": h.run_id })).collect();
+    Ok(Json(json!({ "released": released })))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// The pipeline, when several deploy an environment and resource of that name.
+    pub pipeline: Option<String>,
+}
+
+/// Every job that touched a resource, newest first (`stackpipe history ENV/RESOURCE`).
+#[utoipa::path(get, path = "/api/v1/state/history/{environment}/{resource}",
+    params(("environment" = String, Path), ("resource" = String, Path), HistoryQuery), responses(
+    (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+    (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+pub async fn history(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((environment, resource)): Path<(String, String)>,
+    Query(q): Query<HistoryQuery>,
+) -> ApiResult<Json<Value>> {
+    check_name("environment", &environment)?;
+    check_name("resource", &resource)?;
+    if let Some(p) = &q.pipeline {
+        check_name("pipeline", p)?;
+    }
+    caller.require(Role::Viewer, q.pipeline.as_deref())?;
+    let request = Request::History { environment, resource, pipeline: q.pipeline };
+    let found = answer(state.runs.store(), None, request, &caller.user.name).await.map_err(ApiError::not_found)?;
+    // A user limited to some pipelines sees their jobs only.
+    let found = match found {
+        Value::Object(mut doc) if !caller.user.pipelines.is_empty() => {
+            if let Some(pipeline) = doc.get("pipeline").and_then(Value::as_str) {
+                if !caller.sees(pipeline) {
+                    return Err(ApiError::not_found("no such resource in the pipelines you may see"));
+                }
+            }
+            doc.remove("other_pipelines");
+            Value::Object(doc)
+        }
+        other => other,
+    };
+    Ok(Json(found))
+}

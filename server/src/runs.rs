@@ -1,0 +1,369 @@
+//! The runs of a server: started with the same run library as the CLI
+//! (`stackpipe_runtime::run::Run`), several at once when they lock
+//! different resources, and queued, first come first served, when they
+//! would lock a resource a run ahead of them holds (seed 003: `queued`).
+//! Each run in progress is a [`LiveRun`] that the API reads and steers;
+//! every event of every run also goes to [`ServerEvents`], the server's
+//! own stream.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use stackpipe_runtime::control::{LiveRun, RunHandles};
+use stackpipe_runtime::pipeline::LoadedPipeline;
+use stackpipe_runtime::plugin::PluginHost;
+use stackpipe_runtime::run::{Events, Mode, Run, RunOptions, Steering, StopSignal};
+use stackpipe_runtime::state::{now_ms, ResourceKey, StateStore};
+use tokio::sync::{mpsc, watch};
+
+/// How many ended runs keep their events in memory for late followers.
+const ENDED_KEPT: usize = 64;
+/// How many events the server's own stream keeps for `Last-Event-ID`.
+const SERVER_EVENTS_KEPT: usize = 100_000;
+
+/// A run ready to start: its pipeline compiled as the run asks, and how to run it.
+pub struct PreparedRun {
+    pub pipeline: LoadedPipeline,
+    pub mode: Mode,
+    pub opts: RunOptions,
+    /// Every resource it locks (from its preflight).
+    pub keys: HashSet<ResourceKey>,
+}
+
+/// A run waiting for the runs ahead of it.
+struct Queued {
+    id: String,
+    prepared: PreparedRun,
+    summary: QueuedRun,
+}
+
+/// A queued run as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct QueuedRun {
+    pub run: String,
+    pub pipeline: String,
+    pub operation: String,
+    pub status: &'static str,
+    pub started_by: String,
+    pub queued_ms: u64,
+    /// The runs it waits for: they hold resources it would lock.
+    pub waiting_for: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Runs in progress and the last ended ones, by id.
+    live: HashMap<String, Arc<LiveRun>>,
+    ended: VecDeque<String>,
+    /// Runs started and not ended, with what they lock.
+    active: Vec<(String, HashSet<ResourceKey>)>,
+    queue: VecDeque<Queued>,
+    /// Runs that could not start, and why (they were never recorded).
+    failed_to_start: HashMap<String, String>,
+    /// Set when the server stops: nothing new starts.
+    closing: bool,
+}
+
+/// Every run the server runs or queues.
+pub struct Runs {
+    store: Arc<StateStore>,
+    host: Arc<PluginHost>,
+    inner: Mutex<Inner>,
+    pub events: Arc<ServerEvents>,
+    /// Stops every run when the server shuts down.
+    stop_all: StopSignal,
+    /// Sent whenever a run ends: the server's shutdown waits on it.
+    ended: watch::Sender<usize>,
+}
+
+/// What [`Runs::submit`] did with a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Admission {
+    Running,
+    Queued,
+}
+
+impl Runs {
+    pub fn new(store: Arc<StateStore>, host: Arc<PluginHost>) -> Arc<Runs> {
+        Arc::new(Runs {
+            store,
+            host,
+            inner: Mutex::new(Inner::default()),
+            events: Arc::new(ServerEvents::new()),
+            stop_all: StopSignal::new(),
+            ended: watch::channel(0).0,
+        })
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The ids of the runs in progress: a new run's preflight does not
+    /// count their locks (it is queued behind them instead).
+    pub fn active_ids(&self) -> Vec<String> {
+        self.inner().active.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    /// The live run `id` (in progress, or ended recently).
+    pub fn live(&self, id: &str) -> Option<Arc<LiveRun>> {
+        self.inner().live.get(id).cloned()
+    }
+
+    /// Whether run `id` is in progress here.
+    pub fn is_active(&self, id: &str) -> bool {
+        self.inner().active.iter().any(|(a, _)| a == id)
+    }
+
+    /// The queued run `id`, as shown.
+    pub fn queued(&self, id: &str) -> Option<QueuedRun> {
+        self.inner().queue.iter().find(|q| q.id == id).map(|q| q.summary.clone())
+    }
+
+    /// Every queued run, first to start first.
+    pub fn queue(&self) -> Vec<QueuedRun> {
+        self.inner().queue.iter().map(|q| q.summary.clone()).collect()
+    }
+
+    /// Why run `id` could not start, if it could not.
+    pub fn failed_to_start(&self, id: &str) -> Option<String> {
+        self.inner().failed_to_start.get(id).cloned()
+    }
+
+    /// Starts run `id` now, or queues it behind the runs it would share a
+    /// resource with (those in progress, and those queued before it).
+    pub fn submit(self: &Arc<Self>, id: String, prepared: PreparedRun, summary: QueuedRun) -> Admission {
+        let mut inner = self.inner();
+        let blockers: Vec<String> = inner
+            .active
+            .iter()
+            .filter(|(_, keys)| !keys.is_disjoint(&prepared.keys))
+            .map(|(id, _)| id.clone())
+            .chain(inner.queue.iter().filter(|q| !q.prepared.keys.is_disjoint(&prepared.keys)).map(|q| q.id.clone()))
+            .collect();
+        if blockers.is_empty() && !inner.closing {
+            inner.active.push((id.clone(), prepared.keys.clone()));
+            drop(inner);
+            self.clone().spawn(id, prepared);
+            return Admission::Running;
+        }
+        let summary = QueuedRun { waiting_for: blockers, status: "queued", ..summary };
+        inner.queue.push_back(Queued { id, prepared, summary });
+        Admission::Queued
+    }
+
+    /// Takes a queued run off the queue (cancelled before it started).
+    pub fn dequeue(&self, id: &str) -> Option<QueuedRun> {
+        let mut inner = self.inner();
+        let at = inner.queue.iter().position(|q| q.id == id)?;
+        inner.queue.remove(at).map(|q| q.summary)
+    }
+
+    /// Starts the queued runs that share no resource with a run in
+    /// progress or with a run queued before them.
+    fn start_queued(self: &Arc<Self>) {
+        let mut to_start = Vec::new();
+        {
+            let mut inner = self.inner();
+            if inner.closing {
+                return;
+            }
+            let mut held: Vec<HashSet<ResourceKey>> = inner.active.iter().map(|(_, k)| k.clone()).collect();
+            let mut i = 0;
+            while i < inner.queue.len() {
+                let free = held.iter().all(|h| h.is_disjoint(&inner.queue[i].prepared.keys));
+                held.push(inner.queue[i].prepared.keys.clone());
+                if free {
+                    let q = inner.queue.remove(i).expect("in range");
+                    inner.active.push((q.id.clone(), q.prepared.keys.clone()));
+                    to_start.push(q);
+                } else {
+                    let ahead: Vec<String> = inner
+                        .active
+                        .iter()
+                        .filter(|(_, k)| !k.is_disjoint(&inner.queue[i].prepared.keys))
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    if !ahead.is_empty() {
+                        inner.queue[i].summary.waiting_for = ahead;
+                    }
+                    i += 1;
+                }
+            }
+        }
+        for q in to_start {
+            self.clone().spawn(q.id, q.prepared);
+        }
+    }
+
+    fn spawn(self: Arc<Self>, id: String, prepared: PreparedRun) {
+        tokio::spawn(async move {
+            if let Err(why) = self.execute(&id, prepared).await {
+                tracing::warn!("run {id}: {why}");
+                self.inner().failed_to_start.insert(id.clone(), why);
+            }
+            self.store.run_ended(&id);
+            {
+                let mut inner = self.inner();
+                inner.active.retain(|(a, _)| *a != id);
+                if inner.live.contains_key(&id) {
+                    inner.ended.push_back(id.clone());
+                    while inner.ended.len() > ENDED_KEPT {
+                        if let Some(old) = inner.ended.pop_front() {
+                            inner.live.remove(&old);
+                        }
+                    }
+                }
+            }
+            self.ended.send_modify(|n| *n += 1);
+            self.start_queued();
+        });
+    }
+
+    /// Runs `prepared` to its end. Errors: why it could not start.
+    async fn execute(&self, id: &str, prepared: PreparedRun) -> Result<(), String> {
+        let PreparedRun { pipeline, mode, mut opts, .. } = prepared;
+        if opts.resume.is_none() {
+            opts.id = Some(id.to_string());
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stop = StopSignal::new();
+        let steering = Steering { events: Events::new(tx), stop: stop.clone() };
+        // The server's stop reaches every run.
+        let mut all = self.stop_all.receiver();
+        let forward = stop.clone();
+        let watcher = tokio::spawn(async move {
+            if all.wait_for(|s| *s).await.is_ok() {
+                forward.stop();
+            }
+        });
+        let started = Run::start(&pipeline, mode, self.host.clone(), self.store.clone(), &opts, steering, None).await;
+        let run = match started {
+            Ok(run) => run,
+            Err(e) => {
+                watcher.abort();
+                return Err(format!("cannot start: {e}"));
+            }
+        };
+        let Some(gates) = run.gates() else {
+            watcher.abort();
+            return Err("a plan is not run on a server".into());
+        };
+        let handles = RunHandles { run_id: run.id().to_string(), journal: run.journal().clone(), gates, cancels: run.cancels(), stop };
+        let live = LiveRun::new(handles);
+        let events = self.events.clone();
+        let pump = live.pump(rx, move |run, line| events.push(run, line));
+        self.inner().live.insert(id.to_string(), live.clone());
+        let result = run.run_to_end().await;
+        // Followers get the run's last events.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), pump).await;
+        live.close();
+        watcher.abort();
+        match result {
+            Ok(summary) => {
+                tracing::info!("run {id} ended: {}", summary.status.name());
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!("run {id} ended on an error: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops every run (operations in flight finish; the runs end
+    /// cancelled, to be resumed when the server starts again) and waits for
+    /// them to end, `patience` at most. Queued runs are dropped: they were
+    /// never recorded.
+    pub async fn shut_down(&self, patience: std::time::Duration) {
+        {
+            let mut inner = self.inner();
+            inner.closing = true;
+            inner.queue.clear();
+        }
+        self.stop_all.stop();
+        let mut ended = self.ended.subscribe();
+        let _ = tokio::time::timeout(patience, async {
+            while !self.inner().active.is_empty() {
+                if ended.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+
+    pub fn store(&self) -> &Arc<StateStore> {
+        &self.store
+    }
+
+    pub fn host(&self) -> &Arc<PluginHost> {
+        &self.host
+    }
+}
+
+/// One event of the server's stream: which run, its JSON, and its id
+/// (increasing from 1 over the server's life).
+#[derive(Clone)]
+pub struct ServerEvent {
+    pub id: u64,
+    pub run: Arc<str>,
+    pub line: Arc<str>,
+}
+
+/// Every event of every run, for `GET /api/v1/events`: the last
+/// [`SERVER_EVENTS_KEPT`] kept, so a follower that reconnects with
+/// `Last-Event-ID` misses nothing of the recent past.
+pub struct ServerEvents {
+    kept: Mutex<VecDeque<ServerEvent>>,
+    next: Mutex<u64>,
+    appended: watch::Sender<u64>,
+}
+
+impl ServerEvents {
+    fn new() -> ServerEvents {
+        ServerEvents { kept: Mutex::new(VecDeque::new()), next: Mutex::new(1), appended: watch::channel(0).0 }
+    }
+
+    fn push(&self, run: &str, line: &Arc<str>) {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let id = *next;
+        *next += 1;
+        kept.push_back(ServerEvent { id, run: run.into(), line: line.clone() });
+        while kept.len() > SERVER_EVENTS_KEPT {
+            kept.pop_front();
+        }
+        drop(kept);
+        self.appended.send_replace(id);
+    }
+
+    /// The events after `after` (0: every one kept).
+    pub fn after(&self, after: u64) -> Vec<ServerEvent> {
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let skip = kept.partition_point(|e| e.id <= after);
+        kept.iter().skip(skip).cloned().collect()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+}
+
+/// When a queued run was asked for.
+pub fn queued_summary(id: &str, pipeline: &str, mode: Mode, started_by: &str, message: Option<String>) -> QueuedRun {
+    QueuedRun {
+        run: id.to_string(),
+        pipeline: pipeline.to_string(),
+        operation: mode.name().to_string(),
+        status: "queued",
+        started_by: started_by.to_string(),
+        queued_ms: now_ms(),
+        waiting_for: Vec::new(),
+        message,
+    }
+}

@@ -1,0 +1,185 @@
+//! `stackpipe serve`: binds the address (loopback unless told otherwise,
+//! TLS required off loopback), serves the API on every connection with
+//! limits on slow clients, resumes the runs a killed server left, and on
+//! SIGTERM or Ctrl-C stops its runs (to be resumed at the next start).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use stackpipe_runtime::plugin::PluginHost;
+use stackpipe_runtime::state::StateStore;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::api::{self, AppState};
+use crate::audit::AuditLog;
+use crate::catalog::Catalog;
+use crate::runs::Runs;
+use crate::users::UsersCache;
+
+/// How long a client may take to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long runs in progress get to stop when the server is asked to.
+const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(30);
+
+pub struct ServeOptions {
+    pub state_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub pipelines: Option<PathBuf>,
+    /// `--tls-cert`, `--tls-key` (PEM).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// `--insecure-listen`: plain HTTP off loopback.
+    pub insecure_listen: bool,
+    /// Resume the runs a killed server left interrupted (`--no-auto-resume`: leave them).
+    pub auto_resume: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "refusing to listen on {0} without TLS: tokens would cross the network in the clear. Give --tls-cert and \
+         --tls-key, or --insecure-listen if something in front of the server terminates TLS"
+    )]
+    NeedsTls(SocketAddr),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("{0}")]
+    State(#[from] stackpipe_runtime::state::StateError),
+    #[error("{0}")]
+    Audit(#[from] crate::audit::AuditError),
+    #[error("{0}")]
+    Users(#[from] crate::users::UsersError),
+}
+
+/// A server bound and ready: [`Server::run`] serves it.
+pub struct Server {
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<AppState>,
+    auto_resume: bool,
+}
+
+impl Server {
+    /// Checks the options, opens the state (the server holds it while it
+    /// runs) and binds the address.
+    pub async fn bind(opts: ServeOptions, host: Arc<PluginHost>) -> Result<Server, ServeError> {
+        if !opts.listen.ip().is_loopback() && opts.tls.is_none() && !opts.insecure_listen {
+            return Err(ServeError::NeedsTls(opts.listen));
+        }
+        let tls = match &opts.tls {
+            Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+            None => None,
+        };
+        std::fs::create_dir_all(&opts.state_dir).map_err(|e| stackpipe_runtime::state::StateError::Io(e))?;
+        let store = Arc::new(StateStore::open(&opts.state_dir)?);
+        // A users file others could write is refused now, not at the first request.
+        crate::users::Users::load(&opts.state_dir)?;
+        let state = Arc::new(AppState {
+            users: UsersCache::new(&opts.state_dir),
+            catalog: Catalog::new(opts.pipelines.clone()),
+            audit: AuditLog::open(&opts.state_dir)?,
+            runs: Runs::new(store, host),
+            state_dir: opts.state_dir.clone(),
+        });
+        let listener = TcpListener::bind(opts.listen).await.map_err(|source| ServeError::Bind { addr: opts.listen, source })?;
+        Ok(Server { listener, tls, state, auto_resume: opts.auto_resume })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until SIGTERM or Ctrl-C; then stops the runs in progress.
+    pub async fn run(self) -> Result<(), ServeError> {
+        let Server { listener, tls, state, auto_resume } = self;
+        if auto_resume {
+            api::runs::resume_interrupted(&state).await;
+        }
+        let app = api::router(state.clone());
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of descriptors, most likely: let some close.
+                        tracing::warn!("accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let app = app.clone().layer(axum::Extension(ConnectInfo(peer)));
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let service = TowerToHyperService::new(app.map_request(|r: hyper::Request<hyper::body::Incoming>| r.map(axum::body::Body::new)));
+                let mut http = hyper::server::conn::http1::Builder::new();
+                http.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+                let served = match tls {
+                    None => http.serve_connection(TokioIo::new(stream), service).await,
+                    Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => http.serve_connection(TokioIo::new(tls), service).await,
+                        Ok(Err(e)) => return tracing::debug!("TLS handshake with {peer}: {e}"),
+                        Err(_) => return tracing::debug!("TLS handshake with {peer}: timed out"),
+                    },
+                };
+                if let Err(e) = served {
+                    tracing::debug!("connection from {peer}: {e}");
+                }
+            });
+        }
+        eprintln!("stopping: the runs in progress stop when their operations in flight finish; they resume at the next start");
+        state.runs.shut_down(SHUTDOWN_PATIENCE).await;
+        let _ = TokioExecutor::new();
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
+    use std::io::BufReader;
+    let open = |p: &std::path::Path| std::fs::File::open(p).map_err(|e| ServeError::Tls(format!("{}: {e}", p.display())));
+    let certs: Vec<_> = rustls_pemfile::certs(&mut BufReader::new(open(cert)?))
+        .collect::<Result<_, _>>()
+        .map_err(|e| ServeError::Tls(format!("{}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(ServeError::Tls(format!("{}: no certificate in it", cert.display())));
+    }
+    let key = rustls_pemfile::private_key(&mut BufReader::new(open(key)?))
+        .map_err(|e| ServeError::Tls(format!("{}: {e}", key.display())))?
+        .ok_or_else(|| ServeError::Tls(format!("{}: no private key in it", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
