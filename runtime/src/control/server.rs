@@ -336,7 +336,7 @@ async fn answer(s: &Arc<Shared>, request: Request, uid: u32) -> Result<Value, St
             if let Some(other) = run.as_ref().filter(|r| **r != s.run_id) {
                 return Err(not_current(s, other));
             }
-            let by = decider(uid);
+            let by = crate::run::Decider { user: decider(uid), role: None };
             let decided = s.gates.decide(&selector, decision, &by, comment).await.map_err(|e| e.to_string())?;
             serde_json::to_value(decided).map_err(|e| e.to_string())
         }
