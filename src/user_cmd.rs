@@ -49,7 +49,7 @@ pub struct UserNameArgs {
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
-    Role::parse(s).ok_or_else(|| format!("`{s}` is not a role: viewer, operator or admin"))
+    Role::named(s).ok_or_else(|| format!("`{s}` is not a role: viewer, operator or admin"))
 }
 
 fn users_error(e: UsersError) -> u8 {

@@ -477,3 +477,78 @@ fn a_run_waiting_at_a_gate_can_be_read_from_another_terminal() {
     let o = finish_within(running, Duration::from_secs(60));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
 }
+
+/// Issue 19: an environment names who may approve it. At the control
+/// socket the OS user is the state's owner, an admin: a `role:` approver
+/// admits them, but where only users are named they must be one of them;
+/// `--approve-env` is held to the same rule.
+#[test]
+fn approvers_admit_the_local_owner_by_role_but_a_user_list_must_name_them() {
+    let p = Project::with_pipeline(&pipeline(
+        r#"
+environment dev { approvers = ["role:admin"] }
+environment prod {
+  after     = dev
+  approval  = true
+  approvers = ["user:nobody-here"]
+}
+
+resource a "t.step" { gate = "after" }
+resource b "t.step" { x = a.id }
+"#,
+    ));
+    let deploy = spawn(&p, &["deploy", "demo.pipeline", "--approve-env", "prod"]);
+    wait_status(&p, "dev/a to wait at its gate", |d| node(d, "dev", "a")["status"] == "waiting");
+    ok(&p.run(&["approve", "--env", "dev", "--node", "a"]));
+
+    wait_status(&p, "prod to wait, --approve-env notwithstanding", |d| env(d, "prod")["status"] == "waiting");
+    let user = whoami();
+    for decide in ["approve", "reject"] {
+        let o = p.run(&[decide, "--env", "prod"]);
+        assert_eq!(o.status.code(), Some(2), "{decide}: {}", text(&o.stdout));
+        let want = format!("{user} cannot decide this: only user:nobody-here may approve environment `prod`");
+        assert!(text(&o.stderr).contains(&want), "{decide}: {}", text(&o.stderr));
+    }
+    let doc = p.status(None);
+    assert_eq!(env(&doc, "prod")["status"], "waiting", "a refused decision takes nothing");
+    assert_eq!(doc["decisions"].as_array().map(Vec::len), Some(1), "{doc:#}");
+
+    ok(&p.run(&["cancel"]));
+    let o = finish(deploy);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(err.contains("--approve-env prod does not approve this gate"), "{err}");
+    assert_eq!(p.ledger(), ["apply demo/dev/a", "apply demo/dev/b"]);
+}
+
+/// With `self_approval = false` the one who started a run may reject it
+/// but not approve it. Locally that is the OS user at the control socket:
+/// such an environment is approved through a server, or by another OS user.
+#[test]
+fn self_approval_false_keeps_the_local_user_who_started_the_run_from_approving_it() {
+    let p = Project::with_pipeline(&pipeline(
+        r#"
+environment prod {
+  approval      = true
+  self_approval = false
+}
+
+resource a "t.step" {}
+"#,
+    ));
+    let deploy = spawn(&p, &["deploy", "demo.pipeline"]);
+    wait_status(&p, "prod to wait at its gate", |d| env(d, "prod")["status"] == "waiting");
+    let o = p.run(&["approve"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stdout));
+    let want = format!(
+        "run r000001 was started by {}, and environment `prod` forbids approving your own run (self_approval = false)",
+        whoami()
+    );
+    assert!(text(&o.stderr).contains(&want), "{}", text(&o.stderr));
+    assert_eq!(env(&p.status(None), "prod")["status"], "waiting");
+
+    ok(&p.run(&["reject", "--comment", "not mine to approve"]));
+    let o = finish(deploy);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    assert!(p.ledger().is_empty());
+}

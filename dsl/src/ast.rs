@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::approvers::Approver;
+
 /// A byte range in the source text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct Span {
@@ -248,12 +250,17 @@ impl FlowBlock {
     }
 }
 
-/// `environment name { after = .. approval = .. vars {..} flow {..} credentials p {..} }`
+/// `environment name { after = .. approval = .. approvers = [..] self_approval = .. vars {..} flow {..} credentials p {..} }`
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnvironmentDecl {
     pub name: Ident,
     pub after: Vec<Ident>,
     pub approval: Option<Expr>,
+    /// `approvers = ["role:admin", "user:bob"]`, each with where it is
+    /// written; written out, as nothing may change who approves.
+    pub approvers: Vec<(Approver, Span)>,
+    /// `self_approval = false`, written out, with where.
+    pub self_approval: Option<(bool, Span)>,
     pub vars: Vec<Attribute>,
     pub flow: Option<FlowBlock>,
     pub credentials: Vec<CredentialsDecl>,

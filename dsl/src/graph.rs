@@ -10,6 +10,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::approvers::ApprovalRule;
 use crate::ast::{Attribute, Expr, Name, OutputDecl, PluginKind, Span};
 
 /// One resource: what provisions it and how its attributes are written.
@@ -188,6 +189,8 @@ pub struct EnvironmentPlan {
     pub after: Vec<String>,
     /// Wait for approval before the first node starts.
     pub approval: bool,
+    /// Who may decide this environment's gates (`approvers`, `self_approval`).
+    pub approval_rule: ApprovalRule,
     /// Every var with its value here (`--var` > `vars {}` > default).
     pub vars: Map<String, Value>,
     /// The flow policy of each node, indexed by `NodeIndex::index()`.

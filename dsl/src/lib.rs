@@ -16,6 +16,7 @@
 //! Pure: no I/O, no async, no wasm, no database. Callers hand in source text
 //! and get back a graph or [`Diagnostics`].
 
+pub mod approvers;
 pub mod ast;
 pub mod compile;
 pub mod diagnostic;
@@ -29,6 +30,7 @@ pub mod selection;
 pub mod sensitive;
 pub mod type_schemas;
 
+pub use approvers::{ApprovalRule, Approver, Role};
 pub use compile::{compile, CompileOptions, DEFAULT_ENVIRONMENT};
 pub use diagnostic::{Code, Diagnostic, Diagnostics};
 pub use graph::{

@@ -1,6 +1,6 @@
 //! Compilation: graph shape, levels, walk orders, value and flow resolution.
 
-use stackpipe_dsl::{load, Code, CompileOptions, FlowPolicy, OnFailure, PipelineGraph, PluginSource};
+use stackpipe_dsl::{load, ApprovalRule, Approver, Code, CompileOptions, FlowPolicy, OnFailure, PipelineGraph, PluginSource, Role};
 
 const PLUGINS: &str = r#"
 plugin t { kind = "provisioner" source = "builtin:test" }
@@ -408,6 +408,98 @@ resource a "t.step" { flow { locked = ["preview"] } }
             ),
         ]
     );
+}
+
+#[test]
+fn an_environment_names_who_may_approve_it_and_whether_a_run_s_starter_may() {
+    let g = compile(
+        r#"
+environment dev {}
+environment prod {
+  after         = dev
+  approvers     = ["role:admin", "user:bob"]
+  self_approval = false
+}
+environment qa { after = dev  self_approval = true  approvers = [] }
+resource a "t.step" {}
+"#,
+    );
+    let rule = |e: &str| g.environment(e).unwrap().approval_rule.clone();
+    // No gate in prod: the rule still governs its node gates, pauses and policies' approvals.
+    assert_eq!(
+        rule("prod"),
+        ApprovalRule { approvers: vec![Approver::Role(Role::Admin), Approver::User("bob".into())], self_approval: false }
+    );
+    assert_eq!(rule("dev"), ApprovalRule::default());
+    assert!(rule("dev").self_approval);
+    assert_eq!(rule("qa"), ApprovalRule::default());
+}
+
+#[test]
+fn approvers_are_checked_and_written_out() {
+    let src = r#"
+var who: list = ["user:bob"]
+var own: bool = true
+environment a { approvers = "role:admin" }
+environment b { approvers = var.who  self_approval = var.own }
+environment c {
+  approvers     = ["role:admin", "role:admn", "group:ops", "admin", "bob", "user:",
+                   "user:ann", "role:operator", "user:ann", 3, "user:${var.own}"]
+  self_approval = "no"
+}
+resource r "t.step" {}
+"#;
+    let full = format!("{PLUGINS}{src}");
+    let e = errors(src, CompileOptions::default());
+    let found: Vec<(Code, &str, Option<&str>)> = e.iter().map(|d| (d.code, d.message.as_str(), d.help.as_deref())).collect();
+    let forms = "an approver is \"role:viewer\", \"role:operator\", \"role:admin\" (that role or a higher one) or \"user:<name>\"";
+    assert_eq!(
+        found,
+        [
+            (
+                Code::InvalidValue,
+                "`approvers` of environment `a` must be a list of strings",
+                Some("write a list, even of one: `approvers = [\"role:admin\"]`")
+            ),
+            (
+                Code::InvalidValue,
+                "`approvers` of environment `b` must be a list of strings",
+                Some(
+                    "write the approvers out, like `approvers = [\"role:admin\", \"user:bob\"]`: who may approve \
+                     cannot be computed"
+                )
+            ),
+            (
+                Code::InvalidValue,
+                "`self_approval` must be written out",
+                Some("write `self_approval = false` (the person who started a run may not approve it) or `true` (the default)")
+            ),
+            (Code::InvalidValue, "`admn` is not a role", Some("did you mean `admin`?")),
+            (Code::InvalidValue, "`group:` is not a kind of approver", Some(forms)),
+            (Code::InvalidValue, "`admin` names no approver", Some(&*format!("did you mean `role:admin`? {forms}"))),
+            (Code::InvalidValue, "`bob` names no approver", Some(&*format!("did you mean `user:bob`? {forms}"))),
+            (
+                Code::InvalidValue,
+                "`user:` names no user",
+                Some("write the user's name after `user:`, with no blanks: `user:bob`")
+            ),
+            (Code::DuplicateName, "`user:ann` is named twice in the `approvers` of environment `c`", Some("name each approver once")),
+            (Code::InvalidValue, "`approvers` takes strings, written out", Some(&*format!("{forms}; who may approve cannot be computed"))),
+            (Code::InvalidValue, "`approvers` takes strings, written out", Some(&*format!("{forms}; who may approve cannot be computed"))),
+            (
+                Code::TypeMismatch,
+                "`self_approval` must be true or false",
+                Some("write `self_approval = false` (the person who started a run may not approve it) or `true` (the default)")
+            ),
+        ],
+        "{e:#?}"
+    );
+    // The duplicate points at itself, then at the first.
+    let at = |needle: &str, nth: usize| full.match_indices(needle).nth(nth).map(|(i, _)| i).expect(needle);
+    let spans: Vec<usize> = e[8].labels.iter().map(|l| l.span.start).collect();
+    assert_eq!(spans, [at("\"user:ann\"", 1), at("\"user:ann\"", 0)]);
+    assert_eq!(e[9].labels[0].text.as_deref(), Some("a number"));
+    assert_eq!(e[10].labels[0].text.as_deref(), Some("an interpolated string"));
 }
 
 #[test]

@@ -25,44 +25,9 @@ const LOCK_FILE: &str = "users.lock";
 /// What starts every token: greppable in logs and by secret scanners.
 const TOKEN_PREFIX: &str = "spt_";
 
-/// What a user may do, each role everything the one before may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Reads everything (never a secret value).
-    Viewer,
-    /// A viewer who also starts, cancels, reruns and resumes runs and decides gates.
-    Operator,
-    /// An operator who also unlocks, deletes runs and state records, and manages users.
-    Admin,
-}
-
-impl Role {
-    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.name() == s)
-    }
-
-    /// Whether this role may do what `needed` may.
-    pub fn allows(self, needed: Role) -> bool {
-        self >= needed
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// What a user may do, each role everything the one before may: the
+/// roles `approvers = ["role:..."]` names in the language.
+pub use stackpipe_dsl::Role;
 
 /// One user, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -372,8 +337,8 @@ mod tests {
     fn roles_include_the_ones_before_them_and_pipelines_limit_them() {
         assert!(Role::Admin.allows(Role::Operator) && Role::Operator.allows(Role::Viewer));
         assert!(!Role::Viewer.allows(Role::Operator) && !Role::Operator.allows(Role::Admin));
-        assert_eq!(Role::parse("operator"), Some(Role::Operator));
-        assert_eq!(Role::parse("root"), None);
+        assert_eq!(Role::named("operator"), Some(Role::Operator));
+        assert_eq!(Role::named("root"), None);
         let dir = tempfile::tempdir().unwrap();
         let (web, _) = Users::add(dir.path(), "web-op", Role::Operator, &["web".into()]).unwrap();
         assert!(web.may(Role::Operator, Some("web")) && web.may(Role::Viewer, Some("web")));

@@ -1,14 +1,15 @@
 //! What one environment resolves to ([`EnvironmentPlan`]): its vars, the
-//! flow policy of each node, its approval gate, its plugins and the
-//! credentials of each provisioner. Its resources' attributes and the
-//! outputs are evaluated there too, so that their mistakes surface at check
-//! time rather than during a deploy.
+//! flow policy of each node, its approval gate and who may decide its
+//! gates, its plugins and the credentials of each provisioner. Its
+//! resources' attributes and the outputs are evaluated there too, so that
+//! their mistakes surface at check time rather than during a deploy.
 
 use std::collections::BTreeMap;
 
 use petgraph::graph::DiGraph;
 use serde_json::{Map, Value};
 
+use crate::approvers::ApprovalRule;
 use crate::ast::*;
 use crate::diagnostic::{did_you_mean, Code, Diagnostic};
 use crate::eval::{self, Scope};
@@ -45,6 +46,13 @@ impl<'a> Compiler<'a> {
             Some(e) => self.eval_bool(e, &scope, "`approval`").unwrap_or(false),
             None => false,
         };
+        let approval_rule = match decl {
+            Some(d) => ApprovalRule {
+                approvers: d.approvers.iter().map(|(a, _)| a.clone()).collect(),
+                self_approval: d.self_approval.is_none_or(|(allowed, _)| allowed),
+            },
+            None => ApprovalRule::default(),
+        };
         let mut plugins = BTreeMap::new();
         for p in &m.plugins {
             if let Some(spec) = self.plugin_spec(p, &scope) {
@@ -58,6 +66,7 @@ impl<'a> Compiler<'a> {
             name: env.to_string(),
             after: decl.map(|d| d.after.iter().map(|a| a.name.to_string()).collect()).unwrap_or_default(),
             approval,
+            approval_rule,
             vars,
             flow,
             environment_flow,

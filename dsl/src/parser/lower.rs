@@ -4,10 +4,11 @@
 //! strings and heredocs are decoded in [`strings`](super::strings). What the
 //! grammar cannot say is reported here: an unknown type or plugin kind, a
 //! resource type that is not `"<plugin>.<type>"`, names written as strings,
-//! a number out of range, a map key given twice.
+//! a number out of range, a map key given twice, an approver that is none.
 
 use std::fmt;
 
+use crate::approvers::{Approver, NotAnApprover, Role};
 use crate::ast::*;
 use crate::diagnostic::{did_you_mean, Code, Diagnostic};
 
@@ -378,6 +379,8 @@ impl Lower {
         let mut r = BodyReader::new(entries, &owner);
         let after_expr = r.attr("after", &mut self.diags);
         let approval = r.attr("approval", &mut self.diags);
+        let approvers = r.attr("approvers", &mut self.diags);
+        let self_approval = r.attr("self_approval", &mut self.diags);
         let vars = match r.block("vars", &mut self.diags) {
             Some(b) => self.attributes_of(b.entries, &format!("the `vars` of {owner}")),
             None => Vec::new(),
@@ -394,7 +397,87 @@ impl Lower {
             None => Vec::new(),
             Some(e) => self.name_list(&e, "after", "environment", "after = staging"),
         };
-        EnvironmentDecl { name, after, approval, vars, flow, credentials, span }
+        let approvers = approvers.map(|e| self.approvers(&e, &owner)).unwrap_or_default();
+        let self_approval = self_approval.and_then(|e| self.self_approval(&e));
+        EnvironmentDecl { name, after, approval, approvers, self_approval, vars, flow, credentials, span }
+    }
+
+    /// Whom `approvers = ["role:admin", "user:bob"]` names. Like `locked`,
+    /// it is written out: who may approve cannot come from a var (a `--var`
+    /// would change it). A mistake, or an approver named twice, is reported.
+    fn approvers(&mut self, e: &Expr, owner: &str) -> Vec<(Approver, Span)> {
+        const FORMS: &str = "an approver is \"role:viewer\", \"role:operator\", \"role:admin\" (that role or a higher one) \
+                             or \"user:<name>\"";
+        let ExprKind::List(items) = &e.kind else {
+            let help = match e.as_plain_string() {
+                Some(text) => format!("write a list, even of one: `approvers = [\"{text}\"]`"),
+                None => "write the approvers out, like `approvers = [\"role:admin\", \"user:bob\"]`: who may approve \
+                         cannot be computed"
+                    .into(),
+            };
+            self.diags.push(
+                Diagnostic::at(Code::InvalidValue, e.span, format!("`approvers` of {owner} must be a list of strings"))
+                    .with_label(e.span, written_as(e))
+                    .help(help),
+            );
+            return Vec::new();
+        };
+        let mut approvers: Vec<(Approver, Span)> = Vec::with_capacity(items.len());
+        for item in items {
+            let Some(text) = item.as_plain_string() else {
+                self.diags.push(
+                    Diagnostic::at(Code::InvalidValue, item.span, "`approvers` takes strings, written out")
+                        .with_label(item.span, written_as(item))
+                        .help(format!("{FORMS}; who may approve cannot be computed")),
+                );
+                continue;
+            };
+            let approver = match Approver::parse(&text) {
+                Ok(a) => a,
+                Err(why) => {
+                    self.diags.push(not_an_approver(&text, why, item.span, FORMS));
+                    continue;
+                }
+            };
+            if let Some((_, first)) = approvers.iter().find(|(a, _)| *a == approver) {
+                self.diags.push(
+                    Diagnostic::at(
+                        Code::DuplicateName,
+                        item.span,
+                        format!("`{approver}` is named twice in the `approvers` of {owner}"),
+                    )
+                    .with_label(item.span, "named again here")
+                    .with_label(*first, "first named here")
+                    .help("name each approver once"),
+                );
+                continue;
+            }
+            approvers.push((approver, item.span));
+        }
+        approvers
+    }
+
+    /// `self_approval = true | false`, written out (as `approvers` is).
+    fn self_approval(&mut self, e: &Expr) -> Option<(bool, Span)> {
+        if let ExprKind::Bool(b) = e.kind {
+            return Some((b, e.span));
+        }
+        let computed = matches!(e.kind, ExprKind::Traversal { .. } | ExprKind::Access { .. } | ExprKind::Call { .. })
+            || (matches!(e.kind, ExprKind::Template(_)) && e.as_plain_string().is_none());
+        let (code, message) = if computed {
+            (Code::InvalidValue, "`self_approval` must be written out")
+        } else {
+            (Code::TypeMismatch, "`self_approval` must be true or false")
+        };
+        self.diags.push(
+            Diagnostic::at(code, e.span, message)
+                .with_label(e.span, written_as(e))
+                .help(
+                    "write `self_approval = false` (the person who started a run may not approve it) or `true` (the \
+                     default)",
+                ),
+        );
+        None
     }
 
     /// `resource name "plugin.type" { ... }`: `None` if the type is not
@@ -686,6 +769,55 @@ impl Lower {
 
 /// A number as written: an integer when it is one, else a float; `None` if
 /// out of range.
+/// What `e` is, for a label where a value must be written out.
+fn written_as(e: &Expr) -> &'static str {
+    match &e.kind {
+        ExprKind::Null => "null",
+        ExprKind::Bool(_) => "a bool",
+        ExprKind::Number(_) => "a number",
+        ExprKind::Template(_) if e.as_plain_string().is_some() => "a string",
+        ExprKind::Template(_) => "an interpolated string",
+        ExprKind::List(_) => "a list",
+        ExprKind::Map(_) => "a map",
+        ExprKind::Traversal { .. } | ExprKind::Access { .. } => "a reference",
+        ExprKind::Call { .. } => "a function call",
+    }
+}
+
+/// `text`, at `span`, is not an approver (`why`); `forms` says what one is.
+fn not_an_approver(text: &str, why: NotAnApprover, span: Span, forms: &str) -> Diagnostic {
+    let roles = || Role::ALL.iter().map(|(n, _)| *n);
+    let (message, label, help) = match why {
+        NotAnApprover::UnknownPrefix(None) => {
+            // A bare role or name: say which prefix it lacks.
+            let meant = match Role::named(text) {
+                Some(_) => format!("role:{text}"),
+                None => format!("user:{text}"),
+            };
+            (format!("`{text}` names no approver"), "no `role:` or `user:`", format!("did you mean `{meant}`? {forms}"))
+        }
+        NotAnApprover::UnknownPrefix(Some(prefix)) => (
+            format!("`{prefix}:` is not a kind of approver"),
+            "neither `role:` nor `user:`",
+            match did_you_mean(&prefix, ["role", "user"]) {
+                Some(d) => format!("{d} {forms}"),
+                None => forms.to_string(),
+            },
+        ),
+        NotAnApprover::UnknownRole(role) => (
+            format!("`{role}` is not a role"),
+            "not a role",
+            did_you_mean(&role, roles()).unwrap_or_else(|| "the roles are viewer, operator and admin".into()),
+        ),
+        NotAnApprover::BadUserName => (
+            format!("`{text}` names no user"),
+            "no user's name",
+            "write the user's name after `user:`, with no blanks: `user:bob`".into(),
+        ),
+    };
+    Diagnostic::at(Code::InvalidValue, span, message).with_label(span, label).help(help)
+}
+
 fn parse_number(s: &str) -> Option<serde_json::Number> {
     if !s.contains(['.', 'e', 'E']) {
         if let Ok(i) = s.parse::<i64>() {

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::board::RunBoard;
 use super::protocol::{Cancelled, Request, StateResources};
+use crate::run::gate::Decider;
 use crate::run::history::history;
 use crate::run::status::StatusDocument;
 use crate::run::{CancelTarget, Cancels, Gates, RunEvent, RunJournal, StopSignal};
@@ -206,7 +207,7 @@ fn not_live(live: Option<&LiveRun>, other: &str) -> String {
 /// Answers `request` (any but [`Request::Follow`], which is a stream) from
 /// `store` and, for the run in progress, from `live`. `decider` is who
 /// decides a gate, as the transport authenticated them.
-pub async fn answer(store: &StateStore, live: Option<&LiveRun>, request: Request, decider: &str) -> Result<Value, String> {
+pub async fn answer(store: &StateStore, live: Option<&LiveRun>, request: Request, decider: &Decider) -> Result<Value, String> {
     let text = |e: crate::state::StateError| e.to_string();
     let json = |v: Result<Value, serde_json::Error>| v.map_err(|e| e.to_string());
     // The run a request names, or the one in progress.

@@ -121,7 +121,7 @@ async fn serve(s: &Arc<Shared>, stream: UnixStream) -> std::io::Result<()> {
         }
         return follow(&s.live, &mut write).await;
     }
-    let response = match answer(&s.store, Some(&s.live), request, &decider(uid)).await {
+    let response = match answer(&s.store, Some(&s.live), request, &crate::run::Decider { user: decider(uid), role: None }).await {
         Ok(v) => Response::Ok(v),
         Err(e) => Response::Error(e),
     };

@@ -144,9 +144,6 @@ impl<'a> Run<'a> {
         let stop = StopSignal::new();
         let forward = forward_stops(&steering.stop, &journal, &stop);
         let events = steering.events;
-        let gates = mode
-            .records()
-            .then(|| Arc::new(Gates::new(id.clone(), opts.auto_approve.clone(), journal.clone(), events.clone())));
         let resume = match &opts.resume {
             Some(run) if mode.records() => Resume::load(&store, run)?,
             _ => Resume::default(),
@@ -166,6 +163,13 @@ impl<'a> Run<'a> {
             lock_and_record(&store, &journal, &selection.keys(&graph, &environments), &record, &source).await?;
             store.set_owner_run(&id, control.as_deref())?;
         }
+        // Who started the run is settled (a resume keeps the first): whom
+        // an environment's `self_approval = false` refuses.
+        let gates = mode.records().then(|| {
+            let rules = graph.environments.iter().map(|e| (e.name.clone(), e.approval_rule.clone()));
+            let gates = Gates::new(id.clone(), opts.auto_approve.clone(), journal.clone(), events.clone());
+            Arc::new(gates.governed(record.started_by.clone(), rules))
+        });
         events.send(RunEvent::RunStarted {
             run: id.clone(),
             pipeline: graph.name.clone(),

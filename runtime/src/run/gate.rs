@@ -3,10 +3,14 @@
 //! environment); everything else runs on. Decisions come from the running
 //! terminal or from another one through the control socket, and each is
 //! journaled durably (who, when, which gate, the comment) before the run
-//! acts on it.
+//! acts on it. An environment may say who decides its gates (`approvers`)
+//! and forbid approving a run one started oneself (`self_approval =
+//! false`): a decision they refuse is not taken.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
+use stackpipe_dsl::ApprovalRule;
 use tokio::sync::{oneshot, watch};
 
 use super::events::{Events, RunEvent};
@@ -21,6 +25,19 @@ use crate::state::{now_ms, Decision, GateDecision, GateInfo, GateKind, Write};
 pub struct AutoApprove {
     pub yes: bool,
     pub environments: Vec<String>,
+}
+
+/// The role a decider holds on the team server: the language's `role:` names.
+pub use stackpipe_dsl::Role as DeciderRole;
+
+/// Who decides a gate: the user recorded with the decision, and the role
+/// they hold. `role: None` is the local owner of the state (the OS user at
+/// the control socket), who is treated as an admin; the user's name still
+/// has to match a `user:` approver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decider {
+    pub user: String,
+    pub role: Option<DeciderRole>,
 }
 
 /// How a wait at a gate ended.
@@ -56,6 +73,13 @@ pub enum GateError {
     NoneWaiting { run: String, which: String },
     #[error("{} gates are waiting in run {run}:\n{}\nname one with --env and --node, or pass --all", .gates.len(), describe_all(.gates))]
     Ambiguous { run: String, gates: Vec<GateInfo> },
+    #[error("{user} cannot decide this: only {approvers} may approve environment `{environment}`")]
+    NotAnApprover { user: String, environment: String, approvers: String },
+    #[error(
+        "run {run} was started by {started_by}, and environment `{environment}` forbids approving your own run \
+         (self_approval = false)"
+    )]
+    OwnRun { run: String, started_by: String, environment: String },
     #[error("cannot record the decision: {0}")]
     Journal(#[from] JournalError),
 }
@@ -82,6 +106,10 @@ struct Waiter {
 /// The gates of one run.
 pub struct Gates {
     run_id: String,
+    /// Whom `self_approval = false` keeps from approving.
+    started_by: String,
+    /// Who may decide the gates of each environment; one not here: anyone.
+    rules: HashMap<String, ApprovalRule>,
     auto: AutoApprove,
     journal: RunJournal,
     events: Events,
@@ -90,7 +118,31 @@ pub struct Gates {
 
 impl Gates {
     pub fn new(run_id: String, auto: AutoApprove, journal: RunJournal, events: Events) -> Gates {
-        Gates { run_id, auto, journal, events, waiting: Mutex::new((0, Vec::new())) }
+        let (started_by, rules) = (String::new(), HashMap::new());
+        Gates { run_id, started_by, rules, auto, journal, events, waiting: Mutex::new((0, Vec::new())) }
+    }
+
+    /// These gates, held to each environment's rule of who may decide
+    /// them (`rules`, by environment), for a run `started_by` started.
+    pub fn governed(mut self, started_by: String, rules: impl IntoIterator<Item = (String, ApprovalRule)>) -> Gates {
+        self.started_by = started_by;
+        self.rules = rules.into_iter().collect();
+        self
+    }
+
+    /// Why `decider` may not take `decision` at `gate`, if they may not:
+    /// they are none of its environment's `approvers` (for either
+    /// decision), or they started the run and it forbids approving it.
+    fn refusal(&self, gate: &GateInfo, decision: Decision, decider: &Decider) -> Option<GateError> {
+        let rule = self.rules.get(&gate.environment)?;
+        let environment = gate.environment.clone();
+        if !rule.admits(&decider.user, decider.role.unwrap_or(DeciderRole::Admin)) {
+            return Some(GateError::NotAnApprover { user: decider.user.clone(), environment, approvers: rule.approvers_text() });
+        }
+        if decision == Decision::Approved && !rule.self_approval && decider.user == self.started_by {
+            return Some(GateError::OwnRun { run: self.run_id.clone(), started_by: self.started_by.clone(), environment });
+        }
+        None
     }
 
     /// The gates waiting now, oldest first.
@@ -98,7 +150,8 @@ impl Gates {
         self.waiting.lock().map(|w| w.1.iter().map(|w| w.info.clone()).collect()).unwrap_or_default()
     }
 
-    /// Who opens this gate without asking, if anyone.
+    /// Who opens this gate without asking, if anyone: whoever started the
+    /// run, with the option that says so, if the environment lets them.
     fn auto_approver(&self, gate: &GateInfo) -> Option<String> {
         let why = match gate.kind {
             GateKind::Environment if self.auto.environments.contains(&gate.environment) => {
@@ -108,7 +161,12 @@ impl Gates {
             GateKind::After | GateKind::PauseBeforeApply if self.auto.yes => "--yes".to_string(),
             GateKind::After | GateKind::PauseBeforeApply => return None,
         };
-        Some(format!("{} ({why})", crate::os_user::current_user()))
+        let user = crate::os_user::current_user();
+        if let Some(refused) = self.refusal(gate, Decision::Approved, &Decider { user: user.clone(), role: None }) {
+            tracing::warn!("{why} does not approve this gate: {refused}; it waits for someone who may");
+            return None;
+        }
+        Some(format!("{user} ({why})"))
     }
 
     /// Waits at `gate` until it is decided or the run is stopped.
@@ -172,12 +230,13 @@ impl Gates {
     }
 
     /// Approves or rejects the waiting gates `selector` picks: exactly one
-    /// unless it says `all`. Each decision is on disk before the run acts on it.
+    /// unless it says `all`. Each decision is on disk before the run acts on
+    /// it. If the environment of any of them refuses `by`, none is taken.
     pub async fn decide(
         &self,
         selector: &GateSelector,
         decision: Decision,
-        by: &str,
+        by: &Decider,
         comment: Option<String>,
     ) -> Result<Vec<GateDecision>, GateError> {
         let picked: Vec<Waiter> = {
@@ -196,13 +255,16 @@ impl Gates {
             if matching.len() > 1 && !selector.all {
                 return Err(GateError::Ambiguous { run: self.run_id.clone(), gates: matching });
             }
+            if let Some(refused) = matching.iter().find_map(|g| self.refusal(g, decision, by)) {
+                return Err(refused);
+            }
             let (picked, rest) = std::mem::take(&mut w.1).into_iter().partition(|x| selector.matches(&x.info));
             w.1 = rest;
             picked
         };
         let mut out = Vec::new();
         for waiter in picked {
-            let d = self.decision(waiter.info, decision, by.to_string(), comment.clone());
+            let d = self.decision(waiter.info, decision, by.user.clone(), comment.clone());
             if let Err(e) = self.record(&d).await {
                 // Not recorded, so not taken: the gate keeps waiting.
                 if let Ok(mut w) = self.waiting.lock() {
@@ -238,6 +300,7 @@ impl Gates {
 mod tests {
     use super::*;
     use crate::state::StateStore;
+    use stackpipe_dsl::Approver;
     use std::sync::Arc;
 
     fn gate(kind: GateKind, env: &str, node: Option<&str>) -> GateInfo {
@@ -248,6 +311,11 @@ mod tests {
         let store = Arc::new(StateStore::open(dir).unwrap());
         let journal = RunJournal::start(store.clone());
         (store, Arc::new(Gates::new("r1".into(), auto, journal, Events::none())))
+    }
+
+    /// A decider at the control socket: the state's local owner.
+    fn local(user: &str) -> Decider {
+        Decider { user: user.into(), role: None }
     }
 
     async fn until_waiting(g: &Gates, n: usize) {
@@ -270,20 +338,20 @@ mod tests {
             async move { g.wait(gate(GateKind::Environment, "prod", None), stop).await }
         });
         until_waiting(&g, 2).await;
-        let err = g.decide(&GateSelector::default(), Decision::Approved, "alice", None).await.unwrap_err();
+        let err = g.decide(&GateSelector::default(), Decision::Approved, &local("alice"), None).await.unwrap_err();
         assert!(matches!(err, GateError::Ambiguous { .. }), "{err}");
         let sel = GateSelector { environment: Some("dev".into()), node: Some("db".into()), all: false };
-        g.decide(&sel, Decision::Approved, "alice", Some("ok".into())).await.unwrap();
+        g.decide(&sel, Decision::Approved, &local("alice"), Some("ok".into())).await.unwrap();
         assert_eq!(a.await.unwrap(), GateOutcome::Approved);
         let sel = GateSelector { environment: Some("prod".into()), ..Default::default() };
-        g.decide(&sel, Decision::Rejected, "bob", None).await.unwrap();
+        g.decide(&sel, Decision::Rejected, &local("bob"), None).await.unwrap();
         let GateOutcome::Rejected(d) = b.await.unwrap() else { panic!("rejected") };
         assert_eq!(d.by, "bob");
         let recorded = store.decisions("r1").unwrap();
         assert_eq!(recorded.len(), 2);
         assert_eq!((recorded[0].by.as_str(), recorded[0].comment.as_deref()), ("alice", Some("ok")));
         assert_eq!(recorded[1].decision, Decision::Rejected);
-        let err = g.decide(&GateSelector::default(), Decision::Approved, "alice", None).await.unwrap_err();
+        let err = g.decide(&GateSelector::default(), Decision::Approved, &local("alice"), None).await.unwrap_err();
         assert!(matches!(err, GateError::NoneWaiting { .. }));
     }
 
@@ -307,7 +375,7 @@ mod tests {
         until_waiting(&g, 2).await;
         // A person approves what the policy asked for; the environment gate still waits.
         let sel = GateSelector { node: Some("db".into()), ..Default::default() };
-        g.decide(&sel, Decision::Approved, "alice", None).await.unwrap();
+        g.decide(&sel, Decision::Approved, &local("alice"), None).await.unwrap();
         assert_eq!(policy.await.unwrap(), GateOutcome::Approved);
         tx.send_replace(true);
         assert_eq!(prod.await.unwrap(), GateOutcome::Cancelled);
@@ -316,5 +384,146 @@ mod tests {
         assert_eq!(by.len(), 4, "{by:?}");
         assert!(by[0].ends_with("(--yes)") && by[1].ends_with("(--yes)"), "{by:?}");
         assert!(by[2].ends_with("(--approve-env staging)") && by[3] == "alice", "{by:?}");
+    }
+
+    /// Gates of a run bob started, where prod names its approvers and
+    /// forbids approving one's own run, with prod's gate waiting.
+    async fn prod_waiting(dir: &std::path::Path) -> (Arc<StateStore>, Arc<Gates>, tokio::task::JoinHandle<GateOutcome>) {
+        let store = Arc::new(StateStore::open(dir).unwrap());
+        let journal = RunJournal::start(store.clone());
+        let rule = ApprovalRule {
+            approvers: vec![Approver::Role(DeciderRole::Operator), Approver::User("bob".into()), Approver::User("vic".into())],
+            self_approval: false,
+        };
+        let g = Gates::new("r1".into(), AutoApprove::default(), journal, Events::none())
+            .governed("bob".into(), [("prod".to_string(), rule), ("dev".to_string(), ApprovalRule::default())]);
+        let g = Arc::new(g);
+        // Nothing sends on it: never stopped.
+        let stop = watch::channel(false).1;
+        let waiting = tokio::spawn({
+            let g = g.clone();
+            async move { g.wait(gate(GateKind::Environment, "prod", None), stop).await }
+        });
+        until_waiting(&g, 1).await;
+        (store, g, waiting)
+    }
+
+    fn member(user: &str, role: DeciderRole) -> Decider {
+        Decider { user: user.into(), role: Some(role) }
+    }
+
+    #[tokio::test]
+    async fn only_the_approvers_an_environment_names_decide_its_gates_and_a_refusal_takes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, g, waiting) = prod_waiting(dir.path()).await;
+        let prod = GateSelector { environment: Some("prod".into()), ..Default::default() };
+        for decision in [Decision::Approved, Decision::Rejected] {
+            let err = g.decide(&prod, decision, &member("ann", DeciderRole::Viewer), None).await.unwrap_err();
+            assert!(matches!(err, GateError::NotAnApprover { .. }), "{err}");
+            assert_eq!(
+                err.to_string(),
+                "ann cannot decide this: only role:operator, user:bob or user:vic may approve environment `prod`"
+            );
+        }
+        assert_eq!(g.waiting().len(), 1, "a refused decision leaves the gate waiting");
+        assert!(store.decisions("r1").unwrap().is_empty(), "and records nothing");
+        // A user named, whatever their role, approves.
+        g.decide(&prod, Decision::Approved, &member("vic", DeciderRole::Viewer), None).await.unwrap();
+        assert_eq!(waiting.await.unwrap(), GateOutcome::Approved);
+        assert_eq!(store.decisions("r1").unwrap()[0].by, "vic");
+    }
+
+    #[tokio::test]
+    async fn a_role_named_admits_it_and_the_roles_above_it() {
+        for role in [DeciderRole::Operator, DeciderRole::Admin] {
+            let dir = tempfile::tempdir().unwrap();
+            let (store, g, waiting) = prod_waiting(dir.path()).await;
+            g.decide(&GateSelector::default(), Decision::Approved, &member("ann", role), None).await.unwrap();
+            assert_eq!(waiting.await.unwrap(), GateOutcome::Approved);
+            assert_eq!(store.decisions("r1").unwrap()[0].by, "ann");
+        }
+    }
+
+    #[tokio::test]
+    async fn whoever_started_the_run_may_reject_it_but_not_approve_it_where_self_approval_is_false() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, g, waiting) = prod_waiting(dir.path()).await;
+        // bob is an approver, and an admin: still his own run.
+        let err = g.decide(&GateSelector::default(), Decision::Approved, &member("bob", DeciderRole::Admin), None).await;
+        let err = err.unwrap_err();
+        assert!(matches!(err, GateError::OwnRun { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "run r1 was started by bob, and environment `prod` forbids approving your own run (self_approval = false)"
+        );
+        assert!(store.decisions("r1").unwrap().is_empty());
+        g.decide(&GateSelector::default(), Decision::Rejected, &member("bob", DeciderRole::Admin), None).await.unwrap();
+        assert!(matches!(waiting.await.unwrap(), GateOutcome::Rejected(_)));
+    }
+
+    #[tokio::test]
+    async fn the_local_owner_is_an_admin_but_a_user_approver_must_name_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, g, waiting) = prod_waiting(dir.path()).await;
+        // role:operator admits the local owner, an admin...
+        g.decide(&GateSelector::default(), Decision::Approved, &local("root"), None).await.unwrap();
+        assert_eq!(waiting.await.unwrap(), GateOutcome::Approved);
+        // ...but where only users are named, the local owner is one of them or refused.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(StateStore::open(dir.path()).unwrap());
+        let rule = ApprovalRule { approvers: vec![Approver::User("bob".into())], self_approval: true };
+        let g = Gates::new("r1".into(), AutoApprove::default(), RunJournal::start(store.clone()), Events::none())
+            .governed("root".into(), [("prod".to_string(), rule)]);
+        let g = Arc::new(g);
+        let (_tx, stop) = watch::channel(false);
+        let waiting = tokio::spawn({
+            let g = g.clone();
+            async move { g.wait(gate(GateKind::After, "prod", Some("db")), stop).await }
+        });
+        until_waiting(&g, 1).await;
+        let err = g.decide(&GateSelector::default(), Decision::Approved, &local("root"), None).await.unwrap_err();
+        assert!(matches!(err, GateError::NotAnApprover { .. }), "{err}");
+        g.decide(&GateSelector::default(), Decision::Approved, &local("bob"), None).await.unwrap();
+        assert_eq!(waiting.await.unwrap(), GateOutcome::Approved);
+    }
+
+    #[tokio::test]
+    async fn a_decision_for_all_is_refused_whole_if_one_environment_refuses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, g, _prod) = prod_waiting(dir.path()).await;
+        let (_tx, stop) = watch::channel(false);
+        let _dev = tokio::spawn({
+            let g = g.clone();
+            async move { g.wait(gate(GateKind::After, "dev", Some("a")), stop).await }
+        });
+        until_waiting(&g, 2).await;
+        let all = GateSelector { all: true, ..Default::default() };
+        let err = g.decide(&all, Decision::Approved, &member("ann", DeciderRole::Viewer), None).await.unwrap_err();
+        assert!(matches!(err, GateError::NotAnApprover { .. }), "{err}");
+        assert_eq!(g.waiting().len(), 2);
+        assert!(store.decisions("r1").unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_option_of_the_one_who_started_the_run_does_not_approve_what_they_may_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(StateStore::open(dir.path()).unwrap());
+        let me = crate::os_user::current_user();
+        let own_run = ApprovalRule { approvers: Vec::new(), self_approval: false };
+        let others = ApprovalRule { approvers: vec![Approver::User(format!("not-{me}"))], self_approval: true };
+        let auto = AutoApprove { yes: true, environments: vec!["prod".into(), "qa".into()] };
+        let g = Gates::new("r1".into(), auto, RunJournal::start(store.clone()), Events::none())
+            .governed(me.clone(), [("prod".to_string(), own_run), ("qa".to_string(), others)]);
+        let g = Arc::new(g);
+        let (_tx, stop) = watch::channel(false);
+        let mut waits = Vec::new();
+        for g_info in [gate(GateKind::Environment, "prod", None), gate(GateKind::PauseBeforeApply, "qa", Some("a"))] {
+            let (g, stop) = (g.clone(), stop.clone());
+            waits.push(tokio::spawn(async move { g.wait(g_info, stop).await }));
+        }
+        until_waiting(&g, 2).await;
+        assert!(store.decisions("r1").unwrap().is_empty(), "neither --approve-env nor --yes approved");
+        // Where nothing is said, --yes approves as before.
+        assert_eq!(g.wait(gate(GateKind::After, "dev", Some("b")), stop).await, GateOutcome::Approved);
     }
 }

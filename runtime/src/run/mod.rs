@@ -58,7 +58,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 pub use events::{Events, NodeBrief, RunEvent};
-pub use gate::{AutoApprove, GateOutcome, GateSelector, Gates};
+pub use gate::{AutoApprove, Decider, DeciderRole, GateOutcome, GateSelector, Gates};
 pub use journal::{RunJournal, DURABLE_EVERY};
 pub use scheduler::{walk, NodeEnd, Slot};
 pub use crate::secrets::{mask, Secrets, MASKED};

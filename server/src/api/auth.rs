@@ -36,6 +36,11 @@ impl Caller {
         ))
     }
 
+    /// Who decides a gate: the user with their role.
+    pub fn decider(&self) -> stackpipe_runtime::run::Decider {
+        stackpipe_runtime::run::Decider { user: self.user.name.clone(), role: Some(self.user.role) }
+    }
+
     /// Whether the caller may see pipeline `p` at all.
     pub fn sees(&self, pipeline: &str) -> bool {
         self.user.covers(pipeline)

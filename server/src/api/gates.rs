@@ -67,6 +67,6 @@ async fn decide(
     };
     let selector = GateSelector { environment: body.environment, node: body.node, all: body.all };
     let request = Request::Decide { run: Some(id), selector, decision, comment: body.comment };
-    let decided = answer(state.runs.store(), Some(&live), request, &caller.user.name).await.map_err(ApiError::conflict)?;
+    let decided = answer(state.runs.store(), Some(&live), request, &caller.decider()).await.map_err(ApiError::conflict)?;
     Ok(Json(decided))
 }

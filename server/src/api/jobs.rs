@@ -72,7 +72,7 @@ pub async fn logs(
     caller.require(Role::Viewer, Some(&pipeline))?;
     let live = state.runs.live(&id);
     let request = stackpipe_runtime::control::Request::Logs { run: Some(id), node: q.node };
-    let lines = stackpipe_runtime::control::answer(state.runs.store(), live.as_deref(), request, &caller.user.name)
+    let lines = stackpipe_runtime::control::answer(state.runs.store(), live.as_deref(), request, &caller.decider())
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(lines))

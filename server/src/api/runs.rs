@@ -247,7 +247,7 @@ pub async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(id): 
         return Ok(Json(serde_json::to_value(q).unwrap_or(Value::Null)));
     }
     let live = state.runs.live(&id);
-    let doc = answer(state.runs.store(), live.as_deref(), Request::Status { run: Some(id) }, &caller.user.name)
+    let doc = answer(state.runs.store(), live.as_deref(), Request::Status { run: Some(id) }, &caller.decider())
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(doc))
@@ -287,7 +287,7 @@ pub async fn cancel(
         return Err(ApiError::conflict(format!("run {id} is not in progress")));
     };
     let request = Request::Cancel { run: Some(id), environment: body.environment, node: body.node };
-    let done = answer(state.runs.store(), Some(&live), request, &caller.user.name).await.map_err(ApiError::conflict)?;
+    let done = answer(state.runs.store(), Some(&live), request, &caller.decider()).await.map_err(ApiError::conflict)?;
     Ok(Json(done))
 }
 

@@ -121,7 +121,7 @@ pub async fn history(
     }
     caller.require(Role::Viewer, q.pipeline.as_deref())?;
     let request = Request::History { environment, resource, pipeline: q.pipeline };
-    let found = answer(state.runs.store(), None, request, &caller.user.name).await.map_err(ApiError::not_found)?;
+    let found = answer(state.runs.store(), None, request, &caller.decider()).await.map_err(ApiError::not_found)?;
     // A user limited to some pipelines sees their jobs only.
     let found = match found {
         Value::Object(mut doc) if !caller.user.pipelines.is_empty() => {
