@@ -8,6 +8,7 @@ mod plugin_cmd;
 mod plugin_new;
 mod progress;
 mod run_cmd;
+mod serve_cmd;
 mod show_cmd;
 mod user_cmd;
 mod state_cmd;
@@ -76,6 +77,10 @@ enum Command {
     /// Manage the users of a team server, on its host: add, list, remove, token.
     #[command(subcommand)]
     User(user_cmd::UserCommand),
+    /// Run the team server: an HTTP API for runs, gates, jobs, state and events, with users and roles.
+    Serve(serve_cmd::ServeArgs),
+    /// Show the team server's audit log (run on its host): every request that changed something.
+    Audit(serve_cmd::AuditArgs),
 }
 
 #[derive(Args)]
@@ -159,6 +164,8 @@ fn main() -> ExitCode {
         Command::State(c) => state_cmd::state(c),
         Command::Plugin(c) => plugin_cmd::run(c),
         Command::User(c) => user_cmd::run(c),
+        Command::Serve(a) => serve_cmd::serve(a),
+        Command::Audit(a) => serve_cmd::audit(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
