@@ -58,8 +58,8 @@ struct Inner {
     /// Runs in progress and the last ended ones, by id.
     live: HashMap<String, Arc<LiveRun>>,
     ended: VecDeque<String>,
-    /// Runs started and not ended, with what they lock.
-    active: Vec<(String, HashSet<ResourceKey>)>,
+    /// Runs started and not ended, with their pipeline and what they lock.
+    active: Vec<(String, String, HashSet<ResourceKey>)>,
     queue: VecDeque<Queued>,
     /// Runs that could not start, and why (they were never recorded).
     failed_to_start: HashMap<String, String>,
@@ -106,7 +106,7 @@ impl Runs {
     /// The ids of the runs in progress: a new run's preflight does not
     /// count their locks (it is queued behind them instead).
     pub fn active_ids(&self) -> Vec<String> {
-        self.inner().active.iter().map(|(id, _)| id.clone()).collect()
+        self.inner().active.iter().map(|(id, _, _)| id.clone()).collect()
     }
 
     /// The live run `id` (in progress, or ended recently).
@@ -116,7 +116,34 @@ impl Runs {
 
     /// Whether run `id` is in progress here.
     pub fn is_active(&self, id: &str) -> bool {
-        self.inner().active.iter().any(|(a, _)| a == id)
+        self.inner().active.iter().any(|(a, _, _)| a == id)
+    }
+
+    /// The pipeline of run `id` if it is queued or in progress here (it
+    /// may not be recorded yet: it is starting).
+    pub fn pipeline_of(&self, id: &str) -> Option<String> {
+        let inner = self.inner();
+        inner
+            .active
+            .iter()
+            .find(|(a, _, _)| a == id)
+            .map(|(_, p, _)| p.clone())
+            .or_else(|| inner.queue.iter().find(|q| q.id == id).map(|q| q.summary.pipeline.clone()))
+    }
+
+    /// The live run `id` once it has started (it may be starting now: a
+    /// few seconds are waited for that), if it is in progress here.
+    pub async fn started(&self, id: &str) -> Option<Arc<LiveRun>> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(l) = self.live(id) {
+                return Some(l);
+            }
+            if !self.is_active(id) || tokio::time::Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// The queued run `id`, as shown.
@@ -141,12 +168,12 @@ impl Runs {
         let blockers: Vec<String> = inner
             .active
             .iter()
-            .filter(|(_, keys)| !keys.is_disjoint(&prepared.keys))
-            .map(|(id, _)| id.clone())
+            .filter(|(_, _, keys)| !keys.is_disjoint(&prepared.keys))
+            .map(|(id, _, _)| id.clone())
             .chain(inner.queue.iter().filter(|q| !q.prepared.keys.is_disjoint(&prepared.keys)).map(|q| q.id.clone()))
             .collect();
         if blockers.is_empty() && !inner.closing {
-            inner.active.push((id.clone(), prepared.keys.clone()));
+            inner.active.push((id.clone(), summary.pipeline.clone(), prepared.keys.clone()));
             drop(inner);
             self.clone().spawn(id, prepared);
             return Admission::Running;
@@ -172,21 +199,21 @@ impl Runs {
             if inner.closing {
                 return;
             }
-            let mut held: Vec<HashSet<ResourceKey>> = inner.active.iter().map(|(_, k)| k.clone()).collect();
+            let mut held: Vec<HashSet<ResourceKey>> = inner.active.iter().map(|(_, _, k)| k.clone()).collect();
             let mut i = 0;
             while i < inner.queue.len() {
                 let free = held.iter().all(|h| h.is_disjoint(&inner.queue[i].prepared.keys));
                 held.push(inner.queue[i].prepared.keys.clone());
                 if free {
                     let q = inner.queue.remove(i).expect("in range");
-                    inner.active.push((q.id.clone(), q.prepared.keys.clone()));
+                    inner.active.push((q.id.clone(), q.summary.pipeline.clone(), q.prepared.keys.clone()));
                     to_start.push(q);
                 } else {
                     let ahead: Vec<String> = inner
                         .active
                         .iter()
-                        .filter(|(_, k)| !k.is_disjoint(&inner.queue[i].prepared.keys))
-                        .map(|(id, _)| id.clone())
+                        .filter(|(_, _, k)| !k.is_disjoint(&inner.queue[i].prepared.keys))
+                        .map(|(id, _, _)| id.clone())
                         .collect();
                     if !ahead.is_empty() {
                         inner.queue[i].summary.waiting_for = ahead;
@@ -201,6 +228,7 @@ impl Runs {
     }
 
     fn spawn(self: Arc<Self>, id: String, prepared: PreparedRun) {
+        self.store.run_taken_up(&id);
         tokio::spawn(async move {
             if let Err(why) = self.execute(&id, prepared).await {
                 tracing::warn!("run {id}: {why}");
@@ -209,7 +237,7 @@ impl Runs {
             self.store.run_ended(&id);
             {
                 let mut inner = self.inner();
-                inner.active.retain(|(a, _)| *a != id);
+                inner.active.retain(|(a, _, _)| *a != id);
                 if inner.live.contains_key(&id) {
                     inner.ended.push_back(id.clone());
                     while inner.ended.len() > ENDED_KEPT {

@@ -323,6 +323,15 @@ impl StateStore {
         Ok(())
     }
 
+    /// Run `run_id` is run by this process from now on (a server starting
+    /// it: a resumed run reads as running, not interrupted, as soon as it
+    /// is taken up).
+    pub fn run_taken_up(&self, run_id: &str) {
+        if let Ok(mut current) = self.current_runs.lock() {
+            current.insert(run_id.to_string());
+        }
+    }
+
     /// Run `run_id` is no longer run by this process: if its record still
     /// says running (it ended on an error), it reads as interrupted.
     pub fn run_ended(&self, run_id: &str) {

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses its own part of this
 
 pub mod moto;
+pub mod server;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

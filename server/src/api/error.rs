@@ -57,3 +57,41 @@ impl From<stackpipe_runtime::state::StateError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON request body, refused as `{"error": ...}` like every other
+/// refusal: 400 when it is not the JSON the endpoint takes (unknown fields
+/// included), 413 when it is larger than the server takes.
+pub struct Body<T>(pub T);
+
+/// An optional JSON request body: an empty one is `T::default()`.
+pub struct OptionalBody<T>(pub T);
+
+async fn body_bytes<S: Send + Sync>(req: axum::extract::Request, state: &S) -> Result<axum::body::Bytes, ApiError> {
+    use axum::extract::FromRequest;
+    axum::body::Bytes::from_request(req, state).await.map_err(|e| ApiError::new(e.status(), e.body_text()))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("the request body is not what this endpoint takes: {e}")))
+}
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = body_bytes(req, state).await?;
+        parse(&bytes).map(Body)
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + Default, S: Send + Sync> axum::extract::FromRequest<S> for OptionalBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = body_bytes(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalBody(T::default()));
+        }
+        parse(&bytes).map(OptionalBody)
+    }
+}

@@ -60,7 +60,7 @@ pub async fn run_events(
         loop {
             let live = match runs.live(&id) {
                 Some(l) => l,
-                None if runs.queued(&id).is_some() => {
+                None if runs.queued(&id).is_some() || runs.is_active(&id) => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }

@@ -11,6 +11,7 @@ use stackpipe_runtime::run::GateSelector;
 use stackpipe_runtime::state::Decision;
 
 use super::runs::run_pipeline;
+use super::error::OptionalBody;
 use super::{ApiError, ApiResult, AppState, Caller};
 use crate::users::Role;
 
@@ -32,7 +33,7 @@ pub struct DecideBody {
 #[utoipa::path(post, path = "/api/v1/runs/{id}/approve", params(("id" = String, Path)), request_body = DecideBody, responses(
     (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
-pub async fn approve(state: State<Arc<AppState>>, caller: Caller, id: Path<String>, body: Option<Json<DecideBody>>) -> ApiResult<Json<Value>> {
+pub async fn approve(state: State<Arc<AppState>>, caller: Caller, id: Path<String>, body: OptionalBody<DecideBody>) -> ApiResult<Json<Value>> {
     decide(state, caller, id, body, Decision::Approved).await
 }
 
@@ -40,7 +41,7 @@ pub async fn approve(state: State<Arc<AppState>>, caller: Caller, id: Path<Strin
 #[utoipa::path(post, path = "/api/v1/runs/{id}/reject", params(("id" = String, Path)), request_body = DecideBody, responses(
     (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
-pub async fn reject(state: State<Arc<AppState>>, caller: Caller, id: Path<String>, body: Option<Json<DecideBody>>) -> ApiResult<Json<Value>> {
+pub async fn reject(state: State<Arc<AppState>>, caller: Caller, id: Path<String>, body: OptionalBody<DecideBody>) -> ApiResult<Json<Value>> {
     decide(state, caller, id, body, Decision::Rejected).await
 }
 
@@ -48,12 +49,11 @@ async fn decide(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Option<Json<DecideBody>>,
+    OptionalBody(body): OptionalBody<DecideBody>,
     decision: Decision,
 ) -> ApiResult<Json<Value>> {
     let pipeline = run_pipeline(&state, &id)?;
     caller.require(Role::Operator, Some(&pipeline))?;
-    let body = body.map(|Json(b)| b).unwrap_or_default();
     for (what, name) in [("environment", &body.environment), ("node", &body.node)] {
         if let Some(n) = name {
             super::runs::check_name(what, n)?;
@@ -62,7 +62,7 @@ async fn decide(
     if body.comment.as_ref().is_some_and(|c| c.len() > 4096) {
         return Err(ApiError::bad_request("the comment is longer than 4096 bytes"));
     }
-    let Some(live) = state.runs.live(&id).filter(|l| !l.over()) else {
+    let Some(live) = state.runs.started(&id).await.filter(|l| !l.over()) else {
         return Err(ApiError::conflict(format!("run {id} is not in progress: it has no gate waiting")));
     };
     let selector = GateSelector { environment: body.environment, node: body.node, all: body.all };

@@ -131,6 +131,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // A body said to be larger is refused before a byte of it is read.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .with_state(state)
 }
 

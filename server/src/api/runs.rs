@@ -17,6 +17,7 @@ use stackpipe_runtime::pipeline::{self, LoadedPipeline};
 use stackpipe_runtime::run::{Mode, RunOptions, RunSource, Selection};
 use stackpipe_runtime::state::{RunKind, RunRecord, RunStatus, RunTrigger};
 
+use super::error::{Body, OptionalBody};
 use super::{created, ApiError, ApiResult, AppState, Caller};
 use crate::runs::{queued_summary, Admission, PreparedRun, QueuedRun};
 use crate::users::Role;
@@ -41,8 +42,8 @@ pub fn check_name(what: &str, name: &str) -> ApiResult<()> {
 /// role must cover. 404 when there is no such run.
 pub fn run_pipeline(state: &AppState, id: &str) -> ApiResult<String> {
     check_name("run", id)?;
-    if let Some(q) = state.runs.queued(id) {
-        return Ok(q.pipeline);
+    if let Some(p) = state.runs.pipeline_of(id) {
+        return Ok(p);
     }
     match state.runs.store().run(id)? {
         Some(r) => Ok(r.pipeline),
@@ -151,7 +152,7 @@ pub struct Created {
     (status = 201, body = Created), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody),
     (status = 422, description = "The pipeline, its values or its preflight fail", body = super::ErrorBody)))]
-pub async fn create(State(state): State<Arc<AppState>>, caller: Caller, Json(body): Json<CreateRun>) -> ApiResult<Response> {
+pub async fn create(State(state): State<Arc<AppState>>, caller: Caller, Body(body): Body<CreateRun>) -> ApiResult<Response> {
     let entry = super::pipelines::entry(&state, &caller, &body.pipeline)?;
     caller.require(Role::Operator, Some(&entry.name))?;
     if let Some(e) = &body.environment {
@@ -246,7 +247,7 @@ pub async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(id): 
     if let Some(q) = state.runs.queued(&id) {
         return Ok(Json(serde_json::to_value(q).unwrap_or(Value::Null)));
     }
-    let live = state.runs.live(&id);
+    let live = state.runs.started(&id).await.or_else(|| state.runs.live(&id));
     let doc = answer(state.runs.store(), live.as_deref(), Request::Status { run: Some(id) }, &caller.decider())
         .await
         .map_err(ApiError::internal)?;
@@ -270,11 +271,10 @@ pub async fn cancel(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Option<Json<CancelBody>>,
+    OptionalBody(body): OptionalBody<CancelBody>,
 ) -> ApiResult<Json<Value>> {
     let pipeline = run_pipeline(&state, &id)?;
     caller.require(Role::Operator, Some(&pipeline))?;
-    let body = body.map(|Json(b)| b).unwrap_or_default();
     for (what, name) in [("environment", &body.environment), ("node", &body.node)] {
         if let Some(n) = name {
             check_name(what, n)?;
@@ -283,7 +283,7 @@ pub async fn cancel(
     if state.runs.dequeue(&id).is_some() {
         return Ok(Json(json!({ "run": id, "target": null, "already_stopping": false, "dequeued": true })));
     }
-    let Some(live) = state.runs.live(&id).filter(|l| !l.over()) else {
+    let Some(live) = state.runs.started(&id).await.filter(|l| !l.over()) else {
         return Err(ApiError::conflict(format!("run {id} is not in progress")));
     };
     let request = Request::Cancel { run: Some(id), environment: body.environment, node: body.node };

@@ -11,6 +11,7 @@ use stackpipe_runtime::control::{answer, Request, StateResources};
 use stackpipe_runtime::state::{pid_alive, ResourceKey};
 
 use super::runs::check_name;
+use super::error::OptionalBody;
 use super::{ApiError, ApiResult, AppState, Caller};
 use crate::users::Role;
 
@@ -58,8 +59,7 @@ pub struct UnlockBody {
 #[utoipa::path(post, path = "/api/v1/state/unlock", request_body = UnlockBody, responses(
     (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
-pub async fn unlock(State(state): State<Arc<AppState>>, caller: Caller, body: Option<Json<UnlockBody>>) -> ApiResult<Json<Value>> {
-    let body = body.map(|Json(b)| b).unwrap_or_default();
+pub async fn unlock(State(state): State<Arc<AppState>>, caller: Caller, OptionalBody(body): OptionalBody<UnlockBody>) -> ApiResult<Json<Value>> {
     for (what, name) in [("pipeline", &body.pipeline), ("environment", &body.environment), ("resource", &body.resource)] {
         if let Some(n) = name {
             check_name(what, n)?;
