@@ -126,13 +126,13 @@ mod tests {
     fn a_changed_file_is_compiled_again_and_a_broken_one_says_why() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("web.pipeline");
-        std::fs::write(&file, "pipeline \"web\"\nenvironment \"dev\" {}\n").unwrap();
+        std::fs::write(&file, "pipeline \"web\"\nenvironment dev {}\n").unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not a pipeline").unwrap();
         let c = Catalog::new(Some(dir.path().to_path_buf()));
         let e = c.entries();
         assert_eq!(e.len(), 1);
-        assert_eq!(e[0].summary().environments, vec!["dev"]);
-        std::fs::write(&file, "pipeline \"web\"\nenvironment \"dev\" {}\nenvironment \"prod\" { after = [\"dev\"] }\n").unwrap();
+        assert_eq!(e[0].summary().environments, vec!["dev"], "{:?}", e[0].summary().error);
+        std::fs::write(&file, "pipeline \"web\"\nenvironment dev {}\nenvironment prod { after = dev }\n").unwrap();
         assert_eq!(c.get("web").unwrap().summary().environments, vec!["dev", "prod"]);
         std::fs::write(&file, "pipeline \"web\"\nresource {").unwrap();
         let s = c.get("web").unwrap().summary();

@@ -63,9 +63,6 @@ pub type ApiResult<T> = Result<T, ApiError>;
 /// included), 413 when it is larger than the server takes.
 pub struct Body<T>(pub T);
 
-/// An optional JSON request body: an empty one is `T::default()`.
-pub struct OptionalBody<T>(pub T);
-
 async fn body_bytes<S: Send + Sync>(req: axum::extract::Request, state: &S) -> Result<axum::body::Bytes, ApiError> {
     use axum::extract::FromRequest;
     axum::body::Bytes::from_request(req, state).await.map_err(|e| ApiError::new(e.status(), e.body_text()))
@@ -84,14 +81,31 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
     }
 }
 
-impl<T: serde::de::DeserializeOwned + Default, S: Send + Sync> axum::extract::FromRequest<S> for OptionalBody<T> {
+/// Path parameters, refused as `{"error": ...}` (400) when they do not decode.
+pub struct Path<T>(pub T);
+
+/// A query string, refused as `{"error": ...}` (400) when it is not what
+/// the endpoint takes (unknown parameters included).
+pub struct Query<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts<S> for Path<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = body_bytes(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(OptionalBody(T::default()));
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(p) => Ok(Path(p.0)),
+            Err(e) => Err(ApiError::bad_request(e.body_text())),
         }
-        parse(&bytes).map(OptionalBody)
+    }
+}
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(q) => Ok(Query(q.0)),
+            Err(e) => Err(ApiError::bad_request(e.body_text())),
+        }
     }
 }

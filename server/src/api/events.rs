@@ -6,7 +6,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+use super::error::Path;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::stream::{self, Stream};
@@ -38,7 +39,7 @@ fn kind(line: &str) -> String {
 /// Run `id`'s events from its start (or after `Last-Event-ID`) until it
 /// ends. A run not in progress here, ended long ago, streams nothing and
 /// ends at once.
-#[utoipa::path(get, path = "/api/v1/runs/{id}/events", params(("id" = String, Path)), responses(
+#[utoipa::path(get, path = "/api/v1/runs/{id}/events", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
     (status = 200, description = "text/event-stream of the run's events", content_type = "text/event-stream"),
     (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+use super::error::Path;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
@@ -11,7 +12,7 @@ use stackpipe_runtime::run::GateSelector;
 use stackpipe_runtime::state::Decision;
 
 use super::runs::run_pipeline;
-use super::error::OptionalBody;
+use super::error::Body;
 use super::{ApiError, ApiResult, AppState, Caller};
 use crate::users::Role;
 
@@ -20,28 +21,31 @@ use crate::users::Role;
 #[serde(deny_unknown_fields)]
 pub struct DecideBody {
     /// The environment whose gate (or whose node's gate) is decided.
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")]
     pub environment: Option<String>,
     /// The node whose gate is decided (`gate = "after"`, or a policy's).
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")]
     pub node: Option<String>,
     /// Every gate that matches, not just one.
     #[serde(default)]
     pub all: bool,
+    #[schema(max_length = 4096)]
     pub comment: Option<String>,
 }
 
 /// Approves a waiting gate of run `id`.
-#[utoipa::path(post, path = "/api/v1/runs/{id}/approve", params(("id" = String, Path)), request_body = DecideBody, responses(
+#[utoipa::path(post, path = "/api/v1/runs/{id}/approve", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), request_body = DecideBody, responses(
     (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
-pub async fn approve(state: State<Arc<AppState>>, caller: Caller, id: Path<String>, body: OptionalBody<DecideBody>) -> ApiResult<Json<Value>> {
+pub async fn approve(state: State<Arc<AppState>>, caller: Caller, id: Path<String>, body: Body<DecideBody>) -> ApiResult<Json<Value>> {
     decide(state, caller, id, body, Decision::Approved).await
 }
 
 /// Rejects a waiting gate of run `id`: what it guards is skipped.
-#[utoipa::path(post, path = "/api/v1/runs/{id}/reject", params(("id" = String, Path)), request_body = DecideBody, responses(
+#[utoipa::path(post, path = "/api/v1/runs/{id}/reject", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), request_body = DecideBody, responses(
     (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
-pub async fn reject(state: State<Arc<AppState>>, caller: Caller, id: Path<String>, body: OptionalBody<DecideBody>) -> ApiResult<Json<Value>> {
+pub async fn reject(state: State<Arc<AppState>>, caller: Caller, id: Path<String>, body: Body<DecideBody>) -> ApiResult<Json<Value>> {
     decide(state, caller, id, body, Decision::Rejected).await
 }
 
@@ -49,7 +53,7 @@ async fn decide(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
-    OptionalBody(body): OptionalBody<DecideBody>,
+    Body(body): Body<DecideBody>,
     decision: Decision,
 ) -> ApiResult<Json<Value>> {
     let pipeline = run_pipeline(&state, &id)?;

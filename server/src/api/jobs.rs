@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+use super::error::{Path, Query};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -13,8 +14,8 @@ use super::{ApiError, ApiResult, AppState, Caller};
 use crate::users::Role;
 
 /// Every job of run `id`, as recorded (each with its operations and diff).
-#[utoipa::path(get, path = "/api/v1/runs/{id}/jobs", params(("id" = String, Path)), responses(
-    (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+#[utoipa::path(get, path = "/api/v1/runs/{id}/jobs", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
+    (status = 200, body = [Object]), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn jobs(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let pipeline = run_pipeline(&state, &id)?;
@@ -26,7 +27,7 @@ pub async fn jobs(State(state): State<Arc<AppState>>, caller: Caller, Path(id): 
 /// One job of run `id`: its record (operations, input snapshot digest,
 /// diff) and its log lines.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/jobs/{environment}/{node}",
-    params(("id" = String, Path), ("environment" = String, Path), ("node" = String, Path)), responses(
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"), ("environment" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"), ("node" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
     (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn job(
@@ -52,12 +53,13 @@ pub async fn job(
 #[serde(deny_unknown_fields)]
 pub struct LogsQuery {
     /// Only this node's lines.
+    #[param(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")]
     pub node: Option<String>,
 }
 
 /// The stored log lines of run `id` (the job logs `stackpipe logs` shows).
-#[utoipa::path(get, path = "/api/v1/runs/{id}/logs", params(("id" = String, Path), LogsQuery), responses(
-    (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+#[utoipa::path(get, path = "/api/v1/runs/{id}/logs", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"), LogsQuery), responses(
+    (status = 200, body = [Object]), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn logs(
     State(state): State<Arc<AppState>>,
@@ -80,7 +82,7 @@ pub async fn logs(
 
 /// What run `id` was started from: its snapshot (pipeline sources, vars
 /// but the sensitive ones, `--set`, target, plugin digests).
-#[utoipa::path(get, path = "/api/v1/runs/{id}/snapshot", params(("id" = String, Path)), responses(
+#[utoipa::path(get, path = "/api/v1/runs/{id}/snapshot", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
     (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn snapshot(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {

@@ -74,7 +74,7 @@ pub struct AppState {
     ),
     components(schemas(
         crate::catalog::PipelineSummary, crate::runs::QueuedRun, runs::CreateRun, runs::Created, runs::CancelBody,
-        runs::Operation, gates::DecideBody, state::UnlockBody, ErrorBody,
+        runs::Operation, runs::StatusFilter, gates::DecideBody, state::UnlockBody, ErrorBody,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+use super::error::Path;
 use axum::Json;
 use petgraph::visit::EdgeRef;
 use serde_json::{json, Value};
@@ -28,7 +29,7 @@ pub fn entry(state: &AppState, caller: &Caller, name: &str) -> ApiResult<Catalog
 }
 
 /// One pipeline: its summary and its source.
-#[utoipa::path(get, path = "/api/v1/pipelines/{name}", params(("name" = String, Path)), responses(
+#[utoipa::path(get, path = "/api/v1/pipelines/{name}", params(("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
     (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(name): Path<String>) -> ApiResult<Json<Value>> {
@@ -40,7 +41,7 @@ pub async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(name)
 }
 
 /// The pipeline's graph: its nodes by level, with their dependencies.
-#[utoipa::path(get, path = "/api/v1/pipelines/{name}/graph", params(("name" = String, Path)), responses(
+#[utoipa::path(get, path = "/api/v1/pipelines/{name}/graph", params(("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
     (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody),
     (status = 422, description = "The pipeline does not compile", body = super::ErrorBody)))]

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path as FilePath;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+use super::error::{Path, Query};
 use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -17,7 +18,7 @@ use stackpipe_runtime::pipeline::{self, LoadedPipeline};
 use stackpipe_runtime::run::{Mode, RunOptions, RunSource, Selection};
 use stackpipe_runtime::state::{RunKind, RunRecord, RunStatus, RunTrigger};
 
-use super::error::{Body, OptionalBody};
+use super::error::Body;
 use super::{created, ApiError, ApiResult, AppState, Caller};
 use crate::runs::{queued_summary, Admission, PreparedRun, QueuedRun};
 use crate::users::Role;
@@ -55,28 +56,51 @@ pub fn run_pipeline(state: &AppState, id: &str) -> ApiResult<String> {
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only the runs of this pipeline.
+    #[param(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")]
     pub pipeline: Option<String>,
-    /// Only runs with this status (running, succeeded, failed, cancelled, interrupted).
-    pub status: Option<String>,
+    /// Only runs with this status.
+    pub status: Option<StatusFilter>,
     /// At most this many, newest first.
-    pub limit: Option<usize>,
+    #[param(minimum = 0, maximum = 1000000)]
+    pub limit: Option<u32>,
+}
+
+/// A run status to list.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusFilter {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Interrupted,
+}
+
+impl StatusFilter {
+    fn status(self) -> RunStatus {
+        match self {
+            StatusFilter::Running => RunStatus::Running,
+            StatusFilter::Succeeded => RunStatus::Succeeded,
+            StatusFilter::Failed => RunStatus::Failed,
+            StatusFilter::Cancelled => RunStatus::Cancelled,
+            StatusFilter::Interrupted => RunStatus::Interrupted,
+        }
+    }
 }
 
 /// Every run the caller may see, newest first: the records `stackpipe runs
 /// --json` prints. Queued runs are at `/api/v1/queue`.
 #[utoipa::path(get, path = "/api/v1/runs", params(ListQuery), responses(
-    (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody)))]
+    (status = 200, body = [Object]), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody)))]
 pub async fn list(State(state): State<Arc<AppState>>, caller: Caller, Query(q): Query<ListQuery>) -> ApiResult<Json<Vec<RunRecord>>> {
     caller.require(Role::Viewer, None)?;
-    let status = match q.status.as_deref() {
-        None => None,
-        Some(s) => Some(
-            [RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed, RunStatus::Cancelled, RunStatus::Interrupted]
-                .into_iter()
-                .find(|x| x.name() == s)
-                .ok_or_else(|| ApiError::bad_request(format!("unknown status `{s}`")))?,
-        ),
-    };
+    if let Some(p) = &q.pipeline {
+        check_name("pipeline", p)?;
+    }
+    if q.limit.is_some_and(|n| n > 1_000_000) {
+        return Err(ApiError::bad_request("limit is at most 1000000"));
+    }
+    let status = q.status.map(StatusFilter::status);
     let runs = state
         .runs
         .store()
@@ -85,7 +109,7 @@ pub async fn list(State(state): State<Arc<AppState>>, caller: Caller, Query(q): 
         .filter(|r| caller.sees(&r.pipeline))
         .filter(|r| q.pipeline.as_ref().is_none_or(|p| *p == r.pipeline))
         .filter(|r| status.is_none_or(|s| r.status == s))
-        .take(q.limit.unwrap_or(usize::MAX))
+        .take(q.limit.map_or(usize::MAX, |n| n as usize))
         .collect();
     Ok(Json(runs))
 }
@@ -111,10 +135,12 @@ pub enum Operation {
 #[serde(deny_unknown_fields)]
 pub struct CreateRun {
     /// A pipeline of the server's `--pipelines` directory.
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")]
     pub pipeline: String,
     #[serde(default)]
     pub operation: Operation,
     /// Only this environment (else every one, in promotion order).
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")]
     pub environment: Option<String>,
     /// `--var name=value`.
     #[serde(default)]
@@ -128,9 +154,22 @@ pub struct CreateRun {
     /// `--orphans` (undeploy): the deployed resources the pipeline no longer declares.
     #[serde(default)]
     pub orphans: bool,
+    #[schema(max_length = 4096)]
     pub message: Option<String>,
     /// Nodes at once per environment (0: no limit).
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 100000)]
     pub parallelism: Option<usize>,
+}
+
+/// A whole number, however JSON writes it (`40` or `40.0`).
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    let n: Option<f64> = Option::deserialize(d)?;
+    match n {
+        None => Ok(None),
+        Some(f) if f.fract() == 0.0 && (0.0..=100_000.0).contains(&f) => Ok(Some(f as usize)),
+        Some(f) => Err(serde::de::Error::custom(format!("expected a whole number from 0 to 100000, got {f}"))),
+    }
 }
 
 /// A run started or queued.
@@ -238,7 +277,7 @@ async fn start(state: &AppState, caller: &Caller, pipeline: LoadedPipeline, mode
 
 /// The status document of run `id`: the same as `stackpipe status --json`
 /// (or, for a queued run, what it waits for).
-#[utoipa::path(get, path = "/api/v1/runs/{id}", params(("id" = String, Path)), responses(
+#[utoipa::path(get, path = "/api/v1/runs/{id}", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
     (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
@@ -258,20 +297,22 @@ pub async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(id): 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelBody {
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")]
     pub environment: Option<String>,
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")]
     pub node: Option<String>,
 }
 
 /// Cancels run `id` (or an environment or a node of it): operations in
 /// flight finish, nothing new starts. A queued run is taken off the queue.
-#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", params(("id" = String, Path)), request_body = CancelBody, responses(
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), request_body = CancelBody, responses(
     (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
 pub async fn cancel(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
-    OptionalBody(body): OptionalBody<CancelBody>,
+    Body(body): Body<CancelBody>,
 ) -> ApiResult<Json<Value>> {
     let pipeline = run_pipeline(&state, &id)?;
     caller.require(Role::Operator, Some(&pipeline))?;
@@ -292,7 +333,7 @@ pub async fn cancel(
 }
 
 /// Runs run `id`'s snapshot again, as a new run.
-#[utoipa::path(post, path = "/api/v1/runs/{id}/rerun", params(("id" = String, Path)), responses(
+#[utoipa::path(post, path = "/api/v1/runs/{id}/rerun", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
     (status = 201, body = Created), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody),
     (status = 422, body = super::ErrorBody)))]
@@ -308,7 +349,7 @@ pub async fn rerun(State(state): State<Arc<AppState>>, caller: Caller, Path(id):
 
 /// Resumes run `id`, interrupted (its server was killed, or it stopped on
 /// a failed write): it goes on from where it stopped, exactly once.
-#[utoipa::path(post, path = "/api/v1/runs/{id}/resume", params(("id" = String, Path)), responses(
+#[utoipa::path(post, path = "/api/v1/runs/{id}/resume", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
     (status = 201, body = Created), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody),
     (status = 422, body = super::ErrorBody)))]

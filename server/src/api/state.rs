@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+use super::error::{Path, Query};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -11,7 +12,7 @@ use stackpipe_runtime::control::{answer, Request, StateResources};
 use stackpipe_runtime::state::{pid_alive, ResourceKey};
 
 use super::runs::check_name;
-use super::error::OptionalBody;
+use super::error::Body;
 use super::{ApiError, ApiResult, AppState, Caller};
 use crate::users::Role;
 
@@ -30,7 +31,7 @@ pub async fn resources(State(state): State<Arc<AppState>>, caller: Caller) -> Ap
 
 /// Every lock held, and by which run.
 #[utoipa::path(get, path = "/api/v1/state/locks", responses(
-    (status = 200, body = Object), (status = 401, body = super::ErrorBody)))]
+    (status = 200, body = [Object]), (status = 401, body = super::ErrorBody)))]
 pub async fn locks(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require(Role::Viewer, None)?;
     let locks: Vec<Value> = state
@@ -44,13 +45,16 @@ pub async fn locks(State(state): State<Arc<AppState>>, caller: Caller) -> ApiRes
     Ok(Json(Value::Array(locks)))
 }
 
-/// Which locks to release: one resource's, or every one whose run is not
-/// in progress on this server.
+/// Which locks to release, of those whose run is not in progress on this
+/// server: every one, or those of a pipeline, an environment, a resource.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnlockBody {
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")]
     pub pipeline: Option<String>,
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")]
     pub environment: Option<String>,
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")]
     pub resource: Option<String>,
 }
 
@@ -59,21 +63,22 @@ pub struct UnlockBody {
 #[utoipa::path(post, path = "/api/v1/state/unlock", request_body = UnlockBody, responses(
     (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
-pub async fn unlock(State(state): State<Arc<AppState>>, caller: Caller, OptionalBody(body): OptionalBody<UnlockBody>) -> ApiResult<Json<Value>> {
+pub async fn unlock(State(state): State<Arc<AppState>>, caller: Caller, Body(body): Body<UnlockBody>) -> ApiResult<Json<Value>> {
     for (what, name) in [("pipeline", &body.pipeline), ("environment", &body.environment), ("resource", &body.resource)] {
         if let Some(n) = name {
             check_name(what, n)?;
         }
     }
-    let key = match (&body.pipeline, &body.environment, &body.resource) {
-        (Some(p), Some(e), Some(r)) => Some(ResourceKey::new(p, e, r)),
-        (None, None, None) => None,
-        _ => return Err(ApiError::bad_request("name a resource with pipeline, environment and resource, or none of them")),
-    };
-    caller.require(Role::Admin, key.as_ref().map(|k| k.pipeline.as_str()))?;
+    caller.require(Role::Admin, body.pipeline.as_deref())?;
     let store = state.runs.store();
-    if let Some(k) = &key {
-        if let Some((_, holder)) = store.locks()?.into_iter().find(|(l, _)| l == k) {
+    let wanted = |k: &ResourceKey| {
+        body.pipeline.as_ref().is_none_or(|p| *p == k.pipeline)
+            && body.environment.as_ref().is_none_or(|e| *e == k.environment)
+            && body.resource.as_ref().is_none_or(|r| *r == k.resource)
+    };
+    if let (Some(p), Some(e), Some(r)) = (&body.pipeline, &body.environment, &body.resource) {
+        let k = ResourceKey::new(p, e, r);
+        if let Some((_, holder)) = store.locks()?.into_iter().find(|(l, _)| *l == k) {
             if state.runs.is_active(&holder.run_id) {
                 return Err(ApiError::conflict(format!("{k} is locked by run {}, in progress: cancel it instead", holder.run_id)));
             }
@@ -83,7 +88,7 @@ pub async fn unlock(State(state): State<Arc<AppState>>, caller: Caller, Optional
     // process holds the runs it runs) and its process is not alive.
     let mut released = Vec::new();
     for (k, holder) in store.locks()? {
-        if key.as_ref().is_some_and(|want| *want != k) || state.runs.is_active(&holder.run_id) {
+        if !wanted(&k) || state.runs.is_active(&holder.run_id) {
             continue;
         }
         if holder.pid != std::process::id() && pid_alive(holder.pid) {
@@ -100,12 +105,13 @@ pub async fn unlock(State(state): State<Arc<AppState>>, caller: Caller, Optional
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// The pipeline, when several deploy an environment and resource of that name.
+    #[param(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")]
     pub pipeline: Option<String>,
 }
 
 /// Every job that touched a resource, newest first (`stackpipe history ENV/RESOURCE`).
 #[utoipa::path(get, path = "/api/v1/state/history/{environment}/{resource}",
-    params(("environment" = String, Path), ("resource" = String, Path), HistoryQuery), responses(
+    params(("environment" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"), ("resource" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"), HistoryQuery), responses(
     (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn history(
