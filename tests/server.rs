@@ -164,12 +164,28 @@ fn every_endpoint_answers_every_role_as_its_role_allows() {
     }
     assert_eq!(s.post("/api/v1/state/unlock", Some(&t.admin), &unlock).status, 200);
 
+    // Forgetting a resource's record and deleting a run: admins only.
+    for path in ["/api/v1/state/resources/gated/dev/a".to_string(), format!("/api/v1/runs/{done}")] {
+        assert_eq!(s.delete(&path, None).status, 401, "{path}");
+        for token in [&t.viewer, &t.operator, &t.limited] {
+            let a = s.delete(&path, Some(token));
+            assert_eq!(a.status, 403, "{path}: {:#}", a.body);
+        }
+        let a = s.delete(&path, Some(&t.admin));
+        assert_eq!(a.status, 200, "{path}: {:#}", a.body);
+        assert_eq!(s.delete(&path, Some(&t.admin)).status, 404, "{path}");
+    }
+    assert_eq!(s.get(&format!("/api/v1/runs/{done}"), Some(&t.viewer)).status, 404);
+    let left = s.get("/api/v1/state/resources", Some(&t.viewer)).body;
+    assert!(!left["resources"].as_array().unwrap().iter().any(|r| r[0]["pipeline"] == "gated" && r[0]["resource"] == "a"), "{left:#}");
+
     // Every mutating request is in the audit log, with who made it.
     let o = common::server::command(s.path()).args(["audit", "--state", "state", "--json"]).output().unwrap();
     let entries: Vec<Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let refused = entries.iter().filter(|e| e["status"] == 403).count();
     assert!(refused >= 12, "{entries:#?}");
     assert!(entries.iter().any(|e| e["user"] == "ada" && e["path"] == "/api/v1/state/unlock" && e["status"] == 200));
+    assert!(entries.iter().any(|e| e["user"] == "ada" && e["method"] == "DELETE" && e["status"] == 200));
     assert!(entries.iter().any(|e| e["user"].is_null() && e["status"] == 401));
     assert!(entries.iter().all(|e| e["address"].as_str().unwrap().starts_with("127.0.0.1:")));
     assert!(entries.iter().all(|e| e["method"] != "GET"));

@@ -59,6 +59,9 @@ pub enum Write {
     PutSnapshot(String, RunSnapshot),
     /// A plugin component under its SHA-256; one already there is left as it is.
     PutBlob(String, Blob),
+    /// Forgets a run: its record, jobs, log lines, journal and decisions
+    /// (its snapshot and components stay: other runs may share them).
+    DeleteRun(String),
 }
 
 /// Bytes kept by their digest (a plugin component), shared, not copied,
@@ -1061,6 +1064,27 @@ fn apply(txn: &WriteTransaction, writes: Vec<Write>) -> Result<(), StateError> {
                 if blobs.get(digest.as_str())?.is_none() {
                     blobs.insert(digest.as_str(), &*blob.0)?;
                 }
+            }
+            Write::DeleteRun(id) => {
+                let id = id.as_str();
+                runs.remove(id)?;
+                let mut index = txn.open_table(RESOURCE_JOBS)?;
+                let mut keys: Vec<(String, String)> = Vec::new();
+                for item in jobs.range((id, "", "")..)? {
+                    let (k, _) = item?;
+                    let (run, environment, node) = k.value();
+                    if run != id {
+                        break;
+                    }
+                    keys.push((environment.to_string(), node.to_string()));
+                }
+                for (environment, node) in &keys {
+                    jobs.remove((id, environment.as_str(), node.as_str()))?;
+                    index.remove((environment.as_str(), node.as_str(), id))?;
+                }
+                logs.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+                journal.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+                decisions.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
             }
         }
     }

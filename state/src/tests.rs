@@ -1099,3 +1099,33 @@ fn an_old_job_record_reads_without_a_diff() {
     assert_eq!(serde_json::from_str::<JobRecord>(&text).unwrap(), not_computed);
 }
 
+
+#[test]
+fn a_deleted_run_leaves_nothing_of_it_and_everything_of_the_others() {
+    let (_dir, store) = store();
+    let mut writes = Vec::new();
+    for id in ["r1", "r2", "r3"] {
+        writes.push(Write::PutRun(run(id, 1)));
+        writes.push(Write::PutJob(job(id, "dev", "db", 0)));
+        writes.push(Write::Log(log("dev", "db", "applied"), id.into()));
+        writes.push(Write::Journal(journal(id, "db", JournalPhase::Started)));
+        writes.push(Write::Decision(decision(id, "dev", None, Decision::Approved)));
+    }
+    store.commit(writes).unwrap();
+    store.commit(vec![Write::DeleteRun("r2".into())]).unwrap();
+    assert!(store.run("r2").unwrap().is_none());
+    assert!(store.jobs("r2").unwrap().is_empty());
+    assert!(store.logs("r2", None).unwrap().is_empty());
+    assert!(store.journal("r2").unwrap().is_empty());
+    assert!(store.decisions("r2").unwrap().is_empty());
+    let touched: Vec<String> = store.resource_jobs("dev", "db").unwrap().into_iter().map(|j| j.run_id).collect();
+    assert_eq!(touched.len(), 2, "{touched:?}");
+    assert!(!touched.contains(&"r2".to_string()));
+    for id in ["r1", "r3"] {
+        assert!(store.run(id).unwrap().is_some());
+        assert_eq!(store.jobs(id).unwrap().len(), 1);
+        assert_eq!(store.logs(id, None).unwrap().len(), 1);
+        assert_eq!(store.journal(id).unwrap().len(), 1);
+        assert_eq!(store.decisions(id).unwrap().len(), 1);
+    }
+}

@@ -115,6 +115,14 @@ impl TestServer {
         req.call().expect("the server answers").status().as_u16()
     }
 
+    pub fn delete(&self, path: &str, token: Option<&str>) -> Answer {
+        let mut req = self.agent.delete(format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        Self::answer(req.call())
+    }
+
     pub fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Answer {
         self.post_raw(path, token, "application/json", body.to_string().as_bytes())
     }

@@ -8,10 +8,10 @@
 //! |-------------|--------------------------------------------------|
 //! | `auth`      | [`Caller`]: the bearer token, roles, 401 and 403  |
 //! | `pipelines` | the `--pipelines` directory: list, show, graph    |
-//! | `runs`      | runs: list, start, status, cancel, rerun, resume  |
+//! | `runs`      | runs: list, start, status, cancel, rerun, resume, delete |
 //! | `gates`     | approve and reject                                |
 //! | `jobs`      | a run's jobs, logs and snapshot                   |
-//! | `state`     | resources, locks, unlock, history                 |
+//! | `state`     | resources (and forgetting one), locks, unlock, history |
 //! | `events`    | Server-Sent Events of a run and of the server     |
 //! | `error`     | [`ApiError`]: `{"error": "..."}` with a status    |
 
@@ -66,10 +66,10 @@ pub struct AppState {
     paths(
         health,
         pipelines::list, pipelines::show, pipelines::graph,
-        runs::list, runs::create, runs::show, runs::cancel, runs::rerun, runs::resume, runs::queue,
+        runs::list, runs::create, runs::show, runs::delete, runs::cancel, runs::rerun, runs::resume, runs::queue,
         gates::approve, gates::reject,
         jobs::jobs, jobs::job, jobs::logs, jobs::snapshot,
-        state::resources, state::locks, state::unlock, state::history,
+        state::resources, state::forget, state::locks, state::unlock, state::history,
         events::run_events, events::server_events,
     ),
     components(schemas(
@@ -107,7 +107,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/pipelines/{name}/graph", get(pipelines::graph))
         .route("/api/v1/runs", get(runs::list).post(runs::create))
         .route("/api/v1/queue", get(runs::queue))
-        .route("/api/v1/runs/{id}", get(runs::show))
+        .route("/api/v1/runs/{id}", get(runs::show).delete(runs::delete))
         .route("/api/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/api/v1/runs/{id}/rerun", post(runs::rerun))
         .route("/api/v1/runs/{id}/resume", post(runs::resume))
@@ -118,6 +118,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/runs/{id}/logs", get(jobs::logs))
         .route("/api/v1/runs/{id}/snapshot", get(jobs::snapshot))
         .route("/api/v1/state/resources", get(state::resources))
+        .route("/api/v1/state/resources/{pipeline}/{environment}/{resource}", axum::routing::delete(state::forget))
         .route("/api/v1/state/locks", get(state::locks))
         .route("/api/v1/state/unlock", post(state::unlock))
         .route("/api/v1/state/history/{environment}/{resource}", get(state::history))

@@ -332,6 +332,28 @@ pub async fn cancel(
     Ok(Json(done))
 }
 
+/// Deletes run `id`'s records (admin): its record, jobs, log lines and
+/// decisions. A run in progress or queued is not deleted: cancel it first.
+/// What it deployed is not touched.
+#[utoipa::path(delete, path = "/api/v1/runs/{id}", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
+    (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+    (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
+pub async fn delete(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let pipeline = run_pipeline(&state, &id)?;
+    caller.require(Role::Admin, Some(&pipeline))?;
+    if state.runs.pipeline_of(&id).is_some() {
+        return Err(ApiError::conflict(format!("run {id} is in progress or queued: cancel it first")));
+    }
+    let store = state.runs.store();
+    if store.locks()?.iter().any(|(_, h)| h.run_id == id) {
+        return Err(ApiError::conflict(format!(
+            "run {id} still holds locks (it was interrupted): resume it, or release them with POST /api/v1/state/unlock first"
+        )));
+    }
+    store.commit(vec![stackpipe_runtime::state::Write::DeleteRun(id.clone())])?;
+    Ok(Json(json!({ "deleted": id })))
+}
+
 /// Runs run `id`'s snapshot again, as a new run.
 #[utoipa::path(post, path = "/api/v1/runs/{id}/rerun", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
     (status = 201, body = Created), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),

@@ -29,6 +29,37 @@ pub async fn resources(State(state): State<Arc<AppState>>, caller: Caller) -> Ap
     Ok(Json(serde_json::to_value(doc).map_err(|e| ApiError::internal(e.to_string()))?))
 }
 
+/// Forgets a resource's record (admin), as `terraform state rm` does: the
+/// resource itself is not destroyed, and the next deploy creates it anew.
+/// A resource locked by a run in progress is not forgotten.
+#[utoipa::path(delete, path = "/api/v1/state/resources/{pipeline}/{environment}/{resource}",
+    params(("pipeline" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"), ("environment" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"),
+        ("resource" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
+    (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+    (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
+pub async fn forget(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((pipeline, environment, resource)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    for (what, name) in [("pipeline", &pipeline), ("environment", &environment), ("resource", &resource)] {
+        check_name(what, name)?;
+    }
+    caller.require(Role::Admin, Some(&pipeline))?;
+    let store = state.runs.store();
+    let key = ResourceKey::new(&pipeline, &environment, &resource);
+    if store.resource(&key)?.is_none() {
+        return Err(ApiError::not_found(format!("no resource {key} in the state")));
+    }
+    if let Some((_, holder)) = store.locks()?.into_iter().find(|(l, _)| *l == key) {
+        if state.runs.is_active(&holder.run_id) {
+            return Err(ApiError::conflict(format!("{key} is locked by run {}, in progress", holder.run_id)));
+        }
+    }
+    store.commit(vec![stackpipe_runtime::state::Write::DeleteResource(key.clone())])?;
+    Ok(Json(json!({ "forgotten": key.to_string() })))
+}
+
 /// Every lock held, and by which run.
 #[utoipa::path(get, path = "/api/v1/state/locks", responses(
     (status = 200, body = [Object]), (status = 401, body = super::ErrorBody)))]
