@@ -319,6 +319,23 @@ fn a_server_killed_mid_deploy_resumes_the_run_and_applies_every_resource_once() 
     std::thread::sleep(Duration::from_millis(10));
 }
 
+/// SIGTERM: the server lets the operations in flight finish, stops, and
+/// at its next start resumes the run it stopped.
+#[test]
+fn a_server_stopped_with_sigterm_resumes_its_runs_when_it_starts_again() {
+    let (s, t) = server_with_users(&[("ten", &steps("ten", 10, 100))]);
+    let id = s.start_run(&t.operator, json!({ "pipeline": "ten", "parallelism": 1 }));
+    common::wait_for("the deploy to start applying", || s.ledger().len() >= 2);
+    let dir = s.terminate();
+    let s = TestServer::start(dir, &[]);
+    let doc = s.wait_run(&id, &t.viewer, "the resumed run to end", |d| d["status"] == "succeeded" || d["status"] == "failed");
+    assert_eq!(doc["status"], "succeeded", "{doc:#}");
+    let ledger = s.ledger();
+    for i in 0..10 {
+        assert_eq!(ledger.iter().filter(|l| **l == format!("apply ten/dev/r{i}")).count(), 1, "{ledger:?}");
+    }
+}
+
 #[test]
 fn with_no_auto_resume_a_killed_run_stays_interrupted_until_resumed() {
     let (s, t) = server_with_users(&[("ten", &steps("ten", 10, 100))]);

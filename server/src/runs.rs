@@ -304,15 +304,16 @@ impl Runs {
     }
 
     /// Stops every run (operations in flight finish; the runs end
-    /// cancelled, to be resumed when the server starts again) and waits for
-    /// them to end, `patience` at most. Queued runs are dropped: they were
-    /// never recorded.
-    pub async fn shut_down(&self, patience: std::time::Duration) {
-        {
+    /// cancelled) and waits for them to end, `patience` at most. Returns
+    /// the runs it stopped, to be resumed when the server starts again.
+    /// Queued runs are dropped: they were never recorded.
+    pub async fn shut_down(&self, patience: std::time::Duration) -> Vec<String> {
+        let stopped: Vec<String> = {
             let mut inner = self.inner();
             inner.closing = true;
             inner.queue.clear();
-        }
+            inner.active.iter().map(|(id, _, _)| id.clone()).collect()
+        };
         self.stop_all.stop();
         let mut ended = self.ended.subscribe();
         let _ = tokio::time::timeout(patience, async {
@@ -323,6 +324,7 @@ impl Runs {
             }
         })
         .await;
+        stopped
     }
 
     pub fn store(&self) -> &Arc<StateStore> {

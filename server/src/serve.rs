@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use stackpipe_runtime::plugin::PluginHost;
 use stackpipe_runtime::state::StateStore;
@@ -141,8 +141,8 @@ impl Server {
             });
         }
         eprintln!("stopping: the runs in progress stop when their operations in flight finish; they resume at the next start");
-        state.runs.shut_down(SHUTDOWN_PATIENCE).await;
-        let _ = TokioExecutor::new();
+        let stopped = state.runs.shut_down(SHUTDOWN_PATIENCE).await;
+        crate::api::runs::note_stopped(&state.state_dir, &stopped);
         Ok(())
     }
 }

@@ -165,6 +165,20 @@ impl TestServer {
         dir
     }
 
+    /// SIGTERM, the wait for the server to stop, and the directory back.
+    pub fn terminate(mut self) -> tempfile::TempDir {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: a plain kill(2) of the child's pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while c.try_wait().expect("the server can be waited for").is_none() {
+                assert!(Instant::now() < deadline, "the server did not stop on SIGTERM");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }

@@ -386,10 +386,32 @@ pub async fn resume(State(state): State<Arc<AppState>>, caller: Caller, Path(id)
     start(&state, &caller, loaded, mode, opts).await
 }
 
-/// Run `id` ready to be resumed: 409 unless it is interrupted.
+/// The runs a server stopped as it shut down (they ended cancelled), kept
+/// beside the state so the next start resumes them.
+const STOPPED_FILE: &str = "server-stopped.json";
+
+/// Notes the runs a shutdown stopped (see [`STOPPED_FILE`]).
+pub fn note_stopped(dir: &FilePath, runs: &[String]) {
+    if runs.is_empty() {
+        return;
+    }
+    let path = dir.join(STOPPED_FILE);
+    let text = serde_json::to_string(runs).unwrap_or_default();
+    if let Err(e) = std::fs::write(&path, text) {
+        tracing::error!("cannot note the stopped runs in {}: {e}; resume them with POST /api/v1/runs/ID/resume", path.display());
+    }
+}
+
+/// Run `id` ready to be resumed: 409 unless it is interrupted (or, with
+/// `stopped`, was cancelled by the server's own shutdown).
 pub fn resumable(state: &AppState, id: &str) -> ApiResult<(LoadedPipeline, Mode, RunOptions)> {
+    resumable_as(state, id, false)
+}
+
+fn resumable_as(state: &AppState, id: &str, stopped: bool) -> ApiResult<(LoadedPipeline, Mode, RunOptions)> {
     let record = state.runs.store().run(id)?.ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
-    if record.status != RunStatus::Interrupted {
+    let by_shutdown = stopped && record.status == RunStatus::Cancelled;
+    if record.status != RunStatus::Interrupted && !by_shutdown {
         return Err(ApiError::conflict(format!("run {id} is {}, not interrupted: only an interrupted run resumes", record.status.name())));
     }
     let (loaded, mode, mut opts) = from_snapshot(state, id)?;
@@ -434,8 +456,8 @@ fn from_snapshot(state: &AppState, id: &str) -> ApiResult<(LoadedPipeline, Mode,
 }
 
 /// Resumes every interrupted run of the state (the server was killed while
-/// they ran), oldest first; what cannot be resumed is logged and left
-/// interrupted.
+/// they ran) and every run its last shutdown stopped, oldest first; what
+/// cannot be resumed is logged and left as it is.
 pub async fn resume_interrupted(state: &AppState) {
     let runs = match state.runs.store().runs() {
         Ok(r) => r,
@@ -444,10 +466,15 @@ pub async fn resume_interrupted(state: &AppState) {
             return;
         }
     };
-    for record in runs.into_iter().rev().filter(|r| r.status == RunStatus::Interrupted) {
+    let noted = state.state_dir.join(STOPPED_FILE);
+    let stopped: Vec<String> =
+        std::fs::read_to_string(&noted).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    let _ = std::fs::remove_file(&noted);
+    let wanted = |r: &RunRecord| r.status == RunStatus::Interrupted || (r.status == RunStatus::Cancelled && stopped.contains(&r.id));
+    for record in runs.into_iter().rev().filter(|r| wanted(r)) {
         let id = record.id.clone();
         let who = Caller { user: crate::users::User::server(&record.started_by) };
-        let resumed = match resumable(state, &id) {
+        let resumed = match resumable_as(state, &id, true) {
             Ok((loaded, mode, mut opts)) => {
                 opts.started_by = Some("stackpipe-server".into());
                 start(state, &who, loaded, mode, opts).await
