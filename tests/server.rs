@@ -336,6 +336,31 @@ fn a_server_stopped_with_sigterm_resumes_its_runs_when_it_starts_again() {
     }
 }
 
+/// A run queued when the server is killed is queued again, under its id,
+/// when it starts again, behind the run it waited for (resumed).
+#[test]
+fn a_queued_run_is_queued_again_by_a_server_started_again() {
+    let (s, t) = server_with_users(&[("slow", &steps("slow", 6, 150))]);
+    let first = s.start_run(&t.operator, json!({ "pipeline": "slow", "parallelism": 1 }));
+    let second = s.post("/api/v1/runs", Some(&t.admin), &json!({ "pipeline": "slow", "message": "after the first" }));
+    assert_eq!(second.body["status"], "queued", "{:#}", second.body);
+    let second = second.body["run"].as_str().unwrap().to_string();
+    common::wait_for("the first run to start applying", || s.ledger().len() >= 2);
+    let s = TestServer::start(s.kill(), &[]);
+    let queued = s.get(&format!("/api/v1/runs/{second}"), Some(&t.viewer)).body;
+    assert_eq!(queued["status"], "queued", "{queued:#}");
+    assert_eq!(queued["started_by"], "ada", "{queued:#}");
+    let a = s.wait_run(&first, &t.viewer, "the resumed run to end", |d| d["status"] == "succeeded" || d["status"] == "failed");
+    let b = s.wait_run(&second, &t.viewer, "the queued run to end", ended);
+    assert_eq!((a["status"].as_str(), b["status"].as_str()), (Some("succeeded"), Some("succeeded")), "{b:#}");
+    assert_eq!(b["message"], "after the first");
+    assert!(b["started_ms"].as_u64() >= a["finished_ms"].as_u64(), "{a:#}\n{b:#}");
+    let ledger = s.ledger();
+    for i in 0..6 {
+        assert_eq!(ledger.iter().filter(|l| **l == format!("apply slow/dev/r{i}")).count(), 1, "{ledger:?}");
+    }
+}
+
 #[test]
 fn with_no_auto_resume_a_killed_run_stays_interrupted_until_resumed() {
     let (s, t) = server_with_users(&[("ten", &steps("ten", 10, 100))]);

@@ -36,7 +36,34 @@ struct Queued {
     id: String,
     prepared: PreparedRun,
     summary: QueuedRun,
+    /// How it is kept across a restart (None: it cannot be, having a
+    /// sensitive var whose value is never written down).
+    kept: Option<KeptRun>,
 }
+
+/// A queued run as `server-queue.json` keeps it: its snapshot (in the
+/// state, by digest) and how to run it. A server started again queues it
+/// again, under the same id.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct KeptRun {
+    pub id: String,
+    pub snapshot: String,
+    /// The pipeline file the snapshot's relative paths start from.
+    pub file: String,
+    pub started_by: String,
+    pub trigger: stackpipe_runtime::state::RunTrigger,
+    #[serde(default)]
+    pub rerun_of: Option<String>,
+    #[serde(default)]
+    pub resume: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub parallelism: usize,
+}
+
+/// The queue kept beside the state.
+pub const QUEUE_FILE: &str = "server-queue.json";
 
 /// A queued run as the API shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -163,7 +190,15 @@ impl Runs {
 
     /// Starts run `id` now, or queues it behind the runs it would share a
     /// resource with (those in progress, and those queued before it).
-    pub fn submit(self: &Arc<Self>, id: String, prepared: PreparedRun, summary: QueuedRun) -> Admission {
+    /// A run that is queued is kept (`kept`, its snapshot's `writes` put in
+    /// the state first) so that a server started again queues it again.
+    pub fn submit(
+        self: &Arc<Self>,
+        id: String,
+        prepared: PreparedRun,
+        summary: QueuedRun,
+        kept: Option<(KeptRun, Vec<stackpipe_runtime::state::Write>)>,
+    ) -> Admission {
         let mut inner = self.inner();
         let blockers: Vec<String> = inner
             .active
@@ -179,7 +214,21 @@ impl Runs {
             return Admission::Running;
         }
         let summary = QueuedRun { waiting_for: blockers, status: "queued", ..summary };
-        inner.queue.push_back(Queued { id, prepared, summary });
+        let kept = match kept {
+            Some((record, writes)) => match self.store.commit(writes) {
+                Ok(()) => Some(record),
+                Err(e) => {
+                    tracing::error!("run {id}: its snapshot cannot be kept ({e}); it is queued, but lost if the server stops");
+                    None
+                }
+            },
+            None => {
+                tracing::warn!("run {id} has a sensitive var: it is queued, but not kept if the server stops");
+                None
+            }
+        };
+        inner.queue.push_back(Queued { id, prepared, summary, kept });
+        self.save_queue(&inner);
         Admission::Queued
     }
 
@@ -187,13 +236,44 @@ impl Runs {
     pub fn dequeue(&self, id: &str) -> Option<QueuedRun> {
         let mut inner = self.inner();
         let at = inner.queue.iter().position(|q| q.id == id)?;
-        inner.queue.remove(at).map(|q| q.summary)
+        let taken = inner.queue.remove(at).map(|q| q.summary);
+        self.save_queue(&inner);
+        taken
+    }
+
+    /// Writes the queue to [`QUEUE_FILE`] (replacing it whole).
+    fn save_queue(&self, inner: &Inner) {
+        let kept: Vec<&KeptRun> = inner.queue.iter().filter_map(|q| q.kept.as_ref()).collect();
+        let path = self.store.dir().join(QUEUE_FILE);
+        let written = serde_json::to_vec_pretty(&kept).map_err(std::io::Error::other).and_then(|bytes| {
+            let mut tmp = tempfile::NamedTempFile::new_in(self.store.dir())?;
+            std::io::Write::write_all(&mut tmp, &bytes)?;
+            tmp.as_file().sync_all()?;
+            tmp.persist(&path).map_err(|e| e.error)?;
+            Ok(())
+        });
+        if let Err(e) = written {
+            tracing::error!("cannot keep the queue in {}: {e}", path.display());
+        }
+    }
+
+    /// The queue a server left, to queue again.
+    pub fn kept_queue(&self) -> Vec<KeptRun> {
+        let path = self.store.dir().join(QUEUE_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::error!("{} is not a queue ({e}): its runs are not queued again", path.display());
+                Vec::new()
+            }),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Starts the queued runs that share no resource with a run in
     /// progress or with a run queued before them.
     fn start_queued(self: &Arc<Self>) {
         let mut to_start = Vec::new();
+        let started;
         {
             let mut inner = self.inner();
             if inner.closing {
@@ -220,6 +300,10 @@ impl Runs {
                     }
                     i += 1;
                 }
+            }
+            started = !to_start.is_empty();
+            if started {
+                self.save_queue(&inner);
             }
         }
         for q in to_start {

@@ -104,6 +104,9 @@ impl Server {
         if auto_resume {
             api::runs::resume_interrupted(&state).await;
         }
+        // After the resumed runs, which hold their resources again: what
+        // was queued behind them queues behind them again.
+        api::runs::requeue(&state).await;
         let app = api::router(state.clone());
         let shutdown = shutdown_signal();
         tokio::pin!(shutdown);

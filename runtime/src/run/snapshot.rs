@@ -135,9 +135,21 @@ impl RunSource {
     /// stackpipe carries in another version cannot be run again.
     pub fn restore(store: &StateStore, run: &crate::state::RunRecord, base_dir: &Path) -> Result<(RunSource, Vec<Drift>), SnapshotError> {
         let Some(snapshot_id) = &run.snapshot else { return Err(SnapshotError::None { run: run.id.clone() }) };
+        RunSource::restore_digest(store, &run.id, snapshot_id, base_dir)
+    }
+
+    /// The source kept in the state under `snapshot_id`, for run `run`
+    /// (which may not be recorded yet: a queued run), and what differs on
+    /// disk now; see [`RunSource::restore`].
+    pub fn restore_digest(
+        store: &StateStore,
+        run: &str,
+        snapshot_id: &str,
+        base_dir: &Path,
+    ) -> Result<(RunSource, Vec<Drift>), SnapshotError> {
         let snapshot = store
             .snapshot(snapshot_id)?
-            .ok_or_else(|| SnapshotError::Missing { run: run.id.clone(), digest: snapshot_id.clone() })?;
+            .ok_or_else(|| SnapshotError::Missing { run: run.to_string(), digest: snapshot_id.to_string() })?;
         let mut drift = Vec::new();
         for file in &snapshot.files {
             match std::fs::read(&file.path) {
@@ -152,7 +164,7 @@ impl RunSource {
                 continue;
             }
             let gone = |why: String| SnapshotError::ComponentGone {
-                run: run.id.clone(),
+                run: run.to_string(),
                 plugin: pin.name.clone(),
                 source_desc: pin.source.clone(),
                 want: pin.digest.clone(),
@@ -187,7 +199,7 @@ impl RunSource {
             };
             components.insert(pin.source.clone(), Ok(component));
         }
-        Ok((RunSource { digest: snapshot_id.clone(), snapshot, components }, drift))
+        Ok((RunSource { digest: snapshot_id.to_string(), snapshot, components }, drift))
     }
 
     /// The component of plugin `name` from `source`, as the run read it.

@@ -20,7 +20,7 @@ use stackpipe_runtime::state::{RunKind, RunRecord, RunStatus, RunTrigger};
 
 use super::error::Body;
 use super::{created, ApiError, ApiResult, AppState, Caller};
-use crate::runs::{queued_summary, Admission, PreparedRun, QueuedRun};
+use crate::runs::{queued_summary, Admission, KeptRun, PreparedRun, QueuedRun};
 use crate::users::Role;
 
 /// Names in paths and bodies (pipelines, runs, environments, nodes):
@@ -260,13 +260,28 @@ async fn start(state: &AppState, caller: &Caller, pipeline: LoadedPipeline, mode
         return Err(e);
     }
     let keys: HashSet<_> = report.keys.iter().cloned().collect();
-    let id = match &opts.resume {
-        Some(id) => id.clone(),
-        None => runs.store().new_run_id()?,
+    let id = match (&opts.resume, &opts.id) {
+        (Some(id), _) | (None, Some(id)) => id.clone(),
+        (None, None) => runs.store().new_run_id()?,
     };
     let name = pipeline.graph.name.clone();
-    let summary = queued_summary(&id, &name, mode, &caller.user.name, opts.message.clone());
-    let admission = runs.submit(id.clone(), PreparedRun { pipeline, mode, opts, keys }, summary);
+    let by = opts.started_by.clone().unwrap_or_else(|| caller.user.name.clone());
+    let summary = queued_summary(&id, &name, mode, &by, opts.message.clone());
+    let kept = opts.source.as_ref().filter(|s| s.snapshot.sensitive_vars.is_empty()).map(|source| {
+        let record = KeptRun {
+            id: id.clone(),
+            snapshot: source.digest.clone(),
+            file: pipeline.path.display().to_string(),
+            started_by: by.clone(),
+            trigger: opts.trigger,
+            rerun_of: opts.rerun_of.clone(),
+            resume: opts.resume.clone(),
+            message: opts.message.clone(),
+            parallelism: opts.parallelism,
+        };
+        (record, source.writes())
+    });
+    let admission = runs.submit(id.clone(), PreparedRun { pipeline, mode, opts, keys }, summary, kept);
     let status = match admission {
         Admission::Running => "running",
         Admission::Queued => "queued",
@@ -453,6 +468,46 @@ fn from_snapshot(state: &AppState, id: &str) -> ApiResult<(LoadedPipeline, Mode,
     };
     let source = Arc::new(source);
     Ok((loaded, mode, RunOptions { source: Some(source), ..opts }))
+}
+
+/// Queues again the runs a stopped server had queued (`server-queue.json`),
+/// in their order, under their ids: each from its snapshot, preflighted
+/// again. What cannot be queued again is logged.
+pub async fn requeue(state: &AppState) {
+    for kept in state.runs.kept_queue() {
+        let id = kept.id.clone();
+        match requeued(state, kept).await {
+            Ok(_) => tracing::info!("run {id}: queued again"),
+            Err(e) => tracing::warn!("run {id} was queued when the server stopped and cannot be queued again: {}", e.message),
+        }
+    }
+}
+
+async fn requeued(state: &AppState, kept: KeptRun) -> ApiResult<Response> {
+    let store = state.runs.store();
+    let base_dir = FilePath::new(&kept.file).parent().map(FilePath::to_path_buf).unwrap_or_default();
+    let (source, _) = RunSource::restore_digest(store, &kept.id, &kept.snapshot, &base_dir)
+        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let snapshot = &source.snapshot;
+    let main = snapshot.files.first().ok_or_else(|| ApiError::unprocessable("the snapshot holds no pipeline source"))?;
+    let loaded = compile(state, FilePath::new(&kept.file), main.text.clone(), snapshot.vars.clone(), snapshot.environment.clone())?;
+    let mode = if snapshot.operation == RunKind::Undeploy { Mode::Undeploy } else { Mode::Deploy };
+    let opts = RunOptions {
+        parallelism: kept.parallelism,
+        sets: snapshot.sets.clone(),
+        vars: snapshot.vars.clone(),
+        message: kept.message,
+        trigger: kept.trigger,
+        rerun_of: kept.rerun_of,
+        resume: kept.resume,
+        selection: Selection { targets: snapshot.targets.clone(), orphans: snapshot.orphans },
+        id: Some(kept.id),
+        started_by: Some(kept.started_by.clone()),
+        ..RunOptions::default()
+    };
+    let opts = RunOptions { source: Some(Arc::new(source)), ..opts };
+    let who = Caller { user: crate::users::User::server(&kept.started_by) };
+    start(state, &who, loaded, mode, opts).await
 }
 
 /// Resumes every interrupted run of the state (the server was killed while
