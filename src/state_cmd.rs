@@ -1,14 +1,14 @@
 //! Commands that read the state: `runs`, `status`, `logs`, `outputs`, `state`.
 
 use clap::{Args, Subcommand};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use stackpipe_runtime::control::{Reach, Request};
 use stackpipe_runtime::run::job_diff;
 use stackpipe_runtime::run::status::{NodeStatus, StatusDocument};
 use stackpipe_runtime::run::RunEvent;
 use stackpipe_runtime::run::MASKED;
 use stackpipe_runtime::state::{
-    LogLevel, LogLine, ResourceKey, ResourceRecord, RunKind, RunRecord, RunStatus, RunTrigger, StateStore, Status,
+    LogLevel, LogLine, ResourceKey, RunKind, RunRecord, RunStatus, RunTrigger, StateStore, Status,
 };
 
 use crate::progress::{duration, plain_line};
@@ -556,50 +556,20 @@ pub struct OutputsArgs {
 pub fn outputs(a: OutputsArgs) -> Result<(), u8> {
     let pipeline = a.pipeline.load(false)?;
     let store = a.state.open_resources(Some(&a.pipeline.file), true)?;
-    let graph = &pipeline.graph;
-    let mut per_env = Vec::new();
-    for env in &graph.environments {
-        let records = store.resources(&graph.name, Some(&env.name)).map_err(state_error)?;
-        let mut resources = Map::new();
-        for (k, r) in &records {
-            resources.insert(k.resource.clone(), r.outputs.clone());
-        }
-        let lookup = |r: &str| resources.get(r);
-        let scope =
-            stackpipe_dsl::eval::Scope { pipeline: &graph.name, environment: &env.name, vars: &env.vars, outputs: &lookup };
-        let sensitive_outputs = |name: &str| {
-            records.iter().find(|(k, _)| k.resource == name).map(|(_, r)| r.sensitive_outputs.clone()).unwrap_or_default()
-        };
-        let mut outs = Map::new();
-        for o in &graph.outputs {
-            if let Ok(v) = stackpipe_dsl::eval::eval(&o.value, &scope) {
-                let secret = stackpipe_runtime::run::output_is_secret(graph, o, sensitive_outputs);
-                outs.insert(o.name.name.to_string(), if secret && !a.show_sensitive { json!(MASKED) } else { v });
-            }
-        }
-        let mut shown = Map::new();
-        for (k, r) in &records {
-            let outputs = if a.show_sensitive { r.outputs.clone() } else { masked_outputs(r) };
-            shown.insert(k.resource.clone(), outputs);
-        }
-        per_env.push((env.name.clone(), shown, outs));
-    }
+    let per_env = stackpipe_runtime::run::outputs::deployed_outputs(&pipeline.graph, &store, a.show_sensitive).map_err(state_error)?;
     if a.json {
-        // Keyed by environment, in promotion order: {"dev": {"resources", "outputs"}, ...}.
-        let doc: Map<String, Value> =
-            per_env.iter().map(|(e, r, o)| (e.clone(), json!({ "resources": r, "outputs": o }))).collect();
-        println!("{}", serde_json::to_string_pretty(&Value::Object(doc)).unwrap_or_default());
+        let doc = stackpipe_runtime::run::outputs::outputs_json(&per_env);
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(());
     }
     print!("{}", render_outputs(&per_env));
     Ok(())
 }
 
-/// `outputs` as people read it: per environment, each resource's outputs
-/// as `name = value`, then the pipeline's own outputs.
-fn render_outputs(per_env: &[(String, Map<String, Value>, Map<String, Value>)]) -> String {
+fn render_outputs(per_env: &[stackpipe_runtime::run::outputs::EnvironmentOutputs]) -> String {
     let mut out = String::new();
-    for (env, resources, outs) in per_env {
+    for e in per_env {
+        let (env, resources, outs) = (&e.environment, &e.resources, &e.outputs);
         out.push_str(&format!("[{env}]\n"));
         if resources.is_empty() {
             out.push_str("  nothing deployed\n");
@@ -689,18 +659,7 @@ pub struct StateUnlockArgs {
 }
 
 /// A resource's outputs with the ones its provisioner marks sensitive masked.
-fn masked_outputs(r: &ResourceRecord) -> Value {
-    stackpipe_runtime::secrets::mask_keys(&r.outputs, &r.sensitive_outputs)
-}
-
-/// A resource's record as `state show` prints it: sensitive outputs and
-/// the state of secret attributes masked (its attributes are stored masked).
-fn masked_record(r: &ResourceRecord) -> ResourceRecord {
-    let mut r = r.clone();
-    r.outputs = masked_outputs(&r);
-    r.state = stackpipe_runtime::secrets::mask_keys_deep(&r.state, &r.sensitive);
-    r
-}
+use stackpipe_runtime::secrets::masked_record;
 
 fn parse_key(s: &str) -> Result<ResourceKey, u8> {
     let parts: Vec<&str> = s.split('/').collect();
@@ -762,7 +721,7 @@ pub fn state(cmd: StateCommand) -> Result<(), u8> {
             if a.json {
                 let doc: Vec<Value> = all
                     .iter()
-                    .map(|(k, r)| json!({ "key": k.to_string(), "type": format!("{}.{}", r.plugin, r.kind), "serial": r.serial, "outputs": masked_outputs(r) }))
+                    .map(|(k, r)| json!({ "key": k.to_string(), "type": format!("{}.{}", r.plugin, r.kind), "serial": r.serial, "outputs": masked_record(r).outputs }))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
                 return Ok(());

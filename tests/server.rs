@@ -75,6 +75,7 @@ fn every_endpoint_answers_every_role_as_its_role_allows() {
         ("/api/v1/pipelines".into(), false),
         ("/api/v1/pipelines/gated".into(), true),
         ("/api/v1/pipelines/gated/graph".into(), true),
+        ("/api/v1/pipelines/gated/outputs".into(), true),
         ("/api/v1/runs".into(), false),
         ("/api/v1/queue".into(), false),
         (format!("/api/v1/runs/{done}"), true),

@@ -102,6 +102,16 @@ pub fn mask(v: &Value) -> Value {
 }
 
 /// [`mask`], and the top-level keys in `sensitive` masked too.
+/// A resource's record as it may be shown: its sensitive outputs and the
+/// state of its secret attributes masked (its attributes are stored
+/// masked already).
+pub fn masked_record(r: &crate::state::ResourceRecord) -> crate::state::ResourceRecord {
+    let mut r = r.clone();
+    r.outputs = mask_keys(&r.outputs, &r.sensitive_outputs);
+    r.state = mask_keys_deep(&r.state, &r.sensitive);
+    r
+}
+
 pub fn mask_keys(v: &Value, sensitive: &[String]) -> Value {
     walk(v, true, false, sensitive)
 }

@@ -65,7 +65,7 @@ pub struct AppState {
     info(title = "stackpipe server API", description = "Runs, gates, jobs, state and events of a stackpipe team server."),
     paths(
         health,
-        pipelines::list, pipelines::show, pipelines::graph,
+        pipelines::list, pipelines::show, pipelines::graph, pipelines::outputs,
         runs::list, runs::create, runs::show, runs::delete, runs::cancel, runs::rerun, runs::resume, runs::queue,
         gates::approve, gates::reject,
         jobs::jobs, jobs::job, jobs::logs, jobs::snapshot,
@@ -105,6 +105,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/pipelines", get(pipelines::list))
         .route("/api/v1/pipelines/{name}", get(pipelines::show))
         .route("/api/v1/pipelines/{name}/graph", get(pipelines::graph))
+        .route("/api/v1/pipelines/{name}/outputs", get(pipelines::outputs))
         .route("/api/v1/runs", get(runs::list).post(runs::create))
         .route("/api/v1/queue", get(runs::queue))
         .route("/api/v1/runs/{id}", get(runs::show).delete(runs::delete))

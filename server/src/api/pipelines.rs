@@ -40,6 +40,20 @@ pub async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(name)
     Ok(Json(doc))
 }
 
+/// What the pipeline has deployed, per environment in promotion order: each
+/// resource's outputs and the pipeline's `output`s (`stackpipe outputs
+/// --json`), secret ones masked.
+#[utoipa::path(get, path = "/api/v1/pipelines/{name}/outputs", params(("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
+    (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+    (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody),
+    (status = 422, description = "The pipeline does not compile", body = super::ErrorBody)))]
+pub async fn outputs(State(state): State<Arc<AppState>>, caller: Caller, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    let e = entry(&state, &caller, &name)?;
+    let p = e.compiled.map_err(ApiError::unprocessable)?;
+    let per_env = stackpipe_runtime::run::outputs::deployed_outputs(&p.graph, state.runs.store(), false)?;
+    Ok(Json(stackpipe_runtime::run::outputs::outputs_json(&per_env)))
+}
+
 /// The pipeline's graph: its nodes by level, with their dependencies.
 #[utoipa::path(get, path = "/api/v1/pipelines/{name}/graph", params(("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
     (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),

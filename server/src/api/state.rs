@@ -16,14 +16,22 @@ use super::error::Body;
 use super::{ApiError, ApiResult, AppState, Caller};
 use crate::users::Role;
 
-/// Every resource record and lock of the pipelines the caller may see.
+/// Every resource record and lock of the pipelines the caller may see,
+/// secrets masked.
 #[utoipa::path(get, path = "/api/v1/state/resources", responses(
     (status = 200, body = Object), (status = 401, body = super::ErrorBody)))]
 pub async fn resources(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require(Role::Viewer, None)?;
     let store = state.runs.store();
     let doc = StateResources {
-        resources: store.all_resources()?.into_iter().filter(|(k, _)| caller.sees(&k.pipeline)).collect(),
+        // Sensitive outputs and the state of secret attributes masked: no
+        // answer holds a secret value.
+        resources: store
+            .all_resources()?
+            .into_iter()
+            .filter(|(k, _)| caller.sees(&k.pipeline))
+            .map(|(k, r)| (k, stackpipe_runtime::secrets::masked_record(&r)))
+            .collect(),
         locks: store.locks()?.into_iter().filter(|(k, _)| caller.sees(&k.pipeline)).collect(),
     };
     Ok(Json(serde_json::to_value(doc).map_err(|e| ApiError::internal(e.to_string()))?))
