@@ -192,6 +192,36 @@ fn every_endpoint_answers_every_role_as_its_role_allows() {
     assert!(entries.iter().all(|e| e["method"] != "GET"));
 }
 
+/// An environment's `approvers` and `self_approval` hold on a server: who
+/// is refused gets 403 naming who may approve, and the gate keeps waiting.
+#[test]
+fn only_the_approvers_an_environment_names_approve_it_and_not_their_own_run() {
+    let pipeline = format!(
+        "pipeline \"guarded\"\n\n{TEST_PLUGIN}\nenvironment prod {{\n  approval = true\n  approvers = [\"role:admin\", \"user:otto\"]\n  self_approval = false\n}}\n\nresource a \"t.step\" {{}}\n"
+    );
+    let dir = TestServer::prepare(&[("guarded", &pipeline)]);
+    let otto = TestServer::add_user(dir.path(), "otto", "operator", &[]);
+    let olga = TestServer::add_user(dir.path(), "olga", "operator", &[]);
+    let ada = TestServer::add_user(dir.path(), "ada", "admin", &[]);
+    let s = TestServer::start(dir, &[]);
+    let id = s.start_run(&otto, json!({ "pipeline": "guarded" }));
+    s.wait_run(&id, &otto, "the run to wait for its approval", |d| d["environments"][0]["status"] == "waiting");
+    let path = format!("/api/v1/runs/{id}/approve");
+    let own = s.post(&path, Some(&otto), &json!({}));
+    assert_eq!(own.status, 403, "{:#}", own.body);
+    assert!(own.body["error"].as_str().unwrap().contains("forbids approving your own run"), "{:#}", own.body);
+    let other = s.post(&path, Some(&olga), &json!({}));
+    assert_eq!(other.status, 403, "{:#}", other.body);
+    assert!(other.body["error"].as_str().unwrap().contains("only role:admin or user:otto may approve environment `prod`"), "{:#}", other.body);
+    assert_eq!(s.get(&format!("/api/v1/runs/{id}"), Some(&otto)).body["environments"][0]["status"], "waiting");
+    let a = s.post(&path, Some(&ada), &json!({ "comment": "ok" }));
+    assert_eq!(a.status, 200, "{:#}", a.body);
+    let doc = s.wait_run(&id, &otto, "the run to end", ended);
+    assert_eq!(doc["status"], "succeeded", "{doc:#}");
+    assert_eq!(doc["decisions"][0]["by"], "ada", "{doc:#}");
+    assert_eq!(doc["started_by"], "otto", "{doc:#}");
+}
+
 #[test]
 fn hostile_requests_are_refused_and_the_server_answers_the_next_good_one() {
     let (s, t) = server_with_users(&[("free", &steps("free", 1, 0))]);

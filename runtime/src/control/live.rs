@@ -125,6 +125,17 @@ impl LiveRun {
         self.appended.send_replace(true);
     }
 
+    /// Decides the gates `selector` picks, as `decider`.
+    pub async fn decide(
+        &self,
+        selector: &crate::run::GateSelector,
+        decision: crate::state::Decision,
+        decider: &Decider,
+        comment: Option<String>,
+    ) -> Result<Vec<crate::state::GateDecision>, crate::run::gate::GateError> {
+        self.gates.decide(selector, decision, decider, comment).await
+    }
+
     /// Stops the run as Ctrl-C does.
     pub fn stop(&self) -> bool {
         self.stop.stop()
@@ -259,7 +270,7 @@ pub async fn answer(store: &StateStore, live: Option<&LiveRun>, request: Request
         }
         Request::Decide { run, selector, decision, comment } => {
             let l = live_named(&run)?;
-            let decided = l.gates.decide(&selector, decision, decider, comment).await.map_err(|e| e.to_string())?;
+            let decided = l.decide(&selector, decision, decider, comment).await.map_err(|e| e.to_string())?;
             json(serde_json::to_value(decided))
         }
         Request::Cancel { run, environment, node } => {

@@ -7,7 +7,7 @@ use super::error::Path;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
-use stackpipe_runtime::control::{answer, Request};
+use stackpipe_runtime::run::gate::GateError;
 use stackpipe_runtime::run::GateSelector;
 use stackpipe_runtime::state::Decision;
 
@@ -70,7 +70,13 @@ async fn decide(
         return Err(ApiError::conflict(format!("run {id} is not in progress: it has no gate waiting")));
     };
     let selector = GateSelector { environment: body.environment, node: body.node, all: body.all };
-    let request = Request::Decide { run: Some(id), selector, decision, comment: body.comment };
-    let decided = answer(state.runs.store(), Some(&live), request, &caller.decider()).await.map_err(ApiError::conflict)?;
-    Ok(Json(decided))
+    match live.decide(&selector, decision, &caller.decider(), body.comment).await {
+        Ok(decided) => Ok(Json(serde_json::to_value(decided).map_err(|e| ApiError::internal(e.to_string()))?)),
+        // The environment's `approvers` or `self_approval` refuse this user.
+        Err(e @ (GateError::NotAnApprover { .. } | GateError::OwnRun { .. })) => {
+            Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, e.to_string()))
+        }
+        Err(e @ GateError::Journal(_)) => Err(ApiError::internal(e.to_string())),
+        Err(e) => Err(ApiError::conflict(e.to_string())),
+    }
 }
