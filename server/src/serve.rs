@@ -79,7 +79,7 @@ impl Server {
             Some((cert, key)) => Some(tls_acceptor(cert, key)?),
             None => None,
         };
-        std::fs::create_dir_all(&opts.state_dir).map_err(|e| stackpipe_runtime::state::StateError::Io(e))?;
+        std::fs::create_dir_all(&opts.state_dir).map_err(stackpipe_runtime::state::StateError::Io)?;
         let store = Arc::new(StateStore::open(&opts.state_dir)?);
         // A users file others could write is refused now, not at the first request.
         crate::users::Users::load(&opts.state_dir)?;

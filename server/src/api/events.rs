@@ -75,7 +75,7 @@ pub async fn run_events(
                 let events: Vec<Result<Event, Infallible>> = lines
                     .iter()
                     .enumerate()
-                    .map(|(i, l)| Ok(Event::default().id((first + i).to_string()).event(kind(l)).data(l.to_string())))
+                    .map(|(i, l)| Ok(Event::default().id((first + i).to_string()).event(kind(l)).data(&**l)))
                     .collect();
                 let sent = sent + lines.len();
                 let rx = rx.clone();
