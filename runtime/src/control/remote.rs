@@ -29,6 +29,9 @@ const STREAM_SILENCE: Duration = Duration::from_secs(45);
 const MAX_ANSWER_BYTES: u64 = 256 << 20;
 /// The longest line of an event stream (one event's JSON).
 const MAX_EVENT_LINE: u64 = 16 << 20;
+/// How long a run just started may be unknown to the server (it is
+/// recorded as it starts, a moment after the request that started it).
+const NEW_RUN_PATIENCE: Duration = Duration::from_secs(10);
 /// How long to keep trying to reconnect to a run's events without getting any.
 const RECONNECT_PATIENCE: Duration = Duration::from_secs(60);
 
@@ -219,7 +222,7 @@ impl ServerClient {
 
     /// The run a request names, or the one in progress (there must be
     /// exactly one, as a runner has one).
-    fn in_progress(&self, run: &Option<String>) -> Result<Result<String, String>, ServerError> {
+    pub fn in_progress(&self, run: &Option<String>) -> Result<Result<String, String>, ServerError> {
         if let Some(r) = run {
             return Ok(Ok(r.clone()));
         }
@@ -237,6 +240,22 @@ impl ServerClient {
             return Ok(Ok(r.clone()));
         }
         Ok(self.latest_run()?.ok_or_else(|| "no runs yet".to_string()))
+    }
+
+    /// Run `id`'s status document (`stackpipe status --json`), or, for a
+    /// run queued behind others, what it waits for.
+    pub fn run(&self, id: &str) -> Result<Value, ServerError> {
+        self.get(&format!("/runs/{}", segment(id)))
+    }
+
+    /// What run `id` was started from: `{"run", "digest", "snapshot"}`.
+    pub fn snapshot(&self, id: &str) -> Result<Value, ServerError> {
+        self.get(&format!("/runs/{}/snapshot", segment(id)))
+    }
+
+    /// Cancels run `id` as a whole.
+    pub fn cancel(&self, id: &str) -> Result<Value, ServerError> {
+        self.post(&format!("/runs/{}/cancel", segment(id)), &json!({}))
     }
 
     /// Every resource record and lock the token may see.
@@ -261,9 +280,9 @@ impl ServerClient {
         Ok(Ok(match request {
             Request::Runs => self.get("/runs")?,
             Request::Resources => self.get("/state/resources")?,
-            Request::Snapshot { run } => self.get(&format!("/runs/{}/snapshot", segment(run)))?,
+            Request::Snapshot { run } => self.snapshot(run)?,
             Request::Status { run } => match self.named_or_latest(run)? {
-                Ok(id) => self.get(&format!("/runs/{}", segment(&id)))?,
+                Ok(id) => self.run(&id)?,
                 Err(e) => return Ok(Err(e)),
             },
             Request::Logs { run, node } => match self.named_or_latest(run)? {
@@ -317,17 +336,23 @@ impl ServerClient {
     pub fn follow(&self, id: &str, after: u64, mut on_event: impl FnMut(&RunEvent, &str, u64)) -> Result<Followed, ServerError> {
         let mut last = after;
         let mut trouble_since: Option<Instant> = None;
+        let asked = Instant::now();
         loop {
             let before = last;
             let ended = self.stream(id, &mut last, &mut on_event);
             match ended {
                 Ok(true) => return Ok(Followed::Finished),
+                // A run the server has just started is recorded a moment later.
+                Err(ServerError::Refused { status: 404, .. }) if last == 0 && asked.elapsed() < NEW_RUN_PATIENCE => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
                 Err(e @ ServerError::Refused { .. }) => return Err(e),
                 Ok(false) | Err(ServerError::Failed(_)) => {}
             }
             // The stream ended without the run's end: either the run is not
             // in progress here (any more), or the connection was lost.
-            match self.get(&format!("/runs/{}", segment(id))) {
+            match self.run(id) {
                 Ok(doc) => {
                     let status = doc.get("status").and_then(Value::as_str).unwrap_or_default();
                     if status != "running" && status != "queued" {
