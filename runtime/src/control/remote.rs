@@ -172,9 +172,14 @@ impl ServerClient {
             (200..=299, None) => Err(ServerError::Failed(format!("the server {} answered with something that is not JSON", self.base))),
             (400..=499, body) => {
                 let body = body.unwrap_or(Value::Null);
-                let message = match body.get("error").and_then(Value::as_str) {
-                    Some(m) => m.to_string(),
-                    None => format!("the server {} refused the request (HTTP {status})", self.base),
+                let message = match (body.get("error").and_then(Value::as_str), status) {
+                    (Some(m), _) => m.to_string(),
+                    (None, 413) => format!(
+                        "the request is larger than the server {} takes (a run sent with its pipeline and plugin \
+                         components: 32 MiB at most, the components as base64)",
+                        self.base
+                    ),
+                    (None, _) => format!("the server {} refused the request (HTTP {status})", self.base),
                 };
                 Err(ServerError::Refused { status, message, body })
             }
