@@ -7,6 +7,7 @@ use stackpipe_runtime::control::{Cancelled, Reach, Request};
 use stackpipe_runtime::run::{CancelTarget, GateSelector};
 use stackpipe_runtime::state::{Decision, GateDecision, RunStatus, StateStore};
 
+use crate::remote::ServerArgs;
 use crate::run_cmd::StateArgs;
 use crate::state_cmd::{fail, query};
 use crate::EXIT_INVALID;
@@ -29,6 +30,8 @@ pub struct DecideArgs {
     pub comment: Option<String>,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub remote: ServerArgs,
 }
 
 #[derive(Args)]
@@ -45,6 +48,8 @@ pub struct CancelArgs {
     pub node: Option<String>,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub remote: ServerArgs,
 }
 
 /// Why a run cannot be steered when nobody serves it.
@@ -73,7 +78,7 @@ fn ask(reach: Reach, run: Option<&str>, request: Request) -> Result<Value, u8> {
 }
 
 pub fn decide(a: DecideArgs, decision: Decision) -> Result<(), u8> {
-    let reach = a.state.reach(None)?;
+    let reach = a.remote.reach(&a.state)?;
     let request = Request::Decide {
         run: a.run.clone(),
         selector: GateSelector { environment: a.env.clone(), node: a.node.clone(), all: a.all },
@@ -92,10 +97,17 @@ pub fn decide(a: DecideArgs, decision: Decision) -> Result<(), u8> {
 }
 
 pub fn cancel(a: CancelArgs) -> Result<(), u8> {
-    let reach = a.state.reach(None)?;
+    let reach = a.remote.reach(&a.state)?;
     let request = Request::Cancel { run: a.run.clone(), environment: a.env.clone(), node: a.node.clone() };
-    let answer: Cancelled = serde_json::from_value(ask(reach, a.run.as_deref(), request)?).map_err(fail)?;
+    let answer = ask(reach, a.run.as_deref(), request)?;
+    // A team server takes a queued run off its queue: it never started.
+    let dequeued = answer.get("dequeued").and_then(Value::as_bool) == Some(true);
+    let answer: Cancelled = serde_json::from_value(answer).map_err(fail)?;
     let run = &answer.run;
+    if dequeued {
+        println!("run {run} was queued: it is taken off the queue and will not run");
+        return Ok(());
+    }
     match (&answer.target, answer.already_stopping) {
         (None, true) => println!("run {run} is already stopping: operations in flight are finishing"),
         (None, false) => println!("cancelling run {run}: operations in flight finish, nothing more runs"),

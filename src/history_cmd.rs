@@ -28,6 +28,8 @@ pub struct HistoryArgs {
     pub json: bool,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub remote: crate::remote::ServerArgs,
 }
 
 /// `ENV/RESOURCE` or `PIPELINE/ENV/RESOURCE`, and the pipeline `--pipeline` names.
@@ -53,7 +55,7 @@ fn parse_name(a: &HistoryArgs) -> Result<(Option<String>, String, String), u8> {
 
 pub fn run(a: HistoryArgs) -> Result<(), u8> {
     let (pipeline, environment, resource) = parse_name(&a)?;
-    let reach = a.state.reach(None)?;
+    let reach = a.remote.reach(&a.state)?;
     let request = Request::History { environment: environment.clone(), resource: resource.clone(), pipeline: pipeline.clone() };
     let doc = query(&reach, request, |store| match history(store, &environment, &resource, pipeline.as_deref()) {
         Ok(found) => serde_json::to_value(found).map_err(fail),

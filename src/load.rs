@@ -72,6 +72,14 @@ impl PipelineArgs {
         loaded.map_err(report_load_error)
     }
 
+    /// Reads and compiles the file, every value required, for a run a team
+    /// server makes (`deploy FILE --server`): its grants are the server's
+    /// to check, against its own state.
+    pub fn load_for_server(&self) -> Result<LoadedPipeline, u8> {
+        let opts = CompileOptions { vars: self.all_vars(), env: self.env.clone(), require_values: true, ..Default::default() };
+        pipeline::load(&self.file, opts, self.max_file_size()?).map_err(report_load_error)
+    }
+
     /// [`PipelineArgs::load_with_state`] (values required), then the pipeline
     /// checked against its provisioners' schemas, loaded through `host`:
     /// what every command that runs the pipeline loads. `sets` are the

@@ -7,6 +7,8 @@ mod plugin_build;
 mod plugin_cmd;
 mod plugin_new;
 mod progress;
+mod remote;
+mod remote_run;
 mod run_cmd;
 mod serve_cmd;
 mod show_cmd;
@@ -81,6 +83,10 @@ enum Command {
     Serve(serve_cmd::ServeArgs),
     /// Show the team server's audit log (run on its host): every request that changed something.
     Audit(serve_cmd::AuditArgs),
+    /// Save the token for a team server (read from stdin, or asked for): `--server URL` then uses it.
+    Login(remote::LoginArgs),
+    /// Forget the token saved for a team server.
+    Logout(remote::LogoutArgs),
 }
 
 #[derive(Args)]
@@ -96,6 +102,12 @@ struct AgainArgs {
     /// are never stored (or set `STACKPIPE_VAR_<name>`).
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = load::parse_key_value)]
     vars: Vec<(String, String)>,
+    #[command(flatten)]
+    remote: remote::ServerArgs,
+    /// With --server: Ctrl-C cancels the run on the server (and the run is followed to its end; Ctrl-C
+    /// again detaches). Without it, Ctrl-C only detaches: the run goes on there.
+    #[arg(long)]
+    cancel_on_interrupt: bool,
 }
 
 #[derive(Args)]
@@ -150,8 +162,8 @@ fn main() -> ExitCode {
         Command::Deploy(a) => run_cmd::run(a, stackpipe_runtime::run::Mode::Deploy),
         Command::Undeploy(a) => run_cmd::run(a, stackpipe_runtime::run::Mode::Undeploy),
         Command::Watch(a) => watch_cmd::watch(a),
-        Command::Resume(a) => run_cmd::again(&a.run, &a.state, true, a.json, &a.vars),
-        Command::Rerun(a) => run_cmd::again(&a.run, &a.state, false, a.json, &a.vars),
+        Command::Resume(a) => again(a, true),
+        Command::Rerun(a) => again(a, false),
         Command::Runs(a) => state_cmd::runs(a),
         Command::Status(a) => state_cmd::status(a),
         Command::Show(a) => show_cmd::show(a),
@@ -166,10 +178,20 @@ fn main() -> ExitCode {
         Command::User(c) => user_cmd::run(c),
         Command::Serve(a) => serve_cmd::serve(a),
         Command::Audit(a) => serve_cmd::audit(a),
+        Command::Login(a) => remote::login(a),
+        Command::Logout(a) => remote::logout(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => ExitCode::from(code),
+    }
+}
+
+/// `resume RUN` / `rerun RUN`: here, or on the team server `--server` names.
+fn again(a: AgainArgs, resume: bool) -> Result<(), u8> {
+    match a.remote.client(&a.state)? {
+        Some(client) => remote_run::again(client, &a.run, resume, a.json, !a.vars.is_empty(), a.cancel_on_interrupt),
+        None => run_cmd::again(&a.run, &a.state, resume, a.json, &a.vars),
     }
 }
 

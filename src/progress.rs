@@ -5,24 +5,25 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
 
-use stackpipe_runtime::control::{ControlClient, Request};
+use stackpipe_runtime::control::{ControlClient, Request, ServerClient};
 use stackpipe_runtime::run::{GateSelector, RunEvent};
 use stackpipe_runtime::state::{read_owner, Decision, GateKind, LogLevel, Status};
 use tokio::sync::mpsc;
+
+/// Where the run whose events are shown is steered from: its control
+/// socket, found through its state directory, or the team server that runs it.
+pub enum Steer {
+    Local(PathBuf),
+    Server(ServerClient),
+}
 
 /// Renders events until the run ends: JSON lines, a live view on a
 /// terminal, or one plain line per event. `ask`: at a gate, ask on the
 /// terminal (stdin) whether to approve. `yes`: the run was started with
 /// `--yes`, which a policy's approval does not take: when one waits, say so
 /// on stderr, and how to give it.
-pub async fn print_events(
-    mut rx: mpsc::UnboundedReceiver<RunEvent>,
-    json: bool,
-    ask: bool,
-    yes: bool,
-    state_dir: PathBuf,
-) {
-    let mut prompter = Prompter::new(ask && !json && std::io::stdin().is_terminal(), state_dir);
+pub async fn print_events(mut rx: mpsc::UnboundedReceiver<RunEvent>, json: bool, ask: bool, yes: bool, steer: Steer) {
+    let mut prompter = Prompter::new(ask && !json && std::io::stdin().is_terminal(), steer);
     prompter.yes = yes;
     if !json && std::io::stdout().is_terminal() {
         return live_view(rx, prompter).await;
@@ -142,7 +143,7 @@ async fn live_view(mut rx: mpsc::UnboundedReceiver<RunEvent>, mut prompter: Prom
 /// answers typed to approve or reject the oldest in place.
 struct Prompter {
     run: String,
-    state_dir: PathBuf,
+    steer: Steer,
     waiting: VecDeque<(String, Option<String>)>,
     answers: Option<mpsc::UnboundedReceiver<String>>,
     /// The run was started with `--yes`.
@@ -150,7 +151,7 @@ struct Prompter {
 }
 
 impl Prompter {
-    fn new(interactive: bool, state_dir: PathBuf) -> Prompter {
+    fn new(interactive: bool, steer: Steer) -> Prompter {
         let answers = interactive.then(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             // A plain thread: a blocked read of stdin must not hold up the
@@ -166,7 +167,15 @@ impl Prompter {
             (spawned.is_ok(), rx)
         });
         let answers = answers.and_then(|(ok, rx)| ok.then_some(rx));
-        Prompter { run: String::new(), state_dir, waiting: VecDeque::new(), answers, yes: false }
+        Prompter { run: String::new(), steer, waiting: VecDeque::new(), answers, yes: false }
+    }
+
+    /// What the commands that steer the run need besides its id: ` --server URL` for a server's.
+    fn via(&self) -> String {
+        match &self.steer {
+            Steer::Local(_) => String::new(),
+            Steer::Server(client) => format!(" --server {}", client.url()),
+        }
     }
 
     /// Keeps track of the gates; the question to ask, if any.
@@ -202,6 +211,7 @@ impl Prompter {
         if let Some(n) = node {
             how.push_str(&format!(" --node {n}"));
         }
+        how.push_str(&self.via());
         let place = node.as_ref().map(|n| format!("{environment}/{n}")).unwrap_or_else(|| environment.clone());
         let here = if self.answers.is_some() { "answer here (y or n), or run" } else { "run" };
         Some(format!(
@@ -216,6 +226,7 @@ impl Prompter {
         if let Some(n) = node {
             how.push_str(&format!(" --node {n}"));
         }
+        how.push_str(&self.via());
         let place = node.as_ref().map(|n| format!("{env}/{n}")).unwrap_or_else(|| env.clone());
         Some(if self.answers.is_some() {
             format!("  ? approve {place}? type y (approve) or n (reject) and Enter; or from another terminal: {how}")
@@ -240,18 +251,26 @@ impl Prompter {
             other => return format!("  ? `{other}`: type y or n"),
         };
         let Some((env, node)) = self.waiting.front().cloned() else { return "  nothing is waiting for approval".into() };
-        // Through our own control socket, like any other terminal: the
-        // decision is recorded the same way, with the same user.
-        let Some(socket) = read_owner(&self.state_dir).and_then(|o| o.control) else {
-            return "  cannot find this run's control socket".into();
-        };
         let request = Request::Decide {
             run: Some(self.run.clone()),
             selector: GateSelector { environment: Some(env), node, all: false },
             decision,
             comment: Some("answered at the running terminal".into()),
         };
-        let answer = tokio::task::spawn_blocking(move || ControlClient::new(socket).request(&request)).await;
+        // Through our own control socket (or the server), like any other
+        // terminal: the decision is recorded the same way, with the same user.
+        let answer = match &self.steer {
+            Steer::Local(state_dir) => {
+                let Some(socket) = read_owner(state_dir).and_then(|o| o.control) else {
+                    return "  cannot find this run's control socket".into();
+                };
+                tokio::task::spawn_blocking(move || ControlClient::new(socket).request(&request)).await
+            }
+            Steer::Server(client) => {
+                let client = client.clone();
+                tokio::task::spawn_blocking(move || client.request(&request)).await
+            }
+        };
         match answer {
             Ok(Ok(Ok(_))) => String::new(),
             Ok(Ok(Err(e))) => format!("  {e}"),

@@ -56,6 +56,12 @@ pub struct RunArgs {
     /// alone, it touches nothing else. Plan: what that would destroy.
     #[arg(long)]
     pub orphans: bool,
+    #[command(flatten)]
+    pub remote: crate::remote::ServerArgs,
+    /// With --server: Ctrl-C cancels the run on the server (and the run is followed to its end; Ctrl-C again
+    /// detaches). Without it, Ctrl-C only detaches: the run goes on there.
+    #[arg(long)]
+    pub cancel_on_interrupt: bool,
     /// How the run is started (not an argument: `watch` and `rerun` set it).
     #[arg(skip)]
     pub trigger: RunTrigger,
@@ -205,7 +211,7 @@ pub fn preflight(a: RunArgs) -> Result<(), u8> {
     let rt = runtime()?;
     let host = host()?;
     let pipeline = rt.block_on(a.pipeline.load_checked(a.state.dir.as_deref(), &host, &a.sets))?;
-    let store = Arc::new(a.state.open_resources(Some(&a.pipeline.file), true)?);
+    let store = Arc::new(a.remote.open_resources(&a.state, Some(&a.pipeline.file), true)?);
     let report =
         rt.block_on(stackpipe_runtime::run::preflight(&pipeline, Mode::Deploy, host, store, &a.plan_options())).map_err(run_error)?;
     if a.json {
@@ -232,7 +238,7 @@ fn plan_like(a: RunArgs, mode: Mode) -> Result<(), u8> {
     let rt = runtime()?;
     let host = host()?;
     let pipeline = rt.block_on(a.pipeline.load_checked(a.state.dir.as_deref(), &host, &a.sets))?;
-    let store = Arc::new(a.state.open_resources(Some(&a.pipeline.file), true)?);
+    let store = Arc::new(a.remote.open_resources(&a.state, Some(&a.pipeline.file), true)?);
     let opts = a.plan_options();
     let (summary, failures) =
         rt.block_on(plan_once(&pipeline, mode, host, store, &opts, StopSignal::new())).map_err(run_error)?;
@@ -341,8 +347,12 @@ pub fn render_plan(summary: &RunSummary, failures: &[String]) -> String {
     stackpipe_runtime::run::plan_text::render_plan(&summary.planned, why.as_deref())
 }
 
-/// `deploy` / `undeploy`: the pipeline file as it is now.
+/// `deploy` / `undeploy`: the pipeline file as it is now (run here, or
+/// sent to the team server `--server` names and followed from here).
 pub fn run(a: RunArgs, mode: Mode) -> Result<(), u8> {
+    if let Some(client) = a.remote.client(&a.state)? {
+        return crate::remote_run::deploy(a, mode, client);
+    }
     let rt = runtime()?;
     let host = host()?;
     let pipeline = rt.block_on(a.pipeline.load_checked(a.state.dir.as_deref(), &host, &a.sets))?;
@@ -371,7 +381,7 @@ fn run_loaded(
             "\nstopping: operations in flight will finish; nothing new starts (Ctrl-C again to see this again)",
         ));
         let (tx, rx) = mpsc::unbounded_channel();
-        let printer = tokio::spawn(crate::progress::print_events(rx, a.json, true, a.yes, state_dir));
+        let printer = tokio::spawn(crate::progress::print_events(rx, a.json, true, a.yes, crate::progress::Steer::Local(state_dir)));
         let r = steered_run(pipeline, mode, host, store, &opts, Steering { events: Events::new(tx), stop }).await;
         let _ = printer.await;
         r
@@ -622,6 +632,8 @@ pub fn again(run_id: &str, state: &StateArgs, resume: bool, json: bool, given: &
         rerun_of: (!resume).then(|| run_id.to_string()),
         targets: run.targets.clone(),
         orphans: run.orphans,
+        remote: Default::default(),
+        cancel_on_interrupt: false,
     };
     let mode = if run.kind == RunKind::Undeploy { Mode::Undeploy } else { Mode::Deploy };
     let resume = resume.then(|| run_id.to_string());

@@ -22,10 +22,12 @@ pub struct ShowArgs {
     pub json: bool,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub remote: crate::remote::ServerArgs,
 }
 
 pub fn show(a: ShowArgs) -> Result<(), u8> {
-    let reach = a.state.reach(None)?;
+    let reach = a.remote.reach(&a.state)?;
     let request = Request::Snapshot { run: a.run.clone() };
     let doc = query(&reach, request, |store| {
         stackpipe_runtime::run::snapshot::snapshot_document(store, &a.run).map_err(|e| {

@@ -12,6 +12,7 @@ use stackpipe_runtime::state::{
 };
 
 use crate::progress::{duration, plain_line};
+use crate::remote::{server_error, ServerArgs};
 use crate::run_cmd::{state_error, StateArgs};
 use crate::{EXIT_FAILED, EXIT_INVALID};
 
@@ -24,6 +25,8 @@ pub fn fail(e: impl std::fmt::Display) -> u8 {
 pub struct RunsArgs {
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub remote: ServerArgs,
     /// Only the runs of this pipeline.
     #[arg(long)]
     pub pipeline: Option<String>,
@@ -53,11 +56,19 @@ pub fn query(reach: &Reach, request: Request, from_store: impl FnOnce(&StateStor
             }
             Err(e) => Err(fail(format!("cannot reach the run in progress: {e}"))),
         },
+        Reach::Server(client) => match client.ask(&request) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                eprintln!("error: {e}");
+                Err(EXIT_INVALID)
+            }
+            Err(e) => Err(server_error(e, client.url())),
+        },
     }
 }
 
 pub fn runs(a: RunsArgs) -> Result<(), u8> {
-    let reach = a.state.reach(None)?;
+    let reach = a.remote.reach(&a.state)?;
     let doc = query(&reach, Request::Runs, |store| serde_json::to_value(store.runs().map_err(state_error)?).map_err(fail))?;
     let mut runs: Vec<RunRecord> = serde_json::from_value(doc).map_err(fail)?;
     runs.retain(|r| {
@@ -145,6 +156,8 @@ pub struct StatusArgs {
     pub node: Option<String>,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub remote: ServerArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -172,8 +185,11 @@ fn stored_status(store: &StateStore, id: Option<&str>) -> Result<Value, u8> {
 }
 
 pub fn status(a: StatusArgs) -> Result<(), u8> {
-    let reach = a.state.reach(None)?;
+    let reach = a.remote.reach(&a.state)?;
     let doc = query(&reach, Request::Status { run: a.run.clone() }, |store| stored_status(store, a.run.as_deref()))?;
+    if doc.get("status").and_then(Value::as_str) == Some("queued") && doc.get("environments").is_none() {
+        return queued_status(&doc, a.json);
+    }
     let mut doc: StatusDocument = serde_json::from_value(doc).map_err(fail)?;
     if let Some(node) = &a.node {
         only_node(&mut doc, node)?;
@@ -182,7 +198,30 @@ pub fn status(a: StatusArgs) -> Result<(), u8> {
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(());
     }
-    print!("{}", render_status(&doc, a.inputs, a.node.is_some()));
+    let via = match &reach {
+        Reach::Server(client) => format!(" --server {}", client.url()),
+        _ => String::new(),
+    };
+    print!("{}", render_status(&doc, a.inputs, a.node.is_some(), &via));
+    Ok(())
+}
+
+/// The status of a run a team server has queued behind others (it has no
+/// status document yet): `{"run", "pipeline", "operation", "status":
+/// "queued", "started_by", "queued_ms", "waiting_for"}`.
+fn queued_status(doc: &Value, json: bool) -> Result<(), u8> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(doc).unwrap_or_default());
+        return Ok(());
+    }
+    let field = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or_default();
+    let behind: Vec<&str> = doc.get("waiting_for").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+    println!("run {}: {} {} — queued", field("run"), field("operation"), field("pipeline"));
+    if !field("started_by").is_empty() {
+        println!("  started by {}", field("started_by"));
+    }
+    let since = doc.get("queued_ms").and_then(Value::as_u64).map(since).unwrap_or_default();
+    println!("  waiting{since} for {} to end: they hold resources it locks", behind.join(", "));
     Ok(())
 }
 
@@ -209,8 +248,9 @@ fn since(ms: u64) -> String {
 }
 
 /// `status` as text, from the status document; `detail`: every node in
-/// full (see `status --node`).
-fn render_status(doc: &StatusDocument, inputs: bool, detail: bool) -> String {
+/// full (see `status --node`); `via`: what the commands it suggests need
+/// besides the run (` --server URL`).
+fn render_status(doc: &StatusDocument, inputs: bool, detail: bool, via: &str) -> String {
     let mut out = String::new();
     let run = &doc.run;
     out.push_str(&format!(
@@ -267,10 +307,12 @@ fn render_status(doc: &StatusDocument, inputs: bool, detail: bool) -> String {
         out.push('\n');
         if let Some(w) = &env.waiting_for {
             out.push_str(&format!("  waiting{} at the environment gate: {}\n", since(w.since_ms), w.reason));
-            out.push_str(&format!("  approve: stackpipe approve {run} --env {name}   reject: stackpipe reject {run} --env {name}\n"));
+            out.push_str(&format!(
+                "  approve: stackpipe approve {run} --env {name}{via}   reject: stackpipe reject {run} --env {name}{via}\n"
+            ));
         }
         for j in &env.nodes {
-            render_node(&mut out, run, name, j, inputs, detail);
+            render_node(&mut out, run, name, j, inputs, detail, via);
         }
     }
     if !doc.decisions.is_empty() {
@@ -295,7 +337,7 @@ fn render_status(doc: &StatusDocument, inputs: bool, detail: bool) -> String {
 
 /// One node's lines of `status`; `detail`: its input, each operation and
 /// its attribute changes too.
-fn render_node(out: &mut String, run: &str, env: &str, j: &NodeStatus, inputs: bool, detail: bool) {
+fn render_node(out: &mut String, run: &str, env: &str, j: &NodeStatus, inputs: bool, detail: bool, via: &str) {
     let took = crate::progress::took(j.started_ms, j.finished_ms);
     let ops: Vec<String> = j.operations.iter().map(|o| format!("{} {}", o.name, o.status.name())).collect();
     out.push_str(&format!(
@@ -312,7 +354,7 @@ fn render_node(out: &mut String, run: &str, env: &str, j: &NodeStatus, inputs: b
     if let Some(w) = &j.waiting_for {
         let node = &j.name;
         out.push_str(&format!(
-            "  {:<20} waiting{} ({} gate): {}\n  {:<20} approve: stackpipe approve {run} --env {env} --node {node}\n",
+            "  {:<20} waiting{} ({} gate): {}\n  {:<20} approve: stackpipe approve {run} --env {env} --node {node}{via}\n",
             "",
             since(w.since_ms),
             w.gate.name(),
@@ -376,11 +418,18 @@ pub struct LogsArgs {
     pub json: bool,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub remote: ServerArgs,
 }
 
 pub fn logs(a: LogsArgs) -> Result<(), u8> {
-    let reach = a.state.reach(None)?;
+    let reach = a.remote.reach(&a.state)?;
     if a.follow {
+        if let Reach::Server(client) = &reach {
+            if let Some(followed) = follow_on_server(client, &a)? {
+                return Ok(followed);
+            }
+        }
         if let Reach::Runner { client, .. } = &reach {
             let mut out = std::io::stdout();
             let node = a.node.clone();
@@ -438,6 +487,44 @@ pub fn logs(a: LogsArgs) -> Result<(), u8> {
         let _ = writeln!(out, "{}", log_text(l, width));
     }
     Ok(())
+}
+
+/// `logs --follow --server`: the run named, or the one in progress there,
+/// followed from its start as long as it is in progress; None when it is
+/// not (then its stored log is complete: it is printed, as locally).
+fn follow_on_server(client: &stackpipe_runtime::control::ServerClient, a: &LogsArgs) -> Result<Option<()>, u8> {
+    let failed = |e| server_error(e, client.url());
+    let id = match &a.run {
+        Some(id) => id.clone(),
+        None => match client.runs_in_progress().map_err(failed)?.as_slice() {
+            [one] => one.clone(),
+            // No run in progress: the most recent one's log, complete.
+            [] => return Ok(None),
+            many => {
+                eprintln!("error: {} runs are in progress on {}: name one ({})", many.len(), client.url(), many.join(", "));
+                return Err(EXIT_INVALID);
+            }
+        },
+    };
+    let status = client.run(&id).map_err(failed)?;
+    if !matches!(status.get("status").and_then(Value::as_str), Some("running" | "queued")) {
+        return Ok(None);
+    }
+    let mut out = std::io::stdout();
+    client
+        .follow(&id, 0, |e, line, _| {
+            use std::io::Write;
+            if a.node.as_ref().is_some_and(|n| event_node(e) != Some(n.as_str())) {
+                return;
+            }
+            let text = if a.json { Some(line.to_string()) } else { follow_line(e) };
+            if let Some(text) = text {
+                let _ = writeln!(out, "{text}");
+                let _ = out.flush();
+            }
+        })
+        .map_err(failed)?;
+    Ok(Some(()))
 }
 
 /// A stored log line as people read it: the local time, where, the
@@ -545,6 +632,8 @@ pub struct OutputsArgs {
     pub pipeline: crate::load::PipelineArgs,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub remote: ServerArgs,
     #[arg(long)]
     pub json: bool,
     /// Show the values of sensitive outputs instead of `(sensitive)`.
@@ -555,7 +644,7 @@ pub struct OutputsArgs {
 /// `outputs FILE`: every resource's outputs and the pipeline's `output`s, per environment.
 pub fn outputs(a: OutputsArgs) -> Result<(), u8> {
     let pipeline = a.pipeline.load(false)?;
-    let store = a.state.open_resources(Some(&a.pipeline.file), true)?;
+    let store = a.remote.open_resources(&a.state, Some(&a.pipeline.file), true)?;
     let per_env = stackpipe_runtime::run::outputs::deployed_outputs(&pipeline.graph, &store, a.show_sensitive).map_err(state_error)?;
     if a.json {
         let doc = stackpipe_runtime::run::outputs::outputs_json(&per_env);
@@ -634,6 +723,8 @@ pub struct StateRepairArgs {
 pub struct StateListArgs {
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub remote: ServerArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -645,6 +736,8 @@ pub struct StateShowArgs {
     pub key: String,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub remote: ServerArgs,
 }
 
 #[derive(Args)]
@@ -715,7 +808,7 @@ pub fn resolve_key(store: &StateStore, s: &str) -> Result<ResourceKey, u8> {
 pub fn state(cmd: StateCommand) -> Result<(), u8> {
     match cmd {
         StateCommand::List(a) => {
-            let store = a.state.open_resources(None, false)?;
+            let store = a.remote.open_resources(&a.state, None, false)?;
             let all = store.all_resources().map_err(state_error)?;
             let locks = store.locks().map_err(state_error)?;
             if a.json {
@@ -733,7 +826,7 @@ pub fn state(cmd: StateCommand) -> Result<(), u8> {
             Ok(())
         }
         StateCommand::Show(a) => {
-            let store = a.state.open_resources(None, false)?;
+            let store = a.remote.open_resources(&a.state, None, false)?;
             let key = resolve_key(&store, &a.key)?;
             match store.resource(&key).map_err(state_error)? {
                 Some(r) => {

@@ -19,8 +19,10 @@ use stackpipe_runtime::run::{Events, Mode, PlannedChange, Steering, StopSignal};
 use stackpipe_runtime::watch::{pipeline_files, FileWatch};
 use tokio::sync::mpsc;
 
+use crate::progress::Steer;
 use crate::run_cmd::RunArgs;
 use crate::EXIT_FAILED;
+use crate::EXIT_INVALID;
 
 #[derive(Args)]
 pub struct WatchArgs {
@@ -63,6 +65,10 @@ enum Ended {
 }
 
 pub fn watch(a: WatchArgs) -> Result<(), u8> {
+    if a.run.remote.server.is_some() {
+        eprintln!("error: `watch` plans and deploys here, against a local state: it takes no --server");
+        return Err(EXIT_INVALID);
+    }
     let rt = crate::run_cmd::runtime()?;
     let host = crate::run_cmd::host()?;
     rt.block_on(watch_loop(a, host))
@@ -225,7 +231,7 @@ async fn run_cycle(
     // --yes, but for policies' approvals): the watch's own terminal is not read, so a save is never
     // mistaken for an answer.
     let printer =
-        tokio::spawn(crate::progress::print_events(rx, a.json, false, a.yes, a.state.dir_for(Some(&a.pipeline.file))));
+        tokio::spawn(crate::progress::print_events(rx, a.json, false, a.yes, Steer::Local(a.state.dir_for(Some(&a.pipeline.file)))));
     let steering = Steering { events: Events::new(tx), stop };
     let result = crate::run_cmd::steered_run(&p, mode, host, store, &opts, steering).await;
     let _ = printer.await;

@@ -1,5 +1,6 @@
 //! The other terminal's side: reach a state directory, through its runner's
-//! control socket while a run is in progress, or by opening the database.
+//! control socket while a run is in progress, or by opening the database;
+//! or reach a team server's state over its HTTP API (see `remote`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -22,6 +23,8 @@ pub enum Reach {
     Store(StateStore),
     /// A run is in progress: ask its runner.
     Runner { client: ControlClient, owner: OwnerInfo },
+    /// A team server (`--server URL`): ask it.
+    Server(super::remote::ServerClient),
 }
 
 impl Reach {
@@ -65,6 +68,10 @@ impl Reach {
                 let asked = |e: String| StateError::Io(std::io::Error::other(format!("the run in progress: {e}")));
                 let answer = client.request(&Request::Resources).map_err(|e| asked(e.to_string()))?.map_err(asked)?;
                 let doc: StateResources = serde_json::from_value(answer).map_err(|e| asked(e.to_string()))?;
+                StateStore::replica(dir, &doc.resources, &doc.locks)
+            }
+            Ok(Reach::Server(server)) => {
+                let doc = server.resources().map_err(|e| StateError::Io(std::io::Error::other(e.to_string())))?;
                 StateStore::replica(dir, &doc.resources, &doc.locks)
             }
             Err(StateError::Missing { .. }) if or_empty => StateStore::empty(dir),

@@ -16,19 +16,26 @@
 //! The protocol is JSON lines: one [`Request`] per connection, answered by
 //! one [`Response`] line, or, for [`Request::Follow`], by every event of the
 //! run so far and then each new one until the run ends.
+//!
+//! A team server answers the same requests over HTTP (`remote`): a
+//! [`Reach::Server`] is asked as a runner is.
 
 mod board;
 mod client;
 mod live;
 mod protocol;
+mod remote;
 mod server;
 mod socket;
+mod upload;
 #[cfg(test)]
 mod tests;
 
 pub use board::RunBoard;
 pub use client::{ControlClient, Reach};
 pub use protocol::{Cancelled, Request, Response, StateResources};
+pub use remote::{normalize_url, Followed, ServerClient, ServerError, CA_CERT_ENV};
+pub use upload::{SourceUpload, UploadedComponent, UploadedFile};
 pub use live::{answer, LiveRun, RunHandles};
 pub use server::ControlServer;
 pub use socket::{ControlSocket, SocketError};

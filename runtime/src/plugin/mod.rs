@@ -50,7 +50,7 @@ pub use load::{PluginLoad, World, MAX_COMPONENT_BYTES};
 pub use loaded::LoadedPlugin;
 pub use log::{PluginLine, PluginLog, PluginLogSink, PLUGIN_LOG_TARGET};
 pub use outcome::MAX_RESULT_BYTES;
-pub use sandbox::{grant_overlap, resolve_path, PluginState, Sandbox};
+pub use sandbox::{grant_overlap, resolve_path, PluginState, Sandbox, WORKSPACES_DIR};
 pub use schema::{input_file_attributes, kept_on_update_outputs, INPUT_FILE_FORMAT, KEPT_ON_UPDATE};
 pub use session::ProvisionerSession;
 pub use values::{change_name, Applied, CallContext, Credential, PolicyVerdict};

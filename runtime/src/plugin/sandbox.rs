@@ -126,18 +126,34 @@ pub fn resolve_path(path: &Path) -> PathBuf {
     }
 }
 
+/// The directory of a state directory that holds a team server's
+/// workspaces: `workspaces/PIPELINE/`, where the pipelines sent to it with
+/// their runs (`deploy FILE --server`) have their relative `fs` grants. A
+/// workspace holds no records, so a grant inside one is no grant of the state.
+pub const WORKSPACES_DIR: &str = "workspaces";
+
 /// How a granted directory and the state directory overlap (both resolved):
-/// "is", "holds" or "lies inside"; `None` when they do not.
+/// "is", "holds" or "lies inside"; `None` when they do not, or when the
+/// grant lies inside one pipeline's workspace (see [`WORKSPACES_DIR`]).
 pub fn grant_overlap(grant: &Path, state: &Path) -> Option<&'static str> {
     if grant == state {
         Some("is")
     } else if state.starts_with(grant) {
         Some("holds")
-    } else if grant.starts_with(state) {
+    } else if grant.starts_with(state) && !in_a_workspace(grant, state) {
         Some("lies inside")
     } else {
         None
     }
+}
+
+/// Whether `grant` is or lies inside `state/workspaces/NAME` (not the
+/// workspaces' directory itself, which holds every pipeline's).
+fn in_a_workspace(grant: &Path, state: &Path) -> bool {
+    let Ok(rest) = grant.strip_prefix(state) else { return false };
+    let mut parts = rest.components();
+    matches!(parts.next(), Some(std::path::Component::Normal(w)) if w == WORKSPACES_DIR)
+        && matches!(parts.next(), Some(std::path::Component::Normal(_)))
 }
 
 /// The name a granted directory has inside the sandbox: as written in the
@@ -292,6 +308,14 @@ mod tests {
         let sandbox = Sandbox::guarding(&grant("out"), base, Some(&state)).unwrap();
         assert_eq!(sandbox.dirs[0].0, std::fs::canonicalize(base.join("real-out")).unwrap());
         assert_eq!(sandbox.dirs[0].1, "out");
+        // A team server's workspace of a pipeline is not the state's records; the workspaces' directory is.
+        let ws = state.join(WORKSPACES_DIR).join("demo");
+        std::fs::create_dir_all(&ws).unwrap();
+        assert!(Sandbox::guarding(&grant("out"), &ws, Some(&state)).is_ok());
+        assert!(Sandbox::guarding(&grant("."), &ws, Some(&state)).is_ok());
+        for bad in ["..", "../..", "../../state.redb"] {
+            assert!(Sandbox::guarding(&grant(bad), &ws, Some(&state)).is_err(), "{bad}");
+        }
     }
 
     #[test]

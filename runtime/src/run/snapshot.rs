@@ -56,6 +56,8 @@ pub enum SnapshotError {
          available: {why}"
     )]
     ComponentGone { run: String, plugin: String, source_desc: String, want: String, why: String },
+    #[error("plugin component {source_desc}: {why}")]
+    Upload { source_desc: String, why: String },
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -94,16 +96,80 @@ impl RunSource {
     /// component read once (a plugin that cannot be read fails the
     /// preflight of what needs it, not the run).
     pub fn read(pipeline: &LoadedPipeline, mode: Mode, opts: &RunOptions) -> RunSource {
+        let path = std::fs::canonicalize(&pipeline.path).unwrap_or_else(|_| pipeline.path.clone()).display().to_string();
+        RunSource::assemble(pipeline, mode, opts, path, |name, source| {
+            PluginHost::read_source(name, source, &pipeline.base_dir)
+                .map(|bytes| Component { digest: digest(&bytes), bytes: bytes.into() })
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    /// The source of a run of `pipeline` whose path plugins' components
+    /// were sent to this process (a team server) rather than read here:
+    /// `uploaded`, by source as the pipeline gives it, each with the
+    /// digest its sender gave, checked. Nothing is read from the paths,
+    /// which are the sender's; builtins are this stackpipe's own. Every
+    /// component sent must be a path plugin of the pipeline; one the
+    /// pipeline needs and was not sent fails the preflight of what needs it.
+    pub fn uploaded(
+        pipeline: &LoadedPipeline,
+        mode: Mode,
+        opts: &RunOptions,
+        uploaded: BTreeMap<String, Component>,
+    ) -> Result<RunSource, SnapshotError> {
+        let wanted: std::collections::BTreeSet<String> = pipeline
+            .graph
+            .environments
+            .iter()
+            .flat_map(|env| env.plugins.values())
+            .filter_map(|spec| match &spec.source {
+                PluginSource::Path(p) => Some(p.clone()),
+                PluginSource::Builtin(_) => None,
+            })
+            .collect();
+        for (source, c) in &uploaded {
+            if !wanted.contains(source) {
+                return Err(SnapshotError::Upload {
+                    source_desc: source.clone(),
+                    why: "no plugin of the pipeline has this source".into(),
+                });
+            }
+            let actual = digest(&c.bytes);
+            if actual != c.digest {
+                return Err(SnapshotError::Upload {
+                    source_desc: source.clone(),
+                    why: format!("its bytes have the digest sha256:{actual}, not the sha256:{} sent with them", c.digest),
+                });
+            }
+        }
+        let path = pipeline.path.display().to_string();
+        Ok(RunSource::assemble(pipeline, mode, opts, path, |name, source| match source {
+            PluginSource::Builtin(_) => PluginHost::read_source(name, source, Path::new(""))
+                .map(|bytes| Component { digest: digest(&bytes), bytes: bytes.into() })
+                .map_err(|e| e.to_string()),
+            PluginSource::Path(p) => uploaded
+                .get(p)
+                .cloned()
+                .ok_or_else(|| format!("plugin `{name}`: its component ({p}) was not sent with the run")),
+        }))
+    }
+
+    /// The snapshot of a run of `pipeline` from `file_path` (as the
+    /// snapshot records it), its components as `component_of` gives them
+    /// (once per source).
+    fn assemble(
+        pipeline: &LoadedPipeline,
+        mode: Mode,
+        opts: &RunOptions,
+        file_path: String,
+        mut component_of: impl FnMut(&str, &PluginSource) -> Result<Component, String>,
+    ) -> RunSource {
         let mut components = BTreeMap::new();
         let mut plugins = BTreeMap::new();
         for env in &pipeline.graph.environments {
             for (name, spec) in &env.plugins {
                 let source = source_name(&spec.source);
-                let component = components.entry(source.clone()).or_insert_with(|| {
-                    PluginHost::read_source(name, &spec.source, &pipeline.base_dir)
-                        .map(|bytes| Component { digest: digest(&bytes), bytes: bytes.into() })
-                        .map_err(|e| e.to_string())
-                });
+                let component = components.entry(source.clone()).or_insert_with(|| component_of(name, &spec.source));
                 if let Ok(c) = component {
                     plugins.insert((name.clone(), source), c.digest.clone());
                 }
@@ -114,10 +180,7 @@ impl RunSource {
             pipeline: graph.name.clone(),
             operation: if mode == Mode::Undeploy { RunKind::Undeploy } else { RunKind::Deploy },
             environment: pipeline.environment.clone(),
-            files: vec![SourceFile {
-                path: std::fs::canonicalize(&pipeline.path).unwrap_or_else(|_| pipeline.path.clone()).display().to_string(),
-                text: pipeline.source.clone(),
-            }],
+            files: vec![SourceFile { path: file_path, text: pipeline.source.clone() }],
             vars: opts.vars.iter().filter(|(k, _)| !graph.sensitive_vars.contains(k)).cloned().collect(),
             sensitive_vars: opts.vars.iter().filter(|(k, _)| graph.sensitive_vars.contains(k)).map(|(k, _)| k.clone()).collect(),
             sets: opts.sets.clone(),
@@ -331,5 +394,33 @@ mod tests {
         assert_eq!(drift, vec![Drift::File { path: dir.path().join("p.pipeline").display().to_string(), gone: false }]);
         run.snapshot = Some("ef".repeat(32));
         assert!(matches!(RunSource::restore(&store, &run, dir.path()), Err(SnapshotError::Missing { .. })));
+    }
+
+    #[test]
+    fn an_uploaded_source_takes_the_bytes_sent_checks_their_digests_and_reads_no_path() {
+        let text = "pipeline \"up\"\nplugin x {\n  kind = \"provisioner\"\n  source = \"/nowhere/x.wasm\"\n}\n\
+                    plugin t {\n  kind = \"provisioner\"\n  source = \"builtin:test\"\n}\n\
+                    environment dev {}\nresource a \"x.thing\" {}\nresource b \"t.thing\" {}\n";
+        let pipeline =
+            crate::pipeline::compile(Path::new("/srv/ws/up/up.pipeline"), text.into(), Default::default()).unwrap();
+        let opts = RunOptions::default();
+        let sent = |bytes: &[u8], claimed: &str| Component { bytes: bytes.into(), digest: claimed.into() };
+        let good = BTreeMap::from([("/nowhere/x.wasm".to_string(), sent(b"component", &digest(b"component")))]);
+        let source = RunSource::uploaded(&pipeline, Mode::Deploy, &opts, good).unwrap();
+        let x = source.component("x", &PluginSource::Path("/nowhere/x.wasm".into())).unwrap();
+        assert_eq!(&*x.bytes, b"component");
+        assert!(source.component("t", &PluginSource::Builtin("test".into())).is_ok(), "builtins are the server's own");
+        assert_eq!(source.snapshot.files[0].path, "/srv/ws/up/up.pipeline");
+        assert_eq!(source.snapshot.plugins.len(), 2);
+
+        let forged = BTreeMap::from([("/nowhere/x.wasm".to_string(), sent(b"other", &digest(b"component")))]);
+        let err = RunSource::uploaded(&pipeline, Mode::Deploy, &opts, forged).unwrap_err().to_string();
+        assert!(err.contains("/nowhere/x.wasm") && err.contains("not the sha256:"), "{err}");
+        let stray = BTreeMap::from([("y.wasm".to_string(), sent(b"y", &digest(b"y")))]);
+        let err = RunSource::uploaded(&pipeline, Mode::Deploy, &opts, stray).unwrap_err().to_string();
+        assert!(err.contains("no plugin of the pipeline"), "{err}");
+        let none = RunSource::uploaded(&pipeline, Mode::Deploy, &opts, BTreeMap::new()).unwrap();
+        let missing = none.component("x", &PluginSource::Path("/nowhere/x.wasm".into())).err().unwrap();
+        assert!(missing.contains("was not sent with the run"), "{missing}");
     }
 }

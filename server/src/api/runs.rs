@@ -3,6 +3,7 @@
 //! and resuming.
 
 use std::collections::{BTreeMap, HashSet};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path as FilePath;
 use std::sync::Arc;
 
@@ -13,8 +14,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use stackpipe_dsl::CompileOptions;
-use stackpipe_runtime::control::{answer, Request};
+use stackpipe_runtime::control::{answer, Request, SourceUpload};
 use stackpipe_runtime::pipeline::{self, LoadedPipeline};
+use stackpipe_runtime::plugin::WORKSPACES_DIR;
 use stackpipe_runtime::run::{Mode, RunOptions, RunSource, Selection};
 use stackpipe_runtime::state::{RunKind, RunRecord, RunStatus, RunTrigger};
 
@@ -130,13 +132,24 @@ pub enum Operation {
     Undeploy,
 }
 
-/// A run to start.
+/// A run to start: of a pipeline of the server's `--pipelines` directory,
+/// or of the pipeline whose source it carries (`source`).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRun {
-    /// A pipeline of the server's `--pipelines` directory.
+    /// The pipeline's name: one of the server's `--pipelines` directory or,
+    /// with `source`, the name the source declares (`pipeline "NAME"`).
     #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")]
     pub pipeline: String,
+    /// The pipeline sent with the run instead of taken from the server's
+    /// directory (`stackpipe deploy FILE --server URL`): its main file
+    /// (`{"path", "text"}`) and each path plugin's component
+    /// (`{"components": {SOURCE: {"sha256", "base64"}}}`, by the source as
+    /// the pipeline gives it; builtins are the server's own). It is compiled
+    /// in the server's workspace of the pipeline, `STATE/workspaces/NAME/`,
+    /// where its relative `fs` grants are (a grant outside it is refused).
+    #[schema(value_type = Option<Object>)]
+    pub source: Option<SourceUpload>,
     #[serde(default)]
     pub operation: Operation,
     /// Only this environment (else every one, in promotion order).
@@ -191,9 +204,17 @@ pub struct Created {
     (status = 201, body = Created), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody),
     (status = 422, description = "The pipeline, its values or its preflight fail", body = super::ErrorBody)))]
-pub async fn create(State(state): State<Arc<AppState>>, caller: Caller, Body(body): Body<CreateRun>) -> ApiResult<Response> {
-    let entry = super::pipelines::entry(&state, &caller, &body.pipeline)?;
-    caller.require(Role::Operator, Some(&entry.name))?;
+pub async fn create(State(state): State<Arc<AppState>>, caller: Caller, Body(mut body): Body<CreateRun>) -> ApiResult<Response> {
+    let upload = body.source.take();
+    let catalog = match &upload {
+        None => Some(super::pipelines::entry(&state, &caller, &body.pipeline)?),
+        Some(_) => {
+            check_name("pipeline", &body.pipeline)?;
+            None
+        }
+    };
+    let name = catalog.as_ref().map(|e| e.name.clone()).unwrap_or_else(|| body.pipeline.clone());
+    caller.require(Role::Operator, Some(&name))?;
     if let Some(e) = &body.environment {
         check_name("environment", e)?;
     }
@@ -202,11 +223,24 @@ pub async fn create(State(state): State<Arc<AppState>>, caller: Caller, Body(bod
     }
     let mode = if body.operation == Operation::Undeploy { Mode::Undeploy } else { Mode::Deploy };
     let vars: Vec<(String, String)> = body.vars.into_iter().collect();
-    let source = std::fs::read_to_string(&entry.file).map_err(|e| ApiError::not_found(format!("{}: {e}", entry.file.display())))?;
-    let pipeline = compile(&state, &entry.file, source, vars.clone(), body.environment.clone())?;
+    let (pipeline, components) = match (catalog, upload) {
+        (Some(entry), _) => {
+            let source =
+                std::fs::read_to_string(&entry.file).map_err(|e| ApiError::not_found(format!("{}: {e}", entry.file.display())))?;
+            (compile(&state, &entry.file, source, vars.clone(), body.environment.clone())?, None)
+        }
+        (None, Some(upload)) => {
+            let components = upload.components().map_err(|e| ApiError::bad_request(format!("source: a plugin component: {e}")))?;
+            let pipeline = compile_uploaded(&state, &name, upload, vars.clone(), body.environment.clone())?;
+            (pipeline, Some(components))
+        }
+        (None, None) => return Err(ApiError::internal("a run of no pipeline")),
+    };
     let sets: Vec<(String, String)> = body.set.into_iter().collect();
+    // A path plugin sent with the run is not on this disk: its resources'
+    // types are checked by the preflight, which loads it from what was sent.
     check_types(&state, &pipeline, &sets).await?;
-    let opts = RunOptions {
+    let mut opts = RunOptions {
         parallelism: body.parallelism.unwrap_or(0),
         sets,
         vars,
@@ -216,7 +250,59 @@ pub async fn create(State(state): State<Arc<AppState>>, caller: Caller, Body(bod
         started_by: Some(caller.user.name.clone()),
         ..RunOptions::default()
     };
+    if let Some(components) = components {
+        let source = RunSource::uploaded(&pipeline, mode, &opts, components).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+        opts.source = Some(Arc::new(source));
+    }
     start(&state, &caller, pipeline, mode, opts).await
+}
+
+/// A pipeline sent with its run, compiled in its workspace on the server
+/// (`STATE/workspaces/NAME/`, made 0700): it must be the pipeline `name`,
+/// and every `fs` grant of its plugins must lie inside the workspace.
+fn compile_uploaded(
+    state: &AppState,
+    name: &str,
+    upload: SourceUpload,
+    vars: Vec<(String, String)>,
+    env: Option<String>,
+) -> ApiResult<LoadedPipeline> {
+    let root = std::fs::canonicalize(&state.state_dir).map_err(|e| ApiError::internal(format!("the state directory: {e}")))?;
+    let workspace = root.join(WORKSPACES_DIR).join(name);
+    // The sender's file name, when it is a plain one (diagnostics name it).
+    let file_name = FilePath::new(&upload.file.path)
+        .file_name()
+        .and_then(|f| f.to_str())
+        .filter(|f| check_name("file", f).is_ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{name}.pipeline"));
+    let pipeline = compile(state, &workspace.join(file_name), upload.file.text, vars, env)?;
+    if pipeline.graph.name != name {
+        return Err(ApiError::unprocessable(format!(
+            "the source sent is of pipeline `{}`, not `{name}`: name the pipeline it declares",
+            pipeline.graph.name
+        )));
+    }
+    let mut dirs = std::fs::DirBuilder::new();
+    dirs.recursive(true).mode(0o700);
+    dirs.create(&workspace).map_err(|e| ApiError::internal(format!("cannot make the workspace {}: {e}", workspace.display())))?;
+    let inside = stackpipe_runtime::plugin::resolve_path(&workspace);
+    for env in &pipeline.graph.environments {
+        for (plugin, spec) in &env.plugins {
+            for grant in &spec.grants.fs {
+                let real = stackpipe_runtime::plugin::resolve_path(&workspace.join(grant));
+                if !real.starts_with(&inside) {
+                    return Err(ApiError::unprocessable(format!(
+                        "plugin `{plugin}`: the fs grant `{grant}` ({}) is outside the pipeline's workspace on the server ({}): \
+                         a pipeline sent with its run may grant only directories inside it (relative ones, without `..`)",
+                        real.display(),
+                        inside.display()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(pipeline)
 }
 
 /// Compiles a pipeline as a run asks for it: its vars, its environment,
