@@ -25,7 +25,7 @@ run() {
   install
   local url=$1 token=$2
   # The token goes in a header schemathesis filters out of what it prints.
-  "$venv/bin/st" run "$url/api/v1/openapi.json" \
+  "$venv/bin/st" --config-file "$repo/scripts/schemathesis.toml" run "$url/api/v1/openapi.json" \
     --header "Authorization: Bearer $token" \
     --max-examples "${SCHEMATHESIS_EXAMPLES:-10}" \
     --seed "${SCHEMATHESIS_SEED:-20261206}" \

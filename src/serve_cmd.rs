@@ -33,6 +33,11 @@ pub struct ServeArgs {
     /// Leave the runs a killed server was running interrupted (default: resume them).
     #[arg(long)]
     pub no_auto_resume: bool,
+    /// Run only the pipelines of --pipelines: refuse runs that bring their own
+    /// source and plugins (`deploy FILE --server`), which run as code of the
+    /// operator who sends them, with the server's grants and credentials.
+    #[arg(long)]
+    pub no_uploads: bool,
 }
 
 /// `stackpipe serve`: serves until SIGTERM or Ctrl-C.
@@ -47,6 +52,7 @@ pub fn serve(a: ServeArgs) -> Result<(), u8> {
         tls: a.tls_cert.zip(a.tls_key),
         insecure_listen: a.insecure_listen,
         auto_resume: !a.no_auto_resume,
+        uploads: !a.no_uploads,
     };
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
     rt.block_on(async move {

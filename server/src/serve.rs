@@ -39,6 +39,9 @@ pub struct ServeOptions {
     pub insecure_listen: bool,
     /// Resume the runs a killed server left interrupted (`--no-auto-resume`: leave them).
     pub auto_resume: bool,
+    /// Runs may bring their own pipeline source and plugin components
+    /// (`--no-uploads`: only the `--pipelines` directory's run).
+    pub uploads: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +92,7 @@ impl Server {
             audit: AuditLog::open(&opts.state_dir)?,
             runs: Runs::new(store, host),
             state_dir: opts.state_dir.clone(),
+            uploads: opts.uploads,
         });
         let listener = TcpListener::bind(opts.listen).await.map_err(|source| ServeError::Bind { addr: opts.listen, source })?;
         Ok(Server { listener, tls, state, auto_resume: opts.auto_resume })

@@ -16,6 +16,7 @@ fn options(dir: &std::path::Path, listen: &str, tls: Option<(std::path::PathBuf,
         tls,
         insecure_listen: false,
         auto_resume: false,
+        uploads: false,
     }
 }
 

@@ -58,6 +58,9 @@ pub struct AppState {
     pub catalog: Catalog,
     pub runs: Arc<Runs>,
     pub audit: AuditLog,
+    /// Whether a run may bring its own pipeline source and plugins
+    /// (`deploy FILE --server`); `serve --no-uploads` says no.
+    pub uploads: bool,
 }
 
 #[derive(OpenApi)]
@@ -74,7 +77,7 @@ pub struct AppState {
     ),
     components(schemas(
         crate::catalog::PipelineSummary, crate::runs::QueuedRun, runs::CreateRun, runs::Created, runs::CancelBody,
-        runs::Operation, runs::StatusFilter, gates::DecideBody, state::UnlockBody, ErrorBody,
+        runs::Operation, runs::StatusFilter, runs::SourceUploadSchema, gates::DecideBody, state::UnlockBody, ErrorBody,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

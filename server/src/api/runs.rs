@@ -148,7 +148,7 @@ pub struct CreateRun {
     /// the pipeline gives it; builtins are the server's own). It is compiled
     /// in the server's workspace of the pipeline, `STATE/workspaces/NAME/`,
     /// where its relative `fs` grants are (a grant outside it is refused).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<SourceUploadSchema>)]
     pub source: Option<SourceUpload>,
     #[serde(default)]
     pub operation: Operation,
@@ -185,6 +185,40 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>,
     }
 }
 
+/// The shape of [`SourceUpload`] in the API's document (the runtime, which
+/// defines it, knows nothing of OpenAPI).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct SourceUploadSchema {
+    /// The pipeline's main file: its path on the sender's machine (only its
+    /// name is used) and its text.
+    file: UploadedFileSchema,
+    /// Each path plugin's component, by its source as the pipeline gives it.
+    #[serde(default)]
+    components: BTreeMap<String, UploadedComponentSchema>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct UploadedFileSchema {
+    path: String,
+    text: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct UploadedComponentSchema {
+    /// The SHA-256 of the bytes, hex: checked on arrival.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
+    sha256: String,
+    /// The bytes, base64 (standard alphabet, padded).
+    #[schema(pattern = "^[A-Za-z0-9+/]*={0,2}$")]
+    base64: String,
+}
+
 /// A run started or queued.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Created {
@@ -208,6 +242,12 @@ pub async fn create(State(state): State<Arc<AppState>>, caller: Caller, Body(mut
     let upload = body.source.take();
     let catalog = match &upload {
         None => Some(super::pipelines::entry(&state, &caller, &body.pipeline)?),
+        Some(_) if !state.uploads => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "this server runs only the pipelines of its --pipelines directory (it was started with --no-uploads)",
+            ))
+        }
         Some(_) => {
             check_name("pipeline", &body.pipeline)?;
             None
@@ -230,7 +270,7 @@ pub async fn create(State(state): State<Arc<AppState>>, caller: Caller, Body(mut
             (compile(&state, &entry.file, source, vars.clone(), body.environment.clone())?, None)
         }
         (None, Some(upload)) => {
-            let components = upload.components().map_err(|e| ApiError::bad_request(format!("source: a plugin component: {e}")))?;
+            let components = upload.components().map_err(|e| ApiError::unprocessable(format!("source: a plugin component: {e}")))?;
             let pipeline = compile_uploaded(&state, &name, upload, vars.clone(), body.environment.clone())?;
             (pipeline, Some(components))
         }
