@@ -14,7 +14,8 @@ use stackpipe_runtime::control::{LiveRun, RunHandles};
 use stackpipe_runtime::pipeline::LoadedPipeline;
 use stackpipe_runtime::plugin::PluginHost;
 use stackpipe_runtime::run::{Events, Mode, Run, RunOptions, Steering, StopSignal};
-use stackpipe_runtime::state::{now_ms, ResourceKey, StateStore};
+use axum::body::Bytes;
+use stackpipe_runtime::state::{now_ms, ResourceKey, RunStatus, StateStore};
 use tokio::sync::{mpsc, watch};
 
 /// How many ended runs keep their events in memory for late followers.
@@ -82,8 +83,11 @@ pub struct QueuedRun {
 
 #[derive(Default)]
 struct Inner {
-    /// Runs in progress and the last ended ones, by id.
-    live: HashMap<String, Arc<LiveRun>>,
+    /// Runs in progress and the last ended ones, by id, with their events
+    /// as Server-Sent Events.
+    live: HashMap<String, (Arc<LiveRun>, Arc<RunFeed>)>,
+    /// Status documents made, serialised, by run (see [`Runs::status_json`]).
+    status_cache: HashMap<String, (Freshness, Bytes)>,
     ended: VecDeque<String>,
     /// Runs started and not ended, with their pipeline and what they lock.
     active: Vec<(String, String, HashSet<ResourceKey>)>,
@@ -138,7 +142,57 @@ impl Runs {
 
     /// The live run `id` (in progress, or ended recently).
     pub fn live(&self, id: &str) -> Option<Arc<LiveRun>> {
+        self.inner().live.get(id).map(|(l, _)| l.clone())
+    }
+
+    /// The live run `id` with its events as Server-Sent Events.
+    pub fn feed(&self, id: &str) -> Option<(Arc<LiveRun>, Arc<RunFeed>)> {
         self.inner().live.get(id).cloned()
+    }
+
+    /// Run `id`'s status document as JSON: made again only when the run
+    /// has moved (a run in progress: a new event, or half a second since it
+    /// was made, for what its journal wrote meanwhile; an ended run: its
+    /// record changed), else the bytes made last. A status read every
+    /// second by every console and CLI costs the run nothing most times.
+    pub fn status_json(&self, id: &str, live: Option<&LiveRun>) -> Result<Bytes, String> {
+        let store = &self.store;
+        let freshness = match live.filter(|l| !l.over()) {
+            Some(l) => Freshness::Live { events: l.event_count(), at: std::time::Instant::now() },
+            None => {
+                let record = store.run(id).map_err(|e| e.to_string())?.ok_or_else(|| format!("no run `{id}`"))?;
+                Freshness::Ended { status: record.status, finished_ms: record.finished_ms, resumed: record.resumed.len() }
+            }
+        };
+        if let Some((made, bytes)) = self.inner().status_cache.get(id) {
+            if made.still(&freshness) {
+                return Ok(bytes.clone());
+            }
+        }
+        let doc = match live.filter(|l| !l.over()) {
+            Some(l) => l.status(store)?,
+            None => {
+                let record = store.run(id).map_err(|e| e.to_string())?.ok_or_else(|| format!("no run `{id}`"))?;
+                let jobs = store.jobs(id).map_err(|e| e.to_string())?;
+                let decisions = store.decisions(id).map_err(|e| e.to_string())?;
+                stackpipe_runtime::run::status::StatusDocument::stored(&record, &jobs, &decisions)
+            }
+        };
+        let bytes = Bytes::from(serde_json::to_vec(&doc).map_err(|e| e.to_string())?);
+        let mut inner = self.inner();
+        if inner.status_cache.len() >= STATUS_CACHE_KEPT && !inner.status_cache.contains_key(id) {
+            // Any one goes: it is made again when asked for.
+            if let Some(old) = inner.status_cache.keys().next().cloned() {
+                inner.status_cache.remove(&old);
+            }
+        }
+        inner.status_cache.insert(id.to_string(), (freshness, bytes.clone()));
+        Ok(bytes)
+    }
+
+    /// Forgets what was made of run `id` (its records were deleted).
+    pub fn forget(&self, id: &str) {
+        self.inner().status_cache.remove(id);
     }
 
     /// Whether run `id` is in progress here.
@@ -322,6 +376,7 @@ impl Runs {
             {
                 let mut inner = self.inner();
                 inner.active.retain(|(a, _, _)| *a != id);
+                inner.status_cache.remove(&id);
                 if inner.live.contains_key(&id) {
                     inner.ended.push_back(id.clone());
                     while inner.ended.len() > ENDED_KEPT {
@@ -368,8 +423,14 @@ impl Runs {
         let handles = RunHandles { run_id: run.id().to_string(), journal: run.journal().clone(), gates, cancels: run.cancels(), stop };
         let live = LiveRun::new(handles);
         let events = self.events.clone();
-        let pump = live.pump(rx, move |run, line| events.push(run, line));
-        self.inner().live.insert(id.to_string(), live.clone());
+        let feed = Arc::new(RunFeed::default());
+        let frames = feed.clone();
+        let pump = live.pump(rx, move |run, line| {
+            let kind = event_kind(line);
+            frames.push(kind, line);
+            events.push(run, kind, line);
+        });
+        self.inner().live.insert(id.to_string(), (live.clone(), feed));
         let result = run.run_to_end().await;
         // Followers get the run's last events.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), pump).await;
@@ -420,13 +481,72 @@ impl Runs {
     }
 }
 
-/// One event of the server's stream: which run, its JSON, and its id
-/// (increasing from 1 over the server's life).
+/// How many runs' status documents are kept made.
+const STATUS_CACHE_KEPT: usize = 256;
+
+/// When a status document was made: what says whether it still holds.
+#[derive(Debug, Clone, PartialEq)]
+enum Freshness {
+    Live { events: usize, at: std::time::Instant },
+    Ended { status: RunStatus, finished_ms: Option<u64>, resumed: usize },
+}
+
+impl Freshness {
+    /// Whether a document made at `self` still holds at `now`.
+    fn still(&self, now: &Freshness) -> bool {
+        match (self, now) {
+            (Freshness::Live { events: a, at }, Freshness::Live { events: b, .. }) => {
+                a == b && at.elapsed() < std::time::Duration::from_millis(500)
+            }
+            (ended @ Freshness::Ended { .. }, now @ Freshness::Ended { .. }) => ended == now,
+            _ => false,
+        }
+    }
+}
+
+/// The `event` of a run event's JSON line (its first field, as the run's
+/// events are written), read without parsing the line.
+pub fn event_kind(line: &str) -> &str {
+    line.strip_prefix("{\"event\":\"")
+        .and_then(|rest| rest.split_once('"'))
+        .map(|(kind, _)| kind)
+        .filter(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        .unwrap_or("message")
+}
+
+/// A run's events as Server-Sent Events, each formatted once for every
+/// follower: `id` (1, 2, ... in the run), `event` and `data`.
+#[derive(Default)]
+pub struct RunFeed {
+    frames: Mutex<Vec<Bytes>>,
+}
+
+impl RunFeed {
+    fn push(&self, kind: &str, line: &str) {
+        let mut frames = self.frames.lock().unwrap_or_else(|p| p.into_inner());
+        let id = frames.len() + 1;
+        frames.push(Bytes::from(format!("id: {id}\nevent: {kind}\ndata: {line}\n\n")));
+    }
+
+    /// The frames from the `from`th on, in one buffer, and how many.
+    pub fn from(&self, from: usize) -> (Bytes, usize) {
+        let frames = self.frames.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(new) = frames.get(from..) else { return (Bytes::new(), 0) };
+        let mut out = Vec::with_capacity(new.iter().map(Bytes::len).sum());
+        for f in new {
+            out.extend_from_slice(f);
+        }
+        (Bytes::from(out), new.len())
+    }
+}
+
+/// One event of the server's stream: which run, its id (increasing from 1
+/// over the server's life) and its Server-Sent Event, formatted once.
 #[derive(Clone)]
 pub struct ServerEvent {
     pub id: u64,
     pub run: Arc<str>,
-    pub line: Arc<str>,
+    pub frame: Bytes,
 }
 
 /// Every event of every run, for `GET /api/v1/events`: the last
@@ -443,12 +563,14 @@ impl ServerEvents {
         ServerEvents { kept: Mutex::new(VecDeque::new()), next: Mutex::new(1), appended: watch::channel(0).0 }
     }
 
-    fn push(&self, run: &str, line: &Arc<str>) {
+    fn push(&self, run: &str, kind: &str, line: &str) {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
         let id = *next;
         *next += 1;
-        kept.push_back(ServerEvent { id, run: run.into(), line: line.clone() });
+        let data = format!("{{\"run\":{},\"event\":{line}}}", serde_json::Value::from(run));
+        let frame = Bytes::from(format!("id: {id}\nevent: {kind}\ndata: {data}\n\n"));
+        kept.push_back(ServerEvent { id, run: run.into(), frame });
         while kept.len() > SERVER_EVENTS_KEPT {
             kept.pop_front();
         }
@@ -479,5 +601,45 @@ pub fn queued_summary(id: &str, pipeline: &str, mode: Mode, started_by: &str, me
         queued_ms: now_ms(),
         waiting_for: Vec::new(),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_s_kind_is_read_from_its_first_field_without_parsing_it() {
+        assert_eq!(event_kind(r#"{"event":"op_finished","environment":"dev"}"#), "op_finished");
+        assert_eq!(event_kind(r#"{"environment":"dev","event":"op_finished"}"#), "message");
+        assert_eq!(event_kind(r#"{"event":"x\ny"}"#), "message");
+        assert_eq!(event_kind(""), "message");
+    }
+
+    #[test]
+    fn a_feed_formats_each_event_once_with_its_id() {
+        let feed = RunFeed::default();
+        feed.push("run_started", r#"{"event":"run_started"}"#);
+        feed.push("log", r#"{"event":"log"}"#);
+        let (all, n) = feed.from(0);
+        assert_eq!(n, 2);
+        assert_eq!(&all[..], b"id: 1\nevent: run_started\ndata: {\"event\":\"run_started\"}\n\nid: 2\nevent: log\ndata: {\"event\":\"log\"}\n\n");
+        assert_eq!(feed.from(1).1, 1);
+        assert_eq!(feed.from(2).1, 0);
+        assert_eq!(feed.from(7).1, 0);
+    }
+
+    #[test]
+    fn a_status_made_holds_while_the_run_has_not_moved() {
+        let now = std::time::Instant::now();
+        let live = |events| Freshness::Live { events, at: now };
+        assert!(live(3).still(&live(3)));
+        assert!(!live(3).still(&live(4)));
+        let old = Freshness::Live { events: 3, at: now - std::time::Duration::from_secs(1) };
+        assert!(!old.still(&live(3)), "half a second at most, for what the journal wrote meanwhile");
+        let ended = |finished_ms| Freshness::Ended { status: RunStatus::Succeeded, finished_ms, resumed: 0 };
+        assert!(ended(Some(5)).still(&ended(Some(5))));
+        assert!(!ended(Some(5)).still(&ended(Some(6))));
+        assert!(!live(3).still(&ended(Some(5))));
     }
 }

@@ -104,6 +104,11 @@ impl LiveRun {
         }
     }
 
+    /// How many events the run has sent so far.
+    pub fn event_count(&self) -> usize {
+        self.events.lock().map(|h| h.len()).unwrap_or(0)
+    }
+
     /// Told of every event appended (and of the run's end).
     pub fn subscribe(&self) -> watch::Receiver<bool> {
         self.appended.subscribe()

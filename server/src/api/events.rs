@@ -6,11 +6,13 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
 use super::error::Path;
 use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::stream::{self, Stream};
+use futures::stream::{self, Stream, StreamExt};
 
 use super::runs::run_pipeline;
 use super::{ApiError, ApiResult, AppState, Caller};
@@ -28,13 +30,21 @@ fn last_event_id(headers: &HeaderMap) -> ApiResult<u64> {
     }
 }
 
-/// The `event:` name of a run event's JSON line: its `event` field.
-fn kind(line: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(line)
-        .ok()
-        .and_then(|v| v.get("event").and_then(|e| e.as_str()).map(str::to_string))
-        .unwrap_or_else(|| "message".into())
+/// How often an idle stream says it is alive (a comment line), so that
+/// proxies and clients do not take it for dead.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// A `text/event-stream` answer of `chunks` (each holds whole events).
+fn event_stream(chunks: impl Stream<Item = Bytes> + Send + 'static) -> Response {
+    let body = axum::body::Body::from_stream(chunks.map(Ok::<_, Infallible>));
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
 }
+
+const ALIVE: &[u8] = b": keep-alive\n\n";
 
 /// Run `id`'s events from its start (or after `Last-Event-ID`) until it
 /// ends. A run not in progress here, ended long ago, streams nothing and
@@ -48,49 +58,49 @@ pub async fn run_events(
     caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+) -> ApiResult<Response> {
     let pipeline = run_pipeline(&state, &id)?;
     caller.require(Role::Viewer, Some(&pipeline))?;
     let after = last_event_id(&headers)? as usize;
-    // A queued run's events start when it does: wait for it.
     let runs = state.runs.clone();
-    let stream = stream::unfold((runs, id, after, None, false), |(runs, id, sent, mut rx, done)| async move {
+    // Each wake-up sends every event that came since, in one chunk, each
+    // event formatted once for all followers (see `RunFeed`).
+    let chunks = stream::unfold((runs, id, after, None::<tokio::sync::watch::Receiver<bool>>, false), |(runs, id, sent, mut rx, done)| async move {
         if done {
             return None;
         }
         loop {
-            let live = match runs.live(&id) {
-                Some(l) => l,
-                None if runs.queued(&id).is_some() || runs.is_active(&id) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+            let Some((live, feed)) = runs.feed(&id) else {
+                // A queued or starting run's events come when it starts.
+                if runs.queued(&id).is_some() || runs.is_active(&id) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
-                None => return None,
+                return None;
             };
             let rx = rx.get_or_insert_with(|| live.subscribe());
             rx.borrow_and_update();
-            let (lines, over) = live.events_from(sent);
-            if !lines.is_empty() {
-                let first = sent + 1;
-                let events: Vec<Result<Event, Infallible>> = lines
-                    .iter()
-                    .enumerate()
-                    .map(|(i, l)| Ok(Event::default().id((first + i).to_string()).event(kind(l)).data(&**l)))
-                    .collect();
-                let sent = sent + lines.len();
-                let rx = rx.clone();
-                return Some((stream::iter(events), (runs, id, sent, Some(rx), over)));
+            // Read before the frames: once the run is over, they are all there.
+            let over = live.over();
+            let (chunk, n) = feed.from(sent);
+            if n > 0 {
+                let next = (runs, id, sent + n, Some(rx.clone()), over);
+                return Some((chunk, next));
             }
             if over {
                 return None;
             }
-            if rx.changed().await.is_err() {
-                return None;
+            match tokio::time::timeout(KEEP_ALIVE, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return None,
+                Err(_) => {
+                    let next = (runs, id, sent, Some(rx.clone()), false);
+                    return Some((Bytes::from_static(ALIVE), next));
+                }
             }
         }
     });
-    use futures::StreamExt;
-    Ok(Sse::new(stream.flatten()).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(event_stream(chunks))
 }
 
 /// Every event of every run the caller may see, as they happen (after
@@ -103,38 +113,44 @@ pub async fn server_events(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     headers: HeaderMap,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+) -> ApiResult<Response> {
     caller.require(Role::Viewer, None)?;
     let after = last_event_id(&headers)?;
     let events = state.runs.events.clone();
     let rx = events.subscribe();
-    // Which pipeline each run is of, for a caller limited to some.
     let runs = state.runs.clone();
-    let seen: std::collections::HashMap<String, bool> = Default::default();
-    let stream = stream::unfold((events, rx, after, caller, runs, seen), |(events, mut rx, after, caller, runs, mut seen)| async move {
+    // Which runs the caller may see, found once each (a role limited to
+    // some pipelines sees theirs only).
+    let seen: std::collections::HashMap<Arc<str>, bool> = Default::default();
+    let chunks = stream::unfold((events, rx, after, caller, runs, seen), |(events, mut rx, mut after, caller, runs, mut seen)| async move {
         loop {
             rx.borrow_and_update();
             let batch = events.after(after);
             if let Some(last) = batch.last() {
                 let next = last.id;
-                let mut out = Vec::new();
-                for e in batch {
-                    let visible = *seen.entry(e.run.to_string()).or_insert_with(|| {
+                let mut chunk = Vec::new();
+                for e in &batch {
+                    let visible = *seen.entry(e.run.clone()).or_insert_with(|| {
                         caller.user.pipelines.is_empty()
-                            || runs.store().run(&e.run).ok().flatten().is_some_and(|r| caller.sees(&r.pipeline))
+                            || runs.pipeline_of(&e.run).or_else(|| runs.store().run(&e.run).ok().flatten().map(|r| r.pipeline))
+                                .is_some_and(|p| caller.sees(&p))
                     });
                     if visible {
-                        let data = format!("{{\"run\":{},\"event\":{}}}", serde_json::Value::from(e.run.to_string()), e.line);
-                        out.push(Ok(Event::default().id(e.id.to_string()).event(kind(&e.line)).data(data)));
+                        chunk.extend_from_slice(&e.frame);
                     }
                 }
-                return Some((stream::iter(out), (events, rx, next, caller, runs, seen)));
+                if chunk.is_empty() {
+                    after = next;
+                    continue;
+                }
+                return Some((Bytes::from(chunk), (events, rx, next, caller, runs, seen)));
             }
-            if rx.changed().await.is_err() {
-                return None;
+            match tokio::time::timeout(KEEP_ALIVE, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return None,
+                Err(_) => return Some((Bytes::from_static(ALIVE), (events, rx, after, caller, runs, seen))),
             }
         }
     });
-    use futures::StreamExt;
-    Ok(Sse::new(stream.flatten()).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(event_stream(chunks))
 }

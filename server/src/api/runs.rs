@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use super::error::{Path, Query};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -421,17 +421,15 @@ async fn start(state: &AppState, caller: &Caller, pipeline: LoadedPipeline, mode
 #[utoipa::path(get, path = "/api/v1/runs/{id}", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
     (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
-pub async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let pipeline = run_pipeline(&state, &id)?;
     caller.require(Role::Viewer, Some(&pipeline))?;
     if let Some(q) = state.runs.queued(&id) {
-        return Ok(Json(serde_json::to_value(q).unwrap_or(Value::Null)));
+        return Ok(Json(q).into_response());
     }
     let live = state.runs.started(&id).await.or_else(|| state.runs.live(&id));
-    let doc = answer(state.runs.store(), live.as_deref(), Request::Status { run: Some(id) }, &caller.decider())
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(Json(doc))
+    let json = state.runs.status_json(&id, live.as_deref()).map_err(ApiError::internal)?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
 /// What of a run to cancel: all of it, an environment, or one node.
@@ -492,6 +490,7 @@ pub async fn delete(State(state): State<Arc<AppState>>, caller: Caller, Path(id)
         )));
     }
     store.commit(vec![stackpipe_runtime::state::Write::DeleteRun(id.clone())])?;
+    state.runs.forget(&id);
     Ok(Json(json!({ "deleted": id })))
 }
 
