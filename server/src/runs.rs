@@ -93,7 +93,8 @@ struct Inner {
     active: Vec<(String, String, HashSet<ResourceKey>)>,
     queue: VecDeque<Queued>,
     /// Runs that could not start, and why (they were never recorded).
-    failed_to_start: HashMap<String, String>,
+    /// (pipeline, why), a few hundred at most.
+    failed_to_start: HashMap<String, (String, String)>,
     /// Set when the server stops: nothing new starts.
     closing: bool,
 }
@@ -210,6 +211,7 @@ impl Runs {
             .find(|(a, _, _)| a == id)
             .map(|(_, p, _)| p.clone())
             .or_else(|| inner.queue.iter().find(|q| q.id == id).map(|q| q.summary.pipeline.clone()))
+            .or_else(|| inner.failed_to_start.get(id).map(|(p, _)| p.clone()))
     }
 
     /// The live run `id` once it has started (it may be starting now: a
@@ -239,7 +241,7 @@ impl Runs {
 
     /// Why run `id` could not start, if it could not.
     pub fn failed_to_start(&self, id: &str) -> Option<String> {
-        self.inner().failed_to_start.get(id).cloned()
+        self.inner().failed_to_start.get(id).map(|(_, why)| why.clone())
     }
 
     /// Starts run `id` now, or queues it behind the runs it would share a
@@ -367,10 +369,17 @@ impl Runs {
 
     fn spawn(self: Arc<Self>, id: String, prepared: PreparedRun) {
         self.store.run_taken_up(&id);
+        let pipeline = prepared.pipeline.graph.name.clone();
         tokio::spawn(async move {
             if let Err(why) = self.execute(&id, prepared).await {
                 tracing::warn!("run {id}: {why}");
-                self.inner().failed_to_start.insert(id.clone(), why);
+                let mut inner = self.inner();
+                if inner.failed_to_start.len() >= STATUS_CACHE_KEPT {
+                    if let Some(old) = inner.failed_to_start.keys().next().cloned() {
+                        inner.failed_to_start.remove(&old);
+                    }
+                }
+                inner.failed_to_start.insert(id.clone(), (pipeline, why));
             }
             self.store.run_ended(&id);
             {

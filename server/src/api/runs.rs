@@ -427,6 +427,10 @@ pub async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(id): 
     if let Some(q) = state.runs.queued(&id) {
         return Ok(Json(q).into_response());
     }
+    if let Some(why) = state.runs.failed_to_start(&id) {
+        // It was answered 201 and then could not start: never recorded.
+        return Ok(Json(json!({ "run": id, "pipeline": pipeline, "status": "failed", "error": why })).into_response());
+    }
     let live = state.runs.started(&id).await.or_else(|| state.runs.live(&id));
     let json = state.runs.status_json(&id, live.as_deref()).map_err(ApiError::internal)?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], json).into_response())
@@ -480,7 +484,7 @@ pub async fn cancel(
 pub async fn delete(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let pipeline = run_pipeline(&state, &id)?;
     caller.require(Role::Admin, Some(&pipeline))?;
-    if state.runs.pipeline_of(&id).is_some() {
+    if state.runs.is_active(&id) || state.runs.queued(&id).is_some() {
         return Err(ApiError::conflict(format!("run {id} is in progress or queued: cancel it first")));
     }
     let store = state.runs.store();
