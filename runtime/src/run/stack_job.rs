@@ -579,7 +579,12 @@ impl StackJob {
         self.record.diff = Some(job_diff::planned(&plan, &env.secrets));
         let policy = self.policies(node, &plan, desired).await?;
         self.log("preview", format!("{} ({} attribute change(s))", change_name(plan.change), plan.changes.len()));
-        let texts = super::plan_text::text_changes(&plan, self.prior_attributes.as_ref().map(|(a, _)| a), &mask_keys(desired, &self.sensitive));
+        // Only a change of what was applied before has texts to diff: a
+        // create's desired attributes are not masked and copied for nothing.
+        let texts = match &self.prior_attributes {
+            Some((prior, _)) => super::plan_text::text_changes(&plan, Some(prior), &mask_keys(desired, &self.sensitive)),
+            None => Vec::new(),
+        };
         let mut planned = planned(plan, policy);
         // What is known only after apply has no text to diff yet.
         planned.texts = texts.into_iter().filter(|t| !planned.after_unknown(&t.path)).collect();
