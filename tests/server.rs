@@ -222,6 +222,67 @@ fn only_the_approvers_an_environment_names_approve_it_and_not_their_own_run() {
     assert_eq!(doc["started_by"], "otto", "{doc:#}");
 }
 
+/// The console's way in: a token exchanged once for a session cookie
+/// (HttpOnly, SameSite=Strict) and a CSRF token that every mutating
+/// request made with the cookie must carry; logout, and a rotated token,
+/// end the session.
+#[test]
+fn a_browser_session_is_a_cookie_whose_changes_need_its_csrf_token() {
+    let (s, t) = server_with_users(&[("gated", &gated())]);
+    let (refused, _) = s.request("POST", "/api/v1/session", &[], Some(&json!({ "token": "spt_nobody" })));
+    assert_eq!(refused.status, 401, "{:#}", refused.body);
+    let (login, heads) = s.request("POST", "/api/v1/session", &[], Some(&json!({ "token": t.operator })));
+    assert_eq!(login.status, 200, "{:#}", login.body);
+    assert_eq!((login.body["user"].as_str(), login.body["role"].as_str()), (Some("otto"), Some("operator")));
+    let csrf = login.body["csrf"].as_str().unwrap().to_string();
+    let set = heads.iter().find(|(k, _)| k == "set-cookie").map(|(_, v)| v.clone()).expect("a cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attribute), "{set}");
+    }
+    assert!(!set.contains("Secure"), "no TLS here: {set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+    assert!(!cookie.contains(&t.operator), "the cookie is not the token");
+
+    // Reads need the cookie only.
+    let (runs, _) = s.request("GET", "/api/v1/runs", &[("Cookie", &cookie)], None);
+    assert_eq!(runs.status, 200, "{:#}", runs.body);
+    let (me, _) = s.request("GET", "/api/v1/session", &[("Cookie", &cookie)], None);
+    assert_eq!((me.body["user"].as_str(), me.body["csrf"].as_str()), (Some("otto"), Some(csrf.as_str())));
+    // Changes need the CSRF token too: a page of another site sends the cookie but cannot know it.
+    let create = json!({ "pipeline": "gated" });
+    for headers in [vec![("Cookie", cookie.as_str())], vec![("Cookie", cookie.as_str()), ("X-CSRF-Token", "forged")]] {
+        let (forged, _) = s.request("POST", "/api/v1/runs", &headers, Some(&create));
+        assert_eq!(forged.status, 403, "{:#}", forged.body);
+        assert!(forged.body["error"].as_str().unwrap().contains("CSRF"), "{:#}", forged.body);
+    }
+    assert_eq!(s.get("/api/v1/queue", Some(&t.viewer)).body, json!([]));
+    let (started, _) = s.request("POST", "/api/v1/runs", &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)], Some(&create));
+    assert_eq!(started.status, 201, "{:#}", started.body);
+    let id = started.body["run"].as_str().unwrap().to_string();
+    let (cancelled, _) = s.request("POST", &format!("/api/v1/runs/{id}/cancel"), &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)], Some(&json!({})));
+    assert_eq!(cancelled.status, 200, "{:#}", cancelled.body);
+    // The audit log names the session's user.
+    let o = common::server::command(s.path()).args(["audit", "--state", "state", "--json"]).output().unwrap();
+    let audit = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(audit.lines().any(|l| l.contains("\"user\":\"otto\"") && l.contains("/api/v1/session")), "{audit}");
+
+    // Logout ends it.
+    let (out, heads) = s.request("DELETE", "/api/v1/session", &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)], None);
+    assert_eq!(out.status, 200, "{:#}", out.body);
+    assert!(heads.iter().any(|(k, v)| k == "set-cookie" && v.contains("Max-Age=0")), "{heads:?}");
+    assert_eq!(s.request("GET", "/api/v1/runs", &[("Cookie", &cookie)], None).0.status, 401);
+
+    // A token made anew ends the sessions opened with the old one.
+    let (again, heads) = s.request("POST", "/api/v1/session", &[], Some(&json!({ "token": t.viewer })));
+    assert_eq!(again.status, 200);
+    let cookie = heads.iter().find(|(k, _)| k == "set-cookie").unwrap().1.split(';').next().unwrap().to_string();
+    assert_eq!(s.request("GET", "/api/v1/runs", &[("Cookie", &cookie)], None).0.status, 200);
+    std::thread::sleep(Duration::from_millis(5));
+    let o = common::server::command(s.path()).args(["user", "token", "vera", "--state", "state"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(s.request("GET", "/api/v1/runs", &[("Cookie", &cookie)], None).0.status, 401);
+}
+
 #[test]
 fn hostile_requests_are_refused_and_the_server_answers_the_next_good_one() {
     let (s, t) = server_with_users(&[("free", &steps("free", 1, 0))]);

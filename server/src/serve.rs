@@ -93,6 +93,8 @@ impl Server {
             runs: Runs::new(store, host),
             state_dir: opts.state_dir.clone(),
             uploads: opts.uploads,
+            sessions: Default::default(),
+            tls: opts.tls.is_some(),
         });
         let listener = TcpListener::bind(opts.listen).await.map_err(|source| ServeError::Bind { addr: opts.listen, source })?;
         Ok(Server { listener, tls, state, auto_resume: opts.auto_resume })

@@ -106,6 +106,23 @@ impl TestServer {
         Self::answer(req.call())
     }
 
+    /// Any request, with the headers given: the status, the answer's
+    /// headers (name, value) and its body.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&Value>) -> (Answer, Vec<(String, String)>) {
+        let url = format!("{}{path}", self.url);
+        let mut builder = ureq::http::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let request = builder.header("Content-Type", "application/json").body(body).expect("a request");
+        let mut r = self.agent.run(request).unwrap_or_else(|e| panic!("the server does not answer: {e}"));
+        let heads = r.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap_or_default();
+        (Answer { status, body: serde_json::from_str(&text).unwrap_or(Value::String(text)) }, heads)
+    }
+
     /// The status of a GET whose body is not read (an event stream).
     pub fn status_only(&self, path: &str, token: Option<&str>) -> u16 {
         let mut req = self.agent.get(format!("{}{path}", self.url));

@@ -1,11 +1,11 @@
-//! Who is asking: the bearer token of a request, as a [`Caller`], and what
-//! their role lets them do.
+//! Who is asking: the bearer token of a request, or its session cookie
+//! (see `session`), as a [`Caller`], and what their role lets them do.
 
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 
 use super::error::ApiError;
 use super::AppState;
@@ -58,23 +58,37 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Caller, ApiError> {
-        let Some(token) = bearer(parts) else {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "no token: send `Authorization: Bearer <token>`"));
-        };
         let users = state.users.current().map_err(|e| ApiError::internal(format!("cannot read the users: {e}")))?;
-        let user = users.authenticate(token).cloned();
-        match user {
-            Some(user) => {
-                // For the audit log, which writes after the handler.
-                if let Some(slot) = parts.extensions.get::<super::AuditSlot>() {
-                    if let Ok(mut s) = slot.0.lock() {
-                        *s = Some(user.name.clone());
-                    }
+        let user = match (bearer(parts), super::session::cookie(&parts.headers)) {
+            (Some(token), _) => users
+                .authenticate(token)
+                .cloned()
+                .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "the token is not valid (unknown, or rotated)"))?,
+            (None, Some(cookie)) => {
+                let gone = || ApiError::new(StatusCode::UNAUTHORIZED, "the session has ended: log in again");
+                let (name, csrf, created_ms) = state.sessions.user(cookie).ok_or_else(gone)?;
+                // A user removed, or whose token was made anew since, is logged out.
+                let user = users.list().iter().find(|u| u.name == name && u.token_ms <= created_ms).cloned().ok_or_else(gone)?;
+                // A request a page of another site makes carries the cookie
+                // but cannot know the session's CSRF token.
+                let mutating = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+                let presented = parts.headers.get(super::session::CSRF_HEADER).and_then(|v| v.to_str().ok());
+                if mutating && !super::session::csrf_matches(presented, &csrf) {
+                    return Err(ApiError::new(StatusCode::FORBIDDEN, "missing or wrong CSRF token (X-CSRF-Token)"));
                 }
-                Ok(Caller { user })
+                user
             }
-            None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "the token is not valid (unknown, or rotated)")),
+            (None, None) => {
+                return Err(ApiError::new(StatusCode::UNAUTHORIZED, "no token: send `Authorization: Bearer <token>`"));
+            }
+        };
+        // For the audit log, which writes after the handler.
+        if let Some(slot) = parts.extensions.get::<super::AuditSlot>() {
+            if let Ok(mut s) = slot.0.lock() {
+                *s = Some(user.name.clone());
+            }
         }
+        Ok(Caller { user })
     }
 }
 

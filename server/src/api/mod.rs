@@ -6,7 +6,8 @@
 //!
 //! | file        | what it serves                                   |
 //! |-------------|--------------------------------------------------|
-//! | `auth`      | [`Caller`]: the bearer token, roles, 401 and 403  |
+//! | `auth`      | [`Caller`]: the bearer token or session, roles, 401 and 403 |
+//! | `session`   | browser sessions: login, cookie, CSRF, logout      |
 //! | `pipelines` | the `--pipelines` directory: list, show, graph    |
 //! | `runs`      | runs: list, start, status, cancel, rerun, resume, delete |
 //! | `gates`     | approve and reject                                |
@@ -22,6 +23,7 @@ pub mod gates;
 pub mod jobs;
 pub mod pipelines;
 pub mod runs;
+pub mod session;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -61,6 +63,10 @@ pub struct AppState {
     /// Whether a run may bring its own pipeline source and plugins
     /// (`deploy FILE --server`); `serve --no-uploads` says no.
     pub uploads: bool,
+    /// Browser sessions (the console's).
+    pub sessions: session::Sessions,
+    /// Whether the server speaks TLS (session cookies are then `Secure`).
+    pub tls: bool,
 }
 
 #[derive(OpenApi)]
@@ -68,6 +74,7 @@ pub struct AppState {
     info(title = "stackpipe server API", description = "Runs, gates, jobs, state and events of a stackpipe team server."),
     paths(
         health,
+        session::login, session::current, session::logout,
         pipelines::list, pipelines::show, pipelines::graph, pipelines::outputs,
         runs::list, runs::create, runs::show, runs::delete, runs::cancel, runs::rerun, runs::resume, runs::queue,
         gates::approve, gates::reject,
@@ -77,7 +84,7 @@ pub struct AppState {
     ),
     components(schemas(
         crate::catalog::PipelineSummary, crate::runs::QueuedRun, runs::CreateRun, runs::Created, runs::CancelBody,
-        runs::Operation, runs::StatusFilter, runs::SourceUploadSchema, gates::DecideBody, state::UnlockBody, ErrorBody,
+        session::Login, session::SessionInfo, runs::Operation, runs::StatusFilter, runs::SourceUploadSchema, gates::DecideBody, state::UnlockBody, ErrorBody,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -105,6 +112,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let timed = Router::new()
         .route("/healthz", get(health))
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/session", get(session::current).post(session::login).delete(session::logout))
         .route("/api/v1/pipelines", get(pipelines::list))
         .route("/api/v1/pipelines/{name}", get(pipelines::show))
         .route("/api/v1/pipelines/{name}/graph", get(pipelines::graph))
