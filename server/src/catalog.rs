@@ -57,10 +57,6 @@ impl Catalog {
         Catalog { dir, compiled: Mutex::new(HashMap::new()) }
     }
 
-    pub fn dir(&self) -> Option<&Path> {
-        self.dir.as_deref()
-    }
-
     /// Every pipeline file of the directory as it is now, by name. Two
     /// files naming the same pipeline: the first by file name wins, and the
     /// other says why it is not used.
@@ -104,8 +100,10 @@ impl Catalog {
 
     /// The pipeline named `name`, if the directory has it.
     pub fn get(&self, name: &str) -> Option<CatalogEntry> {
-        self.entries().into_iter().find(|e| e.name == name && e.compiled.is_ok())
-            .or_else(|| self.entries().into_iter().find(|e| e.name == name))
+        let entries = self.entries();
+        let compiled = entries.iter().position(|e| e.name == name && e.compiled.is_ok());
+        let at = compiled.or_else(|| entries.iter().position(|e| e.name == name))?;
+        entries.into_iter().nth(at)
     }
 }
 

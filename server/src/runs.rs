@@ -158,11 +158,13 @@ impl Runs {
     /// second by every console and CLI costs the run nothing most times.
     pub fn status_json(&self, id: &str, live: Option<&LiveRun>) -> Result<Bytes, String> {
         let store = &self.store;
-        let freshness = match live.filter(|l| !l.over()) {
-            Some(l) => Freshness::Live { events: l.event_count(), at: std::time::Instant::now() },
+        let live = live.filter(|l| !l.over());
+        let (freshness, record) = match live {
+            Some(l) => (Freshness::Live { events: l.event_count(), at: std::time::Instant::now() }, None),
             None => {
                 let record = store.run(id).map_err(|e| e.to_string())?.ok_or_else(|| format!("no run `{id}`"))?;
-                Freshness::Ended { status: record.status, finished_ms: record.finished_ms, resumed: record.resumed.len() }
+                let made = Freshness::Ended { status: record.status, finished_ms: record.finished_ms, resumed: record.resumed.len() };
+                (made, Some(record))
             }
         };
         if let Some((made, bytes)) = self.inner().status_cache.get(id) {
@@ -170,10 +172,10 @@ impl Runs {
                 return Ok(bytes.clone());
             }
         }
-        let doc = match live.filter(|l| !l.over()) {
-            Some(l) => l.status(store)?,
-            None => {
-                let record = store.run(id).map_err(|e| e.to_string())?.ok_or_else(|| format!("no run `{id}`"))?;
+        let doc = match (live, record) {
+            (Some(l), _) => l.status(store)?,
+            (None, None) => return Err(format!("no run `{id}`")),
+            (None, Some(record)) => {
                 let jobs = store.jobs(id).map_err(|e| e.to_string())?;
                 let decisions = store.decisions(id).map_err(|e| e.to_string())?;
                 stackpipe_runtime::run::status::StatusDocument::stored(&record, &jobs, &decisions)
@@ -563,27 +565,25 @@ pub struct ServerEvent {
 /// `Last-Event-ID` misses nothing of the recent past.
 pub struct ServerEvents {
     kept: Mutex<VecDeque<ServerEvent>>,
-    next: Mutex<u64>,
+    /// Sent the id of each event kept.
     appended: watch::Sender<u64>,
 }
 
 impl ServerEvents {
     fn new() -> ServerEvents {
-        ServerEvents { kept: Mutex::new(VecDeque::new()), next: Mutex::new(1), appended: watch::channel(0).0 }
+        ServerEvents { kept: Mutex::new(VecDeque::new()), appended: watch::channel(0).0 }
     }
 
     fn push(&self, run: &str, kind: &str, line: &str) {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
-        let id = *next;
-        *next += 1;
+        // The one after the last sent: ids are taken and sent under the lock.
+        let id = *self.appended.borrow() + 1;
         let data = format!("{{\"run\":{},\"event\":{line}}}", serde_json::Value::from(run));
         let frame = Bytes::from(format!("id: {id}\nevent: {kind}\ndata: {data}\n\n"));
         kept.push_back(ServerEvent { id, run: run.into(), frame });
         while kept.len() > SERVER_EVENTS_KEPT {
             kept.pop_front();
         }
-        drop(kept);
         self.appended.send_replace(id);
     }
 

@@ -47,10 +47,9 @@ pub struct User {
 
 impl User {
     /// The server itself, acting on its own (resuming the runs it was
-    /// running when it stopped) for the run `started_by` started. It has no
-    /// token: no request can be made as it.
-    pub fn server(started_by: &str) -> User {
-        let _ = started_by;
+    /// running when it stopped). It has no token: no request can be made
+    /// as it.
+    pub fn server() -> User {
         User { name: "stackpipe-server".into(), role: Role::Admin, pipelines: Vec::new(), token_hash: String::new(), created_ms: 0, token_ms: 0 }
     }
 

@@ -141,11 +141,6 @@ impl LiveRun {
         self.gates.decide(selector, decision, decider, comment).await
     }
 
-    /// Stops the run as Ctrl-C does.
-    pub fn stop(&self) -> bool {
-        self.stop.stop()
-    }
-
     /// The status document of the run now: the board's view of the jobs,
     /// with the diffs of those that ended from their records (not waited
     /// for: a status asked every second must not cost the run an fsync).

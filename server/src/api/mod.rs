@@ -209,7 +209,7 @@ async fn audit(State(state): State<Arc<AppState>>, request: Request, next: Next)
 #[derive(Clone)]
 pub struct AuditSlot(pub Arc<std::sync::Mutex<Option<String>>>);
 
-/// `value` as JSON with status `status` and, for the audit log, `detail`.
+/// `value` as JSON with status 201 Created and, for the audit log, `detail`.
 pub fn created(value: impl serde::Serialize, detail: String) -> Response {
     let mut r = (StatusCode::CREATED, Json(value)).into_response();
     r.extensions_mut().insert(AuditDetail(detail));

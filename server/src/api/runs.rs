@@ -581,22 +581,26 @@ fn from_snapshot(state: &AppState, id: &str) -> ApiResult<(LoadedPipeline, Mode,
     for d in &drift {
         tracing::info!("run {id}: {d} since it started; its snapshot is run");
     }
+    let file = source.snapshot.files.first().map(|f| f.path.clone()).unwrap_or_default();
+    let (loaded, mode, opts) = snapshot_run(state, source, FilePath::new(&file))?;
+    Ok((loaded, mode, RunOptions { parallelism: record.parallelism, message: record.message.clone(), trigger: RunTrigger::Server, ..opts }))
+}
+
+/// A run of `source` (a snapshot restored from the state), its pipeline
+/// compiled as the file `file` from the snapshot's text: its vars,
+/// environment, `--set` and selection; the rest is the caller's.
+fn snapshot_run(state: &AppState, source: RunSource, file: &FilePath) -> ApiResult<(LoadedPipeline, Mode, RunOptions)> {
     let snapshot = &source.snapshot;
-    let main = snapshot.files.first().ok_or_else(|| ApiError::unprocessable(format!("run {id}'s snapshot holds no pipeline source")))?;
-    let loaded = compile(state, FilePath::new(&main.path), main.text.clone(), snapshot.vars.clone(), snapshot.environment.clone())?;
+    let main = snapshot.files.first().ok_or_else(|| ApiError::unprocessable("the run's snapshot holds no pipeline source"))?;
+    let loaded = compile(state, file, main.text.clone(), snapshot.vars.clone(), snapshot.environment.clone())?;
     let mode = if snapshot.operation == RunKind::Undeploy { Mode::Undeploy } else { Mode::Deploy };
     let opts = RunOptions {
-        parallelism: record.parallelism,
         sets: snapshot.sets.clone(),
         vars: snapshot.vars.clone(),
-        message: record.message.clone(),
-        trigger: RunTrigger::Server,
         selection: Selection { targets: snapshot.targets.clone(), orphans: snapshot.orphans },
-        source: None,
         ..RunOptions::default()
     };
-    let source = Arc::new(source);
-    Ok((loaded, mode, RunOptions { source: Some(source), ..opts }))
+    Ok((loaded, mode, RunOptions { source: Some(Arc::new(source)), ..opts }))
 }
 
 /// Queues again the runs a stopped server had queued (`server-queue.json`),
@@ -617,25 +621,18 @@ async fn requeued(state: &AppState, kept: KeptRun) -> ApiResult<Response> {
     let base_dir = FilePath::new(&kept.file).parent().map(FilePath::to_path_buf).unwrap_or_default();
     let (source, _) = RunSource::restore_digest(store, &kept.id, &kept.snapshot, &base_dir)
         .map_err(|e| ApiError::unprocessable(e.to_string()))?;
-    let snapshot = &source.snapshot;
-    let main = snapshot.files.first().ok_or_else(|| ApiError::unprocessable("the snapshot holds no pipeline source"))?;
-    let loaded = compile(state, FilePath::new(&kept.file), main.text.clone(), snapshot.vars.clone(), snapshot.environment.clone())?;
-    let mode = if snapshot.operation == RunKind::Undeploy { Mode::Undeploy } else { Mode::Deploy };
+    let (loaded, mode, opts) = snapshot_run(state, source, FilePath::new(&kept.file))?;
     let opts = RunOptions {
         parallelism: kept.parallelism,
-        sets: snapshot.sets.clone(),
-        vars: snapshot.vars.clone(),
         message: kept.message,
         trigger: kept.trigger,
         rerun_of: kept.rerun_of,
         resume: kept.resume,
-        selection: Selection { targets: snapshot.targets.clone(), orphans: snapshot.orphans },
         id: Some(kept.id),
         started_by: Some(kept.started_by.clone()),
-        ..RunOptions::default()
+        ..opts
     };
-    let opts = RunOptions { source: Some(Arc::new(source)), ..opts };
-    let who = Caller { user: crate::users::User::server(&kept.started_by) };
+    let who = Caller { user: crate::users::User::server() };
     start(state, &who, loaded, mode, opts).await
 }
 
@@ -657,7 +654,7 @@ pub async fn resume_interrupted(state: &AppState) {
     let wanted = |r: &RunRecord| r.status == RunStatus::Interrupted || (r.status == RunStatus::Cancelled && stopped.contains(&r.id));
     for record in runs.into_iter().rev().filter(|r| wanted(r)) {
         let id = record.id.clone();
-        let who = Caller { user: crate::users::User::server(&record.started_by) };
+        let who = Caller { user: crate::users::User::server() };
         let resumed = match resumable_as(state, &id, true) {
             Ok((loaded, mode, mut opts)) => {
                 opts.started_by = Some("stackpipe-server".into());
