@@ -11,10 +11,14 @@
 //! | `runs`    | [`Runs`]: runs in progress, the queue, the event stream  |
 //! | `catalog` | [`Catalog`]: the `--pipelines` directory                 |
 //! | `audit`   | [`AuditLog`]: every mutating request                     |
+//! | `console` | the web console's page and files (`stackpipe-console`)   |
+//! | `layout`  | [`layout::DagLayout`]: where the console draws each node |
 
 pub mod api;
 pub mod audit;
 pub mod catalog;
+pub mod console;
+pub mod layout;
 pub mod runs;
 pub mod serve;
 pub mod users;

@@ -87,7 +87,7 @@ struct Inner {
     /// as Server-Sent Events.
     live: HashMap<String, (Arc<LiveRun>, Arc<RunFeed>)>,
     /// Status documents made, serialised, by run (see [`Runs::status_json`]).
-    status_cache: HashMap<String, (Freshness, Bytes)>,
+    status_cache: HashMap<(String, StatusView), (Freshness, Bytes)>,
     ended: VecDeque<String>,
     /// Runs started and not ended, with their pipeline and what they lock.
     active: Vec<(String, String, HashSet<ResourceKey>)>,
@@ -109,6 +109,18 @@ pub struct Runs {
     stop_all: StopSignal,
     /// Sent whenever a run ends: the server's shutdown waits on it.
     ended: watch::Sender<usize>,
+}
+
+/// How much of a run's status document to make.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusView {
+    /// All of it, as `stackpipe status --json` prints it.
+    #[default]
+    Full,
+    /// Each node without its operations, input and diff: what a page of
+    /// 10,000 nodes needs at once (a node's own page asks for the rest).
+    Nodes,
 }
 
 /// What [`Runs::submit`] did with a run.
@@ -156,7 +168,7 @@ impl Runs {
     /// was made, for what its journal wrote meanwhile; an ended run: its
     /// record changed), else the bytes made last. A status read every
     /// second by every console and CLI costs the run nothing most times.
-    pub fn status_json(&self, id: &str, live: Option<&LiveRun>) -> Result<Bytes, String> {
+    pub fn status_json(&self, id: &str, live: Option<&LiveRun>, view: StatusView) -> Result<(Bytes, Option<usize>), String> {
         let store = &self.store;
         let live = live.filter(|l| !l.over());
         let (freshness, record) = match live {
@@ -167,13 +179,21 @@ impl Runs {
                 (made, Some(record))
             }
         };
-        if let Some((made, bytes)) = self.inner().status_cache.get(id) {
+        // The events a live document covers: read before it is made, and
+        // the board takes each event before it is counted, so every one of
+        // them is in it (a follower goes on from there).
+        let covered = match freshness {
+            Freshness::Live { events, .. } => Some(events),
+            Freshness::Ended { .. } => None,
+        };
+        let key = (id.to_string(), view);
+        if let Some((made, bytes)) = self.inner().status_cache.get(&key) {
             if made.still(&freshness) {
-                return Ok(bytes.clone());
+                return Ok((bytes.clone(), covered));
             }
         }
-        let doc = match (live, record) {
-            (Some(l), _) => l.status(store)?,
+        let mut doc = match (live, record) {
+            (Some(l), _) => l.status_of(store, view == StatusView::Full)?,
             (None, None) => return Err(format!("no run `{id}`")),
             (None, Some(record)) => {
                 let jobs = store.jobs(id).map_err(|e| e.to_string())?;
@@ -181,21 +201,28 @@ impl Runs {
                 stackpipe_runtime::run::status::StatusDocument::stored(&record, &jobs, &decisions)
             }
         };
+        if view == StatusView::Nodes {
+            for node in doc.environments.iter_mut().flat_map(|e| e.nodes.iter_mut()) {
+                node.operations = Vec::new();
+                node.input = None;
+                node.diff = None;
+            }
+        }
         let bytes = Bytes::from(serde_json::to_vec(&doc).map_err(|e| e.to_string())?);
         let mut inner = self.inner();
-        if inner.status_cache.len() >= STATUS_CACHE_KEPT && !inner.status_cache.contains_key(id) {
+        if inner.status_cache.len() >= STATUS_CACHE_KEPT && !inner.status_cache.contains_key(&key) {
             // Any one goes: it is made again when asked for.
             if let Some(old) = inner.status_cache.keys().next().cloned() {
                 inner.status_cache.remove(&old);
             }
         }
-        inner.status_cache.insert(id.to_string(), (freshness, bytes.clone()));
-        Ok(bytes)
+        inner.status_cache.insert(key, (freshness, bytes.clone()));
+        Ok((bytes, covered))
     }
 
     /// Forgets what was made of run `id` (its records were deleted).
     pub fn forget(&self, id: &str) {
-        self.inner().status_cache.remove(id);
+        self.inner().status_cache.retain(|(run, _), _| run != id);
     }
 
     /// Whether run `id` is in progress here.
@@ -387,7 +414,7 @@ impl Runs {
             {
                 let mut inner = self.inner();
                 inner.active.retain(|(a, _, _)| *a != id);
-                inner.status_cache.remove(&id);
+                inner.status_cache.retain(|(run, _), _| *run != id);
                 if inner.live.contains_key(&id) {
                     inner.ended.push_back(id.clone());
                     while inner.ended.len() > ENDED_KEPT {

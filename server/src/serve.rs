@@ -95,6 +95,7 @@ impl Server {
             uploads: opts.uploads,
             sessions: Default::default(),
             tls: opts.tls.is_some(),
+            layouts: Default::default(),
         });
         let listener = TcpListener::bind(opts.listen).await.map_err(|source| ServeError::Bind { addr: opts.listen, source })?;
         Ok(Server { listener, tls, state, auto_resume: opts.auto_resume })

@@ -18,7 +18,7 @@ use crate::run::gate::Decider;
 use crate::run::history::history;
 use crate::run::status::StatusDocument;
 use crate::run::{CancelTarget, Cancels, Gates, RunEvent, RunJournal, StopSignal};
-use crate::state::{JobDiff, StateStore};
+use crate::state::{JobRecord, StateStore};
 
 /// What of a run its front ends steer: its gates, its cancels and its stop
 /// (see [`crate::run::Run`]).
@@ -141,20 +141,51 @@ impl LiveRun {
         self.gates.decide(selector, decision, decider, comment).await
     }
 
+    /// One job of the run as a page shows it while it runs: its record as
+    /// the board has it, its log lines so far (from the events, which the
+    /// state may not have been written yet), and how many of the run's
+    /// events that covers: a follower goes on from there.
+    pub fn job_view(&self, environment: &str, node: &str) -> (Option<JobRecord>, Vec<Value>, usize) {
+        // The events first: the board has taken every one of them.
+        let events: Vec<Arc<str>> = self.events.lock().map(|h| h.clone()).unwrap_or_default();
+        let job = self
+            .board
+            .lock()
+            .ok()
+            .and_then(|b| b.jobs().iter().find(|j| j.environment == environment && j.node == node).cloned());
+        let node_field = serde_json::to_string(node).map(|n| format!("\"node\":{n}")).unwrap_or_default();
+        let logs = events
+            .iter()
+            .filter(|line| line.starts_with("{\"event\":\"log\"") && line.contains(&node_field))
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|v| v["environment"] == environment && v["node"] == node)
+            .collect();
+        (job, logs, events.len())
+    }
+
     /// The status document of the run now: the board's view of the jobs,
     /// with the diffs of those that ended from their records (not waited
     /// for: a status asked every second must not cost the run an fsync).
     pub fn status(&self, store: &StateStore) -> Result<StatusDocument, String> {
+        self.status_of(store, true)
+    }
+
+    /// The status document, without the jobs' diffs unless `diffs` (they
+    /// are read from every job's record: for a run of 10,000 nodes that is
+    /// most of the cost, and a page of the whole graph does not show them).
+    pub fn status_of(&self, store: &StateStore, diffs: bool) -> Result<StatusDocument, String> {
         let text = |e: crate::state::StateError| e.to_string();
         let id = &self.run_id;
         let Some(mut record) = store.run(id).map_err(text)? else { return Err(format!("no run `{id}`")) };
         let decisions = store.decisions(id).map_err(text)?;
-        let mut diffs: HashMap<(String, String), JobDiff> = store
-            .jobs(id)
-            .map_err(text)?
-            .into_iter()
-            .filter_map(|j| Some(((j.environment, j.node), j.diff?)))
-            .collect();
+        // A resumed run's board starts again: what its jobs did before the
+        // resume is in their records.
+        let records_needed = diffs || !record.resumed.is_empty();
+        let mut stored: HashMap<(String, String), JobRecord> = if records_needed {
+            store.jobs(id).map_err(text)?.into_iter().map(|j| ((j.environment.clone(), j.node.clone()), j)).collect()
+        } else {
+            HashMap::new()
+        };
         let waiting = self.gates.waiting();
         let board = self.board.lock().map_err(|_| "the run's board is poisoned".to_string())?;
         if let Some(st) = board.status() {
@@ -162,7 +193,14 @@ impl LiveRun {
         }
         let mut jobs = board.jobs().to_vec();
         for j in &mut jobs {
-            j.diff = diffs.remove(&(j.environment.clone(), j.node.clone()));
+            match stored.remove(&(j.environment.clone(), j.node.clone())) {
+                Some(record) if record.status.is_final() && !j.status.is_final() => *j = record,
+                Some(record) => j.diff = record.diff,
+                None => j.diff = None,
+            }
+            if !diffs {
+                j.diff = None;
+            }
         }
         Ok(StatusDocument::new(&record, board.environments(), &jobs, &decisions, &waiting))
     }

@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
-use super::error::Path;
+use super::error::{Path, Query};
 use axum::http::HeaderMap;
 use futures::stream::{self, Stream, StreamExt};
 
@@ -46,10 +46,19 @@ fn event_stream(chunks: impl Stream<Item = Bytes> + Send + 'static) -> Response 
 
 const ALIVE: &[u8] = b": keep-alive\n\n";
 
-/// Run `id`'s events from its start (or after `Last-Event-ID`) until it
-/// ends. A run not in progress here, ended long ago, streams nothing and
-/// ends at once.
-#[utoipa::path(get, path = "/api/v1/runs/{id}/events", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RunEventsQuery {
+    /// Start after this event (the `X-Stackpipe-Event-Id` of the status
+    /// document read first); `Last-Event-ID`, when later, wins.
+    #[param(minimum = 0)]
+    pub after: Option<u64>,
+}
+
+/// Run `id`'s events from its start (or after `?after=` or
+/// `Last-Event-ID`) until it ends. A run not in progress here, ended long
+/// ago, streams nothing and ends at once.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/events", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"), RunEventsQuery), responses(
     (status = 200, description = "text/event-stream of the run's events", content_type = "text/event-stream"),
     (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
@@ -57,11 +66,12 @@ pub async fn run_events(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(q): Query<RunEventsQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let pipeline = run_pipeline(&state, &id)?;
     caller.require(Role::Viewer, Some(&pipeline))?;
-    let after = last_event_id(&headers)? as usize;
+    let after = last_event_id(&headers)?.max(q.after.unwrap_or(0)) as usize;
     let runs = state.runs.clone();
     // Each wake-up sends every event that came since, in one chunk, each
     // event formatted once for all followers (see `RunFeed`).

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use super::error::{Path, Query};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -25,7 +26,8 @@ pub async fn jobs(State(state): State<Arc<AppState>>, caller: Caller, Path(id): 
 }
 
 /// One job of run `id`: its record (operations, input snapshot digest,
-/// diff) and its log lines.
+/// diff) and its log lines. For a run in progress, `X-Stackpipe-Event-Id`
+/// is the last event they hold (follow the run's events from there).
 #[utoipa::path(get, path = "/api/v1/runs/{id}/jobs/{environment}/{node}",
     params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"), ("environment" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"), ("node" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
     (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
@@ -34,19 +36,35 @@ pub async fn job(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path((id, environment, node)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     check_name("environment", &environment)?;
     check_name("node", &node)?;
     let pipeline = run_pipeline(&state, &id)?;
     caller.require(Role::Viewer, Some(&pipeline))?;
+    let missing = || ApiError::not_found(format!("run {id} has no job for `{environment}/{node}`"));
+    // A run in progress: as its board has the job, with the log lines of
+    // its events so far, and which event that was (its stream goes on from there).
+    if let Some(live) = state.runs.live(&id).filter(|l| !l.over()) {
+        let (job, logs, covered) = live.job_view(&environment, &node);
+        let mut job = job.ok_or_else(missing)?;
+        // Its input and diff are recorded when it ends.
+        if let Some(stored) = state.runs.store().job(&id, &environment, &node)? {
+            if stored.status.is_final() && !job.status.is_final() {
+                // Done before the run was resumed: its record is what it did.
+                job = stored;
+            } else {
+                job.input = job.input.or(stored.input);
+                job.diff = job.diff.or(stored.diff);
+            }
+        }
+        let mut r = Json(json!({ "job": job, "logs": logs })).into_response();
+        r.headers_mut().insert(super::runs::EVENT_ID_HEADER, axum::http::HeaderValue::from(covered));
+        return Ok(r);
+    }
     let store = state.runs.store();
-    let job = store
-        .jobs(&id)?
-        .into_iter()
-        .find(|j| j.environment == environment && j.node == node)
-        .ok_or_else(|| ApiError::not_found(format!("run {id} has no job for `{environment}/{node}`")))?;
+    let job = store.jobs(&id)?.into_iter().find(|j| j.environment == environment && j.node == node).ok_or_else(missing)?;
     let logs: Vec<_> = store.logs(&id, Some(&node))?.into_iter().filter(|l| l.environment == environment).collect();
-    Ok(Json(json!({ "job": job, "logs": logs })))
+    Ok(Json(json!({ "job": job, "logs": logs })).into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -10,6 +10,7 @@
 //! | `session`   | browser sessions: login, cookie, CSRF, logout      |
 //! | `pipelines` | the `--pipelines` directory: list, show, graph    |
 //! | `runs`      | runs: list, start, status, cancel, rerun, resume, delete |
+//! | `run_graph` | a run's graph as the console draws it, and who may do what |
 //! | `gates`     | approve and reject                                |
 //! | `jobs`      | a run's jobs, logs and snapshot                   |
 //! | `state`     | resources (and forgetting one), locks, unlock, history |
@@ -22,6 +23,7 @@ pub mod events;
 pub mod gates;
 pub mod jobs;
 pub mod pipelines;
+pub mod run_graph;
 pub mod runs;
 pub mod session;
 pub mod state;
@@ -67,6 +69,8 @@ pub struct AppState {
     pub sessions: session::Sessions,
     /// Whether the server speaks TLS (session cookies are then `Secure`).
     pub tls: bool,
+    /// The console's drawings of run graphs, by snapshot.
+    pub layouts: crate::layout::LayoutCache,
 }
 
 #[derive(OpenApi)]
@@ -76,14 +80,14 @@ pub struct AppState {
         health,
         session::login, session::current, session::logout,
         pipelines::list, pipelines::show, pipelines::graph, pipelines::outputs,
-        runs::list, runs::create, runs::show, runs::delete, runs::cancel, runs::rerun, runs::resume, runs::queue,
+        runs::list, runs::create, runs::show, run_graph::graph, runs::delete, runs::cancel, runs::rerun, runs::resume, runs::queue,
         gates::approve, gates::reject,
         jobs::jobs, jobs::job, jobs::logs, jobs::snapshot,
         state::resources, state::forget, state::locks, state::unlock, state::history,
         events::run_events, events::server_events,
     ),
     components(schemas(
-        crate::catalog::PipelineSummary, crate::runs::QueuedRun, runs::CreateRun, runs::Created, runs::CancelBody,
+        crate::catalog::PipelineSummary, crate::runs::QueuedRun, crate::runs::StatusView, runs::CreateRun, runs::Created, runs::CancelBody,
         session::Login, session::SessionInfo, runs::Operation, runs::StatusFilter, runs::SourceUploadSchema, gates::DecideBody, state::UnlockBody, ErrorBody,
     )),
     modifiers(&BearerAuth),
@@ -120,6 +124,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/runs", get(runs::list).post(runs::create))
         .route("/api/v1/queue", get(runs::queue))
         .route("/api/v1/runs/{id}", get(runs::show).delete(runs::delete))
+        .route("/api/v1/runs/{id}/graph", get(run_graph::graph))
         .route("/api/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/api/v1/runs/{id}/rerun", post(runs::rerun))
         .route("/api/v1/runs/{id}/resume", post(runs::resume))
@@ -141,6 +146,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/events", get(events::server_events));
     timed
         .merge(streams)
+        .merge(crate::console::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -22,7 +22,10 @@ use stackpipe_runtime::state::{RunKind, RunRecord, RunStatus, RunTrigger};
 
 use super::error::Body;
 use super::{created, ApiError, ApiResult, AppState, Caller};
-use crate::runs::{queued_summary, Admission, KeptRun, PreparedRun, QueuedRun};
+use crate::runs::{queued_summary, Admission, KeptRun, PreparedRun, QueuedRun, StatusView};
+
+/// The last event a run's status document holds (see [`show`]).
+pub const EVENT_ID_HEADER: &str = "x-stackpipe-event-id";
 use crate::users::Role;
 
 /// Names in paths and bodies (pipelines, runs, environments, nodes):
@@ -62,6 +65,12 @@ pub struct ListQuery {
     pub pipeline: Option<String>,
     /// Only runs with this status.
     pub status: Option<StatusFilter>,
+    /// Only runs that took this environment.
+    #[param(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")]
+    pub environment: Option<String>,
+    /// Only runs this user started.
+    #[param(max_length = 128)]
+    pub started_by: Option<String>,
     /// At most this many, newest first.
     #[param(minimum = 0, maximum = 1000000)]
     pub limit: Option<u32>,
@@ -99,6 +108,12 @@ pub async fn list(State(state): State<Arc<AppState>>, caller: Caller, Query(q): 
     if let Some(p) = &q.pipeline {
         check_name("pipeline", p)?;
     }
+    if let Some(e) = &q.environment {
+        check_name("environment", e)?;
+    }
+    if q.started_by.as_ref().is_some_and(|u| u.len() > 128) {
+        return Err(ApiError::bad_request("started_by is at most 128 bytes"));
+    }
     if q.limit.is_some_and(|n| n > 1_000_000) {
         return Err(ApiError::bad_request("limit is at most 1000000"));
     }
@@ -111,6 +126,8 @@ pub async fn list(State(state): State<Arc<AppState>>, caller: Caller, Query(q): 
         .filter(|r| caller.sees(&r.pipeline))
         .filter(|r| q.pipeline.as_ref().is_none_or(|p| *p == r.pipeline))
         .filter(|r| status.is_none_or(|s| r.status == s))
+        .filter(|r| q.environment.as_ref().is_none_or(|e| r.environments.contains(e)))
+        .filter(|r| q.started_by.as_ref().is_none_or(|u| *u == r.started_by))
         .take(q.limit.map_or(usize::MAX, |n| n as usize))
         .collect();
     Ok(Json(runs))
@@ -416,12 +433,26 @@ async fn start(state: &AppState, caller: &Caller, pipeline: LoadedPipeline, mode
     Ok(created(doc, format!("run {id} ({status})")))
 }
 
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ShowQuery {
+    /// `nodes`: each node without its operations, input and diff.
+    pub view: Option<StatusView>,
+}
+
 /// The status document of run `id`: the same as `stackpipe status --json`
-/// (or, for a queued run, what it waits for).
-#[utoipa::path(get, path = "/api/v1/runs/{id}", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
+/// (or, for a queued run, what it waits for). For a run in progress the
+/// header `X-Stackpipe-Event-Id` is the last of its events the document
+/// holds: its event stream goes on from there (`?after=`).
+#[utoipa::path(get, path = "/api/v1/runs/{id}", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"), ShowQuery), responses(
     (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
-pub async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<ShowQuery>,
+) -> ApiResult<Response> {
     let pipeline = run_pipeline(&state, &id)?;
     caller.require(Role::Viewer, Some(&pipeline))?;
     if let Some(q) = state.runs.queued(&id) {
@@ -432,8 +463,12 @@ pub async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(id): 
         return Ok(Json(json!({ "run": id, "pipeline": pipeline, "status": "failed", "error": why })).into_response());
     }
     let live = state.runs.started(&id).await.or_else(|| state.runs.live(&id));
-    let json = state.runs.status_json(&id, live.as_deref()).map_err(ApiError::internal)?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], json).into_response())
+    let (json, covered) = state.runs.status_json(&id, live.as_deref(), q.view.unwrap_or_default()).map_err(ApiError::internal)?;
+    let mut r = ([(axum::http::header::CONTENT_TYPE, "application/json")], json).into_response();
+    if let Some(n) = covered {
+        r.headers_mut().insert(EVENT_ID_HEADER, axum::http::HeaderValue::from(n));
+    }
+    Ok(r)
 }
 
 /// What of a run to cancel: all of it, an environment, or one node.
