@@ -2,6 +2,7 @@
 //! pipeline that uses the real `test` component, and the real binary run in it.
 #![allow(dead_code)] // each test file uses its own part of this
 
+pub mod browser;
 pub mod moto;
 pub mod server;
 
