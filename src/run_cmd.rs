@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use stackpipe_runtime::pipeline::LoadedPipeline;
-use stackpipe_runtime::plugin::{change_name, ArtifactCache, PluginHost};
+use stackpipe_runtime::plugin::{ArtifactCache, PluginHost};
 use stackpipe_runtime::run::{
     execute, AutoApprove, Events, Mode, PlannedChange, Run, RunError, RunEvent, RunOptions, RunSource, RunSummary, Selection,
     SelectionError, SnapshotError, Steering, StopSignal,
@@ -279,26 +279,7 @@ pub fn report_plan(summary: &RunSummary, failures: &[String], json: bool, since:
 
 /// The plan as a JSON array, one object per node and environment.
 pub fn plan_json(summary: &RunSummary) -> String {
-    let doc: Vec<_> = summary
-        .planned
-        .iter()
-        .map(|p| {
-            serde_json::json!({
-                "environment": p.environment, "resource": p.node, "type": p.type_name,
-                "change": change_name(p.plan.change), "policy": p.policy,
-                // A value known only after apply is `"after": null, "after_unknown": true` (as in
-                // `terraform show -json`), never the placeholder text as if it were the value.
-                "changes": p.plan.changes.iter().map(|c| serde_json::json!({
-                    "path": c.path,
-                    "before": if c.sensitive && c.before.is_some() { Some(stackpipe_runtime::run::MASKED.to_string()) } else { c.before.clone() },
-                    "after": if p.after_unknown(&c.path) { None }
-                        else if c.sensitive && c.after.is_some() { Some(stackpipe_runtime::run::MASKED.to_string()) }
-                        else { c.after.clone() },
-                    "after_unknown": p.after_unknown(&c.path),
-                    "sensitive": c.sensitive, "forces_replacement": c.forces_replacement })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
+    let doc = stackpipe_runtime::run::plan_text::plan_document(&summary.planned);
     serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 

@@ -77,8 +77,11 @@ fn every_endpoint_answers_every_role_as_its_role_allows() {
         ("/api/v1/pipelines/gated/graph".into(), true),
         ("/api/v1/pipelines/gated/outputs".into(), true),
         ("/api/v1/runs".into(), false),
+        ("/api/v1/runs?environment=dev&started_by=otto".into(), false),
         ("/api/v1/queue".into(), false),
         (format!("/api/v1/runs/{done}"), true),
+        (format!("/api/v1/runs/{done}?view=nodes"), true),
+        (format!("/api/v1/runs/{done}/graph"), true),
         (format!("/api/v1/runs/{done}/jobs"), true),
         (format!("/api/v1/runs/{done}/jobs/dev/a"), true),
         (format!("/api/v1/runs/{done}/logs"), true),
@@ -124,6 +127,29 @@ fn every_endpoint_answers_every_role_as_its_role_allows() {
             s.wait_run(&id, &t.viewer, "the run to end", ended);
         }
     }
+
+    // Planning: operator and admin; nothing is applied or recorded.
+    let applied = s.ledger().len();
+    let runs_before = s.get("/api/v1/runs", Some(&t.admin)).body.as_array().map(Vec::len);
+    let plan = json!({ "message": "what would change?" });
+    assert_eq!(s.post("/api/v1/pipelines/gated/plan", None, &plan).status, 401);
+    assert_eq!(s.post("/api/v1/pipelines/gated/plan", Some(&t.viewer), &plan).status, 403);
+    assert_eq!(s.post("/api/v1/pipelines/gated/plan", Some(&t.limited), &plan).status, 403);
+    for token in [&t.operator, &t.admin] {
+        let a = s.post("/api/v1/pipelines/gated/plan", Some(token), &plan);
+        assert_eq!(a.status, 200, "{:#}", a.body);
+        assert_eq!(a.body["status"], "succeeded", "{:#}", a.body);
+        // Deployed already: nothing to change, and the text says so.
+        let changes: Vec<&str> = a.body["changes"].as_array().unwrap().iter().map(|c| c["change"].as_str().unwrap()).collect();
+        assert_eq!(changes, ["no-op", "no-op"], "{:#}", a.body);
+        assert!(a.body["text"].as_str().unwrap().contains("dev"), "{:#}", a.body);
+    }
+    let undeploy = s.post("/api/v1/pipelines/gated/plan", Some(&t.operator), &json!({ "undeploy": true, "environment": "dev" }));
+    assert_eq!(undeploy.status, 200, "{:#}", undeploy.body);
+    assert_eq!(undeploy.body["changes"].as_array().unwrap().iter().filter(|c| c["change"] == "delete").count(), 2, "{:#}", undeploy.body);
+    assert_eq!(s.ledger().len(), applied, "a plan applied something");
+    assert_eq!(s.get("/api/v1/runs", Some(&t.admin)).body.as_array().map(Vec::len), runs_before, "a plan was recorded as a run");
+    assert_eq!(s.post("/api/v1/pipelines/gated/plan", Some(&t.operator), &json!({ "bogus": 1 })).status, 400);
 
     // Starting runs: operator and admin (the second queues behind the first).
     let create = json!({ "pipeline": "gated" });
@@ -190,6 +216,8 @@ fn every_endpoint_answers_every_role_as_its_role_allows() {
     assert!(entries.iter().any(|e| e["user"].is_null() && e["status"] == 401));
     assert!(entries.iter().all(|e| e["address"].as_str().unwrap().starts_with("127.0.0.1:")));
     assert!(entries.iter().all(|e| e["method"] != "GET"));
+    assert!(entries.iter().any(|e| e["user"] == "otto" && e["path"] == "/api/v1/pipelines/gated/plan" && e["status"] == 200
+        && e["detail"].as_str().is_some_and(|d| d.starts_with("plan of a deploy of gated"))), "{entries:#?}");
 }
 
 /// An environment's `approvers` and `self_approval` hold on a server: who

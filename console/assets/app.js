@@ -3,7 +3,7 @@
 // function that stops what the page keeps running (event streams, timers).
 
 import { request, setCsrf, whenSignedOut } from './api.js';
-import { h } from './dom.js';
+import { h, fill } from './dom.js';
 import * as login from './pages/login.js';
 import * as pipelines from './pages/pipelines.js';
 import * as runs from './pages/runs.js';
@@ -13,7 +13,7 @@ import * as state from './pages/state.js';
 
 // What the benchmark and the browser tests read: when the run page's graph
 // was first drawn, and how the page keeps up with the run's events.
-window.stackpipe = { marks: {}, stats: { events: 0, final: 0, maxApplyLagMs: 0 }, panBy: async () => {} };
+window.stackpipe = { marks: {}, stats: { events: 0, final: 0, maxApplyLagMs: 0 }, panBy: async () => {}, dagView: () => null };
 
 const ROLES = ['viewer', 'operator', 'admin'];
 
@@ -73,7 +73,7 @@ async function show() {
   let page;
   let params = {};
   if (first === 'login') page = login;
-  else if (first === 'pipelines') page = pipelines;
+  else if (first === 'pipelines') { page = pipelines; params = { plan: b === 'plan' ? a : undefined }; }
   else if (first === 'runs' && a && b && c) { page = node; params = { run: a, environment: b, node: c }; }
   else if (first === 'runs' && a) { page = run; params = { run: a }; }
   else if (first === 'runs') page = runs;
@@ -86,11 +86,11 @@ async function show() {
     if (link.dataset.nav === first) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
   }
-  main.replaceChildren(h('p', { class: 'loading' }, 'Loading…'));
+  fill(main, h('p', { class: 'loading' }, 'Loading…'));
   try {
     stop = (await page.render(main, { ...params, query: route.query }, session, { signedIn, refresh: show })) || null;
   } catch (e) {
-    main.replaceChildren(h('h1', null, 'Something went wrong'), h('p', { class: 'error', role: 'alert' }, e.message));
+    fill(main, h('h1', null, 'Something went wrong'), h('p', { class: 'error', role: 'alert' }, e.message));
   }
   if (main.dataset.focus !== 'keep') main.focus({ preventScroll: true });
 }

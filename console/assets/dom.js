@@ -29,6 +29,12 @@ export function append(el, children) {
   return el;
 }
 
+/** Replaces `el`'s children with `children` (as `append` takes them: text, nodes, arrays; null left out). */
+export function fill(el, ...children) {
+  el.replaceChildren();
+  return append(el, children);
+}
+
 /** A link inside the console: `parts` are path segments, each encoded. */
 export function route(...parts) {
   return '#/' + parts.map((p) => encodeURIComponent(String(p))).join('/');

@@ -228,6 +228,16 @@ impl Browser {
         }
     }
 
+    /// Sends `keys` to the element `css` (once it exists) as typed, after
+    /// what it holds: WebDriver's key codes (`\u{E007}` Enter, `\u{E004}`
+    /// Tab, `\u{E00C}` Escape) press those keys.
+    pub fn press(&self, css: &str, keys: &str) {
+        let element = self.element(css);
+        if let Err(e) = self.block(element.send_keys(keys)) {
+            panic!("cannot send keys to {css}: {e}");
+        }
+    }
+
     /// The rendered text of the element `css` (once it exists).
     pub fn text(&self, css: &str) -> String {
         let element = self.element(css);

@@ -3,7 +3,7 @@
 // kept nowhere in the page.
 
 import { request } from '../api.js';
-import { h } from '../dom.js';
+import { h, fill } from '../dom.js';
 
 export async function render(main, route, session, app) {
   const next = route.query.get('next') || '#/runs';
@@ -32,7 +32,7 @@ export async function render(main, route, session, app) {
       token.focus();
     }
   });
-  main.replaceChildren(form);
+  fill(main, form);
   if (session) main.prepend(h('p', { class: 'note' }, `You are logged in as ${session.user}.`));
   main.dataset.focus = 'keep';
   token.focus();

@@ -3,7 +3,7 @@
 // server) and its planned diff.
 
 import { request, seg } from '../api.js';
-import { h, route, time, duration } from '../dom.js';
+import { h, fill, route, time, duration } from '../dom.js';
 import { badgeClass } from '../status.js';
 
 const OPS = ['preflight', 'init', 'refresh', 'preview', 'apply', 'destroy'];
@@ -16,7 +16,7 @@ export async function render(main, r) {
     answer = await request(path);
   } catch (e) {
     if (e.status !== 404) throw e;
-    main.replaceChildren(crumbs(run, environment, node), h('h1', null, node),
+    fill(main, crumbs(run, environment, node), h('h1', null, node),
       h('p', null, `The job of ${node} in ${environment} has not started yet.`),
       h('p', null, h('a', { href: route('runs', run) }, 'Back to the run')));
     return null;
@@ -28,7 +28,7 @@ export async function render(main, r) {
   const head = h('div');
   const inputBox = h('section', { 'aria-labelledby': 'input-h' });
   const diffBox = h('section', { 'aria-labelledby': 'diff-h' });
-  main.replaceChildren(crumbs(run, environment, node), head,
+  fill(main, crumbs(run, environment, node), head,
     h('section', { 'aria-labelledby': 'ops-h' }, h('h2', { id: 'ops-h' }, 'Operations'),
       h('table', { class: 'ops', id: 'ops' }, h('thead', null, h('tr', null,
         ['Operation', 'Status', 'Started', 'Duration', 'Message'].map((t) => h('th', { scope: 'col' }, t)))), opsBody)),
@@ -36,7 +36,7 @@ export async function render(main, r) {
     diffBox, inputBox);
 
   function renderJob() {
-    head.replaceChildren(
+    fill(head, 
       h('h1', null, `${node} `, h('span', { class: badgeClass(job.status), 'data-job-status': job.status, id: 'job-status' }, job.status === 'waiting' ? 'waiting for approval' : job.status)),
       h('dl', { class: 'meta' },
         h('dt', null, 'Environment'), h('dd', null, environment),
@@ -46,14 +46,14 @@ export async function render(main, r) {
         h('dt', null, 'Duration'), h('dd', null, job.started_ms ? duration((job.finished_ms || Date.now()) - job.started_ms) : '')),
       job.error ? h('pre', { class: 'error', role: 'alert', id: 'job-error' }, job.error) : null);
     const ops = [...job.ops].sort((a, b) => OPS.indexOf(a.name) - OPS.indexOf(b.name));
-    opsBody.replaceChildren(...ops.map((op) => h('tr', { dataset: { op: op.name, status: op.status } },
+    fill(opsBody, ...ops.map((op) => h('tr', { dataset: { op: op.name, status: op.status } },
       h('th', { scope: 'row' }, op.name),
       h('td', null, h('span', { class: badgeClass(op.status) }, op.status)),
       h('td', null, time(op.started_ms)),
       h('td', null, op.started_ms && op.finished_ms ? duration(op.finished_ms - op.started_ms) : ''),
       h('td', { class: 'message' }, op.message || ''))));
-    diffBox.replaceChildren(h('h2', { id: 'diff-h' }, 'Planned changes'), diffView(job.diff));
-    inputBox.replaceChildren(h('h2', { id: 'input-h' }, 'Input'), job.input
+    fill(diffBox, h('h2', { id: 'diff-h' }, 'Planned changes'), diffView(job.diff));
+    fill(inputBox, h('h2', { id: 'input-h' }, 'Input'), job.input
       ? [h('dl', { class: 'meta' },
         h('dt', null, 'Type'), h('dd', null, job.input.kind),
         h('dt', null, 'Plugin'), h('dd', null, `${job.input.plugin} (${job.input.plugin_digest.slice(0, 12)})`),
@@ -68,7 +68,7 @@ export async function render(main, r) {
       l.plugin ? h('span', { class: 'plugin' }, `${l.plugin}: `) : null, h('span', { class: 'text' }, l.text));
   }
   renderJob();
-  logList.replaceChildren(...logs.map(logLine));
+  fill(logList, ...logs.map(logLine));
   if (!logs.length) logList.append(h('li', { class: 'empty' }, 'No log lines yet.'));
 
   if (covered === null) return null;

@@ -3,19 +3,26 @@
 // starts a plan, deploy or undeploy with an environment, vars and a message.
 
 import { get, post } from '../api.js';
-import { h, route, routeWith, time, dialog, announce } from '../dom.js';
+import { h, fill, route, routeWith, time, dialog, announce } from '../dom.js';
 import { badgeClass } from '../status.js';
 
+/** The last plan this page asked for (a plan is an answer, not a record: it is not kept by the server). */
+let lastPlan = null;
+
 export async function render(main, r, session) {
+  if (r.plan) {
+    showPlan(main, r.plan, lastPlan && lastPlan.pipeline === r.plan ? lastPlan : null);
+    return null;
+  }
   const body = h('div', { class: 'pipelines' });
-  main.replaceChildren(h('h1', null, 'Pipelines'), body);
+  fill(main, h('h1', null, 'Pipelines'), body);
   async function load() {
     const [pipelines, runs] = await Promise.all([get('/pipelines'), get('/runs?limit=1000')]);
     if (!pipelines.length) {
-      body.replaceChildren(h('p', { class: 'empty' }, 'This server has no pipelines (start it with --pipelines DIR).'));
+      fill(body, h('p', { class: 'empty' }, 'This server has no pipelines (start it with --pipelines DIR).'));
       return;
     }
-    body.replaceChildren(...pipelines.map((p) => card(p, runs.filter((x) => x.pipeline === p.name), session)));
+    fill(body, ...pipelines.map((p) => card(p, runs.filter((x) => x.pipeline === p.name), session)));
   }
   await load();
   const events = new EventSource('/api/v1/events');
@@ -58,6 +65,35 @@ function card(p, runs, session) {
     actions);
 }
 
+/** A plan's answer: what a deploy would change, environment by environment. */
+function showPlan(main, name, plan) {
+  if (!plan) {
+    fill(main, h('p', { class: 'crumbs' }, h('a', { href: route('pipelines') }, 'Pipelines'), ` / ${name}`),
+      h('h1', null, `Plan of ${name}`),
+      h('p', null, 'A plan is shown once, when it is made; start one with the Run button of the pipeline.'));
+    return;
+  }
+  const counts = {};
+  for (const c of plan.changes) counts[c.change] = (counts[c.change] || 0) + 1;
+  fill(main,
+    h('p', { class: 'crumbs' }, h('a', { href: route('pipelines') }, 'Pipelines'), ` / ${plan.pipeline}`),
+    h('h1', { id: 'plan-h' }, `Plan of ${plan.pipeline} `, h('span', { class: badgeClass(plan.status), 'data-plan-status': plan.status }, plan.status)),
+    h('p', null, `Planned by ${plan.planned_by}`, plan.message ? ` — ${plan.message}` : '', '. Nothing was applied.'),
+    h('p', { id: 'plan-counts' }, Object.keys(counts).length ? Object.entries(counts).map(([k, n]) => `${n} to ${k}`).join(', ') : 'No changes.'),
+    plan.failures.length ? h('section', { 'aria-labelledby': 'plan-fail-h' }, h('h2', { id: 'plan-fail-h' }, 'Could not be planned'),
+      h('ul', null, plan.failures.map((f) => h('li', { class: 'error' }, `${f.environment} / ${f.resource}: ${f.error || ''}`)))) : null,
+    plan.warnings.length ? h('section', null, h('h2', null, 'Warnings'),
+      h('ul', null, plan.warnings.map((w) => h('li', null, `${w.environment} / ${w.resource}: ${w.text}`)))) : null,
+    h('table', { class: 'plan', id: 'plan' },
+      h('thead', null, h('tr', null, ['Environment', 'Resource', 'Type', 'Change', 'Attributes'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', null, plan.changes.map((c) => h('tr', { dataset: { resource: c.resource, environment: c.environment, change: c.change } },
+        h('td', null, c.environment), h('th', { scope: 'row' }, c.resource), h('td', null, c.type), h('td', null, c.change),
+        h('td', null, c.changes.map((a) => h('div', null, h('code', null, a.path), ': ',
+          a.sensitive ? '(sensitive)' : `${a.before ?? '—'} → ${a.after_unknown ? '(known after apply)' : (a.after ?? '—')}`))))))),
+    h('details', null, h('summary', null, 'As text'), h('pre', { class: 'json' }, plan.text)));
+  announce(`Plan of ${plan.pipeline}: ${plan.status}`);
+}
+
 /** The trigger dialog: what to run, where, with which vars and message. */
 async function trigger(p) {
   const op = h('select', { id: 't-operation', name: 'operation' },
@@ -88,10 +124,16 @@ async function trigger(p) {
     }
     try {
       if (bad.length) throw new Error(`a var is written name=value: ${bad.join(', ')}`);
-      const body = { pipeline: p.name, operation: op.value, vars: parsed };
+      const body = { vars: parsed };
       if (env.value) body.environment = env.value;
       if (message.value.trim()) body.message = message.value.trim();
-      const created = await post('/runs', body);
+      if (op.value === 'plan') {
+        error.textContent = '';
+        lastPlan = await post(`/pipelines/${encodeURIComponent(p.name)}/plan`, body);
+        location.hash = route('pipelines', p.name, 'plan');
+        return;
+      }
+      const created = await post('/runs', { ...body, pipeline: p.name, operation: op.value });
       announce(`Run ${created.run} ${created.status}`);
       location.hash = route('runs', created.run);
       return;

@@ -3,7 +3,7 @@
 // canvas, or as a list; both follow the run's events live.
 
 import { request, get, post, seg } from '../api.js';
-import { h, route, time, duration, dialog, announce } from '../dom.js';
+import { h, fill, route, time, duration, dialog, announce } from '../dom.js';
 import { STATUSES, CODE, FINAL, badgeClass } from '../status.js';
 import { Dag } from '../dag.js';
 import { runStatusBadge } from './runs.js';
@@ -85,7 +85,7 @@ export async function render(main, r, session, app) {
   const viewTabs = h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'View' });
   const graphPanel = h('div', { id: 'panel-graph', role: 'tabpanel', 'aria-labelledby': 'tab-graph', class: 'graph-panel' });
   const listPanel = h('div', { id: 'panel-list', role: 'tabpanel', 'aria-labelledby': 'tab-list', hidden: true });
-  main.replaceChildren(head, promotion, gates, decisions,
+  fill(main, head, promotion, gates, decisions,
     h('h2', { class: 'visually-hidden' }, 'Nodes'),
     h('div', { class: 'view-bar' }, envTabs, viewTabs), graphPanel, listPanel);
 
@@ -99,7 +99,7 @@ export async function render(main, r, session, app) {
       actions.append(h('button', { type: 'button', id: 'rerun', onclick: rerun }, 'Run again'));
     }
     const took = (doc.finished_ms || Date.now()) - doc.started_ms;
-    head.replaceChildren(
+    fill(head, 
       h('p', { class: 'crumbs' }, h('a', { href: route('runs') }, 'Runs'), ' / ', h('a', { href: `#/runs?pipeline=${encodeURIComponent(doc.pipeline)}` }, doc.pipeline)),
       h('h1', null, `Run ${doc.run} `, runStatusBadge(doc.status)),
       h('dl', { class: 'facts' },
@@ -114,7 +114,7 @@ export async function render(main, r, session, app) {
   }
 
   function renderEnvs() {
-    promotion.replaceChildren(...envs.map((env, k) => h('li', { dataset: { environment: env.name, status: env.status } },
+    fill(promotion, ...envs.map((env, k) => h('li', { dataset: { environment: env.name, status: env.status } },
       h('span', { class: 'env-name' }, env.name),
       h('span', { class: badgeClass(env.status === 'waiting' ? 'waiting' : env.status) }, env.status === 'waiting' ? 'waiting for approval' : env.status),
       may[env.name] && may[env.name].approval ? h('span', { class: 'help' }, ` approval by ${may[env.name].approvers}`) : null,
@@ -126,12 +126,12 @@ export async function render(main, r, session, app) {
   let waiting = doc.waiting.slice();
   function renderGates() {
     if (!waiting.length) {
-      gates.replaceChildren();
+      fill(gates);
       gates.hidden = true;
       return;
     }
     gates.hidden = false;
-    gates.replaceChildren(h('h2', { id: 'gates-h' }, 'Waiting for approval'),
+    fill(gates, h('h2', { id: 'gates-h' }, 'Waiting for approval'),
       h('ul', null, waiting.map((g) => {
         const m = may[g.environment] || {};
         const where = g.node ? `${g.environment} / ${g.node}` : `environment ${g.environment}`;
@@ -149,10 +149,10 @@ export async function render(main, r, session, app) {
 
   function renderDecisions() {
     if (!doc.decisions.length) {
-      decisions.replaceChildren();
+      fill(decisions);
       return;
     }
-    decisions.replaceChildren(h('h2', { id: 'decisions-h' }, 'Decisions'),
+    fill(decisions, h('h2', { id: 'decisions-h' }, 'Decisions'),
       h('ul', { class: 'decision-list' }, doc.decisions.map((d) => h('li', { dataset: { decision: d.decision } },
         h('span', { class: badgeClass(d.decision === 'approved' ? 'succeeded' : 'failed') }, d.decision),
         ` ${d.node ? `${d.environment} / ${d.node}` : d.environment} by `, h('strong', null, d.by), ' ', time(d.at_ms),
@@ -220,7 +220,7 @@ export async function render(main, r, session, app) {
     h('button', { type: 'button', 'aria-label': 'Zoom in', onclick: () => dag.zoomAt(1.25, dag.cssW / 2, dag.cssH / 2) }, '+'),
     h('button', { type: 'button', onclick: () => dag.fit() }, 'Fit'),
     levels);
-  graphPanel.replaceChildren(toolbar, legend, h('div', { class: 'canvas-wrap' }, canvas, tip));
+  fill(graphPanel, toolbar, legend, h('div', { class: 'canvas-wrap' }, canvas, tip));
   const dag = new Dag(canvas, L, {
     onOpen: (i) => { location.hash = route('runs', id, envs[shownEnv].name, L.names[i]); },
     onHover: (i, x, y) => {
@@ -228,7 +228,7 @@ export async function render(main, r, session, app) {
       const env = envs[shownEnv];
       const s = STATUSES[env.codes[i]];
       const info = env.info[i] || {};
-      tip.replaceChildren(h('strong', null, L.names[i]), h('br'), `${L.types[L.type_of[i]]} · level ${L.levels[i]}`, h('br'),
+      fill(tip, h('strong', null, L.names[i]), h('br'), `${L.types[L.type_of[i]]} · level ${L.levels[i]}`, h('br'),
         `${s.glyph} ${s.label}`, info.change ? ` · ${info.change}` : '', info.error ? h('span', { class: 'error' }, h('br'), info.error) : null);
       tip.style.left = `${Math.min(x + 14, canvas.clientWidth - 260)}px`;
       tip.style.top = `${y + 14}px`;
@@ -240,6 +240,7 @@ export async function render(main, r, session, app) {
     },
   });
   window.stackpipe.panBy = (dx, dy) => dag.panBy(dx, dy);
+  window.stackpipe.dagView = () => ({ zoom: dag.k, x: dag.tx, y: dag.ty, found: dag.found >= 0 ? L.names[dag.found] : null, folded: [...dag.folded] });
   let firstDrawn = false;
   dag.onDrawn = () => {
     stats.maxApplyLagMs = Math.max(stats.maxApplyLagMs, dag.maxLagMs);
@@ -296,7 +297,7 @@ export async function render(main, r, session, app) {
         duration: (a, b) => dur(b) - dur(a),
       }[key];
       order.sort(cmp);
-      tbody.replaceChildren(...order.map((i) => rows[i].row));
+      fill(tbody, ...order.map((i) => rows[i].row));
       for (const th of table.querySelectorAll('th[data-sort]')) th.setAttribute('aria-sort', th.dataset.sort === key ? 'ascending' : 'none');
     };
     const th = (label, key) => h('th', { scope: 'col', dataset: key ? { sort: key } : {}, 'aria-sort': key ? 'none' : null },
@@ -310,7 +311,7 @@ export async function render(main, r, session, app) {
       h('caption', { class: 'visually-hidden' }, `Nodes of ${env.name}`),
       h('thead', null, h('tr', null, th('Node', 'name'), th('Type'), th('Level', 'level'), th('Status', 'status'), th('Change'), th('Duration', 'duration'))),
       tbody);
-    listPanel.replaceChildren(h('div', { class: 'toolbar' }, filter), h('div', { class: 'scroll' }, table));
+    fill(listPanel, h('div', { class: 'toolbar' }, filter), h('div', { class: 'scroll' }, table));
     list = { rows, env: shownEnv };
   }
   function took(info) {
@@ -318,11 +319,11 @@ export async function render(main, r, session, app) {
   }
 
   function showTabs() {
-    envTabs.replaceChildren(...envs.map((env, k) => h('button', {
+    fill(envTabs, ...envs.map((env, k) => h('button', {
       type: 'button', role: 'tab', id: `env-${env.name}`, 'aria-selected': String(k === shownEnv), tabindex: k === shownEnv ? 0 : -1,
       onclick: () => selectEnv(k),
     }, env.name)));
-    viewTabs.replaceChildren(
+    fill(viewTabs, 
       h('button', { type: 'button', role: 'tab', id: 'tab-graph', 'aria-controls': 'panel-graph', 'aria-selected': String(listPanel.hidden), onclick: () => view('graph') }, 'Graph'),
       h('button', { type: 'button', role: 'tab', id: 'tab-list', 'aria-controls': 'panel-list', 'aria-selected': String(!listPanel.hidden), onclick: () => view('list') }, 'List'));
   }
@@ -546,7 +547,7 @@ function fact(term, value) {
 /** A run queued behind others, or one that could not start. */
 function notStarted(main, doc, app) {
   const status = doc.status === 'queued' ? 'queued' : 'failed';
-  main.replaceChildren(
+  fill(main, 
     h('p', { class: 'crumbs' }, h('a', { href: route('runs') }, 'Runs')),
     h('h1', null, `Run ${doc.run} `, runStatusBadge(status)),
     doc.error ? h('p', { class: 'error', role: 'alert' }, doc.error) : null,

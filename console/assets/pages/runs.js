@@ -4,7 +4,7 @@
 // and refreshes itself while runs are in progress.
 
 import { get, seg } from '../api.js';
-import { h, route, routeWith, time, duration } from '../dom.js';
+import { h, fill, route, routeWith, time, duration } from '../dom.js';
 import { badgeClass } from '../status.js';
 
 const RUN_STATUSES = ['running', 'succeeded', 'failed', 'cancelled', 'interrupted'];
@@ -47,7 +47,7 @@ export async function render(main, r) {
       .map((t) => h('th', { scope: 'col' }, t)))),
     body);
   const live = h('p', { class: 'help', id: 'runs-updated', 'aria-live': 'off' });
-  main.replaceChildren(h('h1', null, 'Runs'), form, live, h('div', { class: 'scroll' }, table));
+  fill(main, h('h1', null, 'Runs'), form, live, h('div', { class: 'scroll' }, table));
 
   const query = new URLSearchParams();
   for (const [k, v] of Object.entries(filters)) if (v) query.set(k, v);
@@ -72,7 +72,7 @@ export async function render(main, r) {
         h('td', null, duration((x.finished_ms || Date.now()) - x.started_ms)))),
     ];
     if (!rows.length) rows.push(h('tr', null, h('td', { colspan: 9, class: 'empty' }, 'No runs match.')));
-    body.replaceChildren(...rows);
+    fill(body, ...rows);
     live.textContent = `Updated ${new Date().toLocaleTimeString()}`;
     return list.some((x) => x.status === 'running') || queued.length > 0;
   }

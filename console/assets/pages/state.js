@@ -3,7 +3,7 @@
 // resource's history (every job that touched it).
 
 import { get, seg } from '../api.js';
-import { h, route, routeWith, time } from '../dom.js';
+import { h, fill, route, routeWith, time } from '../dom.js';
 import { badgeClass } from '../status.js';
 import { diffView } from './node.js';
 
@@ -46,7 +46,7 @@ export async function render(main, r) {
       })));
   }
   const locks = doc.locks.filter(([k]) => !wanted || k.pipeline === wanted);
-  main.replaceChildren(h('h1', null, 'State'),
+  fill(main, h('h1', null, 'State'),
     h('div', { class: 'filters' }, h('div', { class: 'field' }, h('label', { for: 'state-pipeline' }, 'Pipeline'), pick)),
     ...(sections.length ? sections : [h('p', { class: 'empty' }, 'Nothing is deployed.')]),
     h('section', { class: 'card', 'aria-labelledby': 'locks-h' }, h('h2', { id: 'locks-h' }, 'Locks'),
@@ -62,7 +62,7 @@ async function history(main, r) {
   const pipeline = r.query.get('pipeline');
   const q = pipeline ? `?pipeline=${encodeURIComponent(pipeline)}` : '';
   const doc = await get(`/state/history/${seg(r.environment)}/${seg(r.resource)}${q}`);
-  main.replaceChildren(
+  fill(main, 
     h('p', { class: 'crumbs' }, h('a', { href: routeWith({ pipeline }, 'state') }, 'State'), ` / ${doc.pipeline || ''} / ${r.environment}`),
     h('h1', null, `History of ${r.resource}`),
     doc.jobs.length ? h('ol', { class: 'history', id: 'history' }, doc.jobs.map((j) => h('li', { class: 'card', dataset: { run: j.run } },

@@ -5,6 +5,29 @@
 
 use crate::plugin::{Change, ResourcePlan};
 
+/// A plan as JSON (`stackpipe plan --json`, the server's plans): one
+/// object per node and environment, secret values masked. A value known
+/// only after apply is `"after": null, "after_unknown": true` (as in
+/// `terraform show -json`), never the placeholder text as if it were the value.
+pub fn plan_document(planned: &[PlannedChange]) -> serde_json::Value {
+    let masked = |sensitive: bool, v: &Option<String>| if sensitive && v.is_some() { Some(crate::secrets::MASKED.to_string()) } else { v.clone() };
+    planned
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "environment": p.environment, "resource": p.node, "type": p.type_name,
+                "change": crate::plugin::change_name(p.plan.change), "policy": p.policy,
+                "changes": p.plan.changes.iter().map(|c| serde_json::json!({
+                    "path": c.path,
+                    "before": masked(c.sensitive, &c.before),
+                    "after": if p.after_unknown(&c.path) { None } else { masked(c.sensitive, &c.after) },
+                    "after_unknown": p.after_unknown(&c.path),
+                    "sensitive": c.sensitive, "forces_replacement": c.forces_replacement })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
 /// An output not known until its resource is applied (plan mode).
 pub const UNKNOWN: &str = "(known after apply)";
 

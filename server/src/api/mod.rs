@@ -9,6 +9,7 @@
 //! | `auth`      | [`Caller`]: the bearer token or session, roles, 401 and 403 |
 //! | `session`   | browser sessions: login, cookie, CSRF, logout      |
 //! | `pipelines` | the `--pipelines` directory: list, show, graph    |
+//! | `plan`      | plans of a pipeline (nothing applied or recorded)  |
 //! | `runs`      | runs: list, start, status, cancel, rerun, resume, delete |
 //! | `run_graph` | a run's graph as the console draws it, and who may do what |
 //! | `gates`     | approve and reject                                |
@@ -23,6 +24,7 @@ pub mod events;
 pub mod gates;
 pub mod jobs;
 pub mod pipelines;
+pub mod plan;
 pub mod run_graph;
 pub mod runs;
 pub mod session;
@@ -79,7 +81,7 @@ pub struct AppState {
     paths(
         health,
         session::login, session::current, session::logout,
-        pipelines::list, pipelines::show, pipelines::graph, pipelines::outputs,
+        pipelines::list, pipelines::show, pipelines::graph, pipelines::outputs, plan::plan,
         runs::list, runs::create, runs::show, run_graph::graph, runs::delete, runs::cancel, runs::rerun, runs::resume, runs::queue,
         gates::approve, gates::reject,
         jobs::jobs, jobs::job, jobs::logs, jobs::snapshot,
@@ -87,7 +89,7 @@ pub struct AppState {
         events::run_events, events::server_events,
     ),
     components(schemas(
-        crate::catalog::PipelineSummary, crate::runs::QueuedRun, crate::runs::StatusView, runs::CreateRun, runs::Created, runs::CancelBody,
+        crate::catalog::PipelineSummary, crate::runs::QueuedRun, crate::runs::StatusView, runs::CreateRun, plan::PlanBody, runs::Created, runs::CancelBody,
         session::Login, session::SessionInfo, runs::Operation, runs::StatusFilter, runs::SourceUploadSchema, gates::DecideBody, state::UnlockBody, ErrorBody,
     )),
     modifiers(&BearerAuth),
@@ -121,6 +123,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/pipelines/{name}", get(pipelines::show))
         .route("/api/v1/pipelines/{name}/graph", get(pipelines::graph))
         .route("/api/v1/pipelines/{name}/outputs", get(pipelines::outputs))
+        .route("/api/v1/pipelines/{name}/plan", post(plan::plan))
         .route("/api/v1/runs", get(runs::list).post(runs::create))
         .route("/api/v1/queue", get(runs::queue))
         .route("/api/v1/runs/{id}", get(runs::show).delete(runs::delete))

@@ -364,7 +364,7 @@ fn compile_uploaded(
 
 /// Compiles a pipeline as a run asks for it: its vars, its environment,
 /// every value required.
-fn compile(
+pub(crate) fn compile(
     state: &AppState,
     file: &FilePath,
     source: String,
@@ -378,7 +378,7 @@ fn compile(
 }
 
 /// The pipeline checked against its provisioners' schemas.
-async fn check_types(state: &AppState, pipeline: &LoadedPipeline, sets: &[(String, String)]) -> ApiResult<()> {
+pub(crate) async fn check_types(state: &AppState, pipeline: &LoadedPipeline, sets: &[(String, String)]) -> ApiResult<()> {
     let overridden: Vec<(String, String)> =
         sets.iter().filter_map(|(target, _)| target.split_once('.')).map(|(r, a)| (r.to_string(), a.to_string())).collect();
     stackpipe_runtime::type_check::check_types(state.runs.host(), pipeline, &overridden)
