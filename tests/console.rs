@@ -252,6 +252,31 @@ fn an_operator_deploys_watches_approves_and_reads_a_failed_nodes_log() {
     assert!(log.contains("failing on purpose") && log.contains(XSS), "the failed node's log: {log}");
     assert_no_markup_ran(&b, "failed node");
     b.screenshot("node-failed");
+
+    // Cancelling asks first; kept running when the answer is no.
+    let waiting = s.start_run(&c.operator, json!({ "pipeline": "shop" }));
+    s.wait_run(&waiting, &c.operator, "the run to wait at prod's gate", |d| d["environments"][1]["status"] == "waiting");
+    b.goto(&format!("{}/#/runs/{waiting}", s.url));
+    b.click("#cancel-run");
+    b.wait_for("dialog[open] #cancel-confirm", WAIT);
+    b.click("dialog[open] button[value=no]");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(s.get(&format!("/api/v1/runs/{waiting}"), Some(&c.operator)).body["status"], "running");
+    b.click("#cancel-run");
+    b.wait_for("dialog[open] #cancel-confirm", WAIT);
+    b.screenshot("cancel");
+    b.click("#cancel-confirm");
+    b.wait_until("document.querySelector('h1 [data-run-status]')?.dataset.runStatus === 'cancelled'", WAIT, "the run shown cancelled");
+    assert_eq!(s.get(&format!("/api/v1/runs/{waiting}"), Some(&c.operator)).body["status"], "cancelled");
+
+    // Logging out ends the session: the cookie no longer opens anything.
+    b.click("#logout");
+    b.wait_until("location.hash.startsWith('#/login')", WAIT, "the login page after logging out");
+    let after = b.js_async(
+        "const done = arguments[arguments.length - 1]; fetch('/api/v1/runs').then(r => done(r.status));",
+        vec![],
+    );
+    assert_eq!(after, json!(401), "the session outlived its logout");
     b.close();
 }
 
