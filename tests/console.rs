@@ -300,6 +300,17 @@ fn a_viewer_sees_no_buttons_to_change_a_run_and_a_forged_approval_is_refused() {
     b.wait_for("[data-pipeline=shop]", WAIT);
     assert!(!b.exists("#run-shop"), "a viewer is offered a Run button");
 
+    // A run queued behind it shows its whole graph already, every node pending.
+    let queued = s.start_run(&c.operator, json!({ "pipeline": "shop" }));
+    assert_eq!(s.get(&format!("/api/v1/runs/{queued}"), Some(&c.viewer)).body["status"], "queued");
+    b.goto(&format!("{}/#/runs/{queued}?view=list", s.url));
+    b.wait_for("#queued-behind", WAIT);
+    assert!(b.text("#queued-behind").contains(&run), "{}", b.text("#queued-behind"));
+    b.wait_for("#node-list [data-node=web]", WAIT);
+    assert_eq!(b.count("#node-list [data-node][data-status=pending]"), 4);
+    b.screenshot("run-queued");
+    s.post(&format!("/api/v1/runs/{queued}/cancel"), Some(&c.operator), &json!({}));
+
     // Forged from the page: with the session's own CSRF token, the role
     // still says no; without it, the cookie alone does nothing.
     let forged = b.js_async(

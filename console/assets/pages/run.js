@@ -18,11 +18,15 @@ export async function render(main, r, session, app) {
   ]);
   performance.mark('run-fetched');
   let doc = first.data;
-  if (!doc.environments) return notStarted(main, doc, app);
+  const queued = !doc.environments && doc.status === 'queued' ? doc : null;
+  if (!doc.environments && (!queued || graphAnswer.error)) return notStarted(main, doc, app);
   if (graphAnswer.error) throw graphAnswer.error;
   const graph = graphAnswer.data;
   const L = graph.layout;
   const n = L.names.length;
+  // A queued run has no status yet, but its whole graph is known: every
+  // node is shown, pending, until it starts.
+  if (queued) doc = queuedDocument(queued, graph);
   const index = new Map(L.names.map((name, i) => [name, i]));
   // Dependencies and dependents of each node, as index lists.
   const needs = Array.from({ length: n }, () => []);
@@ -90,7 +94,7 @@ export async function render(main, r, session, app) {
     h('div', { class: 'view-bar' }, envTabs, viewTabs), graphPanel, listPanel);
 
   function renderHead() {
-    const running = doc.status === 'running';
+    const running = doc.status === 'running' || doc.status === 'queued';
     const actions = h('div', { class: 'actions' });
     if (graph.may_operate && running) {
       actions.append(h('button', { type: 'button', class: 'danger', id: 'cancel-run', onclick: cancelRun }, 'Cancel run…'));
@@ -102,6 +106,10 @@ export async function render(main, r, session, app) {
     fill(head, 
       h('p', { class: 'crumbs' }, h('a', { href: route('runs') }, 'Runs'), ' / ', h('a', { href: `#/runs?pipeline=${encodeURIComponent(doc.pipeline)}` }, doc.pipeline)),
       h('h1', null, `Run ${doc.run} `, runStatusBadge(doc.status)),
+      queued && queued.waiting_for.length
+        ? h('p', { class: 'note', id: 'queued-behind' }, 'Queued behind ', queued.waiting_for.map((w, k) => [k ? ', ' : '', h('a', { href: route('runs', w) }, w)]),
+          ': they hold resources this run would lock. It starts when they end.')
+        : null,
       h('dl', { class: 'facts' },
         fact('Operation', doc.operation),
         fact('Started by', `${doc.started_by} (${doc.trigger})`),
@@ -520,6 +528,13 @@ export async function render(main, r, session, app) {
   }
   // The duration shown moves on while the run does.
   const tick = setInterval(() => { if (doc.status === 'running') renderHead(); }, 1000);
+  // A queued run's page becomes its run's page when it starts.
+  const poll = queued && setInterval(async () => {
+    try {
+      const d = await get(`/runs/${seg(id)}?view=nodes`);
+      if (d.environments || d.status !== 'queued') app.refresh();
+    } catch { /* tried again */ }
+  }, 1000);
 
   performance.mark('run-built');
   renderHead();
@@ -534,8 +549,25 @@ export async function render(main, r, session, app) {
   return () => {
     if (events) events.close();
     clearInterval(tick);
+    clearInterval(poll);
     clearTimeout(reread);
     dag.destroy();
+  };
+}
+
+/** The status document of a queued run, as its graph says it will run: every environment, every node pending. */
+function queuedDocument(q, graph) {
+  const L = graph.layout;
+  const envs = graph.environments.map((e) => e.name);
+  if (q.operation === 'undeploy') envs.reverse();
+  return {
+    run: q.run, pipeline: q.pipeline, operation: q.operation, status: 'queued', message: q.message || null,
+    started_ms: q.queued_ms, finished_ms: null, started_by: q.started_by, trigger: 'server', rerun_of: null, targets: [],
+    environments: envs.map((name) => ({
+      name, status: 'queued', reason: null, waiting_for: null,
+      nodes: L.names.map((node, i) => ({ name: node, level: L.levels[i], status: 'queued', change: null, started_ms: null, finished_ms: null, error: null })),
+    })),
+    waiting: [], decisions: [],
   };
 }
 
