@@ -310,12 +310,13 @@ export class Dag {
       ctx.lineWidth = 1 / this.k;
       ctx.beginPath();
       const curved = this.k > 0.3;
+      const top = HEADER + MARGIN + NODE_H / 2;
       for (let j = 0; j < e.length; j += 2) {
         const a = e[j], b = e[j + 1];
         if (!this.shown[a] || !this.shown[b]) continue;
-        const [ax, ay, aw] = this.box(a);
-        const [bx, by] = this.box(b);
-        const sx = ax + aw, sy = ay + NODE_H / 2, tx = bx, ty = by + NODE_H / 2;
+        const la = layout.levels[a];
+        const sx = this.colX[la] + (this.folded.has(la) ? FOLDED_W : NODE_W), sy = top + layout.places[a] * ROW;
+        const tx = this.colX[layout.levels[b]], ty = top + layout.places[b] * ROW;
         if ((sx < x0 && tx < x0) || (sx > x1 && tx > x1) || (sy < y0 && ty < y0) || (sy > y1 && ty > y1)) continue;
         ctx.moveTo(sx, sy);
         if (curved) {
@@ -330,17 +331,21 @@ export class Dag {
     for (const l of this.folded) this.drawFolded(ctx, l);
     const small = this.k * NODE_H < 10;
     if (small) {
-      // Too small to tell shapes apart: one path per status.
+      // Too small to tell shapes apart: one path per status, made in one pass.
+      const paths = STATUSES.map(() => new Path2D());
+      const folds = this.folded.size > 0;
+      const top = HEADER + MARGIN;
+      for (let i = 0; i < this.n; i++) {
+        const l = layout.levels[i];
+        if (!this.shown[i] || (folds && this.folded.has(l))) continue;
+        const x = this.colX[l];
+        const y = top + layout.places[i] * ROW;
+        if (x > x1 || x + NODE_W < x0 || y > y1 || y + NODE_H < y0) continue;
+        paths[this.codes[i]].rect(x, y, NODE_W, NODE_H);
+      }
       for (let s = 0; s < STATUSES.length; s++) {
-        ctx.beginPath();
-        for (let i = 0; i < this.n; i++) {
-          if (this.codes[i] !== s || !this.shown[i] || this.folded.has(layout.levels[i])) continue;
-          const [x, y, w, h] = this.box(i);
-          if (x > x1 || x + w < x0 || y > y1 || y + h < y0) continue;
-          ctx.rect(x, y, w, h);
-        }
         ctx.fillStyle = STATUSES[s].color;
-        ctx.fill();
+        ctx.fill(paths[s]);
       }
     } else {
       ctx.font = '12px system-ui, sans-serif';

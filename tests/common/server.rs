@@ -77,6 +77,11 @@ impl TestServer {
         TestServer { dir, url, child: Some(child), _stdout: stdout, agent }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("the server is running")
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

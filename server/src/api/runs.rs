@@ -463,7 +463,12 @@ pub async fn show(
         return Ok(Json(json!({ "run": id, "pipeline": pipeline, "status": "failed", "error": why })).into_response());
     }
     let live = state.runs.started(&id).await.or_else(|| state.runs.live(&id));
-    let (json, covered) = state.runs.status_json(&id, live.as_deref(), q.view.unwrap_or_default()).map_err(ApiError::internal)?;
+    // Made off the async workers: a document of 10,000 nodes takes a while,
+    // and the run's events and other requests go on meanwhile.
+    let runs = state.runs.clone();
+    let view = q.view.unwrap_or_default();
+    let made = tokio::task::spawn_blocking(move || runs.status_json(&id, live.as_deref(), view));
+    let (json, covered) = made.await.map_err(|e| ApiError::internal(e.to_string()))?.map_err(ApiError::internal)?;
     let mut r = ([(axum::http::header::CONTENT_TYPE, "application/json")], json).into_response();
     if let Some(n) = covered {
         r.headers_mut().insert(EVENT_ID_HEADER, axum::http::HeaderValue::from(n));
