@@ -154,12 +154,11 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     let cli = Cli::parse();
-    if serves_sockets(&cli.command) {
-        // A process others connect to must outlive a peer that goes away:
-        // a write to a socket the peer closed (hyper writes a chunked
-        // answer with writev, which has no MSG_NOSIGNAL) is an error to
-        // handle, not a signal that kills the server, or a run in progress
-        // whose control socket a `status --follow` left.
+    if matches!(cli.command, Command::Serve(_)) {
+        // The server must outlive a client that goes away mid-answer: hyper
+        // writes with writev, which (unlike send) raises SIGPIPE on a socket
+        // the peer reset. Ignored, the write fails with EPIPE and only that
+        // connection ends.
         // SAFETY: no other thread exists yet.
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_IGN);
@@ -196,12 +195,6 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => ExitCode::from(code),
     }
-}
-
-/// Whether the command listens for others: the team server, and runs (whose
-/// control socket `status`, `approve` and `cancel` reach).
-fn serves_sockets(c: &Command) -> bool {
-    matches!(c, Command::Serve(_) | Command::Deploy(_) | Command::Undeploy(_) | Command::Watch(_) | Command::Resume(_) | Command::Rerun(_))
 }
 
 /// `resume RUN` / `rerun RUN`: here, or on the team server `--server` names.

@@ -295,13 +295,7 @@ export class Dag {
     const { layout } = this;
     ctx.fillStyle = '#ffffff';
     ctx.fillRect(0, 0, this.cssW, this.cssH);
-    ctx.save();
-    ctx.beginPath();
-    ctx.rect(0, HEADER, this.cssW, this.cssH - HEADER);
-    ctx.clip();
-    ctx.translate(this.tx, this.ty);
-    ctx.scale(this.k, this.k);
-    const [x0, y0, x1, y1] = this.view();
+    const [x0, y0, x1, y1] = this.enter(ctx);
     // Edges: from the right of what is needed to the left of what needs it.
     const e = layout.edges;
     if (e.length) {
@@ -402,14 +396,19 @@ export class Dag {
     }
   }
 
-  drawChanged(ctx) {
-    const [x0, y0, x1, y1] = this.view();
+  /** Draws from here on in world coordinates, below the header band; the world's part in view. */
+  enter(ctx) {
     ctx.save();
     ctx.beginPath();
     ctx.rect(0, HEADER, this.cssW, this.cssH - HEADER);
     ctx.clip();
     ctx.translate(this.tx, this.ty);
     ctx.scale(this.k, this.k);
+    return this.view();
+  }
+
+  drawChanged(ctx) {
+    const [x0, y0, x1, y1] = this.enter(ctx);
     const small = this.k * NODE_H < 10;
     ctx.font = '12px system-ui, sans-serif';
     ctx.textBaseline = 'middle';
