@@ -54,7 +54,7 @@ export async function render(main, r, session, app) {
       info[i] = { change: node.change, started: node.started_ms, finished: node.finished_ms, error: node.error, level: node.level };
     }
     const env = { name: e.name, status: e.status, reason: e.reason, waiting_for: e.waiting_for, raw, info,
-      codes: new Uint8Array(n), shown: new Uint8Array(n), final: 0, started: e.nodes.some((x) => x.status !== 'queued') };
+      codes: new Uint8Array(n), shown: new Uint8Array(n), final: 0, started: hasStarted(e) };
     recodeAll(env);
     return env;
   }
@@ -427,7 +427,7 @@ export async function render(main, r, session, app) {
         env.status = e.status;
         env.reason = e.reason;
         env.waiting_for = e.waiting_for;
-        env.started = env.started || e.nodes.some((x) => x.status !== 'queued');
+        env.started = env.started || hasStarted(e);
         for (const node of e.nodes) {
           const i = index.get(node.name);
           if (i === undefined) continue;
@@ -569,6 +569,11 @@ function queuedDocument(q, graph) {
     })),
     waiting: [], decisions: [],
   };
+}
+
+/** Whether an environment of a status document has started (its gate, if any, passed). */
+function hasStarted(e) {
+  return e.status === 'running' || e.nodes.some((x) => x.status !== 'queued');
 }
 
 /** One fact of a run's header: a term and its value, side by side. */
