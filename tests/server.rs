@@ -442,6 +442,16 @@ fn a_server_killed_mid_deploy_resumes_the_run_and_applies_every_resource_once() 
     let doc = s.wait_run(&id, &t.viewer, "the resumed run to end", |d| d["status"] == "succeeded" || d["status"] == "failed");
     assert_eq!(doc["status"], "succeeded", "{doc:#}");
     assert_eq!(doc["resumed"][0]["by"], "stackpipe-server", "{doc:#}");
+    // A follower of the killed server reconnects with an id it had (here,
+    // 100): the resumed run's events are numbered above every id of the
+    // first, so it gets them all, from the resume's first.
+    let stream = raw_http(
+        &s,
+        &format!("GET /api/v1/runs/{id}/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nLast-Event-ID: 100\r\nConnection: close\r\n\r\n", t.viewer),
+    );
+    let ids: Vec<u64> = stream.lines().filter_map(|l| l.strip_prefix("id: ")).map(|n| n.trim().parse().unwrap()).collect();
+    assert_eq!(ids.first(), Some(&((1u64 << 32) + 1)), "{}", &stream[..stream.len().min(600)]);
+    assert!(stream.contains("event: run_finished"), "the resumed run's events end with its end");
     let ledger = s.ledger();
     for i in 0..40 {
         let n = ledger.iter().filter(|l| **l == format!("apply forty/dev/r{i}")).count();

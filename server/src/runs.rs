@@ -168,7 +168,7 @@ impl Runs {
     /// was made, for what its journal wrote meanwhile; an ended run: its
     /// record changed), else the bytes made last. A status read every
     /// second by every console and CLI costs the run nothing most times.
-    pub fn status_json(&self, id: &str, live: Option<&LiveRun>, view: StatusView) -> Result<(Bytes, Option<usize>), String> {
+    pub fn status_json(&self, id: &str, live: Option<&LiveRun>, view: StatusView) -> Result<(Bytes, Option<u64>), String> {
         let store = &self.store;
         let live = live.filter(|l| !l.over());
         let (freshness, record) = match live {
@@ -183,7 +183,7 @@ impl Runs {
         // the board takes each event before it is counted, so every one of
         // them is in it (a follower goes on from there).
         let covered = match freshness {
-            Freshness::Live { events, .. } => Some(events),
+            Freshness::Live { events, .. } => self.feed(id).map(|(_, feed)| feed.id_of(events)),
             Freshness::Ended { .. } => None,
         };
         let key = (id.to_string(), view);
@@ -461,7 +461,8 @@ impl Runs {
         let handles = RunHandles { run_id: run.id().to_string(), journal: run.journal().clone(), gates, cancels: run.cancels(), stop };
         let live = LiveRun::new(handles);
         let events = self.events.clone();
-        let feed = Arc::new(RunFeed::default());
+        let resumptions = self.store.run(id).ok().flatten().map_or(0, |r| r.resumed.len());
+        let feed = Arc::new(RunFeed::new(resumptions));
         let frames = feed.clone();
         let pump = live.pump(rx, move |run, line| {
             let kind = event_kind(line);
@@ -553,28 +554,49 @@ pub fn event_kind(line: &str) -> &str {
 }
 
 /// A run's events as Server-Sent Events, each formatted once for every
-/// follower: `id` (1, 2, ... in the run), `event` and `data`.
+/// follower: `id`, `event` and `data`. Ids are 1, 2, ... in a run, after
+/// the feed's `base`: a run resumed (by a server started again) has a
+/// new feed whose ids start above every id of the feeds before it, so a
+/// follower that reconnects with an old `Last-Event-ID` gets the new
+/// feed whole, not nothing until its count catches up.
 #[derive(Default)]
 pub struct RunFeed {
+    base: u64,
     frames: Mutex<Vec<Bytes>>,
 }
 
+/// How far apart the ids of a run's feeds are: one per resumption.
+const FEED_SPAN: u64 = 1 << 32;
+
 impl RunFeed {
+    /// The feed of a run resumed `resumptions` times.
+    pub fn new(resumptions: usize) -> RunFeed {
+        RunFeed { base: resumptions as u64 * FEED_SPAN, frames: Mutex::default() }
+    }
+
     fn push(&self, kind: &str, line: &str) {
         let mut frames = self.frames.lock().unwrap_or_else(|p| p.into_inner());
-        let id = frames.len() + 1;
+        let id = self.base + frames.len() as u64 + 1;
         frames.push(Bytes::from(format!("id: {id}\nevent: {kind}\ndata: {line}\n\n")));
     }
 
-    /// The frames from the `from`th on, in one buffer, and how many.
-    pub fn from(&self, from: usize) -> (Bytes, usize) {
+    /// The id of the `count`th event (0: before the first).
+    pub fn id_of(&self, count: usize) -> u64 {
+        self.base + count as u64
+    }
+
+    /// The frames after the event of id `after` (of this feed, or of an
+    /// earlier one of the run: then all of them), in one buffer, and the id
+    /// of the last one (`after` if none).
+    pub fn after(&self, after: u64) -> (Bytes, u64) {
+        let from = after.saturating_sub(self.base) as usize;
         let frames = self.frames.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(new) = frames.get(from..) else { return (Bytes::new(), 0) };
+        let Some(new) = frames.get(from..).filter(|n| !n.is_empty()) else { return (Bytes::new(), after) };
         let mut out = Vec::with_capacity(new.iter().map(Bytes::len).sum());
         for f in new {
             out.extend_from_slice(f);
         }
-        (Bytes::from(out), new.len())
+        (Bytes::from(out), self.base + frames.len() as u64)
     }
 }
 
@@ -657,12 +679,23 @@ mod tests {
         let feed = RunFeed::default();
         feed.push("run_started", r#"{"event":"run_started"}"#);
         feed.push("log", r#"{"event":"log"}"#);
-        let (all, n) = feed.from(0);
-        assert_eq!(n, 2);
+        let (all, last) = feed.after(0);
+        assert_eq!(last, 2);
         assert_eq!(&all[..], b"id: 1\nevent: run_started\ndata: {\"event\":\"run_started\"}\n\nid: 2\nevent: log\ndata: {\"event\":\"log\"}\n\n");
-        assert_eq!(feed.from(1).1, 1);
-        assert_eq!(feed.from(2).1, 0);
-        assert_eq!(feed.from(7).1, 0);
+        assert_eq!(feed.after(1).1, 2);
+        assert_eq!(feed.after(2), (Bytes::new(), 2));
+        assert_eq!(feed.after(7), (Bytes::new(), 7));
+    }
+
+    #[test]
+    fn a_resumed_runs_feed_starts_above_every_id_before_it() {
+        let feed = RunFeed::new(1);
+        feed.push("run_started", r#"{"event":"run_started"}"#);
+        let (all, last) = feed.after(5_000);
+        assert_eq!(last, FEED_SPAN + 1, "an id of the feed before the resume gets this feed whole");
+        assert!(all.starts_with(format!("id: {}\n", FEED_SPAN + 1).as_bytes()));
+        assert_eq!(feed.after(FEED_SPAN + 1), (Bytes::new(), FEED_SPAN + 1));
+        assert_eq!(feed.id_of(1), FEED_SPAN + 1);
     }
 
     #[test]

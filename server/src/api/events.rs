@@ -1,4 +1,5 @@
-//! Server-Sent Events: a run's events (ids 1, 2, ... in the run), and every
+//! Server-Sent Events: a run's events (ids 1, 2, ... in the run; a run
+//! resumed by a server started again goes on above them), and every
 //! run's events (ids increasing over the server's life). A client that
 //! reconnects with `Last-Event-ID` gets what it missed, then what comes.
 
@@ -71,7 +72,7 @@ pub async fn run_events(
 ) -> ApiResult<Response> {
     let pipeline = run_pipeline(&state, &id)?;
     caller.require(Role::Viewer, Some(&pipeline))?;
-    let after = last_event_id(&headers)?.max(q.after.unwrap_or(0)) as usize;
+    let after = last_event_id(&headers)?.max(q.after.unwrap_or(0));
     let runs = state.runs.clone();
     // Each wake-up sends every event that came since, in one chunk, each
     // event formatted once for all followers (see `RunFeed`).
@@ -92,9 +93,9 @@ pub async fn run_events(
             rx.borrow_and_update();
             // Read before the frames: once the run is over, they are all there.
             let over = live.over();
-            let (chunk, n) = feed.from(sent);
-            if n > 0 {
-                let next = (runs, id, sent + n, Some(rx.clone()), over);
+            let (chunk, last) = feed.after(sent);
+            if !chunk.is_empty() {
+                let next = (runs, id, last, Some(rx.clone()), over);
                 return Some((chunk, next));
             }
             if over {

@@ -58,7 +58,9 @@ pub async fn job(
             }
         }
         let mut r = Json(json!({ "job": job, "logs": logs })).into_response();
-        r.headers_mut().insert(super::runs::EVENT_ID_HEADER, axum::http::HeaderValue::from(covered));
+        if let Some((_, feed)) = state.runs.feed(&id) {
+            r.headers_mut().insert(super::runs::EVENT_ID_HEADER, axum::http::HeaderValue::from(feed.id_of(covered)));
+        }
         return Ok(r);
     }
     let store = state.runs.store();
