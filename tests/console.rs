@@ -26,9 +26,9 @@ const WAIT: Duration = Duration::from_secs(30);
 fn shop() -> String {
     format!(
         "pipeline \"shop\"\n\n{TEST_PLUGIN}\nenvironment dev {{}}\nenvironment prod {{\n  after    = dev\n  approval = true\n}}\n\n\
-         resource db \"t.step\" {{ delay_ms = 400 }}\n\
-         resource api \"t.step\" {{\n  delay_ms = 400\n  x        = db.id\n  warn     = {warn}\n}}\n\
-         resource web \"t.step\" {{\n  delay_ms = 400\n  x        = api.id\n}}\n\
+         resource db \"t.step\" {{ delay_ms = 700 }}\n\
+         resource api \"t.step\" {{\n  delay_ms = 700\n  x        = db.id\n  warn     = {warn}\n}}\n\
+         resource web \"t.step\" {{\n  delay_ms = 700\n  x        = api.id\n}}\n\
          resource jobs \"t.step\" {{ x = db.id }}\n",
         warn = serde_json::to_string(XSS).unwrap()
     )

@@ -209,42 +209,47 @@ impl Browser {
         }
     }
 
+    /// Does `act` on the element `css` once it exists. A page that
+    /// renders the element again between finding and acting leaves the
+    /// found one stale: it is found again and `act` tried again.
+    fn on_element<T, F>(&self, css: &str, what: &str, act: impl Fn(fantoccini::elements::Element) -> F) -> T
+    where
+        F: Future<Output = Result<T, fantoccini::error::CmdError>>,
+    {
+        let deadline = Instant::now() + ELEMENT_WAIT;
+        loop {
+            let element = self.element(css);
+            match self.block(act(element)) {
+                Ok(v) => return v,
+                Err(e) if e.to_string().contains("stale element") && Instant::now() < deadline => std::thread::sleep(POLL),
+                Err(e) => panic!("cannot {what} {css}: {e}"),
+            }
+        }
+    }
+
     /// Clicks the element `css` (once it exists).
     pub fn click(&self, css: &str) {
-        let element = self.element(css);
-        if let Err(e) = self.block(element.click()) {
-            panic!("cannot click {css}: {e}");
-        }
+        self.on_element(css, "click", |e| async move { e.click().await.map(|_| ()) })
     }
 
     /// Types `text` into the field `css` (once it exists) in place of what it held.
     pub fn fill(&self, css: &str, text: &str) {
-        let element = self.element(css);
-        if let Err(e) = self.block(async {
-            element.clear().await?;
-            element.send_keys(text).await
-        }) {
-            panic!("cannot type into {css}: {e}");
-        }
+        self.on_element(css, "type into", |e| async move {
+            e.clear().await?;
+            e.send_keys(text).await
+        })
     }
 
     /// Sends `keys` to the element `css` (once it exists) as typed, after
     /// what it holds: WebDriver's key codes (`\u{E007}` Enter, `\u{E004}`
     /// Tab, `\u{E00C}` Escape) press those keys.
     pub fn press(&self, css: &str, keys: &str) {
-        let element = self.element(css);
-        if let Err(e) = self.block(element.send_keys(keys)) {
-            panic!("cannot send keys to {css}: {e}");
-        }
+        self.on_element(css, "send keys to", |e| async move { e.send_keys(keys).await })
     }
 
     /// The rendered text of the element `css` (once it exists).
     pub fn text(&self, css: &str) -> String {
-        let element = self.element(css);
-        match self.block(element.text()) {
-            Ok(t) => t,
-            Err(e) => panic!("no text of {css}: {e}"),
-        }
+        self.on_element(css, "read the text of", |e| async move { e.text().await })
     }
 
     /// Logs in to the stackpipe server at `base` (its origin, no trailing

@@ -132,7 +132,13 @@ export async function render(main, r, session, app) {
 
   // The gates waiting now: an environment's approval, a node's pause or policy.
   let waiting = doc.waiting.slice();
+  // What the gates section shows now: drawn again only when that changes,
+  // so that a button someone is about to press stays the same element.
+  let gatesShown = null;
   function renderGates() {
+    const key = JSON.stringify(waiting.map((g) => [g.environment, g.node, g.gate, g.reason, g.detail]));
+    if (key === gatesShown) return;
+    gatesShown = key;
     if (!waiting.length) {
       fill(gates);
       gates.hidden = true;
