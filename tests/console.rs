@@ -380,5 +380,23 @@ fn the_graph_and_the_list_work_from_the_keyboard() {
     let levels: Vec<i64> = order.as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
     assert!(levels.windows(2).all(|w| w[0] <= w[1]) && levels.len() == 4, "{levels:?}");
     s.post(&format!("/api/v1/runs/{run}/cancel"), Some(&c.operator), &json!({}));
+    s.wait_run(&run, &c.viewer, "the cancelled run to end", ended);
+
+    // An undeploy destroys what needs a node first: `db` waits, blocked, for `api` and `jobs`.
+    let undeploy = s.start_run(&c.operator, json!({ "pipeline": "shop", "operation": "undeploy", "environment": "dev" }));
+    b.goto(&format!("{}/#/runs/{undeploy}?view=list", s.url));
+    b.wait_for("#node-list [data-node=db]", WAIT);
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while seen.last().map(String::as_str) != Some("succeeded") {
+        assert!(std::time::Instant::now() < deadline, "db never destroyed; seen {seen:?}");
+        let st = b.js("return document.querySelector('#node-list [data-node=db]').dataset.status;", vec![]);
+        let st = st.as_str().unwrap_or("?").to_string();
+        if seen.last() != Some(&st) {
+            seen.push(st);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(seen.contains(&"blocked".to_string()), "db was never shown blocked behind what needs it: {seen:?}");
     b.close();
 }

@@ -35,6 +35,11 @@ export async function render(main, r, session, app) {
     needs[L.edges[j + 1]].push(L.edges[j]);
     needed[L.edges[j]].push(L.edges[j + 1]);
   }
+  // What a node waits for before it runs: what it needs on a deploy, what
+  // needs it on an undeploy (destroyed first); and who waits for it.
+  const undeploy = doc.operation === 'undeploy';
+  const waitsFor = undeploy ? needed : needs;
+  const waitedBy = undeploy ? needs : needed;
   const may = Object.fromEntries(graph.environments.map((e) => [e.name, e]));
   const stats = window.stackpipe.stats;
   stats.events = 0;
@@ -64,7 +69,7 @@ export async function render(main, r, session, app) {
     if (s !== 'queued') return CODE[s] ?? CODE.pending;
     if (env.status === 'skipped' || env.status === 'cancelled') return CODE[env.status];
     if (!env.started || env.status === 'queued' || env.status === 'waiting') return CODE.pending;
-    for (const d of needs[i]) if (env.raw[d] !== null && env.raw[d] !== 'succeeded') return CODE.blocked;
+    for (const d of waitsFor[i]) if (env.raw[d] !== null && env.raw[d] !== 'succeeded') return CODE.blocked;
     return CODE.queued;
   }
   function recodeAll(env) {
@@ -93,7 +98,16 @@ export async function render(main, r, session, app) {
     h('h2', { class: 'visually-hidden' }, 'Nodes'),
     h('div', { class: 'view-bar' }, envTabs, viewTabs), graphPanel, listPanel);
 
+  // The run's duration, moved on by the clock while it runs (only its
+  // text: the buttons beside it stay the elements they are, and keep focus).
+  const runTook = h('span', { id: 'run-duration' });
+  function showDuration() {
+    runTook.textContent = duration((doc.finished_ms || Date.now()) - doc.started_ms);
+  }
   function renderHead() {
+    showDuration();
+    // A button with the focus keeps it when the header is drawn again.
+    const focused = head.contains(document.activeElement) ? document.activeElement.id : '';
     const running = doc.status === 'running' || doc.status === 'queued';
     const actions = h('div', { class: 'actions' });
     if (graph.may_operate && running) {
@@ -102,7 +116,6 @@ export async function render(main, r, session, app) {
     if (graph.may_operate && !running) {
       actions.append(h('button', { type: 'button', id: 'rerun', onclick: rerun }, 'Run again'));
     }
-    const took = (doc.finished_ms || Date.now()) - doc.started_ms;
     fill(head, 
       h('p', { class: 'crumbs' }, h('a', { href: route('runs') }, 'Runs'), ' / ', h('a', { href: `#/runs?pipeline=${encodeURIComponent(doc.pipeline)}` }, doc.pipeline)),
       h('h1', null, `Run ${doc.run} `, runStatusBadge(doc.status)),
@@ -114,11 +127,12 @@ export async function render(main, r, session, app) {
         fact('Operation', doc.operation),
         fact('Started by', `${doc.started_by} (${doc.trigger})`),
         fact('Started', time(doc.started_ms)),
-        fact('Duration', duration(took)),
+        fact('Duration', runTook),
         doc.message ? fact('Message', doc.message) : null,
         doc.rerun_of ? fact('Rerun of', h('a', { href: route('runs', doc.rerun_of) }, doc.rerun_of)) : null,
         doc.targets.length ? fact('Targets', doc.targets.join(', ')) : null),
       actions);
+    if (focused) document.getElementById(focused)?.focus();
   }
 
   function renderEnvs() {
@@ -312,7 +326,7 @@ export async function render(main, r, session, app) {
       }[key];
       order.sort(cmp);
       fill(tbody, ...order.map((i) => rows[i].row));
-      for (const th of table.querySelectorAll('th[data-sort]')) th.setAttribute('aria-sort', th.dataset.sort === key ? 'ascending' : 'none');
+      for (const th of table.querySelectorAll('th[data-sort]')) th.setAttribute('aria-sort', th.dataset.sort !== key ? 'none' : key === 'duration' ? 'descending' : 'ascending');
     };
     const th = (label, key) => h('th', { scope: 'col', dataset: key ? { sort: key } : {}, 'aria-sort': key ? 'none' : null },
       key ? h('button', { type: 'button', class: 'link', id: `sort-${key}`, onclick: () => sortBy(key) }, label) : label);
@@ -396,7 +410,7 @@ export async function render(main, r, session, app) {
     const env = envs[k];
     env.raw[i] = raw;
     setCode(env, k, i, arrived);
-    for (const d of needed[i]) setCode(env, k, d, arrived);
+    for (const d of waitedBy[i]) setCode(env, k, d, arrived);
   }
   /** Every node of environment `k` coded again (its status moved). */
   function recodeEnv(k) {
@@ -533,7 +547,7 @@ export async function render(main, r, session, app) {
     });
   }
   // The duration shown moves on while the run does.
-  const tick = setInterval(() => { if (doc.status === 'running') renderHead(); }, 1000);
+  const tick = setInterval(() => { if (doc.status === 'running') showDuration(); }, 1000);
   // A queued run's page becomes its run's page when it starts.
   const poll = queued && setInterval(async () => {
     try {
