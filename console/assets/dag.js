@@ -163,21 +163,24 @@ export class Dag {
     return this.folded.has(l);
   }
 
-  /** The node under the screen point, or -1. */
-  hit(sx, sy) {
+  /** The level whose column (its nodes, or its folded bar) is at screen x, or -1. */
+  columnAt(sx) {
     const wx = (sx - this.tx) / this.k;
-    const wy = (sy - this.ty) / this.k;
     let lo = 0, hi = this.colX.length - 1, l = -1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
       if (this.colX[mid] <= wx) { l = mid; lo = mid + 1; } else hi = mid - 1;
     }
-    if (l < 0) return -1;
+    return l >= 0 && wx <= this.colX[l] + (this.folded.has(l) ? FOLDED_W : NODE_W) ? l : -1;
+  }
+
+  /** The node under the screen point, or -1 (a folded level has no nodes to hit). */
+  hit(sx, sy) {
+    const l = this.columnAt(sx);
+    if (l < 0 || this.folded.has(l)) return -1;
     const col = this.columns[l];
-    const w = this.folded.has(l) ? FOLDED_W : NODE_W;
-    if (wx > this.colX[l] + w) return -1;
-    const place = (wy - HEADER - MARGIN) / ROW;
-    lo = 0; hi = col.length - 1;
+    const place = ((sy - this.ty) / this.k - HEADER - MARGIN) / ROW;
+    let lo = 0, hi = col.length - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
       const p = this.layout.places[col[mid]];
@@ -221,7 +224,9 @@ export class Dag {
         return;
       }
       const i = this.hit(e.clientX - r.left, e.clientY - r.top);
-      c.style.cursor = i >= 0 || this.headerAt(e.clientX - r.left, e.clientY - r.top) >= 0 ? 'pointer' : 'grab';
+      const bar = this.columnAt(e.clientX - r.left);
+      const foldable = this.headerAt(e.clientX - r.left, e.clientY - r.top) >= 0 || (bar >= 0 && this.folded.has(bar));
+      c.style.cursor = i >= 0 || foldable ? 'pointer' : 'grab';
       if (this.opts.onHover) this.opts.onHover(i, e.clientX - r.left, e.clientY - r.top);
     });
     c.addEventListener('pointerleave', () => this.opts.onHover && this.opts.onHover(-1, 0, 0));
@@ -231,7 +236,9 @@ export class Dag {
       drag = null;
       if (!was || was.moved) return;
       const sx = e.clientX - r.left, sy = e.clientY - r.top;
-      const l = this.headerAt(sx, sy);
+      // A level's header, or its folded bar: fold or unfold it.
+      const bar = this.columnAt(sx);
+      const l = this.headerAt(sx, sy) >= 0 ? this.headerAt(sx, sy) : (bar >= 0 && this.folded.has(bar) ? bar : -1);
       if (l >= 0) {
         this.toggleLevel(l);
         if (this.opts.onFold) this.opts.onFold(l, this.folded.has(l));

@@ -124,13 +124,20 @@ impl Browser {
         }
     }
 
-    /// Where the page is, for messages: its URL, or why that is unknown.
+    /// Where the page is, for messages: its URL (or why that is unknown)
+    /// and the start of what the page shows.
     fn location(&self) -> String {
-        match self.client.as_ref().map(|c| self.block(c.current_url())) {
-            Some(Ok(u)) => u.to_string(),
-            Some(Err(e)) => format!("(no URL: {e})"),
-            None => "(closed)".to_string(),
-        }
+        let Some(client) = self.client.as_ref() else { return "(closed)".to_string() };
+        let url = match self.block(client.current_url()) {
+            Ok(u) => u.to_string(),
+            Err(e) => format!("(no URL: {e})"),
+        };
+        let shown = self
+            .block(client.execute("return (document.body && document.body.innerText || '').slice(0, 600);", vec![]))
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        format!("{url}, showing:\n{shown}")
     }
 
     /// Reloads the page and waits for its load to end.

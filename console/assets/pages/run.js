@@ -18,6 +18,7 @@ export async function render(main, r, session, app) {
   ]);
   performance.mark('run-fetched');
   let doc = first.data;
+  if (doc.environments && !doc.environments.length && doc.status === 'running') return starting(main, doc, app);
   const queued = !doc.environments && doc.status === 'queued' ? doc : null;
   if (!doc.environments && (!queued || graphAnswer.error)) return notStarted(main, doc, app);
   if (graphAnswer.error) throw graphAnswer.error;
@@ -49,6 +50,7 @@ export async function render(main, r, session, app) {
   // Each environment: its status and, per node (by layout index), the
   // server's status and times; `codes` is what is drawn.
   const envs = doc.environments.map((e) => environment(e));
+  const envAt = new Map(envs.map((e, k) => [e.name, k]));
   function environment(e) {
     const raw = new Array(n).fill(null);
     const info = new Array(n).fill(null);
@@ -441,9 +443,10 @@ export async function render(main, r, session, app) {
       doc = (await request(`/runs/${seg(id)}?view=nodes`)).data;
       if (!doc.environments) return;
       waiting = doc.waiting.slice();
-      doc.environments.forEach((e, k) => {
+      doc.environments.forEach((e) => {
+        const k = envAt.get(e.name);
+        if (k === undefined) return;
         const env = envs[k];
-        if (!env) return;
         env.status = e.status;
         env.reason = e.reason;
         env.waiting_for = e.waiting_for;
@@ -462,7 +465,6 @@ export async function render(main, r, session, app) {
       renderDecisions();
     } catch { /* the next event tries again */ }
   }
-  const envAt = new Map(envs.map((e, k) => [e.name, k]));
   let events = null;
   if (doc.status === 'running') {
     const after = first.headers.get('x-stackpipe-event-id') || '0';
@@ -599,6 +601,14 @@ function hasStarted(e) {
 /** One fact of a run's header: a term and its value, side by side. */
 function fact(term, value) {
   return h('div', null, h('dt', null, term), h('dd', null, value));
+}
+
+/** A run that has just started and has not planned its environments yet: shown in a moment. */
+function starting(main, doc, app) {
+  fill(main, h('p', { class: 'crumbs' }, h('a', { href: route('runs') }, 'Runs')),
+    h('h1', null, `Run ${doc.run} `, runStatusBadge(doc.status)), h('p', { class: 'loading' }, 'Starting…'));
+  const again = setTimeout(() => app.refresh(), 300);
+  return () => clearTimeout(again);
 }
 
 /** A run queued behind others, or one that could not start. */
