@@ -115,6 +115,22 @@ fn assert_no_markup_ran(b: &Browser, page: &str) {
     assert_eq!(state, json!({ "xss": 0, "imgs": 0 }), "markup a user wrote became elements on the {page} page");
 }
 
+/// The statuses the list view's row of `node` shows, each once in turn, until `succeeded`.
+fn statuses_until_succeeded(b: &Browser, node: &str) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while seen.last().map(String::as_str) != Some("succeeded") {
+        assert!(std::time::Instant::now() < deadline, "{node} never succeeded; seen {seen:?}");
+        let st = b.js("return document.querySelector(`#node-list [data-node=${arguments[0]}]`).dataset.status;", vec![json!(node)]);
+        let st = st.as_str().unwrap_or("?").to_string();
+        if seen.last() != Some(&st) {
+            seen.push(st);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    seen
+}
+
 #[test]
 fn an_operator_deploys_watches_approves_and_reads_a_failed_nodes_log() {
     let c = console();
@@ -171,20 +187,7 @@ fn an_operator_deploys_watches_approves_and_reads_a_failed_nodes_log() {
     b.wait_for("#node-list [data-node=web]", WAIT);
     assert_eq!(b.count("#node-list [data-node]"), 4);
     // Watch `web` go from not started to succeeded, live.
-    let mut seen: Vec<String> = Vec::new();
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let st = b.js("return document.querySelector('#node-list [data-node=web]').dataset.status;", vec![]);
-        let st = st.as_str().unwrap_or("?").to_string();
-        if seen.last() != Some(&st) {
-            seen.push(st.clone());
-        }
-        if st == "succeeded" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "web never succeeded; seen {seen:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let seen = statuses_until_succeeded(&b, "web");
     assert!(seen.len() >= 2 && seen[0] != "succeeded", "web was seen only as {seen:?}: not followed live");
     assert!(seen.iter().all(|st| ["pending", "blocked", "queued", "running", "succeeded"].contains(&st.as_str())), "{seen:?}");
     b.screenshot("run-list");
@@ -386,17 +389,7 @@ fn the_graph_and_the_list_work_from_the_keyboard() {
     let undeploy = s.start_run(&c.operator, json!({ "pipeline": "shop", "operation": "undeploy", "environment": "dev" }));
     b.goto(&format!("{}/#/runs/{undeploy}?view=list", s.url));
     b.wait_for("#node-list [data-node=db]", WAIT);
-    let mut seen: Vec<String> = Vec::new();
-    let deadline = std::time::Instant::now() + WAIT;
-    while seen.last().map(String::as_str) != Some("succeeded") {
-        assert!(std::time::Instant::now() < deadline, "db never destroyed; seen {seen:?}");
-        let st = b.js("return document.querySelector('#node-list [data-node=db]').dataset.status;", vec![]);
-        let st = st.as_str().unwrap_or("?").to_string();
-        if seen.last() != Some(&st) {
-            seen.push(st);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let seen = statuses_until_succeeded(&b, "db");
     assert!(seen.contains(&"blocked".to_string()), "db was never shown blocked behind what needs it: {seen:?}");
     b.close();
 }
