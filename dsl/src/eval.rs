@@ -32,7 +32,12 @@ pub struct Scope<'a> {
     /// The outputs (a JSON object) of an applied resource; `None` = not known
     /// yet. Borrowed: a reference takes one output, not a copy of them all.
     pub outputs: &'a dyn Fn(&str) -> Option<&'a Value>,
+    /// What builds made, by service: `service.NAME.artifact.*`.
+    pub artifacts: &'a std::collections::BTreeMap<String, crate::service::ArtifactRef>,
 }
+
+/// The artifacts of a scope outside a service pipeline: none.
+pub static NO_ARTIFACTS: std::collections::BTreeMap<String, crate::service::ArtifactRef> = std::collections::BTreeMap::new();
 
 /// The output lookup of a scope in which no resource has been applied.
 pub fn no_outputs<'v>(_: &str) -> Option<&'v Value> {
@@ -623,7 +628,7 @@ mod tests {
         let mut vars = Map::new();
         vars.insert("list".into(), serde_json::json!([1, 2]));
         vars.insert("size".into(), serde_json::json!(3));
-        let scope = Scope { pipeline: "p", environment: "dev", vars: &vars, outputs: &no_outputs };
+        let scope = Scope { pipeline: "p", environment: "dev", vars: &vars, outputs: &no_outputs, artifacts: &NO_ARTIFACTS };
         for (src, safe) in [
             ("3", true),
             ("null", true),
@@ -651,7 +656,7 @@ mod tests {
     #[test]
     fn what_waits_first_on_an_output_is_unknown_before_applying() {
         let vars = Map::new();
-        let scope = Scope { pipeline: "p", environment: "dev", vars: &vars, outputs: &no_outputs };
+        let scope = Scope { pipeline: "p", environment: "dev", vars: &vars, outputs: &no_outputs, artifacts: &NO_ARTIFACTS };
         for (src, waits) in [
             ("vpc.id", true),
             ("vpc.id[0]", true),
@@ -684,7 +689,7 @@ mod tests {
         vars.insert("size".into(), serde_json::json!(20));
         let vpc = serde_json::json!({"id": "vpc-1", "tags": {"k": "v"}});
         let outputs = |r: &str| (r == "vpc").then_some(&vpc);
-        let scope = Scope { pipeline: "p", environment: "dev", vars: &vars, outputs: &outputs };
+        let scope = Scope { pipeline: "p", environment: "dev", vars: &vars, outputs: &outputs, artifacts: &NO_ARTIFACTS };
         eval(&parse_expr(src).expect("parses"), &scope)
     }
 

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::approvers::ApprovalRule;
 use crate::ast::{Attribute, Expr, Name, OutputDecl, PluginKind, Span};
+use crate::service::{ArtifactRef, ServiceSpec};
 
 /// One resource: what provisions it and how its attributes are written.
 #[derive(Debug, Clone)]
@@ -204,6 +205,9 @@ pub struct EnvironmentPlan {
     pub plugins: BTreeMap<String, PluginSpec>,
     /// Keyed by provisioner name.
     pub credentials: BTreeMap<String, CredentialsBinding>,
+    /// `previews = true`: a pull request's pipeline (`pull_requests =
+    /// "deploy"`) deploys here, and only to such environments.
+    pub previews: bool,
 }
 
 impl EnvironmentPlan {
@@ -228,6 +232,11 @@ pub struct PipelineGraph {
     /// derives from them is sensitive too (see
     /// [`ResourceNode::sensitive_attributes`], [`Self::output_is_sensitive`]).
     pub sensitive_vars: BTreeSet<String>,
+    /// The `service` blocks, in declaration order.
+    pub services: Vec<ServiceSpec>,
+    /// What builds made, by service (`service.NAME.artifact.*`), as the
+    /// compile was given them: empty outside a service pipeline.
+    pub artifacts: BTreeMap<String, ArtifactRef>,
     /// Nodes in deploy order: declaration order, each after its dependencies.
     order: Vec<NodeIndex>,
     /// Each node by its resource's name, made with the graph: [`Self::find`]
@@ -253,7 +262,18 @@ impl PipelineGraph {
             // not, its first node would be found, as a scan in order finds it.
             by_name.entry(Name::from(graph[i].name.as_str())).or_insert(i);
         }
-        PipelineGraph { name, graph, environments, all_environments, outputs, sensitive_vars, order, by_name }
+        PipelineGraph {
+            name,
+            graph,
+            environments,
+            all_environments,
+            outputs,
+            sensitive_vars,
+            services: Vec::new(),
+            artifacts: BTreeMap::new(),
+            order,
+            by_name,
+        }
     }
 
     pub fn node(&self, i: NodeIndex) -> &ResourceNode {

@@ -28,6 +28,7 @@ pub mod parser;
 pub mod render;
 pub mod selection;
 pub mod sensitive;
+pub mod service;
 pub mod type_schemas;
 
 pub use approvers::{ApprovalRule, Approver, Role};
@@ -38,6 +39,7 @@ pub use graph::{
     PluginSpec, ResourceNode, Wiring,
 };
 pub use selection::UnknownTarget;
+pub use service::{ArtifactRef, BuildSpec, CommitStatusSpec, PullRequests, SecretBinding, ServiceSpec};
 pub use sensitive::{resource_references, SensitiveValues};
 pub use type_schemas::{check_types, ProvisionerTypes, TypeCheck, TypeSchema, TypeSchemas, Unchecked};
 

@@ -38,7 +38,7 @@ impl<'a> Compiler<'a> {
         // uses a var without a value is skipped (`skip`), or it would repeat
         // that one mistake as many others; everything else is still checked.
         self.unavailable = unavailable;
-        let scope = Scope { pipeline, environment: env, vars: &vars, outputs: &eval::no_outputs };
+        let scope = Scope { pipeline, environment: env, vars: &vars, outputs: &eval::no_outputs, artifacts: &self.opts.artifacts };
         let environment_flow = self.environment_flow(decl, &scope);
         let flow = self.flow_policies(environment_flow, graph.node_count(), &scope);
         let on_failure = self.on_failure(decl, &scope);
@@ -73,6 +73,7 @@ impl<'a> Compiler<'a> {
             on_failure,
             plugins,
             credentials,
+            previews: false,
         }
     }
 
@@ -175,7 +176,7 @@ impl<'a> Compiler<'a> {
         let this = &*self;
         let found = par::map(&m.resources, threads, |i, r| {
             // A scope of its own: a scope's output lookup need not be shared between threads.
-            let scope = Scope { pipeline, environment: env, vars, outputs: &eval::no_outputs };
+            let scope = Scope { pipeline, environment: env, vars, outputs: &eval::no_outputs, artifacts: &self.opts.artifacts };
             // Decided from the facts, so that what is not evaluated is not even read.
             let facts = &this.facts[this.first_fact[i]..];
             let values = r.attributes.iter().zip(facts).filter(|(_, f)| {

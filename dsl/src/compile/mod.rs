@@ -59,6 +59,12 @@ pub struct CompileOptions {
     /// Report vars that have no value. `graph` does not need values; `check`
     /// and every command that deploys do.
     pub require_values: bool,
+    /// What builds made, by service name: `service.NAME.artifact.*` (a
+    /// service pipeline's deploy runs are compiled with them).
+    pub artifacts: BTreeMap<String, crate::service::ArtifactRef>,
+    /// Resolve only the environments marked `previews = true` (a pull
+    /// request's deploy), in run order.
+    pub previews_only: bool,
 }
 
 /// Checks `module` and compiles it into a graph, or every mistake found.

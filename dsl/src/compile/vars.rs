@@ -56,7 +56,7 @@ impl<'a> Compiler<'a> {
             if !self.refs(default, Place::Constant, format_args!("the default of var `{}`", v.name)) {
                 continue;
             }
-            let scope = Scope { pipeline: "", environment: "", vars: &empty, outputs: &eval::no_outputs };
+            let scope = Scope { pipeline: "", environment: "", vars: &empty, outputs: &eval::no_outputs, artifacts: &self.opts.artifacts };
             if let Some(value) = self.eval(default, &scope) {
                 self.type_check(v, &value, default.span, "its default is");
             }
@@ -98,7 +98,7 @@ impl<'a> Compiler<'a> {
         let mut vars = Map::new();
         let mut unavailable = Vec::new();
         let empty = Map::new();
-        let scope = Scope { pipeline, environment: env, vars: &empty, outputs: &eval::no_outputs };
+        let scope = Scope { pipeline, environment: env, vars: &empty, outputs: &eval::no_outputs, artifacts: &self.opts.artifacts };
         for v in &m.vars {
             let from_env = decl.and_then(|d| d.vars.iter().find(|a| a.key.name == v.name.name));
             let value = if let Some(val) = cli_vars.get(v.name.name.as_str()) {
@@ -207,7 +207,7 @@ pub fn parse_var_value(ty: VarType, text: &str) -> Result<Value, String> {
         VarType::List | VarType::Map | VarType::Any => {
             let value = crate::parser::parse_expr(text).ok().and_then(|e| {
                 let empty = Map::new();
-                let scope = Scope { pipeline: "", environment: "", vars: &empty, outputs: &eval::no_outputs };
+                let scope = Scope { pipeline: "", environment: "", vars: &empty, outputs: &eval::no_outputs, artifacts: &eval::NO_ARTIFACTS };
                 eval::eval(&e, &scope).ok()
             });
             match value {

@@ -440,7 +440,7 @@ impl EnvRun {
         let outputs = self.outputs.read().map_err(|_| "outputs lock poisoned".to_string())?;
         let kept_only = self.kept_only.read().map_err(|_| "outputs lock poisoned".to_string())?;
         let lookup = |r: &str| outputs.get(r);
-        let scope = Scope { pipeline: &graph.name, environment: &self.plan.name, vars: &self.plan.vars, outputs: &lookup };
+        let scope = Scope { pipeline: &graph.name, environment: &self.plan.name, vars: &self.plan.vars, outputs: &lookup, artifacts: &graph.artifacts };
         // Of a resource a plan updates in place, an output it does not keep
         // is unknown (whether or not it has one now): its value now is not
         // what the dependent will get.

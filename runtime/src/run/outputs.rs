@@ -21,6 +21,7 @@ pub(super) fn pipeline_outputs(env: &EnvRun) -> serde_json::Map<String, Value> {
         environment: &env.plan.name,
         vars: &env.plan.vars,
         outputs: &lookup,
+        artifacts: &graph.artifacts,
     };
     for o in &graph.outputs {
         if let Ok(v) = stackpipe_dsl::eval::eval(&o.value, &scope) {
@@ -76,7 +77,7 @@ pub fn deployed_outputs(
             raw.insert(k.resource.clone(), r.outputs.clone());
         }
         let lookup = |r: &str| raw.get(r);
-        let scope = stackpipe_dsl::eval::Scope { pipeline: &graph.name, environment: &env.name, vars: &env.vars, outputs: &lookup };
+        let scope = stackpipe_dsl::eval::Scope { pipeline: &graph.name, environment: &env.name, vars: &env.vars, outputs: &lookup, artifacts: &graph.artifacts };
         let sensitive_outputs = |name: &str| {
             records.iter().find(|(k, _)| k.resource == name).map(|(_, r)| r.sensitive_outputs.clone()).unwrap_or_default()
         };
