@@ -139,6 +139,8 @@ fn fill(store: &StateStore) {
         targets: vec!["vpc".into()],
         orphans: false,
         plugins: vec![PluginPin { name: "aws".into(), source: "plugins/aws.wasm".into(), digest: COMPONENT.into() }],
+        artifacts: Default::default(),
+        previews_only: false,
     };
     writes.push(Write::PutSnapshot(SNAPSHOT.into(), snapshot));
     writes.push(Write::PutBlob(COMPONENT.into(), Blob(component.into())));

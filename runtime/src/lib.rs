@@ -10,6 +10,7 @@ pub mod pipeline;
 pub mod plugin;
 pub mod run;
 pub mod secrets;
+pub mod service;
 /// The state store, a crate of its own (no wasm, no tokio): see `stackpipe-state`.
 pub use stackpipe_state as state;
 pub mod type_check;

@@ -38,6 +38,9 @@ pub struct LoadedPipeline {
     pub source: String,
     /// `--env`: the one environment compiled, if one was asked for.
     pub environment: Option<String>,
+    /// Only the environments marked `previews = true` were compiled (a
+    /// pull request's deploy).
+    pub previews_only: bool,
     /// Shared, not copied, by the runs of the pipeline.
     pub graph: Arc<PipelineGraph>,
 }
@@ -105,7 +108,14 @@ pub fn compile(path: &Path, source: String, mut opts: CompileOptions) -> Result<
     let name = path.display().to_string();
     let graph = stackpipe_dsl::load(&name, &source, &opts).map_err(LoadError::Invalid)?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    Ok(LoadedPipeline { path: path.to_path_buf(), base_dir, source, environment: opts.env, graph: Arc::new(graph) })
+    Ok(LoadedPipeline {
+        path: path.to_path_buf(),
+        base_dir,
+        source,
+        environment: opts.env,
+        previews_only: opts.previews_only,
+        graph: Arc::new(graph),
+    })
 }
 
 #[cfg(test)]

@@ -20,9 +20,13 @@
 //! | `logs`      | `(run_id, seq)`                       | [`LogLine`]      |
 //! | `journal`   | `(run_id, seq)`                       | [`JournalEntry`] |
 //! | `decisions` | `(run_id, seq)`                       | [`GateDecision`] |
+//! | `executions` | `execution_id`                       | [`ExecutionRecord`] |
+//! | `services`  | `service`                             | [`ServiceRecord`] |
 //! | `meta`      | `name`                                | `u64` counter    |
 //!
-//! `meta` holds `run_counter` (the last number handed out by
+//! A pipeline execution's build log lines are in `logs` under its id.
+//!
+//! `meta` holds `run_counter` and `execution_counter` (the last number handed out by
 //! [`StateStore::new_run_id`]), and `log_seq` / `journal_seq` / `decision_seq`: store-wide,
 //! strictly increasing sequences, so that the `(run_id, seq)` keys of a run
 //! are in append order and one run's lines are a single range scan.

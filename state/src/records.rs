@@ -1,6 +1,8 @@
 //! What the state store keeps, as plain serde types. Every record is stored
 //! as JSON in a redb table, keyed as the store's tables say.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -188,6 +190,14 @@ pub struct RunSnapshot {
     /// component is kept in the store beside it (content-addressed), so a
     /// changed or deleted file does not change what the snapshot runs.
     pub plugins: Vec<PluginPin>,
+    /// What builds made, by service: each the value of
+    /// `service.NAME.artifact` (`path`, `digest`, `tag`, `commit`, `branch`).
+    /// Empty outside a service pipeline's deploy run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub artifacts: BTreeMap<String, Value>,
+    /// Only the environments marked `previews = true` (a pull request's deploy).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub previews_only: bool,
 }
 
 /// One source file of a [`RunSnapshot`].
@@ -549,4 +559,166 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// What started a pipeline execution of a service (seed 001: its triggers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionTrigger {
+    /// A branch push, by webhook.
+    Push,
+    /// A tag push, by webhook.
+    Tag,
+    /// A pull request opened or updated, by webhook.
+    PullRequest,
+    /// A new commit or tag found by polling the repository.
+    Poll,
+    /// `stackpipe service run`, the API or the console's Trigger button.
+    Manual,
+    /// `stackpipe service rerun`: the same commit again.
+    Rerun,
+}
+
+/// Where a pipeline execution stands. It is `running` from its build's
+/// start to its deploy run's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionStatus {
+    /// Waiting for the service's pipeline ahead of it.
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// Ended by a server stopping in its middle; not resumed.
+    Interrupted,
+}
+
+impl ExecutionStatus {
+    pub fn is_final(self) -> bool {
+        !matches!(self, ExecutionStatus::Queued | ExecutionStatus::Running)
+    }
+}
+
+/// How a stage of an execution stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+    #[default]
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// Not run: see the stage's `note`.
+    Skipped,
+}
+
+/// The commit an execution builds, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CommitInfo {
+    /// Full SHA.
+    pub sha: String,
+    /// The branch (empty for a tag build).
+    #[serde(default)]
+    pub branch: String,
+    /// The tag, for a tag build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// The pull request's number, for a pull request's pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<u64>,
+    /// The commit's subject line.
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub author: String,
+}
+
+/// One stage (build or deploy) of a pipeline execution.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StageRecord {
+    pub status: StageStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<u64>,
+    /// Why it failed or was skipped, in a sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// What a build stored: the artifact's place and digest, and the name it goes by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    pub path: String,
+    /// `sha256:HEX`.
+    pub digest: String,
+    /// The git tag of a tag build, else the commit's SHA.
+    pub tag: String,
+    pub bytes: u64,
+    /// `file` or `directory`.
+    pub kind: String,
+}
+
+/// One pipeline execution of a service (seed 001): its build stage, then
+/// its deploy stage, a run of the service's pipeline with the artifact in
+/// its snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    /// `x` and a zero-padded counter (`x000042`).
+    pub id: String,
+    pub service: String,
+    pub pipeline: String,
+    pub trigger: ExecutionTrigger,
+    /// `preview` (a pull request) or `production` (a branch or tag).
+    pub kind: String,
+    /// Who: the user of a manual trigger, else the pusher as the forge
+    /// says (or `poll`).
+    pub started_by: String,
+    pub commit: CommitInfo,
+    pub status: ExecutionStatus,
+    pub created_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<u64>,
+    pub build: StageRecord,
+    pub deploy: StageRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ArtifactRecord>,
+    /// The deploy stage's run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// The environments the deploy stage takes, in promotion order.
+    #[serde(default)]
+    pub environments: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<String>,
+    /// Who asked for it to be cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_by: Option<String>,
+    /// The webhook delivery it came from (`X-GitHub-Delivery`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
+}
+
+/// What a server keeps of a service between executions: the settings
+/// switched at run time (over the file's), and what polling saw last.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    /// `stackpipe service disable|enable`: None follows the file's `enabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// `--deploys`: None follows the file's `deploys`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploys: Option<bool>,
+    /// Who switched a setting last, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_ms: Option<u64>,
+    /// The branch and tag heads polling last saw (`refs/heads/main` -> SHA).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub seen_refs: BTreeMap<String, String>,
 }

@@ -32,8 +32,14 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
 /// Plugin components by SHA-256: what snapshots load.
 const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
+/// Pipeline executions of services, by id; their build logs are in `logs`
+/// under the execution's id.
+const EXECUTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("executions");
+/// What a server keeps of each service, by name.
+const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
 
 const RUN_COUNTER: &str = "run_counter";
+const EXECUTION_COUNTER: &str = "execution_counter";
 const LOG_SEQ: &str = "log_seq";
 const JOURNAL_SEQ: &str = "journal_seq";
 const DECISION_SEQ: &str = "decision_seq";
@@ -59,6 +65,10 @@ pub enum Write {
     PutSnapshot(String, RunSnapshot),
     /// A plugin component under its SHA-256; one already there is left as it is.
     PutBlob(String, Blob),
+    /// Puts a pipeline execution's record; replaces.
+    PutExecution(ExecutionRecord),
+    /// Puts what is kept of a service (by name); replaces.
+    PutService(String, ServiceRecord),
     /// Forgets a run: its record, jobs, log lines, journal and decisions
     /// (its snapshot and components stay: other runs may share them).
     DeleteRun(String),
@@ -529,6 +539,81 @@ impl StateStore {
         })
     }
 
+    /// A new pipeline execution id, `x` and a zero-padded counter (`x000042`).
+    pub fn new_execution_id(&self) -> Result<String, StateError> {
+        self.guarded(|| {
+            let txn = begin_write(self.writable()?, true)?;
+            let n = {
+                let mut meta = txn.open_table(META)?;
+                let n = meta.get(EXECUTION_COUNTER)?.map(|v| v.value()).unwrap_or(0) + 1;
+                meta.insert(EXECUTION_COUNTER, n)?;
+                n
+            };
+            txn.commit()?;
+            Ok(format!("x{n:06}"))
+        })
+    }
+
+    // ---- service pipelines
+
+    /// The pipeline execution `id`.
+    pub fn execution(&self, id: &str) -> Result<Option<ExecutionRecord>, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            let table = match txn.open_table(EXECUTIONS) {
+                Ok(t) => t,
+                // A database no writer has opened since executions were kept.
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let found = table.get(id)?;
+            match found {
+                Some(v) => Ok(Some(decode(v.value(), || format!("execution {id}"))?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// The pipeline executions of `service` (of every service: None), most
+    /// recent first.
+    pub fn executions(&self, service: Option<&str>) -> Result<Vec<ExecutionRecord>, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            let table = match txn.open_table(EXECUTIONS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            let mut out: Vec<ExecutionRecord> = Vec::new();
+            for item in table.iter()? {
+                let (k, v) = item?;
+                let record: ExecutionRecord = decode(v.value(), || format!("execution {}", k.value()))?;
+                if service.is_none_or(|s| s == record.service) {
+                    out.push(record);
+                }
+            }
+            out.sort_by(|a, b| b.id.cmp(&a.id));
+            Ok(out)
+        })
+    }
+
+    /// What is kept of the service `name` (nothing yet: the default).
+    pub fn service_record(&self, name: &str) -> Result<ServiceRecord, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            let table = match txn.open_table(SERVICES) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(ServiceRecord::default()),
+                Err(e) => return Err(e.into()),
+            };
+            let found = table.get(name)?;
+            match found {
+                Some(v) => decode(v.value(), || format!("service {name}")),
+                None => Ok(ServiceRecord::default()),
+            }
+        })
+    }
+
     // ---- jobs and logs
 
     /// The jobs of a run, in the order of the run's environments, then by
@@ -875,6 +960,8 @@ fn create_tables(db: &Database) -> Result<(), StateError> {
         txn.open_table(LOGS)?;
         txn.open_table(JOURNAL)?;
         txn.open_table(DECISIONS)?;
+        txn.open_table(EXECUTIONS)?;
+        txn.open_table(SERVICES)?;
         txn.open_table(META)?.get(RESOURCE_JOBS_INDEXED)?.is_some()
     };
     txn.commit()?;
@@ -1059,6 +1146,12 @@ fn apply(txn: &WriteTransaction, writes: Vec<Write>) -> Result<(), StateError> {
                 if snapshots.get(digest.as_str())?.is_none() {
                     snapshots.insert(digest.as_str(), encode(&snapshot)?.as_slice())?;
                 }
+            }
+            Write::PutExecution(record) => {
+                txn.open_table(EXECUTIONS)?.insert(record.id.as_str(), encode(&record)?.as_slice())?;
+            }
+            Write::PutService(name, record) => {
+                txn.open_table(SERVICES)?.insert(name.as_str(), encode(&record)?.as_slice())?;
             }
             Write::PutBlob(digest, blob) => {
                 if blobs.get(digest.as_str())?.is_none() {

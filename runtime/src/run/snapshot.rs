@@ -187,6 +187,8 @@ impl RunSource {
             targets: opts.selection.targets.clone(),
             orphans: opts.selection.orphans,
             plugins: plugins.into_iter().map(|((name, source), digest)| PluginPin { name, source, digest }).collect(),
+            artifacts: graph.artifacts.iter().map(|(service, a)| (service.clone(), a.to_value())).collect(),
+            previews_only: pipeline.previews_only,
         };
         RunSource { digest: snapshot_digest(&snapshot), snapshot, components }
     }
@@ -353,6 +355,8 @@ mod tests {
             targets: vec![],
             orphans: false,
             plugins,
+            artifacts: Default::default(),
+            previews_only: false,
         }
     }
 
