@@ -17,11 +17,14 @@
 pub mod api;
 pub mod audit;
 pub mod catalog;
+pub mod commit_status;
 pub mod console;
 pub mod layout;
 pub mod runs;
 pub mod serve;
+pub mod services;
 pub mod users;
+pub mod webhook;
 
 pub use audit::{AuditEntry, AuditLog};
 pub use catalog::Catalog;

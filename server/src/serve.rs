@@ -86,7 +86,13 @@ impl Server {
         let store = Arc::new(StateStore::open(&opts.state_dir)?);
         // A users file others could write is refused now, not at the first request.
         crate::users::Users::load(&opts.state_dir)?;
+        let listener = TcpListener::bind(opts.listen).await.map_err(|source| ServeError::Bind { addr: opts.listen, source })?;
+        let bound = listener.local_addr().unwrap_or(opts.listen);
+        let public_url = format!("{}://{bound}", if opts.tls.is_some() { "https" } else { "http" });
+        crate::services::mark_interrupted(&store);
         let state = Arc::new(AppState {
+            services: crate::services::Services::new(opts.state_dir.clone()),
+            public_url,
             users: UsersCache::new(&opts.state_dir),
             catalog: Catalog::new(opts.pipelines.clone()),
             audit: AuditLog::open(&opts.state_dir)?,
@@ -97,7 +103,6 @@ impl Server {
             tls: opts.tls.is_some(),
             layouts: Default::default(),
         });
-        let listener = TcpListener::bind(opts.listen).await.map_err(|source| ServeError::Bind { addr: opts.listen, source })?;
         Ok(Server { listener, tls, state, auto_resume: opts.auto_resume })
     }
 
@@ -114,6 +119,7 @@ impl Server {
         // After the resumed runs, which hold their resources again: what
         // was queued behind them queues behind them again.
         api::runs::requeue(&state).await;
+        tokio::spawn(crate::services::poll_forever(state.clone()));
         let app = api::router(state.clone());
         let shutdown = shutdown_signal();
         tokio::pin!(shutdown);

@@ -239,6 +239,8 @@ pub enum RunTrigger {
     Rerun,
     /// Through a team server's API (`stackpipe serve`).
     Server,
+    /// The deploy stage of a service's pipeline execution.
+    Service,
 }
 
 impl RunTrigger {
@@ -248,6 +250,7 @@ impl RunTrigger {
             RunTrigger::Watch => "watch",
             RunTrigger::Rerun => "rerun",
             RunTrigger::Server => "server",
+            RunTrigger::Service => "service",
         }
     }
 }

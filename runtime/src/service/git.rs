@@ -151,6 +151,12 @@ impl Mirror {
         Ok(CommitMeta { message: message.to_string(), author: author.to_string() })
     }
 
+    /// The best common ancestor of `a` and `b`, if they have one.
+    pub fn merge_base(&self, a: &str, b: &str) -> Option<String> {
+        let out = git(Some(&self.dir), &["merge-base", a, b], "merge-base").ok()?;
+        Some(String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
+    }
+
     /// The files that differ between `before` and `after`; None when that
     /// cannot be told (`before` unknown, a new branch): then everything
     /// counts as changed.

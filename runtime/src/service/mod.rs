@@ -10,7 +10,11 @@ pub mod artifact;
 pub mod build;
 pub mod git;
 
-use stackpipe_dsl::{PullRequests, ServiceSpec};
+use std::path::Path;
+
+use stackpipe_dsl::{PluginSource, PullRequests, SecretBinding, ServiceSpec};
+
+use crate::plugin::{CallContext, PluginHost, PluginLoad, Sandbox};
 
 /// Something that happened in a service's repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +97,52 @@ pub fn decide(spec: &ServiceSpec, default_branch: Option<&str>, event: &RepoEven
             PullRequests::Deploy => Decision::Run { preview: true, deploy: true },
         },
     }
+}
+
+/// The secret `binding` names (a webhook's, a forge token), from its
+/// credentials plugin, loaded with its grants as the file gives them.
+/// Errors say which plugin and why, never a value.
+pub async fn resolve_secret(
+    host: &PluginHost,
+    binding: &SecretBinding,
+    service: &str,
+    pipeline: &str,
+    base_dir: &Path,
+    state_dir: &Path,
+) -> Result<String, String> {
+    let spec = &binding.resolver;
+    let name = spec.name.as_str();
+    let bytes = PluginHost::read_source(name, &spec.source, base_dir).map_err(|e| e.to_string())?;
+    let sandbox = Sandbox::guarding(&spec.grants, base_dir, Some(state_dir))
+        .map_err(|e| format!("plugin `{name}`: cannot prepare its granted directories: {e}"))?;
+    let source_desc = match &spec.source {
+        PluginSource::Builtin(b) => format!("builtin:{b}"),
+        PluginSource::Path(p) => p.clone(),
+    };
+    let loaded = host
+        .load(PluginLoad {
+            name,
+            kind: spec.kind,
+            source_desc: &source_desc,
+            bytes: &bytes,
+            sandbox,
+            limits: spec.limits,
+            config: &spec.config,
+        })
+        .map_err(|e| e.to_string())?;
+    let ctx = CallContext {
+        pipeline: pipeline.to_string(),
+        environment: String::new(),
+        resource: format!("service.{service}"),
+        run_id: String::new(),
+        log: Default::default(),
+    };
+    let credential = loaded.resolve(host, &ctx, &format!("service.{service}"), &binding.config).await.map_err(|e| e.to_string())?;
+    let value = credential.fields.into_iter().find(|(k, _)| *k == binding.field).map(|(_, v)| v);
+    let value = value.ok_or_else(|| format!("plugin `{name}` resolved no field `{}`", binding.field))?;
+    // Kept out of every log line this process writes from now on.
+    crate::secrets::Secrets::new().add(&value);
+    Ok(value)
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub mod plan;
 pub mod run_graph;
 pub mod runs;
 pub mod session;
+pub mod services;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -73,6 +74,11 @@ pub struct AppState {
     pub tls: bool,
     /// The console's drawings of run graphs, by snapshot.
     pub layouts: crate::layout::LayoutCache,
+    /// The services' queues of pipeline executions.
+    pub services: Arc<crate::services::Services>,
+    /// How the server is reached (`http://127.0.0.1:8080`): links to the
+    /// console in commit statuses.
+    pub public_url: String,
 }
 
 #[derive(OpenApi)]
@@ -87,10 +93,12 @@ pub struct AppState {
         jobs::jobs, jobs::job, jobs::logs, jobs::snapshot,
         state::resources, state::forget, state::locks, state::unlock, state::history,
         events::run_events, events::server_events,
+        services::list, services::show, services::executions, services::trigger, services::settings, services::webhook,
+        services::execution, services::logs, services::cancel, services::rerun,
     ),
     components(schemas(
         crate::catalog::PipelineSummary, crate::runs::QueuedRun, crate::runs::StatusView, runs::CreateRun, plan::PlanBody, runs::Created, runs::CancelBody,
-        session::Login, session::SessionInfo, runs::Operation, runs::StatusFilter, runs::SourceUploadSchema, gates::DecideBody, state::UnlockBody, ErrorBody,
+        session::Login, session::SessionInfo, services::TriggerBody, services::SettingsBody, crate::services::ServiceSummary, runs::Operation, runs::StatusFilter, runs::SourceUploadSchema, gates::DecideBody, state::UnlockBody, ErrorBody,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -142,6 +150,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/state/locks", get(state::locks))
         .route("/api/v1/state/unlock", post(state::unlock))
         .route("/api/v1/state/history/{environment}/{resource}", get(state::history))
+        .route("/api/v1/services", get(services::list))
+        .route("/api/v1/services/{name}", get(services::show))
+        .route("/api/v1/services/{name}/executions", get(services::executions).post(services::trigger))
+        .route("/api/v1/services/{name}/settings", post(services::settings))
+        .route("/api/v1/services/{name}/webhook", post(services::webhook))
+        .route("/api/v1/executions/{id}", get(services::execution))
+        .route("/api/v1/executions/{id}/logs", get(services::logs))
+        .route("/api/v1/executions/{id}/cancel", post(services::cancel))
+        .route("/api/v1/executions/{id}/rerun", post(services::rerun))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
     // Event streams last as long as their runs: no request timeout.
     let streams = Router::new()

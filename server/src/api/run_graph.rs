@@ -90,7 +90,13 @@ fn of_snapshot(state: &AppState, record: &stackpipe_runtime::state::RunRecord) -
     let (source, _) = RunSource::restore(state.runs.store(), record, &base_dir).map_err(|e| ApiError::unprocessable(e.to_string()))?;
     let snapshot = &source.snapshot;
     let main = snapshot.files.first().ok_or_else(|| ApiError::unprocessable("the run's snapshot holds no pipeline source"))?;
-    let opts = CompileOptions { vars: snapshot.vars.clone(), env: snapshot.environment.clone(), ..Default::default() };
+    let opts = CompileOptions {
+        vars: snapshot.vars.clone(),
+        env: snapshot.environment.clone(),
+        artifacts: super::runs::artifacts_of(snapshot)?,
+        previews_only: snapshot.previews_only,
+        ..Default::default()
+    };
     let loaded = pipeline::compile(FilePath::new(&main.path), main.text.clone(), opts)
         .map_err(|e| ApiError::unprocessable(crate::render_load_error(&e)))?;
     Ok(Drawing::of(&loaded.graph))

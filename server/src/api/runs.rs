@@ -371,7 +371,13 @@ pub(crate) fn compile(
     vars: Vec<(String, String)>,
     env: Option<String>,
 ) -> ApiResult<LoadedPipeline> {
-    let opts = CompileOptions { vars, env, require_values: true, ..Default::default() };
+    compile_with(state, file, source, CompileOptions { vars, env, ..Default::default() })
+}
+
+/// [`compile`] with every option given (a service's artifacts, previews),
+/// every value required.
+pub(crate) fn compile_with(state: &AppState, file: &FilePath, source: String, opts: CompileOptions) -> ApiResult<LoadedPipeline> {
+    let opts = CompileOptions { require_values: true, ..opts };
     pipeline::compile(file, source, opts)
         .and_then(|p| p.check_grants(&state.state_dir).map(|()| p))
         .map_err(|e| ApiError::unprocessable(crate::render_load_error(&e)))
@@ -389,6 +395,14 @@ pub(crate) async fn check_types(state: &AppState, pipeline: &LoadedPipeline, set
 
 /// Preflights the run and starts or queues it: 201 with its id.
 async fn start(state: &AppState, caller: &Caller, pipeline: LoadedPipeline, mode: Mode, mut opts: RunOptions) -> ApiResult<Response> {
+    opts.started_by.get_or_insert_with(|| caller.user.name.clone());
+    let doc = start_run(state, pipeline, mode, opts).await?;
+    let detail = format!("run {} ({})", doc.run, doc.status);
+    Ok(created(doc, detail))
+}
+
+/// Preflights a run started by `opts.started_by` and starts or queues it.
+pub(crate) async fn start_run(state: &AppState, pipeline: LoadedPipeline, mode: Mode, mut opts: RunOptions) -> ApiResult<Created> {
     let runs = &state.runs;
     opts.queued_behind = runs.active_ids();
     if opts.source.is_none() {
@@ -408,7 +422,7 @@ async fn start(state: &AppState, caller: &Caller, pipeline: LoadedPipeline, mode
         (None, None) => runs.store().new_run_id()?,
     };
     let name = pipeline.graph.name.clone();
-    let by = opts.started_by.clone().unwrap_or_else(|| caller.user.name.clone());
+    let by = opts.started_by.clone().unwrap_or_default();
     let summary = queued_summary(&id, &name, mode, &by, opts.message.clone());
     let kept = opts.source.as_ref().filter(|s| s.snapshot.sensitive_vars.is_empty()).map(|source| {
         let record = KeptRun {
@@ -429,8 +443,7 @@ async fn start(state: &AppState, caller: &Caller, pipeline: LoadedPipeline, mode
         Admission::Running => "running",
         Admission::Queued => "queued",
     };
-    let doc = Created { url: format!("/api/v1/runs/{id}"), run: id.clone(), status: status.into(), pipeline: name, operation: mode.name().into() };
-    Ok(created(doc, format!("run {id} ({status})")))
+    Ok(Created { url: format!("/api/v1/runs/{id}"), run: id.clone(), status: status.into(), pipeline: name, operation: mode.name().into() })
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -632,7 +645,15 @@ fn from_snapshot(state: &AppState, id: &str) -> ApiResult<(LoadedPipeline, Mode,
 fn snapshot_run(state: &AppState, source: RunSource, file: &FilePath) -> ApiResult<(LoadedPipeline, Mode, RunOptions)> {
     let snapshot = &source.snapshot;
     let main = snapshot.files.first().ok_or_else(|| ApiError::unprocessable("the run's snapshot holds no pipeline source"))?;
-    let loaded = compile(state, file, main.text.clone(), snapshot.vars.clone(), snapshot.environment.clone())?;
+    let artifacts = artifacts_of(snapshot)?;
+    let compile_opts = CompileOptions {
+        vars: snapshot.vars.clone(),
+        env: snapshot.environment.clone(),
+        artifacts,
+        previews_only: snapshot.previews_only,
+        ..Default::default()
+    };
+    let loaded = compile_with(state, file, main.text.clone(), compile_opts)?;
     let mode = if snapshot.operation == RunKind::Undeploy { Mode::Undeploy } else { Mode::Deploy };
     let opts = RunOptions {
         sets: snapshot.sets.clone(),
@@ -641,6 +662,21 @@ fn snapshot_run(state: &AppState, source: RunSource, file: &FilePath) -> ApiResu
         ..RunOptions::default()
     };
     Ok((loaded, mode, RunOptions { source: Some(Arc::new(source)), ..opts }))
+}
+
+/// The artifacts a snapshot gives its run (`service.NAME.artifact`).
+pub(crate) fn artifacts_of(
+    snapshot: &stackpipe_runtime::state::RunSnapshot,
+) -> ApiResult<BTreeMap<String, stackpipe_dsl::ArtifactRef>> {
+    snapshot
+        .artifacts
+        .iter()
+        .map(|(service, v)| {
+            serde_json::from_value(v.clone())
+                .map(|a| (service.clone(), a))
+                .map_err(|e| ApiError::unprocessable(format!("the snapshot's artifact of service `{service}`: {e}")))
+        })
+        .collect()
 }
 
 /// Queues again the runs a stopped server had queued (`server-queue.json`),
