@@ -293,3 +293,17 @@ fn previews_mark_environments_and_select_them() {
     one_error("environment dev { previews = \"yes\" }\n", Code::TypeMismatch, "`previews` must be true or false", "previews = true");
     one_error("var p = true\nenvironment dev { previews = var.p }\n", Code::InvalidValue, "`previews` must be written out", "");
 }
+
+/// The example of the language reference's Services section (kept as a seed
+/// of the parser's fuzz corpus) compiles, and both parsers agree on it.
+#[test]
+fn the_documented_example_compiles() {
+    let src = include_str!("../../fuzz/corpus/parser/service-01.pipeline");
+    assert_eq!(recognizer_agrees_with_pest(src), Ok(true));
+    let g = match load("service.pipeline", src, &opts()) {
+        Ok(g) => g,
+        Err(d) => panic!("{}", d.render_plain(100)),
+    };
+    assert_eq!(g.services[0].commit_status.as_ref().map(|c| c.token.field.as_str()), Some("token"));
+    assert!(g.environments[0].previews);
+}
