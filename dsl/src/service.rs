@@ -165,7 +165,11 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
             return Err(format!("`{}` has no unit", &rest[..digits]));
         };
         let Some(at) = UNITS.iter().position(|(u, _)| *u == unit) else {
-            return Err(format!("`{unit}` is not a unit of time"));
+            let word: String = rest[digits..].chars().take_while(|c| c.is_alphabetic()).collect();
+            return Err(match word.is_empty() {
+                true => format!("`{text}` is not a duration"),
+                false => format!("`{word}` is not a unit of time"),
+            });
         };
         if at < next_unit {
             return Err(format!("`{text}`: units go from hours to seconds, each once"));
@@ -212,6 +216,8 @@ mod tests {
         for text in ["", "5", "m", "5x", "1m1h", "5m5m", "1.5h", " 5m", "5 m", "-5s", "99999999999999999999h"] {
             assert!(parse_duration(text).is_err(), "{text}");
         }
+        assert_eq!(parse_duration("20 minutes"), Err("`20 minutes` is not a duration".into()));
+        assert_eq!(parse_duration("2d"), Err("`d` is not a unit of time".into()));
     }
 
     #[test]
