@@ -313,12 +313,13 @@ pub struct ServiceDecl {
 impl ServiceDecl {
     /// Every expression the block holds, for the checks of their references.
     pub fn values(&self) -> impl Iterator<Item = &Expr> {
-        let top = [&self.repo, &self.branches, &self.tags, &self.pull_requests, &self.paths, &self.poll, &self.enabled, &self.deploys];
+        let top = [&self.repo, &self.branches, &self.tags, &self.pull_requests, &self.paths, &self.poll];
+        let top = top.into_iter().chain([&self.enabled, &self.deploys]);
         let build = self.build.iter().flat_map(|b| [&b.command, &b.artifact, &b.timeout, &b.env]);
         let secrets = self.webhook.iter().chain(self.commit_status.iter().filter_map(|c| c.token.as_ref()));
         let secrets = secrets.flat_map(|s| [&s.field, &s.config]);
         let status = self.commit_status.iter().flat_map(|c| [&c.api, &c.context]);
-        top.into_iter().chain(build).chain(secrets).chain(status).flatten()
+        top.chain(build).chain(secrets).chain(status).flatten()
     }
 }
 

@@ -197,7 +197,10 @@ fn artifact<'s>(root: &Ident, steps: &'s [Step], scope: &Scope) -> Result<(Value
             format!("write `service.{}.artifact.path`", name.name),
         ));
     }
-    let built = scope.artifacts.get(name.name.as_str()).ok_or_else(|| EvalError::Unknown { resource: format!("service.{}", name.name) })?;
+    let built = scope
+        .artifacts
+        .get(name.name.as_str())
+        .ok_or_else(|| EvalError::Unknown { resource: format!("service.{}", name.name) })?;
     Ok((built.to_value(), &steps[2..]))
 }
 
@@ -245,7 +248,8 @@ pub(crate) fn waits_first_on_output(expr: &Expr) -> bool {
         ExprKind::Map(entries) => entries.first().is_some_and(|(_, e)| waits_first_on_output(e)),
         // A build's artifact is no resource's output: known or not, it waits on nothing.
         ExprKind::Traversal { root, steps } => {
-            !matches!(root.name.as_str(), "var" | "env" | "pipeline" | "service") && matches!(steps.first(), Some(Step::Attr(_)))
+            !matches!(root.name.as_str(), "var" | "env" | "pipeline" | "service")
+                && matches!(steps.first(), Some(Step::Attr(_)))
         }
         ExprKind::Access { base, .. } => waits_first_on_output(base),
         ExprKind::Call { args, .. } => args.first().is_some_and(waits_first_on_output),

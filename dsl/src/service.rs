@@ -175,7 +175,10 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
             return Err(format!("`{text}`: units go from hours to seconds, each once"));
         }
         next_unit = at + 1;
-        total = number.checked_mul(UNITS[at].1).and_then(|s| total.checked_add(s)).ok_or_else(|| format!("`{text}` is too long a duration"))?;
+        total = number
+            .checked_mul(UNITS[at].1)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(|| format!("`{text}` is too long a duration"))?;
         rest = &rest[digits + unit.len_utf8()..];
     }
     Ok(total)

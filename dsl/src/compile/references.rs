@@ -204,7 +204,14 @@ impl<'a> Compiler<'a> {
     /// Checks `service.NAME.artifact[.ATTRIBUTE]...`: what a build of a
     /// declared service made, known in a service pipeline's deploy, so only
     /// where resource outputs may stand. It waits on nothing: no edge.
-    fn artifact_reference(&self, root: &Ident, steps: &[Step], place: Place, owner: &dyn fmt::Display) -> Result<(), Diagnostic> {
+    fn artifact_reference(
+        &self,
+        root: &Ident,
+        steps: &[Step],
+        place: Place,
+        owner: &dyn fmt::Display,
+    ) -> Result<(), Diagnostic> {
+        let known = crate::service::ArtifactRef::ATTRIBUTES;
         const FORM: &str = "write `service.<name>.artifact.<attribute>`, like `service.api.artifact.path`";
         let attr = |i: usize| match steps.get(i) {
             Some(Step::Attr(a)) => Some(a),
@@ -235,11 +242,10 @@ impl<'a> Compiler<'a> {
                     format!("`service.{name}` has one attribute, `artifact`"),
                 )
                 .with_label(span, "not `artifact`")
-                .help(format!("write `service.{name}.artifact.<attribute>`; the attributes are: {}", crate::service::ArtifactRef::ATTRIBUTES.join(", "))));
+                .help(format!("write `service.{name}.artifact.<attribute>`; the attributes are: {}", known.join(", "))));
             }
         }
         if let Some(a) = attr(2) {
-            let known = crate::service::ArtifactRef::ATTRIBUTES;
             if !known.contains(&a.name.as_str()) {
                 return Err(Diagnostic::at(
                     Code::InvalidReference,
@@ -247,17 +253,19 @@ impl<'a> Compiler<'a> {
                     format!("a build's artifact has no attribute `{}`", a.name),
                 )
                 .with_label(a.span, "not an attribute of `artifact`")
-                .help(did_you_mean(&a.name, known).unwrap_or_else(|| format!("the attributes are: {}", known.join(", ")))));
+                .help(
+                    did_you_mean(&a.name, known).unwrap_or_else(|| format!("the attributes are: {}", known.join(", "))),
+                ));
             }
         }
         if place != Place::Wired {
-            return Err(Diagnostic::at(
-                Code::InvalidReference,
-                root.span.to(name.span),
-                format!("{owner} cannot refer to a build's artifact"),
-            )
-            .with_label(root.span.to(name.span), format!("known only when service `{}` deploys what it built", service.name.name))
-            .help("`service.<name>.artifact.*` can feed resource attributes and outputs, not plugins, vars, flow, gates or services"));
+            let span = root.span.to(name.span);
+            return Err(Diagnostic::at(Code::InvalidReference, span, format!("{owner} cannot refer to a build's artifact"))
+                .with_label(span, format!("known only when service `{}` deploys what it built", service.name.name))
+                .help(
+                    "`service.<name>.artifact.*` can feed resource attributes and outputs, not plugins, vars, flow, \
+                     gates or services",
+                ));
         }
         Ok(())
     }

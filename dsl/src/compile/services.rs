@@ -93,7 +93,8 @@ impl<'a> Compiler<'a> {
         let (vars, unavailable) = self.var_values(pipeline, "", None, cli_vars, bad_cli_vars, &mut missing);
         self.unavailable = unavailable;
         let opts = self.opts;
-        let scope = Scope { pipeline, environment: "", vars: &vars, outputs: &eval::no_outputs, artifacts: &opts.artifacts };
+        let scope =
+            Scope { pipeline, environment: "", vars: &vars, outputs: &eval::no_outputs, artifacts: &opts.artifacts };
         let mut specs = Vec::with_capacity(m.services.len());
         for s in &m.services {
             self.vars_without_value(s, cli_vars, bad_cli_vars);
@@ -221,9 +222,11 @@ impl<'a> Compiler<'a> {
         let items = self.strings(e, scope, key)?;
         self.all_ok(items, |p| {
             if p.trim().is_empty() {
-                Err(("an empty pattern".to_string(), "a pattern names refs or matches them with `*`, like \"release-*\""))
+                let help = "a pattern names refs or matches them with `*`, like \"release-*\"";
+                Err(("an empty pattern".to_string(), help))
             } else if p.starts_with("refs/") {
-                Err((format!("a {what} name, without `refs/`"), "write the name as it is pushed, like \"main\" or \"v*\""))
+                let help = "write the name as it is pushed, like \"main\" or \"v*\"";
+                Err((format!("a {what} name, without `refs/`"), help))
             } else {
                 Ok(p.to_string())
             }
@@ -285,7 +288,10 @@ impl<'a> Compiler<'a> {
                 self.diags.push(
                     Diagnostic::at(Code::InvalidValue, e.span, "`command` is empty")
                         .with_label(e.span, "no program")
-                        .help("name the program and its arguments, like `command = [\"sh\", \"build.sh\"]` (no shell runs it)"),
+                        .help(
+                            "name the program and its arguments, like `command = [\"sh\", \"build.sh\"]` (no shell \
+                             runs it)",
+                        ),
                 );
                 None
             }
@@ -401,7 +407,9 @@ impl<'a> Compiler<'a> {
                 self.diags.push(
                     Diagnostic::at(Code::InvalidValue, e.span, "`field` is empty")
                         .with_label(e.span, "empty")
-                        .help(format!("name the credential's field that holds the secret, or leave it out for \"{field}\"")),
+                        .help(format!(
+                            "name the credential's field that holds the secret, or leave it out for \"{field}\""
+                        )),
                 );
                 None
             }),
@@ -435,17 +443,15 @@ impl<'a> Compiler<'a> {
             self.diags.push(d);
             return None;
         };
-        let problem = match parse_duration(text) {
-            Err(why) => Some((why, help.to_string())),
-            Ok(s) if s < min => Some((format!("shorter than {}", seconds(min)), format!("`{key}` is at least {}", seconds(min)))),
-            Ok(s) if s > max => Some((format!("longer than {}", seconds(max)), format!("`{key}` is at most {}", seconds(max)))),
+        let (min_text, max_text) = (seconds(min), seconds(max));
+        let (label, help) = match parse_duration(text) {
+            Err(why) => (why, help.to_string()),
+            Ok(s) if s < min => (format!("shorter than {min_text}"), format!("`{key}` is at least {min_text}")),
+            Ok(s) if s > max => (format!("longer than {max_text}"), format!("`{key}` is at most {max_text}")),
             Ok(s) => return Some(s),
         };
-        if let Some((label, help)) = problem {
-            self.diags.push(
-                Diagnostic::at(Code::InvalidValue, e.span, format!("invalid `{key}`")).with_label(e.span, label).help(help),
-            );
-        }
+        let d = Diagnostic::at(Code::InvalidValue, e.span, format!("invalid `{key}`")).with_label(e.span, label);
+        self.diags.push(d.help(help));
         None
     }
 
@@ -542,7 +548,11 @@ impl<'a> Compiler<'a> {
                 Diagnostic::at(
                     Code::InvalidReference,
                     r.span,
-                    format!("`{}` is a {} plugin, not a credentials resolver", r, p.kind.map(|k| k.0.name()).unwrap_or("unknown")),
+                    format!(
+                        "`{}` is a {} plugin, not a credentials resolver",
+                        r,
+                        p.kind.map(|k| k.0.name()).unwrap_or("unknown")
+                    ),
                 )
                 .with_label(r.span, "not a credentials plugin")
                 .with_label(p.name.span, "declared here")

@@ -581,14 +581,17 @@ impl Lower {
             self.diags.push(
                 Diagnostic::at(Code::MissingKey, name.span, format!("{owner} has no `repo`"))
                     .with_label(name.span, "declared here")
-                    .help("add the repository to build: `repo = \"https://git.example.com/acme/api.git\"` (or a local path)"),
+                    .help("add the repository: `repo = \"https://git.example.com/acme/api.git\"` (or a local path)"),
             );
         }
         if build.is_none() && !explained.contains(&"build") {
             self.diags.push(
                 Diagnostic::at(Code::MissingKey, name.span, format!("{owner} has no `build` block"))
                     .with_label(name.span, "declared here")
-                    .help("add how its artifact is made: `build { command = [\"sh\", \"build.sh\"] artifact = \"out/app.tar.gz\" }`"),
+                    .help(
+                        "add how its artifact is made: `build { command = [\"sh\", \"build.sh\"] artifact = \
+                         \"out/app.tar.gz\" }`",
+                    ),
             );
         }
         Some(ServiceDecl {
