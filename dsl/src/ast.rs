@@ -62,6 +62,7 @@ pub struct Module {
     pub environments: Vec<EnvironmentDecl>,
     pub resources: Vec<ResourceDecl>,
     pub outputs: Vec<OutputDecl>,
+    pub services: Vec<ServiceDecl>,
     /// Names declared by items that did not parse. They exist, so references
     /// to them are not reported as unknown: the syntax error is the news.
     pub unparsed: Vec<String>,
@@ -261,6 +262,9 @@ pub struct EnvironmentDecl {
     pub approvers: Vec<(Approver, Span)>,
     /// `self_approval = false`, written out, with where.
     pub self_approval: Option<(bool, Span)>,
+    /// `previews = true`, written out, with where: a pull request's deploy
+    /// goes to the environments marked so, and only to them.
+    pub previews: Option<(bool, Span)>,
     pub vars: Vec<Attribute>,
     pub flow: Option<FlowBlock>,
     pub credentials: Vec<CredentialsDecl>,
@@ -281,6 +285,73 @@ pub struct ResourceDecl {
     // Boxed, as most resources have neither: a large file holds many resources.
     pub gate: Option<Box<Expr>>,
     pub flow: Option<Box<FlowBlock>>,
+    pub span: Span,
+}
+
+/// `service "name" { repo = .. branches = [..] .. build { .. } webhook { .. } commit_status { .. } }`:
+/// each key as written; the checks evaluate them into a
+/// [`ServiceSpec`](crate::service::ServiceSpec).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceDecl {
+    /// The name, from its string (`service "api"`), with the span of the string.
+    pub name: Ident,
+    pub repo: Option<Expr>,
+    pub branches: Option<Expr>,
+    pub tags: Option<Expr>,
+    pub pull_requests: Option<Expr>,
+    pub paths: Option<Expr>,
+    pub poll: Option<Expr>,
+    pub enabled: Option<Expr>,
+    pub deploys: Option<Expr>,
+    /// `None` when the block is missing (reported while parsing).
+    pub build: Option<BuildBlock>,
+    pub webhook: Option<SecretBlock>,
+    pub commit_status: Option<CommitStatusBlock>,
+    pub span: Span,
+}
+
+impl ServiceDecl {
+    /// Every expression the block holds, for the checks of their references.
+    pub fn values(&self) -> impl Iterator<Item = &Expr> {
+        let top = [&self.repo, &self.branches, &self.tags, &self.pull_requests, &self.paths, &self.poll];
+        let top = top.into_iter().chain([&self.enabled, &self.deploys]);
+        let build = self.build.iter().flat_map(|b| [&b.command, &b.artifact, &b.timeout, &b.env]);
+        let secrets = self.webhook.iter().chain(self.commit_status.iter().filter_map(|c| c.token.as_ref()));
+        let secrets = secrets.flat_map(|s| [&s.field, &s.config]);
+        let status = self.commit_status.iter().flat_map(|c| [&c.api, &c.context]);
+        top.chain(build).chain(secrets).chain(status).flatten()
+    }
+}
+
+/// `build { command = [..] artifact = ".." timeout = ".." env = { .. } }` of a service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildBlock {
+    pub command: Option<Expr>,
+    pub artifact: Option<Expr>,
+    pub timeout: Option<Expr>,
+    pub env: Option<Expr>,
+    pub span: Span,
+}
+
+/// `{ resolver = PLUGIN field = ".." config { .. } }`: a secret a credentials
+/// plugin resolves (a service's `webhook`, its `commit_status`'s `token`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretBlock {
+    /// The block's name as written (`webhook`, `token`), for messages.
+    pub block: Ident,
+    pub resolver: Option<Ident>,
+    pub field: Option<Expr>,
+    /// The `config { }` block, as a map expression.
+    pub config: Option<Expr>,
+    pub span: Span,
+}
+
+/// `commit_status { api = ".." context = ".." token { .. } }` of a service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommitStatusBlock {
+    pub api: Option<Expr>,
+    pub context: Option<Expr>,
+    pub token: Option<SecretBlock>,
     pub span: Span,
 }
 

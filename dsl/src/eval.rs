@@ -144,7 +144,8 @@ fn template(parts: &[TemplatePart], scope: &Scope) -> Result<Value> {
 }
 
 /// The value `root.steps...` refers to: a var, `env.name`, `pipeline.name`,
-/// or an output of a resource, then indexed by the rest of `steps`.
+/// a build's artifact (`service.NAME.artifact`) or an output of a resource,
+/// then indexed by the rest of `steps`.
 fn traversal(root: &Ident, steps: &[Step], scope: &Scope) -> Result<Value> {
     let (value, rest) = match root.name.as_str() {
         "var" => {
@@ -170,9 +171,37 @@ fn traversal(root: &Ident, steps: &[Step], scope: &Scope) -> Result<Value> {
             let text = if root.name == "env" { scope.environment } else { scope.pipeline };
             (Value::String(text.to_string()), &steps[1..])
         }
+        "service" => artifact(root, steps, scope)?,
         _ => resource_output(root, steps, scope)?,
     };
     apply_steps(value, rest, scope)
+}
+
+/// What a build of the service `steps` starts with made (`service.NAME.artifact`),
+/// and the steps after it. Unknown when the scope has no artifact for it:
+/// outside a service pipeline's deploy, it is known after the build.
+fn artifact<'s>(root: &Ident, steps: &'s [Step], scope: &Scope) -> Result<(Value, &'s [Step])> {
+    let (Some(Step::Attr(name)), Some(Step::Attr(artifact))) = (steps.first(), steps.get(1)) else {
+        return Err(invalid_help(
+            root.span,
+            "`service` needs a service's name and `.artifact`",
+            "not followed by `.NAME.artifact`",
+            "write `service.<name>.artifact.<attribute>`, like `service.api.artifact.path`",
+        ));
+    };
+    if artifact.name != "artifact" {
+        return Err(invalid_help(
+            artifact.span,
+            format!("`service.{}` has one attribute, `artifact`", name.name),
+            "not `artifact`",
+            format!("write `service.{}.artifact.path`", name.name),
+        ));
+    }
+    let built = scope
+        .artifacts
+        .get(name.name.as_str())
+        .ok_or_else(|| EvalError::Unknown { resource: format!("service.{}", name.name) })?;
+    Ok((built.to_value(), &steps[2..]))
 }
 
 /// The output of the resource `root` that `steps` starts with, and the
@@ -217,8 +246,10 @@ pub(crate) fn waits_first_on_output(expr: &Expr) -> bool {
         }) == Some(true),
         ExprKind::List(items) => items.first().is_some_and(waits_first_on_output),
         ExprKind::Map(entries) => entries.first().is_some_and(|(_, e)| waits_first_on_output(e)),
+        // A build's artifact is no resource's output: known or not, it waits on nothing.
         ExprKind::Traversal { root, steps } => {
-            !matches!(root.name.as_str(), "var" | "env" | "pipeline") && matches!(steps.first(), Some(Step::Attr(_)))
+            !matches!(root.name.as_str(), "var" | "env" | "pipeline" | "service")
+                && matches!(steps.first(), Some(Step::Attr(_)))
         }
         ExprKind::Access { base, .. } => waits_first_on_output(base),
         ExprKind::Call { args, .. } => args.first().is_some_and(waits_first_on_output),
@@ -226,7 +257,8 @@ pub(crate) fn waits_first_on_output(expr: &Expr) -> bool {
 }
 
 /// Whether evaluating `expr` before anything is applied cannot report a
-/// mistake: literals, `env.name`, `pipeline.name`, a bare `var.x`, and
+/// mistake: literals, `env.name`, `pipeline.name`, a bare `var.x`, an
+/// artifact's attribute (`service.api.artifact.path`: a string, or not known yet), and
 /// strings, lists and maps made of those. (A var without a value is not
 /// evaluated at all: see the compiler's `skip`.) A string may hold only
 /// what always makes text: a var could be a list, and `null` is refused.
@@ -238,15 +270,26 @@ pub(crate) fn cannot_fail(expr: &Expr) -> bool {
             TemplatePart::Literal(_) => true,
             TemplatePart::Interpolation(e) => match &e.kind {
                 ExprKind::Bool(_) | ExprKind::Number(_) | ExprKind::Template(_) => cannot_fail(e),
-                ExprKind::Traversal { root, steps } => matches!(root.name.as_str(), "env" | "pipeline") && steps.len() == 1,
+                ExprKind::Traversal { root, steps } => {
+                    matches!(root.name.as_str(), "env" | "pipeline") && steps.len() == 1 || is_artifact_attribute(root, steps)
+                }
                 _ => false,
             },
         }),
         ExprKind::List(items) => items.iter().all(cannot_fail),
         ExprKind::Map(entries) => entries.iter().all(|(_, e)| cannot_fail(e)),
-        ExprKind::Traversal { root, steps } => matches!(root.name.as_str(), "var" | "env" | "pipeline") && steps.len() == 1,
+        ExprKind::Traversal { root, steps } => {
+            matches!(root.name.as_str(), "var" | "env" | "pipeline") && steps.len() == 1 || is_artifact_attribute(root, steps)
+        }
         ExprKind::Access { .. } | ExprKind::Call { .. } => false,
     }
+}
+
+/// Whether `root.steps` is `service.NAME.artifact.ATTRIBUTE`, a string.
+fn is_artifact_attribute(root: &Ident, steps: &[Step]) -> bool {
+    root.name == "service"
+        && matches!(steps, [Step::Attr(_), Step::Attr(a), Step::Attr(attr)]
+            if a.name == "artifact" && crate::service::ArtifactRef::ATTRIBUTES.contains(&attr.name.as_str()))
 }
 
 fn apply_steps(mut value: Value, steps: &[Step], scope: &Scope) -> Result<Value> {

@@ -7,6 +7,7 @@ use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 
 use crate::graph::PipelineGraph;
+use crate::service::{PullRequests, ServiceSpec};
 
 /// Nodes grouped by level, each with what it depends on and why.
 pub fn text(g: &PipelineGraph) -> String {
@@ -54,6 +55,53 @@ pub fn text(g: &PipelineGraph) -> String {
     }
     if !g.all_environments.is_empty() {
         let _ = writeln!(out, "\nenvironments: {}", g.all_environments.join(" -> "));
+    }
+    if !g.services.is_empty() {
+        let _ = writeln!(out, "\nservices");
+        let width = g.services.iter().map(|s| s.name.len()).max().unwrap_or(0);
+        for s in &g.services {
+            let _ = writeln!(out, "  {:width$}  {}  {}", s.name, s.repo, service_triggers(s));
+        }
+    }
+    out
+}
+
+/// What starts a service's pipeline, and what it does, in a few words:
+/// `on main; tags v*; pull requests (deploy); poll 30s; builds only`.
+fn service_triggers(s: &ServiceSpec) -> String {
+    if !s.enabled {
+        return "disabled".into();
+    }
+    let mut parts = vec![match s.branches.as_slice() {
+        [] => "on the default branch".to_string(),
+        b => format!("on {}", b.join(", ")),
+    }];
+    if !s.tags.is_empty() {
+        parts.push(format!("tags {}", s.tags.join(", ")));
+    }
+    if s.pull_requests != PullRequests::Off {
+        parts.push(format!("pull requests ({})", s.pull_requests.name()));
+    }
+    if !s.paths.is_empty() {
+        parts.push(format!("paths {}", s.paths.join(", ")));
+    }
+    if let Some(poll) = s.poll_s {
+        parts.push(format!("poll {}", duration(poll)));
+    }
+    if !s.deploys {
+        parts.push("builds only".into());
+    }
+    parts.join("; ")
+}
+
+/// Seconds as a service writes a duration: `1h30m`, `90s` as `1m30s`.
+fn duration(mut secs: u64) -> String {
+    let mut out = String::new();
+    for (unit, size) in [("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= size || (secs == 0 && unit == "s" && out.is_empty()) {
+            let _ = write!(out, "{}{unit}", secs / size);
+            secs %= size;
+        }
     }
     out
 }
@@ -123,4 +171,54 @@ fn escape(s: &str) -> String {
 
 fn quote(s: &str) -> String {
     format!("\"{}\"", escape(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_are_listed_with_their_triggers() {
+        let src = r#"
+plugin t { kind = "provisioner" source = "builtin:test" }
+resource r "t.step" {}
+service "api" {
+  repo = "https://x/api.git"
+  branches = ["main"]
+  tags = ["v*"]
+  pull_requests = "build"
+  poll = "90s"
+  deploys = false
+  build {
+    command = ["make"]
+    artifact = "dist"
+  }
+}
+service "web-frontend" {
+  repo = "../web"
+  build {
+    command = ["make"]
+    artifact = "dist"
+  }
+}
+service "off" {
+  repo = "../off"
+  enabled = false
+  build {
+    command = ["make"]
+    artifact = "dist"
+  }
+}
+"#;
+        let g = crate::load("t.pipeline", src, &Default::default()).expect("compiles");
+        let text = text(&g);
+        let listed = text.split("\nservices\n").nth(1).expect("a services section");
+        assert_eq!(
+            listed,
+            "  api           https://x/api.git  on main; tags v*; pull requests (build); poll 1m30s; builds only\n\
+             \x20 web-frontend  ../web  on the default branch\n\
+             \x20 off           ../off  disabled\n"
+        );
+        assert_eq!((duration(0), duration(3600), duration(5400), duration(5)), ("0s".into(), "1h".into(), "1h30m".into(), "5s".into()));
+    }
 }

@@ -24,13 +24,13 @@ pub const MASK: &str = "(sensitive)";
 
 /// Every `<resource>.<output>` that `expr` refers to, as (resource, output):
 /// in the order written, each once, wherever it stands in the expression.
-/// `var.*`, `env.name` and `pipeline.name` are not resources, and a bare
+/// `var.*`, `env.name`, `pipeline.name` and `service.*` are not resources, and a bare
 /// resource name (`vpc`, which the checks reject) takes no output.
 pub fn resource_references(expr: &Expr) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     expr.walk(&mut |x| {
         let ExprKind::Traversal { root, steps } = &x.kind else { return };
-        if matches!(root.name.as_str(), "var" | "env" | "pipeline") {
+        if matches!(root.name.as_str(), "var" | "env" | "pipeline" | "service") {
             return;
         }
         if let Some(Step::Attr(output)) = steps.first() {

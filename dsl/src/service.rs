@@ -136,3 +136,101 @@ impl ArtifactRef {
         })
     }
 }
+
+/// How long a build may run at most (`timeout`).
+pub const MAX_BUILD_TIMEOUT_S: u64 = 24 * 60 * 60;
+
+/// How often a repository may be polled at most (`poll`): every 5 seconds.
+pub const MIN_POLL_S: u64 = 5;
+
+/// Seconds from a duration as written in a service: whole numbers, each
+/// followed by its unit, `s`, `m` or `h`, largest first (`"90s"`, `"5m"`,
+/// `"1h30m"`). The error says what is wrong, for a label.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    const UNITS: [(char, u64); 3] = [('h', 3600), ('m', 60), ('s', 1)];
+    if text.is_empty() {
+        return Err("an empty duration".into());
+    }
+    let mut total: u64 = 0;
+    let mut rest = text;
+    // The index in UNITS the next part's unit must come at or after.
+    let mut next_unit = 0;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("`{text}` is not a duration"));
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| format!("`{text}` is too long a duration"))?;
+        let Some(unit) = rest[digits..].chars().next() else {
+            return Err(format!("`{}` has no unit", &rest[..digits]));
+        };
+        let Some(at) = UNITS.iter().position(|(u, _)| *u == unit) else {
+            let word: String = rest[digits..].chars().take_while(|c| c.is_alphabetic()).collect();
+            return Err(match word.is_empty() {
+                true => format!("`{text}` is not a duration"),
+                false => format!("`{word}` is not a unit of time"),
+            });
+        };
+        if at < next_unit {
+            return Err(format!("`{text}`: units go from hours to seconds, each once"));
+        }
+        next_unit = at + 1;
+        total = number
+            .checked_mul(UNITS[at].1)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(|| format!("`{text}` is too long a duration"))?;
+        rest = &rest[digits + unit.len_utf8()..];
+    }
+    Ok(total)
+}
+
+/// Whether `name` may be a service's name: it is one identifier, as the
+/// language's names are, so that `service.NAME.artifact` can refer to it.
+pub fn is_service_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Why `name` cannot be given to a build in `build { env = { .. } }`, if it
+/// cannot: not a variable name, or one every build gets already.
+pub fn build_env_name_problem(name: &str) -> Option<&'static str> {
+    let mut chars = name.chars();
+    let well_formed = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !well_formed {
+        Some("not an environment variable name")
+    } else if name == "PATH" || name == "HOME" || name.starts_with("STACKPIPE_") {
+        Some("set by stackpipe for every build")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_as_written() {
+        for (text, secs) in [("90s", 90), ("5m", 300), ("1h", 3600), ("1h30m", 5400), ("2h5m10s", 7510), ("0s", 0)] {
+            assert_eq!(parse_duration(text), Ok(secs), "{text}");
+        }
+        for text in ["", "5", "m", "5x", "1m1h", "5m5m", "1.5h", " 5m", "5 m", "-5s", "99999999999999999999h"] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
+        assert_eq!(parse_duration("20 minutes"), Err("`20 minutes` is not a duration".into()));
+        assert_eq!(parse_duration("2d"), Err("`d` is not a unit of time".into()));
+    }
+
+    #[test]
+    fn names_and_env_names() {
+        assert!(is_service_name("api") && is_service_name("web-2") && is_service_name("_x"));
+        assert!(!is_service_name("") && !is_service_name("2api") && !is_service_name("a b") && !is_service_name("a.b"));
+        assert_eq!(build_env_name_problem("GOFLAGS"), None);
+        assert!(build_env_name_problem("PATH").is_some());
+        assert!(build_env_name_problem("STACKPIPE_RUN").is_some());
+        assert!(build_env_name_problem("A-B").is_some());
+        assert!(build_env_name_problem("1A").is_some());
+    }
+}

@@ -24,6 +24,8 @@ const TOKENS: &[&str] = &[
     "\nEOT\n", "EOT", "#", "//", "/*", "*/", "\n", " ", "var.x", "env.name", "pipeline.name", "vpc.id", "a.b[0]",
     "join", "concat(", "cidrsubnet(\"10.0.0.0/16\", 8, 300)", "format(\"%d\", \"x\")", "length(", "string", "number",
     "list", "map", "any", "é", "🦀", "\u{FEFF}", "\r\n", "\t", "sensitive", "sensitivex", "var.secret",
+    "service", "\"api\"", "repo", "build", "command", "artifact", "poll", "\"5m\"", "pull_requests", "webhook",
+    "resolver", "commit_status", "token", "previews", "service.api.artifact.path", "service.api",
 ];
 
 fn check_no_panic(src: &str) {
@@ -173,7 +175,7 @@ fn valid_file(seed: u64) -> String {
     out.push_str(g.trivia(true));
     for _ in 0..1 + g.below(6) {
         let t = |g: &mut Gen| g.trivia(false);
-        let item = match g.below(8) {
+        let item = match g.below(9) {
             0 => format!("resource{}r{}{}\"t.step\"{}{}", t(&mut g), g.below(9), g.trivia(true), g.trivia(true), body(&mut g, 0)),
             1 => {
                 let mut v = format!("var{}v{}", t(&mut g), g.below(9));
@@ -194,6 +196,7 @@ fn valid_file(seed: u64) -> String {
             4 => format!("environment{}e{}{}", t(&mut g), g.trivia(true), body(&mut g, 0)),
             5 => format!("credentials{}c{}{}", t(&mut g), g.trivia(true), body(&mut g, 0)),
             6 => format!("flow{}{}", g.trivia(true), body(&mut g, 0)),
+            7 => format!("service{}{}{}{}", g.trivia(true), string(&mut g, 0), g.trivia(true), body(&mut g, 0)),
             _ => format!("pipeline{}{}", g.trivia(true), string(&mut g, 0)),
         };
         out.push_str(&item);

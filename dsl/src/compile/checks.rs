@@ -29,12 +29,13 @@ impl<'a> Compiler<'a> {
         self.duplicates("plugin", m.plugins.iter().map(|p| &p.name));
         self.duplicates("environment", m.environments.iter().map(|e| &e.name));
         self.duplicates("output", m.outputs.iter().map(|o| &o.name));
+        self.duplicates("service", m.services.iter().map(|s| &s.name));
         for r in &m.resources {
-            if ["var", "env", "pipeline"].contains(&r.name.name.as_str()) {
+            if ["var", "env", "pipeline", "service"].contains(&r.name.name.as_str()) {
                 self.diags.push(
                     Diagnostic::at(Code::ReservedName, r.name.span, format!("`{}` cannot name a resource", r.name))
                         .with_label(r.name.span, "reserved for references")
-                        .help("`var`, `env` and `pipeline` start references: choose another name"),
+                        .help("`var`, `env`, `pipeline` and `service` start references: choose another name"),
                 );
             }
         }
@@ -117,20 +118,7 @@ impl<'a> Compiler<'a> {
             Some(_) => {}
         }
         if let Some(r) = &c.resolver {
-            match self.plugin(&r.name) {
-                None => self.unknown_plugin(r, "credentials"),
-                Some(p) if p.kind.is_some_and(|k| k.0 != PluginKind::Credentials) => self.diags.push(
-                    Diagnostic::at(
-                        Code::InvalidReference,
-                        r.span,
-                        format!("`{}` is a {} plugin, not a credentials resolver", r, kind_name(p)),
-                    )
-                    .with_label(r.span, "not a credentials plugin")
-                    .with_label(p.name.span, "declared here")
-                    .help("a resolver is a plugin with `kind = \"credentials\"`"),
-                ),
-                Some(_) => {}
-            }
+            self.check_resolver(r);
         }
         if let Some(cfg) = &c.config {
             self.refs(cfg, Place::Static, format_args!("`credentials {}`", c.provisioner));
@@ -157,7 +145,7 @@ impl<'a> Compiler<'a> {
 
     /// Reports `name`, which names no plugin, suggesting a plugin of kind
     /// `want` (or of no valid kind) with a close name.
-    fn unknown_plugin(&mut self, name: &Ident, want: &str) {
+    pub(super) fn unknown_plugin(&mut self, name: &Ident, want: &str) {
         if self.unparsed(&name.name) {
             return;
         }

@@ -73,7 +73,7 @@ impl<'a> Compiler<'a> {
             on_failure,
             plugins,
             credentials,
-            previews: false,
+            previews: decl.and_then(|d| d.previews).is_some_and(|(p, _)| p),
         }
     }
 

@@ -12,6 +12,8 @@
 //!   the algorithms in `dag`;
 //! - `environment_plan`: what each environment resolves to, its plugins in
 //!   `plugin_spec`;
+//! - `services`: the `service` blocks, checked and evaluated in the
+//!   pipeline's scope;
 //! - `evaluate`: evaluating an expression at compile time, each mistake
 //!   reported once.
 
@@ -23,6 +25,7 @@ mod evaluate;
 mod plugin_spec;
 mod references;
 mod resource_graph;
+mod services;
 mod vars;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -129,6 +132,8 @@ struct Compiled {
     environments: Vec<EnvironmentPlan>,
     all_environments: Vec<String>,
     sensitive_vars: BTreeSet<String>,
+    services: Vec<crate::service::ServiceSpec>,
+    artifacts: BTreeMap<String, crate::service::ArtifactRef>,
     /// Node -> the index of its declaration in `module.resources`.
     nodes: Vec<usize>,
 }
@@ -136,8 +141,12 @@ struct Compiled {
 impl Compiled {
     /// The pipeline, once the nodes have their names and attributes.
     fn into_pipeline(self, outputs: Vec<OutputDecl>) -> PipelineGraph {
-        let Compiled { name, graph, order, environments, all_environments, sensitive_vars, nodes: _ } = self;
-        PipelineGraph::new(name, graph, order, environments, all_environments, outputs, sensitive_vars)
+        let Compiled { name, graph, order, environments, all_environments, sensitive_vars, services, artifacts, nodes: _ } =
+            self;
+        let mut pipeline = PipelineGraph::new(name, graph, order, environments, all_environments, outputs, sensitive_vars);
+        pipeline.services = services;
+        pipeline.artifacts = artifacts;
+        pipeline
     }
 }
 
@@ -237,6 +246,7 @@ impl<'a> Compiler<'a> {
             self.check_credentials(cred);
         }
         self.duplicate_bindings(&m.credentials, "the pipeline");
+        self.check_services();
         for f in &m.flows {
             self.flow_refs(f, "the pipeline's `flow`");
         }
@@ -251,6 +261,7 @@ impl<'a> Compiler<'a> {
             self.refs(&o.value, Place::Wired, format_args!("output `{}`", o.name));
         }
 
+        let services = self.service_specs(&name, &cli_vars, &bad_cli_vars);
         let selected = self.selected_environments(env_order.as_deref())?;
         let environments = self.environment_plans(&name, &selected, &graph, &cli_vars, &bad_cli_vars);
         // A graph is built only from a sound resource order and environment chain.
@@ -265,12 +276,15 @@ impl<'a> Compiler<'a> {
             environments,
             all_environments: env_order,
             sensitive_vars: std::mem::take(&mut self.sensitive_vars),
+            services,
+            artifacts: self.opts.artifacts.clone(),
             nodes: std::mem::take(&mut self.nodes),
         })
     }
 
-    /// The environments to resolve, in run order: `--env`'s, or all of them.
-    /// `None` if `--env` names none (reported).
+    /// The environments to resolve, in run order: `--env`'s, or all of
+    /// them; with `previews_only`, only those marked `previews = true`.
+    /// `None` if `--env` names none, or none is marked (reported).
     fn selected_environments(&mut self, env_order: Option<&[String]>) -> Option<Vec<String>> {
         // The per-environment checks (vars, flow, approval, plugins) do not
         // need the resource order, nor the environment order: when `after`
@@ -279,16 +293,37 @@ impl<'a> Compiler<'a> {
             Some(order) => order.to_vec(),
             None => self.m.environments.iter().map(|e| e.name.name.to_string()).collect(),
         };
-        let Some(wanted) = &self.opts.env else { return Some(env_names) };
-        if !env_names.iter().any(|e| e == wanted) {
-            let help = did_you_mean(wanted, env_names.iter().map(String::as_str))
-                .unwrap_or_else(|| format!("the environments are: {}", env_names.join(", ")));
-            self.diags.push(
-                Diagnostic::new(Code::UnknownEnvironment, format!("--env {wanted}: no such environment")).help(help),
-            );
+        let selected = match &self.opts.env {
+            None => env_names,
+            Some(wanted) if env_names.iter().any(|e| e == wanted) => vec![wanted.clone()],
+            Some(wanted) => {
+                let help = did_you_mean(wanted, env_names.iter().map(String::as_str))
+                    .unwrap_or_else(|| format!("the environments are: {}", env_names.join(", ")));
+                self.diags.push(
+                    Diagnostic::new(Code::UnknownEnvironment, format!("--env {wanted}: no such environment")).help(help),
+                );
+                return None;
+            }
+        };
+        if !self.opts.previews_only {
+            return Some(selected);
+        }
+        let previews = |name: &String| {
+            self.m.environments.iter().any(|e| e.name.name == name.as_str() && e.previews.is_some_and(|(p, _)| p))
+        };
+        let selected: Vec<String> = selected.into_iter().filter(previews).collect();
+        if selected.is_empty() {
+            let message = match &self.opts.env {
+                Some(env) => format!("environment `{env}` does not take previews"),
+                None => "no environment has `previews = true`".to_string(),
+            };
+            self.diags.push(Diagnostic::new(Code::UnknownEnvironment, message).help(
+                "a pull request's pipeline deploys only to the environments marked for it: add `previews = true` to \
+                 an environment, like `environment preview { previews = true }`",
+            ));
             return None;
         }
-        Some(vec![wanted.clone()])
+        Some(selected)
     }
 
     /// Each of the `selected` environments resolved; then the vars without

@@ -1,5 +1,6 @@
 //! The checks of references and calls: what each expression refers to
-//! (a var, `env.name`, `pipeline.name`, an output of a resource) must exist
+//! (a var, `env.name`, `pipeline.name`, an output of a resource, a build's
+//! artifact `service.NAME.artifact.*`) must exist
 //! and be known where the expression stands ([`Place`]), and each function
 //! called must exist and be given the right number of arguments. Checking a
 //! resource's attributes also finds its wiring, and what each environment
@@ -195,8 +196,78 @@ impl<'a> Compiler<'a> {
                     )
                 }
             },
+            "service" => self.artifact_reference(root, steps, place, owner).map(|()| None),
             _ => self.resource_reference(root, first_attr, place, owner),
         }
+    }
+
+    /// Checks `service.NAME.artifact[.ATTRIBUTE]...`: what a build of a
+    /// declared service made, known in a service pipeline's deploy, so only
+    /// where resource outputs may stand. It waits on nothing: no edge.
+    fn artifact_reference(
+        &self,
+        root: &Ident,
+        steps: &[Step],
+        place: Place,
+        owner: &dyn fmt::Display,
+    ) -> Result<(), Diagnostic> {
+        let known = crate::service::ArtifactRef::ATTRIBUTES;
+        const FORM: &str = "write `service.<name>.artifact.<attribute>`, like `service.api.artifact.path`";
+        let attr = |i: usize| match steps.get(i) {
+            Some(Step::Attr(a)) => Some(a),
+            _ => None,
+        };
+        let Some(name) = attr(0) else {
+            return Err(Diagnostic::at(Code::InvalidReference, root.span, "`service` needs a service's name")
+                .with_label(root.span, "which service?")
+                .help(FORM));
+        };
+        let services = || self.m.services.iter().map(|s| s.name.name.as_str());
+        let Some(service) = self.m.services.iter().find(|s| s.name.name == name.name) else {
+            let help = did_you_mean(&name.name, services()).unwrap_or_else(|| match self.m.services.len() {
+                0 => format!("declare it: `service \"{name}\" {{ repo = \"...\" build {{ ... }} }}`"),
+                _ => format!("the services are: {}", services().collect::<Vec<_>>().join(", ")),
+            });
+            return Err(Diagnostic::at(Code::UnknownReference, name.span, format!("unknown service `{name}`"))
+                .with_label(name.span, "no service of this name")
+                .help(help));
+        };
+        match attr(1) {
+            Some(a) if a.name == "artifact" => {}
+            other => {
+                let span = other.map_or(name.span, |a| a.span);
+                return Err(Diagnostic::at(
+                    Code::InvalidReference,
+                    span,
+                    format!("`service.{name}` has one attribute, `artifact`"),
+                )
+                .with_label(span, "not `artifact`")
+                .help(format!("write `service.{name}.artifact.<attribute>`; the attributes are: {}", known.join(", "))));
+            }
+        }
+        if let Some(a) = attr(2) {
+            if !known.contains(&a.name.as_str()) {
+                return Err(Diagnostic::at(
+                    Code::InvalidReference,
+                    a.span,
+                    format!("a build's artifact has no attribute `{}`", a.name),
+                )
+                .with_label(a.span, "not an attribute of `artifact`")
+                .help(
+                    did_you_mean(&a.name, known).unwrap_or_else(|| format!("the attributes are: {}", known.join(", "))),
+                ));
+            }
+        }
+        if place != Place::Wired {
+            let span = root.span.to(name.span);
+            return Err(Diagnostic::at(Code::InvalidReference, span, format!("{owner} cannot refer to a build's artifact"))
+                .with_label(span, format!("known only when service `{}` deploys what it built", service.name.name))
+                .help(
+                    "`service.<name>.artifact.*` can feed resource attributes and outputs, not plugins, vars, flow, \
+                     gates or services",
+                ));
+        }
+        Ok(())
     }
 
     /// Checks the reference `root.first_attr...` to an output of the resource
@@ -213,7 +284,7 @@ impl<'a> Compiler<'a> {
             if self.unparsed(name) {
                 return Ok(None);
             }
-            let mut d = self.unknown_name(root, "resource", &["var", "env", "pipeline"]);
+            let mut d = self.unknown_name(root, "resource", &["var", "env", "pipeline", "service"]);
             if self.var(name).is_some() {
                 d = d.help(format!("`{name}` is a var: write `var.{name}`"));
             } else if self.plugin(name).is_some() {

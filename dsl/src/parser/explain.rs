@@ -343,7 +343,7 @@ impl<'s> Walker<'s> {
             return false;
         }
         match word {
-            "pipeline" => rest.starts_with('"'),
+            "pipeline" | "service" => rest.starts_with('"'),
             "flow" => rest.starts_with('{'),
             _ => rest.starts_with(is_ident_start),
         }
@@ -431,6 +431,16 @@ impl<'s> Walker<'s> {
                     &format!("a resource is declared as `resource {name} \"<plugin>.<type>\" {{ ... }}`"),
                 )?;
                 self.body(format!("resource `{name}`"))?;
+            }
+            "service" => {
+                self.trivia()?;
+                let name_at = self.pos;
+                self.required_string(
+                    "the service's name, in quotes",
+                    "a service is declared as `service \"<name>\" { ... }`",
+                )?;
+                let name = self.src[name_at..self.pos].trim_matches('"').to_string();
+                self.body(format!("service `{name}`"))?;
             }
             "output" => {
                 let name = self.name("output")?;
@@ -1137,7 +1147,7 @@ mod tests {
     /// Pieces of the language, so random input reaches past the first token.
     const TOKENS: &[&str] = &[
         "resource", "var", "plugin", "credentials", "flow", "environment", "output", "pipeline", "vpc", "\"aws.vpc\"",
-        "kind", "config", "null", "true", "=", ":", "{", "}", "[", "]", "(", ")", ",", ".", "0", "-3", "0.5", "1e4", "1.",
+        "service", "\"api\"", "kind", "config", "null", "true", "=", ":", "{", "}", "[", "]", "(", ")", ",", ".", "0", "-3", "0.5", "1e4", "1.",
         "\"s\"", "\"${", "${", "}\"", "$${", "\\", "\"\\\"", "<<EOT\n", "<<-EOT\n", "\nEOT\n", "  EOT", "EOT", "#", "//",
         "/*", "*/", "\n", " ", "\t", "\r\n", "\r", "var.x", "a.b[0]", "join", "f (", "é", "-", "x-y", "\u{FEFF}",
         "sensitive", "sensitivex",
@@ -1205,6 +1215,17 @@ mod tests {
     }
 
     #[test]
+    fn a_service_name_is_a_string() {
+        let src = "service api {\n  repo = \"r\"\n}\n";
+        let d = explain(src);
+        assert_eq!(d.message, "expected a string, found `api`");
+        assert_eq!(at(src, &d), "api");
+        assert!(d.help.as_deref().is_some_and(|h| h.contains("service \"<name>\"")), "{d:?}");
+        let src = "service \"api\" {\n  repo = \"r\"\n";
+        assert_eq!(explain(src).message, "unclosed `{` of service `api`");
+    }
+
+    #[test]
     fn valid_items_walk_clean() {
         for src in [
             "pipeline \"p\"",
@@ -1222,6 +1243,7 @@ mod tests {
             "resource a \"x.y\" {\n  b = f (1, -2.5e3)\n  c = null\n  d = [a.b, \"x\"]\n  ingress { port = 80 }\n}",
             "output o = vpc.id # trailing\n",
             "/* c */ var x = 1",
+            "service \"api\" { repo = \"r\" build { command = [\"make\"] } webhook { config { a = 1 } } }",
         ] {
             assert!(explain_item(src, 0).is_none(), "{src:?}: {:?}", explain_item(src, 0));
         }

@@ -8,8 +8,8 @@
 pub(crate) struct Grammar;
 
 /// Item keywords, as in the grammar.
-pub(crate) const ITEM_KEYWORDS: [&str; 8] =
-    ["resource", "var", "plugin", "credentials", "flow", "environment", "output", "pipeline"];
+pub(crate) const ITEM_KEYWORDS: [&str; 9] =
+    ["resource", "var", "plugin", "credentials", "flow", "environment", "output", "pipeline", "service"];
 
 /// Whether `s` is one identifier, as the grammar's `identifier` rule reads it.
 pub(crate) fn is_identifier(s: &str) -> bool {

@@ -116,6 +116,15 @@ impl Lower {
                 let sensitive = inner.next().map(|k| self.span(k));
                 m.outputs.push(OutputDecl { name, value, sensitive, span });
             }
+            Rule::service_decl => {
+                let (Some(name), Some(body)) = (inner.next(), inner.next()) else { return };
+                let name_span = self.span(name);
+                let name_expr = self.string(name);
+                let entries = self.body(body);
+                if let Some(s) = self.service(name_expr, name_span, entries, span) {
+                    m.services.push(s);
+                }
+            }
             _ => {}
         }
     }
@@ -381,6 +390,7 @@ impl Lower {
         let approval = r.attr("approval", &mut self.diags);
         let approvers = r.attr("approvers", &mut self.diags);
         let self_approval = r.attr("self_approval", &mut self.diags);
+        let previews = r.attr("previews", &mut self.diags);
         let vars = match r.block("vars", &mut self.diags) {
             Some(b) => self.attributes_of(b.entries, &format!("the `vars` of {owner}")),
             None => Vec::new(),
@@ -398,8 +408,23 @@ impl Lower {
             Some(e) => self.name_list(&e, "after", "environment", "after = staging"),
         };
         let approvers = approvers.map(|e| self.approvers(&e, &owner)).unwrap_or_default();
-        let self_approval = self_approval.and_then(|e| self.self_approval(&e));
-        EnvironmentDecl { name, after, approval, approvers, self_approval, vars, flow, credentials, span }
+        let self_approval = self_approval.and_then(|e| {
+            self.written_bool(
+                &e,
+                "self_approval",
+                "write `self_approval = false` (the person who started a run may not approve it) or `true` (the \
+                 default)",
+            )
+        });
+        let previews = previews.and_then(|e| {
+            self.written_bool(
+                &e,
+                "previews",
+                "write `previews = true` (a pull request's pipeline, with `pull_requests = \"deploy\"`, deploys here) \
+                 or `false` (the default)",
+            )
+        });
+        EnvironmentDecl { name, after, approval, approvers, self_approval, previews, vars, flow, credentials, span }
     }
 
     /// Whom `approvers = ["role:admin", "user:bob"]` names. Like `locked`,
@@ -457,26 +482,21 @@ impl Lower {
         approvers
     }
 
-    /// `self_approval = true | false`, written out (as `approvers` is).
-    fn self_approval(&mut self, e: &Expr) -> Option<(bool, Span)> {
+    /// `key = true | false`, written out (as `approvers` is): who may
+    /// approve, or where a pull request deploys, cannot be computed (a
+    /// `--var` would change it).
+    fn written_bool(&mut self, e: &Expr, key: &str, help: &str) -> Option<(bool, Span)> {
         if let ExprKind::Bool(b) = e.kind {
             return Some((b, e.span));
         }
         let computed = matches!(e.kind, ExprKind::Traversal { .. } | ExprKind::Access { .. } | ExprKind::Call { .. })
             || (matches!(e.kind, ExprKind::Template(_)) && e.as_plain_string().is_none());
         let (code, message) = if computed {
-            (Code::InvalidValue, "`self_approval` must be written out")
+            (Code::InvalidValue, format!("`{key}` must be written out"))
         } else {
-            (Code::TypeMismatch, "`self_approval` must be true or false")
+            (Code::TypeMismatch, format!("`{key}` must be true or false"))
         };
-        self.diags.push(
-            Diagnostic::at(code, e.span, message)
-                .with_label(e.span, written_as(e))
-                .help(
-                    "write `self_approval = false` (the person who started a run may not approve it) or `true` (the \
-                     default)",
-                ),
-        );
+        self.diags.push(Diagnostic::at(code, e.span, message).with_label(e.span, written_as(e)).help(help));
         None
     }
 
@@ -529,6 +549,158 @@ impl Lower {
         Some(ResourceDecl { name, plugin, kind, type_span: ty_span, attributes, depends_on, gate, flow, span })
     }
 
+    /// `service "name" { ... }`: `None` if the name is not plain text
+    /// (reported). Its values are kept as written, for the checks; what must
+    /// be there (`repo`, `build`, and the required keys of each block) is
+    /// reported here when it is not.
+    fn service(&mut self, name: Expr, name_span: Span, entries: Vec<Entry>, span: Span) -> Option<ServiceDecl> {
+        let Some(text) = name.as_plain_string() else {
+            self.diags.push(
+                Diagnostic::at(Code::InvalidValue, name_span, "a service name must be a plain string, without `${}`")
+                    .with_label(name_span, "has an interpolation")
+                    .help("write the name as plain text, like `service \"api\" { ... }`"),
+            );
+            return None;
+        };
+        let name = Ident { name: text.into(), span: name_span };
+        let owner = format!("service `{}`", name.name);
+        let mut r = BodyReader::new(entries, &owner);
+        let repo = r.attr("repo", &mut self.diags);
+        let branches = r.attr("branches", &mut self.diags);
+        let tags = r.attr("tags", &mut self.diags);
+        let pull_requests = r.attr("pull_requests", &mut self.diags);
+        let paths = r.attr("paths", &mut self.diags);
+        let poll = r.attr("poll", &mut self.diags);
+        let enabled = r.attr("enabled", &mut self.diags);
+        let deploys = r.attr("deploys", &mut self.diags);
+        let build = r.block("build", &mut self.diags).map(|b| self.build(b, &owner));
+        let webhook = r.block("webhook", &mut self.diags).map(|b| self.secret(b, &owner, "secret"));
+        let commit_status = r.block("commit_status", &mut self.diags).map(|b| self.commit_status(b, &owner));
+        let explained = r.finish(&mut self.diags);
+        if repo.is_none() && !explained.contains(&"repo") {
+            self.diags.push(
+                Diagnostic::at(Code::MissingKey, name.span, format!("{owner} has no `repo`"))
+                    .with_label(name.span, "declared here")
+                    .help("add the repository: `repo = \"https://git.example.com/acme/api.git\"` (or a local path)"),
+            );
+        }
+        if build.is_none() && !explained.contains(&"build") {
+            self.diags.push(
+                Diagnostic::at(Code::MissingKey, name.span, format!("{owner} has no `build` block"))
+                    .with_label(name.span, "declared here")
+                    .help(
+                        "add how its artifact is made: `build { command = [\"sh\", \"build.sh\"] artifact = \
+                         \"out/app.tar.gz\" }`",
+                    ),
+            );
+        }
+        Some(ServiceDecl {
+            name,
+            repo,
+            branches,
+            tags,
+            pull_requests,
+            paths,
+            poll,
+            enabled,
+            deploys,
+            build,
+            webhook,
+            commit_status,
+            span,
+        })
+    }
+
+    /// The `build { }` block of `owner`, a service.
+    fn build(&mut self, b: Block, owner: &str) -> BuildBlock {
+        let build_owner = format!("the `build` block of {owner}");
+        let mut r = BodyReader::new(b.entries, &build_owner);
+        let build = BuildBlock {
+            command: r.attr("command", &mut self.diags),
+            artifact: r.attr("artifact", &mut self.diags),
+            timeout: r.attr("timeout", &mut self.diags),
+            env: r.attr("env", &mut self.diags),
+            span: b.span,
+        };
+        let explained = r.finish(&mut self.diags);
+        let required = [
+            (build.command.is_none(), "command", "the program to run and its arguments: `command = [\"sh\", \"build.sh\"]`"),
+            (build.artifact.is_none(), "artifact", "the file or directory the build leaves: `artifact = \"out/app.tar.gz\"`"),
+        ];
+        for (missing, key, help) in required {
+            if missing && !explained.contains(&key) {
+                self.diags.push(
+                    Diagnostic::at(Code::MissingKey, b.name.span, format!("{build_owner} has no `{key}`"))
+                        .with_label(b.name.span, "in this block")
+                        .help(format!("add {help}")),
+                );
+            }
+        }
+        build
+    }
+
+    /// A secret block (`webhook { }` of a service, `token { }` of its
+    /// `commit_status`) of `owner`; `field` is the default of its `field`.
+    fn secret(&mut self, b: Block, owner: &str, field: &str) -> SecretBlock {
+        let block_owner = format!("the `{}` block of {owner}", b.name.name);
+        let mut r = BodyReader::new(b.entries, &block_owner);
+        let resolver_expr = r.attr("resolver", &mut self.diags);
+        let field_expr = r.attr("field", &mut self.diags);
+        let config = r.block("config", &mut self.diags).map(|c| self.block_to_map(c));
+        let explained = r.finish(&mut self.diags);
+        let resolver = match resolver_expr {
+            None if explained.contains(&"resolver") => None,
+            None => {
+                self.diags.push(
+                    Diagnostic::at(Code::MissingKey, b.name.span, format!("{block_owner} has no `resolver`"))
+                        .with_label(b.name.span, "in this block")
+                        .help(format!(
+                            "name the credentials plugin that resolves the secret: `resolver = <plugin>` (its field \
+                             `{field}` unless `field` says another)"
+                        )),
+                );
+                None
+            }
+            Some(e) => match e.as_bare_ident() {
+                Some(i) => Some(i.clone()),
+                None => {
+                    self.diags.push(
+                        Diagnostic::at(Code::InvalidValue, e.span, "`resolver` must name a credentials plugin")
+                            .with_label(e.span, "not a plugin name")
+                            .help("write the plugin's name without quotes: `resolver = gh_secret`"),
+                    );
+                    None
+                }
+            },
+        };
+        SecretBlock { block: b.name, resolver, field: field_expr, config, span: b.span }
+    }
+
+    /// The `commit_status { }` block of `owner`, a service.
+    fn commit_status(&mut self, b: Block, owner: &str) -> CommitStatusBlock {
+        let block_owner = format!("the `commit_status` block of {owner}");
+        let mut r = BodyReader::new(b.entries, &block_owner);
+        let api = r.attr("api", &mut self.diags);
+        let context = r.attr("context", &mut self.diags);
+        let token = r.block("token", &mut self.diags).map(|t| self.secret(t, &block_owner, "token"));
+        let explained = r.finish(&mut self.diags);
+        if api.is_none() && !explained.contains(&"api") {
+            self.diags.push(
+                Diagnostic::at(Code::MissingKey, b.name.span, format!("{block_owner} has no `api`"))
+                    .with_label(b.name.span, "in this block")
+                    .help("add the repository's API base: `api = \"https://api.github.com/repos/acme/api\"`"),
+            );
+        }
+        if token.is_none() && !explained.contains(&"token") {
+            self.diags.push(
+                Diagnostic::at(Code::MissingKey, b.name.span, format!("{block_owner} has no `token` block"))
+                    .with_label(b.name.span, "in this block")
+                    .help("add the token statuses are posted with: `token { resolver = <credentials plugin> }`"),
+            );
+        }
+        CommitStatusBlock { api, context, token, span: b.span }
+    }
+
     /// `[a, b]` or a single `a`: bare names.
     fn name_list(&mut self, e: &Expr, key: &str, what: &str, example: &str) -> Vec<Ident> {
         let in_list = matches!(e.kind, ExprKind::List(_));
@@ -549,7 +721,7 @@ impl Lower {
                     "a string".to_string(),
                     format!("write the name without quotes: `{key} = {}`", as_written(&text)),
                 ),
-                (ExprKind::Traversal { root, .. }, _) if !["var", "env", "pipeline"].contains(&root.name.as_str()) => (
+                (ExprKind::Traversal { root, .. }, _) if !["var", "env", "pipeline", "service"].contains(&root.name.as_str()) => (
                     format!("`{key}` takes {what} names, not their outputs"),
                     format!("an output of `{root}`"),
                     format!("write the name alone: `{key} = {}`", as_written(&root.name)),

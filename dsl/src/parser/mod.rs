@@ -259,8 +259,19 @@ fn item_line_after(src: &str, from: usize) -> Option<usize> {
 /// Adds the items of `more`, which come after those of `module` in the file.
 fn append(module: &mut Module, more: Module) {
     // Destructured, so that a new field cannot be forgotten here.
-    let Module { pipeline, vars, plugins, credentials, flows, environments, resources, outputs, unparsed, invalid } =
-        more;
+    let Module {
+        pipeline,
+        vars,
+        plugins,
+        credentials,
+        flows,
+        environments,
+        resources,
+        outputs,
+        services,
+        unparsed,
+        invalid,
+    } = more;
     module.pipeline.extend(pipeline);
     module.vars.extend(vars);
     module.plugins.extend(plugins);
@@ -269,6 +280,7 @@ fn append(module: &mut Module, more: Module) {
     module.environments.extend(environments);
     module.resources.extend(resources);
     module.outputs.extend(outputs);
+    module.services.extend(services);
     module.unparsed.extend(unparsed);
     module.invalid.extend(invalid);
 }

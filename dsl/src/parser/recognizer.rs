@@ -224,6 +224,9 @@ impl<'i> Recognizer<'i> {
                 s.keyword(Rule::kw_credentials, b"credentials") && s.then(Self::identifier) && s.then(Self::body)
             }),
             Some(b'f') => self.rule(Rule::flow_decl, |s| s.keyword(Rule::kw_flow, b"flow") && s.then(Self::body)),
+            Some(b's') => self.rule(Rule::service_decl, |s| {
+                s.keyword(Rule::kw_service, b"service") && s.then(Self::string) && s.then(Self::body)
+            }),
             _ => false,
         }
     }
