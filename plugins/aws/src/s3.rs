@@ -216,15 +216,25 @@ fn delete_version(c: &Call, bucket: &str, key: &str, version: &str) -> Result<()
 /// Deletes every object version and delete marker in the bucket.
 fn empty_bucket(c: &Call, bucket: &str) -> Result<(), String> {
     let mut deleted = 0usize;
+    let mut previous = Vec::new();
     loop {
         let page = list_versions(c, bucket)?;
         if page.is_empty() {
             break;
         }
+        // Deleted, yet listed again (an object lock, a store that ignores
+        // the delete): stop rather than go round for ever.
+        if page == previous {
+            let (key, version) = &page[0];
+            return Err(format!(
+                "force_destroy: `{key}` (version {version}) is still in bucket `{bucket}` after it was deleted"
+            ));
+        }
         for (key, version) in &page {
             delete_version(c, bucket, key, version)?;
         }
         deleted += page.len();
+        previous = page;
     }
     if deleted > 0 {
         c.log(&format!("force_destroy: deleted {deleted} object version(s) from bucket `{bucket}`"));
@@ -488,6 +498,17 @@ mod tests {
             |c| delete_bucket(c, &state),
         )
         .unwrap();
+        let locked = "<ListVersionsResult><Version><Key>a</Key><VersionId>v1</VersionId></Version></ListVersionsResult>";
+        let e = with_call(
+            &[
+                ("GET /b?versions", 200, locked),
+                ("DELETE /b/a?versionId=v1", 204, ""),
+                ("GET /b?versions", 200, locked),
+            ],
+            |c| delete_bucket(c, &state),
+        )
+        .unwrap_err();
+        assert_eq!(e, "force_destroy: `a` (version v1) is still in bucket `b` after it was deleted");
     }
 
     #[test]
