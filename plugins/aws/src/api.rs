@@ -1,5 +1,5 @@
 //! The AWS API client: builds each protocol's requests (query/form for EC2,
-//! RDS and ELBv2, REST-XML for Route53, JSON 1.1 for ACM), signs them,
+//! RDS and ELBv2, REST-XML for Route53 and S3, JSON 1.1 for ACM), signs them,
 //! sends them, and turns error responses into [`ApiError`]s that carry the
 //! AWS error code and message verbatim.
 
@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::form::{self, Params};
 use crate::http::{HttpRequest, HttpResponse, Transport};
-use crate::sign::{Credentials, sign_request};
+use crate::sign::{Credentials, Payload, sign_request};
 use crate::xml::{self, Element};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +19,7 @@ pub enum Service {
     Elb,
     Route53,
     Acm,
+    S3,
 }
 
 impl Service {
@@ -30,6 +31,7 @@ impl Service {
             Service::Elb => "elasticloadbalancing",
             Service::Route53 => "route53",
             Service::Acm => "acm",
+            Service::S3 => "s3",
         }
     }
 
@@ -40,7 +42,7 @@ impl Service {
             Service::Rds => "2014-10-31",
             Service::Elb => "2015-12-01",
             Service::Route53 => "2013-04-01",
-            Service::Acm => "",
+            Service::Acm | Service::S3 => "",
         }
     }
 
@@ -211,17 +213,27 @@ impl<'a> Aws<'a> {
     }
 
     /// Signs and sends a request, trying a throttled one again after a pause.
-    fn send(&self, svc: Service, call: &str, mut req: HttpRequest, json: bool) -> Result<HttpResponse, ApiError> {
-        let unsigned = req.clone();
+    /// The body is never copied (an S3 object's can be large): each attempt
+    /// takes off the previous one's signature headers and signs again.
+    fn send(
+        &self,
+        svc: Service,
+        call: &str,
+        mut req: HttpRequest,
+        payload: Payload,
+        json: bool,
+    ) -> Result<HttpResponse, ApiError> {
+        let unsigned_headers = req.headers.len();
         let mut pause = self.retry_pause;
         let mut attempt = 0;
         loop {
-            req.clone_from(&unsigned);
+            req.headers.truncate(unsigned_headers);
             sign_request(
                 &mut req,
                 &self.creds,
                 svc.signing_region(&self.region),
                 svc.signing_name(),
+                payload,
                 SystemTime::now(),
             )
             .map_err(|m| ApiError { call: call.into(), status: 0, code: String::new(), message: m })?;
@@ -253,7 +265,7 @@ impl<'a> Aws<'a> {
         let body = form::encode(action, svc.version(), params);
         let mut req = HttpRequest::new("POST", &self.url(svc, "/"), body.into_bytes());
         req.header("content-type", "application/x-www-form-urlencoded; charset=utf-8");
-        let resp = self.send(svc, &call, req, false)?;
+        let resp = self.send(svc, &call, req, Payload::Hashed, false)?;
         parse_xml(&call, &resp)
     }
 
@@ -265,7 +277,7 @@ impl<'a> Aws<'a> {
         if body.is_some() {
             req.header("content-type", "application/xml");
         }
-        let resp = self.send(svc, &call, req, false)?;
+        let resp = self.send(svc, &call, req, Payload::Hashed, false)?;
         parse_xml(&call, &resp)
     }
 
@@ -275,7 +287,7 @@ impl<'a> Aws<'a> {
         let call = format!("{} {action}", svc.signing_name());
         let mut req = HttpRequest::new("POST", &self.url(svc, "/"), body.to_string().into_bytes());
         req.header("content-type", "application/x-amz-json-1.1").header("x-amz-target", target);
-        let resp = self.send(svc, &call, req, true)?;
+        let resp = self.send(svc, &call, req, Payload::Hashed, true)?;
         let text = resp.text();
         if text.trim().is_empty() {
             return Ok(Value::Object(Default::default()));
@@ -289,7 +301,59 @@ impl<'a> Aws<'a> {
     }
 }
 
-fn parse_xml(call: &str, resp: &HttpResponse) -> Result<Element, ApiError> {
+/// One S3 request, path-style (`{endpoint}/{bucket}/{key}`), which moto and
+/// S3-compatible stores take as well as AWS.
+pub struct S3Request<'a> {
+    /// The operation, for messages: `PutObject`.
+    pub op: &'a str,
+    pub method: &'a str,
+    /// `/bucket` or `/bucket/key`, already encoded ([`crate::s3::object_path`]).
+    pub path: &'a str,
+    /// `tagging`, `versions&prefix=a%2Fb`...; empty for none.
+    pub query: &'a str,
+    pub headers: Vec<(&'a str, String)>,
+    pub body: Vec<u8>,
+    /// The body's sha256 (hex), when the caller has it already.
+    pub sha256: Option<&'a str>,
+}
+
+impl<'a> S3Request<'a> {
+    pub fn new(op: &'a str, method: &'a str, path: &'a str) -> S3Request<'a> {
+        S3Request { op, method, path, query: "", headers: Vec::new(), body: Vec::new(), sha256: None }
+    }
+}
+
+impl Aws<'_> {
+    /// An S3 call: the whole response (S3 answers in headers as much as in
+    /// XML), or the error. A HEAD's 404 has no body: its code is `NotFound`.
+    pub fn s3(&self, r: S3Request) -> Result<HttpResponse, ApiError> {
+        let call = format!("s3 {}", r.op);
+        let query = if r.query.is_empty() { String::new() } else { format!("?{}", r.query) };
+        let hashed;
+        let sha256 = match r.sha256 {
+            Some(s) => s,
+            None => {
+                hashed = crate::attrs::sha256_hex(&r.body);
+                &hashed
+            }
+        };
+        let mut req = HttpRequest::new(r.method, &self.url(Service::S3, &format!("{}{query}", r.path)), r.body);
+        for (k, v) in &r.headers {
+            req.header(k, v);
+        }
+        match self.send(Service::S3, &call, req, Payload::S3 { sha256 }, false) {
+            Err(mut e) if e.code.is_empty() && e.status == 404 && r.method == "HEAD" => {
+                e.code = "NotFound".into();
+                e.message = "not found".into();
+                Err(e)
+            }
+            other => other,
+        }
+    }
+}
+
+/// The XML body of a response.
+pub fn parse_xml(call: &str, resp: &HttpResponse) -> Result<Element, ApiError> {
     let text = resp.text();
     xml::parse(&text).map_err(|e| ApiError {
         call: call.into(),
@@ -340,7 +404,20 @@ pub mod fake {
             if !text.contains(&want) {
                 return Err(format!("expected a request with `{want}`, got: {text}"));
             }
-            Ok(HttpResponse { status, body: body.into_bytes() })
+            // `headers:etag="abc";x-amz-version-id=v1\n` before the body: response headers.
+            let (headers, body) = match body.strip_prefix("headers:") {
+                Some(rest) => {
+                    let (line, body) = rest.split_once('\n').unwrap_or((rest, ""));
+                    let headers = line
+                        .split(';')
+                        .filter_map(|h| h.split_once('='))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                    (headers, body.to_string())
+                }
+                None => (Vec::new(), body),
+            };
+            Ok(HttpResponse { status, headers, body: body.into_bytes() })
         }
     }
 

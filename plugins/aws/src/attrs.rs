@@ -50,6 +50,10 @@ pub enum Ty {
     Ingress,
     /// A secret string that must pass a check. It is stored and compared only as a salted digest.
     Secret(fn(&str) -> Result<(), String>),
+    /// A file the plugin reads, relative to a directory the pipeline grants
+    /// it (`allow { fs = [...] }`): no `..`, not absolute. Its schema format
+    /// makes `stackpipe watch` watch it.
+    InputFile,
 }
 
 /// The value an absent optional attribute takes. `None`: AWS picks one, and a
@@ -84,6 +88,10 @@ pub struct AttrDef {
     pub default: Dflt,
     /// A change cannot be made in place: the resource is replaced.
     pub replace: bool,
+    /// Not written by the pipeline: the plugin works it out from other
+    /// attributes (an object's `sha256`, from its body) and a plan compares
+    /// it like the others. Not in the attributes schema.
+    pub computed: bool,
     pub doc: &'static str,
 }
 
@@ -133,6 +141,11 @@ pub fn secret_digest(salt: &str, secret: &str) -> String {
     h.update(b"\0");
     h.update(secret.as_bytes());
     format!("sha256:{}", hex(&h.finalize()))
+}
+
+/// The sha256 of `bytes`, in lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -231,6 +244,10 @@ fn normalize_value(def: &TypeDef, a: &AttrDef, v: &Value) -> Result<Value, Strin
             Ok(Value::Object(out))
         }
         Ty::Ingress => normalize_ingress(name, v),
+        Ty::InputFile => match v {
+            Value::String(s) => input_file(s).map(|p| json!(p)).map_err(|e| format!("`{name}`: {e}")),
+            _ => Err(want_string()),
+        },
         Ty::Secret(check) => match v {
             Value::String(s) => check(s)
                 .map(|()| json!(secret_digest(&format!("{}.{name}", def.name), s)))
@@ -238,6 +255,30 @@ fn normalize_value(def: &TypeDef, a: &AttrDef, v: &Value) -> Result<Value, Strin
             _ => Err(want_string()),
         },
     }
+}
+
+/// The JSON Schema `format` of an attribute naming a file the plugin reads:
+/// the host watches such files (`stackpipe watch`).
+pub const INPUT_FILE_FORMAT: &str = "stackpipe:input-file";
+
+/// A relative path inside the granted directories, without `./` parts
+/// (wasi-libc matches `out/a`, not `./out/a`, to the grant `out`).
+pub fn input_file(path: &str) -> Result<String, String> {
+    let p = std::path::Path::new(path);
+    if path.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if p.has_root() {
+        return Err(format!("`{path}` is absolute: write a path relative to a directory in allow {{ fs = [...] }}"));
+    }
+    if p.components().any(|c| c == std::path::Component::ParentDir) {
+        return Err(format!("`{path}` goes up with `..`: write a path inside a directory in allow {{ fs = [...] }}"));
+    }
+    let normal = stackpipe_plugin_sdk::grants::normalize(p);
+    if normal.as_os_str().is_empty() {
+        return Err(format!("`{path}` is a directory, not a file"));
+    }
+    Ok(normal.to_string_lossy().into_owned())
 }
 
 /// The canonical protocol name: `tcp`, `udp`, `icmp`, or `-1` for all.
@@ -355,6 +396,12 @@ pub fn normalize(def: &TypeDef, raw: &Map<String, Value>) -> Result<Map<String, 
     let mut diags = Vec::new();
     let mut out = Map::new();
     for a in def.attrs {
+        if a.computed {
+            if raw.contains_key(a.name) {
+                diags.push(diag(a.name, format!("`{}` is worked out by the plugin: it cannot be set", a.name)));
+            }
+            continue;
+        }
         match raw.get(a.name) {
             None | Some(Value::Null) => {
                 if a.required {
@@ -380,8 +427,8 @@ pub fn normalize(def: &TypeDef, raw: &Map<String, Value>) -> Result<Map<String, 
             },
         }
     }
-    let known: Vec<&str> = def.attrs.iter().map(|a| a.name).collect();
-    for key in raw.keys().filter(|k| !known.contains(&k.as_str())) {
+    let known: Vec<&str> = def.attrs.iter().filter(|a| !a.computed).map(|a| a.name).collect();
+    for key in raw.keys().filter(|k| !known.contains(&k.as_str()) && def.attrs.iter().all(|a| a.name != k.as_str())) {
         diags.push(diag(key, format!("unknown attribute `{key}` of {} (known: {})", def.name, known.join(", "))));
     }
     if diags.is_empty()
@@ -395,10 +442,11 @@ pub fn normalize(def: &TypeDef, raw: &Map<String, Value>) -> Result<Map<String, 
 /// The JSON Schema of a type's attributes.
 pub fn attributes_schema(def: &TypeDef) -> Value {
     let mut props = Map::new();
-    for a in def.attrs {
+    for a in def.attrs.iter().filter(|a| !a.computed) {
         let mut p = match a.ty {
             Ty::Str | Ty::Checked(_) => json!({ "type": "string", "minLength": 1 }),
             Ty::Text => json!({ "type": "string" }),
+            Ty::InputFile => json!({ "type": "string", "minLength": 1, "format": INPUT_FILE_FORMAT }),
             Ty::Secret(_) => json!({ "type": "string", "writeOnly": true }),
             Ty::Enum(options) => json!({ "enum": options }),
             Ty::Cidr { min, max } => json!({

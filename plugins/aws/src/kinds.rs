@@ -17,10 +17,12 @@ pub enum Kind {
     Certificate,
     DnsZone,
     DnsRecord,
+    S3Bucket,
+    S3Object,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Vpc,
         Kind::Subnet,
         Kind::SecurityGroup,
@@ -30,6 +32,8 @@ impl Kind {
         Kind::Certificate,
         Kind::DnsZone,
         Kind::DnsRecord,
+        Kind::S3Bucket,
+        Kind::S3Object,
     ];
 
     /// `vpc` or `aws.vpc`. (The plugin finds types through the SDK.)
@@ -57,6 +61,8 @@ impl Kind {
             Kind::Certificate => &CERTIFICATE,
             Kind::DnsZone => &DNS_ZONE,
             Kind::DnsRecord => &DNS_RECORD,
+            Kind::S3Bucket => &S3_BUCKET,
+            Kind::S3Object => &S3_OBJECT,
         }
     }
 }
@@ -66,11 +72,11 @@ impl Kind {
 pub const DEFAULT_DB_PASSWORD: &str = "Sp7-kq2vX9-mT4wLr8Zc";
 
 const fn attr(name: &'static str, ty: Ty, doc: &'static str) -> AttrDef {
-    AttrDef { name, ty, required: false, default: Dflt::None, replace: false, doc }
+    AttrDef { name, ty, required: false, default: Dflt::None, replace: false, computed: false, doc }
 }
 
 const fn required(name: &'static str, ty: Ty, doc: &'static str) -> AttrDef {
-    AttrDef { name, ty, required: true, default: Dflt::None, replace: false, doc }
+    AttrDef { name, ty, required: true, default: Dflt::None, replace: false, computed: false, doc }
 }
 
 const fn replacing(mut a: AttrDef) -> AttrDef {
@@ -465,6 +471,164 @@ fn check_record(attrs: &Map<String, Value>) -> Vec<Diagnostic> {
     }
 }
 
+/// S3's bucket naming rules (general purpose buckets): what CreateBucket
+/// would refuse, refused at check time.
+fn bucket_name(s: &str) -> Result<String, String> {
+    let rules = "3 to 63 lower-case letters, digits, dots or hyphens, starting and ending with a letter or digit";
+    let ok = |s: &str| {
+        (3..=63).contains(&s.len())
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+    };
+    if !ok(s) {
+        // Capitals alone: say how to write it.
+        if ok(&s.to_ascii_lowercase()) {
+            lower_case("bucket names", s)?;
+        }
+        return Err(format!("`{s}` is not a bucket name: {rules}"));
+    }
+    if s.contains("..") {
+        return Err(format!("`{s}`: a bucket name cannot have two dots in a row"));
+    }
+    if s.split('.').count() == 4 && s.split('.').all(|p| p.parse::<u8>().is_ok()) {
+        return Err(format!("`{s}`: a bucket name cannot look like an IP address"));
+    }
+    if let Some(p) = ["xn--", "sthree-", "amzn-s3-demo-"].iter().find(|p| s.starts_with(*p)) {
+        return Err(format!("`{s}`: bucket names starting with `{p}` are reserved"));
+    }
+    if let Some(p) = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"].iter().find(|p| s.ends_with(*p)) {
+        return Err(format!("`{s}`: bucket names ending with `{p}` are reserved"));
+    }
+    Ok(s.to_string())
+}
+
+/// An object key: 1 to 1024 bytes. A leading `/` is refused: it is almost
+/// always a mistake (the key would start with an empty path segment).
+fn object_key(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 1024 {
+        return Err(format!("must be 1 to 1024 bytes, not {}", s.len()));
+    }
+    if s.starts_with('/') {
+        return Err(format!("`{s}` starts with `/`: write `{}`", s.trim_start_matches('/')));
+    }
+    if s.chars().any(char::is_control) {
+        return Err("must not hold control characters".into());
+    }
+    Ok(s.to_string())
+}
+
+/// S3 takes at most 50 tags on a bucket, keys up to 128 characters, values up to 256.
+fn check_bucket(attrs: &Map<String, Value>) -> Vec<Diagnostic> {
+    let Some(Value::Object(tags)) = attrs.get("tags") else { return Vec::new() };
+    let mut out = Vec::new();
+    if tags.len() > 50 {
+        out.push(diag("tags", format!("S3 takes at most 50 tags on a bucket, not {}", tags.len())));
+    }
+    for (k, v) in tags {
+        let long_value = v.as_str().is_some_and(|v| v.chars().count() > 256);
+        if k.chars().count() > 128 || long_value {
+            out.push(diag("tags", format!("`tags.{k}`: keys are up to 128 characters, values up to 256")));
+        }
+    }
+    out
+}
+
+/// Exactly one of `source` and `content`; metadata that S3 gives back as
+/// written (lower-case keys that are HTTP header names, printable ASCII
+/// values), so that a plan compares like with like.
+fn check_object(attrs: &Map<String, Value>) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    match (attrs.contains_key("source"), attrs.contains_key("content")) {
+        (true, true) => out.push(diag("content", "set `source` (a file) or `content` (a string), not both")),
+        (false, false) => out.push(diag("source", "set `source` (a file to upload) or `content` (a string)")),
+        _ => {}
+    }
+    if let Some(Value::Object(metadata)) = attrs.get("metadata") {
+        for (k, v) in metadata {
+            let name_ok = k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !name_ok {
+                out.push(diag("metadata", format!("`metadata.{k}`: keys are letters, digits, `-`, `_` or `.`")));
+            } else if k.chars().any(|c| c.is_ascii_uppercase()) {
+                let lower = k.to_ascii_lowercase();
+                out.push(diag("metadata", format!("`metadata.{k}`: S3 keeps metadata keys in lower case: write `{lower}`")));
+            }
+            let value_ok = v.as_str().is_some_and(|v| v.chars().all(|c| c == ' ' || c.is_ascii_graphic()));
+            if !value_ok && v.as_str() != Some(UNKNOWN) {
+                out.push(diag("metadata", format!("`metadata.{k}`: values are printable ASCII (S3 sends them as headers)")));
+            }
+        }
+    }
+    out
+}
+
+pub static S3_BUCKET: TypeDef = TypeDef {
+    name: "s3_bucket",
+    description: "An S3 bucket (path-style requests to `config { endpoint }` or the region's S3 endpoint). A new \
+        `bucket` replaces it; `tags` change in place (PutBucketTagging/DeleteBucketTagging). Destroy fails while it \
+        holds objects, unless `force_destroy` is true: then every object (and every version) is deleted first.",
+    attrs: &[
+        replacing(required("bucket", Ty::Checked(bucket_name), "The bucket's name, unique across all of S3.")),
+        with_default(attr("tags", Ty::Map, "Tags, applied with PutBucketTagging."), Dflt::EmptyMap),
+        with_default(
+            attr(
+                "force_destroy",
+                Ty::Bool,
+                "Whether destroy deletes the objects left in the bucket (true) or fails (false). It is read from \
+                 the state: deploy a change of it before an undeploy counts on it.",
+            ),
+            Dflt::Bool(false),
+        ),
+    ],
+    outputs: &[
+        ("id", "string", "The bucket's name."),
+        ("bucket", "string", "The bucket's name."),
+        ("arn", "string", "The bucket's ARN."),
+        ("region", "string", "The region the bucket is in."),
+    ],
+    kept_on_update: &["id", "bucket", "arn", "region"],
+    check: Some(check_bucket),
+};
+
+/// The largest object `aws.s3_object` uploads: one PutObject, the body in
+/// memory. Bigger ones need a multipart upload, which it does not do.
+pub const MAX_OBJECT_BYTES: u64 = 100 * 1024 * 1024;
+
+pub static S3_OBJECT: TypeDef = TypeDef {
+    name: "s3_object",
+    description: "An object in an S3 bucket, uploaded with one PutObject (up to 100 MiB; no multipart upload) from \
+        `source`, a file in a directory the pipeline grants the plugin, or from `content`. A plan compares the \
+        body's sha256: new bytes, `content_type` or `metadata` upload it again in place; a new `bucket` or `key` \
+        replaces it.",
+    attrs: &[
+        replacing(required("bucket", Ty::Checked(bucket_name), "The bucket's name.")),
+        replacing(required("key", Ty::Checked(object_key), "The object's key (`releases/app-1.2.tar.gz`).")),
+        attr(
+            "source",
+            Ty::InputFile,
+            "A file to upload, relative to a directory in the plugin's allow { fs = [...] }. Not with `content`.",
+        ),
+        attr("content", Ty::Text, "The body, as a string. Not with `source`."),
+        attr("content_type", Ty::Str, "The Content-Type; S3 picks `binary/octet-stream` when not set."),
+        with_default(attr("metadata", Ty::Map, "User metadata (`x-amz-meta-*`), lower-case keys."), Dflt::EmptyMap),
+        AttrDef {
+            computed: true,
+            ..attr("sha256", Ty::Str, "The sha256 (hex) of the body: what a plan compares.")
+        },
+    ],
+    outputs: &[
+        ("id", "string", "`bucket/key`."),
+        ("bucket", "string", "The bucket's name."),
+        ("key", "string", "The object's key."),
+        ("etag", "string", "The object's ETag, without quotes."),
+        ("version_id", "string", "The version PutObject made, in a versioned bucket; empty otherwise."),
+        ("sha256", "string", "The sha256 (hex) of the body."),
+        ("url", "string", "`s3://bucket/key`."),
+    ],
+    kept_on_update: &["id", "bucket", "key", "url"],
+    check: Some(check_object),
+};
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -481,7 +645,8 @@ mod tests {
     fn kinds_parse_with_or_without_prefix() {
         assert_eq!(Kind::parse("aws.vpc").unwrap(), Kind::Vpc);
         assert_eq!(Kind::parse("dns_record").unwrap(), Kind::DnsRecord);
-        assert!(Kind::parse("aws.s3_bucket").unwrap_err().contains("handles vpc, subnet"));
+        assert_eq!(Kind::parse("aws.s3_object").unwrap(), Kind::S3Object);
+        assert!(Kind::parse("aws.dynamodb_table").unwrap_err().contains("handles vpc, subnet"));
     }
 
     #[test]
@@ -628,5 +793,53 @@ mod tests {
         }
         assert!(db_subnet_group_name("default").is_err());
         assert!(sg_name("sg-web").is_err());
+    }
+
+    #[test]
+    fn bucket_names_follow_s3_rules() {
+        for good in ["app-artifacts", "a.b-c.1", "abc"] {
+            assert_eq!(bucket_name(good).as_deref(), Ok(good));
+        }
+        for (bad, says) in [
+            ("ab", "3 to 63"),
+            ("App", "write `app`"),
+            ("a_b", "3 to 63"),
+            ("-ab", "starting and ending"),
+            ("a..b", "two dots"),
+            ("192.168.1.1", "IP address"),
+            ("xn--abc", "reserved"),
+            ("logs-s3alias", "reserved"),
+        ] {
+            let e = bucket_name(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        assert!(object_key("/a").unwrap_err().contains("write `a`"));
+        assert!(object_key("").is_err());
+    }
+
+    #[test]
+    fn objects_take_a_source_or_a_content_and_plain_metadata() {
+        let m = norm(Kind::S3Object, json!({ "bucket": "b-1", "key": "k", "source": "./dist/app.tgz" })).unwrap();
+        assert_eq!(Value::Object(m), json!({ "bucket": "b-1", "key": "k", "source": "dist/app.tgz", "metadata": {} }));
+        let e = norm(Kind::S3Object, json!({ "bucket": "b-1", "key": "k" })).unwrap_err();
+        assert_eq!(e, ["source: set `source` (a file to upload) or `content` (a string)"]);
+        let e = norm(Kind::S3Object, json!({ "bucket": "b-1", "key": "k", "source": "a", "content": "x" })).unwrap_err();
+        assert!(e[0].contains("not both"), "{e:?}");
+        let e = norm(
+            Kind::S3Object,
+            json!({ "bucket": "b-1", "key": "k", "content": "", "metadata": { "Build": "1", "a b": "2", "c": "\u{e9}" } }),
+        )
+        .unwrap_err();
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e.iter().any(|d| d.contains("write `build`")), "{e:?}");
+        let e = norm(Kind::S3Object, json!({ "bucket": "b-1", "key": "k", "content": "", "sha256": "x" })).unwrap_err();
+        assert_eq!(e, ["sha256: `sha256` is worked out by the plugin: it cannot be set"]);
+        assert!(norm(Kind::S3Object, json!({ "bucket": "b-1", "key": "k", "source": "/etc/passwd" })).is_err());
+        let e = norm(Kind::S3Bucket, json!({ "bucket": "Bad-Name" })).unwrap_err();
+        assert!(e[0].starts_with("bucket: `bucket`: AWS keeps bucket names in lower case: write `bad-name`"), "{e:?}");
+        let e = norm(Kind::S3Bucket, json!({ "bucket": "Bad_Name" })).unwrap_err();
+        assert!(e[0].starts_with("bucket: `bucket`: `Bad_Name` is not a bucket name: 3 to 63"), "{e:?}");
+        let m = norm(Kind::S3Bucket, json!({ "bucket": "b-1" })).unwrap();
+        assert_eq!(Value::Object(m), json!({ "bucket": "b-1", "tags": {}, "force_destroy": false }));
     }
 }

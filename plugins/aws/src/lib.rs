@@ -1,11 +1,13 @@
 //! The builtin `aws` provisioner: VPCs, subnets, security groups, RDS subnet
 //! groups and instances, ELBv2 load balancers, ACM certificates, Route53
-//! zones and records, over the AWS APIs (or an emulator at `config {
-//! endpoint }`), through `wasi:http` to the hosts the pipeline grants.
+//! zones and records, S3 buckets and objects, over the AWS APIs (or an
+//! emulator at `config { endpoint }`), through `wasi:http` to the hosts the
+//! pipeline grants.
 //!
 //! This file is the glue to the host; the logic is in the modules:
 //! `kinds`/`attrs` (attributes), `diff` (plans), `resources` (read, apply,
-//! destroy per type) over `ec2`, `rds`, `elb`, `acm`, `route53`, which call
+//! destroy per type) over `ec2`, `rds`, `elb`, `acm`, `route53`, `s3` (with
+//! `body`, an object's bytes from a granted file or a string), which call
 //! `api` (protocols, errors) over `sign` (SigV4) and the SDK's `http`
 //! (wasi:http). Each type is an SDK [`Handler`] written by hand: the
 //! attributes are normalized by the type's definition, not by serde.
@@ -13,6 +15,7 @@
 mod acm;
 mod api;
 mod attrs;
+mod body;
 mod cidr;
 mod config;
 mod diff;
@@ -23,6 +26,7 @@ mod kinds;
 mod rds;
 mod resources;
 mod route53;
+mod s3;
 mod sign;
 mod state;
 mod xml;
@@ -149,7 +153,11 @@ impl Handler for AwsType {
     fn plan(&self, ctx: &Ctx, prior: Option<&str>, desired_attrs: &str) -> Result<ResourcePlan, String> {
         let kind = self.0;
         let prior = parse_state(kind, prior)?;
-        let want = desired(kind, desired_attrs)?;
+        let mut want = desired(kind, desired_attrs)?;
+        if kind == Kind::S3Object {
+            // The object's body is compared by its sha256: read the source file for it.
+            body::digest_into(&mut want.normalized)?;
+        }
         let plan = diff::plan(kind.def(), prior.as_ref().map(|p| &p.attributes), &want.normalized);
         log::debug(ctx, &format!("plan: {:?} with {} attribute change(s)", plan.change, plan.changes.len()));
         Ok(plan)
@@ -196,7 +204,9 @@ mod tests {
                 "load_balancer",
                 "certificate",
                 "dns_zone",
-                "dns_record"
+                "dns_record",
+                "s3_bucket",
+                "s3_object"
             ]
         );
         for t in &types {
@@ -212,7 +222,10 @@ mod tests {
             assert_eq!(outputs["additionalProperties"], false, "{}: the outputs are closed", t.name);
             assert_eq!(outputs["properties"]["id"]["keptOnUpdate"], true, "an update keeps {}'s id", t.name);
         }
-        let sg: Value = serde_json::from_str(&types[2].attributes_schema).unwrap();
+        let object: Value = serde_json::from_str(&types[10].attributes_schema).unwrap();
+        assert_eq!(object["properties"]["source"]["format"], "stackpipe:input-file", "stackpipe watch watches it");
+        assert!(object["properties"].get("sha256").is_none(), "worked out, not written");
+                let sg: Value = serde_json::from_str(&types[2].attributes_schema).unwrap();
         assert_eq!(sg["required"], serde_json::json!(["vpc_id", "name"]));
         assert_eq!(sg["properties"]["description"]["default"], "managed by stackpipe");
         assert!(sg["properties"]["name"]["description"].as_str().unwrap().contains("replaces"));

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::diff;
 use crate::kinds::Kind;
 use crate::state::State;
-use crate::{acm, ec2, elb, rds, route53};
+use crate::{acm, ec2, elb, rds, route53, s3};
 
 /// The account in ARNs when a response does not say (moto's account).
 pub const DEFAULT_ACCOUNT: &str = "123456789012";
@@ -124,6 +124,8 @@ pub fn read(
         Kind::Certificate => acm::read(call, &state.id, &state.attributes),
         Kind::DnsZone => route53::read_zone(call, &state.id),
         Kind::DnsRecord => route53::read_record(call, state),
+        Kind::S3Bucket => s3::read_bucket(call, state),
+        Kind::S3Object => s3::read_object(call, state),
     }
 }
 
@@ -140,6 +142,8 @@ fn find(call: &Call, kind: Kind, desired: &Map<String, Value>) -> Result<Option<
         Kind::LoadBalancer => elb::find(call, desired),
         Kind::DnsZone => route53::find_zone(call, desired),
         Kind::DnsRecord => route53::find_record(call, desired),
+        Kind::S3Bucket => s3::find_bucket(call, desired),
+        Kind::S3Object => s3::find_object(call, desired),
     }
 }
 
@@ -180,6 +184,8 @@ fn create(call: &Call, kind: Kind, desired: &Map<String, Value>, raw: &Map<Strin
         Kind::Certificate => acm::create(call, desired),
         Kind::DnsZone => route53::create_zone(call, desired),
         Kind::DnsRecord => route53::create_record(call, desired),
+        Kind::S3Bucket => s3::create_bucket(call, desired),
+        Kind::S3Object => s3::put_object(call, desired, raw),
     }?;
     call.log(&format!("created aws.{} {}", kind.name(), state.id));
     Ok(state)
@@ -205,6 +211,9 @@ fn update(
         }
         Kind::DnsZone => route53::update_zone(call, prior, desired),
         Kind::DnsRecord => route53::update_record(call, prior, desired),
+        Kind::S3Bucket => s3::update_bucket(call, prior, desired),
+        // Anything else (new bytes, content type, metadata) uploads it again.
+        Kind::S3Object => s3::put_object(call, desired, raw),
     }?;
     call.log(&format!("updated aws.{} {}", kind.name(), state.id));
     Ok(state)
@@ -222,6 +231,8 @@ pub fn destroy(call: &Call, kind: Kind, state: &State) -> Result<(), String> {
         Kind::Certificate => acm::delete(call, &state.id),
         Kind::DnsZone => route53::delete_zone(call, &state.id),
         Kind::DnsRecord => route53::delete_record(call, state),
+        Kind::S3Bucket => s3::delete_bucket(call, state),
+        Kind::S3Object => s3::delete_object(call, state),
     }?;
     call.log(&format!("deleted aws.{} {}", kind.name(), state.id));
     Ok(())

@@ -4,7 +4,10 @@
 
 use std::time::SystemTime;
 
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode,
+    sign,
+};
 use aws_sigv4::sign::v4;
 
 use crate::http::HttpRequest;
@@ -23,12 +26,24 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// How a request's body is signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload<'a> {
+    /// Hashed by the signer (the query, REST-XML and JSON services).
+    Hashed,
+    /// S3: the body's sha256 (hex), computed once by the caller, also sent as
+    /// `x-amz-content-sha256`; the path is signed as sent (already encoded,
+    /// not normalized: S3 keys may hold `//` or `.`).
+    S3 { sha256: &'a str },
+}
+
 /// Signs `req` for `service` in `region` at `time`, adding the signature headers.
 pub fn sign_request(
     req: &mut HttpRequest,
     creds: &Credentials,
     region: &str,
     service: &str,
+    payload: Payload,
     time: SystemTime,
 ) -> Result<(), String> {
     let identity = aws_credential_types::Credentials::new(
@@ -39,17 +54,27 @@ pub fn sign_request(
         "stackpipe",
     )
     .into();
+    let mut settings = SigningSettings::default();
+    let body = match payload {
+        Payload::Hashed => SignableBody::Bytes(&req.body),
+        Payload::S3 { sha256 } => {
+            settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+            settings.percent_encoding_mode = PercentEncodingMode::Single;
+            settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+            SignableBody::Precomputed(sha256.to_string())
+        }
+    };
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
         .name(service)
         .time(time)
-        .settings(SigningSettings::default())
+        .settings(settings)
         .build()
         .map_err(|e| format!("cannot sign the request: {e}"))?
         .into();
     let headers = req.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    let signable = SignableRequest::new(&req.method, &req.url, headers, SignableBody::Bytes(&req.body))
+    let signable = SignableRequest::new(&req.method, &req.url, headers, body)
         .map_err(|e| format!("cannot sign the request to {}: {e}", req.url))?;
     let (instructions, _signature) =
         sign(signable, &params).map_err(|e| format!("cannot sign the request: {e}"))?.into_parts();
@@ -80,7 +105,7 @@ mod tests {
         };
         // 2015-08-30T12:36:00Z
         let at = UNIX_EPOCH + Duration::from_secs(1_440_938_160);
-        sign_request(&mut req, &creds, "us-east-1", "service", at).unwrap();
+        sign_request(&mut req, &creds, "us-east-1", "service", Payload::Hashed, at).unwrap();
         assert_eq!(header(&req, "x-amz-date"), Some("20150830T123600Z"));
         assert_eq!(
             header(&req, "authorization"),
@@ -101,11 +126,38 @@ mod tests {
             secret_access_key: "secret".into(),
             session_token: Some("tok".into()),
         };
-        sign_request(&mut req, &creds, "eu-west-1", "ec2", UNIX_EPOCH + Duration::from_secs(1_700_000_000)).unwrap();
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        sign_request(&mut req, &creds, "eu-west-1", "ec2", Payload::Hashed, at).unwrap();
         let auth = header(&req, "authorization").unwrap();
         assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKID/20231114/eu-west-1/ec2/aws4_request, "), "{auth}");
         assert!(auth.contains("SignedHeaders=content-type;host;x-amz-date;x-amz-security-token,"), "{auth}");
         assert_eq!(header(&req, "x-amz-security-token"), Some("tok"));
         assert!(!format!("{creds:?}").contains("secret"));
+    }
+
+    /// The GET example of the S3 SigV4 documentation ("Example: GET Object",
+    /// a range request), whose expected signature the documentation gives.
+    #[test]
+    fn matches_the_s3_documentation() {
+        let mut req = HttpRequest::new("GET", "https://examplebucket.s3.amazonaws.com/test.txt", Vec::new());
+        req.header("range", "bytes=0-9");
+        let creds = Credentials {
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+            session_token: None,
+        };
+        // 2013-05-24T00:00:00Z
+        let at = UNIX_EPOCH + Duration::from_secs(1_369_353_600);
+        let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        sign_request(&mut req, &creds, "us-east-1", "s3", Payload::S3 { sha256: empty }, at).unwrap();
+        assert_eq!(header(&req, "x-amz-content-sha256"), Some(empty));
+        assert_eq!(
+            header(&req, "authorization"),
+            Some(
+                "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
+                 SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, \
+                 Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+            )
+        );
     }
 }

@@ -37,9 +37,11 @@ impl HttpRequest {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HttpResponse {
     pub status: u16,
+    /// Lower-case names, in the order received (S3 answers a HEAD in headers only).
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
@@ -60,6 +62,11 @@ impl HttpRequest {
 impl HttpResponse {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -209,6 +216,12 @@ mod wasi {
         let response =
             response.map_err(|()| fail("the response was already taken"))?.map_err(|e| fail(&format!("{e:?}")))?;
         let status = response.status();
+        let headers = response
+            .headers()
+            .entries()
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
+            .collect();
         let incoming = response.consume().map_err(|()| fail("no response body"))?;
         let mut bytes = Vec::new();
         {
@@ -216,7 +229,7 @@ mod wasi {
             stream.read_to_end(&mut bytes).map_err(|e| fail(&format!("reading the response: {e}")))?;
         }
         drop(IncomingBody::finish(incoming));
-        Ok(HttpResponse { status, body: bytes })
+        Ok(HttpResponse { status, headers, body: bytes })
     }
 }
 
@@ -242,5 +255,12 @@ mod tests {
         assert_eq!(split_url("http://h").unwrap().path_and_query, "/");
         assert!(split_url("ftp://h/").is_err());
         assert!(split_url("http:///x").is_err());
+    }
+
+    #[test]
+    fn headers_are_found_in_any_case() {
+        let resp = HttpResponse { status: 200, headers: vec![("etag".into(), "\"abc\"".into())], body: Vec::new() };
+        assert_eq!(resp.header("ETag"), Some("\"abc\""));
+        assert_eq!(resp.header("x-amz-version-id"), None);
     }
 }
