@@ -11,6 +11,7 @@ mod remote;
 mod remote_run;
 mod run_cmd;
 mod serve_cmd;
+mod service_cmd;
 mod show_cmd;
 mod user_cmd;
 mod state_cmd;
@@ -79,6 +80,9 @@ enum Command {
     /// Manage the users of a team server, on its host: add, list, remove, token.
     #[command(subcommand)]
     User(user_cmd::UserCommand),
+    /// Service pipelines on a team server: trigger, list, follow, rerun, cancel, gates, settings.
+    #[command(subcommand)]
+    Service(service_cmd::ServiceCommand),
     /// Run the team server: an HTTP API for runs, gates, jobs, state and events, with users and roles.
     Serve(serve_cmd::ServeArgs),
     /// Show the team server's audit log (run on its host): every request that changed something.
@@ -186,6 +190,7 @@ fn main() -> ExitCode {
         Command::State(c) => state_cmd::state(c),
         Command::Plugin(c) => plugin_cmd::run(c),
         Command::User(c) => user_cmd::run(c),
+        Command::Service(c) => service_cmd::run(c),
         Command::Serve(a) => serve_cmd::serve(a),
         Command::Audit(a) => serve_cmd::audit(a),
         Command::Login(a) => remote::login(a),

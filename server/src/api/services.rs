@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use stackpipe_runtime::state::{ExecutionRecord, ExecutionTrigger, StateStore};
+use stackpipe_runtime::state::{ExecutionRecord, ExecutionTrigger};
 
 use super::error::{Body, Path, Query};
 use super::runs::check_name;
@@ -36,13 +36,23 @@ pub struct ExecutionView {
     pub duration_ms: Option<u64>,
 }
 
-pub fn view(store: &StateStore, record: ExecutionRecord) -> ExecutionView {
-    let outcomes = record.run.as_ref().and_then(|r| store.run(r).ok().flatten()).map(|r| r.outcomes).unwrap_or_default();
+pub fn view(state: &AppState, record: ExecutionRecord) -> ExecutionView {
+    let store = state.runs.store();
+    // A run in progress says how each environment stands now; an ended
+    // one, how each ended.
+    let live = record.run.as_ref().and_then(|r| state.runs.live(r)).filter(|l| !l.over());
+    let now: Vec<(String, Value, Option<String>)> = match live.and_then(|l| l.status(store).ok()) {
+        Some(doc) => doc.environments.into_iter().map(|e| (e.name, json!(e.status), e.reason)).collect(),
+        None => {
+            let outcomes = record.run.as_ref().and_then(|r| store.run(r).ok().flatten()).map(|r| r.outcomes).unwrap_or_default();
+            outcomes.into_iter().map(|o| (o.name, json!(o.status), o.reason)).collect()
+        }
+    };
     let deployments = record
         .environments
         .iter()
-        .map(|env| match outcomes.iter().find(|o| &o.name == env) {
-            Some(o) => json!({ "name": env, "status": o.status, "reason": o.reason }),
+        .map(|env| match now.iter().find(|(name, _, _)| name == env) {
+            Some((_, status, reason)) => json!({ "name": env, "status": status, "reason": reason }),
             None => json!({ "name": env, "status": "pending" }),
         })
         .collect();
@@ -85,7 +95,7 @@ pub async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResu
 pub async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let entry = entry_for(&state, &caller, &name, Role::Viewer)?;
     let store = state.runs.store();
-    let last = store.executions(Some(&name))?.into_iter().next().map(|r| view(store, r));
+    let last = store.executions(Some(&name))?.into_iter().next().map(|r| view(&state, r));
     Ok(Json(json!({ "service": services::summary(store, &entry)?, "last": last })))
 }
 
@@ -119,7 +129,7 @@ pub async fn executions(
         .into_iter()
         .filter(|r| wanted.is_empty() || r.environments.iter().any(|e| wanted.contains(e)))
         .take(limit)
-        .map(|r| view(store, r))
+        .map(|r| view(&state, r))
         .collect();
     Ok(Json(out))
 }
@@ -168,7 +178,7 @@ pub async fn trigger(
     }
     let record = services::manual(&state, &entry, body.branch, body.commit, caller.user.name.clone()).await?;
     let detail = format!("pipeline execution {} of service {name}", record.id);
-    Ok(created(view(state.runs.store(), record), detail))
+    Ok(created(view(&state, record), detail))
 }
 
 /// What a settings change says.
@@ -251,7 +261,7 @@ pub async fn webhook(State(state): State<Arc<AppState>>, Path(name): Path<String
     match services::on_event(&state, &entry, delivery.event, trigger, by, meta, delivery.id).await? {
         Ok(record) => {
             let detail = format!("webhook: pipeline execution {} of service {name}", record.id);
-            let mut r = (StatusCode::ACCEPTED, Json(view(state.runs.store(), record))).into_response();
+            let mut r = (StatusCode::ACCEPTED, Json(view(&state, record))).into_response();
             r.extensions_mut().insert(AuditDetail(detail));
             Ok(r)
         }
@@ -264,7 +274,7 @@ pub async fn webhook(State(state): State<Arc<AppState>>, Path(name): Path<String
     (status = 200, body = Object), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn execution(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ExecutionView>> {
     let record = execution_for(&state, &caller, &id, Role::Viewer)?;
-    Ok(Json(view(state.runs.store(), record)))
+    Ok(Json(view(&state, record)))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -316,7 +326,7 @@ pub async fn logs(
 pub async fn cancel(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let record = execution_for(&state, &caller, &id, Role::Operator)?;
     let record = services::cancel(&state, &record, &caller.user.name)?;
-    let mut r = (StatusCode::ACCEPTED, Json(view(state.runs.store(), record))).into_response();
+    let mut r = (StatusCode::ACCEPTED, Json(view(&state, record))).into_response();
     r.extensions_mut().insert(AuditDetail(format!("cancel pipeline execution {id}")));
     Ok(r)
 }
@@ -339,5 +349,5 @@ pub async fn rerun(State(state): State<Arc<AppState>>, caller: Caller, Path(id):
     };
     let record = services::enqueue(&state, &entry, request)?;
     let detail = format!("pipeline execution {} (a rerun of {id})", record.id);
-    Ok(created(view(state.runs.store(), record), detail))
+    Ok(created(view(&state, record), detail))
 }
