@@ -64,6 +64,9 @@ pub struct ServiceSummary {
     pub preview_environments: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub settings_changed_by: Option<String>,
+    /// When its repository was last polled (a service with `poll`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_poll_ms: Option<u64>,
 }
 
 /// What a trigger asks for: a commit of the service, and where it came from.
@@ -174,6 +177,7 @@ pub fn summary(store: &StateStore, entry: &ServiceEntry) -> ApiResult<ServiceSum
         environments: graph.environments.iter().map(|e| e.name.clone()).collect(),
         preview_environments: graph.environments.iter().filter(|e| e.previews).map(|e| e.name.clone()).collect(),
         settings_changed_by: record.changed_by,
+        last_poll_ms: record.polled_ms,
     })
 }
 
@@ -830,6 +834,7 @@ async fn poll(state: &Arc<AppState>, entry: &ServiceEntry) -> Result<(), String>
     // Seen first, so that a trigger that fails is not tried again each poll.
     let mut updated = record;
     updated.seen_refs = refs.refs.clone();
+    updated.polled_ms = Some(now_ms());
     store.commit(vec![Write::PutService(entry.spec.name.clone(), updated)]).map_err(|e| e.to_string())?;
     if first {
         // What is there when polling starts is not new.

@@ -721,6 +721,9 @@ pub struct ServiceRecord {
     pub changed_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed_ms: Option<u64>,
+    /// When the repository was last polled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub polled_ms: Option<u64>,
     /// The branch and tag heads polling last saw (`refs/heads/main` -> SHA).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub seen_refs: BTreeMap<String, String>,

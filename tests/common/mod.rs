@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses its own part of this
 
 pub mod browser;
+pub mod forge;
 pub mod moto;
 pub mod server;
 

@@ -58,9 +58,14 @@ impl TestServer {
 
     /// Starts the server in `dir` (state in `state/`, pipelines in `pipelines/`).
     pub fn start(dir: tempfile::TempDir, extra: &[&str]) -> TestServer {
+        TestServer::start_with_env(dir, extra, &[])
+    }
+
+    /// [`TestServer::start`], with these variables in the server's environment.
+    pub fn start_with_env(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> TestServer {
         let mut args = vec!["serve", "--state", "state", "--pipelines", "pipelines", "--listen", "127.0.0.1:0"];
         args.extend(extra);
-        let mut child = command(dir.path()).args(&args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("serve starts");
+        let mut child = command(dir.path()).args(&args).envs(env.iter().copied()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("serve starts");
         let mut line = String::new();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         stdout.read_line(&mut line).expect("the listening line");
@@ -153,6 +158,15 @@ impl TestServer {
         let mut req = self.agent.post(format!("{}{path}", self.url)).header("Content-Type", content_type);
         if let Some(t) = token {
             req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        Self::answer(req.send(body))
+    }
+
+    /// A POST of `body` as it is, with `headers` (a webhook's delivery).
+    pub fn post_signed(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+        let mut req = self.agent.post(format!("{}{path}", self.url)).header("Content-Type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
         Self::answer(req.send(body))
     }

@@ -44,8 +44,11 @@ fn io(path: &Path, e: impl std::fmt::Display) -> ArtifactError {
 }
 
 impl ArtifactStore {
+    /// The store under `state_dir`, made absolute: the paths it gives out
+    /// are read by resources whatever their working directory.
     pub fn new(state_dir: &Path) -> ArtifactStore {
-        ArtifactStore { root: state_dir.join(ARTIFACTS_DIR) }
+        let dir = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+        ArtifactStore { root: dir.join(ARTIFACTS_DIR) }
     }
 
     /// Stores what lies at `relative` inside `checkout` (a file or a
