@@ -90,8 +90,8 @@ pub async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResu
 }
 
 /// One service, with its last pipeline execution.
-#[utoipa::path(get, path = "/api/v1/services/{name}", params(("name" = String, Path)), responses(
-    (status = 200, body = Object), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/services/{service}", params(("service" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
+    (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let entry = entry_for(&state, &caller, &name, Role::Viewer)?;
     let store = state.runs.store();
@@ -103,14 +103,16 @@ pub async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(name)
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only executions whose deploy stage takes one of these environments (comma-separated).
+    #[param(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}(,[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127})*$")]
     pub environments: Option<String>,
     /// At most this many, most recent first (default and most: 500).
-    pub limit: Option<usize>,
+    #[param(minimum = 0, maximum = 1000000)]
+    pub limit: Option<u32>,
 }
 
 /// The pipeline executions of a service, most recent first.
-#[utoipa::path(get, path = "/api/v1/services/{name}/executions", params(("name" = String, Path), ListQuery), responses(
-    (status = 200, body = [Object]), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/services/{service}/executions", params(("service" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"), ListQuery), responses(
+    (status = 200, body = [Object]), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn executions(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -122,7 +124,7 @@ pub async fn executions(
     for e in &wanted {
         check_name("environment", e)?;
     }
-    let limit = q.limit.unwrap_or(MOST_LISTED).min(MOST_LISTED);
+    let limit = q.limit.map(|l| l as usize).unwrap_or(MOST_LISTED).min(MOST_LISTED);
     let store = state.runs.store();
     let out = store
         .executions(Some(&name))?
@@ -138,8 +140,10 @@ pub async fn executions(
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerBody {
+    #[schema(pattern = "^[A-Za-z0-9_./][A-Za-z0-9_./-]{0,254}$")]
     pub branch: Option<String>,
     /// A commit SHA (or a unique prefix) on the branch.
+    #[schema(pattern = "^[0-9a-fA-F]{4,64}$")]
     pub commit: Option<String>,
 }
 
@@ -147,7 +151,6 @@ fn check_ref(what: &str, value: &str) -> ApiResult<()> {
     let ok = !value.is_empty()
         && value.len() <= 255
         && !value.starts_with('-')
-        && !value.contains("..")
         && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
     if ok {
         Ok(())
@@ -157,7 +160,7 @@ fn check_ref(what: &str, value: &str) -> ApiResult<()> {
 }
 
 /// Queues a pipeline execution of the service (its Trigger button).
-#[utoipa::path(post, path = "/api/v1/services/{name}/executions", params(("name" = String, Path)), request_body = TriggerBody, responses(
+#[utoipa::path(post, path = "/api/v1/services/{service}/executions", params(("service" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), request_body = TriggerBody, responses(
     (status = 201, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody),
     (status = 404, body = super::ErrorBody), (status = 409, description = "The service's pipelines are disabled", body = super::ErrorBody),
     (status = 422, body = super::ErrorBody)))]
@@ -192,7 +195,7 @@ pub struct SettingsBody {
 }
 
 /// Switches a service's pipelines or deployments on or off (recorded in the audit log).
-#[utoipa::path(post, path = "/api/v1/services/{name}/settings", params(("name" = String, Path)), request_body = SettingsBody, responses(
+#[utoipa::path(post, path = "/api/v1/services/{service}/settings", params(("service" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), request_body = SettingsBody, responses(
     (status = 200, body = ServiceSummary), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
     (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn settings(
@@ -202,10 +205,11 @@ pub async fn settings(
     Body(body): Body<SettingsBody>,
 ) -> ApiResult<Response> {
     let entry = entry_for(&state, &caller, &name, Role::Operator)?;
-    if body.enabled.is_none() && body.deploys.is_none() {
-        return Err(ApiError::bad_request("say `enabled` or `deploys`"));
-    }
     let store = state.runs.store();
+    if body.enabled.is_none() && body.deploys.is_none() {
+        // Nothing to change: how it is.
+        return Ok(Json(services::summary(store, &entry)?).into_response());
+    }
     services::set_settings(store, &entry.spec, body.enabled, body.deploys, &caller.user.name)?;
     let said = |what: &str, v: Option<bool>| v.map(|v| format!("{what} {}", if v { "on" } else { "off" }));
     let detail = [said("pipelines", body.enabled), said("deployments", body.deploys)].into_iter().flatten().collect::<Vec<_>>().join(", ");
@@ -218,7 +222,7 @@ pub async fn settings(
 /// GitHub or Gitea/Forgejo format, signed with the service's secret
 /// (`X-Hub-Signature-256`). A wrong or missing signature is 401 and queues
 /// nothing.
-#[utoipa::path(post, path = "/api/v1/services/{name}/webhook", params(("name" = String, Path)), security(()),
+#[utoipa::path(post, path = "/api/v1/services/{service}/webhook", params(("service" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), security(()),
     request_body(content = Object, description = "The forge's event payload, as it sends it", content_type = "application/json"), responses(
     (status = 202, description = "A pipeline execution was queued", body = Object), (status = 200, description = "Nothing to do (and why)", body = Object),
     (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 404, body = super::ErrorBody),
@@ -270,8 +274,8 @@ pub async fn webhook(State(state): State<Arc<AppState>>, Path(name): Path<String
 }
 
 /// One pipeline execution.
-#[utoipa::path(get, path = "/api/v1/executions/{id}", params(("id" = String, Path)), responses(
-    (status = 200, body = Object), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/executions/{id}", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
+    (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn execution(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ExecutionView>> {
     let record = execution_for(&state, &caller, &id, Role::Viewer)?;
     Ok(Json(view(&state, record)))
@@ -281,14 +285,16 @@ pub async fn execution(State(state): State<Arc<AppState>>, caller: Caller, Path(
 #[serde(deny_unknown_fields)]
 pub struct LogsQuery {
     /// Skip this many build lines (what a follower has).
-    pub build_after: Option<usize>,
+    #[param(minimum = 0, maximum = 4000000000_u64)]
+    pub build_after: Option<u32>,
     /// Skip this many deploy lines.
-    pub deploy_after: Option<usize>,
+    #[param(minimum = 0, maximum = 4000000000_u64)]
+    pub deploy_after: Option<u32>,
 }
 
 /// The build's output and the deploy run's log lines, each from where a follower is.
-#[utoipa::path(get, path = "/api/v1/executions/{id}/logs", params(("id" = String, Path), LogsQuery), responses(
-    (status = 200, body = Object), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/executions/{id}/logs", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"), LogsQuery), responses(
+    (status = 200, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn logs(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -297,7 +303,7 @@ pub async fn logs(
 ) -> ApiResult<Json<Value>> {
     let record = execution_for(&state, &caller, &id, Role::Viewer)?;
     let store = state.runs.store().clone();
-    let (b, d) = (q.build_after.unwrap_or(0), q.deploy_after.unwrap_or(0));
+    let (b, d) = (q.build_after.unwrap_or(0) as usize, q.deploy_after.unwrap_or(0) as usize);
     let run = record.run.clone();
     let doc = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
         let build = store.logs(&record.id, None)?;
@@ -320,8 +326,8 @@ pub async fn logs(
 }
 
 /// Cancels a pipeline execution; asynchronous (202).
-#[utoipa::path(post, path = "/api/v1/executions/{id}/cancel", params(("id" = String, Path)), responses(
-    (status = 202, body = Object), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody),
+#[utoipa::path(post, path = "/api/v1/executions/{id}/cancel", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
+    (status = 202, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody),
     (status = 409, body = super::ErrorBody)))]
 pub async fn cancel(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let record = execution_for(&state, &caller, &id, Role::Operator)?;
@@ -332,8 +338,8 @@ pub async fn cancel(State(state): State<Arc<AppState>>, caller: Caller, Path(id)
 }
 
 /// Runs a pipeline execution's commit again, as a new execution.
-#[utoipa::path(post, path = "/api/v1/executions/{id}/rerun", params(("id" = String, Path)), responses(
-    (status = 201, body = Object), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody),
+#[utoipa::path(post, path = "/api/v1/executions/{id}/rerun", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")), responses(
+    (status = 201, body = Object), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody),
     (status = 409, body = super::ErrorBody)))]
 pub async fn rerun(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let old = execution_for(&state, &caller, &id, Role::Operator)?;
