@@ -461,7 +461,13 @@ impl EnvRun {
                     // A plan goes on: what depends on an unknown output is unknown too.
                     Err(EvalError::Unknown { .. }) if planning => None,
                     Err(EvalError::Unknown { resource }) => {
-                        return Err(format!("`{key}` needs an output of `{resource}`, which has none yet"))
+                        if let Some(service) = resource.strip_prefix("service.") {
+                            return Err(format!(
+                                "`{key}` needs what service `{service}` builds, and this run has no build of it: a \
+                                 service's artifact comes with its pipelines (`stackpipe service run {service} --server URL`)"
+                            ));
+                        }
+                        return Err(format!("`{key}` needs an output of `{resource}`, which has none yet"));
                     }
                     Err(EvalError::Invalid(d)) => return Err(format!("`{key}`: {}", d.message)),
                 }
