@@ -102,6 +102,10 @@ pub struct Services {
     lanes: Mutex<HashMap<String, Lane>>,
     /// When each polled service was polled last.
     polled: Mutex<HashMap<String, std::time::Instant>>,
+    /// One git operation on a service's mirror at a time (a webhook's
+    /// fetch, a poll, a build's checkout): git's ref locks would fail the
+    /// second.
+    mirror_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -110,18 +114,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Services {
     pub fn new(state_dir: PathBuf) -> Arc<Services> {
-        Arc::new(Services { state_dir, lanes: Mutex::new(HashMap::new()), polled: Mutex::new(HashMap::new()) })
+        Arc::new(Services {
+            state_dir,
+            lanes: Mutex::new(HashMap::new()),
+            polled: Mutex::new(HashMap::new()),
+            mirror_locks: Mutex::new(HashMap::new()),
+        })
     }
 
-    fn mirror(&self, entry: &ServiceEntry) -> Result<Mirror, String> {
+    /// The service's mirror, and the lock to hold while git works on it.
+    fn mirror(&self, entry: &ServiceEntry) -> Result<(Mirror, Arc<Mutex<()>>), String> {
         let dir = self.state_dir.join(SERVICES_DIR).join(&entry.spec.name).join("mirror.git");
-        Mirror::new(dir, &entry.spec.repo, &entry.pipeline.base_dir).map_err(|e| e.to_string())
-    }
-
-    /// Whether `id` waits in its service's queue or runs now.
-    pub fn is_active(&self, service: &str, id: &str) -> bool {
-        let lanes = lock(&self.lanes);
-        lanes.get(service).is_some_and(|l| l.queue.iter().any(|q| q == id) || l.current.as_ref().is_some_and(|c| c.id == id))
+        let mirror = Mirror::new(dir, &entry.spec.repo, &entry.pipeline.base_dir).map_err(|e| e.to_string())?;
+        let git_lock = lock(&self.mirror_locks).entry(entry.spec.name.clone()).or_default().clone();
+        Ok((mirror, git_lock))
     }
 }
 
@@ -345,8 +351,10 @@ async fn execute(state: &Arc<AppState>, service: &str, id: &str, cancel: &BuildC
     let (_, deploys, _) = settings(state.runs.store(), &entry.spec).map_err(|e| e.message)?;
     let skip = if cancel.is_cancelled() {
         Some("the pipeline was cancelled")
-    } else if record.environments.is_empty() && record.kind == "preview" {
+    } else if record.environments.is_empty() && record.kind == "preview" && entry.spec.pull_requests != stackpipe_dsl::PullRequests::Deploy {
         Some("pull requests of this service build only")
+    } else if record.environments.is_empty() && record.kind == "preview" {
+        Some("no environment has `previews = true`: a pull request deploys nowhere")
     } else if !deploys {
         Some("deployments of this service are disabled")
     } else if record.environments.is_empty() {
@@ -380,7 +388,7 @@ async fn build(
     cancel: &BuildCancel,
 ) -> Result<ArtifactRecord, BuildFailure> {
     let fail = |error: String| BuildFailure { error, cancelled: false };
-    let mirror = state.services.mirror(entry).map_err(fail)?;
+    let (mirror, mirror_lock) = state.services.mirror(entry).map_err(fail)?;
     let work = state.state_dir.join(SERVICES_DIR).join(&entry.spec.name).join("builds");
     std::fs::create_dir_all(&work).map_err(|e| fail(format!("cannot make {}: {e}", work.display())))?;
     let scratch = tempfile::Builder::new()
@@ -395,10 +403,14 @@ async fn build(
     let task = tokio::task::spawn_blocking(move || -> Result<ArtifactRecord, BuildFailure> {
         let log = BuildLog::new(&store, &id);
         log.line(LogLevel::Info, format!("fetching {} at {}", mirror.url(), short(&commit.sha)));
-        mirror.fetch().map_err(|e| fail(e.to_string()))?;
-        let sha = mirror.resolve(&commit.sha).map_err(|e| fail(e.to_string()))?;
         let checkout = scratch.path().join("src");
-        mirror.checkout(&sha, &checkout, &spec.paths).map_err(|e| fail(e.to_string()))?;
+        let sha = {
+            let _git = lock(&mirror_lock);
+            mirror.fetch().map_err(|e| fail(e.to_string()))?;
+            let sha = mirror.resolve(&commit.sha).map_err(|e| fail(e.to_string()))?;
+            mirror.checkout(&sha, &checkout, &spec.paths).map_err(|e| fail(e.to_string()))?;
+            sha
+        };
         if !spec.paths.is_empty() {
             log.line(LogLevel::Info, format!("sparse checkout of {}", spec.paths.join(", ")));
         }
@@ -698,10 +710,11 @@ pub async fn on_event(
     if !enabled {
         return Ok(Err(format!("the pipelines of service `{}` are disabled", entry.spec.name)));
     }
-    let mirror = state.services.mirror(entry).map_err(ApiError::unprocessable)?;
+    let (mirror, mirror_lock) = state.services.mirror(entry).map_err(ApiError::unprocessable)?;
     let spec = entry.spec.clone();
     let ev = event.clone();
     let looked = tokio::task::spawn_blocking(move || -> Result<(Option<String>, Option<Vec<String>>, git::CommitMeta), String> {
+        let _git = lock(&mirror_lock);
         let refs = mirror.fetch().map_err(|e| e.to_string())?;
         let changed = match &ev {
             RepoEvent::Branch { before, after, .. } if !spec.paths.is_empty() => mirror.changed_files(before, after),
@@ -750,9 +763,10 @@ pub async fn manual(
     commit: Option<String>,
     by: String,
 ) -> ApiResult<ExecutionRecord> {
-    let mirror = state.services.mirror(entry).map_err(ApiError::unprocessable)?;
+    let (mirror, mirror_lock) = state.services.mirror(entry).map_err(ApiError::unprocessable)?;
     let spec_name = entry.spec.name.clone();
     let looked = tokio::task::spawn_blocking(move || -> Result<CommitInfo, String> {
+        let _git = lock(&mirror_lock);
         let refs = mirror.fetch().map_err(|e| e.to_string())?;
         let branch = match branch.or(refs.default_branch.clone()) {
             Some(b) => b,
@@ -813,8 +827,12 @@ pub async fn poll_forever(state: Arc<AppState>) {
 }
 
 async fn poll(state: &Arc<AppState>, entry: &ServiceEntry) -> Result<(), String> {
-    let mirror = state.services.mirror(entry)?;
-    let refs = tokio::task::spawn_blocking(move || mirror.fetch()).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    let (mirror, mirror_lock) = state.services.mirror(entry)?;
+    let refs = tokio::task::spawn_blocking(move || {
+        let _git = lock(&mirror_lock);
+        mirror.fetch()
+    })
+    .await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
     let store = state.runs.store();
     let record = store.service_record(&entry.spec.name).map_err(|e| e.to_string())?;
     let first = record.seen_refs.is_empty();
