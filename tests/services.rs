@@ -240,6 +240,46 @@ fn pushes_build_and_promote_through_the_environments_as_the_service_says() {
     assert_eq!(x["deploy"]["status"], "skipped");
     assert!(x["run"].is_null(), "a build-only pipeline starts no run");
 
+    // Pushes that come while a pipeline runs wait their turn, in order. A
+    // cancel in the deploy stage stops the run where it is: prod untouched.
+    s.forge.checkout("main", false);
+    s.forge.commit(&[("services/api/main.txt", "v3\n")], "Three");
+    let first = id_of(&s.push_and_deliver("main"));
+    let sha4 = s.forge.commit(&[("services/api/main.txt", "v4\n")], "Four");
+    let second = id_of(&s.push_and_deliver("main"));
+    s.wait(&first, "prod to wait", |x| {
+        x["deployments"].as_array().is_some_and(|d| d.iter().any(|e| e["name"] == "prod" && e["status"] == "waiting"))
+    });
+    assert_eq!(s.execution(&second)["status"], "queued", "the second push waits for the first");
+    let (ok, out) = s.cli(&["service", "cancel", &first]);
+    assert!(ok, "{out}");
+    let x = s.wait(&first, "the cancelled pipeline to end", ended);
+    assert_eq!((x["status"].as_str(), x["deploy"]["status"].as_str()), (Some("cancelled"), Some("cancelled")), "{x:#}");
+    assert_eq!(s.deployed_version("prod").as_deref(), Some(sha.as_str()), "a cancelled deploy leaves prod as it was");
+    let y = s.wait(&second, "the second push to wait at prod", |x| {
+        x["deployments"].as_array().is_some_and(|d| d.iter().any(|e| e["name"] == "prod" && e["status"] == "waiting"))
+    });
+    assert!(y["started_ms"].as_u64() >= x["ended_ms"].as_u64(), "the second started before the first ended");
+    assert_eq!(s.cli(&["service", "gate", &second, "prod", "yes"]).0, true);
+    assert_eq!(s.wait(&second, "the second to end", ended)["status"], "succeeded");
+    assert_eq!(s.deployed_version("prod").as_deref(), Some(sha4.as_str()));
+
+    // `pull_requests = "deploy"` (the file changed; the server reads it
+    // again): a pull request deploys to the `previews = true` environments only.
+    let file = s.server.pipelines().join("shop.pipeline");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let text = text.replace("pull_requests = \"build\"", "pull_requests = \"deploy\"").replace("environment dev {}", "environment dev { previews = true }");
+    std::fs::write(&file, text).unwrap();
+    s.forge.checkout("feature", false);
+    let pr_sha = s.forge.commit(&[("services/api/main.txt", "preview\n")], "Preview me");
+    s.forge.push("feature");
+    let id = id_of(&s.deliver("pull_request", &pull_request_event(8, "main", "feature", &pr_sha), SECRET));
+    let x = s.wait(&id, "the preview to deploy", ended);
+    assert_eq!((x["kind"].as_str(), x["status"].as_str()), (Some("preview"), Some("succeeded")), "{x:#}");
+    assert_eq!(x["environments"], json!(["dev"]));
+    assert_eq!(s.deployed_version("dev").as_deref(), Some(pr_sha.as_str()));
+    assert_eq!(s.deployed_version("staging").as_deref(), Some(sha4.as_str()), "a preview reaches no other environment");
+
     // Deployments disabled (at run time, audited): a manual trigger builds only.
     let (ok, out) = s.cli(&["service", "disable", "api", "--deploys"]);
     assert!(ok, "{out}");
@@ -261,7 +301,7 @@ fn pushes_build_and_promote_through_the_environments_as_the_service_says() {
     let (ok, out) = s.cli(&["service", "pipelines", "api", "--filter-envs", "prod"]);
     assert!(ok, "{out}");
     assert!(out.lines().next().unwrap().starts_with("ID"), "{out}");
-    assert_eq!(out.lines().count(), 1 + 3, "the two pushes and the manual run deploy to prod; the pull request does not:\n{out}");
+    assert_eq!(out.lines().count(), 1 + 5, "four pushes and the manual run deploy to prod; the pull requests do not:\n{out}");
 
     // Commit statuses went to the forge: pending, then success, in the GitHub shape.
     let seen = s.sink.seen.lock().unwrap().clone();
