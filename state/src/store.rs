@@ -526,31 +526,26 @@ impl StateStore {
     /// A new run id, `r` and a zero-padded counter (`r000042`), unique in
     /// this database and sortable (up to a million runs).
     pub fn new_run_id(&self) -> Result<String, StateError> {
-        self.guarded(|| {
-            let txn = begin_write(self.writable()?, true)?;
-            let n = {
-                let mut meta = txn.open_table(META)?;
-                let n = meta.get(RUN_COUNTER)?.map(|v| v.value()).unwrap_or(0) + 1;
-                meta.insert(RUN_COUNTER, n)?;
-                n
-            };
-            txn.commit()?;
-            Ok(format!("r{n:06}"))
-        })
+        self.next_id(RUN_COUNTER, 'r')
     }
 
     /// A new pipeline execution id, `x` and a zero-padded counter (`x000042`).
     pub fn new_execution_id(&self) -> Result<String, StateError> {
+        self.next_id(EXECUTION_COUNTER, 'x')
+    }
+
+    /// The next number of `meta`'s `counter`, durably taken, after `prefix`.
+    fn next_id(&self, counter: &str, prefix: char) -> Result<String, StateError> {
         self.guarded(|| {
             let txn = begin_write(self.writable()?, true)?;
             let n = {
                 let mut meta = txn.open_table(META)?;
-                let n = meta.get(EXECUTION_COUNTER)?.map(|v| v.value()).unwrap_or(0) + 1;
-                meta.insert(EXECUTION_COUNTER, n)?;
+                let n = meta.get(counter)?.map(|v| v.value()).unwrap_or(0) + 1;
+                meta.insert(counter, n)?;
                 n
             };
             txn.commit()?;
-            Ok(format!("x{n:06}"))
+            Ok(format!("{prefix}{n:06}"))
         })
     }
 

@@ -278,28 +278,10 @@ impl Lower {
         let resolver_expr = r.attr("resolver", &mut self.diags);
         let config = r.block("config", &mut self.diags).map(|b| self.block_to_map(b));
         let explained = r.finish(&mut self.diags);
-        let resolver = match resolver_expr {
-            None if explained.contains(&"resolver") => None,
-            None => {
-                self.diags.push(
-                    Diagnostic::at(Code::MissingKey, provisioner.span, format!("{owner} has no `resolver`"))
-                        .with_label(provisioner.span, "declared here")
-                        .help("name the credentials plugin: `resolver = <plugin>`"),
-                );
-                None
-            }
-            Some(e) => match e.as_bare_ident() {
-                Some(i) => Some(i.clone()),
-                None => {
-                    self.diags.push(
-                        Diagnostic::at(Code::InvalidValue, e.span, "`resolver` must name a credentials plugin")
-                            .with_label(e.span, "not a plugin name")
-                            .help("write the plugin's name without quotes: `resolver = aws_keys`"),
-                    );
-                    None
-                }
-            },
-        };
+        let missing = Diagnostic::at(Code::MissingKey, provisioner.span, format!("{owner} has no `resolver`"))
+            .with_label(provisioner.span, "declared here")
+            .help("name the credentials plugin: `resolver = <plugin>`");
+        let resolver = self.resolver(resolver_expr, &explained, missing, "aws_keys");
         CredentialsDecl { provisioner, resolver, config, span }
     }
 
@@ -639,6 +621,27 @@ impl Lower {
         build
     }
 
+    /// The credentials plugin `resolver = NAME` names (`example` shows how
+    /// it is written); `missing` is said when it is not there and nothing
+    /// else already explained why.
+    fn resolver(&mut self, expr: Option<Expr>, explained: &[&str], missing: Diagnostic, example: &str) -> Option<Ident> {
+        let Some(e) = expr else {
+            if !explained.contains(&"resolver") {
+                self.diags.push(missing);
+            }
+            return None;
+        };
+        if let Some(i) = e.as_bare_ident() {
+            return Some(i.clone());
+        }
+        self.diags.push(
+            Diagnostic::at(Code::InvalidValue, e.span, "`resolver` must name a credentials plugin")
+                .with_label(e.span, "not a plugin name")
+                .help(format!("write the plugin's name without quotes: `resolver = {example}`")),
+        );
+        None
+    }
+
     /// A secret block (`webhook { }` of a service, `token { }` of its
     /// `commit_status`) of `owner`; `field` is the default of its `field`.
     fn secret(&mut self, b: Block, owner: &str, field: &str) -> SecretBlock {
@@ -648,31 +651,13 @@ impl Lower {
         let field_expr = r.attr("field", &mut self.diags);
         let config = r.block("config", &mut self.diags).map(|c| self.block_to_map(c));
         let explained = r.finish(&mut self.diags);
-        let resolver = match resolver_expr {
-            None if explained.contains(&"resolver") => None,
-            None => {
-                self.diags.push(
-                    Diagnostic::at(Code::MissingKey, b.name.span, format!("{block_owner} has no `resolver`"))
-                        .with_label(b.name.span, "in this block")
-                        .help(format!(
-                            "name the credentials plugin that resolves the secret: `resolver = <plugin>` (its field \
-                             `{field}` unless `field` says another)"
-                        )),
-                );
-                None
-            }
-            Some(e) => match e.as_bare_ident() {
-                Some(i) => Some(i.clone()),
-                None => {
-                    self.diags.push(
-                        Diagnostic::at(Code::InvalidValue, e.span, "`resolver` must name a credentials plugin")
-                            .with_label(e.span, "not a plugin name")
-                            .help("write the plugin's name without quotes: `resolver = gh_secret`"),
-                    );
-                    None
-                }
-            },
-        };
+        let missing = Diagnostic::at(Code::MissingKey, b.name.span, format!("{block_owner} has no `resolver`"))
+            .with_label(b.name.span, "in this block")
+            .help(format!(
+                "name the credentials plugin that resolves the secret: `resolver = <plugin>` (its field `{field}` \
+                 unless `field` says another)"
+            ));
+        let resolver = self.resolver(resolver_expr, &explained, missing, "gh_secret");
         SecretBlock { block: b.name, resolver, field: field_expr, config, span: b.span }
     }
 
