@@ -150,7 +150,8 @@ async function service(main, r, session) {
   }
 
   // The pipelines: a Trigger button, the environment filter, the table.
-  const filter = h('fieldset', { class: 'filters env-filter' }, h('legend', null, 'Environments'),
+  // (Shown when there is a choice: a service of one environment has none.)
+  const filter = h('fieldset', { class: 'filters env-filter', hidden: svc.environments.length < 2 }, h('legend', null, 'Environments'),
     svc.environments.map((env) => h('label', null,
       h('input', { type: 'checkbox', name: 'environment', value: env, checked: wanted.includes(env), dataset: { environment: env } }), ` ${env}`)));
   filter.addEventListener('change', () => {
@@ -205,8 +206,9 @@ async function service(main, r, session) {
     const list = await get(`/services/${seg(name)}/executions?${q}`);
     const shown = list.map(row);
     for (const id of [...rows.keys()]) if (!list.some((x) => x.id === id)) rows.delete(id);
-    const same = shown.length === body.children.length && shown.every((tr, k) => body.children[k] === tr);
-    if (!same) fill(body, ...(shown.length ? shown : [empty]));
+    const wantedRows = shown.length ? shown : [empty];
+    const same = wantedRows.length === body.children.length && wantedRows.every((tr, k) => body.children[k] === tr);
+    if (!same) fill(body, ...wantedRows);
     live.textContent = `Updated ${new Date().toLocaleTimeString()}`;
     return list.some(isActive);
   }
