@@ -429,6 +429,8 @@ fn an_operator_triggers_a_service_pipeline_and_follows_it_from_the_services_page
     b.click("[data-nav=services]");
     b.wait_for("#services [data-service=api] [data-state=enabled]", WAIT);
     assert!(b.text("#services [data-service=api]").contains("never run"), "{}", b.text("#services"));
+    b.screenshot("services");
+    assert_contrast(&b, "services");
     b.click("#services [data-service=api] th a");
     b.wait_for("#trigger-pipeline", WAIT);
     assert_eq!(b.js("return location.hash;", vec![]), json!("#/services/api"));
@@ -511,6 +513,10 @@ fn an_operator_triggers_a_service_pipeline_and_follows_it_from_the_services_page
     assert_eq!(b.js("return [document.getElementById('set-enabled').checked, document.getElementById('set-deploys').checked];", vec![]), json!([true, false]));
     assert!(b.exists("h1 [data-state='deployments disabled']"), "the service's state says so");
     assert_eq!(s.get("/api/v1/services/api", Some(&operator)).body["service"]["deploys"], false);
+    b.click(".crumbs a[href='#/services']");
+    b.wait_for(&format!("#services [data-service=api] a[href='#/services/api/pipelines/{id}']"), WAIT);
+    assert!(b.exists("#services [data-service=api] [data-state='deployments disabled']"), "{}", b.text("#services"));
+    assert!(b.exists("#services [data-service=api] [data-execution-status=succeeded]"), "{}", b.text("#services"));
 
     // A viewer opening the link a commit status carries: the login, then the pipeline; nothing to change.
     b.click("#logout");

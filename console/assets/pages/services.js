@@ -80,7 +80,7 @@ async function list(main) {
       h('td', null, h('a', { href: routeWith({ pipeline: s.pipeline }, 'runs') }, s.pipeline)),
       h('td', null, h('code', null, s.repo)),
       h('td', null, stateBadge(s)),
-      h('td', null, last ? h('a', { href: route('services', s.name, 'pipelines', last.id) }, executionBadge(last)) : h('span', { class: 'help' }, 'never run')),
+      h('td', null, last ? [h('a', { href: route('services', s.name, 'pipelines', last.id) }, last.id), ' ', executionBadge(last)] : h('span', { class: 'help' }, 'never run')),
       h('td', null, last ? time(last.created_ms) : '')));
     if (!rows.length) rows.push(h('tr', null, h('td', { colspan: 6, class: 'empty' }, 'No pipeline of this server has a service.')));
     fill(body, ...rows);
