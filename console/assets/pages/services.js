@@ -179,25 +179,25 @@ async function service(main, r, session) {
   // has the focus keeps it while the list follows the pipelines.
   const rows = new Map();
   function row(x) {
-    let r = rows.get(x.id);
-    if (!r) {
-      r = { tr: h('tr', { dataset: { execution: x.id } }), cells: [] };
-      r.tr.append(h('th', { scope: 'row' }, h('a', { href: route('services', name, 'pipelines', x.id) }, x.id)));
-      for (let k = 0; k < 7; k++) r.cells.push(r.tr.appendChild(h('td')));
-      r.cells[0].className = 'message';
-      rows.set(x.id, r);
+    let kept = rows.get(x.id);
+    if (!kept) {
+      kept = { tr: h('tr', { dataset: { execution: x.id } }), cells: [] };
+      kept.tr.append(h('th', { scope: 'row' }, h('a', { href: route('services', name, 'pipelines', x.id) }, x.id)));
+      for (let k = 0; k < 7; k++) kept.cells.push(kept.tr.appendChild(h('td')));
+      kept.cells[0].className = 'message';
+      rows.set(x.id, kept);
     }
-    r.tr.dataset.status = x.status;
+    kept.tr.dataset.status = x.status;
     const c = x.commit;
-    const [commit, kind, status, took_, when, ref, author] = r.cells;
+    const [commit, kind, status, lasted, when, ref, author] = kept.cells;
     fill(commit, h('code', { class: 'sha', title: c.sha }, shortSha(c.sha)), ' ', c.message);
     kind.textContent = kindLabel(x.kind);
     fill(status, executionBadge(x));
-    took_.textContent = took(x);
+    lasted.textContent = took(x);
     fill(when, time(x.created_ms));
     ref.textContent = refOf(c);
     author.textContent = c.author || x.started_by;
-    return r.tr;
+    return kept.tr;
   }
   const empty = h('tr', null, h('td', { colspan: 8, class: 'empty' }, 'No pipeline has run yet.'));
   async function load() {
