@@ -5,14 +5,17 @@
 //! approves the gate with a comment and sees the decision recorded, and
 //! opens a failed node's log; a viewer sees no button to approve or cancel
 //! and has a forged approval refused; what users wrote shows as text; the
-//! pages meet WCAG AA contrast and work from the keyboard. Screenshots of
-//! the main pages go to `target/console-screenshots/`.
+//! pages meet WCAG AA contrast and work from the keyboard. A service's
+//! pipeline is triggered, followed to its deploy and its settings switched
+//! from the Services pages. Screenshots of the main pages go to
+//! `target/console-screenshots/`.
 
 mod common;
 
 use std::time::Duration;
 
 use common::browser::Browser;
+use common::forge::Forge;
 use common::server::{ended, TestServer};
 use common::TEST_PLUGIN;
 use serde_json::{json, Value};
@@ -391,5 +394,143 @@ fn the_graph_and_the_list_work_from_the_keyboard() {
     b.wait_for("#node-list [data-node=db]", WAIT);
     let seen = statuses_until_succeeded(&b, "db");
     assert!(seen.contains(&"blocked".to_string()), "db was never shown blocked behind what needs it: {seen:?}");
+    b.close();
+}
+
+/// `web`: the service `api` built from a local repository (its build says
+/// so, after a second), deployed to dev, then to prod once approved, as
+/// the version of `app`.
+fn web_pipeline(repo: &str) -> String {
+    format!(
+        "pipeline \"web\"\n\n{TEST_PLUGIN}\n\
+         service \"api\" {{\n  repo     = {repo}\n  branches = [\"main\"]\n  build {{\n    command  = [\"sh\", \"build.sh\"]\n    artifact = \"out/a.txt\"\n  }}\n}}\n\n\
+         environment dev {{}}\nenvironment prod {{\n  after    = dev\n  approval = true\n}}\n\n\
+         resource app \"t.step\" {{ version = service.api.artifact.tag }}\n",
+        repo = serde_json::to_string(repo).unwrap()
+    )
+}
+
+#[test]
+fn an_operator_triggers_a_service_pipeline_and_follows_it_from_the_services_pages() {
+    let dir = TestServer::prepare(&[]);
+    let build = "#!/bin/sh\nset -e\nsleep 1\nmkdir -p out\necho \"$STACKPIPE_COMMIT\" > out/a.txt\necho building the api\n";
+    let forge = Forge::new(&dir.path().join("forge"), &[("build.sh", build)], false);
+    // The commit's message comes from outside: it must show as text.
+    let sha = forge.commit(&[("README.md", "api\n")], XSS);
+    forge.push("main");
+    std::fs::write(dir.path().join("pipelines/web.pipeline"), web_pipeline(&forge.bare.display().to_string())).unwrap();
+    let operator = TestServer::add_user(dir.path(), "otto", "operator", &[]);
+    let viewer = TestServer::add_user(dir.path(), "vera", "viewer", &[]);
+    let s = TestServer::start(dir, &[]);
+    let b = Browser::start();
+    log_in(&b, &s.url, &operator);
+
+    // Services, from the navigation: `api` of `web`, enabled, never run.
+    b.click("[data-nav=services]");
+    b.wait_for("#services [data-service=api] [data-state=enabled]", WAIT);
+    assert!(b.text("#services [data-service=api]").contains("never run"), "{}", b.text("#services"));
+    b.screenshot("services");
+    assert_contrast(&b, "services");
+    b.click("#services [data-service=api] th a");
+    b.wait_for("#trigger-pipeline", WAIT);
+    assert_eq!(b.js("return location.hash;", vec![]), json!("#/services/api"));
+    assert!(b.text("#executions").contains("No pipeline has run yet"), "{}", b.text("#executions"));
+    // The console is never reloaded from here until the settings: a reload would lose this.
+    b.js("window.__same_page = true;", vec![]);
+
+    // Trigger a pipeline of main from the dialog.
+    b.click("#trigger-pipeline");
+    b.wait_for("dialog[open] #tp-branch", WAIT);
+    assert_eq!(b.js("return document.getElementById('tp-branch').value;", vec![]), json!("main"), "the branch the service builds is offered");
+    b.fill("#tp-branch", "main");
+    b.screenshot("service-trigger");
+    b.click("#tp-start");
+    b.wait_for("#executions tr[data-execution]", WAIT);
+    let id = b.js("return document.querySelector('#executions tr[data-execution]').dataset.execution;", vec![]);
+    let id = id.as_str().unwrap().to_string();
+    // The row follows the pipeline without a reload: building, then waiting at prod's gate.
+    let row = format!("#executions tr[data-execution={id}]");
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while seen.last().map(String::as_str) != Some("running waiting for approval (prod)") {
+        assert!(std::time::Instant::now() < deadline, "the pipeline never waited for prod on the list; seen {seen:?}");
+        let shown = b.js("const r = document.querySelector(arguments[0]); return `${r.dataset.status}${r.querySelector('.stage')?.textContent || ''}`;", vec![json!(row)]);
+        let shown = shown.as_str().unwrap().to_string();
+        if seen.last() != Some(&shown) {
+            seen.push(shown);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(seen.iter().any(|st| st == "running building"), "the build was not followed live: {seen:?}");
+    let cells = b.js("return [...document.querySelectorAll(arguments[0] + ' td')].map(td => td.textContent);", vec![json!(row)]);
+    assert_eq!(cells[0], json!(format!("{} {XSS}", &sha[..8])), "the commit and its message, as text: {cells}");
+    assert_eq!(cells[1], "Production");
+    assert_eq!(cells[5], "main");
+    assert_eq!(cells[6], "Ada Lovelace");
+    // The environment filter is kept in the address.
+    b.click(".env-filter input[data-environment=prod]");
+    b.wait_until("location.hash === '#/services/api?environments=prod'", WAIT, "the filter in the address");
+    assert_no_markup_ran(&b, "service");
+    b.screenshot("service");
+    assert_contrast(&b, "service");
+
+    // The detail: the build's output, the deploy's run, dev deployed and prod's gate, approved here.
+    b.click(&format!("{row} th a"));
+    b.wait_for("#deployments [data-environment=prod][data-status=waiting]", WAIT);
+    assert_eq!(b.js("return location.hash;", vec![]), json!(format!("#/services/api/pipelines/{id}")));
+    assert!(b.exists("#deployments [data-environment=dev][data-status=succeeded]"));
+    b.wait_until("document.getElementById('build-log').textContent.includes('building the api')", WAIT, "the build's output");
+    let run = s.get(&format!("/api/v1/executions/{id}"), Some(&operator)).body["run"].as_str().unwrap().to_string();
+    assert_eq!(b.js("return document.getElementById('deploy-run').getAttribute('href');", vec![]), json!(format!("#/runs/{run}")));
+    assert_eq!(b.text("#commit-message"), XSS);
+    assert!(b.exists("#cancel-execution") && !b.exists("#rerun-execution"), "a running pipeline is cancelled, not rerun");
+    b.screenshot("service-pipeline-waiting");
+    assert_contrast(&b, "service pipeline");
+    b.click("[data-approve=prod]");
+    b.wait_for("dialog[open] #decide-comment", WAIT);
+    b.fill("#decide-comment", "ship it");
+    b.click("#decide-confirm");
+    b.wait_for("#deployments [data-environment=prod][data-status=succeeded]", WAIT);
+    b.wait_until("document.querySelector('h1 [data-execution-status]')?.dataset.executionStatus === 'succeeded'", WAIT, "the pipeline shown succeeded");
+    assert!(b.exists("#rerun-execution") && !b.exists("#cancel-execution"), "an ended pipeline is rerun, not cancelled");
+    assert!(b.text("#deploy-log").contains("prod/app apply"), "the deploy log follows prod: {}", b.text("#deploy-log"));
+    let doc = s.get(&format!("/api/v1/runs/{run}"), Some(&operator)).body;
+    assert_eq!(doc["decisions"][0]["by"], "otto", "{doc:#}");
+    assert_eq!(doc["decisions"][0]["comment"], "ship it");
+    assert_no_markup_ran(&b, "service pipeline");
+    b.screenshot("service-pipeline");
+    // Back on the list, the row has followed it; the page was never reloaded.
+    b.click(".crumbs a[href='#/services/api']");
+    b.wait_for(&format!("{row}[data-status=succeeded]"), WAIT);
+    assert_eq!(b.js("return window.__same_page === true;", vec![]), json!(true), "the console was reloaded");
+
+    // Deployments switched off: it sticks, and says who.
+    b.wait_for("#set-deploys:checked", WAIT);
+    b.click("#set-deploys");
+    b.wait_until("document.getElementById('settings-by').textContent.includes('otto')", WAIT, "who changed the settings");
+    b.reload();
+    b.wait_for("#set-enabled", WAIT);
+    assert_eq!(b.js("return [document.getElementById('set-enabled').checked, document.getElementById('set-deploys').checked];", vec![]), json!([true, false]));
+    assert!(b.exists("h1 [data-state='deployments disabled']"), "the service's state says so");
+    assert_eq!(s.get("/api/v1/services/api", Some(&operator)).body["service"]["deploys"], false);
+    b.click(".crumbs a[href='#/services']");
+    b.wait_for(&format!("#services [data-service=api] a[href='#/services/api/pipelines/{id}']"), WAIT);
+    assert!(b.exists("#services [data-service=api] [data-state='deployments disabled']"), "{}", b.text("#services"));
+    assert!(b.exists("#services [data-service=api] [data-execution-status=succeeded]"), "{}", b.text("#services"));
+
+    // A viewer opening the link a commit status carries: the login, then the pipeline; nothing to change.
+    b.click("#logout");
+    b.wait_until("location.hash.startsWith('#/login')", WAIT, "the login page after logging out");
+    b.goto(&format!("{}/#/services/api/pipelines/{id}", s.url));
+    b.wait_for("form#login input#token", WAIT);
+    b.fill("#token", &viewer);
+    b.click("form#login button[type=submit]");
+    b.wait_for("#deployments [data-environment=prod][data-status=succeeded]", WAIT);
+    assert!(b.text("#build-log").contains("building the api"));
+    assert!(!b.exists("#rerun-execution") && !b.exists("#cancel-execution"), "a viewer is offered a rerun or a cancel");
+    b.goto(&format!("{}/#/services/api", s.url));
+    b.wait_for(&row, WAIT);
+    assert!(!b.exists("#trigger-pipeline"), "a viewer is offered the Trigger button");
+    assert_eq!(b.js("return document.getElementById('set-deploys').disabled;", vec![]), json!(true));
     b.close();
 }

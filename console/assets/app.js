@@ -10,6 +10,8 @@ import * as runs from './pages/runs.js';
 import * as run from './pages/run.js';
 import * as node from './pages/node.js';
 import * as state from './pages/state.js';
+import * as services from './pages/services.js';
+import * as execution from './pages/execution.js';
 
 // What the benchmark and the browser tests read: when the run page's graph
 // was first drawn, and how the page keeps up with the run's events.
@@ -78,6 +80,8 @@ async function show() {
   else if (first === 'runs' && a) { page = run; params = { run: a }; }
   else if (first === 'runs') page = runs;
   else if (first === 'state') { page = state; params = { environment: a, resource: b }; }
+  else if (first === 'services' && a && b === 'pipelines' && c) { page = execution; params = { service: a, execution: c }; }
+  else if (first === 'services') { page = services; params = { service: a }; }
   else {
     location.replace('#/runs');
     return;

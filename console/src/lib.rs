@@ -12,6 +12,7 @@
 //! | `dom.js`            | building elements: text is always text, never HTML  |
 //! | `status.js`         | the nine node statuses: names, shapes, colours      |
 //! | `dag.js`            | the run's graph on a canvas: pan, zoom, find, collapse |
+//! | `poll.js`           | asking again while a service's pipeline is in progress |
 //! | `pages/*.js`        | one module per page                                 |
 
 use std::sync::OnceLock;
@@ -42,12 +43,16 @@ pub const ASSETS: &[Asset] = assets![
     ("dom.js", JS),
     ("status.js", JS),
     ("dag.js", JS),
+    ("poll.js", JS),
     ("pages/login.js", JS),
     ("pages/pipelines.js", JS),
     ("pages/runs.js", JS),
     ("pages/run.js", JS),
     ("pages/node.js", JS),
     ("pages/state.js", JS),
+    ("pages/gate.js", JS),
+    ("pages/services.js", JS),
+    ("pages/execution.js", JS),
 ];
 
 /// The file `name` (as under `/assets/`), if the console has it.

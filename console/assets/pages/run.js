@@ -7,6 +7,7 @@ import { h, fill, route, time, duration, dialog, announce } from '../dom.js';
 import { STATUSES, CODE, FINAL, badgeClass } from '../status.js';
 import { Dag } from '../dag.js';
 import { runStatusBadge } from './runs.js';
+import { decide } from './gate.js';
 
 const FINAL_CODES = new Set([...FINAL].map((k) => CODE[k]));
 
@@ -171,8 +172,8 @@ export async function render(main, r, session, app) {
           g.detail ? h('pre', { class: 'detail' }, g.detail) : null,
           h('p', { class: 'help' }, 'Waiting since ', time(g.since_ms), '.'),
           h('div', { class: 'actions' },
-            m.may_approve ? h('button', { type: 'button', class: 'primary', dataset: { approve: key }, onclick: () => decide(g, 'approve') }, 'Approve…') : null,
-            m.may_reject ? h('button', { type: 'button', class: 'danger', dataset: { reject: key }, onclick: () => decide(g, 'reject') }, 'Reject…') : null,
+            m.may_approve ? h('button', { type: 'button', class: 'primary', dataset: { approve: key }, onclick: () => decide(id, g, 'approve') }, 'Approve…') : null,
+            m.may_reject ? h('button', { type: 'button', class: 'danger', dataset: { reject: key }, onclick: () => decide(id, g, 'reject') }, 'Reject…') : null,
             !m.may_approve && !m.may_reject ? h('span', { class: 'help' }, `Approvers: ${m.approvers || 'operators'}.`) : null));
       })));
   }
@@ -187,25 +188,6 @@ export async function render(main, r, session, app) {
         h('span', { class: badgeClass(d.decision === 'approved' ? 'succeeded' : 'failed') }, d.decision),
         ` ${d.node ? `${d.environment} / ${d.node}` : d.environment} by `, h('strong', null, d.by), ' ', time(d.at_ms),
         d.comment ? h('blockquote', { class: 'comment' }, d.comment) : null))));
-  }
-
-  async function decide(g, what) {
-    const comment = h('textarea', { id: 'decide-comment', rows: 3, maxlength: 4096 });
-    const where = g.node ? `${g.environment} / ${g.node}` : `environment ${g.environment}`;
-    const answer = await dialog(`${what === 'approve' ? 'Approve' : 'Reject'} ${where}`,
-      h('div', { class: 'form' }, h('label', { for: 'decide-comment' }, 'Comment'), comment),
-      [{ label: what === 'approve' ? 'Approve' : 'Reject', value: 'yes', class: what === 'approve' ? 'primary' : 'danger', id: 'decide-confirm' },
-        { label: 'Close', value: 'no' }]);
-    if (answer !== 'yes') return;
-    try {
-      const body = { environment: g.environment };
-      if (g.node) body.node = g.node;
-      if (comment.value.trim()) body.comment = comment.value.trim();
-      await post(`/runs/${seg(id)}/${what}`, body);
-      announce(`${what === 'approve' ? 'Approved' : 'Rejected'} ${where}`);
-    } catch (e) {
-      await dialog('Not decided', h('p', { class: 'error' }, e.message), [{ label: 'OK', value: 'ok' }]);
-    }
   }
 
   async function cancelRun() {
