@@ -64,6 +64,8 @@ pub struct ServiceSummary {
     pub preview_environments: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub settings_changed_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings_changed_ms: Option<u64>,
     /// When its repository was last polled (a service with `poll`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_poll_ms: Option<u64>,
@@ -183,6 +185,7 @@ pub fn summary(store: &StateStore, entry: &ServiceEntry) -> ApiResult<ServiceSum
         environments: graph.environments.iter().map(|e| e.name.clone()).collect(),
         preview_environments: graph.environments.iter().filter(|e| e.previews).map(|e| e.name.clone()).collect(),
         settings_changed_by: record.changed_by,
+        settings_changed_ms: record.changed_ms,
         last_poll_ms: record.polled_ms,
     })
 }

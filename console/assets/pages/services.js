@@ -132,7 +132,12 @@ async function service(main, r, session) {
   function renderSettings() {
     enabled.checked = svc.enabled;
     deploys.checked = svc.deploys;
-    changedBy.textContent = svc.settings_changed_by ? `Last changed by ${svc.settings_changed_by}.` : 'As the pipeline file says: not changed here.';
+    if (svc.settings_changed_by) {
+      const when = svc.settings_changed_ms ? [' ', time(svc.settings_changed_ms)] : [];
+      fill(changedBy, `Last changed by ${svc.settings_changed_by}`, ...when, '.');
+    } else {
+      changedBy.textContent = 'As the pipeline file says: not changed here.';
+    }
   }
   async function change(field, input) {
     input.disabled = true;
