@@ -418,3 +418,59 @@ resource app "t.step" {{ version = service.worker.artifact.tag }}
     let all = wait(&s, "the rerun", &|all| all.len() == 4 && ended(&all[0]));
     assert_eq!((all[0]["status"].as_str(), all[0]["rerun_of"].as_str()), (Some("succeeded"), Some(first.as_str())), "{:#}", all[0]);
 }
+
+#[test]
+fn a_server_killed_while_a_deploy_waits_follows_the_resumed_run_when_it_starts_again() {
+    let dir = TestServer::prepare(&[]);
+    let forge = Forge::new(&dir.path().join("forge"), &[("build.sh", "#!/bin/sh\nmkdir -p out && echo ok > out/a.txt\n")], false);
+    let pipeline = format!(
+        r#"pipeline "gated"
+
+{TEST_PLUGIN}
+service "web" {{
+  repo = "{}"
+  build {{
+    command  = ["sh", "build.sh"]
+    artifact = "out/a.txt"
+  }}
+}}
+
+environment prod {{ approval = true }}
+
+resource app "t.step" {{ version = service.web.artifact.tag }}
+"#,
+        forge.bare.display()
+    );
+    std::fs::write(dir.path().join("pipelines/gated.pipeline"), pipeline).unwrap();
+    let token = TestServer::add_user(dir.path(), "otto", "operator", &[]);
+    let s = TestServer::start(dir, &[]);
+    let a = s.post("/api/v1/services/web/executions", Some(&token), &json!({ "branch": "main" }));
+    assert_eq!(a.status, 201, "{:#}", a.body);
+    let id = a.body["id"].as_str().unwrap().to_string();
+    let get = |s: &TestServer| s.get(&format!("/api/v1/executions/{id}"), Some(&token)).body;
+    let wait = |s: &TestServer, what: &str, ready: &dyn Fn(&Value) -> bool| -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let x = get(s);
+            if ready(&x) {
+                return x;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {x:#}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let waiting = |x: &Value| x["deployments"][0]["status"] == "waiting";
+    let x = wait(&s, "prod to wait", &waiting);
+    let run = x["run"].as_str().unwrap().to_string();
+
+    // kill -9, and started again: the server resumes the run, and the
+    // pipeline follows it rather than calling itself interrupted.
+    let dir = s.kill();
+    let s = TestServer::start(dir, &[]);
+    let x = wait(&s, "the resumed run to wait again", &waiting);
+    assert_eq!((x["status"].as_str(), x["run"].as_str()), (Some("running"), Some(run.as_str())), "{x:#}");
+    let a = s.post(&format!("/api/v1/runs/{run}/approve"), Some(&token), &json!({ "environment": "prod" }));
+    assert_eq!(a.status, 200, "{:#}", a.body);
+    let x = wait(&s, "the pipeline to end", &|x| ended(x));
+    assert_eq!(x["status"], "succeeded", "{x:#}");
+}

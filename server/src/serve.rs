@@ -89,7 +89,6 @@ impl Server {
         let listener = TcpListener::bind(opts.listen).await.map_err(|source| ServeError::Bind { addr: opts.listen, source })?;
         let bound = listener.local_addr().unwrap_or(opts.listen);
         let public_url = format!("{}://{bound}", if opts.tls.is_some() { "https" } else { "http" });
-        crate::services::mark_interrupted(&store);
         let state = Arc::new(AppState {
             services: crate::services::Services::new(opts.state_dir.clone()),
             public_url,
@@ -119,6 +118,7 @@ impl Server {
         // After the resumed runs, which hold their resources again: what
         // was queued behind them queues behind them again.
         api::runs::requeue(&state).await;
+        crate::services::recover(&state);
         tokio::spawn(crate::services::poll_forever(state.clone()));
         let app = api::router(state.clone());
         let shutdown = shutdown_signal();

@@ -230,6 +230,7 @@ pub fn enqueue(state: &Arc<AppState>, entry: &ServiceEntry, request: ExecutionRe
         delivery: request.delivery,
     };
     store.commit(vec![Write::PutExecution(record.clone())])?;
+    crate::commit_status::post(state, &record);
     let start_worker = {
         let mut lanes = lock(&state.services.lanes);
         let lane = lanes.entry(entry.spec.name.clone()).or_default();
@@ -562,8 +563,14 @@ async fn deploy(
         r.run = Some(run.clone());
         r.deploy = StageRecord { status: StageStatus::Running, started_ms: Some(now_ms()), ..Default::default() };
     })?;
-    // Followed to its end; a cancel of the execution cancels the run
-    // (in-flight operations complete, the rest is cancelled).
+    follow_run(state, &id, &run, cancel).await
+}
+
+/// Follows the deploy stage's run `run` of execution `id` to its end, and
+/// ends the execution as the run ended. A cancel of the execution cancels
+/// the run (in-flight operations complete, the rest is cancelled).
+async fn follow_run(state: &Arc<AppState>, id: &str, run: &str, cancel: &BuildCancel) -> Result<(), String> {
+    let run = run.to_string();
     let mut cancel_sent = false;
     let ended = loop {
         if cancel.is_cancelled() && !cancel_sent {
@@ -588,7 +595,7 @@ async fn deploy(
     };
     let (status, why) = ended;
     let cancelled = cancel.is_cancelled();
-    finish(state, &id, |r| {
+    finish(state, id, |r| {
         r.deploy.ended_ms = Some(now_ms());
         let (execution, stage) = match status {
             RunStatus::Succeeded => (ExecutionStatus::Succeeded, StageStatus::Succeeded),
@@ -672,12 +679,45 @@ pub fn cancel(state: &Arc<AppState>, record: &ExecutionRecord, by: &str) -> ApiR
     update(state, &record.id, |r| r.cancelled_by = Some(by)).map_err(ApiError::internal)
 }
 
-/// Marks the executions a stopped server left unfinished: interrupted.
-pub fn mark_interrupted(store: &StateStore) {
+/// What a restarted server does with the executions it left unfinished:
+/// one whose deploy run it resumed is followed again (it holds its
+/// service's turn); any other is interrupted (its build died with the
+/// server, or its run was not resumed).
+pub fn recover(state: &Arc<AppState>) {
+    let store = state.runs.store();
     let Ok(all) = store.executions(None) else { return };
-    let writes: Vec<Write> = all
+    let mut left = Vec::new();
+    for r in all.into_iter().filter(|r| !r.status.is_final()) {
+        let resumed = r.run.clone().filter(|run| {
+            r.deploy.status == StageStatus::Running && (state.runs.is_active(run) || state.runs.queued(run).is_some())
+        });
+        let Some(run) = resumed else {
+            left.push(r);
+            continue;
+        };
+        let cancel = BuildCancel::new();
+        {
+            let mut lanes = lock(&state.services.lanes);
+            let lane = lanes.entry(r.service.clone()).or_default();
+            lane.current = Some(Current { id: r.id.clone(), cancel: cancel.clone() });
+            lane.working = true;
+        }
+        tracing::info!("pipeline execution {}: its deploy run {run} was resumed; followed again", r.id);
+        let state = state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = follow_run(&state, &r.id, &run, &cancel).await {
+                tracing::error!("pipeline execution {}: {e}", r.id);
+            }
+            work(state, r.service).await;
+        });
+    }
+    mark_interrupted(store, left);
+}
+
+/// Ends `left` (executions of a stopped server that nothing continues) as interrupted.
+fn mark_interrupted(store: &StateStore, left: Vec<ExecutionRecord>) {
+    let writes: Vec<Write> = left
         .into_iter()
-        .filter(|r| !r.status.is_final())
         .map(|mut r| {
             r.status = ExecutionStatus::Interrupted;
             r.ended_ms = Some(now_ms());

@@ -88,7 +88,9 @@ pub fn read(headers: &HeaderMap, body: &[u8]) -> Result<Reading, String> {
         "push" => {
             let reference = text(&payload, &["ref"]);
             let after = text(&payload, &["after"]);
-            let before = text(&payload, &["before"]);
+            // Anything but a SHA (a new branch's zeros are one) tells nothing
+            // of what changed: every file counts as changed.
+            let before = Some(text(&payload, &["before"])).filter(|b| is_sha(b)).unwrap_or_else(|| "0".repeat(40));
             if !is_sha(&after) {
                 return Err("a push without a commit SHA in `after`".into());
             }
