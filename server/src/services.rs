@@ -277,17 +277,13 @@ async fn work(state: Arc<AppState>, service: String) {
     }
 }
 
-trait StageEnd {
-    fn is_final(self) -> bool;
-}
-impl StageEnd for StageStatus {
-    fn is_final(self) -> bool {
-        !matches!(self, StageStatus::Pending | StageStatus::Running)
-    }
-}
+/// Execution records are read, changed and written back under this lock:
+/// a cancel and the execution's own task do not lose each other's change.
+static RECORD_CHANGES: Mutex<()> = Mutex::new(());
 
 /// Changes the stored record of `id` with `change`.
 fn update(state: &AppState, id: &str, change: impl FnOnce(&mut ExecutionRecord)) -> Result<ExecutionRecord, String> {
+    let _one_at_a_time = lock(&RECORD_CHANGES);
     let store = state.runs.store();
     let mut record = store.execution(id).map_err(|e| e.to_string())?.ok_or_else(|| format!("no execution {id}"))?;
     change(&mut record);

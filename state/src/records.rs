@@ -617,6 +617,12 @@ pub enum StageStatus {
     Skipped,
 }
 
+impl StageStatus {
+    pub fn is_final(self) -> bool {
+        !matches!(self, StageStatus::Pending | StageStatus::Running)
+    }
+}
+
 /// The commit an execution builds, and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CommitInfo {
