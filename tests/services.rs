@@ -327,8 +327,16 @@ fn a_polled_local_repository_builds_and_a_failed_or_cancelled_build_deploys_noth
 
 {TEST_PLUGIN}
 service "worker" {{
-  repo = "{}"
+  repo = "{0}"
   poll = "5s"
+  build {{
+    command  = ["sh", "build.sh"]
+    artifact = "out/a.txt"
+  }}
+}}
+
+service "tools" {{
+  repo = "{0}"
   build {{
     command  = ["sh", "build.sh"]
     artifact = "out/a.txt"
@@ -417,6 +425,22 @@ resource app "t.step" {{ version = service.worker.artifact.tag }}
     assert_eq!(a.body["commit"]["sha"], sha.as_str());
     let all = wait(&s, "the rerun", &|all| all.len() == 4 && ended(&all[0]));
     assert_eq!((all[0]["status"].as_str(), all[0]["rerun_of"].as_str()), (Some("succeeded"), Some(first.as_str())), "{:#}", all[0]);
+
+    // A service that no resource uses only builds.
+    let a = s.post("/api/v1/services/tools/executions", Some(&token), &json!({ "branch": "main", "commit": sha }));
+    assert_eq!(a.status, 201, "{:#}", a.body);
+    let id = a.body["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let x = loop {
+        let x = s.get(&format!("/api/v1/executions/{id}"), Some(&token)).body;
+        if ended(&x) {
+            break x;
+        }
+        assert!(Instant::now() < deadline, "{x:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!((x["status"].as_str(), x["build"]["status"].as_str(), x["deploy"]["status"].as_str()), (Some("succeeded"), Some("succeeded"), Some("skipped")), "{x:#}");
+    assert!(x["deploy"]["note"].as_str().unwrap().contains("only builds") && x["run"].is_null(), "{x:#}");
 }
 
 #[test]

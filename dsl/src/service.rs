@@ -234,3 +234,27 @@ mod tests {
         assert!(build_env_name_problem("1A").is_some());
     }
 }
+
+/// The resources whose attributes use what service `service` builds
+/// (`service.NAME.artifact...`), in the graph's order. None: the service
+/// only builds (seed 001's build-only pipelines).
+pub fn resources_using(graph: &crate::PipelineGraph, service: &str) -> Vec<String> {
+    use crate::ast::{ExprKind, Step};
+    let mut out = Vec::new();
+    for node in graph.graph.node_weights() {
+        let mut uses = false;
+        for a in &node.attributes {
+            a.value.walk(&mut |e| {
+                if let ExprKind::Traversal { root, steps } = &e.kind {
+                    if root.name == "service" && matches!(steps.first(), Some(Step::Attr(n)) if n.name == service) {
+                        uses = true;
+                    }
+                }
+            });
+        }
+        if uses {
+            out.push(node.name.clone());
+        }
+    }
+    out
+}

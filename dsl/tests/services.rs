@@ -307,3 +307,29 @@ fn the_documented_example_compiles() {
     assert_eq!(g.services[0].commit_status.as_ref().map(|c| c.token.field.as_str()), Some("token"));
     assert!(g.environments[0].previews);
 }
+
+#[test]
+fn the_resources_that_use_a_build_are_found_and_a_service_without_any_only_builds() {
+    let src = r#"
+service "api" {
+  repo = "/srv/api"
+  build {
+    command  = ["make"]
+    artifact = "out"
+  }
+}
+service "docs" {
+  repo = "/srv/docs"
+  build {
+    command  = ["make"]
+    artifact = "site"
+  }
+}
+resource plain "t.step" {}
+resource app "t.step" { version = "${service.api.artifact.tag}-x" }
+resource job "t.step" { image = { digest = service.api.artifact.digest } }
+"#;
+    let g = compile_with(src, opts());
+    assert_eq!(stackpipe_dsl::service::resources_using(&g, "api"), vec!["app", "job"]);
+    assert!(stackpipe_dsl::service::resources_using(&g, "docs").is_empty());
+}

@@ -190,6 +190,12 @@ pub fn summary(store: &StateStore, entry: &ServiceEntry) -> ApiResult<ServiceSum
     })
 }
 
+/// Whether any resource of the pipeline uses what the service builds
+/// (`service.NAME.artifact`): a service that no resource uses only builds.
+fn uses_build(entry: &ServiceEntry) -> bool {
+    !stackpipe_dsl::service::resources_using(&entry.pipeline.graph, &entry.spec.name).is_empty()
+}
+
 /// The environments a deploy stage takes: all (in promotion order), or
 /// the preview ones.
 fn deploy_environments(entry: &ServiceEntry, preview: bool) -> Vec<String> {
@@ -224,7 +230,7 @@ pub fn enqueue(state: &Arc<AppState>, entry: &ServiceEntry, request: ExecutionRe
         deploy: StageRecord::default(),
         artifact: None,
         run: None,
-        environments: if request.deploy { deploy_environments(entry, request.preview) } else { Vec::new() },
+        environments: if request.deploy && uses_build(entry) { deploy_environments(entry, request.preview) } else { Vec::new() },
         rerun_of: request.rerun_of,
         cancelled_by: None,
         delivery: request.delivery,
@@ -351,6 +357,8 @@ async fn execute(state: &Arc<AppState>, service: &str, id: &str, cancel: &BuildC
     let (_, deploys, _) = settings(state.runs.store(), &entry.spec).map_err(|e| e.message)?;
     let skip = if cancel.is_cancelled() {
         Some("the pipeline was cancelled")
+    } else if !uses_build(&entry) {
+        Some("no resource uses what the service builds: it only builds")
     } else if record.environments.is_empty() && record.kind == "preview" && entry.spec.pull_requests != stackpipe_dsl::PullRequests::Deploy {
         Some("pull requests of this service build only")
     } else if record.environments.is_empty() && record.kind == "preview" {
