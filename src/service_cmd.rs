@@ -76,6 +76,7 @@ pub struct ListArgs {
 
 #[derive(Args)]
 pub struct RunArgs {
+    /// The service, as its `service "NAME"` block names it.
     service: String,
     /// The branch to build (default: the repository's default branch).
     #[arg(long)]
@@ -92,6 +93,7 @@ pub struct RunArgs {
 
 #[derive(Args)]
 pub struct PipelinesArgs {
+    /// The service, as its `service "NAME"` block names it.
     service: String,
     /// Only pipelines that deploy to one of these environments (comma-separated).
     #[arg(long = "filter-envs", value_name = "ENV,...")]
@@ -108,6 +110,7 @@ pub struct PipelinesArgs {
 
 #[derive(Args)]
 pub struct LastArgs {
+    /// The service, as its `service "NAME"` block names it.
     service: String,
     /// Print JSON.
     #[arg(long)]
@@ -132,6 +135,7 @@ pub struct StatusArgs {
 
 #[derive(Args)]
 pub struct FollowArgs {
+    /// The pipeline execution (`x000042`).
     id: String,
     #[arg(long)]
     follow: bool,
@@ -141,6 +145,7 @@ pub struct FollowArgs {
 
 #[derive(Args)]
 pub struct IdArgs {
+    /// The pipeline execution (`x000042`).
     id: String,
     #[command(flatten)]
     remote: Remote,
@@ -148,7 +153,9 @@ pub struct IdArgs {
 
 #[derive(Args)]
 pub struct GateArgs {
+    /// The pipeline execution (`x000042`).
     id: String,
+    /// The environment whose gate its deploy waits at.
     environment: String,
     /// `yes` approves, `no` rejects.
     #[arg(value_parser = ["yes", "no"])]
@@ -162,6 +169,7 @@ pub struct GateArgs {
 
 #[derive(Args)]
 pub struct SettingArgs {
+    /// The service, as its `service "NAME"` block names it.
     service: String,
     /// Only the deployments: pipelines still build.
     #[arg(long)]
