@@ -30,13 +30,8 @@ impl Scenario {
     }
 
     fn command(&self, args: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_stackpipe"));
-        c.args(args)
-            .current_dir(self.dir.path())
-            .env("NO_COLOR", "1")
-            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-            .env("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
-            .env("STACKPIPE_CACHE_DIR", repo().join("target/test-component-cache"));
+        let mut c = common::moto::stackpipe_in(self.dir.path());
+        c.args(args);
         c
     }
 

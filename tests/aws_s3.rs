@@ -7,9 +7,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::moto::{repo, Moto};
+use common::moto::Moto;
 use common::text;
 
 const PIPELINE: &str = r#"pipeline "site"
@@ -69,18 +69,12 @@ impl Site {
 
     /// `stackpipe CMD site.pipeline --env dev --var aws_endpoint=.. [--yes] ARGS`
     fn run(&self, cmd: &str, args: &[&str]) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_stackpipe"));
+        let mut c = common::moto::stackpipe_in(self.dir.path());
         c.args([cmd, "site.pipeline", "--env", "dev", "--var", &format!("aws_endpoint={}", self.endpoint)]);
         if matches!(cmd, "deploy" | "undeploy") {
             c.arg("--yes");
         }
-        c.args(args)
-            .current_dir(self.dir.path())
-            .env("NO_COLOR", "1")
-            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-            .env("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
-            .env("STACKPIPE_CACHE_DIR", repo().join("target/test-component-cache"));
-        c.output().expect("the binary runs")
+        c.args(args).output().expect("the binary runs")
     }
 }
 

@@ -16,6 +16,18 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The binary run in `dir` with the emulator's example credentials (the
+/// `env` resolver reads them) and the tests' component cache.
+pub fn stackpipe_in(dir: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_stackpipe"));
+    c.current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+        .env("STACKPIPE_CACHE_DIR", repo().join("target/test-component-cache"));
+    c
+}
+
 fn moto_venv() -> PathBuf {
     std::env::var_os("MOTO_VENV").map(PathBuf::from).unwrap_or_else(|| repo().join("target/moto-venv"))
 }
