@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod forge;
 pub mod moto;
+pub mod postgres;
 pub mod server;
 
 use std::path::Path;
