@@ -1,0 +1,146 @@
+-- The state of stackpipe (issue 22): every table of the embedded redb store,
+-- the team server's users and audit log, the service pipelines, and the
+-- work queue runners take stack jobs from.
+--
+-- Records are kept as the JSON the redb store keeps (`json`, not `jsonb`:
+-- the text is kept as written, so a state migrated from redb and back is
+-- the same byte for byte); the columns beside them are what queries select
+-- and order by.
+
+CREATE TABLE resources (
+    pipeline    text   NOT NULL,
+    environment text   NOT NULL,
+    resource    text   NOT NULL,
+    serial      bigint NOT NULL,
+    record      json   NOT NULL,
+    PRIMARY KEY (pipeline, environment, resource)
+);
+
+-- A lock on a resource is bound to the run that holds it; a run's locks
+-- go with it.
+CREATE TABLE locks (
+    pipeline    text NOT NULL,
+    environment text NOT NULL,
+    resource    text NOT NULL,
+    run_id      text NOT NULL,
+    holder      json NOT NULL,
+    PRIMARY KEY (pipeline, environment, resource)
+);
+CREATE INDEX locks_by_run ON locks (run_id);
+
+CREATE TABLE runs (
+    id         text   PRIMARY KEY,
+    started_ms bigint NOT NULL,
+    record     json   NOT NULL
+);
+CREATE INDEX runs_by_start ON runs (started_ms DESC, id DESC);
+
+CREATE TABLE jobs (
+    run_id      text NOT NULL,
+    environment text NOT NULL,
+    node        text NOT NULL,
+    record      json NOT NULL,
+    PRIMARY KEY (run_id, environment, node)
+);
+-- A resource's history: the jobs that touched it.
+CREATE INDEX jobs_by_resource ON jobs (environment, node, run_id);
+
+-- Append-only rows of a run, in the order they were written.
+CREATE TABLE logs (
+    seq    bigserial PRIMARY KEY,
+    run_id text      NOT NULL,
+    line   json      NOT NULL
+);
+CREATE INDEX logs_by_run ON logs (run_id, seq);
+
+CREATE TABLE journal (
+    seq    bigserial PRIMARY KEY,
+    run_id text      NOT NULL,
+    entry  json      NOT NULL
+);
+CREATE INDEX journal_by_run ON journal (run_id, seq);
+
+CREATE TABLE decisions (
+    seq      bigserial PRIMARY KEY,
+    run_id   text      NOT NULL,
+    decision json      NOT NULL
+);
+CREATE INDEX decisions_by_run ON decisions (run_id, seq);
+
+-- Named counters: `run_counter`, `execution_counter`.
+CREATE TABLE counters (
+    name  text   PRIMARY KEY,
+    value bigint NOT NULL
+);
+
+-- Content-addressed: what is stored under a digest never changes.
+CREATE TABLE snapshots (
+    digest   text PRIMARY KEY,
+    snapshot json NOT NULL
+);
+CREATE TABLE blobs (
+    digest text  PRIMARY KEY,
+    bytes  bytea NOT NULL
+);
+
+-- Service pipelines.
+CREATE TABLE executions (
+    id      text PRIMARY KEY,
+    service text NOT NULL,
+    record  json NOT NULL
+);
+CREATE INDEX executions_by_service ON executions (service, id DESC);
+CREATE TABLE services (
+    name   text PRIMARY KEY,
+    record json NOT NULL
+);
+
+-- The team server's users (tokens only as hashes, inside the record) and
+-- its audit log.
+CREATE TABLE users (
+    name   text PRIMARY KEY,
+    record json NOT NULL
+);
+CREATE TABLE audit (
+    seq   bigserial PRIMARY KEY,
+    ms    bigint    NOT NULL,
+    entry json      NOT NULL
+);
+
+-- The work queue: a row per stack job of a run in progress. A job is
+-- `blocked` until the jobs it needs are done (`waiting_on` counts them
+-- down, in the transaction that completes each), then `ready`; a runner
+-- claims ready jobs with FOR UPDATE SKIP LOCKED and holds each under a
+-- lease it renews; a lease that runs out puts its job back to `ready`, to
+-- be resumed elsewhere (read before any new apply).
+CREATE TABLE job_queue (
+    run_id       text        NOT NULL,
+    environment  text        NOT NULL,
+    node         text        NOT NULL,
+    state        text        NOT NULL
+        CHECK (state IN ('blocked', 'ready', 'claimed', 'succeeded', 'failed', 'cancelled', 'skipped')),
+    waiting_on   integer     NOT NULL DEFAULT 0 CHECK (waiting_on >= 0),
+    runner       text,
+    lease_until  timestamptz,
+    attempts     integer     NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, environment, node)
+);
+CREATE INDEX job_queue_ready ON job_queue (run_id, environment) WHERE state = 'ready';
+CREATE INDEX job_queue_leases ON job_queue (lease_until) WHERE state = 'claimed';
+
+-- Which job waits for which, within one environment of one run.
+CREATE TABLE job_edges (
+    run_id      text NOT NULL,
+    environment text NOT NULL,
+    needed      text NOT NULL,
+    needing     text NOT NULL,
+    PRIMARY KEY (run_id, environment, needed, needing)
+);
+
+-- The runners that are, or were, alive: what they can take, when they last said so.
+CREATE TABLE runners (
+    name       text        PRIMARY KEY,
+    capacity   integer     NOT NULL CHECK (capacity > 0),
+    started    timestamptz NOT NULL,
+    heartbeat  timestamptz NOT NULL
+);
