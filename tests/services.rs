@@ -495,15 +495,33 @@ resource app "t.step" {{ version = service.web.artifact.tag }}
     let waiting = |x: &Value| x["deployments"][0]["status"] == "waiting";
     let x = wait(&s, "prod to wait", &waiting);
     let run = x["run"].as_str().unwrap().to_string();
+    // A second pipeline waits its turn behind it.
+    let a = s.post("/api/v1/services/web/executions", Some(&token), &json!({ "branch": "main" }));
+    assert_eq!(a.status, 201, "{:#}", a.body);
+    let second = a.body["id"].as_str().unwrap().to_string();
 
-    // kill -9, and started again: the server resumes the run, and the
-    // pipeline follows it rather than calling itself interrupted.
+    // kill -9, and started again: the server resumes the run, the pipeline
+    // follows it rather than calling itself interrupted, and the second is
+    // queued again behind it.
     let dir = s.kill();
     let s = TestServer::start(dir, &[]);
     let x = wait(&s, "the resumed run to wait again", &waiting);
     assert_eq!((x["status"].as_str(), x["run"].as_str()), (Some("running"), Some(run.as_str())), "{x:#}");
+    let queued = s.get(&format!("/api/v1/executions/{second}"), Some(&token)).body;
+    assert_eq!(queued["status"], "queued", "{queued:#}");
     let a = s.post(&format!("/api/v1/runs/{run}/approve"), Some(&token), &json!({ "environment": "prod" }));
     assert_eq!(a.status, 200, "{:#}", a.body);
     let x = wait(&s, "the pipeline to end", &|x| ended(x));
     assert_eq!(x["status"], "succeeded", "{x:#}");
+    // Then the second runs, and waits at prod in its turn.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let y = s.get(&format!("/api/v1/executions/{second}"), Some(&token)).body;
+        if y["deployments"][0]["status"] == "waiting" {
+            assert!(y["started_ms"].as_u64() >= x["ended_ms"].as_u64(), "{y:#}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second pipeline never ran: {y:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -685,13 +685,19 @@ pub fn cancel(state: &Arc<AppState>, record: &ExecutionRecord, by: &str) -> ApiR
 
 /// What a restarted server does with the executions it left unfinished:
 /// one whose deploy run it resumed is followed again (it holds its
-/// service's turn); any other is interrupted (its build died with the
-/// server, or its run was not resumed).
+/// service's turn); the queued ones queue again, in their order, behind
+/// it; any other is interrupted (its build died with the server, or its
+/// run was not resumed).
 pub fn recover(state: &Arc<AppState>) {
     let store = state.runs.store();
     let Ok(all) = store.executions(None) else { return };
     let mut left = Vec::new();
+    let mut queued: Vec<ExecutionRecord> = Vec::new();
     for r in all.into_iter().filter(|r| !r.status.is_final()) {
+        if r.status == ExecutionStatus::Queued {
+            queued.push(r);
+            continue;
+        }
         let resumed = r.run.clone().filter(|run| {
             r.deploy.status == StageStatus::Running && (state.runs.is_active(run) || state.runs.queued(run).is_some())
         });
@@ -716,6 +722,23 @@ pub fn recover(state: &Arc<AppState>) {
         });
     }
     mark_interrupted(store, left);
+    // Ids grow as executions are made: oldest first.
+    queued.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut idle = Vec::new();
+    {
+        let mut lanes = lock(&state.services.lanes);
+        for r in queued {
+            tracing::info!("pipeline execution {} of service `{}`: queued again", r.id, r.service);
+            let lane = lanes.entry(r.service.clone()).or_default();
+            lane.queue.push_back(r.id);
+            if !std::mem::replace(&mut lane.working, true) {
+                idle.push(r.service);
+            }
+        }
+    }
+    for service in idle {
+        tokio::spawn(work(state.clone(), service));
+    }
 }
 
 /// Ends `left` (executions of a stopped server that nothing continues) as interrupted.
