@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
-use stackpipe_runtime::control::ServerClient;
+use stackpipe_runtime::control::{segment as seg, ServerClient};
 
 use crate::remote::{server_error, ServerArgs};
 use crate::run_cmd::StateArgs;
@@ -196,13 +196,6 @@ pub fn run(command: ServiceCommand) -> Result<(), u8> {
 
 fn ask<T>(client: &ServerClient, r: Result<T, stackpipe_runtime::control::ServerError>) -> Result<T, u8> {
     r.map_err(|e| server_error(e, client.url()))
-}
-
-/// Path segments are names the server checks; encoded all the same.
-fn seg(s: &str) -> String {
-    s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
 }
 
 fn print_json(v: &Value) {
@@ -468,6 +461,9 @@ fn follow_status(client: &ServerClient, id: &str, json: bool) -> Result<(), u8> 
 fn logs(a: FollowArgs) -> Result<(), u8> {
     let client = a.remote.client()?;
     let (mut build, mut deploy) = (0usize, 0usize);
+    // Once the pipeline has ended, one more ask: the one that saw it end may
+    // be behind its last lines.
+    let mut ended = false;
     loop {
         let doc = ask(&client, client.get(&format!("/executions/{}/logs?build_after={build}&deploy_after={deploy}", seg(&a.id))))?;
         let mut out = std::io::stdout().lock();
@@ -480,21 +476,13 @@ fn logs(a: FollowArgs) -> Result<(), u8> {
         let _ = out.flush();
         build = doc["build_lines"].as_u64().unwrap_or(0) as usize;
         deploy = doc["deploy_lines"].as_u64().unwrap_or(0) as usize;
-        let over = !matches!(doc["status"].as_str(), Some("queued") | Some("running"));
-        if !a.follow || over {
-            if a.follow && over {
-                // What the last ask said may be behind its end: once more.
-                let doc = ask(&client, client.get(&format!("/executions/{}/logs?build_after={build}&deploy_after={deploy}", seg(&a.id))))?;
-                for l in doc["build"].as_array().cloned().unwrap_or_default() {
-                    println!("[build] {}", text(&l["text"]));
-                }
-                for l in doc["deploy"].as_array().cloned().unwrap_or_default() {
-                    println!("[deploy {}/{} {}] {}", text(&l["environment"]), text(&l["node"]), text(&l["op"]), text(&l["text"]));
-                }
-            }
+        if !a.follow || ended {
             return Ok(());
         }
-        std::thread::sleep(FOLLOW_EVERY);
+        ended = !matches!(doc["status"].as_str(), Some("queued") | Some("running"));
+        if !ended {
+            std::thread::sleep(FOLLOW_EVERY);
+        }
     }
 }
 

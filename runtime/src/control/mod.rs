@@ -34,7 +34,7 @@ mod tests;
 pub use board::RunBoard;
 pub use client::{ControlClient, Reach};
 pub use protocol::{Cancelled, Request, Response, StateResources};
-pub use remote::{normalize_url, Followed, ServerClient, ServerError, CA_CERT_ENV};
+pub use remote::{normalize_url, segment, Followed, ServerClient, ServerError, CA_CERT_ENV};
 pub use upload::{SourceUpload, UploadedComponent, UploadedFile};
 pub use live::{answer, LiveRun, RunHandles};
 pub use server::ControlServer;

@@ -98,7 +98,7 @@ pub fn normalize_url(url: &str) -> Result<String, String> {
 
 /// `s` as one segment of a URL path (or a query value): every byte but the
 /// unreserved ones percent-encoded, so a name never becomes a path.
-fn segment(s: &str) -> String {
+pub fn segment(s: &str) -> String {
     if s.bytes().all(|b| b == b'.') {
         // `.` and `..` would be read as moves in the path.
         return s.bytes().map(|_| "%2E").collect();
