@@ -413,17 +413,22 @@ pub async fn steered_run(
 ) -> Result<RunSummary, u8> {
     // Bound before anything of the run is recorded, its id included: if it
     // cannot be, the run ends here with nothing of it left in the state.
-    let socket = ControlSocket::bind(store.dir()).map_err(|e| {
-        eprintln!("error: cannot serve the control socket: {e}");
-        EXIT_FAILED
-    })?;
+    // A state in a directory has the socket there; a shared database
+    // is read by other terminals directly.
+    let socket = match store.dir() {
+        Some(dir) => Some(ControlSocket::bind(dir).map_err(|e| {
+            eprintln!("error: cannot serve the control socket: {e}");
+            EXIT_FAILED
+        })?),
+        None => None,
+    };
     // The control socket follows the run's events.
     let (tx, rx) = mpsc::unbounded_channel();
     let stop = steering.stop.clone();
     let steering = Steering { events: steering.events.and(tx), stop: steering.stop };
-    let path = socket.path().to_path_buf();
-    let run = Run::start(pipeline, mode, host, store.clone(), opts, steering, Some(path)).await.map_err(run_error)?;
-    let control = run.gates().map(|gates| {
+    let path = socket.as_ref().map(|s| s.path().to_path_buf());
+    let run = Run::start(pipeline, mode, host, store.clone(), opts, steering, path).await.map_err(run_error)?;
+    let control = run.gates().zip(socket).map(|(gates, socket)| {
         let handles =
             RunHandles { run_id: run.id().to_string(), journal: run.journal().clone(), gates, cancels: run.cancels(), stop };
         ControlServer::start(socket, store, handles, rx)

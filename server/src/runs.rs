@@ -326,12 +326,16 @@ impl Runs {
         taken
     }
 
-    /// Writes the queue to [`QUEUE_FILE`] (replacing it whole).
+    /// Writes the queue to [`QUEUE_FILE`] in the state directory
+    /// (replacing it whole).
     fn save_queue(&self, inner: &Inner) {
+        let Some(dir) = self.store.dir() else {
+            return;
+        };
         let kept: Vec<&KeptRun> = inner.queue.iter().filter_map(|q| q.kept.as_ref()).collect();
-        let path = self.store.dir().join(QUEUE_FILE);
+        let path = dir.join(QUEUE_FILE);
         let written = serde_json::to_vec_pretty(&kept).map_err(std::io::Error::other).and_then(|bytes| {
-            let mut tmp = tempfile::NamedTempFile::new_in(self.store.dir())?;
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
             std::io::Write::write_all(&mut tmp, &bytes)?;
             tmp.as_file().sync_all()?;
             tmp.persist(&path).map_err(|e| e.error)?;
@@ -344,7 +348,10 @@ impl Runs {
 
     /// The queue a server left, to queue again.
     pub fn kept_queue(&self) -> Vec<KeptRun> {
-        let path = self.store.dir().join(QUEUE_FILE);
+        let Some(dir) = self.store.dir() else {
+            return Vec::new();
+        };
+        let path = dir.join(QUEUE_FILE);
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 tracing::error!("{} is not a queue ({e}): its runs are not queued again", path.display());

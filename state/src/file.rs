@@ -20,7 +20,7 @@ use super::child::{in_child, Budget, Trial};
 use super::error::StateError;
 use super::guard::quietly;
 use super::owner::read_owner;
-use super::store::read_through;
+use super::redb_store::read_through;
 
 pub const DB_FILE: &str = "state.redb";
 /// The last state a writer found good, kept beside the database (as

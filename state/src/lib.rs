@@ -1,4 +1,10 @@
-//! The state store: one redb database, `<dir>/state.redb` (by default
+//! The state store. Callers hold a [`StateStore`], over a [`StateBackend`]:
+//! the redb store here ([`RedbStore`]), or PostgreSQL (the
+//! `stackpipe-state-postgres` crate).
+//!
+//! # The redb store
+//!
+//! One redb database, `<dir>/state.redb` (by default
 //! `.stackpipe/state.redb` next to the pipeline file), opened by one process
 //! at a time.
 //!
@@ -27,13 +33,13 @@
 //! A pipeline execution's build log lines are in `logs` under its id.
 //!
 //! `meta` holds `run_counter` and `execution_counter` (the last number handed out by
-//! [`StateStore::new_run_id`]), and `log_seq` / `journal_seq` / `decision_seq`: store-wide,
+//! [`RedbStore::new_run_id`]), and `log_seq` / `journal_seq` / `decision_seq`: store-wide,
 //! strictly increasing sequences, so that the `(run_id, seq)` keys of a run
 //! are in append order and one run's lines are a single range scan.
 //!
 //! `resource_jobs` indexes `jobs` by what they touched: a row per job,
 //! written in the same transaction as the job, so that the history of one
-//! resource ([`StateStore::resource_jobs`]) is a range scan of its rows and
+//! resource ([`RedbStore::resource_jobs`]) is a range scan of its rows and
 //! a lookup per job, not a read of every job of every run. A database made
 //! before the index was kept gets it built from `jobs` by the first writer
 //! that opens it (`meta`'s `resource_jobs_indexed` then says it is
@@ -53,26 +59,30 @@
 //!
 //! # Writes
 //!
-//! [`StateStore::commit`] applies a batch of [`Write`]s in one write
+//! [`RedbStore::commit`] applies a batch of [`Write`]s in one write
 //! transaction with [`redb::Durability::Immediate`]: one fsync per batch.
-//! [`StateStore::commit_as`] without durability, [`StateStore::lock`] and
-//! [`StateStore::unlock_run`] commit without an fsync: what they wrote
+//! [`RedbStore::commit_as`] without durability, [`RedbStore::lock`] and
+//! [`RedbStore::unlock_run`] commit without an fsync: what they wrote
 //! reaches the disk with the next durable commit, which the run journal
 //! (runtime's `run::journal`) makes at least every `DURABLE_EVERY`, and a
 //! run makes at once after taking or releasing its locks (its record).
 
+mod backend;
 mod child;
 mod error;
 mod file;
 mod guard;
 mod owner;
 mod records;
+mod redb_store;
 mod repair;
-mod store;
+mod state_store;
 
 pub use error::StateError;
 pub use file::{db_path, BACKUP_FILE, SIZE_LIMIT_ENV};
 pub use owner::{pid_alive, read_owner, OwnerInfo};
 pub use records::*;
 pub use repair::{repair, Recovered, RepairReport};
-pub use store::{Blob, Counts, StateStore, Write};
+pub use backend::{Blob, Counts, StateBackend, Write};
+pub use redb_store::RedbStore;
+pub use state_store::StateStore;

@@ -16,7 +16,8 @@ use super::file::{BACKUP_FILE, DB_FILE};
 use super::child::{in_child, Budget, Trial};
 use super::owner::read_owner;
 use super::records::now_ms;
-use super::store::{read_through, Counts, StateStore};
+use super::redb_store::read_through;
+use super::{Counts, StateStore};
 
 /// Where the recovered state came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::*;
-use crate::OwnerInfo;
+use crate::{OwnerInfo, StateStore};
 
 /// A pid that cannot exist (Linux's pid_max is at most 2^22).
 const DEAD_PID: u32 = 4_000_000;
 
-fn store() -> (tempfile::TempDir, StateStore) {
+fn store() -> (tempfile::TempDir, RedbStore) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = StateStore::open(&dir.path().join(".stackpipe")).expect("open");
+    let store = RedbStore::open(&dir.path().join(".stackpipe")).expect("open");
     (dir, store)
 }
 
@@ -149,7 +149,7 @@ fn every_record_round_trips() {
     assert_eq!(store.locks().unwrap(), vec![(key("dev", "vpc"), h)]);
 
     // Survives closing and reopening.
-    let dir = store.dir().to_path_buf();
+    let dir = store.dir().expect("a directory").to_path_buf();
     drop(store);
     let store = StateStore::open(&dir).unwrap();
     assert_eq!(store.resource(&key("dev", "vpc")).unwrap(), Some(ResourceRecord { serial: 1, ..res }));
@@ -192,7 +192,7 @@ fn resources_are_per_pipeline_and_environment_and_sorted() {
 fn serial_increments_on_every_write() {
     let (_dir, store) = store();
     let k = key("dev", "vpc");
-    let serial = |store: &StateStore| store.resource(&k).unwrap().map(|r| r.serial);
+    let serial = |store: &dyn StateBackend| store.resource(&k).unwrap().map(|r| r.serial);
     store.commit(vec![Write::PutResource(k.clone(), resource(1))]).unwrap();
     assert_eq!(serial(&store), Some(1));
     store.commit(vec![Write::PutResource(k.clone(), resource(2))]).unwrap();
@@ -239,7 +239,7 @@ fn runs_most_recent_first() {
     assert_eq!(store.runs().unwrap().len(), 4);
 
     // The counter survives reopening.
-    let dir = store.dir().to_path_buf();
+    let dir = store.dir().expect("a directory").to_path_buf();
     drop(store);
     let store = StateStore::open(&dir).unwrap();
     assert_eq!(store.new_run_id().unwrap(), "r000005");
@@ -372,7 +372,7 @@ fn logs_and_journal_in_append_order_per_run() {
     assert_eq!(store.journal("r2").unwrap().len(), 1);
 
     // Sequences go on after reopening.
-    let dir = store.dir().to_path_buf();
+    let dir = store.dir().expect("a directory").to_path_buf();
     drop(store);
     let store = StateStore::open(&dir).unwrap();
     store.commit(vec![Write::Log(log("dev", "vpc", "4"), "r1".into())]).unwrap();
@@ -482,7 +482,7 @@ fn pid_liveness() {
 fn second_open_is_busy_and_names_the_owner() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join(".stackpipe");
-    let store = StateStore::open(&state).unwrap();
+    let store = RedbStore::open(&state).unwrap();
     assert_eq!(store.path(), state.join("state.redb"));
     let owner: OwnerInfo = serde_json::from_slice(&std::fs::read(state.join("owner.json")).unwrap()).unwrap();
     assert_eq!(owner.pid, std::process::id());
@@ -714,7 +714,7 @@ fn busy_from_another_process() {
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
-        .args(["--exact", "store::tests::hold_open_child", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "redb_store::tests::hold_open_child", "--nocapture", "--test-threads=1"])
         .env(HOLD_ENV, dir.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -991,7 +991,7 @@ fn a_run_keeps_its_selection_and_one_stored_before_reads_as_aimed_at_everything(
 }
 
 /// The runs whose jobs `resource_jobs` finds, in the order it finds them.
-fn runs_of(store: &StateStore, environment: &str, resource: &str) -> Vec<String> {
+fn runs_of(store: &dyn StateBackend, environment: &str, resource: &str) -> Vec<String> {
     store.resource_jobs(environment, resource).unwrap().into_iter().map(|j| j.run_id).collect()
 }
 
@@ -1056,13 +1056,13 @@ fn a_database_made_before_the_index_is_scanned_by_readers_and_indexed_by_the_fir
     drop(store);
     let state = dir.path().join(".stackpipe");
     let file = std::fs::read(state.join("state.redb")).unwrap();
-    let reader = StateStore::open_read_only(&state).unwrap();
+    let reader = RedbStore::open_read_only(&state).unwrap();
     assert_eq!(runs_of(&reader, "dev", "vpc"), ["r1", "r2"]);
     assert_eq!(reader.touched_resources().unwrap().len(), 2);
     drop(reader);
     assert!(std::fs::read(state.join("state.redb")).unwrap() == file, "a reader writes nothing");
     // The first writer builds the index and marks it complete.
-    let writer = StateStore::open(&state).unwrap();
+    let writer = RedbStore::open(&state).unwrap();
     {
         let txn = writer.read().unwrap();
         assert_eq!(txn.open_table(META).unwrap().get(RESOURCE_JOBS_INDEXED).unwrap().map(|v| v.value()), Some(1));

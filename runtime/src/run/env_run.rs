@@ -182,7 +182,7 @@ impl EnvRun {
             .filter(|(name, _)| graph.find(name).is_some_and(|i| resume.done[i.index()] || !selection.takes(i)))
             .map(|(name, r)| (name.clone(), r.outputs.clone()))
             .collect();
-        let plugins = load_plugins(&run.host, &plan, &run.source, &run.base_dir, Some(run.store.dir()));
+        let plugins = load_plugins(&run.host, &plan, &run.source, &run.base_dir, run.store.dir());
         Ok(EnvRun {
             plugins,
             outputs: RwLock::new(outputs),

@@ -232,7 +232,7 @@ impl BatchWriter<'_> {
     /// write after an I/O error, and a run must not go on as if its records
     /// were kept.
     fn fail(&self, e: &crate::state::StateError) {
-        let text = format!("cannot write the state database {}: {}", self.store.path().display(), cause(e));
+        let text = format!("cannot write the state database {}: {}", self.store.location(), cause(e));
         self.failed.send_if_modified(|f| {
             if f.is_some() {
                 return false;

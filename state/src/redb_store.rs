@@ -1,4 +1,4 @@
-//! [`StateStore`]: the tables of the module documentation on redb.
+//! [`RedbStore`]: the tables of the module documentation on redb.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ use super::file::{empty, open_for_reading, open_for_writing, Db, DB_FILE};
 use super::guard::quietly;
 use super::owner::{pid_alive, remove_owner, write_owner, OwnerInfo};
 use super::records::*;
+use super::{Counts, StateBackend, Write};
 
 type Key3<'a> = (&'a str, &'a str, &'a str);
 
@@ -46,69 +47,8 @@ const DECISION_SEQ: &str = "decision_seq";
 /// Set (to 1) once `resource_jobs` has a row for every job.
 const RESOURCE_JOBS_INDEXED: &str = "resource_jobs_indexed";
 
-/// One write of a [`StateStore::commit`] batch.
-#[derive(Debug, Clone)]
-pub enum Write {
-    /// Puts a resource; the store sets its `serial` to the previous one + 1
-    /// (1 if new), whatever the record says.
-    PutResource(ResourceKey, ResourceRecord),
-    DeleteResource(ResourceKey),
-    PutRun(RunRecord),
-    /// Keyed by `(run_id, environment, node)`; replaces. Indexed by the
-    /// resource it touched, in the same transaction.
-    PutJob(JobRecord),
-    /// A log line of the run given second.
-    Log(LogLine, String),
-    Journal(JournalEntry),
-    Decision(GateDecision),
-    /// A run snapshot under its digest; one already there is left as it is.
-    PutSnapshot(String, RunSnapshot),
-    /// A plugin component under its SHA-256; one already there is left as it is.
-    PutBlob(String, Blob),
-    /// Puts a pipeline execution's record; replaces.
-    PutExecution(ExecutionRecord),
-    /// Puts what is kept of a service (by name); replaces.
-    PutService(String, ServiceRecord),
-    /// Forgets a run: its record, jobs, log lines, journal and decisions
-    /// (its snapshot and components stay: other runs may share them).
-    DeleteRun(String),
-}
-
-/// Bytes kept by their digest (a plugin component), shared, not copied,
-/// on their way to the store.
-#[derive(Clone)]
-pub struct Blob(pub std::sync::Arc<[u8]>);
-
-impl std::fmt::Debug for Blob {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Blob({} bytes)", self.0.len())
-    }
-}
-
-/// How many rows each table of a state database holds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
-    pub resources: u64,
-    pub runs: u64,
-    pub jobs: u64,
-    pub log_lines: u64,
-    pub journal_entries: u64,
-    pub decisions: u64,
-    pub locks: u64,
-}
-
-impl std::fmt::Display for Counts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} resources, {} runs, {} jobs, {} log lines, {} journal entries, {} gate decisions, {} locks",
-            self.resources, self.runs, self.jobs, self.log_lines, self.journal_entries, self.decisions, self.locks
-        )
-    }
-}
-
 /// The state database of one state directory. See the module documentation.
-pub struct StateStore {
+pub struct RedbStore {
     /// Dropped by hand, inside the panic guard: redb's own drop reads the
     /// file too (a damaged one can make it panic there).
     db: std::mem::ManuallyDrop<Db>,
@@ -126,9 +66,9 @@ pub struct StateStore {
     first_failure: std::sync::OnceLock<StateError>,
 }
 
-impl std::fmt::Debug for StateStore {
+impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StateStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("RedbStore").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -150,7 +90,7 @@ struct Serial {
     serial: u64,
 }
 
-impl StateStore {
+impl RedbStore {
     /// Opens `<dir>/state.redb` for writing, creating the directory (0700)
     /// and the database (0600) if needed. An existing database is checked
     /// first (see `file`): a damaged one is [`StateError::Damaged`] and is
@@ -158,10 +98,10 @@ impl StateStore {
     /// [`StateError::Busy`] naming the holder from `<dir>/owner.json`. On
     /// success, writes `owner.json` with this process's pid; it is removed
     /// on drop.
-    pub fn open(dir: &Path) -> Result<StateStore, StateError> {
+    pub fn open(dir: &Path) -> Result<RedbStore, StateError> {
         let path = dir.join(DB_FILE);
         let db = open_for_writing(dir)?;
-        let store = StateStore {
+        let store = RedbStore {
             db: std::mem::ManuallyDrop::new(Db::Write(db)),
             dir: dir.to_path_buf(),
             path,
@@ -178,9 +118,9 @@ impl StateStore {
     /// the file is never written (see `file`). No database there is
     /// [`StateError::Missing`]; writes through this store fail with
     /// [`StateError::ReadOnly`].
-    pub fn open_read_only(dir: &Path) -> Result<StateStore, StateError> {
+    pub fn open_read_only(dir: &Path) -> Result<RedbStore, StateError> {
         let db = open_for_reading(dir)?;
-        Ok(StateStore {
+        Ok(RedbStore {
             db: std::mem::ManuallyDrop::new(db),
             dir: dir.to_path_buf(),
             path: dir.join(DB_FILE),
@@ -192,16 +132,16 @@ impl StateStore {
 
     /// A store with nothing in it, in memory, read only: what a reader of
     /// a directory without state sees (a plan of a pipeline never deployed).
-    pub fn empty(dir: &Path) -> Result<StateStore, StateError> {
+    pub fn empty(dir: &Path) -> Result<RedbStore, StateError> {
         let db = empty()?;
         create_tables(&db)?;
-        Ok(StateStore::in_memory(dir, db))
+        Ok(RedbStore::in_memory(dir, db))
     }
 
     /// A read-only store of `db`, a database in memory, standing for the
     /// state in `dir`.
-    fn in_memory(dir: &Path, db: Database) -> StateStore {
-        StateStore {
+    fn in_memory(dir: &Path, db: Database) -> RedbStore {
+        RedbStore {
             db: std::mem::ManuallyDrop::new(Db::Snapshot(db, None)),
             dir: dir.to_path_buf(),
             path: dir.join(DB_FILE),
@@ -219,7 +159,7 @@ impl StateStore {
         dir: &Path,
         resources: &[(ResourceKey, ResourceRecord)],
         locks: &[(ResourceKey, LockHolder)],
-    ) -> Result<StateStore, StateError> {
+    ) -> Result<RedbStore, StateError> {
         let db = empty()?;
         create_tables(&db)?;
         let txn = begin_write(&db, false)?;
@@ -234,21 +174,16 @@ impl StateStore {
             }
         }
         txn.commit()?;
-        Ok(StateStore::in_memory(dir, db))
+        Ok(RedbStore::in_memory(dir, db))
     }
 
-    /// [`StateStore::open_read_only`], or an empty store when the
+    /// [`RedbStore::open_read_only`], or an empty store when the
     /// directory has no state.
-    pub fn open_read_only_or_empty(dir: &Path) -> Result<StateStore, StateError> {
-        match StateStore::open_read_only(dir) {
-            Err(StateError::Missing { .. }) => StateStore::empty(dir),
+    pub fn open_read_only_or_empty(dir: &Path) -> Result<RedbStore, StateError> {
+        match RedbStore::open_read_only(dir) {
+            Err(StateError::Missing { .. }) => RedbStore::empty(dir),
             other => other,
         }
-    }
-
-    /// Whether this store can write.
-    pub fn is_writable(&self) -> bool {
-        matches!(*self.db, Db::Write(_))
     }
 
     fn writable(&self) -> Result<&Database, StateError> {
@@ -293,79 +228,31 @@ impl StateStore {
         Err(failure)
     }
 
-    /// Like [`StateStore::open`], but waits up to `patience` while the
+    /// Like [`RedbStore::open`], but waits up to `patience` while the
     /// database is held by a process that runs nothing (a `status` or `logs`
     /// from another terminal holds it for milliseconds). A holder that runs
     /// a run is reported at once. (`owner.json` may still name a killed
     /// runner for the moment before a reader replaces it: a dead holder
     /// counts as a reader.)
-    pub fn open_patiently(dir: &Path, patience: std::time::Duration) -> Result<StateStore, StateError> {
-        patiently(patience, || StateStore::open(dir))
+    pub fn open_patiently(dir: &Path, patience: std::time::Duration) -> Result<RedbStore, StateError> {
+        patiently(patience, || RedbStore::open(dir))
     }
 
-    /// [`StateStore::open_read_only`] (or, `or_empty`,
-    /// [`StateStore::open_read_only_or_empty`]), as patient as
-    /// [`StateStore::open_patiently`].
+    /// [`RedbStore::open_read_only`] (or, `or_empty`,
+    /// [`RedbStore::open_read_only_or_empty`]), as patient as
+    /// [`RedbStore::open_patiently`].
     pub fn open_read_only_patiently(
         dir: &Path,
         patience: std::time::Duration,
         or_empty: bool,
-    ) -> Result<StateStore, StateError> {
+    ) -> Result<RedbStore, StateError> {
         patiently(patience, || {
             if or_empty {
-                StateStore::open_read_only_or_empty(dir)
+                RedbStore::open_read_only_or_empty(dir)
             } else {
-                StateStore::open_read_only(dir)
+                RedbStore::open_read_only(dir)
             }
         })
-    }
-
-    /// Rewrites `owner.json` to name the run this process is running and
-    /// the control socket it serves.
-    pub fn set_owner_run(&self, run_id: &str, control: Option<&Path>) -> Result<(), StateError> {
-        if let Ok(mut current) = self.current_runs.lock() {
-            current.insert(run_id.to_string());
-        }
-        let owner = OwnerInfo {
-            pid: std::process::id(),
-            run_id: Some(run_id.into()),
-            since_ms: self.since_ms,
-            control: control.map(Path::to_path_buf),
-        };
-        write_owner(&self.dir, &owner)?;
-        Ok(())
-    }
-
-    /// Run `run_id` is run by this process from now on (a server starting
-    /// it: a resumed run reads as running, not interrupted, as soon as it
-    /// is taken up).
-    pub fn run_taken_up(&self, run_id: &str) {
-        if let Ok(mut current) = self.current_runs.lock() {
-            current.insert(run_id.to_string());
-        }
-    }
-
-    /// Run `run_id` is no longer run by this process: if its record still
-    /// says running (it ended on an error), it reads as interrupted.
-    pub fn run_ended(&self, run_id: &str) {
-        if let Ok(mut current) = self.current_runs.lock() {
-            current.remove(run_id);
-        }
-    }
-
-    /// A keyed hash (HMAC-SHA256, hex) of a sensitive var's value, what a
-    /// run records instead of the value. The key is `<dir>/secrets.key`, 32
-    /// random bytes only this user can read, made on first use by a writer:
-    /// the hash tells a changed value from the same one, and without the key
-    /// it cannot be used to guess the value.
-    pub fn keyed_hash(&self, name: &str, value: &str) -> Result<String, StateError> {
-        use hmac::{Mac, SimpleHmac};
-        let key = secrets_key(&self.dir, self.is_writable())?;
-        let mut mac = SimpleHmac::<sha2::Sha256>::new_from_slice(&key).map_err(|e| StateError::Db(e.to_string()))?;
-        mac.update(name.as_bytes());
-        mac.update(b"\0");
-        mac.update(value.as_bytes());
-        Ok(hex::encode(mac.finalize().into_bytes()))
     }
 
     /// The database file, `<dir>/state.redb`.
@@ -373,86 +260,10 @@ impl StateStore {
         &self.path
     }
 
-    /// The state directory holding the database and `owner.json`.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn read(&self) -> Result<ReadTransaction, StateError> {
         Ok(match &*self.db {
             Db::Write(db) | Db::Snapshot(db, _) => db.begin_read()?,
             Db::Read(db) => db.begin_read()?,
-        })
-    }
-
-    // ---- resources
-
-    pub fn resource(&self, key: &ResourceKey) -> Result<Option<ResourceRecord>, StateError> {
-        self.guarded(|| {
-            let txn = self.read()?;
-            let table = txn.open_table(RESOURCES)?;
-            let found = table.get(key3(key))?;
-            match found {
-                Some(v) => Ok(Some(decode(v.value(), || format!("resource {key}"))?)),
-                None => Ok(None),
-            }
-        })
-    }
-
-    /// The resources of a pipeline (of one environment, if given), sorted by key.
-    pub fn resources(
-        &self,
-        pipeline: &str,
-        environment: Option<&str>,
-    ) -> Result<Vec<(ResourceKey, ResourceRecord)>, StateError> {
-        self.guarded(|| {
-            let txn = self.read()?;
-            let table = txn.open_table(RESOURCES)?;
-            let mut out = Vec::new();
-            for item in table.range((pipeline, environment.unwrap_or(""), "")..)? {
-                let (k, v) = item?;
-                let (p, e, r) = k.value();
-                if p != pipeline || environment.is_some_and(|env| env != e) {
-                    break;
-                }
-                let key = ResourceKey::new(p, e, r);
-                let record = decode(v.value(), || format!("resource {key}"))?;
-                out.push((key, record));
-            }
-            Ok(out)
-        })
-    }
-
-    /// Every resource of every pipeline, sorted by key.
-    pub fn all_resources(&self) -> Result<Vec<(ResourceKey, ResourceRecord)>, StateError> {
-        self.guarded(|| {
-            let txn = self.read()?;
-            by_key(&txn.open_table(RESOURCES)?, "resource")
-        })
-    }
-
-    /// How many rows each table holds.
-    pub fn counts(&self) -> Result<Counts, StateError> {
-        self.guarded(|| {
-            let txn = self.read()?;
-            Ok(Counts {
-                resources: txn.open_table(RESOURCES)?.len()?,
-                runs: txn.open_table(RUNS)?.len()?,
-                jobs: txn.open_table(JOBS)?.len()?,
-                log_lines: txn.open_table(LOGS)?.len()?,
-                journal_entries: txn.open_table(JOURNAL)?.len()?,
-                decisions: txn.open_table(DECISIONS)?.len()?,
-                locks: txn.open_table(LOCKS)?.len()?,
-            })
-        })
-    }
-
-    // ---- runs
-
-    pub fn run(&self, id: &str) -> Result<Option<RunRecord>, StateError> {
-        self.guarded(|| {
-            let txn = self.read()?;
-            Ok(read_run(&txn, id)?.map(|r| self.as_seen(r)))
         })
     }
 
@@ -470,70 +281,6 @@ impl StateStore {
         run
     }
 
-    /// Every run, most recent first (by `started_ms`, then id).
-    pub fn runs(&self) -> Result<Vec<RunRecord>, StateError> {
-        self.guarded(|| {
-            let txn = self.read()?;
-            let table = txn.open_table(RUNS)?;
-            let mut out: Vec<RunRecord> = Vec::new();
-            for item in table.iter()? {
-                let (k, v) = item?;
-                out.push(self.as_seen(decode(v.value(), || format!("run {}", k.value()))?));
-            }
-            out.sort_by(|a, b| (b.started_ms, &b.id).cmp(&(a.started_ms, &a.id)));
-            Ok(out)
-        })
-    }
-
-    /// The run snapshot of that digest.
-    pub fn snapshot(&self, digest: &str) -> Result<Option<RunSnapshot>, StateError> {
-        self.guarded(|| {
-            let txn = self.read()?;
-            let table = match txn.open_table(SNAPSHOTS) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(e) => return Err(e.into()),
-            };
-            let found = table.get(digest)?;
-            found.map(|v| decode(v.value(), || format!("snapshot {digest}"))).transpose()
-        })
-    }
-
-    /// The bytes stored under SHA-256 `digest`, checked against it: bytes
-    /// that do not hash to their key are damage, never handed out.
-    pub fn blob(&self, digest: &str) -> Result<Option<Vec<u8>>, StateError> {
-        use sha2::Digest;
-        self.guarded(|| {
-            let txn = self.read()?;
-            let table = match txn.open_table(BLOBS) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(e) => return Err(e.into()),
-            };
-            let Some(v) = table.get(digest)? else { return Ok(None) };
-            let bytes = v.value().to_vec();
-            if hex::encode(sha2::Sha256::digest(&bytes)) != digest {
-                return Err(StateError::Corrupt(format!("stored component {digest}: its bytes do not match its digest")));
-            }
-            Ok(Some(bytes))
-        })
-    }
-
-    pub fn latest_run(&self) -> Result<Option<RunRecord>, StateError> {
-        Ok(self.runs()?.into_iter().next())
-    }
-
-    /// A new run id, `r` and a zero-padded counter (`r000042`), unique in
-    /// this database and sortable (up to a million runs).
-    pub fn new_run_id(&self) -> Result<String, StateError> {
-        self.next_id(RUN_COUNTER, 'r')
-    }
-
-    /// A new pipeline execution id, `x` and a zero-padded counter (`x000042`).
-    pub fn new_execution_id(&self) -> Result<String, StateError> {
-        self.next_id(EXECUTION_COUNTER, 'x')
-    }
-
     /// The next number of `meta`'s `counter`, durably taken, after `prefix`.
     fn next_id(&self, counter: &str, prefix: char) -> Result<String, StateError> {
         self.guarded(|| {
@@ -547,200 +294,6 @@ impl StateStore {
             txn.commit()?;
             Ok(format!("{prefix}{n:06}"))
         })
-    }
-
-    // ---- service pipelines
-
-    /// The pipeline execution `id`.
-    pub fn execution(&self, id: &str) -> Result<Option<ExecutionRecord>, StateError> {
-        self.guarded(|| {
-            let txn = self.read()?;
-            let table = match txn.open_table(EXECUTIONS) {
-                Ok(t) => t,
-                // A database no writer has opened since executions were kept.
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(e) => return Err(e.into()),
-            };
-            let found = table.get(id)?;
-            match found {
-                Some(v) => Ok(Some(decode(v.value(), || format!("execution {id}"))?)),
-                None => Ok(None),
-            }
-        })
-    }
-
-    /// The pipeline executions of `service` (of every service: None), most
-    /// recent first.
-    pub fn executions(&self, service: Option<&str>) -> Result<Vec<ExecutionRecord>, StateError> {
-        self.guarded(|| {
-            let txn = self.read()?;
-            let table = match txn.open_table(EXECUTIONS) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(e.into()),
-            };
-            let mut out: Vec<ExecutionRecord> = Vec::new();
-            for item in table.iter()? {
-                let (k, v) = item?;
-                let record: ExecutionRecord = decode(v.value(), || format!("execution {}", k.value()))?;
-                if service.is_none_or(|s| s == record.service) {
-                    out.push(record);
-                }
-            }
-            out.sort_by(|a, b| b.id.cmp(&a.id));
-            Ok(out)
-        })
-    }
-
-    /// What is kept of the service `name` (nothing yet: the default).
-    pub fn service_record(&self, name: &str) -> Result<ServiceRecord, StateError> {
-        self.guarded(|| {
-            let txn = self.read()?;
-            let table = match txn.open_table(SERVICES) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(ServiceRecord::default()),
-                Err(e) => return Err(e.into()),
-            };
-            let found = table.get(name)?;
-            match found {
-                Some(v) => decode(v.value(), || format!("service {name}")),
-                None => Ok(ServiceRecord::default()),
-            }
-        })
-    }
-
-    // ---- jobs and logs
-
-    /// The jobs of a run, in the order of the run's environments, then by
-    /// level, then by node name. Jobs of environments the run record does
-    /// not list (or of a run without a record) come last, by environment.
-    pub fn jobs(&self, run_id: &str) -> Result<Vec<JobRecord>, StateError> {
-        self.guarded(|| {
-            let txn = self.read()?;
-            let environments = read_run(&txn, run_id)?.map(|r| r.environments).unwrap_or_default();
-            let table = txn.open_table(JOBS)?;
-            let mut out: Vec<JobRecord> = Vec::new();
-            for item in table.range((run_id, "", "")..)? {
-                let (k, v) = item?;
-                let (r, e, n) = k.value();
-                if r != run_id {
-                    break;
-                }
-                out.push(decode(v.value(), || format!("job {r}/{e}/{n}"))?);
-            }
-            let order: HashMap<&str, usize> = environments.iter().enumerate().map(|(i, e)| (e.as_str(), i)).collect();
-            let rank = |e: &str| order.get(e).copied().unwrap_or(usize::MAX);
-            out.sort_by(|a, b| {
-                (rank(&a.environment), &a.environment, a.level, &a.node).cmp(&(
-                    rank(&b.environment),
-                    &b.environment,
-                    b.level,
-                    &b.node,
-                ))
-            });
-            Ok(out)
-        })
-    }
-
-    pub fn job(&self, run_id: &str, environment: &str, node: &str) -> Result<Option<JobRecord>, StateError> {
-        self.guarded(|| {
-            let txn = self.read()?;
-            let table = txn.open_table(JOBS)?;
-            let found = table.get((run_id, environment, node))?;
-            match found {
-                Some(v) => Ok(Some(decode(v.value(), || format!("job {run_id}/{environment}/{node}"))?)),
-                None => Ok(None),
-            }
-        })
-    }
-
-    /// Every job that touched `resource` in `environment`, in any run of
-    /// any pipeline (its run record says which), in run id order: the
-    /// `resource_jobs` rows of the resource and a lookup of each job (see
-    /// the crate documentation).
-    pub fn resource_jobs(&self, environment: &str, resource: &str) -> Result<Vec<JobRecord>, StateError> {
-        self.guarded(|| {
-            let txn = self.read()?;
-            let jobs = txn.open_table(JOBS)?;
-            let mut run_ids: Vec<String> = Vec::new();
-            match resource_index(&txn)? {
-                Some(index) => {
-                    for item in index.range((environment, resource, "")..)? {
-                        let (k, _) = item?;
-                        let (e, r, run_id) = k.value();
-                        if e != environment || r != resource {
-                            break;
-                        }
-                        run_ids.push(run_id.to_string());
-                    }
-                }
-                None => {
-                    for item in jobs.iter()? {
-                        let (k, _) = item?;
-                        let (run_id, e, r) = k.value();
-                        if e == environment && r == resource {
-                            run_ids.push(run_id.to_string());
-                        }
-                    }
-                }
-            }
-            let mut out = Vec::with_capacity(run_ids.len());
-            for run_id in &run_ids {
-                // A row without its job is not made by any write: skipped.
-                if let Some(v) = jobs.get((run_id.as_str(), environment, resource))? {
-                    out.push(decode(v.value(), || format!("job {run_id}/{environment}/{resource}"))?);
-                }
-            }
-            Ok(out)
-        })
-    }
-
-    /// Every `(environment, resource)` a job touched, sorted, each once:
-    /// what the state knows by name, for a "did you mean". Reads every row
-    /// of `resource_jobs` (keys only): for an error's help, not for each use.
-    pub fn touched_resources(&self) -> Result<Vec<(String, String)>, StateError> {
-        self.guarded(|| {
-            let txn = self.read()?;
-            let mut out: std::collections::BTreeSet<(String, String)> = Default::default();
-            match resource_index(&txn)? {
-                Some(index) => {
-                    for item in index.iter()? {
-                        let (k, _) = item?;
-                        let (e, r, _) = k.value();
-                        if out.last().is_none_or(|(le, lr)| le != e || lr != r) {
-                            out.insert((e.to_string(), r.to_string()));
-                        }
-                    }
-                }
-                None => {
-                    for item in txn.open_table(JOBS)?.iter()? {
-                        let (k, _) = item?;
-                        let (_, e, r) = k.value();
-                        out.insert((e.to_string(), r.to_string()));
-                    }
-                }
-            }
-            Ok(out.into_iter().collect())
-        })
-    }
-
-    /// The log lines of a run (of one node, if given), in append order.
-    pub fn logs(&self, run_id: &str, node: Option<&str>) -> Result<Vec<LogLine>, StateError> {
-        let mut lines: Vec<LogLine> = self.run_rows(LOGS, run_id, "log line")?;
-        if let Some(n) = node {
-            lines.retain(|l| l.node == n);
-        }
-        Ok(lines)
-    }
-
-    /// The journal of a run, in append order.
-    pub fn journal(&self, run_id: &str) -> Result<Vec<JournalEntry>, StateError> {
-        self.run_rows(JOURNAL, run_id, "journal entry")
-    }
-
-    /// The gate decisions of a run, in the order they were taken.
-    pub fn decisions(&self, run_id: &str) -> Result<Vec<GateDecision>, StateError> {
-        self.run_rows(DECISIONS, run_id, "decision")
     }
 
     /// The rows of a `(run_id, seq)` table for one run, in append order.
@@ -760,72 +313,6 @@ impl StateStore {
             }
             Ok(out)
         })
-    }
-
-    // ---- locks
-
-    /// Every lock, sorted by key.
-    pub fn locks(&self) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
-        self.guarded(|| {
-            let txn = self.read()?;
-            by_key(&txn.open_table(LOCKS)?, "lock of")
-        })
-    }
-
-    /// Locks every key for `holder` in one transaction, or none of them. A
-    /// key locked by another run fails with [`StateError::Locked`] (the
-    /// first such key, in the order given). Keys already held by the same
-    /// run are fine; if that run is now in another process (a resume), the
-    /// lock passes to `holder`.
-    ///
-    /// Committed without an fsync: the locks reach the disk with the next
-    /// durable commit, which a run makes at once (its record).
-    pub fn lock(&self, keys: &[ResourceKey], holder: &LockHolder) -> Result<(), StateError> {
-        self.guarded(|| {
-            let txn = begin_write(self.writable()?, false)?;
-            {
-                let mut table = txn.open_table(LOCKS)?;
-                let value = encode(holder)?;
-                // In key order, the B-tree is filled leaf by leaf.
-                let mut keys: Vec<&ResourceKey> = keys.iter().collect();
-                keys.sort_unstable_by(|a, b| key3(a).cmp(&key3(b)));
-                // The locks there are, read in one pass (usually: none) rather
-                // than looked up key by key.
-                let mut held: HashMap<ResourceKey, LockHolder> = by_key(&table, "lock of")?.into_iter().collect();
-                for key in keys {
-                    match held.remove(key) {
-                        Some(h) if h.run_id != holder.run_id => {
-                            let holder_alive = pid_alive(h.pid);
-                            return Err(StateError::Locked { key: key.clone(), holder: h, holder_alive });
-                        }
-                        Some(h) if h.pid == holder.pid => {}
-                        _ => {
-                            table.insert(key3(key), value.as_slice())?;
-                        }
-                    }
-                }
-            }
-            txn.commit()?;
-            Ok(())
-        })
-    }
-
-    /// Releases every lock of a run; returns how many. Committed without an
-    /// fsync, like [`lock`](Self::lock): a run's final record, committed
-    /// durably right after, takes the release to disk.
-    pub fn unlock_run(&self, run_id: &str) -> Result<usize, StateError> {
-        self.unlock_where(None, |h| h.run_id == run_id, false).map(|released| released.len())
-    }
-
-    /// `state unlock`: releases the locks whose holder process is gone (all
-    /// of them when `force`), of one key only if given. Returns what it
-    /// released.
-    pub fn unlock_stale(
-        &self,
-        key: Option<&ResourceKey>,
-        force: bool,
-    ) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
-        self.unlock_where(key, |h| force || !pid_alive(h.pid), true)
     }
 
     fn unlock_where(
@@ -868,16 +355,467 @@ impl StateStore {
             Ok(released)
         })
     }
+}
+
+impl StateBackend for RedbStore {
+
+    /// Whether this store can write.
+    fn is_writable(&self) -> bool {
+        matches!(*self.db, Db::Write(_))
+    }
+
+    /// Rewrites `owner.json` to name the run this process is running and
+    /// the control socket it serves.
+    fn set_owner_run(&self, run_id: &str, control: Option<&Path>) -> Result<(), StateError> {
+        if let Ok(mut current) = self.current_runs.lock() {
+            current.insert(run_id.to_string());
+        }
+        let owner = OwnerInfo {
+            pid: std::process::id(),
+            run_id: Some(run_id.into()),
+            since_ms: self.since_ms,
+            control: control.map(Path::to_path_buf),
+        };
+        write_owner(&self.dir, &owner)?;
+        Ok(())
+    }
+
+    /// Run `run_id` is run by this process from now on (a server starting
+    /// it: a resumed run reads as running, not interrupted, as soon as it
+    /// is taken up).
+    fn run_taken_up(&self, run_id: &str) {
+        if let Ok(mut current) = self.current_runs.lock() {
+            current.insert(run_id.to_string());
+        }
+    }
+
+    /// Run `run_id` is no longer run by this process: if its record still
+    /// says running (it ended on an error), it reads as interrupted.
+    fn run_ended(&self, run_id: &str) {
+        if let Ok(mut current) = self.current_runs.lock() {
+            current.remove(run_id);
+        }
+    }
+
+    /// A keyed hash (HMAC-SHA256, hex) of a sensitive var's value, what a
+    /// run records instead of the value. The key is `<dir>/secrets.key`, 32
+    /// random bytes only this user can read, made on first use by a writer:
+    /// the hash tells a changed value from the same one, and without the key
+    /// it cannot be used to guess the value.
+    fn keyed_hash(&self, name: &str, value: &str) -> Result<String, StateError> {
+        use hmac::{Mac, SimpleHmac};
+        let key = secrets_key(&self.dir, self.is_writable())?;
+        let mut mac = SimpleHmac::<sha2::Sha256>::new_from_slice(&key).map_err(|e| StateError::Db(e.to_string()))?;
+        mac.update(name.as_bytes());
+        mac.update(b"\0");
+        mac.update(value.as_bytes());
+        Ok(hex::encode(mac.finalize().into_bytes()))
+    }
+
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// The state directory holding the database and `owner.json`.
+    fn dir(&self) -> Option<&Path> {
+        Some(&self.dir)
+    }
+
+    // ---- resources
+
+    fn resource(&self, key: &ResourceKey) -> Result<Option<ResourceRecord>, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            let table = txn.open_table(RESOURCES)?;
+            let found = table.get(key3(key))?;
+            match found {
+                Some(v) => Ok(Some(decode(v.value(), || format!("resource {key}"))?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// The resources of a pipeline (of one environment, if given), sorted by key.
+    fn resources(
+        &self,
+        pipeline: &str,
+        environment: Option<&str>,
+    ) -> Result<Vec<(ResourceKey, ResourceRecord)>, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            let table = txn.open_table(RESOURCES)?;
+            let mut out = Vec::new();
+            for item in table.range((pipeline, environment.unwrap_or(""), "")..)? {
+                let (k, v) = item?;
+                let (p, e, r) = k.value();
+                if p != pipeline || environment.is_some_and(|env| env != e) {
+                    break;
+                }
+                let key = ResourceKey::new(p, e, r);
+                let record = decode(v.value(), || format!("resource {key}"))?;
+                out.push((key, record));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every resource of every pipeline, sorted by key.
+    fn all_resources(&self) -> Result<Vec<(ResourceKey, ResourceRecord)>, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            by_key(&txn.open_table(RESOURCES)?, "resource")
+        })
+    }
+
+    /// How many rows each table holds.
+    fn counts(&self) -> Result<Counts, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            Ok(Counts {
+                resources: txn.open_table(RESOURCES)?.len()?,
+                runs: txn.open_table(RUNS)?.len()?,
+                jobs: txn.open_table(JOBS)?.len()?,
+                log_lines: txn.open_table(LOGS)?.len()?,
+                journal_entries: txn.open_table(JOURNAL)?.len()?,
+                decisions: txn.open_table(DECISIONS)?.len()?,
+                locks: txn.open_table(LOCKS)?.len()?,
+            })
+        })
+    }
+
+    // ---- runs
+
+    fn run(&self, id: &str) -> Result<Option<RunRecord>, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            Ok(read_run(&txn, id)?.map(|r| self.as_seen(r)))
+        })
+    }
+
+    /// Every run, most recent first (by `started_ms`, then id).
+    fn runs(&self) -> Result<Vec<RunRecord>, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            let table = txn.open_table(RUNS)?;
+            let mut out: Vec<RunRecord> = Vec::new();
+            for item in table.iter()? {
+                let (k, v) = item?;
+                out.push(self.as_seen(decode(v.value(), || format!("run {}", k.value()))?));
+            }
+            out.sort_by(|a, b| (b.started_ms, &b.id).cmp(&(a.started_ms, &a.id)));
+            Ok(out)
+        })
+    }
+
+    /// The run snapshot of that digest.
+    fn snapshot(&self, digest: &str) -> Result<Option<RunSnapshot>, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            let table = match txn.open_table(SNAPSHOTS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let found = table.get(digest)?;
+            found.map(|v| decode(v.value(), || format!("snapshot {digest}"))).transpose()
+        })
+    }
+
+    /// The bytes stored under SHA-256 `digest`, checked against it: bytes
+    /// that do not hash to their key are damage, never handed out.
+    fn blob(&self, digest: &str) -> Result<Option<Vec<u8>>, StateError> {
+        use sha2::Digest;
+        self.guarded(|| {
+            let txn = self.read()?;
+            let table = match txn.open_table(BLOBS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let Some(v) = table.get(digest)? else { return Ok(None) };
+            let bytes = v.value().to_vec();
+            if hex::encode(sha2::Sha256::digest(&bytes)) != digest {
+                return Err(StateError::Corrupt(format!("stored component {digest}: its bytes do not match its digest")));
+            }
+            Ok(Some(bytes))
+        })
+    }
+
+    /// A new run id, `r` and a zero-padded counter (`r000042`), unique in
+    /// this database and sortable (up to a million runs).
+    fn new_run_id(&self) -> Result<String, StateError> {
+        self.next_id(RUN_COUNTER, 'r')
+    }
+
+    /// A new pipeline execution id, `x` and a zero-padded counter (`x000042`).
+    fn new_execution_id(&self) -> Result<String, StateError> {
+        self.next_id(EXECUTION_COUNTER, 'x')
+    }
+
+    // ---- service pipelines
+
+    /// The pipeline execution `id`.
+    fn execution(&self, id: &str) -> Result<Option<ExecutionRecord>, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            let table = match txn.open_table(EXECUTIONS) {
+                Ok(t) => t,
+                // A database no writer has opened since executions were kept.
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let found = table.get(id)?;
+            match found {
+                Some(v) => Ok(Some(decode(v.value(), || format!("execution {id}"))?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// The pipeline executions of `service` (of every service: None), most
+    /// recent first.
+    fn executions(&self, service: Option<&str>) -> Result<Vec<ExecutionRecord>, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            let table = match txn.open_table(EXECUTIONS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            let mut out: Vec<ExecutionRecord> = Vec::new();
+            for item in table.iter()? {
+                let (k, v) = item?;
+                let record: ExecutionRecord = decode(v.value(), || format!("execution {}", k.value()))?;
+                if service.is_none_or(|s| s == record.service) {
+                    out.push(record);
+                }
+            }
+            out.sort_by(|a, b| b.id.cmp(&a.id));
+            Ok(out)
+        })
+    }
+
+    /// What is kept of the service `name` (nothing yet: the default).
+    fn service_record(&self, name: &str) -> Result<ServiceRecord, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            let table = match txn.open_table(SERVICES) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(ServiceRecord::default()),
+                Err(e) => return Err(e.into()),
+            };
+            let found = table.get(name)?;
+            match found {
+                Some(v) => decode(v.value(), || format!("service {name}")),
+                None => Ok(ServiceRecord::default()),
+            }
+        })
+    }
+
+    // ---- jobs and logs
+
+    /// The jobs of a run, in the order of the run's environments, then by
+    /// level, then by node name. Jobs of environments the run record does
+    /// not list (or of a run without a record) come last, by environment.
+    fn jobs(&self, run_id: &str) -> Result<Vec<JobRecord>, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            let environments = read_run(&txn, run_id)?.map(|r| r.environments).unwrap_or_default();
+            let table = txn.open_table(JOBS)?;
+            let mut out: Vec<JobRecord> = Vec::new();
+            for item in table.range((run_id, "", "")..)? {
+                let (k, v) = item?;
+                let (r, e, n) = k.value();
+                if r != run_id {
+                    break;
+                }
+                out.push(decode(v.value(), || format!("job {r}/{e}/{n}"))?);
+            }
+            let order: HashMap<&str, usize> = environments.iter().enumerate().map(|(i, e)| (e.as_str(), i)).collect();
+            let rank = |e: &str| order.get(e).copied().unwrap_or(usize::MAX);
+            out.sort_by(|a, b| {
+                (rank(&a.environment), &a.environment, a.level, &a.node).cmp(&(
+                    rank(&b.environment),
+                    &b.environment,
+                    b.level,
+                    &b.node,
+                ))
+            });
+            Ok(out)
+        })
+    }
+
+    fn job(&self, run_id: &str, environment: &str, node: &str) -> Result<Option<JobRecord>, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            let table = txn.open_table(JOBS)?;
+            let found = table.get((run_id, environment, node))?;
+            match found {
+                Some(v) => Ok(Some(decode(v.value(), || format!("job {run_id}/{environment}/{node}"))?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Every job that touched `resource` in `environment`, in any run of
+    /// any pipeline (its run record says which), in run id order: the
+    /// `resource_jobs` rows of the resource and a lookup of each job (see
+    /// the crate documentation).
+    fn resource_jobs(&self, environment: &str, resource: &str) -> Result<Vec<JobRecord>, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            let jobs = txn.open_table(JOBS)?;
+            let mut run_ids: Vec<String> = Vec::new();
+            match resource_index(&txn)? {
+                Some(index) => {
+                    for item in index.range((environment, resource, "")..)? {
+                        let (k, _) = item?;
+                        let (e, r, run_id) = k.value();
+                        if e != environment || r != resource {
+                            break;
+                        }
+                        run_ids.push(run_id.to_string());
+                    }
+                }
+                None => {
+                    for item in jobs.iter()? {
+                        let (k, _) = item?;
+                        let (run_id, e, r) = k.value();
+                        if e == environment && r == resource {
+                            run_ids.push(run_id.to_string());
+                        }
+                    }
+                }
+            }
+            let mut out = Vec::with_capacity(run_ids.len());
+            for run_id in &run_ids {
+                // A row without its job is not made by any write: skipped.
+                if let Some(v) = jobs.get((run_id.as_str(), environment, resource))? {
+                    out.push(decode(v.value(), || format!("job {run_id}/{environment}/{resource}"))?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every `(environment, resource)` a job touched, sorted, each once:
+    /// what the state knows by name, for a "did you mean". Reads every row
+    /// of `resource_jobs` (keys only): for an error's help, not for each use.
+    fn touched_resources(&self) -> Result<Vec<(String, String)>, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            let mut out: std::collections::BTreeSet<(String, String)> = Default::default();
+            match resource_index(&txn)? {
+                Some(index) => {
+                    for item in index.iter()? {
+                        let (k, _) = item?;
+                        let (e, r, _) = k.value();
+                        if out.last().is_none_or(|(le, lr)| le != e || lr != r) {
+                            out.insert((e.to_string(), r.to_string()));
+                        }
+                    }
+                }
+                None => {
+                    for item in txn.open_table(JOBS)?.iter()? {
+                        let (k, _) = item?;
+                        let (_, e, r) = k.value();
+                        out.insert((e.to_string(), r.to_string()));
+                    }
+                }
+            }
+            Ok(out.into_iter().collect())
+        })
+    }
+
+    /// The log lines of a run (of one node, if given), in append order.
+    fn logs(&self, run_id: &str, node: Option<&str>) -> Result<Vec<LogLine>, StateError> {
+        let mut lines: Vec<LogLine> = self.run_rows(LOGS, run_id, "log line")?;
+        if let Some(n) = node {
+            lines.retain(|l| l.node == n);
+        }
+        Ok(lines)
+    }
+
+    /// The journal of a run, in append order.
+    fn journal(&self, run_id: &str) -> Result<Vec<JournalEntry>, StateError> {
+        self.run_rows(JOURNAL, run_id, "journal entry")
+    }
+
+    /// The gate decisions of a run, in the order they were taken.
+    fn decisions(&self, run_id: &str) -> Result<Vec<GateDecision>, StateError> {
+        self.run_rows(DECISIONS, run_id, "decision")
+    }
+
+    // ---- locks
+
+    /// Every lock, sorted by key.
+    fn locks(&self) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
+        self.guarded(|| {
+            let txn = self.read()?;
+            by_key(&txn.open_table(LOCKS)?, "lock of")
+        })
+    }
+
+    /// Locks every key for `holder` in one transaction, or none of them. A
+    /// key locked by another run fails with [`StateError::Locked`] (the
+    /// first such key, in the order given). Keys already held by the same
+    /// run are fine; if that run is now in another process (a resume), the
+    /// lock passes to `holder`.
+    ///
+    /// Committed without an fsync: the locks reach the disk with the next
+    /// durable commit, which a run makes at once (its record).
+    fn lock(&self, keys: &[ResourceKey], holder: &LockHolder) -> Result<(), StateError> {
+        self.guarded(|| {
+            let txn = begin_write(self.writable()?, false)?;
+            {
+                let mut table = txn.open_table(LOCKS)?;
+                let value = encode(holder)?;
+                // In key order, the B-tree is filled leaf by leaf.
+                let mut keys: Vec<&ResourceKey> = keys.iter().collect();
+                keys.sort_unstable_by(|a, b| key3(a).cmp(&key3(b)));
+                // The locks there are, read in one pass (usually: none) rather
+                // than looked up key by key.
+                let mut held: HashMap<ResourceKey, LockHolder> = by_key(&table, "lock of")?.into_iter().collect();
+                for key in keys {
+                    match held.remove(key) {
+                        Some(h) if h.run_id != holder.run_id => {
+                            let holder_alive = pid_alive(h.pid);
+                            return Err(StateError::Locked { key: key.clone(), holder: h, holder_alive });
+                        }
+                        Some(h) if h.pid == holder.pid => {}
+                        _ => {
+                            table.insert(key3(key), value.as_slice())?;
+                        }
+                    }
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Releases every lock of a run; returns how many. Committed without an
+    /// fsync, like [`lock`](Self::lock): a run's final record, committed
+    /// durably right after, takes the release to disk.
+    fn unlock_run(&self, run_id: &str) -> Result<usize, StateError> {
+        self.unlock_where(None, |h| h.run_id == run_id, false).map(|released| released.len())
+    }
+
+    /// `state unlock`: releases the locks whose holder process is gone (all
+    /// of them when `force`), of one key only if given. Returns what it
+    /// released.
+    fn unlock_stale(
+        &self,
+        key: Option<&ResourceKey>,
+        force: bool,
+    ) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
+        self.unlock_where(key, |h| force || !pid_alive(h.pid), true)
+    }
 
     // ---- writes
 
-    /// Applies `writes` in one write transaction, durably (one fsync).
-    pub fn commit(&self, writes: Vec<Write>) -> Result<(), StateError> {
-        self.commit_as(writes, true)
-    }
-
     /// Puts on disk the commits made without durability.
-    pub fn persist(&self) -> Result<(), StateError> {
+    fn persist(&self) -> Result<(), StateError> {
         self.guarded(|| {
             begin_write(self.writable()?, true)?.commit()?;
             Ok(())
@@ -887,7 +825,7 @@ impl StateStore {
     /// Applies `writes` in one write transaction. When not `durable`, the
     /// transaction is visible to this process at once but reaches the disk
     /// only with the next durable commit; a crash before that loses it.
-    pub fn commit_as(&self, writes: Vec<Write>, durable: bool) -> Result<(), StateError> {
+    fn commit_as(&self, writes: Vec<Write>, durable: bool) -> Result<(), StateError> {
         self.guarded(|| {
             if writes.is_empty() {
                 return Ok(());
@@ -902,7 +840,7 @@ impl StateStore {
 
 const SECRETS_KEY: &str = "secrets.key";
 
-/// The state directory's key for [`StateStore::keyed_hash`]: read, or (by
+/// The state directory's key for [`RedbStore::keyed_hash`]: read, or (by
 /// a writer) made, 0600.
 fn secrets_key(dir: &Path, create: bool) -> Result<Vec<u8>, StateError> {
     use std::io::Write as _;
@@ -926,8 +864,8 @@ fn secrets_key(dir: &Path, create: bool) -> Result<Vec<u8>, StateError> {
 /// is gone), or `patience` has passed.
 fn patiently(
     patience: std::time::Duration,
-    open: impl Fn() -> Result<StateStore, StateError>,
-) -> Result<StateStore, StateError> {
+    open: impl Fn() -> Result<RedbStore, StateError>,
+) -> Result<RedbStore, StateError> {
     let deadline = std::time::Instant::now() + patience;
     loop {
         match open() {
@@ -1087,7 +1025,7 @@ fn read_run(txn: &ReadTransaction, id: &str) -> Result<Option<RunRecord>, StateE
     }
 }
 
-/// The body of [`StateStore::commit`]: each table is opened once.
+/// The body of [`RedbStore::commit`]: each table is opened once.
 fn apply(txn: &WriteTransaction, writes: Vec<Write>) -> Result<(), StateError> {
     let mut resources = txn.open_table(RESOURCES)?;
     let mut runs = txn.open_table(RUNS)?;
@@ -1185,7 +1123,7 @@ fn apply(txn: &WriteTransaction, writes: Vec<Write>) -> Result<(), StateError> {
     Ok(())
 }
 
-impl Drop for StateStore {
+impl Drop for RedbStore {
     fn drop(&mut self) {
         // SAFETY: `db` is taken once, here, and never used again.
         let db = unsafe { std::mem::ManuallyDrop::take(&mut self.db) };
