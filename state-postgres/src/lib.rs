@@ -1,10 +1,14 @@
-//! stackpipe's state on PostgreSQL (issue 22): the schema, as embedded,
+//! stackpipe's state on PostgreSQL: [`PostgresStore`], and the schema, as embedded,
 //! versioned migrations ([`MIGRATIONS`]) that every server, runner and CLI
 //! applies on connecting ([`migrate`]). Each migration runs in a
 //! transaction of its own under an advisory lock, so that processes
 //! starting together apply it once, and a failed one leaves the database
 //! at the version before it. A database newer than this stackpipe (a
 //! version it does not know) is refused rather than written.
+
+mod store;
+
+pub use store::{shown_location, PostgresStore, RENEW_EVERY, RUN_LEASE};
 
 use tokio_postgres::{Client, NoTls};
 

@@ -220,3 +220,26 @@ impl std::fmt::Display for Counts {
     }
 }
 
+
+/// Puts the jobs of a run in the order [`StateBackend::jobs`] promises:
+/// the run's `environments` in order, then by level, then by node name;
+/// jobs of other environments last, by environment.
+pub fn sort_jobs(jobs: &mut [JobRecord], environments: &[String]) {
+    let order: std::collections::HashMap<&str, usize> =
+        environments.iter().enumerate().map(|(i, e)| (e.as_str(), i)).collect();
+    let rank = |e: &str| order.get(e).copied().unwrap_or(usize::MAX);
+    jobs.sort_by(|a, b| {
+        (rank(&a.environment), &a.environment, a.level, &a.node).cmp(&(rank(&b.environment), &b.environment, b.level, &b.node))
+    });
+}
+
+/// HMAC-SHA256 of `name` and `value` under `key`, hex: the body of
+/// [`StateBackend::keyed_hash`], whichever backend keeps the key.
+pub fn keyed_hash_with(key: &[u8], name: &str, value: &str) -> Result<String, StateError> {
+    use hmac::{Mac, SimpleHmac};
+    let mut mac = SimpleHmac::<sha2::Sha256>::new_from_slice(key).map_err(|e| StateError::Db(e.to_string()))?;
+    mac.update(name.as_bytes());
+    mac.update(b"\0");
+    mac.update(value.as_bytes());
+    Ok(hex::encode(mac.finalize().into_bytes()))
+}

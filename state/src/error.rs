@@ -28,6 +28,10 @@ pub enum StateError {
     /// A write through a store opened for reading.
     #[error("the state database {} is open for reading only", .path.display())]
     ReadOnly { path: PathBuf },
+    /// A shared database (PostgreSQL) could not be reached or refused a
+    /// statement. `location` never holds a password.
+    #[error("cannot use the state database {location}: {cause}")]
+    Database { location: String, cause: String },
     /// An error of redb, as text.
     #[error("state database: {0}")]
     Db(String),

@@ -15,6 +15,7 @@ use super::file::{empty, open_for_reading, open_for_writing, Db, DB_FILE};
 use super::guard::quietly;
 use super::owner::{pid_alive, remove_owner, write_owner, OwnerInfo};
 use super::records::*;
+use super::backend::{keyed_hash_with, sort_jobs};
 use super::{Counts, StateBackend, Write};
 
 type Key3<'a> = (&'a str, &'a str, &'a str);
@@ -184,6 +185,15 @@ impl RedbStore {
             Err(StateError::Missing { .. }) => RedbStore::empty(dir),
             other => other,
         }
+    }
+
+    /// Whether the run holding a lock is alive: its process is, and, when
+    /// that is this process, it still runs the run.
+    fn holder_alive(&self, holder: &LockHolder) -> bool {
+        if holder.pid == std::process::id() {
+            return self.current_runs.lock().is_ok_and(|c| c.contains(&holder.run_id));
+        }
+        pid_alive(holder.pid)
     }
 
     fn writable(&self) -> Result<&Database, StateError> {
@@ -403,13 +413,8 @@ impl StateBackend for RedbStore {
     /// the hash tells a changed value from the same one, and without the key
     /// it cannot be used to guess the value.
     fn keyed_hash(&self, name: &str, value: &str) -> Result<String, StateError> {
-        use hmac::{Mac, SimpleHmac};
         let key = secrets_key(&self.dir, self.is_writable())?;
-        let mut mac = SimpleHmac::<sha2::Sha256>::new_from_slice(&key).map_err(|e| StateError::Db(e.to_string()))?;
-        mac.update(name.as_bytes());
-        mac.update(b"\0");
-        mac.update(value.as_bytes());
-        Ok(hex::encode(mac.finalize().into_bytes()))
+        keyed_hash_with(&key, name, value)
     }
 
     fn location(&self) -> String {
@@ -631,16 +636,7 @@ impl StateBackend for RedbStore {
                 }
                 out.push(decode(v.value(), || format!("job {r}/{e}/{n}"))?);
             }
-            let order: HashMap<&str, usize> = environments.iter().enumerate().map(|(i, e)| (e.as_str(), i)).collect();
-            let rank = |e: &str| order.get(e).copied().unwrap_or(usize::MAX);
-            out.sort_by(|a, b| {
-                (rank(&a.environment), &a.environment, a.level, &a.node).cmp(&(
-                    rank(&b.environment),
-                    &b.environment,
-                    b.level,
-                    &b.node,
-                ))
-            });
+            sort_jobs(&mut out, &environments);
             Ok(out)
         })
     }
@@ -779,7 +775,7 @@ impl StateBackend for RedbStore {
                 for key in keys {
                     match held.remove(key) {
                         Some(h) if h.run_id != holder.run_id => {
-                            let holder_alive = pid_alive(h.pid);
+                            let holder_alive = self.holder_alive(&h);
                             return Err(StateError::Locked { key: key.clone(), holder: h, holder_alive });
                         }
                         Some(h) if h.pid == holder.pid => {}
@@ -809,7 +805,7 @@ impl StateBackend for RedbStore {
         key: Option<&ResourceKey>,
         force: bool,
     ) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
-        self.unlock_where(key, |h| force || !pid_alive(h.pid), true)
+        self.unlock_where(key, |h| force || !self.holder_alive(h), true)
     }
 
     // ---- writes

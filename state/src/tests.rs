@@ -397,6 +397,8 @@ fn lock_conflict_names_the_holder() {
     let (_dir, store) = store();
     let me = std::process::id();
     let a = holder("r1", me);
+    // Alive: this process runs it.
+    store.set_owner_run("r1", None).unwrap();
     store.lock(&[key("dev", "vpc"), key("dev", "db")], &a).unwrap();
     // Re-entrant for the same run.
     store.lock(&[key("dev", "vpc"), key("dev", "subnet")], &a).unwrap();
@@ -441,6 +443,7 @@ fn lock_conflict_names_the_holder() {
 fn unlock_stale_releases_dead_holders_only() {
     let (_dir, store) = store();
     let alive = holder("r1", std::process::id());
+    store.set_owner_run("r1", None).unwrap();
     let dead = holder("r2", DEAD_PID);
     store.lock(&[key("dev", "a"), key("dev", "b")], &alive).unwrap();
     store.lock(&[key("dev", "c"), key("dev", "d")], &dead).unwrap();

@@ -2,15 +2,18 @@
 -- the team server's users and audit log, the service pipelines, and the
 -- work queue runners take stack jobs from.
 --
+-- Names and ids are `COLLATE "C"`: they sort byte by byte, as redb's keys
+-- do, so both backends list in the same order.
+--
 -- Records are kept as the JSON the redb store keeps (`json`, not `jsonb`:
 -- the text is kept as written, so a state migrated from redb and back is
 -- the same byte for byte); the columns beside them are what queries select
 -- and order by.
 
 CREATE TABLE resources (
-    pipeline    text   NOT NULL,
-    environment text   NOT NULL,
-    resource    text   NOT NULL,
+    pipeline    text COLLATE "C"   NOT NULL,
+    environment text COLLATE "C"   NOT NULL,
+    resource    text COLLATE "C"   NOT NULL,
     serial      bigint NOT NULL,
     record      json   NOT NULL,
     PRIMARY KEY (pipeline, environment, resource)
@@ -19,26 +22,26 @@ CREATE TABLE resources (
 -- A lock on a resource is bound to the run that holds it; a run's locks
 -- go with it.
 CREATE TABLE locks (
-    pipeline    text NOT NULL,
-    environment text NOT NULL,
-    resource    text NOT NULL,
-    run_id      text NOT NULL,
+    pipeline    text COLLATE "C" NOT NULL,
+    environment text COLLATE "C" NOT NULL,
+    resource    text COLLATE "C" NOT NULL,
+    run_id      text COLLATE "C" NOT NULL,
     holder      json NOT NULL,
     PRIMARY KEY (pipeline, environment, resource)
 );
 CREATE INDEX locks_by_run ON locks (run_id);
 
 CREATE TABLE runs (
-    id         text   PRIMARY KEY,
+    id         text   COLLATE "C" PRIMARY KEY,
     started_ms bigint NOT NULL,
     record     json   NOT NULL
 );
 CREATE INDEX runs_by_start ON runs (started_ms DESC, id DESC);
 
 CREATE TABLE jobs (
-    run_id      text NOT NULL,
-    environment text NOT NULL,
-    node        text NOT NULL,
+    run_id      text COLLATE "C" NOT NULL,
+    environment text COLLATE "C" NOT NULL,
+    node        text COLLATE "C" NOT NULL,
     record      json NOT NULL,
     PRIMARY KEY (run_id, environment, node)
 );
@@ -48,57 +51,57 @@ CREATE INDEX jobs_by_resource ON jobs (environment, node, run_id);
 -- Append-only rows of a run, in the order they were written.
 CREATE TABLE logs (
     seq    bigserial PRIMARY KEY,
-    run_id text      NOT NULL,
+    run_id text COLLATE "C"      NOT NULL,
     line   json      NOT NULL
 );
 CREATE INDEX logs_by_run ON logs (run_id, seq);
 
 CREATE TABLE journal (
     seq    bigserial PRIMARY KEY,
-    run_id text      NOT NULL,
+    run_id text COLLATE "C"      NOT NULL,
     entry  json      NOT NULL
 );
 CREATE INDEX journal_by_run ON journal (run_id, seq);
 
 CREATE TABLE decisions (
     seq      bigserial PRIMARY KEY,
-    run_id   text      NOT NULL,
+    run_id   text COLLATE "C"      NOT NULL,
     decision json      NOT NULL
 );
 CREATE INDEX decisions_by_run ON decisions (run_id, seq);
 
 -- Named counters: `run_counter`, `execution_counter`.
 CREATE TABLE counters (
-    name  text   PRIMARY KEY,
+    name  text COLLATE "C"   PRIMARY KEY,
     value bigint NOT NULL
 );
 
 -- Content-addressed: what is stored under a digest never changes.
 CREATE TABLE snapshots (
-    digest   text PRIMARY KEY,
+    digest   text COLLATE "C" PRIMARY KEY,
     snapshot json NOT NULL
 );
 CREATE TABLE blobs (
-    digest text  PRIMARY KEY,
+    digest text COLLATE "C"  PRIMARY KEY,
     bytes  bytea NOT NULL
 );
 
 -- Service pipelines.
 CREATE TABLE executions (
-    id      text PRIMARY KEY,
-    service text NOT NULL,
+    id      text COLLATE "C" PRIMARY KEY,
+    service text COLLATE "C" NOT NULL,
     record  json NOT NULL
 );
 CREATE INDEX executions_by_service ON executions (service, id DESC);
 CREATE TABLE services (
-    name   text PRIMARY KEY,
+    name   text COLLATE "C" PRIMARY KEY,
     record json NOT NULL
 );
 
 -- The team server's users (tokens only as hashes, inside the record) and
 -- its audit log.
 CREATE TABLE users (
-    name   text PRIMARY KEY,
+    name   text COLLATE "C" PRIMARY KEY,
     record json NOT NULL
 );
 CREATE TABLE audit (
@@ -114,9 +117,9 @@ CREATE TABLE audit (
 -- lease it renews; a lease that runs out puts its job back to `ready`, to
 -- be resumed elsewhere (read before any new apply).
 CREATE TABLE job_queue (
-    run_id       text        NOT NULL,
-    environment  text        NOT NULL,
-    node         text        NOT NULL,
+    run_id       text COLLATE "C"        NOT NULL,
+    environment  text COLLATE "C"        NOT NULL,
+    node         text COLLATE "C"        NOT NULL,
     state        text        NOT NULL
         CHECK (state IN ('blocked', 'ready', 'claimed', 'succeeded', 'failed', 'cancelled', 'skipped')),
     waiting_on   integer     NOT NULL DEFAULT 0 CHECK (waiting_on >= 0),
@@ -130,17 +133,34 @@ CREATE INDEX job_queue_leases ON job_queue (lease_until) WHERE state = 'claimed'
 
 -- Which job waits for which, within one environment of one run.
 CREATE TABLE job_edges (
-    run_id      text NOT NULL,
-    environment text NOT NULL,
-    needed      text NOT NULL,
-    needing     text NOT NULL,
+    run_id      text COLLATE "C" NOT NULL,
+    environment text COLLATE "C" NOT NULL,
+    needed      text COLLATE "C" NOT NULL,
+    needing     text COLLATE "C" NOT NULL,
     PRIMARY KEY (run_id, environment, needed, needing)
 );
 
 -- The runners that are, or were, alive: what they can take, when they last said so.
 CREATE TABLE runners (
-    name       text        PRIMARY KEY,
+    name       text COLLATE "C"        PRIMARY KEY,
     capacity   integer     NOT NULL CHECK (capacity > 0),
     started    timestamptz NOT NULL,
     heartbeat  timestamptz NOT NULL
+);
+
+-- Who runs each run in progress: the process holds the run under a lease
+-- it renews. A run recorded as running whose lease has run out (its
+-- process is gone) reads as interrupted, and its locks are stale.
+CREATE TABLE run_leases (
+    run_id      text COLLATE "C" PRIMARY KEY,
+    owner       text        NOT NULL,
+    control     text,
+    lease_until timestamptz NOT NULL
+);
+
+-- Keys the store makes for itself: `keyed_hash`, the HMAC key of the
+-- hashes of sensitive values a run records (never shown).
+CREATE TABLE store_keys (
+    name text  PRIMARY KEY,
+    key  bytea NOT NULL
 );

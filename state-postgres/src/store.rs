@@ -1,0 +1,888 @@
+//! [`PostgresStore`]: the [`StateBackend`] on a PostgreSQL database that
+//! servers, runners and commands on many machines share.
+//!
+//! The backend's callers are synchronous (the trait is what the redb store
+//! is), and many of them run on a tokio runtime. The store therefore owns a
+//! small runtime of its own that drives its connection pool: a call sends
+//! its statements there and waits for the answer, on a worker of the
+//! caller's runtime without stalling it (`block_in_place`), or plainly on
+//! any other thread.
+//!
+//! Whether a run is alive is a lease (`run_leases`): the process that runs
+//! a run renews it every [`RENEW_EVERY`]; a run recorded as running whose
+//! lease has run out reads as interrupted, and its locks are stale. Writes
+//! without durability are transactions with `synchronous_commit = off`:
+//! visible at once, on disk with the next durable commit.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use stackpipe_state::{
+    keyed_hash_with, sort_jobs, Counts, ExecutionRecord, GateDecision, JobRecord, JournalEntry, LockHolder, LogLine,
+    ResourceKey, ResourceRecord, RunRecord, RunSnapshot, RunStatus, ServiceRecord, StateBackend, StateError, Write,
+};
+use tokio_postgres::NoTls;
+
+/// How long a run's lease lasts without being renewed.
+pub const RUN_LEASE: Duration = Duration::from_secs(15);
+/// How often the process running a run renews its lease.
+pub const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// Connections the store keeps open at most.
+const POOL_SIZE: usize = 16;
+/// The advisory lock taking resource locks is serialised under (`spplocks`).
+const LOCKS_LOCK: i64 = 0x7370_706c_6f63_6b73;
+
+/// The state in one PostgreSQL database. See the module documentation.
+pub struct PostgresStore {
+    location: String,
+    pool: Pool,
+    /// Taken (to shut it down without blocking) only on drop.
+    runtime: Option<tokio::runtime::Runtime>,
+    /// This process, as `run_leases` names it: host, pid and a random tag.
+    owner: String,
+    /// The runs this process runs: their leases are renewed.
+    current_runs: Arc<Mutex<BTreeSet<String>>>,
+    hash_key: OnceLock<Vec<u8>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("location", &self.location).finish_non_exhaustive()
+    }
+}
+
+/// `url` as messages show it: user, host, port and database, never a password.
+pub fn shown_location(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+    let db = config.get_dbname().unwrap_or("");
+    format!("postgres://{user}{host}:{port}/{db}")
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://USER[:PASSWORD]@HOST:PORT/DB`,
+    /// or the key=value form), brings its schema up to date (see
+    /// [`crate::migrate`]) and starts renewing the leases of the runs
+    /// this process will run.
+    pub fn connect(url: &str) -> Result<PostgresStore, StateError> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e| StateError::Database {
+            location: "postgres://…".into(),
+            cause: format!("not a PostgreSQL address: {e}"),
+        })?;
+        let location = shown_location(&config);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("stackpipe-postgres")
+            .enable_all()
+            .build()
+            .map_err(StateError::Io)?;
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| StateError::Database { location: location.clone(), cause: e.to_string() })?;
+        let mut tag = [0u8; 4];
+        getrandom::getrandom(&mut tag).map_err(|e| StateError::Io(std::io::Error::other(e.to_string())))?;
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let owner = format!("{}:{}:{}", host.trim(), std::process::id(), hex::encode(tag));
+        let store = PostgresStore {
+            location,
+            pool,
+            runtime: Some(runtime),
+            owner,
+            current_runs: Arc::new(Mutex::new(BTreeSet::new())),
+            hash_key: OnceLock::new(),
+        };
+        let location = store.location.clone();
+        store.call(move |pool| async move {
+            let mut client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            crate::migrate(&mut client).await.map_err(|e| StateError::Database { location, cause: e.to_string() })?;
+            Ok(())
+        })?;
+        store.start_renewing();
+        Ok(store)
+    }
+
+    /// Which process `run_leases` says this one is.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("taken only on drop")
+    }
+
+    /// Runs `f` on the store's runtime and waits for its answer (see the
+    /// module documentation).
+    fn call<T, F>(&self, f: impl FnOnce(Pool) -> F) -> Result<T, StateError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, StateError>> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let work = f(self.pool.clone());
+        self.runtime().spawn(async move {
+            let _ = tx.send(work.await);
+        });
+        let location = self.location.clone();
+        let wait = move || {
+            rx.recv().unwrap_or_else(|_| {
+                Err(StateError::Database { location, cause: "the store's connections were shut down".into() })
+            })
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        }
+    }
+
+    /// Renews, every [`RENEW_EVERY`], the leases of the runs this process runs.
+    fn start_renewing(&self) {
+        let pool = self.pool.clone();
+        let owner = self.owner.clone();
+        let runs = self.current_runs.clone();
+        self.runtime().spawn(async move {
+            let mut tick = tokio::time::interval(RENEW_EVERY);
+            loop {
+                tick.tick().await;
+                let ids: Vec<String> = runs.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default();
+                if ids.is_empty() {
+                    continue;
+                }
+                // A failure is retried at the next tick; a lease that runs
+                // out meanwhile reads as an interrupted run.
+                if let Ok(client) = pool.get().await {
+                    let _ = client
+                        .execute(
+                            "UPDATE run_leases SET lease_until = now() + make_interval(secs => $2) \
+                             WHERE owner = $1 AND run_id = ANY($3)",
+                            &[&owner, &RUN_LEASE.as_secs_f64(), &ids],
+                        )
+                        .await;
+                }
+            }
+        });
+    }
+
+    /// Takes (or renews) the lease of `run_id` for this process.
+    fn take_lease(&self, run_id: &str, control: Option<&Path>) -> Result<(), StateError> {
+        let (location, owner, run_id) = (self.location.clone(), self.owner.clone(), run_id.to_string());
+        let control = control.map(|p| p.display().to_string());
+        self.call(move |pool| async move {
+            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            client
+                .execute(
+                    "INSERT INTO run_leases (run_id, owner, control, lease_until) \
+                     VALUES ($1, $2, $3, now() + make_interval(secs => $4)) \
+                     ON CONFLICT (run_id) DO UPDATE SET owner = $2, control = $3, lease_until = excluded.lease_until",
+                    &[&run_id, &owner, &control, &RUN_LEASE.as_secs_f64()],
+                )
+                .await
+                .map_err(|e| db_error(&location, e))?;
+            Ok(())
+        })
+    }
+
+    fn runs_here(&self, run_id: &str) -> bool {
+        self.current_runs.lock().is_ok_and(|r| r.contains(run_id))
+    }
+
+    /// A run as it stands: recorded as running, but neither run here nor
+    /// under a live lease, it is interrupted.
+    fn as_seen(&self, mut run: RunRecord, leased: bool) -> RunRecord {
+        if run.status == RunStatus::Running && !leased && !self.runs_here(&run.id) {
+            run.status = RunStatus::Interrupted;
+        }
+        run
+    }
+
+    /// Rows of one query, each decoded from its first column (JSON text).
+    fn records<T: DeserializeOwned + Send + 'static>(
+        &self,
+        sql: &'static str,
+        params: Vec<Param>,
+        what: &'static str,
+    ) -> Result<Vec<T>, StateError> {
+        let location = self.location.clone();
+        self.call(move |pool| async move {
+            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(Param::as_sql).collect();
+            let rows = client.query(sql, &refs).await.map_err(|e| db_error(&location, e))?;
+            rows.iter().map(|row| decode(row.get::<_, &str>(0), what)).collect()
+        })
+    }
+
+    fn record<T: DeserializeOwned + Send + 'static>(
+        &self,
+        sql: &'static str,
+        params: Vec<Param>,
+        what: &'static str,
+    ) -> Result<Option<T>, StateError> {
+        Ok(self.records(sql, params, what)?.into_iter().next())
+    }
+
+    /// Runs, each with whether a live lease holds it.
+    fn leased_runs(&self, only: Option<String>) -> Result<Vec<RunRecord>, StateError> {
+        let location = self.location.clone();
+        let rows = self.call(move |pool| async move {
+            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            let rows = client
+                .query(
+                    "SELECT r.record::text, coalesce(l.lease_until > now(), false) FROM runs r \
+                     LEFT JOIN run_leases l ON l.run_id = r.id \
+                     WHERE $1::text IS NULL OR r.id = $1 ORDER BY r.started_ms DESC, r.id DESC",
+                    &[&only],
+                )
+                .await
+                .map_err(|e| db_error(&location, e))?;
+            rows.iter()
+                .map(|row| Ok((decode::<RunRecord>(row.get::<_, &str>(0), "run")?, row.get::<_, bool>(1))))
+                .collect::<Result<Vec<_>, StateError>>()
+        })?;
+        Ok(rows.into_iter().map(|(run, leased)| self.as_seen(run, leased)).collect())
+    }
+
+    /// The next number of counter `name`, after `prefix`, zero-padded.
+    fn next_id(&self, name: &'static str, prefix: char) -> Result<String, StateError> {
+        let location = self.location.clone();
+        let n = self.call(move |pool| async move {
+            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            let row = client
+                .query_one(
+                    "INSERT INTO counters (name, value) VALUES ($1, 1) \
+                     ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
+                    &[&name],
+                )
+                .await
+                .map_err(|e| db_error(&location, e))?;
+            Ok(row.get::<_, i64>(0))
+        })?;
+        Ok(format!("{prefix}{n:06}"))
+    }
+
+    /// Releases the locks `release` picks (of `only`, if given), with
+    /// whether each holder's run is alive; returns what it released.
+    fn unlock_where(
+        &self,
+        only: Option<ResourceKey>,
+        release: impl Fn(&LockHolder, bool) -> bool + Send + 'static,
+    ) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
+        let location = self.location.clone();
+        self.call(move |pool| async move {
+            let mut client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            let txn = client.transaction().await.map_err(|e| db_error(&location, e))?;
+            txn.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCKS_LOCK]).await.map_err(|e| db_error(&location, e))?;
+            let (p, e, r) = match &only {
+                Some(k) => (Some(k.pipeline.clone()), Some(k.environment.clone()), Some(k.resource.clone())),
+                None => (None, None, None),
+            };
+            let rows = txn
+                .query(
+                    "SELECT l.pipeline, l.environment, l.resource, l.holder::text, \
+                            coalesce(s.lease_until > now(), false) \
+                     FROM locks l LEFT JOIN run_leases s ON s.run_id = l.run_id \
+                     WHERE $1::text IS NULL OR (l.pipeline = $1 AND l.environment = $2 AND l.resource = $3) \
+                     ORDER BY 1, 2, 3",
+                    &[&p, &e, &r],
+                )
+                .await
+                .map_err(|e| db_error(&location, e))?;
+            let mut released = Vec::new();
+            for row in &rows {
+                let key = ResourceKey::new(row.get(0), row.get(1), row.get(2));
+                let holder: LockHolder = decode(row.get::<_, &str>(3), "lock holder")?;
+                if release(&holder, row.get::<_, bool>(4)) {
+                    txn.execute(
+                        "DELETE FROM locks WHERE pipeline = $1 AND environment = $2 AND resource = $3",
+                        &[&key.pipeline, &key.environment, &key.resource],
+                    )
+                    .await
+                    .map_err(|e| db_error(&location, e))?;
+                    released.push((key, holder));
+                }
+            }
+            txn.commit().await.map_err(|e| db_error(&location, e))?;
+            Ok(released)
+        })
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // The runs this process still ran read as interrupted at once,
+        // not a lease later.
+        let ids: Vec<String> = self.current_runs.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default();
+        if !ids.is_empty() {
+            let owner = self.owner.clone();
+            let _ = self.call(move |pool| async move {
+                if let Ok(client) = pool.get().await {
+                    let _ = client.execute("DELETE FROM run_leases WHERE owner = $1 AND run_id = ANY($2)", &[&owner, &ids]).await;
+                }
+                Ok(())
+            });
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A parameter of [`PostgresStore::records`], owned so that it can go to
+/// the store's runtime.
+enum Param {
+    Text(String),
+    OptText(Option<String>),
+}
+
+impl Param {
+    fn as_sql(&self) -> &(dyn tokio_postgres::types::ToSql + Sync) {
+        match self {
+            Param::Text(s) => s,
+            Param::OptText(s) => s,
+        }
+    }
+}
+
+fn text(s: &str) -> Param {
+    Param::Text(s.to_string())
+}
+
+fn decode<T: DeserializeOwned>(json: &str, what: &str) -> Result<T, StateError> {
+    serde_json::from_str(json).map_err(|e| StateError::Corrupt(format!("{what}: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<String, StateError> {
+    serde_json::to_string(value).map_err(|e| StateError::Corrupt(format!("cannot encode a record: {e}")))
+}
+
+fn db_error(location: &str, e: tokio_postgres::Error) -> StateError {
+    // The server's own message (its `DETAIL` too) says what was wrong.
+    let cause = match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    };
+    StateError::Database { location: location.to_string(), cause }
+}
+
+fn pool_error(location: &str, e: deadpool_postgres::PoolError) -> StateError {
+    let cause = match e {
+        deadpool_postgres::PoolError::Backend(e) => return db_error(location, e),
+        other => other.to_string(),
+    };
+    StateError::Database { location: location.to_string(), cause }
+}
+
+impl StateBackend for PostgresStore {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn dir(&self) -> Option<&Path> {
+        None
+    }
+
+    fn is_writable(&self) -> bool {
+        true
+    }
+
+    fn set_owner_run(&self, run_id: &str, control: Option<&Path>) -> Result<(), StateError> {
+        if let Ok(mut runs) = self.current_runs.lock() {
+            runs.insert(run_id.to_string());
+        }
+        self.take_lease(run_id, control)
+    }
+
+    fn run_taken_up(&self, run_id: &str) {
+        if let Ok(mut runs) = self.current_runs.lock() {
+            runs.insert(run_id.to_string());
+        }
+        // Not taken now: taken at the next renewal (runs here read as
+        // running in this process meanwhile).
+        let _ = self.take_lease(run_id, None);
+    }
+
+    fn run_ended(&self, run_id: &str) {
+        if let Ok(mut runs) = self.current_runs.lock() {
+            runs.remove(run_id);
+        }
+        let (location, owner, run_id) = (self.location.clone(), self.owner.clone(), run_id.to_string());
+        let _ = self.call(move |pool| async move {
+            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            client
+                .execute("DELETE FROM run_leases WHERE run_id = $1 AND owner = $2", &[&run_id, &owner])
+                .await
+                .map_err(|e| db_error(&location, e))?;
+            Ok(())
+        });
+    }
+
+    fn keyed_hash(&self, name: &str, value: &str) -> Result<String, StateError> {
+        if let Some(key) = self.hash_key.get() {
+            return keyed_hash_with(key, name, value);
+        }
+        let mut fresh = vec![0u8; 32];
+        getrandom::getrandom(&mut fresh).map_err(|e| StateError::Io(std::io::Error::other(e.to_string())))?;
+        let location = self.location.clone();
+        // The first process to make one keeps it; every other reads it.
+        let key = self.call(move |pool| async move {
+            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            client
+                .execute("INSERT INTO store_keys (name, key) VALUES ('keyed_hash', $1) ON CONFLICT (name) DO NOTHING", &[&fresh])
+                .await
+                .map_err(|e| db_error(&location, e))?;
+            let row = client
+                .query_one("SELECT key FROM store_keys WHERE name = 'keyed_hash'", &[])
+                .await
+                .map_err(|e| db_error(&location, e))?;
+            Ok(row.get::<_, Vec<u8>>(0))
+        })?;
+        if key.len() != 32 {
+            return Err(StateError::Corrupt("the store's hash key is not 32 bytes".into()));
+        }
+        keyed_hash_with(self.hash_key.get_or_init(|| key), name, value)
+    }
+
+    // ---- resources
+
+    fn resource(&self, key: &ResourceKey) -> Result<Option<ResourceRecord>, StateError> {
+        self.record(
+            "SELECT record::text FROM resources WHERE pipeline = $1 AND environment = $2 AND resource = $3",
+            vec![text(&key.pipeline), text(&key.environment), text(&key.resource)],
+            "resource",
+        )
+    }
+
+    fn resources(&self, pipeline: &str, environment: Option<&str>) -> Result<Vec<(ResourceKey, ResourceRecord)>, StateError> {
+        let all = self.keyed_resources(
+            "SELECT pipeline, environment, resource, record::text FROM resources \
+             WHERE pipeline = $1 AND ($2::text IS NULL OR environment = $2) ORDER BY environment, resource",
+            vec![text(pipeline), Param::OptText(environment.map(str::to_string))],
+        )?;
+        Ok(all)
+    }
+
+    fn all_resources(&self) -> Result<Vec<(ResourceKey, ResourceRecord)>, StateError> {
+        self.keyed_resources(
+            "SELECT pipeline, environment, resource, record::text FROM resources ORDER BY pipeline, environment, resource",
+            Vec::new(),
+        )
+    }
+
+    fn counts(&self) -> Result<Counts, StateError> {
+        let location = self.location.clone();
+        self.call(move |pool| async move {
+            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            let row = client
+                .query_one(
+                    "SELECT (SELECT count(*) FROM resources), (SELECT count(*) FROM runs), (SELECT count(*) FROM jobs), \
+                            (SELECT count(*) FROM logs), (SELECT count(*) FROM journal), \
+                            (SELECT count(*) FROM decisions), (SELECT count(*) FROM locks)",
+                    &[],
+                )
+                .await
+                .map_err(|e| db_error(&location, e))?;
+            let n = |i: usize| row.get::<_, i64>(i) as u64;
+            Ok(Counts {
+                resources: n(0),
+                runs: n(1),
+                jobs: n(2),
+                log_lines: n(3),
+                journal_entries: n(4),
+                decisions: n(5),
+                locks: n(6),
+            })
+        })
+    }
+
+    // ---- runs
+
+    fn run(&self, id: &str) -> Result<Option<RunRecord>, StateError> {
+        Ok(self.leased_runs(Some(id.to_string()))?.into_iter().next())
+    }
+
+    fn runs(&self) -> Result<Vec<RunRecord>, StateError> {
+        self.leased_runs(None)
+    }
+
+    fn snapshot(&self, digest: &str) -> Result<Option<RunSnapshot>, StateError> {
+        self.record("SELECT snapshot::text FROM snapshots WHERE digest = $1", vec![text(digest)], "snapshot")
+    }
+
+    fn blob(&self, digest: &str) -> Result<Option<Vec<u8>>, StateError> {
+        use sha2::Digest;
+        let (location, wanted) = (self.location.clone(), digest.to_string());
+        let bytes = self.call(move |pool| async move {
+            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            let row = client
+                .query_opt("SELECT bytes FROM blobs WHERE digest = $1", &[&wanted])
+                .await
+                .map_err(|e| db_error(&location, e))?;
+            Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+        })?;
+        match bytes {
+            Some(bytes) if hex::encode(sha2::Sha256::digest(&bytes)) != digest => Err(StateError::Corrupt(format!(
+                "stored component {digest}: its bytes do not match its digest"
+            ))),
+            other => Ok(other),
+        }
+    }
+
+    fn new_run_id(&self) -> Result<String, StateError> {
+        self.next_id("run_counter", 'r')
+    }
+
+    fn new_execution_id(&self) -> Result<String, StateError> {
+        self.next_id("execution_counter", 'x')
+    }
+
+    // ---- service pipelines
+
+    fn execution(&self, id: &str) -> Result<Option<ExecutionRecord>, StateError> {
+        self.record("SELECT record::text FROM executions WHERE id = $1", vec![text(id)], "execution")
+    }
+
+    fn executions(&self, service: Option<&str>) -> Result<Vec<ExecutionRecord>, StateError> {
+        self.records(
+            "SELECT record::text FROM executions WHERE $1::text IS NULL OR service = $1 ORDER BY id DESC",
+            vec![Param::OptText(service.map(str::to_string))],
+            "execution",
+        )
+    }
+
+    fn service_record(&self, name: &str) -> Result<ServiceRecord, StateError> {
+        Ok(self.record("SELECT record::text FROM services WHERE name = $1", vec![text(name)], "service")?.unwrap_or_default())
+    }
+
+    // ---- jobs and logs
+
+    fn jobs(&self, run_id: &str) -> Result<Vec<JobRecord>, StateError> {
+        let environments = self
+            .record::<RunRecord>("SELECT record::text FROM runs WHERE id = $1", vec![text(run_id)], "run")?
+            .map(|r| r.environments)
+            .unwrap_or_default();
+        let mut jobs: Vec<JobRecord> =
+            self.records("SELECT record::text FROM jobs WHERE run_id = $1", vec![text(run_id)], "job")?;
+        sort_jobs(&mut jobs, &environments);
+        Ok(jobs)
+    }
+
+    fn job(&self, run_id: &str, environment: &str, node: &str) -> Result<Option<JobRecord>, StateError> {
+        self.record(
+            "SELECT record::text FROM jobs WHERE run_id = $1 AND environment = $2 AND node = $3",
+            vec![text(run_id), text(environment), text(node)],
+            "job",
+        )
+    }
+
+    fn resource_jobs(&self, environment: &str, resource: &str) -> Result<Vec<JobRecord>, StateError> {
+        self.records(
+            "SELECT record::text FROM jobs WHERE environment = $1 AND node = $2 ORDER BY run_id",
+            vec![text(environment), text(resource)],
+            "job",
+        )
+    }
+
+    fn touched_resources(&self) -> Result<Vec<(String, String)>, StateError> {
+        let location = self.location.clone();
+        self.call(move |pool| async move {
+            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            let rows = client
+                .query("SELECT DISTINCT environment, node FROM jobs ORDER BY 1, 2", &[])
+                .await
+                .map_err(|e| db_error(&location, e))?;
+            Ok(rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, String>(1))).collect())
+        })
+    }
+
+    fn logs(&self, run_id: &str, node: Option<&str>) -> Result<Vec<LogLine>, StateError> {
+        let mut lines: Vec<LogLine> =
+            self.records("SELECT line::text FROM logs WHERE run_id = $1 ORDER BY seq", vec![text(run_id)], "log line")?;
+        if let Some(n) = node {
+            lines.retain(|l| l.node == n);
+        }
+        Ok(lines)
+    }
+
+    fn journal(&self, run_id: &str) -> Result<Vec<JournalEntry>, StateError> {
+        self.records("SELECT entry::text FROM journal WHERE run_id = $1 ORDER BY seq", vec![text(run_id)], "journal entry")
+    }
+
+    fn decisions(&self, run_id: &str) -> Result<Vec<GateDecision>, StateError> {
+        self.records("SELECT decision::text FROM decisions WHERE run_id = $1 ORDER BY seq", vec![text(run_id)], "decision")
+    }
+
+    // ---- locks
+
+    fn locks(&self) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
+        let location = self.location.clone();
+        self.call(move |pool| async move {
+            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            let rows = client
+                .query("SELECT pipeline, environment, resource, holder::text FROM locks ORDER BY 1, 2, 3", &[])
+                .await
+                .map_err(|e| db_error(&location, e))?;
+            rows.iter()
+                .map(|r| Ok((ResourceKey::new(r.get(0), r.get(1), r.get(2)), decode(r.get::<_, &str>(3), "lock holder")?)))
+                .collect()
+        })
+    }
+
+    fn lock(&self, keys: &[ResourceKey], holder: &LockHolder) -> Result<(), StateError> {
+        let location = self.location.clone();
+        let mut keys: Vec<ResourceKey> = keys.to_vec();
+        keys.sort_unstable_by(|a, b| {
+            (&a.pipeline, &a.environment, &a.resource).cmp(&(&b.pipeline, &b.environment, &b.resource))
+        });
+        let holder = holder.clone();
+        let value = encode(&holder)?;
+        self.call(move |pool| async move {
+            let mut client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            let txn = client.transaction().await.map_err(|e| db_error(&location, e))?;
+            // One taker at a time: two runs locking overlapping keys at
+            // once would otherwise both find them free.
+            txn.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCKS_LOCK]).await.map_err(|e| db_error(&location, e))?;
+            let rows = txn
+                .query(
+                    "SELECT l.pipeline, l.environment, l.resource, l.holder::text, \
+                            coalesce(s.lease_until > now(), false) \
+                     FROM locks l LEFT JOIN run_leases s ON s.run_id = l.run_id",
+                    &[],
+                )
+                .await
+                .map_err(|e| db_error(&location, e))?;
+            let mut held: std::collections::HashMap<ResourceKey, (LockHolder, bool)> = std::collections::HashMap::new();
+            for row in &rows {
+                let key = ResourceKey::new(row.get(0), row.get(1), row.get(2));
+                held.insert(key, (decode(row.get::<_, &str>(3), "lock holder")?, row.get::<_, bool>(4)));
+            }
+            let insert = txn
+                .prepare(
+                    "INSERT INTO locks (pipeline, environment, resource, run_id, holder) VALUES ($1, $2, $3, $4, $5::text::json) \
+                     ON CONFLICT (pipeline, environment, resource) DO UPDATE SET run_id = $4, holder = $5::text::json",
+                )
+                .await
+                .map_err(|e| db_error(&location, e))?;
+            for key in &keys {
+                match held.remove(key) {
+                    Some((h, alive)) if h.run_id != holder.run_id => {
+                        return Err(StateError::Locked { key: key.clone(), holder: h, holder_alive: alive });
+                    }
+                    Some((h, _)) if h.pid == holder.pid => {}
+                    _ => {
+                        txn.execute(&insert, &[&key.pipeline, &key.environment, &key.resource, &holder.run_id, &value])
+                            .await
+                            .map_err(|e| db_error(&location, e))?;
+                    }
+                }
+            }
+            txn.commit().await.map_err(|e| db_error(&location, e))?;
+            Ok(())
+        })
+    }
+
+    fn unlock_run(&self, run_id: &str) -> Result<usize, StateError> {
+        let (location, run_id) = (self.location.clone(), run_id.to_string());
+        self.call(move |pool| async move {
+            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            let n = client.execute("DELETE FROM locks WHERE run_id = $1", &[&run_id]).await.map_err(|e| db_error(&location, e))?;
+            Ok(n as usize)
+        })
+    }
+
+    fn unlock_stale(&self, key: Option<&ResourceKey>, force: bool) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
+        self.unlock_where(key.cloned(), move |_, alive| force || !alive)
+    }
+
+    // ---- writes
+
+    fn persist(&self) -> Result<(), StateError> {
+        // A durable commit flushes the log up to it, the commits made
+        // before it without durability included.
+        let location = self.location.clone();
+        self.call(move |pool| async move {
+            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            client
+                .execute(
+                    "INSERT INTO counters (name, value) VALUES ('persisted', 1) \
+                     ON CONFLICT (name) DO UPDATE SET value = counters.value + 1",
+                    &[],
+                )
+                .await
+                .map_err(|e| db_error(&location, e))?;
+            Ok(())
+        })
+    }
+
+    fn commit_as(&self, writes: Vec<Write>, durable: bool) -> Result<(), StateError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let location = self.location.clone();
+        self.call(move |pool| async move {
+            let mut client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            let txn = client.transaction().await.map_err(|e| db_error(&location, e))?;
+            if !durable {
+                txn.batch_execute("SET LOCAL synchronous_commit = off").await.map_err(|e| db_error(&location, e))?;
+            }
+            apply(&txn, writes).await.map_err(|e| match e {
+                Applied::Db(e) => db_error(&location, e),
+                Applied::State(e) => e,
+            })?;
+            txn.commit().await.map_err(|e| db_error(&location, e))?;
+            Ok(())
+        })
+    }
+}
+
+impl PostgresStore {
+    fn keyed_resources(
+        &self,
+        sql: &'static str,
+        params: Vec<Param>,
+    ) -> Result<Vec<(ResourceKey, ResourceRecord)>, StateError> {
+        let location = self.location.clone();
+        self.call(move |pool| async move {
+            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(Param::as_sql).collect();
+            let rows = client.query(sql, &refs).await.map_err(|e| db_error(&location, e))?;
+            rows.iter()
+                .map(|r| Ok((ResourceKey::new(r.get(0), r.get(1), r.get(2)), decode(r.get::<_, &str>(3), "resource")?)))
+                .collect()
+        })
+    }
+}
+
+/// What applying a batch met.
+enum Applied {
+    Db(tokio_postgres::Error),
+    State(StateError),
+}
+
+impl From<tokio_postgres::Error> for Applied {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Applied::Db(e)
+    }
+}
+
+impl From<StateError> for Applied {
+    fn from(e: StateError) -> Self {
+        Applied::State(e)
+    }
+}
+
+/// The body of [`StateBackend::commit_as`]: each write, in order, in `txn`.
+async fn apply(txn: &deadpool_postgres::Transaction<'_>, writes: Vec<Write>) -> Result<(), Applied> {
+    for write in writes {
+        match write {
+            Write::PutResource(key, mut record) => {
+                let previous = txn
+                    .query_opt(
+                        "SELECT serial FROM resources WHERE pipeline = $1 AND environment = $2 AND resource = $3 FOR UPDATE",
+                        &[&key.pipeline, &key.environment, &key.resource],
+                    )
+                    .await?
+                    .map(|r| r.get::<_, i64>(0) as u64)
+                    .unwrap_or(0);
+                record.serial = previous + 1;
+                let serial = record.serial as i64;
+                txn.execute(
+                    "INSERT INTO resources (pipeline, environment, resource, serial, record) VALUES ($1, $2, $3, $4, $5::text::json) \
+                     ON CONFLICT (pipeline, environment, resource) DO UPDATE SET serial = $4, record = $5::text::json",
+                    &[&key.pipeline, &key.environment, &key.resource, &serial, &encode(&record)?],
+                )
+                .await?;
+            }
+            Write::DeleteResource(key) => {
+                txn.execute(
+                    "DELETE FROM resources WHERE pipeline = $1 AND environment = $2 AND resource = $3",
+                    &[&key.pipeline, &key.environment, &key.resource],
+                )
+                .await?;
+            }
+            Write::PutRun(run) => {
+                let started = run.started_ms as i64;
+                txn.execute(
+                    "INSERT INTO runs (id, started_ms, record) VALUES ($1, $2, $3::text::json) \
+                     ON CONFLICT (id) DO UPDATE SET started_ms = $2, record = $3::text::json",
+                    &[&run.id, &started, &encode(&run)?],
+                )
+                .await?;
+            }
+            Write::PutJob(job) => {
+                txn.execute(
+                    "INSERT INTO jobs (run_id, environment, node, record) VALUES ($1, $2, $3, $4::text::json) \
+                     ON CONFLICT (run_id, environment, node) DO UPDATE SET record = $4::text::json",
+                    &[&job.run_id, &job.environment, &job.node, &encode(&job)?],
+                )
+                .await?;
+            }
+            Write::Log(line, run_id) => {
+                txn.execute("INSERT INTO logs (run_id, line) VALUES ($1, $2::text::json)", &[&run_id, &encode(&line)?]).await?;
+            }
+            Write::Journal(entry) => {
+                txn.execute("INSERT INTO journal (run_id, entry) VALUES ($1, $2::text::json)", &[&entry.run_id, &encode(&entry)?])
+                    .await?;
+            }
+            Write::Decision(d) => {
+                txn.execute("INSERT INTO decisions (run_id, decision) VALUES ($1, $2::text::json)", &[&d.run_id, &encode(&d)?])
+                    .await?;
+            }
+            Write::PutSnapshot(digest, snapshot) => {
+                txn.execute(
+                    "INSERT INTO snapshots (digest, snapshot) VALUES ($1, $2::text::json) ON CONFLICT (digest) DO NOTHING",
+                    &[&digest, &encode(&snapshot)?],
+                )
+                .await?;
+            }
+            Write::PutBlob(digest, blob) => {
+                let bytes: &[u8] = &blob.0;
+                txn.execute("INSERT INTO blobs (digest, bytes) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING", &[&digest, &bytes])
+                    .await?;
+            }
+            Write::PutExecution(record) => {
+                txn.execute(
+                    "INSERT INTO executions (id, service, record) VALUES ($1, $2, $3::text::json) \
+                     ON CONFLICT (id) DO UPDATE SET service = $2, record = $3::text::json",
+                    &[&record.id, &record.service, &encode(&record)?],
+                )
+                .await?;
+            }
+            Write::PutService(name, record) => {
+                txn.execute(
+                    "INSERT INTO services (name, record) VALUES ($1, $2::text::json) \
+                     ON CONFLICT (name) DO UPDATE SET record = $2::text::json",
+                    &[&name, &encode(&record)?],
+                )
+                .await?;
+            }
+            Write::DeleteRun(id) => {
+                for sql in [
+                    "DELETE FROM runs WHERE id = $1",
+                    "DELETE FROM jobs WHERE run_id = $1",
+                    "DELETE FROM logs WHERE run_id = $1",
+                    "DELETE FROM journal WHERE run_id = $1",
+                    "DELETE FROM decisions WHERE run_id = $1",
+                ] {
+                    txn.execute(sql, &[&id]).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
