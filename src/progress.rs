@@ -7,15 +7,18 @@ use std::path::PathBuf;
 
 use stackpipe_runtime::control::{ControlClient, Request, ServerClient};
 use stackpipe_runtime::run::{GateSelector, RunEvent};
-use stackpipe_runtime::state::{read_owner, Decision, GateKind, LogLevel, Status};
+use stackpipe_runtime::state::{Decision, GateKind, LogLevel, Status};
 use tokio::sync::mpsc;
 
 /// Where the run whose events are shown is steered from: its control
-/// socket, found through its state directory, or the team server that runs it.
+/// socket (this process runs it), or the team server that runs it.
 pub enum Steer {
-    Local(PathBuf),
+    Local(SocketSlot),
     Server(ServerClient),
 }
+
+/// The control socket of the run this process runs, set once it is bound.
+pub type SocketSlot = std::sync::Arc<std::sync::OnceLock<PathBuf>>;
 
 /// Renders events until the run ends: JSON lines, a live view on a
 /// terminal, or one plain line per event. `ask`: at a gate, ask on the
@@ -260,8 +263,8 @@ impl Prompter {
         // Through our own control socket (or the server), like any other
         // terminal: the decision is recorded the same way, with the same user.
         let answer = match &self.steer {
-            Steer::Local(state_dir) => {
-                let Some(socket) = read_owner(state_dir).and_then(|o| o.control) else {
+            Steer::Local(slot) => {
+                let Some(socket) = slot.get().cloned() else {
                     return "  cannot find this run's control socket".into();
                 };
                 tokio::task::spawn_blocking(move || ControlClient::new(socket).request(&request)).await

@@ -27,7 +27,7 @@ pub const TOKEN_ENV: &str = "STACKPIPE_TOKEN";
 pub struct ServerArgs {
     /// Ask a team server (`stackpipe serve`) instead of a local state: `http(s)://HOST:PORT` [or
     /// $STACKPIPE_SERVER]. Its token is $STACKPIPE_TOKEN, or the one `stackpipe login URL` saved.
-    #[arg(long = "server", value_name = "URL", conflicts_with = "dir")]
+    #[arg(long = "server", value_name = "URL", conflicts_with = "location")]
     pub server: Option<String>,
 }
 
@@ -38,7 +38,7 @@ impl ServerArgs {
         if let Some(s) = &self.server {
             return Some(s.clone());
         }
-        if state.dir.is_some() {
+        if state.location.is_some() {
             return None;
         }
         std::env::var(SERVER_ENV).ok().filter(|s| !s.trim().is_empty())
@@ -69,7 +69,8 @@ impl ServerArgs {
     pub fn open_resources(&self, state: &StateArgs, pipeline: Option<&Path>, or_empty: bool) -> Result<StateStore, u8> {
         let Some(client) = self.client(state)? else { return state.open_resources(pipeline, or_empty) };
         let doc = client.resources().map_err(|e| server_error(e, client.url()))?;
-        StateStore::replica(&state.dir_for(pipeline), &doc.resources, &doc.locks).map_err(state_error)
+        let dir = state.given_dir().unwrap_or_else(|| PathBuf::from(".stackpipe"));
+        StateStore::replica(&dir, &doc.resources, &doc.locks).map_err(state_error)
     }
 }
 

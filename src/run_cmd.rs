@@ -15,6 +15,7 @@ use stackpipe_runtime::state::{LogLevel, RunKind, RunStatus, RunTrigger, StateSt
 use tokio::sync::mpsc;
 
 use stackpipe_runtime::control::{ControlServer, ControlSocket, Reach, RunHandles};
+use stackpipe_runtime::state_location::StateLocation;
 
 use crate::load::PipelineArgs;
 use crate::{EXIT_FAILED, EXIT_INVALID};
@@ -111,47 +112,85 @@ pub struct PlanArgs {
 
 #[derive(Args, Clone, Default)]
 pub struct StateArgs {
-    /// The state directory (default: `.stackpipe` beside the pipeline file, or `./.stackpipe`).
-    #[arg(long = "state", value_name = "DIR", global = true)]
-    pub dir: Option<PathBuf>,
+    /// Where the state is: a directory (default: `.stackpipe` beside the
+    /// pipeline file, or `./.stackpipe`), or a PostgreSQL database shared by
+    /// servers and runners (`postgres://USER@HOST:PORT/DB`; a password is
+    /// best given through STACKPIPE_STATE, not on the command line).
+    #[arg(long = "state", value_name = "DIR|URL", global = true, env = "STACKPIPE_STATE", hide_env_values = true)]
+    pub location: Option<String>,
 }
 
 impl StateArgs {
-    pub fn dir_for(&self, pipeline: Option<&Path>) -> PathBuf {
-        if let Some(d) = &self.dir {
-            return d.clone();
-        }
-        match pipeline.and_then(Path::parent) {
-            Some(p) if !p.as_os_str().is_empty() => p.join(".stackpipe"),
-            _ => PathBuf::from(".stackpipe"),
+    /// Where the state of the pipeline file `pipeline` (or of this
+    /// directory) is.
+    pub fn location_for(&self, pipeline: Option<&Path>) -> StateLocation {
+        match &self.location {
+            Some(text) => StateLocation::parse(text),
+            None => StateLocation::Dir(default_dir(pipeline)),
         }
     }
 
-    /// Opens the state database for writing; a reader from another
-    /// terminal that holds it for a moment is waited for.
+    /// The state directory given, if a directory was given.
+    pub fn given_dir(&self) -> Option<PathBuf> {
+        self.location.as_deref().map(StateLocation::parse).and_then(|l| l.dir().map(Path::to_path_buf))
+    }
+
+    /// The state directory, for what keeps files in one (a server's
+    /// users, a repair). A database given instead is an error, said.
+    pub fn dir_for(&self, pipeline: Option<&Path>) -> Result<PathBuf, u8> {
+        match self.location_for(pipeline) {
+            StateLocation::Dir(dir) => Ok(dir),
+            StateLocation::Postgres(_) => {
+                eprintln!("error: this command works on a state directory: pass --state DIR");
+                Err(EXIT_INVALID)
+            }
+        }
+    }
+
+    /// Opens the state for writing; a reader from another terminal that
+    /// holds a directory's database for a moment is waited for.
     pub fn open(&self, pipeline: Option<&Path>) -> Result<StateStore, u8> {
-        let dir = self.dir_for(pipeline);
-        StateStore::open_patiently(&dir, std::time::Duration::from_secs(10)).map_err(state_error)
+        self.location_for(pipeline).open(std::time::Duration::from_secs(10)).map_err(state_error)
     }
 
-    /// Opens the state database for reading only: nothing is created or
+    /// Opens the state for reading only: nothing is created or
     /// written. `or_empty`: a directory without state reads as empty
     /// (a plan of a pipeline never deployed).
     pub fn open_read_only(&self, pipeline: Option<&Path>, or_empty: bool) -> Result<StateStore, u8> {
-        let dir = self.dir_for(pipeline);
-        StateStore::open_read_only_patiently(&dir, std::time::Duration::from_secs(10), or_empty).map_err(state_error)
+        self.location_for(pipeline).open_read_only(std::time::Duration::from_secs(10), or_empty).map_err(state_error)
     }
 
     /// The resources and locks of the state, to read: from the database,
-    /// or from the run in progress that holds it (see `Reach::resources`).
-    /// `or_empty`: a directory without state reads as empty.
+    /// or from the run in progress that holds a directory's database (see
+    /// `Reach::resources`). `or_empty`: a directory without state reads
+    /// as empty.
     pub fn open_resources(&self, pipeline: Option<&Path>, or_empty: bool) -> Result<StateStore, u8> {
-        Reach::resources(&self.dir_for(pipeline), or_empty).map_err(state_error)
+        match self.location_for(pipeline) {
+            StateLocation::Dir(dir) => Reach::resources(&dir, or_empty).map_err(state_error),
+            shared @ StateLocation::Postgres(_) => {
+                shared.open_read_only(std::time::Duration::ZERO, or_empty).map_err(state_error)
+            }
+        }
     }
 
     /// The state database, or the runner holding it (see `control`).
     pub fn reach(&self, pipeline: Option<&Path>) -> Result<Reach, u8> {
-        Reach::open(&self.dir_for(pipeline)).map_err(state_error)
+        match self.location_for(pipeline) {
+            StateLocation::Dir(dir) => Reach::open(&dir).map_err(state_error),
+            // Read directly, beside the processes that run.
+            shared @ StateLocation::Postgres(_) => {
+                shared.open_read_only(std::time::Duration::ZERO, false).map(Reach::Store).map_err(state_error)
+            }
+        }
+    }
+}
+
+/// The default state directory: `.stackpipe` beside the pipeline file, or
+/// in this directory.
+fn default_dir(pipeline: Option<&Path>) -> PathBuf {
+    match pipeline.and_then(Path::parent) {
+        Some(p) if !p.as_os_str().is_empty() => p.join(".stackpipe"),
+        _ => PathBuf::from(".stackpipe"),
     }
 }
 
@@ -210,7 +249,7 @@ pub fn host() -> Result<Arc<PluginHost>, u8> {
 pub fn preflight(a: RunArgs) -> Result<(), u8> {
     let rt = runtime()?;
     let host = host()?;
-    let pipeline = rt.block_on(a.pipeline.load_checked(a.state.dir.as_deref(), &host, &a.sets))?;
+    let pipeline = rt.block_on(a.pipeline.load_checked(a.state.given_dir().as_deref(), &host, &a.sets))?;
     let store = Arc::new(a.remote.open_resources(&a.state, Some(&a.pipeline.file), true)?);
     let report =
         rt.block_on(stackpipe_runtime::run::preflight(&pipeline, Mode::Deploy, host, store, &a.plan_options())).map_err(run_error)?;
@@ -237,7 +276,7 @@ pub fn plan(a: PlanArgs) -> Result<(), u8> {
 fn plan_like(a: RunArgs, mode: Mode) -> Result<(), u8> {
     let rt = runtime()?;
     let host = host()?;
-    let pipeline = rt.block_on(a.pipeline.load_checked(a.state.dir.as_deref(), &host, &a.sets))?;
+    let pipeline = rt.block_on(a.pipeline.load_checked(a.state.given_dir().as_deref(), &host, &a.sets))?;
     let store = Arc::new(a.remote.open_resources(&a.state, Some(&a.pipeline.file), true)?);
     let opts = a.plan_options();
     let (summary, failures) =
@@ -336,7 +375,7 @@ pub fn run(a: RunArgs, mode: Mode) -> Result<(), u8> {
     }
     let rt = runtime()?;
     let host = host()?;
-    let pipeline = rt.block_on(a.pipeline.load_checked(a.state.dir.as_deref(), &host, &a.sets))?;
+    let pipeline = rt.block_on(a.pipeline.load_checked(a.state.given_dir().as_deref(), &host, &a.sets))?;
     let opts = a.run_options(None);
     run_loaded(&pipeline, a, mode, opts, &rt, host)
 }
@@ -354,7 +393,7 @@ fn run_loaded(
 ) -> Result<(), u8> {
     let store = Arc::new(a.state.open(Some(&a.pipeline.file))?);
     rt.block_on(preflight_first(pipeline, mode, host.clone(), store.clone(), &mut opts, a.json))?;
-    let state_dir = a.state.dir_for(Some(&a.pipeline.file));
+    let slot = crate::progress::SocketSlot::default();
     let summary = rt.block_on(async move {
         let stop = StopSignal::new();
         tokio::spawn(watch_signals(
@@ -362,8 +401,8 @@ fn run_loaded(
             "\nstopping: operations in flight will finish; nothing new starts (Ctrl-C again to see this again)",
         ));
         let (tx, rx) = mpsc::unbounded_channel();
-        let printer = tokio::spawn(crate::progress::print_events(rx, a.json, true, a.yes, crate::progress::Steer::Local(state_dir)));
-        let r = steered_run(pipeline, mode, host, store, &opts, Steering { events: Events::new(tx), stop }).await;
+        let printer = tokio::spawn(crate::progress::print_events(rx, a.json, true, a.yes, crate::progress::Steer::Local(slot.clone())));
+        let r = steered_run(pipeline, mode, host, store, &opts, Steering { events: Events::new(tx), stop }, &slot).await;
         let _ = printer.await;
         r
     });
@@ -410,18 +449,28 @@ pub async fn steered_run(
     store: Arc<StateStore>,
     opts: &RunOptions,
     steering: Steering,
+    slot: &crate::progress::SocketSlot,
 ) -> Result<RunSummary, u8> {
     // Bound before anything of the run is recorded, its id included: if it
     // cannot be, the run ends here with nothing of it left in the state.
-    // A state in a directory has the socket there; a shared database
-    // is read by other terminals directly.
-    let socket = match store.dir() {
-        Some(dir) => Some(ControlSocket::bind(dir).map_err(|e| {
-            eprintln!("error: cannot serve the control socket: {e}");
+    // A state directory has the socket beside it; a run on a shared
+    // database has it in a private directory of its own, for this
+    // terminal (other terminals read the database).
+    let private = match store.dir() {
+        Some(_) => None,
+        None => Some(tempfile::Builder::new().prefix("stackpipe-run-").tempdir().map_err(|e| {
+            eprintln!("error: cannot make a directory for the control socket: {e}");
             EXIT_FAILED
         })?),
-        None => None,
     };
+    let socket_dir = store.dir().or(private.as_ref().map(|d| d.path())).unwrap_or(Path::new("."));
+    let socket = Some(ControlSocket::bind(socket_dir).map_err(|e| {
+        eprintln!("error: cannot serve the control socket: {e}");
+        EXIT_FAILED
+    })?);
+    if let Some(s) = &socket {
+        let _ = slot.set(s.path().to_path_buf());
+    }
     // The control socket follows the run's events.
     let (tx, rx) = mpsc::unbounded_channel();
     let stop = steering.stop.clone();
@@ -535,7 +584,7 @@ pub fn again(run_id: &str, state: &StateArgs, resume: bool, json: bool, given: &
     let store = state.open_read_only(None, false)?;
     let Some(run) = store.run(run_id).map_err(state_error)?
     else {
-        eprintln!("error: no run `{run_id}` in {}", state.dir_for(None).display());
+        eprintln!("error: no run `{run_id}` in {}", state.location_for(None));
         return Err(EXIT_INVALID);
     };
     if resume && run.status == RunStatus::Succeeded {
@@ -609,7 +658,7 @@ pub fn again(run_id: &str, state: &StateArgs, resume: bool, json: bool, given: &
         pipeline: PipelineArgs { file: file.clone(), env, vars: vars.clone(), max_file_size: None },
         sets: run.sets.clone(),
         parallelism: run.parallelism,
-        state: StateArgs { dir: Some(state.dir_for(None)) },
+        state: StateArgs { location: Some(state.location.clone().unwrap_or_else(|| default_dir(None).display().to_string())) },
         message: run.message.clone(),
         json,
         yes: false,
@@ -626,7 +675,7 @@ pub fn again(run_id: &str, state: &StateArgs, resume: bool, json: bool, given: &
     let rt = runtime()?;
     let host = host()?;
     let Some((source, drift)) = restored else {
-        let pipeline = rt.block_on(args.pipeline.load_checked(args.state.dir.as_deref(), &host, &args.sets))?;
+        let pipeline = rt.block_on(args.pipeline.load_checked(args.state.given_dir().as_deref(), &host, &args.sets))?;
         let opts = args.run_options(resume);
         return run_loaded(&pipeline, args, mode, opts, &rt, host);
     };
@@ -641,7 +690,11 @@ pub fn again(run_id: &str, state: &StateArgs, resume: bool, json: bool, given: &
     };
     let compile = stackpipe_dsl::CompileOptions { vars: vars.clone(), env: snapshot.environment.clone(), require_values: true, ..Default::default() };
     let pipeline = stackpipe_runtime::pipeline::compile(Path::new(&main.path), main.text.clone(), compile)
-        .and_then(|p| p.check_grants(&args.state.dir_for(None)).map(|()| p))
+        .and_then(|p| match args.state.given_dir() {
+            Some(dir) => p.check_grants(&dir).map(|()| p),
+            None if args.state.location.is_none() => p.check_grants(&default_dir(None)).map(|()| p),
+            None => Ok(p),
+        })
         .map_err(crate::load::report_load_error)?;
     let mut opts = args.run_options(resume);
     // Exactly the snapshot's vars (and the sensitive ones given again):

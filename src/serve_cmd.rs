@@ -42,7 +42,7 @@ pub struct ServeArgs {
 
 /// `stackpipe serve`: serves until SIGTERM or Ctrl-C.
 pub fn serve(a: ServeArgs) -> Result<(), u8> {
-    let state_dir = a.state.dir_for(None);
+    let state_dir = a.state.dir_for(None)?;
     let rt = crate::run_cmd::runtime()?;
     let host = crate::run_cmd::host()?;
     let opts = ServeOptions {
@@ -94,7 +94,7 @@ pub struct AuditArgs {
 
 /// `stackpipe audit`: the server's audit log, oldest first.
 pub fn audit(a: AuditArgs) -> Result<(), u8> {
-    let dir = a.state.dir_for(None);
+    let dir = a.state.dir_for(None)?;
     let mut entries = AuditLog::read(&dir).map_err(|e| {
         eprintln!("error: {e}");
         EXIT_FAILED

@@ -857,7 +857,7 @@ pub fn state(cmd: StateCommand) -> Result<(), u8> {
 
 fn repair(a: StateRepairArgs) -> Result<(), u8> {
     use stackpipe_runtime::state::Recovered;
-    let dir = a.state.dir_for(None);
+    let dir = a.state.dir_for(None)?;
     let report = stackpipe_runtime::state::repair(&dir, a.from_backup).map_err(|e| match e {
         // Said in full by repair itself: what was tried, where the file went.
         e @ stackpipe_runtime::state::StateError::Damaged { .. } => {

@@ -71,14 +71,14 @@ fn pipelines_of(pipelines: &[String]) -> String {
 pub fn run(cmd: UserCommand) -> Result<(), u8> {
     match cmd {
         UserCommand::Add(a) => {
-            let dir = a.state.dir_for(None);
+            let dir = a.state.dir_for(None)?;
             let (user, token) = Users::add(&dir, &a.name, a.role, &a.pipelines).map_err(users_error)?;
             println!("added user `{}`: {} of {}; their token, shown only now:", user.name, user.role, pipelines_of(&user.pipelines));
             println!("{token}");
             Ok(())
         }
         UserCommand::List(a) => {
-            let users = Users::load(&a.state.dir_for(None)).map_err(users_error)?;
+            let users = Users::load(&a.state.dir_for(None)?).map_err(users_error)?;
             if a.json {
                 let doc: Vec<_> = users
                     .list()
@@ -98,12 +98,12 @@ pub fn run(cmd: UserCommand) -> Result<(), u8> {
             Ok(())
         }
         UserCommand::Remove(a) => {
-            let user = Users::remove(&a.state.dir_for(None), &a.name).map_err(users_error)?;
+            let user = Users::remove(&a.state.dir_for(None)?, &a.name).map_err(users_error)?;
             println!("removed user `{}`: their token no longer works", user.name);
             Ok(())
         }
         UserCommand::Token(a) => {
-            let token = Users::rotate(&a.state.dir_for(None), &a.name).map_err(users_error)?;
+            let token = Users::rotate(&a.state.dir_for(None)?, &a.name).map_err(users_error)?;
             println!("a new token for `{}` (the old one no longer works), shown only now:", a.name);
             println!("{token}");
             Ok(())

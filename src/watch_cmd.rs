@@ -227,13 +227,14 @@ async fn run_cycle(
     // As `deploy` does: nothing starts unless the whole run passes preflight.
     crate::run_cmd::preflight_first(&p, mode, host.clone(), store.clone(), &mut opts, a.json).await.ok()?;
     let (tx, rx) = mpsc::unbounded_channel();
+    let slot = crate::progress::SocketSlot::default();
     // Gates are decided with `stackpipe approve` from another terminal (or
     // --yes, but for policies' approvals): the watch's own terminal is not read, so a save is never
     // mistaken for an answer.
     let printer =
-        tokio::spawn(crate::progress::print_events(rx, a.json, false, a.yes, Steer::Local(a.state.dir_for(Some(&a.pipeline.file)))));
+        tokio::spawn(crate::progress::print_events(rx, a.json, false, a.yes, Steer::Local(slot.clone())));
     let steering = Steering { events: Events::new(tx), stop };
-    let result = crate::run_cmd::steered_run(&p, mode, host, store, &opts, steering).await;
+    let result = crate::run_cmd::steered_run(&p, mode, host, store, &opts, steering, &slot).await;
     let _ = printer.await;
     let s = result.ok()?;
     let _ = crate::run_cmd::finish(&s, a.json);

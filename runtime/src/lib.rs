@@ -13,5 +13,6 @@ pub mod secrets;
 pub mod service;
 /// The state store, a crate of its own (no wasm, no tokio): see `stackpipe-state`.
 pub use stackpipe_state as state;
+pub mod state_location;
 pub mod type_check;
 pub mod watch;

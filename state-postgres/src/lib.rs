@@ -8,7 +8,7 @@
 
 mod store;
 
-pub use store::{shown_location, PostgresStore, RENEW_EVERY, RUN_LEASE};
+pub use store::{shown_location, shown_url, PostgresStore, RENEW_EVERY, RUN_LEASE};
 
 use tokio_postgres::{Client, NoTls};
 

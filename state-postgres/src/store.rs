@@ -73,6 +73,15 @@ pub fn shown_location(config: &tokio_postgres::Config) -> String {
     format!("postgres://{user}{host}:{port}/{db}")
 }
 
+/// An address as messages show it (see [`shown_location`]); one that
+/// does not parse shows as `postgres://…`.
+pub fn shown_url(url: &str) -> String {
+    match url.parse::<tokio_postgres::Config>() {
+        Ok(config) => shown_location(&config),
+        Err(_) => "postgres://…".into(),
+    }
+}
+
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://USER[:PASSWORD]@HOST:PORT/DB`,
     /// or the key=value form), brings its schema up to date (see
@@ -80,7 +89,7 @@ impl PostgresStore {
     /// this process will run.
     pub fn connect(url: &str) -> Result<PostgresStore, StateError> {
         let config: tokio_postgres::Config = url.parse().map_err(|e| StateError::Database {
-            location: "postgres://…".into(),
+            location: shown_url(url),
             cause: format!("not a PostgreSQL address: {e}"),
         })?;
         let location = shown_location(&config);
