@@ -707,6 +707,22 @@ pub enum StateCommand {
     /// file itself, else from state.redb.backup. The damaged file is copied
     /// aside first.
     Repair(StateRepairArgs),
+    /// Copy a whole state into an empty one: a directory to a PostgreSQL
+    /// database (`--to postgres://…`), or back. The copy is read back and
+    /// compared with the original before this says it is done.
+    Migrate(StateMigrateArgs),
+}
+
+#[derive(Args)]
+pub struct StateMigrateArgs {
+    /// The state to copy: a state directory, or a `postgres://` address.
+    /// It is only read; stop runs and servers that use it first.
+    #[arg(long, value_name = "DIR|URL")]
+    pub from: String,
+    /// Where to copy it: a directory without state, or a database that
+    /// holds none.
+    #[arg(long, value_name = "DIR|URL")]
+    pub to: String,
 }
 
 #[derive(Args)]
@@ -840,6 +856,7 @@ pub fn state(cmd: StateCommand) -> Result<(), u8> {
             }
         }
         StateCommand::Repair(a) => repair(a),
+        StateCommand::Migrate(a) => migrate(a),
         StateCommand::Unlock(a) => {
             let key = a.key.as_deref().map(parse_key).transpose()?;
             let store = a.state.open(None)?;
@@ -853,6 +870,34 @@ pub fn state(cmd: StateCommand) -> Result<(), u8> {
             Ok(())
         }
     }
+}
+
+fn migrate(a: StateMigrateArgs) -> Result<(), u8> {
+    use stackpipe_runtime::state_location::StateLocation;
+    let (from, to) = (StateLocation::parse(&a.from), StateLocation::parse(&a.to));
+    if from == to {
+        eprintln!("error: --from and --to are the same state");
+        return Err(EXIT_INVALID);
+    }
+    let source = from.open_read_only(std::time::Duration::from_secs(10), false).map_err(state_error)?;
+    let dump = source.export().map_err(state_error)?;
+    let counts = source.counts().map_err(state_error)?;
+    drop(source);
+    let target = to.open(std::time::Duration::from_secs(10)).map_err(state_error)?;
+    target.import(&dump).map_err(|e| {
+        let code = state_error(e);
+        eprintln!("  nothing was copied");
+        code
+    })?;
+    // Read back: the copy must hold exactly what the original does.
+    let copy = target.export().map_err(state_error)?;
+    if copy != dump {
+        eprintln!("error: the copy in {to} does not read back as the original: do not use it");
+        return Err(EXIT_FAILED);
+    }
+    println!("copied {from} to {to}: {counts}, {} snapshots, {} components, {} pipeline executions", dump.snapshots.len(), dump.blobs.len(), dump.executions.len());
+    println!("read back and compared: the same");
+    Ok(())
 }
 
 fn repair(a: StateRepairArgs) -> Result<(), u8> {

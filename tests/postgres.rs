@@ -105,3 +105,100 @@ mod migrations {
         });
     }
 }
+
+/// `stackpipe state migrate`: a state made by real runs, copied to
+/// PostgreSQL and back, reads the same through every `--json` listing.
+mod state_migrate {
+    use super::Postgres;
+    use crate::common::{text, Project, TEST_PLUGIN};
+    use serde_json::Value;
+
+    fn pipeline() -> String {
+        format!(
+            "pipeline \"demo\"\nvar token: string sensitive\n{TEST_PLUGIN}\nenvironment dev {{}}\n\
+             environment prod {{ approval = true }}\n\n\
+             resource a \"t.step\" {{ size = 1  password = var.token }}\n\
+             resource b \"t.step\" {{ x = a.id }}\n\
+             resource c \"t.step\" {{ x = b.id  fail = {{ dev = false, prod = true }}[env.name] }}\n"
+        )
+    }
+
+    fn ok(p: &Project, args: &[&str]) -> String {
+        let o = p.command(args).env("STACKPIPE_VAR_token", "s3cret-value").output().expect("runs");
+        assert_eq!(o.status.code(), Some(0), "{args:?}\n{}\n{}", text(&o.stdout), text(&o.stderr));
+        text(&o.stdout)
+    }
+
+    /// Every listing, in JSON, of the state at `state`.
+    fn listings(p: &Project, state: &str) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        let mut json = |args: &[&str]| {
+            let mut all: Vec<&str> = args.to_vec();
+            all.extend(["--json", "--state", state]);
+            let o = ok(p, &all);
+            let value: Value = serde_json::from_str(&o).unwrap_or_else(|e| {
+                // `logs --json` is a line per entry.
+                let lines: Result<Vec<Value>, _> = o.lines().map(serde_json::from_str).collect();
+                Value::Array(lines.unwrap_or_else(|_| panic!("{args:?}: not JSON ({e}): {o}")))
+            });
+            out.push((args.join(" "), value));
+        };
+        json(&["state", "list"]);
+        json(&["runs"]);
+        for run in ["r000001", "r000002", "r000003"] {
+            json(&["status", run]);
+            json(&["logs", run]);
+            json(&["show", run]);
+        }
+        for resource in ["dev/a", "dev/c", "prod/b", "prod/c"] {
+            json(&["history", resource]);
+        }
+        json(&["outputs", "demo.pipeline"]);
+        out
+    }
+
+    #[test]
+    fn a_state_goes_to_postgres_and_back_and_every_listing_reads_the_same() {
+        let pg = Postgres::shared();
+        let p = Project::with_pipeline(&pipeline());
+        // Three runs: one to dev and prod, one failing at prod's `c`, one rejected at prod's gate.
+        ok(&p, &["deploy", "demo.pipeline", "--env", "dev", "--yes"]);
+        let o = p.command(&["deploy", "demo.pipeline", "--yes", "--approve-env", "prod"]).env("STACKPIPE_VAR_token", "s3cret-value").output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "prod's c fails: {}", text(&o.stderr));
+        let waiting = p
+            .command(&["deploy", "demo.pipeline"])
+            .env("STACKPIPE_VAR_token", "s3cret-value")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut waiting = crate::common::Running::new(waiting);
+        crate::common::wait_for("prod's gate", || {
+            p.run(&["reject", "r000003", "--env", "prod", "--comment", "not today"]).status.success()
+        });
+        let status = waiting.child().wait().unwrap();
+        assert_eq!(status.code(), Some(1), "rejected at prod");
+        let original = listings(&p, ".stackpipe");
+
+        let url = pg.database("migrate");
+        let said = ok(&p, &["state", "migrate", "--from", ".stackpipe", "--to", &url]);
+        assert!(said.contains("read back and compared: the same"), "{said}");
+        let on_postgres = listings(&p, &url);
+        for ((what, a), (_, b)) in original.iter().zip(&on_postgres) {
+            assert_eq!(a, b, "`{what}` on PostgreSQL");
+        }
+        ok(&p, &["state", "migrate", "--from", &url, "--to", "back"]);
+        let back = listings(&p, "back");
+        for ((what, a), (_, b)) in original.iter().zip(&back) {
+            assert_eq!(a, b, "`{what}` back in a directory");
+        }
+        // Into a state that holds something: refused, nothing written.
+        let o = p.command(&["state", "migrate", "--from", "back", "--to", &url]).output().unwrap();
+        assert_eq!(o.status.code(), Some(1));
+        assert!(text(&o.stderr).contains("is not empty"), "{}", text(&o.stderr));
+        // A resume with the sensitive var still knows it as the same value
+        // (the hashes' key came along): a rerun on PostgreSQL goes ahead.
+        ok(&p, &["deploy", "demo.pipeline", "--env", "dev", "--yes", "--state", &url]);
+        assert!(!format!("{original:?}").contains("s3cret-value"), "no sensitive value in any listing");
+    }
+}

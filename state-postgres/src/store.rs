@@ -25,7 +25,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use stackpipe_state::{
     keyed_hash_with, sort_jobs, Counts, ExecutionRecord, GateDecision, JobRecord, JournalEntry, LockHolder, LogLine,
-    ResourceKey, ResourceRecord, RunRecord, RunSnapshot, RunStatus, ServiceRecord, StateBackend, StateError, Write,
+    ResourceKey, ResourceRecord, RunRecord, RunSnapshot, RunStatus, ServiceRecord, StateBackend, StateDump, StateError,
+    Write,
 };
 use tokio_postgres::NoTls;
 
@@ -757,9 +758,61 @@ impl StateBackend for PostgresStore {
             Ok(())
         })
     }
+
+    fn export(&self) -> Result<StateDump, StateError> {
+        let location = self.location.clone();
+        let mut dump = self.call(move |pool| async move {
+            let mut client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            // One snapshot of the database for every table.
+            let txn = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(|e| db_error(&location, e))?;
+            export_tables(&txn).await.map_err(|e| match e {
+                Applied::Db(e) => db_error(&location, e),
+                Applied::State(e) => e,
+            })
+        })?;
+        dump.normalize();
+        Ok(dump)
+    }
+
+    fn import(&self, dump: &StateDump) -> Result<(), StateError> {
+        if !self.export()?.is_empty() || self.stored_hash_key()?.is_some() {
+            return Err(StateError::NotEmpty { location: self.location() });
+        }
+        let location = self.location.clone();
+        let dump = dump.clone();
+        self.call(move |pool| async move {
+            let mut client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            let txn = client.transaction().await.map_err(|e| db_error(&location, e))?;
+            import_tables(&txn, &dump).await.map_err(|e| match e {
+                Applied::Db(e) => db_error(&location, e),
+                Applied::State(e) => e,
+            })?;
+            txn.commit().await.map_err(|e| db_error(&location, e))?;
+            Ok(())
+        })
+    }
 }
 
 impl PostgresStore {
+    /// The key of keyed hashes, if one was made.
+    fn stored_hash_key(&self) -> Result<Option<Vec<u8>>, StateError> {
+        let location = self.location.clone();
+        self.call(move |pool| async move {
+            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            let row = client
+                .query_opt("SELECT key FROM store_keys WHERE name = 'keyed_hash'", &[])
+                .await
+                .map_err(|e| db_error(&location, e))?;
+            Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+        })
+    }
+
     fn keyed_resources(
         &self,
         sql: &'static str,
@@ -894,4 +947,89 @@ async fn apply(txn: &deadpool_postgres::Transaction<'_>, writes: Vec<Write>) -> 
         }
     }
     Ok(())
+}
+
+/// Every row of every table, as stored (see [`StateDump`]).
+async fn export_tables(txn: &deadpool_postgres::Transaction<'_>) -> Result<StateDump, Applied> {
+    async fn rows(txn: &deadpool_postgres::Transaction<'_>, sql: &str) -> Result<Vec<tokio_postgres::Row>, Applied> {
+        Ok(txn.query(sql, &[]).await?)
+    }
+    let key = |r: &tokio_postgres::Row| ResourceKey::new(r.get(0), r.get(1), r.get(2));
+    let mut dump = StateDump::default();
+    for r in rows(txn, "SELECT pipeline, environment, resource, record::text FROM resources ORDER BY 1, 2, 3").await? {
+        dump.resources.push((key(&r), decode(r.get::<_, &str>(3), "resource")?));
+    }
+    for r in rows(txn, "SELECT pipeline, environment, resource, holder::text FROM locks ORDER BY 1, 2, 3").await? {
+        dump.locks.push((key(&r), decode(r.get::<_, &str>(3), "lock holder")?));
+    }
+    for r in rows(txn, "SELECT record::text FROM runs ORDER BY id").await? {
+        dump.runs.push(decode(r.get::<_, &str>(0), "run")?);
+    }
+    for r in rows(txn, "SELECT record::text FROM jobs ORDER BY run_id, environment, node").await? {
+        dump.jobs.push(decode(r.get::<_, &str>(0), "job")?);
+    }
+    for r in rows(txn, "SELECT run_id, line::text FROM logs ORDER BY run_id, seq").await? {
+        dump.logs.push((r.get(0), decode(r.get::<_, &str>(1), "log line")?));
+    }
+    for r in rows(txn, "SELECT entry::text FROM journal ORDER BY run_id, seq").await? {
+        dump.journal.push(decode(r.get::<_, &str>(0), "journal entry")?);
+    }
+    for r in rows(txn, "SELECT decision::text FROM decisions ORDER BY run_id, seq").await? {
+        dump.decisions.push(decode(r.get::<_, &str>(0), "decision")?);
+    }
+    for r in rows(txn, "SELECT digest, snapshot::text FROM snapshots ORDER BY digest").await? {
+        dump.snapshots.push((r.get(0), decode(r.get::<_, &str>(1), "snapshot")?));
+    }
+    for r in rows(txn, "SELECT digest, bytes FROM blobs ORDER BY digest").await? {
+        dump.blobs.push((r.get(0), r.get(1)));
+    }
+    for r in rows(txn, "SELECT record::text FROM executions ORDER BY id").await? {
+        dump.executions.push(decode(r.get::<_, &str>(0), "execution")?);
+    }
+    for r in rows(txn, "SELECT name, record::text FROM services ORDER BY name").await? {
+        dump.services.push((r.get(0), decode(r.get::<_, &str>(1), "service")?));
+    }
+    for r in rows(txn, "SELECT name, value FROM counters WHERE name IN ('run_counter', 'execution_counter') ORDER BY name").await? {
+        dump.counters.push((r.get(0), r.get::<_, i64>(1) as u64));
+    }
+    dump.hash_key = rows(txn, "SELECT key FROM store_keys WHERE name = 'keyed_hash'").await?.first().map(|r| r.get(0));
+    Ok(dump)
+}
+
+/// Writes every row of `dump` as it is (serials included) into an empty state.
+async fn import_tables(txn: &deadpool_postgres::Transaction<'_>, dump: &StateDump) -> Result<(), Applied> {
+    for (k, record) in &dump.resources {
+        txn.execute(
+            "INSERT INTO resources (pipeline, environment, resource, serial, record) VALUES ($1, $2, $3, $4, $5::text::json)",
+            &[&k.pipeline, &k.environment, &k.resource, &(record.serial as i64), &encode(record)?],
+        )
+        .await?;
+    }
+    for (k, holder) in &dump.locks {
+        txn.execute(
+            "INSERT INTO locks (pipeline, environment, resource, run_id, holder) VALUES ($1, $2, $3, $4, $5::text::json)",
+            &[&k.pipeline, &k.environment, &k.resource, &holder.run_id, &encode(holder)?],
+        )
+        .await?;
+    }
+    for (name, n) in &dump.counters {
+        txn.execute("INSERT INTO counters (name, value) VALUES ($1, $2)", &[name, &(*n as i64)]).await?;
+    }
+    if let Some(key) = &dump.hash_key {
+        txn.execute("INSERT INTO store_keys (name, key) VALUES ('keyed_hash', $1)", &[key]).await?;
+    }
+    for (digest, bytes) in &dump.blobs {
+        txn.execute("INSERT INTO blobs (digest, bytes) VALUES ($1, $2)", &[digest, bytes]).await?;
+    }
+    // The rest as a batch of writes would be stored, keeping each run's order.
+    let mut writes: Vec<Write> = Vec::new();
+    writes.extend(dump.snapshots.iter().cloned().map(|(d, s)| Write::PutSnapshot(d, s)));
+    writes.extend(dump.runs.iter().cloned().map(Write::PutRun));
+    writes.extend(dump.jobs.iter().cloned().map(Write::PutJob));
+    writes.extend(dump.logs.iter().map(|(run, line)| Write::Log(line.clone(), run.clone())));
+    writes.extend(dump.journal.iter().cloned().map(Write::Journal));
+    writes.extend(dump.decisions.iter().cloned().map(Write::Decision));
+    writes.extend(dump.executions.iter().cloned().map(Write::PutExecution));
+    writes.extend(dump.services.iter().cloned().map(|(name, record)| Write::PutService(name, record)));
+    apply(txn, writes).await
 }

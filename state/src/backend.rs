@@ -157,6 +157,17 @@ pub trait StateBackend: Send + Sync + std::fmt::Debug {
     /// Applies `writes` at once. When not `durable`, they are visible at
     /// once but may be lost by a crash before the next durable commit.
     fn commit_as(&self, writes: Vec<Write>, durable: bool) -> Result<(), StateError>;
+
+    // ---- the whole state, for `state migrate`
+
+    /// Everything the state holds, as stored, in the order of
+    /// [`StateDump::normalize`].
+    fn export(&self) -> Result<StateDump, StateError>;
+
+    /// Writes `dump` into this state, which must hold nothing
+    /// ([`StateError::NotEmpty`] otherwise), at once and durably: records
+    /// exactly as given, serials included.
+    fn import(&self, dump: &StateDump) -> Result<(), StateError>;
 }
 
 /// One write of a [`StateBackend::commit`] batch.
@@ -242,4 +253,72 @@ pub fn keyed_hash_with(key: &[u8], name: &str, value: &str) -> Result<String, St
     mac.update(b"\0");
     mac.update(value.as_bytes());
     Ok(hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Everything a state holds, as stored: what `stackpipe state migrate`
+/// copies from one backend to another ([`StateBackend::export`],
+/// [`StateBackend::import`]). Runs keep the status they were stored with
+/// (a run stored as running stays so, and reads as interrupted in both),
+/// resources their serials, and each run's log lines, journal and
+/// decisions their order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StateDump {
+    pub resources: Vec<(ResourceKey, ResourceRecord)>,
+    pub locks: Vec<(ResourceKey, LockHolder)>,
+    /// By id.
+    pub runs: Vec<RunRecord>,
+    /// By run, environment and node.
+    pub jobs: Vec<JobRecord>,
+    /// By run (or pipeline execution), each one's in the order written.
+    pub logs: Vec<(String, LogLine)>,
+    pub journal: Vec<JournalEntry>,
+    pub decisions: Vec<GateDecision>,
+    /// By digest.
+    pub snapshots: Vec<(String, RunSnapshot)>,
+    pub blobs: Vec<(String, Vec<u8>)>,
+    /// By id.
+    pub executions: Vec<ExecutionRecord>,
+    /// By name.
+    pub services: Vec<(String, ServiceRecord)>,
+    /// The id counters (`run_counter`, `execution_counter`), by name.
+    pub counters: Vec<(String, u64)>,
+    /// The key of [`StateBackend::keyed_hash`], once one was made: copied,
+    /// so that the hashes the runs recorded still compare.
+    pub hash_key: Option<Vec<u8>>,
+}
+
+impl StateDump {
+    /// Puts every list in the order the dump promises (the journal and
+    /// decisions by run, keeping each run's order).
+    pub fn normalize(&mut self) {
+        let key = |k: &ResourceKey| (k.pipeline.clone(), k.environment.clone(), k.resource.clone());
+        self.resources.sort_by_key(|(k, _)| key(k));
+        self.locks.sort_by_key(|(k, _)| key(k));
+        self.runs.sort_by(|a, b| a.id.cmp(&b.id));
+        self.jobs.sort_by(|a, b| (&a.run_id, &a.environment, &a.node).cmp(&(&b.run_id, &b.environment, &b.node)));
+        self.logs.sort_by(|a, b| a.0.cmp(&b.0));
+        self.journal.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+        self.decisions.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+        self.snapshots.sort_by(|a, b| a.0.cmp(&b.0));
+        self.blobs.sort_by(|a, b| a.0.cmp(&b.0));
+        self.executions.sort_by(|a, b| a.id.cmp(&b.id));
+        self.services.sort_by(|a, b| a.0.cmp(&b.0));
+        self.counters.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+
+    /// Whether the state holds nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.resources.is_empty()
+            && self.locks.is_empty()
+            && self.runs.is_empty()
+            && self.jobs.is_empty()
+            && self.logs.is_empty()
+            && self.journal.is_empty()
+            && self.decisions.is_empty()
+            && self.snapshots.is_empty()
+            && self.blobs.is_empty()
+            && self.executions.is_empty()
+            && self.services.is_empty()
+            && self.counters.iter().all(|(_, n)| *n == 0)
+    }
 }

@@ -32,6 +32,9 @@ pub enum StateError {
     /// statement. `location` never holds a password.
     #[error("cannot use the state database {location}: {cause}")]
     Database { location: String, cause: String },
+    /// A copy into a state that already holds something.
+    #[error("the state {location} is not empty: a state is copied only into an empty one")]
+    NotEmpty { location: String },
     /// An error of redb, as text.
     #[error("state database: {0}")]
     Db(String),

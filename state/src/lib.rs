@@ -83,6 +83,6 @@ pub use file::{db_path, BACKUP_FILE, SIZE_LIMIT_ENV};
 pub use owner::{pid_alive, read_owner, OwnerInfo};
 pub use records::*;
 pub use repair::{repair, Recovered, RepairReport};
-pub use backend::{keyed_hash_with, sort_jobs, Blob, Counts, StateBackend, Write};
+pub use backend::{keyed_hash_with, sort_jobs, Blob, Counts, StateBackend, StateDump, Write};
 pub use redb_store::RedbStore;
 pub use state_store::StateStore;

@@ -16,7 +16,7 @@ use super::guard::quietly;
 use super::owner::{pid_alive, remove_owner, write_owner, OwnerInfo};
 use super::records::*;
 use super::backend::{keyed_hash_with, sort_jobs};
-use super::{Counts, StateBackend, Write};
+use super::{Counts, StateBackend, StateDump, Write};
 
 type Key3<'a> = (&'a str, &'a str, &'a str);
 
@@ -832,6 +832,33 @@ impl StateBackend for RedbStore {
             Ok(())
         })
     }
+
+    fn export(&self) -> Result<StateDump, StateError> {
+        let hash_key = match std::fs::read(self.dir.join(SECRETS_KEY)) {
+            Ok(key) => Some(key),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        let mut dump = self.guarded(|| export_tables(&self.read()?))?;
+        dump.hash_key = hash_key;
+        dump.normalize();
+        Ok(dump)
+    }
+
+    fn import(&self, dump: &StateDump) -> Result<(), StateError> {
+        if !self.export()?.is_empty() || self.dir.join(SECRETS_KEY).exists() {
+            return Err(StateError::NotEmpty { location: self.location() });
+        }
+        if let Some(key) = &dump.hash_key {
+            write_secrets_key(&self.dir, key)?;
+        }
+        self.guarded(|| {
+            let txn = begin_write(self.writable()?, true)?;
+            import_tables(&txn, dump)?;
+            txn.commit()?;
+            Ok(())
+        })
+    }
 }
 
 const SECRETS_KEY: &str = "secrets.key";
@@ -839,8 +866,6 @@ const SECRETS_KEY: &str = "secrets.key";
 /// The state directory's key for [`RedbStore::keyed_hash`]: read, or (by
 /// a writer) made, 0600.
 fn secrets_key(dir: &Path, create: bool) -> Result<Vec<u8>, StateError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(SECRETS_KEY);
     match std::fs::read(&path) {
         Ok(key) if key.len() == 32 => return Ok(key),
@@ -850,10 +875,18 @@ fn secrets_key(dir: &Path, create: bool) -> Result<Vec<u8>, StateError> {
     }
     let mut key = vec![0u8; 32];
     getrandom::getrandom(&mut key).map_err(|e| StateError::Io(std::io::Error::other(e.to_string())))?;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
-    f.write_all(&key)?;
-    f.sync_all()?;
+    write_secrets_key(dir, &key)?;
     Ok(key)
+}
+
+/// Writes `<dir>/secrets.key` (0600), which must not exist yet.
+fn write_secrets_key(dir: &Path, key: &[u8]) -> Result<(), StateError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(dir.join(SECRETS_KEY))?;
+    f.write_all(key)?;
+    f.sync_all()?;
+    Ok(())
 }
 
 /// Tries `open` until it is not refused by a holder that runs nothing (or
@@ -1139,3 +1172,78 @@ fn warn_damaged_on_close(path: &Path, panic: &str) {
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+/// Every row of every table, as stored (see [`StateDump`]).
+fn export_tables(txn: &ReadTransaction) -> Result<StateDump, StateError> {
+    fn all<K: redb::Key + 'static, V: redb::Value + 'static>(
+        txn: &ReadTransaction,
+        table: TableDefinition<K, V>,
+        mut row: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        let table = match txn.open_table(table) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        for item in table.iter()? {
+            let (k, v) = item?;
+            row(k.value(), v.value())?;
+        }
+        Ok(())
+    }
+    let mut dump = StateDump::default();
+    dump.resources = by_key(&txn.open_table(RESOURCES)?, "resource")?;
+    dump.locks = by_key(&txn.open_table(LOCKS)?, "lock of")?;
+    all(txn, RUNS, |k, v| Ok(dump.runs.push(decode(v, || format!("run {k}"))?)))?;
+    all(txn, JOBS, |k, v| Ok(dump.jobs.push(decode(v, || format!("job {k:?}"))?)))?;
+    all(txn, LOGS, |(run, seq), v| Ok(dump.logs.push((run.to_string(), decode(v, || format!("log line {run}/{seq}"))?))))?;
+    all(txn, JOURNAL, |k, v| Ok(dump.journal.push(decode(v, || format!("journal entry {k:?}"))?)))?;
+    all(txn, DECISIONS, |k, v| Ok(dump.decisions.push(decode(v, || format!("decision {k:?}"))?)))?;
+    all(txn, SNAPSHOTS, |k, v| Ok(dump.snapshots.push((k.to_string(), decode(v, || format!("snapshot {k}"))?))))?;
+    all(txn, BLOBS, |k, v| Ok(dump.blobs.push((k.to_string(), v.to_vec()))))?;
+    all(txn, EXECUTIONS, |k, v| Ok(dump.executions.push(decode(v, || format!("execution {k}"))?)))?;
+    all(txn, SERVICES, |k, v| Ok(dump.services.push((k.to_string(), decode(v, || format!("service {k}"))?))))?;
+    let meta = txn.open_table(META)?;
+    for name in [RUN_COUNTER, EXECUTION_COUNTER] {
+        if let Some(n) = meta.get(name)? {
+            dump.counters.push((name.to_string(), n.value()));
+        }
+    }
+    Ok(dump)
+}
+
+/// Writes every row of `dump` as it is (serials included) into an empty state.
+fn import_tables(txn: &WriteTransaction, dump: &StateDump) -> Result<(), StateError> {
+    {
+        let mut resources = txn.open_table(RESOURCES)?;
+        for (key, record) in &dump.resources {
+            resources.insert(key3(key), encode(record)?.as_slice())?;
+        }
+        let mut locks = txn.open_table(LOCKS)?;
+        for (key, holder) in &dump.locks {
+            locks.insert(key3(key), encode(holder)?.as_slice())?;
+        }
+        let mut snapshots = txn.open_table(SNAPSHOTS)?;
+        for (digest, snapshot) in &dump.snapshots {
+            snapshots.insert(digest.as_str(), encode(snapshot)?.as_slice())?;
+        }
+        let mut blobs = txn.open_table(BLOBS)?;
+        for (digest, bytes) in &dump.blobs {
+            blobs.insert(digest.as_str(), bytes.as_slice())?;
+        }
+        let mut meta = txn.open_table(META)?;
+        for (name, n) in &dump.counters {
+            meta.insert(name.as_str(), *n)?;
+        }
+    }
+    // The rest as a batch of writes would be stored, keeping each run's order.
+    let mut writes: Vec<Write> = Vec::new();
+    writes.extend(dump.runs.iter().cloned().map(Write::PutRun));
+    writes.extend(dump.jobs.iter().cloned().map(Write::PutJob));
+    writes.extend(dump.logs.iter().map(|(run, line)| Write::Log(line.clone(), run.clone())));
+    writes.extend(dump.journal.iter().cloned().map(Write::Journal));
+    writes.extend(dump.decisions.iter().cloned().map(Write::Decision));
+    writes.extend(dump.executions.iter().cloned().map(Write::PutExecution));
+    writes.extend(dump.services.iter().cloned().map(|(name, record)| Write::PutService(name, record)));
+    apply(txn, writes)
+}
