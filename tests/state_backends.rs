@@ -215,6 +215,18 @@ fn a_resources_serial_counts_its_writes(store: &StateStore) {
     assert_eq!(serial(), None);
     store.commit(vec![Write::PutResource(k.clone(), resource(4))]).unwrap();
     assert_eq!(serial(), Some(1), "a new resource starts again");
+    // In one batch, as one by one: a deletion between two puts restarts the count.
+    store
+        .commit(vec![
+            Write::PutResource(k.clone(), resource(5)),
+            Write::DeleteResource(k.clone()),
+            Write::PutResource(k.clone(), resource(6)),
+            Write::PutResource(key("dev", "other"), resource(7)),
+        ])
+        .unwrap();
+    assert_eq!(serial(), Some(1));
+    assert_eq!(store.resource(&k).unwrap().unwrap().updated_ms, resource(6).updated_ms);
+    assert_eq!(store.resource(&key("dev", "other")).unwrap().unwrap().serial, 1);
 }
 
 fn runs_come_most_recent_first_and_a_run_nobody_runs_is_interrupted(store: &StateStore) {

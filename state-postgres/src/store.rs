@@ -681,25 +681,26 @@ impl StateBackend for PostgresStore {
                 let key = ResourceKey::new(row.get(0), row.get(1), row.get(2));
                 held.insert(key, (decode(row.get::<_, &str>(3), "lock holder")?, row.get::<_, bool>(4)));
             }
-            let insert = txn
-                .prepare(
-                    "INSERT INTO locks (pipeline, environment, resource, run_id, holder) VALUES ($1, $2, $3, $4, $5::text::json) \
-                     ON CONFLICT (pipeline, environment, resource) DO UPDATE SET run_id = $4, holder = $5::text::json",
-                )
-                .await
-                .map_err(|e| db_error(&location, e))?;
+            let mut taking: Vec<&ResourceKey> = Vec::new();
             for key in &keys {
                 match held.remove(key) {
                     Some((h, alive)) if h.run_id != holder.run_id => {
                         return Err(StateError::Locked { key: key.clone(), holder: h, holder_alive: alive });
                     }
                     Some((h, _)) if h.pid == holder.pid => {}
-                    _ => {
-                        txn.execute(&insert, &[&key.pipeline, &key.environment, &key.resource, &holder.run_id, &value])
-                            .await
-                            .map_err(|e| db_error(&location, e))?;
-                    }
+                    _ => taking.push(key),
                 }
+            }
+            if !taking.is_empty() {
+                let (p, e, r) = columns3(taking.iter().map(|k| (&k.pipeline, &k.environment, &k.resource)));
+                txn.execute(
+                    "INSERT INTO locks (pipeline, environment, resource, run_id, holder) \
+                     SELECT p, e, r, $4, $5::text::json FROM unnest($1::text[], $2::text[], $3::text[]) AS t(p, e, r) \
+                     ON CONFLICT (pipeline, environment, resource) DO UPDATE SET run_id = $4, holder = $5::text::json",
+                    &[&p, &e, &r, &holder.run_id, &value],
+                )
+                .await
+                .map_err(|e| db_error(&location, e))?;
             }
             txn.commit().await.map_err(|e| db_error(&location, e))?;
             Ok(())
@@ -848,92 +849,53 @@ impl From<StateError> for Applied {
     }
 }
 
-/// The body of [`StateBackend::commit_as`]: each write, in order, in `txn`.
+/// The body of [`StateBackend::commit_as`]: the writes, in `txn`, with the
+/// effect of applying them one by one, in a few statements: a statement a
+/// table (rows as arrays, `unnest`ed) for each run of writes between two
+/// deletions. A batch of a run's journal holds hundreds of writes; one
+/// round trip each would be most of a deploy's time.
 async fn apply(txn: &deadpool_postgres::Transaction<'_>, writes: Vec<Write>) -> Result<(), Applied> {
+    let mut batch = Batch::default();
     for write in writes {
         match write {
-            Write::PutResource(key, mut record) => {
-                let previous = txn
-                    .query_opt(
-                        "SELECT serial FROM resources WHERE pipeline = $1 AND environment = $2 AND resource = $3 FOR UPDATE",
-                        &[&key.pipeline, &key.environment, &key.resource],
-                    )
-                    .await?
-                    .map(|r| r.get::<_, i64>(0) as u64)
-                    .unwrap_or(0);
-                record.serial = previous + 1;
-                let serial = record.serial as i64;
-                txn.execute(
-                    "INSERT INTO resources (pipeline, environment, resource, serial, record) VALUES ($1, $2, $3, $4, $5::text::json) \
-                     ON CONFLICT (pipeline, environment, resource) DO UPDATE SET serial = $4, record = $5::text::json",
-                    &[&key.pipeline, &key.environment, &key.resource, &serial, &encode(&record)?],
-                )
-                .await?;
+            Write::PutResource(key, record) => {
+                let puts = batch.resources.get(&key).map_or(0, |(_, puts)| *puts);
+                batch.resources.put(key, (record, puts + 1));
             }
+            Write::PutRun(run) => {
+                let started = run.started_ms as i64;
+                batch.runs.put(run.id.clone(), (started, encode(&run)?));
+            }
+            Write::PutJob(job) => {
+                let key = (job.run_id.clone(), job.environment.clone(), job.node.clone());
+                batch.jobs.put(key, encode(&job)?);
+            }
+            Write::Log(line, run_id) => batch.logs.push((run_id, encode(&line)?)),
+            Write::Journal(entry) => batch.journal.push((entry.run_id.clone(), encode(&entry)?)),
+            Write::Decision(d) => batch.decisions.push((d.run_id.clone(), encode(&d)?)),
+            // Content-addressed: the first one stands.
+            Write::PutSnapshot(digest, snapshot) => {
+                if !batch.snapshots.iter().any(|(d, _)| *d == digest) {
+                    batch.snapshots.push((digest, encode(&snapshot)?));
+                }
+            }
+            Write::PutBlob(digest, blob) => {
+                if !batch.blobs.iter().any(|(d, _)| *d == digest) {
+                    batch.blobs.push((digest, blob.0.to_vec()));
+                }
+            }
+            Write::PutExecution(record) => batch.executions.put(record.id.clone(), (record.service.clone(), encode(&record)?)),
+            Write::PutService(name, record) => batch.services.put(name, encode(&record)?),
             Write::DeleteResource(key) => {
+                std::mem::take(&mut batch).flush(txn).await?;
                 txn.execute(
                     "DELETE FROM resources WHERE pipeline = $1 AND environment = $2 AND resource = $3",
                     &[&key.pipeline, &key.environment, &key.resource],
                 )
                 .await?;
             }
-            Write::PutRun(run) => {
-                let started = run.started_ms as i64;
-                txn.execute(
-                    "INSERT INTO runs (id, started_ms, record) VALUES ($1, $2, $3::text::json) \
-                     ON CONFLICT (id) DO UPDATE SET started_ms = $2, record = $3::text::json",
-                    &[&run.id, &started, &encode(&run)?],
-                )
-                .await?;
-            }
-            Write::PutJob(job) => {
-                txn.execute(
-                    "INSERT INTO jobs (run_id, environment, node, record) VALUES ($1, $2, $3, $4::text::json) \
-                     ON CONFLICT (run_id, environment, node) DO UPDATE SET record = $4::text::json",
-                    &[&job.run_id, &job.environment, &job.node, &encode(&job)?],
-                )
-                .await?;
-            }
-            Write::Log(line, run_id) => {
-                txn.execute("INSERT INTO logs (run_id, line) VALUES ($1, $2::text::json)", &[&run_id, &encode(&line)?]).await?;
-            }
-            Write::Journal(entry) => {
-                txn.execute("INSERT INTO journal (run_id, entry) VALUES ($1, $2::text::json)", &[&entry.run_id, &encode(&entry)?])
-                    .await?;
-            }
-            Write::Decision(d) => {
-                txn.execute("INSERT INTO decisions (run_id, decision) VALUES ($1, $2::text::json)", &[&d.run_id, &encode(&d)?])
-                    .await?;
-            }
-            Write::PutSnapshot(digest, snapshot) => {
-                txn.execute(
-                    "INSERT INTO snapshots (digest, snapshot) VALUES ($1, $2::text::json) ON CONFLICT (digest) DO NOTHING",
-                    &[&digest, &encode(&snapshot)?],
-                )
-                .await?;
-            }
-            Write::PutBlob(digest, blob) => {
-                let bytes: &[u8] = &blob.0;
-                txn.execute("INSERT INTO blobs (digest, bytes) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING", &[&digest, &bytes])
-                    .await?;
-            }
-            Write::PutExecution(record) => {
-                txn.execute(
-                    "INSERT INTO executions (id, service, record) VALUES ($1, $2, $3::text::json) \
-                     ON CONFLICT (id) DO UPDATE SET service = $2, record = $3::text::json",
-                    &[&record.id, &record.service, &encode(&record)?],
-                )
-                .await?;
-            }
-            Write::PutService(name, record) => {
-                txn.execute(
-                    "INSERT INTO services (name, record) VALUES ($1, $2::text::json) \
-                     ON CONFLICT (name) DO UPDATE SET record = $2::text::json",
-                    &[&name, &encode(&record)?],
-                )
-                .await?;
-            }
             Write::DeleteRun(id) => {
+                std::mem::take(&mut batch).flush(txn).await?;
                 for sql in [
                     "DELETE FROM runs WHERE id = $1",
                     "DELETE FROM jobs WHERE run_id = $1",
@@ -946,7 +908,161 @@ async fn apply(txn: &deadpool_postgres::Transaction<'_>, writes: Vec<Write>) -> 
             }
         }
     }
-    Ok(())
+    batch.flush(txn).await
+}
+
+/// Rows by key, the last put of a key standing, in the order keys first came.
+struct Keyed<K, V> {
+    at: std::collections::HashMap<K, usize>,
+    rows: Vec<(K, V)>,
+}
+
+impl<K, V> Default for Keyed<K, V> {
+    fn default() -> Self {
+        Keyed { at: Default::default(), rows: Vec::new() }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V> Keyed<K, V> {
+    fn get(&self, key: &K) -> Option<&V> {
+        self.at.get(key).map(|&i| &self.rows[i].1)
+    }
+
+    fn put(&mut self, key: K, value: V) {
+        match self.at.get(&key) {
+            Some(&i) => self.rows[i].1 = value,
+            None => {
+                self.at.insert(key.clone(), self.rows.len());
+                self.rows.push((key, value));
+            }
+        }
+    }
+}
+
+/// The writes of a batch between two deletions, by table (see [`apply`]).
+#[derive(Default)]
+struct Batch {
+    /// Each key's last record, and how many puts it had (its serial goes up by that).
+    resources: Keyed<ResourceKey, (ResourceRecord, u64)>,
+    runs: Keyed<String, (i64, String)>,
+    jobs: Keyed<(String, String, String), String>,
+    logs: Vec<(String, String)>,
+    journal: Vec<(String, String)>,
+    decisions: Vec<(String, String)>,
+    snapshots: Vec<(String, String)>,
+    blobs: Vec<(String, Vec<u8>)>,
+    executions: Keyed<String, (String, String)>,
+    services: Keyed<String, String>,
+}
+
+impl Batch {
+    async fn flush(self, txn: &deadpool_postgres::Transaction<'_>) -> Result<(), Applied> {
+        if !self.resources.rows.is_empty() {
+            let (p, e, r) = columns3(self.resources.rows.iter().map(|(k, _)| (&k.pipeline, &k.environment, &k.resource)));
+            let rows = txn
+                .query(
+                    "SELECT pipeline, environment, resource, serial FROM resources \
+                     WHERE (pipeline, environment, resource) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[])) \
+                     FOR UPDATE",
+                    &[&p, &e, &r],
+                )
+                .await?;
+            let previous: std::collections::HashMap<(String, String, String), i64> =
+                rows.iter().map(|row| ((row.get(0), row.get(1), row.get(2)), row.get(3))).collect();
+            let mut serials = Vec::new();
+            let mut records = Vec::new();
+            for (k, (record, puts)) in &self.resources.rows {
+                let key = (k.pipeline.clone(), k.environment.clone(), k.resource.clone());
+                let serial = previous.get(&key).copied().unwrap_or(0) as u64 + puts;
+                serials.push(serial as i64);
+                records.push(encode(&ResourceRecord { serial, ..record.clone() })?);
+            }
+            txn.execute(
+                "INSERT INTO resources (pipeline, environment, resource, serial, record) \
+                 SELECT p, e, r, s, j::json FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[]) AS t(p, e, r, s, j) \
+                 ON CONFLICT (pipeline, environment, resource) DO UPDATE SET serial = excluded.serial, record = excluded.record",
+                &[&p, &e, &r, &serials, &records],
+            )
+            .await?;
+        }
+        if !self.runs.rows.is_empty() {
+            let ids: Vec<&String> = self.runs.rows.iter().map(|(k, _)| k).collect();
+            let started: Vec<i64> = self.runs.rows.iter().map(|(_, (s, _))| *s).collect();
+            let records: Vec<&String> = self.runs.rows.iter().map(|(_, (_, r))| r).collect();
+            txn.execute(
+                "INSERT INTO runs (id, started_ms, record) SELECT i, s, j::json FROM unnest($1::text[], $2::bigint[], $3::text[]) AS t(i, s, j) \
+                 ON CONFLICT (id) DO UPDATE SET started_ms = excluded.started_ms, record = excluded.record",
+                &[&ids, &started, &records],
+            )
+            .await?;
+        }
+        if !self.jobs.rows.is_empty() {
+            let (r, e, n) = columns3(self.jobs.rows.iter().map(|((r, e, n), _)| (r, e, n)));
+            let records: Vec<&String> = self.jobs.rows.iter().map(|(_, j)| j).collect();
+            txn.execute(
+                "INSERT INTO jobs (run_id, environment, node, record) \
+                 SELECT r, e, n, j::json FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(r, e, n, j) \
+                 ON CONFLICT (run_id, environment, node) DO UPDATE SET record = excluded.record",
+                &[&r, &e, &n, &records],
+            )
+            .await?;
+        }
+        // Appended in the order written: `seq` is taken row by row, in `n` order.
+        for (rows, sql) in [
+            (&self.logs, "INSERT INTO logs (run_id, line) SELECT r, j::json FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(r, j, n) ORDER BY n"),
+            (&self.journal, "INSERT INTO journal (run_id, entry) SELECT r, j::json FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(r, j, n) ORDER BY n"),
+            (&self.decisions, "INSERT INTO decisions (run_id, decision) SELECT r, j::json FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(r, j, n) ORDER BY n"),
+        ] {
+            if !rows.is_empty() {
+                let (runs, json): (Vec<&String>, Vec<&String>) = rows.iter().map(|(r, j)| (r, j)).unzip();
+                txn.execute(sql, &[&runs, &json]).await?;
+            }
+        }
+        if !self.snapshots.is_empty() {
+            let (digests, json): (Vec<&String>, Vec<&String>) = self.snapshots.iter().map(|(d, j)| (d, j)).unzip();
+            txn.execute(
+                "INSERT INTO snapshots (digest, snapshot) SELECT d, j::json FROM unnest($1::text[], $2::text[]) AS t(d, j) \
+                 ON CONFLICT (digest) DO NOTHING",
+                &[&digests, &json],
+            )
+            .await?;
+        }
+        for (digest, bytes) in &self.blobs {
+            txn.execute("INSERT INTO blobs (digest, bytes) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING", &[digest, bytes]).await?;
+        }
+        if !self.executions.rows.is_empty() {
+            let ids: Vec<&String> = self.executions.rows.iter().map(|(k, _)| k).collect();
+            let services: Vec<&String> = self.executions.rows.iter().map(|(_, (s, _))| s).collect();
+            let records: Vec<&String> = self.executions.rows.iter().map(|(_, (_, r))| r).collect();
+            txn.execute(
+                "INSERT INTO executions (id, service, record) SELECT i, s, j::json FROM unnest($1::text[], $2::text[], $3::text[]) AS t(i, s, j) \
+                 ON CONFLICT (id) DO UPDATE SET service = excluded.service, record = excluded.record",
+                &[&ids, &services, &records],
+            )
+            .await?;
+        }
+        if !self.services.rows.is_empty() {
+            let (names, records): (Vec<&String>, Vec<&String>) = self.services.rows.iter().map(|(n, r)| (n, r)).unzip();
+            txn.execute(
+                "INSERT INTO services (name, record) SELECT n, j::json FROM unnest($1::text[], $2::text[]) AS t(n, j) \
+                 ON CONFLICT (name) DO UPDATE SET record = excluded.record",
+                &[&names, &records],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Three columns of arrays from rows of three.
+fn columns3<'a>(rows: impl Iterator<Item = (&'a String, &'a String, &'a String)>) -> (Vec<&'a String>, Vec<&'a String>, Vec<&'a String>) {
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    for (x, y, z) in rows {
+        a.push(x);
+        b.push(y);
+        c.push(z);
+    }
+    (a, b, c)
 }
 
 /// Every row of every table, as stored (see [`StateDump`]).
