@@ -202,3 +202,160 @@ mod state_migrate {
         assert!(!format!("{original:?}").contains("s3cret-value"), "no sensitive value in any listing");
     }
 }
+
+/// The work queue runners take stack jobs from: the DAG advancing in the
+/// database, claims, leases.
+mod job_queue {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::Postgres;
+    use stackpipe_state_postgres::{JobKey, JobOutcome, JobQueue, PostgresStore, QueueError};
+
+    fn queue(name: &str) -> (PostgresStore, JobQueue) {
+        let url = Postgres::shared().database(name);
+        // The store brings the schema up to date.
+        let store = PostgresStore::connect(&url).expect("connects");
+        (store, JobQueue::connect(&url).expect("a queue"))
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    }
+
+    /// A layered DAG of `n` nodes, each after the first layer needing 1 to 3 earlier ones.
+    fn dag(n: usize) -> Vec<(String, Vec<String>)> {
+        (0..n)
+            .map(|i| {
+                let needs: BTreeSet<usize> = if i < 5 { BTreeSet::new() } else { [(i * 7) % i, (i * 13) % i, i - 1].into_iter().collect() };
+                (format!("n{i:02}"), needs.into_iter().map(|d| format!("n{d:02}")).collect())
+            })
+            .collect()
+    }
+
+    const LEASE: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn four_runners_run_every_job_of_a_dag_once_and_never_before_what_it_needs() {
+        let (_store, q) = queue("jobs");
+        let rt = runtime();
+        let nodes = dag(40);
+        rt.block_on(q.enqueue("r1", "dev", &nodes, true)).unwrap();
+        let done: Arc<Mutex<Vec<String>>> = Arc::default();
+        rt.block_on(async {
+            let runners: Vec<_> = (0..4)
+                .map(|r| {
+                    let (q, done) = (q.clone(), done.clone());
+                    tokio::spawn(async move {
+                        let name = format!("runner-{r}");
+                        loop {
+                            let claimed = q.claim(&name, 3, LEASE).await.unwrap();
+                            if claimed.is_empty() {
+                                if q.counts("r1", None).await.unwrap().all_ended() {
+                                    break;
+                                }
+                                tokio::time::sleep(Duration::from_millis(2)).await;
+                                continue;
+                            }
+                            for c in claimed {
+                                assert_eq!(c.attempt, 1);
+                                done.lock().unwrap().push(c.job.node.clone());
+                                q.complete(&name, &c.job, JobOutcome::Succeeded).await.unwrap();
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for r in runners {
+                r.await.unwrap();
+            }
+        });
+        let done = done.lock().unwrap().clone();
+        assert_eq!(done.len(), 40, "every job once: {done:?}");
+        assert_eq!(done.iter().collect::<BTreeSet<_>>().len(), 40);
+        let at: BTreeMap<&str, usize> = done.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+        for (node, needs) in &nodes {
+            for need in needs {
+                assert!(at[need.as_str()] < at[node.as_str()], "{node} ran before {need}, which it needs");
+            }
+        }
+        assert_eq!(rt.block_on(q.counts("r1", None)).unwrap().succeeded, 40);
+    }
+
+    #[test]
+    fn a_failure_cancels_what_needs_it_and_a_rejection_skips_it_and_the_rest_runs() {
+        let (_store, q) = queue("fail");
+        let rt = runtime();
+        let nodes: Vec<(String, Vec<String>)> = [("a", vec![]), ("b", vec!["a"]), ("c", vec!["b"]), ("d", vec![]), ("e", vec!["d"]), ("f", vec!["e", "a"])]
+            .into_iter()
+            .map(|(n, d)| (n.to_string(), d.into_iter().map(String::from).collect()))
+            .collect();
+        rt.block_on(async {
+            q.enqueue("r1", "dev", &nodes, true).await.unwrap();
+            let first: Vec<String> = q.claim("x", 10, LEASE).await.unwrap().into_iter().map(|c| c.job.node).collect();
+            assert_eq!(first, ["a", "d"], "only what needs nothing is ready");
+            q.complete("x", &JobKey::new("r1", "dev", "a"), JobOutcome::Failed { stop_all: false }).await.unwrap();
+            q.complete("x", &JobKey::new("r1", "dev", "d"), JobOutcome::Succeeded).await.unwrap();
+            let next: Vec<String> = q.claim("x", 10, LEASE).await.unwrap().into_iter().map(|c| c.job.node).collect();
+            assert_eq!(next, ["e"]);
+            q.complete("x", &JobKey::new("r1", "dev", "e"), JobOutcome::Rejected).await.unwrap();
+            let states = q.states("r1", "dev").await.unwrap();
+            let states: Vec<(&str, &str)> = states.iter().map(|(n, s)| (n.as_str(), s.as_str())).collect();
+            assert_eq!(
+                states,
+                [("a", "failed"), ("b", "cancelled"), ("c", "cancelled"), ("d", "succeeded"), ("e", "skipped"), ("f", "cancelled")]
+            );
+            assert!(q.counts("r1", Some("dev")).await.unwrap().all_ended());
+        });
+    }
+
+    #[test]
+    fn a_held_environment_waits_for_open_and_stop_all_cancels_what_has_not_started() {
+        let (_store, q) = queue("held");
+        let rt = runtime();
+        let nodes: Vec<(String, Vec<String>)> =
+            vec![("a".into(), vec![]), ("b".into(), vec![]), ("c".into(), vec!["a".into()])];
+        rt.block_on(async {
+            q.enqueue("r1", "prod", &nodes, false).await.unwrap();
+            assert_eq!(q.claim("x", 10, LEASE).await.unwrap(), Vec::new(), "held: nothing to take");
+            assert_eq!(q.open("r1", "prod").await.unwrap(), 2);
+            let taken = q.claim("x", 1, LEASE).await.unwrap();
+            assert_eq!(taken[0].job.node, "a");
+            q.complete("x", &taken[0].job, JobOutcome::Failed { stop_all: true }).await.unwrap();
+            let states = q.states("r1", "prod").await.unwrap();
+            assert_eq!(states, [("a".into(), "failed".into()), ("b".into(), "cancelled".into()), ("c".into(), "cancelled".into())]);
+            // A need that is not a node of the environment is refused.
+            let bad = q.enqueue("r2", "dev", &[("a".into(), vec!["zz".into()])], true).await;
+            assert!(matches!(bad, Err(QueueError::UnknownNeed { .. })), "{bad:?}");
+        });
+    }
+
+    #[test]
+    fn a_lease_that_runs_out_puts_the_job_back_and_its_old_runner_cannot_complete_it() {
+        let (_store, q) = queue("lease");
+        let rt = runtime();
+        rt.block_on(async {
+            q.enqueue("r1", "dev", &[("a".into(), vec![]), ("b".into(), vec!["a".into()])], true).await.unwrap();
+            q.heartbeat("dead", 10).await.unwrap();
+            let taken = q.claim("dead", 10, Duration::from_millis(200)).await.unwrap();
+            assert_eq!(taken.len(), 1);
+            // Renewed while alive; then the runner stops renewing.
+            assert_eq!(q.renew("dead", Duration::from_millis(200)).await.unwrap(), 1);
+            assert_eq!(q.claim("other", 10, LEASE).await.unwrap(), Vec::new(), "held under a lease");
+            assert_eq!(q.reap().await.unwrap(), Vec::new(), "not run out yet");
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            assert_eq!(q.renew("dead", LEASE).await.unwrap(), 0, "a lease that ran out is not renewed");
+            assert_eq!(q.reap().await.unwrap(), vec![JobKey::new("r1", "dev", "a")]);
+            let again = q.claim("other", 10, LEASE).await.unwrap();
+            assert_eq!((again[0].job.node.as_str(), again[0].attempt), ("a", 2), "taken again, and it says so");
+            let late = q.complete("dead", &JobKey::new("r1", "dev", "a"), JobOutcome::Succeeded).await;
+            assert!(matches!(late, Err(QueueError::LeaseLost(_))), "{late:?}");
+            q.complete("other", &JobKey::new("r1", "dev", "a"), JobOutcome::Succeeded).await.unwrap();
+            assert_eq!(q.claim("other", 10, LEASE).await.unwrap()[0].job.node, "b");
+            let runners = q.runners(Duration::from_secs(60)).await.unwrap();
+            assert_eq!(runners, [("dead".to_string(), 10, 0)]);
+            assert_eq!(q.cancel_run("r1").await.unwrap(), 0, "b is claimed: it runs to its end");
+        });
+    }
+}

@@ -6,8 +6,10 @@
 //! at the version before it. A database newer than this stackpipe (a
 //! version it does not know) is refused rather than written.
 
+mod queue;
 mod store;
 
+pub use queue::{Claimed, JobKey, JobOutcome, JobQueue, QueueCounts, QueueError};
 pub use store::{shown_location, shown_url, PostgresStore, RENEW_EVERY, RUN_LEASE};
 
 use tokio_postgres::{Client, NoTls};

@@ -110,18 +110,20 @@ CREATE TABLE audit (
     entry json      NOT NULL
 );
 
--- The work queue: a row per stack job of a run in progress. A job is
--- `blocked` until the jobs it needs are done (`waiting_on` counts them
--- down, in the transaction that completes each), then `ready`; a runner
--- claims ready jobs with FOR UPDATE SKIP LOCKED and holds each under a
--- lease it renews; a lease that runs out puts its job back to `ready`, to
--- be resumed elsewhere (read before any new apply).
+-- The work queue: a row per stack job of a run in progress. A job of an
+-- environment not yet open (an earlier one still runs, or its gate waits)
+-- is `held`; once it is open, a job is `blocked` until the jobs it needs
+-- are done (`waiting_on` counts them down, in the transaction that
+-- completes each), then `ready`. A runner claims ready jobs with FOR
+-- UPDATE SKIP LOCKED and holds each under a lease it renews; a lease that
+-- runs out puts its job back to `ready`, to be resumed elsewhere (read
+-- before any new apply).
 CREATE TABLE job_queue (
     run_id       text COLLATE "C"        NOT NULL,
     environment  text COLLATE "C"        NOT NULL,
     node         text COLLATE "C"        NOT NULL,
     state        text        NOT NULL
-        CHECK (state IN ('blocked', 'ready', 'claimed', 'succeeded', 'failed', 'cancelled', 'skipped')),
+        CHECK (state IN ('held', 'blocked', 'ready', 'claimed', 'succeeded', 'failed', 'cancelled', 'skipped')),
     waiting_on   integer     NOT NULL DEFAULT 0 CHECK (waiting_on >= 0),
     runner       text,
     lease_until  timestamptz,
