@@ -177,9 +177,10 @@ impl StateArgs {
     pub fn reach(&self, pipeline: Option<&Path>) -> Result<Reach, u8> {
         match self.location_for(pipeline) {
             StateLocation::Dir(dir) => Reach::open(&dir).map_err(state_error),
-            // Read directly, beside the processes that run.
+            // Read directly, beside the processes that run; a run in
+            // progress on this machine is asked, as for a directory.
             shared @ StateLocation::Postgres(_) => {
-                shared.open_read_only(std::time::Duration::ZERO, false).map(Reach::Store).map_err(state_error)
+                shared.open_read_only(std::time::Duration::ZERO, false).map(Reach::shared).map_err(state_error)
             }
         }
     }

@@ -418,6 +418,18 @@ impl StateBackend for PostgresStore {
         self.take_lease(run_id, control)
     }
 
+    fn control_socket(&self, run_id: &str) -> Result<Option<std::path::PathBuf>, StateError> {
+        let (location, run_id) = (self.location.clone(), run_id.to_string());
+        self.call(move |pool| async move {
+            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            let row = client
+                .query_opt("SELECT control FROM run_leases WHERE run_id = $1 AND lease_until > now()", &[&run_id])
+                .await
+                .map_err(|e| db_error(&location, e))?;
+            Ok(row.and_then(|r| r.get::<_, Option<String>>(0)).map(std::path::PathBuf::from))
+        })
+    }
+
     fn run_taken_up(&self, run_id: &str) {
         if let Ok(mut runs) = self.current_runs.lock() {
             runs.insert(run_id.to_string());

@@ -37,6 +37,10 @@ pub trait StateBackend: Send + Sync + std::fmt::Debug {
     /// socket at `control` (if any), from now on.
     fn set_owner_run(&self, run_id: &str, control: Option<&Path>) -> Result<(), StateError>;
 
+    /// The control socket the process running `run_id` serves, if it is
+    /// alive and serves one (on its own machine: a path).
+    fn control_socket(&self, run_id: &str) -> Result<Option<std::path::PathBuf>, StateError>;
+
     /// Run `run_id` is run by this process from now on (a server taking
     /// it up): it reads as running, not interrupted.
     fn run_taken_up(&self, run_id: &str);

@@ -417,6 +417,12 @@ impl StateBackend for RedbStore {
         keyed_hash_with(&key, name, value)
     }
 
+    fn control_socket(&self, run_id: &str) -> Result<Option<PathBuf>, StateError> {
+        Ok(crate::read_owner(&self.dir)
+            .filter(|o| o.run_id.as_deref() == Some(run_id) && pid_alive(o.pid))
+            .and_then(|o| o.control))
+    }
+
     fn location(&self) -> String {
         self.path.display().to_string()
     }

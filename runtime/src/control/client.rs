@@ -56,6 +56,23 @@ impl Reach {
 }
 
 impl Reach {
+    /// A shared state (PostgreSQL), reached: the process running its most
+    /// recent run in progress, when that process serves a control socket
+    /// on this machine; else the state itself, read directly.
+    pub fn shared(store: StateStore) -> Reach {
+        let running = store.runs().ok().and_then(|runs| runs.into_iter().find(|r| r.status == crate::state::RunStatus::Running));
+        if let Some(run) = running {
+            if let Ok(Some(socket)) = store.control_socket(&run.id) {
+                let client = ControlClient { path: socket.clone() };
+                if socket.exists() && client.ping() {
+                    let owner = OwnerInfo { pid: run.pid, run_id: Some(run.id), since_ms: run.started_ms, control: Some(socket) };
+                    return Reach::Runner { client, owner };
+                }
+            }
+        }
+        Reach::Store(store)
+    }
+
     /// The state of `dir` as a reader sees it: the database itself, or,
     /// while a run in progress holds it, a copy of its resources and locks
     /// from that run (see [`StateStore::replica`]): what `plan`, `outputs`
