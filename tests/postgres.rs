@@ -359,3 +359,52 @@ mod job_queue {
         });
     }
 }
+
+/// A write the database refuses mid-run: the run ends failed at once,
+/// saying why, never as a success; `resume` then finishes it with every
+/// resource applied once.
+mod failed_writes {
+    use std::time::{Duration, Instant};
+
+    use super::Postgres;
+    use crate::common::{text, Project};
+
+    #[test]
+    fn a_write_postgres_refuses_fails_the_run_and_resume_finishes_it() {
+        let pg = Postgres::shared();
+        let url = pg.database("refuse");
+        let db = url.rsplit('/').next().unwrap().to_string();
+        let n = 60;
+        let p = Project::new(&(0..n).map(|i| format!("resource r{i} \"t.step\" {{ delay_ms = 25 }}\n")).collect::<String>());
+        let child = p
+            .command(&["deploy", "demo.pipeline", "--state", &url, "--parallelism", "4"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("deploys");
+        // Once a few resources are applied, the journal refuses every new row.
+        let started = Instant::now();
+        while p.ledger().len() < 8 {
+            assert!(started.elapsed() < Duration::from_secs(60), "the deploy never started applying");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        pg.psql(&db, "ALTER TABLE journal ADD CONSTRAINT refused CHECK (false) NOT VALID");
+        let o = child.wait_with_output().expect("ends");
+        let (out, err) = (text(&o.stdout), text(&o.stderr));
+        assert_eq!(o.status.code(), Some(1), "stdout: {out}\nstderr: {err}");
+        assert!(err.contains("cannot write the state database postgres://") && err.contains("refused"), "{err}");
+        assert!(!out.contains("[dev] succeeded") && !out.contains("run r000001 succeeded"), "a false success: {out}");
+        assert!(p.ledger().len() < n, "the run stopped starting work");
+
+        pg.psql(&db, "ALTER TABLE journal DROP CONSTRAINT refused");
+        let runs = text(&p.run(&["runs", "--state", &url]).stdout);
+        assert!(runs.contains("interrupted") || runs.contains("failed"), "{runs}");
+        let o = p.run(&["resume", "r000001", "--state", &url]);
+        assert_eq!(o.status.code(), Some(0), "{}\n{}", text(&o.stdout), text(&o.stderr));
+        let ledger = p.ledger();
+        for i in 0..n {
+            let count = ledger.iter().filter(|l| **l == format!("apply demo/dev/r{i}")).count();
+            assert_eq!(count, 1, "r{i} applied {count} times");
+        }
+    }
+}
