@@ -1149,15 +1149,9 @@ async fn import_tables(txn: &deadpool_postgres::Transaction<'_>, dump: &StateDum
     for (digest, bytes) in &dump.blobs {
         txn.execute("INSERT INTO blobs (digest, bytes) VALUES ($1, $2)", &[digest, bytes]).await?;
     }
-    // The rest as a batch of writes would be stored, keeping each run's order.
-    let mut writes: Vec<Write> = Vec::new();
-    writes.extend(dump.snapshots.iter().cloned().map(|(d, s)| Write::PutSnapshot(d, s)));
-    writes.extend(dump.runs.iter().cloned().map(Write::PutRun));
-    writes.extend(dump.jobs.iter().cloned().map(Write::PutJob));
-    writes.extend(dump.logs.iter().map(|(run, line)| Write::Log(line.clone(), run.clone())));
-    writes.extend(dump.journal.iter().cloned().map(Write::Journal));
-    writes.extend(dump.decisions.iter().cloned().map(Write::Decision));
-    writes.extend(dump.executions.iter().cloned().map(Write::PutExecution));
-    writes.extend(dump.services.iter().cloned().map(|(name, record)| Write::PutService(name, record)));
+    // Content-addressed snapshots, then the rest as a batch of writes
+    // would be stored, keeping each run's order.
+    let mut writes: Vec<Write> = dump.snapshots.iter().cloned().map(|(d, s)| Write::PutSnapshot(d, s)).collect();
+    writes.extend(dump.record_writes());
     apply(txn, writes).await
 }

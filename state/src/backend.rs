@@ -310,6 +310,22 @@ impl StateDump {
         self.counters.sort_by(|a, b| a.0.cmp(&b.0));
     }
 
+    /// The runs (with their jobs, log lines, journal and decisions), the
+    /// pipeline executions and the services, as the writes that would
+    /// store them: what an import applies after the rows kept as they are
+    /// (resources with their serials, locks, content, counters).
+    pub fn record_writes(&self) -> Vec<Write> {
+        let mut writes: Vec<Write> = Vec::new();
+        writes.extend(self.runs.iter().cloned().map(Write::PutRun));
+        writes.extend(self.jobs.iter().cloned().map(Write::PutJob));
+        writes.extend(self.logs.iter().map(|(run, line)| Write::Log(line.clone(), run.clone())));
+        writes.extend(self.journal.iter().cloned().map(Write::Journal));
+        writes.extend(self.decisions.iter().cloned().map(Write::Decision));
+        writes.extend(self.executions.iter().cloned().map(Write::PutExecution));
+        writes.extend(self.services.iter().cloned().map(|(name, record)| Write::PutService(name, record)));
+        writes
+    }
+
     /// Whether the state holds nothing at all.
     pub fn is_empty(&self) -> bool {
         self.resources.is_empty()

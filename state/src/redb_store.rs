@@ -1243,13 +1243,6 @@ fn import_tables(txn: &WriteTransaction, dump: &StateDump) -> Result<(), StateEr
         }
     }
     // The rest as a batch of writes would be stored, keeping each run's order.
-    let mut writes: Vec<Write> = Vec::new();
-    writes.extend(dump.runs.iter().cloned().map(Write::PutRun));
-    writes.extend(dump.jobs.iter().cloned().map(Write::PutJob));
-    writes.extend(dump.logs.iter().map(|(run, line)| Write::Log(line.clone(), run.clone())));
-    writes.extend(dump.journal.iter().cloned().map(Write::Journal));
-    writes.extend(dump.decisions.iter().cloned().map(Write::Decision));
-    writes.extend(dump.executions.iter().cloned().map(Write::PutExecution));
-    writes.extend(dump.services.iter().cloned().map(|(name, record)| Write::PutService(name, record)));
+    let writes = dump.record_writes();
     apply(txn, writes)
 }
