@@ -408,3 +408,69 @@ mod failed_writes {
         }
     }
 }
+
+/// The database reached over TLS: verified against a private CA given by
+/// `sslrootcert`, refused without it when TLS is required.
+mod tls {
+    use super::Postgres;
+    use stackpipe_state_postgres::{connect, PostgresStore};
+
+    #[test]
+    fn a_server_with_a_private_ca_is_reached_over_verified_tls() {
+        // A cluster of its own: the shared one stays plain for the others.
+        let pg = Postgres::start();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "stackpipe test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let server_key = rcgen::KeyPair::generate().unwrap();
+        let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap()
+            .signed_by(&server_key, &ca, &ca_key)
+            .unwrap();
+        let (crt, key) = (pg.path().join("server.crt"), pg.path().join("server.key"));
+        std::fs::write(&crt, server.pem()).unwrap();
+        std::fs::write(&key, server_key.serialize_pem()).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        if unsafe { libc::geteuid() } == 0 {
+            for f in [&crt, &key] {
+                assert!(std::process::Command::new("chown").arg("postgres:postgres").arg(f).status().unwrap().success());
+            }
+        }
+        for sql in [
+            format!("ALTER SYSTEM SET ssl_cert_file = '{}'", crt.display()),
+            format!("ALTER SYSTEM SET ssl_key_file = '{}'", key.display()),
+            "ALTER SYSTEM SET ssl = on".to_string(),
+            "SELECT pg_reload_conf()".to_string(),
+        ] {
+            pg.psql("postgres", &sql);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        let base = pg.url("postgres");
+        let verified = format!("{base}?sslmode=require&sslrootcert={}", ca_file.display());
+
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        // Reloading takes a moment to reach new connections.
+        let ssl = rt.block_on(async {
+            for _ in 0..100 {
+                if let Ok(client) = connect(&verified).await {
+                    let row = client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap();
+                    return row.get::<_, bool>(0);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("never connected over TLS");
+        });
+        assert!(ssl, "the connection is encrypted");
+        // The store works over it.
+        let store = PostgresStore::connect(&verified).expect("connects over TLS");
+        drop(store);
+        // Without the CA, the certificate is not trusted, and TLS is required: refused.
+        let e = PostgresStore::connect(&format!("{base}?sslmode=require")).unwrap_err().to_string();
+        assert!(e.contains("certificate"), "says why: {e}");
+    }
+}

@@ -8,11 +8,12 @@
 
 mod queue;
 mod store;
+mod tls;
 
 pub use queue::{Claimed, JobKey, JobOutcome, JobQueue, QueueCounts, QueueError};
 pub use store::{shown_location, shown_url, PostgresStore, RENEW_EVERY, RUN_LEASE};
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// One migration: its version (applied in increasing order), its name and its SQL.
 pub struct Migration {
@@ -32,6 +33,8 @@ const MIGRATION_LOCK: i64 = 0x7374_6163_6b70_6970;
 pub enum PgError {
     #[error("PostgreSQL: {0}")]
     Db(#[from] tokio_postgres::Error),
+    #[error("{0}")]
+    Address(String),
     #[error("migration {version} ({name}): {source}")]
     Migration { version: i32, name: &'static str, source: tokio_postgres::Error },
     #[error(
@@ -58,7 +61,8 @@ pub fn latest_version() -> i32 {
 /// Connects to `url` (`postgres://USER@HOST:PORT/DB`) and drives the
 /// connection on the current tokio runtime.
 pub async fn connect(url: &str) -> Result<Client, PgError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    let tls::Address { config, tls } = tls::address(url).map_err(PgError::Address)?;
+    let (client, connection) = config.connect(tls).await?;
     tokio::spawn(async move {
         // Ends when the client is dropped, or with the error its next call gets.
         let _ = connection.await;

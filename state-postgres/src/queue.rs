@@ -19,7 +19,6 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 
 /// One job: a node of an environment of a run.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -108,8 +107,8 @@ impl JobQueue {
     /// The queue of the database at `url`, whose schema is already current
     /// (a [`crate::PostgresStore`] on it migrates it).
     pub fn connect(url: &str) -> Result<JobQueue, QueueError> {
-        let config: tokio_postgres::Config = url.parse().map_err(QueueError::Db)?;
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let crate::tls::Address { config, tls } = crate::tls::address(url).map_err(QueueError::Build)?;
+        let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager).max_size(8).build().map_err(|e| QueueError::Build(e.to_string()))?;
         Ok(JobQueue { pool })
     }

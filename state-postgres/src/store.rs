@@ -28,7 +28,6 @@ use stackpipe_state::{
     ResourceKey, ResourceRecord, RunRecord, RunSnapshot, RunStatus, ServiceRecord, StateBackend, StateDump, StateError,
     Write,
 };
-use tokio_postgres::NoTls;
 
 /// How long a run's lease lasts without being renewed.
 pub const RUN_LEASE: Duration = Duration::from_secs(15);
@@ -77,8 +76,8 @@ pub fn shown_location(config: &tokio_postgres::Config) -> String {
 /// An address as messages show it (see [`shown_location`]); one that
 /// does not parse shows as `postgres://…`.
 pub fn shown_url(url: &str) -> String {
-    match url.parse::<tokio_postgres::Config>() {
-        Ok(config) => shown_location(&config),
+    match crate::tls::address(url) {
+        Ok(address) => shown_location(&address.config),
         Err(_) => "postgres://…".into(),
     }
 }
@@ -89,10 +88,8 @@ impl PostgresStore {
     /// [`crate::migrate`]) and starts renewing the leases of the runs
     /// this process will run.
     pub fn connect(url: &str) -> Result<PostgresStore, StateError> {
-        let config: tokio_postgres::Config = url.parse().map_err(|e| StateError::Database {
-            location: shown_url(url),
-            cause: format!("not a PostgreSQL address: {e}"),
-        })?;
+        let crate::tls::Address { config, tls } =
+            crate::tls::address(url).map_err(|cause| StateError::Database { location: shown_url(url), cause })?;
         let location = shown_location(&config);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -100,7 +97,7 @@ impl PostgresStore {
             .enable_all()
             .build()
             .map_err(StateError::Io)?;
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .build()
@@ -385,15 +382,30 @@ fn db_error(location: &str, e: tokio_postgres::Error) -> StateError {
     // The server's own message (its `DETAIL` too) says what was wrong.
     let cause = match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => e.to_string(),
+        None => with_sources(&e),
     };
     StateError::Database { location: location.to_string(), cause }
+}
+
+/// An error and what caused it, down the chain (a failed TLS handshake
+/// says why only in its source).
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 fn pool_error(location: &str, e: deadpool_postgres::PoolError) -> StateError {
     let cause = match e {
         deadpool_postgres::PoolError::Backend(e) => return db_error(location, e),
-        other => other.to_string(),
+        other => with_sources(&other),
     };
     StateError::Database { location: location.to_string(), cause }
 }
