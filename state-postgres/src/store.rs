@@ -174,11 +174,16 @@ impl PostgresStore {
                 }
                 // A failure is retried at the next tick; a lease that runs
                 // out meanwhile reads as an interrupted run.
+                // A lease not taken yet (its first taking failed) is taken
+                // now; one another process took over (a resume elsewhere)
+                // stays that process's.
                 if let Ok(client) = pool.get().await {
                     let _ = client
                         .execute(
-                            "UPDATE run_leases SET lease_until = now() + make_interval(secs => $2) \
-                             WHERE owner = $1 AND run_id = ANY($3)",
+                            "INSERT INTO run_leases (run_id, owner, lease_until) \
+                             SELECT id, $1, now() + make_interval(secs => $2) FROM unnest($3::text[]) AS t(id) \
+                             ON CONFLICT (run_id) DO UPDATE SET lease_until = excluded.lease_until \
+                             WHERE run_leases.owner = $1",
                             &[&owner, &RUN_LEASE.as_secs_f64(), &ids],
                         )
                         .await;
@@ -446,8 +451,8 @@ impl StateBackend for PostgresStore {
         if let Ok(mut runs) = self.current_runs.lock() {
             runs.insert(run_id.to_string());
         }
-        // Not taken now: taken at the next renewal (runs here read as
-        // running in this process meanwhile).
+        // A failure here is made good at the next renewal; meanwhile the
+        // run reads as running in this process.
         let _ = self.take_lease(run_id, None);
     }
 
