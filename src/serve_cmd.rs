@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// Serve plain HTTP on an address that is not loopback (something in front terminates TLS).
     #[arg(long)]
     pub insecure_listen: bool,
+    /// With the state in a PostgreSQL database: this server's own files
+    /// (service mirrors, builds and artifacts, its queue).
+    #[arg(long, value_name = "DIR", default_value = ".stackpipe-server")]
+    pub data_dir: PathBuf,
     /// Leave the runs a killed server was running interrupted (default: resume them).
     #[arg(long)]
     pub no_auto_resume: bool,
@@ -42,10 +46,13 @@ pub struct ServeArgs {
 
 /// `stackpipe serve`: serves until SIGTERM or Ctrl-C.
 pub fn serve(a: ServeArgs) -> Result<(), u8> {
-    let state_dir = a.state.dir_for(None)?;
+    let state = a.state.location_for(None);
+    let state_dir = state.dir().map(std::path::Path::to_path_buf).unwrap_or_else(|| a.data_dir.clone());
     let rt = crate::run_cmd::runtime()?;
     let host = crate::run_cmd::host()?;
+    let shown = state.shown();
     let opts = ServeOptions {
+        state,
         state_dir: state_dir.clone(),
         listen: a.listen,
         pipelines: a.pipelines,
@@ -69,7 +76,7 @@ pub fn serve(a: ServeArgs) -> Result<(), u8> {
         })?;
         // The first line on stdout, for whoever started the server (tests,
         // service managers): where it listens.
-        println!("stackpipe server listening on {scheme}://{addr} (state {})", state_dir.display());
+        println!("stackpipe server listening on {scheme}://{addr} (state {shown})");
         server.run().await.map_err(|e| {
             eprintln!("error: {e}");
             EXIT_FAILED
@@ -94,8 +101,15 @@ pub struct AuditArgs {
 
 /// `stackpipe audit`: the server's audit log, oldest first.
 pub fn audit(a: AuditArgs) -> Result<(), u8> {
-    let dir = a.state.dir_for(None)?;
-    let mut entries = AuditLog::read(&dir).map_err(|e| {
+    use stackpipe_runtime::state_location::StateLocation;
+    let read = match a.state.location_for(None) {
+        StateLocation::Dir(dir) => AuditLog::read(&dir),
+        StateLocation::Postgres(url) => {
+            let store = stackpipe_state_postgres::PostgresStore::connect(&url).map_err(crate::run_cmd::state_error)?;
+            AuditLog::read_shared(&store)
+        }
+    };
+    let mut entries = read.map_err(|e| {
         eprintln!("error: {e}");
         EXIT_FAILED
     })?;

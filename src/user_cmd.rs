@@ -2,6 +2,7 @@
 //! users file in the state directory; see `stackpipe_server::users`).
 
 use clap::{Args, Subcommand};
+use stackpipe_server::users::UsersHome;
 use stackpipe_server::{Role, Users, UsersError};
 
 use crate::run_cmd::StateArgs;
@@ -68,17 +69,27 @@ fn pipelines_of(pipelines: &[String]) -> String {
     }
 }
 
+/// Where the users of the state `--state` names are kept.
+fn home(state: &crate::run_cmd::StateArgs) -> Result<UsersHome, u8> {
+    use stackpipe_runtime::state_location::StateLocation;
+    match state.location_for(None) {
+        StateLocation::Dir(dir) => Ok(UsersHome::Dir(dir)),
+        StateLocation::Postgres(url) => stackpipe_state_postgres::PostgresStore::connect(&url)
+            .map(|store| UsersHome::Shared(std::sync::Arc::new(store)))
+            .map_err(crate::run_cmd::state_error),
+    }
+}
+
 pub fn run(cmd: UserCommand) -> Result<(), u8> {
     match cmd {
         UserCommand::Add(a) => {
-            let dir = a.state.dir_for(None)?;
-            let (user, token) = Users::add(&dir, &a.name, a.role, &a.pipelines).map_err(users_error)?;
+            let (user, token) = Users::add(&home(&a.state)?, &a.name, a.role, &a.pipelines).map_err(users_error)?;
             println!("added user `{}`: {} of {}; their token, shown only now:", user.name, user.role, pipelines_of(&user.pipelines));
             println!("{token}");
             Ok(())
         }
         UserCommand::List(a) => {
-            let users = Users::load(&a.state.dir_for(None)?).map_err(users_error)?;
+            let users = Users::load(&home(&a.state)?).map_err(users_error)?;
             if a.json {
                 let doc: Vec<_> = users
                     .list()
@@ -98,12 +109,12 @@ pub fn run(cmd: UserCommand) -> Result<(), u8> {
             Ok(())
         }
         UserCommand::Remove(a) => {
-            let user = Users::remove(&a.state.dir_for(None)?, &a.name).map_err(users_error)?;
+            let user = Users::remove(&home(&a.state)?, &a.name).map_err(users_error)?;
             println!("removed user `{}`: their token no longer works", user.name);
             Ok(())
         }
         UserCommand::Token(a) => {
-            let token = Users::rotate(&a.state.dir_for(None)?, &a.name).map_err(users_error)?;
+            let token = Users::rotate(&home(&a.state)?, &a.name).map_err(users_error)?;
             println!("a new token for `{}` (the old one no longer works), shown only now:", a.name);
             println!("{token}");
             Ok(())

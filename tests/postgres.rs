@@ -474,3 +474,57 @@ mod tls {
         assert!(e.contains("certificate"), "says why: {e}");
     }
 }
+
+/// `stackpipe serve` on a PostgreSQL state: its users, audit log and runs
+/// in the database, its own files in `--data-dir`.
+mod server {
+    use serde_json::json;
+
+    use super::Postgres;
+    use crate::common::server::{command, ended, TestServer};
+    use crate::common::{text, TEST_PLUGIN};
+
+    #[test]
+    fn a_server_keeps_its_users_audit_log_and_runs_in_the_database() {
+        let url = Postgres::shared().database("serve");
+        let pipeline = format!("pipeline \"free\"\n\n{TEST_PLUGIN}\nenvironment dev {{}}\n\nresource a \"t.step\" {{}}\nresource b \"t.step\" {{ x = a.id }}\n");
+        let dir = TestServer::prepare(&[("free", &pipeline)]);
+        let ada = TestServer::add_user_at(dir.path(), &url, "ada", "admin", &[]);
+        let vera = TestServer::add_user_at(dir.path(), &url, "vera", "viewer", &[]);
+        let s = TestServer::start_at(dir, &url, &["--data-dir", "server-files"], &[]);
+        let run = s.start_run(&ada, json!({ "pipeline": "free" }));
+        let doc = s.wait_run(&run, &vera, "the run to end", ended);
+        assert_eq!(doc["status"], "succeeded", "{doc:#}");
+        assert_eq!(s.ledger().iter().filter(|l| l.starts_with("apply")).count(), 2);
+        // A viewer may not start runs; no token is no one.
+        assert_eq!(s.post("/api/v1/runs", Some(&vera), &json!({ "pipeline": "free" })).status, 403);
+        assert_eq!(s.get("/api/v1/runs", None).status, 401);
+
+        // Nothing of it in a state directory: the run, the users and the audit log are in the database.
+        assert!(!s.path().join(".stackpipe").exists() && !s.path().join("state").exists());
+        assert!(s.path().join("server-files").is_dir());
+        let runs = text(&command(s.path()).args(["runs", "--json", "--state", &url]).output().unwrap().stdout);
+        assert!(runs.contains(&run), "{runs}");
+        let users = text(&command(s.path()).args(["user", "list", "--state", &url]).output().unwrap().stdout);
+        assert!(users.contains("ada") && users.contains("vera"), "{users}");
+        let audit = text(&command(s.path()).args(["audit", "--json", "--state", &url]).output().unwrap().stdout);
+        assert!(audit.contains("\"user\":\"ada\"") && audit.contains("/api/v1/runs"), "{audit}");
+        assert!(!audit.contains(&ada) && !audit.contains(&vera), "no token in the audit log");
+
+        // A user added while the server runs can use it within a moment; one removed, no longer.
+        let otto = TestServer::add_user_at(s.path(), &url, "otto", "operator", &[]);
+        crate::common::wait_for("the new user to be known", || s.get("/api/v1/runs", Some(&otto)).status == 200);
+        let o = command(s.path()).args(["user", "remove", "vera", "--state", &url]).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        crate::common::wait_for("the removed user to be refused", || s.get("/api/v1/runs", Some(&vera)).status == 401);
+        // Two users added at once from two processes: both are kept.
+        let (a, b) = std::thread::scope(|scope| {
+            let a = scope.spawn(|| TestServer::add_user_at(s.path(), &url, "amy", "viewer", &[]));
+            let b = scope.spawn(|| TestServer::add_user_at(s.path(), &url, "bob", "viewer", &[]));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert_ne!(a, b);
+        let users = text(&command(s.path()).args(["user", "list", "--state", &url]).output().unwrap().stdout);
+        assert!(users.contains("amy") && users.contains("bob") && !users.contains("vera"), "{users}");
+    }
+}

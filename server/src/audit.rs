@@ -1,6 +1,7 @@
 //! The audit log: every mutating request to the server (who, what, when,
 //! from which address, with what result), one JSON line each in
-//! `audit.jsonl` beside the state (0600). `stackpipe audit` shows it.
+//! `audit.jsonl` beside the state (0600), or a row each of the `audit`
+//! table of a PostgreSQL state. `stackpipe audit` shows it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -38,11 +39,27 @@ pub enum AuditError {
 
 /// The audit log of one state directory, open for appending.
 pub struct AuditLog {
-    path: PathBuf,
-    file: Mutex<File>,
+    to: AuditTo,
+}
+
+enum AuditTo {
+    File { path: PathBuf, file: Mutex<File> },
+    Shared(std::sync::Arc<stackpipe_state_postgres::PostgresStore>),
 }
 
 impl AuditLog {
+    /// The audit log of a PostgreSQL state.
+    pub fn shared(store: std::sync::Arc<stackpipe_state_postgres::PostgresStore>) -> AuditLog {
+        AuditLog { to: AuditTo::Shared(store) }
+    }
+
+    /// Every entry of a PostgreSQL state's audit log, oldest first.
+    pub fn read_shared(store: &stackpipe_state_postgres::PostgresStore) -> Result<Vec<AuditEntry>, AuditError> {
+        let records = store.audit_records().map_err(|e| shared_error(store, e))?;
+        // A record that does not read is skipped, as a torn line is.
+        Ok(records.iter().filter_map(|r| serde_json::from_str(r).ok()).collect())
+    }
+
     pub fn open(dir: &Path) -> Result<AuditLog, AuditError> {
         let path = dir.join(AUDIT_FILE);
         let file = OpenOptions::new()
@@ -51,16 +68,21 @@ impl AuditLog {
             .mode(0o600)
             .open(&path)
             .map_err(|source| AuditError::Io { path: path.clone(), source })?;
-        Ok(AuditLog { path, file: Mutex::new(file) })
+        Ok(AuditLog { to: AuditTo::File { path, file: Mutex::new(file) } })
     }
 
     /// Appends `entry`. A request whose audit line cannot be written has
     /// been done already; the failure is logged where the operator sees it.
     pub fn append(&self, entry: &AuditEntry) -> Result<(), AuditError> {
         let mut line = serde_json::to_string(entry).unwrap_or_default();
-        line.push('\n');
-        let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        f.write_all(line.as_bytes()).map_err(|source| AuditError::Io { path: self.path.clone(), source })
+        match &self.to {
+            AuditTo::File { path, file } => {
+                line.push('\n');
+                let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+                f.write_all(line.as_bytes()).map_err(|source| AuditError::Io { path: path.clone(), source })
+            }
+            AuditTo::Shared(store) => store.append_audit(entry.ms, line).map_err(|e| shared_error(store, e)),
+        }
     }
 
     /// Every entry of `dir`'s audit log, oldest first (none when it has none).
@@ -81,6 +103,11 @@ impl AuditLog {
         }
         Ok(out)
     }
+}
+
+fn shared_error(store: &stackpipe_state_postgres::PostgresStore, e: stackpipe_runtime::state::StateError) -> AuditError {
+    let path = PathBuf::from(format!("{} (audit)", stackpipe_runtime::state::StateBackend::location(store)));
+    AuditError::Io { path, source: std::io::Error::other(e.to_string()) }
 }
 
 #[cfg(test)]

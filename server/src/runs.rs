@@ -7,6 +7,7 @@
 //! own stream.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -103,6 +104,8 @@ struct Inner {
 pub struct Runs {
     store: Arc<StateStore>,
     host: Arc<PluginHost>,
+    /// The server's own directory: where its queue is kept.
+    dir: PathBuf,
     inner: Mutex<Inner>,
     pub events: Arc<ServerEvents>,
     /// Stops every run when the server shuts down.
@@ -132,9 +135,12 @@ pub enum Admission {
 }
 
 impl Runs {
-    pub fn new(store: Arc<StateStore>, host: Arc<PluginHost>) -> Arc<Runs> {
+    /// The runs of a server whose state is `store` and whose own files
+    /// (its queue) are in `dir`.
+    pub fn new(store: Arc<StateStore>, host: Arc<PluginHost>, dir: PathBuf) -> Arc<Runs> {
         Arc::new(Runs {
             store,
+            dir,
             host,
             inner: Mutex::new(Inner::default()),
             events: Arc::new(ServerEvents::new()),
@@ -326,12 +332,10 @@ impl Runs {
         taken
     }
 
-    /// Writes the queue to [`QUEUE_FILE`] in the state directory
+    /// Writes the queue to [`QUEUE_FILE`] in the server's directory
     /// (replacing it whole).
     fn save_queue(&self, inner: &Inner) {
-        let Some(dir) = self.store.dir() else {
-            return;
-        };
+        let dir = self.dir.as_path();
         let kept: Vec<&KeptRun> = inner.queue.iter().filter_map(|q| q.kept.as_ref()).collect();
         let path = dir.join(QUEUE_FILE);
         let written = serde_json::to_vec_pretty(&kept).map_err(std::io::Error::other).and_then(|bytes| {
@@ -348,10 +352,7 @@ impl Runs {
 
     /// The queue a server left, to queue again.
     pub fn kept_queue(&self) -> Vec<KeptRun> {
-        let Some(dir) = self.store.dir() else {
-            return Vec::new();
-        };
-        let path = dir.join(QUEUE_FILE);
+        let path = self.dir.join(QUEUE_FILE);
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 tracing::error!("{} is not a queue ({e}): its runs are not queued again", path.display());

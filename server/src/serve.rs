@@ -13,6 +13,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use stackpipe_runtime::plugin::PluginHost;
 use stackpipe_runtime::state::StateStore;
+use stackpipe_runtime::state_location::StateLocation;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -20,7 +21,7 @@ use crate::api::{self, AppState};
 use crate::audit::AuditLog;
 use crate::catalog::Catalog;
 use crate::runs::Runs;
-use crate::users::UsersCache;
+use crate::users::{UsersCache, UsersHome};
 
 /// How long a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,6 +31,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(30);
 
 pub struct ServeOptions {
+    /// Where the state is: a directory, or a PostgreSQL database.
+    pub state: stackpipe_runtime::state_location::StateLocation,
+    /// The server's own files: the state directory itself, or (with a
+    /// database) a directory of this server's (`--data-dir`): service
+    /// mirrors, builds and artifacts, its queue.
     pub state_dir: PathBuf,
     pub listen: SocketAddr,
     pub pipelines: Option<PathBuf>,
@@ -71,6 +77,16 @@ pub struct Server {
     auto_resume: bool,
 }
 
+/// Creates `dir` (0700) if it is missing.
+fn private_dir(dir: &std::path::Path) -> Result<(), ServeError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| ServeError::State(stackpipe_runtime::state::StateError::Io(e)))
+}
+
 impl Server {
     /// Checks the options, opens the state (the server holds it while it
     /// runs) and binds the address.
@@ -82,20 +98,30 @@ impl Server {
             Some((cert, key)) => Some(tls_acceptor(cert, key)?),
             None => None,
         };
-        std::fs::create_dir_all(&opts.state_dir).map_err(stackpipe_runtime::state::StateError::Io)?;
-        let store = Arc::new(StateStore::open(&opts.state_dir)?);
+        private_dir(&opts.state_dir)?;
+        let (store, users, audit) = match &opts.state {
+            StateLocation::Dir(dir) => {
+                let store = Arc::new(StateStore::open(dir)?);
+                (store, UsersHome::Dir(dir.clone()), AuditLog::open(dir)?)
+            }
+            StateLocation::Postgres(url) => {
+                let shared = Arc::new(stackpipe_state_postgres::PostgresStore::connect(url)?);
+                let store = Arc::new(StateStore::shared(shared.clone()));
+                (store, UsersHome::Shared(shared.clone()), AuditLog::shared(shared))
+            }
+        };
         // A users file others could write is refused now, not at the first request.
-        crate::users::Users::load(&opts.state_dir)?;
+        crate::users::Users::load(&users)?;
         let listener = TcpListener::bind(opts.listen).await.map_err(|source| ServeError::Bind { addr: opts.listen, source })?;
         let bound = listener.local_addr().unwrap_or(opts.listen);
         let public_url = format!("{}://{bound}", if opts.tls.is_some() { "https" } else { "http" });
         let state = Arc::new(AppState {
             services: crate::services::Services::new(opts.state_dir.clone()),
             public_url,
-            users: UsersCache::new(&opts.state_dir),
+            users: UsersCache::new(users),
             catalog: Catalog::new(opts.pipelines.clone()),
-            audit: AuditLog::open(&opts.state_dir)?,
-            runs: Runs::new(store, host),
+            audit,
+            runs: Runs::new(store, host, opts.state_dir.clone()),
             state_dir: opts.state_dir.clone(),
             uploads: opts.uploads,
             sessions: Default::default(),

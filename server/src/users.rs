@@ -115,12 +115,45 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> UsersError + '_ {
     move |source| UsersError::Io { path: path.to_path_buf(), source }
 }
 
+/// Where a server's users are kept: `users.json` in its state directory,
+/// or the `users` table of its PostgreSQL state.
+#[derive(Clone)]
+pub enum UsersHome {
+    Dir(PathBuf),
+    Shared(std::sync::Arc<stackpipe_state_postgres::PostgresStore>),
+}
+
+impl UsersHome {
+    fn place(&self) -> PathBuf {
+        match self {
+            UsersHome::Dir(dir) => dir.join(USERS_FILE),
+            UsersHome::Shared(store) => PathBuf::from(format!("{} (users)", stackpipe_runtime::state::StateBackend::location(&**store))),
+        }
+    }
+}
+
+fn shared_error(home: &UsersHome) -> impl FnOnce(stackpipe_runtime::state::StateError) -> UsersError + '_ {
+    move |e| UsersError::Io { path: home.place(), source: std::io::Error::other(e.to_string()) }
+}
+
+/// How long a server trusts the users it read from a shared database:
+/// `stackpipe user add` anywhere takes effect within it.
+const SHARED_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The users of a state directory as a server sees them: read again
 /// whenever `users.json` changes (`stackpipe user add` on the server's
 /// host takes effect at the next request), else from memory.
 pub struct UsersCache {
-    dir: PathBuf,
-    loaded: std::sync::Mutex<Option<(FileStamp, std::sync::Arc<Users>)>>,
+    home: UsersHome,
+    loaded: std::sync::Mutex<Option<(Freshness, std::sync::Arc<Users>)>>,
+}
+
+/// What says whether the users read are still current: the file's stamp,
+/// or (a shared database) when they were read.
+#[derive(PartialEq)]
+enum Freshness {
+    File(FileStamp),
+    ReadAt(std::time::Instant),
 }
 
 /// What tells one version of a file from another without reading it.
@@ -132,20 +165,28 @@ fn stamp(path: &Path) -> FileStamp {
 }
 
 impl UsersCache {
-    pub fn new(dir: &Path) -> UsersCache {
-        UsersCache { dir: dir.to_path_buf(), loaded: std::sync::Mutex::new(None) }
+    pub fn new(home: UsersHome) -> UsersCache {
+        UsersCache { home, loaded: std::sync::Mutex::new(None) }
     }
 
-    /// The users as the file holds them now.
+    /// The users as the file holds them now (as the database held them
+    /// within [`SHARED_FRESH`]).
     pub fn current(&self) -> Result<std::sync::Arc<Users>, UsersError> {
-        let now = stamp(&self.dir.join(USERS_FILE));
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        let now = match &self.home {
+            UsersHome::Dir(dir) => Freshness::File(stamp(&dir.join(USERS_FILE))),
+            UsersHome::Shared(_) => Freshness::ReadAt(std::time::Instant::now()),
+        };
         if let Some((at, users)) = loaded.as_ref() {
-            if *at == now {
+            let fresh = match (at, &now) {
+                (Freshness::ReadAt(then), Freshness::ReadAt(now)) => now.duration_since(*then) < SHARED_FRESH,
+                (a, b) => a == b,
+            };
+            if fresh {
                 return Ok(users.clone());
             }
         }
-        let users = std::sync::Arc::new(Users::load(&self.dir)?);
+        let users = std::sync::Arc::new(Users::load(&self.home)?);
         *loaded = Some((now, users.clone()));
         Ok(users)
     }
@@ -163,8 +204,19 @@ struct UsersDocument {
 }
 
 impl Users {
-    /// The users of `dir` (none when it has no users file).
-    pub fn load(dir: &Path) -> Result<Users, UsersError> {
+    /// The users kept at `home` (none when there are none).
+    pub fn load(home: &UsersHome) -> Result<Users, UsersError> {
+        let dir = match home {
+            UsersHome::Dir(dir) => dir,
+            UsersHome::Shared(store) => {
+                let records = store.user_records().map_err(shared_error(home))?;
+                let users = records
+                    .iter()
+                    .map(|(_, r)| serde_json::from_str(r).map_err(|e| UsersError::Damaged { path: home.place(), why: e.to_string() }))
+                    .collect::<Result<Vec<User>, UsersError>>()?;
+                return Ok(Users { users });
+            }
+        };
         let path = dir.join(USERS_FILE);
         let users = match File::open(&path) {
             Ok(f) => {
@@ -203,12 +255,12 @@ impl Users {
     }
 
     /// Adds user `name`; the user and the new token (shown once).
-    pub fn add(dir: &Path, name: &str, role: Role, pipelines: &[String]) -> Result<(User, Token), UsersError> {
+    pub fn add(home: &UsersHome, name: &str, role: Role, pipelines: &[String]) -> Result<(User, Token), UsersError> {
         check_name(name)?;
         for p in pipelines {
             check_pipeline(p)?;
         }
-        Users::change(dir, |users| {
+        Users::change(home, |users| {
             if users.iter().any(|u| u.name == name) {
                 return Err(UsersError::Exists(name.to_string()));
             }
@@ -225,16 +277,16 @@ impl Users {
     }
 
     /// Removes user `name`; the user removed.
-    pub fn remove(dir: &Path, name: &str) -> Result<User, UsersError> {
-        Users::change(dir, |users| {
+    pub fn remove(home: &UsersHome, name: &str) -> Result<User, UsersError> {
+        Users::change(home, |users| {
             let at = position(users, name)?;
             Ok(users.remove(at))
         })
     }
 
     /// Gives user `name` a new token (the old one stops working); the token.
-    pub fn rotate(dir: &Path, name: &str) -> Result<Token, UsersError> {
-        Users::change(dir, |users| {
+    pub fn rotate(home: &UsersHome, name: &str) -> Result<Token, UsersError> {
+        Users::change(home, |users| {
             let at = position(users, name)?;
             let (token, hash) = new_token()?;
             users[at].token_hash = hash;
@@ -243,11 +295,39 @@ impl Users {
         })
     }
 
-    /// Reads, changes and writes the users of `dir`, holding its lock.
-    fn change<T>(dir: &Path, f: impl FnOnce(&mut Vec<User>) -> Result<T, UsersError>) -> Result<T, UsersError> {
+    /// Reads, changes and writes the users kept at `home`: a directory's
+    /// under its lock; a database's as a swap, made again from what another
+    /// change left if one came first.
+    fn change<T>(home: &UsersHome, f: impl Fn(&mut Vec<User>) -> Result<T, UsersError>) -> Result<T, UsersError> {
+        let dir = match home {
+            UsersHome::Dir(dir) => dir,
+            UsersHome::Shared(store) => {
+                let as_records = |users: &[User]| -> Result<Vec<(String, String)>, UsersError> {
+                    users
+                        .iter()
+                        .map(|u| {
+                            let json = serde_json::to_string(u).map_err(|e| UsersError::Damaged { path: home.place(), why: e.to_string() })?;
+                            Ok((u.name.clone(), json))
+                        })
+                        .collect()
+                };
+                for _ in 0..20 {
+                    let previous = store.user_records().map_err(shared_error(home))?;
+                    let mut users = Users::load(home)?.users;
+                    users.sort_by(|a, b| a.name.cmp(&b.name));
+                    let out = f(&mut users)?;
+                    if store.swap_user_records(previous, as_records(&users)?).map_err(shared_error(home))? {
+                        return Ok(out);
+                    }
+                }
+                return Err(shared_error(home)(stackpipe_runtime::state::StateError::Db(
+                    "the users kept changing under this change: try again".into(),
+                )));
+            }
+        };
         private_dir(dir)?;
         let _lock = lock(dir)?;
-        let mut users = Users::load(dir)?.users;
+        let mut users = Users::load(home)?.users;
         let out = f(&mut users)?;
         write(dir, &users)?;
         Ok(out)

@@ -37,6 +37,8 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 const POOL_SIZE: usize = 16;
 /// The advisory lock taking resource locks is serialised under (`spplocks`).
 const LOCKS_LOCK: i64 = 0x7370_706c_6f63_6b73;
+/// The advisory lock changes of the server's users are serialised under (`spusers_`).
+const USERS_LOCK: i64 = 0x7370_7573_6572_735f;
 
 /// The state in one PostgreSQL database. See the module documentation.
 pub struct PostgresStore {
@@ -1171,4 +1173,73 @@ async fn import_tables(txn: &deadpool_postgres::Transaction<'_>, dump: &StateDum
     let mut writes: Vec<Write> = dump.snapshots.iter().cloned().map(|(d, s)| Write::PutSnapshot(d, s)).collect();
     writes.extend(dump.record_writes());
     apply(txn, writes).await
+}
+
+/// The team server's users and audit log: records the server reads (its
+/// own formats, as JSON text), kept here when its state is.
+impl PostgresStore {
+    /// Every user's record, by name.
+    pub fn user_records(&self) -> Result<Vec<(String, String)>, StateError> {
+        let location = self.location.clone();
+        self.call(move |pool| async move {
+            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            let rows =
+                client.query("SELECT name, record::text FROM users ORDER BY name", &[]).await.map_err(|e| db_error(&location, e))?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    /// Replaces the users whole with `next`, if they are still `previous`
+    /// (as [`PostgresStore::user_records`] gave them); whether they were.
+    /// Two changes made at once: one is refused, and is made again from
+    /// what the other left.
+    pub fn swap_user_records(&self, previous: Vec<(String, String)>, next: Vec<(String, String)>) -> Result<bool, StateError> {
+        let location = self.location.clone();
+        self.call(move |pool| async move {
+            let mut client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            let txn = client.transaction().await.map_err(|e| db_error(&location, e))?;
+            // One change at a time; the read below sees the one before.
+            txn.execute("SELECT pg_advisory_xact_lock($1)", &[&USERS_LOCK]).await.map_err(|e| db_error(&location, e))?;
+            let rows =
+                txn.query("SELECT name, record::text FROM users ORDER BY name", &[]).await.map_err(|e| db_error(&location, e))?;
+            let now: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            if now != previous {
+                return Ok(false);
+            }
+            txn.execute("DELETE FROM users", &[]).await.map_err(|e| db_error(&location, e))?;
+            let (names, records): (Vec<&String>, Vec<&String>) = next.iter().map(|(n, r)| (n, r)).unzip();
+            let inserted = txn
+                .execute(
+                    "INSERT INTO users (name, record) SELECT n, r::json FROM unnest($1::text[], $2::text[]) AS t(n, r)",
+                    &[&names, &records],
+                )
+                .await;
+            inserted.map_err(|e| db_error(&location, e))?;
+            txn.commit().await.map_err(|e| db_error(&location, e))?;
+            Ok(true)
+        })
+    }
+
+    /// Appends an entry (its JSON) to the audit log.
+    pub fn append_audit(&self, ms: u64, entry: String) -> Result<(), StateError> {
+        let location = self.location.clone();
+        self.call(move |pool| async move {
+            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            client
+                .execute("INSERT INTO audit (ms, entry) VALUES ($1, $2::text::json)", &[&(ms as i64), &entry])
+                .await
+                .map_err(|e| db_error(&location, e))?;
+            Ok(())
+        })
+    }
+
+    /// Every audit entry (its JSON), oldest first.
+    pub fn audit_records(&self) -> Result<Vec<String>, StateError> {
+        let location = self.location.clone();
+        self.call(move |pool| async move {
+            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            let rows = client.query("SELECT entry::text FROM audit ORDER BY seq", &[]).await.map_err(|e| db_error(&location, e))?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
 }

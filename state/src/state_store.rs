@@ -15,7 +15,7 @@ use crate::redb_store::RedbStore;
 /// [`StateStore::with_backend`] wraps any other.
 #[derive(Debug)]
 pub struct StateStore {
-    backend: Box<dyn StateBackend>,
+    backend: std::sync::Arc<dyn StateBackend>,
 }
 
 impl std::ops::Deref for StateStore {
@@ -29,7 +29,13 @@ impl std::ops::Deref for StateStore {
 impl StateStore {
     /// The state kept by `backend`.
     pub fn with_backend(backend: impl StateBackend + 'static) -> StateStore {
-        StateStore { backend: Box::new(backend) }
+        StateStore { backend: std::sync::Arc::new(backend) }
+    }
+
+    /// The state kept by `backend`, which its owner also uses directly
+    /// (a server keeps its users in the same PostgreSQL store).
+    pub fn shared(backend: std::sync::Arc<dyn StateBackend>) -> StateStore {
+        StateStore { backend }
     }
 
     fn redb(store: RedbStore) -> StateStore {

@@ -47,7 +47,12 @@ impl TestServer {
 
     /// Adds a user; their token.
     pub fn add_user(dir: &Path, name: &str, role: &str, pipelines: &[&str]) -> String {
-        let mut args = vec!["user", "add", name, "--role", role, "--state", "state"];
+        TestServer::add_user_at(dir, "state", name, role, pipelines)
+    }
+
+    /// [`TestServer::add_user`] to the state at `state` (a directory or a database).
+    pub fn add_user_at(dir: &Path, state: &str, name: &str, role: &str, pipelines: &[&str]) -> String {
+        let mut args = vec!["user", "add", name, "--role", role, "--state", state];
         for p in pipelines {
             args.extend(["--pipeline", p]);
         }
@@ -63,7 +68,12 @@ impl TestServer {
 
     /// [`TestServer::start`], with these variables in the server's environment.
     pub fn start_with_env(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> TestServer {
-        let mut args = vec!["serve", "--state", "state", "--pipelines", "pipelines", "--listen", "127.0.0.1:0"];
+        TestServer::start_at(dir, "state", extra, env)
+    }
+
+    /// [`TestServer::start_with_env`], the state at `state` (a directory or a database).
+    pub fn start_at(dir: tempfile::TempDir, state: &str, extra: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let mut args = vec!["serve", "--state", state, "--pipelines", "pipelines", "--listen", "127.0.0.1:0"];
         args.extend(extra);
         let mut child = command(dir.path()).args(&args).envs(env.iter().copied()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("serve starts");
         let mut line = String::new();
