@@ -60,7 +60,7 @@ mod migrations {
         assert_eq!(all, expected, "each migration applied once in all: {applied:?}");
         let db = url.rsplit('/').next().unwrap();
         let tables = pg.psql(db, "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'");
-        for t in ["audit", "blobs", "counters", "decisions", "executions", "job_edges", "job_queue", "jobs", "journal", "locks", "logs", "resources", "runners", "runs", "schema_migrations", "services", "snapshots", "users"] {
+        for t in ["audit", "blobs", "counters", "decisions", "executions", "job_edges", "job_queue", "jobs", "journal", "locks", "logs", "queue_environments", "resources", "run_leases", "runners", "runs", "schema_migrations", "services", "snapshots", "store_keys", "users"] {
             assert!(tables.split(',').any(|x| x == t), "no table {t} in {tables}");
         }
         // Again: nothing to do.
@@ -211,7 +211,12 @@ mod job_queue {
     use std::time::Duration;
 
     use super::Postgres;
-    use stackpipe_state_postgres::{JobKey, JobOutcome, JobQueue, PostgresStore, QueueError};
+    use stackpipe_state_postgres::{JobKey, JobOutcome, JobQueue, PostgresStore, QueueError, QueuedEnvironment};
+
+    /// One environment, without approval.
+    fn one(name: &str, nodes: &[(String, Vec<String>)]) -> Vec<QueuedEnvironment> {
+        vec![QueuedEnvironment { name: name.into(), approval: false, nodes: nodes.to_vec() }]
+    }
 
     fn queue(name: &str) -> (PostgresStore, JobQueue) {
         let url = Postgres::shared().database(name);
@@ -241,7 +246,7 @@ mod job_queue {
         let (_store, q) = queue("jobs");
         let rt = runtime();
         let nodes = dag(40);
-        rt.block_on(q.enqueue("r1", "dev", &nodes, true)).unwrap();
+        rt.block_on(q.enqueue_run("r1", &one("dev", &nodes))).unwrap();
         let done: Arc<Mutex<Vec<String>>> = Arc::default();
         rt.block_on(async {
             let runners: Vec<_> = (0..4)
@@ -292,7 +297,7 @@ mod job_queue {
             .map(|(n, d)| (n.to_string(), d.into_iter().map(String::from).collect()))
             .collect();
         rt.block_on(async {
-            q.enqueue("r1", "dev", &nodes, true).await.unwrap();
+            q.enqueue_run("r1", &one("dev", &nodes)).await.unwrap();
             let first: Vec<String> = q.claim("x", 10, LEASE).await.unwrap().into_iter().map(|c| c.job.node).collect();
             assert_eq!(first, ["a", "d"], "only what needs nothing is ready");
             q.complete("x", &JobKey::new("r1", "dev", "a"), JobOutcome::Failed { stop_all: false }).await.unwrap();
@@ -310,23 +315,74 @@ mod job_queue {
         });
     }
 
+    fn nodes(list: &[(&str, &[&str])]) -> Vec<(String, Vec<String>)> {
+        list.iter().map(|(n, d)| (n.to_string(), d.iter().map(|x| x.to_string()).collect())).collect()
+    }
+
     #[test]
-    fn a_held_environment_waits_for_open_and_stop_all_cancels_what_has_not_started() {
-        let (_store, q) = queue("held");
+    fn environments_open_in_order_wait_for_approval_and_stop_all_cancels_what_has_not_started() {
+        let (_store, q) = queue("envs");
         let rt = runtime();
-        let nodes: Vec<(String, Vec<String>)> =
-            vec![("a".into(), vec![]), ("b".into(), vec![]), ("c".into(), vec!["a".into()])];
+        let envs = vec![
+            QueuedEnvironment { name: "dev".into(), approval: false, nodes: nodes(&[("a", &[]), ("b", &["a"])]) },
+            QueuedEnvironment { name: "staging".into(), approval: false, nodes: nodes(&[("a", &[])]) },
+            QueuedEnvironment { name: "prod".into(), approval: true, nodes: nodes(&[("a", &[]), ("b", &[]), ("c", &["a"])]) },
+        ];
         rt.block_on(async {
-            q.enqueue("r1", "prod", &nodes, false).await.unwrap();
-            assert_eq!(q.claim("x", 10, LEASE).await.unwrap(), Vec::new(), "held: nothing to take");
-            assert_eq!(q.open("r1", "prod").await.unwrap(), 2);
-            let taken = q.claim("x", 1, LEASE).await.unwrap();
-            assert_eq!(taken[0].job.node, "a");
-            q.complete("x", &taken[0].job, JobOutcome::Failed { stop_all: true }).await.unwrap();
+            let started = q.enqueue_run("r1", &envs).await.unwrap();
+            assert_eq!((started.ended.len(), started.waiting, started.run_ended), (0, None, false));
+            let take = |n: usize| {
+                let q = q.clone();
+                async move { q.claim("x", n, LEASE).await.unwrap().into_iter().map(|c| c.job).collect::<Vec<_>>() }
+            };
+            let ok = |job: JobKey| {
+                let q = q.clone();
+                async move { q.complete("x", &job, JobOutcome::Succeeded).await.unwrap() }
+            };
+            let dev: Vec<String> = take(10).await.iter().map(|j| format!("{}/{}", j.environment, j.node)).collect();
+            assert_eq!(dev, ["dev/a"], "only dev is open");
+            ok(JobKey::new("r1", "dev", "a")).await;
+            assert_eq!(take(10).await, vec![JobKey::new("r1", "dev", "b")]);
+            let moved = ok(JobKey::new("r1", "dev", "b")).await;
+            assert_eq!(moved.ended, [("dev".to_string(), "succeeded".to_string())], "its last job ends dev, and staging opens");
+            assert_eq!(take(10).await, vec![JobKey::new("r1", "staging", "a")]);
+            let moved = ok(JobKey::new("r1", "staging", "a")).await;
+            assert_eq!(moved.waiting.as_deref(), Some("prod"), "prod waits for approval");
+            assert_eq!(take(10).await, Vec::new());
+            assert!(matches!(q.decide("r1", "staging", true).await, Err(QueueError::NotWaiting { .. })));
+            q.decide("r1", "prod", true).await.unwrap();
+            let prod = take(1).await;
+            assert_eq!(prod, vec![JobKey::new("r1", "prod", "a")]);
+            let moved = q.complete("x", &prod[0], JobOutcome::Failed { stop_all: true }).await.unwrap();
+            assert_eq!(moved.ended, [("prod".to_string(), "failed".to_string())]);
+            assert!(moved.run_ended);
             let states = q.states("r1", "prod").await.unwrap();
             assert_eq!(states, [("a".into(), "failed".into()), ("b".into(), "cancelled".into()), ("c".into(), "cancelled".into())]);
+            let all: Vec<(String, String)> = q.environments("r1").await.unwrap();
+            assert_eq!(all, [("dev".into(), "succeeded".into()), ("staging".into(), "succeeded".into()), ("prod".into(), "failed".into())]);
+
+            // A rejection skips the environment and every later one; a failure, every later one.
+            let envs2 = vec![
+                QueuedEnvironment { name: "dev".into(), approval: true, nodes: nodes(&[("a", &[])]) },
+                QueuedEnvironment { name: "prod".into(), approval: false, nodes: nodes(&[("a", &[])]) },
+            ];
+            assert_eq!(q.enqueue_run("r2", &envs2).await.unwrap().waiting.as_deref(), Some("dev"));
+            let moved = q.decide("r2", "dev", false).await.unwrap();
+            assert!(moved.run_ended, "{moved:?}");
+            assert_eq!(q.environments("r2").await.unwrap(), [("dev".into(), "skipped".into()), ("prod".into(), "skipped".into())]);
+            assert!(q.counts("r2", None).await.unwrap().all_ended());
+            let envs3 = vec![
+                QueuedEnvironment { name: "dev".into(), approval: false, nodes: nodes(&[("a", &[])]) },
+                QueuedEnvironment { name: "prod".into(), approval: false, nodes: nodes(&[("a", &[])]) },
+            ];
+            q.enqueue_run("r3", &envs3).await.unwrap();
+            let job = q.claim("x", 1, LEASE).await.unwrap().remove(0).job;
+            assert_eq!(job, JobKey::new("r3", "dev", "a"));
+            let moved = q.complete("x", &job, JobOutcome::Failed { stop_all: false }).await.unwrap();
+            assert_eq!(moved.ended, [("dev".to_string(), "failed".to_string()), ("prod".to_string(), "skipped".to_string())]);
+            assert!(moved.run_ended);
             // A need that is not a node of the environment is refused.
-            let bad = q.enqueue("r2", "dev", &[("a".into(), vec!["zz".into()])], true).await;
+            let bad = q.enqueue_run("r4", &one("dev", &nodes(&[("a", &["zz"])]))).await;
             assert!(matches!(bad, Err(QueueError::UnknownNeed { .. })), "{bad:?}");
         });
     }
@@ -336,7 +392,7 @@ mod job_queue {
         let (_store, q) = queue("lease");
         let rt = runtime();
         rt.block_on(async {
-            q.enqueue("r1", "dev", &[("a".into(), vec![]), ("b".into(), vec!["a".into()])], true).await.unwrap();
+            q.enqueue_run("r1", &one("dev", &nodes(&[("a", &[]), ("b", &["a"])]))).await.unwrap();
             q.heartbeat("dead", 10).await.unwrap();
             // Short leases, long enough for a loaded machine to make the
             // next few calls within one.

@@ -14,6 +14,12 @@
 //! that takes it next resumes it, and the one that lost it can no longer
 //! complete it ([`QueueError::LeaseLost`]).
 //!
+//! A run's environments are taken in order, one open at a time
+//! (`queue_environments`): the completion that ends an environment's last
+//! job opens the next one, in the same transaction, or leaves it
+//! `waiting` for a person's decision ([`JobQueue::decide`]) when it has
+//! `approval`; an environment that did not succeed skips every later one.
+//!
 //! Times are the database's (`now()`): runners' clocks never compare.
 
 use std::time::Duration;
@@ -59,6 +65,26 @@ pub enum JobOutcome {
     Rejected,
 }
 
+/// One environment of a run, as [`JobQueue::enqueue_run`] takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedEnvironment {
+    pub name: String,
+    /// `approval = true`: it waits for a decision before it opens.
+    pub approval: bool,
+    /// Each node with the nodes (of this environment) it needs.
+    pub nodes: Vec<(String, Vec<String>)>,
+}
+
+/// What a completion (or a decision) moved on: the environments that
+/// ended, with how, and the one now waiting for a decision, if any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Advanced {
+    pub ended: Vec<(String, String)>,
+    pub waiting: Option<String>,
+    /// Every environment of the run has ended.
+    pub run_ended: bool,
+}
+
 /// How many jobs of a run (or of one environment) are in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueCounts {
@@ -92,6 +118,9 @@ pub enum QueueError {
     /// completion was written.
     #[error("job {0} is no longer held by this runner: its lease ran out")]
     LeaseLost(JobKey),
+    /// A decision for an environment that is not waiting for one.
+    #[error("environment `{environment}` of run {run_id} is not waiting for a decision")]
+    NotWaiting { run_id: String, environment: String },
     /// A node named as needed is not a node of the environment.
     #[error("job {job} needs `{needed}`, which is not a job of its environment")]
     UnknownNeed { job: JobKey, needed: String },
@@ -113,59 +142,66 @@ impl JobQueue {
         Ok(JobQueue { pool })
     }
 
-    /// Puts one environment of a run in the queue: each node with the
-    /// nodes (of the same environment) it needs. `open`: its jobs may start
-    /// now (else they are `held` until [`JobQueue::open`]).
-    pub async fn enqueue(&self, run_id: &str, environment: &str, nodes: &[(String, Vec<String>)], open: bool) -> Result<(), QueueError> {
-        let names: std::collections::HashSet<&str> = nodes.iter().map(|(n, _)| n.as_str()).collect();
-        let (mut node_col, mut waiting, mut states) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut needed, mut needing) = (Vec::new(), Vec::new());
-        for (node, needs) in nodes {
-            for need in needs {
-                if !names.contains(need.as_str()) {
-                    return Err(QueueError::UnknownNeed { job: JobKey::new(run_id, environment, node), needed: need.clone() });
-                }
-                needed.push(need.as_str());
-                needing.push(node.as_str());
-            }
-            node_col.push(node.as_str());
-            waiting.push(needs.len() as i32);
-            states.push(match (open, needs.is_empty()) {
-                (false, _) => "held",
-                (true, true) => "ready",
-                (true, false) => "blocked",
-            });
-        }
+    /// Puts a run in the queue: its environments in the order the run takes
+    /// them, each job held; then opens the first (or leaves it waiting
+    /// for a decision).
+    pub async fn enqueue_run(&self, run_id: &str, environments: &[QueuedEnvironment]) -> Result<Advanced, QueueError> {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
-        txn.execute(
-            "INSERT INTO job_queue (run_id, environment, node, state, waiting_on) \
-             SELECT $1, $2, n, s, w FROM unnest($3::text[], $4::text[], $5::int[]) AS t(n, s, w)",
-            &[&run_id, &environment, &node_col, &states, &waiting],
-        )
-        .await?;
-        txn.execute(
-            "INSERT INTO job_edges (run_id, environment, needed, needing) \
-             SELECT $1, $2, a, b FROM unnest($3::text[], $4::text[]) AS t(a, b)",
-            &[&run_id, &environment, &needed, &needing],
-        )
-        .await?;
+        for (position, env) in environments.iter().enumerate() {
+            txn.execute(
+                "INSERT INTO queue_environments (run_id, environment, position, approval, state) VALUES ($1, $2, $3, $4, 'pending')",
+                &[&run_id, &env.name, &(position as i32), &env.approval],
+            )
+            .await?;
+            insert_jobs(&txn, run_id, &env.name, &env.nodes).await?;
+        }
+        let advanced = advance(&txn, run_id).await?;
         txn.commit().await?;
-        Ok(())
+        Ok(advanced)
     }
 
-    /// Opens an environment: its held jobs that need nothing become ready,
-    /// the others blocked. Returns how many became ready.
-    pub async fn open(&self, run_id: &str, environment: &str) -> Result<u64, QueueError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                "UPDATE job_queue SET state = CASE WHEN waiting_on = 0 THEN 'ready' ELSE 'blocked' END \
-                 WHERE run_id = $1 AND environment = $2 AND state = 'held' RETURNING state",
+    /// Decides the environment waiting for approval: approved, it opens;
+    /// rejected, it and every later one are skipped.
+    pub async fn decide(&self, run_id: &str, environment: &str, approved: bool) -> Result<Advanced, QueueError> {
+        let mut client = self.pool.get().await?;
+        let txn = client.transaction().await?;
+        let state = if approved { "open" } else { "skipped" };
+        let decided = txn
+            .execute(
+                "UPDATE queue_environments SET state = $3 WHERE run_id = $1 AND environment = $2 AND state = 'waiting'",
+                &[&run_id, &environment, &state],
+            )
+            .await?;
+        if decided == 0 {
+            return Err(QueueError::NotWaiting { run_id: run_id.into(), environment: environment.into() });
+        }
+        let mut advanced = Advanced::default();
+        if approved {
+            open_jobs(&txn, run_id, environment).await?;
+        } else {
+            txn.execute(
+                "UPDATE job_queue SET state = 'skipped' WHERE run_id = $1 AND environment = $2 AND state = 'held'",
                 &[&run_id, &environment],
             )
             .await?;
-        Ok(rows.iter().filter(|r| r.get::<_, &str>(0) == "ready").count() as u64)
+            advanced.ended.push((environment.to_string(), "skipped".into()));
+        }
+        let more = advance(&txn, run_id).await?;
+        advanced.ended.extend(more.ended);
+        advanced.waiting = more.waiting;
+        advanced.run_ended = more.run_ended;
+        txn.commit().await?;
+        Ok(advanced)
+    }
+
+    /// The environments of a run and their states, in the run's order.
+    pub async fn environments(&self, run_id: &str) -> Result<Vec<(String, String)>, QueueError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query("SELECT environment, state FROM queue_environments WHERE run_id = $1 ORDER BY position", &[&run_id])
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     /// Takes up to `max` ready jobs for `runner`, each under a lease of
@@ -226,7 +262,7 @@ impl JobQueue {
     /// zero), or, after a failure or a rejection, are cancelled or skipped,
     /// and theirs after them. A job the runner no longer holds is
     /// [`QueueError::LeaseLost`], and nothing is written.
-    pub async fn complete(&self, runner: &str, job: &JobKey, outcome: JobOutcome) -> Result<(), QueueError> {
+    pub async fn complete(&self, runner: &str, job: &JobKey, outcome: JobOutcome) -> Result<Advanced, QueueError> {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
         let state = match outcome {
@@ -282,19 +318,31 @@ impl JobQueue {
                 .await?;
             }
         }
+        let advanced = advance(&txn, &job.run_id).await?;
         txn.commit().await?;
-        Ok(())
+        Ok(advanced)
     }
 
     /// Cancels every job of a run that has not started; how many.
     pub async fn cancel_run(&self, run_id: &str) -> Result<u64, QueueError> {
-        let client = self.pool.get().await?;
-        Ok(client
+        let mut client = self.pool.get().await?;
+        let txn = client.transaction().await?;
+        let n = txn
             .execute(
                 "UPDATE job_queue SET state = 'cancelled' WHERE run_id = $1 AND state IN ('held', 'blocked', 'ready')",
                 &[&run_id],
             )
-            .await?)
+            .await?;
+        // Environments not begun are cancelled; the open one ends once its
+        // jobs in flight do.
+        txn.execute(
+            "UPDATE queue_environments SET state = 'cancelled' WHERE run_id = $1 AND state IN ('pending', 'waiting')",
+            &[&run_id],
+        )
+        .await?;
+        advance(&txn, run_id).await?;
+        txn.commit().await?;
+        Ok(n)
     }
 
     /// How many jobs of a run (of one environment, if given) are in each state.
@@ -360,5 +408,138 @@ impl JobQueue {
             )
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get::<_, i32>(1) as u32, r.get::<_, i64>(2) as u64)).collect())
+    }
+}
+
+/// Inserts an environment's jobs (held) and the edges between them.
+async fn insert_jobs(
+    txn: &deadpool_postgres::Transaction<'_>,
+    run_id: &str,
+    environment: &str,
+    nodes: &[(String, Vec<String>)],
+) -> Result<(), QueueError> {
+    let names: std::collections::HashSet<&str> = nodes.iter().map(|(n, _)| n.as_str()).collect();
+    let (mut node_col, mut waiting) = (Vec::new(), Vec::new());
+    let (mut needed, mut needing) = (Vec::new(), Vec::new());
+    for (node, needs) in nodes {
+        for need in needs {
+            if !names.contains(need.as_str()) {
+                return Err(QueueError::UnknownNeed { job: JobKey::new(run_id, environment, node), needed: need.clone() });
+            }
+            needed.push(need.as_str());
+            needing.push(node.as_str());
+        }
+        node_col.push(node.as_str());
+        waiting.push(needs.len() as i32);
+    }
+    txn.execute(
+        "INSERT INTO job_queue (run_id, environment, node, state, waiting_on) \
+         SELECT $1, $2, n, 'held', w FROM unnest($3::text[], $4::int[]) AS t(n, w)",
+        &[&run_id, &environment, &node_col, &waiting],
+    )
+    .await?;
+    txn.execute(
+        "INSERT INTO job_edges (run_id, environment, needed, needing) \
+         SELECT $1, $2, a, b FROM unnest($3::text[], $4::text[]) AS t(a, b)",
+        &[&run_id, &environment, &needed, &needing],
+    )
+    .await?;
+    Ok(())
+}
+
+/// An environment's held jobs become ready (needing nothing) or blocked.
+async fn open_jobs(txn: &deadpool_postgres::Transaction<'_>, run_id: &str, environment: &str) -> Result<(), QueueError> {
+    txn.execute(
+        "UPDATE job_queue SET state = CASE WHEN waiting_on = 0 THEN 'ready' ELSE 'blocked' END \
+         WHERE run_id = $1 AND environment = $2 AND state = 'held'",
+        &[&run_id, &environment],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Moves a run's environments on as far as they go now: the open one
+/// ends once none of its jobs is left to run (succeeded if every one did,
+/// else failed, and then every later one is skipped); the next pending
+/// one opens, or waits for a decision when it has `approval`.
+async fn advance(txn: &deadpool_postgres::Transaction<'_>, run_id: &str) -> Result<Advanced, QueueError> {
+    // One advance of a run at a time: two runners ending the last two
+    // jobs of an environment at once must not both open the next.
+    txn.execute("SELECT 1 FROM queue_environments WHERE run_id = $1 FOR UPDATE", &[&run_id]).await?;
+    let mut advanced = Advanced::default();
+    loop {
+        let rows = txn
+            .query("SELECT environment, approval, state FROM queue_environments WHERE run_id = $1 ORDER BY position", &[&run_id])
+            .await?;
+        let envs: Vec<(String, bool, String)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+        let Some(at) = envs.iter().position(|(_, _, state)| matches!(state.as_str(), "pending" | "waiting" | "open")) else {
+            advanced.run_ended = true;
+            return Ok(advanced);
+        };
+        let (env, approval, state) = &envs[at];
+        // An environment before it that did not succeed: it and every later one are skipped.
+        if envs[..at].iter().any(|(_, _, s)| s != "succeeded") {
+            txn.execute(
+                "UPDATE queue_environments SET state = 'skipped' WHERE run_id = $1 AND position >= $2 AND state IN ('pending', 'waiting')",
+                &[&run_id, &(at as i32)],
+            )
+            .await?;
+            txn.execute(
+                "UPDATE job_queue SET state = 'skipped' WHERE run_id = $1 AND state = 'held'",
+                &[&run_id],
+            )
+            .await?;
+            for (later, _, s) in &envs[at..] {
+                if s != "open" {
+                    advanced.ended.push((later.clone(), "skipped".into()));
+                }
+            }
+            if state == "open" {
+                // Jobs in flight there end on their own; it ends with them.
+                return Ok(advanced);
+            }
+            continue;
+        }
+        match state.as_str() {
+            "pending" if *approval => {
+                txn.execute(
+                    "UPDATE queue_environments SET state = 'waiting' WHERE run_id = $1 AND environment = $2",
+                    &[&run_id, env],
+                )
+                .await?;
+                advanced.waiting = Some(env.clone());
+                return Ok(advanced);
+            }
+            "pending" => {
+                txn.execute("UPDATE queue_environments SET state = 'open' WHERE run_id = $1 AND environment = $2", &[&run_id, env])
+                    .await?;
+                open_jobs(txn, run_id, env).await?;
+            }
+            "waiting" => {
+                advanced.waiting = Some(env.clone());
+                return Ok(advanced);
+            }
+            _ => {
+                let row = txn
+                    .query_one(
+                        "SELECT count(*) FILTER (WHERE state IN ('held', 'blocked', 'ready', 'claimed')), \
+                                count(*) FILTER (WHERE state <> 'succeeded') \
+                         FROM job_queue WHERE run_id = $1 AND environment = $2",
+                        &[&run_id, env],
+                    )
+                    .await?;
+                let (left, not_succeeded): (i64, i64) = (row.get(0), row.get(1));
+                if left > 0 {
+                    return Ok(advanced);
+                }
+                let ended = if not_succeeded == 0 { "succeeded" } else { "failed" };
+                txn.execute(
+                    "UPDATE queue_environments SET state = $3 WHERE run_id = $1 AND environment = $2",
+                    &[&run_id, env, &ended],
+                )
+                .await?;
+                advanced.ended.push((env.clone(), ended.into()));
+            }
+        }
     }
 }

@@ -133,6 +133,21 @@ CREATE TABLE job_queue (
 CREATE INDEX job_queue_ready ON job_queue (run_id, environment) WHERE state = 'ready';
 CREATE INDEX job_queue_leases ON job_queue (lease_until) WHERE state = 'claimed';
 
+-- The environments of a run in progress, in the order it takes them: one
+-- is open at a time. The completion that ends an environment's last job
+-- opens the next (or, with `approval`, leaves it waiting for a decision),
+-- or skips every later one when it did not succeed.
+CREATE TABLE queue_environments (
+    run_id      text COLLATE "C" NOT NULL,
+    environment text COLLATE "C" NOT NULL,
+    position    integer NOT NULL,
+    approval    boolean NOT NULL,
+    state       text    NOT NULL
+        CHECK (state IN ('pending', 'waiting', 'open', 'succeeded', 'failed', 'cancelled', 'skipped')),
+    PRIMARY KEY (run_id, environment),
+    UNIQUE (run_id, position)
+);
+
 -- Which job waits for which, within one environment of one run.
 CREATE TABLE job_edges (
     run_id      text COLLATE "C" NOT NULL,
