@@ -388,6 +388,35 @@ mod job_queue {
     }
 
     #[test]
+    fn a_gate_after_a_job_holds_what_needs_it_until_a_person_decides() {
+        let (_store, q) = queue("gated");
+        let rt = runtime();
+        rt.block_on(async {
+            let env = one("dev", &nodes(&[("db", &[]), ("app", &["db"]), ("web", &["app"]), ("cache", &[])]));
+            q.enqueue_run("r1", &env).await.unwrap();
+            let first: Vec<String> = q.claim("x", 10, LEASE).await.unwrap().into_iter().map(|c| c.job.node).collect();
+            assert_eq!(first, ["cache", "db"]);
+            q.complete("x", &JobKey::new("r1", "dev", "cache"), JobOutcome::Succeeded).await.unwrap();
+            let moved = q.complete("x", &JobKey::new("r1", "dev", "db"), JobOutcome::Gated).await.unwrap();
+            assert!(moved.ended.is_empty(), "a gated job keeps its environment open");
+            assert_eq!(q.claim("x", 10, LEASE).await.unwrap(), Vec::new(), "app waits for db's gate");
+            assert_eq!(q.counts("r1", None).await.unwrap().gated, 1);
+            q.decide_node(&JobKey::new("r1", "dev", "db"), true).await.unwrap();
+            let next = q.claim("x", 10, LEASE).await.unwrap();
+            assert_eq!(next[0].job.node, "app");
+            q.complete("x", &next[0].job, JobOutcome::Gated).await.unwrap();
+            let moved = q.decide_node(&JobKey::new("r1", "dev", "app"), false).await.unwrap();
+            assert_eq!(moved.ended, [("dev".to_string(), "failed".to_string())], "a rejection fails the environment");
+            let states = q.states("r1", "dev").await.unwrap();
+            assert_eq!(
+                states,
+                [("app".into(), "rejected".into()), ("cache".into(), "succeeded".into()), ("db".into(), "succeeded".into()), ("web".into(), "skipped".into())]
+            );
+            assert!(q.decide_node(&JobKey::new("r1", "dev", "app"), true).await.is_err(), "decided once");
+        });
+    }
+
+    #[test]
     fn a_lease_that_runs_out_puts_the_job_back_and_its_old_runner_cannot_complete_it() {
         let (_store, q) = queue("lease");
         let rt = runtime();

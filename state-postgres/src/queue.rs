@@ -7,9 +7,10 @@
 //!
 //! A job's states: `held` (its environment is not open yet), `blocked`
 //! (waiting for the jobs it needs), `ready`, `claimed` (a runner holds it
-//! under a lease), then `succeeded`, `failed`, `cancelled` (a job it needs
-//! failed, or the run was cancelled) or `skipped` (a gate before it was
-//! rejected). A claimed job whose lease runs out (its runner died, or lost
+//! under a lease), `gated` (done, its `gate = "after"` waiting for a
+//! person), then `succeeded`, `failed`, `rejected` (its gate was),
+//! `cancelled` (a job it needs failed, or the run was cancelled) or
+//! `skipped` (a gate before it was rejected). A claimed job whose lease runs out (its runner died, or lost
 //! the database) goes back to `ready` ([`JobQueue::reap`]); the runner
 //! that takes it next resumes it, and the one that lost it can no longer
 //! complete it ([`QueueError::LeaseLost`]).
@@ -58,6 +59,9 @@ pub struct Claimed {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobOutcome {
     Succeeded,
+    /// Done, and its node has `gate = "after"` and changed something: what
+    /// needs it waits for [`JobQueue::decide_node`].
+    Gated,
     /// Its dependents are cancelled; with `stop_all`, every job of the
     /// environment not started yet is.
     Failed { stop_all: bool },
@@ -92,8 +96,10 @@ pub struct QueueCounts {
     pub blocked: u64,
     pub ready: u64,
     pub claimed: u64,
+    pub gated: u64,
     pub succeeded: u64,
     pub failed: u64,
+    pub rejected: u64,
     pub cancelled: u64,
     pub skipped: u64,
 }
@@ -101,7 +107,7 @@ pub struct QueueCounts {
 impl QueueCounts {
     /// Whether every job has ended.
     pub fn all_ended(&self) -> bool {
-        self.held + self.blocked + self.ready + self.claimed == 0
+        self.held + self.blocked + self.ready + self.claimed + self.gated == 0
     }
 }
 
@@ -267,6 +273,7 @@ impl JobQueue {
         let txn = client.transaction().await?;
         let state = match outcome {
             JobOutcome::Succeeded => "succeeded",
+            JobOutcome::Gated => "gated",
             JobOutcome::Failed { .. } => "failed",
             JobOutcome::Rejected => "skipped",
         };
@@ -280,49 +287,82 @@ impl JobQueue {
         if held == 0 {
             return Err(QueueError::LeaseLost(job.clone()));
         }
-        let key: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&job.run_id, &job.environment, &job.node];
-        match outcome {
-            JobOutcome::Succeeded => {
-                txn.execute(
-                    "UPDATE job_queue q SET waiting_on = q.waiting_on - 1, \
-                            state = CASE WHEN q.state = 'blocked' AND q.waiting_on = 1 THEN 'ready' ELSE q.state END \
-                     FROM job_edges e \
-                     WHERE e.run_id = $1 AND e.environment = $2 AND e.needed = $3 \
-                       AND (q.run_id, q.environment, q.node) = (e.run_id, e.environment, e.needing) \
-                       AND q.state IN ('held', 'blocked')",
-                    &key,
-                )
-                .await?;
-            }
-            JobOutcome::Failed { stop_all: true } => {
-                txn.execute(
-                    "UPDATE job_queue SET state = 'cancelled' \
-                     WHERE run_id = $1 AND environment = $2 AND state IN ('held', 'blocked', 'ready')",
-                    &key[..2],
-                )
-                .await?;
-            }
-            JobOutcome::Failed { stop_all: false } | JobOutcome::Rejected => {
-                let after = if outcome == JobOutcome::Rejected { "skipped" } else { "cancelled" };
-                txn.execute(
-                    "WITH RECURSIVE after(node) AS ( \
-                         SELECT needing FROM job_edges WHERE run_id = $1 AND environment = $2 AND needed = $3 \
-                         UNION \
-                         SELECT e.needing FROM job_edges e JOIN after a ON e.needed = a.node \
-                         WHERE e.run_id = $1 AND e.environment = $2) \
-                     UPDATE job_queue SET state = $4 \
-                     WHERE run_id = $1 AND environment = $2 AND node IN (SELECT node FROM after) \
-                       AND state IN ('held', 'blocked', 'ready')",
-                    &[&job.run_id, &job.environment, &job.node, &after],
-                )
-                .await?;
-            }
-        }
+        follow(&txn, job, outcome).await?;
         let advanced = advance(&txn, &job.run_id).await?;
         txn.commit().await?;
         Ok(advanced)
     }
 
+    /// Decides the `gate = "after"` of a gated job: approved, it succeeded
+    /// and what needs it counts down; rejected, what needs it is skipped.
+    pub async fn decide_node(&self, job: &JobKey, approved: bool) -> Result<Advanced, QueueError> {
+        let mut client = self.pool.get().await?;
+        let txn = client.transaction().await?;
+        let state = if approved { "succeeded" } else { "rejected" };
+        let decided = txn
+            .execute(
+                "UPDATE job_queue SET state = $4 WHERE run_id = $1 AND environment = $2 AND node = $3 AND state = 'gated'",
+                &[&job.run_id, &job.environment, &job.node, &state],
+            )
+            .await?;
+        if decided == 0 {
+            return Err(QueueError::NotWaiting { run_id: job.run_id.clone(), environment: format!("{}/{}", job.environment, job.node) });
+        }
+        follow(&txn, job, if approved { JobOutcome::Succeeded } else { JobOutcome::Rejected }).await?;
+        let advanced = advance(&txn, &job.run_id).await?;
+        txn.commit().await?;
+        Ok(advanced)
+    }
+}
+
+/// What follows a job's end for the jobs that need it: a count-down (and
+/// ready at zero); nothing yet while it is gated; after a failure, they
+/// and theirs are cancelled (with `stop_all`, every job of the environment
+/// not started is); after a rejection, skipped.
+async fn follow(txn: &deadpool_postgres::Transaction<'_>, job: &JobKey, outcome: JobOutcome) -> Result<(), QueueError> {
+    let key: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&job.run_id, &job.environment, &job.node];
+    match outcome {
+        JobOutcome::Gated => {}
+        JobOutcome::Succeeded => {
+            txn.execute(
+                "UPDATE job_queue q SET waiting_on = q.waiting_on - 1, \
+                        state = CASE WHEN q.state = 'blocked' AND q.waiting_on = 1 THEN 'ready' ELSE q.state END \
+                 FROM job_edges e \
+                 WHERE e.run_id = $1 AND e.environment = $2 AND e.needed = $3 \
+                   AND (q.run_id, q.environment, q.node) = (e.run_id, e.environment, e.needing) \
+                   AND q.state IN ('held', 'blocked')",
+                &key,
+            )
+            .await?;
+        }
+        JobOutcome::Failed { stop_all: true } => {
+            txn.execute(
+                "UPDATE job_queue SET state = 'cancelled' \
+                 WHERE run_id = $1 AND environment = $2 AND state IN ('held', 'blocked', 'ready')",
+                &key[..2],
+            )
+            .await?;
+        }
+        JobOutcome::Failed { stop_all: false } | JobOutcome::Rejected => {
+            let after = if outcome == JobOutcome::Rejected { "skipped" } else { "cancelled" };
+            txn.execute(
+                "WITH RECURSIVE after(node) AS ( \
+                     SELECT needing FROM job_edges WHERE run_id = $1 AND environment = $2 AND needed = $3 \
+                     UNION \
+                     SELECT e.needing FROM job_edges e JOIN after a ON e.needed = a.node \
+                     WHERE e.run_id = $1 AND e.environment = $2) \
+                 UPDATE job_queue SET state = $4 \
+                 WHERE run_id = $1 AND environment = $2 AND node IN (SELECT node FROM after) \
+                   AND state IN ('held', 'blocked', 'ready')",
+                &[&job.run_id, &job.environment, &job.node, &after],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+impl JobQueue {
     /// Cancels every job of a run that has not started; how many.
     pub async fn cancel_run(&self, run_id: &str) -> Result<u64, QueueError> {
         let mut client = self.pool.get().await?;
@@ -362,8 +402,10 @@ impl JobQueue {
                 "blocked" => c.blocked = n,
                 "ready" => c.ready = n,
                 "claimed" => c.claimed = n,
+                "gated" => c.gated = n,
                 "succeeded" => c.succeeded = n,
                 "failed" => c.failed = n,
+                "rejected" => c.rejected = n,
                 "cancelled" => c.cancelled = n,
                 _ => c.skipped = n,
             }
@@ -522,7 +564,7 @@ async fn advance(txn: &deadpool_postgres::Transaction<'_>, run_id: &str) -> Resu
             _ => {
                 let row = txn
                     .query_one(
-                        "SELECT count(*) FILTER (WHERE state IN ('held', 'blocked', 'ready', 'claimed')), \
+                        "SELECT count(*) FILTER (WHERE state IN ('held', 'blocked', 'ready', 'claimed', 'gated')), \
                                 count(*) FILTER (WHERE state <> 'succeeded') \
                          FROM job_queue WHERE run_id = $1 AND environment = $2",
                         &[&run_id, env],

@@ -117,13 +117,15 @@ CREATE TABLE audit (
 -- completes each), then `ready`. A runner claims ready jobs with FOR
 -- UPDATE SKIP LOCKED and holds each under a lease it renews; a lease that
 -- runs out puts its job back to `ready`, to be resumed elsewhere (read
--- before any new apply).
+-- before any new apply). A job done whose node has `gate = "after"` is
+-- `gated` until a person decides: approved, it is `succeeded` and what
+-- needs it counts down; rejected, it is `rejected` and that is skipped.
 CREATE TABLE job_queue (
     run_id       text COLLATE "C"        NOT NULL,
     environment  text COLLATE "C"        NOT NULL,
     node         text COLLATE "C"        NOT NULL,
     state        text        NOT NULL
-        CHECK (state IN ('held', 'blocked', 'ready', 'claimed', 'succeeded', 'failed', 'cancelled', 'skipped')),
+        CHECK (state IN ('held', 'blocked', 'ready', 'claimed', 'gated', 'succeeded', 'failed', 'rejected', 'cancelled', 'skipped')),
     waiting_on   integer     NOT NULL DEFAULT 0 CHECK (waiting_on >= 0),
     runner       text,
     lease_until  timestamptz,
