@@ -8,6 +8,7 @@ mod common;
 
 use serde_json::json;
 use stackpipe_runtime::state::*;
+use stackpipe_state::fixtures::*;
 use stackpipe_state_postgres::PostgresStore;
 
 use common::postgres::Postgres;
@@ -57,100 +58,33 @@ suite!(
     counts_count_every_table,
 );
 
-fn key(env: &str, resource: &str) -> ResourceKey {
-    ResourceKey::new("web", env, resource)
+/// A run record of the fixtures, stored with `status`.
+fn run_as(id: &str, started_ms: u64, status: RunStatus) -> RunRecord {
+    RunRecord { status, ..run(id, started_ms) }
 }
 
-fn resource(n: u64) -> ResourceRecord {
-    ResourceRecord {
-        sensitive: Vec::new(),
-        sensitive_outputs: Vec::new(),
-        plugin: "aws".into(),
-        kind: "vpc".into(),
-        state: json!({ "id": format!("vpc-{n}"), "nested": { "z": 1, "a": [1, 2, { "b": null }] } }),
-        outputs: json!({ "id": format!("vpc-{n}"), "cidr": "10.0.0.0/16" }),
-        attributes: json!({ "cidr": "10.0.0.0/16", "unicode": "été ✓", "n": n }),
-        depends_on: vec!["network".into()],
-        serial: 99,
-        run_id: "r000001".into(),
-        updated_ms: 1_700_000_000_000 + n,
-    }
+/// A log line of `dev`.
+fn line(node: &str, text: &str) -> LogLine {
+    log("dev", node, text)
 }
 
-fn run(id: &str, started_ms: u64, status: RunStatus) -> RunRecord {
-    RunRecord {
-        sensitive_vars: Vec::new(),
-        id: id.into(),
-        pipeline: "web".into(),
-        file: "/src/web.pipeline".into(),
-        kind: RunKind::Deploy,
-        status,
-        environments: vec!["dev".into(), "staging".into(), "prod".into()],
-        vars: vec![("region".into(), "eu-west-1".into())],
-        sets: Vec::new(),
-        parallelism: 10,
-        message: Some("first".into()),
-        pid: std::process::id(),
-        started_ms,
-        finished_ms: None,
-        outcomes: Vec::new(),
-        started_by: "alice".into(),
-        trigger: Default::default(),
-        rerun_of: None,
-        resumed: Vec::new(),
-        snapshot: None,
-        targets: Vec::new(),
-        orphans: false,
-    }
+/// A decision at prod's gate.
+fn decided(run_id: &str, d: Decision) -> GateDecision {
+    decision(run_id, "prod", None, d)
 }
 
-fn job(run_id: &str, environment: &str, node: &str, level: usize) -> JobRecord {
-    JobRecord {
-        run_id: run_id.into(),
-        environment: environment.into(),
-        node: node.into(),
-        level,
-        status: Status::Succeeded,
-        started_ms: Some(1),
-        finished_ms: Some(2),
-        ops: vec![OpRecord { name: "apply".into(), status: Status::Succeeded, started_ms: Some(1), finished_ms: Some(2), message: None }],
-        input: None,
-        change: Some("create".into()),
-        error: None,
-        diff: None,
-    }
-}
-
-fn log(node: &str, text: &str) -> LogLine {
-    LogLine { ms: 5, environment: "dev".into(), node: node.into(), op: "apply".into(), text: text.into(), level: LogLevel::Warn, plugin: Some("aws".into()) }
-}
-
-fn journal(run_id: &str, node: &str, phase: JournalPhase) -> JournalEntry {
-    JournalEntry { run_id: run_id.into(), environment: "dev".into(), node: node.into(), nodes: Vec::new(), op: "apply".into(), phase, ms: 7 }
-}
-
-fn decision(run_id: &str, d: Decision) -> GateDecision {
-    GateDecision {
-        run_id: run_id.into(),
-        gate: GateInfo { kind: GateKind::Environment, environment: "prod".into(), node: None, reason: "approval = true".into(), detail: None, since_ms: 1 },
-        decision: d,
-        by: "alice".into(),
-        at_ms: 2,
-        comment: Some("looks fine".into()),
-    }
-}
-
-fn holder(run_id: &str) -> LockHolder {
-    LockHolder { run_id: run_id.into(), pid: std::process::id(), since_ms: 11 }
+/// A lock holder in this process.
+fn mine(run_id: &str) -> LockHolder {
+    holder(run_id, std::process::id())
 }
 
 fn every_record_comes_back_as_written(store: &StateStore) {
     store.set_owner_run("r000001", None).unwrap();
-    let r = run("r000001", 100, RunStatus::Running);
+    let r = run_as("r000001", 100, RunStatus::Running);
     let j = job("r000001", "dev", "vpc", 0);
-    let l = log("vpc", "created vpc-1");
+    let l = line("vpc", "created vpc-1");
     let e = journal("r000001", "vpc", JournalPhase::Started);
-    let d = decision("r000001", Decision::Approved);
+    let d = decided("r000001", Decision::Approved);
     let res = resource(1);
     store
         .commit(vec![
@@ -233,10 +167,10 @@ fn runs_come_most_recent_first_and_a_run_nobody_runs_is_interrupted(store: &Stat
     store.set_owner_run("r000003", None).unwrap();
     store
         .commit(vec![
-            Write::PutRun(run("r000001", 10, RunStatus::Succeeded)),
-            Write::PutRun(run("r000002", 30, RunStatus::Running)),
-            Write::PutRun(run("r000003", 20, RunStatus::Running)),
-            Write::PutRun(run("r000004", 30, RunStatus::Failed)),
+            Write::PutRun(run_as("r000001", 10, RunStatus::Succeeded)),
+            Write::PutRun(run_as("r000002", 30, RunStatus::Running)),
+            Write::PutRun(run_as("r000003", 20, RunStatus::Running)),
+            Write::PutRun(run_as("r000004", 30, RunStatus::Failed)),
         ])
         .unwrap();
     let runs = store.runs().unwrap();
@@ -245,14 +179,14 @@ fn runs_come_most_recent_first_and_a_run_nobody_runs_is_interrupted(store: &Stat
     let status: Vec<RunStatus> = runs.iter().map(|r| r.status).collect();
     assert_eq!(status, [RunStatus::Failed, RunStatus::Interrupted, RunStatus::Running, RunStatus::Succeeded]);
     // A record replaced is replaced.
-    store.commit(vec![Write::PutRun(run("r000003", 20, RunStatus::Succeeded))]).unwrap();
+    store.commit(vec![Write::PutRun(run_as("r000003", 20, RunStatus::Succeeded))]).unwrap();
     assert_eq!(store.run("r000003").unwrap().unwrap().status, RunStatus::Succeeded);
 }
 
 fn jobs_come_in_environment_then_level_then_node_order(store: &StateStore) {
     store
         .commit(vec![
-            Write::PutRun(run("r1", 1, RunStatus::Succeeded)),
+            Write::PutRun(run_as("r1", 1, RunStatus::Succeeded)),
             Write::PutJob(job("r1", "prod", "a", 0)),
             Write::PutJob(job("r1", "dev", "z", 0)),
             Write::PutJob(job("r1", "dev", "b", 1)),
@@ -281,10 +215,10 @@ fn a_runs_rows_come_in_the_order_written(store: &StateStore) {
         let node = if i % 3 == 0 { "a" } else { "b" };
         store
             .commit(vec![
-                Write::Log(log(node, &format!("one {i}")), "r1".into()),
-                Write::Log(log(node, &format!("two {i}")), "r2".into()),
+                Write::Log(line(node, &format!("one {i}")), "r1".into()),
+                Write::Log(line(node, &format!("two {i}")), "r2".into()),
                 Write::Journal(journal("r1", &format!("n{i}"), JournalPhase::Started)),
-                Write::Decision(decision(if i % 2 == 0 { "r1" } else { "r2" }, Decision::Rejected)),
+                Write::Decision(decided(if i % 2 == 0 { "r1" } else { "r2" }, Decision::Rejected)),
             ])
             .unwrap();
     }
@@ -297,7 +231,7 @@ fn a_runs_rows_come_in_the_order_written(store: &StateStore) {
     assert_eq!(store.decisions("r1").unwrap().len(), 15);
     assert_eq!(store.logs("r3", None).unwrap(), Vec::new());
     // Without durability: the same, visible at once.
-    store.commit_as(vec![Write::Log(log("a", "quick"), "r1".into())], false).unwrap();
+    store.commit_as(vec![Write::Log(line("a", "quick"), "r1".into())], false).unwrap();
     assert_eq!(store.logs("r1", None).unwrap().last().unwrap().text, "quick");
     store.persist().unwrap();
 }
@@ -311,11 +245,11 @@ fn ids_count_up(store: &StateStore) {
 
 fn locks_are_all_or_nothing_and_bound_to_a_run(store: &StateStore) {
     store.set_owner_run("r1", None).unwrap();
-    store.lock(&[key("dev", "a"), key("dev", "b")], &holder("r1")).unwrap();
+    store.lock(&[key("dev", "a"), key("dev", "b")], &mine("r1")).unwrap();
     // The same run again: fine, and nothing changes.
-    store.lock(&[key("dev", "a")], &holder("r1")).unwrap();
+    store.lock(&[key("dev", "a")], &mine("r1")).unwrap();
     // Another run: refused on the first key it shares, and it takes nothing.
-    match store.lock(&[key("dev", "c"), key("dev", "b")], &holder("r2")) {
+    match store.lock(&[key("dev", "c"), key("dev", "b")], &mine("r2")) {
         Err(StateError::Locked { key: k, holder: h, holder_alive }) => {
             assert_eq!(k, key("dev", "b"));
             assert_eq!(h.run_id, "r1");
@@ -331,7 +265,7 @@ fn locks_are_all_or_nothing_and_bound_to_a_run(store: &StateStore) {
     assert_eq!(store.unlock_run("r1").unwrap(), 1);
     assert_eq!(store.unlock_run("r1").unwrap(), 0);
     // Locks of a run nobody runs are stale.
-    store.lock(&[key("dev", "c")], &holder("r9")).unwrap();
+    store.lock(&[key("dev", "c")], &mine("r9")).unwrap();
     let released = store.unlock_stale(None, false).unwrap();
     assert_eq!(released.len(), 1);
     assert_eq!(released[0].1.run_id, "r9");
@@ -342,11 +276,11 @@ fn a_deleted_run_leaves_nothing_of_it_and_everything_of_the_others(store: &State
     for id in ["r1", "r2"] {
         store
             .commit(vec![
-                Write::PutRun(run(id, 1, RunStatus::Succeeded)),
+                Write::PutRun(run_as(id, 1, RunStatus::Succeeded)),
                 Write::PutJob(job(id, "dev", "a", 0)),
-                Write::Log(log("a", "x"), id.into()),
+                Write::Log(line("a", "x"), id.into()),
                 Write::Journal(journal(id, "a", JournalPhase::Done)),
-                Write::Decision(decision(id, Decision::Approved)),
+                Write::Decision(decided(id, Decision::Approved)),
             ])
             .unwrap();
     }
@@ -428,15 +362,15 @@ fn counts_count_every_table(store: &StateStore) {
     store
         .commit(vec![
             Write::PutResource(key("dev", "a"), resource(1)),
-            Write::PutRun(run("r1", 1, RunStatus::Succeeded)),
+            Write::PutRun(run_as("r1", 1, RunStatus::Succeeded)),
             Write::PutJob(job("r1", "dev", "a", 0)),
-            Write::Log(log("a", "x"), "r1".into()),
-            Write::Log(log("a", "y"), "r1".into()),
+            Write::Log(line("a", "x"), "r1".into()),
+            Write::Log(line("a", "y"), "r1".into()),
             Write::Journal(journal("r1", "a", JournalPhase::Done)),
-            Write::Decision(decision("r1", Decision::Approved)),
+            Write::Decision(decided("r1", Decision::Approved)),
         ])
         .unwrap();
-    store.lock(&[key("dev", "a")], &holder("r1")).unwrap();
+    store.lock(&[key("dev", "a")], &mine("r1")).unwrap();
     let c = store.counts().unwrap();
     assert_eq!(
         (c.resources, c.runs, c.jobs, c.log_lines, c.journal_entries, c.decisions, c.locks),
@@ -459,10 +393,10 @@ mod postgres_only {
     fn a_run_reads_as_running_everywhere_while_its_process_holds_its_lease() {
         let (a, b) = two_processes();
         a.set_owner_run("r1", None).unwrap();
-        a.commit(vec![Write::PutRun(run("r1", 1, RunStatus::Running))]).unwrap();
+        a.commit(vec![Write::PutRun(run_as("r1", 1, RunStatus::Running))]).unwrap();
         assert_eq!(b.run("r1").unwrap().unwrap().status, RunStatus::Running, "another process sees it running");
-        a.lock(&[key("dev", "a")], &holder("r1")).unwrap();
-        match b.lock(&[key("dev", "a")], &holder("r2")) {
+        a.lock(&[key("dev", "a")], &mine("r1")).unwrap();
+        match b.lock(&[key("dev", "a")], &mine("r2")) {
             Err(StateError::Locked { holder_alive: true, .. }) => {}
             other => panic!("expected a live holder, got {other:?}"),
         }
@@ -470,12 +404,12 @@ mod postgres_only {
         // The process goes: its run is interrupted, its locks are stale.
         drop(a);
         assert_eq!(b.run("r1").unwrap().unwrap().status, RunStatus::Interrupted);
-        match b.lock(&[key("dev", "a")], &holder("r2")) {
+        match b.lock(&[key("dev", "a")], &mine("r2")) {
             Err(StateError::Locked { holder_alive: false, .. }) => {}
             other => panic!("expected a dead holder, got {other:?}"),
         }
         assert_eq!(b.unlock_stale(None, false).unwrap().len(), 1);
-        b.lock(&[key("dev", "a")], &holder("r2")).unwrap();
+        b.lock(&[key("dev", "a")], &mine("r2")).unwrap();
     }
 
     #[test]
@@ -500,8 +434,8 @@ mod postgres_only {
         b.set_owner_run("rb", None).unwrap();
         let keys: Vec<ResourceKey> = (0..20).map(|i| key("dev", &format!("n{i:02}"))).collect();
         let (ra, rb) = std::thread::scope(|s| {
-            let ta = s.spawn(|| a.lock(&keys, &holder("ra")).is_ok());
-            let tb = s.spawn(|| b.lock(&keys, &holder("rb")).is_ok());
+            let ta = s.spawn(|| a.lock(&keys, &mine("ra")).is_ok());
+            let tb = s.spawn(|| b.lock(&keys, &mine("rb")).is_ok());
             (ta.join().unwrap(), tb.join().unwrap())
         });
         assert!(ra ^ rb, "exactly one run gets them: {ra} {rb}");
@@ -518,7 +452,7 @@ mod postgres_only {
             .map(|i| {
                 let store = store.clone();
                 tokio::spawn(async move {
-                    store.commit(vec![Write::Log(log("a", &format!("{i}")), "r1".into())]).unwrap();
+                    store.commit(vec![Write::Log(line("a", &format!("{i}")), "r1".into())]).unwrap();
                 })
             })
             .collect();

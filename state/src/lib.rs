@@ -71,6 +71,8 @@ mod backend;
 mod child;
 mod error;
 mod file;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 mod guard;
 mod owner;
 mod records;
