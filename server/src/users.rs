@@ -419,65 +419,65 @@ mod tests {
         assert_eq!(Role::named("operator"), Some(Role::Operator));
         assert_eq!(Role::named("root"), None);
         let dir = tempfile::tempdir().unwrap();
-        let (web, _) = Users::add(dir.path(), "web-op", Role::Operator, &["web".into()]).unwrap();
+        let (web, _) = Users::add(&UsersHome::Dir(dir.path().into()), "web-op", Role::Operator, &["web".into()]).unwrap();
         assert!(web.may(Role::Operator, Some("web")) && web.may(Role::Viewer, Some("web")));
         assert!(!web.may(Role::Viewer, Some("db")), "another pipeline is not its business");
         assert!(!web.may(Role::Admin, Some("web")));
         assert!(web.may(Role::Viewer, None) && !web.may(Role::Operator, None));
-        let (root, _) = Users::add(dir.path(), "root", Role::Admin, &[]).unwrap();
+        let (root, _) = Users::add(&UsersHome::Dir(dir.path().into()), "root", Role::Admin, &[]).unwrap();
         assert!(root.may(Role::Admin, None) && root.may(Role::Admin, Some("anything")));
     }
 
     #[test]
     fn a_token_is_shown_once_stored_as_a_hash_and_rotated() {
         let dir = tempfile::tempdir().unwrap();
-        let (alice, token) = Users::add(dir.path(), "alice", Role::Viewer, &[]).unwrap();
+        let (alice, token) = Users::add(&UsersHome::Dir(dir.path().into()), "alice", Role::Viewer, &[]).unwrap();
         assert!(token.as_str().starts_with("spt_") && token.as_str().len() == 4 + 64);
         assert_eq!(format!("{token:?}"), "Token(..)");
         let file = fs::read_to_string(dir.path().join(USERS_FILE)).unwrap();
         assert!(!file.contains(token.as_str()), "the token itself is never stored");
         assert_eq!(fs::metadata(dir.path().join(USERS_FILE)).unwrap().permissions().mode() & 0o777, 0o600);
 
-        let users = Users::load(dir.path()).unwrap();
+        let users = Users::load(&UsersHome::Dir(dir.path().into())).unwrap();
         assert_eq!(users.authenticate(token.as_str()), Some(&alice));
         assert_eq!(users.authenticate("spt_0000"), None);
         assert_eq!(users.authenticate(""), None);
 
-        let new = Users::rotate(dir.path(), "alice").unwrap();
-        let users = Users::load(dir.path()).unwrap();
+        let new = Users::rotate(&UsersHome::Dir(dir.path().into()), "alice").unwrap();
+        let users = Users::load(&UsersHome::Dir(dir.path().into())).unwrap();
         assert_eq!(users.authenticate(token.as_str()), None, "the old token stops working");
         assert_eq!(users.authenticate(new.as_str()).map(|u| u.name.as_str()), Some("alice"));
 
-        Users::remove(dir.path(), "alice").unwrap();
-        assert_eq!(Users::load(dir.path()).unwrap().authenticate(new.as_str()), None);
+        Users::remove(&UsersHome::Dir(dir.path().into()), "alice").unwrap();
+        assert_eq!(Users::load(&UsersHome::Dir(dir.path().into())).unwrap().authenticate(new.as_str()), None);
     }
 
     #[test]
     fn names_are_checked_and_mistakes_say_what_there_is() {
         let dir = tempfile::tempdir().unwrap();
         for bad in ["", "Alice", "-x", "a b", "../x", &"a".repeat(65)] {
-            assert!(matches!(Users::add(dir.path(), bad, Role::Viewer, &[]), Err(UsersError::BadName(_))), "{bad}");
+            assert!(matches!(Users::add(&UsersHome::Dir(dir.path().into()), bad, Role::Viewer, &[]), Err(UsersError::BadName(_))), "{bad}");
         }
-        assert!(matches!(Users::add(dir.path(), "bob", Role::Viewer, &["../etc".into()]), Err(UsersError::BadPipeline(_))));
-        Users::add(dir.path(), "bob", Role::Viewer, &[]).unwrap();
-        assert!(matches!(Users::add(dir.path(), "bob", Role::Admin, &[]), Err(UsersError::Exists(_))));
-        let e = Users::remove(dir.path(), "bobby").unwrap_err().to_string();
+        assert!(matches!(Users::add(&UsersHome::Dir(dir.path().into()), "bob", Role::Viewer, &["../etc".into()]), Err(UsersError::BadPipeline(_))));
+        Users::add(&UsersHome::Dir(dir.path().into()), "bob", Role::Viewer, &[]).unwrap();
+        assert!(matches!(Users::add(&UsersHome::Dir(dir.path().into()), "bob", Role::Admin, &[]), Err(UsersError::Exists(_))));
+        let e = Users::remove(&UsersHome::Dir(dir.path().into()), "bobby").unwrap_err().to_string();
         assert_eq!(e, "there is no user `bobby` (there are: bob)");
     }
 
     #[test]
     fn a_users_file_others_can_write_or_that_is_damaged_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(Users::load(dir.path()).unwrap().list().is_empty(), "no file: no users");
-        Users::add(dir.path(), "carol", Role::Admin, &[]).unwrap();
+        assert!(Users::load(&UsersHome::Dir(dir.path().into())).unwrap().list().is_empty(), "no file: no users");
+        Users::add(&UsersHome::Dir(dir.path().into()), "carol", Role::Admin, &[]).unwrap();
         let path = dir.path().join(USERS_FILE);
         fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
-        assert!(matches!(Users::load(dir.path()), Err(UsersError::Exposed { mode: 0o666, .. })));
+        assert!(matches!(Users::load(&UsersHome::Dir(dir.path().into())), Err(UsersError::Exposed { mode: 0o666, .. })));
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         fs::write(&path, "{\"users\": [").unwrap();
-        assert!(matches!(Users::load(dir.path()), Err(UsersError::Damaged { .. })));
+        assert!(matches!(Users::load(&UsersHome::Dir(dir.path().into())), Err(UsersError::Damaged { .. })));
         // A change never builds on a damaged file.
-        assert!(Users::add(dir.path(), "dave", Role::Viewer, &[]).is_err());
+        assert!(Users::add(&UsersHome::Dir(dir.path().into()), "dave", Role::Viewer, &[]).is_err());
         assert_eq!(fs::read_to_string(&path).unwrap(), "{\"users\": [");
     }
 
@@ -488,12 +488,12 @@ mod tests {
         let threads: Vec<_> = (0..8)
             .map(|i| {
                 let path = path.clone();
-                std::thread::spawn(move || Users::add(&path, &format!("u{i}"), Role::Viewer, &[]).unwrap())
+                std::thread::spawn(move || Users::add(&UsersHome::Dir(path.clone()), &format!("u{i}"), Role::Viewer, &[]).unwrap())
             })
             .collect();
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(Users::load(&path).unwrap().list().len(), 8);
+        assert_eq!(Users::load(&UsersHome::Dir(path.clone())).unwrap().list().len(), 8);
     }
 }

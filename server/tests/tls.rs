@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn options(dir: &std::path::Path, listen: &str, tls: Option<(std::path::PathBuf, std::path::PathBuf)>) -> ServeOptions {
     ServeOptions {
+        state: stackpipe_runtime::state_location::StateLocation::Dir(dir.join("state")),
         state_dir: dir.join("state"),
         listen: listen.parse().unwrap(),
         pipelines: None,
