@@ -210,6 +210,10 @@ pub fn state_error(e: stackpipe_runtime::state::StateError) -> u8 {
             );
             EXIT_INVALID
         }
+        StateError::Missing { dir } if dir.starts_with("postgres:") => {
+            eprintln!("  nothing has been run with this database yet: a deploy makes its state");
+            EXIT_INVALID
+        }
         StateError::Missing { .. } => {
             eprintln!("  pass --state DIR, or run from the pipeline's directory");
             EXIT_INVALID

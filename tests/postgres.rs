@@ -617,3 +617,33 @@ mod server {
         assert!(users.contains("amy") && users.contains("bob") && !users.contains("vera"), "{users}");
     }
 }
+
+/// A command that only reads a PostgreSQL state writes nothing to it, its
+/// schema included, as a reader of a state directory writes nothing.
+mod readers {
+    use super::Postgres;
+    use crate::common::{text, Project, TEST_PLUGIN};
+
+    #[test]
+    fn a_reader_of_a_database_without_state_makes_no_schema_and_says_so() {
+        let pg = Postgres::shared();
+        let url = pg.database("reader");
+        let db = url.rsplit('/').next().unwrap().to_string();
+        let tables = || pg.psql(&db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'");
+        let p = Project::with_pipeline(&format!("pipeline \"demo\"\n{TEST_PLUGIN}\nenvironment dev {{}}\nresource a \"t.step\" {{}}\n"));
+        let o = p.run(&["runs", "--state", &url]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("no state in postgres://") && text(&o.stderr).contains("a deploy makes its state"), "{}", text(&o.stderr));
+        // A plan reads a state that does not exist yet as empty.
+        let o = p.run(&["plan", "demo.pipeline", "--state", &url]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        assert!(text(&o.stdout).contains("create"), "{}", text(&o.stdout));
+        assert_eq!(tables(), "0", "a reader made no table");
+        // A deploy makes the schema; then readers read.
+        let o = p.run(&["deploy", "demo.pipeline", "--state", &url]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        assert_ne!(tables(), "0");
+        let o = p.run(&["runs", "--state", &url]);
+        assert!(text(&o.stdout).contains("r000001"), "{}", text(&o.stdout));
+    }
+}

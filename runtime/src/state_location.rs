@@ -53,13 +53,18 @@ impl StateLocation {
         }
     }
 
-    /// Opens the state to read: a directory's database is opened read
-    /// only (`or_empty`: a directory without one reads as empty); a shared
-    /// database is read as it is, beside the processes writing it.
+    /// Opens the state to read, writing nothing: a directory's database
+    /// read only; a shared database as it is, beside the processes writing
+    /// it, its schema checked but never changed. `or_empty`: a state that
+    /// does not exist yet reads as empty.
     pub fn open_read_only(&self, patience: Duration, or_empty: bool) -> Result<StateStore, StateError> {
         match self {
             StateLocation::Dir(dir) => StateStore::open_read_only_patiently(dir, patience, or_empty),
-            StateLocation::Postgres(url) => connect(url),
+            StateLocation::Postgres(url) => match stackpipe_state_postgres::PostgresStore::connect_read_only(url) {
+                Ok(store) => Ok(StateStore::with_backend(store)),
+                Err(StateError::Missing { dir }) if or_empty => StateStore::empty(&dir),
+                Err(e) => Err(e),
+            },
         }
     }
 }

@@ -51,6 +51,8 @@ pub struct PostgresStore {
     /// The runs this process runs: their leases are renewed.
     current_runs: Arc<Mutex<BTreeSet<String>>>,
     hash_key: OnceLock<Vec<u8>>,
+    /// Connected by a command that only reads: it writes nothing.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -90,6 +92,19 @@ impl PostgresStore {
     /// [`crate::migrate`]) and starts renewing the leases of the runs
     /// this process will run.
     pub fn connect(url: &str) -> Result<PostgresStore, StateError> {
+        PostgresStore::open(url, false)
+    }
+
+    /// Connects to read only: the schema is checked, never changed, and
+    /// every write is [`StateError::ReadOnly`], as a reader of a state
+    /// directory writes nothing. A database without a stackpipe state is
+    /// [`StateError::Missing`]; one whose schema is older than this
+    /// stackpipe's is refused (a command that writes brings it up to date).
+    pub fn connect_read_only(url: &str) -> Result<PostgresStore, StateError> {
+        PostgresStore::open(url, true)
+    }
+
+    fn open(url: &str, read_only: bool) -> Result<PostgresStore, StateError> {
         let crate::tls::Address { config, tls } =
             crate::tls::address(url).map_err(|cause| StateError::Database { location: shown_url(url), cause })?;
         let location = shown_location(&config);
@@ -115,8 +130,38 @@ impl PostgresStore {
             owner,
             current_runs: Arc::new(Mutex::new(BTreeSet::new())),
             hash_key: OnceLock::new(),
+            read_only,
         };
         let location = store.location.clone();
+        if read_only {
+            store.call(move |pool| async move {
+                let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+                let kept = client
+                    .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+                    .await
+                    .map_err(|e| db_error(&location, e))?;
+                let version = match kept.get::<_, bool>(0) {
+                    true => crate::schema_version(&client).await.map_err(|e| StateError::Database { location: location.clone(), cause: e.to_string() })?,
+                    false => 0,
+                };
+                let known = crate::latest_version();
+                match version {
+                    0 => Err(StateError::Missing { dir: std::path::PathBuf::from(location) }),
+                    v if v < known => Err(StateError::Database {
+                        location,
+                        cause: format!(
+                            "its schema is at version {v}, older than this stackpipe's ({known}); a command that writes (a \
+                             deploy, `state migrate --to`) brings it up to date"
+                        ),
+                    }),
+                    v if v > known => {
+                        Err(StateError::Database { location, cause: crate::PgError::TooNew { found: v, known }.to_string() })
+                    }
+                    _ => Ok(()),
+                }
+            })?;
+            return Ok(store);
+        }
         store.call(move |pool| async move {
             let mut client = pool.get().await.map_err(|e| pool_error(&location, e))?;
             crate::migrate(&mut client).await.map_err(|e| StateError::Database { location, cause: e.to_string() })?;
@@ -124,6 +169,14 @@ impl PostgresStore {
         })?;
         store.start_renewing();
         Ok(store)
+    }
+
+    /// [`StateError::ReadOnly`] for a store connected to read only.
+    fn writable(&self) -> Result<(), StateError> {
+        if self.read_only {
+            return Err(StateError::ReadOnly { path: std::path::PathBuf::from(&self.location) });
+        }
+        Ok(())
     }
 
     /// Which process `run_leases` says this one is.
@@ -274,6 +327,7 @@ impl PostgresStore {
 
     /// The next number of counter `name`, after `prefix`, zero-padded.
     fn next_id(&self, name: &'static str, prefix: char) -> Result<String, StateError> {
+        self.writable()?;
         let location = self.location.clone();
         let n = self.call(move |pool| async move {
             let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
@@ -427,10 +481,11 @@ impl StateBackend for PostgresStore {
     }
 
     fn is_writable(&self) -> bool {
-        true
+        !self.read_only
     }
 
     fn set_owner_run(&self, run_id: &str, control: Option<&Path>) -> Result<(), StateError> {
+        self.writable()?;
         if let Ok(mut runs) = self.current_runs.lock() {
             runs.insert(run_id.to_string());
         }
@@ -479,19 +534,21 @@ impl StateBackend for PostgresStore {
         }
         let mut fresh = vec![0u8; 32];
         getrandom::getrandom(&mut fresh).map_err(|e| StateError::Io(std::io::Error::other(e.to_string())))?;
-        let location = self.location.clone();
-        // The first process to make one keeps it; every other reads it.
+        let (location, read_only) = (self.location.clone(), self.read_only);
+        // The first writer to make one keeps it; every other process reads it.
         let key = self.call(move |pool| async move {
             let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
-            client
-                .execute("INSERT INTO store_keys (name, key) VALUES ('keyed_hash', $1) ON CONFLICT (name) DO NOTHING", &[&fresh])
-                .await
-                .map_err(|e| db_error(&location, e))?;
+            if !read_only {
+                client
+                    .execute("INSERT INTO store_keys (name, key) VALUES ('keyed_hash', $1) ON CONFLICT (name) DO NOTHING", &[&fresh])
+                    .await
+                    .map_err(|e| db_error(&location, e))?;
+            }
             let row = client
-                .query_one("SELECT key FROM store_keys WHERE name = 'keyed_hash'", &[])
+                .query_opt("SELECT key FROM store_keys WHERE name = 'keyed_hash'", &[])
                 .await
                 .map_err(|e| db_error(&location, e))?;
-            Ok(row.get::<_, Vec<u8>>(0))
+            row.map(|r| r.get::<_, Vec<u8>>(0)).ok_or(StateError::ReadOnly { path: std::path::PathBuf::from(location) })
         })?;
         if key.len() != 32 {
             return Err(StateError::Corrupt("the store's hash key is not 32 bytes".into()));
@@ -685,6 +742,7 @@ impl StateBackend for PostgresStore {
     }
 
     fn lock(&self, keys: &[ResourceKey], holder: &LockHolder) -> Result<(), StateError> {
+        self.writable()?;
         let location = self.location.clone();
         let mut keys: Vec<ResourceKey> = keys.to_vec();
         keys.sort_unstable_by(|a, b| {
@@ -739,6 +797,7 @@ impl StateBackend for PostgresStore {
     }
 
     fn unlock_run(&self, run_id: &str) -> Result<usize, StateError> {
+        self.writable()?;
         let (location, run_id) = (self.location.clone(), run_id.to_string());
         self.call(move |pool| async move {
             let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
@@ -748,12 +807,14 @@ impl StateBackend for PostgresStore {
     }
 
     fn unlock_stale(&self, key: Option<&ResourceKey>, force: bool) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
+        self.writable()?;
         self.unlock_where(key.cloned(), move |_, alive| force || !alive)
     }
 
     // ---- writes
 
     fn persist(&self) -> Result<(), StateError> {
+        self.writable()?;
         // A durable commit flushes the log up to it, the commits made
         // before it without durability included.
         let location = self.location.clone();
@@ -772,6 +833,7 @@ impl StateBackend for PostgresStore {
     }
 
     fn commit_as(&self, writes: Vec<Write>, durable: bool) -> Result<(), StateError> {
+        self.writable()?;
         if writes.is_empty() {
             return Ok(());
         }
@@ -813,6 +875,7 @@ impl StateBackend for PostgresStore {
     }
 
     fn import(&self, dump: &StateDump) -> Result<(), StateError> {
+        self.writable()?;
         if !self.export()?.is_empty() || self.stored_hash_key()?.is_some() {
             return Err(StateError::NotEmpty { location: self.location() });
         }
@@ -1194,6 +1257,7 @@ impl PostgresStore {
     /// Two changes made at once: one is refused, and is made again from
     /// what the other left.
     pub fn swap_user_records(&self, previous: Vec<(String, String)>, next: Vec<(String, String)>) -> Result<bool, StateError> {
+        self.writable()?;
         let location = self.location.clone();
         self.call(move |pool| async move {
             let mut client = pool.get().await.map_err(|e| pool_error(&location, e))?;
@@ -1222,6 +1286,7 @@ impl PostgresStore {
 
     /// Appends an entry (its JSON) to the audit log.
     pub fn append_audit(&self, ms: u64, entry: String) -> Result<(), StateError> {
+        self.writable()?;
         let location = self.location.clone();
         self.call(move |pool| async move {
             let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
