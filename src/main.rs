@@ -10,6 +10,7 @@ mod progress;
 mod remote;
 mod remote_run;
 mod run_cmd;
+mod runner_cmd;
 mod serve_cmd;
 mod service_cmd;
 mod show_cmd;
@@ -85,6 +86,8 @@ enum Command {
     Service(service_cmd::ServiceCommand),
     /// Run the team server: an HTTP API for runs, gates, jobs, state and events, with users and roles.
     Serve(serve_cmd::ServeArgs),
+    /// Work the runs of a shared database (`--state postgres://…`): take their stack jobs from its queue and run them.
+    Runner(runner_cmd::RunnerArgs),
     /// Show the team server's audit log (run on its host): every request that changed something.
     Audit(serve_cmd::AuditArgs),
     /// Save the token for a team server (read from stdin, or asked for): `--server URL` then uses it.
@@ -193,6 +196,7 @@ fn main() -> ExitCode {
         Command::Service(c) => service_cmd::run(c),
         Command::Serve(a) => serve_cmd::serve(a),
         Command::Audit(a) => serve_cmd::audit(a),
+        Command::Runner(a) => runner_cmd::run(a),
         Command::Login(a) => remote::login(a),
         Command::Logout(a) => remote::logout(a),
     };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::Args;
 use stackpipe_runtime::pipeline::LoadedPipeline;
 use stackpipe_runtime::plugin::{ArtifactCache, PluginHost};
-use stackpipe_runtime::run::{
+use stackpipe_runtime::run::{Runner, RunnerOptions, 
     execute, AutoApprove, Events, Mode, PlannedChange, Run, RunError, RunEvent, RunOptions, RunSource, RunSummary, Selection,
     SelectionError, SnapshotError, Steering, StopSignal,
 };
@@ -63,6 +63,11 @@ pub struct RunArgs {
     /// detaches). Without it, Ctrl-C only detaches: the run goes on there.
     #[arg(long)]
     pub cancel_on_interrupt: bool,
+    /// With the state in PostgreSQL: leave the run's jobs to the runners
+    /// (`stackpipe runner`) and only follow it. By default this process
+    /// works as one of them until its run ends.
+    #[arg(long)]
+    pub no_local_runner: bool,
     /// How the run is started (not an argument: `watch` and `rerun` set it).
     #[arg(skip)]
     pub trigger: RunTrigger,
@@ -399,6 +404,7 @@ fn run_loaded(
     let store = Arc::new(a.state.open(Some(&a.pipeline.file))?);
     rt.block_on(preflight_first(pipeline, mode, host.clone(), store.clone(), &mut opts, a.json))?;
     let slot = crate::progress::SocketSlot::default();
+    let runners = RunnersOf::for_run(&a)?;
     let summary = rt.block_on(async move {
         let stop = StopSignal::new();
         tokio::spawn(watch_signals(
@@ -407,7 +413,7 @@ fn run_loaded(
         ));
         let (tx, rx) = mpsc::unbounded_channel();
         let printer = tokio::spawn(crate::progress::print_events(rx, a.json, true, a.yes, crate::progress::Steer::Local(slot.clone())));
-        let r = steered_run(pipeline, mode, host, store, &opts, Steering { events: Events::new(tx), stop }, &slot).await;
+        let r = steered_run(pipeline, mode, host, store, &opts, Steering { events: Events::new(tx), stop }, &slot, runners).await;
         let _ = printer.await;
         r
     });
@@ -455,6 +461,7 @@ pub async fn steered_run(
     opts: &RunOptions,
     steering: Steering,
     slot: &crate::progress::SocketSlot,
+    runners: Option<RunnersOf>,
 ) -> Result<RunSummary, u8> {
     // Bound before anything of the run is recorded, its id included: if it
     // cannot be, the run ends here with nothing of it left in the state.
@@ -481,18 +488,54 @@ pub async fn steered_run(
     let stop = steering.stop.clone();
     let steering = Steering { events: steering.events.and(tx), stop: steering.stop };
     let path = socket.as_ref().map(|s| s.path().to_path_buf());
-    let run = Run::start(pipeline, mode, host, store.clone(), opts, steering, path).await.map_err(run_error)?;
+    let run = Run::start(pipeline, mode, host.clone(), store.clone(), opts, steering, path).await.map_err(run_error)?;
     let control = run.gates().zip(socket).map(|(gates, socket)| {
         let handles =
             RunHandles { run_id: run.id().to_string(), journal: run.journal().clone(), gates, cancels: run.cancels(), stop };
-        ControlServer::start(socket, store, handles, rx)
+        ControlServer::start(socket, store.clone(), handles, rx)
     });
-    let summary = run.run_to_end().await;
+    let summary = match runners {
+        Some(r) if run.runners_can_work() => {
+            let local = r.local.map(|mut o| {
+                o.only_run = Some(run.id().to_string());
+                Runner::new(store.clone(), r.queue.clone(), host, o)
+            });
+            run.on_runners(r.queue, local).await
+        }
+        _ => run.run_to_end().await,
+    };
     if let Some(control) = control {
         // Followers get the last events before the socket goes away.
         control.finish().await;
     }
     summary.map_err(run_error)
+}
+
+/// Who works a run on a shared database: the runners of its job queue,
+/// and this process as one of them unless `--no-local-runner`.
+pub struct RunnersOf {
+    queue: stackpipe_state_postgres::JobQueue,
+    local: Option<RunnerOptions>,
+}
+
+impl RunnersOf {
+    /// For a run with the state in PostgreSQL; None for a state directory.
+    pub fn for_run(a: &RunArgs) -> Result<Option<RunnersOf>, u8> {
+        let StateLocation::Postgres(url) = a.state.location_for(Some(&a.pipeline.file)) else {
+            return Ok(None);
+        };
+        let queue = stackpipe_state_postgres::JobQueue::connect(&url).map_err(|e| {
+            eprintln!("error: {e}");
+            EXIT_FAILED
+        })?;
+        let local = (!a.no_local_runner).then(|| {
+            let mut o = RunnerOptions::new(crate::runner_cmd::default_name());
+            o.capacity = if a.parallelism == 0 { 1000 } else { a.parallelism };
+            o.vars = a.pipeline.all_vars();
+            o
+        });
+        Ok(Some(RunnersOf { queue, local }))
+    }
 }
 
 /// What an aimed plan takes, one environment a line; None for a plan of
@@ -674,6 +717,7 @@ pub fn again(run_id: &str, state: &StateArgs, resume: bool, json: bool, given: &
         orphans: run.orphans,
         remote: Default::default(),
         cancel_on_interrupt: false,
+        no_local_runner: false,
     };
     let mode = if run.kind == RunKind::Undeploy { Mode::Undeploy } else { Mode::Deploy };
     let resume = resume.then(|| run_id.to_string());

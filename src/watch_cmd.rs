@@ -234,7 +234,7 @@ async fn run_cycle(
     let printer =
         tokio::spawn(crate::progress::print_events(rx, a.json, false, a.yes, Steer::Local(slot.clone())));
     let steering = Steering { events: Events::new(tx), stop };
-    let result = crate::run_cmd::steered_run(&p, mode, host, store, &opts, steering, &slot).await;
+    let result = crate::run_cmd::steered_run(&p, mode, host, store, &opts, steering, &slot, None).await;
     let _ = printer.await;
     let s = result.ok()?;
     let _ = crate::run_cmd::finish(&s, a.json);

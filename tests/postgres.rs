@@ -60,7 +60,7 @@ mod migrations {
         assert_eq!(all, expected, "each migration applied once in all: {applied:?}");
         let db = url.rsplit('/').next().unwrap();
         let tables = pg.psql(db, "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'");
-        for t in ["audit", "blobs", "counters", "decisions", "executions", "job_edges", "job_queue", "jobs", "journal", "locks", "logs", "queue_environments", "resources", "run_leases", "runners", "runs", "schema_migrations", "services", "snapshots", "store_keys", "users"] {
+        for t in ["audit", "blobs", "counters", "decisions", "executions", "gate_requests", "job_edges", "job_queue", "jobs", "journal", "locks", "logs", "queue_cancels", "queue_environments", "resources", "run_leases", "runners", "runs", "schema_migrations", "services", "snapshots", "store_keys", "users"] {
             assert!(tables.split(',').any(|x| x == t), "no table {t} in {tables}");
         }
         // Again: nothing to do.
@@ -215,7 +215,7 @@ mod job_queue {
 
     /// One environment, without approval.
     fn one(name: &str, nodes: &[(String, Vec<String>)]) -> Vec<QueuedEnvironment> {
-        vec![QueuedEnvironment { name: name.into(), approval: false, nodes: nodes.to_vec() }]
+        vec![QueuedEnvironment { name: name.into(), approval: false, parallelism: 0, nodes: nodes.to_vec() }]
     }
 
     fn queue(name: &str) -> (PostgresStore, JobQueue) {
@@ -309,7 +309,7 @@ mod job_queue {
             let states: Vec<(&str, &str)> = states.iter().map(|(n, s)| (n.as_str(), s.as_str())).collect();
             assert_eq!(
                 states,
-                [("a", "failed"), ("b", "cancelled"), ("c", "cancelled"), ("d", "succeeded"), ("e", "skipped"), ("f", "cancelled")]
+                [("a", "failed"), ("b", "cancelled"), ("c", "cancelled"), ("d", "succeeded"), ("e", "rejected"), ("f", "cancelled")]
             );
             assert!(q.counts("r1", Some("dev")).await.unwrap().all_ended());
         });
@@ -324,9 +324,9 @@ mod job_queue {
         let (_store, q) = queue("envs");
         let rt = runtime();
         let envs = vec![
-            QueuedEnvironment { name: "dev".into(), approval: false, nodes: nodes(&[("a", &[]), ("b", &["a"])]) },
-            QueuedEnvironment { name: "staging".into(), approval: false, nodes: nodes(&[("a", &[])]) },
-            QueuedEnvironment { name: "prod".into(), approval: true, nodes: nodes(&[("a", &[]), ("b", &[]), ("c", &["a"])]) },
+            QueuedEnvironment { name: "dev".into(), approval: false, parallelism: 0, nodes: nodes(&[("a", &[]), ("b", &["a"])]) },
+            QueuedEnvironment { name: "staging".into(), approval: false, parallelism: 0, nodes: nodes(&[("a", &[])]) },
+            QueuedEnvironment { name: "prod".into(), approval: true, parallelism: 0, nodes: nodes(&[("a", &[]), ("b", &[]), ("c", &["a"])]) },
         ];
         rt.block_on(async {
             let started = q.enqueue_run("r1", &envs).await.unwrap();
@@ -363,8 +363,8 @@ mod job_queue {
 
             // A rejection skips the environment and every later one; a failure, every later one.
             let envs2 = vec![
-                QueuedEnvironment { name: "dev".into(), approval: true, nodes: nodes(&[("a", &[])]) },
-                QueuedEnvironment { name: "prod".into(), approval: false, nodes: nodes(&[("a", &[])]) },
+                QueuedEnvironment { name: "dev".into(), approval: true, parallelism: 0, nodes: nodes(&[("a", &[])]) },
+                QueuedEnvironment { name: "prod".into(), approval: false, parallelism: 0, nodes: nodes(&[("a", &[])]) },
             ];
             assert_eq!(q.enqueue_run("r2", &envs2).await.unwrap().waiting.as_deref(), Some("dev"));
             let moved = q.decide("r2", "dev", false).await.unwrap();
@@ -372,8 +372,8 @@ mod job_queue {
             assert_eq!(q.environments("r2").await.unwrap(), [("dev".into(), "skipped".into()), ("prod".into(), "skipped".into())]);
             assert!(q.counts("r2", None).await.unwrap().all_ended());
             let envs3 = vec![
-                QueuedEnvironment { name: "dev".into(), approval: false, nodes: nodes(&[("a", &[])]) },
-                QueuedEnvironment { name: "prod".into(), approval: false, nodes: nodes(&[("a", &[])]) },
+                QueuedEnvironment { name: "dev".into(), approval: false, parallelism: 0, nodes: nodes(&[("a", &[])]) },
+                QueuedEnvironment { name: "prod".into(), approval: false, parallelism: 0, nodes: nodes(&[("a", &[])]) },
             ];
             q.enqueue_run("r3", &envs3).await.unwrap();
             let job = q.claim("x", 1, LEASE).await.unwrap().remove(0).job;

@@ -67,6 +67,9 @@ pub enum JobOutcome {
     Failed { stop_all: bool },
     /// A gate of the job was rejected: its dependents are skipped.
     Rejected,
+    /// The run or the job was cancelled before it finished: its
+    /// dependents are cancelled.
+    Cancelled,
 }
 
 /// One environment of a run, as [`JobQueue::enqueue_run`] takes it.
@@ -75,6 +78,8 @@ pub struct QueuedEnvironment {
     pub name: String,
     /// `approval = true`: it waits for a decision before it opens.
     pub approval: bool,
+    /// Jobs of it claimed at once by all runners together; 0: no limit.
+    pub parallelism: usize,
     /// Each node with the nodes (of this environment) it needs.
     pub nodes: Vec<(String, Vec<String>)>,
 }
@@ -156,8 +161,9 @@ impl JobQueue {
         let txn = client.transaction().await?;
         for (position, env) in environments.iter().enumerate() {
             txn.execute(
-                "INSERT INTO queue_environments (run_id, environment, position, approval, state) VALUES ($1, $2, $3, $4, 'pending')",
-                &[&run_id, &env.name, &(position as i32), &env.approval],
+                "INSERT INTO queue_environments (run_id, environment, position, approval, parallelism, state) \
+                 VALUES ($1, $2, $3, $4, $5, 'pending')",
+                &[&run_id, &env.name, &(position as i32), &env.approval, &(env.parallelism.min(i32::MAX as usize) as i32)],
             )
             .await?;
             insert_jobs(&txn, run_id, &env.name, &env.nodes).await?;
@@ -211,27 +217,65 @@ impl JobQueue {
     }
 
     /// Takes up to `max` ready jobs for `runner`, each under a lease of
-    /// `lease`. Two runners never take the same job.
+    /// `lease`, never more of one environment than its `parallelism` lets
+    /// all runners hold at once. Two runners never take the same job.
     pub async fn claim(&self, runner: &str, max: usize, lease: Duration) -> Result<Vec<Claimed>, QueueError> {
+        self.claim_of(runner, max, lease, None).await
+    }
+
+    /// [`JobQueue::claim`], of run `only_run` alone if given.
+    pub async fn claim_of(&self, runner: &str, max: usize, lease: Duration, only_run: Option<&str>) -> Result<Vec<Claimed>, QueueError> {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let client = self.pool.get().await?;
-        let rows = client
+        let mut client = self.pool.get().await?;
+        let txn = client.transaction().await?;
+        // The open environments with work, locked: two claimers count an
+        // environment's claimed jobs one after the other, never both at
+        // once. One another claimer (or a completion) holds is left for
+        // the next poll.
+        let open = txn
             .query(
-                "UPDATE job_queue q SET state = 'claimed', runner = $1, attempts = q.attempts + 1, \
-                        lease_until = now() + make_interval(secs => $2) \
-                 FROM (SELECT run_id, environment, node FROM job_queue WHERE state = 'ready' \
-                       ORDER BY run_id, environment, node LIMIT $3 FOR UPDATE SKIP LOCKED) AS free \
-                 WHERE (q.run_id, q.environment, q.node) = (free.run_id, free.environment, free.node) \
-                 RETURNING q.run_id, q.environment, q.node, q.attempts",
-                &[&runner, &lease.as_secs_f64(), &(max as i64)],
+                "SELECT e.run_id, e.environment, e.parallelism, \
+                        (SELECT count(*) FROM job_queue q WHERE q.run_id = e.run_id AND q.environment = e.environment \
+                           AND q.state = 'claimed') \
+                 FROM queue_environments e \
+                 WHERE e.state = 'open' AND ($1::text IS NULL OR e.run_id = $1) \
+                   AND EXISTS (SELECT 1 FROM job_queue q WHERE q.run_id = e.run_id \
+                       AND q.environment = e.environment AND q.state = 'ready') \
+                 ORDER BY e.run_id, e.position FOR UPDATE OF e SKIP LOCKED",
+                &[&only_run],
             )
             .await?;
-        let mut claimed: Vec<Claimed> = rows
-            .iter()
-            .map(|r| Claimed { job: JobKey { run_id: r.get(0), environment: r.get(1), node: r.get(2) }, attempt: r.get(3) })
-            .collect();
+        let mut claimed = Vec::new();
+        for row in open {
+            let left = max - claimed.len();
+            if left == 0 {
+                break;
+            }
+            let (run_id, environment): (String, String) = (row.get(0), row.get(1));
+            let (parallelism, busy): (i32, i64) = (row.get(2), row.get(3));
+            let room = match parallelism {
+                0 => left,
+                p => (p as i64 - busy).clamp(0, left as i64) as usize,
+            };
+            if room == 0 {
+                continue;
+            }
+            let rows = txn
+                .query(
+                    "UPDATE job_queue q SET state = 'claimed', runner = $1, attempts = q.attempts + 1, \
+                            lease_until = now() + make_interval(secs => $2) \
+                     FROM (SELECT node FROM job_queue WHERE run_id = $4 AND environment = $5 AND state = 'ready' \
+                           ORDER BY node LIMIT $3 FOR UPDATE SKIP LOCKED) AS free \
+                     WHERE (q.run_id, q.environment, q.node) = ($4, $5, free.node) \
+                     RETURNING q.node, q.attempts",
+                    &[&runner, &lease.as_secs_f64(), &(room as i64), &run_id, &environment],
+                )
+                .await?;
+            claimed.extend(rows.iter().map(|r| Claimed { job: JobKey::new(&run_id, &environment, r.get(0)), attempt: r.get(1) }));
+        }
+        txn.commit().await?;
         claimed.sort_by(|a, b| a.job.cmp(&b.job));
         Ok(claimed)
     }
@@ -275,7 +319,8 @@ impl JobQueue {
             JobOutcome::Succeeded => "succeeded",
             JobOutcome::Gated => "gated",
             JobOutcome::Failed { .. } => "failed",
-            JobOutcome::Rejected => "skipped",
+            JobOutcome::Rejected => "rejected",
+            JobOutcome::Cancelled => "cancelled",
         };
         let held = txn
             .execute(
@@ -343,7 +388,7 @@ async fn follow(txn: &deadpool_postgres::Transaction<'_>, job: &JobKey, outcome:
             )
             .await?;
         }
-        JobOutcome::Failed { stop_all: false } | JobOutcome::Rejected => {
+        JobOutcome::Failed { stop_all: false } | JobOutcome::Rejected | JobOutcome::Cancelled => {
             let after = if outcome == JobOutcome::Rejected { "skipped" } else { "cancelled" };
             txn.execute(
                 "WITH RECURSIVE after(node) AS ( \
@@ -373,6 +418,7 @@ impl JobQueue {
                 &[&run_id],
             )
             .await?;
+        txn.execute("INSERT INTO queue_cancels (run_id) VALUES ($1) ON CONFLICT DO NOTHING", &[&run_id]).await?;
         // Environments not begun are cancelled; the open one ends once its
         // jobs in flight do.
         txn.execute(
@@ -450,6 +496,98 @@ impl JobQueue {
             )
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get::<_, i32>(1) as u32, r.get::<_, i64>(2) as u64)).collect())
+    }
+}
+
+/// A gate a runner's job waits at, posted for the run's owner to ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostedGate {
+    pub job: JobKey,
+    /// The gate as the runner describes it (the runtime's JSON).
+    pub gate: String,
+}
+
+impl JobQueue {
+    /// Every job of a run, by environment and node, and its state.
+    pub async fn run_jobs(&self, run_id: &str) -> Result<Vec<(JobKey, String)>, QueueError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query("SELECT environment, node, state FROM job_queue WHERE run_id = $1 ORDER BY environment, node", &[&run_id])
+            .await?;
+        Ok(rows.iter().map(|r| (JobKey::new(run_id, r.get(0), r.get(1)), r.get(2))).collect())
+    }
+
+    /// Whether the run was cancelled ([`JobQueue::cancel_run`]): what its
+    /// runners hold stops before its next operation.
+    pub async fn is_cancelled(&self, run_id: &str) -> Result<bool, QueueError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one("SELECT count(*) FROM queue_cancels WHERE run_id = $1", &[&run_id])
+            .await?;
+        Ok(row.get::<_, i64>(0) > 0)
+    }
+
+    /// Forgets a run that has ended: its jobs, environments, edges and gates.
+    pub async fn forget_run(&self, run_id: &str) -> Result<(), QueueError> {
+        let mut client = self.pool.get().await?;
+        let txn = client.transaction().await?;
+        for table in ["job_queue", "job_edges", "queue_environments", "gate_requests", "queue_cancels"] {
+            txn.execute(&format!("DELETE FROM {table} WHERE run_id = $1"), &[&run_id]).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Posts the gate `job` waits at (again, unanswered, if it was before).
+    pub async fn post_gate(&self, job: &JobKey, gate: &str) -> Result<(), QueueError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO gate_requests (run_id, environment, node, gate, answer) VALUES ($1, $2, $3, $4::text::json, NULL) \
+                 ON CONFLICT (run_id, environment, node) DO UPDATE SET gate = EXCLUDED.gate, answer = NULL",
+                &[&job.run_id, &job.environment, &job.node, &gate],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The gates of a run that wait for an answer.
+    pub async fn posted_gates(&self, run_id: &str) -> Result<Vec<PostedGate>, QueueError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT environment, node, gate::text FROM gate_requests WHERE run_id = $1 AND answer IS NULL \
+                 ORDER BY environment, node",
+                &[&run_id],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| PostedGate { job: JobKey::new(run_id, r.get(0), r.get(1)), gate: r.get(2) }).collect())
+    }
+
+    /// Answers the gate `job` waits at (the runtime's JSON).
+    pub async fn answer_gate(&self, job: &JobKey, answer: &str) -> Result<(), QueueError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "UPDATE gate_requests SET answer = $4::text::json WHERE run_id = $1 AND environment = $2 AND node = $3",
+                &[&job.run_id, &job.environment, &job.node, &answer],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The answer to the gate `job` waits at, once there is one; the
+    /// request is gone once answered and read.
+    pub async fn take_answer(&self, job: &JobKey) -> Result<Option<String>, QueueError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "DELETE FROM gate_requests WHERE run_id = $1 AND environment = $2 AND node = $3 AND answer IS NOT NULL \
+                 RETURNING answer::text",
+                &[&job.run_id, &job.environment, &job.node],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
     }
 }
 

@@ -123,8 +123,9 @@ pub struct EnvRun {
     kept_only: RwLock<HashSet<String>>,
     /// A plan's changes, node by node.
     pub(super) planned: Mutex<Vec<PlannedChange>>,
-    /// Resumed run: nodes whose apply was in flight when the run stopped.
-    in_flight: HashSet<String>,
+    /// Resumed run: nodes whose apply was in flight when the run stopped
+    /// (on a runner, also jobs a runner before it lost).
+    in_flight: Mutex<HashSet<String>>,
     /// The stored records of this environment's resources when it started:
     /// each job takes its own as it starts (one read for the environment,
     /// not one per node).
@@ -188,7 +189,7 @@ impl EnvRun {
             outputs: RwLock::new(outputs),
             kept_only: RwLock::new(HashSet::new()),
             planned: Mutex::new(Vec::new()),
-            in_flight: resume.in_flight.clone(),
+            in_flight: Mutex::new(resume.in_flight.clone()),
             prior: Mutex::new(prior),
             orphans,
             types: AskedOnce::new(),
@@ -231,7 +232,47 @@ impl EnvRun {
 
     /// Whether `node`'s apply or destroy was in flight when the run stopped.
     pub(super) fn was_in_flight(&self, node: &str) -> bool {
-        self.in_flight.contains(node)
+        // Poisoned: assume the worst, which is a read before any apply.
+        self.in_flight.lock().map(|f| f.contains(node)).unwrap_or(true)
+    }
+
+    /// `node`'s job is taken again after a runner lost it, maybe mid-apply:
+    /// its stored record is read again (that runner may have written it),
+    /// and it runs as a resumed job whose apply was in flight (it reads
+    /// before it applies).
+    pub(super) fn take_again(&self, node: &str) -> Result<(), StateError> {
+        let record = self.run.store.resource(&self.key(node))?;
+        if let Ok(mut prior) = self.prior.lock() {
+            match record {
+                Some(r) => prior.insert(node.to_string(), r),
+                None => prior.remove(node),
+            };
+        }
+        if let Ok(mut f) = self.in_flight.lock() {
+            f.insert(node.to_string());
+        }
+        Ok(())
+    }
+
+    /// Reads from the state the outputs of what `s` needs that this
+    /// environment has not seen yet: on a runner, other runners applied
+    /// them. (In a walk, every dependency's outputs are published here
+    /// before its dependents start.)
+    pub(super) fn read_needed_outputs(&self, s: Subject) -> Result<(), StateError> {
+        let Subject::Resource(i) = s else { return Ok(()) };
+        let graph = &self.run.graph;
+        for d in graph.dependencies(i) {
+            let name = &graph.node(d).name;
+            if self.outputs.read().map(|o| o.contains_key(name)).unwrap_or(false) {
+                continue;
+            }
+            if let Some(r) = self.run.store.resource(&self.key(name))? {
+                if let Ok(mut o) = self.outputs.write() {
+                    o.insert(name.clone(), r.outputs);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The stored record of `node` as the environment started (see `prior`).

@@ -79,19 +79,19 @@ impl RunShared {
 
 /// One run of a pipeline, started.
 pub struct Run<'a> {
-    shared: Arc<RunShared>,
-    pipeline: &'a LoadedPipeline,
+    pub(super) shared: Arc<RunShared>,
+    pub(super) pipeline: &'a LoadedPipeline,
     /// The environments, in the order this run takes them.
-    environments: Vec<EnvironmentPlan>,
+    pub(super) environments: Vec<EnvironmentPlan>,
     /// What the run takes of each environment.
-    selection: RunSelection,
-    record: RunRecord,
-    resume: Resume,
-    summary: RunSummary,
+    pub(super) selection: RunSelection,
+    pub(super) record: RunRecord,
+    pub(super) resume: Resume,
+    pub(super) summary: RunSummary,
     /// Why the environments after one that did not succeed are skipped.
-    blocked: Option<String>,
+    pub(super) blocked: Option<String>,
     /// The caller's stop (the run's own also stops on a failed write).
-    asked_stop: StopSignal,
+    pub(super) asked_stop: StopSignal,
     /// When this process started the run (a resumed run's record keeps
     /// when the run first started).
     started_ms: u64,
@@ -415,7 +415,7 @@ impl<'a> Run<'a> {
     }
 
     /// Records how an environment ended and says so; its status.
-    fn end_environment(&mut self, env: &str, status: Status, reason: Option<String>) -> Status {
+    pub(super) fn end_environment(&mut self, env: &str, status: Status, reason: Option<String>) -> Status {
         // A failed write makes whatever was running fail, whatever its nodes said.
         let (status, reason) = match self.shared.journal.failure() {
             Some(f) if status != Status::Skipped => (Status::Failed, Some(format!("the run stopped: {f}"))),
@@ -549,7 +549,7 @@ async fn lock_and_record(
 }
 
 /// Stops `run` when `asked` stops or the journal fails for good.
-fn forward_stops(asked: &StopSignal, journal: &RunJournal, run: &StopSignal) -> AbortOnDrop {
+pub(super) fn forward_stops(asked: &StopSignal, journal: &RunJournal, run: &StopSignal) -> AbortOnDrop {
     let (mut asked, failed, run) = (asked.receiver(), journal.failed(), run.clone());
     AbortOnDrop(
         tokio::spawn(async move {

@@ -114,12 +114,35 @@ pub struct Gates {
     journal: RunJournal,
     events: Events,
     waiting: Mutex<(u64, Vec<Waiter>)>,
+    /// On a runner: where its gates are posted for the run's owner, which
+    /// holds the run's gates (its rules, its `--yes`, its control socket),
+    /// to ask; the answer comes back the same way.
+    board: Option<stackpipe_state_postgres::JobQueue>,
 }
+
+/// The answer to a gate a runner posted ([`Gates::posting`]), as the
+/// run's owner gives it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum PostedAnswer {
+    Decided(GateDecision),
+    /// The owner stopped asking: the run, or what the gate guards, was cancelled.
+    Cancelled,
+}
+
+/// How often a runner looks for the answer to a gate it posted.
+const ANSWER_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl Gates {
     pub fn new(run_id: String, auto: AutoApprove, journal: RunJournal, events: Events) -> Gates {
         let (started_by, rules) = (String::new(), HashMap::new());
-        Gates { run_id, started_by, rules, auto, journal, events, waiting: Mutex::new((0, Vec::new())) }
+        Gates { run_id, started_by, rules, auto, journal, events, waiting: Mutex::new((0, Vec::new())), board: None }
+    }
+
+    /// These gates, on a runner: each wait is posted to `queue` for the
+    /// run's owner to ask, and ends with its answer (see [`PostedAnswer`]).
+    pub fn posting(mut self, queue: stackpipe_state_postgres::JobQueue) -> Gates {
+        self.board = Some(queue);
+        self
     }
 
     /// These gates, held to each environment's rule of who may decide
@@ -183,6 +206,9 @@ impl Gates {
     /// Waits at `gate` until it is decided or `stopped` resolves (the run,
     /// or what the gate guards, was cancelled).
     pub async fn wait_until(&self, gate: GateInfo, stopped: impl std::future::Future<Output = ()>) -> GateOutcome {
+        if let Some(queue) = &self.board {
+            return self.wait_posted(queue, gate, stopped).await;
+        }
         if let Some(by) = self.auto_approver(&gate) {
             let d = self.decision(gate, Decision::Approved, by, None);
             return match self.record(&d).await {
@@ -226,6 +252,52 @@ impl Gates {
                 }
                 GateOutcome::Cancelled
             }
+        }
+    }
+
+    /// A runner's wait: what the job did so far is in the state, then the
+    /// gate is posted, and its answer awaited.
+    async fn wait_posted(
+        &self,
+        queue: &stackpipe_state_postgres::JobQueue,
+        gate: GateInfo,
+        stopped: impl std::future::Future<Output = ()>,
+    ) -> GateOutcome {
+        if let Err(e) = self.journal.flush().await {
+            tracing::error!("{e}");
+            return GateOutcome::Cancelled;
+        }
+        let job = stackpipe_state_postgres::JobKey::new(&self.run_id, &gate.environment, gate.node.as_deref().unwrap_or(""));
+        let posted = match serde_json::to_string(&gate) {
+            Ok(text) => queue.post_gate(&job, &text).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = posted {
+            tracing::error!("cannot post the gate of {job}: {e}");
+            return GateOutcome::Cancelled;
+        }
+        let answered = async {
+            loop {
+                match queue.take_answer(&job).await {
+                    Ok(Some(text)) => match serde_json::from_str::<PostedAnswer>(&text) {
+                        Ok(PostedAnswer::Decided(d)) if d.decision == Decision::Approved => return GateOutcome::Approved,
+                        Ok(PostedAnswer::Decided(d)) => return GateOutcome::Rejected(d),
+                        Ok(PostedAnswer::Cancelled) => return GateOutcome::Cancelled,
+                        Err(e) => {
+                            tracing::error!("the answer to the gate of {job} is not one: {e}");
+                            return GateOutcome::Cancelled;
+                        }
+                    },
+                    Ok(None) => {}
+                    // The database may be back at the next look.
+                    Err(e) => tracing::warn!("cannot read the answer to the gate of {job}: {e}"),
+                }
+                tokio::time::sleep(ANSWER_POLL).await;
+            }
+        };
+        tokio::select! {
+            outcome = answered => outcome,
+            () = stopped => GateOutcome::Cancelled,
         }
     }
 

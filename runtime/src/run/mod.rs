@@ -15,6 +15,8 @@
 //! | `execution`   | [`Run`]: start (record, locks), environments, finish     |
 //! | `env_run`     | [`EnvRun`]: one environment's shared state and its walk |
 //! | `stack_job`   | [`StackJob`]: one node's operations                     |
+//! | `on_runners`  | [`Run::on_runners`]: a run worked by runners, followed  |
+//! | `runner`      | [`Runner`]: takes jobs from a shared database's queue   |
 //! | `resume`      | [`Resume`]: what a resumed run did before it stopped    |
 //! | `snapshot`    | [`RunSource`]: what a run is started from, kept whole   |
 //! | `preflight`   | [`PreflightReport`]: every node checked before a run    |
@@ -49,6 +51,8 @@ pub mod preflight;
 pub mod scheduler;
 pub mod snapshot;
 pub mod selection;
+pub mod on_runners;
+pub mod runner;
 pub mod stack_job;
 pub mod status;
 
@@ -72,6 +76,7 @@ pub use resume::Resume;
 pub use snapshot::{Drift, RunSource, SnapshotError};
 pub use selection::{Selection, SelectionError};
 pub use stack_job::StackJob;
+pub use runner::{Runner, RunnerError, RunnerOptions};
 
 use crate::pipeline::LoadedPipeline;
 use crate::plugin::PluginHost;
@@ -147,6 +152,9 @@ pub enum RunError {
     BadSet(String, String),
     #[error("{0}")]
     Journal(#[from] journal::JournalError),
+    /// The job queue of a shared database failed the run.
+    #[error("the job queue: {0}")]
+    Queue(String),
     /// `--target` or `--orphans` cannot be taken as asked; nothing ran.
     #[error(transparent)]
     Selection(Box<SelectionError>),

@@ -52,6 +52,14 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// A slot of its own, for a job run outside a walk (a runner's: the
+    /// job queue bounds how many run at once).
+    pub fn alone() -> Slot {
+        let semaphore = Arc::new(Semaphore::new(1));
+        let permit = semaphore.clone().try_acquire_owned().ok();
+        Slot { semaphore, permit: Arc::new(Mutex::new(permit)) }
+    }
+
     /// Runs `wait` (a wait for a person) without holding the slot, and takes
     /// a slot again before going on.
     pub async fn parked<T>(&self, wait: impl Future<Output = T>) -> T {

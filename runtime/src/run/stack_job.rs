@@ -84,6 +84,49 @@ pub struct StackJob {
     prior_attributes: Option<(Value, Vec<String>)>,
 }
 
+/// The record of `node`'s job in `environment` of run `run_id`, queued:
+/// every operation still to come.
+fn queued_record(run_id: &str, environment: &str, node: &str, level: usize, destroys: bool) -> JobRecord {
+    let ops = if destroys { UNDEPLOY_OPS } else { DEPLOY_OPS };
+    JobRecord {
+        run_id: run_id.to_string(),
+        environment: environment.to_string(),
+        node: node.to_string(),
+        level,
+        status: Status::Queued,
+        started_ms: None,
+        finished_ms: None,
+        ops: ops
+            .iter()
+            .map(|o| OpRecord { name: (*o).into(), status: Status::Queued, started_ms: None, finished_ms: None, message: None })
+            .collect(),
+        input: None,
+        change: None,
+        error: None,
+        diff: None,
+    }
+}
+
+/// The record of a job that never started (see [`StackJob::unstarted`]),
+/// or of one that could not be prepared (`Failed`, on a runner).
+pub(super) fn unstarted_record(
+    run_id: &str,
+    environment: &str,
+    node: &str,
+    level: usize,
+    destroys: bool,
+    status: Status,
+    why: &str,
+) -> JobRecord {
+    let mut record = queued_record(run_id, environment, node, level, destroys);
+    for op in &mut record.ops {
+        op.status = status;
+    }
+    record.status = status;
+    record.error = Some(why.into());
+    record
+}
+
 /// A stack job's operations, in order.
 pub const DEPLOY_OPS: [&str; 5] = ["preflight", "init", "refresh", "preview", "apply"];
 pub const UNDEPLOY_OPS: [&str; 5] = ["preflight", "init", "refresh", "preview", "destroy"];
@@ -91,24 +134,7 @@ pub const UNDEPLOY_OPS: [&str; 5] = ["preflight", "init", "refresh", "preview", 
 impl StackJob {
     pub fn new(env: Arc<EnvRun>, subject: Subject) -> Self {
         let node = env.resource(subject);
-        let ops = if env.run.mode.destroys() { UNDEPLOY_OPS } else { DEPLOY_OPS };
-        let record = JobRecord {
-            run_id: env.run.id.clone(),
-            environment: env.plan.name.clone(),
-            node: node.name.clone(),
-            level: node.level,
-            status: Status::Queued,
-            started_ms: None,
-            finished_ms: None,
-            ops: ops
-                .iter()
-                .map(|o| OpRecord { name: (*o).into(), status: Status::Queued, started_ms: None, finished_ms: None, message: None })
-                .collect(),
-            input: None,
-            change: None,
-            error: None,
-            diff: None,
-        };
+        let record = queued_record(&env.run.id, &env.plan.name, &node.name, node.level, env.run.mode.destroys());
         let log = JobLog::new(env.clone(), node.name.clone());
         StackJob {
             env,
@@ -129,15 +155,9 @@ impl StackJob {
     /// A job for a node that never started: `Cancelled` (a dependency
     /// failed, or the run stopped) or `Skipped` (a gate before it was rejected).
     pub fn unstarted(env: Arc<EnvRun>, subject: Subject, status: Status, why: &str) -> JobRecord {
-        let mut job = StackJob::new(env, subject);
-        for op in &mut job.record.ops {
-            op.status = status;
-        }
-        job.record.status = status;
-        job.record.error = Some(why.into());
-        job.record
+        let node = env.resource(subject);
+        unstarted_record(&env.run.id, &env.plan.name, &node.name, node.level, env.run.mode.destroys(), status, why)
     }
-
     fn name(&self) -> &str {
         &self.record.node
     }

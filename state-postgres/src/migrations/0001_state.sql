@@ -144,10 +144,31 @@ CREATE TABLE queue_environments (
     environment text COLLATE "C" NOT NULL,
     position    integer NOT NULL,
     approval    boolean NOT NULL,
+    -- Jobs of the environment claimed at once, by all runners together
+    -- (the run's `--parallelism`); 0: no limit.
+    parallelism integer NOT NULL DEFAULT 0 CHECK (parallelism >= 0),
     state       text    NOT NULL
         CHECK (state IN ('pending', 'waiting', 'open', 'succeeded', 'failed', 'cancelled', 'skipped')),
     PRIMARY KEY (run_id, environment),
     UNIQUE (run_id, position)
+);
+
+-- A gate a runner's job waits at mid-job (a policy's approval, a
+-- `pause_before_apply`): the run's owner, which holds the run's gates,
+-- asks and answers here; the runner reads the answer.
+CREATE TABLE gate_requests (
+    run_id      text COLLATE "C" NOT NULL,
+    environment text COLLATE "C" NOT NULL,
+    node        text COLLATE "C" NOT NULL,
+    gate        json NOT NULL,
+    answer      json,
+    PRIMARY KEY (run_id, environment, node)
+);
+
+-- Runs in the queue that were cancelled: their runners stop what they
+-- hold before its next operation.
+CREATE TABLE queue_cancels (
+    run_id text COLLATE "C" PRIMARY KEY
 );
 
 -- Which job waits for which, within one environment of one run.

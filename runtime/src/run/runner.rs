@@ -1,0 +1,426 @@
+//! [`Runner`]: a process that takes stack jobs of runs on a shared
+//! database from its job queue, runs each with its own plugin host, and
+//! completes it; the queue advances the run's graph as it does. Runners
+//! are interchangeable: any one takes any ready job, on any machine.
+//!
+//! What a job needs comes from the database: the run's snapshot (its
+//! pipeline source, vars, settings and plugin components) is compiled once
+//! per run; the outputs of what the job needs are read from their
+//! resources' records, which the runners that applied them wrote (and put
+//! on disk) before they completed. Sensitive vars are not in the state: a
+//! runner is given them (`STACKPIPE_VAR_<name>`), and their keyed hashes
+//! are checked against the run's.
+//!
+//! Every job is held under a lease the runner renews. A runner that dies
+//! loses its leases; its jobs go back to the queue, and the runner that
+//! takes one next runs it as a resume would: it reads what is really
+//! there before any apply (the job's intent was journaled before it ran).
+//! A runner that lost a lease drops what it was about to complete.
+//!
+//! Gates mid-job (a policy's approval, `pause_before_apply`) are posted
+//! for the run's owner, which holds the run's gates (see
+//! [`super::on_runners`]), and answered through the database.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use stackpipe_dsl::OnFailure;
+use stackpipe_state_postgres::{Claimed, JobKey, JobOutcome, JobQueue, QueueError};
+use tokio::sync::OnceCell;
+use tokio::task::JoinSet;
+
+use super::cancel::Cancels;
+use super::env_run::{EnvRun, Mode};
+use super::events::Events;
+use super::execution::{parse_sets, RunShared};
+use super::gate::{AutoApprove, Gates};
+use super::journal::RunJournal;
+use super::resume::Resume;
+use super::scheduler::{NodeEnd, Slot};
+use super::selection::{EnvironmentSelection, Subject};
+use super::snapshot::RunSource;
+use super::stack_job::{unstarted_record, StackJob};
+use super::StopSignal;
+use crate::plugin::PluginHost;
+use crate::state::{RunKind, StateStore, Status, Write};
+
+/// How a runner works.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// Its name in the queue: unique among the runners of one database.
+    pub name: String,
+    /// The most jobs it holds at once.
+    pub capacity: usize,
+    /// How long a job stays this runner's without a renewal.
+    pub lease: Duration,
+    /// How long it waits before it looks for work again when there was none.
+    pub poll: Duration,
+    /// Only jobs of this run (a `deploy` working as its own run's runner).
+    pub only_run: Option<String>,
+    /// Values of sensitive vars (`STACKPIPE_VAR_<name>`), by name.
+    pub vars: Vec<(String, String)>,
+}
+
+impl RunnerOptions {
+    pub fn new(name: String) -> RunnerOptions {
+        RunnerOptions {
+            name,
+            capacity: 10,
+            lease: Duration::from_secs(15),
+            poll: Duration::from_millis(100),
+            only_run: None,
+            vars: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// A runner. See the module documentation.
+pub struct Runner {
+    store: Arc<StateStore>,
+    queue: JobQueue,
+    host: Arc<PluginHost>,
+    opts: RunnerOptions,
+    /// The runs this runner has taken jobs of, each prepared once.
+    runs: Mutex<HashMap<String, Arc<OnceCell<Result<Arc<RunOnRunner>, String>>>>>,
+}
+
+/// What the jobs of one run on this runner share.
+struct RunOnRunner {
+    shared: Arc<RunShared>,
+    /// The run's records as they were when this runner took it up.
+    resume: Resume,
+    /// Its environments, each prepared (plugins loaded, records read) once.
+    environments: Mutex<HashMap<String, Arc<OnceCell<Result<Arc<EnvRun>, String>>>>>,
+    /// Stops the run on this runner: it was cancelled.
+    cancelled: StopSignal,
+    /// Forwards the cancel and a failed write to the run's stop.
+    _forward: super::AbortOnDrop,
+}
+
+impl Runner {
+    pub fn new(store: Arc<StateStore>, queue: JobQueue, host: Arc<PluginHost>, opts: RunnerOptions) -> Arc<Runner> {
+        Arc::new(Runner { store, queue, host, opts, runs: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.opts.name
+    }
+
+    /// Takes and runs jobs until `stop`; then lets the jobs it holds finish.
+    pub async fn work(self: Arc<Self>, stop: StopSignal) -> Result<(), RunnerError> {
+        let mut stopped = stop.receiver();
+        let renewing = {
+            let runner = self.clone();
+            tokio::spawn(async move { runner.renew().await })
+        };
+        let _renewing = super::AbortOnDrop(renewing.abort_handle());
+        let mut jobs: JoinSet<JobKey> = JoinSet::new();
+        let mut held: HashSet<JobKey> = HashSet::new();
+        let mut last_reap = Instant::now() - self.opts.lease;
+        let mut last_cancel_check = Instant::now();
+        loop {
+            let stopping = stop.is_stopped();
+            if stopping && jobs.is_empty() {
+                return Ok(());
+            }
+            // A dead runner's jobs go back to the queue: any runner reaps.
+            if last_reap.elapsed() >= self.opts.lease / 3 {
+                last_reap = Instant::now();
+                match self.queue.reap().await {
+                    Ok(back) if !back.is_empty() => tracing::warn!("{} job(s) whose runner stopped renewing went back to the queue", back.len()),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("cannot reap expired leases: {e}"),
+                }
+            }
+            let room = self.opts.capacity.saturating_sub(jobs.len());
+            let claimed = if stopping || room == 0 {
+                Vec::new()
+            } else {
+                match self.queue.claim_of(&self.opts.name, room, self.opts.lease, self.opts.only_run.as_deref()).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!("cannot claim jobs: {e}");
+                        Vec::new()
+                    }
+                }
+            };
+            let took = !claimed.is_empty();
+            for c in claimed {
+                held.insert(c.job.clone());
+                let runner = self.clone();
+                jobs.spawn(async move {
+                    let job = c.job.clone();
+                    runner.job(c).await;
+                    job
+                });
+            }
+            if last_cancel_check.elapsed() >= Duration::from_millis(500) && !held.is_empty() {
+                last_cancel_check = Instant::now();
+                self.stop_cancelled(&held).await;
+            }
+            if took && jobs.len() < self.opts.capacity {
+                // More may be ready already.
+                while let Some(done) = jobs.try_join_next() {
+                    self.ended(done, &mut held);
+                }
+                continue;
+            }
+            tokio::select! {
+                Some(done) = jobs.join_next() => self.ended(done, &mut held),
+                () = tokio::time::sleep(self.opts.poll) => {}
+                _ = stopped.changed(), if !stopping => {}
+            }
+            while let Some(done) = jobs.try_join_next() {
+                self.ended(done, &mut held);
+            }
+            if jobs.is_empty() {
+                self.forget_idle_runs(&held);
+            }
+        }
+    }
+
+    fn ended(&self, done: Result<JobKey, tokio::task::JoinError>, held: &mut HashSet<JobKey>) {
+        match done {
+            Ok(job) => {
+                held.remove(&job);
+            }
+            // Its lease runs out; another runner resumes it.
+            Err(e) => tracing::error!("a job's task stopped: {e}"),
+        }
+    }
+
+    /// Renews the leases of the jobs this runner holds, and says it is alive.
+    async fn renew(&self) {
+        loop {
+            if let Err(e) = self.queue.heartbeat(&self.opts.name, self.opts.capacity as u32).await {
+                tracing::warn!("cannot say this runner is alive: {e}");
+            }
+            if let Err(e) = self.queue.renew(&self.opts.name, self.opts.lease).await {
+                tracing::warn!("cannot renew the leases of this runner's jobs: {e}");
+            }
+            tokio::time::sleep(self.opts.lease / 3).await;
+        }
+    }
+
+    /// Stops, on this runner, the runs that were cancelled.
+    async fn stop_cancelled(&self, held: &HashSet<JobKey>) {
+        let runs: HashSet<&str> = held.iter().map(|j| j.run_id.as_str()).collect();
+        for run in runs {
+            if let Ok(true) = self.queue.is_cancelled(run).await {
+                if let Some(Ok(r)) = self.prepared(run) {
+                    r.cancelled.stop();
+                }
+            }
+        }
+    }
+
+    fn prepared(&self, run: &str) -> Option<Result<Arc<RunOnRunner>, String>> {
+        let runs = self.runs.lock().ok()?;
+        runs.get(run)?.get().cloned()
+    }
+
+    /// Forgets the runs of which it holds no job: a run may end meanwhile,
+    /// and one taken up again is read again.
+    fn forget_idle_runs(&self, held: &HashSet<JobKey>) {
+        if let Ok(mut runs) = self.runs.lock() {
+            runs.retain(|run, _| held.iter().any(|j| &j.run_id == run));
+        }
+    }
+
+    /// Runs one job and completes it.
+    async fn job(self: Arc<Self>, c: Claimed) {
+        let job = c.job.clone();
+        let outcome = match self.run_of(&job.run_id).await {
+            Ok(run) => match self.environment_of(&run, &job.environment).await {
+                Ok(env) => self.run_job(&run, env, &c).await,
+                Err(why) => self.unpreparable(&run.shared, &job, &why).await,
+            },
+            Err(why) => {
+                tracing::error!("cannot take up run {}: {why}", job.run_id);
+                self.record_unpreparable(&job, &why).await;
+                Some(JobOutcome::Failed { stop_all: false })
+            }
+        };
+        let Some(outcome) = outcome else { return };
+        match self.queue.complete(&self.opts.name, &job, outcome).await {
+            Ok(_) => {}
+            Err(QueueError::LeaseLost(_)) => {
+                tracing::warn!("job {job} was no longer this runner's when it ended: another runner resumes it");
+            }
+            Err(e) => tracing::error!("cannot complete job {job}: {e}; its lease runs out and another runner resumes it"),
+        }
+    }
+
+    /// Runs the stack job of a claimed job; how it ended, or None when what
+    /// it did could not be put in the state (then its lease runs out, and
+    /// another runner resumes it).
+    async fn run_job(&self, run: &RunOnRunner, env: Arc<EnvRun>, c: &Claimed) -> Option<JobOutcome> {
+        let graph = run.shared.graph.clone();
+        let Some(i) = graph.find(&c.job.node) else {
+            return self.unpreparable(&run.shared, &c.job, &format!("`{}` is not a resource of the run's pipeline", c.job.node)).await;
+        };
+        let subject = Subject::Resource(i);
+        let prepared = (|| {
+            if c.attempt > 1 {
+                env.take_again(&c.job.node)?;
+            }
+            env.read_needed_outputs(subject)
+        })();
+        if let Err(e) = prepared {
+            tracing::warn!("job {}: cannot read the state: {e}", c.job);
+            return None;
+        }
+        let (end, changed) = StackJob::new(env.clone(), subject).run(Slot::alone()).await;
+        // What the job wrote is in the state before anyone hears it ended:
+        // its dependents, on any runner, read its outputs from there.
+        if let Err(e) = run.shared.journal.flush().await {
+            tracing::error!("job {}: {e}", c.job);
+            self.forget_run(&c.job.run_id);
+            return None;
+        }
+        let node = graph.node(i);
+        Some(match end {
+            NodeEnd::Succeeded if node.gate_after && changed && run.shared.mode == Mode::Deploy => {
+                let open = run.resume.environment(&graph, &c.job.environment).gate_open[i.index()];
+                if open {
+                    JobOutcome::Succeeded
+                } else {
+                    JobOutcome::Gated
+                }
+            }
+            NodeEnd::Succeeded => JobOutcome::Succeeded,
+            NodeEnd::Failed => JobOutcome::Failed { stop_all: env.on_failure() == OnFailure::StopAll },
+            NodeEnd::Rejected => JobOutcome::Rejected,
+            NodeEnd::Stopped | NodeEnd::Cancelled | NodeEnd::Halted | NodeEnd::Skipped => JobOutcome::Cancelled,
+        })
+    }
+
+    /// A job whose run or environment could not be prepared on this runner
+    /// fails, saying why.
+    async fn unpreparable(&self, run: &RunShared, job: &JobKey, why: &str) -> Option<JobOutcome> {
+        tracing::error!("job {job}: {why}");
+        let record = run.graph.find(&job.node).map(|i| {
+            let node = run.graph.node(i);
+            unstarted_record(&job.run_id, &job.environment, &node.name, node.level, run.mode.destroys(), Status::Failed, why)
+        });
+        if let Some(record) = record {
+            if let Err(e) = run.journal.record_durably(Write::PutJob(record)).await {
+                tracing::error!("job {job}: {e}");
+                return None;
+            }
+        }
+        Some(JobOutcome::Failed { stop_all: false })
+    }
+
+    /// The failed record of a job of a run this runner could not take up.
+    async fn record_unpreparable(&self, job: &JobKey, why: &str) {
+        let why = format!("runner {}: {why}", self.opts.name);
+        let record = unstarted_record(&job.run_id, &job.environment, &job.node, 0, false, Status::Failed, &why);
+        let journal = RunJournal::start(self.store.clone());
+        if let Err(e) = journal.record_durably(Write::PutJob(record)).await {
+            tracing::error!("job {job}: {e}");
+        }
+    }
+
+    fn forget_run(&self, run: &str) {
+        if let Ok(mut runs) = self.runs.lock() {
+            runs.remove(run);
+        }
+    }
+
+    /// Run `id`, prepared once for all its jobs on this runner.
+    async fn run_of(&self, id: &str) -> Result<Arc<RunOnRunner>, String> {
+        let cell = {
+            let Ok(mut runs) = self.runs.lock() else { return Err("a lock was poisoned".into()) };
+            runs.entry(id.to_string()).or_default().clone()
+        };
+        cell.get_or_init(|| async { self.prepare_run(id).map(Arc::new) }).await.clone()
+    }
+
+    /// Compiles run `id` from its snapshot, as a resume does.
+    fn prepare_run(&self, id: &str) -> Result<RunOnRunner, String> {
+        let store = &self.store;
+        let record = store.run(id).map_err(|e| e.to_string())?.ok_or_else(|| format!("there is no run {id} in the state"))?;
+        let base_dir = Path::new(&record.file).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        let (source, _drift) = RunSource::restore(store, &record, &base_dir).map_err(|e| e.to_string())?;
+        let main = source.snapshot.files.first().ok_or_else(|| format!("run {id}'s snapshot holds no pipeline source"))?;
+        let mut vars = record.vars.clone();
+        for secret in &record.sensitive_vars {
+            let name = &secret.name;
+            let Some((_, value)) = self.opts.vars.iter().find(|(k, _)| k == name) else {
+                return Err(format!(
+                    "run {id} was started with the sensitive var `{name}`, which is never stored: give this runner \
+                     STACKPIPE_VAR_{name}"
+                ));
+            };
+            if store.keyed_hash(name, value).map_err(|e| e.to_string())? != secret.hash {
+                return Err(format!("this runner's STACKPIPE_VAR_{name} is not the value run {id} was started with"));
+            }
+            vars.push((name.clone(), value.clone()));
+        }
+        let compile = stackpipe_dsl::CompileOptions {
+            vars,
+            env: source.snapshot.environment.clone(),
+            require_values: true,
+            ..Default::default()
+        };
+        let pipeline = crate::pipeline::compile(Path::new(&main.path), main.text.clone(), compile).map_err(|e| e.to_string())?;
+        let graph = pipeline.graph.clone();
+        let mode = if record.kind == RunKind::Undeploy { Mode::Undeploy } else { Mode::Deploy };
+        let sets = parse_sets(&source.snapshot.sets, &graph).map_err(|e| e.to_string())?;
+        let resume = Resume::load(store, id).map_err(|e| e.to_string())?;
+        let journal = RunJournal::start(store.clone());
+        let events = Events::none();
+        // The owner decides; this runner's gates post and wait.
+        let gates = Gates::new(id.to_string(), AutoApprove::default(), journal.clone(), events.clone()).posting(self.queue.clone());
+        let (stop, cancelled) = (StopSignal::new(), StopSignal::new());
+        let forward = super::execution::forward_stops(&cancelled, &journal, &stop);
+        let shared = RunShared {
+            id: id.to_string(),
+            graph,
+            mode,
+            host: self.host.clone(),
+            store: store.clone(),
+            journal,
+            events,
+            gates: Some(Arc::new(gates)),
+            stop,
+            cancels: Arc::new(Cancels::new()),
+            message: record.message.clone(),
+            sets,
+            base_dir: pipeline.base_dir.clone(),
+            source: Arc::new(source),
+            parallelism: record.parallelism,
+        };
+        Ok(RunOnRunner { shared: Arc::new(shared), resume, environments: Mutex::new(HashMap::new()), cancelled, _forward: forward })
+    }
+
+    /// Environment `name` of `run`, prepared once on this runner.
+    async fn environment_of(&self, run: &RunOnRunner, name: &str) -> Result<Arc<EnvRun>, String> {
+        let cell = {
+            let Ok(mut envs) = run.environments.lock() else { return Err("a lock was poisoned".into()) };
+            envs.entry(name.to_string()).or_default().clone()
+        };
+        cell.get_or_init(|| async {
+            let graph = &run.shared.graph;
+            let plan = graph
+                .environments
+                .iter()
+                .find(|e| e.name == name)
+                .ok_or_else(|| format!("run {} has no environment `{name}`", run.shared.id))?;
+            let resume = run.resume.environment(graph, name);
+            let selection = Arc::new(EnvironmentSelection::whole(graph));
+            EnvRun::new(run.shared.clone(), plan.clone(), &resume, selection).map(Arc::new).map_err(|e| e.to_string())
+        })
+        .await
+        .clone()
+    }
+}
