@@ -264,11 +264,13 @@ impl JobQueue {
             }
             let rows = txn
                 .query(
-                    "UPDATE job_queue q SET state = 'claimed', runner = $1, attempts = q.attempts + 1, \
+                    // A locking CTE is evaluated once: never rescanned for
+                    // each row updated, so it takes at most `room` rows.
+                    "WITH free AS (SELECT node FROM job_queue WHERE run_id = $4 AND environment = $5 AND state = 'ready' \
+                                   ORDER BY node LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                     UPDATE job_queue q SET state = 'claimed', runner = $1, attempts = q.attempts + 1, \
                             lease_until = now() + make_interval(secs => $2) \
-                     FROM (SELECT node FROM job_queue WHERE run_id = $4 AND environment = $5 AND state = 'ready' \
-                           ORDER BY node LIMIT $3 FOR UPDATE SKIP LOCKED) AS free \
-                     WHERE (q.run_id, q.environment, q.node) = ($4, $5, free.node) \
+                     FROM free WHERE q.run_id = $4 AND q.environment = $5 AND q.node = free.node \
                      RETURNING q.node, q.attempts",
                     &[&runner, &lease.as_secs_f64(), &(room as i64), &run_id, &environment],
                 )
@@ -410,6 +412,23 @@ async fn follow(txn: &deadpool_postgres::Transaction<'_>, job: &JobKey, outcome:
 impl JobQueue {
     /// Cancels every job of a run that has not started; how many.
     pub async fn cancel_run(&self, run_id: &str) -> Result<u64, QueueError> {
+        self.stop_run(run_id, None).await
+    }
+
+    /// A runner could not write the run's records: the run stops as if
+    /// cancelled, and fails with `failure` (see [`JobQueue::run_failure`]).
+    pub async fn fail_run(&self, run_id: &str, failure: &str) -> Result<u64, QueueError> {
+        self.stop_run(run_id, Some(failure)).await
+    }
+
+    /// Why the run failed on a runner, if it did.
+    pub async fn run_failure(&self, run_id: &str) -> Result<Option<String>, QueueError> {
+        let client = self.pool.get().await?;
+        let row = client.query_opt("SELECT failure FROM queue_cancels WHERE run_id = $1", &[&run_id]).await?;
+        Ok(row.and_then(|r| r.get(0)))
+    }
+
+    async fn stop_run(&self, run_id: &str, failure: Option<&str>) -> Result<u64, QueueError> {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
         let n = txn
@@ -418,7 +437,12 @@ impl JobQueue {
                 &[&run_id],
             )
             .await?;
-        txn.execute("INSERT INTO queue_cancels (run_id) VALUES ($1) ON CONFLICT DO NOTHING", &[&run_id]).await?;
+        txn.execute(
+            "INSERT INTO queue_cancels (run_id, failure) VALUES ($1, $2) \
+             ON CONFLICT (run_id) DO UPDATE SET failure = coalesce(queue_cancels.failure, EXCLUDED.failure)",
+            &[&run_id, &failure],
+        )
+        .await?;
         // Environments not begun are cancelled; the open one ends once its
         // jobs in flight do.
         txn.execute(

@@ -53,6 +53,9 @@ struct Handle {
     writer: Option<std::thread::JoinHandle<()>>,
     /// The first failed write, as text naming the file and the cause.
     failure: watch::Receiver<Option<String>>,
+    /// Where the first failure is said (by the writer, or from elsewhere:
+    /// see [`RunJournal::failed_elsewhere`]).
+    failed: Arc<watch::Sender<Option<String>>>,
 }
 
 impl Drop for Handle {
@@ -130,12 +133,28 @@ impl RunJournal {
         let queue = Arc::new(Queue { state: Mutex::new(QueueState::default()), wake: Condvar::new() });
         let writer_queue = queue.clone();
         let (failed, failure) = watch::channel(None);
+        let failed = Arc::new(failed);
+        let writer_failed = failed.clone();
         let writer = std::thread::Builder::new()
             .name("stackpipe-journal".into())
-            .spawn(move || write_batches(&store, &writer_queue, &failed))
+            .spawn(move || write_batches(&store, &writer_queue, &writer_failed))
             .inspect_err(|e| tracing::error!("cannot start the journal thread: {e}"))
             .ok();
-        RunJournal { handle: Arc::new(Handle { queue, writer, failure }) }
+        RunJournal { handle: Arc::new(Handle { queue, writer, failure, failed }) }
+    }
+
+    /// Another journal of the same run (a runner's, on another machine)
+    /// could not write the state: this run's records are not kept either,
+    /// and it fails as if this journal's own write had (nothing more is
+    /// written through it).
+    pub fn failed_elsewhere(&self, failure: String) {
+        self.handle.failed.send_if_modified(|f| {
+            let news = f.is_none();
+            if news {
+                *f = Some(failure.clone());
+            }
+            news
+        });
     }
 
     /// The first write that failed, naming the file and the cause.

@@ -138,6 +138,9 @@ impl Run<'_> {
         let mut cancelled = false;
         let q = |e: stackpipe_state_postgres::QueueError| RunError::Queue(e.to_string());
         loop {
+            if let Some(failure) = queue.run_failure(&run.id).await.map_err(q)? {
+                run.journal.failed_elsewhere(failure);
+            }
             if !cancelled && (self.asked_stop.is_stopped() || run.stop.is_stopped()) {
                 queue.cancel_run(&run.id).await.map_err(q)?;
                 cancelled = true;

@@ -270,6 +270,11 @@ impl Runner {
         let subject = Subject::Resource(i);
         let prepared = (|| {
             if c.attempt > 1 {
+                tracing::warn!(
+                    "job {} was taken before (attempt {}) by a runner that stopped; finding out what it did before going on",
+                    c.job,
+                    c.attempt
+                );
                 env.take_again(&c.job.node)?;
             }
             env.read_needed_outputs(subject)
@@ -282,9 +287,14 @@ impl Runner {
         // What the job wrote is in the state before anyone hears it ended:
         // its dependents, on any runner, read its outputs from there.
         if let Err(e) = run.shared.journal.flush().await {
+            // The run's records are not kept: it must not go on as if they
+            // were. Its owner fails it with this; nothing new starts.
             tracing::error!("job {}: {e}", c.job);
             self.forget_run(&c.job.run_id);
-            return None;
+            if let Err(q) = self.queue.fail_run(&c.job.run_id, &e.to_string()).await {
+                tracing::error!("cannot fail run {} in the job queue: {q}", c.job.run_id);
+            }
+            return Some(JobOutcome::Failed { stop_all: true });
         }
         let node = graph.node(i);
         Some(match end {
@@ -416,7 +426,12 @@ impl Runner {
                 .iter()
                 .find(|e| e.name == name)
                 .ok_or_else(|| format!("run {} has no environment `{name}`", run.shared.id))?;
-            let resume = run.resume.environment(graph, name);
+            // The apply of every node is journaled as planned before the
+            // run is queued; on a runner, a job known to have been taken
+            // before is what may have applied (`take_again`).
+            let mut resume = run.resume.environment(graph, name);
+            resume.in_flight.clear();
+            resume.started.clear();
             let selection = Arc::new(EnvironmentSelection::whole(graph));
             EnvRun::new(run.shared.clone(), plan.clone(), &resume, selection).map(Arc::new).map_err(|e| e.to_string())
         })

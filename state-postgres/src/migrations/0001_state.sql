@@ -166,9 +166,11 @@ CREATE TABLE gate_requests (
 );
 
 -- Runs in the queue that were cancelled: their runners stop what they
--- hold before its next operation.
+-- hold before its next operation. `failure`: a runner could not write the
+-- run's records, and the run fails with this.
 CREATE TABLE queue_cancels (
-    run_id text COLLATE "C" PRIMARY KEY
+    run_id  text COLLATE "C" PRIMARY KEY,
+    failure text
 );
 
 -- Which job waits for which, within one environment of one run.
