@@ -647,3 +647,85 @@ mod readers {
         assert!(text(&o.stdout).contains("r000001"), "{}", text(&o.stdout));
     }
 }
+
+/// `stackpipe runner`: runs on one database worked by runner processes.
+mod runners {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    use super::Postgres;
+    use crate::common::{finish_within, spawn, text, Project, Running};
+
+    /// A runner of the database at `url`, working in `p`'s directory; its
+    /// log in `NAME.log` there.
+    fn runner(p: &Project, url: &str, name: &str) -> Running {
+        let log = std::fs::File::create(p.path().join(format!("{name}.log"))).expect("a log file");
+        let args = ["runner", "--state", url, "--name", name, "--capacity", "4", "--lease", "3"];
+        Running::new(p.command(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().expect("a runner starts"))
+    }
+
+    fn log(p: &Project, name: &str) -> String {
+        std::fs::read_to_string(p.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// `n` resources in layers: each needs the ones 5 and 9 before it.
+    fn layered(n: usize, delay_ms: u64) -> String {
+        let mut out = String::new();
+        for i in 0..n {
+            let needs: String = [5, 9].iter().filter(|&&d| i >= d).map(|d| format!(" from_{d} = n{}.id", i - d)).collect();
+            out.push_str(&format!("resource n{i} \"t.step\" {{ delay_ms = {delay_ms}{needs} }}\n"));
+        }
+        out
+    }
+
+    /// xorshift: the trials' random moments, from a seed printed to replay them.
+    fn next(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
+    #[test]
+    fn a_runner_killed_at_a_random_moment_loses_its_jobs_to_the_others_and_each_resource_is_created_once() {
+        let pg = Postgres::shared();
+        let mut seed = std::env::var("FAILOVER_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) | 1
+        });
+        println!("FAILOVER_SEED={seed}");
+        let (n, trials) = (40, 20);
+        let mut taken_over = 0;
+        for trial in 0..trials {
+            let url = pg.database("failover");
+            let db = url.rsplit('/').next().unwrap().to_string();
+            let p = Project::new(&layered(n, 60));
+            let mut runners: Vec<Running> = (0..3).map(|r| runner(&p, &url, &format!("r{r}"))).collect();
+            let deploy = spawn(&p, &["deploy", "demo.pipeline", "--state", &url, "--no-local-runner"]);
+            // Once the run is applying, a random moment of it.
+            let started = Instant::now();
+            while p.ledger().is_empty() {
+                assert!(started.elapsed() < Duration::from_secs(60), "trial {trial}: nothing was applied");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::thread::sleep(Duration::from_millis(next(&mut seed) % 700));
+            let victim = (next(&mut seed) % 3) as usize;
+            runners[victim].kill();
+            let o = finish_within(deploy, Duration::from_secs(90));
+            let (out, err) = (text(&o.stdout), text(&o.stderr));
+            assert_eq!(o.status.code(), Some(0), "trial {trial} (seed above), r{victim} killed:\n{out}\n{err}");
+            assert!(out.contains("run r000001 succeeded"), "trial {trial}: {out}");
+            let ledger = p.ledger();
+            for i in 0..n {
+                let count = ledger.iter().filter(|l| **l == format!("apply demo/dev/n{i}")).count();
+                assert_eq!(count, 1, "trial {trial}, r{victim} killed: n{i} applied {count} times\n{ledger:#?}");
+            }
+            assert_eq!(pg.psql(&db, "SELECT count(*) FROM locks"), "0", "trial {trial}: the run's locks outlived it");
+            let survivors: String = (0..3).filter(|&r| r != victim).map(|r| log(&p, &format!("r{r}"))).collect();
+            if survivors.contains("was taken before") {
+                taken_over += 1;
+            }
+        }
+        println!("{taken_over} of {trials} trials killed a runner holding jobs, which the others took over");
+        assert!(taken_over >= 3, "only {taken_over} of {trials} trials killed a runner while it held a job");
+    }
+}
