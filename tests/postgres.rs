@@ -653,6 +653,8 @@ mod runners {
     use std::process::Stdio;
     use std::time::{Duration, Instant};
 
+    use serde_json::{json, Value};
+
     use super::Postgres;
     use crate::common::{finish_within, spawn, text, Project, Running};
 
@@ -684,6 +686,197 @@ mod runners {
         *seed ^= *seed >> 7;
         *seed ^= *seed << 17;
         *seed
+    }
+
+    /// What a run did, as `status --json` says it, without what differs
+    /// from one run to the next (times, ids of what was applied).
+    fn outcome(p: &Project, state: &str) -> Value {
+        let o = p.run(&["status", "--json", "--state", state]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        let doc: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+        let envs: Vec<Value> = doc["environments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                let mut nodes: Vec<Value> = e["nodes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|n| {
+                        let ops: Vec<Value> = n["operations"].as_array().into_iter().flatten().map(|o| json!([o["name"], o["status"], o["message"]])).collect();
+                        json!({ "name": n["name"], "status": n["status"], "change": n["change"], "error": n["error"], "ops": ops })
+                    })
+                    .collect();
+                nodes.sort_by_key(|n| n["name"].to_string());
+                json!({ "name": e["name"], "status": e["status"], "reason": e["reason"], "nodes": nodes })
+            })
+            .collect();
+        // Gates open at once decide in either order, walked or not.
+        let mut decisions: Vec<Value> = doc["decisions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| json!([d["environment"], d["node"], d["gate"], d["decision"], d["by"].as_str().map(|b| b.rsplit('(').next().unwrap_or(b))]))
+            .collect();
+        decisions.sort_by_key(|d| d.to_string());
+        json!({ "status": doc["status"], "environments": envs, "decisions": decisions })
+    }
+
+    /// Gates, environment order, failure policies and flow policies: a run
+    /// worked by runners ends exactly as the same run walked in one process.
+    #[test]
+    fn runners_work_a_run_exactly_as_one_process_walks_it() {
+        let pg = Postgres::shared();
+        let scenarios: [(&str, &str, &[&str]); 3] = [
+            (
+                "gates",
+                r#"environment dev {}
+environment prod {
+  after    = [dev]
+  approval = true
+}
+
+resource db    "t.step" { gate = "after" }
+resource app   "t.step" { db = db.id }
+resource cache "t.step" {
+  flow { pause_before_apply = true }
+}
+resource cdn   "t.step" { cache = cache.id }
+"#,
+                &["--yes", "--approve-env", "prod"],
+            ),
+            (
+                "stop-dependents",
+                r#"environment dev {}
+environment prod { after = [dev] }
+
+resource bad  "t.step" { fail = true }
+resource dep  "t.step" { from = bad.id }
+resource deeper "t.step" { from = dep.id }
+resource fine "t.step" {}
+"#,
+                &[],
+            ),
+            (
+                "stop-all",
+                r#"environment dev {
+  flow { on_failure = "stop-all" }
+}
+
+resource bad  "t.step" { fail = true }
+resource dep  "t.step" { from = bad.id }
+resource slow "t.step" { delay_ms = 300 }
+resource late "t.step" {}
+"#,
+                &["--parallelism", "1"],
+            ),
+        ];
+        for (name, body, extra) in scenarios {
+            let text_of = format!("pipeline \"demo\"\n\n{}\n{body}", crate::common::TEST_PLUGIN);
+            let local = Project::with_pipeline(&text_of);
+            let mut args = vec!["deploy", "demo.pipeline"];
+            args.extend(extra);
+            let walked = local.run(&args);
+
+            let url = pg.database("same");
+            let queued = Project::with_pipeline(&text_of);
+            let _runners: Vec<Running> = (0..2).map(|r| runner(&queued, &url, &format!("r{r}"))).collect();
+            args.extend(["--state", &url, "--no-local-runner"]);
+            let worked = finish_within(spawn(&queued, &args), Duration::from_secs(60));
+            assert_eq!(
+                walked.status.code(),
+                worked.status.code(),
+                "{name}: walked:\n{}\nworked by runners:\n{}\n{}",
+                text(&walked.stdout),
+                text(&worked.stdout),
+                text(&worked.stderr)
+            );
+            let (a, b) = (outcome(&local, ".stackpipe"), outcome(&queued, &url));
+            assert_eq!(a, b, "{name}: walked (left) and worked by runners (right) differ:\n{a:#}\n{b:#}");
+            let mut la = local.ledger();
+            let mut lb = queued.ledger();
+            la.sort();
+            lb.sort();
+            assert_eq!(la, lb, "{name}: what was applied");
+        }
+    }
+
+    /// Runs `deploy` with `args` in `p` (on `state`), and once `steer`
+    /// (another process) succeeds, lets the run end; its output.
+    fn steered(p: &Project, state: Option<&str>, args: &[&str], steer: &[&str]) -> std::process::Output {
+        let mut deploy = vec!["deploy", "demo.pipeline"];
+        deploy.extend(args);
+        let mut steer = steer.to_vec();
+        if let Some(url) = state {
+            deploy.extend(["--state", url, "--no-local-runner"]);
+            steer.extend(["--state", url]);
+        }
+        let run = spawn(p, &deploy);
+        let started = Instant::now();
+        loop {
+            let o = p.run(&steer);
+            if o.status.success() {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "{steer:?} never took: {}", text(&o.stderr));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        finish_within(run, Duration::from_secs(60))
+    }
+
+    /// A person's decision from another terminal, and a cancel, reach a run
+    /// worked by runners, and end it as they end one walked in one process.
+    #[test]
+    fn a_rejection_and_a_cancel_from_another_terminal_end_a_run_on_runners_as_they_end_a_walked_one() {
+        let pg = Postgres::shared();
+        let body = r#"environment dev {}
+
+resource db "t.step" {
+  size = 10
+  flow { pause_before_apply = true }
+}
+resource app   "t.step" { db = db.id }
+resource other "t.step" {}
+"#;
+        let pipeline = format!("pipeline \"demo\"\n\n{}\n{body}", crate::common::TEST_PLUGIN);
+        let reject = ["reject", "--node", "db", "--comment", "wrong size"];
+        let local = Project::with_pipeline(&pipeline);
+        let walked = steered(&local, None, &[], &reject);
+        let url = pg.database("steer");
+        let queued = Project::with_pipeline(&pipeline);
+        let _runners: Vec<Running> = (0..2).map(|r| runner(&queued, &url, &format!("r{r}"))).collect();
+        let worked = steered(&queued, Some(&url), &[], &reject);
+        assert_eq!(walked.status.code(), Some(1), "{}", text(&walked.stdout));
+        assert_eq!(worked.status.code(), Some(1), "{}\n{}", text(&worked.stdout), text(&worked.stderr));
+        assert_eq!(outcome(&local, ".stackpipe"), outcome(&queued, &url));
+        assert_eq!(queued.ledger(), ["apply demo/dev/other"]);
+
+        // A cancel: what is in flight finishes, nothing new starts.
+        let chain: String = (0..6).map(|i| {
+            let from = if i > 0 { format!(" from = c{}.id", i - 1) } else { String::new() };
+            format!("resource c{i} \"t.step\" {{ delay_ms = 300{from} }}\n")
+        }).collect();
+        let url = pg.database("cancel");
+        let p = Project::new(&chain);
+        let _runners: Vec<Running> = (0..2).map(|r| runner(&p, &url, &format!("r{r}"))).collect();
+        let deploy = spawn(&p, &["deploy", "demo.pipeline", "--state", &url, "--no-local-runner"]);
+        let started = Instant::now();
+        while p.ledger().is_empty() {
+            assert!(started.elapsed() < Duration::from_secs(60), "nothing was applied");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let o = p.run(&["cancel", "--state", &url]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let o = finish_within(deploy, Duration::from_secs(60));
+        let out = text(&o.stdout);
+        assert_eq!(o.status.code(), Some(1), "{out}\n{}", text(&o.stderr));
+        assert!(out.contains("run r000001 cancelled"), "{out}");
+        let applied = p.ledger().len();
+        assert!((1..=2).contains(&applied), "the one in flight (and no other) finished: {:?}", p.ledger());
+        let runs = text(&p.run(&["runs", "--state", &url]).stdout);
+        assert!(runs.contains("cancelled"), "{runs}");
+        assert_eq!(pg.psql(url.rsplit('/').next().unwrap(), "SELECT count(*) FROM locks"), "0");
     }
 
     #[test]

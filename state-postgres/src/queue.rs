@@ -80,7 +80,8 @@ pub struct QueuedEnvironment {
     pub approval: bool,
     /// Jobs of it claimed at once by all runners together; 0: no limit.
     pub parallelism: usize,
-    /// Each node with the nodes (of this environment) it needs.
+    /// Each node with the nodes (of this environment) it needs, in the
+    /// order the run takes them (ready jobs are claimed in it).
     pub nodes: Vec<(String, Vec<String>)>,
 }
 
@@ -267,7 +268,7 @@ impl JobQueue {
                     // A locking CTE is evaluated once: never rescanned for
                     // each row updated, so it takes at most `room` rows.
                     "WITH free AS (SELECT node FROM job_queue WHERE run_id = $4 AND environment = $5 AND state = 'ready' \
-                                   ORDER BY node LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                                   ORDER BY position LIMIT $3 FOR UPDATE SKIP LOCKED) \
                      UPDATE job_queue q SET state = 'claimed', runner = $1, attempts = q.attempts + 1, \
                             lease_until = now() + make_interval(secs => $2) \
                      FROM free WHERE q.run_id = $4 AND q.environment = $5 AND q.node = free.node \
@@ -623,7 +624,7 @@ async fn insert_jobs(
     nodes: &[(String, Vec<String>)],
 ) -> Result<(), QueueError> {
     let names: std::collections::HashSet<&str> = nodes.iter().map(|(n, _)| n.as_str()).collect();
-    let (mut node_col, mut waiting) = (Vec::new(), Vec::new());
+    let (mut node_col, mut waiting, mut position) = (Vec::new(), Vec::new(), Vec::new());
     let (mut needed, mut needing) = (Vec::new(), Vec::new());
     for (node, needs) in nodes {
         for need in needs {
@@ -635,11 +636,12 @@ async fn insert_jobs(
         }
         node_col.push(node.as_str());
         waiting.push(needs.len() as i32);
+        position.push(position.len() as i32);
     }
     txn.execute(
-        "INSERT INTO job_queue (run_id, environment, node, state, waiting_on) \
-         SELECT $1, $2, n, 'held', w FROM unnest($3::text[], $4::int[]) AS t(n, w)",
-        &[&run_id, &environment, &node_col, &waiting],
+        "INSERT INTO job_queue (run_id, environment, node, state, waiting_on, position) \
+         SELECT $1, $2, n, 'held', w, p FROM unnest($3::text[], $4::int[], $5::int[]) AS t(n, w, p)",
+        &[&run_id, &environment, &node_col, &waiting, &position],
     )
     .await?;
     txn.execute(

@@ -172,7 +172,7 @@ impl Run<'_> {
                             asker.node_gate(job);
                         }
                         if ENDED.contains(&state.as_str()) && told.insert(job.clone()) {
-                            ended.extend(self.job_record(job, state, cancelled)?);
+                            ended.extend(self.job_record(job, state, cancelled, &jobs)?);
                         }
                     }
                     // As they ended, not as they are named.
@@ -200,12 +200,18 @@ impl Run<'_> {
 
     /// A job's record once it ended: the one its runner wrote, or, for a
     /// job that never started, one made (and kept) now.
-    fn job_record(&self, job: &JobKey, state: &str, cancelled: bool) -> Result<Option<JobRecord>, RunError> {
+    fn job_record(
+        &self,
+        job: &JobKey,
+        state: &str,
+        cancelled: bool,
+        jobs: &[(JobKey, String)],
+    ) -> Result<Option<JobRecord>, RunError> {
         let run = &self.shared;
         Ok(match run.store.job(&run.id, &job.environment, &job.node)? {
             Some(record) => Some(record),
             None if state == "cancelled" || state == "skipped" => {
-                let record = self.unstarted(job, state, cancelled);
+                let record = self.unstarted(job, state, cancelled, jobs)?;
                 run.journal.record(Write::PutJob(record.clone()));
                 Some(record)
             }
@@ -230,20 +236,56 @@ impl Run<'_> {
         });
     }
 
-    /// The record of a job the queue cancelled or skipped before it started.
-    fn unstarted(&self, job: &JobKey, state: &str, cancelled: bool) -> JobRecord {
+    /// The record of a job the queue cancelled or skipped before it
+    /// started, saying why as a walk would: a job after a failed one was
+    /// cancelled by it; under `stop-all`, any other by the first failure.
+    fn unstarted(&self, job: &JobKey, state: &str, cancelled: bool, jobs: &[(JobKey, String)]) -> Result<JobRecord, RunError> {
         let run = &self.shared;
+        let env = &job.environment;
+        let failed: HashSet<&str> =
+            jobs.iter().filter(|(j, s)| &j.environment == env && s == "failed").map(|(j, _)| j.node.as_str()).collect();
         let (status, why) = match state {
             "skipped" => (Status::Skipped, "a gate before it was rejected".to_string()),
             _ if cancelled => (Status::Cancelled, "the run was cancelled".to_string()),
-            _ if self.on_failure(&job.environment) == OnFailure::StopAll => (
-                Status::Cancelled,
-                "not started: a node failed, and on_failure = \"stop-all\" stops everything not started".to_string(),
-            ),
+            _ if self.needs_any(env, &job.node, &failed) => (Status::Cancelled, "a dependency failed".to_string()),
+            _ if self.on_failure(env) == OnFailure::StopAll => {
+                // The first to fail is the one that stopped the rest.
+                let mut first: Vec<(u64, &str)> = Vec::new();
+                for node in &failed {
+                    let at = run.store.job(&run.id, env, node)?.and_then(|r| r.finished_ms).unwrap_or(u64::MAX);
+                    first.push((at, node));
+                }
+                first.sort();
+                let name = first.first().map(|(_, n)| format!("`{n}`")).unwrap_or_else(|| "a node".into());
+                (Status::Cancelled, format!("not started: {name} failed, and on_failure = \"stop-all\" stops everything not started"))
+            }
             _ => (Status::Cancelled, "a dependency failed".to_string()),
         };
         let level = run.graph.find(&job.node).map(|i| run.graph.node(i).level).unwrap_or(0);
-        unstarted_record(&run.id, &job.environment, &job.node, level, run.mode.destroys(), status, &why)
+        Ok(unstarted_record(&run.id, env, &job.node, level, run.mode.destroys(), status, &why))
+    }
+
+    /// Whether `node` of `env` waits (in this run's order, through any
+    /// number of jobs) for one of `nodes`.
+    fn needs_any(&self, env: &str, node: &str, nodes: &HashSet<&str>) -> bool {
+        let graph = &self.shared.graph;
+        let selection = self.selection.environment(graph, env);
+        let names: Vec<&str> = selection.subjects().iter().map(|&s| selection.resource(graph, s).name.as_str()).collect();
+        let waits = selection.waits_for(graph, self.shared.mode);
+        let Some(start) = names.iter().position(|n| *n == node) else { return false };
+        let mut seen = vec![false; names.len()];
+        let mut todo = vec![start];
+        while let Some(at) = todo.pop() {
+            for &d in &waits[at] {
+                if nodes.contains(names[d]) {
+                    return true;
+                }
+                if !std::mem::replace(&mut seen[d], true) {
+                    todo.push(d);
+                }
+            }
+        }
+        false
     }
 
     fn on_failure(&self, environment: &str) -> OnFailure {

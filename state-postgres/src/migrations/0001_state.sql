@@ -130,6 +130,9 @@ CREATE TABLE job_queue (
     runner       text,
     lease_until  timestamptz,
     attempts     integer     NOT NULL DEFAULT 0,
+    -- The job's place in the run's order (dependencies first): ready jobs
+    -- are claimed in it, as a walk starts them.
+    position     integer     NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, environment, node)
 );
 CREATE INDEX job_queue_ready ON job_queue (run_id, environment) WHERE state = 'ready';
