@@ -42,6 +42,11 @@ pub struct ServeArgs {
     /// operator who sends them, with the server's grants and credentials.
     #[arg(long)]
     pub no_uploads: bool,
+    /// With the state in PostgreSQL: leave the runs' jobs to `stackpipe
+    /// runner` processes; this server is a front end only. By default it
+    /// also works as a runner (up to 10 jobs at once).
+    #[arg(long)]
+    pub no_local_runner: bool,
 }
 
 /// `stackpipe serve`: serves until SIGTERM or Ctrl-C.
@@ -60,6 +65,11 @@ pub fn serve(a: ServeArgs) -> Result<(), u8> {
         insecure_listen: a.insecure_listen,
         auto_resume: !a.no_auto_resume,
         uploads: !a.no_uploads,
+        local_runner: (!a.no_local_runner).then(|| {
+            let mut runner = stackpipe_runtime::run::RunnerOptions::new(crate::runner_cmd::default_name());
+            runner.vars = crate::runner_cmd::vars_from_env();
+            runner
+        }),
     };
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
     rt.block_on(async move {

@@ -618,6 +618,66 @@ mod server {
     }
 }
 
+/// Two servers and three runners on one database: the servers are front
+/// ends, the runners do the work, and either server shows every run.
+mod fleet {
+    use std::process::Stdio;
+
+    use serde_json::json;
+
+    use super::Postgres;
+    use crate::common::server::{command, ended, TestServer};
+    use crate::common::{Running, TEST_PLUGIN};
+
+    #[test]
+    fn two_servers_and_three_runners_on_one_database_work_together() {
+        let pg = Postgres::shared();
+        let url = pg.database("fleet");
+        let db = url.rsplit('/').next().unwrap().to_string();
+        let pipeline = |name: &str| {
+            let resources: String = (0..12)
+                .map(|i| {
+                    let from = if i >= 3 { format!(" from = r{}.id", i - 3) } else { String::new() };
+                    format!("resource r{i} \"t.step\" {{ delay_ms = 50{from} }}\n")
+                })
+                .collect();
+            format!("pipeline \"{name}\"\n\n{TEST_PLUGIN}\nenvironment dev {{}}\n\n{resources}")
+        };
+        let (one, two) = (pipeline("one"), pipeline("two"));
+        let dir_a = TestServer::prepare(&[("one", &one), ("two", &two)]);
+        let dir_b = TestServer::prepare(&[("one", &one), ("two", &two)]);
+        let ada = TestServer::add_user_at(dir_a.path(), &url, "ada", "admin", &[]);
+        let front = ["--data-dir", "server-files", "--no-local-runner"];
+        let a = TestServer::start_at(dir_a, &url, &front, &[]);
+        let b = TestServer::start_at(dir_b, &url, &front, &[]);
+        let work = tempfile::tempdir().unwrap();
+        let _runners: Vec<Running> = (0..3)
+            .map(|r| {
+                let args = ["runner", "--state", &url, "--name", &format!("runner-{r}"), "--capacity", "3"];
+                Running::new(command(work.path()).args(args).stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap())
+            })
+            .collect();
+        let run_a = a.start_run(&ada, json!({ "pipeline": "one" }));
+        let run_b = b.start_run(&ada, json!({ "pipeline": "two" }));
+        assert_ne!(run_a, run_b, "one database hands out each id once");
+        for (server, run) in [(&a, &run_a), (&b, &run_b)] {
+            let doc = server.wait_run(run, &ada, "the run to end", ended);
+            assert_eq!(doc["status"], "succeeded", "{doc:#}");
+        }
+        // Either server shows the other's run, from the one state.
+        let doc = b.get(&format!("/api/v1/runs/{run_a}"), Some(&ada));
+        assert_eq!((doc.status, doc.body["status"].as_str()), (200, Some("succeeded")), "{:#}", doc.body);
+        for server in [&a, &b] {
+            let applied = server.ledger().iter().filter(|l| l.starts_with("apply")).count();
+            assert_eq!(applied, 12, "each run's resources, once: {:?}", server.ledger());
+        }
+        // The servers ran nothing themselves: only the runners are known to the queue.
+        let runners = pg.psql(&db, "SELECT string_agg(name, ',' ORDER BY name) FROM runners");
+        assert_eq!(runners, "runner-0,runner-1,runner-2");
+        assert_eq!(pg.psql(&db, "SELECT count(*) FROM job_queue"), "0", "ended runs leave the queue");
+    }
+}
+
 /// A command that only reads a PostgreSQL state writes nothing to it, its
 /// schema included, as a reader of a state directory writes nothing.
 mod readers {

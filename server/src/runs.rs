@@ -17,6 +17,7 @@ use stackpipe_runtime::plugin::PluginHost;
 use stackpipe_runtime::run::{Events, Mode, Run, RunOptions, Steering, StopSignal};
 use axum::body::Bytes;
 use stackpipe_runtime::state::{now_ms, ResourceKey, RunStatus, StateStore};
+use stackpipe_state_postgres::JobQueue;
 use tokio::sync::{mpsc, watch};
 
 /// How many ended runs keep their events in memory for late followers.
@@ -104,6 +105,9 @@ struct Inner {
 pub struct Runs {
     store: Arc<StateStore>,
     host: Arc<PluginHost>,
+    /// With the state in a database: its job queue, whose runners work the
+    /// runs this server starts (it owns them: their gates are asked here).
+    queue: Option<JobQueue>,
     /// The server's own directory: where its queue is kept.
     dir: PathBuf,
     inner: Mutex<Inner>,
@@ -137,11 +141,12 @@ pub enum Admission {
 impl Runs {
     /// The runs of a server whose state is `store` and whose own files
     /// (its queue) are in `dir`.
-    pub fn new(store: Arc<StateStore>, host: Arc<PluginHost>, dir: PathBuf) -> Arc<Runs> {
+    pub fn new(store: Arc<StateStore>, host: Arc<PluginHost>, dir: PathBuf, queue: Option<JobQueue>) -> Arc<Runs> {
         Arc::new(Runs {
             store,
             dir,
             host,
+            queue,
             inner: Mutex::new(Inner::default()),
             events: Arc::new(ServerEvents::new()),
             stop_all: StopSignal::new(),
@@ -478,7 +483,10 @@ impl Runs {
             events.push(run, kind, line);
         });
         self.inner().live.insert(id.to_string(), (live.clone(), feed));
-        let result = run.run_to_end().await;
+        let result = match &self.queue {
+            Some(queue) if run.runners_can_work() => run.on_runners(queue.clone(), None).await,
+            _ => run.run_to_end().await,
+        };
         // Followers get the run's last events.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), pump).await;
         live.close();
@@ -493,6 +501,11 @@ impl Runs {
                 Ok(())
             }
         }
+    }
+
+    /// What stops when the server does: its own runner, for one.
+    pub fn stopping(&self) -> StopSignal {
+        self.stop_all.clone()
     }
 
     /// Stops every run (operations in flight finish; the runs end

@@ -14,6 +14,7 @@ use hyper_util::service::TowerToHyperService;
 use stackpipe_runtime::plugin::PluginHost;
 use stackpipe_runtime::state::StateStore;
 use stackpipe_runtime::state_location::StateLocation;
+use stackpipe_state_postgres::JobQueue;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -48,6 +49,10 @@ pub struct ServeOptions {
     /// Runs may bring their own pipeline source and plugin components
     /// (`--no-uploads`: only the `--pipelines` directory's run).
     pub uploads: bool,
+    /// With a database: this server also works as a runner of its job
+    /// queue (`--no-local-runner`: it leaves the jobs to `stackpipe runner`
+    /// processes, and is a front end only).
+    pub local_runner: Option<stackpipe_runtime::run::RunnerOptions>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +72,8 @@ pub enum ServeError {
     Audit(#[from] crate::audit::AuditError),
     #[error("{0}")]
     Users(#[from] crate::users::UsersError),
+    #[error("the job queue: {0}")]
+    Queue(String),
 }
 
 /// A server bound and ready: [`Server::run`] serves it.
@@ -110,6 +117,11 @@ impl Server {
                 (store, UsersHome::Shared(shared.clone()), AuditLog::shared(shared))
             }
         };
+        // On a database, runs are worked by the runners of its job queue.
+        let queue = match &opts.state {
+            StateLocation::Postgres(url) => Some(JobQueue::connect(url).map_err(|e| ServeError::Queue(e.to_string()))?),
+            StateLocation::Dir(_) => None,
+        };
         // A users file others could write is refused now, not at the first request.
         crate::users::Users::load(&users)?;
         let listener = TcpListener::bind(opts.listen).await.map_err(|source| ServeError::Bind { addr: opts.listen, source })?;
@@ -121,13 +133,22 @@ impl Server {
             users: UsersCache::new(users),
             catalog: Catalog::new(opts.pipelines.clone()),
             audit,
-            runs: Runs::new(store, host, opts.state_dir.clone()),
+            runs: Runs::new(store.clone(), host.clone(), opts.state_dir.clone(), queue.clone()),
             state_dir: opts.state_dir.clone(),
             uploads: opts.uploads,
             sessions: Default::default(),
             tls: opts.tls.is_some(),
             layouts: Default::default(),
         });
+        if let (Some(queue), Some(runner)) = (queue, opts.local_runner.clone()) {
+            let runner = stackpipe_runtime::run::Runner::new(store, queue, host, runner);
+            let stop = state.runs.stopping();
+            tokio::spawn(async move {
+                if let Err(e) = runner.work(stop).await {
+                    tracing::error!("the server's runner stopped: {e}");
+                }
+            });
+        }
         Ok(Server { listener, tls, state, auto_resume: opts.auto_resume })
     }
 

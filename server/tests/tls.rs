@@ -18,6 +18,7 @@ fn options(dir: &std::path::Path, listen: &str, tls: Option<(std::path::PathBuf,
         insecure_listen: false,
         auto_resume: false,
         uploads: false,
+        local_runner: None,
     }
 }
 
