@@ -1,10 +1,13 @@
 //! `approve`, `reject`, `cancel`: steering a run in progress from another
-//! terminal, through its runner's control socket.
+//! terminal, through its runner's control socket (or, on a shared
+//! database, through the database when the run's owner is elsewhere).
 
 use clap::Args;
 use serde_json::Value;
-use stackpipe_runtime::control::{Cancelled, Reach, Request};
-use stackpipe_runtime::run::{CancelTarget, GateSelector};
+use stackpipe_runtime::control::{post_and_wait, Cancelled, Reach, Request};
+use stackpipe_runtime::run::{CancelTarget, Decider, GateSelector};
+use stackpipe_runtime::state_location::StateLocation;
+use stackpipe_state_postgres::JobQueue;
 use stackpipe_runtime::state::{Decision, GateDecision, RunStatus, StateStore};
 
 use crate::remote::ServerArgs;
@@ -72,9 +75,38 @@ fn not_in_progress(store: &StateStore, run: Option<&str>) -> u8 {
     EXIT_INVALID
 }
 
-/// Asks the run in progress; with none, says why not.
-fn ask(reach: Reach, run: Option<&str>, request: Request) -> Result<Value, u8> {
-    query(&reach, request, |store| Err(not_in_progress(store, run)))
+/// Asks the run in progress; with none, says why not. On a shared
+/// database, a run whose owner is not on this machine is asked through the
+/// database (see `stackpipe_runtime::control::answer_posted`).
+fn ask(reach: Reach, run: Option<&str>, request: Request, state: &StateArgs) -> Result<Value, u8> {
+    let posted = request.clone();
+    query(&reach, request, |store| match state.location_for(None) {
+        StateLocation::Postgres(url) => post(store, &url, run, &posted),
+        StateLocation::Dir(_) => Err(not_in_progress(store, run)),
+    })
+}
+
+/// Posts `request` for the owner of run `run` (default: the one in
+/// progress) on the database at `url`, and waits for its answer.
+fn post(store: &StateStore, url: &str, run: Option<&str>, request: &Request) -> Result<Value, u8> {
+    let record = match run {
+        Some(id) => store.run(id).ok().flatten(),
+        None => store.runs().ok().and_then(|runs| runs.into_iter().find(|r| r.status == RunStatus::Running)),
+    };
+    let Some(record) = record.filter(|r| r.status == RunStatus::Running) else {
+        return Err(not_in_progress(store, run));
+    };
+    let queue = JobQueue::connect(url).map_err(fail)?;
+    let decider = Decider { user: stackpipe_runtime::os_user::current_user(), role: None };
+    let rt = crate::run_cmd::runtime()?;
+    match rt.block_on(post_and_wait(&queue, store, &record.id, request, &decider)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            Err(EXIT_INVALID)
+        }
+        Err(e) => Err(fail(format!("cannot ask run {}'s owner through the database: {e}", record.id))),
+    }
 }
 
 pub fn decide(a: DecideArgs, decision: Decision) -> Result<(), u8> {
@@ -85,7 +117,7 @@ pub fn decide(a: DecideArgs, decision: Decision) -> Result<(), u8> {
         decision,
         comment: a.comment.clone(),
     };
-    let decided: Vec<GateDecision> = serde_json::from_value(ask(reach, a.run.as_deref(), request)?).map_err(fail)?;
+    let decided: Vec<GateDecision> = serde_json::from_value(ask(reach, a.run.as_deref(), request, &a.state)?).map_err(fail)?;
     for d in decided {
         let place = match &d.gate.node {
             Some(n) => format!("{}/{n}", d.gate.environment),
@@ -99,7 +131,7 @@ pub fn decide(a: DecideArgs, decision: Decision) -> Result<(), u8> {
 pub fn cancel(a: CancelArgs) -> Result<(), u8> {
     let reach = a.remote.reach(&a.state)?;
     let request = Request::Cancel { run: a.run.clone(), environment: a.env.clone(), node: a.node.clone() };
-    let answer = ask(reach, a.run.as_deref(), request)?;
+    let answer = ask(reach, a.run.as_deref(), request, &a.state)?;
     // A team server takes a queued run off its queue: it never started.
     let dequeued = answer.get("dequeued").and_then(Value::as_bool) == Some(true);
     let answer: Cancelled = serde_json::from_value(answer).map_err(fail)?;

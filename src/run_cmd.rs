@@ -494,6 +494,15 @@ pub async fn steered_run(
             RunHandles { run_id: run.id().to_string(), journal: run.journal().clone(), gates, cancels: run.cancels(), stop };
         ControlServer::start(socket, store.clone(), handles, rx)
     });
+    // On a shared database, who cannot reach the socket posts to the database.
+    let posted = match (&runners, &control) {
+        (Some(r), Some(control)) => {
+            let answering = stackpipe_runtime::control::answer_posted(store.clone(), r.queue.clone(), control.live());
+            let task = tokio::spawn(answering);
+            Some((AbortOnDrop(task.abort_handle()), task))
+        }
+        _ => None,
+    };
     let summary = match runners {
         Some(r) if run.runners_can_work() => {
             let local = r.local.map(|mut o| {
@@ -508,7 +517,20 @@ pub async fn steered_run(
         // Followers get the last events before the socket goes away.
         control.finish().await;
     }
+    if let Some((_abort, task)) = posted {
+        // It answers what it took, then sees the run is over.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+    }
     summary.map_err(run_error)
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Who works a run on a shared database: the runners of its job queue,

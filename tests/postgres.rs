@@ -60,7 +60,7 @@ mod migrations {
         assert_eq!(all, expected, "each migration applied once in all: {applied:?}");
         let db = url.rsplit('/').next().unwrap();
         let tables = pg.psql(db, "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'");
-        for t in ["audit", "blobs", "counters", "decisions", "executions", "gate_requests", "job_edges", "job_queue", "jobs", "journal", "locks", "logs", "queue_cancels", "queue_environments", "resources", "run_leases", "runners", "runs", "schema_migrations", "services", "snapshots", "store_keys", "users"] {
+        for t in ["audit", "blobs", "counters", "decisions", "executions", "gate_requests", "job_edges", "job_queue", "jobs", "journal", "locks", "logs", "queue_cancels", "queue_environments", "resources", "run_leases", "run_requests", "runners", "runs", "schema_migrations", "services", "snapshots", "store_keys", "users"] {
             assert!(tables.split(',').any(|x| x == t), "no table {t} in {tables}");
         }
         // Again: nothing to do.
@@ -627,7 +627,7 @@ mod fleet {
 
     use super::Postgres;
     use crate::common::server::{command, ended, TestServer};
-    use crate::common::{Running, TEST_PLUGIN};
+    use crate::common::{text, Running, TEST_PLUGIN};
 
     #[test]
     fn two_servers_and_three_runners_on_one_database_work_together() {
@@ -675,6 +675,54 @@ mod fleet {
         let runners = pg.psql(&db, "SELECT string_agg(name, ',' ORDER BY name) FROM runners");
         assert_eq!(runners, "runner-0,runner-1,runner-2");
         assert_eq!(pg.psql(&db, "SELECT count(*) FROM job_queue"), "0", "ended runs leave the queue");
+    }
+
+    /// A gate of a run one server owns is decided through the other
+    /// server, and through a terminal that cannot reach the owner; the
+    /// environment's rules of who decides still hold.
+    #[test]
+    fn a_run_one_server_owns_is_steered_through_the_other_server_and_a_terminal() {
+        let pg = Postgres::shared();
+        let url = pg.database("steer_fleet");
+        let gated = format!(
+            "pipeline \"gated\"\n\n{TEST_PLUGIN}\nenvironment dev {{}}\nenvironment prod {{\n  after    = [dev]\n  approval = true\n  approvers = [\"role:admin\"]\n}}\n\nresource a \"t.step\" {{}}\nresource b \"t.step\" {{ delay_ms = 2000 }}\nresource c \"t.step\" {{ from = b.id }}\n"
+        );
+        let dir_a = TestServer::prepare(&[("gated", &gated)]);
+        let dir_b = TestServer::prepare(&[("gated", &gated)]);
+        let ada = TestServer::add_user_at(dir_a.path(), &url, "ada", "admin", &[]);
+        let otto = TestServer::add_user_at(dir_a.path(), &url, "otto", "operator", &[]);
+        let a = TestServer::start_at(dir_a, &url, &["--data-dir", "server-files"], &[]);
+        let b = TestServer::start_at(dir_b, &url, &["--data-dir", "server-files", "--no-local-runner"], &[]);
+        let waiting = |run: &str| {
+            a.wait_run(run, &ada, "prod to wait for its approval", |d| {
+                d["environments"].as_array().is_some_and(|e| e.iter().any(|e| e["waiting_for"].is_object() || e["status"] == "waiting"))
+            });
+        };
+        let run = a.start_run(&otto, json!({ "pipeline": "gated" }));
+        waiting(&run);
+        // Through server B: an operator is refused by prod's approvers, an admin approves.
+        let refused = b.post(&format!("/api/v1/runs/{run}/approve"), Some(&otto), &json!({ "environment": "prod" }));
+        assert_eq!(refused.status, 403, "{:#}", refused.body);
+        let approved = b.post(&format!("/api/v1/runs/{run}/approve"), Some(&ada), &json!({ "environment": "prod" }));
+        assert_eq!(approved.status, 200, "{:#}", approved.body);
+        assert_eq!(approved.body[0]["by"], "ada", "{:#}", approved.body);
+        // Cancelled through B while prod's slow resource is applied.
+        crate::common::wait_for("prod to start applying", || a.ledger().iter().any(|l| l.contains("/prod/")));
+        let cancelled = b.post(&format!("/api/v1/runs/{run}/cancel"), Some(&otto), &json!({}));
+        assert_eq!(cancelled.status, 200, "{:#}", cancelled.body);
+        let doc = a.wait_run(&run, &ada, "the run to end", ended);
+        assert_eq!(doc["status"], "cancelled", "{doc:#}");
+
+        // From a terminal, which has no socket of a server's run to reach: through the database.
+        let run = a.start_run(&otto, json!({ "pipeline": "gated" }));
+        waiting(&run);
+        let o = command(a.path()).args(["reject", &run, "--env", "prod", "--comment", "not today", "--state", &url]).output().unwrap();
+        assert!(o.status.success(), "{}\n{:#}", text(&o.stderr), a.get(&format!("/api/v1/runs/{run}"), Some(&ada)).body);
+        let doc = a.wait_run(&run, &ada, "the run to end", ended);
+        assert_eq!(doc["status"], "failed", "{doc:#}");
+        let prod = &doc["environments"][1];
+        assert_eq!(prod["status"], "skipped", "{doc:#}");
+        assert!(prod["reason"].as_str().is_some_and(|r| r.contains("not today")), "{doc:#}");
     }
 }
 

@@ -483,6 +483,11 @@ impl Runs {
             events.push(run, kind, line);
         });
         self.inner().live.insert(id.to_string(), (live.clone(), feed));
+        // Steering from who cannot reach this server (another server, a
+        // terminal elsewhere) comes through the database.
+        let posted = self.queue.clone().map(|queue| {
+            tokio::spawn(stackpipe_runtime::control::answer_posted(self.store.clone(), queue, live.clone()))
+        });
         let result = match &self.queue {
             Some(queue) if run.runners_can_work() => run.on_runners(queue.clone(), None).await,
             _ => run.run_to_end().await,
@@ -491,6 +496,13 @@ impl Runs {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), pump).await;
         live.close();
         watcher.abort();
+        if let Some(posted) = posted {
+            // It answers what it took, then sees the run is over.
+            let abort = posted.abort_handle();
+            if tokio::time::timeout(std::time::Duration::from_secs(5), posted).await.is_err() {
+                abort.abort();
+            }
+        }
         match result {
             Ok(summary) => {
                 tracing::info!("run {id} ended: {}", summary.status.name());
@@ -501,6 +513,23 @@ impl Runs {
                 Ok(())
             }
         }
+    }
+
+    /// Asks run `id`'s owner through the database, as `decider`: for a run
+    /// in progress that another server (or a terminal elsewhere) owns.
+    /// None: this server has no database, or the run is not in progress.
+    pub async fn ask_owner(
+        &self,
+        id: &str,
+        request: &stackpipe_runtime::control::Request,
+        decider: &stackpipe_runtime::run::Decider,
+    ) -> Option<Result<Result<serde_json::Value, String>, String>> {
+        let queue = self.queue.as_ref()?;
+        let record = self.store.run(id).ok().flatten()?;
+        if record.status != RunStatus::Running {
+            return None;
+        }
+        Some(stackpipe_runtime::control::post_and_wait(queue, &self.store, id, request, decider).await.map_err(|e| e.to_string()))
     }
 
     /// What stops when the server does: its own runner, for one.

@@ -559,6 +559,14 @@ impl JobQueue {
         for table in ["job_queue", "job_edges", "queue_environments", "gate_requests", "queue_cancels"] {
             txn.execute(&format!("DELETE FROM {table} WHERE run_id = $1"), &[&run_id]).await?;
         }
+        // An answer is its asker's to read (the run may have ended on it);
+        // what nobody asks for any more goes: unanswered ones, and answers
+        // an asker gave up on.
+        txn.execute(
+            "DELETE FROM run_requests WHERE (run_id = $1 AND answer IS NULL) OR posted < now() - interval '1 hour'",
+            &[&run_id],
+        )
+        .await?;
         txn.commit().await?;
         Ok(())
     }
@@ -613,6 +621,66 @@ impl JobQueue {
             )
             .await?;
         Ok(row.map(|r| r.get(0)))
+    }
+}
+
+/// A request for a run in progress, posted for its owner to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostedRequest {
+    pub id: i64,
+    /// The request (the runtime's JSON).
+    pub request: String,
+    pub decider: String,
+    pub role: Option<String>,
+}
+
+impl JobQueue {
+    /// Posts a request (the runtime's JSON) for run `run_id`'s owner; its id.
+    pub async fn post_request(&self, run_id: &str, request: &str, decider: &str, role: Option<&str>) -> Result<i64, QueueError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "INSERT INTO run_requests (run_id, request, decider, role) VALUES ($1, $2::text::json, $3, $4) RETURNING id",
+                &[&run_id, &request, &decider, &role],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// The requests for run `run_id` not answered yet, oldest first.
+    pub async fn open_requests(&self, run_id: &str) -> Result<Vec<PostedRequest>, QueueError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT id, request::text, decider, role FROM run_requests WHERE run_id = $1 AND answer IS NULL ORDER BY id",
+                &[&run_id],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| PostedRequest { id: r.get(0), request: r.get(1), decider: r.get(2), role: r.get(3) }).collect())
+    }
+
+    /// Answers request `id` (the runtime's JSON).
+    pub async fn answer_request(&self, id: i64, answer: &str) -> Result<(), QueueError> {
+        let client = self.pool.get().await?;
+        client.execute("UPDATE run_requests SET answer = $2::text::json WHERE id = $1", &[&id, &answer]).await?;
+        Ok(())
+    }
+
+    /// The answer to request `id`, once there is one; the request is gone
+    /// once its answer is read.
+    pub async fn take_request_answer(&self, id: i64) -> Result<Option<String>, QueueError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt("DELETE FROM run_requests WHERE id = $1 AND answer IS NOT NULL RETURNING answer::text", &[&id])
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Withdraws request `id`, unanswered (its asker gave up).
+    pub async fn withdraw_request(&self, id: i64) -> Result<(), QueueError> {
+        let client = self.pool.get().await?;
+        client.execute("DELETE FROM run_requests WHERE id = $1", &[&id]).await?;
+        Ok(())
     }
 }
 

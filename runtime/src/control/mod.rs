@@ -18,11 +18,14 @@
 //! run so far and then each new one until the run ends.
 //!
 //! A team server answers the same requests over HTTP (`remote`): a
-//! [`Reach::Server`] is asked as a runner is.
+//! [`Reach::Server`] is asked as a runner is. With the state in a shared
+//! database, a process that cannot reach the owner's socket posts its
+//! decision or cancel to the database, and the owner answers it (`posted`).
 
 mod board;
 mod client;
 mod live;
+mod posted;
 mod protocol;
 mod remote;
 mod server;
@@ -37,5 +40,6 @@ pub use protocol::{Cancelled, Request, Response, StateResources};
 pub use remote::{normalize_url, segment, Followed, ServerClient, ServerError, CA_CERT_ENV};
 pub use upload::{SourceUpload, UploadedComponent, UploadedFile};
 pub use live::{answer, LiveRun, RunHandles};
+pub use posted::{answer_posted, post_and_wait, ANSWER_WITHIN};
 pub use server::ControlServer;
 pub use socket::{ControlSocket, SocketError};

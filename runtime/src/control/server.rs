@@ -30,6 +30,11 @@ pub struct ControlServer {
 }
 
 impl ControlServer {
+    /// The run it serves, for the other ways it is steered (see `posted`).
+    pub fn live(&self) -> Arc<LiveRun> {
+        self.shared.live.clone()
+    }
+
     /// Serves `socket` (bound by [`ControlSocket::bind`] before the run is
     /// recorded, so that a socket that cannot be bound leaves nothing
     /// behind); `events` are the run's events.

@@ -7,6 +7,7 @@ use super::error::Path;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
+use stackpipe_runtime::control::Request;
 use stackpipe_runtime::run::gate::GateError;
 use stackpipe_runtime::run::GateSelector;
 use stackpipe_runtime::state::Decision;
@@ -66,10 +67,20 @@ async fn decide(
     if body.comment.as_ref().is_some_and(|c| c.len() > 4096) {
         return Err(ApiError::bad_request("the comment is longer than 4096 bytes"));
     }
-    let Some(live) = state.runs.started(&id).await.filter(|l| !l.over()) else {
-        return Err(ApiError::conflict(format!("run {id} is not in progress: it has no gate waiting")));
-    };
     let selector = GateSelector { environment: body.environment, node: body.node, all: body.all };
+    let Some(live) = state.runs.started(&id).await.filter(|l| !l.over()) else {
+        // Another server's run, on the shared database: its owner decides.
+        let request = Request::Decide { run: Some(id.clone()), selector, decision, comment: body.comment };
+        return match state.runs.ask_owner(&id, &request, &caller.decider()).await {
+            Some(Ok(Ok(decided))) => Ok(Json(decided)),
+            Some(Ok(Err(e))) if e.contains(" cannot decide this: ") || e.contains("forbids approving your own run") => {
+                Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, e))
+            }
+            Some(Ok(Err(e))) => Err(ApiError::conflict(e)),
+            Some(Err(e)) => Err(ApiError::internal(e)),
+            None => Err(ApiError::conflict(format!("run {id} is not in progress: it has no gate waiting"))),
+        };
+    };
     match live.decide(&selector, decision, &caller.decider(), body.comment).await {
         Ok(decided) => Ok(Json(serde_json::to_value(decided).map_err(|e| ApiError::internal(e.to_string()))?)),
         // The environment's `approvers` or `self_approval` refuse this user.

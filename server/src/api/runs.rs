@@ -520,10 +520,16 @@ pub async fn cancel(
     if state.runs.dequeue(&id).is_some() {
         return Ok(Json(json!({ "run": id, "target": null, "already_stopping": false, "dequeued": true })));
     }
+    let request = Request::Cancel { run: Some(id.clone()), environment: body.environment, node: body.node };
     let Some(live) = state.runs.started(&id).await.filter(|l| !l.over()) else {
-        return Err(ApiError::conflict(format!("run {id} is not in progress")));
+        // Another server's run, on the shared database: its owner cancels it.
+        return match state.runs.ask_owner(&id, &request, &caller.decider()).await {
+            Some(Ok(Ok(done))) => Ok(Json(done)),
+            Some(Ok(Err(e))) => Err(ApiError::conflict(e)),
+            Some(Err(e)) => Err(ApiError::internal(e)),
+            None => Err(ApiError::conflict(format!("run {id} is not in progress"))),
+        };
     };
-    let request = Request::Cancel { run: Some(id), environment: body.environment, node: body.node };
     let done = answer(state.runs.store(), Some(&live), request, &caller.decider()).await.map_err(ApiError::conflict)?;
     Ok(Json(done))
 }

@@ -176,6 +176,22 @@ CREATE TABLE queue_cancels (
     failure text
 );
 
+-- Requests for a run in progress (a decision at a gate, a cancel) from
+-- processes that cannot reach its owner's control socket: another machine,
+-- another server. The owner answers them as its socket would.
+CREATE TABLE run_requests (
+    id      bigserial PRIMARY KEY,
+    run_id  text COLLATE "C" NOT NULL,
+    request json NOT NULL,
+    -- Who asks, as the asking process knows them, and their role on a
+    -- team server (none: the state's owner, an admin).
+    decider text NOT NULL,
+    role    text,
+    answer  json,
+    posted  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX run_requests_open ON run_requests (run_id) WHERE answer IS NULL;
+
 -- Which job waits for which, within one environment of one run.
 CREATE TABLE job_edges (
     run_id      text COLLATE "C" NOT NULL,
