@@ -468,28 +468,29 @@ pub async fn steered_run(
     // A state directory has the socket beside it; a run on a shared
     // database has it in a private directory of its own, for this
     // terminal (other terminals read the database).
-    let private = match store.dir() {
-        Some(_) => None,
-        None => Some(tempfile::Builder::new().prefix("stackpipe-run-").tempdir().map_err(|e| {
-            eprintln!("error: cannot make a directory for the control socket: {e}");
-            EXIT_FAILED
-        })?),
+    let private;
+    let socket_dir = match store.dir() {
+        Some(dir) => dir,
+        None => {
+            private = tempfile::Builder::new().prefix("stackpipe-run-").tempdir().map_err(|e| {
+                eprintln!("error: cannot make a directory for the control socket: {e}");
+                EXIT_FAILED
+            })?;
+            private.path()
+        }
     };
-    let socket_dir = store.dir().or(private.as_ref().map(|d| d.path())).unwrap_or(Path::new("."));
-    let socket = Some(ControlSocket::bind(socket_dir).map_err(|e| {
+    let socket = ControlSocket::bind(socket_dir).map_err(|e| {
         eprintln!("error: cannot serve the control socket: {e}");
         EXIT_FAILED
-    })?);
-    if let Some(s) = &socket {
-        let _ = slot.set(s.path().to_path_buf());
-    }
+    })?;
+    let _ = slot.set(socket.path().to_path_buf());
     // The control socket follows the run's events.
     let (tx, rx) = mpsc::unbounded_channel();
     let stop = steering.stop.clone();
     let steering = Steering { events: steering.events.and(tx), stop: steering.stop };
-    let path = socket.as_ref().map(|s| s.path().to_path_buf());
+    let path = Some(socket.path().to_path_buf());
     let run = Run::start(pipeline, mode, host.clone(), store.clone(), opts, steering, path).await.map_err(run_error)?;
-    let control = run.gates().zip(socket).map(|(gates, socket)| {
+    let control = run.gates().map(|gates| {
         let handles =
             RunHandles { run_id: run.id().to_string(), journal: run.journal().clone(), gates, cancels: run.cancels(), stop };
         ControlServer::start(socket, store.clone(), handles, rx)

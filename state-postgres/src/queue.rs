@@ -25,7 +25,9 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
 
 /// One job: a node of an environment of a run.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,7 +39,11 @@ pub struct JobKey {
 
 impl JobKey {
     pub fn new(run_id: &str, environment: &str, node: &str) -> JobKey {
-        JobKey { run_id: run_id.into(), environment: environment.into(), node: node.into() }
+        JobKey {
+            run_id: run_id.into(),
+            environment: environment.into(),
+            node: node.into(),
+        }
     }
 }
 
@@ -64,7 +70,9 @@ pub enum JobOutcome {
     Gated,
     /// Its dependents are cancelled; with `stop_all`, every job of the
     /// environment not started yet is.
-    Failed { stop_all: bool },
+    Failed {
+        stop_all: bool,
+    },
     /// A gate of the job was rejected: its dependents are skipped.
     Rejected,
     /// The run or the job was cancelled before it finished: its
@@ -148,20 +156,34 @@ impl JobQueue {
     /// The queue of the database at `url`, whose schema is already current
     /// (a [`crate::PostgresStore`] on it migrates it).
     pub fn connect(url: &str) -> Result<JobQueue, QueueError> {
-        let crate::tls::Address { config, tls } = crate::tls::address(url).map_err(QueueError::Build)?;
-        let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager).max_size(8).build().map_err(|e| QueueError::Build(e.to_string()))?;
+        let crate::tls::Address { config, tls } =
+            crate::tls::address(url).map_err(QueueError::Build)?;
+        let manager = Manager::from_config(
+            config,
+            tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(8)
+            .build()
+            .map_err(|e| QueueError::Build(e.to_string()))?;
         Ok(JobQueue { pool })
     }
 
     /// Puts a run in the queue: its environments in the order the run takes
     /// them, each job held; then opens the first (or leaves it waiting
     /// for a decision).
-    pub async fn enqueue_run(&self, run_id: &str, environments: &[QueuedEnvironment]) -> Result<Advanced, QueueError> {
+    pub async fn enqueue_run(
+        &self,
+        run_id: &str,
+        environments: &[QueuedEnvironment],
+    ) -> Result<Advanced, QueueError> {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
         for (position, env) in environments.iter().enumerate() {
-            txn.execute(
+            exec(&txn,
                 "INSERT INTO queue_environments (run_id, environment, position, approval, parallelism, state) \
                  VALUES ($1, $2, $3, $4, $5, 'pending')",
                 &[&run_id, &env.name, &(position as i32), &env.approval, &(env.parallelism.min(i32::MAX as usize) as i32)],
@@ -176,29 +198,38 @@ impl JobQueue {
 
     /// Decides the environment waiting for approval: approved, it opens;
     /// rejected, it and every later one are skipped.
-    pub async fn decide(&self, run_id: &str, environment: &str, approved: bool) -> Result<Advanced, QueueError> {
+    pub async fn decide(
+        &self,
+        run_id: &str,
+        environment: &str,
+        approved: bool,
+    ) -> Result<Advanced, QueueError> {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
         let state = if approved { "open" } else { "skipped" };
-        let decided = txn
-            .execute(
+        let decided = exec(&txn,
                 "UPDATE queue_environments SET state = $3 WHERE run_id = $1 AND environment = $2 AND state = 'waiting'",
                 &[&run_id, &environment, &state],
             )
             .await?;
         if decided == 0 {
-            return Err(QueueError::NotWaiting { run_id: run_id.into(), environment: environment.into() });
+            return Err(QueueError::NotWaiting {
+                run_id: run_id.into(),
+                environment: environment.into(),
+            });
         }
         let mut advanced = Advanced::default();
         if approved {
             open_jobs(&txn, run_id, environment).await?;
         } else {
-            txn.execute(
+            exec(&txn,
                 "UPDATE job_queue SET state = 'skipped' WHERE run_id = $1 AND environment = $2 AND state = 'held'",
                 &[&run_id, &environment],
             )
             .await?;
-            advanced.ended.push((environment.to_string(), "skipped".into()));
+            advanced
+                .ended
+                .push((environment.to_string(), "skipped".into()));
         }
         let more = advance(&txn, run_id).await?;
         advanced.ended.extend(more.ended);
@@ -211,21 +242,35 @@ impl JobQueue {
     /// The environments of a run and their states, in the run's order.
     pub async fn environments(&self, run_id: &str) -> Result<Vec<(String, String)>, QueueError> {
         let client = self.pool.get().await?;
-        let rows = client
-            .query("SELECT environment, state FROM queue_environments WHERE run_id = $1 ORDER BY position", &[&run_id])
-            .await?;
+        let rows = rows(
+            &client,
+            "SELECT environment, state FROM queue_environments WHERE run_id = $1 ORDER BY position",
+            &[&run_id],
+        )
+        .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     /// Takes up to `max` ready jobs for `runner`, each under a lease of
     /// `lease`, never more of one environment than its `parallelism` lets
     /// all runners hold at once. Two runners never take the same job.
-    pub async fn claim(&self, runner: &str, max: usize, lease: Duration) -> Result<Vec<Claimed>, QueueError> {
+    pub async fn claim(
+        &self,
+        runner: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, QueueError> {
         self.claim_of(runner, max, lease, None).await
     }
 
     /// [`JobQueue::claim`], of run `only_run` alone if given.
-    pub async fn claim_of(&self, runner: &str, max: usize, lease: Duration, only_run: Option<&str>) -> Result<Vec<Claimed>, QueueError> {
+    pub async fn claim_of(
+        &self,
+        runner: &str,
+        max: usize,
+        lease: Duration,
+        only_run: Option<&str>,
+    ) -> Result<Vec<Claimed>, QueueError> {
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -235,8 +280,7 @@ impl JobQueue {
         // environment's claimed jobs one after the other, never both at
         // once. One another claimer (or a completion) holds is left for
         // the next poll.
-        let open = txn
-            .query(
+        let open = rows(&txn, 
                 "SELECT e.run_id, e.environment, e.parallelism, \
                         (SELECT count(*) FROM job_queue q WHERE q.run_id = e.run_id AND q.environment = e.environment \
                            AND q.state = 'claimed') \
@@ -263,8 +307,7 @@ impl JobQueue {
             if room == 0 {
                 continue;
             }
-            let rows = txn
-                .query(
+            let rows = rows(&txn, 
                     // A locking CTE is evaluated once: never rescanned for
                     // each row updated, so it takes at most `room` rows.
                     "WITH free AS (SELECT node FROM job_queue WHERE run_id = $4 AND environment = $5 AND state = 'ready' \
@@ -276,7 +319,10 @@ impl JobQueue {
                     &[&runner, &lease.as_secs_f64(), &(room as i64), &run_id, &environment],
                 )
                 .await?;
-            claimed.extend(rows.iter().map(|r| Claimed { job: JobKey::new(&run_id, &environment, r.get(0)), attempt: r.get(1) }));
+            claimed.extend(rows.iter().map(|r| Claimed {
+                job: JobKey::new(&run_id, &environment, r.get(0)),
+                attempt: r.get(1),
+            }));
         }
         txn.commit().await?;
         claimed.sort_by(|a, b| a.job.cmp(&b.job));
@@ -286,13 +332,13 @@ impl JobQueue {
     /// Renews the lease of every job `runner` holds; how many it holds.
     pub async fn renew(&self, runner: &str, lease: Duration) -> Result<u64, QueueError> {
         let client = self.pool.get().await?;
-        let n = client
-            .execute(
-                "UPDATE job_queue SET lease_until = now() + make_interval(secs => $2) \
+        let n = exec(
+            &client,
+            "UPDATE job_queue SET lease_until = now() + make_interval(secs => $2) \
                  WHERE state = 'claimed' AND runner = $1 AND lease_until >= now()",
-                &[&runner, &lease.as_secs_f64()],
-            )
-            .await?;
+            &[&runner, &lease.as_secs_f64()],
+        )
+        .await?;
         Ok(n)
     }
 
@@ -300,14 +346,20 @@ impl JobQueue {
     /// jobs it put back.
     pub async fn reap(&self) -> Result<Vec<JobKey>, QueueError> {
         let client = self.pool.get().await?;
-        let rows = client
-            .query(
+        let rows = rows(&client, 
                 "UPDATE job_queue SET state = 'ready', runner = NULL, lease_until = NULL \
                  WHERE state = 'claimed' AND lease_until < now() RETURNING run_id, environment, node",
                 &[],
             )
             .await?;
-        Ok(rows.iter().map(|r| JobKey { run_id: r.get(0), environment: r.get(1), node: r.get(2) }).collect())
+        Ok(rows
+            .iter()
+            .map(|r| JobKey {
+                run_id: r.get(0),
+                environment: r.get(1),
+                node: r.get(2),
+            })
+            .collect())
     }
 
     /// Completes a job `runner` holds, and advances the DAG in the same
@@ -315,7 +367,12 @@ impl JobQueue {
     /// zero), or, after a failure or a rejection, are cancelled or skipped,
     /// and theirs after them. A job the runner no longer holds is
     /// [`QueueError::LeaseLost`], and nothing is written.
-    pub async fn complete(&self, runner: &str, job: &JobKey, outcome: JobOutcome) -> Result<Advanced, QueueError> {
+    pub async fn complete(
+        &self,
+        runner: &str,
+        job: &JobKey,
+        outcome: JobOutcome,
+    ) -> Result<Advanced, QueueError> {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
         let state = match outcome {
@@ -325,8 +382,7 @@ impl JobQueue {
             JobOutcome::Rejected => "rejected",
             JobOutcome::Cancelled => "cancelled",
         };
-        let held = txn
-            .execute(
+        let held = exec(&txn,
                 "UPDATE job_queue SET state = $5, lease_until = NULL \
                  WHERE run_id = $1 AND environment = $2 AND node = $3 AND state = 'claimed' AND runner = $4",
                 &[&job.run_id, &job.environment, &job.node, &runner, &state],
@@ -347,16 +403,27 @@ impl JobQueue {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
         let state = if approved { "succeeded" } else { "rejected" };
-        let decided = txn
-            .execute(
+        let decided = exec(&txn,
                 "UPDATE job_queue SET state = $4 WHERE run_id = $1 AND environment = $2 AND node = $3 AND state = 'gated'",
                 &[&job.run_id, &job.environment, &job.node, &state],
             )
             .await?;
         if decided == 0 {
-            return Err(QueueError::NotWaiting { run_id: job.run_id.clone(), environment: format!("{}/{}", job.environment, job.node) });
+            return Err(QueueError::NotWaiting {
+                run_id: job.run_id.clone(),
+                environment: format!("{}/{}", job.environment, job.node),
+            });
         }
-        follow(&txn, job, if approved { JobOutcome::Succeeded } else { JobOutcome::Rejected }).await?;
+        follow(
+            &txn,
+            job,
+            if approved {
+                JobOutcome::Succeeded
+            } else {
+                JobOutcome::Rejected
+            },
+        )
+        .await?;
         let advanced = advance(&txn, &job.run_id).await?;
         txn.commit().await?;
         Ok(advanced)
@@ -367,12 +434,17 @@ impl JobQueue {
 /// ready at zero); nothing yet while it is gated; after a failure, they
 /// and theirs are cancelled (with `stop_all`, every job of the environment
 /// not started is); after a rejection, skipped.
-async fn follow(txn: &deadpool_postgres::Transaction<'_>, job: &JobKey, outcome: JobOutcome) -> Result<(), QueueError> {
-    let key: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&job.run_id, &job.environment, &job.node];
+async fn follow(
+    txn: &deadpool_postgres::Transaction<'_>,
+    job: &JobKey,
+    outcome: JobOutcome,
+) -> Result<(), QueueError> {
+    let key: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&job.run_id, &job.environment, &job.node];
     match outcome {
         JobOutcome::Gated => {}
         JobOutcome::Succeeded => {
-            txn.execute(
+            exec(txn,
                 "UPDATE job_queue q SET waiting_on = q.waiting_on - 1, \
                         state = CASE WHEN q.state = 'blocked' AND q.waiting_on = 1 THEN 'ready' ELSE q.state END \
                  FROM job_edges e \
@@ -384,7 +456,8 @@ async fn follow(txn: &deadpool_postgres::Transaction<'_>, job: &JobKey, outcome:
             .await?;
         }
         JobOutcome::Failed { stop_all: true } => {
-            txn.execute(
+            exec(
+                txn,
                 "UPDATE job_queue SET state = 'cancelled' \
                  WHERE run_id = $1 AND environment = $2 AND state IN ('held', 'blocked', 'ready')",
                 &key[..2],
@@ -392,8 +465,12 @@ async fn follow(txn: &deadpool_postgres::Transaction<'_>, job: &JobKey, outcome:
             .await?;
         }
         JobOutcome::Failed { stop_all: false } | JobOutcome::Rejected | JobOutcome::Cancelled => {
-            let after = if outcome == JobOutcome::Rejected { "skipped" } else { "cancelled" };
-            txn.execute(
+            let after = if outcome == JobOutcome::Rejected {
+                "skipped"
+            } else {
+                "cancelled"
+            };
+            exec(txn,
                 "WITH RECURSIVE after(node) AS ( \
                      SELECT needing FROM job_edges WHERE run_id = $1 AND environment = $2 AND needed = $3 \
                      UNION \
@@ -425,20 +502,24 @@ impl JobQueue {
     /// Why the run failed on a runner, if it did.
     pub async fn run_failure(&self, run_id: &str) -> Result<Option<String>, QueueError> {
         let client = self.pool.get().await?;
-        let row = client.query_opt("SELECT failure FROM queue_cancels WHERE run_id = $1", &[&run_id]).await?;
+        let row = opt(
+            &client,
+            "SELECT failure FROM queue_cancels WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await?;
         Ok(row.and_then(|r| r.get(0)))
     }
 
     async fn stop_run(&self, run_id: &str, failure: Option<&str>) -> Result<u64, QueueError> {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
-        let n = txn
-            .execute(
+        let n = exec(&txn,
                 "UPDATE job_queue SET state = 'cancelled' WHERE run_id = $1 AND state IN ('held', 'blocked', 'ready')",
                 &[&run_id],
             )
             .await?;
-        txn.execute(
+        exec(&txn,
             "INSERT INTO queue_cancels (run_id, failure) VALUES ($1, $2) \
              ON CONFLICT (run_id) DO UPDATE SET failure = coalesce(queue_cancels.failure, EXCLUDED.failure)",
             &[&run_id, &failure],
@@ -446,7 +527,7 @@ impl JobQueue {
         .await?;
         // Environments not begun are cancelled; the open one ends once its
         // jobs in flight do.
-        txn.execute(
+        exec(&txn,
             "UPDATE queue_environments SET state = 'cancelled' WHERE run_id = $1 AND state IN ('pending', 'waiting')",
             &[&run_id],
         )
@@ -457,10 +538,13 @@ impl JobQueue {
     }
 
     /// How many jobs of a run (of one environment, if given) are in each state.
-    pub async fn counts(&self, run_id: &str, environment: Option<&str>) -> Result<QueueCounts, QueueError> {
+    pub async fn counts(
+        &self,
+        run_id: &str,
+        environment: Option<&str>,
+    ) -> Result<QueueCounts, QueueError> {
         let client = self.pool.get().await?;
-        let rows = client
-            .query(
+        let rows = rows(&client, 
                 "SELECT state, count(*) FROM job_queue WHERE run_id = $1 AND ($2::text IS NULL OR environment = $2) GROUP BY state",
                 &[&run_id, &environment],
             )
@@ -485,10 +569,13 @@ impl JobQueue {
     }
 
     /// Each job of a run's environment and its state, by node.
-    pub async fn states(&self, run_id: &str, environment: &str) -> Result<Vec<(String, String)>, QueueError> {
+    pub async fn states(
+        &self,
+        run_id: &str,
+        environment: &str,
+    ) -> Result<Vec<(String, String)>, QueueError> {
         let client = self.pool.get().await?;
-        let rows = client
-            .query(
+        let rows = rows(&client, 
                 "SELECT node, state FROM job_queue WHERE run_id = $1 AND environment = $2 ORDER BY node",
                 &[&run_id, &environment],
             )
@@ -499,8 +586,7 @@ impl JobQueue {
     /// Says that `runner` is alive and takes up to `capacity` jobs.
     pub async fn heartbeat(&self, runner: &str, capacity: u32) -> Result<(), QueueError> {
         let client = self.pool.get().await?;
-        client
-            .execute(
+        exec(&client, 
                 "INSERT INTO runners (name, capacity, started, heartbeat) VALUES ($1, $2, now(), now()) \
                  ON CONFLICT (name) DO UPDATE SET capacity = $2, heartbeat = now()",
                 &[&runner, &(capacity as i32)],
@@ -513,14 +599,22 @@ impl JobQueue {
     /// many jobs each holds now.
     pub async fn runners(&self, within: Duration) -> Result<Vec<(String, u32, u64)>, QueueError> {
         let client = self.pool.get().await?;
-        let rows = client
-            .query(
+        let rows = rows(&client, 
                 "SELECT r.name, r.capacity, (SELECT count(*) FROM job_queue q WHERE q.state = 'claimed' AND q.runner = r.name) \
                  FROM runners r WHERE r.heartbeat > now() - make_interval(secs => $1) ORDER BY r.name",
                 &[&within.as_secs_f64()],
             )
             .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get::<_, i32>(1) as u32, r.get::<_, i64>(2) as u64)).collect())
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    r.get::<_, i32>(1) as u32,
+                    r.get::<_, i64>(2) as u64,
+                )
+            })
+            .collect())
     }
 }
 
@@ -536,19 +630,24 @@ impl JobQueue {
     /// Every job of a run, by environment and node, and its state.
     pub async fn run_jobs(&self, run_id: &str) -> Result<Vec<(JobKey, String)>, QueueError> {
         let client = self.pool.get().await?;
-        let rows = client
-            .query("SELECT environment, node, state FROM job_queue WHERE run_id = $1 ORDER BY environment, node", &[&run_id])
+        let rows = rows(&client, "SELECT environment, node, state FROM job_queue WHERE run_id = $1 ORDER BY environment, node", &[&run_id])
             .await?;
-        Ok(rows.iter().map(|r| (JobKey::new(run_id, r.get(0), r.get(1)), r.get(2))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (JobKey::new(run_id, r.get(0), r.get(1)), r.get(2)))
+            .collect())
     }
 
     /// Whether the run was cancelled ([`JobQueue::cancel_run`]): what its
     /// runners hold stops before its next operation.
     pub async fn is_cancelled(&self, run_id: &str) -> Result<bool, QueueError> {
         let client = self.pool.get().await?;
-        let row = client
-            .query_one("SELECT count(*) FROM queue_cancels WHERE run_id = $1", &[&run_id])
-            .await?;
+        let row = one(
+            &client,
+            "SELECT count(*) FROM queue_cancels WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await?;
         Ok(row.get::<_, i64>(0) > 0)
     }
 
@@ -556,13 +655,24 @@ impl JobQueue {
     pub async fn forget_run(&self, run_id: &str) -> Result<(), QueueError> {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
-        for table in ["job_queue", "job_edges", "queue_environments", "gate_requests", "queue_cancels"] {
-            txn.execute(&format!("DELETE FROM {table} WHERE run_id = $1"), &[&run_id]).await?;
+        for table in [
+            "job_queue",
+            "job_edges",
+            "queue_environments",
+            "gate_requests",
+            "queue_cancels",
+        ] {
+            exec(
+                &txn,
+                &format!("DELETE FROM {table} WHERE run_id = $1"),
+                &[&run_id],
+            )
+            .await?;
         }
         // An answer is its asker's to read (the run may have ended on it);
         // what nobody asks for any more goes: unanswered ones, and answers
         // an asker gave up on.
-        txn.execute(
+        exec(&txn,
             "DELETE FROM run_requests WHERE (run_id = $1 AND answer IS NULL) OR posted < now() - interval '1 hour'",
             &[&run_id],
         )
@@ -574,8 +684,7 @@ impl JobQueue {
     /// Posts the gate `job` waits at (again, unanswered, if it was before).
     pub async fn post_gate(&self, job: &JobKey, gate: &str) -> Result<(), QueueError> {
         let client = self.pool.get().await?;
-        client
-            .execute(
+        exec(&client, 
                 "INSERT INTO gate_requests (run_id, environment, node, gate, answer) VALUES ($1, $2, $3, $4::text::json, NULL) \
                  ON CONFLICT (run_id, environment, node) DO UPDATE SET gate = EXCLUDED.gate, answer = NULL",
                 &[&job.run_id, &job.environment, &job.node, &gate],
@@ -587,21 +696,25 @@ impl JobQueue {
     /// The gates of a run that wait for an answer.
     pub async fn posted_gates(&self, run_id: &str) -> Result<Vec<PostedGate>, QueueError> {
         let client = self.pool.get().await?;
-        let rows = client
-            .query(
+        let rows = rows(&client, 
                 "SELECT environment, node, gate::text FROM gate_requests WHERE run_id = $1 AND answer IS NULL \
                  ORDER BY environment, node",
                 &[&run_id],
             )
             .await?;
-        Ok(rows.iter().map(|r| PostedGate { job: JobKey::new(run_id, r.get(0), r.get(1)), gate: r.get(2) }).collect())
+        Ok(rows
+            .iter()
+            .map(|r| PostedGate {
+                job: JobKey::new(run_id, r.get(0), r.get(1)),
+                gate: r.get(2),
+            })
+            .collect())
     }
 
     /// Answers the gate `job` waits at (the runtime's JSON).
     pub async fn answer_gate(&self, job: &JobKey, answer: &str) -> Result<(), QueueError> {
         let client = self.pool.get().await?;
-        client
-            .execute(
+        exec(&client, 
                 "UPDATE gate_requests SET answer = $4::text::json WHERE run_id = $1 AND environment = $2 AND node = $3",
                 &[&job.run_id, &job.environment, &job.node, &answer],
             )
@@ -613,8 +726,7 @@ impl JobQueue {
     /// request is gone once answered and read.
     pub async fn take_answer(&self, job: &JobKey) -> Result<Option<String>, QueueError> {
         let client = self.pool.get().await?;
-        let row = client
-            .query_opt(
+        let row = opt(&client, 
                 "DELETE FROM gate_requests WHERE run_id = $1 AND environment = $2 AND node = $3 AND answer IS NOT NULL \
                  RETURNING answer::text",
                 &[&job.run_id, &job.environment, &job.node],
@@ -636,10 +748,15 @@ pub struct PostedRequest {
 
 impl JobQueue {
     /// Posts a request (the runtime's JSON) for run `run_id`'s owner; its id.
-    pub async fn post_request(&self, run_id: &str, request: &str, decider: &str, role: Option<&str>) -> Result<i64, QueueError> {
+    pub async fn post_request(
+        &self,
+        run_id: &str,
+        request: &str,
+        decider: &str,
+        role: Option<&str>,
+    ) -> Result<i64, QueueError> {
         let client = self.pool.get().await?;
-        let row = client
-            .query_one(
+        let row = one(&client, 
                 "INSERT INTO run_requests (run_id, request, decider, role) VALUES ($1, $2::text::json, $3, $4) RETURNING id",
                 &[&run_id, &request, &decider, &role],
             )
@@ -650,19 +767,31 @@ impl JobQueue {
     /// The requests for run `run_id` not answered yet, oldest first.
     pub async fn open_requests(&self, run_id: &str) -> Result<Vec<PostedRequest>, QueueError> {
         let client = self.pool.get().await?;
-        let rows = client
-            .query(
+        let rows = rows(&client, 
                 "SELECT id, request::text, decider, role FROM run_requests WHERE run_id = $1 AND answer IS NULL ORDER BY id",
                 &[&run_id],
             )
             .await?;
-        Ok(rows.iter().map(|r| PostedRequest { id: r.get(0), request: r.get(1), decider: r.get(2), role: r.get(3) }).collect())
+        Ok(rows
+            .iter()
+            .map(|r| PostedRequest {
+                id: r.get(0),
+                request: r.get(1),
+                decider: r.get(2),
+                role: r.get(3),
+            })
+            .collect())
     }
 
     /// Answers request `id` (the runtime's JSON).
     pub async fn answer_request(&self, id: i64, answer: &str) -> Result<(), QueueError> {
         let client = self.pool.get().await?;
-        client.execute("UPDATE run_requests SET answer = $2::text::json WHERE id = $1", &[&id, &answer]).await?;
+        exec(
+            &client,
+            "UPDATE run_requests SET answer = $2::text::json WHERE id = $1",
+            &[&id, &answer],
+        )
+        .await?;
         Ok(())
     }
 
@@ -670,16 +799,19 @@ impl JobQueue {
     /// once its answer is read.
     pub async fn take_request_answer(&self, id: i64) -> Result<Option<String>, QueueError> {
         let client = self.pool.get().await?;
-        let row = client
-            .query_opt("DELETE FROM run_requests WHERE id = $1 AND answer IS NOT NULL RETURNING answer::text", &[&id])
-            .await?;
+        let row = opt(
+            &client,
+            "DELETE FROM run_requests WHERE id = $1 AND answer IS NOT NULL RETURNING answer::text",
+            &[&id],
+        )
+        .await?;
         Ok(row.map(|r| r.get(0)))
     }
 
     /// Withdraws request `id`, unanswered (its asker gave up).
     pub async fn withdraw_request(&self, id: i64) -> Result<(), QueueError> {
         let client = self.pool.get().await?;
-        client.execute("DELETE FROM run_requests WHERE id = $1", &[&id]).await?;
+        exec(&client, "DELETE FROM run_requests WHERE id = $1", &[&id]).await?;
         Ok(())
     }
 }
@@ -697,7 +829,10 @@ async fn insert_jobs(
     for (node, needs) in nodes {
         for need in needs {
             if !names.contains(need.as_str()) {
-                return Err(QueueError::UnknownNeed { job: JobKey::new(run_id, environment, node), needed: need.clone() });
+                return Err(QueueError::UnknownNeed {
+                    job: JobKey::new(run_id, environment, node),
+                    needed: need.clone(),
+                });
             }
             needed.push(need.as_str());
             needing.push(node.as_str());
@@ -706,13 +841,14 @@ async fn insert_jobs(
         waiting.push(needs.len() as i32);
         position.push(position.len() as i32);
     }
-    txn.execute(
+    exec(txn,
         "INSERT INTO job_queue (run_id, environment, node, state, waiting_on, position) \
          SELECT $1, $2, n, 'held', w, p FROM unnest($3::text[], $4::int[], $5::int[]) AS t(n, w, p)",
         &[&run_id, &environment, &node_col, &waiting, &position],
     )
     .await?;
-    txn.execute(
+    exec(
+        txn,
         "INSERT INTO job_edges (run_id, environment, needed, needing) \
          SELECT $1, $2, a, b FROM unnest($3::text[], $4::text[]) AS t(a, b)",
         &[&run_id, &environment, &needed, &needing],
@@ -722,8 +858,13 @@ async fn insert_jobs(
 }
 
 /// An environment's held jobs become ready (needing nothing) or blocked.
-async fn open_jobs(txn: &deadpool_postgres::Transaction<'_>, run_id: &str, environment: &str) -> Result<(), QueueError> {
-    txn.execute(
+async fn open_jobs(
+    txn: &deadpool_postgres::Transaction<'_>,
+    run_id: &str,
+    environment: &str,
+) -> Result<(), QueueError> {
+    exec(
+        txn,
         "UPDATE job_queue SET state = CASE WHEN waiting_on = 0 THEN 'ready' ELSE 'blocked' END \
          WHERE run_id = $1 AND environment = $2 AND state = 'held'",
         &[&run_id, &environment],
@@ -736,29 +877,43 @@ async fn open_jobs(txn: &deadpool_postgres::Transaction<'_>, run_id: &str, envir
 /// ends once none of its jobs is left to run (succeeded if every one did,
 /// else failed, and then every later one is skipped); the next pending
 /// one opens, or waits for a decision when it has `approval`.
-async fn advance(txn: &deadpool_postgres::Transaction<'_>, run_id: &str) -> Result<Advanced, QueueError> {
+async fn advance(
+    txn: &deadpool_postgres::Transaction<'_>,
+    run_id: &str,
+) -> Result<Advanced, QueueError> {
     // One advance of a run at a time: two runners ending the last two
     // jobs of an environment at once must not both open the next.
-    txn.execute("SELECT 1 FROM queue_environments WHERE run_id = $1 FOR UPDATE", &[&run_id]).await?;
+    exec(
+        txn,
+        "SELECT 1 FROM queue_environments WHERE run_id = $1 FOR UPDATE",
+        &[&run_id],
+    )
+    .await?;
     let mut advanced = Advanced::default();
     loop {
-        let rows = txn
-            .query("SELECT environment, approval, state FROM queue_environments WHERE run_id = $1 ORDER BY position", &[&run_id])
+        let rows = rows(txn, "SELECT environment, approval, state FROM queue_environments WHERE run_id = $1 ORDER BY position", &[&run_id])
             .await?;
-        let envs: Vec<(String, bool, String)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
-        let Some(at) = envs.iter().position(|(_, _, state)| matches!(state.as_str(), "pending" | "waiting" | "open")) else {
+        let envs: Vec<(String, bool, String)> = rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        let Some(at) = envs
+            .iter()
+            .position(|(_, _, state)| matches!(state.as_str(), "pending" | "waiting" | "open"))
+        else {
             advanced.run_ended = true;
             return Ok(advanced);
         };
         let (env, approval, state) = &envs[at];
         // An environment before it that did not succeed: it and every later one are skipped.
         if envs[..at].iter().any(|(_, _, s)| s != "succeeded") {
-            txn.execute(
+            exec(txn,
                 "UPDATE queue_environments SET state = 'skipped' WHERE run_id = $1 AND position >= $2 AND state IN ('pending', 'waiting')",
                 &[&run_id, &(at as i32)],
             )
             .await?;
-            txn.execute(
+            exec(
+                txn,
                 "UPDATE job_queue SET state = 'skipped' WHERE run_id = $1 AND state = 'held'",
                 &[&run_id],
             )
@@ -776,7 +931,7 @@ async fn advance(txn: &deadpool_postgres::Transaction<'_>, run_id: &str) -> Resu
         }
         match state.as_str() {
             "pending" if *approval => {
-                txn.execute(
+                exec(txn,
                     "UPDATE queue_environments SET state = 'waiting' WHERE run_id = $1 AND environment = $2",
                     &[&run_id, env],
                 )
@@ -785,7 +940,7 @@ async fn advance(txn: &deadpool_postgres::Transaction<'_>, run_id: &str) -> Resu
                 return Ok(advanced);
             }
             "pending" => {
-                txn.execute("UPDATE queue_environments SET state = 'open' WHERE run_id = $1 AND environment = $2", &[&run_id, env])
+                exec(txn, "UPDATE queue_environments SET state = 'open' WHERE run_id = $1 AND environment = $2", &[&run_id, env])
                     .await?;
                 open_jobs(txn, run_id, env).await?;
             }
@@ -794,20 +949,32 @@ async fn advance(txn: &deadpool_postgres::Transaction<'_>, run_id: &str) -> Resu
                 return Ok(advanced);
             }
             _ => {
-                let row = txn
-                    .query_one(
-                        "SELECT count(*) FILTER (WHERE state IN ('held', 'blocked', 'ready', 'claimed', 'gated')), \
-                                count(*) FILTER (WHERE state <> 'succeeded') \
-                         FROM job_queue WHERE run_id = $1 AND environment = $2",
-                        &[&run_id, env],
-                    )
-                    .await?;
-                let (left, not_succeeded): (i64, i64) = (row.get(0), row.get(1));
-                if left > 0 {
+                // Whether any job is left (one row of the index of jobs not
+                // ended: a completion costs the same at the first job of
+                // 10,000 as at the last), then, once none is, whether all
+                // succeeded.
+                let left = one(
+                    txn,
+                    "SELECT EXISTS (SELECT 1 FROM job_queue WHERE run_id = $1 AND environment = $2 \
+                                    AND state IN ('held', 'blocked', 'ready', 'claimed', 'gated'))",
+                    &[&run_id, env],
+                )
+                .await?;
+                if left.get::<_, bool>(0) {
                     return Ok(advanced);
                 }
-                let ended = if not_succeeded == 0 { "succeeded" } else { "failed" };
-                txn.execute(
+                let not_succeeded = one(
+                    txn,
+                    "SELECT EXISTS (SELECT 1 FROM job_queue WHERE run_id = $1 AND environment = $2 AND state <> 'succeeded')",
+                    &[&run_id, env],
+                )
+                .await?;
+                let ended = if not_succeeded.get::<_, bool>(0) {
+                    "failed"
+                } else {
+                    "succeeded"
+                };
+                exec(txn,
                     "UPDATE queue_environments SET state = $3 WHERE run_id = $1 AND environment = $2",
                     &[&run_id, env, &ended],
                 )
@@ -816,4 +983,45 @@ async fn advance(txn: &deadpool_postgres::Transaction<'_>, run_id: &str) -> Resu
             }
         }
     }
+}
+
+/// Runs `sql`, prepared once per connection (a statement's text is parsed
+/// and planned once, not on every call).
+async fn exec(
+    c: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, QueueError> {
+    let statement = c.prepare_cached(sql).await?;
+    Ok(c.execute(&statement, params).await?)
+}
+
+/// The rows of `sql`, prepared once per connection.
+async fn rows(
+    c: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, QueueError> {
+    let statement = c.prepare_cached(sql).await?;
+    Ok(c.query(&statement, params).await?)
+}
+
+/// The one row of `sql`, prepared once per connection.
+async fn one(
+    c: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Row, QueueError> {
+    let statement = c.prepare_cached(sql).await?;
+    Ok(c.query_one(&statement, params).await?)
+}
+
+/// The row of `sql` if there is one, prepared once per connection.
+async fn opt(
+    c: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Option<Row>, QueueError> {
+    let statement = c.prepare_cached(sql).await?;
+    Ok(c.query_opt(&statement, params).await?)
 }

@@ -179,11 +179,6 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// Which process `run_leases` says this one is.
-    pub fn owner(&self) -> &str {
-        &self.owner
-    }
-
     fn runtime(&self) -> &tokio::runtime::Runtime {
         self.runtime.as_ref().expect("taken only on drop")
     }

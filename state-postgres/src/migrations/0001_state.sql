@@ -137,6 +137,11 @@ CREATE TABLE job_queue (
 );
 CREATE INDEX job_queue_ready ON job_queue (run_id, environment) WHERE state = 'ready';
 CREATE INDEX job_queue_leases ON job_queue (lease_until) WHERE state = 'claimed';
+-- What is claimed of an environment now (its parallelism counts it), and
+-- whether any of its jobs is left: both as cheap at 10,000 jobs as at 10.
+CREATE INDEX job_queue_claimed ON job_queue (run_id, environment) WHERE state = 'claimed';
+CREATE INDEX job_queue_left ON job_queue (run_id, environment)
+    WHERE state IN ('held', 'blocked', 'ready', 'claimed', 'gated');
 
 -- The environments of a run in progress, in the order it takes them: one
 -- is open at a time. The completion that ends an environment's last job
