@@ -31,7 +31,10 @@ mod layered;
 #[allow(dead_code)]
 mod postgres;
 
-const NODES: usize = 10_000;
+/// The nodes deployed (`STACKPIPE_BENCH_NODES` for a quicker look).
+fn nodes() -> usize {
+    std::env::var("STACKPIPE_BENCH_NODES").ok().and_then(|n| n.parse().ok()).unwrap_or(10_000)
+}
 const ROUNDS: usize = 3;
 
 /// Deploys `text` on `store`; the wall time in seconds.
@@ -95,7 +98,8 @@ fn main() {
         let (text, _) = layered::generate(10, 2, false);
         deploy(dir.path(), &text, StateStore::open(&dir.path().join(".stackpipe")).expect("state"), cache.path());
     }
-    let (text, _) = layered::generate(NODES, 40, false);
+    let nodes = nodes();
+    let (text, _) = layered::generate(nodes, 40, false);
     let (mut on_redb, mut on_pg, mut on_runner) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let dir = tempfile::tempdir().expect("tmp");
@@ -113,9 +117,9 @@ fn main() {
         );
     }
     let (redb, walked, worked) = (median(&mut on_redb), median(&mut on_pg), median(&mut on_runner));
-    let per_node = |s: f64| s * 1e6 / NODES as f64;
+    let per_node = |s: f64| s * 1e6 / nodes as f64;
     println!(
-        "deploy {NODES} no-op nodes (parallelism 10), median of {ROUNDS}: redb {:.1} us per node; PostgreSQL walked in \
+        "deploy {nodes} no-op nodes (parallelism 10), median of {ROUNDS}: redb {:.1} us per node; PostgreSQL walked in \
          one process {:.1} us per node ({:.2}x); PostgreSQL through the job queue with one runner {:.1} us per node \
          ({:.2}x redb)",
         per_node(redb),

@@ -10,7 +10,7 @@ mod queue;
 mod store;
 mod tls;
 
-pub use queue::{Advanced, Claimed, JobKey, JobOutcome, JobQueue, PostedGate, PostedRequest, QueueCounts, QueueError, QueuedEnvironment};
+pub use queue::{Advanced, Claimed, Completed, JobKey, JobOutcome, JobQueue, PostedGate, PostedRequest, QueueCounts, QueueError, QueuedEnvironment};
 pub use store::{shown_location, shown_url, PostgresStore, RENEW_EVERY, RUN_LEASE};
 
 use tokio_postgres::Client;

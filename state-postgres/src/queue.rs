@@ -103,6 +103,18 @@ pub struct Advanced {
     pub run_ended: bool,
 }
 
+/// What [`JobQueue::complete_and_claim`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Completed {
+    /// What the completions moved on.
+    pub advanced: Advanced,
+    /// Jobs the runner no longer held (their lease ran out): nothing of
+    /// them was written.
+    pub lost: Vec<JobKey>,
+    /// The jobs claimed next.
+    pub claimed: Vec<Claimed>,
+}
+
 /// How many jobs of a run (or of one environment) are in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueCounts {
@@ -276,56 +288,8 @@ impl JobQueue {
         }
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
-        // The open environments with work, locked: two claimers count an
-        // environment's claimed jobs one after the other, never both at
-        // once. One another claimer (or a completion) holds is left for
-        // the next poll.
-        let open = rows(&txn, 
-                "SELECT e.run_id, e.environment, e.parallelism, \
-                        (SELECT count(*) FROM job_queue q WHERE q.run_id = e.run_id AND q.environment = e.environment \
-                           AND q.state = 'claimed') \
-                 FROM queue_environments e \
-                 WHERE e.state = 'open' AND ($1::text IS NULL OR e.run_id = $1) \
-                   AND EXISTS (SELECT 1 FROM job_queue q WHERE q.run_id = e.run_id \
-                       AND q.environment = e.environment AND q.state = 'ready') \
-                 ORDER BY e.run_id, e.position FOR UPDATE OF e SKIP LOCKED",
-                &[&only_run],
-            )
-            .await?;
-        let mut claimed = Vec::new();
-        for row in open {
-            let left = max - claimed.len();
-            if left == 0 {
-                break;
-            }
-            let (run_id, environment): (String, String) = (row.get(0), row.get(1));
-            let (parallelism, busy): (i32, i64) = (row.get(2), row.get(3));
-            let room = match parallelism {
-                0 => left,
-                p => (p as i64 - busy).clamp(0, left as i64) as usize,
-            };
-            if room == 0 {
-                continue;
-            }
-            let rows = rows(&txn, 
-                    // A locking CTE is evaluated once: never rescanned for
-                    // each row updated, so it takes at most `room` rows.
-                    "WITH free AS (SELECT node FROM job_queue WHERE run_id = $4 AND environment = $5 AND state = 'ready' \
-                                   ORDER BY position LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                     UPDATE job_queue q SET state = 'claimed', runner = $1, attempts = q.attempts + 1, \
-                            lease_until = now() + make_interval(secs => $2) \
-                     FROM free WHERE q.run_id = $4 AND q.environment = $5 AND q.node = free.node \
-                     RETURNING q.node, q.attempts",
-                    &[&runner, &lease.as_secs_f64(), &(room as i64), &run_id, &environment],
-                )
-                .await?;
-            claimed.extend(rows.iter().map(|r| Claimed {
-                job: JobKey::new(&run_id, &environment, r.get(0)),
-                attempt: r.get(1),
-            }));
-        }
+        let claimed = claim_in(&txn, runner, max, lease, only_run).await?;
         txn.commit().await?;
-        claimed.sort_by(|a, b| a.job.cmp(&b.job));
         Ok(claimed)
     }
 
@@ -346,7 +310,7 @@ impl JobQueue {
     /// jobs it put back.
     pub async fn reap(&self) -> Result<Vec<JobKey>, QueueError> {
         let client = self.pool.get().await?;
-        let rows = rows(&client, 
+        let rows = rows(&client,
                 "UPDATE job_queue SET state = 'ready', runner = NULL, lease_until = NULL \
                  WHERE state = 'claimed' AND lease_until < now() RETURNING run_id, environment, node",
                 &[],
@@ -373,28 +337,93 @@ impl JobQueue {
         job: &JobKey,
         outcome: JobOutcome,
     ) -> Result<Advanced, QueueError> {
+        let done = self
+            .complete_and_claim(runner, &[(job.clone(), outcome)], 0, Duration::ZERO, None)
+            .await?;
+        match done.lost.first() {
+            Some(lost) => Err(QueueError::LeaseLost(lost.clone())),
+            None => Ok(done.advanced),
+        }
+    }
+
+    /// Completes the jobs `done` (each as [`JobQueue::complete`] does; one
+    /// the runner no longer holds is left as it is, and listed as lost),
+    /// then claims up to `room` more, in one transaction: a runner's jobs
+    /// that ended together cost one round of the database, not one each.
+    pub async fn complete_and_claim(
+        &self,
+        runner: &str,
+        done: &[(JobKey, JobOutcome)],
+        room: usize,
+        lease: Duration,
+        only_run: Option<&str>,
+    ) -> Result<Completed, QueueError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self
+                .try_complete_and_claim(runner, done, room, lease, only_run)
+                .await
+            {
+                // Two completions counting down the same jobs in another
+                // order: PostgreSQL ends one of them, which goes again.
+                Err(QueueError::Db(e))
+                    if tries < 5
+                        && e.code()
+                            == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED) =>
+                {
+                    continue;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_complete_and_claim(
+        &self,
+        runner: &str,
+        done: &[(JobKey, JobOutcome)],
+        room: usize,
+        lease: Duration,
+        only_run: Option<&str>,
+    ) -> Result<Completed, QueueError> {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
-        let state = match outcome {
-            JobOutcome::Succeeded => "succeeded",
-            JobOutcome::Gated => "gated",
-            JobOutcome::Failed { .. } => "failed",
-            JobOutcome::Rejected => "rejected",
-            JobOutcome::Cancelled => "cancelled",
-        };
-        let held = exec(&txn,
+        let mut completed = Completed::default();
+        let mut runs: Vec<&str> = Vec::new();
+        for (job, outcome) in done {
+            let state = match outcome {
+                JobOutcome::Succeeded => "succeeded",
+                JobOutcome::Gated => "gated",
+                JobOutcome::Failed { .. } => "failed",
+                JobOutcome::Rejected => "rejected",
+                JobOutcome::Cancelled => "cancelled",
+            };
+            let held = exec(
+                &txn,
                 "UPDATE job_queue SET state = $5, lease_until = NULL \
                  WHERE run_id = $1 AND environment = $2 AND node = $3 AND state = 'claimed' AND runner = $4",
                 &[&job.run_id, &job.environment, &job.node, &runner, &state],
             )
             .await?;
-        if held == 0 {
-            return Err(QueueError::LeaseLost(job.clone()));
+            if held == 0 {
+                completed.lost.push(job.clone());
+                continue;
+            }
+            follow(&txn, job, *outcome).await?;
+            if !runs.contains(&job.run_id.as_str()) {
+                runs.push(&job.run_id);
+            }
         }
-        follow(&txn, job, outcome).await?;
-        let advanced = advance(&txn, &job.run_id).await?;
+        for run in runs {
+            let advanced = advance(&txn, run).await?;
+            completed.advanced.ended.extend(advanced.ended);
+            completed.advanced.waiting = completed.advanced.waiting.or(advanced.waiting);
+            completed.advanced.run_ended |= advanced.run_ended;
+        }
+        completed.claimed = claim_in(&txn, runner, room, lease, only_run).await?;
         txn.commit().await?;
-        Ok(advanced)
+        Ok(completed)
     }
 
     /// Decides the `gate = "after"` of a gated job: approved, it succeeded
@@ -544,7 +573,7 @@ impl JobQueue {
         environment: Option<&str>,
     ) -> Result<QueueCounts, QueueError> {
         let client = self.pool.get().await?;
-        let rows = rows(&client, 
+        let rows = rows(&client,
                 "SELECT state, count(*) FROM job_queue WHERE run_id = $1 AND ($2::text IS NULL OR environment = $2) GROUP BY state",
                 &[&run_id, &environment],
             )
@@ -575,7 +604,7 @@ impl JobQueue {
         environment: &str,
     ) -> Result<Vec<(String, String)>, QueueError> {
         let client = self.pool.get().await?;
-        let rows = rows(&client, 
+        let rows = rows(&client,
                 "SELECT node, state FROM job_queue WHERE run_id = $1 AND environment = $2 ORDER BY node",
                 &[&run_id, &environment],
             )
@@ -586,7 +615,7 @@ impl JobQueue {
     /// Says that `runner` is alive and takes up to `capacity` jobs.
     pub async fn heartbeat(&self, runner: &str, capacity: u32) -> Result<(), QueueError> {
         let client = self.pool.get().await?;
-        exec(&client, 
+        exec(&client,
                 "INSERT INTO runners (name, capacity, started, heartbeat) VALUES ($1, $2, now(), now()) \
                  ON CONFLICT (name) DO UPDATE SET capacity = $2, heartbeat = now()",
                 &[&runner, &(capacity as i32)],
@@ -599,7 +628,7 @@ impl JobQueue {
     /// many jobs each holds now.
     pub async fn runners(&self, within: Duration) -> Result<Vec<(String, u32, u64)>, QueueError> {
         let client = self.pool.get().await?;
-        let rows = rows(&client, 
+        let rows = rows(&client,
                 "SELECT r.name, r.capacity, (SELECT count(*) FROM job_queue q WHERE q.state = 'claimed' AND q.runner = r.name) \
                  FROM runners r WHERE r.heartbeat > now() - make_interval(secs => $1) ORDER BY r.name",
                 &[&within.as_secs_f64()],
@@ -627,15 +656,24 @@ pub struct PostedGate {
 }
 
 impl JobQueue {
-    /// Every job of a run, by environment and node, and its state.
-    pub async fn run_jobs(&self, run_id: &str) -> Result<Vec<(JobKey, String)>, QueueError> {
+    /// The jobs of a run that ended (or are done and `gated`) since the
+    /// last time this was asked, with their states: each end is told once.
+    /// Only the run's owner asks.
+    pub async fn tell(&self, run_id: &str) -> Result<Vec<(JobKey, String)>, QueueError> {
         let client = self.pool.get().await?;
-        let rows = rows(&client, "SELECT environment, node, state FROM job_queue WHERE run_id = $1 ORDER BY environment, node", &[&run_id])
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (JobKey::new(run_id, r.get(0), r.get(1)), r.get(2)))
-            .collect())
+        let rows = rows(
+            &client,
+            "UPDATE job_queue SET told = state WHERE run_id = $1 \
+               AND state IN ('gated', 'succeeded', 'failed', 'rejected', 'cancelled', 'skipped') \
+               AND told IS DISTINCT FROM state \
+             RETURNING environment, node, state",
+            &[&run_id],
+        )
+        .await?;
+        let mut told: Vec<(JobKey, String)> =
+            rows.iter().map(|r| (JobKey::new(run_id, r.get(0), r.get(1)), r.get(2))).collect();
+        told.sort();
+        Ok(told)
     }
 
     /// Whether the run was cancelled ([`JobQueue::cancel_run`]): what its
@@ -684,7 +722,7 @@ impl JobQueue {
     /// Posts the gate `job` waits at (again, unanswered, if it was before).
     pub async fn post_gate(&self, job: &JobKey, gate: &str) -> Result<(), QueueError> {
         let client = self.pool.get().await?;
-        exec(&client, 
+        exec(&client,
                 "INSERT INTO gate_requests (run_id, environment, node, gate, answer) VALUES ($1, $2, $3, $4::text::json, NULL) \
                  ON CONFLICT (run_id, environment, node) DO UPDATE SET gate = EXCLUDED.gate, answer = NULL",
                 &[&job.run_id, &job.environment, &job.node, &gate],
@@ -696,7 +734,7 @@ impl JobQueue {
     /// The gates of a run that wait for an answer.
     pub async fn posted_gates(&self, run_id: &str) -> Result<Vec<PostedGate>, QueueError> {
         let client = self.pool.get().await?;
-        let rows = rows(&client, 
+        let rows = rows(&client,
                 "SELECT environment, node, gate::text FROM gate_requests WHERE run_id = $1 AND answer IS NULL \
                  ORDER BY environment, node",
                 &[&run_id],
@@ -714,7 +752,7 @@ impl JobQueue {
     /// Answers the gate `job` waits at (the runtime's JSON).
     pub async fn answer_gate(&self, job: &JobKey, answer: &str) -> Result<(), QueueError> {
         let client = self.pool.get().await?;
-        exec(&client, 
+        exec(&client,
                 "UPDATE gate_requests SET answer = $4::text::json WHERE run_id = $1 AND environment = $2 AND node = $3",
                 &[&job.run_id, &job.environment, &job.node, &answer],
             )
@@ -726,7 +764,7 @@ impl JobQueue {
     /// request is gone once answered and read.
     pub async fn take_answer(&self, job: &JobKey) -> Result<Option<String>, QueueError> {
         let client = self.pool.get().await?;
-        let row = opt(&client, 
+        let row = opt(&client,
                 "DELETE FROM gate_requests WHERE run_id = $1 AND environment = $2 AND node = $3 AND answer IS NOT NULL \
                  RETURNING answer::text",
                 &[&job.run_id, &job.environment, &job.node],
@@ -756,7 +794,7 @@ impl JobQueue {
         role: Option<&str>,
     ) -> Result<i64, QueueError> {
         let client = self.pool.get().await?;
-        let row = one(&client, 
+        let row = one(&client,
                 "INSERT INTO run_requests (run_id, request, decider, role) VALUES ($1, $2::text::json, $3, $4) RETURNING id",
                 &[&run_id, &request, &decider, &role],
             )
@@ -767,7 +805,7 @@ impl JobQueue {
     /// The requests for run `run_id` not answered yet, oldest first.
     pub async fn open_requests(&self, run_id: &str) -> Result<Vec<PostedRequest>, QueueError> {
         let client = self.pool.get().await?;
-        let rows = rows(&client, 
+        let rows = rows(&client,
                 "SELECT id, request::text, decider, role FROM run_requests WHERE run_id = $1 AND answer IS NULL ORDER BY id",
                 &[&run_id],
             )
@@ -814,6 +852,78 @@ impl JobQueue {
         exec(&client, "DELETE FROM run_requests WHERE id = $1", &[&id]).await?;
         Ok(())
     }
+}
+
+/// [`JobQueue::claim_of`] in `txn`.
+async fn claim_in(
+    txn: &deadpool_postgres::Transaction<'_>,
+    runner: &str,
+    max: usize,
+    lease: Duration,
+    only_run: Option<&str>,
+) -> Result<Vec<Claimed>, QueueError> {
+    if max == 0 {
+        return Ok(Vec::new());
+    }
+    // The open environments with work, locked in one order: two
+    // claimers of one environment count its claimed jobs one after the
+    // other. A claimer waits for another's (or a completion's) short
+    // transaction rather than skip the environment: skipped, it would
+    // find nothing and sleep with free slots.
+    let open = rows(
+        txn,
+        "SELECT e.run_id, e.environment, e.parallelism FROM queue_environments e \
+             WHERE e.state = 'open' AND ($1::text IS NULL OR e.run_id = $1) \
+               AND EXISTS (SELECT 1 FROM job_queue q WHERE q.run_id = e.run_id \
+                   AND q.environment = e.environment AND q.state = 'ready') \
+             ORDER BY e.run_id, e.position FOR UPDATE OF e",
+        &[&only_run],
+    )
+    .await?;
+    let mut claimed = Vec::new();
+    for row in open {
+        let left = max - claimed.len();
+        if left == 0 {
+            break;
+        }
+        let (run_id, environment, parallelism): (String, String, i32) =
+            (row.get(0), row.get(1), row.get(2));
+        let room = match parallelism {
+            0 => left,
+            p => {
+                // A statement of its own, so that it sees what a claimer
+                // it waited for committed.
+                let busy = one(
+                        txn,
+                        "SELECT count(*) FROM job_queue WHERE run_id = $1 AND environment = $2 AND state = 'claimed'",
+                        &[&run_id, &environment],
+                    )
+                    .await?;
+                (p as i64 - busy.get::<_, i64>(0)).clamp(0, left as i64) as usize
+            }
+        };
+        if room == 0 {
+            continue;
+        }
+        let rows = rows(txn,
+                    // A locking CTE is evaluated once: never rescanned for
+                    // each row updated, so it takes at most `room` rows.
+                    "WITH free AS (SELECT node FROM job_queue WHERE run_id = $4 AND environment = $5 AND state = 'ready' \
+                                   ORDER BY position LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                     UPDATE job_queue q SET state = 'claimed', runner = $1, attempts = q.attempts + 1, \
+                            lease_until = now() + make_interval(secs => $2) \
+                     FROM free WHERE q.run_id = $4 AND q.environment = $5 AND q.node = free.node \
+                     RETURNING q.node, q.attempts",
+                    &[&runner, &lease.as_secs_f64(), &(room as i64), &run_id, &environment],
+                )
+                .await?;
+        claimed.extend(rows.iter().map(|r| Claimed {
+            job: JobKey::new(&run_id, &environment, r.get(0)),
+            attempt: r.get(1),
+        }));
+    }
+    claimed.sort_by(|a, b| a.job.cmp(&b.job));
+    Ok(claimed)
 }
 
 /// Inserts an environment's jobs (held) and the edges between them.
@@ -885,7 +995,7 @@ async fn advance(
     // jobs of an environment at once must not both open the next.
     exec(
         txn,
-        "SELECT 1 FROM queue_environments WHERE run_id = $1 FOR UPDATE",
+        "SELECT 1 FROM queue_environments WHERE run_id = $1 ORDER BY position FOR UPDATE",
         &[&run_id],
     )
     .await?;

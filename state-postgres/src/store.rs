@@ -978,7 +978,7 @@ async fn apply(txn: &deadpool_postgres::Transaction<'_>, writes: Vec<Write>) -> 
             Write::DeleteResource(key) => {
                 std::mem::take(&mut batch).flush(txn).await?;
                 txn.execute(
-                    "DELETE FROM resources WHERE pipeline = $1 AND environment = $2 AND resource = $3",
+                    &txn.prepare_cached("DELETE FROM resources WHERE pipeline = $1 AND environment = $2 AND resource = $3").await?,
                     &[&key.pipeline, &key.environment, &key.resource],
                 )
                 .await?;
@@ -992,7 +992,7 @@ async fn apply(txn: &deadpool_postgres::Transaction<'_>, writes: Vec<Write>) -> 
                     "DELETE FROM journal WHERE run_id = $1",
                     "DELETE FROM decisions WHERE run_id = $1",
                 ] {
-                    txn.execute(sql, &[&id]).await?;
+                    txn.execute(&txn.prepare_cached(sql).await?, &[&id]).await?;
                 }
             }
         }
@@ -1050,9 +1050,9 @@ impl Batch {
             let (p, e, r) = columns3(self.resources.rows.iter().map(|(k, _)| (&k.pipeline, &k.environment, &k.resource)));
             let rows = txn
                 .query(
-                    "SELECT pipeline, environment, resource, serial FROM resources \
+                    &txn.prepare_cached("SELECT pipeline, environment, resource, serial FROM resources \
                      WHERE (pipeline, environment, resource) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[])) \
-                     FOR UPDATE",
+                     FOR UPDATE").await?,
                     &[&p, &e, &r],
                 )
                 .await?;
@@ -1067,9 +1067,9 @@ impl Batch {
                 records.push(encode(&ResourceRecord { serial, ..record.clone() })?);
             }
             txn.execute(
-                "INSERT INTO resources (pipeline, environment, resource, serial, record) \
+                &txn.prepare_cached("INSERT INTO resources (pipeline, environment, resource, serial, record) \
                  SELECT p, e, r, s, j::json FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[]) AS t(p, e, r, s, j) \
-                 ON CONFLICT (pipeline, environment, resource) DO UPDATE SET serial = excluded.serial, record = excluded.record",
+                 ON CONFLICT (pipeline, environment, resource) DO UPDATE SET serial = excluded.serial, record = excluded.record").await?,
                 &[&p, &e, &r, &serials, &records],
             )
             .await?;
@@ -1079,8 +1079,8 @@ impl Batch {
             let started: Vec<i64> = self.runs.rows.iter().map(|(_, (s, _))| *s).collect();
             let records: Vec<&String> = self.runs.rows.iter().map(|(_, (_, r))| r).collect();
             txn.execute(
-                "INSERT INTO runs (id, started_ms, record) SELECT i, s, j::json FROM unnest($1::text[], $2::bigint[], $3::text[]) AS t(i, s, j) \
-                 ON CONFLICT (id) DO UPDATE SET started_ms = excluded.started_ms, record = excluded.record",
+                &txn.prepare_cached("INSERT INTO runs (id, started_ms, record) SELECT i, s, j::json FROM unnest($1::text[], $2::bigint[], $3::text[]) AS t(i, s, j) \
+                 ON CONFLICT (id) DO UPDATE SET started_ms = excluded.started_ms, record = excluded.record").await?,
                 &[&ids, &started, &records],
             )
             .await?;
@@ -1089,9 +1089,9 @@ impl Batch {
             let (r, e, n) = columns3(self.jobs.rows.iter().map(|((r, e, n), _)| (r, e, n)));
             let records: Vec<&String> = self.jobs.rows.iter().map(|(_, j)| j).collect();
             txn.execute(
-                "INSERT INTO jobs (run_id, environment, node, record) \
+                &txn.prepare_cached("INSERT INTO jobs (run_id, environment, node, record) \
                  SELECT r, e, n, j::json FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(r, e, n, j) \
-                 ON CONFLICT (run_id, environment, node) DO UPDATE SET record = excluded.record",
+                 ON CONFLICT (run_id, environment, node) DO UPDATE SET record = excluded.record").await?,
                 &[&r, &e, &n, &records],
             )
             .await?;
@@ -1104,28 +1104,28 @@ impl Batch {
         ] {
             if !rows.is_empty() {
                 let (runs, json): (Vec<&String>, Vec<&String>) = rows.iter().map(|(r, j)| (r, j)).unzip();
-                txn.execute(sql, &[&runs, &json]).await?;
+                txn.execute(&txn.prepare_cached(sql).await?, &[&runs, &json]).await?;
             }
         }
         if !self.snapshots.is_empty() {
             let (digests, json): (Vec<&String>, Vec<&String>) = self.snapshots.iter().map(|(d, j)| (d, j)).unzip();
             txn.execute(
-                "INSERT INTO snapshots (digest, snapshot) SELECT d, j::json FROM unnest($1::text[], $2::text[]) AS t(d, j) \
-                 ON CONFLICT (digest) DO NOTHING",
+                &txn.prepare_cached("INSERT INTO snapshots (digest, snapshot) SELECT d, j::json FROM unnest($1::text[], $2::text[]) AS t(d, j) \
+                 ON CONFLICT (digest) DO NOTHING").await?,
                 &[&digests, &json],
             )
             .await?;
         }
         for (digest, bytes) in &self.blobs {
-            txn.execute("INSERT INTO blobs (digest, bytes) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING", &[digest, bytes]).await?;
+            txn.execute(&txn.prepare_cached("INSERT INTO blobs (digest, bytes) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING").await?, &[digest, bytes]).await?;
         }
         if !self.executions.rows.is_empty() {
             let ids: Vec<&String> = self.executions.rows.iter().map(|(k, _)| k).collect();
             let services: Vec<&String> = self.executions.rows.iter().map(|(_, (s, _))| s).collect();
             let records: Vec<&String> = self.executions.rows.iter().map(|(_, (_, r))| r).collect();
             txn.execute(
-                "INSERT INTO executions (id, service, record) SELECT i, s, j::json FROM unnest($1::text[], $2::text[], $3::text[]) AS t(i, s, j) \
-                 ON CONFLICT (id) DO UPDATE SET service = excluded.service, record = excluded.record",
+                &txn.prepare_cached("INSERT INTO executions (id, service, record) SELECT i, s, j::json FROM unnest($1::text[], $2::text[], $3::text[]) AS t(i, s, j) \
+                 ON CONFLICT (id) DO UPDATE SET service = excluded.service, record = excluded.record").await?,
                 &[&ids, &services, &records],
             )
             .await?;
@@ -1133,8 +1133,8 @@ impl Batch {
         if !self.services.rows.is_empty() {
             let (names, records): (Vec<&String>, Vec<&String>) = self.services.rows.iter().map(|(n, r)| (n, r)).unzip();
             txn.execute(
-                "INSERT INTO services (name, record) SELECT n, j::json FROM unnest($1::text[], $2::text[]) AS t(n, j) \
-                 ON CONFLICT (name) DO UPDATE SET record = excluded.record",
+                &txn.prepare_cached("INSERT INTO services (name, record) SELECT n, j::json FROM unnest($1::text[], $2::text[]) AS t(n, j) \
+                 ON CONFLICT (name) DO UPDATE SET record = excluded.record").await?,
                 &[&names, &records],
             )
             .await?;

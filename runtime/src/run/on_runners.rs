@@ -20,7 +20,7 @@
 //! the jobs that never started, ends each environment as it ends in the
 //! queue, and finishes the run.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,9 +38,6 @@ use crate::state::{now_ms, GateInfo, GateKind, JobRecord, JournalEntry, JournalP
 
 /// How often the owner looks at the queue.
 const FOLLOW_EVERY: Duration = Duration::from_millis(100);
-
-/// A job's states in the queue once it has ended (or is done and gated).
-const ENDED: [&str; 6] = ["gated", "succeeded", "failed", "rejected", "cancelled", "skipped"];
 
 impl Run<'_> {
     /// Whether runners can work this run: a deploy or an undeploy of the
@@ -134,7 +131,12 @@ impl Run<'_> {
         // Environments said to start (at their gate, or as they opened),
         // and those whose jobs ran.
         let (mut announced, mut ran): (HashSet<String>, HashSet<String>) = Default::default();
-        let mut told: HashSet<JobKey> = HashSet::new();
+        // Every job's state as last told (ended or gated ones), the ends
+        // not dealt with yet (an environment's, before it is seen to run),
+        // and the jobs whose end was said.
+        let mut states: BTreeMap<JobKey, String> = BTreeMap::new();
+        let mut fresh: Vec<(JobKey, String)> = Vec::new();
+        let mut said: HashSet<JobKey> = HashSet::new();
         let mut cancelled = false;
         let q = |e: stackpipe_state_postgres::QueueError| RunError::Queue(e.to_string());
         loop {
@@ -146,7 +148,10 @@ impl Run<'_> {
                 cancelled = true;
             }
             let envs = queue.environments(&run.id).await.map_err(q)?;
-            let jobs = queue.run_jobs(&run.id).await.map_err(q)?;
+            for (job, state) in queue.tell(&run.id).await.map_err(q)? {
+                states.insert(job.clone(), state.clone());
+                fresh.push((job, state));
+            }
             // Environment by environment, in the run's order: what started
             // is said before what happened in it, and an environment may
             // have opened and ended between two looks.
@@ -165,14 +170,15 @@ impl Run<'_> {
                 }
                 if matches!(state.as_str(), "open" | "succeeded" | "failed") {
                     ran.insert(env.clone());
-                    let mine = jobs.iter().filter(|(j, _)| &j.environment == env);
+                    let (mine, others): (Vec<_>, Vec<_>) = fresh.drain(..).partition(|(j, _)| &j.environment == env);
+                    fresh = others;
                     let mut ended = Vec::new();
-                    for (job, state) in mine {
+                    for (job, state) in &mine {
                         if state == "gated" {
                             asker.node_gate(job);
                         }
-                        if ENDED.contains(&state.as_str()) && told.insert(job.clone()) {
-                            ended.extend(self.job_record(job, state, cancelled, &jobs)?);
+                        if said.insert(job.clone()) {
+                            ended.extend(self.job_record(job, state, cancelled, &states)?);
                         }
                     }
                     // As they ended, not as they are named.
@@ -184,7 +190,7 @@ impl Run<'_> {
                 if seen_envs.get(env) != Some(state) {
                     seen_envs.insert(env.clone(), state.clone());
                     if !matches!(state.as_str(), "pending" | "waiting" | "open") {
-                        self.end_queued_environment(env, state, ran.contains(env), &jobs, &asker, cancelled);
+                        self.end_queued_environment(env, state, ran.contains(env), &states, &asker, cancelled);
                     }
                 }
             }
@@ -205,7 +211,7 @@ impl Run<'_> {
         job: &JobKey,
         state: &str,
         cancelled: bool,
-        jobs: &[(JobKey, String)],
+        jobs: &BTreeMap<JobKey, String>,
     ) -> Result<Option<JobRecord>, RunError> {
         let run = &self.shared;
         Ok(match run.store.job(&run.id, &job.environment, &job.node)? {
@@ -239,11 +245,11 @@ impl Run<'_> {
     /// The record of a job the queue cancelled or skipped before it
     /// started, saying why as a walk would: a job after a failed one was
     /// cancelled by it; under `stop-all`, any other by the first failure.
-    fn unstarted(&self, job: &JobKey, state: &str, cancelled: bool, jobs: &[(JobKey, String)]) -> Result<JobRecord, RunError> {
+    fn unstarted(&self, job: &JobKey, state: &str, cancelled: bool, jobs: &BTreeMap<JobKey, String>) -> Result<JobRecord, RunError> {
         let run = &self.shared;
         let env = &job.environment;
         let failed: HashSet<&str> =
-            jobs.iter().filter(|(j, s)| &j.environment == env && s == "failed").map(|(j, _)| j.node.as_str()).collect();
+            jobs.iter().filter(|(j, s)| &j.environment == env && *s == "failed").map(|(j, _)| j.node.as_str()).collect();
         let (status, why) = match state {
             "skipped" => (Status::Skipped, "a gate before it was rejected".to_string()),
             _ if cancelled => (Status::Cancelled, "the run was cancelled".to_string()),
@@ -299,13 +305,13 @@ impl Run<'_> {
         env: &str,
         state: &str,
         ran: bool,
-        jobs: &[(JobKey, String)],
+        jobs: &BTreeMap<JobKey, String>,
         asker: &Asker,
         cancelled: bool,
     ) {
         let named = |want: &str| {
             let names: Vec<&str> =
-                jobs.iter().filter(|(j, s)| j.environment == env && s == want).map(|(j, _)| j.node.as_str()).collect();
+                jobs.iter().filter(|(j, s)| j.environment == env && *s == want).map(|(j, _)| j.node.as_str()).collect();
             names.join(", ")
         };
         let (status, reason) = match state {

@@ -133,6 +133,8 @@ CREATE TABLE job_queue (
     -- The job's place in the run's order (dependencies first): ready jobs
     -- are claimed in it, as a walk starts them.
     position     integer     NOT NULL DEFAULT 0,
+    -- The state the run's owner was last told of (see `JobQueue::tell`).
+    told         text,
     PRIMARY KEY (run_id, environment, node)
 );
 CREATE INDEX job_queue_ready ON job_queue (run_id, environment) WHERE state = 'ready';
@@ -142,6 +144,9 @@ CREATE INDEX job_queue_leases ON job_queue (lease_until) WHERE state = 'claimed'
 CREATE INDEX job_queue_claimed ON job_queue (run_id, environment) WHERE state = 'claimed';
 CREATE INDEX job_queue_left ON job_queue (run_id, environment)
     WHERE state IN ('held', 'blocked', 'ready', 'claimed', 'gated');
+-- The ends the run's owner has not been told of: a look costs what is new.
+CREATE INDEX job_queue_untold ON job_queue (run_id)
+    WHERE state IN ('gated', 'succeeded', 'failed', 'rejected', 'cancelled', 'skipped') AND told IS DISTINCT FROM state;
 
 -- The environments of a run in progress, in the order it takes them: one
 -- is open at a time. The completion that ends an environment's last job
