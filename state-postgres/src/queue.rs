@@ -390,30 +390,70 @@ impl JobQueue {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
         let mut completed = Completed::default();
-        let mut runs: Vec<&str> = Vec::new();
+        // Every job ended, in one statement: the ones still this runner's.
+        let (mut r, mut e, mut n, mut st) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (job, outcome) in done {
-            let state = match outcome {
+            r.push(job.run_id.as_str());
+            e.push(job.environment.as_str());
+            n.push(job.node.as_str());
+            st.push(match outcome {
                 JobOutcome::Succeeded => "succeeded",
                 JobOutcome::Gated => "gated",
                 JobOutcome::Failed { .. } => "failed",
                 JobOutcome::Rejected => "rejected",
                 JobOutcome::Cancelled => "cancelled",
-            };
-            let held = exec(
+            });
+        }
+        let held: std::collections::HashSet<JobKey> = if done.is_empty() {
+            Default::default()
+        } else {
+            rows(
                 &txn,
-                "UPDATE job_queue SET state = $5, lease_until = NULL \
-                 WHERE run_id = $1 AND environment = $2 AND node = $3 AND state = 'claimed' AND runner = $4",
-                &[&job.run_id, &job.environment, &job.node, &runner, &state],
+                "UPDATE job_queue q SET state = d.s, lease_until = NULL \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS d(r, e, n, s) \
+                 WHERE q.run_id = d.r AND q.environment = d.e AND q.node = d.n AND q.state = 'claimed' AND q.runner = $5 \
+                 RETURNING q.run_id, q.environment, q.node",
+                &[&r, &e, &n, &st, &runner],
             )
-            .await?;
-            if held == 0 {
+            .await?
+            .iter()
+            .map(|row| JobKey::new(row.get(0), row.get(1), row.get(2)))
+            .collect()
+        };
+        let mut runs: Vec<&str> = Vec::new();
+        // What needed the jobs that succeeded counts down, in one statement.
+        let (mut sr, mut se, mut sn) = (Vec::new(), Vec::new(), Vec::new());
+        for (job, outcome) in done {
+            if !held.contains(job) {
                 completed.lost.push(job.clone());
                 continue;
             }
-            follow(&txn, job, *outcome).await?;
             if !runs.contains(&job.run_id.as_str()) {
                 runs.push(&job.run_id);
             }
+            match outcome {
+                JobOutcome::Succeeded => {
+                    sr.push(job.run_id.as_str());
+                    se.push(job.environment.as_str());
+                    sn.push(job.node.as_str());
+                }
+                other => follow(&txn, job, *other).await?,
+            }
+        }
+        if !sr.is_empty() {
+            exec(
+                &txn,
+                "UPDATE job_queue q SET waiting_on = q.waiting_on - c.n, \
+                        state = CASE WHEN q.state = 'blocked' AND q.waiting_on = c.n THEN 'ready' ELSE q.state END \
+                 FROM (SELECT e.run_id, e.environment, e.needing, count(*) AS n \
+                       FROM job_edges e JOIN unnest($1::text[], $2::text[], $3::text[]) AS d(r, env, node) \
+                         ON e.run_id = d.r AND e.environment = d.env AND e.needed = d.node \
+                       GROUP BY e.run_id, e.environment, e.needing) AS c \
+                 WHERE (q.run_id, q.environment, q.node) = (c.run_id, c.environment, c.needing) \
+                   AND q.state IN ('held', 'blocked')",
+                &[&sr, &se, &sn],
+            )
+            .await?;
         }
         for run in runs {
             let advanced = advance(&txn, run).await?;

@@ -92,6 +92,16 @@ pub struct Runner {
     runs: Mutex<HashMap<String, Arc<OnceCell<Result<Arc<RunOnRunner>, String>>>>>,
 }
 
+/// A job of this runner that ended, not completed yet.
+struct Finished {
+    job: JobKey,
+    /// How it ended; None: what it did could not be put in the state (its
+    /// lease runs out, and another runner resumes it).
+    outcome: Option<JobOutcome>,
+    /// Where its records go: flushed before it is completed.
+    journal: Option<RunJournal>,
+}
+
 /// What the jobs of one run on this runner share.
 struct RunOnRunner {
     shared: Arc<RunShared>,
@@ -115,6 +125,10 @@ impl Runner {
     }
 
     /// Takes and runs jobs until `stop`; then lets the jobs it holds finish.
+    ///
+    /// The jobs that ended since the last look are completed together,
+    /// with the next ones claimed, in one transaction; their runs' records
+    /// are put in the state first, in one commit per run.
     pub async fn work(self: Arc<Self>, stop: StopSignal) -> Result<(), RunnerError> {
         let mut stopped = stop.receiver();
         let renewing = {
@@ -122,45 +136,58 @@ impl Runner {
             tokio::spawn(async move { runner.renew().await })
         };
         let _renewing = super::AbortOnDrop(renewing.abort_handle());
-        let mut jobs: JoinSet<JobKey> = JoinSet::new();
+        let mut jobs: JoinSet<Finished> = JoinSet::new();
         let mut held: HashSet<JobKey> = HashSet::new();
         let mut last_reap = Instant::now() - self.opts.lease;
         let mut last_cancel_check = Instant::now();
+        let mut ended: Vec<Finished> = Vec::new();
         loop {
             let stopping = stop.is_stopped();
-            if stopping && jobs.is_empty() {
+            if stopping && jobs.is_empty() && ended.is_empty() {
                 return Ok(());
             }
             // A dead runner's jobs go back to the queue: any runner reaps.
             if last_reap.elapsed() >= self.opts.lease / 3 {
                 last_reap = Instant::now();
                 match self.queue.reap().await {
-                    Ok(back) if !back.is_empty() => tracing::warn!("{} job(s) whose runner stopped renewing went back to the queue", back.len()),
+                    Ok(back) if !back.is_empty() => {
+                        tracing::warn!("{} job(s) whose runner stopped renewing went back to the queue", back.len())
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::warn!("cannot reap expired leases: {e}"),
                 }
             }
-            let room = self.opts.capacity.saturating_sub(jobs.len());
-            let claimed = if stopping || room == 0 {
-                Vec::new()
-            } else {
-                match self.queue.claim_of(&self.opts.name, room, self.opts.lease, self.opts.only_run.as_deref()).await {
-                    Ok(c) => c,
+            while let Some(done) = jobs.try_join_next() {
+                ended.extend(self.joined(done));
+            }
+            let room = if stopping { 0 } else { self.opts.capacity.saturating_sub(jobs.len()) };
+            let mut took = false;
+            if !ended.is_empty() || room > 0 {
+                let done = self.put_in_state(std::mem::take(&mut ended)).await;
+                let only = self.opts.only_run.as_deref();
+                match self.queue.complete_and_claim(&self.opts.name, &done, room, self.opts.lease, only).await {
+                    Ok(completed) => {
+                        for job in done.iter().map(|(j, _)| j) {
+                            held.remove(job);
+                        }
+                        for lost in &completed.lost {
+                            tracing::warn!("job {lost} was no longer this runner's when it ended: another runner resumes it");
+                        }
+                        took = !completed.claimed.is_empty();
+                        for c in completed.claimed {
+                            held.insert(c.job.clone());
+                            let runner = self.clone();
+                            jobs.spawn(async move { runner.job(c).await });
+                        }
+                    }
                     Err(e) => {
-                        tracing::warn!("cannot claim jobs: {e}");
-                        Vec::new()
+                        // Their leases run out and other runners resume them.
+                        tracing::error!("cannot complete {} job(s) or claim more: {e}", done.len());
+                        for job in done.iter().map(|(j, _)| j) {
+                            held.remove(job);
+                        }
                     }
                 }
-            };
-            let took = !claimed.is_empty();
-            for c in claimed {
-                held.insert(c.job.clone());
-                let runner = self.clone();
-                jobs.spawn(async move {
-                    let job = c.job.clone();
-                    runner.job(c).await;
-                    job
-                });
             }
             if last_cancel_check.elapsed() >= Duration::from_millis(500) && !held.is_empty() {
                 last_cancel_check = Instant::now();
@@ -168,33 +195,61 @@ impl Runner {
             }
             if took && jobs.len() < self.opts.capacity {
                 // More may be ready already.
-                while let Some(done) = jobs.try_join_next() {
-                    self.ended(done, &mut held);
-                }
                 continue;
             }
             tokio::select! {
-                Some(done) = jobs.join_next() => self.ended(done, &mut held),
+                Some(done) = jobs.join_next() => ended.extend(self.joined(done)),
                 () = tokio::time::sleep(self.opts.poll) => {}
                 _ = stopped.changed(), if !stopping => {}
             }
-            while let Some(done) = jobs.try_join_next() {
-                self.ended(done, &mut held);
-            }
-            if jobs.is_empty() {
+            if jobs.is_empty() && ended.is_empty() {
                 self.forget_idle_runs(&held);
             }
         }
     }
 
-    fn ended(&self, done: Result<JobKey, tokio::task::JoinError>, held: &mut HashSet<JobKey>) {
-        match done {
-            Ok(job) => {
-                held.remove(&job);
+    /// A job's task ended: how, unless the task itself failed (then its
+    /// lease runs out, and another runner resumes the job).
+    fn joined(&self, done: Result<Finished, tokio::task::JoinError>) -> Option<Finished> {
+        done.inspect_err(|e| tracing::error!("a job's task stopped: {e}")).ok()
+    }
+
+    /// Puts what the ended jobs wrote in the state, one commit per run,
+    /// before anyone hears they ended: their dependents, on any runner,
+    /// read their outputs from there. A run whose records cannot be
+    /// written is failed (its owner says why), and its jobs with it.
+    async fn put_in_state(&self, ended: Vec<Finished>) -> Vec<(JobKey, JobOutcome)> {
+        let mut failed: HashMap<String, bool> = HashMap::new();
+        for f in &ended {
+            let Some(journal) = &f.journal else { continue };
+            if failed.contains_key(&f.job.run_id) {
+                continue;
             }
-            // Its lease runs out; another runner resumes it.
-            Err(e) => tracing::error!("a job's task stopped: {e}"),
+            let broken = match journal.flush().await {
+                Ok(()) => false,
+                Err(e) => {
+                    // The run's records are not kept: it must not go on as if
+                    // they were. Nothing new of it starts.
+                    tracing::error!("run {}: {e}", f.job.run_id);
+                    self.forget_run(&f.job.run_id);
+                    if let Err(q) = self.queue.fail_run(&f.job.run_id, &e.to_string()).await {
+                        tracing::error!("cannot fail run {} in the job queue: {q}", f.job.run_id);
+                    }
+                    true
+                }
+            };
+            failed.insert(f.job.run_id.clone(), broken);
         }
+        ended
+            .into_iter()
+            .filter_map(|f| {
+                let outcome = match failed.get(&f.job.run_id) {
+                    Some(true) => Some(JobOutcome::Failed { stop_all: true }),
+                    _ => f.outcome,
+                };
+                outcome.map(|o| (f.job, o))
+            })
+            .collect()
     }
 
     /// Renews the leases of the jobs this runner holds, and says it is alive.
@@ -235,27 +290,24 @@ impl Runner {
         }
     }
 
-    /// Runs one job and completes it.
-    async fn job(self: Arc<Self>, c: Claimed) {
+    /// Runs one job; how it ended (it is completed with the others that
+    /// ended with it: see [`Runner::work`]).
+    async fn job(self: Arc<Self>, c: Claimed) -> Finished {
         let job = c.job.clone();
-        let outcome = match self.run_of(&job.run_id).await {
-            Ok(run) => match self.environment_of(&run, &job.environment).await {
-                Ok(env) => self.run_job(&run, env, &c).await,
-                Err(why) => self.unpreparable(&run.shared, &job, &why).await,
-            },
+        match self.run_of(&job.run_id).await {
+            Ok(run) => {
+                let journal = Some(run.shared.journal.clone());
+                let outcome = match self.environment_of(&run, &job.environment).await {
+                    Ok(env) => self.run_job(&run, env, &c).await,
+                    Err(why) => self.unpreparable(&run.shared, &job, &why),
+                };
+                Finished { job, outcome, journal }
+            }
             Err(why) => {
                 tracing::error!("cannot take up run {}: {why}", job.run_id);
-                self.record_unpreparable(&job, &why).await;
-                Some(JobOutcome::Failed { stop_all: false })
+                let journal = self.record_unpreparable(&job, &why);
+                Finished { job, outcome: Some(JobOutcome::Failed { stop_all: false }), journal: Some(journal) }
             }
-        };
-        let Some(outcome) = outcome else { return };
-        match self.queue.complete(&self.opts.name, &job, outcome).await {
-            Ok(_) => {}
-            Err(QueueError::LeaseLost(_)) => {
-                tracing::warn!("job {job} was no longer this runner's when it ended: another runner resumes it");
-            }
-            Err(e) => tracing::error!("cannot complete job {job}: {e}; its lease runs out and another runner resumes it"),
         }
     }
 
@@ -265,7 +317,7 @@ impl Runner {
     async fn run_job(&self, run: &RunOnRunner, env: Arc<EnvRun>, c: &Claimed) -> Option<JobOutcome> {
         let graph = run.shared.graph.clone();
         let Some(i) = graph.find(&c.job.node) else {
-            return self.unpreparable(&run.shared, &c.job, &format!("`{}` is not a resource of the run's pipeline", c.job.node)).await;
+            return self.unpreparable(&run.shared, &c.job, &format!("`{}` is not a resource of the run's pipeline", c.job.node));
         };
         let subject = Subject::Resource(i);
         let prepared = (|| {
@@ -284,18 +336,6 @@ impl Runner {
             return None;
         }
         let (end, changed) = StackJob::new(env.clone(), subject).run(Slot::alone()).await;
-        // What the job wrote is in the state before anyone hears it ended:
-        // its dependents, on any runner, read its outputs from there.
-        if let Err(e) = run.shared.journal.flush().await {
-            // The run's records are not kept: it must not go on as if they
-            // were. Its owner fails it with this; nothing new starts.
-            tracing::error!("job {}: {e}", c.job);
-            self.forget_run(&c.job.run_id);
-            if let Err(q) = self.queue.fail_run(&c.job.run_id, &e.to_string()).await {
-                tracing::error!("cannot fail run {} in the job queue: {q}", c.job.run_id);
-            }
-            return Some(JobOutcome::Failed { stop_all: true });
-        }
         let node = graph.node(i);
         Some(match end {
             NodeEnd::Succeeded if node.gate_after && changed && run.shared.mode == Mode::Deploy => {
@@ -315,29 +355,25 @@ impl Runner {
 
     /// A job whose run or environment could not be prepared on this runner
     /// fails, saying why.
-    async fn unpreparable(&self, run: &RunShared, job: &JobKey, why: &str) -> Option<JobOutcome> {
+    fn unpreparable(&self, run: &RunShared, job: &JobKey, why: &str) -> Option<JobOutcome> {
         tracing::error!("job {job}: {why}");
-        let record = run.graph.find(&job.node).map(|i| {
+        if let Some(i) = run.graph.find(&job.node) {
             let node = run.graph.node(i);
-            unstarted_record(&job.run_id, &job.environment, &node.name, node.level, run.mode.destroys(), Status::Failed, why)
-        });
-        if let Some(record) = record {
-            if let Err(e) = run.journal.record_durably(Write::PutJob(record)).await {
-                tracing::error!("job {job}: {e}");
-                return None;
-            }
+            let record =
+                unstarted_record(&job.run_id, &job.environment, &node.name, node.level, run.mode.destroys(), Status::Failed, why);
+            run.journal.record(Write::PutJob(record));
         }
         Some(JobOutcome::Failed { stop_all: false })
     }
 
-    /// The failed record of a job of a run this runner could not take up.
-    async fn record_unpreparable(&self, job: &JobKey, why: &str) {
+    /// The failed record of a job of a run this runner could not take up,
+    /// in a journal of its own (flushed with the others).
+    fn record_unpreparable(&self, job: &JobKey, why: &str) -> RunJournal {
         let why = format!("runner {}: {why}", self.opts.name);
         let record = unstarted_record(&job.run_id, &job.environment, &job.node, 0, false, Status::Failed, &why);
         let journal = RunJournal::start(self.store.clone());
-        if let Err(e) = journal.record_durably(Write::PutJob(record)).await {
-            tracing::error!("job {job}: {e}");
-        }
+        journal.record(Write::PutJob(record));
+        journal
     }
 
     fn forget_run(&self, run: &str) {
