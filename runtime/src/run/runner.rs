@@ -47,6 +47,10 @@ use crate::plugin::PluginHost;
 use crate::state::{RunKind, StateStore, Status, Write};
 
 /// How a runner works.
+/// How long jobs that end at about the same time wait for each other to
+/// be completed together.
+const GATHER: Duration = Duration::from_millis(2);
+
 #[derive(Debug, Clone)]
 pub struct RunnerOptions {
     /// Its name in the queue: unique among the runners of one database.
@@ -160,13 +164,33 @@ impl Runner {
             while let Some(done) = jobs.try_join_next() {
                 ended.extend(self.joined(done));
             }
+            // A completion costs a round of the database whatever it holds:
+            // jobs ending at about the same time wait a moment for each
+            // other (as the journal gathers writes before a commit).
+            if !ended.is_empty() && !jobs.is_empty() {
+                let until = tokio::time::Instant::now() + GATHER;
+                while !jobs.is_empty() {
+                    match tokio::time::timeout_at(until, jobs.join_next()).await {
+                        Ok(Some(done)) => ended.extend(self.joined(done)),
+                        _ => break,
+                    }
+                }
+            }
             let room = if stopping { 0 } else { self.opts.capacity.saturating_sub(jobs.len()) };
             let mut took = false;
             if !ended.is_empty() || room > 0 {
+                let started = Instant::now();
                 let done = self.put_in_state(std::mem::take(&mut ended)).await;
+                let put = started.elapsed();
                 let only = self.opts.only_run.as_deref();
                 match self.queue.complete_and_claim(&self.opts.name, &done, room, self.opts.lease, only).await {
                     Ok(completed) => {
+                        tracing::debug!(
+                            "{} job(s) completed and {} claimed: records put in {put:?}, queue {:?}",
+                            done.len(),
+                            completed.claimed.len(),
+                            started.elapsed() - put
+                        );
                         for job in done.iter().map(|(j, _)| j) {
                             held.remove(job);
                         }
