@@ -14,6 +14,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/median.rs"]
+mod median;
+use median::median;
 #[path = "../tests/common/postgres.rs"]
 #[allow(dead_code)]
 mod postgres;
@@ -98,10 +101,6 @@ fn deploy(pg: &postgres::Postgres, dir: &Path, runners: usize) -> f64 {
     ms.parse::<f64>().expect("the run's time") / 1000.0
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {

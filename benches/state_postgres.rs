@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use stackpipe_dsl::CompileOptions;
+use stackpipe_runtime::pipeline::LoadedPipeline;
 use stackpipe_runtime::plugin::{ArtifactCache, PluginHost};
 use stackpipe_runtime::run::{execute, Events, Mode, Run, RunOptions, Runner, RunnerOptions, Steering, StopSignal};
 use stackpipe_runtime::state::{RunStatus, StateStore};
@@ -27,6 +28,9 @@ use stackpipe_state_postgres::{JobQueue, PostgresStore};
 
 #[path = "../dsl/benches/support/layered.rs"]
 mod layered;
+#[path = "support/median.rs"]
+mod median;
+use median::median;
 #[path = "../tests/common/postgres.rs"]
 #[allow(dead_code)]
 mod postgres;
@@ -37,14 +41,21 @@ fn nodes() -> usize {
 }
 const ROUNDS: usize = 3;
 
-/// Deploys `text` on `store`; the wall time in seconds.
-fn deploy(dir: &Path, text: &str, store: StateStore, cache: &Path) -> f64 {
+/// What a deploy of `text` in `dir` needs: the pipeline, a runtime and a
+/// plugin host whose compiled components are cached in `cache`.
+fn prepare(dir: &Path, text: &str, cache: &Path) -> (LoadedPipeline, tokio::runtime::Runtime, Arc<PluginHost>) {
     let file = dir.join("bench.pipeline");
     std::fs::write(&file, text).expect("write");
     let pipeline = stackpipe_runtime::pipeline::load(&file, CompileOptions::default(), stackpipe_runtime::pipeline::DEFAULT_MAX_PIPELINE_BYTES)
         .expect("compiles");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let host = Arc::new(PluginHost::new(ArtifactCache::in_dir(cache.to_path_buf())).expect("host"));
+    (pipeline, rt, host)
+}
+
+/// Deploys `text` on `store`, walked in this process; the wall time in seconds.
+fn deploy(dir: &Path, text: &str, store: StateStore, cache: &Path) -> f64 {
+    let (pipeline, rt, host) = prepare(dir, text, cache);
     let opts = RunOptions { parallelism: 10, ..Default::default() };
     let started = Instant::now();
     let summary =
@@ -57,12 +68,7 @@ fn deploy(dir: &Path, text: &str, store: StateStore, cache: &Path) -> f64 {
 /// Deploys `text` on the database at `url` through its job queue, worked
 /// by one runner of 10 jobs in this process; the wall time in seconds.
 fn deploy_on_a_runner(dir: &Path, text: &str, url: &str, cache: &Path) -> f64 {
-    let file = dir.join("bench.pipeline");
-    std::fs::write(&file, text).expect("write");
-    let pipeline = stackpipe_runtime::pipeline::load(&file, CompileOptions::default(), stackpipe_runtime::pipeline::DEFAULT_MAX_PIPELINE_BYTES)
-        .expect("compiles");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let host = Arc::new(PluginHost::new(ArtifactCache::in_dir(cache.to_path_buf())).expect("host"));
+    let (pipeline, rt, host) = prepare(dir, text, cache);
     let store = Arc::new(StateStore::with_backend(PostgresStore::connect(url).expect("connects")));
     let queue = JobQueue::connect(url).expect("the queue");
     let opts = RunOptions { parallelism: 10, ..Default::default() };
@@ -81,10 +87,6 @@ fn deploy_on_a_runner(dir: &Path, text: &str, url: &str, cache: &Path) -> f64 {
     secs
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
