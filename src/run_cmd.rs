@@ -489,6 +489,9 @@ pub async fn steered_run(
     let stop = steering.stop.clone();
     let steering = Steering { events: steering.events.and(tx), stop: steering.stop };
     let path = Some(socket.path().to_path_buf());
+    if let (Some(r), Some(id)) = (&runners, &opts.resume) {
+        r.take_back(id).await?;
+    }
     let run = Run::start(pipeline, mode, host.clone(), store.clone(), opts, steering, path).await.map_err(run_error)?;
     let control = run.gates().map(|gates| {
         let handles =
@@ -558,6 +561,32 @@ impl RunnersOf {
             o
         });
         Ok(Some(RunnersOf { queue, local }))
+    }
+
+    /// Before run `id` is resumed here: what is left of it in the queue
+    /// (its owner is gone) is cancelled, and the jobs runners still run of
+    /// it are waited for (at most a lease), so that nothing of it runs
+    /// twice at once.
+    async fn take_back(&self, id: &str) -> Result<(), u8> {
+        let failed = |e: stackpipe_state_postgres::QueueError| {
+            eprintln!("error: cannot take run {id} back from the job queue: {e}");
+            EXIT_FAILED
+        };
+        self.queue.cancel_run(id).await.map_err(failed)?;
+        let deadline = std::time::Instant::now() + stackpipe_runtime::run::RunnerOptions::new(String::new()).lease;
+        loop {
+            let counts = self.queue.counts(id, None).await.map_err(failed)?;
+            if counts.claimed == 0 {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                // A lease is renewed while its runner lives: theirs are gone.
+                break;
+            }
+            eprintln!("note: waiting for {} job(s) of run {id} that runners still run", counts.claimed);
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        self.queue.forget_run(id).await.map_err(failed)
     }
 }
 

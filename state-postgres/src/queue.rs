@@ -318,6 +318,33 @@ impl JobQueue {
         Ok(n)
     }
 
+    /// Gives jobs `runner` holds back to the queue, `ready` for any runner
+    /// (the one that takes one next runs it as a job taken before).
+    pub async fn release(&self, runner: &str, jobs: &[JobKey]) -> Result<(), QueueError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let client = self.pool.get().await?;
+        let (r, e, n): (Vec<&str>, Vec<&str>, Vec<&str>) = {
+            let mut cols = (Vec::new(), Vec::new(), Vec::new());
+            for j in jobs {
+                cols.0.push(j.run_id.as_str());
+                cols.1.push(j.environment.as_str());
+                cols.2.push(j.node.as_str());
+            }
+            cols
+        };
+        exec(
+            &client,
+            "UPDATE job_queue q SET state = 'ready', runner = NULL, lease_until = NULL \
+             FROM unnest($1::text[], $2::text[], $3::text[]) AS d(r, e, n) \
+             WHERE q.run_id = d.r AND q.environment = d.e AND q.node = d.n AND q.state = 'claimed' AND q.runner = $4",
+            &[&r, &e, &n, &runner],
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Puts every claimed job whose lease ran out back to `ready`; the
     /// jobs it put back.
     pub async fn reap(&self) -> Result<Vec<JobKey>, QueueError> {

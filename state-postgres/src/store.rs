@@ -209,6 +209,20 @@ impl PostgresStore {
         }
     }
 
+    /// Runs `f` with a connection of the pool (and the store's location, for
+    /// its errors) on the store's runtime; see [`PostgresStore::call`].
+    fn on_client<T, F>(&self, f: impl FnOnce(deadpool_postgres::Object, String) -> F + Send + 'static) -> Result<T, StateError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, StateError>> + Send + 'static,
+    {
+        let location = self.location.clone();
+        self.call(move |pool| async move {
+            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+            f(client, location).await
+        })
+    }
+
     /// Renews, every [`RENEW_EVERY`], the leases of the runs this process runs.
     fn start_renewing(&self) {
         let pool = self.pool.clone();
@@ -244,10 +258,9 @@ impl PostgresStore {
 
     /// Takes (or renews) the lease of `run_id` for this process.
     fn take_lease(&self, run_id: &str, control: Option<&Path>) -> Result<(), StateError> {
-        let (location, owner, run_id) = (self.location.clone(), self.owner.clone(), run_id.to_string());
+        let (owner, run_id) = (self.owner.clone(), run_id.to_string());
         let control = control.map(|p| p.display().to_string());
-        self.call(move |pool| async move {
-            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        self.on_client(move |client, location| async move {
             client
                 .execute(
                     "INSERT INTO run_leases (run_id, owner, control, lease_until) \
@@ -281,9 +294,7 @@ impl PostgresStore {
         params: Vec<Param>,
         what: &'static str,
     ) -> Result<Vec<T>, StateError> {
-        let location = self.location.clone();
-        self.call(move |pool| async move {
-            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        self.on_client(move |client, location| async move {
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(Param::as_sql).collect();
             let rows = client.query(sql, &refs).await.map_err(|e| db_error(&location, e))?;
             rows.iter().map(|row| decode(row.get::<_, &str>(0), what)).collect()
@@ -301,9 +312,7 @@ impl PostgresStore {
 
     /// Runs, each with whether a live lease holds it.
     fn leased_runs(&self, only: Option<String>) -> Result<Vec<RunRecord>, StateError> {
-        let location = self.location.clone();
-        let rows = self.call(move |pool| async move {
-            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        let rows = self.on_client(move |client, location| async move {
             let rows = client
                 .query(
                     "SELECT r.record::text, coalesce(l.lease_until > now(), false) FROM runs r \
@@ -323,9 +332,7 @@ impl PostgresStore {
     /// The next number of counter `name`, after `prefix`, zero-padded.
     fn next_id(&self, name: &'static str, prefix: char) -> Result<String, StateError> {
         self.writable()?;
-        let location = self.location.clone();
-        let n = self.call(move |pool| async move {
-            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        let n = self.on_client(move |client, location| async move {
             let row = client
                 .query_one(
                     "INSERT INTO counters (name, value) VALUES ($1, 1) \
@@ -346,9 +353,7 @@ impl PostgresStore {
         only: Option<ResourceKey>,
         release: impl Fn(&LockHolder, bool) -> bool + Send + 'static,
     ) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
-        let location = self.location.clone();
-        self.call(move |pool| async move {
-            let mut client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        self.on_client(move |mut client, location| async move {
             let txn = client.transaction().await.map_err(|e| db_error(&location, e))?;
             txn.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCKS_LOCK]).await.map_err(|e| db_error(&location, e))?;
             let (p, e, r) = match &only {
@@ -488,9 +493,8 @@ impl StateBackend for PostgresStore {
     }
 
     fn control_socket(&self, run_id: &str) -> Result<Option<std::path::PathBuf>, StateError> {
-        let (location, run_id) = (self.location.clone(), run_id.to_string());
-        self.call(move |pool| async move {
-            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        let run_id = run_id.to_string();
+        self.on_client(move |client, location| async move {
             let row = client
                 .query_opt("SELECT control FROM run_leases WHERE run_id = $1 AND lease_until > now()", &[&run_id])
                 .await
@@ -512,9 +516,8 @@ impl StateBackend for PostgresStore {
         if let Ok(mut runs) = self.current_runs.lock() {
             runs.remove(run_id);
         }
-        let (location, owner, run_id) = (self.location.clone(), self.owner.clone(), run_id.to_string());
-        let _ = self.call(move |pool| async move {
-            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        let (owner, run_id) = (self.owner.clone(), run_id.to_string());
+        let _ = self.on_client(move |client, location| async move {
             client
                 .execute("DELETE FROM run_leases WHERE run_id = $1 AND owner = $2", &[&run_id, &owner])
                 .await
@@ -529,10 +532,9 @@ impl StateBackend for PostgresStore {
         }
         let mut fresh = vec![0u8; 32];
         getrandom::getrandom(&mut fresh).map_err(|e| StateError::Io(std::io::Error::other(e.to_string())))?;
-        let (location, read_only) = (self.location.clone(), self.read_only);
+        let read_only = self.read_only;
         // The first writer to make one keeps it; every other process reads it.
-        let key = self.call(move |pool| async move {
-            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        let key = self.on_client(move |client, location| async move {
             if !read_only {
                 client
                     .execute("INSERT INTO store_keys (name, key) VALUES ('keyed_hash', $1) ON CONFLICT (name) DO NOTHING", &[&fresh])
@@ -578,9 +580,7 @@ impl StateBackend for PostgresStore {
     }
 
     fn counts(&self) -> Result<Counts, StateError> {
-        let location = self.location.clone();
-        self.call(move |pool| async move {
-            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        self.on_client(move |client, location| async move {
             let row = client
                 .query_one(
                     "SELECT (SELECT count(*) FROM resources), (SELECT count(*) FROM runs), (SELECT count(*) FROM jobs), \
@@ -619,9 +619,8 @@ impl StateBackend for PostgresStore {
 
     fn blob(&self, digest: &str) -> Result<Option<Vec<u8>>, StateError> {
         use sha2::Digest;
-        let (location, wanted) = (self.location.clone(), digest.to_string());
-        let bytes = self.call(move |pool| async move {
-            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        let wanted = digest.to_string();
+        let bytes = self.on_client(move |client, location| async move {
             let row = client
                 .query_opt("SELECT bytes FROM blobs WHERE digest = $1", &[&wanted])
                 .await
@@ -692,9 +691,7 @@ impl StateBackend for PostgresStore {
     }
 
     fn touched_resources(&self) -> Result<Vec<(String, String)>, StateError> {
-        let location = self.location.clone();
-        self.call(move |pool| async move {
-            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        self.on_client(move |client, location| async move {
             let rows = client
                 .query("SELECT DISTINCT environment, node FROM jobs ORDER BY 1, 2", &[])
                 .await
@@ -723,9 +720,7 @@ impl StateBackend for PostgresStore {
     // ---- locks
 
     fn locks(&self) -> Result<Vec<(ResourceKey, LockHolder)>, StateError> {
-        let location = self.location.clone();
-        self.call(move |pool| async move {
-            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        self.on_client(move |client, location| async move {
             let rows = client
                 .query("SELECT pipeline, environment, resource, holder::text FROM locks ORDER BY 1, 2, 3", &[])
                 .await
@@ -738,15 +733,13 @@ impl StateBackend for PostgresStore {
 
     fn lock(&self, keys: &[ResourceKey], holder: &LockHolder) -> Result<(), StateError> {
         self.writable()?;
-        let location = self.location.clone();
         let mut keys: Vec<ResourceKey> = keys.to_vec();
         keys.sort_unstable_by(|a, b| {
             (&a.pipeline, &a.environment, &a.resource).cmp(&(&b.pipeline, &b.environment, &b.resource))
         });
         let holder = holder.clone();
         let value = encode(&holder)?;
-        self.call(move |pool| async move {
-            let mut client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        self.on_client(move |mut client, location| async move {
             let txn = client.transaction().await.map_err(|e| db_error(&location, e))?;
             // One taker at a time: two runs locking overlapping keys at
             // once would otherwise both find them free.
@@ -793,9 +786,8 @@ impl StateBackend for PostgresStore {
 
     fn unlock_run(&self, run_id: &str) -> Result<usize, StateError> {
         self.writable()?;
-        let (location, run_id) = (self.location.clone(), run_id.to_string());
-        self.call(move |pool| async move {
-            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        let run_id = run_id.to_string();
+        self.on_client(move |client, location| async move {
             let n = client.execute("DELETE FROM locks WHERE run_id = $1", &[&run_id]).await.map_err(|e| db_error(&location, e))?;
             Ok(n as usize)
         })
@@ -812,9 +804,7 @@ impl StateBackend for PostgresStore {
         self.writable()?;
         // A durable commit flushes the log up to it, the commits made
         // before it without durability included.
-        let location = self.location.clone();
-        self.call(move |pool| async move {
-            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        self.on_client(move |client, location| async move {
             client
                 .execute(
                     "INSERT INTO counters (name, value) VALUES ('persisted', 1) \
@@ -832,9 +822,7 @@ impl StateBackend for PostgresStore {
         if writes.is_empty() {
             return Ok(());
         }
-        let location = self.location.clone();
-        self.call(move |pool| async move {
-            let mut client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        self.on_client(move |mut client, location| async move {
             let txn = client.transaction().await.map_err(|e| db_error(&location, e))?;
             if !durable {
                 txn.batch_execute("SET LOCAL synchronous_commit = off").await.map_err(|e| db_error(&location, e))?;
@@ -849,9 +837,7 @@ impl StateBackend for PostgresStore {
     }
 
     fn export(&self) -> Result<StateDump, StateError> {
-        let location = self.location.clone();
-        let mut dump = self.call(move |pool| async move {
-            let mut client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        let mut dump = self.on_client(move |mut client, location| async move {
             // One snapshot of the database for every table.
             let txn = client
                 .build_transaction()
@@ -874,10 +860,8 @@ impl StateBackend for PostgresStore {
         if !self.export()?.is_empty() || self.stored_hash_key()?.is_some() {
             return Err(StateError::NotEmpty { location: self.location() });
         }
-        let location = self.location.clone();
         let dump = dump.clone();
-        self.call(move |pool| async move {
-            let mut client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        self.on_client(move |mut client, location| async move {
             let txn = client.transaction().await.map_err(|e| db_error(&location, e))?;
             import_tables(&txn, &dump).await.map_err(|e| match e {
                 Applied::Db(e) => db_error(&location, e),
@@ -892,9 +876,7 @@ impl StateBackend for PostgresStore {
 impl PostgresStore {
     /// The key of keyed hashes, if one was made.
     fn stored_hash_key(&self) -> Result<Option<Vec<u8>>, StateError> {
-        let location = self.location.clone();
-        self.call(move |pool| async move {
-            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        self.on_client(move |client, location| async move {
             let row = client
                 .query_opt("SELECT key FROM store_keys WHERE name = 'keyed_hash'", &[])
                 .await
@@ -908,9 +890,7 @@ impl PostgresStore {
         sql: &'static str,
         params: Vec<Param>,
     ) -> Result<Vec<(ResourceKey, ResourceRecord)>, StateError> {
-        let location = self.location.clone();
-        self.call(move |pool| async move {
-            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        self.on_client(move |client, location| async move {
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(Param::as_sql).collect();
             let rows = client.query(sql, &refs).await.map_err(|e| db_error(&location, e))?;
             rows.iter()
@@ -1238,9 +1218,7 @@ async fn import_tables(txn: &deadpool_postgres::Transaction<'_>, dump: &StateDum
 impl PostgresStore {
     /// Every user's record, by name.
     pub fn user_records(&self) -> Result<Vec<(String, String)>, StateError> {
-        let location = self.location.clone();
-        self.call(move |pool| async move {
-            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        self.on_client(move |client, location| async move {
             let rows =
                 client.query("SELECT name, record::text FROM users ORDER BY name", &[]).await.map_err(|e| db_error(&location, e))?;
             Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
@@ -1253,9 +1231,7 @@ impl PostgresStore {
     /// what the other left.
     pub fn swap_user_records(&self, previous: Vec<(String, String)>, next: Vec<(String, String)>) -> Result<bool, StateError> {
         self.writable()?;
-        let location = self.location.clone();
-        self.call(move |pool| async move {
-            let mut client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        self.on_client(move |mut client, location| async move {
             let txn = client.transaction().await.map_err(|e| db_error(&location, e))?;
             // One change at a time; the read below sees the one before.
             txn.execute("SELECT pg_advisory_xact_lock($1)", &[&USERS_LOCK]).await.map_err(|e| db_error(&location, e))?;
@@ -1282,9 +1258,7 @@ impl PostgresStore {
     /// Appends an entry (its JSON) to the audit log.
     pub fn append_audit(&self, ms: u64, entry: String) -> Result<(), StateError> {
         self.writable()?;
-        let location = self.location.clone();
-        self.call(move |pool| async move {
-            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        self.on_client(move |client, location| async move {
             client
                 .execute("INSERT INTO audit (ms, entry) VALUES ($1, $2::text::json)", &[&(ms as i64), &entry])
                 .await
@@ -1295,9 +1269,7 @@ impl PostgresStore {
 
     /// Every audit entry (its JSON), oldest first.
     pub fn audit_records(&self) -> Result<Vec<String>, StateError> {
-        let location = self.location.clone();
-        self.call(move |pool| async move {
-            let client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        self.on_client(move |client, location| async move {
             let rows = client.query("SELECT entry::text FROM audit ORDER BY seq", &[]).await.map_err(|e| db_error(&location, e))?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
         })

@@ -99,8 +99,8 @@ pub struct Runner {
 /// A job of this runner that ended, not completed yet.
 struct Finished {
     job: JobKey,
-    /// How it ended; None: what it did could not be put in the state (its
-    /// lease runs out, and another runner resumes it).
+    /// How it ended; None: it could not start (the state could not be read
+    /// for it), and goes back to the queue.
     outcome: Option<JobOutcome>,
     /// Where its records go: flushed before it is completed.
     journal: Option<RunJournal>,
@@ -145,9 +145,11 @@ impl Runner {
         let mut last_reap = Instant::now() - self.opts.lease;
         let mut last_cancel_check = Instant::now();
         let mut ended: Vec<Finished> = Vec::new();
+        // Jobs ended and put in the state, whose completion failed: tried again.
+        let mut pending: Vec<(JobKey, JobOutcome)> = Vec::new();
         loop {
             let stopping = stop.is_stopped();
-            if stopping && jobs.is_empty() && ended.is_empty() {
+            if stopping && jobs.is_empty() && ended.is_empty() && pending.is_empty() {
                 return Ok(());
             }
             // A dead runner's jobs go back to the queue: any runner reaps.
@@ -176,23 +178,29 @@ impl Runner {
                     }
                 }
             }
-            let room = if stopping { 0 } else { self.opts.capacity.saturating_sub(jobs.len()) };
+            // Jobs that ended and are not completed yet hold their slots.
+            let room = if stopping { 0 } else { self.opts.capacity.saturating_sub(jobs.len() + pending.len()) };
             let mut took = false;
-            if !ended.is_empty() || room > 0 {
+            if !ended.is_empty() || !pending.is_empty() || room > 0 {
                 let started = Instant::now();
-                let done = self.put_in_state(std::mem::take(&mut ended)).await;
+                let ended_now = std::mem::take(&mut ended);
+                // One that could not start goes back to the queue: no longer this runner's.
+                for f in ended_now.iter().filter(|f| f.outcome.is_none()) {
+                    held.remove(&f.job);
+                }
+                pending.extend(self.put_in_state(ended_now).await);
                 let put = started.elapsed();
                 let only = self.opts.only_run.as_deref();
-                match self.queue.complete_and_claim(&self.opts.name, &done, room, self.opts.lease, only).await {
+                match self.queue.complete_and_claim(&self.opts.name, &pending, room, self.opts.lease, only).await {
                     Ok(completed) => {
                         tracing::debug!(
                             "{} job(s) completed and {} claimed: records put in {put:?}, queue {:?}",
-                            done.len(),
+                            pending.len(),
                             completed.claimed.len(),
                             started.elapsed() - put
                         );
-                        for job in done.iter().map(|(j, _)| j) {
-                            held.remove(job);
+                        for (job, _) in pending.drain(..) {
+                            held.remove(&job);
                         }
                         for lost in &completed.lost {
                             tracing::warn!("job {lost} was no longer this runner's when it ended: another runner resumes it");
@@ -204,13 +212,9 @@ impl Runner {
                             jobs.spawn(async move { runner.job(c).await });
                         }
                     }
-                    Err(e) => {
-                        // Their leases run out and other runners resume them.
-                        tracing::error!("cannot complete {} job(s) or claim more: {e}", done.len());
-                        for job in done.iter().map(|(j, _)| j) {
-                            held.remove(job);
-                        }
-                    }
+                    // Their records are in the state; they stay this runner's
+                    // (their leases renewed) and are completed at the next try.
+                    Err(e) => tracing::error!("cannot complete {} job(s) or claim more: {e}; trying again", pending.len()),
                 }
             }
             if last_cancel_check.elapsed() >= Duration::from_millis(500) && !held.is_empty() {
@@ -226,7 +230,7 @@ impl Runner {
                 () = tokio::time::sleep(self.opts.poll) => {}
                 _ = stopped.changed(), if !stopping => {}
             }
-            if jobs.is_empty() && ended.is_empty() {
+            if jobs.is_empty() && ended.is_empty() && pending.is_empty() {
                 self.forget_idle_runs(&held);
             }
         }
@@ -243,6 +247,11 @@ impl Runner {
     /// read their outputs from there. A run whose records cannot be
     /// written is failed (its owner says why), and its jobs with it.
     async fn put_in_state(&self, ended: Vec<Finished>) -> Vec<(JobKey, JobOutcome)> {
+        // A job that could not even start goes back for another try.
+        let unstarted: Vec<JobKey> = ended.iter().filter(|f| f.outcome.is_none()).map(|f| f.job.clone()).collect();
+        if let Err(e) = self.queue.release(&self.opts.name, &unstarted).await {
+            tracing::warn!("cannot give {} job(s) back to the queue (their leases run out instead): {e}", unstarted.len());
+        }
         let mut failed: HashMap<String, bool> = HashMap::new();
         for f in &ended {
             let Some(journal) = &f.journal else { continue };
@@ -335,9 +344,8 @@ impl Runner {
         }
     }
 
-    /// Runs the stack job of a claimed job; how it ended, or None when what
-    /// it did could not be put in the state (then its lease runs out, and
-    /// another runner resumes it).
+    /// Runs the stack job of a claimed job; how it ended, or None when the
+    /// state could not be read for it (it goes back to the queue).
     async fn run_job(&self, run: &RunOnRunner, env: Arc<EnvRun>, c: &Claimed) -> Option<JobOutcome> {
         let graph = run.shared.graph.clone();
         let Some(i) = graph.find(&c.job.node) else {
