@@ -94,6 +94,15 @@ enum Command {
     Login(remote::LoginArgs),
     /// Forget the token saved for a team server.
     Logout(remote::LogoutArgs),
+    /// Print the shell completions of stackpipe: `stackpipe completions bash > ~/.local/share/bash-completion/completions/stackpipe`.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Args)]
+struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
 }
 
 #[derive(Args)]
@@ -137,6 +146,19 @@ enum GraphFormat {
     Text,
     Dot,
     Mermaid,
+}
+
+/// `stackpipe completions SHELL`: the completion script of every command,
+/// option and value clap knows, on stdout.
+fn completions(a: CompletionsArgs) -> Result<(), u8> {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(a.shell, &mut Cli::command(), "stackpipe", &mut script);
+    use std::io::Write;
+    std::io::stdout().write_all(&script).map_err(|e| {
+        eprintln!("error: cannot write the completions: {e}");
+        EXIT_FAILED
+    })
 }
 
 /// Exit codes: 0 success, 1 a run failed, 2 invalid input.
@@ -199,6 +221,7 @@ fn main() -> ExitCode {
         Command::Runner(a) => runner_cmd::run(a),
         Command::Login(a) => remote::login(a),
         Command::Logout(a) => remote::logout(a),
+        Command::Completions(a) => completions(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

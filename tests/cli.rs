@@ -171,3 +171,38 @@ fn plugin_inspect_refuses_what_is_not_a_plugin() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unknown builtin `builtin:nope` (the builtins are: local, test, env, file, protect-stateful, aws)"));
 }
+
+/// The bash completions `stackpipe completions bash` prints, loaded into a
+/// real bash and asked as a terminal asks them: commands, options, values.
+#[test]
+fn bash_completes_commands_options_and_values_from_the_script_stackpipe_prints() {
+    let o = stackpipe(&["completions", "bash"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("stackpipe.bash");
+    std::fs::write(&script, &o.stdout).unwrap();
+    let ask = |words: &[&str]| -> Vec<String> {
+        let (cur, prev) = (words[words.len() - 1], words[words.len() - 2]);
+        let words: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+        let line = format!(
+            "source '{}'; COMP_WORDS=({}); COMP_CWORD={}; _stackpipe stackpipe '{cur}' '{prev}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display(),
+            words.join(" "),
+            words.len() - 1
+        );
+        let out = Command::new("bash").args(["--norc", "--noprofile", "-c", &line]).output().expect("bash runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    };
+    assert_eq!(ask(&["stackpipe", "dep"]), ["deploy"]);
+    assert_eq!(ask(&["stackpipe", "deploy", "--no-l"]), ["--no-local-runner"]);
+    let shells = ask(&["stackpipe", "completions", ""]);
+    for shell in ["bash", "fish", "zsh"] {
+        assert!(shells.iter().any(|s| s == shell), "{shells:?}");
+    }
+    for shell in ["zsh", "fish"] {
+        let o = stackpipe(&["completions", shell]);
+        assert_eq!(o.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("runner"), "{shell}: every command is completed");
+    }
+}
