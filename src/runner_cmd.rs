@@ -72,9 +72,7 @@ pub fn run(a: RunnerArgs) -> Result<(), u8> {
     rt.block_on(async move {
         let stop = StopSignal::new();
         tokio::spawn(crate::run_cmd::watch_signals(stop.clone(), "\nstopping: the jobs this runner holds finish; it takes no new one"));
-        runner.work(stop).await.map_err(|e| {
-            eprintln!("error: {e}");
-            EXIT_FAILED
-        })
+        runner.work(stop).await;
+        Ok(())
     })
 }

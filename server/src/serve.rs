@@ -143,11 +143,7 @@ impl Server {
         if let (Some(queue), Some(runner)) = (queue, opts.local_runner.clone()) {
             let runner = stackpipe_runtime::run::Runner::new(store, queue, host, runner);
             let stop = state.runs.stopping();
-            tokio::spawn(async move {
-                if let Err(e) = runner.work(stop).await {
-                    tracing::error!("the server's runner stopped: {e}");
-                }
-            });
+            tokio::spawn(runner.work(stop));
         }
         Ok(Server { listener, tls, state, auto_resume: opts.auto_resume })
     }

@@ -76,7 +76,7 @@ pub use resume::Resume;
 pub use snapshot::{Drift, RunSource, SnapshotError};
 pub use selection::{Selection, SelectionError};
 pub use stack_job::StackJob;
-pub use runner::{Runner, RunnerError, RunnerOptions};
+pub use runner::{Runner, RunnerOptions};
 
 use crate::pipeline::LoadedPipeline;
 use crate::plugin::PluginHost;

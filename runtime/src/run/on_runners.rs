@@ -64,11 +64,7 @@ impl Run<'_> {
         let runner_stop = StopSignal::new();
         let local = local.map(|r| {
             let stop = runner_stop.clone();
-            let task = tokio::spawn(async move {
-                if let Err(e) = r.work(stop).await {
-                    tracing::error!("the local runner stopped: {e}");
-                }
-            });
+            let task = tokio::spawn(r.work(stop));
             (task.abort_handle(), task)
         });
         let followed = self.follow(&queue).await;

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use stackpipe_dsl::OnFailure;
-use stackpipe_state_postgres::{Claimed, JobKey, JobOutcome, JobQueue, QueueError};
+use stackpipe_state_postgres::{Claimed, JobKey, JobOutcome, JobQueue};
 use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
 
@@ -46,11 +46,11 @@ use super::StopSignal;
 use crate::plugin::PluginHost;
 use crate::state::{RunKind, StateStore, Status, Write};
 
-/// How a runner works.
 /// How long jobs that end at about the same time wait for each other to
 /// be completed together.
 const GATHER: Duration = Duration::from_millis(2);
 
+/// How a runner works.
 #[derive(Debug, Clone)]
 pub struct RunnerOptions {
     /// Its name in the queue: unique among the runners of one database.
@@ -78,12 +78,6 @@ impl RunnerOptions {
             vars: Vec::new(),
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunnerError {
-    #[error(transparent)]
-    Queue(#[from] QueueError),
 }
 
 /// A runner. See the module documentation.
@@ -129,11 +123,12 @@ impl Runner {
     }
 
     /// Takes and runs jobs until `stop`; then lets the jobs it holds finish.
+    /// The database being away is logged and tried again, never the end.
     ///
     /// The jobs that ended since the last look are completed together,
     /// with the next ones claimed, in one transaction; their runs' records
     /// are put in the state first, in one commit per run.
-    pub async fn work(self: Arc<Self>, stop: StopSignal) -> Result<(), RunnerError> {
+    pub async fn work(self: Arc<Self>, stop: StopSignal) {
         let mut stopped = stop.receiver();
         let renewing = {
             let runner = self.clone();
@@ -150,7 +145,7 @@ impl Runner {
         loop {
             let stopping = stop.is_stopped();
             if stopping && jobs.is_empty() && ended.is_empty() && pending.is_empty() {
-                return Ok(());
+                return;
             }
             // A dead runner's jobs go back to the queue: any runner reaps.
             if last_reap.elapsed() >= self.opts.lease / 3 {
@@ -248,7 +243,8 @@ impl Runner {
     /// written is failed (its owner says why), and its jobs with it.
     async fn put_in_state(&self, ended: Vec<Finished>) -> Vec<(JobKey, JobOutcome)> {
         // A job that could not even start goes back for another try.
-        let unstarted: Vec<JobKey> = ended.iter().filter(|f| f.outcome.is_none()).map(|f| f.job.clone()).collect();
+        let (ended, unstarted): (Vec<Finished>, Vec<Finished>) = ended.into_iter().partition(|f| f.outcome.is_some());
+        let unstarted: Vec<JobKey> = unstarted.into_iter().map(|f| f.job).collect();
         if let Err(e) = self.queue.release(&self.opts.name, &unstarted).await {
             tracing::warn!("cannot give {} job(s) back to the queue (their leases run out instead): {e}", unstarted.len());
         }

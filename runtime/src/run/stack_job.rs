@@ -158,6 +158,7 @@ impl StackJob {
         let node = env.resource(subject);
         unstarted_record(&env.run.id, &env.plan.name, &node.name, node.level, env.run.mode.destroys(), status, why)
     }
+
     fn name(&self) -> &str {
         &self.record.node
     }
