@@ -124,17 +124,30 @@ pub async fn check_types(pipeline: &LoadedPipeline, host: &PluginHost, sets: &[(
     type_check::check_types(host, pipeline, &overridden).await.map_err(report_load_error)
 }
 
+/// How this process reports a pipeline's mistakes: rendered for a person
+/// on stderr (the default), or as JSON on stdout (`check --format json`).
+static DIAGNOSTICS_AS_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on, report mistakes as JSON on stdout (see [`report_load_error`]).
+pub fn report_as_json() {
+    DIAGNOSTICS_AS_JSON.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Prints why a pipeline could not be loaded (its diagnostics, rendered for
-/// the terminal); exit code 2.
+/// the terminal, or as JSON: see [`report_as_json`]); exit code 2.
 pub fn report_load_error(e: LoadError) -> u8 {
+    if DIAGNOSTICS_AS_JSON.load(std::sync::atomic::Ordering::Relaxed) {
+        let report = match &e {
+            LoadError::Invalid(diags) => {
+                serde_json::json!({ "file": diags.source.name(), "ok": false, "diagnostics": diags.to_json() })
+            }
+            e => serde_json::json!({ "ok": false, "error": e.to_string(), "diagnostics": [] }),
+        };
+        println!("{report}");
+        return EXIT_INVALID;
+    }
     match e {
-        LoadError::Invalid(diags) => {
-            let color = crate::stderr_color();
-            let theme = if color { miette::GraphicalTheme::unicode() } else { miette::GraphicalTheme::unicode_nocolor() };
-            let width = if color { terminal_width().unwrap_or(100) } else { 100 };
-            let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(width).with_links(false);
-            eprint!("{}", diags.render_with(&handler));
-        }
+        LoadError::Invalid(diags) => print_diagnostics(&diags),
         e @ LoadError::Read(InputError::TooLarge { .. }) => {
             eprintln!("error: {e}");
             eprintln!("help: if the file really is the pipeline, raise the limit with `--max-file-size BYTES` or {MAX_FILE_SIZE_ENV}");
@@ -142,6 +155,15 @@ pub fn report_load_error(e: LoadError) -> u8 {
         e => eprintln!("error: {e}"),
     }
     EXIT_INVALID
+}
+
+/// A file's diagnostics on stderr, rustc-style (in colour on a terminal).
+pub fn print_diagnostics(diags: &stackpipe_dsl::Diagnostics) {
+    let color = crate::stderr_color();
+    let theme = if color { miette::GraphicalTheme::unicode() } else { miette::GraphicalTheme::unicode_nocolor() };
+    let width = if color { terminal_width().unwrap_or(100) } else { 100 };
+    let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(width).with_links(false);
+    eprint!("{}", diags.render_with(&handler));
 }
 
 /// `1048576`, `512KiB`, `16MiB`, `1GiB` (also `K`, `M`, `G`, `KB`..., all

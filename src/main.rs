@@ -1,6 +1,7 @@
 //! The `stackpipe` command line.
 
 mod control_cmd;
+mod fmt_cmd;
 mod history_cmd;
 mod load;
 mod plugin_build;
@@ -40,6 +41,8 @@ enum Command {
     Check(CheckArgs),
     /// Print the dependency graph: by level (text), Graphviz (dot) or mermaid.
     Graph(GraphArgs),
+    /// Rewrite .pipeline files in the canonical layout (`--check`: change nothing, exit 1 if one would change).
+    Fmt(fmt_cmd::FmtArgs),
     /// Check that every resource can run: provisioner and type, attributes, credentials, locks.
     Preflight(run_cmd::RunArgs),
     /// Refresh and preview every resource, and show what deploy (or undeploy) would change. Nothing is applied.
@@ -94,8 +97,21 @@ enum Command {
     Login(remote::LoginArgs),
     /// Forget the token saved for a team server.
     Logout(remote::LogoutArgs),
+    /// Run the language server for .pipeline files on stdin/stdout (for editors: see editors/).
+    Lsp(LspArgs),
     /// Print the shell completions of stackpipe: `stackpipe completions bash > ~/.local/share/bash-completion/completions/stackpipe`.
     Completions(CompletionsArgs),
+}
+
+#[derive(Args)]
+struct LspArgs {
+    /// Do not load the pipeline's provisioner plugins to read their schemas
+    /// (no hover, completion or checks from them): for files you do not trust.
+    #[arg(long)]
+    no_plugin_schemas: bool,
+    /// Accepted for editors that pass it; stdio is the only transport.
+    #[arg(long, hide = true)]
+    stdio: bool,
 }
 
 #[derive(Args)]
@@ -130,6 +146,17 @@ struct AgainArgs {
 struct CheckArgs {
     #[command(flatten)]
     pipeline: PipelineArgs,
+    /// How to report: for a person (text, on stderr), or one JSON object on
+    /// stdout with every diagnostic's file, range, severity, code, message
+    /// and help (for CI annotations and editors).
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    format: CheckFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CheckFormat {
+    Text,
+    Json,
 }
 
 #[derive(Args)]
@@ -195,6 +222,11 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Check(a) => check(a),
+        Command::Fmt(a) => fmt_cmd::fmt(a),
+        Command::Lsp(a) => stackpipe_lsp::serve_stdio(!a.no_plugin_schemas).map_err(|e| {
+            eprintln!("error: stackpipe lsp: {e}");
+            EXIT_FAILED
+        }),
         Command::Graph(a) => graph(a),
         Command::Preflight(a) => run_cmd::preflight(a),
         Command::Plan(a) => run_cmd::plan(a),
@@ -238,12 +270,29 @@ fn again(a: AgainArgs, resume: bool) -> Result<(), u8> {
 }
 
 fn check(a: CheckArgs) -> Result<(), u8> {
-    let pipeline = a.pipeline.load(true)?;
-    for note in check_schemas(&pipeline)? {
-        eprintln!("note: {note}");
+    if a.format == CheckFormat::Json {
+        load::report_as_json();
     }
+    let pipeline = a.pipeline.load(true)?;
+    let notes = check_schemas(&pipeline)?;
     let graph = pipeline.graph;
     let envs = graph.environments.len();
+    if a.format == CheckFormat::Json {
+        let report = serde_json::json!({
+            "file": a.pipeline.file.display().to_string(),
+            "ok": true,
+            "resources": graph.len(),
+            "environments": envs,
+            "levels": graph.level_count(),
+            "notes": notes,
+            "diagnostics": [],
+        });
+        println!("{report}");
+        return Ok(());
+    }
+    for note in notes {
+        eprintln!("note: {note}");
+    }
     println!(
         "ok: {} resource{}, {} environment{}, {} level{}",
         graph.len(),

@@ -206,3 +206,87 @@ fn bash_completes_commands_options_and_values_from_the_script_stackpipe_prints()
         assert!(String::from_utf8_lossy(&o.stdout).contains("runner"), "{shell}: every command is completed");
     }
 }
+
+/// `fmt` rewrites in place and names what it changed; `--check` changes
+/// nothing and exits 1 naming the files; `--diff` shows a unified diff; a
+/// file with syntax errors is reported (exit 2) and left as it is; `-`
+/// formats stdin to stdout.
+#[test]
+fn fmt_rewrites_checks_and_diffs() {
+    let dir = tempdir().join("fmt");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let messy = "resource a \"t.step\" {\nx=1\n    long_name = \"v\"\n}\n";
+    let tidy = "resource a \"t.step\" {\n  x         = 1\n  long_name = \"v\"\n}\n";
+    let broken = "resource a \"t.step\" {\n";
+    std::fs::write(dir.join("a.pipeline"), messy).unwrap();
+    std::fs::write(dir.join("ok.pipeline"), tidy).unwrap();
+    std::fs::write(dir.join("sub/b.pipeline"), messy).unwrap();
+    let d = dir.to_str().unwrap();
+
+    let check = stackpipe(&["fmt", "--check", d]);
+    assert_eq!(check.status.code(), Some(1), "{}", stderr(&check));
+    assert_eq!(stdout(&check), format!("{d}/a.pipeline\n"), "not recursive unless asked");
+    let recursive = stackpipe(&["fmt", "--check", "-r", d]);
+    assert_eq!(stdout(&recursive), format!("{d}/a.pipeline\n{d}/sub/b.pipeline\n"));
+    let diff = stackpipe(&["fmt", "--check", "--diff", &format!("{d}/a.pipeline")]);
+    insta::assert_snapshot!(stdout(&diff).replace(d, "DIR"), @r#"
+    --- DIR/a.pipeline
+    +++ DIR/a.pipeline (formatted)
+    @@ -1,4 +1,4 @@
+     resource a "t.step" {
+    -x=1
+    -    long_name = "v"
+    +  x         = 1
+    +  long_name = "v"
+     }
+    "#);
+    assert_eq!(std::fs::read_to_string(dir.join("a.pipeline")).unwrap(), messy, "--check changes nothing");
+
+    let rewrite = stackpipe(&["fmt", "-r", d]);
+    assert_eq!(rewrite.status.code(), Some(0), "{}", stderr(&rewrite));
+    assert_eq!(std::fs::read_to_string(dir.join("a.pipeline")).unwrap(), tidy);
+    assert_eq!(std::fs::read_to_string(dir.join("sub/b.pipeline")).unwrap(), tidy);
+    assert_eq!(stackpipe(&["fmt", "--check", "-r", d]).status.code(), Some(0));
+
+    std::fs::write(dir.join("broken.pipeline"), broken).unwrap();
+    let refused = stackpipe(&["fmt", d]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("stackpipe::syntax"), "{}", stderr(&refused));
+    assert_eq!(std::fs::read_to_string(dir.join("broken.pipeline")).unwrap(), broken);
+
+    let mut piped = Command::new(env!("CARGO_BIN_EXE_stackpipe"))
+        .args(["fmt", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    piped.stdin.take().unwrap().write_all(messy.as_bytes()).unwrap();
+    let out = piped.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), tidy);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `check --format json`: one JSON object on stdout, every diagnostic with
+/// its file, range, severity, code, message and help; `ok` when clean.
+#[test]
+fn check_reports_json() {
+    let dir = tempdir().join("json");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("p.pipeline");
+    std::fs::write(&file, "var size = 2\nresource a \"t.step\" {\n  x = var.sise\n}\n").unwrap();
+    let f = file.to_str().unwrap();
+    let o = stackpipe(&["check", f, "--format", "json"]);
+    assert_eq!(o.status.code(), Some(2));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    let text = serde_json::to_string_pretty(&report).unwrap().replace(f, "FILE");
+    insta::assert_snapshot!(text);
+
+    let o = stackpipe(&["check", "examples/local-files.pipeline", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["resources"], 3);
+    assert_eq!(report["diagnostics"], serde_json::json!([]));
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -40,6 +40,8 @@ fn every_kind_of_scaffold_builds_and_its_example_deploys() {
         for f in ["Cargo.toml", "Cargo.lock", "src/lib.rs", "example.pipeline", "README.md", "sdk/Cargo.toml", "sdk/wit/plugin.wit"] {
             assert!(dir.join(f).is_file(), "{kind}: {f} is missing");
         }
+        // The example is in `stackpipe fmt`'s layout, as every pipeline we write.
+        ok(&stackpipe(&dir, &["fmt", "--check", "example.pipeline"]));
 
         let built = ok(&stackpipe(&dir, &["plugin", "build", "--json"]));
         let doc: serde_json::Value = serde_json::from_str(&built).expect("JSON");

@@ -159,6 +159,37 @@ impl Diagnostics {
             .collect();
         reports.into_iter()
     }
+    /// Every diagnostic as JSON, for tools (`check --format json`, CI
+    /// annotations): file, severity, code, message, help, and where, as
+    /// 1-based lines and columns (in characters) and byte offsets.
+    pub fn to_json(&self) -> serde_json::Value {
+        let text = self.source.inner().as_str();
+        let map = crate::line_map::LineMap::new(text);
+        let range = |span: Span| {
+            let (start, end) = (map.chars(text, span.start), map.chars(text, span.end));
+            serde_json::json!({
+                "start": { "line": start.line + 1, "column": start.column + 1 },
+                "end": { "line": end.line + 1, "column": end.column + 1 },
+                "bytes": [span.start, span.end],
+            })
+        };
+        let items: Vec<serde_json::Value> = self
+            .items
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "file": self.source.name(),
+                    "severity": "error",
+                    "code": format!("stackpipe::{}", d.code.as_str()),
+                    "message": d.message,
+                    "help": d.help,
+                    "range": d.labels.first().map(|l| range(l.span)),
+                    "labels": d.labels.iter().map(|l| serde_json::json!({ "range": range(l.span), "message": l.text })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        serde_json::Value::Array(items)
+    }
     /// Renders every diagnostic and a closing count line, without colour.
     pub fn render_plain(&self, width: usize) -> String {
         let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())

@@ -11,7 +11,7 @@
 //! shown; [`selection`] is what a targeted run takes of the graph;
 //! [`type_schemas`] checks a compiled graph against the schemas its
 //! provisioners give (which the caller hands in); every mistake is a
-//! [`Diagnostic`].
+//! [`Diagnostic`]. [`format`] lays a file out canonically (`stackpipe fmt`).
 //!
 //! Pure: no I/O, no async, no wasm, no database. Callers hand in source text
 //! and get back a graph or [`Diagnostics`].
@@ -22,7 +22,9 @@ pub mod compile;
 pub mod diagnostic;
 pub mod eval;
 mod excerpt;
+pub mod format;
 pub mod graph;
+pub mod line_map;
 mod par;
 pub mod parser;
 pub mod render;

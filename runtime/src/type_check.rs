@@ -45,7 +45,7 @@ pub async fn type_schemas(host: &PluginHost, pipeline: &LoadedPipeline) -> TypeS
             if spec.kind != PluginKind::Provisioner || !used.contains(name.as_str()) || !asked.insert(&spec.source) {
                 continue;
             }
-            let types = match resource_types(host, pipeline, spec).await {
+            let types = match provisioner_types(host, &pipeline.base_dir, spec).await {
                 Ok(types) => ProvisionerTypes::Known(
                     types
                         .into_iter()
@@ -63,10 +63,15 @@ pub async fn type_schemas(host: &PluginHost, pipeline: &LoadedPipeline) -> TypeS
     schemas
 }
 
-/// What the provisioner `spec` says its resource types are. It is loaded
-/// with no grants and an empty config: `resource-types` takes neither.
-async fn resource_types(host: &PluginHost, pipeline: &LoadedPipeline, spec: &PluginSpec) -> Result<Vec<ResourceType>, PluginError> {
-    let bytes = PluginHost::read_source(&spec.name, &spec.source, &pipeline.base_dir)?;
+/// What the provisioner `spec` says its resource types are (a relative
+/// source is read from `base_dir`). It is loaded with no grants and an
+/// empty config: `resource-types` takes neither.
+pub async fn provisioner_types(
+    host: &PluginHost,
+    base_dir: &std::path::Path,
+    spec: &PluginSpec,
+) -> Result<Vec<ResourceType>, PluginError> {
+    let bytes = PluginHost::read_source(&spec.name, &spec.source, base_dir)?;
     let source_desc = spec.source.to_string();
     let limits = Limits { memory_mb: spec.limits.memory_mb, timeout_s: spec.limits.timeout_s.min(SCHEMA_TIMEOUT_S) };
     let loaded = host.load(PluginLoad {

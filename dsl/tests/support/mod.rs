@@ -1,0 +1,5 @@
+//! What more than one of the language's test files uses.
+
+#![allow(dead_code)]
+
+pub mod generate;
