@@ -200,6 +200,8 @@ fn is_pipeline(path: &Path) -> bool {
 /// permissions, renamed over it. A reader never sees half a file, and a
 /// failed write leaves the original.
 fn write_in_place(path: &Path, text: &str) -> std::io::Result<()> {
+    // Through a symlink to the file it names: the link stays a link.
+    let path = &std::fs::canonicalize(path)?;
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())

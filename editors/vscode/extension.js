@@ -20,6 +20,9 @@ function createClient() {
   const config = vscode.workspace.getConfiguration('stackpipe.server');
   const command = config.get('path') || 'stackpipe';
   const args = ['lsp', ...config.get('extraArgs', [])];
+  // In a workspace the user has not trusted, the server does not load the
+  // plugins the files name (no schemas: no hover or checks from them).
+  if (!vscode.workspace.isTrusted) args.push('--no-plugin-schemas');
   // No `transport` key: stdio is the default, and the command line stays
   // exactly `<path> lsp <extraArgs>` (an explicit TransportKind.stdio
   // would append `--stdio`).
@@ -65,6 +68,7 @@ function activate(context) {
   context.subscriptions.push(
     output,
     vscode.commands.registerCommand('stackpipe.restartServer', restart),
+    vscode.workspace.onDidGrantWorkspaceTrust(restart),
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (e.affectsConfiguration('stackpipe.server')) restart();
     }),

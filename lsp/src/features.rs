@@ -2,6 +2,7 @@
 //! completion, the outline and formatting, each from a file's [`Analysis`].
 
 use lsp_types::{
+    CodeAction, CodeActionKind, CodeActionOrCommand, DocumentHighlight, DocumentHighlightKind,
     CompletionItem, CompletionItemKind, CompletionResponse, DocumentSymbol, DocumentSymbolResponse,
     GotoDefinitionResponse, Hover, HoverContents, Location, MarkupContent, MarkupKind,
     PrepareRenameResponse, SymbolKind as LspSymbolKind, TextEdit, Url, WorkspaceEdit,
@@ -335,6 +336,59 @@ pub fn rename(a: &Analysis, at: usize, uri: &Url, new_name: &str) -> Option<Work
         new_text: new_name.to_string(),
     }));
     Some(workspace_edit(uri, edits))
+}
+
+/// The declaration (written) and the uses (read) of the name at `at`.
+pub fn highlights(a: &Analysis, at: usize) -> Option<Vec<DocumentHighlight>> {
+    let (kind, name) = a.index.at(at)?;
+    let mut out: Vec<DocumentHighlight> = a
+        .index
+        .definition(kind, name)
+        .map(|d| DocumentHighlight { range: range(a, d.name_span), kind: Some(DocumentHighlightKind::WRITE) })
+        .into_iter()
+        .collect();
+    out.extend(
+        a.index
+            .references_to(kind, name)
+            .map(|r| DocumentHighlight { range: range(a, r.span), kind: Some(DocumentHighlightKind::READ) }),
+    );
+    Some(out)
+}
+
+/// Quick fixes: each diagnostic in `span` whose help is "did you mean
+/// `x`?" offers to write `x` where the mistake is.
+pub fn code_actions(a: &Analysis, span: Span, uri: &Url) -> Vec<CodeActionOrCommand> {
+    let mut actions = Vec::new();
+    for d in &a.diagnostics {
+        let Some(label) = d.labels.first() else { continue };
+        if label.span.end < span.start || label.span.start > span.end {
+            continue;
+        }
+        let Some(suggestion) = d.help.as_deref().and_then(suggested) else { continue };
+        let written = &a.text[label.span.start..label.span.end];
+        let replacement = if check_new_name(written).is_ok() {
+            suggestion.to_string()
+        } else if written.len() >= 2 && written.starts_with('"') && written.ends_with('"') {
+            format!("\"{suggestion}\"")
+        } else {
+            continue;
+        };
+        let edit = TextEdit { range: range(a, label.span), new_text: replacement.clone() };
+        actions.push(CodeActionOrCommand::CodeAction(CodeAction {
+            title: format!("Change to `{suggestion}`"),
+            kind: Some(CodeActionKind::QUICKFIX),
+            edit: Some(workspace_edit(uri, vec![edit])),
+            is_preferred: Some(true),
+            ..Default::default()
+        }));
+    }
+    actions
+}
+
+/// `x` out of a help that says "did you mean `x`?".
+fn suggested(help: &str) -> Option<&str> {
+    let rest = &help[help.find("did you mean `")? + "did you mean `".len()..];
+    Some(&rest[..rest.find('`')?])
 }
 
 // ---- outline and formatting ---------------------------------------------------

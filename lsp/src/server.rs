@@ -11,7 +11,7 @@ use lsp_types::notification::{
     PublishDiagnostics,
 };
 use lsp_types::request::{
-    Completion, DocumentSymbolRequest, Formatting, GotoDefinition, HoverRequest,
+    CodeActionRequest, DocumentHighlightRequest, Completion, DocumentSymbolRequest, Formatting, GotoDefinition, HoverRequest,
     PrepareRenameRequest, References, Rename, Request as _,
 };
 use lsp_types::{
@@ -47,6 +47,8 @@ pub fn capabilities() -> ServerCapabilities {
         }),
         document_symbol_provider: Some(OneOf::Left(true)),
         document_formatting_provider: Some(OneOf::Left(true)),
+        document_highlight_provider: Some(OneOf::Left(true)),
+        code_action_provider: Some(lsp_types::CodeActionProviderCapability::Simple(true)),
         ..Default::default()
     }
 }
@@ -238,6 +240,25 @@ impl Server {
                 with_position(&self.documents, r, |a, at, _| {
                     serde_json::to_value(features::completion(a, at, schemas))
                 })
+            }
+            DocumentHighlightRequest::METHOD => {
+                self.with_position(r, |a, at, _| serde_json::to_value(features::highlights(a, at)))
+            }
+            CodeActionRequest::METHOD => {
+                let Ok(p) = serde_json::from_value::<lsp_types::CodeActionParams>(r.params) else {
+                    return error(id, ErrorCode::InvalidParams, "expected CodeActionParams");
+                };
+                match self.documents.get(&p.text_document.uri) {
+                    None => Ok(Value::Null),
+                    Some(doc) => {
+                        let a = &doc.analysis;
+                        let offset = |p: Position| {
+                            a.lines.offset_of_utf16(&a.text, LineColumn { line: p.line as usize, column: p.character as usize })
+                        };
+                        let span = Span::new(offset(p.range.start), offset(p.range.end));
+                        serde_json::to_value(features::code_actions(a, span, &p.text_document.uri))
+                    }
+                }
             }
             DocumentSymbolRequest::METHOD => {
                 self.with_document(r, |a, _| serde_json::to_value(features::symbols(a)))

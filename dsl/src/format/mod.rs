@@ -12,7 +12,8 @@
 //! - At most one blank line anywhere, and exactly one between a block item
 //!   and the items around it. None at the start or the end of a body.
 //! - Lists, maps and calls keep the line breaks they were written with; each
-//!   line is indented by the brackets open before it.
+//!   line is indented by the brackets open before it, and the `=` of the
+//!   entries of a map written over several lines are aligned as attributes are.
 //! - Comments stay where they are; strings and heredocs are kept byte for
 //!   byte (a heredoc's body is never re-indented).
 //!
@@ -653,11 +654,17 @@ impl<'a> Printer<'a> {
     /// joined onto one line. Text after the first line starts with its indent.
     fn run(&self, range: Range<usize>, level: usize) -> String {
         let mut out = String::new();
-        // The indent level of the line each open bracket was opened on.
-        let mut open: Vec<usize> = Vec::new();
+        // Each open bracket: the indent level of the line it was opened on,
+        // the token, and its kind.
+        let mut open: Vec<(usize, usize, TokenKind)> = Vec::new();
         let mut line_level = level;
         let mut newlines = 0usize;
         let mut prev: Option<TokenKind> = None;
+        // Each line begun inside the piece: `Some` when it is `key = ...`
+        // directly inside a map written over several lines.
+        let mut lines: Vec<Option<MapEntryLine>> = Vec::new();
+        let mut on_line = 0usize;
+        let mut first_on_line: Option<(TokenKind, usize, usize)> = None;
         for i in range {
             let tok = self.toks[i];
             if tok.kind == TokenKind::Newline {
@@ -673,22 +680,38 @@ impl<'a> Printer<'a> {
                     out.push('\n');
                     if newlines >= 2 && !p.is_open() && !tok.kind.is_close() {
                         out.push('\n');
+                        lines.push(None);
                     }
                     line_level = match (tok.kind.is_close(), open.last()) {
-                        (true, Some(&opened)) => opened,
-                        (false, Some(&opened)) => opened + 1,
+                        (true, Some(&(opened, _, _))) => opened,
+                        (false, Some(&(opened, _, _))) => opened + 1,
                         (_, None) => level + 1,
                     };
                     for _ in 0..line_level {
                         out.push_str(INDENT);
                     }
+                    lines.push(None);
+                    on_line = 0;
                 } else if space_between(p, tok.kind) {
                     out.push(' ');
                 }
             }
-            out.push_str(self.text(i));
+            let text = self.text(i);
+            out.push_str(text);
+            match (on_line, first_on_line, open.last()) {
+                (0, _, _) => first_on_line = Some((tok.kind, out.len(), text.chars().count())),
+                (1, Some((TokenKind::Ident | TokenKind::Str, key_end, width)), Some(&(_, opener, TokenKind::LBrace)))
+                    if tok.kind == TokenKind::Equals =>
+                {
+                    if let Some(line) = lines.last_mut() {
+                        *line = Some(MapEntryLine { opener, key_end, width });
+                    }
+                }
+                _ => {}
+            }
+            on_line += 1;
             if tok.kind.is_open() {
-                open.push(line_level);
+                open.push((line_level, i, tok.kind));
             } else if tok.kind.is_close() {
                 open.pop();
             }
@@ -702,7 +725,45 @@ impl<'a> Printer<'a> {
                 out.push_str(INDENT);
             }
         }
+        align_map_entries(&mut out, &lines);
         out
+    }
+}
+
+/// A line `key = value` directly inside a map written over several lines.
+#[derive(Debug, Clone, Copy)]
+struct MapEntryLine {
+    /// The map's opening brace (its token index).
+    opener: usize,
+    /// Where the key ends in the piece's text.
+    key_end: usize,
+    /// The key's width, in characters.
+    width: usize,
+}
+
+/// Aligns the `=` of consecutive entry lines of the same map, as
+/// attributes are aligned (a blank line, a comment line or a nested value
+/// spanning lines ends a group).
+fn align_map_entries(out: &mut String, lines: &[Option<MapEntryLine>]) {
+    let mut pads: Vec<(usize, usize)> = Vec::new();
+    let mut start = 0;
+    while start < lines.len() {
+        let Some(first) = lines[start] else {
+            start += 1;
+            continue;
+        };
+        let len = lines[start..].iter().take_while(|l| l.is_some_and(|l| l.opener == first.opener)).count();
+        let group: Vec<MapEntryLine> = lines[start..start + len].iter().flatten().copied().collect();
+        let width = group.iter().map(|l| l.width).max().unwrap_or(0);
+        pads.extend(group.iter().map(|l| (l.key_end, width - l.width)));
+        start += len;
+    }
+    // From the end, so that each position is still where it was recorded.
+    pads.sort_by(|a, b| b.0.cmp(&a.0));
+    for (at, n) in pads {
+        if n > 0 {
+            out.insert_str(at, &" ".repeat(n));
+        }
     }
 }
 

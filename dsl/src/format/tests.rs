@@ -120,3 +120,12 @@ fn the_examples_are_formatted() {
         );
     }
 }
+
+#[test]
+fn the_entries_of_a_map_over_several_lines_are_aligned() {
+    let src = "resource r \"t.x\" {\n  tags = {\n    Name = \"web\"\n    environment = env.name\n\n    a = { x = 1, yy = 2 }\n    nested = {\n      k = 1\n      kkk = 2\n    }\n    z = 3\n  }\n}\n";
+    assert_eq!(
+        fmt(src),
+        "resource r \"t.x\" {\n  tags = {\n    Name        = \"web\"\n    environment = env.name\n\n    a      = { x = 1, yy = 2 }\n    nested = {\n      k   = 1\n      kkk = 2\n    }\n    z = 3\n  }\n}\n"
+    );
+}
