@@ -579,6 +579,9 @@ fn a_misspelled_output_stops_a_deploy_before_anything_runs() {
     let typo = example.replace("= index.sha256", "= index.sha265");
     assert_ne!(typo, example);
     std::fs::write(p.path().join("demo.pipeline"), &typo).unwrap();
+    let at = typo.find("sha265").unwrap();
+    let line_start = typo[..at].rfind('\n').map_or(0, |i| i + 1);
+    let position = format!("demo.pipeline:{}:{}", typo[..at].matches('\n').count() + 1, at - line_start + 1);
     // A new greeting would change the index, were anything applied.
     for command in ["deploy", "plan", "preflight"] {
         let o = p.run(&[command, "demo.pipeline", "--env", "dev", "--var", "greeting=hi"]);
@@ -586,7 +589,7 @@ fn a_misspelled_output_stops_a_deploy_before_anything_runs() {
         assert_eq!(o.status.code(), Some(2), "{command}: {err}");
         assert!(err.contains("stackpipe::unknown_output"), "{command}: {err}");
         assert!(err.contains("`index` has no output `sha265`"), "{command}: {err}");
-        assert!(err.contains("demo.pipeline:41:47"), "{command}: {err}");
+        assert!(err.contains(&position), "{command}: {position} in {err}");
         assert!(err.contains("help: did you mean `sha256`?"), "{command}: {err}");
         assert!(o.stdout.is_empty(), "{command}: {}", text(&o.stdout));
     }
