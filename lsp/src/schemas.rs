@@ -83,7 +83,9 @@ pub struct Schemas {
     pub answers: Receiver<(Key, Known)>,
 }
 
-/// A component: a builtin by name, a file by its path from the pipeline's directory.
+/// A component: a builtin by name; a file by its path from the pipeline's
+/// directory and by its size and modification time, so that a plugin
+/// rebuilt while the editor is open is asked again.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key(String);
 
@@ -91,7 +93,13 @@ impl Key {
     fn of(base_dir: &Path, source: &PluginSource) -> Key {
         match source {
             PluginSource::Builtin(name) => Key(format!("builtin:{name}")),
-            PluginSource::Path(path) => Key(base_dir.join(path).display().to_string()),
+            PluginSource::Path(path) => {
+                let path = base_dir.join(path);
+                let version = std::fs::metadata(&path)
+                    .ok()
+                    .map(|m| (m.len(), m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())));
+                Key(format!("{} {version:?}", path.display()))
+            }
         }
     }
 }
@@ -205,5 +213,25 @@ fn worker(asked: Receiver<(Key, PathBuf, PluginSpec)>, tell: Sender<(Key, Known)
         if tell.send((key, known)).is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_component_file_that_changes_is_another_key() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let source = PluginSource::Path("p.wasm".into());
+        let missing = Key::of(dir.path(), &source);
+        std::fs::write(dir.path().join("p.wasm"), b"one").unwrap();
+        let first = Key::of(dir.path(), &source);
+        assert_ne!(first, missing);
+        assert_eq!(Key::of(dir.path(), &source), first, "the same file, the same key");
+        std::fs::write(dir.path().join("p.wasm"), b"rebuilt").unwrap();
+        assert_ne!(Key::of(dir.path(), &source), first);
+        let builtin = PluginSource::Builtin("test".into());
+        assert_eq!(Key::of(dir.path(), &builtin), Key::of(Path::new("/elsewhere"), &builtin));
     }
 }
