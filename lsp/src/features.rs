@@ -238,10 +238,7 @@ fn type_info<'s>(
     plugin: &str,
     kind: &str,
 ) -> Option<&'s TypeInfo> {
-    match plugin_known(a, schemas, plugin)? {
-        Known::Types(types) => types.iter().find(|t| t.name == kind),
-        _ => None,
-    }
+    plugin_known(a, schemas, plugin)?.type_named(kind)
 }
 
 /// The comment lines just above a declaration, as its documentation.
@@ -456,8 +453,7 @@ const ITEM_KEYWORDS: [&str; 9] = [
 pub fn completion(a: &Analysis, at: usize, schemas: &mut Schemas) -> Option<CompletionResponse> {
     let line_start = a.text[..at].rfind('\n').map_or(0, |i| i + 1);
     let before = &a.text[line_start..at];
-    let items = if let Some(prefix) = in_type_string(before) {
-        let _ = prefix;
+    let items = if in_type_string(before).is_some() {
         resource_types(a, schemas)
     } else if let Some(root) = before_dot(before) {
         match root {
@@ -477,37 +473,20 @@ pub fn completion(a: &Analysis, at: usize, schemas: &mut Schemas) -> Option<Comp
     } else {
         let word_start =
             before.trim_end_matches(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        let at_line_start = word_start.trim().is_empty();
-        match (
-            at_line_start,
-            enclosing_header(&a.text[..line_start + word_start.len()]),
-        ) {
-            (true, None) => ITEM_KEYWORDS
-                .iter()
-                .map(|k| item(k, CompletionItemKind::KEYWORD, None))
-                .collect(),
-            (true, Some(header)) => attributes_for(a, &header, schemas),
-            (false, header) => {
-                let mut items = Vec::new();
-                if before.trim_end().ends_with("after =")
-                    || header
-                        .as_deref()
-                        .is_some_and(|h| h.starts_with("environment"))
-                        && before.contains("after")
-                {
-                    items.extend(names(
-                        a,
-                        SymbolKind::Environment,
-                        CompletionItemKind::ENUM_MEMBER,
-                    ));
-                } else {
-                    items.extend(names(a, SymbolKind::Resource, CompletionItemKind::STRUCT));
-                    for root in ["var", "env", "pipeline"] {
-                        items.push(item(root, CompletionItemKind::KEYWORD, None));
-                    }
-                }
-                items
+        if word_start.trim().is_empty() {
+            // A key or an item, at the start of a line.
+            match enclosing_header(&a.text[..line_start + word_start.len()]) {
+                None => ITEM_KEYWORDS.iter().map(|k| item(k, CompletionItemKind::KEYWORD, None)).collect(),
+                Some(header) => attributes_for(a, &header, schemas),
             }
+        } else if before.split_once('=').is_some_and(|(key, _)| key.trim() == "after") {
+            names(a, SymbolKind::Environment, CompletionItemKind::ENUM_MEMBER)
+        } else {
+            let mut items = names(a, SymbolKind::Resource, CompletionItemKind::STRUCT);
+            for root in ["var", "env", "pipeline"] {
+                items.push(item(root, CompletionItemKind::KEYWORD, None));
+            }
+            items
         }
     };
     Some(CompletionResponse::Array(items))
@@ -605,10 +584,7 @@ fn schema_of<'s>(
     kind: &str,
     schemas: &'s mut Schemas,
 ) -> Option<&'s TypeInfo> {
-    match schemas.get(&a.base_dir, a.provisioner(plugin)?) {
-        Known::Types(types) => types.iter().find(|t| t.name == kind),
-        _ => None,
-    }
+    schemas.get(&a.base_dir, a.provisioner(plugin)?).type_named(kind)
 }
 
 fn outputs_of(a: &Analysis, resource: &str, schemas: &mut Schemas) -> Vec<CompletionItem> {

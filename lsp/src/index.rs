@@ -159,36 +159,28 @@ impl Index {
     }
 
     fn expr(&mut self, e: &Expr) {
-        let mut found: Vec<(Option<SymbolKind>, String, Span, Option<(String, Span)>)> = Vec::new();
         e.walk(&mut |x| {
-            if let ExprKind::Traversal { root, steps } = &x.kind {
-                let first = match steps.first() {
-                    Some(Step::Attr(a)) => Some((a.name.to_string(), a.span)),
-                    _ => None,
-                };
-                match root.name.as_str() {
-                    "var" => {
-                        if let Some((name, span)) = first {
-                            found.push((Some(SymbolKind::Var), name, span, None));
-                        }
+            let ExprKind::Traversal { root, steps } = &x.kind else { return };
+            let first = match steps.first() {
+                Some(Step::Attr(a)) => Some(a),
+                _ => None,
+            };
+            match root.name.as_str() {
+                "var" => {
+                    if let Some(a) = first {
+                        self.refer(SymbolKind::Var, &a.name, a.span);
                     }
-                    r if BUILTIN_ROOTS.contains(&r) => {}
-                    r => found.push((Some(SymbolKind::Resource), r.to_string(), root.span, first)),
+                }
+                r if BUILTIN_ROOTS.contains(&r) => {}
+                r => {
+                    self.refer(SymbolKind::Resource, r, root.span);
+                    if let Some(a) = first {
+                        let output = a.name.to_string();
+                        self.output_uses.push(OutputUse { resource: r.to_string(), output, span: a.span });
+                    }
                 }
             }
         });
-        for (kind, name, span, output) in found {
-            if let Some(kind) = kind {
-                self.refer(kind, &name, span);
-            }
-            if let Some((output, output_span)) = output {
-                self.output_uses.push(OutputUse {
-                    resource: name,
-                    output,
-                    span: output_span,
-                });
-            }
-        }
     }
 
     /// The definition or reference at byte `offset`: what it names.

@@ -19,6 +19,9 @@ pub struct TypeInfo {
     pub description: String,
     pub attributes: Value,
     pub outputs: Value,
+    /// What the type checks read of the two schemas, made once when the
+    /// plugin answers rather than on every keystroke.
+    pub checked: TypeSchema,
 }
 
 impl TypeInfo {
@@ -73,6 +76,16 @@ pub enum Known {
     Asked,
     Types(Vec<TypeInfo>),
     Unavailable(String),
+}
+
+impl Known {
+    /// The resource type `kind`, if the provisioner has answered with it.
+    pub fn type_named(&self, kind: &str) -> Option<&TypeInfo> {
+        match self {
+            Known::Types(types) => types.iter().find(|t| t.name == kind),
+            _ => None,
+        }
+    }
 }
 
 /// The provisioners asked so far, by where their component is.
@@ -156,20 +169,9 @@ impl Schemas {
         for spec in specs {
             let types = match self.get(base_dir, spec) {
                 Known::Asked => continue,
-                Known::Types(types) => ProvisionerTypes::Known(
-                    types
-                        .iter()
-                        .map(|t| {
-                            (
-                                t.name.clone(),
-                                TypeSchema::from_json(
-                                    &t.attributes.to_string(),
-                                    &t.outputs.to_string(),
-                                ),
-                            )
-                        })
-                        .collect(),
-                ),
+                Known::Types(types) => {
+                    ProvisionerTypes::Known(types.iter().map(|t| (t.name.clone(), t.checked.clone())).collect())
+                }
                 Known::Unavailable(why) => ProvisionerTypes::Unavailable(why.clone()),
             };
             out.insert(spec.source.clone(), types);
@@ -199,6 +201,7 @@ fn worker(asked: Receiver<(Key, PathBuf, PluginSpec)>, tell: Sender<(Key, Known)
                     types
                         .into_iter()
                         .map(|t| TypeInfo {
+                            checked: TypeSchema::from_json(&t.attributes_schema, &t.outputs_schema),
                             name: t.name,
                             description: t.description,
                             attributes: serde_json::from_str(&t.attributes_schema)

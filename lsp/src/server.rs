@@ -22,7 +22,7 @@ use lsp_types::{
 };
 use serde_json::Value;
 use stackpipe_dsl::ast::Span;
-use stackpipe_dsl::line_map::LineColumn;
+use stackpipe_dsl::line_map::{LineColumn, LineMap};
 
 use crate::analysis::Analysis;
 use crate::schemas::Schemas;
@@ -56,7 +56,6 @@ pub fn capabilities() -> ServerCapabilities {
 /// An open file.
 pub struct Document {
     pub version: i32,
-    pub base_dir: PathBuf,
     pub analysis: Analysis,
 }
 
@@ -159,28 +158,17 @@ impl Server {
             .and_then(|p| p.parent().map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("."));
         let analysis = Analysis::new(text, &base_dir, &mut self.schemas);
-        self.documents.insert(
-            uri.clone(),
-            Document {
-                version,
-                base_dir,
-                analysis,
-            },
-        );
+        self.documents.insert(uri.clone(), Document { version, analysis });
         self.publish(&uri)
     }
 
     fn recheck_all(&mut self) -> Result<(), LspError> {
-        let uris: Vec<Url> = self.documents.keys().cloned().collect();
-        for uri in uris {
-            if let Some(doc) = self.documents.remove(&uri) {
-                let analysis = Analysis::new(doc.analysis.text, &doc.base_dir, &mut self.schemas);
-                self.documents
-                    .insert(uri.clone(), Document { analysis, ..doc });
-                self.publish(&uri)?;
-            }
+        for doc in self.documents.values_mut() {
+            let text = std::mem::take(&mut doc.analysis.text);
+            doc.analysis = Analysis::new(text, &doc.analysis.base_dir, &mut self.schemas);
         }
-        Ok(())
+        let uris: Vec<Url> = self.documents.keys().cloned().collect();
+        uris.iter().try_for_each(|uri| self.publish(uri))
     }
 
     fn publish(&self, uri: &Url) -> Result<(), LspError> {
@@ -209,16 +197,16 @@ impl Server {
     fn request(&mut self, r: Request) -> Response {
         let id = r.id.clone();
         let result = match r.method.as_str() {
-            HoverRequest::METHOD => self.with_position(r, |a, at, _| {
+            HoverRequest::METHOD => with_position(&self.documents, r, |a, at, _| {
                 serde_json::to_value(features::hover(a, at, &self.schemas))
             }),
-            GotoDefinition::METHOD => self.with_position(r, |a, at, uri| {
+            GotoDefinition::METHOD => with_position(&self.documents, r, |a, at, uri| {
                 serde_json::to_value(features::definition(a, at, uri))
             }),
-            References::METHOD => self.with_position(r, |a, at, uri| {
+            References::METHOD => with_position(&self.documents, r, |a, at, uri| {
                 serde_json::to_value(features::references(a, at, uri))
             }),
-            PrepareRenameRequest::METHOD => self.with_position(r, |a, at, _| {
+            PrepareRenameRequest::METHOD => with_position(&self.documents, r, |a, at, _| {
                 serde_json::to_value(features::prepare_rename(a, at))
             }),
             Rename::METHOD => {
@@ -230,7 +218,7 @@ impl Server {
                     .to_string();
                 match features::check_new_name(&new_name) {
                     Err(why) => return error(id, ErrorCode::InvalidParams, why),
-                    Ok(()) => self.with_position(r, |a, at, uri| {
+                    Ok(()) => with_position(&self.documents, r, |a, at, uri| {
                         serde_json::to_value(features::rename(a, at, uri, &new_name))
                     }),
                 }
@@ -242,7 +230,7 @@ impl Server {
                 })
             }
             DocumentHighlightRequest::METHOD => {
-                self.with_position(r, |a, at, _| serde_json::to_value(features::highlights(a, at)))
+                with_position(&self.documents, r, |a, at, _| serde_json::to_value(features::highlights(a, at)))
             }
             CodeActionRequest::METHOD => {
                 let Ok(p) = serde_json::from_value::<lsp_types::CodeActionParams>(r.params) else {
@@ -252,10 +240,7 @@ impl Server {
                     None => Ok(Value::Null),
                     Some(doc) => {
                         let a = &doc.analysis;
-                        let offset = |p: Position| {
-                            a.lines.offset_of_utf16(&a.text, LineColumn { line: p.line as usize, column: p.character as usize })
-                        };
-                        let span = Span::new(offset(p.range.start), offset(p.range.end));
+                        let span = Span::new(offset(&a.lines, &a.text, p.range.start), offset(&a.lines, &a.text, p.range.end));
                         serde_json::to_value(features::code_actions(a, span, &p.text_document.uri))
                     }
                 }
@@ -278,14 +263,6 @@ impl Server {
             Ok(value) => Response::new_ok(id, value),
             Err(e) => error(id, ErrorCode::InternalError, e.to_string()),
         }
-    }
-
-    fn with_position(
-        &self,
-        r: Request,
-        f: impl FnOnce(&Analysis, usize, &Url) -> serde_json::Result<Value>,
-    ) -> serde_json::Result<Value> {
-        with_position(&self.documents, r, f)
     }
 
     fn with_document(
@@ -322,14 +299,12 @@ fn with_position(
         return Ok(Value::Null);
     };
     let a = &doc.analysis;
-    let at = a.lines.offset_of_utf16(
-        &a.text,
-        LineColumn {
-            line: p.position.line as usize,
-            column: p.position.character as usize,
-        },
-    );
-    f(a, at, &p.text_document.uri)
+    f(a, offset(&a.lines, &a.text, p.position), &p.text_document.uri)
+}
+
+/// The byte offset of a protocol position (a line and a UTF-16 column) in `text`.
+fn offset(lines: &LineMap, text: &str, p: Position) -> usize {
+    lines.offset_of_utf16(text, LineColumn { line: p.line as usize, column: p.character as usize })
 }
 
 fn error(id: RequestId, code: ErrorCode, message: impl Into<String>) -> Response {
@@ -342,17 +317,8 @@ fn apply_change(text: &mut String, change: TextDocumentContentChangeEvent) {
         *text = change.text;
         return;
     };
-    let lines = stackpipe_dsl::line_map::LineMap::new(text);
-    let offset = |p: Position| {
-        lines.offset_of_utf16(
-            text,
-            LineColumn {
-                line: p.line as usize,
-                column: p.character as usize,
-            },
-        )
-    };
-    let (start, end) = (offset(range.start), offset(range.end));
+    let lines = LineMap::new(text);
+    let (start, end) = (offset(&lines, text, range.start), offset(&lines, text, range.end));
     let (start, end) = (start.min(end), end.max(start));
     text.replace_range(start..end, &change.text);
 }

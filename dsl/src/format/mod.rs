@@ -58,7 +58,7 @@ pub fn format(src: &str) -> Result<String, FormatError> {
         toks: &toks,
         pos: 0,
     }
-    .file()?;
+    .entries(true)?;
     let mut printer = Printer {
         src,
         toks: &toks,
@@ -68,11 +68,6 @@ pub fn format(src: &str) -> Result<String, FormatError> {
     let out = printer.out;
     same_tokens(src, &toks, &out)?;
     Ok(out)
-}
-
-/// Whether `src` is already in the canonical layout.
-pub fn is_formatted(src: &str) -> Result<bool, FormatError> {
-    format(src).map(|f| f == src)
 }
 
 /// The output holds the input's tokens, in order, and nothing else: the
@@ -198,10 +193,6 @@ impl Layout<'_> {
             }
             _ => Err(self.bug(&format!("expected {kind:?}"))),
         }
-    }
-
-    fn file(&mut self) -> Result<Vec<Entry>, FormatError> {
-        self.entries(true)
     }
 
     /// Entries up to the closing brace of a body (not consumed), or the end
@@ -514,59 +505,53 @@ impl<'a> Printer<'a> {
     /// Consecutive assignments, their `=` aligned in groups: a group ends
     /// after a value that spans lines.
     fn assigns(&mut self, run: &[Entry], level: usize) {
-        let lines: Vec<(String, String, String, &Vec<usize>, bool)> = run
+        let lines: Vec<(AssignText, &Vec<usize>)> = run
             .iter()
             .filter_map(|e| match e {
-                Entry::Assign {
-                    head,
-                    value,
-                    tail,
-                    trailing,
-                } => Some((
-                    self.run(head.clone(), level),
-                    self.run(value.clone(), level),
-                    self.run(tail.clone(), level),
-                    trailing,
-                    self.ends_with_heredoc(value.clone()),
-                )),
+                Entry::Assign { head, value, tail, trailing } => {
+                    Some((self.assign_text(head, value, tail, level), trailing))
+                }
                 _ => None,
             })
             .collect();
-        let mut start = 0;
-        while start < lines.len() {
-            let end = lines[start..]
-                .iter()
-                .position(|l| l.1.contains('\n'))
-                .map_or(lines.len(), |i| start + i + 1);
-            let group = &lines[start..end];
-            let width = group
-                .iter()
-                .filter(|l| !l.0.contains('\n'))
-                .map(|l| l.0.chars().count())
-                .max()
-                .unwrap_or(0);
-            for (head, value, tail, trailing, heredoc) in group {
+        for group in lines.split_inclusive(|(a, _)| a.value.contains('\n')) {
+            let width = group.iter().filter_map(|(a, _)| a.head_width()).max().unwrap_or(0);
+            for (assign, trailing) in group {
                 self.indent(level);
-                self.out.push_str(head);
-                if !head.contains('\n') {
-                    for _ in head.chars().count()..width {
-                        self.out.push(' ');
-                    }
-                }
-                self.out.push_str(" = ");
-                self.out.push_str(value);
-                if !tail.is_empty() {
-                    if *heredoc {
-                        self.out.push('\n');
-                        self.indent(level + 1);
-                    } else {
-                        self.out.push(' ');
-                    }
-                    self.out.push_str(tail);
-                }
+                self.push_assign(assign, width, level);
                 self.trailing(trailing);
             }
-            start = end;
+        }
+    }
+
+    /// An assignment's pieces, printed at `level`.
+    fn assign_text(&self, head: &Range<usize>, value: &Range<usize>, tail: &Range<usize>, level: usize) -> AssignText {
+        AssignText {
+            head: self.run(head.clone(), level),
+            value: self.run(value.clone(), level),
+            tail: self.run(tail.clone(), level),
+            ends_with_heredoc: self.ends_with_heredoc(value.clone()),
+        }
+    }
+
+    /// `head = value tail`, the head padded to `width`.
+    fn push_assign(&mut self, a: &AssignText, width: usize, level: usize) {
+        self.out.push_str(&a.head);
+        if let Some(w) = a.head_width() {
+            for _ in w..width {
+                self.out.push(' ');
+            }
+        }
+        self.out.push_str(" = ");
+        self.out.push_str(&a.value);
+        if !a.tail.is_empty() {
+            if a.ends_with_heredoc {
+                self.out.push('\n');
+                self.indent(level + 1);
+            } else {
+                self.out.push(' ');
+            }
+            self.out.push_str(&a.tail);
         }
     }
 
@@ -586,31 +571,11 @@ impl<'a> Printer<'a> {
             .count();
         if items == 0 && body.open_comments.is_empty() {
             self.out.push('}');
-        } else if let [Entry::Assign {
-            head,
-            value,
-            tail,
-            trailing: inner,
-        }] = &body.entries[..]
-        {
-            let value_text = self.run(value.clone(), level + 1);
-            if body.one_line
-                && body.open_comments.is_empty()
-                && inner.is_empty()
-                && !value_text.contains('\n')
-            {
-                let (head, tail) = (
-                    self.run(head.clone(), level + 1),
-                    self.run(tail.clone(), level + 1),
-                );
+        } else if let [Entry::Assign { head, value, tail, trailing: inner }] = &body.entries[..] {
+            let assign = self.assign_text(head, value, tail, level + 1);
+            if body.one_line && body.open_comments.is_empty() && inner.is_empty() && !assign.value.contains('\n') {
                 self.out.push(' ');
-                self.out.push_str(&head);
-                self.out.push_str(" = ");
-                self.out.push_str(&value_text);
-                if !tail.is_empty() {
-                    self.out.push(' ');
-                    self.out.push_str(&tail);
-                }
+                self.push_assign(&assign, 0, level + 1);
                 self.out.push_str(" }");
             } else {
                 self.expanded(body, level);
@@ -730,6 +695,22 @@ impl<'a> Printer<'a> {
     }
 }
 
+/// An assignment as printed: `head = value tail`.
+struct AssignText {
+    head: String,
+    value: String,
+    tail: String,
+    /// The value ends with a heredoc: the tail goes on the next line.
+    ends_with_heredoc: bool,
+}
+
+impl AssignText {
+    /// The head's width, if it is on one line (only those are aligned).
+    fn head_width(&self) -> Option<usize> {
+        (!self.head.contains('\n')).then(|| self.head.chars().count())
+    }
+}
+
 /// A line `key = value` directly inside a map written over several lines.
 #[derive(Debug, Clone, Copy)]
 struct MapEntryLine {
@@ -769,11 +750,7 @@ fn align_map_entries(out: &mut String, lines: &[Option<MapEntryLine>]) {
 
 /// How many assignments follow one another from the start of `entries`.
 fn assign_group(entries: &[Entry]) -> usize {
-    entries
-        .iter()
-        .take_while(|e| matches!(e, Entry::Assign { .. }))
-        .count()
-        .max(1)
+    entries.iter().take_while(|e| matches!(e, Entry::Assign { .. })).count()
 }
 
 /// Whether one space separates two tokens on a line.
